@@ -1,0 +1,20 @@
+"""anygate: any OpenAI-compatible LLM endpoint behind one OpenAI-compatible API."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["OpenAICompatibleProvider", "OpenRouterProvider", "__version__"]
+
+if TYPE_CHECKING:
+    from anygate.upstream import OpenAICompatibleProvider, OpenRouterProvider
+
+
+def __getattr__(name: str) -> Any:
+    # The library classes load lazily so that ``anygate --help`` does not import aiohttp.
+    if name in ("OpenAICompatibleProvider", "OpenRouterProvider"):
+        from anygate import upstream
+
+        return getattr(upstream, name)
+    raise AttributeError(name)

@@ -1,0 +1,364 @@
+"""Benchmark anygate against nginx directly, a bare Python passthrough and LiteLLM's proxy.
+
+Run it through `bench/run` (see `bench/run --help`). For each contender and mode (JSON or SSE)
+the harness starts the contender against a fixed nginx upstream, checks one real request,
+records idle RSS, then for 1 and 16 connections runs a wrk warmup and a measured run and
+records RSS again. Every process it starts is stopped on exit, Ctrl-C, SIGTERM or failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from contenders import BENCH_DIR, LITELLM_BIN, ROOT, Contender, LaunchContext, all_contenders
+from load import LoadFailed, LoadResult, Scenario, lua_script, request_body, run_wrk
+from processes import GATEWAY_CORE, LOAD_CORE, free_port, log_tail, pinned, running, tree_rss_kib
+from report import Row, Run, render
+from upstream import MODEL, Upstream, nginx_config
+
+SCENARIOS = (Scenario(False, 1), Scenario(False, 16), Scenario(True, 1), Scenario(True, 16))
+CHAT_PATH = "/chat/completions"
+PROBE_GRACE = 5.0
+
+
+@dataclass(frozen=True)
+class Options:
+    duration: int
+    warmup: int
+    contenders: tuple[str, ...]
+    output: Path
+    command: str
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a contender answers chat completions, with which key, streamed or not."""
+
+    url: str
+    key: str
+    is_stream: bool
+
+
+@dataclass(frozen=True)
+class Target:
+    """A serving contender: its endpoint, the model it answered for, whose RSS to read."""
+
+    endpoint: Endpoint
+    model: str
+    pid: int
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGHUP arrived; unwinding stops every process."""
+
+
+class NotServing(Exception):
+    """A contender did not answer a real request correctly."""
+
+
+def parse_args(argv: Sequence[str]) -> Options:
+    names = [c.name for c in all_contenders()]
+    parser = argparse.ArgumentParser(
+        prog="bench/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 3 s per row, 1 s warmup")
+    parser.add_argument(
+        "--duration", type=int, help="seconds of measured load per row (default 10)"
+    )
+    parser.add_argument("--warmup", type=int, help="seconds of warmup per row (default 2)")
+    parser.add_argument(
+        "--only",
+        default=",".join(names),
+        help=f"comma-separated contenders (default: {','.join(names)})",
+    )
+    parser.add_argument("--output", type=Path, default=BENCH_DIR / "results" / "latest.md")
+    args = parser.parse_args(argv)
+    chosen = tuple(name.strip() for name in args.only.split(",") if name.strip())
+    unknown = sorted(set(chosen) - set(names))
+    if unknown:
+        parser.error(f"unknown contender(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    duration = args.duration or (3 if args.quick else 10)
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    command = shlex.join(["bench/run", *argv])
+    return Options(duration, warmup, chosen, args.output, command)
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def post(url: str, body: str, key: str, timeout: float = 10.0) -> tuple[int, bytes]:
+    """POST `body` on loopback, no proxies; returns the status and the whole response body."""
+    if not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"the benchmark only talks to loopback, not {url}")
+    request = urllib.request.Request(  # noqa: S310 - checked above: http on loopback
+        url,
+        data=body.encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def answer_problem(status: int, body: bytes, is_stream: bool) -> str | None:
+    """Why a response is not a successful chat completion, or None when it is one."""
+    if status != 200:
+        return f"HTTP {status}: {body[:200]!r}"
+    if is_stream:
+        return (
+            None if b"data: [DONE]" in body and b'"usage"' in body else f"bad stream {body[:200]!r}"
+        )
+    try:
+        return None if json.loads(body).get("choices") else f"no choices in {body[:200]!r}"
+    except ValueError:
+        return f"not JSON: {body[:200]!r}"
+
+
+def probe(endpoint: Endpoint, model: str) -> str | None:
+    """Send one real request; None when it succeeded, else why not. Raises OSError when refused."""
+    status, body = post(endpoint.url, request_body(model, endpoint.is_stream), endpoint.key)
+    return answer_problem(status, body, endpoint.is_stream)
+
+
+def wait_until_serving(
+    process: subprocess.Popen[bytes],
+    log: Path,
+    endpoint: Endpoint,
+    models: Sequence[str],
+    timeout: float,
+) -> str:
+    """Poll until one of `models` gets a correct answer; return that model name."""
+    deadline, answered_at, problems = time.monotonic() + timeout, 0.0, {}
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise NotServing(f"exited with code {process.returncode}: {log_tail(log, 3)}")
+        for model in models:
+            try:
+                problem = probe(endpoint, model)
+            except OSError as exc:
+                problems[model] = f"not answering ({exc})"
+                continue
+            if problem is None:
+                return model
+            problems[model] = problem
+            answered_at = answered_at or time.monotonic()
+        if answered_at and time.monotonic() - answered_at > PROBE_GRACE:
+            break
+        time.sleep(0.25)
+    raise NotServing("; ".join(f"{model}: {problem}" for model, problem in problems.items()))
+
+
+def measure(
+    contender: str, target: Target, scenarios: Sequence[Scenario], opts: Options, workdir: Path
+) -> list[Row]:
+    """Warm up and measure each scenario against a serving target, reading RSS around it."""
+    rows, idle, url = [], tree_rss_kib(target.pid), target.endpoint.url
+    for scenario in scenarios:
+        script = workdir / f"{contender}-{scenario.mode}.lua"
+        body = request_body(target.model, scenario.is_stream)
+        script.write_text(lua_script(body, target.endpoint.key))
+        try:
+            if opts.warmup:
+                run_wrk(url, script, scenario.connections, opts.warmup)
+            result = run_wrk(url, script, scenario.connections, opts.duration)
+        except LoadFailed as exc:
+            rows.append(Row(contender, scenario, None, idle, tree_rss_kib(target.pid), str(exc)))
+            continue
+        rows.append(Row(contender, scenario, result, idle, tree_rss_kib(target.pid), _note(result)))
+        progress(
+            f"  {contender} {scenario.mode} c={scenario.connections}: {result.rps:,.0f} rps, "
+            f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, {result.errors} errors"
+        )
+    return rows
+
+
+def _note(result: LoadResult) -> str:
+    if not result.errors:
+        return ""
+    return (
+        f"{result.bad_statuses} non-2xx and {result.socket_errors} socket errors "
+        f"in {result.requests} requests"
+    )
+
+
+def bench_direct(
+    upstream: Upstream, nginx_pid: int, key: str, opts: Options, workdir: Path
+) -> list[Row]:
+    rows = []
+    for is_stream in (False, True):
+        endpoint = Endpoint(upstream.base_for(is_stream) + CHAT_PATH, key, is_stream)
+        problem = probe(endpoint, MODEL)
+        if problem is not None:
+            raise NotServing(f"nginx upstream answered badly: {problem}")
+        scenarios = [s for s in SCENARIOS if s.is_stream == is_stream]
+        rows += measure("direct", Target(endpoint, MODEL, nginx_pid), scenarios, opts, workdir)
+    return rows
+
+
+def bench_gateway(
+    contender: Contender, upstream: Upstream, key: str, opts: Options, workdir: Path
+) -> list[Row]:
+    """Start the contender once per mode against the matching upstream port and measure it."""
+    assert contender.launch is not None
+    rows: list[Row] = []
+    for is_stream in (False, True):
+        scenarios = [s for s in SCENARIOS if s.is_stream == is_stream]
+        instance_dir = workdir / f"{contender.name}-{'stream' if is_stream else 'json'}"
+        instance_dir.mkdir()
+        port = free_port()
+        launch = contender.launch(
+            LaunchContext(upstream.base_for(is_stream), port, instance_dir, key)
+        )
+        log = instance_dir / "server.log"
+        endpoint = Endpoint(f"http://127.0.0.1:{port}/v1{CHAT_PATH}", key, is_stream)
+        with running(pinned(GATEWAY_CORE, launch.argv), log, launch.env) as process:
+            try:
+                model = wait_until_serving(
+                    process, log, endpoint, contender.models, launch.ready_timeout
+                )
+            except NotServing as exc:
+                progress(f"  {contender.name} {scenarios[0].mode}: did not serve: {exc}")
+                rows += [
+                    Row(contender.name, s, None, note=f"did not serve: {exc}") for s in scenarios
+                ]
+                continue
+            target = Target(endpoint, model, process.pid)
+            rows += measure(contender.name, target, scenarios, opts, instance_dir)
+    return rows
+
+
+@contextlib.contextmanager
+def nginx_upstream(workdir: Path) -> Iterator[tuple[Upstream, int]]:
+    """Run the fixed nginx upstream on the load core; yields it and the master's pid."""
+    upstream = Upstream(free_port(), free_port())
+    config = workdir / "nginx.conf"
+    config.write_text(nginx_config(upstream, workdir))
+    argv = ["nginx", "-p", str(workdir), "-c", str(config), "-e", str(workdir / "nginx-error.log")]
+    log = workdir / "nginx.log"
+    with running(pinned(LOAD_CORE, argv), log) as process:
+        _wait_for_models(process, upstream, log)
+        yield upstream, process.pid
+
+
+def _wait_for_models(process: subprocess.Popen[bytes], upstream: Upstream, log: Path) -> None:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise NotServing(f"nginx exited {process.returncode}: {log_tail(log)}")
+        try:
+            for base in (upstream.json_base, upstream.sse_base):
+                with opener.open(base + "/models", timeout=2) as response:
+                    response.read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise NotServing("nginx did not answer GET /v1/models within 10 s")
+
+
+def versions() -> dict[str, str]:
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    litellm = (
+        subprocess.run(
+            [
+                str(LITELLM_BIN.parent / "python"),
+                "-c",
+                "import importlib.metadata as m; print(m.version('litellm'))",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if LITELLM_BIN.exists()
+        else None
+    )
+    return {
+        "python": sys.version.split()[0],
+        "anygate commit": commit or "unknown",
+        "litellm": litellm.stdout.strip()
+        if litellm and litellm.returncode == 0
+        else "not installed",
+    }
+
+
+def bench_all(opts: Options, workdir: Path) -> tuple[list[Row], dict[str, str]]:
+    key = "sk-bench-" + secrets.token_hex(16)
+    rows: list[Row] = []
+    skipped: dict[str, str] = {}
+    with nginx_upstream(workdir) as (upstream, nginx_pid):
+        progress(f"nginx upstream: json {upstream.json_base}, sse {upstream.sse_base}")
+        for contender in all_contenders():
+            if contender.name not in opts.contenders:
+                continue
+            reason = contender.unavailable()
+            if reason is not None:
+                skipped[contender.name] = reason
+                progress(f"{contender.name}: skipped, {reason}")
+                continue
+            progress(f"{contender.name}:")
+            if contender.launch is None:
+                measured = bench_direct(upstream, nginx_pid, key, opts, workdir)
+            else:
+                measured = bench_gateway(contender, upstream, key, opts, workdir)
+            if all(row.result is None for row in measured):
+                skipped[contender.name] = measured[0].note
+            else:
+                rows += measured
+    return rows, skipped
+
+
+def main(argv: Sequence[str]) -> int:
+    opts = parse_args(argv)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_interrupted)
+    started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    try:
+        with tempfile.TemporaryDirectory(prefix="anygate-bench-") as tmp:
+            rows, skipped = bench_all(opts, Path(tmp))
+    except (KeyboardInterrupt, Interrupted):
+        progress("interrupted; every started process has been stopped")
+        return 130
+    except NotServing as exc:
+        progress(f"upstream failed: {exc}")
+        return 1
+    run = Run(rows, skipped, opts.command, started, opts.duration, opts.warmup)
+    text = render(run, SCENARIOS, versions())
+    opts.output.parent.mkdir(parents=True, exist_ok=True)
+    opts.output.write_text(text)
+    print(text)
+    progress(f"written to {opts.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

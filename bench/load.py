@@ -1,0 +1,129 @@
+"""Load generation: wrk with a Lua script that posts one small chat request over and over.
+
+The script's `done` hook prints one machine-readable line, so nothing depends on the layout
+of wrk's human report. wrk times a request until its response has fully arrived, which for
+a stream means the last SSE event.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from processes import LOAD_CORE, pinned
+
+RESULT_MARK = "WRK_RESULT"
+
+_DONE_HOOK = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("%s %d %d %.1f %.1f %d %d %d %d %d\\n", "{mark}",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect, e.read, e.write, e.status, e.timeout))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One load shape: streamed or not, and how many connections wrk keeps busy."""
+
+    is_stream: bool
+    connections: int
+
+    @property
+    def mode(self) -> str:
+        return "stream" if self.is_stream else "json"
+
+    def __repr__(self) -> str:
+        return f"Scenario({self.mode}, c={self.connections})"
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What one wrk run measured; latencies in milliseconds."""
+
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    socket_errors: int
+    bad_statuses: int
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def errors(self) -> int:
+        return self.socket_errors + self.bad_statuses
+
+
+class LoadFailed(Exception):
+    """wrk did not run or printed no result line."""
+
+
+def request_body(model: str, is_stream: bool) -> str:
+    body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    if is_stream:
+        body["stream"] = True
+    return json.dumps(body, separators=(",", ":"))
+
+
+def lua_script(body: str, key: str) -> str:
+    """The wrk script: method, body, headers, and the result hook."""
+    return (
+        'wrk.method = "POST"\n'
+        f"wrk.body = [==[{body}]==]\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+        + _DONE_HOOK.replace("{mark}", RESULT_MARK)
+    )
+
+
+def parse_result(stdout: str) -> LoadResult:
+    for line in stdout.splitlines():
+        if line.startswith(RESULT_MARK):
+            fields = line.split()[1:]
+            requests, duration_us = int(fields[0]), int(fields[1])
+            p50_us, p99_us = float(fields[2]), float(fields[3])
+            connect, read, write, status, timeout = (int(f) for f in fields[4:9])
+            return LoadResult(
+                requests=requests,
+                seconds=duration_us / 1e6,
+                p50_ms=p50_us / 1e3,
+                p99_ms=p99_us / 1e3,
+                socket_errors=connect + read + write + timeout,
+                bad_statuses=status,
+            )
+    raise LoadFailed(f"no {RESULT_MARK} line in wrk output: {stdout[-400:]!r}")
+
+
+def run_wrk(url: str, script: Path, connections: int, seconds: int) -> LoadResult:
+    """Run wrk on the load core for `seconds` and return what it measured."""
+    argv = pinned(
+        LOAD_CORE,
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+    )
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=seconds + 30, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise LoadFailed(f"wrk did not finish within {seconds + 30} s") from exc
+    if done.returncode != 0:
+        raise LoadFailed(f"wrk exited {done.returncode}: {done.stderr.strip()[-400:]}")
+    return parse_result(done.stdout)

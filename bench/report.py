@@ -1,0 +1,155 @@
+"""The markdown report: one row per contender and load shape, ratios, and how it was made."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from load import LoadResult, Scenario
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured (or failed) contender and scenario; RSS in KiB, 0 when unknown."""
+
+    contender: str
+    scenario: Scenario
+    result: LoadResult | None
+    rss_idle_kib: int = 0
+    rss_after_kib: int = 0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Run:
+    """Everything a report says: rows, skipped contenders with reasons, and the setup."""
+
+    rows: list[Row]
+    skipped: dict[str, str]
+    command: str
+    started: str
+    duration: int
+    warmup: int
+
+
+def _find(rows: Sequence[Row], contender: str, scenario: Scenario) -> LoadResult | None:
+    for row in rows:
+        if row.contender == contender and row.scenario == scenario and row.result is not None:
+            return row.result
+    return None
+
+
+def _mib(kib: int) -> str:
+    return f"{kib / 1024:.0f}" if kib else "-"
+
+
+def _added_p50(rows: Sequence[Row], row: Row) -> str:
+    direct = _find(rows, "direct", row.scenario)
+    if row.result is None or direct is None or row.contender == "direct":
+        return "-"
+    return f"{row.result.p50_ms - direct.p50_ms:+.2f}"
+
+
+def _table_line(rows: Sequence[Row], row: Row) -> str:
+    head = f"| {row.contender} | {row.scenario.mode} | {row.scenario.connections} |"
+    memory = f" {_mib(row.rss_idle_kib)} | {_mib(row.rss_after_kib)} |"
+    if row.result is None:
+        return head + f" failed: {row.note} | | | | |" + memory
+    r = row.result
+    return (
+        head + f" {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {_added_p50(rows, row)} |"
+        f" {r.errors} |" + memory
+    )
+
+
+def results_table(rows: Sequence[Row]) -> str:
+    lines = [
+        (
+            "| contender | mode | conns | RPS | p50 ms | p99 ms | added p50 ms | errors"
+            " | RSS idle MiB | RSS after MiB |"
+        ),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    return "\n".join(lines + [_table_line(rows, row) for row in rows])
+
+
+def _ratio(rows: Sequence[Row], scenario: Scenario, other: str) -> str:
+    ours, theirs = _find(rows, "anygate", scenario), _find(rows, other, scenario)
+    if ours is None or theirs is None or not theirs.rps:
+        return "-"
+    return f"{ours.rps / theirs.rps:.2f}"
+
+
+def ratios_table(rows: Sequence[Row], scenarios: Sequence[Scenario]) -> str:
+    lines = [
+        "| mode | conns | anygate / passthrough RPS | anygate / litellm RPS |",
+        "|---|---:|---:|---:|",
+    ]
+    for s in scenarios:
+        passthrough, litellm = _ratio(rows, s, "passthrough"), _ratio(rows, s, "litellm")
+        lines.append(f"| {s.mode} | {s.connections} | {passthrough} | {litellm} |")
+    return "\n".join(lines)
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[0].strip() if lines else "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def environment(versions: dict[str, str]) -> str:
+    """Machine and tool versions, as a bullet list."""
+    facts = {
+        "CPU": f"{cpu_model()} ({os.cpu_count()} cores)",
+        "kernel": platform.release(),
+        "nginx": _first_line(["nginx", "-v"]),
+        "wrk": _first_line(["wrk", "-v"]),
+        **versions,
+    }
+    return "\n".join(f"- {name}: {value}" for name, value in facts.items())
+
+
+def render(run: Run, scenarios: Sequence[Scenario], versions: dict[str, str]) -> str:
+    skipped = "\n".join(f"- {name}: {reason}" for name, reason in run.skipped.items()) or "- none"
+    notes = "".join(
+        f"- {row.contender} {row.scenario!r}: {row.note}\n" for row in run.rows if row.note
+    )
+    notes_block = f"\nNotes:\n{notes}" if notes else ""
+    return f"""# anygate benchmark
+
+Command: `{run.command}`
+Date: {run.started}
+
+{results_table(run.rows)}
+
+Added p50 is the contender's median latency minus the direct (nginx) median for the same load.
+RSS is VmRSS of the server process and its children: before load, and after that row's run.
+
+{ratios_table(run.rows, scenarios)}
+
+Skipped contenders:
+{skipped}
+{notes_block}
+Setup: {run.warmup} s warmup then {run.duration} s of wrk per row (1 thread); gateway pinned to
+core 0, nginx and wrk to core 1; every gateway is restarted per mode, since the JSON and SSE
+upstreams are separate nginx ports.
+
+{environment(versions)}
+"""

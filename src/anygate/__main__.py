@@ -1,0 +1,3 @@
+from anygate.cli import main
+
+main()

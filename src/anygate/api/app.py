@@ -1,0 +1,242 @@
+"""The ASGI application: one edge in front of the hot routes and the management app.
+
+Every HTTP request passes these layers, in this order:
+  1. errors      a GatewayError becomes the OpenAI error shape; anything else a logged 500
+  2. request id  taken from ``x-request-id`` when sane, else made; in every log line and response
+  3. metrics/log one access line and the request metrics when the request ends
+  4. auth        deny by default: every route but ``PUBLIC_PATHS`` needs a key
+  5. body limit  enforced while reading (hot routes) and by ``max_body_bytes``
+  6. router      the hot routes here, as raw ASGI; everything else in the FastAPI management app
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from fastapi import FastAPI
+
+from anygate.api.deps import PRINCIPAL_SCOPE_KEY
+from anygate.api.http import ClientDisconnected, Message, Receive, Scope, Send, send_error
+from anygate.api.management import build_management_app
+from anygate.api.relay import Exchange, Relay
+from anygate.api.state import AppState
+from anygate.auth import KeyRing, Principal, extract_token, hash_key, stored_admin_digest
+from anygate.errors import AuthenticationFailed, GatewayError
+from anygate.registry import ProviderRegistry
+from anygate.settings import Settings
+from anygate.telemetry import REQUEST_ID, Metrics
+from anygate.upstream import UpstreamPool
+
+log = logging.getLogger("anygate.access")
+
+MODEL_ROUTES = {
+    "/v1/chat/completions": "chat/completions",
+    "/v1/completions": "completions",
+    "/v1/embeddings": "embeddings",
+    "/v1/responses": "responses",
+}
+PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/openapi.json", "/docs"})
+PUBLIC_PREFIXES = ("/ui",)
+PROXY_PATH = re.compile(r"^/proxy/([^/]+)/v1/(.+)$")
+SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class Gateway:
+    """``create_app(settings)``'s result: an ASGI app that owns its state from startup to shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.management: FastAPI = build_management_app()
+        self._state: AppState | None = None
+        self._relay: Relay | None = None
+        self._public = PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else frozenset())
+
+    @property
+    def state(self) -> AppState:
+        if self._state is None:
+            raise RuntimeError("the gateway has not started")
+        return self._state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.handle_http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+        else:
+            await self.management(scope, receive, send)
+
+    # ------------------------------------------------------------------------------ lifespan
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        settings = self.settings
+        admin_digest = hash_key(settings.admin_key.get_secret_value()) if settings.admin_key else None
+        keyring = KeyRing(admin_digest or stored_admin_digest(settings.data_dir), no_auth=settings.no_auth)
+        pool = UpstreamPool()
+        state = AppState(settings, pool, ProviderRegistry(settings, pool), keyring, Metrics())
+        self._state = state
+        self._relay = Relay(state)
+        self.management.state.anygate = state
+        discovery = await state.registry.discover_at_start()
+        state.background.add(discovery)
+        discovery.add_done_callback(state.background.discard)
+        state.spawn(state.registry.refresh_forever(settings.discovery_interval), "model-discovery")
+
+    async def shutdown(self) -> None:
+        if self._state is not None:
+            await self._state.stop()
+
+    # ------------------------------------------------------------------------------ the edge
+
+    async def handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        request_id = self._request_id(scope)
+        token = REQUEST_ID.set(request_id)
+        path: str = scope["path"]
+        exchange: Exchange | None = None
+        status_holder = [0]
+        try:
+            principal = self._authenticate(scope, path)
+            route = MODEL_ROUTES.get(path)
+            proxied = PROXY_PATH.match(path) if route is None else None
+            if route is not None or proxied is not None:
+                assert principal is not None
+                exchange = Exchange(request_id, principal, route or "proxy", started)
+                await self._hot(scope, receive, send, exchange, route, proxied)
+            else:
+                await self._management(scope, receive, send, principal, request_id, status_holder)
+        except GatewayError as error:
+            status_holder[0] = error.status
+            if exchange is not None:
+                exchange.status, exchange.error = error.status, error.code
+            if exchange is None or exchange.first_byte_at is None:
+                error.headers["x-request-id"] = request_id
+                await send_error(send, error)
+        except ClientDisconnected:
+            status_holder[0] = 499
+        except Exception:
+            log.exception("unhandled error")
+            status_holder[0] = 500
+            if exchange is None or exchange.first_byte_at is None:
+                await send_error(send, GatewayError("Internal error", headers={"x-request-id": request_id}))
+        finally:
+            self._observe(scope, started, exchange, status_holder[0])
+            REQUEST_ID.reset(token)
+
+    def _request_id(self, scope: Scope) -> str:
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                candidate: str = value.decode("latin-1")
+                if SANE_REQUEST_ID.match(candidate):
+                    return candidate
+        return uuid.uuid4().hex
+
+    def _authenticate(self, scope: Scope, path: str) -> Principal | None:
+        if path in self._public or path.startswith(PUBLIC_PREFIXES):
+            return self.state.keyring.authenticate(extract_token(scope["headers"]))
+        principal = self.state.keyring.authenticate(extract_token(scope["headers"]))
+        if principal is None:
+            raise AuthenticationFailed("Missing or invalid API key")
+        return principal
+
+    async def _hot(
+        self, scope: Scope, receive: Receive, send: Send, exchange: Exchange, route: str | None, proxied: Any
+    ) -> None:
+        assert self._relay is not None
+        if route is not None:
+            if scope["method"] != "POST":
+                raise_method_not_allowed(scope)
+            await self._relay.model_route(scope, receive, send, exchange)
+        else:
+            provider_id, endpoint = proxied.group(1), proxied.group(2)
+            await self._relay.proxy_route(scope, receive, send, exchange, provider_id, endpoint)
+
+    async def _management(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        principal: Principal | None,
+        request_id: str,
+        status: list[int],
+    ) -> None:
+        scope[PRINCIPAL_SCOPE_KEY] = principal
+        header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), header]
+                status[0] = message["status"]
+            await send(message)
+
+        await self.management(scope, receive, send_with_id)
+
+    def _observe(self, scope: Scope, started: float, exchange: Exchange | None, status: int) -> None:
+        elapsed = time.perf_counter() - started
+        metrics = self.state.metrics if self._state is not None else None
+        if exchange is not None:
+            status = exchange.status or status
+            provider, model = exchange.provider_id or "", exchange.model or ""
+            if metrics is not None:
+                metrics.requests.labels(exchange.route, provider, model, str(status)).inc()
+                metrics.latency.labels(exchange.route, provider).observe(elapsed)
+                if exchange.stream and exchange.first_byte_at is not None:
+                    metrics.time_to_first_token.labels(provider, model).observe(exchange.first_byte_at - started)
+                self._count_tokens(metrics, exchange)
+            fields = {"provider": provider, "model": model, "key": exchange.principal.key_id, "stream": exchange.stream}
+        else:
+            if metrics is not None:
+                metrics.requests.labels("management", "", "", str(status)).inc()
+            fields = {}
+        log.info(
+            "request",
+            extra={
+                "fields": {
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                    **fields,
+                }
+            },
+        )
+
+    @staticmethod
+    def _count_tokens(metrics: Metrics, exchange: Exchange) -> None:
+        usage = exchange.usage
+        if not usage:
+            return
+        provider, model = exchange.provider_id or "", exchange.model or ""
+        for field, direction in (("prompt_tokens", "input"), ("completion_tokens", "output")):
+            value = usage.get(field)
+            if isinstance(value, int) and value > 0:
+                metrics.tokens.labels(provider, model, direction).inc(value)
+
+
+def raise_method_not_allowed(scope: Scope) -> None:
+    from anygate.errors import RouteNotFound
+
+    raise RouteNotFound(f"{scope['method']} {scope['path']}")
+
+
+def create_app(settings: Settings) -> Gateway:
+    return Gateway(settings)

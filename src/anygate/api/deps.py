@@ -1,0 +1,36 @@
+"""FastAPI dependencies for the management routes: the app state and the authenticated caller."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from anygate.api.state import AppState
+from anygate.auth import Principal
+from anygate.errors import AuthenticationFailed, PermissionDenied
+
+PRINCIPAL_SCOPE_KEY = "anygate.principal"
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.anygate
+    return state
+
+
+def get_principal(request: Request) -> Principal:
+    principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    if not isinstance(principal, Principal):
+        raise AuthenticationFailed("Missing or invalid API key")
+    return principal
+
+
+def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    if not principal.is_admin:
+        raise PermissionDenied("This route needs an admin key", code="admin_required")
+    return principal
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+CallerDep = Annotated[Principal, Depends(get_principal)]
+AdminDep = Annotated[Principal, Depends(require_admin)]

@@ -1,0 +1,71 @@
+"""The FastAPI application for everything off the hot path, with errors mapped to the OpenAI shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from anygate import __version__
+from anygate.api import routes_info
+from anygate.errors import GatewayError, InvalidRequest, NotFound, RouteNotFound
+
+
+def error_response(error: GatewayError) -> Response:
+    return Response(error.body_bytes(), status_code=error.status, media_type="application/json", headers=error.headers)
+
+
+async def on_gateway_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return error_response(exc)
+
+
+async def on_validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(describe_validation(exc.errors()))
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404:
+        return error_response(RouteNotFound(request.url.path))
+    if exc.status_code == 405:
+        return error_response(RouteNotFound(f"{request.method} {request.url.path}"))
+    error = GatewayError(str(exc.detail))
+    error.status = exc.status_code
+    return error_response(error)
+
+
+def describe_validation(errors: Any) -> InvalidRequest:
+    """Name the first offending field: ``body.budget.period: Input should be 'daily', ...``."""
+    first = errors[0] if errors else {}
+    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    field = ".".join(location) or None
+    message = first.get("msg", "Invalid request")
+    if first.get("type") == "json_invalid":
+        return InvalidRequest(f"Request body is not valid JSON: {message}", code="invalid_json")
+    if first.get("type") == "extra_forbidden":
+        message = "unknown field"
+    return InvalidRequest(f"{field}: {message}" if field else message, param=field, code="invalid_field")
+
+
+def build_management_app() -> FastAPI:
+    app = FastAPI(
+        title="anygate",
+        version=__version__,
+        description="One OpenAI-compatible API in front of any OpenAI-compatible upstream.",
+        default_response_class=ORJSONResponse,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.add_exception_handler(GatewayError, on_gateway_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.include_router(routes_info.router)
+    return app
+
+
+__all__ = ["build_management_app", "error_response", "NotFound"]

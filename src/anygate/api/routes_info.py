@@ -1,0 +1,109 @@
+"""Read-only routes: health, metrics, the model list and the provider list."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from anygate.api.deps import AdminDep, CallerDep, StateDep
+from anygate.auth import Principal
+from anygate.errors import ModelNotFound, ServiceUnavailable
+from anygate.registry import ProviderRegistry
+
+router = APIRouter()
+CREATED = int(time.time())
+
+
+@router.get("/health", tags=["health"])
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/health/ready", tags=["health"])
+async def ready(state: StateDep) -> dict[str, Any]:
+    checks = await state.readiness()
+    if not all(check == "ok" for check in checks.values()):
+        raise ServiceUnavailable(f"Not ready: {checks}", code="not_ready")
+    return {"status": "ready", "checks": checks}
+
+
+@router.get("/metrics", tags=["health"], response_class=Response)
+async def metrics(state: StateDep) -> Response:
+    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def visible_models(registry: ProviderRegistry, principal: Principal) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = []
+    for runtime in registry.runtimes.values():
+        for model_id, entry in runtime.model_entries.items():
+            if principal.may_use(runtime.id, model_id):
+                entries.append(model_object(runtime.id, model_id, entry))
+    return entries
+
+
+def model_object(provider_id: str, model_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+    view = {"id": f"{provider_id}/{model_id}", "object": "model", "created": entry.get("created", CREATED)}
+    view["owned_by"] = provider_id
+    for extra in ("context_length", "pricing", "name"):
+        if extra in entry:
+            view[extra] = entry[extra]
+    return view
+
+
+@router.get("/v1/models", tags=["models"])
+async def list_models(state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    return {"object": "list", "data": visible_models(state.registry, caller)}
+
+
+@router.get("/v1/models/{model_id:path}", tags=["models"])
+async def get_model(model_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    registry = state.registry
+    for target in registry.resolve(model_id):
+        runtime = registry.get(target.provider_id)
+        entry = runtime.model_entries.get(target.model)
+        if entry is not None and caller.may_use(runtime.id, target.model):
+            return model_object(runtime.id, target.model, entry)
+    raise ModelNotFound(model_id)
+
+
+@router.get("/v1/providers", tags=["providers"])
+async def list_providers(state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    registry = state.registry
+    data = [
+        registry.describe(r)
+        for r in registry.runtimes.values()
+        if caller.providers is None or caller.may_use(r.id, "*")
+    ]
+    return {"object": "list", "data": data, "default_provider": registry.index.default_provider}
+
+
+@router.get("/v1/providers/{provider_id}/models", tags=["providers"])
+async def provider_models(provider_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    runtime = state.registry.get(provider_id)
+    data = [model_object(runtime.id, m, e) for m, e in runtime.model_entries.items() if caller.may_use(runtime.id, m)]
+    body: dict[str, Any] = {"object": "list", "data": data, "provider": runtime.id, "source": runtime.models_source}
+    if runtime.discovery_error:
+        body["error"] = runtime.discovery_error
+    return body
+
+
+@router.post("/v1/providers/health-check", tags=["providers"])
+async def health_check(state: StateDep, _: AdminDep) -> dict[str, Any]:
+    results = await state.registry.health_check_all()
+    for runtime, result in results:
+        state.metrics.provider_healthy.labels(runtime.id).set(1 if result.healthy else 0)
+    providers = []
+    for runtime, result in results:
+        item: dict[str, Any] = {
+            "id": runtime.id,
+            "name": runtime.config.name,
+            "configured": runtime.client.is_configured,
+            "healthy": result.healthy,
+            "latency_ms": result.latency_ms,
+        }
+        if result.error:
+            item["error"] = result.error
+        providers.append(item)
+    return {"status": "completed", "providers": providers}

@@ -1,0 +1,58 @@
+"""AppState: everything a request may reach, made once in the lifespan and owned by one app."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from anygate.auth import KeyRing
+from anygate.registry import ProviderRegistry
+from anygate.settings import Settings
+from anygate.telemetry import Metrics
+from anygate.upstream import UpstreamPool
+
+log = logging.getLogger("anygate.state")
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    pool: UpstreamPool
+    registry: ProviderRegistry
+    keyring: KeyRing
+    metrics: Metrics
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
+    readiness_probes: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
+
+    async def readiness(self) -> dict[str, str]:
+        """Each dependency's state: ``ok`` or why not (the store, Redis when configured)."""
+        results: dict[str, str] = {}
+        for name, probe in self.readiness_probes.items():
+            try:
+                await asyncio.wait_for(probe(), timeout=2.0)
+            except (TimeoutError, OSError, RuntimeError) as exc:
+                results[name] = f"unavailable ({type(exc).__name__})"
+            else:
+                results[name] = "ok"
+        return results
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run owned background work: failures are logged, and ``stop()`` cancels what is left."""
+        task = asyncio.create_task(coroutine, name=name)
+        self.background.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception(), extra={"fields": {"task": task.get_name()}})
+
+    async def stop(self) -> None:
+        for task in list(self.background):
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
+        await self.pool.close()

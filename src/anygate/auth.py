@@ -1,0 +1,112 @@
+"""Who is calling: the client's key from its headers, looked up in a cache of key hashes.
+
+Keys are compared as SHA-256 digests: a dict lookup by digest reveals nothing about the key through
+timing, and the admin key is compared with ``hmac.compare_digest``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+ADMIN_KEY_FILE = "admin_key.sha256"
+KEY_PREFIX = "sk-ag-"
+CREDENTIAL_HEADERS = (b"authorization", b"x-api-key", b"api-key")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller. ``models``/``providers`` are glob allowlists; ``None`` allows all."""
+
+    key_id: str
+    is_admin: bool
+    label: str = ""
+    user_id: str | None = None
+    models: tuple[str, ...] | None = None
+    providers: tuple[str, ...] | None = None
+    _decisions: dict[tuple[str, str], bool] = field(default_factory=dict, compare=False, repr=False)
+
+    def may_use(self, provider_id: str, model: str) -> bool:
+        """Whether this caller may reach ``model`` on ``provider_id`` (memoised: called per request)."""
+        if self.models is None and self.providers is None:
+            return True
+        decision = self._decisions.get((provider_id, model))
+        if decision is None:
+            decision = _allowed(self.providers, (provider_id,)) and _allowed(
+                self.models, (f"{provider_id}/{model}", model)
+            )
+            if len(self._decisions) < 4096:
+                self._decisions[(provider_id, model)] = decision
+        return decision
+
+
+def _allowed(patterns: tuple[str, ...] | None, names: Iterable[str]) -> bool:
+    if patterns is None:
+        return True
+    return any(fnmatchcase(name, pattern) for pattern in patterns for name in names)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def extract_token(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """``Authorization: Bearer <key>``, ``x-api-key: <key>`` or ``api-key: <key>``."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+        elif name in (b"x-api-key", b"api-key") and value.strip():
+            return value.decode("latin-1").strip()
+    return None
+
+
+class KeyRing:
+    """Digest → Principal for every key that may call the gateway; rebuilt when the store changes."""
+
+    def __init__(self, admin_digest: str | None, no_auth: bool = False) -> None:
+        self._admin_digest = admin_digest
+        self._no_auth = no_auth
+        self._principals: dict[str, Principal] = {}
+        self.admin = Principal(key_id="admin", is_admin=True, label="admin")
+
+    def replace(self, principals: dict[str, Principal]) -> None:
+        self._principals = principals
+
+    def add(self, digest: str, principal: Principal) -> None:
+        self._principals = {**self._principals, digest: principal}
+
+    def authenticate(self, token: str | None) -> Principal | None:
+        if token is None:
+            return self.admin if self._no_auth else None
+        digest = hash_key(token)
+        if self._admin_digest is not None and hmac.compare_digest(digest, self._admin_digest):
+            return self.admin
+        return self._principals.get(digest)
+
+
+def stored_admin_digest(data_dir: Path) -> str | None:
+    path = data_dir / ADMIN_KEY_FILE
+    return path.read_text().strip() if path.is_file() else None
+
+
+def ensure_admin_key(data_dir: Path) -> str | None:
+    """Generate the admin key at first start: store its digest (0600) and return the key to print once."""
+    if stored_admin_digest(data_dir) is not None:
+        return None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = new_key()
+    path = data_dir / ADMIN_KEY_FILE
+    path.touch(mode=0o600)
+    path.write_text(hash_key(key) + "\n")
+    return key

@@ -1,0 +1,140 @@
+"""Provider presets as data, and provider-name detection from a base URL.
+
+A preset is a row: adding a vendor is a data change. A ``custom`` provider is a preset with no defaults.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+AuthStyle = Literal["bearer", "api-key", "none"]
+QuotaFormat = Literal["neutral", "openrouter", "litellm"]
+
+DEFAULT_PROXY_ENDPOINTS: tuple[tuple[str, str], ...] = (
+    ("POST", "chat/completions"),
+    ("POST", "completions"),
+    ("POST", "embeddings"),
+    ("GET", "models"),
+)
+
+
+@dataclass(frozen=True)
+class QuotaEndpoint:
+    path: str
+    format: QuotaFormat
+
+
+@dataclass(frozen=True)
+class Preset:
+    id: str
+    name: str
+    base_url: str | None
+    hosts: tuple[str, ...] = ()
+    auth: AuthStyle = "bearer"
+    keyless: bool = False
+    allow_private_network: bool = False
+    has_models_endpoint: bool = True
+    static_models: tuple[str, ...] = ()
+    quota: QuotaEndpoint | None = None
+    ollama_tags_fallback: bool = False
+    cloudflare_slug: str | None = None
+    cloudflare_keeps_v1: bool = False
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {
+    p.id: p
+    for p in (
+        Preset("openai", "OpenAI", "https://api.openai.com/v1", ("api.openai.com",), cloudflare_slug="openai"),
+        Preset(
+            "openrouter",
+            "OpenRouter",
+            "https://openrouter.ai/api/v1",
+            ("openrouter.ai",),
+            quota=QuotaEndpoint("/key", "openrouter"),
+            cloudflare_slug="openrouter",
+        ),
+        Preset(
+            "together",
+            "Together AI",
+            "https://api.together.xyz/v1",
+            ("together.xyz", "together.ai"),
+            cloudflare_slug="together",
+        ),
+        Preset("groq", "Groq", "https://api.groq.com/openai/v1", ("groq.com",), cloudflare_slug="groq"),
+        Preset("deepseek", "DeepSeek", "https://api.deepseek.com/v1", ("deepseek.com",), cloudflare_slug="deepseek"),
+        Preset(
+            "mistral",
+            "Mistral AI",
+            "https://api.mistral.ai/v1",
+            ("mistral.ai",),
+            cloudflare_slug="mistral",
+            cloudflare_keeps_v1=True,
+        ),
+        Preset("xai", "xAI", "https://api.x.ai/v1", ("x.ai",), cloudflare_slug="grok", cloudflare_keeps_v1=True),
+        Preset("fireworks", "Fireworks AI", "https://api.fireworks.ai/inference/v1", ("fireworks.ai",)),
+        Preset(
+            "perplexity",
+            "Perplexity",
+            "https://api.perplexity.ai",
+            ("perplexity.ai",),
+            has_models_endpoint=False,
+            static_models=("sonar", "sonar-pro", "sonar-reasoning", "sonar-reasoning-pro", "sonar-deep-research"),
+            cloudflare_slug="perplexity-ai",
+        ),
+        Preset("cohere", "Cohere", "https://api.cohere.ai/compatibility/v1", ("cohere.ai", "cohere.com")),
+        Preset("minimax", "MiniMax", "https://api.minimax.io/v1", ("minimax.io", "minimaxi.com")),
+        Preset("moonshot", "Moonshot AI", "https://api.moonshot.ai/v1", ("moonshot.ai", "moonshot.cn")),
+        Preset(
+            "ollama",
+            "Ollama",
+            "http://localhost:11434/v1",
+            keyless=True,
+            allow_private_network=True,
+            ollama_tags_fallback=True,
+        ),
+        Preset("vllm", "vLLM", "http://localhost:8000/v1", keyless=True, allow_private_network=True),
+        Preset("lmstudio", "LM Studio", "http://localhost:1234/v1", keyless=True, allow_private_network=True),
+        Preset(
+            "litellm",
+            "LiteLLM",
+            "http://localhost:4000/v1",
+            allow_private_network=True,
+            quota=QuotaEndpoint("/key/info", "litellm"),
+        ),
+        Preset("azure", "Azure OpenAI", None, ("azure.com",), auth="api-key"),
+        Preset("custom", "Custom Provider", None),
+    )
+}
+
+GENERIC_NAME = "OpenAI Compatible"
+
+
+def detect_provider_name(base_url: str) -> str:
+    """Name a provider from its base URL; seed 003's rules first, then each catalog host."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    for preset in PRESETS.values():
+        if any(host == h or host.endswith("." + h) for h in preset.hosts):
+            return preset.name
+    return GENERIC_NAME
+
+
+def key_env_name(provider_id: str) -> str:
+    """``my-gateway`` → ``MY_GATEWAY_API_KEY``: upper-cased, each run outside A-Z0-9 made one ``_``."""
+    return re.sub(r"[^A-Z0-9]+", "_", provider_id.upper()) + "_API_KEY"
+
+
+def join_url(base_url: str, endpoint: str) -> str:
+    """``https://x/v1`` + ``chat/completions`` → ``https://x/v1/chat/completions`` (one slash between)."""
+    return base_url.rstrip("/") + "/" + endpoint.lstrip("/")
+
+
+def cloudflare_base_url(preset: Preset, account_id: str, gateway_id: str) -> str:
+    """The Cloudflare AI Gateway URL fronting ``preset``, in Cloudflare's own slugs and paths."""
+    if preset.cloudflare_slug is None:
+        raise ValueError(f"Cloudflare AI Gateway does not front provider type '{preset.id}'")
+    url = f"https://gateway.ai.cloudflare.com/v1/{account_id}/{gateway_id}/{preset.cloudflare_slug}"
+    return url + "/v1" if preset.cloudflare_keeps_v1 else url

@@ -1,0 +1,159 @@
+"""``anygate ...``: serve the gateway, and look at providers and models from the terminal."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+
+from anygate.errors import ConfigError
+from anygate.settings import Settings, export_for_workers, load_settings
+
+app = typer.Typer(
+    help="anygate: any OpenAI-compatible LLM endpoint behind one OpenAI-compatible API.", no_args_is_help=True
+)
+providers_app = typer.Typer(help="List and test providers.", invoke_without_command=True)
+app.add_typer(providers_app, name="providers")
+
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file (or ANYGATE_CONFIG).")]
+
+NO_PROVIDER_HINT = """[yellow]No upstream provider is configured yet.[/yellow] Add one of these and start again:
+  • environment: [bold]OPENAI_COMPATIBLE_BASE_URL=https://api.groq.com/openai/v1 OPENAI_COMPATIBLE_API_KEY=...[/bold]
+    (or [bold]OPENROUTER_API_KEY=...[/bold], or [bold]OLLAMA_ENABLED=true[/bold] for a local Ollama)
+  • a config file: [bold]anygate serve --config anygate.yaml[/bold] with
+        providers:
+          - id: groq
+            api_key: ${GROQ_API_KEY}
+  • at runtime, with the admin key: [bold]POST /v1/providers[/bold] (see docs/configuration.md)"""
+
+
+def err_console() -> Console:
+    return Console(stderr=True)
+
+
+def settings_or_exit(**flags: Any) -> Settings:
+    try:
+        return load_settings(flags)
+    except ConfigError as exc:
+        err_console().print(f"[red]anygate: {exc}[/red]", highlight=False, markup=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port (default 8080).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default 1).")] = None,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="Accept requests without a key (loopback only).")] = False,
+    log_level: Annotated[str | None, typer.Option(help="debug | info | warning | error")] = None,
+) -> None:
+    """Run the gateway."""
+    from anygate.server import announce_admin_key, run_server
+
+    flags = {"config_file": config, "host": host, "port": port, "workers": workers, "log_level": log_level}
+    flags["no_auth"] = True if no_auth else None
+    settings = settings_or_exit(**flags)
+    console = err_console()
+    if not settings.providers:
+        console.print(NO_PROVIDER_HINT)
+    announce_admin_key(settings, console)
+    export_for_workers(flags)
+    run_server(settings)
+
+
+def run_async(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+@app.command()
+def models(config: ConfigOption = None) -> None:
+    """What each provider serves (discovers the lists now)."""
+    from anygate.registry import ProviderRegistry
+    from anygate.upstream import UpstreamPool
+
+    settings = settings_or_exit(config_file=config)
+
+    async def discover() -> ProviderRegistry:
+        pool = UpstreamPool()
+        registry = ProviderRegistry(settings, pool)
+        try:
+            with Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), console=err_console(), transient=True
+            ) as bar:
+                task = bar.add_task("Discovering models", total=len(registry.runtimes))
+                for runtime in registry.runtimes.values():
+                    bar.update(task, description=f"Discovering models of {runtime.id}")
+                    await registry.discover(runtime)
+                    bar.advance(task)
+        finally:
+            await pool.close()
+        return registry
+
+    registry = run_async(discover())
+    table = Table("provider", "model", "source")
+    for runtime in registry.runtimes.values():
+        for model in runtime.models or []:
+            table.add_row(runtime.id, model, runtime.models_source)
+        if not runtime.models:
+            table.add_row(runtime.id, f"[red]{runtime.discovery_error or 'no models'}[/red]", runtime.models_source)
+    Console().print(table)
+
+
+@providers_app.callback()
+def providers_list(ctx: typer.Context, config: ConfigOption = None) -> None:
+    """List the configured providers (no secrets)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = settings_or_exit(config_file=config)
+    table = Table("id", "name", "type", "base_url", "key", "models")
+    for provider in settings.providers:
+        key = (
+            "yes"
+            if settings.provider_key(provider)
+            else ("not needed" if provider.auth == "none" else "[red]missing[/red]")
+        )
+        table.add_row(
+            provider.id, provider.name, provider.type, provider.base_url or "", key, str(len(provider.models))
+        )
+    Console().print(table)
+    if not settings.providers:
+        err_console().print(NO_PROVIDER_HINT)
+
+
+@providers_app.command("test")
+def providers_test(
+    provider_id: str,
+    config: ConfigOption = None,
+    model: Annotated[str | None, typer.Option(help="Model to try (default: the first listed).")] = None,
+) -> None:
+    """Probe one provider live: model list, a 1-token chat, streaming, usage on streams."""
+    from anygate.probe import probe_provider
+    from anygate.upstream import OpenAICompatibleProvider
+
+    settings = settings_or_exit(config_file=config)
+    provider = next((p for p in settings.providers if p.id == provider_id), None)
+    if provider is None:
+        err_console().print(f"anygate: no provider '{provider_id}' is configured")
+        raise typer.Exit(1)
+
+    async def probe() -> dict[str, Any]:
+        async with OpenAICompatibleProvider.from_config(provider, settings.provider_key(provider)) as client:
+            return await probe_provider(client, model)
+
+    result = run_async(probe())
+    table = Table("check", "result")
+    for check in ("models", "chat", "streaming", "stream_usage"):
+        outcome = result.get(check) or {}
+        mark = "[green]ok[/green]" if outcome.get("ok") else f"[red]{outcome.get('error', 'no')}[/red]"
+        table.add_row(check, mark)
+    Console().print(table)
+
+
+def main() -> None:
+    app()

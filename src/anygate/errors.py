@@ -1,0 +1,203 @@
+"""The one exception hierarchy of anygate, mapped to the OpenAI error shape at the edge.
+
+    GatewayError                      status type                    code
+    ├── InvalidRequest                400    invalid_request_error   (varies)
+    │   └── BodyTooLarge              413    invalid_request_error   body_too_large
+    ├── AuthenticationFailed          401    authentication_error    invalid_api_key
+    │   └── MissingProviderKey        401    authentication_error    missing_provider_key
+    ├── PermissionDenied              403    permission_error        (varies)
+    ├── NotFound                      404    not_found_error         (varies)
+    │   ├── ModelNotFound             404    not_found_error         model_not_found
+    │   └── RouteNotFound             404    not_found_error         route_not_found
+    ├── Conflict                      409    invalid_request_error   conflict
+    ├── RateLimited                   429    rate_limit_error        rate_limit_exceeded
+    │   └── QuotaExceeded             429    insufficient_quota      insufficient_quota
+    ├── UpstreamUnavailable           502    upstream_error          upstream_unavailable
+    │   ├── UpstreamStatusError       (upstream's status, error body passed through when well formed)
+    │   └── AllDeploymentsFailed      502    upstream_error          all_deployments_failed
+    ├── UpstreamTimeout               504    upstream_timeout        upstream_timeout
+    └── ServiceUnavailable            503    service_unavailable     (varies)
+
+``retryable`` says whether another attempt (same or another deployment) may succeed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class GatewayError(Exception):
+    """An error with everything needed to answer the client in the OpenAI error shape."""
+
+    status: int = 500
+    type: str = "internal_error"
+    code: str | None = "internal_error"
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def body_bytes(self) -> bytes:
+        return orjson.dumps(self.body())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status={self.status}, code={self.code!r}, message={self.message!r})"
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class BodyTooLarge(InvalidRequest):
+    status = 413
+    code = "body_too_large"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class MissingProviderKey(AuthenticationFailed):
+    code = "missing_provider_key"
+
+    def __init__(self, provider_id: str) -> None:
+        super().__init__(f"No API key configured for {provider_id}")
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "not_found_error"
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"The model '{model}' does not exist or is not served here", param="model")
+
+
+class RouteNotFound(NotFound):
+    code = "route_not_found"
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"Route not implemented: {path}")
+
+
+class Conflict(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, code: str | None = None) -> None:
+        headers = {"retry-after": str(max(1, round(retry_after)))} if retry_after is not None else None
+        super().__init__(message, code=code, headers=headers)
+        self.retry_after = retry_after
+
+
+class QuotaExceeded(RateLimited):
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+    retryable = False
+
+
+class UpstreamUnavailable(GatewayError):
+    status = 502
+    type = "upstream_error"
+    code = "upstream_unavailable"
+    retryable = True
+
+
+class UpstreamStatusError(UpstreamUnavailable):
+    """The upstream answered with an error status; its body is passed on only when well formed."""
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.upstream_body = body if is_openai_error_body(body) else None
+        self.retryable = status in (408, 409, 429) or status >= 500
+        self.type = "rate_limit_error" if status == 429 else "upstream_error"
+        super().__init__(f"Upstream returned HTTP {status}", code=f"upstream_http_{status}", headers=headers)
+
+    def body_bytes(self) -> bytes:
+        return self.upstream_body if self.upstream_body is not None else super().body_bytes()
+
+
+class AllDeploymentsFailed(UpstreamUnavailable):
+    code = "all_deployments_failed"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    type = "upstream_timeout"
+    code = "upstream_timeout"
+    retryable = True
+
+
+class ServiceUnavailable(GatewayError):
+    status = 503
+    type = "service_unavailable"
+    code = "service_unavailable"
+
+
+class ConfigError(Exception):
+    """A configuration problem found at start; the message names the field and the file."""
+
+
+def is_openai_error_body(body: bytes) -> bool:
+    """True for ``{"error": {"message": str, ...}}`` with nothing that looks like a secret echoed back."""
+    if not body or len(body) > 65536:
+        return False
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("error"), dict):
+        return False
+    message = parsed["error"].get("message")
+    return isinstance(message, str) and not looks_like_secret(message)
+
+
+def looks_like_secret(text: str) -> bool:
+    lowered = text.lower()
+    return any(marker in lowered for marker in ("sk-", "bearer ", "api_key=", "apikey="))

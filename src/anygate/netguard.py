@@ -1,0 +1,113 @@
+"""SSRF guard: what a provider URL may point at, checked when saved and again on every connect.
+
+Saving checks the URL's shape and any literal address. Connecting goes through ``GuardedResolver``:
+every address a host name resolves to is checked, and aiohttp connects to exactly the addresses the
+resolver returned, so a DNS answer cannot swap a checked address for an unchecked one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+ALWAYS_REFUSED = (
+    ipaddress.ip_network("169.254.0.0/16"),  # link-local, incl. cloud metadata 169.254.169.254
+    ipaddress.ip_network("fe80::/10"),
+    ipaddress.ip_network("fd00:ec2::254/128"),  # AWS metadata over IPv6
+    ipaddress.ip_network("100.100.100.200/32"),  # Alibaba Cloud metadata
+    ipaddress.ip_network("0.0.0.0/8"),
+    ipaddress.ip_network("::/128"),
+    ipaddress.ip_network("224.0.0.0/4"),
+    ipaddress.ip_network("ff00::/8"),
+    ipaddress.ip_network("255.255.255.255/32"),
+)
+PRIVATE = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+    ipaddress.ip_network("10.0.0.0/8"),
+    ipaddress.ip_network("172.16.0.0/12"),
+    ipaddress.ip_network("192.168.0.0/16"),
+    ipaddress.ip_network("100.64.0.0/10"),  # CGNAT
+    ipaddress.ip_network("fc00::/7"),  # unique local
+    ipaddress.ip_network("198.18.0.0/15"),
+)
+METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data", "metadata.azure.com"}
+
+
+class UnsafeURL(ValueError):
+    """The URL may not be used as a provider URL; the message says why, with no secret in it."""
+
+
+def validate_url_shape(url: str) -> None:
+    """http or https, a host, no userinfo. Raises UnsafeURL (a ValueError, so pydantic reports it)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise UnsafeURL(f"malformed URL ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise UnsafeURL("URL must start with http:// or https://")
+    if not parts.hostname:
+        raise UnsafeURL("URL has no host")
+    if parts.username is not None or parts.password is not None:
+        raise UnsafeURL("URL must not carry a user name or password")
+    if port == 0:
+        raise UnsafeURL("URL has an invalid port")
+
+
+def check_address(address: IPAddress, allow_private_network: bool) -> None:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if any(address in net for net in ALWAYS_REFUSED):
+        raise UnsafeURL(f"address {address} is link-local or a cloud metadata address and is never allowed")
+    if not allow_private_network and any(address in net for net in PRIVATE):
+        raise UnsafeURL(f"address {address} is on a loopback or private network; set allow_private_network to use it")
+
+
+def literal_address(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+
+
+def check_url(url: str, allow_private_network: bool) -> None:
+    """The checks that need no DNS: shape, literal addresses, metadata host names."""
+    validate_url_shape(url)
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    if host in METADATA_HOSTS:
+        raise UnsafeURL(f"host {host} is a cloud metadata service and is never allowed")
+    if host == "localhost" or host.endswith(".localhost"):
+        check_address(ipaddress.ip_address("127.0.0.1"), allow_private_network)
+    address = literal_address(host)
+    if address is not None:
+        check_address(address, allow_private_network)
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves with the default resolver, then refuses the whole answer if any address is unsafe."""
+
+    def __init__(self, allow_private_network: bool) -> None:
+        self._inner = DefaultResolver()
+        self._allow_private_network = allow_private_network
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            address = ipaddress.ip_address(result["host"])
+            try:
+                check_address(address, self._allow_private_network)
+            except UnsafeURL as exc:
+                raise OSError(f"refused to connect to {host}: {exc}") from None
+        return results
+
+    async def close(self) -> None:
+        await self._inner.close()

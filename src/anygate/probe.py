@@ -1,0 +1,60 @@
+"""A live probe of one provider: what it lists and supports (models, chat, streaming, usage on streams)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from anygate.errors import GatewayError
+from anygate.upstream import DiscoveryFailed, OpenAICompatibleProvider
+
+
+async def probe_provider(client: OpenAICompatibleProvider, model: str | None = None) -> dict[str, Any]:
+    """Run each check in turn; a failed check records its error and the probe goes on."""
+    result: dict[str, Any] = {"provider": client.provider_id, "checked_at": int(time.time())}
+    models: list[str] = []
+    try:
+        models = await client.list_models()
+        result["models"] = {"ok": True, "count": len(models)}
+    except DiscoveryFailed as exc:
+        result["models"] = {"ok": False, "error": str(exc)}
+    chosen = model or (models[0] if models else None)
+    if chosen is None:
+        result["chat"] = {"ok": False, "error": "no model to try: give one or let the provider list its models"}
+        return result
+    result["model"] = chosen
+    result["chat"] = await _check_chat(client, chosen)
+    result["streaming"], result["stream_usage"] = await _check_stream(client, chosen)
+    return result
+
+
+async def _check_chat(client: OpenAICompatibleProvider, model: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        reply = await client.chat_completion(_one_token(model))
+    except GatewayError as exc:
+        return {"ok": False, "error": exc.message}
+    return {"ok": True, "latency_ms": _ms(started), "usage": isinstance(reply.get("usage"), dict)}
+
+
+async def _check_stream(client: OpenAICompatibleProvider, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    started = time.perf_counter()
+    saw_usage = False
+    chunks = 0
+    try:
+        async for chunk in client.stream_chat_completion(
+            {**_one_token(model), "stream_options": {"include_usage": True}}
+        ):
+            chunks += 1
+            saw_usage = saw_usage or isinstance(chunk.get("usage"), dict)
+    except GatewayError as exc:
+        return {"ok": False, "error": exc.message}, {"ok": False, "error": "streaming failed"}
+    return {"ok": chunks > 0, "chunks": chunks, "latency_ms": _ms(started)}, {"ok": saw_usage}
+
+
+def _one_token(model: str) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 1}
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)

@@ -1,0 +1,221 @@
+"""The live set of providers: their clients, model lists (discovered, configured or last known) and health.
+
+The request path reads plain attributes and a resolution cache; discovery and health checks run in the
+background and swap in a new ``ModelIndex`` when something changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from anygate.catalog import DEFAULT_PROXY_ENDPOINTS, PRESETS
+from anygate.errors import NotFound
+from anygate.models import ModelIndex, Target, resolve_model
+from anygate.settings import ProviderConfig, Settings
+from anygate.upstream import DiscoveryFailed, HealthResult, OpenAICompatibleProvider, UpstreamPool
+
+log = logging.getLogger("anygate.registry")
+
+ModelSource = Literal["discovered", "configured", "last-known", "unknown"]
+ProviderOrigin = Literal["file", "env", "store"]
+STARTUP_DISCOVERY_WAIT = 3.0
+RESOLUTION_CACHE_LIMIT = 10_000
+
+
+@dataclass
+class ProviderRuntime:
+    """One provider as the gateway runs it."""
+
+    config: ProviderConfig
+    client: OpenAICompatibleProvider
+    origin: ProviderOrigin
+    proxy_endpoints: frozenset[tuple[str, str]]
+    model_entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    models_source: ModelSource = "unknown"
+    discovery_error: str | None = None
+    health: HealthResult | None = None
+    health_checked_at: float | None = None
+    quota: dict[str, Any] | None = None
+    capabilities: dict[str, Any] | None = None
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def models(self) -> list[str] | None:
+        return None if self.models_source == "unknown" else list(self.model_entries)
+
+    def __repr__(self) -> str:
+        return f"ProviderRuntime(id={self.id!r}, origin={self.origin}, models={self.models_source})"
+
+
+def proxy_allowlist(config: ProviderConfig) -> frozenset[tuple[str, str]]:
+    rules = config.proxy_endpoints
+    if rules is None:
+        return frozenset(DEFAULT_PROXY_ENDPOINTS)
+    return frozenset((method, endpoint) for method, _, endpoint in (r.partition(" ") for r in rules))
+
+
+def configured_entries(config: ProviderConfig) -> dict[str, dict[str, Any]]:
+    return {m: {"id": m, "object": "model", "owned_by": config.id} for m in config.models}
+
+
+class ProviderRegistry:
+    def __init__(self, settings: Settings, pool: UpstreamPool) -> None:
+        self._settings = settings
+        self._pool = pool
+        self.runtimes: dict[str, ProviderRuntime] = {}
+        self.index = ModelIndex()
+        self._resolved: dict[str, list[Target]] = {}
+        origin: ProviderOrigin = "file" if settings.config_file else "env"
+        for config in settings.providers:
+            if config.enabled:
+                self.runtimes[config.id] = self._runtime(config, origin, settings.provider_key(config))
+        self.rebuild_index()
+
+    # ------------------------------------------------------------------------------ request path
+
+    def resolve(self, model: str) -> list[Target]:
+        targets = self._resolved.get(model)
+        if targets is None:
+            targets = resolve_model(model, self.index)
+            if len(self._resolved) < RESOLUTION_CACHE_LIMIT:
+                self._resolved[model] = targets
+        return targets
+
+    def get(self, provider_id: str) -> ProviderRuntime:
+        canonical = self._settings.provider_aliases.get(provider_id, provider_id)
+        runtime = self.runtimes.get(canonical)
+        if runtime is None:
+            raise NotFound(f"Unknown provider '{provider_id}'", code="provider_not_found")
+        return runtime
+
+    def find(self, provider_id: str) -> ProviderRuntime | None:
+        return self.runtimes.get(self._settings.provider_aliases.get(provider_id, provider_id))
+
+    # ------------------------------------------------------------------------------ changes
+
+    def _runtime(self, config: ProviderConfig, origin: ProviderOrigin, api_key: str | None) -> ProviderRuntime:
+        client = OpenAICompatibleProvider.from_config(config, api_key, self._pool)
+        runtime = ProviderRuntime(config, client, origin, proxy_allowlist(config))
+        if config.models:
+            runtime.model_entries = configured_entries(config)
+            runtime.models_source = "configured"
+        return runtime
+
+    def upsert(self, config: ProviderConfig, origin: ProviderOrigin, api_key: str | None) -> ProviderRuntime:
+        """Add or replace a provider; keep its last known models until rediscovered."""
+        previous = self.runtimes.get(config.id)
+        runtime = self._runtime(config, origin, api_key)
+        if previous is not None and runtime.models_source == "unknown":
+            runtime.model_entries, runtime.models_source = previous.model_entries, "last-known"
+        self.runtimes[config.id] = runtime
+        self.rebuild_index()
+        return runtime
+
+    def remove(self, provider_id: str) -> None:
+        if self.runtimes.pop(provider_id, None) is not None:
+            self.rebuild_index()
+
+    def replace_store_providers(self, entries: Iterable[tuple[ProviderConfig, str | None]]) -> None:
+        """Make the store's providers exactly ``entries`` (file and env providers stay as they are)."""
+        wanted = {config.id: (config, key) for config, key in entries}
+        for provider_id in [p for p, r in self.runtimes.items() if r.origin == "store" and p not in wanted]:
+            self.runtimes.pop(provider_id)
+        for config, key in wanted.values():
+            existing = self.runtimes.get(config.id)
+            if existing is not None and existing.origin != "store":
+                continue  # the file wins
+            if existing is None or existing.config != config or existing.client.headers != _headers_for(config, key):
+                self.upsert(config, "store", key)
+        self.rebuild_index()
+
+    def rebuild_index(self) -> None:
+        self.index = ModelIndex.build(
+            self.runtimes,
+            {p: r.models for p, r in self.runtimes.items()},
+            provider_aliases=self._settings.provider_aliases,
+            aliases=self._settings.aliases,
+            default_provider=self._settings.default_provider,
+        )
+        self._resolved = {}
+
+    # ------------------------------------------------------------------------------ background work
+
+    async def discover(self, runtime: ProviderRuntime) -> None:
+        """Refresh one provider's list; on failure keep the configured or last good list, and say why."""
+        try:
+            entries = await runtime.client.list_model_entries()
+        except DiscoveryFailed as exc:
+            runtime.discovery_error = str(exc)
+            if runtime.models_source == "discovered":
+                runtime.models_source = "last-known"
+            log.warning("model discovery failed", extra={"fields": {"provider": runtime.id, "error": str(exc)}})
+        else:
+            merged = {e["id"]: {**e, "owned_by": runtime.id} for e in entries}
+            for model, entry in configured_entries(runtime.config).items():
+                merged.setdefault(model, entry)
+            runtime.model_entries, runtime.models_source, runtime.discovery_error = merged, "discovered", None
+        if self.runtimes.get(runtime.id) is runtime:
+            self.rebuild_index()
+
+    async def discover_all(self) -> None:
+        await asyncio.gather(*(self.discover(r) for r in list(self.runtimes.values())))
+
+    async def discover_at_start(self) -> asyncio.Task[None]:
+        """Start discovery; wait a short while so the first requests see most lists, then go on."""
+        task = asyncio.ensure_future(self.discover_all())
+        await asyncio.wait({task}, timeout=STARTUP_DISCOVERY_WAIT)
+        return task
+
+    async def refresh_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.discover_all()
+
+    async def health_check(self, runtime: ProviderRuntime) -> HealthResult:
+        result = await runtime.client.health_check()
+        runtime.health = result
+        runtime.health_checked_at = time.time()
+        return result
+
+    async def health_check_all(self) -> list[tuple[ProviderRuntime, HealthResult]]:
+        runtimes = list(self.runtimes.values())
+        results = await asyncio.gather(*(self.health_check(r) for r in runtimes))
+        return list(zip(runtimes, results, strict=True))
+
+    def describe(self, runtime: ProviderRuntime) -> dict[str, Any]:
+        """The public view of a provider: never a secret."""
+        config = runtime.config
+        view: dict[str, Any] = {
+            "id": runtime.id,
+            "name": config.name,
+            "type": config.type,
+            "base_url": runtime.client.base_url,
+            "configured": runtime.client.is_configured,
+            "healthy": runtime.health.healthy if runtime.health else None,
+            "default": runtime.id == self.index.default_provider,
+            "models": runtime.models or [],
+            "models_source": runtime.models_source,
+            "origin": runtime.origin,
+        }
+        if runtime.discovery_error:
+            view["discovery_error"] = runtime.discovery_error
+        if runtime.quota is not None:
+            view["quota"] = runtime.quota
+        if runtime.capabilities is not None:
+            view["capabilities"] = runtime.capabilities
+        return view
+
+
+def _headers_for(config: ProviderConfig, key: str | None) -> Mapping[str, str]:
+    from anygate.upstream import auth_headers
+
+    preset_auth = config.auth or PRESETS[config.type or "custom"].auth
+    return {**config.headers, **auth_headers(preset_auth, key)}

@@ -1,0 +1,420 @@
+"""The one Settings object: command-line flags > environment (and ``.env``) > YAML config file > defaults.
+
+This is the only module that reads the environment. ``load_settings`` takes the environment as a mapping
+so that tests (and the seed-003 compatibility rules) read exactly what they are given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from dotenv import dotenv_values
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from anygate.catalog import PRESETS, AuthStyle, QuotaFormat, detect_provider_name, key_env_name
+from anygate.errors import ConfigError
+
+SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+DEFAULT_OPENROUTER_URL = "https://openrouter.ai/api/v1"
+ENV_PROVIDER_ID = "openai_compatible"
+LEGACY_PROVIDER_ID = "openrouter"
+TRUTHY = {"1", "true", "yes", "on"}
+FALSY = {"0", "false", "no", "off", ""}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class QuotaConfig(Strict):
+    path: str = "/quota"
+    format: QuotaFormat = "neutral"
+
+
+class CloudflareVia(Strict):
+    account_id: str
+    gateway_id: str
+    token: SecretStr | None = None
+
+
+class Via(Strict):
+    cloudflare: CloudflareVia
+
+
+class Timeouts(Strict):
+    """Seconds. ``first_byte`` and ``idle`` default to the provider's ``timeout``."""
+
+    connect: float = Field(10.0, gt=0)
+    first_byte: float | None = Field(None, gt=0)
+    idle: float | None = Field(None, gt=0)
+    total: float = Field(600.0, gt=0)
+
+
+class ProviderConfig(Strict):
+    """One upstream. The same object in the config file and in the management API."""
+
+    id: Annotated[str, Field(pattern=SLUG)]
+    type: str | None = None
+    name: str | None = None
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: AuthStyle | None = None
+    models: list[str] = Field(default_factory=list)
+    allow_private_network: bool | None = None
+    quota: QuotaConfig | None = None
+    timeout: float = Field(30.0, gt=0)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    max_retries: int = Field(3, ge=0, le=10)
+    enabled: bool = True
+    default_model: str | None = None
+    proxy_endpoints: list[str] | None = None
+    via: Via | None = None
+    weight: float = Field(1.0, gt=0)
+    priority: int = 0
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str | None) -> str | None:
+        if value is not None and value not in PRESETS:
+            known = ", ".join(sorted(PRESETS))
+            raise ValueError(f"unknown provider type '{value}' (known: {known})")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from anygate.netguard import validate_url_shape
+
+        validate_url_shape(value)
+        return value
+
+    @field_validator("proxy_endpoints")
+    @classmethod
+    def _endpoint_rules(cls, value: list[str] | None) -> list[str] | None:
+        for rule in value or []:
+            if not re.fullmatch(r"(GET|POST|PUT|PATCH|DELETE) [A-Za-z0-9_./-]+", rule):
+                raise ValueError(f"proxy endpoint '{rule}' must look like 'POST chat/completions'")
+        return value
+
+    @model_validator(mode="after")
+    def _fill_from_preset(self) -> ProviderConfig:
+        if self.type is None:
+            self.type = self.id if self.id in PRESETS else "custom"
+        preset = PRESETS[self.type]
+        if self.base_url is None and self.via is None:
+            if preset.base_url is None:
+                raise ValueError(f"base_url is required for a provider of type '{self.type}'")
+            self.base_url = preset.base_url
+        if self.auth is None:
+            self.auth = "none" if preset.keyless else preset.auth
+        if self.allow_private_network is None:
+            self.allow_private_network = preset.allow_private_network
+        if self.quota is None and preset.quota is not None:
+            self.quota = QuotaConfig(path=preset.quota.path, format=preset.quota.format)
+        if not self.models and preset.static_models:
+            self.models = list(preset.static_models)
+        if self.name is None:
+            self.name = preset.name if self.type != "custom" else detect_provider_name(self.base_url or "")
+        return self
+
+
+class QuotaSource(Strict):
+    id: Annotated[str, Field(pattern=SLUG)]
+    base_url: str
+    quota_path: str = "/quota"
+    label: str | None = None
+    format: QuotaFormat = "neutral"
+    api_key: SecretStr | None = None
+
+
+class Settings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64)
+    config_file: Path | None = None
+    data_dir: Path = Field(default_factory=lambda: Path.home() / ".local" / "share" / "anygate")
+    database_url: str | None = None
+    redis_url: str | None = None
+    admin_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    no_auth: bool = False
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    provider_aliases: dict[str, str] = Field(default_factory=dict)
+    aliases: dict[str, str] = Field(default_factory=dict)
+    fallbacks: dict[str, list[str]] = Field(default_factory=dict)
+    default_provider: str | None = None
+    quota_sources: list[QuotaSource] = Field(default_factory=list)
+    max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    metrics_public: bool = True
+    discovery_interval: float = Field(300.0, gt=0)
+    # Provider-key environment variables (``<ID>_API_KEY``) are looked up here, at start, once.
+    provider_key_env: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        ids = [p.id for p in self.providers]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate provider id(s): {', '.join(duplicates)}")
+        known = set(ids) | set(self.provider_aliases)
+        if self.default_provider is not None and self.default_provider not in known:
+            raise ValueError(f"default_provider '{self.default_provider}' is not a configured provider")
+        if self.no_auth and not is_loopback_host(self.host):
+            raise ValueError("--no-auth is only allowed when listening on a loopback host")
+        return self
+
+    def provider_key(self, provider: ProviderConfig) -> str | None:
+        """The configured key: the provider's own ``api_key``, else ``<ID>_API_KEY``."""
+        if provider.api_key is not None and provider.api_key.get_secret_value():
+            return provider.api_key.get_secret_value()
+        from_env = self.provider_key_env.get(provider.id)
+        return from_env.get_secret_value() if from_env is not None else None
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'anygate.db'}"
+
+
+def is_loopback_host(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def read_environment(dotenv_path: Path = Path(".env")) -> dict[str, str]:
+    """The process environment over ``.env`` in the working directory (the process wins)."""
+    merged = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None} if dotenv_path.is_file() else {}
+    merged.update(os.environ)
+    return merged
+
+
+def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from flags, the environment and the config file it names; raise ConfigError."""
+    env = read_environment() if environ is None else dict(environ)
+    given_flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    config_path = given_flags.get("config_file") or env.get("ANYGATE_CONFIG")
+    file_values = read_config_file(Path(config_path), env) if config_path else {}
+    origin = str(config_path) if config_path else "environment"
+    merged: dict[str, Any] = {**file_values, **anygate_env_values(env), **given_flags}
+    if config_path:
+        merged["config_file"] = Path(config_path)
+    else:
+        apply_zero_config(merged, env)
+    if "PREFERRED_PROVIDER" in env:
+        merged["default_provider"] = preferred_provider(env["PREFERRED_PROVIDER"], merged)
+    merged.setdefault("data_dir", default_data_dir(env))
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, origin)) from exc
+    settings.provider_key_env = {
+        p.id: SecretStr(env[key_env_name(p.id)]) for p in settings.providers if env.get(key_env_name(p.id))
+    }
+    return settings
+
+
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    xdg = env.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path(env.get("HOME", str(Path.home()))) / ".local" / "share"
+    return base / "anygate"
+
+
+ANYGATE_ENV_FIELDS = {
+    "ANYGATE_DATA_DIR": "data_dir",
+    "ANYGATE_DATABASE_URL": "database_url",
+    "ANYGATE_REDIS_URL": "redis_url",
+    "ANYGATE_ADMIN_KEY": "admin_key",
+    "ANYGATE_SECRET_KEY": "secret_key",
+    "ANYGATE_HOST": "host",
+    "ANYGATE_PORT": "port",
+    "ANYGATE_WORKERS": "workers",
+    "ANYGATE_LOG_LEVEL": "log_level",
+    "ANYGATE_NO_AUTH": "no_auth",
+}
+
+
+def anygate_env_values(env: Mapping[str, str]) -> dict[str, Any]:
+    return {field: env[name] for name, field in ANYGATE_ENV_FIELDS.items() if env.get(name)}
+
+
+def read_config_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config file must be a mapping of settings")
+    expanded = expand_variables(raw, env)
+    assert isinstance(expanded, dict)
+    return expanded
+
+
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def expand_variables(value: Any, env: Mapping[str, str]) -> Any:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in every string of a parsed YAML document."""
+    if isinstance(value, str):
+        return VARIABLE.sub(lambda m: env.get(m.group(1)) or (m.group(2) or ""), value)
+    if isinstance(value, list):
+        return [expand_variables(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: expand_variables(v, env) for k, v in value.items()}
+    return value
+
+
+def describe_validation_error(exc: ValidationError, origin: str) -> str:
+    lines = [f"{origin}: invalid configuration"]
+    for error in exc.errors():
+        location = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown field"
+        lines.append(f"  {location}: {message}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------- seed 003: zero-config env
+
+
+def env_flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    lowered = raw.strip().lower()
+    if lowered in TRUTHY:
+        return True
+    if lowered in FALSY:
+        return False
+    raise ConfigError(f"environment: {name} must be true or false, not '{raw}'")
+
+
+def env_number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"environment: {name} must be a number, not '{raw}'") from None
+
+
+def env_headers(env: Mapping[str, str]) -> dict[str, str]:
+    raw = env.get("OPENAI_COMPATIBLE_CUSTOM_HEADERS")
+    if not raw:
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"environment: OPENAI_COMPATIBLE_CUSTOM_HEADERS is not valid JSON ({exc.msg})") from exc
+    if not isinstance(parsed, dict) or not all(isinstance(v, str) for v in parsed.values()):
+        raise ConfigError("environment: OPENAI_COMPATIBLE_CUSTOM_HEADERS must be a JSON object of strings")
+    return parsed
+
+
+def apply_zero_config(merged: dict[str, Any], env: Mapping[str, str]) -> None:
+    """Seed 003: ``OPENAI_COMPATIBLE_*`` (or legacy ``OPENROUTER_*``) and ``OLLAMA_*`` define providers."""
+    providers: list[dict[str, Any]] = list(merged.get("providers") or [])
+    compatible = env_compatible_provider(env)
+    if compatible is not None:
+        providers.append(compatible)
+        # Both names reach the env-defined provider, whichever id it has (seed 003 used both).
+        other = ENV_PROVIDER_ID if compatible["id"] == LEGACY_PROVIDER_ID else LEGACY_PROVIDER_ID
+        merged["provider_aliases"] = {other: compatible["id"]}
+    if env_flag(env, "OLLAMA_ENABLED", False):
+        base = env.get("OLLAMA_BASE_URL") or "http://localhost:11434"
+        base = base.rstrip("/")
+        providers.append({"id": "ollama", "type": "ollama", "base_url": base if base.endswith("/v1") else base + "/v1"})
+    merged["providers"] = providers
+
+
+def env_compatible_provider(env: Mapping[str, str]) -> dict[str, Any] | None:
+    if not env_flag(env, "OPENAI_COMPATIBLE_ENABLED", True):
+        return None
+    key = env.get("OPENAI_COMPATIBLE_API_KEY")
+    legacy_key = env.get("OPENROUTER_API_KEY")
+    explicit_url = env.get("OPENAI_COMPATIBLE_BASE_URL")
+    if not key and not legacy_key and not explicit_url:
+        return None
+    provider_id = ENV_PROVIDER_ID if key or not legacy_key else LEGACY_PROVIDER_ID
+    base_url = explicit_url or (env.get("OPENROUTER_BASE_URL") if provider_id == LEGACY_PROVIDER_ID else None)
+    base_url = (base_url or DEFAULT_OPENROUTER_URL).rstrip("/")
+    preset_type = preset_for_url(base_url)
+    provider: dict[str, Any] = {
+        "id": provider_id,
+        "type": preset_type,
+        "base_url": base_url,
+        "api_key": key or legacy_key,
+        "name": env.get("OPENAI_COMPATIBLE_PROVIDER_NAME") or detect_provider_name(base_url),
+        "headers": env_headers(env),
+        "timeout": env_number(env, "OPENAI_COMPATIBLE_TIMEOUT", 30.0),
+        "max_retries": int(env_number(env, "OPENAI_COMPATIBLE_MAX_RETRIES", 3)),
+        # The operator's own environment names this URL: a backend on loopback or a LAN is intended.
+        "allow_private_network": True,
+    }
+    if env.get("OPENAI_COMPATIBLE_DEFAULT_MODEL"):
+        provider["default_model"] = env["OPENAI_COMPATIBLE_DEFAULT_MODEL"]
+    if preset_type == "azure":
+        provider["auth"] = "api-key"
+    return provider
+
+
+def preset_for_url(base_url: str) -> str:
+    """The preset whose host the URL is on, so an env-defined OpenRouter keeps its quota endpoint."""
+    name = detect_provider_name(base_url)
+    for preset in PRESETS.values():
+        if preset.name == name and preset.hosts:
+            return preset.id
+    return "custom"
+
+
+def preferred_provider(raw: str, merged: Mapping[str, Any]) -> str | None:
+    value = raw.strip().lower()
+    ids = [p["id"] if isinstance(p, dict) else p.id for p in merged.get("providers") or []]
+    if value in ("", "auto"):
+        return ids[0] if ids else None
+    if value in (ENV_PROVIDER_ID, LEGACY_PROVIDER_ID):
+        for candidate in (value, ENV_PROVIDER_ID, LEGACY_PROVIDER_ID):
+            if candidate in ids:
+                return candidate
+        return None
+    if value in ids:
+        return value
+    raise ConfigError(f"environment: PREFERRED_PROVIDER '{raw}' is not a configured provider ({', '.join(ids)})")
+
+
+FLAG_ENV_NAMES = {
+    "config_file": "ANYGATE_CONFIG",
+    "host": "ANYGATE_HOST",
+    "port": "ANYGATE_PORT",
+    "workers": "ANYGATE_WORKERS",
+    "log_level": "ANYGATE_LOG_LEVEL",
+    "no_auth": "ANYGATE_NO_AUTH",
+}
+
+
+def export_for_workers(flags: Mapping[str, Any]) -> None:
+    """Put command-line flags into the environment so worker processes build the same Settings."""
+    for name, value in flags.items():
+        if value is not None and name in FLAG_ENV_NAMES:
+            os.environ[FLAG_ENV_NAMES[name]] = str(value).lower() if isinstance(value, bool) else str(value)

@@ -1,0 +1,112 @@
+"""Metrics (Prometheus, one registry per app) and JSON logs carrying the request id, with secrets masked."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from contextvars import ContextVar
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REQUEST_ID: ContextVar[str | None] = ContextVar("anygate_request_id", default=None)
+SECRET_PATTERNS = (
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"\bsk-[A-Za-z0-9._-]{4,}"),
+    re.compile(r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
+)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+def mask_secrets(text: str) -> str:
+    for pattern in SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
+    return text
+
+
+class Metrics:
+    """The gateway's Prometheus metrics, in a registry owned by one app."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "anygate_requests_total",
+            "Requests answered, by route, provider, model and status.",
+            ("route", "provider", "model", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "anygate_request_duration_seconds",
+            "Time from request to the last byte of the response.",
+            ("route", "provider"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.time_to_first_token = Histogram(
+            "anygate_time_to_first_token_seconds",
+            "Time from request to the first streamed event.",
+            ("provider", "model"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream_errors = Counter(
+            "anygate_upstream_errors_total",
+            "Failed upstream attempts, by provider and kind.",
+            ("provider", "kind"),
+            registry=self.registry,
+        )
+        self.tokens = Counter(
+            "anygate_tokens_total",
+            "Tokens reported by upstreams (or estimated), by provider, model and direction.",
+            ("provider", "model", "direction"),
+            registry=self.registry,
+        )
+        self.provider_healthy = Gauge(
+            "anygate_provider_healthy",
+            "1 when the provider's last check passed.",
+            ("provider",),
+            registry=self.registry,
+        )
+        self.quota_remaining = Gauge(
+            "anygate_upstream_quota_remaining",
+            "Remaining upstream quota as the provider reports it.",
+            ("provider", "unit"),
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": mask_secrets(record.getMessage()),
+        }
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            entry["request_id"] = request_id
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update({k: mask_secrets(v) if isinstance(v, str) else v for k, v in fields.items()})
+        if record.exc_info:
+            entry["exc"] = mask_secrets(self.formatException(record.exc_info))
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True

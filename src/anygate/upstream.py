@@ -1,0 +1,381 @@
+"""The upstream client: one OpenAI-compatible endpoint, over a pooled aiohttp session.
+
+``OpenAICompatibleProvider`` works on its own as a library (``async with OpenAICompatibleProvider(...)``)
+and is what the gateway uses for every provider. aiohttp's exceptions are translated into the gateway's
+error hierarchy here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import orjson
+
+from anygate.catalog import PRESETS, AuthStyle, detect_provider_name, join_url
+from anygate.errors import (
+    GatewayError,
+    InvalidRequest,
+    UpstreamStatusError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from anygate.netguard import GuardedResolver, UnsafeURL, check_url
+from anygate.sse import EventSplitter, event_data, is_done
+
+DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
+USER_AGENT = "anygate/0.1"
+
+
+class DiscoveryFailed(Exception):
+    """Model discovery did not produce a list; the message says why (never with a secret)."""
+
+
+class UpstreamPool:
+    """The process's pooled HTTP sessions: one that may reach private networks and one that may not.
+
+    Sessions are made on first use inside the running event loop and closed by ``close()``.
+    """
+
+    def __init__(self, connection_limit: int = 1000) -> None:
+        self._limit = connection_limit
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+
+    def session(self, allow_private_network: bool) -> aiohttp.ClientSession:
+        session = self._sessions.get(allow_private_network)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._limit,
+                ttl_dns_cache=30,
+                keepalive_timeout=30,
+                resolver=GuardedResolver(allow_private_network),
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=True,
+                headers={"User-Agent": USER_AGENT},
+                skip_auto_headers=("Content-Type",),
+            )
+            self._sessions[allow_private_network] = session
+        return session
+
+    async def close(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.close()
+
+
+@dataclass(frozen=True, slots=True)
+class HealthResult:
+    healthy: bool
+    latency_ms: float
+    error: str | None = None
+
+
+def auth_headers(auth: AuthStyle, api_key: str | None) -> dict[str, str]:
+    if not api_key or auth == "none":
+        return {}
+    if auth == "api-key":
+        return {"api-key": api_key}
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+def translate_client_error(exc: BaseException, provider_id: str) -> GatewayError:
+    """The one place aiohttp's exceptions become gateway errors (no URL, header or key in the text)."""
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return UpstreamTimeout(f"Provider '{provider_id}' did not answer in time")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamUnavailable(f"Cannot connect to provider '{provider_id}'")
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return UpstreamUnavailable(f"Provider '{provider_id}' closed the connection")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return UpstreamUnavailable(f"Provider '{provider_id}' sent an incomplete response")
+    if isinstance(exc, UnsafeURL):
+        return UpstreamUnavailable(f"Provider '{provider_id}' URL refused: {exc}")
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
+        return UpstreamUnavailable(f"Provider '{provider_id}' is unreachable ({type(exc).__name__})")
+    raise TypeError(f"not an upstream error: {type(exc).__name__}") from exc
+
+
+UPSTREAM_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError, UnsafeURL)
+
+
+class OpenAICompatibleProvider:
+    """Any OpenAI-compatible endpoint: base URL, key, name detection, custom headers, discovery, health.
+
+    >>> async with OpenAICompatibleProvider(api_key="...", base_url="https://api.groq.com/openai/v1") as p:
+    ...     models = await p.list_models()
+    ...     reply = await p.chat_completion({"model": models[0], "messages": [...]})
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        provider_name: str | None = None,
+        custom_headers: Mapping[str, str] | None = None,
+        *,
+        provider_id: str = "openai_compatible",
+        auth: AuthStyle = "bearer",
+        timeout: float = 30.0,
+        connect_timeout: float = 10.0,
+        total_timeout: float = 600.0,
+        max_retries: int = 3,
+        allow_private_network: bool = False,
+        has_models_endpoint: bool = True,
+        ollama_tags_fallback: bool = False,
+        pool: UpstreamPool | None = None,
+    ) -> None:
+        check_url(base_url, allow_private_network)
+        self.provider_id = provider_id
+        self.base_url = base_url.rstrip("/")
+        self.name = provider_name or detect_provider_name(base_url)
+        self.auth = auth
+        self.max_retries = max_retries
+        self.timeout = timeout
+        self.allow_private_network = allow_private_network
+        self.has_models_endpoint = has_models_endpoint
+        self.ollama_tags_fallback = ollama_tags_fallback
+        self.is_configured = bool(api_key) or auth == "none"
+        self.headers: dict[str, str] = {**dict(custom_headers or {}), **auth_headers(auth, api_key)}
+        self.client_timeout = aiohttp.ClientTimeout(
+            total=total_timeout, connect=connect_timeout, sock_connect=connect_timeout, sock_read=timeout
+        )
+        self._pool = pool or UpstreamPool(connection_limit=100)
+        self._owns_pool = pool is None
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatibleProvider(id={self.provider_id!r}, name={self.name!r}, base_url={self.base_url!r})"
+
+    async def __aenter__(self) -> OpenAICompatibleProvider:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_pool:
+            await self._pool.close()
+
+    # ------------------------------------------------------------------------------ raw transport
+
+    def url(self, endpoint: str) -> str:
+        return join_url(self.base_url, endpoint)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        return self._pool.session(self.allow_private_network)
+
+    async def open(
+        self,
+        method: str,
+        endpoint: str,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> aiohttp.ClientResponse:
+        """Send one request and return the response with its body unread. Raises GatewayError."""
+        merged = {**headers, **self.headers} if headers else self.headers
+        try:
+            return await self.session.request(
+                method,
+                self.url(endpoint),
+                data=body if method != "GET" else None,
+                headers=merged,
+                timeout=timeout or self.client_timeout,
+                allow_redirects=False,
+            )
+        except UPSTREAM_ERRORS as exc:
+            raise translate_client_error(exc, self.provider_id) from exc
+
+    async def read_body(self, response: aiohttp.ClientResponse) -> bytes:
+        try:
+            return await response.read()
+        except UPSTREAM_ERRORS as exc:
+            raise translate_client_error(exc, self.provider_id) from exc
+        finally:
+            response.release()
+
+    async def request_json(self, method: str, endpoint: str, payload: Any = None) -> Any:
+        """One JSON round trip with retries on retryable failures; error statuses raise."""
+        body = orjson.dumps(payload) if payload is not None else None
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = await self.open(method, endpoint, body, headers)
+                raw = await self.read_body(response)
+                if response.status >= 400:
+                    raise UpstreamStatusError(response.status, raw)
+                return parse_json(raw, self.provider_id)
+            except GatewayError as exc:
+                if not exc.retryable or attempt == self.max_retries:
+                    raise
+                await asyncio.sleep(backoff_delay(attempt))
+        raise AssertionError("unreachable")
+
+    # ------------------------------------------------------------------------------ library API
+
+    async def chat_completion(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return await self._post_object("chat/completions", {**payload, "stream": False})
+
+    async def completion(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return await self._post_object("completions", {**payload, "stream": False})
+
+    async def embeddings(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return await self._post_object("embeddings", payload)
+
+    async def stream_chat_completion(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """Yield each ``chat.completion.chunk`` as a dict, until ``[DONE]``."""
+        body = orjson.dumps({**payload, "stream": True})
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        response = await self.open("POST", "chat/completions", body, headers)
+        try:
+            if response.status >= 400:
+                raise UpstreamStatusError(response.status, await response.read())
+            splitter = EventSplitter()
+            async for chunk in response.content.iter_any():
+                for event in splitter.feed(chunk):
+                    if is_done(event):
+                        return
+                    data = event_data(event)
+                    if data:
+                        yield parse_json(data, self.provider_id)
+        except UPSTREAM_ERRORS as exc:
+            raise translate_client_error(exc, self.provider_id) from exc
+        finally:
+            response.release()
+
+    async def _post_object(self, endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
+        result = await self.request_json("POST", endpoint, payload)
+        if not isinstance(result, dict):
+            raise UpstreamUnavailable(f"Provider '{self.provider_id}' answered with a non-object JSON body")
+        return result
+
+    async def list_model_entries(self) -> list[dict[str, Any]]:
+        """The upstream's model objects (``GET <base_url>/models``; Ollama's ``/api/tags`` as fallback)."""
+        if not self.has_models_endpoint:
+            raise DiscoveryFailed(f"{self.name} has no model list endpoint")
+        try:
+            return model_entries(await self.request_json("GET", "models"))
+        except (GatewayError, DiscoveryFailed) as exc:
+            if not self.ollama_tags_fallback:
+                raise DiscoveryFailed(describe_failure(exc)) from exc
+        return await self._ollama_tags()
+
+    async def list_models(self) -> list[str]:
+        return [entry["id"] for entry in await self.list_model_entries()]
+
+    async def _ollama_tags(self) -> list[dict[str, Any]]:
+        root = self.base_url.removesuffix("/v1")
+        try:
+            response = await self.session.get(
+                join_url(root, "api/tags"), headers=self.headers, timeout=self.client_timeout, allow_redirects=False
+            )
+            raw = await self.read_body(response)
+        except UPSTREAM_ERRORS as exc:
+            raise DiscoveryFailed(translate_client_error(exc, self.provider_id).message) from exc
+        if response.status >= 400:
+            raise DiscoveryFailed(f"HTTP {response.status} from /api/tags")
+        parsed = parse_json(raw, self.provider_id)
+        names = [m.get("name") for m in parsed.get("models", [])] if isinstance(parsed, dict) else []
+        return [{"id": n, "object": "model", "owned_by": self.provider_id} for n in names if isinstance(n, str)]
+
+    async def health_check(self) -> HealthResult:
+        """Healthy when the model list (or, without one, a trivial request) answers without a 5xx."""
+        started = time.perf_counter()
+        try:
+            if self.has_models_endpoint:
+                await self.list_model_entries()
+            else:
+                response = await self.open("GET", "models")
+                await self.read_body(response)
+                if response.status >= 500:
+                    raise DiscoveryFailed(f"HTTP {response.status}")
+        except (GatewayError, DiscoveryFailed) as exc:
+            return HealthResult(False, elapsed_ms(started), describe_failure(exc))
+        return HealthResult(True, elapsed_ms(started))
+
+    # ------------------------------------------------------------------------------ construction
+
+    @classmethod
+    def from_config(
+        cls, config: Any, api_key: str | None, pool: UpstreamPool | None = None
+    ) -> OpenAICompatibleProvider:
+        """Build from a ``settings.ProviderConfig`` (typed ``Any`` to keep this module free of settings)."""
+        preset = PRESETS[config.type]
+        timeouts = config.timeouts
+        return cls(
+            api_key=api_key,
+            base_url=config.base_url,
+            provider_name=config.name,
+            custom_headers=config.headers,
+            provider_id=config.id,
+            auth=config.auth,
+            timeout=timeouts.idle or config.timeout,
+            connect_timeout=timeouts.connect,
+            total_timeout=timeouts.total,
+            max_retries=config.max_retries,
+            allow_private_network=bool(config.allow_private_network),
+            has_models_endpoint=preset.has_models_endpoint,
+            ollama_tags_fallback=preset.ollama_tags_fallback,
+            pool=pool,
+        )
+
+
+class OpenRouterProvider(OpenAICompatibleProvider):
+    """Backward-compatible name for an OpenAI-compatible provider pointed at OpenRouter."""
+
+    def __init__(self, api_key: str | None = None, base_url: str = DEFAULT_BASE_URL, **kwargs: Any) -> None:
+        kwargs.setdefault("provider_id", "openrouter")
+        kwargs.setdefault("provider_name", "OpenRouter")
+        super().__init__(api_key=api_key, base_url=base_url, **kwargs)
+
+
+def model_entries(parsed: Any) -> list[dict[str, Any]]:
+    """Accept ``{"data": [...]}``, ``{"models": [...]}`` or a bare list; entries as objects or ids."""
+    items = parsed.get("data", parsed.get("models")) if isinstance(parsed, dict) else parsed
+    if not isinstance(items, list):
+        raise DiscoveryFailed("the model list has an unexpected shape")
+    entries: list[dict[str, Any]] = []
+    for item in items:
+        if isinstance(item, str):
+            entries.append({"id": item, "object": "model"})
+        elif isinstance(item, dict) and isinstance(item.get("id") or item.get("name"), str):
+            entries.append({**item, "id": item.get("id") or item["name"]})
+    return entries
+
+
+def parse_json(raw: bytes, provider_id: str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamUnavailable(f"Provider '{provider_id}' sent a body that is not valid JSON") from None
+
+
+def describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, GatewayError):
+        return exc.message
+    return str(exc)
+
+
+def backoff_delay(attempt: int, base: float = 0.25, cap: float = 8.0) -> float:
+    """Full-jitter exponential backoff."""
+    return random.uniform(0, min(cap, base * (2**attempt)))
+
+
+def elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+def require_object(parsed: Any) -> dict[str, Any]:
+    if not isinstance(parsed, dict):
+        raise InvalidRequest("Request body must be a JSON object")
+    return parsed

@@ -1,0 +1,402 @@
+"""A scriptable fake OpenAI-compatible upstream: a real aiohttp server on 127.0.0.1.
+
+Every request is recorded in ``FakeUpstream.requests``. Each request consumes the first queued
+``Reply`` whose ``path`` matches (FIFO); with nothing queued the route's default behaviour answers:
+
+    async with FakeUpstream() as up:             # inside an event loop
+        up.script(Reply.rate_limited(retry_after=2), Reply(content="ok"))
+
+    with FakeUpstream.start_in_thread() as up:   # sync tests: its own loop in a daemon thread
+        client = OpenAI(base_url=up.base_url, api_key="k")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import socket
+import struct
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from .openai_bodies import (
+    Turn,
+    Usage,
+    chat_chunks,
+    chat_completion,
+    default_key_info,
+    default_quota,
+    embeddings,
+    model_entry,
+    ollama_tag,
+    priced_model,
+    response_events,
+    response_object,
+    sse,
+    text_chunks,
+    text_completion,
+)
+
+__all__ = ["FakeUpstream", "RecordedRequest", "Reply", "Usage", "priced_model"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+               404: "not_found_error", 429: "rate_limit_error"}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer. ``json`` or ``body`` makes it a fixed response; otherwise the route's
+    default answer is produced with the overrides below (content, usage, pacing, failures)."""
+
+    status: int = 200  # on a default answer, a status other than 200 replaces the route's
+    json: Any = None
+    body: bytes | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    content: str | None = None
+    chunks: int | None = None  # content deltas in a stream (None: the upstream's setting)
+    usage: Usage | None = None
+    omit_usage: bool = False  # no usage at all, even when the request asked (like llama.cpp)
+    finish_reason: str = "stop"
+    stream: bool | None = None  # None follows the request's own "stream" flag
+    send_done: bool = True  # False: the stream ends without "data: [DONE]"
+    raw_events: Sequence[bytes] | None = None  # written verbatim as the SSE stream, any route
+    first_byte_delay: float = 0.0  # seconds before the status line and headers
+    event_delay: float | None = None  # seconds between SSE events (None: the upstream's setting)
+    hang_before_headers: bool = False  # until the client leaves or the server closes
+    hang_after_events: int | None = None  # 0: headers sent, then nothing
+    reset_before_headers: bool = False  # abort the TCP connection without any response
+    reset_after_events: int | None = None  # abort the TCP connection after K events
+
+    @property
+    def is_fixed(self) -> bool:
+        return self.json is not None or self.body is not None
+
+    @classmethod
+    def error(cls, status: int, message: str = "Fake upstream error", *, type: str | None = None,
+              code: str | None = None, headers: Mapping[str, str] | None = None) -> Reply:
+        """An OpenAI-style error body: ``{"error": {message, type, param, code}}``."""
+        kind = type or ERROR_TYPES.get(status, "server_error")
+        error = {"message": message, "type": kind, "param": None, "code": code}
+        return cls(status=status, json={"error": error}, headers=headers or {})
+
+    @classmethod
+    def rate_limited(cls, retry_after: float = 2) -> Reply:
+        headers = {"Retry-After": f"{retry_after:g}"}
+        return cls.error(429, "Rate limit reached", code="rate_limit_exceeded", headers=headers)
+
+    @classmethod
+    def invalid_json(cls, status: int = 200) -> Reply:
+        return cls(status=status, body=b'{"id": "chatcmpl-broken", "choices": [')
+
+    @classmethod
+    def huge(cls, size: int) -> Reply:
+        """A well-formed completion whose content alone is ``size`` bytes."""
+        return cls(content="x" * size)
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """What reached the upstream; header names are lowercase, ``json`` is None if unparsable."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    json: Any
+
+    @property
+    def model(self) -> str | None:
+        model = self.json.get("model") if isinstance(self.json, dict) else None
+        return model if isinstance(model, str) else None
+
+
+# the server ------------------------------------------------------------------------------------
+
+REPLY = web.RequestKey("reply", Reply)
+TURN = web.RequestKey("turn", Turn)
+
+
+class FakeUpstream:
+    """The fake server. Settings are plain attributes and may change while it runs."""
+
+    def __init__(self, *, content: str = "Hello from the fake upstream!", chunks: int = 3,
+                 event_delay: float = 0.0, usage: Usage | None = None,
+                 models: Sequence[str | Mapping[str, Any]] = ("fake-model",),
+                 has_models_endpoint: bool = True, has_tags_endpoint: bool = True) -> None:
+        self.content = content
+        self.chunks = chunks
+        self.event_delay = event_delay
+        self.usage = usage or Usage()
+        self.models: list[str | Mapping[str, Any]] = list(models)
+        self.has_models_endpoint = has_models_endpoint
+        self.has_tags_endpoint = has_tags_endpoint
+        self.quota: dict[str, Any] = default_quota()
+        self.key_info: dict[str, Any] = default_key_info()
+        self.requests: list[RecordedRequest] = []
+        self.disconnects = 0  # answers cut short because the client went away
+        self._queue: list[tuple[str | None, Reply]] = []
+        self._lock = threading.Lock()  # script() may be called from another thread
+        self._counter = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self._closing: asyncio.Event | None = None
+        self._port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        where = self.url if self._port else "not started"
+        return f"<FakeUpstream {where} requests={len(self.requests)} queued={len(self._queue)}>"
+
+    @property
+    def url(self) -> str:
+        if self._port is None:
+            raise RuntimeError("FakeUpstream is not started")
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def script(self, *replies: Reply, path: str | None = None) -> None:
+        """Queue replies, consumed one per request; ``path`` limits them to one route."""
+        with self._lock:
+            self._queue.extend((path, reply) for reply in replies)
+
+    def script_many(self, replies: Iterable[Reply], path: str | None = None) -> None:
+        self.script(*replies, path=path)
+
+    def requests_to(self, path: str) -> list[RecordedRequest]:
+        return [request for request in self.requests if request.path == path]
+
+    def _next_reply(self, path: str) -> Reply:
+        with self._lock:
+            for index, (wanted, reply) in enumerate(self._queue):
+                if wanted in (None, path):
+                    del self._queue[index]
+                    return reply
+        return Reply()
+
+    # lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> Self:
+        self._closing = asyncio.Event()
+        runner = web.AppRunner(self._make_app(), handler_cancellation=True, access_log=None,
+                               shutdown_timeout=0.5)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        self._runner = runner
+        self._port = runner.addresses[0][1]
+        return self
+
+    async def close(self) -> None:
+        if self._closing is not None:
+            self._closing.set()  # hanging answers give up and drop their connection
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @classmethod
+    def start_in_thread(cls, **options: Any) -> Self:
+        """Build and start a fake served by its own event loop in a daemon thread."""
+        return cls(**options).run_in_thread()
+
+    def run_in_thread(self) -> Self:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, name="fake-upstream", daemon=True)
+        self._thread.start()
+        return asyncio.run_coroutine_threadsafe(self.start(), loop).result(timeout=10)
+
+    def stop(self) -> None:
+        """Stop a fake started with ``run_in_thread`` or ``start_in_thread``."""
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        asyncio.run_coroutine_threadsafe(self.close(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+        self._loop = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self if self._thread else self.run_in_thread()
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # request handling --------------------------------------------------------------------------
+
+    def _make_app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=1 << 30)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/responses", self._responses)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/api/tags", self._tags)
+        for prefix in ("", "/v1"):
+            app.router.add_get(f"{prefix}/quota", self._quota)
+            app.router.add_get(f"{prefix}/key", self._key)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Record the request, pick its reply, then answer (or fail as scripted)."""
+        raw = await request.read()
+        parsed = _parse_json(raw)
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        self.requests.append(RecordedRequest(request.method, request.path, dict(request.query),
+                                             headers, raw, parsed))
+        reply = self._next_reply(request.path)
+        request[REPLY] = reply
+        request[TURN] = self._turn(reply, parsed)
+        try:
+            return await self._answer(request, reply, handler)
+        except asyncio.CancelledError:
+            if self._closing is None or not self._closing.is_set():
+                self.disconnects += 1
+            raise
+
+    def _turn(self, reply: Reply, parsed: Any) -> Turn:
+        return Turn(body=parsed if isinstance(parsed, dict) else {}, number=next(self._counter),
+                    content=self.content if reply.content is None else reply.content,
+                    chunks=reply.chunks or self.chunks, usage=reply.usage or self.usage,
+                    finish_reason=reply.finish_reason, omit_usage=reply.omit_usage,
+                    stream=reply.stream)
+
+    async def _answer(self, request: web.Request, reply: Reply,
+                      handler: Handler) -> web.StreamResponse:
+        if reply.first_byte_delay:
+            await asyncio.sleep(reply.first_byte_delay)
+        if reply.hang_before_headers:
+            await self._hang()
+        if reply.reset_before_headers or reply.hang_before_headers:
+            return _abort(request)
+        if reply.is_fixed:
+            body = reply.body if reply.body is not None else json.dumps(reply.json).encode()
+            return web.Response(status=reply.status, body=body, headers=_headers(reply.headers))
+        if reply.raw_events is not None:
+            return await self._write_events(request, reply.raw_events)
+        response = await handler(request)
+        if not response.prepared:  # streams took the status and headers from the reply
+            response.headers.update(reply.headers)
+            if reply.status != 200:
+                response.set_status(reply.status)
+        return response
+
+    async def _hang(self) -> None:
+        """Wait until the client leaves (the handler is cancelled) or the server closes."""
+        assert self._closing is not None
+        await self._closing.wait()
+
+    async def _write_events(self, request: web.Request,
+                            events: Sequence[bytes]) -> web.StreamResponse:
+        reply = request[REPLY]
+        headers = _headers(reply.headers, "text/event-stream")
+        headers.setdefault("Cache-Control", "no-cache")
+        response = web.StreamResponse(status=reply.status, headers=headers)
+        await response.prepare(request)
+        delay = self.event_delay if reply.event_delay is None else reply.event_delay
+        try:
+            for index, event in enumerate(events):
+                if await self._stops_at(reply, index):
+                    return _abort(request, response)
+                if index and delay:
+                    await asyncio.sleep(delay)
+                await response.write(event)
+            if await self._stops_at(reply, len(events)):
+                return _abort(request, response)
+            await response.write_eof()
+        except ConnectionResetError:
+            self.disconnects += 1
+        return response
+
+    async def _stops_at(self, reply: Reply, index: int) -> bool:
+        """Whether the stream is cut before event ``index`` (after hanging, if so scripted)."""
+        if index == reply.hang_after_events:
+            await self._hang()
+            return True
+        return index == reply.reset_after_events
+
+    async def _write_chunks(self, request: web.Request,
+                            chunks: list[dict[str, Any]]) -> web.StreamResponse:
+        done = [sse("[DONE]")] if request[REPLY].send_done else []
+        return await self._write_events(request, [sse(chunk) for chunk in chunks] + done)
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        turn = request[TURN]
+        if turn.wants_stream:
+            return await self._write_chunks(request, chat_chunks(turn))
+        return web.json_response(chat_completion(turn))
+
+    async def _completions(self, request: web.Request) -> web.StreamResponse:
+        turn = request[TURN]
+        if turn.wants_stream:
+            return await self._write_chunks(request, text_chunks(turn))
+        return web.json_response(text_completion(turn))
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        turn = request[TURN]
+        if turn.wants_stream:
+            return await self._write_events(request, response_events(turn))
+        return web.json_response(response_object(turn, done=True))
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(embeddings(request[TURN]))
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        if not self.has_models_endpoint:
+            return web.Response(status=404, text="404 page not found")
+        return web.json_response({"object": "list", "data": [model_entry(m) for m in self.models]})
+
+    async def _tags(self, request: web.Request) -> web.StreamResponse:
+        if not self.has_tags_endpoint:
+            return web.Response(status=404, text="404 page not found")
+        tags = [ollama_tag(model_entry(m)["id"]) for m in self.models]
+        return web.json_response({"models": tags})
+
+    async def _quota(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.quota)
+
+    async def _key(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(self.key_info)
+
+
+def _parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _headers(extra: Mapping[str, str], content_type: str = "application/json") -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict({"Content-Type": content_type})
+    headers.update(extra)
+    return headers
+
+
+def _abort(request: web.Request, response: web.StreamResponse | None = None) -> web.StreamResponse:
+    """Reset the TCP connection: SO_LINGER 0 makes the close send an RST, not a FIN."""
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    return response if response is not None else web.Response()
