@@ -181,9 +181,15 @@ class OpenAICompatibleProvider:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: aiohttp.ClientTimeout | None = None,
+        api_key: str | None = None,
     ) -> aiohttp.ClientResponse:
-        """Send one request and return the response with its body unread. Raises GatewayError."""
+        """Send one request and return the response with its body unread. Raises GatewayError.
+
+        ``api_key`` replaces the provider's own key for this request (a caller's own key).
+        """
         merged = {**headers, **self.headers} if headers else self.headers
+        if api_key is not None:
+            merged = {**merged, **auth_headers(self.auth if self.auth != "none" else "bearer", api_key)}
         try:
             return await self.session.request(
                 method,

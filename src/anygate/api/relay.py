@@ -87,6 +87,7 @@ class Exchange:
     usage: dict[str, Any] | None = None
     first_byte_at: float | None = None
     error: str | None = None
+    byok: bool = False
 
 
 def forwarded_headers(scope: Scope) -> dict[str, str]:
@@ -206,13 +207,17 @@ class Relay:
         rewrite: bool = True,
     ) -> None:
         client = runtime.client
-        if not client.is_configured:
+        caller_key = self.state.caller_key(exchange.principal, runtime.id)
+        if caller_key is None and not client.is_configured:
             raise MissingProviderKey(runtime.id)
+        exchange.byok = caller_key is not None
         exchange.provider_id, exchange.model = runtime.id, target.model
         upstream_body = body
         if rewrite and target.model != payload.get("model"):
             upstream_body = orjson.dumps({**payload, "model": target.model})
-        response = await client.open(scope["method"], endpoint, upstream_body, forwarded_headers(scope))
+        response = await client.open(
+            scope["method"], endpoint, upstream_body, forwarded_headers(scope), api_key=caller_key
+        )
         try:
             if response.status >= 400:
                 raise UpstreamStatusError(response.status, await self._read(runtime, response), _retry_after(response))

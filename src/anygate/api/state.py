@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from anygate.auth import KeyRing
+from anygate.auth import KeyRing, Principal
 from anygate.registry import ProviderRegistry
 from anygate.settings import Settings
 from anygate.telemetry import Metrics
@@ -26,6 +26,14 @@ class AppState:
     metrics: Metrics
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     readiness_probes: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
+    # Callers' own provider keys (bring your own key): (owner id, provider id) -> key. Owner is the
+    # caller's user id, else its key id. Filled from the store; read on the request path.
+    byok_keys: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+
+    def caller_key(self, principal: Principal, provider_id: str) -> str | None:
+        if not self.byok_keys:
+            return None
+        return self.byok_keys.get((principal.user_id or principal.key_id, provider_id))
 
     async def readiness(self) -> dict[str, str]:
         """Each dependency's state: ``ok`` or why not (the store, Redis when configured)."""
