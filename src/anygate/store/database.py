@@ -1,0 +1,157 @@
+"""The database: an async engine (SQLite in the data dir by default, PostgreSQL through asyncpg),
+migrations applied at start, and the revision counter every worker polls to keep its caches fresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from anygate.store.tables import store_revision
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+HEAD = "head"
+MIGRATION_LOCK = 0x616E7967  # PostgreSQL advisory lock id ("anyg")
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be opened or migrated; the message says why (no password in it)."""
+
+
+def async_url(url: str) -> str:
+    """``postgresql://`` → asyncpg, ``sqlite://`` → aiosqlite; explicit drivers are kept."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    return url
+
+
+def safe_url(url: str) -> str:
+    """The URL with any password hidden, for messages and logs."""
+    return make_url(async_url(url)).render_as_string(hide_password=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+class Database:
+    """Owns the engine. ``connect()`` gives a transaction; ``bump(conn)`` marks a change for all workers."""
+
+    def __init__(self, url: str) -> None:
+        self.url = async_url(url)
+        self.dialect = make_url(self.url).get_backend_name()
+        options: dict[str, Any] = {"pool_pre_ping": True}
+        if self.dialect == "sqlite":
+            database = make_url(self.url).database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            options = {}
+        self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    def __repr__(self) -> str:
+        return f"Database({safe_url(self.url)!r})"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction: committed when the block ends, rolled back when it raises."""
+        async with self.engine.begin() as connection:
+            yield connection
+
+    async def bump(self, connection: AsyncConnection) -> None:
+        await connection.execute(update(store_revision).values(value=store_revision.c.value + 1))
+
+    async def revision(self) -> int:
+        async with self.engine.connect() as connection:
+            value = (await connection.execute(select(store_revision.c.value))).scalar_one()
+        return int(value)
+
+    async def ping(self) -> None:
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except (SQLAlchemyError, OSError) as exc:
+            raise RuntimeError(f"store unreachable: {type(exc).__name__}") from None
+
+    async def upgrade(self) -> None:
+        """Apply every migration not yet applied; safe when many workers start at once."""
+        try:
+            if self.is_sqlite:
+                await asyncio.to_thread(self._lock_file)
+                try:
+                    await self._upgrade()
+                finally:
+                    self._unlock_file()
+            else:
+                await self._upgrade()
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreUnavailable(f"cannot open or migrate the database {safe_url(self.url)}: {exc}") from exc
+
+    async def _upgrade(self) -> None:
+        async with self.engine.begin() as connection:
+            if not self.is_sqlite:
+                await connection.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+            await connection.run_sync(run_migrations)
+
+    _lock_handle: Any = None
+
+    def _lock_file(self) -> None:
+        database = make_url(self.url).database
+        if not database or database == ":memory:":
+            return
+        handle = open(Path(database).with_suffix(".migrate.lock"), "w")  # noqa: SIM115 - held until unlock
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        self._lock_handle = handle
+
+    def _unlock_file(self) -> None:
+        if self._lock_handle is not None:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    async def current_head(self) -> str | None:
+        async with self.engine.connect() as connection:
+            return await connection.run_sync(current_revision)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def run_migrations(connection: Connection) -> None:
+    command.upgrade(alembic_config(connection), HEAD)
+
+
+def current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()

@@ -1,0 +1,128 @@
+"""The store's tables (SQLAlchemy Core). Migrations in ``store/migrations`` build exactly this schema.
+
+    store_revision     one row; bumped by every write so every worker knows when to reload its caches
+    users              people or groups that own keys (budget and limits stored as JSON)
+    api_keys           keys issued by anygate: SHA-256 hash only, role, allowlists, expiry, budget, limits
+    providers          providers added at runtime: the provider object as JSON, its key encrypted
+    provider_probes    what the last live probe of a provider found (any provider, file ones too)
+    credentials        callers' own provider keys (bring your own key), encrypted
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+store_revision = Table(
+    "store_revision",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("value", BigInteger, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("budget", JSON, nullable=True),
+    Column("limits", JSON, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_prefix", String(16), nullable=False),
+    Column("alias", String(200), nullable=False),
+    Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True),
+    Column("role", String(16), nullable=False),
+    Column("models", JSON, nullable=True),
+    Column("providers", JSON, nullable=True),
+    Column("budget", JSON, nullable=True),
+    Column("limits", JSON, nullable=True),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("created_by", String(64), nullable=True),
+)
+
+providers = Table(
+    "providers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("config", JSON, nullable=False),
+    Column("api_key", Text, nullable=True),  # ciphertext
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+provider_probes = Table(
+    "provider_probes",
+    metadata,
+    Column("provider_id", String(64), primary_key=True),
+    Column("result", JSON, nullable=False),
+    Column("checked_at", UtcDateTime, nullable=False),
+)
+
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("owner_id", String(64), primary_key=True),
+    Column("provider_id", String(64), primary_key=True),
+    Column("secret", Text, nullable=False),  # ciphertext of the JSON section, e.g. {"apiKey": "..."}
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+ENCRYPTED_COLUMNS = ((providers, "id", "api_key"), (credentials, None, "secret"))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
