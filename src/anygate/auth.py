@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Literal
 
 ADMIN_KEY_FILE = "admin_key.sha256"
 KEY_PREFIX = "sk-ag-"
@@ -20,8 +22,34 @@ CREDENTIAL_HEADERS = (b"authorization", b"x-api-key", b"api-key")
 
 
 @dataclass(frozen=True, slots=True)
+class Budget:
+    """A spend budget as stored on a key or a user (enforced by accounting, not here).
+
+    ``None`` for ``tokens`` or ``usd`` means unlimited in that unit.
+    """
+
+    tokens: int | None = None
+    usd: float | None = None
+    period: Literal["daily", "weekly", "monthly", "none"] = "none"
+    mode: Literal["hard", "soft"] = "hard"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Rate limits as stored on a key or a user; ``None`` means no limit."""
+
+    rpm: int | None = None
+    tpm: int | None = None
+    concurrency: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
-    """An authenticated caller. ``models``/``providers`` are glob allowlists; ``None`` allows all."""
+    """An authenticated caller. ``models``/``providers`` are glob allowlists; ``None`` allows all.
+
+    ``budget``/``limits`` are the key's own; ``user_budget``/``user_limits`` those of the user that
+    owns it (a key counts against both). ``expires_at`` is a UNIX time; past it the key stops working.
+    """
 
     key_id: str
     is_admin: bool
@@ -29,6 +57,11 @@ class Principal:
     user_id: str | None = None
     models: tuple[str, ...] | None = None
     providers: tuple[str, ...] | None = None
+    expires_at: float | None = None
+    budget: Budget | None = None
+    limits: Limits | None = None
+    user_budget: Budget | None = None
+    user_limits: Limits | None = None
     _decisions: dict[tuple[str, str], bool] = field(default_factory=dict, compare=False, repr=False)
 
     def may_use(self, provider_id: str, model: str) -> bool:
@@ -43,6 +76,9 @@ class Principal:
             if len(self._decisions) < 4096:
                 self._decisions[(provider_id, model)] = decision
         return decision
+
+    def has_expired(self, now: float) -> bool:
+        return self.expires_at is not None and now >= self.expires_at
 
 
 def _allowed(patterns: tuple[str, ...] | None, names: Iterable[str]) -> bool:
@@ -92,7 +128,10 @@ class KeyRing:
         digest = hash_key(token)
         if self._admin_digest is not None and hmac.compare_digest(digest, self._admin_digest):
             return self.admin
-        return self._principals.get(digest)
+        principal = self._principals.get(digest)
+        if principal is not None and principal.has_expired(time.time()):
+            return None
+        return principal
 
 
 def stored_admin_digest(data_dir: Path) -> str | None:

@@ -157,6 +157,7 @@ class Settings(Strict):
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
     metrics_public: bool = True
     discovery_interval: float = Field(300.0, gt=0)
+    store_poll_interval: float = Field(1.0, gt=0)  # seconds between checks of the store's revision
     # Provider-key environment variables (``<ID>_API_KEY``) are looked up here, at start, once.
     provider_key_env: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
 

@@ -96,10 +96,22 @@ class Gateway:
         self._state = state
         self._relay = Relay(state)
         self.management.state.anygate = state
+        await self._open_store(state)
         discovery = await state.registry.discover_at_start()
         state.background.add(discovery)
         discovery.add_done_callback(state.background.discard)
         state.spawn(state.registry.refresh_forever(settings.discovery_interval), "model-discovery")
+
+    async def _open_store(self, state: AppState) -> None:
+        """Open (and migrate) the store, fill the caches from it, and keep them fresh in the background."""
+        from anygate.store.store import open_store
+        from anygate.store.sync import StoreSync
+
+        state.store = await open_store(self.settings)
+        state.store_sync = StoreSync(state.store, state)
+        await state.store_sync.refresh()
+        state.readiness_probes["store"] = state.store.db.ping
+        state.spawn(state.store_sync.poll_forever(self.settings.store_poll_interval), "store-sync")
 
     async def shutdown(self) -> None:
         if self._state is not None:

@@ -6,13 +6,17 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anygate.auth import KeyRing, Principal
 from anygate.registry import ProviderRegistry
 from anygate.settings import Settings
 from anygate.telemetry import Metrics
 from anygate.upstream import UpstreamPool
+
+if TYPE_CHECKING:
+    from anygate.store.store import Store
+    from anygate.store.sync import StoreSync
 
 log = logging.getLogger("anygate.state")
 
@@ -29,6 +33,14 @@ class AppState:
     # Callers' own provider keys (bring your own key): (owner id, provider id) -> key. Owner is the
     # caller's user id, else its key id. Filled from the store; read on the request path.
     byok_keys: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    # The database (providers, keys, users, credentials): ``store.db.engine`` for other subsystems.
+    store: Store | None = None
+    store_sync: StoreSync | None = None
+
+    def require_store(self) -> Store:
+        if self.store is None:
+            raise RuntimeError("the store is not open")
+        return self.store
 
     def caller_key(self, principal: Principal, provider_id: str) -> str | None:
         if not self.byok_keys:
@@ -64,3 +76,5 @@ class AppState:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
         await self.pool.close()
+        if self.store is not None:
+            await self.store.close()

@@ -1,0 +1,186 @@
+"""Keys and users: rows in, plain records out. Only the SHA-256 of a key is ever stored."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import RowMapping
+
+from anygate.auth import hash_key, new_key
+from anygate.store.database import Database
+from anygate.store.tables import api_keys, users, utcnow
+
+ROTATION_GRACE = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    id: str
+    key_hash: str
+    key_prefix: str
+    alias: str
+    user_id: str | None
+    role: str
+    models: list[str] | None
+    providers: list[str] | None
+    budget: dict[str, Any] | None
+    limits: dict[str, Any] | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+    created_by: str | None
+
+    def __repr__(self) -> str:
+        return f"KeyRecord(id={self.id!r}, alias={self.alias!r}, role={self.role!r}, user={self.user_id!r})"
+
+    def status(self, now: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and self.expires_at <= now:
+            return "expired"
+        return "active"
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: str
+    name: str
+    budget: dict[str, Any] | None
+    limits: dict[str, Any] | None
+    created_at: datetime
+
+
+KEY_FIELDS = ("alias", "user_id", "role", "models", "providers", "budget", "limits", "expires_at")
+USER_FIELDS = ("name", "budget", "limits")
+
+
+def _key(row: RowMapping) -> KeyRecord:
+    return KeyRecord(**row)
+
+
+def _user(row: RowMapping) -> UserRecord:
+    return UserRecord(**row)
+
+
+class KeyStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # ------------------------------------------------------------------------------ keys
+
+    async def create_key(self, fields: dict[str, Any], created_by: str | None) -> tuple[KeyRecord, str]:
+        """Store a new key; return its record and the secret (the only time it exists in clear)."""
+        secret = new_key()
+        record_id = "key_" + secrets.token_hex(8)
+        values = {name: fields.get(name) for name in KEY_FIELDS}
+        values.update(
+            id=record_id,
+            key_hash=hash_key(secret),
+            key_prefix=secret[:12],
+            role=fields.get("role") or "user",
+            created_at=utcnow(),
+            created_by=created_by,
+        )
+        async with self.db.connect() as connection:
+            await connection.execute(api_keys.insert().values(**values))
+            await self.db.bump(connection)
+        record = await self.get_key(record_id)
+        assert record is not None
+        return record, secret
+
+    async def list_keys(self, user_id: str | None = None) -> list[KeyRecord]:
+        query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
+        if user_id is not None:
+            query = query.where(api_keys.c.user_id == user_id)
+        async with self.db.connect() as connection:
+            return [_key(row) for row in (await connection.execute(query)).mappings()]
+
+    async def get_key(self, key_id: str) -> KeyRecord | None:
+        async with self.db.connect() as connection:
+            row = (await connection.execute(select(api_keys).where(api_keys.c.id == key_id))).mappings().first()
+        return _key(row) if row is not None else None
+
+    async def update_key(self, key_id: str, fields: dict[str, Any]) -> KeyRecord | None:
+        values = {name: value for name, value in fields.items() if name in KEY_FIELDS}
+        if values:
+            async with self.db.connect() as connection:
+                result = await connection.execute(update(api_keys).where(api_keys.c.id == key_id).values(**values))
+                if result.rowcount == 0:
+                    return None
+                await self.db.bump(connection)
+        return await self.get_key(key_id)
+
+    async def revoke_key(self, key_id: str) -> KeyRecord | None:
+        async with self.db.connect() as connection:
+            await connection.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+            await self.db.bump(connection)
+        return await self.get_key(key_id)
+
+    async def rotate_key(self, key_id: str) -> tuple[KeyRecord, str, datetime]:
+        """A new key with the same rights; the old one keeps working for ``ROTATION_GRACE``."""
+        old = await self.get_key(key_id)
+        if old is None:
+            raise LookupError(key_id)
+        grace_end = utcnow() + ROTATION_GRACE
+        if old.expires_at is not None and old.expires_at < grace_end:
+            grace_end = old.expires_at
+        fields = {name: getattr(old, name) for name in KEY_FIELDS}
+        record, secret = await self.create_key(fields, created_by=old.id)
+        await self.update_key(old.id, {"expires_at": grace_end})
+        return record, secret, grace_end
+
+    # ------------------------------------------------------------------------------ users
+
+    async def create_user(self, fields: dict[str, Any]) -> UserRecord:
+        user_id = "usr_" + secrets.token_hex(8)
+        values = {name: fields.get(name) for name in USER_FIELDS}
+        values.update(id=user_id, created_at=utcnow())
+        async with self.db.connect() as connection:
+            await connection.execute(users.insert().values(**values))
+            await self.db.bump(connection)
+        user = await self.get_user(user_id)
+        assert user is not None
+        return user
+
+    async def list_users(self) -> list[UserRecord]:
+        async with self.db.connect() as connection:
+            rows = await connection.execute(select(users).order_by(users.c.created_at, users.c.id))
+            return [_user(row) for row in rows.mappings()]
+
+    async def get_user(self, user_id: str) -> UserRecord | None:
+        async with self.db.connect() as connection:
+            row = (await connection.execute(select(users).where(users.c.id == user_id))).mappings().first()
+        return _user(row) if row is not None else None
+
+    async def update_user(self, user_id: str, fields: dict[str, Any]) -> UserRecord | None:
+        values = {name: value for name, value in fields.items() if name in USER_FIELDS}
+        if values:
+            async with self.db.connect() as connection:
+                result = await connection.execute(update(users).where(users.c.id == user_id).values(**values))
+                if result.rowcount == 0:
+                    return None
+                await self.db.bump(connection)
+        return await self.get_user(user_id)
+
+    async def delete_user(self, user_id: str) -> bool:
+        """Delete a user and every key it owns."""
+        async with self.db.connect() as connection:
+            await connection.execute(delete(api_keys).where(api_keys.c.user_id == user_id))
+            result = await connection.execute(delete(users).where(users.c.id == user_id))
+            await self.db.bump(connection)
+        return bool(result.rowcount)
+
+    async def active_keys(self) -> tuple[list[KeyRecord], dict[str, UserRecord]]:
+        """Every key not revoked (expired ones too: the cache checks expiry per request), with users."""
+        async with self.db.connect() as connection:
+            keys = await connection.execute(select(api_keys).where(api_keys.c.revoked_at.is_(None)))
+            owners = await connection.execute(select(users))
+            return [_key(row) for row in keys.mappings()], {u.id: u for u in map(_user, owners.mappings())}

@@ -1,0 +1,105 @@
+"""Keeps a worker's in-memory caches (key ring, callers' keys, providers) equal to the store.
+
+The request path never queries the database: it reads these caches. Every write bumps the store's
+revision counter; each worker polls that one row every ``store_poll_interval`` seconds and reloads
+only when it changed, so a change reaches every worker and replica within a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+
+from anygate.auth import Budget, Limits, Principal
+from anygate.netguard import UnsafeURL, check_url
+from anygate.settings import ProviderConfig
+from anygate.store.crypto import SecretKeyError
+from anygate.store.keys import KeyRecord, UserRecord
+from anygate.store.store import Store
+
+if TYPE_CHECKING:
+    from anygate.api.state import AppState
+
+log = logging.getLogger("anygate.store")
+
+
+def budget_of(raw: dict[str, Any] | None) -> Budget | None:
+    return Budget(**raw) if raw else None
+
+
+def limits_of(raw: dict[str, Any] | None) -> Limits | None:
+    return Limits(**raw) if raw else None
+
+
+def principal_of(key: KeyRecord, user: UserRecord | None) -> Principal:
+    return Principal(
+        key_id=key.id,
+        is_admin=key.role == "admin",
+        label=key.alias,
+        user_id=key.user_id,
+        models=tuple(key.models) if key.models is not None else None,
+        providers=tuple(key.providers) if key.providers is not None else None,
+        expires_at=key.expires_at.timestamp() if key.expires_at is not None else None,
+        budget=budget_of(key.budget),
+        limits=limits_of(key.limits),
+        user_budget=budget_of(user.budget) if user else None,
+        user_limits=limits_of(user.limits) if user else None,
+    )
+
+
+class StoreSync:
+    def __init__(self, store: Store, state: AppState) -> None:
+        self.store = store
+        self.state = state
+        self.revision: int | None = None
+
+    async def refresh(self) -> None:
+        """Reload every cache from the store (raises SecretKeyError if a secret cannot be read)."""
+        revision = await self.store.db.revision()
+        keys, owners = await self.store.keys.active_keys()
+        byok = await self.store.credentials.all_keys()
+        stored = await self.store.providers.list()
+        probes = await self.store.providers.probes()
+        self.state.keyring.replace({key.key_hash: principal_of(key, owners.get(key.user_id or "")) for key in keys})
+        self.state.byok_keys = byok
+        self._apply_providers(stored, probes)
+        self.revision = revision
+
+    async def refresh_if_changed(self) -> bool:
+        if await self.store.db.revision() == self.revision:
+            return False
+        await self.refresh()
+        return True
+
+    async def poll_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.refresh_if_changed()
+            except (SQLAlchemyError, OSError, SecretKeyError) as exc:
+                # Keep serving from the last good caches; say why once per failed poll.
+                log.warning("store refresh failed", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
+
+    def _apply_providers(self, stored: list[Any], probes: dict[str, dict[str, Any]]) -> None:
+        registry = self.state.registry
+        before = {runtime_id: id(runtime) for runtime_id, runtime in registry.runtimes.items()}
+        entries: list[tuple[ProviderConfig, str | None]] = []
+        for provider in stored:
+            try:
+                config = ProviderConfig.model_validate(provider.config)
+                check_url(config.base_url or "", bool(config.allow_private_network))
+            except (ValidationError, UnsafeURL) as exc:
+                fields = {"provider": provider.config.get("id"), "error": str(exc)}
+                log.error("stored provider skipped", extra={"fields": fields})
+                continue
+            if config.enabled:
+                entries.append((config, provider.api_key))
+        registry.replace_store_providers(entries)
+        for runtime_id, runtime in registry.runtimes.items():
+            runtime.capabilities = probes.get(runtime_id)
+            if before.get(runtime_id) != id(runtime):
+                self.state.spawn(registry.discover(runtime), f"discover-{runtime_id}")
