@@ -7,6 +7,7 @@ resolver returned, so a DNS answer cannot swap a checked address for an unchecke
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from urllib.parse import urlsplit
@@ -88,6 +89,24 @@ def check_url(url: str, allow_private_network: bool) -> None:
     address = literal_address(host)
     if address is not None:
         check_address(address, allow_private_network)
+
+
+async def check_url_resolved(url: str, allow_private_network: bool) -> None:
+    """``check_url`` plus every address the host resolves to now (when saving a provider).
+
+    A host that does not resolve yet passes: the connect-time check in ``GuardedResolver`` still applies.
+    """
+    check_url(url, allow_private_network)
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if literal_address(host) is not None:
+        return
+    try:
+        answers = await asyncio.get_running_loop().getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
+    except OSError:
+        return
+    for *_, sockaddr in answers:
+        check_address(ipaddress.ip_address(str(sockaddr[0]).split("%")[0]), allow_private_network)
 
 
 class GuardedResolver(AbstractResolver):

@@ -1,4 +1,5 @@
-"""A live probe of one provider: what it lists and supports (models, chat, streaming, usage on streams)."""
+"""A live probe of one provider: what it lists and supports (models, chat, streaming, usage on streams,
+embeddings)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,30 @@ async def probe_provider(client: OpenAICompatibleProvider, model: str | None = N
     result["model"] = chosen
     result["chat"] = await _check_chat(client, chosen)
     result["streaming"], result["stream_usage"] = await _check_stream(client, chosen)
+    result["embeddings"] = await _check_embeddings(client, embedding_model(models) or chosen)
     return result
+
+
+def embedding_model(models: list[str]) -> str | None:
+    """The first listed model whose name says it embeds (``text-embedding-3-small``, ``nomic-embed``)."""
+    return next((m for m in models if "embed" in m.lower()), None)
+
+
+def capabilities(result: dict[str, Any]) -> dict[str, bool]:
+    """What a probe found, as flags: ``{"models": True, "chat": True, "streaming": False, ...}``."""
+    checks = ("models", "chat", "streaming", "stream_usage", "embeddings")
+    return {check: bool((result.get(check) or {}).get("ok")) for check in checks}
+
+
+async def _check_embeddings(client: OpenAICompatibleProvider, model: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        reply = await client.embeddings({"model": model, "input": "ok"})
+    except GatewayError as exc:
+        return {"ok": False, "model": model, "error": exc.message}
+    data = reply.get("data")
+    ok = isinstance(data, list) and bool(data) and isinstance(data[0], dict) and "embedding" in data[0]
+    return {"ok": ok, "model": model, "latency_ms": _ms(started)}
 
 
 async def _check_chat(client: OpenAICompatibleProvider, model: str) -> dict[str, Any]:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import ORJSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from anygate import __version__
-from anygate.api import routes_info
-from anygate.errors import GatewayError, InvalidRequest, NotFound, RouteNotFound
+from anygate.api import routes_creds, routes_info, routes_keys, routes_providers, routes_users
+from anygate.api.validation import describe_validation
+from anygate.errors import GatewayError, NotFound, RouteNotFound
 
 
 def error_response(error: GatewayError) -> Response:
@@ -39,19 +38,6 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     return error_response(error)
 
 
-def describe_validation(errors: Any) -> InvalidRequest:
-    """Name the first offending field: ``body.budget.period: Input should be 'daily', ...``."""
-    first = errors[0] if errors else {}
-    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
-    field = ".".join(location) or None
-    message = first.get("msg", "Invalid request")
-    if first.get("type") == "json_invalid":
-        return InvalidRequest(f"Request body is not valid JSON: {message}", code="invalid_json")
-    if first.get("type") == "extra_forbidden":
-        message = "unknown field"
-    return InvalidRequest(f"{field}: {message}" if field else message, param=field, code="invalid_field")
-
-
 def build_management_app() -> FastAPI:
     app = FastAPI(
         title="anygate",
@@ -65,6 +51,8 @@ def build_management_app() -> FastAPI:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.include_router(routes_info.router)
+    for module in (routes_providers, routes_keys, routes_users, routes_creds):
+        app.include_router(module.router)
     return app
 
 

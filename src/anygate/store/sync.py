@@ -100,6 +100,9 @@ class StoreSync:
                 entries.append((config, provider.api_key))
         registry.replace_store_providers(entries)
         for runtime_id, runtime in registry.runtimes.items():
-            runtime.capabilities = probes.get(runtime_id)
+            probe = probes.get(runtime_id)
+            runtime.capabilities = (
+                {**probe.get("capabilities", {}), "checked_at": probe.get("checked_at")} if probe else None
+            )
             if before.get(runtime_id) != id(runtime):
                 self.state.spawn(registry.discover(runtime), f"discover-{runtime_id}")

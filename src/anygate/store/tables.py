@@ -1,11 +1,11 @@
 """The store's tables (SQLAlchemy Core). Migrations in ``store/migrations`` build exactly this schema.
 
-    store_revision     one row; bumped by every write so every worker knows when to reload its caches
-    users              people or groups that own keys (budget and limits stored as JSON)
-    api_keys           keys issued by anygate: SHA-256 hash only, role, allowlists, expiry, budget, limits
-    providers          providers added at runtime: the provider object as JSON, its key encrypted
-    provider_probes    what the last live probe of a provider found (any provider, file ones too)
-    credentials        callers' own provider keys (bring your own key), encrypted
+store_revision     one row; bumped by every write so every worker knows when to reload its caches
+users              people or groups that own keys (budget and limits stored as JSON)
+api_keys           keys issued by anygate: SHA-256 hash only, role, allowlists, expiry, budget, limits
+providers          providers added at runtime: the provider object as JSON, its key encrypted
+provider_probes    what the last live probe of a provider found (any provider, file ones too)
+credentials        callers' own provider keys (bring your own key), encrypted
 """
 
 from __future__ import annotations

@@ -1,0 +1,78 @@
+"""Request bodies of the key, user and credential routes (validated; a bad field is a 400 naming it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Pattern = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BudgetIn(Strict):
+    tokens: int | None = Field(None, ge=0)
+    usd: float | None = Field(None, ge=0)
+    period: Literal["daily", "weekly", "monthly", "none"] = "none"
+    mode: Literal["hard", "soft"] = "hard"
+
+
+class LimitsIn(Strict):
+    rpm: int | None = Field(None, gt=0)
+    tpm: int | None = Field(None, gt=0)
+    concurrency: int | None = Field(None, gt=0)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class KeyFields(Strict):
+    user_id: str | None = None
+    role: Literal["admin", "user"] = "user"
+    models: list[Pattern] | None = None
+    providers: list[Pattern] | None = None
+    expires_at: datetime | None = None
+    budget: BudgetIn | None = None
+    limits: LimitsIn | None = None
+
+    @field_validator("expires_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return as_utc(value)
+
+
+class KeyCreate(KeyFields):
+    """``POST /v1/keys``: every field but ``alias`` is optional."""
+
+    alias: str = Field(min_length=1, max_length=200)
+
+
+class KeyUpdate(KeyFields):
+    """``PATCH /v1/keys/{id}``: only the fields given change."""
+
+    alias: str | None = Field(None, min_length=1, max_length=200)
+
+
+class UserCreate(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    budget: BudgetIn | None = None
+    limits: LimitsIn | None = None
+
+
+class UserUpdate(Strict):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    budget: BudgetIn | None = None
+    limits: LimitsIn | None = None
+
+
+class AdminUserCreate(Strict):
+    """Seed 004's ``POST /admin/users``: a user and its first key in one call."""
+
+    name: str = Field("user", min_length=1, max_length=200)

@@ -1,0 +1,32 @@
+"""Input validation errors, named by field, in the OpenAI error shape."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from anygate.errors import InvalidRequest
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def describe_validation(errors: Any) -> InvalidRequest:
+    """Name the first offending field: ``body.budget.period: Input should be 'daily', ...``."""
+    first = errors[0] if errors else {}
+    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    field = ".".join(location) or None
+    message = str(first.get("msg", "Invalid request")).removeprefix("Value error, ")
+    if first.get("type") == "json_invalid":
+        return InvalidRequest(f"Request body is not valid JSON: {message}", code="invalid_json")
+    if first.get("type") == "extra_forbidden":
+        message = "unknown field"
+    return InvalidRequest(f"{field}: {message}" if field else message, param=field, code="invalid_field")
+
+
+def validate(model: type[ModelT], data: Any) -> ModelT:
+    """``model.model_validate(data)``, with a failure raised as a 400 naming the field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise describe_validation(exc.errors()) from None
