@@ -133,22 +133,23 @@ def providers_test(
     model: Annotated[str | None, typer.Option(help="Model to try (default: the first listed).")] = None,
 ) -> None:
     """Probe one provider live: model list, a 1-token chat, streaming, usage on streams."""
+    from anygate.cli_store import stored_provider
     from anygate.probe import probe_provider
     from anygate.upstream import OpenAICompatibleProvider
 
     settings = settings_or_exit(config_file=config)
     provider = next((p for p in settings.providers if p.id == provider_id), None)
+    api_key = settings.provider_key(provider) if provider is not None else None
     if provider is None:
-        err_console().print(f"anygate: no provider '{provider_id}' is configured")
-        raise typer.Exit(1)
+        provider, api_key = stored_provider(settings, provider_id)
 
     async def probe() -> dict[str, Any]:
-        async with OpenAICompatibleProvider.from_config(provider, settings.provider_key(provider)) as client:
+        async with OpenAICompatibleProvider.from_config(provider, api_key) as client:
             return await probe_provider(client, model)
 
     result = run_async(probe())
     table = Table("check", "result")
-    for check in ("models", "chat", "streaming", "stream_usage"):
+    for check in ("models", "chat", "streaming", "stream_usage", "embeddings"):
         outcome = result.get(check) or {}
         mark = "[green]ok[/green]" if outcome.get("ok") else f"[red]{outcome.get('error', 'no')}[/red]"
         table.add_row(check, mark)
@@ -157,3 +158,8 @@ def providers_test(
 
 def main() -> None:
     app()
+
+
+from anygate.cli_store import register_store_commands  # noqa: E402 - the store's commands need the app above
+
+register_store_commands(app, providers_app)
