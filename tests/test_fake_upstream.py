@@ -12,7 +12,8 @@ from typing import Any
 import aiohttp
 import openai
 import pytest
-from support.fake_upstream import FakeUpstream, Reply, Usage, priced_model
+
+from tests.support.fake_upstream import FakeUpstream, Reply, Usage, priced_model
 
 CHAT = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
 STREAM_WITH_USAGE = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
