@@ -64,6 +64,7 @@ class ProviderConfig(Strict):
     name: str | None = None
     base_url: str | None = None
     api_key: SecretStr | None = None
+    api_keys: list[SecretStr] = Field(default_factory=list)
     headers: dict[str, str] = Field(default_factory=dict)
     auth: AuthStyle | None = None
     models: list[str] = Field(default_factory=list)
@@ -127,6 +128,16 @@ class ProviderConfig(Strict):
         return self
 
 
+class RoutingSettings(Strict):
+    """Retries, fallbacks and health checks (docs/resilience.md)."""
+
+    max_attempts: int = Field(6, ge=1, le=50)
+    retry_deadline: float = Field(60.0, gt=0)
+    max_retry_after_wait: float = Field(10.0, ge=0)
+    health_check_interval: float = Field(60.0, ge=0)
+    client_timeout_header: bool = False
+
+
 class QuotaSource(Strict):
     id: Annotated[str, Field(pattern=SLUG)]
     base_url: str
@@ -157,6 +168,7 @@ class Settings(Strict):
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
     metrics_public: bool = True
     discovery_interval: float = Field(300.0, gt=0)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     # Provider-key environment variables (``<ID>_API_KEY``) are looked up here, at start, once.
     provider_key_env: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
 
