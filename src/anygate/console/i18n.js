@@ -24,10 +24,10 @@ async function fetchCatalog(lang) {
 
 export async function setLanguage(lang) {
   if (!LANGUAGES.includes(lang)) lang = "en";
+  localStorage.setItem(STORAGE_KEY, lang);
   if (!Object.keys(fallback).length) fallback = await fetchCatalog("en");
   catalog = lang === "en" ? fallback : await fetchCatalog(lang);
   current = lang;
-  localStorage.setItem(STORAGE_KEY, lang);
   document.documentElement.lang = lang === "zh" ? "zh-CN" : lang;
   translate(document);
 }
