@@ -29,12 +29,13 @@ from types import FrameType
 from contenders import BENCH_DIR, LITELLM_BIN, ROOT, Contender, LaunchContext, all_contenders
 from load import LoadFailed, LoadResult, Scenario, lua_script, request_body, run_wrk
 from processes import GATEWAY_CORE, LOAD_CORE, free_port, log_tail, pinned, running, tree_rss_kib
-from report import Row, Run, render
+from report import Row, Run, load_average, render
 from upstream import MODEL, Upstream, nginx_config
 
 SCENARIOS = (Scenario(False, 1), Scenario(False, 16), Scenario(True, 1), Scenario(True, 16))
 CHAT_PATH = "/chat/completions"
 PROBE_GRACE = 5.0
+BUSY_LOAD = 0.5
 
 
 @dataclass(frozen=True)
@@ -130,9 +131,9 @@ def answer_problem(status: int, body: bytes, is_stream: bool) -> str | None:
     if status != 200:
         return f"HTTP {status}: {body[:200]!r}"
     if is_stream:
-        return (
-            None if b"data: [DONE]" in body and b'"usage"' in body else f"bad stream {body[:200]!r}"
-        )
+        # Usage is not required: LiteLLM relays it only when stream_options asks for it.
+        is_complete = b"chat.completion.chunk" in body and b"data: [DONE]" in body
+        return None if is_complete else f"bad stream {body[:200]!r}"
     try:
         return None if json.loads(body).get("choices") else f"no choices in {body[:200]!r}"
     except ValueError:
@@ -247,6 +248,7 @@ def bench_gateway(
                     Row(contender.name, s, None, note=f"did not serve: {exc}") for s in scenarios
                 ]
                 continue
+            progress(f"  serving {model!r} on port {port} (pid {process.pid})")
             target = Target(endpoint, model, process.pid)
             rows += measure(contender.name, target, scenarios, opts, instance_dir)
     return rows
@@ -342,6 +344,9 @@ def main(argv: Sequence[str]) -> int:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_interrupted)
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load_before = load_average()
+    if float(load_before.split()[0]) > BUSY_LOAD:
+        progress(f"warning: load average {load_before}; other work on this machine skews results")
     try:
         with tempfile.TemporaryDirectory(prefix="anygate-bench-") as tmp:
             rows, skipped = bench_all(opts, Path(tmp))
@@ -351,7 +356,7 @@ def main(argv: Sequence[str]) -> int:
     except NotServing as exc:
         progress(f"upstream failed: {exc}")
         return 1
-    run = Run(rows, skipped, opts.command, started, opts.duration, opts.warmup)
+    run = Run(rows, skipped, opts.command, started, opts.duration, opts.warmup, load_before)
     text = render(run, SCENARIOS, versions())
     opts.output.parent.mkdir(parents=True, exist_ok=True)
     opts.output.write_text(text)

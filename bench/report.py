@@ -7,6 +7,7 @@ import platform
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from load import LoadResult, Scenario
 
@@ -33,6 +34,7 @@ class Run:
     started: str
     duration: int
     warmup: int
+    load_before: str
 
 
 def _find(rows: Sequence[Row], contender: str, scenario: Scenario) -> LoadResult | None:
@@ -57,7 +59,8 @@ def _table_line(rows: Sequence[Row], row: Row) -> str:
     head = f"| {row.contender} | {row.scenario.mode} | {row.scenario.connections} |"
     memory = f" {_mib(row.rss_idle_kib)} | {_mib(row.rss_after_kib)} |"
     if row.result is None:
-        return head + f" failed: {row.note} | | | | |" + memory
+        short = row.note if len(row.note) <= 60 else row.note[:57] + "..."
+        return head + f" failed: {short.replace('|', '/')} | | | | |" + memory
     r = row.result
     return (
         head + f" {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {_added_p50(rows, row)} |"
@@ -105,16 +108,24 @@ def _first_line(argv: list[str]) -> str:
 
 def cpu_model() -> str:
     try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
+        lines = []
+    for line in lines:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
 
 
-def environment(versions: dict[str, str]) -> str:
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: anything else running skews every number."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def environment(versions: dict[str, str], load_before: str) -> str:
     """Machine and tool versions, as a bullet list."""
     facts = {
         "CPU": f"{cpu_model()} ({os.cpu_count()} cores)",
@@ -122,6 +133,7 @@ def environment(versions: dict[str, str]) -> str:
         "nginx": _first_line(["nginx", "-v"]),
         "wrk": _first_line(["wrk", "-v"]),
         **versions,
+        "load average at start / end": f"{load_before} / {load_average()}",
     }
     return "\n".join(f"- {name}: {value}" for name, value in facts.items())
 
@@ -151,5 +163,5 @@ Setup: {run.warmup} s warmup then {run.duration} s of wrk per row (1 thread); ga
 core 0, nginx and wrk to core 1; every gateway is restarted per mode, since the JSON and SSE
 upstreams are separate nginx ports.
 
-{environment(versions)}
+{environment(versions, run.load_before)}
 """

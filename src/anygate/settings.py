@@ -17,7 +17,15 @@ import yaml
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from anygate.catalog import PRESETS, AuthStyle, QuotaFormat, detect_provider_name, key_env_name
+from anygate.catalog import (
+    PRESETS,
+    AuthStyle,
+    Preset,
+    QuotaFormat,
+    cloudflare_base_url,
+    detect_provider_name,
+    key_env_name,
+)
 from anygate.errors import ConfigError
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -64,6 +72,7 @@ class ProviderConfig(Strict):
     name: str | None = None
     base_url: str | None = None
     api_key: SecretStr | None = None
+    api_keys: list[SecretStr] = Field(default_factory=list)
     headers: dict[str, str] = Field(default_factory=dict)
     auth: AuthStyle | None = None
     models: list[str] = Field(default_factory=list)
@@ -110,7 +119,9 @@ class ProviderConfig(Strict):
         if self.type is None:
             self.type = self.id if self.id in PRESETS else "custom"
         preset = PRESETS[self.type]
-        if self.base_url is None and self.via is None:
+        if self.via is not None:
+            self._route_via_cloudflare(preset, self.via.cloudflare)
+        if self.base_url is None:
             if preset.base_url is None:
                 raise ValueError(f"base_url is required for a provider of type '{self.type}'")
             self.base_url = preset.base_url
@@ -125,6 +136,26 @@ class ProviderConfig(Strict):
         if self.name is None:
             self.name = preset.name if self.type != "custom" else detect_provider_name(self.base_url or "")
         return self
+
+    def _route_via_cloudflare(self, preset: Preset, cloudflare: CloudflareVia) -> None:
+        """Reach the vendor through Cloudflare AI Gateway: its URL, in its slugs, and its token header."""
+        url = cloudflare_base_url(preset, cloudflare.account_id, cloudflare.gateway_id)
+        if self.base_url is not None and self.base_url.rstrip("/") != url:
+            raise ValueError("give either base_url or via, not both")
+        self.base_url = url
+        if cloudflare.token is not None:
+            token = cloudflare.token.get_secret_value()
+            self.headers = {"cf-aig-authorization": f"Bearer {token}", **self.headers}
+
+
+class RoutingSettings(Strict):
+    """Retries, fallbacks and health checks (docs/resilience.md)."""
+
+    max_attempts: int = Field(6, ge=1, le=50)
+    retry_deadline: float = Field(60.0, gt=0)
+    max_retry_after_wait: float = Field(10.0, ge=0)
+    health_check_interval: float = Field(60.0, ge=0)
+    client_timeout_header: bool = False
 
 
 class QuotaSource(Strict):
@@ -158,6 +189,7 @@ class Settings(Strict):
     metrics_public: bool = True
     discovery_interval: float = Field(300.0, gt=0)
     store_poll_interval: float = Field(1.0, gt=0)  # seconds between checks of the store's revision
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     # Provider-key environment variables (``<ID>_API_KEY``) are looked up here, at start, once.
     provider_key_env: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
 

@@ -11,13 +11,16 @@ Every HTTP request passes these layers, in this order:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
 
 from anygate.api.deps import PRINCIPAL_SCOPE_KEY
 from anygate.api.http import ClientDisconnected, Message, Receive, Scope, Send, send_error
@@ -43,6 +46,8 @@ PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/openapi.json", "/docs"})
 PUBLIC_PREFIXES = ("/ui",)
 PROXY_PATH = re.compile(r"^/proxy/([^/]+)/v1/(.+)$")
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# The web console's static files ship inside the package; ``/ui`` redirects to ``/ui/``.
+CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
 
 
 class Gateway:
@@ -51,6 +56,7 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.management: FastAPI = build_management_app()
+        self.management.mount("/ui", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
         self._state: AppState | None = None
         self._relay: Relay | None = None
         self._public = PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else frozenset())
@@ -101,6 +107,8 @@ class Gateway:
         state.background.add(discovery)
         discovery.add_done_callback(state.background.discard)
         state.spawn(state.registry.refresh_forever(settings.discovery_interval), "model-discovery")
+        if settings.routing.health_check_interval > 0:
+            state.spawn(check_health_forever(state, settings.routing.health_check_interval), "health-checks")
 
     async def _open_store(self, state: AppState) -> None:
         """Open (and migrate) the store, fill the caches from it, and keep them fresh in the background."""
@@ -242,6 +250,13 @@ class Gateway:
             value = usage.get(field)
             if isinstance(value, int) and value > 0:
                 metrics.tokens.labels(provider, model, direction).inc(value)
+
+
+async def check_health_forever(state: AppState, interval: float) -> None:
+    """Active health: probe every provider's model list (no request is charged to any key)."""
+    while True:
+        await asyncio.sleep(interval)
+        await state.check_providers()
 
 
 def raise_method_not_allowed(scope: Scope) -> None:
