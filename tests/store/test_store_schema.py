@@ -12,6 +12,8 @@ from sqlalchemy import MetaData
 from anygate.store.database import Database
 from anygate.store.tables import metadata
 
+OPTIONS = {"compare_type": True}
+
 
 def schema_differences(url: str) -> list[object]:
     async def run() -> list[object]:
@@ -21,7 +23,7 @@ def schema_differences(url: str) -> list[object]:
             await db.upgrade()  # idempotent: a second start changes nothing
             async with db.engine.connect() as connection:
                 return await connection.run_sync(
-                    lambda sync: compare_metadata(MigrationContext.configure(sync, opts={"compare_type": True}), metadata)
+                    lambda sync: compare_metadata(MigrationContext.configure(sync, opts=OPTIONS), metadata)
                 )
         finally:
             await db.close()

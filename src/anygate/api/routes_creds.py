@@ -105,6 +105,5 @@ async def put_credentials(
     owner = owner_of(caller)
     merged = merge_credentials(state, await store.credentials.get(owner), body)
     await store.credentials.replace(owner, merged)
-    if state.store_sync is not None:
-        await state.store_sync.refresh()
+    await state.store_changed()
     return masked(merged)

@@ -1,7 +1,7 @@
 """Keys: create (the secret is shown once), list, get, update, revoke, and rotate the caller's own key.
 
-Admin keys manage every key. A user key sees only its own keys (and its user's), gets 404 for any other,
-and cannot make a key with more rights than its own.
+Admin keys manage every key and list them all. A user key may read, change and revoke its own keys (and
+its user's) by id, gets 404 for any other, and cannot make a key with more rights than its own.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from anygate.api.deps import CallerDep, StateDep
+from anygate.api.deps import AdminDep, CallerDep, StateDep
 from anygate.api.rights import check_no_stronger, inherit_limits, owns
 from anygate.api.schemas import KeyCreate, KeyUpdate
 from anygate.api.state import AppState
@@ -46,11 +46,6 @@ def key_view(record: KeyRecord) -> dict[str, Any]:
     }
 
 
-async def refreshed(state: AppState) -> None:
-    if state.store_sync is not None:
-        await state.store_sync.refresh()
-
-
 async def own_key(state: AppState, caller: Principal, key_id: str) -> KeyRecord:
     record = await state.require_store().keys.get_key(key_id)
     if record is None or not owns(caller, record):
@@ -70,14 +65,15 @@ async def create_key(body: KeyCreate, state: StateDep, caller: CallerDep) -> dic
     check_no_stronger(caller, fields)
     await check_user(state, fields.get("user_id"))
     record, secret = await state.require_store().keys.create_key(fields, created_by=caller.key_id)
-    await refreshed(state)
+    await state.store_changed()
     return {**key_view(record), "key": secret}
 
 
 @router.get("/v1/keys")
-async def list_keys(state: StateDep, caller: CallerDep, user_id: str | None = None) -> dict[str, Any]:
+async def list_keys(state: StateDep, _: AdminDep, user_id: str | None = None) -> dict[str, Any]:
+    """Every key (admins only: the console tells admins from users by this route's 200 or 403)."""
     records = await state.require_store().keys.list_keys(user_id)
-    return {"object": "list", "data": [key_view(r) for r in records if owns(caller, r)]}
+    return {"object": "list", "data": [key_view(r) for r in records]}
 
 
 @router.get("/v1/keys/{key_id}")
@@ -97,7 +93,7 @@ async def update_key(key_id: str, body: KeyUpdate, state: StateDep, caller: Call
     record = await state.require_store().keys.update_key(key_id, fields)
     if record is None:
         raise NotFound(f"Unknown key '{key_id}'", code="key_not_found")
-    await refreshed(state)
+    await state.store_changed()
     return key_view(record)
 
 
@@ -107,7 +103,7 @@ async def revoke_key(key_id: str, state: StateDep, caller: CallerDep) -> dict[st
     await own_key(state, caller, key_id)
     record = await state.require_store().keys.revoke_key(key_id)
     assert record is not None
-    await refreshed(state)
+    await state.store_changed()
     return key_view(record)
 
 
@@ -121,7 +117,7 @@ async def rotate_own_key(state: StateDep, caller: CallerDep) -> dict[str, Any]:
             code="not_rotatable",
         )
     record, secret, grace_end = await store.keys.rotate_key(caller.key_id)
-    await refreshed(state)
+    await state.store_changed()
     return {
         **key_view(record),
         "key": secret,

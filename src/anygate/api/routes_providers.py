@@ -104,11 +104,6 @@ def stored_view(state: AppState, stored: StoredProvider) -> dict[str, Any]:
     return provider_view(state, config, bool(stored.api_key), "store")
 
 
-async def refreshed(state: AppState) -> None:
-    if state.store_sync is not None:
-        await state.store_sync.refresh()
-
-
 def reject_read_only(state: AppState, provider_id: str) -> None:
     runtime = state.registry.find(provider_id)
     if runtime is not None and runtime.origin != "store":
@@ -130,7 +125,7 @@ async def create_provider(body: ProviderBody, state: StateDep, _: AdminDep) -> d
         await state.require_store().providers.create(spec, api_key if isinstance(api_key, str) else None)
     except DuplicateProvider:
         raise Conflict(f"Provider '{config.id}' already exists", param="id", code="duplicate_provider") from None
-    await refreshed(state)
+    await state.store_changed()
     return provider_view(state, config, isinstance(api_key, str) and bool(api_key), "store")
 
 
@@ -164,7 +159,7 @@ async def update_provider(provider_id: str, body: ProviderBody, state: StateDep,
     if api_key in (MASK, ""):
         api_key = KEEP
     await store.providers.update(spec, api_key)
-    await refreshed(state)
+    await state.store_changed()
     has_key = bool(stored.api_key) if api_key is KEEP else bool(api_key)
     return provider_view(state, config, has_key, "store")
 
@@ -174,7 +169,7 @@ async def delete_provider(provider_id: str, state: StateDep, _: AdminDep) -> dic
     reject_read_only(state, provider_id)
     if not await state.require_store().providers.delete(provider_id):
         raise NotFound(f"Unknown provider '{provider_id}'", code="provider_not_found")
-    await refreshed(state)
+    await state.store_changed()
     return {"id": provider_id, "deleted": True}
 
 
@@ -203,5 +198,5 @@ async def test_provider(
         result = await probe_provider(client, model)
     result["capabilities"] = capabilities(result)
     await store.providers.save_probe(runtime.id if runtime else provider_id, result)
-    await refreshed(state)
+    await state.store_changed()
     return result

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from anygate.api.deps import AdminDep, StateDep
-from anygate.api.routes_keys import iso, key_view, refreshed
+from anygate.api.routes_keys import iso, key_view
 from anygate.api.schemas import AdminUserCreate, UserCreate, UserUpdate
 from anygate.errors import NotFound
 from anygate.store.keys import UserRecord
@@ -32,7 +32,7 @@ def unknown_user(user_id: str) -> NotFound:
 @router.post("/v1/users", status_code=201)
 async def create_user(body: UserCreate, state: StateDep, _: AdminDep) -> dict[str, Any]:
     user = await state.require_store().keys.create_user(body.model_dump())
-    await refreshed(state)
+    await state.store_changed()
     return user_view(user)
 
 
@@ -56,7 +56,7 @@ async def update_user(user_id: str, body: UserUpdate, state: StateDep, _: AdminD
     user = await state.require_store().keys.update_user(user_id, body.model_dump(exclude_unset=True))
     if user is None:
         raise unknown_user(user_id)
-    await refreshed(state)
+    await state.store_changed()
     return user_view(user)
 
 
@@ -65,7 +65,7 @@ async def delete_user(user_id: str, state: StateDep, _: AdminDep) -> dict[str, A
     """Delete a user and every key it owns."""
     if not await state.require_store().keys.delete_user(user_id):
         raise unknown_user(user_id)
-    await refreshed(state)
+    await state.store_changed()
     return {"id": user_id, "deleted": True}
 
 
@@ -78,7 +78,7 @@ async def admin_create_user(state: StateDep, admin: AdminDep, body: AdminUserCre
     keys = state.require_store().keys
     user = await keys.create_user({"name": (body or AdminUserCreate()).name})
     record, secret = await keys.create_key({"alias": user.name, "user_id": user.id}, created_by=admin.key_id)
-    await refreshed(state)
+    await state.store_changed()
     return {"id": user.id, "name": user.name, "token": secret, "key_id": record.id}
 
 

@@ -39,6 +39,12 @@ class AppState:
     store: Store | None = None
     store_sync: StoreSync | None = None
 
+    async def store_changed(self) -> None:
+        """After a management write: this worker reloads its caches now (the others at their next poll),
+        waiting briefly for new providers' model lists so the answer shows them."""
+        if self.store_sync is not None:
+            await self.store_sync.refresh(discovery_wait=3.0)
+
     def require_store(self) -> Store:
         if self.store is None:
             raise RuntimeError("the store is not open")

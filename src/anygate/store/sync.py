@@ -57,8 +57,12 @@ class StoreSync:
         self.state = state
         self.revision: int | None = None
 
-    async def refresh(self) -> None:
-        """Reload every cache from the store (raises SecretKeyError if a secret cannot be read)."""
+    async def refresh(self, discovery_wait: float = 0.0) -> None:
+        """Reload every cache from the store (raises SecretKeyError if a secret cannot be read).
+
+        New or changed providers discover their models in the background; ``discovery_wait`` waits
+        up to that many seconds for it (a management write does, so its answer shows the models).
+        """
         revision = await self.store.db.revision()
         keys, owners = await self.store.keys.active_keys()
         byok = await self.store.credentials.all_keys()
@@ -66,8 +70,10 @@ class StoreSync:
         probes = await self.store.providers.probes()
         self.state.keyring.replace({key.key_hash: principal_of(key, owners.get(key.user_id or "")) for key in keys})
         self.state.byok_keys = byok
-        self._apply_providers(stored, probes)
+        discoveries = self._apply_providers(stored, probes)
         self.revision = revision
+        if discoveries and discovery_wait > 0:
+            await asyncio.wait(discoveries, timeout=discovery_wait)
 
     async def refresh_if_changed(self) -> bool:
         if await self.store.db.revision() == self.revision:
@@ -84,7 +90,7 @@ class StoreSync:
                 # Keep serving from the last good caches; say why once per failed poll.
                 log.warning("store refresh failed", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
 
-    def _apply_providers(self, stored: list[Any], probes: dict[str, dict[str, Any]]) -> None:
+    def _apply_providers(self, stored: list[Any], probes: dict[str, dict[str, Any]]) -> list[asyncio.Task[Any]]:
         registry = self.state.registry
         before = {runtime_id: id(runtime) for runtime_id, runtime in registry.runtimes.items()}
         entries: list[tuple[ProviderConfig, str | None]] = []
@@ -99,10 +105,12 @@ class StoreSync:
             if config.enabled:
                 entries.append((config, provider.api_key))
         registry.replace_store_providers(entries)
+        discoveries: list[asyncio.Task[Any]] = []
         for runtime_id, runtime in registry.runtimes.items():
             probe = probes.get(runtime_id)
             runtime.capabilities = (
                 {**probe.get("capabilities", {}), "checked_at": probe.get("checked_at")} if probe else None
             )
             if before.get(runtime_id) != id(runtime):
-                self.state.spawn(registry.discover(runtime), f"discover-{runtime_id}")
+                discoveries.append(self.state.spawn(registry.discover(runtime), f"discover-{runtime_id}"))
+        return discoveries
