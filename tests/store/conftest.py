@@ -62,13 +62,33 @@ def postgres_database() -> Iterator[str]:
         asyncio.run(run_sql("test", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture(scope="session")
+def session_postgres() -> Iterator[str]:
+    with postgres_database() as url:
+        yield url
+
+
+async def empty_tables(url: str) -> None:
+    """Every table emptied (the schema and the revision counter stay), so each test starts clean."""
+    database = url.rsplit("/", 1)[1]
+    rows = await run_sql(
+        database,
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+        "AND tablename NOT IN ('alembic_version', 'store_revision')",
+    )
+    if rows:
+        await run_sql(database, "TRUNCATE " + ", ".join(f'"{row[0]}"' for row in rows) + " CASCADE")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """SQLite: a new file per test. PostgreSQL: one database per session, emptied before each test."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'data' / 'anygate.db'}"
     else:
-        with postgres_database() as url:
-            yield url
+        url = request.getfixturevalue("session_postgres")
+        asyncio.run(empty_tables(url))
+        yield url
 
 
 @pytest.fixture
