@@ -71,7 +71,8 @@ def inherit_limits(caller: Principal, fields: dict[str, Any]) -> dict[str, Any]:
     if caller.is_admin:
         return fields
     inherited = dict(fields)
-    inherited["user_id"] = caller.user_id
+    if inherited.get("user_id") is None:
+        inherited["user_id"] = caller.user_id
     for name in ("models", "providers"):
         if inherited.get(name) is None and getattr(caller, name) is not None:
             inherited[name] = list(getattr(caller, name))

@@ -1,0 +1,232 @@
+"""Keys, users, roles and rotation through the API, with the openai SDK as the client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import openai
+import pytest
+
+from anygate.auth import hash_key
+from anygate.store.database import Database
+from anygate.store.keys import KeyStore
+from tests.store.conftest import ADMIN_KEY, upstream_provider
+from tests.support.fake_upstream import FakeUpstream
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream.start_in_thread(models=("fake-model", "other-model")) as up:
+        yield up
+
+
+@pytest.fixture
+def gateway(upstream, make_settings, serve):  # type: ignore[no-untyped-def]
+    provider = upstream_provider("campus", upstream.base_url, api_key="sk-upstream-key-xyz")
+    return serve(make_settings(providers=[provider]))
+
+
+def chat(gateway, key: str, model: str = "campus/fake-model") -> str:  # type: ignore[no-untyped-def]
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+    return client.chat.completions.create(model=model, messages=HI).choices[0].message.content or ""
+
+
+def stored_hashes(url: str) -> list[tuple[str, str]]:
+    async def run() -> list[tuple[str, str]]:
+        db = Database(url)
+        try:
+            return [(k.key_hash, k.key_prefix) for k in await KeyStore(db).list_keys()]
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def test_created_key_is_shown_once_stored_as_hash_and_works(gateway, database_url) -> None:
+    with gateway.client() as http:
+        created = http.post(
+            "/v1/keys",
+            json={
+                "alias": "student-1",
+                "models": ["campus/*"],
+                "budget": {"tokens": 100000, "usd": 5.0, "period": "daily", "mode": "hard"},
+                "limits": {"rpm": 60, "tpm": 100000, "concurrency": 4},
+            },
+        )
+        assert created.status_code == 201, created.text
+        body = created.json()
+        secret = body["key"]
+        assert secret.startswith("sk-ag-")
+        assert body["budget"] == {"tokens": 100000, "usd": 5.0, "period": "daily", "mode": "hard"}
+        assert body["limits"] == {"rpm": 60, "tpm": 100000, "concurrency": 4}
+        fetched = http.get(f"/v1/keys/{body['id']}")
+        listed = http.get("/v1/keys")
+    assert secret not in fetched.text and secret not in listed.text
+    assert "key" not in fetched.json()
+    assert fetched.json()["budget"]["period"] == "daily"
+    assert (hash_key(secret), secret[:12]) in stored_hashes(database_url)
+    assert chat(gateway, secret)
+    principal = gateway.app.state.keyring.authenticate(secret)
+    assert principal is not None
+    assert principal.budget is not None and principal.budget.usd == 5.0 and principal.budget.period == "daily"
+    assert principal.limits is not None and principal.limits.rpm == 60
+
+
+def test_model_allowlist_globs_apply(gateway) -> None:
+    with gateway.client() as http:
+        secret = http.post("/v1/keys", json={"alias": "narrow", "models": ["campus/fake-*"]}).json()["key"]
+    assert chat(gateway, secret)
+    with pytest.raises(openai.PermissionDeniedError):
+        chat(gateway, secret, "campus/other-model")
+
+
+def test_revoked_and_expired_keys_stop_working(gateway) -> None:
+    past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    with gateway.client() as http:
+        revoked = http.post("/v1/keys", json={"alias": "a"}).json()
+        assert chat(gateway, revoked["key"])
+        assert http.delete(f"/v1/keys/{revoked['id']}").json()["status"] == "revoked"
+        expired = http.post("/v1/keys", json={"alias": "b", "expires_at": past}).json()
+        assert expired["status"] == "expired"
+        later = http.post("/v1/keys", json={"alias": "c"}).json()
+        assert chat(gateway, later["key"])
+        assert http.patch(f"/v1/keys/{later['id']}", json={"expires_at": past}).status_code == 200
+    for secret in (revoked["key"], expired["key"], later["key"]):
+        with pytest.raises(openai.AuthenticationError):
+            chat(gateway, secret)
+
+
+BAD_KEY_BODIES = [
+    ({}, "alias"),
+    ({"alias": "x", "budget": {"period": "yearly"}}, "budget.period"),
+    ({"alias": "x", "budget": {"mode": "strict"}}, "budget.mode"),
+    ({"alias": "x", "budget": {"usd": -1}}, "budget.usd"),
+    ({"alias": "x", "limits": {"rpm": 0}}, "limits.rpm"),
+    ({"alias": "x", "models": "campus/*"}, "models"),
+    ({"alias": "x", "expires_at": "soon"}, "expires_at"),
+    ({"alias": "x", "role": "root"}, "role"),
+    ({"alias": "x", "user_id": "usr_missing"}, "user_id"),
+    ({"alias": "x", "colour": "red"}, "colour"),
+]
+
+
+def test_bad_key_bodies_are_400_naming_the_field(gateway) -> None:
+    with gateway.client() as http:
+        for body, field in BAD_KEY_BODIES:
+            response = http.post("/v1/keys", json=body)
+            assert response.status_code == 400, response.text
+            assert response.json()["error"]["param"] == field
+            assert field in response.json()["error"]["message"]
+        assert http.get("/v1/keys").json()["data"] == []
+
+
+def test_users_own_keys_and_deleting_a_user_stops_them(gateway) -> None:
+    with gateway.client() as http:
+        user = http.post("/v1/users", json={"name": "Ada", "budget": {"usd": 10, "period": "monthly"}})
+        assert user.status_code == 201, user.text
+        user_id = user.json()["id"]
+        assert user.json()["budget"] == {"tokens": None, "usd": 10.0, "period": "monthly", "mode": "hard"}
+        secret = http.post("/v1/keys", json={"alias": "ada-laptop", "user_id": user_id}).json()["key"]
+        assert [k["alias"] for k in http.get(f"/v1/users/{user_id}").json()["keys"]] == ["ada-laptop"]
+        assert http.patch(f"/v1/users/{user_id}", json={"name": "Ada L."}).json()["name"] == "Ada L."
+        assert http.post("/v1/users", json={"name": ""}).json()["error"]["param"] == "name"
+        principal = gateway.app.state.keyring.authenticate(secret)
+        assert principal.user_id == user_id and principal.user_budget.usd == 10.0
+        assert chat(gateway, secret)
+        assert http.delete(f"/v1/users/{user_id}").status_code == 200
+        assert http.get(f"/v1/users/{user_id}").status_code == 404
+    with pytest.raises(openai.AuthenticationError):
+        chat(gateway, secret)
+
+
+def test_seed_004_admin_user_routes(gateway) -> None:
+    with gateway.client() as http:
+        created = http.post("/admin/users", json={"name": "bob"})
+        assert created.status_code == 201
+        user_id, token = created.json()["id"], created.json()["token"]
+        assert token.startswith("sk-ag-")
+        assert chat(gateway, token)
+        assert user_id in [u["id"] for u in http.get("/admin/users").json()["users"]]
+        assert http.delete(f"/admin/users/{user_id}").status_code == 200
+        assert user_id not in [u["id"] for u in http.get("/admin/users").json()["users"]]
+    with pytest.raises(openai.AuthenticationError):
+        chat(gateway, token)
+    with gateway.client(token) as http:
+        assert http.get("/admin/users").status_code == 401
+
+
+def test_rotate_gives_a_new_key_and_keeps_the_old_one_for_an_hour(gateway) -> None:
+    with gateway.client() as http:
+        old = http.post("/v1/keys", json={"alias": "rotating", "models": ["campus/*"]}).json()
+    with gateway.client(old["key"]) as http:
+        rotated = http.post("/auth/rotate")
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()
+    assert new["key"] != old["key"] and new["models"] == ["campus/*"]
+    grace = datetime.fromisoformat(new["previous_key_expires_at"])
+    assert timedelta(minutes=59) < grace - datetime.now(UTC) <= timedelta(hours=1)
+    assert chat(gateway, new["key"]) and chat(gateway, old["key"])
+    with gateway.client() as http:
+        assert http.post("/auth/rotate").status_code == 400  # the configured admin key is not stored
+
+
+def test_user_keys_cannot_reach_management_or_others_keys(gateway) -> None:
+    with gateway.client() as http:
+        ada = http.post("/v1/users", json={"name": "ada"}).json()["id"]
+        bob = http.post("/v1/users", json={"name": "bob"}).json()["id"]
+        ada_key = http.post("/v1/keys", json={"alias": "ada", "user_id": ada, "models": ["campus/*"]}).json()
+        bob_key = http.post("/v1/keys", json={"alias": "bob", "user_id": bob}).json()
+    with gateway.client(ada_key["key"]) as http:
+        for method, path in [
+            ("GET", "/v1/users"),
+            ("POST", "/v1/users"),
+            ("GET", "/v1/keys"),
+            ("GET", "/admin/users"),
+            ("POST", "/v1/providers/health-check"),
+        ]:
+            assert http.request(method, path, json={"name": "x"}).status_code == 403, path
+        assert http.get(f"/v1/keys/{bob_key['id']}").status_code == 404
+        assert http.delete(f"/v1/keys/{bob_key['id']}").status_code == 404
+        assert http.patch(f"/v1/keys/{bob_key['id']}", json={"alias": "x"}).status_code == 404
+        assert http.get(f"/v1/keys/{ada_key['id']}").status_code == 200
+        assert http.post("/v1/keys", json={"alias": "wide", "models": ["*"]}).status_code == 403
+        assert http.post("/v1/keys", json={"alias": "adm", "role": "admin"}).status_code == 403
+        assert http.post("/v1/keys", json={"alias": "other", "user_id": bob}).status_code == 403
+        assert http.patch(f"/v1/keys/{ada_key['id']}", json={"models": None}).status_code == 403
+        child = http.post("/v1/keys", json={"alias": "ada-ci"})
+        assert child.status_code == 201, child.text
+        assert child.json()["models"] == ["campus/*"] and child.json()["user_id"] == ada
+        narrower = http.post("/v1/keys", json={"alias": "ada-narrow", "models": ["campus/fake-*"]})
+        assert narrower.status_code == 201
+    assert chat(gateway, child.json()["key"])
+
+
+def test_openapi_document_lists_the_management_routes(gateway) -> None:
+    with gateway.client(None) as http:
+        document = http.get("/openapi.json").json()
+    paths = document["paths"]
+    for path in (
+        "/v1/providers",
+        "/v1/providers/{provider_id}",
+        "/v1/providers/{provider_id}/test",
+        "/v1/keys",
+        "/v1/keys/{key_id}",
+        "/v1/users",
+        "/auth/creds",
+        "/auth/rotate",
+        "/admin/users",
+    ):
+        assert path in paths, path
+    assert "KeyCreate" in str(paths["/v1/keys"]["post"]["requestBody"])
+    assert document["components"]["schemas"]["KeyCreate"]["required"] == ["alias"]
+
+
+def test_the_admin_key_is_still_the_configured_one(gateway) -> None:
+    with gateway.client(ADMIN_KEY) as http:
+        assert http.get("/v1/users").status_code == 200
+    with gateway.client("sk-ag-wrong") as http:
+        assert http.get("/v1/users").status_code == 401
