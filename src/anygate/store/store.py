@@ -80,12 +80,12 @@ async def rotate_secrets(store: Store, settings: Settings, new_key: str | None) 
 
     With the key file, the new key goes first in the file and the old ones stay, so running workers
     (which reread the file when they meet an unknown key id) keep decrypting. With ANYGATE_SECRET_KEY,
-    ``new_key`` must be given; workers must run with ``ANYGATE_SECRET_KEY=<old>,<new>`` meanwhile.
+    ``new_key`` must be given, and workers need ``ANYGATE_SECRET_KEY=<old>,<new>`` meanwhile.
     """
     key_file: Path | None = None
     if settings.secret_key is not None:
         if not new_key:
-            raise SecretKeyError("ANYGATE_SECRET_KEY is set: give the new key with --new-key")
+            raise SecretKeyError("ANYGATE_SECRET_KEY is set: give the new key on stdin with --new-key-stdin")
         texts = [new_key, *settings.secret_key.get_secret_value().split(",")]
         source = "ANYGATE_SECRET_KEY and --new-key"
     else:

@@ -1,0 +1,193 @@
+"""Secrets at rest: AES-GCM ciphertext with version and key id, no plaintext in the database, clear
+errors for a wrong or missing key, and rotation under a running gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from anygate.cli import app as cli_app
+from anygate.settings import Settings
+from anygate.store.crypto import KEY_FILE, SecretBox, SecretKeyError, ciphertext_key_id, generate_key
+from anygate.store.store import Store, encrypted_values, open_store, rotate_secrets
+from tests.store.conftest import run_sql, upstream_provider
+from tests.support.fake_upstream import FakeUpstream
+
+PROVIDER_SECRET = "sk-provider-plaintext-canary-7f3a"
+CALLER_SECRET = "sk-caller-plaintext-canary-91bd"
+HI = [{"role": "user", "content": "hi"}]
+
+
+def test_ciphertext_names_version_and_key_and_detects_tampering() -> None:
+    box = SecretBox.from_texts([generate_key()], "test")
+    sealed = box.encrypt("hello")
+    version, key_id, _ = sealed.split(":", 2)
+    assert (version, key_id) == ("v1", box.current)
+    assert box.decrypt(sealed) == "hello"
+    assert box.encrypt("hello") != sealed  # a fresh nonce each time
+    tampered = sealed[:-2] + ("A" if sealed[-2] != "A" else "B") + sealed[-1]
+    with pytest.raises(SecretKeyError, match="integrity"):
+        box.decrypt(tampered)
+    other = SecretBox.from_texts([generate_key()], "ANYGATE_SECRET_KEY")
+    with pytest.raises(SecretKeyError, match=f"key id {key_id}") as caught:
+        other.decrypt(sealed)
+    assert "hello" not in str(caught.value)
+    with pytest.raises(SecretKeyError, match="format"):
+        box.decrypt("plaintext")
+
+
+def test_several_keys_decrypt_and_the_first_encrypts() -> None:
+    old, new = generate_key(), generate_key()
+    before = SecretBox.from_texts([old], "env").encrypt("x")
+    both = SecretBox.from_texts([new, old], "env")
+    assert both.decrypt(before) == "x"
+    assert ciphertext_key_id(both.encrypt("y")) == both.current != ciphertext_key_id(before)
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream.start_in_thread() as up:
+        yield up
+
+
+def store_secrets(gateway: Any, upstream: FakeUpstream) -> str:
+    """Save a provider key and a caller's key through the API; return the caller's gateway key."""
+    with gateway.client() as http:
+        provider = upstream_provider("vault", upstream.base_url, api_key=PROVIDER_SECRET, models=["fake-model"])
+        assert http.post("/v1/providers", json=provider).status_code == 201
+        caller = http.post("/v1/keys", json={"alias": "caller"}).json()["key"]
+    with gateway.client(caller) as http:
+        assert http.put("/auth/creds", json={"providers": {"vault": {"apiKey": CALLER_SECRET}}}).status_code == 200
+    return str(caller)
+
+
+def raw_database_text(database_url: str, data_dir: Path) -> str:
+    """Everything the database holds, read around anygate: the SQLite files, or PostgreSQL's tables."""
+    if database_url.startswith("sqlite"):
+        return b"".join(p.read_bytes() for p in data_dir.glob("anygate.db*")).decode("latin-1")
+    database = database_url.rsplit("/", 1)[1]
+    rows: list[Any] = []
+    for table in ("providers", "credentials", "api_keys", "users", "provider_probes"):
+        rows += asyncio.run(run_sql(database, f"SELECT * FROM {table}"))
+    return repr([dict(row) for row in rows])
+
+
+def test_no_plaintext_secret_in_the_database(upstream, make_settings, serve, database_url, tmp_path) -> None:
+    settings = make_settings()
+    gateway = serve(settings)
+    caller = store_secrets(gateway, upstream)
+    raw = raw_database_text(database_url, settings.data_dir)
+    assert "v1:" in raw  # the ciphertexts are there
+    for secret in (PROVIDER_SECRET, CALLER_SECRET, caller):
+        assert secret not in raw
+    key_file = settings.data_dir / KEY_FILE
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def open_with(settings: Settings) -> None:
+    """Open the store and close it again, in one event loop (raises what opening raises)."""
+
+    async def run() -> None:
+        store: Store = await open_store(settings)
+        await store.close()
+
+    asyncio.run(run())
+
+
+# uvicorn ends its thread with SystemExit when startup fails: that is the behaviour under test.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_wrong_or_missing_key_is_a_clear_error_at_start(upstream, make_settings, serve, caplog) -> None:
+    settings = make_settings()
+    store_secrets(serve(settings), upstream)
+    key_id = SecretBox.from_texts((settings.data_dir / KEY_FILE).read_text().splitlines()[1:], "f").current
+    wrong = make_settings(secret_key=generate_key())
+    with pytest.raises(SecretKeyError, match=f"key id {key_id}"):
+        open_with(wrong)
+    (settings.data_dir / KEY_FILE).unlink()
+    with pytest.raises(SecretKeyError, match="neither ANYGATE_SECRET_KEY nor the key file"):
+        open_with(settings)
+    assert not (settings.data_dir / KEY_FILE).exists()  # never a new key over old ciphertexts
+    with pytest.raises(RuntimeError, match="did not start"):
+        serve(wrong)
+    assert f"encrypted with key id {key_id}, which is not among the keys in ANYGATE_SECRET_KEY" in caplog.text
+
+
+def wait_until(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_rotation_reencrypts_everything_while_the_gateway_keeps_serving(
+    upstream, make_settings, serve, database_url, monkeypatch
+) -> None:
+    settings = make_settings()
+    gateway = serve(settings)
+    caller = store_secrets(gateway, upstream)
+    old_id = SecretBox.from_texts((settings.data_dir / KEY_FILE).read_text().splitlines()[1:], "f").current
+    monkeypatch.setenv("ANYGATE_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("ANYGATE_DATABASE_URL", database_url)
+    result = CliRunner().invoke(cli_app, ["secrets", "rotate"])
+    assert result.exit_code == 0, result.output
+    assert "re-encrypted 2 secret(s)" in result.output
+    store = gateway.app.state.store
+    key_ids = {ciphertext_key_id(value) for value in asyncio.run(stored_ciphertexts(database_url))}
+    assert len(key_ids) == 1 and old_id not in key_ids
+    wait_until(lambda: gateway.app.state.store_sync.revision == asyncio.run(_revision(database_url)), "reload")
+    assert store.box.current != old_id
+    with gateway.client(caller) as http:
+        reply = http.post("/v1/chat/completions", json={"model": "vault/fake-model", "messages": HI})
+    assert reply.status_code == 200
+    assert upstream.requests_to("/v1/chat/completions")[-1].headers["authorization"] == f"Bearer {CALLER_SECRET}"
+    open_with(settings)
+
+
+async def stored_ciphertexts(database_url: str) -> list[str]:
+    from anygate.store.database import Database
+
+    db = Database(database_url)
+    try:
+        return await encrypted_values(db)
+    finally:
+        await db.close()
+
+
+async def _revision(database_url: str) -> int:
+    from anygate.store.database import Database
+
+    db = Database(database_url)
+    try:
+        return await db.revision()
+    finally:
+        await db.close()
+
+
+def test_rotation_with_an_environment_key(upstream, make_settings, serve) -> None:
+    old, new = generate_key(), generate_key()
+    settings = make_settings(secret_key=old)
+    store_secrets(serve(settings), upstream)
+
+    key_id, count = asyncio.run(rotate_with(settings, new))
+    assert count == 2
+    open_with(make_settings(secret_key=new))
+    with pytest.raises(SecretKeyError, match=f"key id {key_id}"):
+        open_with(make_settings(secret_key=old))
+    with pytest.raises(SecretKeyError, match="--new-key-stdin"):
+        asyncio.run(rotate_with(make_settings(secret_key=new), None))
+
+
+async def rotate_with(settings: Settings, new_key: str | None) -> tuple[str, int]:
+    store = await open_store(settings)
+    try:
+        return await rotate_secrets(store, settings, new_key)
+    finally:
+        await store.close()
