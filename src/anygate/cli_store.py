@@ -245,7 +245,7 @@ def keys_create(
         return record.id, secret
 
     key_id, secret = with_store(load(config), create)
-    err_console_print(f"created key {key_id}; the key is shown once:")
+    err_console_print(f"created key {key_id} (the key below is shown this once)")
     Console().print(secret, highlight=False, soft_wrap=True)
 
 

@@ -1,0 +1,79 @@
+"""The store from the command line: db upgrade, keys, users, providers; gateways see the changes."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from anygate.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def environment(make_settings, database_url, monkeypatch):  # type: ignore[no-untyped-def]
+    settings = make_settings()
+    monkeypatch.setenv("ANYGATE_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("ANYGATE_DATABASE_URL", database_url)
+    return settings
+
+
+def run(*args: str, input: str | None = None) -> str:
+    result = runner.invoke(app, list(args), input=input)
+    assert result.exit_code == 0, (args, result.output)
+    return result.output
+
+
+def test_db_upgrade(environment) -> None:
+    assert "0001_initial" in run("db", "upgrade")
+
+
+def test_keys_and_users_from_the_cli_work_in_a_gateway(environment, serve) -> None:
+    user_id = run("users", "create", "ada").strip()
+    assert user_id.startswith("usr_") and "ada" in run("users", "list")
+    output = run("keys", "create", "--alias", "cli-key", "--user", user_id, "--model", "x/*")
+    secret = next(word for word in output.split() if word.startswith("sk-ag-"))
+    listing = run("keys", "list")
+    assert "cli-key" in listing and secret not in listing
+    gateway = serve(environment)
+    with gateway.client(secret) as http:
+        assert http.get("/v1/models").status_code == 200
+    key_id = next(word for word in output.split() if word.startswith("key_"))
+    run("keys", "revoke", key_id)
+    assert "revoked" in run("keys", "list")
+    failed = runner.invoke(app, ["keys", "create", "--alias", "x", "--user", "usr_nobody"])
+    assert failed.exit_code == 1 and "no user 'usr_nobody'" in failed.output
+    run("users", "remove", user_id)
+    assert runner.invoke(app, ["users", "remove", user_id]).exit_code == 1
+
+
+def test_providers_add_update_remove(environment, serve) -> None:
+    run(
+        "providers",
+        "add",
+        "lab",
+        "--type",
+        "custom",
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--allow-private-network",
+        "--model",
+        "m1",
+        "--api-key-stdin",
+        input="sk-from-stdin-123456\n",
+    )
+    refused = runner.invoke(app, ["providers", "add", "bad", "--type", "custom", "--base-url", "http://10.0.0.1/v1"])
+    assert refused.exit_code == 1 and "private network" in refused.output
+    assert (
+        runner.invoke(
+            app, ["providers", "add", "lab", "--base-url", "http://127.0.0.1:9/v1", "--allow-private-network"]
+        ).exit_code
+        == 1
+    )
+    run("providers", "update", "lab", "--name", "Lab GPUs")
+    gateway = serve(environment)
+    with gateway.client() as http:
+        view = http.get("/v1/providers/lab").json()
+    assert (view["name"], view["api_key"], view["origin"]) == ("Lab GPUs", "***", "store")
+    run("providers", "remove", "lab")
+    assert runner.invoke(app, ["providers", "remove", "lab"]).exit_code == 1

@@ -1,0 +1,65 @@
+"""Two gateways on one database behave like two replicas: a change made through one reaches the other
+within seconds (by the revision poll), with no restart."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.store.conftest import upstream_provider
+from tests.support.fake_upstream import FakeUpstream
+
+HI = [{"role": "user", "content": "hi"}]
+
+
+def eventually(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream.start_in_thread() as up:
+        yield up
+
+
+def test_changes_on_one_replica_reach_the_other(upstream, make_settings, serve) -> None:
+    settings = make_settings()
+    first, second = serve(settings), serve(settings)
+    provider = upstream_provider("shared", upstream.base_url, models=["fake-model"])
+    with first.client() as admin:
+        assert admin.post("/v1/providers", json=provider).status_code == 201
+        key = admin.post("/v1/keys", json={"alias": "roaming"}).json()
+    with second.client(key["key"]) as http:
+
+        def chat() -> tuple[int, str]:
+            response = http.post("/v1/chat/completions", json={"model": "shared/fake-model", "messages": HI})
+            return response.status_code, response.text
+
+        def chat_status() -> int:
+            return chat()[0]
+
+        eventually(lambda: "No API key configured for shared" in chat()[1], "the key and provider reach replica 2")
+        assert http.get("/v1/providers").json()["data"][0]["id"] == "shared"
+        with first.client(key["key"]) as own:
+            assert own.put(
+                "/auth/creds", json={"providers": {"shared": {"apiKey": "sk-own-key-for-shared"}}}
+            ).is_success
+        eventually(lambda: chat_status() == 200, "the caller's own key is used on the second replica")
+        assert (
+            upstream.requests_to("/v1/chat/completions")[-1].headers["authorization"] == "Bearer sk-own-key-for-shared"
+        )
+        with first.client() as admin:
+            assert admin.put("/v1/providers/shared", json={"api_key": "sk-operator"}).is_success
+            assert admin.delete(f"/v1/keys/{key['id']}").is_success
+        eventually(lambda: http.get("/v1/models").status_code == 401, "the revoked key stops on the second replica")
+    with second.client() as admin:
+        eventually(lambda: admin.get("/v1/providers/shared").json()["api_key"] == "***", "the key shows as set")
+        with first.client() as other:
+            assert other.delete("/v1/providers/shared").is_success
+        eventually(lambda: admin.get("/v1/providers/shared").status_code == 404, "the deletion reaches it")
