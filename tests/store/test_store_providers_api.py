@@ -161,7 +161,12 @@ def test_put_merges_and_masked_or_empty_key_keeps_the_stored_key(upstream, make_
         return upstream.requests_to("/v1/chat/completions")[-1].headers.get("authorization", "")
 
     with gateway.client() as http:
-        assert http.post("/v1/providers", json=custom(upstream, headers={"X-Tenant": "cs"})).status_code == 201
+        assert (
+            http.post(
+                "/v1/providers", json=custom(upstream, headers={"X-Tenant": "cs", "X-Auth-Token": "tok-secret-1"})
+            ).status_code
+            == 201
+        )
         for kept in ("***", ""):
             updated = http.put("/v1/providers/campus", json={"name": "Campus LLM", "api_key": kept})
             assert updated.status_code == 200, updated.text
@@ -170,10 +175,11 @@ def test_put_merges_and_masked_or_empty_key_keeps_the_stored_key(upstream, make_
             assert updated.json()["models"]  # merged: the rest of the provider is unchanged
             assert key_seen_upstream() == "Bearer sk-upstream-secret-1"
         shown = http.get("/v1/providers/campus").json()
-        assert shown["headers"] == {"X-Tenant": "***"}
+        assert shown["headers"] == {"X-Tenant": "cs", "X-Auth-Token": "***"}
         assert http.put("/v1/providers/campus", json={"headers": shown["headers"]}).status_code == 200
         key_seen_upstream()
-        assert upstream.requests_to("/v1/chat/completions")[-1].headers["x-tenant"] == "cs"
+        seen = upstream.requests_to("/v1/chat/completions")[-1].headers
+        assert (seen["x-tenant"], seen["x-auth-token"]) == ("cs", "tok-secret-1")
         assert http.put("/v1/providers/campus", json={"api_key": "sk-new-upstream-key"}).status_code == 200
         assert key_seen_upstream() == "Bearer sk-new-upstream-key"
         assert http.put("/v1/providers/campus", json={"base_url": "gopher://x"}).json()["error"]["param"] == "base_url"

@@ -71,8 +71,16 @@ async def checked(spec: dict[str, Any]) -> ProviderConfig:
     return config
 
 
+def is_secret_header(name: str) -> bool:
+    """Header values shown as ``"***"``: anything that looks like a credential."""
+    lowered = name.lower()
+    return lowered in ("authorization", "cookie", "proxy-authorization") or any(
+        word in lowered for word in ("key", "token", "secret", "auth", "password")
+    )
+
+
 def provider_view(state: AppState, config: ProviderConfig, has_key: bool, origin: str) -> dict[str, Any]:
-    """The management view of a provider: its settings, ``api_key`` as ``"***"``, header values hidden."""
+    """The management view of a provider: its settings, ``api_key`` and credential-like headers as ``"***"``."""
     runtime = state.registry.find(config.id)
     live = state.registry.describe(runtime) if runtime is not None and runtime.origin == origin else {}
     view: dict[str, Any] = {
@@ -89,7 +97,7 @@ def provider_view(state: AppState, config: ProviderConfig, has_key: bool, origin
         "read_only": origin != "store",
         "api_key": MASK if has_key else None,
         "auth": config.auth,
-        "headers": dict.fromkeys(config.headers, MASK),
+        "headers": {name: MASK if is_secret_header(name) else value for name, value in config.headers.items()},
         "allow_private_network": config.allow_private_network,
         "timeout": config.timeout,
         "max_retries": config.max_retries,
