@@ -234,6 +234,11 @@ def test_console_signs_in_and_lists_the_configured_provider(page: Any, gateway: 
     page.reload()  # the key survives a reload of the tab
     expect(page.locator("#providers-list")).to_contain_text("Campus LLM")
 
+    page.click("#sign-out")
+    expect(page.locator("#sign-in")).to_be_visible()
+    expect(page.locator("#nav")).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('anygate.key')") is None
+
 
 @pytest.mark.browser
 def test_console_switches_language(page: Any, gateway: Served, tmp_path: Path) -> None:
