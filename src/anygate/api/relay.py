@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 
 from anygate.api.http import ClientDisconnected, Receive, Scope, Send, header, parse_json_object, read_body, send_bytes
+from anygate.api.rewrite import replace_model
 from anygate.auth import Principal
 from anygate.errors import (
     AllDeploymentsFailed,
@@ -306,7 +307,7 @@ class Relay:
     ) -> None:
         body = request.body
         if request.rewrite and deployment.model != request.payload.get("model"):
-            body = orjson.dumps({**request.payload, "model": deployment.model})
+            body = replace_model(body, request.payload, deployment.model)
         client = runtime.client
         timeout = client.client_timeout if request.timeout is None else capped_timeout(client, request.timeout)
         response = await client.open(
