@@ -422,6 +422,24 @@ def test_metrics_count_requests_by_provider_model_and_status(client: httpx2.Clie
         assert secret not in text
 
 
+def test_metrics_can_require_a_key(upstream: FakeUpstream) -> None:
+    with serve_gateway(gateway_settings(fake_provider(upstream), metrics_public=False)) as gw:
+        with gw.client(key=None) as bare:
+            assert_error(bare.get("/metrics"), 401, "authentication_error")
+            assert bare.get("/health").status_code == 200
+        with gw.client() as client:
+            assert client.get("/metrics").status_code == 200
+
+
+def test_streamed_usage_reaches_the_token_metrics(fresh: httpx2.Client) -> None:
+    payload = {**CHAT, "stream_options": {"include_usage": True}}
+    response, events = read_stream(fresh, payload)
+    assert response.status_code == 200 and events[-1] == b"data: [DONE]"
+    text = fresh.get("/metrics").text
+    [line] = metric_lines(text, "anygate_tokens_total", provider="fake", model="fake-model", direction="output")
+    assert float(line.rsplit(" ", 1)[1]) == 5.0
+
+
 def test_no_secret_in_logs(gateway: RunningGateway, upstream: FakeUpstream, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with gateway.client(key=USER_KEY) as user:
