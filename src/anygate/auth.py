@@ -44,6 +44,10 @@ class Principal:
                 self._decisions[(provider_id, model)] = decision
         return decision
 
+    def may_use_provider(self, provider_id: str) -> bool:
+        """Whether this caller may reach ``provider_id`` at all (its provider allowlist; models aside)."""
+        return _allowed(self.providers, (provider_id,))
+
 
 def _allowed(patterns: tuple[str, ...] | None, names: Iterable[str]) -> bool:
     if patterns is None:

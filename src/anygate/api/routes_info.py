@@ -78,7 +78,7 @@ async def list_providers(state: StateDep, caller: CallerDep) -> dict[str, Any]:
     data = [
         {**registry.describe(r), "routing": state.health.provider_health(r.id)}
         for r in registry.runtimes.values()
-        if caller.providers is None or caller.may_use(r.id, "*")
+        if caller.may_use_provider(r.id)
     ]
     return {"object": "list", "data": data, "default_provider": registry.index.default_provider}
 
