@@ -127,3 +127,24 @@ def test_env_provider_and_its_alias_in_the_views() -> None:
     assert [p["id"] for p in providers["data"]] == ["openrouter"]
     assert aliased.status_code == 200 and aliased.json()["provider"] == "openrouter"
     assert chat.status_code == 200
+
+
+def test_views_are_filtered_to_what_the_key_may_use() -> None:
+    from anygate.auth import Principal, hash_key
+
+    with FakeUpstream.start_in_thread(models=["allowed-model", "other-model"]) as up:
+        settings = gateway_settings(fake_provider(up), fake_provider(up, "second"))
+        with serve_gateway(settings) as gw:
+            limited = Principal(key_id="k1", is_admin=False, models=("fake/allowed-*",), providers=("fake",))
+            gw.app.state.keyring.add(hash_key("limited-key"), limited)
+            with gw.client(key="limited-key") as client:
+                models = [m["id"] for m in client.get("/v1/models").json()["data"]]
+                providers = [p["id"] for p in client.get("/v1/providers").json()["data"]]
+                denied = client.post("/v1/chat/completions", json={"model": "fake/other-model", "messages": []})
+                allowed = client.post("/v1/chat/completions", json={"model": "allowed-model", "messages": []})
+                proxy_denied = client.post("/proxy/second/v1/chat/completions", json={"model": "x", "messages": []})
+    assert models == ["fake/allowed-model"]
+    assert providers == ["fake"]
+    assert denied.status_code == 403 and denied.json()["error"]["type"] == "permission_error"
+    assert allowed.status_code == 200
+    assert proxy_denied.status_code == 403
