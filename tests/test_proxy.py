@@ -248,3 +248,18 @@ def test_only_safe_upstream_response_headers_come_back(gw_client: httpx2.Client,
     assert response.headers["openai-processing-ms"] == "12"
     for name in ("set-cookie", "via", "x-internal-upstream"):
         assert name not in response.headers
+
+
+def test_a_key_limited_to_some_models_may_proxy_to_them(upstream: FakeUpstream) -> None:
+    from anygate.auth import Principal, hash_key
+
+    limited = Principal(key_id="k1", is_admin=False, models=("fake/allowed-*",), providers=("fake",))
+    upstream.requests.clear()
+    with serve_gateway(gateway_settings(fake_provider(upstream))) as gw:
+        gw.app.state.keyring.add(hash_key("limited-key"), limited)
+        with gw.client(key="limited-key") as client:
+            allowed = client.post("/proxy/fake/v1/chat/completions", json={"model": "allowed-1", "messages": []})
+            denied = client.post("/proxy/fake/v1/chat/completions", json={"model": "other", "messages": []})
+    assert allowed.status_code == 200, allowed.text
+    assert denied.status_code == 403
+    assert [r.json["model"] for r in upstream.requests_to("/v1/chat/completions")] == ["allowed-1"]
