@@ -288,6 +288,30 @@ def test_a_stream_that_breaks_after_it_started_ends_with_an_error_event(
     assert not any(b"[DONE]" in e for e in events)
 
 
+def test_a_stream_that_stalls_after_it_started_ends_with_a_timeout_event(upstream: FakeUpstream) -> None:
+    reset(upstream)
+    upstream.script(Reply(hang_after_events=2), path="/v1/chat/completions")
+    with serve_gateway(gateway_settings(fake_provider(upstream, timeout=0.5))) as gw, gw.client() as client:
+        response, events = read_stream(client, CHAT)
+    assert response.status_code == 200
+    assert len(events) == 3
+    error = orjson.loads(events[-1].removeprefix(b"data: "))["error"]
+    assert error["type"] == "upstream_timeout"
+    assert not any(b"[DONE]" in e for e in events)
+
+
+def test_a_half_sent_event_is_never_relayed(fresh: httpx2.Client, upstream: FakeUpstream) -> None:
+    whole = b'data: {"id":"c","object":"chat.completion.chunk","choices":[]}\n\n'
+    upstream.script(
+        Reply(raw_events=[whole, b'data: {"id":"c","obj'], reset_after_events=2), path="/v1/chat/completions"
+    )
+    response, events = read_stream(fresh, CHAT)
+    assert response.status_code == 200
+    assert events[0] + b"\n\n" == whole
+    assert len(events) == 2
+    assert orjson.loads(events[1].removeprefix(b"data: "))["error"]["type"] == "upstream_error"
+
+
 def test_a_stream_that_fails_before_it_starts_is_a_plain_error(fresh: httpx2.Client, upstream: FakeUpstream) -> None:
     upstream.script(Reply.error(400, "bad stream request"), path="/v1/chat/completions")
     response, events = read_stream(fresh, CHAT)
