@@ -464,6 +464,23 @@ def test_streamed_usage_reaches_the_token_metrics(fresh: httpx2.Client) -> None:
     assert float(line.rsplit(" ", 1)[1]) == 5.0
 
 
+def test_an_unexpected_failure_in_a_management_route_is_a_contract_shaped_500(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serve_gateway(gateway_settings(fake_provider(upstream))) as gw:
+
+        def broken(runtime: object) -> dict[str, Any]:
+            raise RuntimeError("simulated bug")
+
+        monkeypatch.setattr(gw.app.state.registry, "describe", broken)
+        with gw.client() as client:
+            response = client.get("/v1/providers")
+            after = client.get("/health")
+    error = assert_error(response, 500, "internal_error")
+    assert "simulated bug" not in error["message"]
+    assert after.status_code == 200
+
+
 def test_no_secret_in_logs(gateway: RunningGateway, upstream: FakeUpstream, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with gateway.client(key=USER_KEY) as user:

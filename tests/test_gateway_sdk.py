@@ -241,6 +241,21 @@ def test_stream_events_come_back_byte_for_byte(gateway: RunningGateway, upstream
     assert raw == b"".join(events)
 
 
+def test_a_large_response_comes_back_whole(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    upstream.script(Reply.huge(3_000_000), path="/v1/chat/completions")
+    reply = client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "a lot"}])
+    assert reply.choices[0].message.content == "x" * 3_000_000
+
+
+def test_an_alias_is_rewritten_to_the_upstream_model(upstream: FakeUpstream) -> None:
+    settings = gateway_settings(fake_provider(upstream), aliases={"fast": "fake/fake-model"})
+    upstream.requests.clear()
+    with serve_gateway(settings) as gw, openai.OpenAI(base_url=f"{gw.url}/v1", api_key=ADMIN_KEY) as sdk:
+        reply = sdk.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
+    assert reply.model == "fake-model"
+    assert only_request(upstream, "/v1/chat/completions").json["model"] == "fake-model"
+
+
 def test_text_completion(client: openai.OpenAI, upstream: FakeUpstream, capture: Capture) -> None:
     reply = client.completions.create(model="fake-model", prompt="Say hi", max_tokens=5)
     assert reply.choices[0].text == "Hello from the fake upstream!"
