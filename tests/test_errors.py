@@ -383,9 +383,14 @@ def test_health_check_is_for_admins(gateway: RunningGateway) -> None:
 
 
 def test_no_auth_accepts_requests_without_a_key(upstream: FakeUpstream) -> None:
+    import openai
+
     with serve_gateway(gateway_settings(fake_provider(upstream), admin_key=None, no_auth=True)) as gw:
         with gw.client(key=None) as bare:
             assert bare.post("/v1/chat/completions", json=CHAT).status_code == 200
+        # The SDK always sends some key: with --no-auth any key is accepted.
+        with openai.OpenAI(base_url=f"{gw.url}/v1", api_key="not-needed", max_retries=0) as sdk:
+            assert sdk.chat.completions.create(model="fake-model", messages=[]).choices
 
 
 # ------------------------------------------------------------------------------------------ request ids
