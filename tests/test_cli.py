@@ -101,7 +101,7 @@ def test_providers_lists_without_secrets() -> None:
     config = write(
         "anygate.yaml",
         "providers:\n  - id: groq\n  - id: campus\n    type: custom\n    base_url: https://llm.example.edu/v1\n"
-        "    api_key: ${CAMPUS_KEY}\n  - id: ollama\n",
+        "    name: 'Campus [/bold] LLM'\n    api_key: ${CAMPUS_KEY}\n  - id: ollama\n",
     )
     result = run("providers", "--config", str(config), CAMPUS_KEY=SECRET)
     assert result.returncode == 0, result.stderr
@@ -111,6 +111,7 @@ def test_providers_lists_without_secrets() -> None:
     assert set(rows) == {"groq", "campus", "ollama"}
     assert "https://api.groq.com/openai/v1" in rows["groq"] and "missing" in rows["groq"]
     assert "https://llm.example.edu/v1" in rows["campus"] and "yes" in rows["campus"]
+    assert "Campus [/bold] LLM" in rows["campus"]  # a name is text, not rich markup
     assert "not needed" in rows["ollama"]
     assert SECRET not in result.stdout + result.stderr
 
