@@ -143,8 +143,10 @@ def test_views_are_filtered_to_what_the_key_may_use() -> None:
                 denied = client.post("/v1/chat/completions", json={"model": "fake/other-model", "messages": []})
                 allowed = client.post("/v1/chat/completions", json={"model": "allowed-model", "messages": []})
                 proxy_denied = client.post("/proxy/second/v1/chat/completions", json={"model": "x", "messages": []})
+                hidden = client.get("/v1/providers/second/models")
     assert models == ["fake/allowed-model"]
     assert providers == ["fake"]
     assert denied.status_code == 403 and denied.json()["error"]["type"] == "permission_error"
     assert allowed.status_code == 200
     assert proxy_denied.status_code == 403
+    assert hidden.status_code == 404
