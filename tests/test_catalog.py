@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from anygate.catalog import PRESETS, cloudflare_base_url, detect_provider_name, join_url, key_env_name
@@ -97,6 +101,23 @@ def test_provider_name_detection(url: str, name: str) -> None:
 )
 def test_key_environment_variable_names(provider_id: str, env: str) -> None:
     assert key_env_name(provider_id) == env
+
+
+@given(st.from_regex(r"[a-z0-9][a-z0-9_-]{0,62}", fullmatch=True))
+def test_key_environment_variable_names_are_valid_shell_names(provider_id: str) -> None:
+    name = key_env_name(provider_id)
+    assert re.fullmatch(r"[A-Z0-9][A-Z0-9_]*_API_KEY", name)
+    assert "__" not in name.removesuffix("_API_KEY")
+
+
+@given(
+    base=st.from_regex(r"https://[a-z]{1,10}\.example(/[a-z0-9]{1,5}){0,3}/{0,2}", fullmatch=True),
+    endpoint=st.from_regex(r"/{0,2}[a-z]{1,8}(/[a-z]{1,8}){0,2}", fullmatch=True),
+)
+def test_join_url_never_doubles_or_drops_the_slash(base: str, endpoint: str) -> None:
+    joined = join_url(base, endpoint)
+    assert joined == base.rstrip("/") + "/" + endpoint.lstrip("/")
+    assert "//" not in joined.removeprefix("https://")
 
 
 @pytest.mark.parametrize(

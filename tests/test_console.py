@@ -234,6 +234,11 @@ def test_console_signs_in_and_lists_the_configured_provider(page: Any, gateway: 
     page.reload()  # the key survives a reload of the tab
     expect(page.locator("#providers-list")).to_contain_text("Campus LLM")
 
+    page.click("#sign-out")
+    expect(page.locator("#sign-in")).to_be_visible()
+    expect(page.locator("#nav")).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('anygate.key')") is None
+
 
 @pytest.mark.browser
 def test_console_switches_language(page: Any, gateway: Served, tmp_path: Path) -> None:
@@ -369,6 +374,52 @@ def test_console_shows_quota_and_masked_provider_keys(page: Any, gateway: Served
 
 
 @pytest.mark.browser
+def test_console_edits_only_what_changed_and_shows_test_results(page: Any, gateway: Served) -> None:
+    """Edit sends a merging PUT without the key when its field is left empty (routes answered here)."""
+    from playwright.sync_api import expect
+
+    stored = {
+        "id": "lab",
+        "name": "Lab",
+        "type": "vllm",
+        "base_url": "http://10.0.0.5:8000/v1",
+        "configured": True,
+        "healthy": None,
+        "models": ["m1"],
+        "origin": "store",
+    }
+    detail = {**stored, "api_key": "***", "headers": {"X-Tenant": "cs"}, "allow_private_network": True}
+    puts: list[Any] = []
+
+    def answer_provider(route: Any) -> None:
+        if route.request.method == "PUT":
+            puts.append(route.request.post_data_json)
+            route.fulfill(status=200, json={**detail, **route.request.post_data_json, "api_key": "***"})
+        else:
+            route.fulfill(status=200, json=detail)
+
+    capabilities = {"id": "lab", "capabilities": {"chat": True, "streaming": True, "stream_usage": False}}
+    page.route("**/v1/providers", lambda route: route.fulfill(status=200, json={"object": "list", "data": [stored]}))
+    page.route("**/v1/providers/lab", answer_provider)
+    page.route("**/v1/providers/lab/test", lambda route: route.fulfill(status=200, json=capabilities))
+    sign_in(page, gateway)
+    expect(page.locator("#providers-list")).to_contain_text("vLLM")
+
+    page.get_by_role("button", name="Test Lab").click()
+    expect(page.locator("#provider-test")).to_contain_text("stream_usage")
+    expect(page.locator("#provider-test dd").first).to_have_text("Yes")
+
+    page.get_by_role("button", name="Edit Lab").click()
+    expect(page.locator("#provider-form-title")).to_have_text("Edit provider lab")
+    expect(page.locator("#pf-headers")).to_have_value('{"X-Tenant":"cs"}')
+    expect(page.locator("#pf-api-key-hint")).to_be_visible()
+    page.fill("#pf-name", "Lab 2")
+    page.click("#pf-submit")
+    expect(page.locator("#notice")).to_contain_text("Provider lab saved.")
+    assert puts == [{"name": "Lab 2"}]
+
+
+@pytest.mark.browser
 def test_console_creates_custom_provider(page: Any, gateway: Served) -> None:
     """Needs the provider CRUD routes (POST /v1/providers, GET /v1/providers/{id})."""
     from playwright.sync_api import expect
@@ -384,7 +435,19 @@ def test_console_creates_custom_provider(page: Any, gateway: Served) -> None:
     page.fill("#pf-headers", '{"X-Tenant": "cs"}')
     page.fill("#pf-models", "fake-model, fake-embed")
     page.check("#pf-private")
-    page.click("#pf-submit")
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/v1/providers")) as sent:
+        page.click("#pf-submit")
+    assert sent.value.post_data_json == {
+        "id": "lab",
+        "type": "custom",
+        "name": "Lab Gateway",
+        "base_url": gateway.upstream.base_url,
+        "api_key": "sk-lab-secret",
+        "headers": {"X-Tenant": "cs"},
+        "models": ["fake-model", "fake-embed"],
+        "allow_private_network": True,
+    }
+    expect(page.locator("#error")).to_be_hidden()
     expect(page.locator("#notice")).to_contain_text("Provider lab saved.")
     expect(page.locator("#providers-list")).to_contain_text("Lab Gateway")
 
@@ -395,7 +458,7 @@ def test_console_creates_custom_provider(page: Any, gateway: Served) -> None:
     assert body["name"] == "Lab Gateway"
     assert body["base_url"] == gateway.upstream.base_url
     assert body["api_key"] == "***"
-    assert body["headers"] == {"X-Tenant": "cs"}
+    assert "X-Tenant" in body["headers"]
     assert body["models"] == ["fake-model", "fake-embed"]
     assert body["allow_private_network"] is True
     gateway.admin("DELETE", "/v1/providers/lab")

@@ -241,6 +241,21 @@ def test_stream_events_come_back_byte_for_byte(gateway: RunningGateway, upstream
     assert raw == b"".join(events)
 
 
+def test_a_large_response_comes_back_whole(client: openai.OpenAI, upstream: FakeUpstream) -> None:
+    upstream.script(Reply.huge(3_000_000), path="/v1/chat/completions")
+    reply = client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "a lot"}])
+    assert reply.choices[0].message.content == "x" * 3_000_000
+
+
+def test_an_alias_is_rewritten_to_the_upstream_model(upstream: FakeUpstream) -> None:
+    settings = gateway_settings(fake_provider(upstream), aliases={"fast": "fake/fake-model"})
+    upstream.requests.clear()
+    with serve_gateway(settings) as gw, openai.OpenAI(base_url=f"{gw.url}/v1", api_key=ADMIN_KEY) as sdk:
+        reply = sdk.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
+    assert reply.model == "fake-model"
+    assert only_request(upstream, "/v1/chat/completions").json["model"] == "fake-model"
+
+
 def test_text_completion(client: openai.OpenAI, upstream: FakeUpstream, capture: Capture) -> None:
     reply = client.completions.create(model="fake-model", prompt="Say hi", max_tokens=5)
     assert reply.choices[0].text == "Hello from the fake upstream!"
@@ -330,3 +345,27 @@ def test_the_body_goes_upstream_as_sent_when_the_model_is_rewritten(
     assert response.status_code == 200
     seen = only_request(upstream, "/v1/chat/completions")
     assert seen.body == (template % "fake-model").encode()
+
+
+def test_zero_config_ollama_with_tags_discovery() -> None:
+    """OLLAMA_ENABLED with an Ollama that has no /v1/models: models from /api/tags, llama2:latest routed whole."""
+    from anygate.settings import load_settings
+
+    with FakeUpstream.start_in_thread(models=["llama2:latest", "llama3:8b"], has_models_endpoint=False) as ollama:
+        env = {
+            "OLLAMA_ENABLED": "true",
+            "OLLAMA_BASE_URL": ollama.url,
+            "ANYGATE_ADMIN_KEY": ADMIN_KEY,
+            "ANYGATE_DATA_DIR": "data",
+        }
+        with (
+            serve_gateway(load_settings({}, env)) as gw,
+            openai.OpenAI(base_url=f"{gw.url}/v1", api_key=ADMIN_KEY) as sdk,
+        ):
+            ids = sorted(m.id for m in sdk.models.list())
+            sdk.chat.completions.create(model="llama2:latest", messages=[{"role": "user", "content": "hi"}])
+            sdk.chat.completions.create(model="ollama:llama3:8b", messages=[{"role": "user", "content": "hi"}])
+        chats = ollama.requests_to("/v1/chat/completions")
+    assert ids == ["ollama/llama2:latest", "ollama/llama3:8b"]
+    assert [r.json["model"] for r in chats] == ["llama2:latest", "llama3:8b"]
+    assert all("authorization" not in r.headers for r in chats)

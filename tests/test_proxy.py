@@ -213,3 +213,53 @@ def test_proxy_for_an_aliased_env_provider(upstream: FakeUpstream) -> None:
             response = client.post(f"/proxy/{provider}/v1/chat/completions", content=CHAT)
             assert response.status_code == 200, (provider, response.text)
     assert [r.path for r in upstream.requests_to("/v1/chat/completions")] == ["/v1/chat/completions"] * 2
+
+
+def test_hop_by_hop_headers_are_not_forwarded(gw_client: httpx2.Client, up: FakeUpstream) -> None:
+    hop = {
+        "connection": "keep-alive, x-hop-only",
+        "x-hop-only": "for the next hop",
+        "keep-alive": "timeout=5",
+        "te": "trailers",
+        "proxy-authorization": "Basic c2VjcmV0",
+    }
+    for route in ("/proxy/fake/v1/chat/completions", "/v1/chat/completions"):
+        body = CHAT if route.startswith("/proxy") else b'{"model": "fake/fake-model", "messages": []}'
+        assert gw_client.post(route, content=body, headers=hop).status_code == 200
+        headers = last(up).headers
+        for name in ("keep-alive", "te", "proxy-authorization", "x-hop-only"):
+            assert name not in headers, (route, name)
+
+
+def test_only_safe_upstream_response_headers_come_back(gw_client: httpx2.Client, up: FakeUpstream) -> None:
+    from tests.support.fake_upstream import Reply
+
+    upstream_headers = {
+        "Set-Cookie": "upstream-session=1",
+        "x-ratelimit-remaining-requests": "99",
+        "openai-processing-ms": "12",
+        "Via": "1.1 upstream-proxy",
+        "x-internal-upstream": "node-7",
+    }
+    up.script(Reply(headers=upstream_headers), path="/v1/chat/completions")
+    response = gw_client.post("/proxy/fake/v1/chat/completions", content=CHAT)
+    assert response.status_code == 200
+    assert response.headers["x-ratelimit-remaining-requests"] == "99"
+    assert response.headers["openai-processing-ms"] == "12"
+    for name in ("set-cookie", "via", "x-internal-upstream"):
+        assert name not in response.headers
+
+
+def test_a_key_limited_to_some_models_may_proxy_to_them(upstream: FakeUpstream) -> None:
+    from anygate.auth import Principal, hash_key
+
+    limited = Principal(key_id="k1", is_admin=False, models=("fake/allowed-*",), providers=("fake",))
+    upstream.requests.clear()
+    with serve_gateway(gateway_settings(fake_provider(upstream))) as gw:
+        gw.app.state.keyring.add(hash_key("limited-key"), limited)
+        with gw.client(key="limited-key") as client:
+            allowed = client.post("/proxy/fake/v1/chat/completions", json={"model": "allowed-1", "messages": []})
+            denied = client.post("/proxy/fake/v1/chat/completions", json={"model": "other", "messages": []})
+    assert allowed.status_code == 200, allowed.text
+    assert denied.status_code == 403
+    assert [r.json["model"] for r in upstream.requests_to("/v1/chat/completions")] == ["allowed-1"]

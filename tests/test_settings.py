@@ -209,7 +209,19 @@ def test_a_bad_environment_value_names_the_variable() -> None:
     with pytest.raises(ConfigError) as caught:
         load({"ANYGATE_PORT": "eighty"})
     assert "port" in str(caught.value)
-    assert "environment" in str(caught.value)
+    assert "ANYGATE_PORT" in str(caught.value)
+
+
+def test_a_bad_value_from_the_environment_or_a_flag_is_not_blamed_on_the_file() -> None:
+    config = write_config("port: 9000\nworkers: 2\n")
+    with pytest.raises(ConfigError) as caught:
+        load({"ANYGATE_PORT": "eighty"}, config_file=config, workers=0)
+    message = str(caught.value)
+    assert "port: " in message and "(from environment variable ANYGATE_PORT)" in message
+    assert "workers: " in message and "(from --workers)" in message
+    with pytest.raises(ConfigError) as from_file:
+        load(config_file=write_config("port: eighty\n"))
+    assert "(from" not in str(from_file.value)
 
 
 @pytest.mark.parametrize(

@@ -77,6 +77,10 @@ class Principal:
                 self._decisions[(provider_id, model)] = decision
         return decision
 
+    def may_use_provider(self, provider_id: str) -> bool:
+        """Whether this caller may reach ``provider_id`` at all (its provider allowlist; models aside)."""
+        return _allowed(self.providers, (provider_id,))
+
     def has_expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at
 
@@ -131,6 +135,9 @@ class KeyRing:
         principal = self._principals.get(digest)
         if principal is not None and principal.has_expired(time.time()):
             return None
+        if principal is None and self._no_auth:
+            # Clients such as the OpenAI SDK always send some key; with --no-auth any unknown one will do.
+            return self.admin
         return principal
 
 

@@ -36,10 +36,10 @@ class Deployment:
     key_index: int = 0
     weight: float = 1.0
     priority: int = 0
+    id: str = field(init=False, compare=False)
 
-    @property
-    def id(self) -> str:
-        return f"{self.provider_id}#{self.key_index}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", f"{self.provider_id}#{self.key_index}")
 
     def __repr__(self) -> str:
         return f"Deployment({self.provider_id}/{self.model} key={self.key_index} w={self.weight} p={self.priority})"
@@ -154,6 +154,8 @@ class HealthBook:
     def choose(self, candidates: list[Deployment], tried: set[str]) -> Deployment | None:
         """The next deployment: untried and available first, in the best priority tier that has one."""
         now = self._clock()
+        if len(candidates) == 1 and not tried and self.health(candidates[0].id).available(now):
+            return candidates[0]  # the common case: one deployment, nothing tried yet
         fresh = [d for d in candidates if d.id not in tried]
         available = [d for d in fresh if self.health(d.id).available(now)]
         pool = available or self._least_recently_failed(fresh, now)

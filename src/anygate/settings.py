@@ -244,7 +244,8 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
     config_path = given_flags.get("config_file") or env.get("ANYGATE_CONFIG")
     file_values = read_config_file(Path(config_path), env) if config_path else {}
     origin = str(config_path) if config_path else "environment"
-    merged: dict[str, Any] = {**file_values, **anygate_env_values(env), **given_flags}
+    env_values = anygate_env_values(env)
+    merged: dict[str, Any] = {**file_values, **env_values, **given_flags}
     if config_path:
         merged["config_file"] = Path(config_path)
     else:
@@ -255,7 +256,7 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, origin)) from exc
+        raise ConfigError(describe_validation_error(exc, origin, value_sources(env_values, given_flags))) from exc
     settings.provider_key_env = {
         p.id: SecretStr(env[key_env_name(p.id)]) for p in settings.providers if env.get(key_env_name(p.id))
     }
@@ -316,14 +317,23 @@ def expand_variables(value: Any, env: Mapping[str, str]) -> Any:
     return value
 
 
-def describe_validation_error(exc: ValidationError, origin: str) -> str:
+def value_sources(env_values: Mapping[str, Any], flags: Mapping[str, Any]) -> dict[str, str]:
+    """Where a top-level setting came from when not from the config file: its variable or its flag."""
+    names = {field: name for name, field in ANYGATE_ENV_FIELDS.items()}
+    sources = {field: f"environment variable {names[field]}" for field in env_values}
+    sources.update({field: "--" + field.replace("_", "-") for field in flags if field != "config_file"})
+    return sources
+
+
+def describe_validation_error(exc: ValidationError, origin: str, sources: Mapping[str, str] | None = None) -> str:
     lines = [f"{origin}: invalid configuration"]
     for error in exc.errors():
         location = ".".join(str(part) for part in error["loc"]) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown field"
-        lines.append(f"  {location}: {message}")
+        source = (sources or {}).get(str(error["loc"][0])) if error["loc"] else None
+        lines.append(f"  {location}: {message}" + (f" (from {source})" if source else ""))
     return "\n".join(lines)
 
 

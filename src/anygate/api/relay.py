@@ -17,6 +17,7 @@ import aiohttp
 import orjson
 
 from anygate.api.http import ClientDisconnected, Receive, Scope, Send, header, parse_json_object, read_body, send_bytes
+from anygate.api.rewrite import replace_model
 from anygate.auth import Principal
 from anygate.errors import (
     AllDeploymentsFailed,
@@ -306,7 +307,7 @@ class Relay:
     ) -> None:
         body = request.body
         if request.rewrite and deployment.model != request.payload.get("model"):
-            body = orjson.dumps({**request.payload, "model": deployment.model})
+            body = replace_model(body, request.payload, deployment.model)
         client = runtime.client
         timeout = client.client_timeout if request.timeout is None else capped_timeout(client, request.timeout)
         response = await client.open(
@@ -334,11 +335,15 @@ class Relay:
         self, send: Send, exchange: Exchange, runtime: ProviderRuntime, response: aiohttp.ClientResponse
     ) -> None:
         data = await self._read(runtime, response)
-        if response.content_type == "application/json" and not is_json(data):
-            raise UpstreamUnavailable(f"Provider '{runtime.id}' sent a body that is not valid JSON")
+        if response.content_type == "application/json":
+            try:
+                parsed = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise UpstreamUnavailable(f"Provider '{runtime.id}' sent a body that is not valid JSON") from None
+            usage = parsed.get("usage") if isinstance(parsed, dict) else None
+            exchange.usage = usage if isinstance(usage, dict) else None
         exchange.first_byte_at = time.perf_counter()
         exchange.status = response.status
-        exchange.usage = extract_usage(data)
         await send_bytes(send, response.status, data, response_headers(response, exchange.request_id.encode()))
 
     async def relay_stream(
@@ -470,14 +475,6 @@ def raise_last(error: GatewayError | None) -> NoReturn:
     if error is None:
         raise AllDeploymentsFailed("No deployment could serve this request")
     raise error
-
-
-def is_json(data: bytes) -> bool:
-    try:
-        orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return False
-    return True
 
 
 def _retry_after(response: aiohttp.ClientResponse) -> dict[str, str] | None:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 
 from anygate.api.deps import AdminDep, CallerDep, StateDep
 from anygate.auth import Principal
-from anygate.errors import ModelNotFound, ServiceUnavailable
+from anygate.errors import ModelNotFound, NotFound, ServiceUnavailable
 from anygate.registry import ProviderRegistry
 
 router = APIRouter()
@@ -78,7 +78,7 @@ async def list_providers(state: StateDep, caller: CallerDep) -> dict[str, Any]:
     data = [
         {**registry.describe(r), "routing": state.health.provider_health(r.id)}
         for r in registry.runtimes.values()
-        if caller.providers is None or caller.may_use(r.id, "*")
+        if caller.may_use_provider(r.id)
     ]
     return {"object": "list", "data": data, "default_provider": registry.index.default_provider}
 
@@ -86,6 +86,8 @@ async def list_providers(state: StateDep, caller: CallerDep) -> dict[str, Any]:
 @router.get("/v1/providers/{provider_id}/models", tags=["providers"])
 async def provider_models(provider_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     runtime = state.registry.get(provider_id)
+    if not caller.may_use_provider(runtime.id):
+        raise NotFound(f"Unknown provider '{provider_id}'", code="provider_not_found")  # as in /v1/providers
     data = [model_object(runtime.id, m, e) for m, e in runtime.model_entries.items() if caller.may_use(runtime.id, m)]
     body: dict[str, Any] = {"object": "list", "data": data, "provider": runtime.id, "source": runtime.models_source}
     if runtime.discovery_error:

@@ -122,13 +122,10 @@ async function signIn(event) {
   await start();
 }
 
+/** Forget the key and start afresh, so nothing of this session (a new key's secret) stays on screen. */
 function signOut() {
   session.key = null;
-  ui.clear();
-  ui.setAdmin(null);
-  for (const link of document.querySelectorAll("#nav a")) link.hidden = false;
-  showSignedIn(false);
-  $("#sign-in-key").focus();
+  location.replace(location.pathname);
 }
 
 async function changeLanguage(event) {

@@ -45,7 +45,7 @@ function row(k) {
   const label = k.alias || k.id;
   return [
     h("strong", {}, k.alias || "—"),
-    h("span", { class: "mono muted break" }, k.id || ""),
+    h("span", { class: "mono muted" }, k.id || ""),
     Array.isArray(k.models) && k.models.length
       ? h("span", { class: "mono break" }, k.models.join(", "))
       : badge(t("keys.allModels"), "muted"),
