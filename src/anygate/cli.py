@@ -55,6 +55,7 @@ def serve(
     log_level: Annotated[str | None, typer.Option(help="debug | info | warning | error")] = None,
 ) -> None:
     """Run the gateway."""
+    from anygate.cli_store import check_store
     from anygate.server import announce_admin_key, run_server
 
     flags = {"config_file": config, "host": host, "port": port, "workers": workers, "log_level": log_level}
@@ -64,6 +65,7 @@ def serve(
     if not settings.providers:
         console.print(NO_PROVIDER_HINT)
     announce_admin_key(settings, console)
+    check_store(settings)
     export_for_workers(flags)
     run_server(settings)
 

@@ -46,9 +46,22 @@ def with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
         message = exc.message if isinstance(exc, GatewayError) else str(exc)
         if isinstance(exc, DuplicateProvider):
             message = f"provider '{exc}' already exists"
-        err_console().print(f"anygate: {message}", highlight=False, markup=False)
+        err_console().print(f"anygate: {message}", highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(1) from None
     return result
+
+
+def check_store(settings: Settings) -> None:
+    """Before serving: migrate the store and check the secret key once, so a problem is one clear
+    message and exit status 2 rather than a failed start in every worker."""
+
+    async def nothing(_: Store) -> None:
+        return None
+
+    try:
+        with_store(settings, nothing)
+    except typer.Exit:
+        raise typer.Exit(2) from None
 
 
 def load(config: Any = None) -> Settings:
@@ -206,7 +219,7 @@ def stored_provider(settings: Settings, provider_id: str) -> tuple[ProviderConfi
 
 
 def err_console_print(message: str) -> None:
-    Console(stderr=True).print(f"anygate: {message}", highlight=False, markup=False)
+    Console(stderr=True).print(f"anygate: {message}", highlight=False, markup=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------- keys

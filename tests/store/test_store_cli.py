@@ -77,3 +77,16 @@ def test_providers_add_update_remove(environment, serve) -> None:
     assert (view["name"], view["api_key"], view["origin"]) == ("Lab GPUs", "***", "store")
     run("providers", "remove", "lab")
     assert runner.invoke(app, ["providers", "remove", "lab"]).exit_code == 1
+
+
+def test_serve_refuses_to_start_with_a_wrong_secret_key(environment, serve, monkeypatch) -> None:
+    gateway = serve(environment)
+    with gateway.client() as http:
+        body = {"id": "lab", "type": "custom", "base_url": "http://127.0.0.1:9/v1", "allow_private_network": True}
+        assert http.post("/v1/providers", json={**body, "api_key": "sk-lab-secret"}).status_code == 201
+        assert http.get("/health/ready").json()["checks"]["store"] == "ok"
+    monkeypatch.setenv("ANYGATE_SECRET_KEY", "not-the-key")
+    result = runner.invoke(app, ["serve", "--port", "0"])
+    assert result.exit_code == 2
+    assert "which is not among the keys in ANYGATE_SECRET_KEY" in result.output
+    assert "sk-lab-secret" not in result.output
