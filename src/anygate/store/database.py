@@ -66,6 +66,7 @@ class Database:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             options = {}
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        self._lock_handle: Any = None  # the SQLite migration lock file, while held
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
@@ -116,8 +117,6 @@ class Database:
             if not self.is_sqlite:
                 await connection.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
             await connection.run_sync(run_migrations)
-
-    _lock_handle: Any = None
 
     def _lock_file(self) -> None:
         database = make_url(self.url).database

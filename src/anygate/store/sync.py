@@ -56,6 +56,7 @@ class StoreSync:
         self.store = store
         self.state = state
         self.revision: int | None = None
+        self._lock = asyncio.Lock()  # one reload at a time, so an older read never lands after a newer one
 
     async def refresh(self, discovery_wait: float = 0.0) -> None:
         """Reload every cache from the store (raises SecretKeyError if a secret cannot be read).
@@ -63,6 +64,12 @@ class StoreSync:
         New or changed providers discover their models in the background; ``discovery_wait`` waits
         up to that many seconds for it (a management write does, so its answer shows the models).
         """
+        async with self._lock:
+            discoveries = await self._reload()
+        if discoveries and discovery_wait > 0:
+            await asyncio.wait(discoveries, timeout=discovery_wait)
+
+    async def _reload(self) -> list[asyncio.Task[Any]]:
         revision = await self.store.db.revision()
         keys, owners = await self.store.keys.active_keys()
         byok = await self.store.credentials.all_keys()
@@ -72,8 +79,7 @@ class StoreSync:
         self.state.byok_keys = byok
         discoveries = self._apply_providers(stored, probes)
         self.revision = revision
-        if discoveries and discovery_wait > 0:
-            await asyncio.wait(discoveries, timeout=discovery_wait)
+        return discoveries
 
     async def refresh_if_changed(self) -> bool:
         if await self.store.db.revision() == self.revision:

@@ -121,8 +121,6 @@ credentials = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
-ENCRYPTED_COLUMNS = ((providers, "id", "api_key"), (credentials, None, "secret"))
-
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
