@@ -147,7 +147,7 @@ def provider_add(
     config: ConfigOption = None,
 ) -> None:
     """Add a provider to the store (its key encrypted)."""
-    from anygate.api.routes_providers import checked
+    from anygate.provider_input import checked
 
     settings = load(config)
     if any(p.id == provider_id for p in settings.providers):
@@ -176,7 +176,7 @@ def provider_update(
     config: ConfigOption = None,
 ) -> None:
     """Change a stored provider; options not given stay as they are."""
-    from anygate.api.routes_providers import checked
+    from anygate.provider_input import checked
 
     changes = provider_options(provider_type, base_url, name, model, allow_private_network)
     key = read_api_key(api_key, api_key_stdin)

@@ -12,18 +12,15 @@ from fastapi import APIRouter, Body
 
 from anygate.api.deps import AdminDep, StateDep
 from anygate.api.state import AppState
-from anygate.api.validation import validate
 from anygate.errors import Conflict, InvalidRequest, NotFound
-from anygate.netguard import UnsafeURL, check_url_resolved
 from anygate.probe import capabilities, probe_provider
+from anygate.provider_input import MASK, checked, is_secret_header, merge_headers, split_key, translate_names
 from anygate.settings import ProviderConfig
 from anygate.store.providers import KEEP, DuplicateProvider, StoredProvider
 from anygate.upstream import OpenAICompatibleProvider
 
 router = APIRouter(tags=["providers"])
 
-MASK = "***"
-SEED_002_NAMES = {"provider_type": "type", "api_base": "base_url"}
 PROVIDER_EXAMPLE = {
     "id": "campus",
     "type": "custom",
@@ -32,51 +29,6 @@ PROVIDER_EXAMPLE = {
     "models": ["llama-3.1-70b"],
 }
 ProviderBody = Annotated[dict[str, Any], Body(examples=[PROVIDER_EXAMPLE])]
-
-
-def translate_names(body: dict[str, Any]) -> dict[str, Any]:
-    """Accept seed 002's ``provider_type``/``api_base`` where they do not contradict ``type``/``base_url``."""
-    spec = dict(body)
-    for old, new in SEED_002_NAMES.items():
-        if old in spec:
-            value = spec.pop(old)
-            if new in spec and spec[new] != value:
-                raise InvalidRequest(f"{old}: contradicts {new}", param=old, code="invalid_field")
-            spec[new] = value
-    return spec
-
-
-def split_key(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    """The provider object without its key, and the key as given (``KEEP`` when absent)."""
-    spec = dict(spec)
-    api_key = spec.pop("api_key", KEEP)
-    if api_key is not KEEP and api_key is not None and not isinstance(api_key, str):
-        raise InvalidRequest("api_key: must be a string or null", param="api_key", code="invalid_field")
-    via = spec.get("via")
-    if isinstance(via, dict) and isinstance(via.get("cloudflare"), dict) and via["cloudflare"].get("token"):
-        raise InvalidRequest(
-            "via.cloudflare.token: cannot be stored through the API yet; set it in the config file",
-            param="via.cloudflare.token",
-            code="invalid_field",
-        )
-    return spec, api_key
-
-
-async def checked(spec: dict[str, Any]) -> ProviderConfig:
-    config = validate(ProviderConfig, spec)
-    try:
-        await check_url_resolved(config.base_url or "", bool(config.allow_private_network))
-    except UnsafeURL as exc:
-        raise InvalidRequest(f"base_url: {exc}", param="base_url", code="unsafe_url") from None
-    return config
-
-
-def is_secret_header(name: str) -> bool:
-    """Header values shown as ``"***"``: anything that looks like a credential."""
-    lowered = name.lower()
-    return lowered in ("authorization", "cookie", "proxy-authorization") or any(
-        word in lowered for word in ("key", "token", "secret", "auth", "password")
-    )
 
 
 def provider_view(state: AppState, config: ProviderConfig, has_key: bool, origin: str) -> dict[str, Any]:
@@ -160,8 +112,7 @@ async def update_provider(provider_id: str, body: ProviderBody, state: StateDep,
     if changes.get("id", provider_id) != provider_id:
         raise InvalidRequest("id: cannot be changed", param="id", code="invalid_field")
     if isinstance(changes.get("headers"), dict):
-        old_headers = stored.config.get("headers") or {}
-        changes["headers"] = {k: old_headers.get(k, v) if v == MASK else v for k, v in changes["headers"].items()}
+        changes["headers"] = merge_headers(stored.config.get("headers") or {}, changes["headers"])
     spec = {**stored.config, **changes}
     config = await checked(spec)
     if api_key in (MASK, ""):
