@@ -12,7 +12,7 @@ from sqlalchemy.engine import RowMapping
 
 from anygate.auth import hash_key, new_key
 from anygate.store.database import Database
-from anygate.store.tables import api_keys, users, utcnow
+from anygate.store.tables import api_keys, credentials, users, utcnow
 
 ROTATION_GRACE = timedelta(hours=1)
 
@@ -171,8 +171,9 @@ class KeyStore:
         return await self.get_user(user_id)
 
     async def delete_user(self, user_id: str) -> bool:
-        """Delete a user and every key it owns."""
+        """Delete a user, every key it owns and its own provider keys."""
         async with self.db.connect() as connection:
+            await connection.execute(delete(credentials).where(credentials.c.owner_id == user_id))
             await connection.execute(delete(api_keys).where(api_keys.c.user_id == user_id))
             result = await connection.execute(delete(users).where(users.c.id == user_id))
             await self.db.bump(connection)
