@@ -116,3 +116,14 @@ def serve() -> Iterator[Callable[[Settings], RunningGateway]]:
 
 def upstream_provider(provider_id: str, base_url: str, **fields: Any) -> dict[str, Any]:
     return {"id": provider_id, "type": "custom", "base_url": base_url, "allow_private_network": True, **fields}
+
+
+def require_redis() -> str:
+    """The test Redis URL, or a skip (a failure under ANYGATE_TEST_REQUIRE_SERVICES=1) when it is absent."""
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            return "redis://127.0.0.1:6379/0"
+    except OSError:
+        if SERVICES_REQUIRED:
+            pytest.fail("Redis is required (ANYGATE_TEST_REQUIRE_SERVICES=1) but 127.0.0.1:6379 does not answer")
+        pytest.skip("Redis is not running on 127.0.0.1:6379")

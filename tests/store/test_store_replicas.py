@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.store.conftest import upstream_provider
+from tests.store.conftest import require_redis, upstream_provider
 from tests.support.fake_upstream import FakeUpstream
 
 HI = [{"role": "user", "content": "hi"}]
@@ -63,3 +63,31 @@ def test_changes_on_one_replica_reach_the_other(upstream, make_settings, serve) 
         with first.client() as other:
             assert other.delete("/v1/providers/shared").is_success
         eventually(lambda: admin.get("/v1/providers/shared").status_code == 404, "the deletion reaches it")
+
+
+def subscribers(redis_url: str, channel: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(dict(client.pubsub_numsub(channel))[channel.encode()])
+    finally:
+        client.close()
+
+
+def test_with_redis_a_change_is_pushed_without_waiting_for_the_poll(make_settings, serve, database_url) -> None:
+    from anygate.store.notify import channel_for
+
+    redis_url = require_redis()
+    # A poll this slow never fires during the test: only the Redis message can carry the change.
+    settings = make_settings(redis_url=redis_url, store_poll_interval=3600)
+    first, second = serve(settings), serve(settings)
+    channel = channel_for(settings.resolved_database_url)
+    eventually(lambda: subscribers(redis_url, channel) >= 2, "both replicas listen")
+    with first.client() as admin:
+        key = admin.post("/v1/keys", json={"alias": "pushed"}).json()
+    with second.client(key["key"]) as http:
+        eventually(lambda: http.get("/v1/models").status_code == 200, "the new key works on the second replica")
+        with first.client() as admin:
+            assert admin.delete(f"/v1/keys/{key['id']}").is_success
+        eventually(lambda: http.get("/v1/models").status_code == 401, "the revoked key stops on the second replica")

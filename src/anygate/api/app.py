@@ -125,14 +125,20 @@ class Gateway:
 
     async def _open_store(self, state: AppState) -> None:
         """Open (and migrate) the store, fill the caches from it, and keep them fresh in the background."""
+        from anygate.store.notify import ChangeNotifier
         from anygate.store.store import open_store
         from anygate.store.sync import StoreSync
 
         state.store = await open_store(self.settings)
-        state.store_sync = StoreSync(state.store, state)
-        await state.store_sync.refresh()
+        notifier = None
+        if self.settings.redis_url:
+            notifier = ChangeNotifier(self.settings.redis_url, self.settings.resolved_database_url)
+        state.store_sync = sync = StoreSync(state.store, state, notifier)
+        await sync.refresh()
         state.readiness_probes["store"] = state.store.db.ping
-        state.spawn(state.store_sync.poll_forever(self.settings.store_poll_interval), "store-sync")
+        state.spawn(sync.poll_forever(self.settings.store_poll_interval), "store-sync")
+        if notifier is not None:
+            state.spawn(notifier.listen_forever(sync.refresh_safely), "store-notify")
 
     async def shutdown(self) -> None:
         if self._state is not None:

@@ -43,7 +43,7 @@ class AppState:
         """After a management write: this worker reloads its caches now (the others at their next poll),
         waiting briefly for new providers' model lists so the answer shows them."""
         if self.store_sync is not None:
-            await self.store_sync.refresh(discovery_wait=3.0)
+            await self.store_sync.after_write(discovery_wait=3.0)
 
     def require_store(self) -> Store:
         if self.store is None:
@@ -92,5 +92,7 @@ class AppState:
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
         await self.pool.close()
+        if self.store_sync is not None:
+            await self.store_sync.close()
         if self.store is not None:
             await self.store.close()

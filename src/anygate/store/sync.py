@@ -19,6 +19,7 @@ from anygate.netguard import UnsafeURL, check_url
 from anygate.settings import ProviderConfig
 from anygate.store.crypto import SecretKeyError
 from anygate.store.keys import KeyRecord, UserRecord
+from anygate.store.notify import ChangeNotifier
 from anygate.store.store import Store
 
 if TYPE_CHECKING:
@@ -52,9 +53,10 @@ def principal_of(key: KeyRecord, user: UserRecord | None) -> Principal:
 
 
 class StoreSync:
-    def __init__(self, store: Store, state: AppState) -> None:
+    def __init__(self, store: Store, state: AppState, notifier: ChangeNotifier | None = None) -> None:
         self.store = store
         self.state = state
+        self.notifier = notifier
         self.revision: int | None = None
         self._lock = asyncio.Lock()  # one reload at a time, so an older read never lands after a newer one
 
@@ -81,6 +83,16 @@ class StoreSync:
         self.revision = revision
         return discoveries
 
+    async def after_write(self, discovery_wait: float) -> None:
+        """This worker reloads now; with Redis the others are told at once, else they poll."""
+        await self.refresh(discovery_wait)
+        if self.notifier is not None:
+            await self.notifier.publish()
+
+    async def close(self) -> None:
+        if self.notifier is not None:
+            await self.notifier.close()
+
     async def refresh_if_changed(self) -> bool:
         if await self.store.db.revision() == self.revision:
             return False
@@ -90,11 +102,14 @@ class StoreSync:
     async def poll_forever(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            try:
-                await self.refresh_if_changed()
-            except (SQLAlchemyError, OSError, SecretKeyError) as exc:
-                # Keep serving from the last good caches; say why once per failed poll.
-                log.warning("store refresh failed", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
+            await self.refresh_safely()
+
+    async def refresh_safely(self) -> None:
+        """``refresh_if_changed``; a failure keeps the last good caches and is logged."""
+        try:
+            await self.refresh_if_changed()
+        except (SQLAlchemyError, OSError, SecretKeyError) as exc:
+            log.warning("store refresh failed", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
 
     def _apply_providers(self, stored: list[Any], probes: dict[str, dict[str, Any]]) -> list[asyncio.Task[Any]]:
         registry = self.state.registry
