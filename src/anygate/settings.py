@@ -135,6 +135,11 @@ class ProviderConfig(Strict):
             self.models = list(preset.static_models)
         if self.name is None:
             self.name = preset.name if self.type != "custom" else detect_provider_name(self.base_url or "")
+        if self.base_url is not None:
+            # The SSRF checks that need no DNS, at load time: a clear error now rather than a failed start.
+            from anygate.netguard import check_url
+
+            check_url(self.base_url, bool(self.allow_private_network))
         return self
 
     def _route_via_cloudflare(self, preset: Preset, cloudflare: CloudflareVia) -> None:
