@@ -76,11 +76,12 @@ def test_a_bad_config_stops_with_a_message_naming_the_field_and_the_file() -> No
 
 
 def test_a_bad_config_named_by_anygate_config() -> None:
-    config = write("anygate.yaml", "providers:\n  - id: x\n    type: nope\n")
-    result = run("providers", ANYGATE_CONFIG=str(config))
+    config = write("anygate.yaml", "providers:\n  - id: x\n    type: custom\n    base_url: http://127.0.0.1:8000/v1\n")
+    result = run("models", ANYGATE_CONFIG=str(config))
     assert result.returncode != 0
     assert str(config) in result.stderr
-    assert "providers.0.type: unknown provider type 'nope'" in result.stderr
+    assert "providers.0: address 127.0.0.1 is on a loopback or private network" in result.stderr
+    assert "Traceback" not in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -171,6 +171,17 @@ def test_a_key_in_the_file_wins_over_id_api_key() -> None:
         ("providers:\n  - id: x\n    type: custom\n    base_url: ftp://x\n", "providers.0.base_url", "http"),
         ("providers:\n  - id: x\n    type: custom\n    base_url: 'http://'\n", "providers.0.base_url", "no host"),
         ("providers:\n  - id: x\n    type: custom\n", "providers.0", "base_url is required"),
+        (
+            "providers:\n  - id: x\n    type: custom\n    base_url: http://127.0.0.1:8000/v1\n",
+            "providers.0",
+            "set allow_private_network",
+        ),
+        (
+            "providers:\n  - id: x\n    type: custom\n    base_url: http://169.254.169.254/v1\n"
+            "    allow_private_network: true\n",
+            "providers.0",
+            "never allowed",
+        ),
         ("providers:\n  - id: Bad Id\n", "providers.0.id", "pattern"),
         ("providers:\n  - id: groq\n    timeout: soon\n", "providers.0.timeout", "number"),
         ("providers:\n  - id: groq\n    auth: magic\n", "providers.0.auth", "bearer"),
