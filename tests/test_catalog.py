@@ -56,6 +56,12 @@ def test_a_preset_provider_joins_its_base_url_and_endpoint(preset_id: str, base_
         ("https://x/v1", "/chat/completions", "https://x/v1/chat/completions"),
         ("https://x/v1//", "//models", "https://x/v1/models"),
         ("https://api.perplexity.ai", "chat/completions", "https://api.perplexity.ai/chat/completions"),
+        (
+            "https://res.openai.azure.com/openai/deployments/gpt4o?api-version=2024-10-21",
+            "chat/completions",
+            "https://res.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21",
+        ),
+        ("https://x/v1/?a=1&b=2", "/models", "https://x/v1/models?a=1&b=2"),
     ],
 )
 def test_join_url_puts_one_slash_between(base: str, endpoint: str, url: str) -> None:
