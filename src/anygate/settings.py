@@ -424,6 +424,8 @@ def env_compatible_provider(env: Mapping[str, str]) -> dict[str, Any] | None:
         provider["default_model"] = env["OPENAI_COMPATIBLE_DEFAULT_MODEL"]
     if preset_type == "azure":
         provider["auth"] = "api-key"
+    if not (key or legacy_key):
+        provider["auth"] = "none"  # a base URL alone: a local backend that takes no key (vLLM, llama.cpp)
     return provider
 
 

@@ -253,6 +253,7 @@ class Relay:
                         self.state.metrics.upstream_errors.labels(deployment.provider_id, error.code or "error").inc()
                         last_error = error
                 if not tried and last_error is None:
+                    last_error = self.book.cooldown_failure(group)
                     break
                 if round_number + 1 < rounds and not await self.pause_between_rounds(
                     last_error, deadline, round_number
