@@ -168,9 +168,9 @@ RSS is VmRSS of the server process and its children: before load, and after that
 Skipped contenders:
 {skipped}
 {notes_block}
-Setup: {_load_shape(run.setup)}; gateway pinned to core 0, nginx and wrk
-to core 1; every gateway is restarted per mode, since the JSON and SSE upstreams are separate
-nginx ports.
+Setup: {_load_shape(run.setup)}.
+The gateway runs pinned to core 0, nginx and wrk to core 1. Each gateway is restarted per mode,
+since the JSON and SSE upstreams are separate nginx ports.
 
 {environment(versions, run.load_before)}
 """

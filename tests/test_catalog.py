@@ -56,6 +56,12 @@ def test_a_preset_provider_joins_its_base_url_and_endpoint(preset_id: str, base_
         ("https://x/v1", "/chat/completions", "https://x/v1/chat/completions"),
         ("https://x/v1//", "//models", "https://x/v1/models"),
         ("https://api.perplexity.ai", "chat/completions", "https://api.perplexity.ai/chat/completions"),
+        (
+            "https://res.openai.azure.com/openai/deployments/gpt4o?api-version=2024-10-21",
+            "chat/completions",
+            "https://res.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21",
+        ),
+        ("https://x/v1/?a=1&b=2", "/models", "https://x/v1/models?a=1&b=2"),
     ],
 )
 def test_join_url_puts_one_slash_between(base: str, endpoint: str, url: str) -> None:
@@ -226,3 +232,17 @@ def test_a_provider_cloudflare_does_not_front_is_refused_when_configured() -> No
         ProviderConfig.model_validate(
             {"id": "fireworks", "via": {"cloudflare": {"account_id": "a", "gateway_id": "b"}}}
         )
+
+
+def test_secrets_stay_out_of_the_config_repr() -> None:
+    config = ProviderConfig.model_validate(
+        {
+            "id": "xai",
+            "api_key": "xai-secret",
+            "headers": {"api-key": "header-secret"},
+            "via": {"cloudflare": {"account_id": "acct", "gateway_id": "gw", "token": "cf-secret"}},
+        }
+    )
+    text = repr(config) + str(config)
+    for secret in ("xai-secret", "header-secret", "cf-secret"):
+        assert secret not in text

@@ -76,11 +76,12 @@ def test_a_bad_config_stops_with_a_message_naming_the_field_and_the_file() -> No
 
 
 def test_a_bad_config_named_by_anygate_config() -> None:
-    config = write("anygate.yaml", "providers:\n  - id: x\n    type: nope\n")
-    result = run("providers", ANYGATE_CONFIG=str(config))
+    config = write("anygate.yaml", "providers:\n  - id: x\n    type: custom\n    base_url: http://127.0.0.1:8000/v1\n")
+    result = run("models", ANYGATE_CONFIG=str(config))
     assert result.returncode != 0
     assert str(config) in result.stderr
-    assert "providers.0.type: unknown provider type 'nope'" in result.stderr
+    assert "providers.0: address 127.0.0.1 is on a loopback or private network" in result.stderr
+    assert "Traceback" not in result.stderr
     assert "Traceback" not in result.stderr
 
 
@@ -132,7 +133,7 @@ def test_providers_with_none_configured_says_how_to_add_one() -> None:
     assert "No upstream provider is configured yet" in result.stderr
 
 
-def test_models_discovers_from_the_upstream() -> None:
+def test_models_and_the_provider_probe_against_the_upstream() -> None:
     with FakeUpstream.start_in_thread(models=["fake-model", "other-model"]) as up:
         config = write(
             "anygate.yaml",
@@ -143,6 +144,8 @@ def test_models_discovers_from_the_upstream() -> None:
         )
         result = run("models", "--config", str(config))
         [models_request] = up.requests_to("/v1/models")
+        probe = run("providers", "test", "fake", "--config", str(config))
+        probes = up.requests_to("/v1/chat/completions")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert any("fake" in line and "fake-model" in line and "discovered" in line for line in lines)
@@ -150,6 +153,10 @@ def test_models_discovers_from_the_upstream() -> None:
     assert any("gone" in line and "unknown" in line for line in lines)
     assert models_request.headers["authorization"] == f"Bearer {SECRET}"
     assert SECRET not in result.stdout + result.stderr
+    assert probe.returncode == 0, probe.stderr
+    checks = {line.split()[1]: line for line in probe.stdout.splitlines() if line.startswith("│")}
+    assert all("ok" in checks[name] for name in ("models", "chat", "streaming", "stream_usage"))
+    assert [r.json["stream"] for r in probes] == [False, True]
 
 
 # ------------------------------------------------------------------------------------------ serve

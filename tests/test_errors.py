@@ -218,7 +218,6 @@ def test_the_proxy_enforces_the_body_limit_too(client: httpx2.Client) -> None:
 
 def test_unreachable_upstream_is_502(client: httpx2.Client) -> None:
     error = assert_error(client.post("/v1/chat/completions", json={**CHAT, "model": "dead/m"}), 502, "upstream_error")
-    assert "dead" in error["message"]
     assert "127.0.0.1" not in error["message"]
 
 
@@ -258,8 +257,8 @@ def test_an_upstream_error_that_is_not_openai_shaped_gets_the_contract_shape(
 def test_upstream_server_errors_keep_the_contract_shape(fresh: httpx2.Client, upstream: FakeUpstream) -> None:
     upstream.script(Reply(status=503, body=b"upstream connect error"), path="/v1/chat/completions")
     response = fresh.post("/v1/chat/completions", json=CHAT)
-    assert response.status_code in (502, 503)
-    assert_error(response, response.status_code, "upstream_error")
+    error = assert_error(response, 503, "upstream_error")
+    assert "503" in error["message"]
 
 
 def test_invalid_json_from_the_upstream_is_502(fresh: httpx2.Client, upstream: FakeUpstream) -> None:

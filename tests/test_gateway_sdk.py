@@ -369,3 +369,36 @@ def test_zero_config_ollama_with_tags_discovery() -> None:
     assert ids == ["ollama/llama2:latest", "ollama/llama3:8b"]
     assert [r.json["model"] for r in chats] == ["llama2:latest", "llama3:8b"]
     assert all("authorization" not in r.headers for r in chats)
+
+
+def test_concurrent_streams_do_not_mix() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [f"model-{i}" for i in range(16)]
+    with (
+        FakeUpstream.start_in_thread(models=names, chunks=8, event_delay=0.005) as up,
+        serve_gateway(gateway_settings(fake_provider(up))) as gw,
+        openai.OpenAI(base_url=f"{gw.url}/v1", api_key=ADMIN_KEY, max_retries=0) as sdk,
+    ):
+
+        def stream(name: str) -> set[str]:
+            chunks = sdk.chat.completions.create(model=name, messages=[{"role": "user", "content": "hi"}], stream=True)
+            return {chunk.model for chunk in chunks}
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            seen = list(pool.map(stream, names))
+    assert seen == [{name} for name in names]
+
+
+def test_a_base_url_with_a_query_keeps_it_azure_style() -> None:
+    with FakeUpstream.start_in_thread() as up:
+        provider = fake_provider(up, "azure", type="azure", base_url=f"{up.base_url}?api-version=2024-10-21")
+        with (
+            serve_gateway(gateway_settings(provider)) as gw,
+            openai.OpenAI(base_url=f"{gw.url}/v1", api_key=ADMIN_KEY, max_retries=0) as sdk,
+        ):
+            sdk.chat.completions.create(model="azure/fake-model", messages=[{"role": "user", "content": "hi"}])
+        [chat] = up.requests_to("/v1/chat/completions")
+        [listing] = up.requests_to("/v1/models")
+    assert chat.query == listing.query == {"api-version": "2024-10-21"}
+    assert chat.headers["api-key"] == PROVIDER_KEY and "authorization" not in chat.headers

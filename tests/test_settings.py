@@ -171,6 +171,17 @@ def test_a_key_in_the_file_wins_over_id_api_key() -> None:
         ("providers:\n  - id: x\n    type: custom\n    base_url: ftp://x\n", "providers.0.base_url", "http"),
         ("providers:\n  - id: x\n    type: custom\n    base_url: 'http://'\n", "providers.0.base_url", "no host"),
         ("providers:\n  - id: x\n    type: custom\n", "providers.0", "base_url is required"),
+        (
+            "providers:\n  - id: x\n    type: custom\n    base_url: http://127.0.0.1:8000/v1\n",
+            "providers.0",
+            "set allow_private_network",
+        ),
+        (
+            "providers:\n  - id: x\n    type: custom\n    base_url: http://169.254.169.254/v1\n"
+            "    allow_private_network: true\n",
+            "providers.0",
+            "never allowed",
+        ),
         ("providers:\n  - id: Bad Id\n", "providers.0.id", "pattern"),
         ("providers:\n  - id: groq\n    timeout: soon\n", "providers.0.timeout", "number"),
         ("providers:\n  - id: groq\n    auth: magic\n", "providers.0.auth", "bearer"),
@@ -424,3 +435,10 @@ def test_dotenv_supplies_provider_keys_and_config_variables() -> None:
 def test_the_environment_fixture_leaves_nothing_behind() -> None:
     assert not [name for name in os.environ if name.startswith(("ANYGATE_", "OPENAI_", "OPENROUTER_"))]
     assert not Path(".env").exists()
+
+
+def test_a_base_url_without_a_key_defines_a_keyless_provider() -> None:
+    settings = load_settings(environ={"OPENAI_COMPATIBLE_BASE_URL": "http://127.0.0.1:8000/v1"})
+    (provider,) = settings.providers
+    assert provider.id == "openai_compatible"
+    assert provider.auth == "none"

@@ -73,7 +73,8 @@ class ProviderConfig(Strict):
     base_url: str | None = None
     api_key: SecretStr | None = None
     api_keys: list[SecretStr] = Field(default_factory=list)
-    headers: dict[str, str] = Field(default_factory=dict)
+    # Custom headers may carry credentials (Azure's api-key, Cloudflare's cf-aig-authorization): no repr.
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
     auth: AuthStyle | None = None
     models: list[str] = Field(default_factory=list)
     allow_private_network: bool | None = None
@@ -135,6 +136,11 @@ class ProviderConfig(Strict):
             self.models = list(preset.static_models)
         if self.name is None:
             self.name = preset.name if self.type != "custom" else detect_provider_name(self.base_url or "")
+        if self.base_url is not None:
+            # The SSRF checks that need no DNS, at load time: a clear error now rather than a failed start.
+            from anygate.netguard import check_url
+
+            check_url(self.base_url, bool(self.allow_private_network))
         return self
 
     def _route_via_cloudflare(self, preset: Preset, cloudflare: CloudflareVia) -> None:
@@ -419,6 +425,8 @@ def env_compatible_provider(env: Mapping[str, str]) -> dict[str, Any] | None:
         provider["default_model"] = env["OPENAI_COMPATIBLE_DEFAULT_MODEL"]
     if preset_type == "azure":
         provider["auth"] = "api-key"
+    if not (key or legacy_key):
+        provider["auth"] = "none"  # a base URL alone: a local backend that takes no key (vLLM, llama.cpp)
     return provider
 
 

@@ -22,6 +22,11 @@ async def on_gateway_error(_: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+async def on_unexpected_error(_: Request, exc: Exception) -> Response:
+    # Starlette sends this answer and re-raises; the edge logs the exception once.
+    return error_response(GatewayError("Internal error"))
+
+
 async def on_validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     return error_response(describe_validation(exc.errors()))
@@ -49,6 +54,7 @@ def build_management_app() -> FastAPI:
     app.add_exception_handler(GatewayError, on_gateway_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected_error)
     app.include_router(routes_info.router)
     for module in (routes_providers, routes_keys, routes_users, routes_creds):
         app.include_router(module.router)
