@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from anygate.api.validation import validate
+from pydantic import ValidationError
+
+from anygate.api.validation import describe_validation
 from anygate.errors import InvalidRequest
 from anygate.netguard import UnsafeURL, check_url_resolved
 from anygate.settings import ProviderConfig
@@ -44,12 +46,23 @@ def split_key(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
 
 
 async def checked(spec: dict[str, Any]) -> ProviderConfig:
-    config = validate(ProviderConfig, spec)
+    """The provider object, validated, with its URL checked against SSRF (literal hosts and DNS answers)."""
+    try:
+        config = ProviderConfig.model_validate(spec)
+    except ValidationError as exc:
+        unsafe = [e for e in exc.errors() if isinstance((e.get("ctx") or {}).get("error"), UnsafeURL)]
+        if unsafe:  # raised by the provider object as a whole: name the field it is about
+            raise unsafe_url(unsafe[0]["ctx"]["error"]) from None
+        raise describe_validation(exc.errors()) from None
     try:
         await check_url_resolved(config.base_url or "", bool(config.allow_private_network))
     except UnsafeURL as exc:
-        raise InvalidRequest(f"base_url: {exc}", param="base_url", code="unsafe_url") from None
+        raise unsafe_url(exc) from None
     return config
+
+
+def unsafe_url(exc: UnsafeURL) -> InvalidRequest:
+    return InvalidRequest(f"base_url: {exc}", param="base_url", code="unsafe_url")
 
 
 def is_secret_header(name: str) -> bool:

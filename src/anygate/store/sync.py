@@ -52,6 +52,10 @@ def principal_of(key: KeyRecord, user: UserRecord | None) -> Principal:
     )
 
 
+def describe_errors(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False))
+
+
 class StoreSync:
     def __init__(self, store: Store, state: AppState, notifier: ChangeNotifier | None = None) -> None:
         self.store = store
@@ -120,7 +124,9 @@ class StoreSync:
                 config = ProviderConfig.model_validate(provider.config)
                 check_url(config.base_url or "", bool(config.allow_private_network))
             except (ValidationError, UnsafeURL) as exc:
-                fields = {"provider": provider.config.get("id"), "error": str(exc)}
+                # Field names and reasons only: a stored value (a header, say) may be a secret.
+                reason = str(exc) if isinstance(exc, UnsafeURL) else describe_errors(exc)
+                fields = {"provider": provider.config.get("id"), "error": reason}
                 log.error("stored provider skipped", extra={"fields": fields})
                 continue
             if config.enabled:
