@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import stat
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from anygate.cli import app as cli_app
 from anygate.settings import Settings
 from anygate.store.crypto import KEY_FILE, SecretBox, SecretKeyError, ciphertext_key_id, generate_key
 from anygate.store.store import Store, encrypted_values, open_store, rotate_secrets
-from tests.store.conftest import run_sql, upstream_provider
+from tests.store.conftest import eventually, run_sql, upstream_provider
 from tests.support.fake_upstream import FakeUpstream
 
 PROVIDER_SECRET = "sk-provider-plaintext-canary-7f3a"
@@ -119,14 +118,6 @@ def test_wrong_or_missing_key_is_a_clear_error_at_start(upstream, make_settings,
     assert f"encrypted with key id {key_id}, which is not among the keys in ANYGATE_SECRET_KEY" in caplog.text
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_rotation_reencrypts_everything_while_the_gateway_keeps_serving(
     upstream, make_settings, serve, database_url, monkeypatch
 ) -> None:
@@ -142,7 +133,7 @@ def test_rotation_reencrypts_everything_while_the_gateway_keeps_serving(
     store = gateway.app.state.store
     key_ids = {ciphertext_key_id(value) for value in asyncio.run(stored_ciphertexts(database_url))}
     assert len(key_ids) == 1 and old_id not in key_ids
-    wait_until(lambda: gateway.app.state.store_sync.revision == asyncio.run(_revision(database_url)), "reload")
+    eventually(lambda: gateway.app.state.store_sync.revision == asyncio.run(_revision(database_url)), "reload")
     assert store.box.current != old_id
     with gateway.client(caller) as http:
         reply = http.post("/v1/chat/completions", json={"model": "vault/fake-model", "messages": HI})
