@@ -12,6 +12,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from anygate.errors import ConfigError
+from anygate.quota.commands import quota_app
 from anygate.settings import Settings, export_for_workers, load_settings
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 providers_app = typer.Typer(help="List and test providers.", invoke_without_command=True)
 app.add_typer(providers_app, name="providers")
+app.add_typer(quota_app, name="quota")
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file (or ANYGATE_CONFIG).")]
 

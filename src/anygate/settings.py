@@ -159,6 +159,10 @@ class Settings(Strict):
     discovery_interval: float = Field(300.0, gt=0)
     # Provider-key environment variables (``<ID>_API_KEY``) are looked up here, at start, once.
     provider_key_env: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
+    # Every ``*_API_KEY`` variable of the environment, by name: the quota client's first key source.
+    api_key_env: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
+    # The user's own config (``$XDG_CONFIG_HOME/anygate/config.yaml``): trusted for quota-source keys.
+    user_config_file: Path = Field(default_factory=lambda: Path.home() / ".config" / "anygate" / "config.yaml")
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -219,6 +223,7 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
     if "PREFERRED_PROVIDER" in env:
         merged["default_provider"] = preferred_provider(env["PREFERRED_PROVIDER"], merged)
     merged.setdefault("data_dir", default_data_dir(env))
+    merged.setdefault("user_config_file", default_user_config_file(env))
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
@@ -226,7 +231,16 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
     settings.provider_key_env = {
         p.id: SecretStr(env[key_env_name(p.id)]) for p in settings.providers if env.get(key_env_name(p.id))
     }
+    settings.api_key_env = {
+        name: SecretStr(value) for name, value in env.items() if name.endswith("_API_KEY") and value
+    }
     return settings
+
+
+def default_user_config_file(env: Mapping[str, str]) -> Path:
+    xdg = env.get("XDG_CONFIG_HOME")
+    base = Path(xdg) if xdg else Path(env.get("HOME", str(Path.home()))) / ".config"
+    return base / "anygate" / "config.yaml"
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:
