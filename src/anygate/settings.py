@@ -136,6 +136,13 @@ class QuotaSource(Strict):
     api_key: SecretStr | None = None
 
 
+class PriceConfig(Strict):
+    """A configured price in USD per million tokens; it wins over discovered and genai-prices prices."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
 class Settings(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -157,6 +164,12 @@ class Settings(Strict):
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
     metrics_public: bool = True
     discovery_interval: float = Field(300.0, gt=0)
+    # Budget and rate-limit counters: memory (one process), sql (workers sharing the database), redis
+    # (replicas); auto picks redis when redis_url is set, sql with several workers, else memory.
+    limiter: Literal["auto", "memory", "sql", "redis"] = "auto"
+    # ``provider/model`` (or ``provider/*``) → price.
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    quota_poll_interval: float = Field(60.0, ge=60.0)
     # Provider-key environment variables (``<ID>_API_KEY``) are looked up here, at start, once.
     provider_key_env: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
     # Every ``*_API_KEY`` variable of the environment, by name: the quota client's first key source.
@@ -188,6 +201,14 @@ class Settings(Strict):
             return provider.api_key.get_secret_value()
         from_env = self.provider_key_env.get(provider.id)
         return from_env.get_secret_value() if from_env is not None else None
+
+    @property
+    def limiter_backend(self) -> Literal["memory", "sql", "redis"]:
+        if self.limiter != "auto":
+            return self.limiter
+        if self.redis_url:
+            return "redis"
+        return "sql" if self.workers > 1 else "memory"
 
     @property
     def resolved_database_url(self) -> str:
@@ -260,6 +281,7 @@ ANYGATE_ENV_FIELDS = {
     "ANYGATE_WORKERS": "workers",
     "ANYGATE_LOG_LEVEL": "log_level",
     "ANYGATE_NO_AUTH": "no_auth",
+    "ANYGATE_LIMITER": "limiter",
 }
 
 

@@ -6,11 +6,11 @@ lazily, the first time an upstream leaves usage out.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
-import bpe_openai
 import orjson
 
 from anygate.accounting.usage import TokenCount
@@ -22,7 +22,12 @@ O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
 
 @lru_cache(maxsize=4)
 def encoding(name: str) -> Any:
-    return bpe_openai.get_encoding(name)
+    # bpe-openai loads its bundled vocabularies through a deprecated importlib.resources call.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import bpe_openai
+
+        return bpe_openai.get_encoding(name)
 
 
 def encoding_name(model: str | None) -> str:

@@ -119,7 +119,7 @@ async def report(engine: AsyncEngine, where: UsageFilter, group_by: Sequence[Gro
         statement = statement.group_by(*keys).order_by(*keys)
     async with engine.connect() as conn:
         rows = (await conn.execute(statement)).mappings().all()
-    return [dict(row) for row in rows if row["requests"]]
+    return [{str(k): v for k, v in row.items()} for row in rows if row["requests"]]
 
 
 async def unpriced_models(engine: AsyncEngine) -> list[dict[str, Any]]:
@@ -131,7 +131,8 @@ async def unpriced_models(engine: AsyncEngine) -> list[dict[str, Any]]:
         .order_by(ledger.c.provider_id, ledger.c.model)
     )
     async with engine.connect() as conn:
-        return [dict(row) for row in (await conn.execute(statement)).mappings().all()]
+        rows = (await conn.execute(statement)).mappings().all()
+    return [{str(k): v for k, v in row.items()} for row in rows]
 
 
 def as_csv(rows: Sequence[dict[str, Any]], group_by: Sequence[str]) -> str:

@@ -19,6 +19,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from anygate.accounting.budgets import BudgetSource
+from anygate.accounting.lifecycle import settle_exchange, start_accounting
 from anygate.api.deps import PRINCIPAL_SCOPE_KEY
 from anygate.api.http import ClientDisconnected, Message, Receive, Scope, Send, send_error
 from anygate.api.management import build_management_app
@@ -53,6 +55,8 @@ class Gateway:
         self.management: FastAPI = build_management_app()
         self._state: AppState | None = None
         self._relay: Relay | None = None
+        # Who has which budget; None: the budgets the store puts on each Principal.
+        self.budget_source: BudgetSource | None = None
         self._public = PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else frozenset())
 
     @property
@@ -100,9 +104,12 @@ class Gateway:
         state.background.add(discovery)
         discovery.add_done_callback(state.background.discard)
         state.spawn(state.registry.refresh_forever(settings.discovery_interval), "model-discovery")
+        await start_accounting(state, self.budget_source)
 
     async def shutdown(self) -> None:
         if self._state is not None:
+            if self._state.accounting is not None:
+                await self._state.accounting.close()  # the ledger's last batch, before tasks stop
             await self._state.stop()
 
     # ------------------------------------------------------------------------------ the edge
@@ -139,6 +146,8 @@ class Gateway:
             if exchange is None or exchange.first_byte_at is None:
                 await send_error(send, GatewayError("Internal error", headers={"x-request-id": request_id}))
         finally:
+            if exchange is not None and self._state is not None and self._state.accounting is not None:
+                await settle_exchange(self._state.accounting, exchange)
             self._observe(scope, started, exchange, status_holder[0])
             REQUEST_ID.reset(token)
 

@@ -10,7 +10,7 @@ from fastapi.responses import ORJSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from anygate import __version__
-from anygate.api import routes_info
+from anygate.api import routes_info, routes_quota
 from anygate.errors import GatewayError, InvalidRequest, NotFound, RouteNotFound
 
 
@@ -65,6 +65,7 @@ def build_management_app() -> FastAPI:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.include_router(routes_info.router)
+    app.include_router(routes_quota.router)
     return app
 
 

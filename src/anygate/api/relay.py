@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
+from anygate.accounting.service import Metering, tap_stream
+from anygate.accounting.usage import extract_usage
 from anygate.api.http import Receive, Scope, Send, parse_json_object, read_body, send_bytes
 from anygate.auth import Principal
 from anygate.errors import (
@@ -88,6 +90,7 @@ class Exchange:
     first_byte_at: float | None = None
     error: str | None = None
     byok: bool = False
+    metering: Metering | None = None  # accounting's state of this request (anygate.accounting.service)
 
 
 def forwarded_headers(scope: Scope) -> dict[str, str]:
@@ -107,18 +110,6 @@ def response_headers(response: aiohttp.ClientResponse, request_id: bytes) -> lis
         if lowered in PASSED_RESPONSE_HEADERS or lowered.startswith(PASSED_RESPONSE_PREFIXES):
             headers.append((lowered, value))
     return headers
-
-
-def extract_usage(body: bytes) -> dict[str, Any] | None:
-    """``usage`` of a JSON response or SSE event payload, when it holds one."""
-    if b'"usage"' not in body:
-        return None
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    usage = parsed.get("usage") if isinstance(parsed, dict) else None
-    return usage if isinstance(usage, dict) else None
 
 
 class Relay:
@@ -142,6 +133,8 @@ class Relay:
         allowed = [t for t in targets if exchange.principal.may_use(t.provider_id, t.model)]
         if not allowed:
             raise PermissionDenied(f"This key may not use model '{model}'", param="model", code="model_not_allowed")
+        if self.state.accounting is not None:  # accounting: reserve (429), clamp max_tokens, ask stream usage
+            body, payload = await self.state.accounting.before(exchange, body, payload, allowed[0])
         await self.dispatch(scope, send, exchange, allowed, body, payload)
 
     async def proxy_route(
@@ -162,6 +155,8 @@ class Relay:
             if model and not exchange.principal.may_use(runtime.id, model):
                 raise PermissionDenied(f"This key may not use model '{model}'", param="model", code="model_not_allowed")
         target = Target(runtime.id, exchange.requested_model or "")
+        if self.state.accounting is not None:  # accounting: reserve (429), clamp max_tokens, ask stream usage
+            body, payload = await self.state.accounting.before(exchange, body, payload, target, endpoint)
         await self.attempt_target(scope, send, exchange, runtime, target, endpoint, body, payload, rewrite=False)
 
     # ------------------------------------------------------------------------------ dispatch loop
@@ -243,6 +238,8 @@ class Relay:
         exchange.first_byte_at = time.perf_counter()
         exchange.status = response.status
         exchange.usage = extract_usage(data)
+        if exchange.usage is None and exchange.metering is not None:
+            exchange.metering.unreported_body = data
         await send_bytes(send, response.status, data, response_headers(response, exchange.request_id.encode()))
 
     async def relay_stream(
@@ -260,10 +257,7 @@ class Relay:
                     continue
                 if exchange.first_byte_at is None:
                     exchange.first_byte_at = time.perf_counter()
-                for event in events:
-                    usage = extract_usage(event[event.find(b"{") :]) if b'"usage"' in event else None
-                    if usage is not None:
-                        exchange.usage = usage
+                events = tap_stream(exchange, events)
                 await send({"type": "http.response.body", "body": b"".join(events), "more_body": True})
         except UPSTREAM_ERRORS as exc:
             failure = translate_client_error(exc, runtime.id)

@@ -6,13 +6,16 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from anygate.auth import KeyRing, Principal
 from anygate.registry import ProviderRegistry
 from anygate.settings import Settings
 from anygate.telemetry import Metrics
 from anygate.upstream import UpstreamPool
+
+if TYPE_CHECKING:
+    from anygate.accounting.service import Accounting
 
 log = logging.getLogger("anygate.state")
 
@@ -29,6 +32,8 @@ class AppState:
     # Callers' own provider keys (bring your own key): (owner id, provider id) -> key. Owner is the
     # caller's user id, else its key id. Filled from the store; read on the request path.
     byok_keys: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    # Budgets, rate limits, usage ledger and prices (anygate.accounting); None: nothing is accounted.
+    accounting: Accounting | None = None
 
     def caller_key(self, principal: Principal, provider_id: str) -> str | None:
         if not self.byok_keys:
