@@ -37,8 +37,7 @@ def parse_sse(raw: bytes) -> list[Any]:
     return datas
 
 
-async def chat(session: aiohttp.ClientSession, up: FakeUpstream,
-               body: dict[str, Any] = CHAT) -> aiohttp.ClientResponse:
+async def chat(session: aiohttp.ClientSession, up: FakeUpstream, body: dict[str, Any] = CHAT) -> aiohttp.ClientResponse:
     return await session.post(f"{up.base_url}/chat/completions", json=body)
 
 
@@ -50,8 +49,7 @@ async def test_default_chat_completion_echoes_model_and_reports_usage() -> None:
     assert response.status == 200
     assert body["object"] == "chat.completion"
     assert body["model"] == "gpt-test"
-    assert body["choices"][0]["message"] == {"role": "assistant", "content": "Hello!",
-                                             "refusal": None}
+    assert body["choices"][0]["message"] == {"role": "assistant", "content": "Hello!", "refusal": None}
     assert body["usage"] == {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
 
 
@@ -223,8 +221,7 @@ async def test_raw_events_are_sent_verbatim() -> None:
 
 @pytest.mark.asyncio
 async def test_models_listing_pricing_and_missing_endpoint() -> None:
-    async with serving(models=["a", priced_model("b", prompt="0.5", completion="1")]) as (
-            up, session):
+    async with serving(models=["a", priced_model("b", prompt="0.5", completion="1")]) as (up, session):
         listing = await (await session.get(f"{up.base_url}/models")).json()
         tags = await (await session.get(f"{up.url}/api/tags")).json()
         up.has_models_endpoint = False
@@ -250,14 +247,12 @@ async def test_quota_and_key_shapes() -> None:
 @pytest.mark.asyncio
 async def test_completions_embeddings_and_responses() -> None:
     async with serving(content="done") as (up, session):
-        text = await (await session.post(f"{up.base_url}/completions",
-                                         json={"model": "m", "prompt": "x"})).json()
-        vectors = await (await session.post(f"{up.base_url}/embeddings",
-                                            json={"model": "e", "input": ["a", "b"]})).json()
-        answer = await (await session.post(f"{up.base_url}/responses",
-                                           json={"model": "r", "input": "x"})).json()
-        streamed = await (await session.post(f"{up.base_url}/responses",
-                                             json={"model": "r", "stream": True})).read()
+        text = await (await session.post(f"{up.base_url}/completions", json={"model": "m", "prompt": "x"})).json()
+        vectors = await (
+            await session.post(f"{up.base_url}/embeddings", json={"model": "e", "input": ["a", "b"]})
+        ).json()
+        answer = await (await session.post(f"{up.base_url}/responses", json={"model": "r", "input": "x"})).json()
+        streamed = await (await session.post(f"{up.base_url}/responses", json={"model": "r", "stream": True})).read()
     assert text["choices"][0]["text"] == "done"
     assert [item["index"] for item in vectors["data"]] == [0, 1]
     assert answer["output"][0]["content"][0]["text"] == "done"
@@ -273,8 +268,9 @@ def test_threaded_upstream_serves_the_sync_openai_sdk() -> None:
         up.script(Reply.error(400, "bad"), path="/v1/embeddings")
         client = openai.OpenAI(base_url=up.base_url, api_key="sk-test", max_retries=0)
         completion = client.chat.completions.create(model="m", messages=[])
-        chunks = list(client.chat.completions.create(
-            model="m", messages=[], stream=True, stream_options={"include_usage": True}))
+        chunks = list(
+            client.chat.completions.create(model="m", messages=[], stream=True, stream_options={"include_usage": True})
+        )
         with pytest.raises(openai.BadRequestError):
             client.embeddings.create(model="e", input="x")
     assert completion.choices[0].message.content == "sync ok"

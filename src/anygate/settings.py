@@ -170,6 +170,7 @@ class Settings(Strict):
     # ``provider/model`` (or ``provider/*``) → price.
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     quota_poll_interval: float = Field(60.0, ge=60.0)
+    ledger_interval: float = Field(1.0, gt=0)  # seconds between usage-ledger batch writes
     # Provider-key environment variables (``<ID>_API_KEY``) are looked up here, at start, once.
     provider_key_env: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
     # Every ``*_API_KEY`` variable of the environment, by name: the quota client's first key source.

@@ -39,6 +39,22 @@ def student(**budgets: Any) -> tuple[dict[str, Principal], StaticBudgets]:
     )
 
 
+@pytest.fixture(autouse=True)
+def closed_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every openai client a test makes is closed at its end (no socket left to the garbage collector)."""
+    made: list[openai.OpenAI] = []
+    original = openai.OpenAI.__init__
+
+    def init(self: openai.OpenAI, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(openai.OpenAI, "__init__", init)
+    yield
+    for client in made:
+        client.close()
+
+
 def admin_get(base: str, path: str, **params: Any) -> httpx.Response:
     return httpx.get(base + path, params=params, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
 

@@ -47,8 +47,13 @@ from .openai_bodies import (
 __all__ = ["FakeUpstream", "RecordedRequest", "Reply", "Usage", "priced_model"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 429: "rate_limit_error"}
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
 
 
 @dataclass(frozen=True)
@@ -80,8 +85,15 @@ class Reply:
         return self.json is not None or self.body is not None
 
     @classmethod
-    def error(cls, status: int, message: str = "Fake upstream error", *, type: str | None = None,
-              code: str | None = None, headers: Mapping[str, str] | None = None) -> Reply:
+    def error(
+        cls,
+        status: int,
+        message: str = "Fake upstream error",
+        *,
+        type: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
         """An OpenAI-style error body: ``{"error": {message, type, param, code}}``."""
         kind = type or ERROR_TYPES.get(status, "server_error")
         error = {"message": message, "type": kind, "param": None, "code": code}
@@ -128,10 +140,17 @@ TURN = web.RequestKey("turn", Turn)
 class FakeUpstream:
     """The fake server. Settings are plain attributes and may change while it runs."""
 
-    def __init__(self, *, content: str = "Hello from the fake upstream!", chunks: int = 3,
-                 event_delay: float = 0.0, usage: Usage | None = None,
-                 models: Sequence[str | Mapping[str, Any]] = ("fake-model",),
-                 has_models_endpoint: bool = True, has_tags_endpoint: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        content: str = "Hello from the fake upstream!",
+        chunks: int = 3,
+        event_delay: float = 0.0,
+        usage: Usage | None = None,
+        models: Sequence[str | Mapping[str, Any]] = ("fake-model",),
+        has_models_endpoint: bool = True,
+        has_tags_endpoint: bool = True,
+    ) -> None:
         self.content = content
         self.chunks = chunks
         self.event_delay = event_delay
@@ -189,8 +208,7 @@ class FakeUpstream:
 
     async def start(self) -> Self:
         self._closing = asyncio.Event()
-        runner = web.AppRunner(self._make_app(), handler_cancellation=True, access_log=None,
-                               shutdown_timeout=0.5)
+        runner = web.AppRunner(self._make_app(), handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         self._runner = runner
@@ -236,8 +254,7 @@ class FakeUpstream:
     def __enter__(self) -> Self:
         return self if self._thread else self.run_in_thread()
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
     # request handling --------------------------------------------------------------------------
@@ -261,8 +278,7 @@ class FakeUpstream:
         raw = await request.read()
         parsed = _parse_json(raw)
         headers = {name.lower(): value for name, value in request.headers.items()}
-        self.requests.append(RecordedRequest(request.method, request.path, dict(request.query),
-                                             headers, raw, parsed))
+        self.requests.append(RecordedRequest(request.method, request.path, dict(request.query), headers, raw, parsed))
         reply = self._next_reply(request.path)
         request[REPLY] = reply
         request[TURN] = self._turn(reply, parsed)
@@ -274,14 +290,18 @@ class FakeUpstream:
             raise
 
     def _turn(self, reply: Reply, parsed: Any) -> Turn:
-        return Turn(body=parsed if isinstance(parsed, dict) else {}, number=next(self._counter),
-                    content=self.content if reply.content is None else reply.content,
-                    chunks=reply.chunks or self.chunks, usage=reply.usage or self.usage,
-                    finish_reason=reply.finish_reason, omit_usage=reply.omit_usage,
-                    stream=reply.stream)
+        return Turn(
+            body=parsed if isinstance(parsed, dict) else {},
+            number=next(self._counter),
+            content=self.content if reply.content is None else reply.content,
+            chunks=reply.chunks or self.chunks,
+            usage=reply.usage or self.usage,
+            finish_reason=reply.finish_reason,
+            omit_usage=reply.omit_usage,
+            stream=reply.stream,
+        )
 
-    async def _answer(self, request: web.Request, reply: Reply,
-                      handler: Handler) -> web.StreamResponse:
+    async def _answer(self, request: web.Request, reply: Reply, handler: Handler) -> web.StreamResponse:
         if reply.first_byte_delay:
             await asyncio.sleep(reply.first_byte_delay)
         if reply.hang_before_headers:
@@ -305,8 +325,7 @@ class FakeUpstream:
         assert self._closing is not None
         await self._closing.wait()
 
-    async def _write_events(self, request: web.Request,
-                            events: Sequence[bytes]) -> web.StreamResponse:
+    async def _write_events(self, request: web.Request, events: Sequence[bytes]) -> web.StreamResponse:
         reply = request[REPLY]
         headers = _headers(reply.headers, "text/event-stream")
         headers.setdefault("Cache-Control", "no-cache")
@@ -334,8 +353,7 @@ class FakeUpstream:
             return True
         return index == reply.reset_after_events
 
-    async def _write_chunks(self, request: web.Request,
-                            chunks: list[dict[str, Any]]) -> web.StreamResponse:
+    async def _write_chunks(self, request: web.Request, chunks: list[dict[str, Any]]) -> web.StreamResponse:
         done = [sse("[DONE]")] if request[REPLY].send_done else []
         return await self._write_events(request, [sse(chunk) for chunk in chunks] + done)
 

@@ -29,19 +29,23 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
     def as_chat(self) -> dict[str, Any]:
-        usage: dict[str, Any] = {"prompt_tokens": self.prompt_tokens,
-                                 "completion_tokens": self.completion_tokens,
-                                 "total_tokens": self.total_tokens}
+        usage: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
         if self.cached_tokens is not None:
             usage["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
         return usage
 
     def as_responses(self) -> dict[str, Any]:
-        return {"input_tokens": self.prompt_tokens,
-                "input_tokens_details": {"cached_tokens": self.cached_tokens or 0},
-                "output_tokens": self.completion_tokens,
-                "output_tokens_details": {"reasoning_tokens": 0},
-                "total_tokens": self.total_tokens}
+        return {
+            "input_tokens": self.prompt_tokens,
+            "input_tokens_details": {"cached_tokens": self.cached_tokens or 0},
+            "output_tokens": self.completion_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": self.total_tokens,
+        }
 
 
 @dataclass(frozen=True)
@@ -93,8 +97,8 @@ def sse(payload: Any, event: str | None = None) -> bytes:
 
 # model listings and quota --------------------------------------------------------------------
 
-def priced_model(model_id: str, prompt: str = "0.000001",
-                 completion: str = "0.000002") -> dict[str, Any]:
+
+def priced_model(model_id: str, prompt: str = "0.000001", completion: str = "0.000002") -> dict[str, Any]:
     """An OpenRouter-style model entry with per-token USD prices as strings."""
     pricing = {"prompt": prompt, "completion": completion}
     return {"id": model_id, "context_length": 8192, "pricing": pricing}
@@ -106,10 +110,15 @@ def model_entry(model: str | Mapping[str, Any]) -> dict[str, Any]:
 
 
 def ollama_tag(model_id: str) -> dict[str, Any]:
-    details = {"format": "gguf", "family": "llama", "parameter_size": "8B",
-               "quantization_level": "Q4_0"}
-    return {"name": model_id, "model": model_id, "modified_at": "2024-01-01T00:00:00Z",
-            "size": 4_661_224_676, "digest": "0" * 64, "details": details}
+    details = {"format": "gguf", "family": "llama", "parameter_size": "8B", "quantization_level": "Q4_0"}
+    return {
+        "name": model_id,
+        "model": model_id,
+        "modified_at": "2024-01-01T00:00:00Z",
+        "size": 4_661_224_676,
+        "digest": "0" * 64,
+        "details": details,
+    }
 
 
 def default_quota() -> dict[str, Any]:
@@ -124,20 +133,36 @@ def default_key_info() -> dict[str, Any]:
     usage = {"usage": 0.42, "usage_daily": 0.1, "usage_weekly": 0.2, "usage_monthly": 0.42}
     byok = {f"byok_{name}": 0.0 for name in usage}
     flags = {"is_free_tier": False, "is_management_key": False, "is_provisioning_key": False}
-    data = {"label": "sk-or-v1-fak...e00", "limit": 10.0, "limit_remaining": 9.58,
-            "limit_reset": "monthly", **usage, **byok, "include_byok_in_limit": False, **flags,
-            "creator_user_id": None, "expires_at": None,
-            "rate_limit": {"requests": -1, "interval": "10s", "note": "fake"}}
+    data = {
+        "label": "sk-or-v1-fak...e00",
+        "limit": 10.0,
+        "limit_remaining": 9.58,
+        "limit_reset": "monthly",
+        **usage,
+        **byok,
+        "include_byok_in_limit": False,
+        **flags,
+        "creator_user_id": None,
+        "expires_at": None,
+        "rate_limit": {"requests": -1, "interval": "10s", "note": "fake"},
+    }
     return {"data": data}
 
 
 # completions -----------------------------------------------------------------------------------
 
+
 def envelope(turn: Turn, kind: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
     """A chat/text completion or chunk, carrying ``usage`` the way OpenAI does."""
     prefix = "chatcmpl" if kind.startswith("chat") else "cmpl"
-    body = {"id": f"{prefix}-fake-{turn.number}", "object": kind, "created": int(time.time()),
-            "model": turn.model, "system_fingerprint": "fp_fake", "choices": choices}
+    body = {
+        "id": f"{prefix}-fake-{turn.number}",
+        "object": kind,
+        "created": int(time.time()),
+        "model": turn.model,
+        "system_fingerprint": "fp_fake",
+        "choices": choices,
+    }
     if not turn.wants_stream and not turn.omit_usage:
         body["usage"] = turn.usage.as_chat()
     elif turn.usage_in_stream:
@@ -154,20 +179,24 @@ def usage_chunks(turn: Turn, kind: str) -> list[dict[str, Any]]:
 
 def chat_completion(turn: Turn) -> dict[str, Any]:
     message = {"role": "assistant", "content": turn.content, "refusal": None}
-    choice = {"index": 0, "message": message, "logprobs": None,
-              "finish_reason": turn.finish_reason}
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": turn.finish_reason}
     return envelope(turn, "chat.completion", [choice])
 
 
 def chat_chunks(turn: Turn) -> list[dict[str, Any]]:
     """Role chunk, one chunk per content piece, the finish_reason chunk, then usage if asked."""
+
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
         return envelope(turn, "chat.completion.chunk", [choice])
 
     deltas = [chunk({"content": piece}) for piece in turn.pieces]
-    return [chunk({"role": "assistant", "content": "", "refusal": None}), *deltas,
-            chunk({}, turn.finish_reason), *usage_chunks(turn, "chat.completion.chunk")]
+    return [
+        chunk({"role": "assistant", "content": "", "refusal": None}),
+        *deltas,
+        chunk({}, turn.finish_reason),
+        *usage_chunks(turn, "chat.completion.chunk"),
+    ]
 
 
 def text_choice(text: str, finish: str | None) -> dict[str, Any]:
@@ -189,36 +218,45 @@ def embeddings(turn: Turn) -> dict[str, Any]:
     """One 8-dimensional vector per input (a string, or a list of strings or token arrays)."""
     raw = turn.body.get("input", "")
     count = len(raw) if isinstance(raw, list) and raw and not isinstance(raw[0], int) else 1
-    data = [{"object": "embedding", "index": i, "embedding": [0.125 * (i + 1)] * 8}
-            for i in range(count)]
+    data = [{"object": "embedding", "index": i, "embedding": [0.125 * (i + 1)] * 8} for i in range(count)]
     body: dict[str, Any] = {"object": "list", "data": data, "model": turn.model}
     if not turn.omit_usage:
-        body["usage"] = {"prompt_tokens": turn.usage.prompt_tokens,
-                         "total_tokens": turn.usage.prompt_tokens}
+        body["usage"] = {"prompt_tokens": turn.usage.prompt_tokens, "total_tokens": turn.usage.prompt_tokens}
     return body
 
 
 # the Responses API -----------------------------------------------------------------------------
 
+
 def response_object(turn: Turn, *, done: bool) -> dict[str, Any]:
     """A Responses API object, ``in_progress`` (no output yet) or ``completed``."""
     text = {"type": "output_text", "text": turn.content, "annotations": []}
-    message = {"type": "message", "id": f"msg_fake_{turn.number}", "status": "completed",
-               "role": "assistant", "content": [text]}
+    message = {
+        "type": "message",
+        "id": f"msg_fake_{turn.number}",
+        "status": "completed",
+        "role": "assistant",
+        "content": [text],
+    }
     usage = turn.usage.as_responses() if done and not turn.omit_usage else None
-    return {"id": f"resp_fake_{turn.number}", "object": "response", "created_at": int(time.time()),
-            "status": "completed" if done else "in_progress", "model": turn.model,
-            "output": [message] if done else [], "usage": usage}
+    return {
+        "id": f"resp_fake_{turn.number}",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed" if done else "in_progress",
+        "model": turn.model,
+        "output": [message] if done else [],
+        "usage": usage,
+    }
 
 
 def response_events(turn: Turn) -> list[bytes]:
     """``response.created``, text deltas, ``response.completed``; named events, no [DONE]."""
     item = f"msg_fake_{turn.number}"
-    events: list[tuple[str, dict[str, Any]]] = [
-        ("response.created", {"response": response_object(turn, done=False)})]
-    events += [("response.output_text.delta",
-                {"item_id": item, "output_index": 0, "content_index": 0, "delta": piece})
-               for piece in turn.pieces]
+    events: list[tuple[str, dict[str, Any]]] = [("response.created", {"response": response_object(turn, done=False)})]
+    events += [
+        ("response.output_text.delta", {"item_id": item, "output_index": 0, "content_index": 0, "delta": piece})
+        for piece in turn.pieces
+    ]
     events.append(("response.completed", {"response": response_object(turn, done=True)}))
-    return [sse({"type": name, "sequence_number": number, **data}, name)
-            for number, (name, data) in enumerate(events)]
+    return [sse({"type": name, "sequence_number": number, **data}, name) for number, (name, data) in enumerate(events)]

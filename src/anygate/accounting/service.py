@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from redis import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from anygate.accounting.budgets import BudgetSource, Scope
 from anygate.accounting.enforcer import Admission, Ask, Enforcer
@@ -30,6 +32,7 @@ from anygate.accounting.usage import (
     wants_stream_usage,
     with_stream_usage,
 )
+from anygate.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
     from anygate.api.relay import Exchange
@@ -107,7 +110,11 @@ class Accounting:
         if scopes:
             field_name, asked = output_limit(route, payload)
             ask = self.ask(route, exchange, payload, scopes, asked, target)
-            metering.admission = await self.enforcer.admit(scopes, ask)
+            try:
+                metering.admission = await self.enforcer.admit(scopes, ask)
+            except (SQLAlchemyError, RedisError) as exc:
+                log.exception("budget counters unavailable")
+                raise ServiceUnavailable("Budget counters are unavailable", code="limiter_unavailable") from exc
             clamp = metering.admission.max_tokens
             if clamp is not None and field_name is not None and (asked is None or clamp < asked):
                 changes[field_name] = clamp

@@ -31,7 +31,7 @@ def make_engine(settings: Settings) -> AsyncEngine:
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         return create_async_engine(url, connect_args={"timeout": 30})
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=5, max_overflow=5, pool_timeout=30, pool_pre_ping=True)
 
 
 def configured_prices(settings: Settings) -> dict[tuple[str, str], Price]:
@@ -69,6 +69,6 @@ async def build_accounting(
     settings: Settings, registry: ProviderRegistry, budget_source: BudgetSource = scopes_of
 ) -> Accounting:
     engine = make_engine(settings)
-    ledger = Ledger(engine)
+    ledger = Ledger(engine, interval=settings.ledger_interval)
     await ledger.create_tables()
     return Accounting(Enforcer(make_limiter(settings, engine)), ledger, price_book(settings, registry), budget_source)
