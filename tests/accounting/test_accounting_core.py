@@ -209,3 +209,13 @@ def test_served_quota_shapes() -> None:
     assert shapes.neutral(unlimited, SATURDAY)["tokens"] == {"limit": None, "used": 10, "remaining": None,
                                                               "resets_at": None}  # fmt: skip
     assert shapes.openrouter(unlimited)["data"]["limit_reset"] is None
+
+
+async def test_a_usd_budget_clamps_max_tokens_to_what_it_can_still_pay() -> None:
+    enforcer = Enforcer(MemoryLimiter())
+    scope = Scope("key", "k", BudgetSpec(usd=1.0, period="daily"))
+    # prompt 10 tokens at $0.01, output at $0.01 per token: 100 tokens would cost $1.10
+    admission = await enforcer.admit([scope], Ask(10, 100, usd=1.10, usd_per_output_token=0.01))
+    assert admission.max_tokens == 90
+    with pytest.raises(QuotaExceeded, match="USD budget"):
+        await enforcer.admit([scope], Ask(10, 100, usd=1.10, usd_per_output_token=0.01))

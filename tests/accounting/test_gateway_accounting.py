@@ -256,3 +256,72 @@ def test_200_concurrent_requests_against_a_budget_of_50_are_admitted_50_times(
         assert statuses.count(429) == 150
         assert key_get(base, "/v1/quota")["tokens"]["used"] == 50 * ask
         assert len(upstream.requests_to("/v1/chat/completions")) == 50
+
+
+def test_the_quota_client_reads_anygates_own_endpoints_in_every_format(
+    upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from anygate.cli import app as cli_app
+
+    keys, budgets = student(budget=BudgetSpec(tokens=1000, usd=2.0, period="daily"), limits=LimitSpec(rpm=100))
+    settings = fake_provider_settings(upstream.base_url, tmp_path, prices={"fake/*": {"input": 1000, "output": 1000}})
+    with running_gateway(settings, keys, budgets) as (base, _):
+        with openai.OpenAI(base_url=base + "/v1", api_key=STUDENT) as client:
+            client.chat.completions.create(model=MODEL, messages=MESSAGES)  # 10 tokens, $0.01
+        config = tmp_path / "home" / "anygate"
+        config.mkdir(parents=True)
+        sources = [
+            {"id": "course", "base_url": base + "/v1", "label": "Course"},
+            {"id": "course-or", "base_url": base, "quota_path": "/api/v1/key", "format": "openrouter"},
+            {"id": "course-litellm", "base_url": base, "quota_path": "/key/info", "format": "litellm"},
+        ]
+        (config / "config.yaml").write_text(json.dumps({"quota_sources": sources}))
+        env = {"XDG_CONFIG_HOME": str(tmp_path / "home"), "ANYGATE_DATA_DIR": str(tmp_path / "cli-data")}
+        env |= {"COURSE_API_KEY": STUDENT, "COURSE_OR_API_KEY": STUDENT, "COURSE_LITELLM_API_KEY": STUDENT}
+        for name in list(__import__("os").environ):
+            if name.startswith(("ANYGATE_", "OPENAI_", "OPENROUTER_")):
+                monkeypatch.delenv(name)
+        shown = CliRunner().invoke(cli_app, ["quota"], env=env)
+        as_json = CliRunner().invoke(cli_app, ["quota", "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "99% left (10/1K)" in shown.output
+    assert "$0.01 / $2.00" in shown.output
+    assert STUDENT not in shown.output + as_json.output
+    results = {entry["id"]: entry for entry in json.loads(as_json.output)}
+    assert results["course"]["tokens"]["remaining"] == 990
+    assert results["course"]["tokens"]["resets_at"].endswith("T00:00:00Z")
+    for name in ("course-or", "course-litellm"):
+        assert results[name]["cost"]["limit"] == 2.0
+        assert results[name]["cost"]["used"] == pytest.approx(0.01)
+        assert results[name]["cost"]["remaining"] == pytest.approx(1.99)
+        assert results[name]["cost"]["resets_at"].endswith("T00:00:00Z")
+
+
+def test_a_client_leaving_mid_stream_is_charged_for_what_was_generated(upstream: FakeUpstream, tmp_path: Path) -> None:
+    upstream.script(Reply(chunks=40, event_delay=0.05, content="word " * 40), path="/v1/chat/completions")
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), *student()) as (base, _):
+
+        async def leave_early() -> None:
+            import aiohttp
+
+            body = {"model": MODEL, "messages": MESSAGES, "stream": True}
+            async with aiohttp.ClientSession() as session:
+                reply = await session.post(
+                    base + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {STUDENT}"}
+                )
+                async for _ in reply.content.iter_any():
+                    break  # the first events arrived: hang up
+                reply.close()
+
+        asyncio.run(leave_early())
+        rows: list[dict[str, Any]] = []
+        for _ in range(100):  # the gateway notices the hang-up on its next write
+            rows = admin_get(base, "/v1/usage", key="student").json()["data"]
+            if rows:
+                break
+            asyncio.run(asyncio.sleep(0.05))
+    assert rows and rows[0]["requests"] == 1
+    assert rows[0]["input_tokens"] > 0
+    assert rows[0]["output_tokens"] > 0

@@ -31,10 +31,18 @@ class Ask:
     prompt_tokens: int
     max_output_tokens: int
     usd: float | None = None
+    usd_per_output_token: float | None = None  # lets a USD budget clamp max_tokens too
 
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.max_output_tokens
+
+    @property
+    def least_usd(self) -> float | None:
+        """The cost of the prompt and one generated token: less than that left is a refusal."""
+        if self.usd is None or self.usd_per_output_token is None:
+            return None
+        return self.usd - max(0, self.max_output_tokens - 1) * self.usd_per_output_token
 
 
 @dataclass(slots=True)
@@ -115,7 +123,16 @@ class Enforcer:
                 Claim("tokens", budget.tokens, ask.tokens, minimum=ask.prompt_tokens + 1, hard=budget.is_hard)
             )
         if budget.usd is not None:
-            claims.append(Claim("usd", budget.usd, max(ask.usd or 0.0, MINIMUM_USD), hard=budget.is_hard))
+            least = ask.least_usd
+            claims.append(
+                Claim(
+                    "usd",
+                    budget.usd,
+                    max(ask.usd or 0.0, MINIMUM_USD),
+                    minimum=None if least is None else max(least, MINIMUM_USD),
+                    hard=budget.is_hard,
+                )
+            )
         reset_in = seconds_until_reset(budget.period, now)
         window = None if reset_in is None else reset_in + 3600
         result = await self._hold(admission, budget_bucket(scope, budget, now), claims, "budget", window)
@@ -127,9 +144,16 @@ class Enforcer:
 
     @staticmethod
     def _clamp(admission: Admission, grant: Grant, ask: Ask) -> None:
+        allowed: int | None = None
         granted = grant.amounts.get("tokens")
         if granted is not None and granted < ask.tokens:
             allowed = max(1, math.floor(granted) - ask.prompt_tokens)
+        dollars = grant.amounts.get("usd")
+        if dollars is not None and ask.usd is not None and ask.usd_per_output_token and dollars < ask.usd:
+            spare = dollars - (ask.usd - ask.max_output_tokens * ask.usd_per_output_token)
+            by_cost = max(1, math.floor(spare / ask.usd_per_output_token))
+            allowed = by_cost if allowed is None else min(allowed, by_cost)
+        if allowed is not None:
             admission.max_tokens = allowed if admission.max_tokens is None else min(admission.max_tokens, allowed)
 
     async def settle(self, admission: Admission, tokens: int, usd: float | None) -> None:

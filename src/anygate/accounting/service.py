@@ -142,10 +142,14 @@ class Accounting:
         prompt = estimate_prompt(payload, exchange.requested_model) if counts_tokens else 0
         generates = route in OUTPUT_LIMIT_FIELDS
         output = (asked or DEFAULT_OUTPUT_RESERVE) if generates else 0
-        usd = None
-        if target is not None and any(s.budget is not None and s.budget.usd is not None for s in scopes):
-            usd = self.prices.cost(target.provider_id, target.model, TokenCount(prompt, output))
-        return Ask(prompt, output, usd)
+        if target is None or not any(s.budget is not None and s.budget.usd is not None for s in scopes):
+            return Ask(prompt, output)
+        price = self.prices.price(target.provider_id, target.model)
+        if price is None:
+            return Ask(prompt, output)
+        if not counts_tokens:
+            prompt = estimate_prompt(payload, exchange.requested_model)
+        return Ask(prompt, output, price.cost(TokenCount(prompt, output)), price.output)
 
     # ------------------------------------------------------------------------------ after
 
