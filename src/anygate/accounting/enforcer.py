@@ -151,7 +151,7 @@ class Enforcer:
         dollars = grant.amounts.get("usd")
         if dollars is not None and ask.usd is not None and ask.usd_per_output_token and dollars < ask.usd:
             spare = dollars - (ask.usd - ask.max_output_tokens * ask.usd_per_output_token)
-            by_cost = max(1, math.floor(spare / ask.usd_per_output_token))
+            by_cost = max(1, math.floor(spare / ask.usd_per_output_token + 1e-9))
             allowed = by_cost if allowed is None else min(allowed, by_cost)
         if allowed is not None:
             admission.max_tokens = allowed if admission.max_tokens is None else min(admission.max_tokens, allowed)
