@@ -325,3 +325,31 @@ def test_a_client_leaving_mid_stream_is_charged_for_what_was_generated(upstream:
     assert rows and rows[0]["requests"] == 1
     assert rows[0]["input_tokens"] > 0
     assert rows[0]["output_tokens"] > 0
+
+
+def test_anygate_usage_prints_the_ledger(
+    upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from anygate.cli import app as cli_app
+
+    settings = fake_provider_settings(upstream.base_url, tmp_path)
+    with (
+        running_gateway(settings, *student()) as (base, _),
+        openai.OpenAI(base_url=base + "/v1", api_key=STUDENT) as client,
+    ):
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    for name in list(__import__("os").environ):
+        if name.startswith(("ANYGATE_", "OPENAI_", "OPENROUTER_")):
+            monkeypatch.delenv(name)
+    env = {"ANYGATE_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+    table = CliRunner().invoke(cli_app, ["usage", "--by", "key,model"], env=env)
+    assert table.exit_code == 0, table.output
+    assert "student" in table.output and "fake-model" in table.output and "unknown" in table.output
+    exported = CliRunner().invoke(cli_app, ["usage", "--by", "day,key", "--csv"], env=env)
+    lines = exported.output.splitlines()
+    assert lines[0].startswith("day,key,requests,input_tokens,output_tokens")
+    assert lines[1].split(",")[1:5] == ["student", "2", "14", "6"]
+    assert CliRunner().invoke(cli_app, ["usage", "--by", "colour"], env=env).exit_code == 2

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
@@ -12,9 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from anygate.errors import ConfigError
-from anygate.quota.client import QuotaResult, key_status, poll_sources
-from anygate.quota.display import cost_text, reset_text, tokens_text
 from anygate.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from anygate.quota.client import QuotaResult
 
 quota_app = typer.Typer(help="What is left of your quotas, at anygate and other gateways.", invoke_without_command=True)
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file (or ANYGATE_CONFIG).")]
@@ -38,6 +39,8 @@ def quota(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption =
     """Poll every quota source that has a key and print one row per source."""
     if ctx.invoked_subcommand is not None:
         return
+    from anygate.quota.client import poll_sources  # aiohttp loads only when a command needs it
+
     settings = settings_or_exit(config)
     results = asyncio.run(poll_sources(settings))
     if as_json:
@@ -53,6 +56,8 @@ def quota(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption =
 
 
 def result_cells(result: QuotaResult) -> tuple[str, str, str]:
+    from anygate.quota.display import cost_text, reset_text, tokens_text
+
     if result.skipped:
         return ("skipped: no API key", "", "")
     if result.error is not None or result.quota is None:
@@ -69,6 +74,8 @@ def result_cells(result: QuotaResult) -> tuple[str, str, str]:
 @quota_app.command("status")
 def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Per source: the quota path, whether a key is configured, and where it was looked for."""
+    from anygate.quota.client import key_status
+
     rows = key_status(settings_or_exit(config))
     if as_json:
         echo_json(rows)
