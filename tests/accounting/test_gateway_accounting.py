@@ -17,6 +17,7 @@ import pytest
 from anygate.accounting.budgets import BudgetSpec, LimitSpec, StaticBudgets
 from anygate.accounting.estimate import count_text, estimate_prompt
 from anygate.auth import Principal
+from anygate.settings import QuotaConfig
 from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_gateway
 from tests.support.fake_upstream import FakeUpstream, Reply, Usage
 
@@ -353,3 +354,23 @@ def test_anygate_usage_prints_the_ledger(
     assert lines[0].startswith("day,key,requests,input_tokens,output_tokens")
     assert lines[1].split(",")[1:5] == ["student", "2", "14", "6"]
     assert CliRunner().invoke(cli_app, ["usage", "--by", "colour"], env=env).exit_code == 2
+
+
+def test_upstream_quota_is_polled_into_providers_and_metrics(upstream: FakeUpstream, tmp_path: Path) -> None:
+    settings = fake_provider_settings(upstream.base_url, tmp_path)
+    settings.providers[0].quota = QuotaConfig(path="/quota", format="neutral")
+    with running_gateway(settings) as (base, gateway):
+        registry = gateway.state.registry
+        quota: dict[str, Any] | None = None
+        for _ in range(100):  # the first poll runs as the gateway starts
+            # What /v1/providers shows for each provider (the route itself is the lead's, tested there).
+            quota = registry.describe(registry.runtimes["fake"]).get("quota")
+            if quota:
+                break
+            asyncio.run(asyncio.sleep(0.05))
+        metrics = httpx.get(base + "/metrics").text
+    assert quota is not None
+    assert quota["tokens"] == {"limit": 5000000, "used": 250000, "remaining": 4750000, "resets_at": None}
+    assert quota["cost"]["remaining"] == 4.58 and "checked_at" in quota
+    assert upstream.requests_to("/v1/quota")[0].headers["authorization"] == "Bearer sk-upstream-test"
+    assert 'anygate_upstream_quota_remaining{provider="fake",unit="tokens"} 4.75e+06' in metrics
