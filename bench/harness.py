@@ -29,18 +29,21 @@ from types import FrameType
 from contenders import BENCH_DIR, LITELLM_BIN, ROOT, Contender, LaunchContext, all_contenders
 from load import LoadFailed, LoadResult, Scenario, lua_script, request_body, run_wrk
 from processes import GATEWAY_CORE, LOAD_CORE, free_port, log_tail, pinned, running, tree_rss_kib
-from report import Row, Run, render
+from report import Row, Run, first_line, load_average, render
 from upstream import MODEL, Upstream, nginx_config
 
 SCENARIOS = (Scenario(False, 1), Scenario(False, 16), Scenario(True, 1), Scenario(True, 16))
 CHAT_PATH = "/chat/completions"
 PROBE_GRACE = 5.0
+BUSY_LOAD = 0.5
+LITELLM_VERSION = "import importlib.metadata as m; print(m.version('litellm'))"
 
 
 @dataclass(frozen=True)
 class Options:
     duration: int
     warmup: int
+    rounds: int
     contenders: tuple[str, ...]
     output: Path
     command: str
@@ -78,10 +81,14 @@ def parse_args(argv: Sequence[str]) -> Options:
         prog="bench/run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 3 s per row, 1 s warmup")
-    parser.add_argument(
-        "--duration", type=int, help="seconds of measured load per row (default 10)"
-    )
+    parser.add_argument("--duration", type=int, help="seconds of measured load per row (default 10)")
     parser.add_argument("--warmup", type=int, help="seconds of warmup per row (default 2)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measured runs per row, keeping the best; 3 helps on a busy machine (default 1)",
+    )
     parser.add_argument(
         "--only",
         default=",".join(names),
@@ -96,7 +103,7 @@ def parse_args(argv: Sequence[str]) -> Options:
     duration = args.duration or (3 if args.quick else 10)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     command = shlex.join(["bench/run", *argv])
-    return Options(duration, warmup, chosen, args.output, command)
+    return Options(duration, warmup, max(args.rounds, 1), chosen, args.output, command)
 
 
 def progress(message: str) -> None:
@@ -130,9 +137,9 @@ def answer_problem(status: int, body: bytes, is_stream: bool) -> str | None:
     if status != 200:
         return f"HTTP {status}: {body[:200]!r}"
     if is_stream:
-        return (
-            None if b"data: [DONE]" in body and b'"usage"' in body else f"bad stream {body[:200]!r}"
-        )
+        # Usage is not required: LiteLLM relays it only when stream_options asks for it.
+        is_complete = b"chat.completion.chunk" in body and b"data: [DONE]" in body
+        return None if is_complete else f"bad stream {body[:200]!r}"
     try:
         return None if json.loads(body).get("choices") else f"no choices in {body[:200]!r}"
     except ValueError:
@@ -173,9 +180,7 @@ def wait_until_serving(
     raise NotServing("; ".join(f"{model}: {problem}" for model, problem in problems.items()))
 
 
-def measure(
-    contender: str, target: Target, scenarios: Sequence[Scenario], opts: Options, workdir: Path
-) -> list[Row]:
+def measure(contender: str, target: Target, scenarios: Sequence[Scenario], opts: Options, workdir: Path) -> list[Row]:
     """Warm up and measure each scenario against a serving target, reading RSS around it."""
     rows, idle, url = [], tree_rss_kib(target.pid), target.endpoint.url
     for scenario in scenarios:
@@ -185,7 +190,8 @@ def measure(
         try:
             if opts.warmup:
                 run_wrk(url, script, scenario.connections, opts.warmup)
-            result = run_wrk(url, script, scenario.connections, opts.duration)
+            runs = [run_wrk(url, script, scenario.connections, opts.duration) for _ in range(opts.rounds)]
+            result = max(runs, key=lambda run: run.rps)
         except LoadFailed as exc:
             rows.append(Row(contender, scenario, None, idle, tree_rss_kib(target.pid), str(exc)))
             continue
@@ -200,15 +206,10 @@ def measure(
 def _note(result: LoadResult) -> str:
     if not result.errors:
         return ""
-    return (
-        f"{result.bad_statuses} non-2xx and {result.socket_errors} socket errors "
-        f"in {result.requests} requests"
-    )
+    return f"{result.bad_statuses} non-2xx and {result.socket_errors} socket errors in {result.requests} requests"
 
 
-def bench_direct(
-    upstream: Upstream, nginx_pid: int, key: str, opts: Options, workdir: Path
-) -> list[Row]:
+def bench_direct(upstream: Upstream, nginx_pid: int, key: str, opts: Options, workdir: Path) -> list[Row]:
     rows = []
     for is_stream in (False, True):
         endpoint = Endpoint(upstream.base_for(is_stream) + CHAT_PATH, key, is_stream)
@@ -220,9 +221,7 @@ def bench_direct(
     return rows
 
 
-def bench_gateway(
-    contender: Contender, upstream: Upstream, key: str, opts: Options, workdir: Path
-) -> list[Row]:
+def bench_gateway(contender: Contender, upstream: Upstream, key: str, opts: Options, workdir: Path) -> list[Row]:
     """Start the contender once per mode against the matching upstream port and measure it."""
     assert contender.launch is not None
     rows: list[Row] = []
@@ -231,22 +230,17 @@ def bench_gateway(
         instance_dir = workdir / f"{contender.name}-{'stream' if is_stream else 'json'}"
         instance_dir.mkdir()
         port = free_port()
-        launch = contender.launch(
-            LaunchContext(upstream.base_for(is_stream), port, instance_dir, key)
-        )
+        launch = contender.launch(LaunchContext(upstream.base_for(is_stream), port, instance_dir, key))
         log = instance_dir / "server.log"
         endpoint = Endpoint(f"http://127.0.0.1:{port}/v1{CHAT_PATH}", key, is_stream)
         with running(pinned(GATEWAY_CORE, launch.argv), log, launch.env) as process:
             try:
-                model = wait_until_serving(
-                    process, log, endpoint, contender.models, launch.ready_timeout
-                )
+                model = wait_until_serving(process, log, endpoint, contender.models, launch.ready_timeout)
             except NotServing as exc:
                 progress(f"  {contender.name} {scenarios[0].mode}: did not serve: {exc}")
-                rows += [
-                    Row(contender.name, s, None, note=f"did not serve: {exc}") for s in scenarios
-                ]
+                rows += [Row(contender.name, s, None, note=f"did not serve: {exc}") for s in scenarios]
                 continue
+            progress(f"  serving {model!r} on port {port} (pid {process.pid})")
             target = Target(endpoint, model, process.pid)
             rows += measure(contender.name, target, scenarios, opts, instance_dir)
     return rows
@@ -282,32 +276,12 @@ def _wait_for_models(process: subprocess.Popen[bytes], upstream: Upstream, log: 
 
 
 def versions() -> dict[str, str]:
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    litellm = (
-        subprocess.run(
-            [
-                str(LITELLM_BIN.parent / "python"),
-                "-c",
-                "import importlib.metadata as m; print(m.version('litellm'))",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if LITELLM_BIN.exists()
-        else None
-    )
+    git = ["git", "-C", str(ROOT), "describe", "--always", "--dirty"]
+    litellm = [str(LITELLM_BIN.parent / "python"), "-c", LITELLM_VERSION]
     return {
         "python": sys.version.split()[0],
-        "anygate commit": commit or "unknown",
-        "litellm": litellm.stdout.strip()
-        if litellm and litellm.returncode == 0
-        else "not installed",
+        "anygate commit": first_line(git),
+        "litellm": first_line(litellm) if LITELLM_BIN.exists() else "not installed",
     }
 
 
@@ -342,6 +316,9 @@ def main(argv: Sequence[str]) -> int:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _raise_interrupted)
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    load_before = load_average()
+    if float(load_before.split()[0]) > BUSY_LOAD:
+        progress(f"warning: load average {load_before}; other work on this machine skews results")
     try:
         with tempfile.TemporaryDirectory(prefix="anygate-bench-") as tmp:
             rows, skipped = bench_all(opts, Path(tmp))
@@ -351,7 +328,7 @@ def main(argv: Sequence[str]) -> int:
     except NotServing as exc:
         progress(f"upstream failed: {exc}")
         return 1
-    run = Run(rows, skipped, opts.command, started, opts.duration, opts.warmup)
+    run = Run(rows, skipped, opts.command, started, opts, load_before)
     text = render(run, SCENARIOS, versions())
     opts.output.parent.mkdir(parents=True, exist_ok=True)
     opts.output.write_text(text)

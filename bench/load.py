@@ -78,8 +78,7 @@ def lua_script(body: str, key: str) -> str:
         'wrk.method = "POST"\n'
         f"wrk.body = [==[{body}]==]\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {key}"\n'
-        + _DONE_HOOK.replace("{mark}", RESULT_MARK)
+        f'wrk.headers["Authorization"] = "Bearer {key}"\n' + _DONE_HOOK.replace("{mark}", RESULT_MARK)
     )
 
 
@@ -119,9 +118,7 @@ def run_wrk(url: str, script: Path, connections: int, seconds: int) -> LoadResul
         ],
     )
     try:
-        done = subprocess.run(
-            argv, capture_output=True, text=True, timeout=seconds + 30, check=False
-        )
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
     except subprocess.TimeoutExpired as exc:
         raise LoadFailed(f"wrk did not finish within {seconds + 30} s") from exc
     if done.returncode != 0:

@@ -62,9 +62,7 @@ class Passthrough:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--upstream", required=True, help="upstream origin, e.g. http://127.0.0.1:8081"
-    )
+    parser.add_argument("--upstream", required=True, help="upstream origin, e.g. http://127.0.0.1:8081")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()

@@ -37,9 +37,7 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def start(
-    argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None
-) -> subprocess.Popen[bytes]:
+def start(argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start a server in its own session, its stdout and stderr going to `log`."""
     with log.open("ab") as sink:
         return subprocess.Popen(
@@ -69,9 +67,7 @@ def stop(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
 
 
 @contextlib.contextmanager
-def running(
-    argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
+def running(argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """Run a server for the duration of the block, stopping it however the block ends."""
     process = start(argv, log, env)
     try:

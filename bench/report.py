@@ -7,6 +7,8 @@ import platform
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 from load import LoadResult, Scenario
 
@@ -23,6 +25,17 @@ class Row:
     note: str = ""
 
 
+class Setup(Protocol):
+    """How long each row ran and how often; the harness's options satisfy it."""
+
+    @property
+    def duration(self) -> int: ...
+    @property
+    def warmup(self) -> int: ...
+    @property
+    def rounds(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class Run:
     """Everything a report says: rows, skipped contenders with reasons, and the setup."""
@@ -31,8 +44,8 @@ class Run:
     skipped: dict[str, str]
     command: str
     started: str
-    duration: int
-    warmup: int
+    setup: Setup
+    load_before: str
 
 
 def _find(rows: Sequence[Row], contender: str, scenario: Scenario) -> LoadResult | None:
@@ -57,20 +70,15 @@ def _table_line(rows: Sequence[Row], row: Row) -> str:
     head = f"| {row.contender} | {row.scenario.mode} | {row.scenario.connections} |"
     memory = f" {_mib(row.rss_idle_kib)} | {_mib(row.rss_after_kib)} |"
     if row.result is None:
-        return head + f" failed: {row.note} | | | | |" + memory
+        short = row.note if len(row.note) <= 60 else row.note[:57] + "..."
+        return head + f" failed: {short.replace('|', '/')} | | | | |" + memory
     r = row.result
-    return (
-        head + f" {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {_added_p50(rows, row)} |"
-        f" {r.errors} |" + memory
-    )
+    return head + f" {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {_added_p50(rows, row)} | {r.errors} |" + memory
 
 
 def results_table(rows: Sequence[Row]) -> str:
     lines = [
-        (
-            "| contender | mode | conns | RPS | p50 ms | p99 ms | added p50 ms | errors"
-            " | RSS idle MiB | RSS after MiB |"
-        ),
+        ("| contender | mode | conns | RPS | p50 ms | p99 ms | added p50 ms | errors | RSS idle MiB | RSS after MiB |"),
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     return "\n".join(lines + [_table_line(rows, row) for row in rows])
@@ -94,7 +102,8 @@ def ratios_table(rows: Sequence[Row], scenarios: Sequence[Scenario]) -> str:
     return "\n".join(lines)
 
 
-def _first_line(argv: list[str]) -> str:
+def first_line(argv: list[str]) -> str:
+    """The first line a command prints, or "unknown"."""
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
@@ -105,32 +114,44 @@ def _first_line(argv: list[str]) -> str:
 
 def cpu_model() -> str:
     try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
+        lines = []
+    for line in lines:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
 
 
-def environment(versions: dict[str, str]) -> str:
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: anything else running skews every number."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def environment(versions: dict[str, str], load_before: str) -> str:
     """Machine and tool versions, as a bullet list."""
     facts = {
         "CPU": f"{cpu_model()} ({os.cpu_count()} cores)",
         "kernel": platform.release(),
-        "nginx": _first_line(["nginx", "-v"]),
-        "wrk": _first_line(["wrk", "-v"]),
+        "nginx": first_line(["nginx", "-v"]),
+        "wrk": first_line(["wrk", "-v"]),
         **versions,
+        "load average at start / end": f"{load_before} / {load_average()}",
     }
     return "\n".join(f"- {name}: {value}" for name, value in facts.items())
 
 
+def _load_shape(setup: Setup) -> str:
+    shape = f"{setup.warmup} s warmup then {setup.duration} s of wrk (1 thread) per row"
+    return shape + (f", best of {setup.rounds} runs" if setup.rounds > 1 else "")
+
+
 def render(run: Run, scenarios: Sequence[Scenario], versions: dict[str, str]) -> str:
     skipped = "\n".join(f"- {name}: {reason}" for name, reason in run.skipped.items()) or "- none"
-    notes = "".join(
-        f"- {row.contender} {row.scenario!r}: {row.note}\n" for row in run.rows if row.note
-    )
+    notes = "".join(f"- {row.contender} {row.scenario!r}: {row.note}\n" for row in run.rows if row.note)
     notes_block = f"\nNotes:\n{notes}" if notes else ""
     return f"""# anygate benchmark
 
@@ -147,9 +168,9 @@ RSS is VmRSS of the server process and its children: before load, and after that
 Skipped contenders:
 {skipped}
 {notes_block}
-Setup: {run.warmup} s warmup then {run.duration} s of wrk per row (1 thread); gateway pinned to
-core 0, nginx and wrk to core 1; every gateway is restarted per mode, since the JSON and SSE
-upstreams are separate nginx ports.
+Setup: {_load_shape(run.setup)}.
+The gateway runs pinned to core 0, nginx and wrk to core 1. Each gateway is restarted per mode,
+since the JSON and SSE upstreams are separate nginx ports.
 
-{environment(versions)}
+{environment(versions, run.load_before)}
 """

@@ -113,8 +113,7 @@ def _server(port: int, content_type: str, body: str) -> str:
 def nginx_config(upstream: Upstream, workdir: Path) -> str:
     """A self-contained nginx.conf: one worker, no access log, everything under `workdir`."""
     temp_paths = "\n".join(
-        f"    {name}_temp_path {workdir / name};"
-        for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        f"    {name}_temp_path {workdir / name};" for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     return f"""worker_processes 1;
 daemon off;

@@ -167,13 +167,12 @@ async def test_hang_before_headers_times_out_the_client_and_counts_the_disconnec
 async def test_hang_after_events_delivers_only_those_events() -> None:
     async with serving() as (up, session):
         up.script(Reply(hang_after_events=2))
-        response = await chat(session, up, {**CHAT, "stream": True})
         received = b""
-        with pytest.raises(asyncio.TimeoutError):
-            async with asyncio.timeout(0.1):
-                async for data in response.content.iter_any():
-                    received += data
-        response.close()
+        async with session.post(f"{up.base_url}/chat/completions", json={**CHAT, "stream": True}) as response:
+            with pytest.raises(asyncio.TimeoutError):
+                async with asyncio.timeout(0.1):
+                    async for data in response.content.iter_any():
+                        received += data
     assert len(parse_sse(received)) == 2
 
 
@@ -195,11 +194,11 @@ async def test_server_close_releases_a_hanging_request() -> None:
 async def test_reset_mid_stream_delivers_the_events_before_it() -> None:
     async with serving() as (up, session):
         up.script(Reply(reset_after_events=2))
-        response = await chat(session, up, {**CHAT, "stream": True})
         received = b""
-        with pytest.raises(aiohttp.ClientPayloadError, match="reset"):
-            async for data in response.content.iter_any():
-                received += data
+        async with session.post(f"{up.base_url}/chat/completions", json={**CHAT, "stream": True}) as response:
+            with pytest.raises(aiohttp.ClientPayloadError, match="reset"):
+                async for data in response.content.iter_any():
+                    received += data
     assert len(parse_sse(received)) == 2
 
 

@@ -44,6 +44,10 @@ class Principal:
                 self._decisions[(provider_id, model)] = decision
         return decision
 
+    def may_use_provider(self, provider_id: str) -> bool:
+        """Whether this caller may reach ``provider_id`` at all (its provider allowlist; models aside)."""
+        return _allowed(self.providers, (provider_id,))
+
 
 def _allowed(patterns: tuple[str, ...] | None, names: Iterable[str]) -> bool:
     if patterns is None:
@@ -92,7 +96,11 @@ class KeyRing:
         digest = hash_key(token)
         if self._admin_digest is not None and hmac.compare_digest(digest, self._admin_digest):
             return self.admin
-        return self._principals.get(digest)
+        principal = self._principals.get(digest)
+        if principal is None and self._no_auth:
+            # Clients such as the OpenAI SDK always send some key; with --no-auth any unknown one will do.
+            return self.admin
+        return principal
 
 
 def stored_admin_digest(data_dir: Path) -> str | None:

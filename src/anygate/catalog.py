@@ -128,8 +128,13 @@ def key_env_name(provider_id: str) -> str:
 
 
 def join_url(base_url: str, endpoint: str) -> str:
-    """``https://x/v1`` + ``chat/completions`` → ``https://x/v1/chat/completions`` (one slash between)."""
-    return base_url.rstrip("/") + "/" + endpoint.lstrip("/")
+    """``https://x/v1`` + ``chat/completions`` → ``https://x/v1/chat/completions`` (one slash between).
+
+    A query on the base URL (Azure's ``?api-version=...``) stays at the end of the joined URL.
+    """
+    base, has_query, query = base_url.partition("?")
+    joined = base.rstrip("/") + "/" + endpoint.lstrip("/")
+    return f"{joined}?{query}" if has_query else joined
 
 
 def cloudflare_base_url(preset: Preset, account_id: str, gateway_id: str) -> str:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
@@ -103,9 +104,10 @@ def models(config: ConfigOption = None) -> None:
     table = Table("provider", "model", "source")
     for runtime in registry.runtimes.values():
         for model in runtime.models or []:
-            table.add_row(runtime.id, model, runtime.models_source)
+            table.add_row(runtime.id, escape(model), runtime.models_source)
         if not runtime.models:
-            table.add_row(runtime.id, f"[red]{runtime.discovery_error or 'no models'}[/red]", runtime.models_source)
+            problem = escape(runtime.discovery_error or "no models")
+            table.add_row(runtime.id, f"[red]{problem}[/red]", runtime.models_source)
     Console().print(table)
 
 
@@ -122,9 +124,9 @@ def providers_list(ctx: typer.Context, config: ConfigOption = None) -> None:
             if settings.provider_key(provider)
             else ("not needed" if provider.auth == "none" else "[red]missing[/red]")
         )
-        table.add_row(
-            provider.id, provider.name, provider.type, provider.base_url or "", key, str(len(provider.models))
-        )
+        # Names and URLs come from the operator's config: shown as text, never read as rich markup.
+        cells = (provider.id, provider.name or "", provider.type or "", provider.base_url or "")
+        table.add_row(*(escape(cell) for cell in cells), key, str(len(provider.models)))
     Console().print(table)
     if not settings.providers:
         err_console().print(NO_PROVIDER_HINT)
@@ -154,7 +156,7 @@ def providers_test(
     table = Table("check", "result")
     for check in ("models", "chat", "streaming", "stream_usage"):
         outcome = result.get(check) or {}
-        mark = "[green]ok[/green]" if outcome.get("ok") else f"[red]{outcome.get('error', 'no')}[/red]"
+        mark = "[green]ok[/green]" if outcome.get("ok") else f"[red]{escape(str(outcome.get('error', 'no')))}[/red]"
         table.add_row(check, mark)
     Console().print(table)
 

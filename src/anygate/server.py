@@ -1,14 +1,36 @@
-"""Running the gateway under uvicorn (uvloop + httptools), with one or many workers."""
+"""Running the gateway under uvicorn (uvloop + httptools), with one or many workers.
+
+SIGTERM drains: the listener closes, in-flight requests and streams finish (up to the grace period),
+the lifespan shutdown flushes what must be kept, and the process exits 0.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Generator
+from typing import Any
+
 import uvicorn
 from rich.console import Console
+from uvicorn.supervisors import Multiprocess
 
 from anygate.api.app import Gateway, create_app
 from anygate.auth import ensure_admin_key
 from anygate.settings import Settings, load_settings
 from anygate.telemetry import configure_logging
+
+GRACE_SECONDS = 30
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, except that a SIGTERM it drained for is not re-raised (which exits 143)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
 
 
 def announce_admin_key(settings: Settings, console: Console) -> None:
@@ -31,20 +53,27 @@ def worker_app() -> Gateway:
     return create_app(settings)
 
 
+def server_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=GRACE_SECONDS,
+        server_header=False,
+        **extra,
+    )
+
+
 def run_server(settings: Settings) -> None:
     configure_logging(settings.log_level)
-    common = {
-        "host": settings.host,
-        "port": settings.port,
-        "loop": "uvloop",
-        "http": "httptools",
-        "log_config": None,
-        "access_log": False,
-        "lifespan": "on",
-        "timeout_graceful_shutdown": 30,
-        "server_header": False,
-    }
-    if settings.workers > 1:
-        uvicorn.run("anygate.server:worker_app", factory=True, workers=settings.workers, **common)  # type: ignore[arg-type]
-    else:
-        uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
+    if settings.workers == 1:
+        DrainingServer(server_config(create_app(settings), settings)).run()
+        return
+    config = server_config("anygate.server:worker_app", settings, factory=True, workers=settings.workers)
+    socket = config.bind_socket()
+    Multiprocess(config, sockets=[socket]).run()

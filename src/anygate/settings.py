@@ -17,7 +17,15 @@ import yaml
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from anygate.catalog import PRESETS, AuthStyle, QuotaFormat, detect_provider_name, key_env_name
+from anygate.catalog import (
+    PRESETS,
+    AuthStyle,
+    Preset,
+    QuotaFormat,
+    cloudflare_base_url,
+    detect_provider_name,
+    key_env_name,
+)
 from anygate.errors import ConfigError
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
@@ -64,6 +72,7 @@ class ProviderConfig(Strict):
     name: str | None = None
     base_url: str | None = None
     api_key: SecretStr | None = None
+    api_keys: list[SecretStr] = Field(default_factory=list)
     headers: dict[str, str] = Field(default_factory=dict)
     auth: AuthStyle | None = None
     models: list[str] = Field(default_factory=list)
@@ -110,7 +119,9 @@ class ProviderConfig(Strict):
         if self.type is None:
             self.type = self.id if self.id in PRESETS else "custom"
         preset = PRESETS[self.type]
-        if self.base_url is None and self.via is None:
+        if self.via is not None:
+            self._route_via_cloudflare(preset, self.via.cloudflare)
+        if self.base_url is None:
             if preset.base_url is None:
                 raise ValueError(f"base_url is required for a provider of type '{self.type}'")
             self.base_url = preset.base_url
@@ -124,7 +135,32 @@ class ProviderConfig(Strict):
             self.models = list(preset.static_models)
         if self.name is None:
             self.name = preset.name if self.type != "custom" else detect_provider_name(self.base_url or "")
+        if self.base_url is not None:
+            # The SSRF checks that need no DNS, at load time: a clear error now rather than a failed start.
+            from anygate.netguard import check_url
+
+            check_url(self.base_url, bool(self.allow_private_network))
         return self
+
+    def _route_via_cloudflare(self, preset: Preset, cloudflare: CloudflareVia) -> None:
+        """Reach the vendor through Cloudflare AI Gateway: its URL, in its slugs, and its token header."""
+        url = cloudflare_base_url(preset, cloudflare.account_id, cloudflare.gateway_id)
+        if self.base_url is not None and self.base_url.rstrip("/") != url:
+            raise ValueError("give either base_url or via, not both")
+        self.base_url = url
+        if cloudflare.token is not None:
+            token = cloudflare.token.get_secret_value()
+            self.headers = {"cf-aig-authorization": f"Bearer {token}", **self.headers}
+
+
+class RoutingSettings(Strict):
+    """Retries, fallbacks and health checks (docs/resilience.md)."""
+
+    max_attempts: int = Field(6, ge=1, le=50)
+    retry_deadline: float = Field(60.0, gt=0)
+    max_retry_after_wait: float = Field(10.0, ge=0)
+    health_check_interval: float = Field(60.0, ge=0)
+    client_timeout_header: bool = False
 
 
 class QuotaSource(Strict):
@@ -164,6 +200,7 @@ class Settings(Strict):
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
     metrics_public: bool = True
     discovery_interval: float = Field(300.0, gt=0)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     # Budget and rate-limit counters: memory (one process), sql (workers sharing the database), redis
     # (replicas); auto picks redis when redis_url is set, sql with several workers, else memory.
     limiter: Literal["auto", "memory", "sql", "redis"] = "auto"
@@ -237,7 +274,8 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
     config_path = given_flags.get("config_file") or env.get("ANYGATE_CONFIG")
     file_values = read_config_file(Path(config_path), env) if config_path else {}
     origin = str(config_path) if config_path else "environment"
-    merged: dict[str, Any] = {**file_values, **anygate_env_values(env), **given_flags}
+    env_values = anygate_env_values(env)
+    merged: dict[str, Any] = {**file_values, **env_values, **given_flags}
     if config_path:
         merged["config_file"] = Path(config_path)
     else:
@@ -249,7 +287,7 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, origin)) from exc
+        raise ConfigError(describe_validation_error(exc, origin, value_sources(env_values, given_flags))) from exc
     settings.provider_key_env = {
         p.id: SecretStr(env[key_env_name(p.id)]) for p in settings.providers if env.get(key_env_name(p.id))
     }
@@ -320,14 +358,23 @@ def expand_variables(value: Any, env: Mapping[str, str]) -> Any:
     return value
 
 
-def describe_validation_error(exc: ValidationError, origin: str) -> str:
+def value_sources(env_values: Mapping[str, Any], flags: Mapping[str, Any]) -> dict[str, str]:
+    """Where a top-level setting came from when not from the config file: its variable or its flag."""
+    names = {field: name for name, field in ANYGATE_ENV_FIELDS.items()}
+    sources = {field: f"environment variable {names[field]}" for field in env_values}
+    sources.update({field: "--" + field.replace("_", "-") for field in flags if field != "config_file"})
+    return sources
+
+
+def describe_validation_error(exc: ValidationError, origin: str, sources: Mapping[str, str] | None = None) -> str:
     lines = [f"{origin}: invalid configuration"]
     for error in exc.errors():
         location = ".".join(str(part) for part in error["loc"]) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown field"
-        lines.append(f"  {location}: {message}")
+        source = (sources or {}).get(str(error["loc"][0])) if error["loc"] else None
+        lines.append(f"  {location}: {message}" + (f" (from {source})" if source else ""))
     return "\n".join(lines)
 
 

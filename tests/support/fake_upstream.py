@@ -15,11 +15,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import reprlib
 import socket
 import struct
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import TracebackType
 from typing import Any, Self
 
@@ -56,7 +57,7 @@ ERROR_TYPES = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Reply:
     """One scripted answer. ``json`` or ``body`` makes it a fixed response; otherwise the route's
     default answer is produced with the overrides below (content, usage, pacing, failures)."""
@@ -77,8 +78,17 @@ class Reply:
     event_delay: float | None = None  # seconds between SSE events (None: the upstream's setting)
     hang_before_headers: bool = False  # until the client leaves or the server closes
     hang_after_events: int | None = None  # 0: headers sent, then nothing
-    reset_before_headers: bool = False  # abort the TCP connection without any response
-    reset_after_events: int | None = None  # abort the TCP connection after K events
+    reset_before_headers: bool = False  # reset the TCP connection (RST) with no response
+    reset_after_events: int | None = None  # reset the TCP connection after K events
+
+    def __repr__(self) -> str:
+        default = Reply()
+        changed = [
+            f"{f.name}={reprlib.repr(getattr(self, f.name))}"
+            for f in fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        ]
+        return f"Reply({', '.join(changed)})"
 
     @property
     def is_fixed(self) -> bool:
@@ -114,7 +124,7 @@ class Reply:
         return cls(content="x" * size)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class RecordedRequest:
     """What reached the upstream; header names are lowercase, ``json`` is None if unparsable."""
 
@@ -124,6 +134,10 @@ class RecordedRequest:
     headers: dict[str, str]
     body: bytes
     json: Any
+
+    def __repr__(self) -> str:
+        size = len(self.body)
+        return f"<RecordedRequest {self.method} {self.path} model={self.model!r} {size} B>"
 
     @property
     def model(self) -> str | None:

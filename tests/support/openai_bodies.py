@@ -228,35 +228,46 @@ def embeddings(turn: Turn) -> dict[str, Any]:
 # the Responses API -----------------------------------------------------------------------------
 
 
-def response_object(turn: Turn, *, done: bool) -> dict[str, Any]:
-    """A Responses API object, ``in_progress`` (no output yet) or ``completed``."""
-    text = {"type": "output_text", "text": turn.content, "annotations": []}
-    message = {
+def response_message(turn: Turn, *, done: bool) -> dict[str, Any]:
+    """The one output message: empty while in progress, with the whole text when done."""
+    content = [{"type": "output_text", "text": turn.content, "annotations": []}] if done else []
+    return {
         "type": "message",
         "id": f"msg_fake_{turn.number}",
-        "status": "completed",
         "role": "assistant",
-        "content": [text],
+        "status": "completed" if done else "in_progress",
+        "content": content,
     }
+
+
+def response_object(turn: Turn, *, done: bool) -> dict[str, Any]:
+    """A Responses API object, ``in_progress`` (no output yet) or ``completed``."""
     usage = turn.usage.as_responses() if done and not turn.omit_usage else None
+    output = [response_message(turn, done=True)] if done else []
     return {
         "id": f"resp_fake_{turn.number}",
         "object": "response",
         "created_at": int(time.time()),
         "status": "completed" if done else "in_progress",
         "model": turn.model,
-        "output": [message] if done else [],
+        "output": output,
         "usage": usage,
     }
 
 
 def response_events(turn: Turn) -> list[bytes]:
-    """``response.created``, text deltas, ``response.completed``; named events, no [DONE]."""
-    item = f"msg_fake_{turn.number}"
-    events: list[tuple[str, dict[str, Any]]] = [("response.created", {"response": response_object(turn, done=False)})]
-    events += [
-        ("response.output_text.delta", {"item_id": item, "output_index": 0, "content_index": 0, "delta": piece})
-        for piece in turn.pieces
+    """The Responses stream: named events, each with a ``sequence_number``, and no [DONE]."""
+    where = {"item_id": f"msg_fake_{turn.number}", "output_index": 0, "content_index": 0}
+    part = {"type": "output_text", "text": turn.content, "annotations": []}
+    in_progress, completed = response_message(turn, done=False), response_message(turn, done=True)
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("response.created", {"response": response_object(turn, done=False)}),
+        ("response.output_item.added", {"output_index": 0, "item": in_progress}),
+        ("response.content_part.added", {**where, "part": {**part, "text": ""}}),
+        *(("response.output_text.delta", {**where, "delta": piece}) for piece in turn.pieces),
+        ("response.output_text.done", {**where, "text": turn.content}),
+        ("response.content_part.done", {**where, "part": part}),
+        ("response.output_item.done", {"output_index": 0, "item": completed}),
+        ("response.completed", {"response": response_object(turn, done=True)}),
     ]
-    events.append(("response.completed", {"response": response_object(turn, done=True)}))
     return [sse({"type": name, "sequence_number": number, **data}, name) for number, (name, data) in enumerate(events)]

@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 from redis import RedisError
@@ -36,7 +36,17 @@ from anygate.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
     from anygate.api.relay import Exchange
-    from anygate.models import Target
+
+
+class ModelRef(Protocol):
+    """Where a request is expected to go (a routing Deployment or a models Target)."""
+
+    @property
+    def provider_id(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
 
 log = logging.getLogger("anygate.accounting")
 
@@ -95,7 +105,7 @@ class Accounting:
         exchange: Exchange,
         body: bytes,
         payload: dict[str, Any],
-        target: Target | None = None,
+        target: ModelRef | None = None,
         endpoint: str | None = None,
     ) -> tuple[bytes, dict[str, Any]]:
         """Reserve and prepare the request; return the body and payload to send upstream.
@@ -133,7 +143,7 @@ class Accounting:
         payload: dict[str, Any],
         scopes: Sequence[Scope],
         asked: int | None,
-        target: Target | None,
+        target: ModelRef | None,
     ) -> Ask:
         counts_tokens = any(
             (s.budget is not None and s.budget.tokens is not None) or (s.limits is not None and s.limits.tpm)

@@ -11,13 +11,17 @@ Every HTTP request passes these layers, in this order:
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import re
+import secrets
 import time
-import uuid
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
 
 from anygate.accounting.budgets import BudgetSource
 from anygate.accounting.lifecycle import settle_exchange, start_accounting
@@ -45,6 +49,19 @@ PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/openapi.json", "/docs"})
 PUBLIC_PREFIXES = ("/ui",)
 PROXY_PATH = re.compile(r"^/proxy/([^/]+)/v1/(.+)$")
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# The web console's static files ship inside the package; ``/ui`` redirects to ``/ui/``.
+CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
+
+
+class RequestIds:
+    """Unique request ids, cheaply: a random per-process prefix and a counter (uuid4 costs more)."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(8)
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):08x}"
 
 
 class Gateway:
@@ -53,8 +70,10 @@ class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.management: FastAPI = build_management_app()
+        self.management.mount("/ui", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
         self._state: AppState | None = None
         self._relay: Relay | None = None
+        self._request_ids = RequestIds()
         # Who has which budget; None: the budgets the store puts on each Principal.
         self.budget_source: BudgetSource | None = None
         self._public = PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else frozenset())
@@ -104,6 +123,8 @@ class Gateway:
         state.background.add(discovery)
         discovery.add_done_callback(state.background.discard)
         state.spawn(state.registry.refresh_forever(settings.discovery_interval), "model-discovery")
+        if settings.routing.health_check_interval > 0:
+            state.spawn(check_health_forever(state, settings.routing.health_check_interval), "health-checks")
         await start_accounting(state, self.budget_source)
 
     async def shutdown(self) -> None:
@@ -157,7 +178,7 @@ class Gateway:
                 candidate: str = value.decode("latin-1")
                 if SANE_REQUEST_ID.match(candidate):
                     return candidate
-        return uuid.uuid4().hex
+        return self._request_ids.next()
 
     def _authenticate(self, scope: Scope, path: str) -> Principal | None:
         if path in self._public or path.startswith(PUBLIC_PREFIXES):
@@ -239,6 +260,13 @@ class Gateway:
             value = usage.get(field)
             if isinstance(value, int) and value > 0:
                 metrics.tokens.labels(provider, model, direction).inc(value)
+
+
+async def check_health_forever(state: AppState, interval: float) -> None:
+    """Active health: probe every provider's model list (no request is charged to any key)."""
+    while True:
+        await asyncio.sleep(interval)
+        await state.check_providers()
 
 
 def raise_method_not_allowed(scope: Scope) -> None:

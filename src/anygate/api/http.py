@@ -37,6 +37,8 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     if message["type"] == "http.disconnect":
         raise ClientDisconnected
     body: bytes = message.get("body", b"")
+    if len(body) > limit:
+        raise BodyTooLarge(f"Request body is larger than the limit of {limit} bytes")
     if not message.get("more_body"):
         return body
     parts = [body]

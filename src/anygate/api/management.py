@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from anygate import __version__
@@ -57,7 +57,6 @@ def build_management_app() -> FastAPI:
         title="anygate",
         version=__version__,
         description="One OpenAI-compatible API in front of any OpenAI-compatible upstream.",
-        default_response_class=ORJSONResponse,
         docs_url="/docs",
         redoc_url=None,
     )

@@ -11,25 +11,28 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import aiohttp
 import orjson
 
 from anygate.accounting.service import Metering, tap_stream
-from anygate.accounting.usage import extract_usage
-from anygate.api.http import Receive, Scope, Send, parse_json_object, read_body, send_bytes
+from anygate.api.http import ClientDisconnected, Receive, Scope, Send, header, parse_json_object, read_body, send_bytes
+from anygate.api.rewrite import replace_model
 from anygate.auth import Principal
 from anygate.errors import (
+    AllDeploymentsFailed,
     GatewayError,
     InvalidRequest,
     MissingProviderKey,
+    ModelNotFound,
     PermissionDenied,
     RouteNotFound,
     UpstreamStatusError,
+    UpstreamUnavailable,
 )
-from anygate.models import Target
-from anygate.sse import EventSplitter, error_event
+from anygate.routing import Action, Deployment, classify, retry_after_seconds
+from anygate.sse import EventSplitter, error_event, is_done
 from anygate.upstream import UPSTREAM_ERRORS, backoff_delay, translate_client_error
 
 if TYPE_CHECKING:
@@ -90,6 +93,7 @@ class Exchange:
     first_byte_at: float | None = None
     error: str | None = None
     byok: bool = False
+    attempts: int = 0
     metering: Metering | None = None  # accounting's state of this request (anygate.accounting.service)
 
 
@@ -117,6 +121,7 @@ class Relay:
 
     def __init__(self, state: AppState) -> None:
         self.state = state
+        self.book = state.health
 
     # ------------------------------------------------------------------------------ entry points
 
@@ -129,13 +134,13 @@ class Relay:
             raise InvalidRequest(message, param="model", code="invalid_model")
         exchange.requested_model = model
         exchange.stream = payload.get("stream") is True
-        targets = self.state.registry.resolve(model)
-        allowed = [t for t in targets if exchange.principal.may_use(t.provider_id, t.model)]
-        if not allowed:
-            raise PermissionDenied(f"This key may not use model '{model}'", param="model", code="model_not_allowed")
+        groups = self.plan(model, exchange.principal)
         if self.state.accounting is not None:  # accounting: reserve (429), clamp max_tokens, ask stream usage
-            body, payload = await self.state.accounting.before(exchange, body, payload, allowed[0])
-        await self.dispatch(scope, send, exchange, allowed, body, payload)
+            first = groups[0][0] if groups and groups[0] else None
+            body, payload = await self.state.accounting.before(exchange, body, payload, first)
+        request = UpstreamRequest(scope, exchange.route, body, payload, self.request_timeout(scope, exchange))
+        async with DisconnectWatch(receive):
+            await self.dispatch(request, send, exchange, groups)
 
     async def proxy_route(
         self, scope: Scope, receive: Receive, send: Send, exchange: Exchange, provider_id: str, endpoint: str
@@ -144,80 +149,170 @@ class Relay:
         method = scope["method"]
         if runtime is None or (method, endpoint) not in runtime.proxy_endpoints:
             raise RouteNotFound(scope["path"])
-        if not exchange.principal.may_use(runtime.id, "*") and exchange.principal.providers is not None:
+        if exchange.principal.providers is not None and not exchange.principal.may_use(runtime.id, "*"):
             raise PermissionDenied(f"This key may not use provider '{provider_id}'", code="provider_not_allowed")
         body = await read_body(scope, receive, self.state.settings.max_body_bytes) if method != "GET" else b""
-        payload: dict[str, Any] = {}
-        if body:
-            payload = parse_json_object(body)
-            exchange.requested_model = model = payload.get("model") if isinstance(payload.get("model"), str) else None
-            exchange.stream = payload.get("stream") is True
-            if model and not exchange.principal.may_use(runtime.id, model):
+        payload: dict[str, Any] = parse_json_object(body) if body else {}
+        model = payload.get("model")
+        if isinstance(model, str):
+            exchange.requested_model = model
+            if not exchange.principal.may_use(runtime.id, model):
                 raise PermissionDenied(f"This key may not use model '{model}'", param="model", code="model_not_allowed")
-        target = Target(runtime.id, exchange.requested_model or "")
+        exchange.stream = payload.get("stream") is True
+        deployments = self.deployments_of(runtime, model if isinstance(model, str) else "")
         if self.state.accounting is not None:  # accounting: reserve (429), clamp max_tokens, ask stream usage
-            body, payload = await self.state.accounting.before(exchange, body, payload, target, endpoint)
-        await self.attempt_target(scope, send, exchange, runtime, target, endpoint, body, payload, rewrite=False)
+            body, payload = await self.state.accounting.before(exchange, body, payload, deployments[0], endpoint)
+        request = UpstreamRequest(scope, endpoint, body, payload, self.request_timeout(scope, exchange), rewrite=False)
+        async with DisconnectWatch(receive):
+            await self.dispatch(request, send, exchange, [deployments])
+
+    # ------------------------------------------------------------------------------ planning
+
+    def plan(self, model: str, principal: Principal) -> list[list[Deployment]]:
+        """The request's deployment groups: the model's own, then each fallback's, in order."""
+        groups: list[list[Deployment]] = []
+        for name in (model, *self.state.settings.fallbacks.get(model, ())):
+            try:
+                targets = self.state.registry.resolve(name)
+            except ModelNotFound:
+                if name == model:
+                    raise
+                continue
+            allowed = [t for t in targets if principal.may_use(t.provider_id, t.model)]
+            group = [d for t in allowed for d in self.deployments_of(self.state.registry.get(t.provider_id), t.model)]
+            if group:
+                groups.append(group)
+            elif name == model and targets:
+                raise PermissionDenied(f"This key may not use model '{model}'", param="model", code="model_not_allowed")
+        return groups
+
+    @staticmethod
+    def deployments_of(runtime: ProviderRuntime, model: str) -> list[Deployment]:
+        config = runtime.config
+        return [
+            Deployment(runtime.id, model, index, config.weight, config.priority)
+            for index in range(max(1, 1 + len(config.api_keys)))
+        ]
+
+    def request_timeout(self, scope: Scope, exchange: Exchange) -> float | None:
+        """``x-anygate-timeout: <seconds>`` caps this request, for admins (or all keys when allowed)."""
+        raw = header(scope, b"x-anygate-timeout")
+        if raw is None:
+            return None
+        if not (exchange.principal.is_admin or self.state.settings.routing.client_timeout_header):
+            raise PermissionDenied("This key may not set x-anygate-timeout", code="timeout_override_not_allowed")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InvalidRequest("x-anygate-timeout must be a number of seconds", param="x-anygate-timeout") from None
+        if not 0 < value <= 3600:
+            raise InvalidRequest("x-anygate-timeout must be between 0 and 3600 seconds", param="x-anygate-timeout")
+        return value
 
     # ------------------------------------------------------------------------------ dispatch loop
 
     async def dispatch(
-        self,
-        scope: Scope,
-        send: Send,
-        exchange: Exchange,
-        targets: list[Target],
-        body: bytes,
-        payload: dict[str, Any],
+        self, request: UpstreamRequest, send: Send, exchange: Exchange, groups: list[list[Deployment]]
     ) -> None:
-        """Try each target in turn, retrying retryable failures with backoff, until one answers."""
-        endpoint = exchange.route
-        last_error: GatewayError | None = None
-        for target in targets:
-            runtime = self.state.registry.get(target.provider_id)
-            for attempt in range(runtime.config.max_retries + 1):
-                try:
-                    await self.attempt_target(scope, send, exchange, runtime, target, endpoint, body, payload)
-                    return
-                except GatewayError as exc:
-                    if exchange.first_byte_at is not None or not exc.retryable:
-                        raise
-                    last_error = exc
-                    self.state.metrics.upstream_errors.labels(runtime.id, exc.code or "error").inc()
-                    if attempt < runtime.config.max_retries:
-                        await asyncio.sleep(backoff_delay(attempt))
-        assert last_error is not None
-        raise last_error
+        """Try deployments group by group (fallbacks), round by round (retries), until one answers.
 
-    async def attempt_target(
+        Nothing is retried once the first byte has reached the client.
+        """
+        routing = self.state.settings.routing
+        deadline = time.monotonic() + (request.timeout or routing.retry_deadline)
+        self.book.retry_budget.deposit()
+        last_error: GatewayError | None = None
+        for group in groups:
+            rounds = 1 + max(self.state.registry.get(d.provider_id).config.max_retries for d in group)
+            for round_number in range(rounds):
+                tried: set[str] = set()
+                while (deployment := self.book.choose(group, tried)) is not None:
+                    if exchange.attempts >= routing.max_attempts:
+                        raise_last(last_error)
+                    if exchange.attempts > 0 and not self.book.retry_budget.try_spend():
+                        raise_last(last_error)
+                    tried.add(deployment.id)
+                    try:
+                        await self.attempt(request, send, exchange, deployment)
+                        return
+                    except GatewayError as error:
+                        if exchange.first_byte_at is not None or classify(error) is Action.FAIL:
+                            raise
+                        self.book.record_failure(deployment, error, group)
+                        self.state.metrics.upstream_errors.labels(deployment.provider_id, error.code or "error").inc()
+                        last_error = error
+                if not tried and last_error is None:
+                    break
+                if round_number + 1 < rounds and not await self.pause_between_rounds(
+                    last_error, deadline, round_number
+                ):
+                    break
+        raise_last(last_error)
+
+    async def pause_between_rounds(self, error: GatewayError | None, deadline: float, round_number: int) -> bool:
+        """Sleep before the next round (backoff, or the upstream's Retry-After); False when out of time."""
+        if error is None:
+            return False
+        routing = self.state.settings.routing
+        wait = backoff_delay(round_number)
+        if classify(error) is Action.NEXT_AFTER:
+            retry_after = retry_after_seconds(error)
+            if retry_after is None or retry_after > routing.max_retry_after_wait:
+                return False
+            wait = max(wait, retry_after)
+        elif classify(error) is Action.NEXT:
+            return False
+        if time.monotonic() + wait >= deadline:
+            return False
+        await asyncio.sleep(wait)
+        return True
+
+    async def attempt(self, request: UpstreamRequest, send: Send, exchange: Exchange, deployment: Deployment) -> None:
+        runtime = self.state.registry.get(deployment.provider_id)
+        exchange.attempts += 1
+        exchange.provider_id, exchange.model = runtime.id, deployment.model
+        api_key = self.key_for(exchange, runtime, deployment)
+        self.book.started(deployment)
+        try:
+            await self.forward(request, send, exchange, runtime, deployment, api_key)
+        finally:
+            self.book.finished(deployment)
+        self.book.record_success(deployment)
+
+    def key_for(self, exchange: Exchange, runtime: ProviderRuntime, deployment: Deployment) -> str | None:
+        """The caller's own key for this provider, else the deployment's key (None: the provider's own)."""
+        caller_key = self.state.caller_key(exchange.principal, runtime.id)
+        exchange.byok = caller_key is not None
+        if caller_key is not None:
+            return caller_key
+        if deployment.key_index > 0:
+            return runtime.config.api_keys[deployment.key_index - 1].get_secret_value()
+        if not runtime.client.is_configured:
+            raise MissingProviderKey(runtime.id)
+        return None
+
+    async def forward(
         self,
-        scope: Scope,
+        request: UpstreamRequest,
         send: Send,
         exchange: Exchange,
         runtime: ProviderRuntime,
-        target: Target,
-        endpoint: str,
-        body: bytes,
-        payload: dict[str, Any],
-        rewrite: bool = True,
+        deployment: Deployment,
+        api_key: str | None,
     ) -> None:
+        body = request.body
+        if request.rewrite and deployment.model != request.payload.get("model"):
+            body = replace_model(body, request.payload, deployment.model)
         client = runtime.client
-        caller_key = self.state.caller_key(exchange.principal, runtime.id)
-        if caller_key is None and not client.is_configured:
-            raise MissingProviderKey(runtime.id)
-        exchange.byok = caller_key is not None
-        exchange.provider_id, exchange.model = runtime.id, target.model
-        upstream_body = body
-        if rewrite and target.model != payload.get("model"):
-            upstream_body = orjson.dumps({**payload, "model": target.model})
+        timeout = client.client_timeout if request.timeout is None else capped_timeout(client, request.timeout)
         response = await client.open(
-            scope["method"], endpoint, upstream_body, forwarded_headers(scope), api_key=caller_key
+            request.scope["method"], request.endpoint, body, forwarded_headers(request.scope), timeout, api_key
         )
         try:
             if response.status >= 400:
                 raise UpstreamStatusError(response.status, await self._read(runtime, response), _retry_after(response))
             if exchange.stream and response.content_type == EVENT_STREAM:
-                await self.relay_stream(send, exchange, runtime, response)
+                await self.relay_stream(send, exchange, runtime, response, request.endpoint)
             else:
                 await self.relay_body(send, exchange, runtime, response)
         finally:
@@ -235,37 +330,145 @@ class Relay:
         self, send: Send, exchange: Exchange, runtime: ProviderRuntime, response: aiohttp.ClientResponse
     ) -> None:
         data = await self._read(runtime, response)
+        if response.content_type == "application/json":
+            try:
+                parsed = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise UpstreamUnavailable(f"Provider '{runtime.id}' sent a body that is not valid JSON") from None
+            usage = parsed.get("usage") if isinstance(parsed, dict) else None
+            exchange.usage = usage if isinstance(usage, dict) else None
         exchange.first_byte_at = time.perf_counter()
         exchange.status = response.status
-        exchange.usage = extract_usage(data)
-        if exchange.usage is None and exchange.metering is not None:
+        if exchange.usage is None and exchange.metering is not None:  # accounting estimates it from the body
             exchange.metering.unreported_body = data
         await send_bytes(send, response.status, data, response_headers(response, exchange.request_id.encode()))
 
     async def relay_stream(
-        self, send: Send, exchange: Exchange, runtime: ProviderRuntime, response: aiohttp.ClientResponse
+        self,
+        send: Send,
+        exchange: Exchange,
+        runtime: ProviderRuntime,
+        response: aiohttp.ClientResponse,
+        endpoint: str,
     ) -> None:
+        """Relay whole SSE events as they arrive. Headers wait for the first event, so that an upstream
+        failing before it can still be retried or replaced by a fallback."""
+        splitter = EventSplitter()
+        pending: list[bytes] = []
+        chunks = response.content.iter_any()
+        try:
+            while not pending:
+                pending = splitter.feed(await anext(chunks))
+        except StopAsyncIteration:
+            raise UpstreamUnavailable(f"Provider '{runtime.id}' ended the stream before any event") from None
+        except UPSTREAM_ERRORS as exc:
+            raise translate_client_error(exc, runtime.id) from exc
         headers = response_headers(response, exchange.request_id.encode())
         headers.append((b"cache-control", b"no-cache"))
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
         exchange.status = response.status
-        splitter = EventSplitter()
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        exchange.first_byte_at = time.perf_counter()
+        saw_done = False
         try:
-            async for chunk in response.content.iter_any():
-                events = splitter.feed(chunk)
-                if not events:
-                    continue
-                if exchange.first_byte_at is None:
-                    exchange.first_byte_at = time.perf_counter()
-                events = tap_stream(exchange, events)
-                await send({"type": "http.response.body", "body": b"".join(events), "more_body": True})
+            while True:
+                saw_done = self.tap_events(exchange, pending) or saw_done
+                pending = tap_stream(exchange, pending)  # accounting: usage, and the event the client didn't ask
+                await send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
+                pending = []
+                while not pending:
+                    pending = splitter.feed(await anext(chunks))
+        except StopAsyncIteration:
+            pass
         except UPSTREAM_ERRORS as exc:
-            failure = translate_client_error(exc, runtime.id)
-            exchange.error = failure.code
-            exchange.first_byte_at = exchange.first_byte_at or time.perf_counter()
-            await send({"type": "http.response.body", "body": error_event(failure.body_bytes()), "more_body": False})
+            await self.end_stream_with_error(send, exchange, translate_client_error(exc, runtime.id))
             return
-        await send({"type": "http.response.body", "body": splitter.flush(), "more_body": False})
+        rest = splitter.flush()
+        if not saw_done and endpoint in DONE_TERMINATED and not is_done(rest):
+            truncated = UpstreamUnavailable(f"Provider '{runtime.id}' ended the stream early", code="stream_truncated")
+            await self.end_stream_with_error(send, exchange, truncated)
+            return
+        await send({"type": "http.response.body", "body": rest, "more_body": False})
+
+    @staticmethod
+    def tap_events(exchange: Exchange, events: list[bytes]) -> bool:
+        """True when one of the events is ``[DONE]`` (usage is tapped by ``accounting.service.tap_stream``)."""
+        saw_done = False
+        for event in events:
+            if b"[DONE]" in event:
+                saw_done = saw_done or is_done(event)
+        return saw_done
+
+    @staticmethod
+    async def end_stream_with_error(send: Send, exchange: Exchange, failure: GatewayError) -> None:
+        exchange.error = failure.code
+        await send({"type": "http.response.body", "body": error_event(failure.body_bytes()), "more_body": False})
+
+
+class DisconnectWatch:
+    """Cancels the request's task when the client goes away, so its upstream request stops at once.
+
+    uvicorn's ``send`` ignores a gone client silently; only ``receive`` tells, so a watcher waits on it
+    (the request body has been read by then). On exit the watcher is stopped before anything else runs.
+    """
+
+    __slots__ = ("_receive", "_task", "_watcher", "fired", "_closed")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._task: asyncio.Task[Any] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.fired = False
+        self._closed = False
+
+    async def __aenter__(self) -> DisconnectWatch:
+        self._task = asyncio.current_task()
+        self._watcher = asyncio.ensure_future(self._watch())
+        return self
+
+    async def _watch(self) -> None:
+        message = await self._receive()
+        if message["type"] == "http.disconnect" and not self._closed and self._task is not None:
+            self.fired = True
+            self._task.cancel()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self._closed = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self.fired and exc_type is asyncio.CancelledError and self._task is not None:
+            self._task.uncancel()
+            raise ClientDisconnected from exc
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """What goes upstream, the same for every attempt."""
+
+    scope: Scope
+    endpoint: str
+    body: bytes
+    payload: dict[str, Any]
+    timeout: float | None
+    rewrite: bool = True
+
+
+DONE_TERMINATED = frozenset({"chat/completions", "completions"})
+
+
+def capped_timeout(client: Any, seconds: float) -> aiohttp.ClientTimeout:
+    base: aiohttp.ClientTimeout = client.client_timeout
+    return aiohttp.ClientTimeout(
+        total=seconds,
+        connect=min(base.connect or seconds, seconds),
+        sock_connect=min(base.sock_connect or seconds, seconds),
+        sock_read=min(base.sock_read or seconds, seconds),
+    )
+
+
+def raise_last(error: GatewayError | None) -> NoReturn:
+    if error is None:
+        raise AllDeploymentsFailed("No deployment could serve this request")
+    raise error
 
 
 def _retry_after(response: aiohttp.ClientResponse) -> dict[str, str] | None:

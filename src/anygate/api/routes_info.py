@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 
 from anygate.api.deps import AdminDep, CallerDep, StateDep
 from anygate.auth import Principal
-from anygate.errors import ModelNotFound, ServiceUnavailable
+from anygate.errors import ModelNotFound, NotFound, ServiceUnavailable
 from anygate.registry import ProviderRegistry
 
 router = APIRouter()
@@ -26,7 +26,11 @@ async def ready(state: StateDep) -> dict[str, Any]:
     checks = await state.readiness()
     if not all(check == "ok" for check in checks.values()):
         raise ServiceUnavailable(f"Not ready: {checks}", code="not_ready")
-    return {"status": "ready", "checks": checks}
+    providers = {
+        r.id: {"healthy": r.health.healthy if r.health else None, **state.health.provider_health(r.id)}
+        for r in state.registry.runtimes.values()
+    }
+    return {"status": "ready", "checks": checks, "providers": providers}
 
 
 @router.get("/metrics", tags=["health"], response_class=Response)
@@ -72,9 +76,9 @@ async def get_model(model_id: str, state: StateDep, caller: CallerDep) -> dict[s
 async def list_providers(state: StateDep, caller: CallerDep) -> dict[str, Any]:
     registry = state.registry
     data = [
-        registry.describe(r)
+        {**registry.describe(r), "routing": state.health.provider_health(r.id)}
         for r in registry.runtimes.values()
-        if caller.providers is None or caller.may_use(r.id, "*")
+        if caller.may_use_provider(r.id)
     ]
     return {"object": "list", "data": data, "default_provider": registry.index.default_provider}
 
@@ -82,6 +86,8 @@ async def list_providers(state: StateDep, caller: CallerDep) -> dict[str, Any]:
 @router.get("/v1/providers/{provider_id}/models", tags=["providers"])
 async def provider_models(provider_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     runtime = state.registry.get(provider_id)
+    if not caller.may_use_provider(runtime.id):
+        raise NotFound(f"Unknown provider '{provider_id}'", code="provider_not_found")  # as in /v1/providers
     data = [model_object(runtime.id, m, e) for m, e in runtime.model_entries.items() if caller.may_use(runtime.id, m)]
     body: dict[str, Any] = {"object": "list", "data": data, "provider": runtime.id, "source": runtime.models_source}
     if runtime.discovery_error:
@@ -91,9 +97,7 @@ async def provider_models(provider_id: str, state: StateDep, caller: CallerDep) 
 
 @router.post("/v1/providers/health-check", tags=["providers"])
 async def health_check(state: StateDep, _: AdminDep) -> dict[str, Any]:
-    results = await state.registry.health_check_all()
-    for runtime, result in results:
-        state.metrics.provider_healthy.labels(runtime.id).set(1 if result.healthy else 0)
+    results = await state.check_providers()
     providers = []
     for runtime, result in results:
         item: dict[str, Any] = {

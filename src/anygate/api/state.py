@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from anygate.auth import KeyRing, Principal
-from anygate.registry import ProviderRegistry
+from anygate.registry import ProviderRegistry, ProviderRuntime
+from anygate.routing import HealthBook
 from anygate.settings import Settings
 from anygate.telemetry import Metrics
-from anygate.upstream import UpstreamPool
+from anygate.upstream import HealthResult, UpstreamPool
 
 if TYPE_CHECKING:
     from anygate.accounting.service import Accounting
@@ -27,6 +28,7 @@ class AppState:
     registry: ProviderRegistry
     keyring: KeyRing
     metrics: Metrics
+    health: HealthBook = field(default_factory=HealthBook)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
     readiness_probes: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     # Callers' own provider keys (bring your own key): (owner id, provider id) -> key. Owner is the
@@ -63,6 +65,14 @@ class AppState:
         self.background.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("background task failed", exc_info=task.exception(), extra={"fields": {"task": task.get_name()}})
+
+    async def check_providers(self) -> list[tuple[ProviderRuntime, HealthResult]]:
+        """Check every provider now; the verdicts feed routing health and the metrics."""
+        results = await self.registry.health_check_all()
+        for runtime, result in results:
+            self.health.record_check(runtime.id, result.healthy)
+            self.metrics.provider_healthy.labels(runtime.id).set(1 if result.healthy else 0)
+        return results
 
     async def stop(self) -> None:
         for task in list(self.background):

@@ -1,0 +1,28 @@
+"""Rewrite a request's ``model`` in its raw JSON bytes, leaving every other byte as the client sent it."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+
+MODEL_MEMBER = re.compile(rb'"model"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def replace_model(body: bytes, payload: dict[str, Any], model: str) -> bytes:
+    """``body`` with its top-level ``model`` string replaced by ``model``.
+
+    A ``"model": "..."`` member may also stand inside nested objects (metadata, tool schemas), so each
+    candidate is checked: the rewritten body must parse to the payload with only ``model`` changed.
+    When no candidate passes, the payload is re-encoded (same JSON, other spacing).
+    """
+    wanted = {**payload, "model": model}
+    replacement = orjson.dumps(model)
+    for match in MODEL_MEMBER.finditer(body):
+        if orjson.loads(match.group(1)) != payload.get("model"):
+            continue
+        candidate = body[: match.start(1)] + replacement + body[match.end(1) :]
+        if orjson.loads(candidate) == wanted:
+            return candidate
+    return orjson.dumps(wanted)

@@ -1,0 +1,157 @@
+// The anygate web console: sign-in, navigation, the error area, and the sections in their own modules.
+
+import { ApiError, session } from "./api.js";
+import { $ } from "./dom.js";
+import { preferredLanguage, setLanguage, t } from "./i18n.js";
+import * as creds from "./creds.js";
+import * as keys from "./keys.js";
+import * as models from "./models.js";
+import * as providers from "./providers.js";
+import * as quota from "./quota.js";
+
+const SECTIONS = { providers, models, keys, quota, creds };
+const DEFAULT_SECTION = "providers";
+
+/** What every section may use: messages, the caller's role and the provider list. */
+const ui = {
+  isAdmin: null, // true | false | null (unknown: the keys API is not there to ask)
+  providers: [],
+  error(error) {
+    $("#error-text").textContent = describeError(error);
+    $("#error").hidden = false;
+  },
+  notice(text) {
+    $("#notice").textContent = text;
+    $("#notice").hidden = false;
+  },
+  clear() {
+    $("#error").hidden = true;
+    $("#notice").hidden = true;
+  },
+  setAdmin(value) {
+    ui.isAdmin = value;
+    document.body.dataset.admin = value === true ? "yes" : value === false ? "no" : "unknown";
+    $("#admin-badge").hidden = value !== true;
+  },
+};
+
+function describeError(error) {
+  if (error instanceof ApiError) {
+    if (error.status === 0) return t("error.network", { detail: error.message });
+    return error.message || t("error.http", { status: error.status });
+  }
+  return error && error.message ? error.message : String(error);
+}
+
+/** Load a section; a 404 (not built here) or 403 (not for this key) shows "not available" instead. */
+async function loadSection(name) {
+  const el = document.getElementById(name);
+  try {
+    await SECTIONS[name].load();
+    markAvailability(el, null);
+  } catch (error) {
+    if (error instanceof ApiError && (error.status === 404 || error.status === 403)) {
+      markAvailability(el, error.status === 403 ? "common.forbidden" : "common.unavailable");
+      if (error.status === 403) document.querySelector(`#nav [data-section="${name}"]`).hidden = true;
+    } else {
+      ui.error(error);
+    }
+  }
+}
+
+function markAvailability(el, messageKey) {
+  const body = el.querySelector(".section-body");
+  let note = el.querySelector(".unavailable");
+  body.hidden = messageKey !== null;
+  if (messageKey === null) {
+    if (note) note.remove();
+    return;
+  }
+  if (!note) {
+    note = document.createElement("p");
+    note.className = "unavailable";
+    body.before(note);
+  }
+  note.dataset.i18n = messageKey;
+  note.textContent = t(messageKey);
+}
+
+function currentSection() {
+  const name = location.hash.slice(1);
+  return name in SECTIONS ? name : DEFAULT_SECTION;
+}
+
+function showSection(name) {
+  for (const id of Object.keys(SECTIONS)) document.getElementById(id).hidden = id !== name;
+  for (const link of document.querySelectorAll("#nav a")) {
+    if (link.dataset.section === name) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+}
+
+function showSignedIn(signedIn) {
+  $("#sign-in").hidden = signedIn;
+  $("#nav").hidden = !signedIn;
+  $("#sign-out").hidden = !signedIn;
+  if (signedIn) showSection(currentSection());
+  else for (const id of Object.keys(SECTIONS)) document.getElementById(id).hidden = true;
+}
+
+/** Check the key against the provider list (any key may read it), then load everything else. */
+async function start() {
+  try {
+    await providers.load();
+  } catch (error) {
+    session.key = null;
+    showSignedIn(false);
+    ui.error(error);
+    return;
+  }
+  showSignedIn(true);
+  await loadSection("keys"); // tells whether the key is an admin's
+  providers.render();
+  await Promise.all(["models", "quota", "creds"].map(loadSection));
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  ui.clear();
+  const input = $("#sign-in-key");
+  session.key = input.value.trim();
+  input.value = "";
+  await start();
+}
+
+/** Forget the key and start afresh, so nothing of this session (a new key's secret) stays on screen. */
+function signOut() {
+  session.key = null;
+  location.replace(location.pathname);
+}
+
+async function changeLanguage(event) {
+  await setLanguage(event.target.value);
+  for (const section of Object.values(SECTIONS)) section.render();
+}
+
+async function main() {
+  const lang = preferredLanguage();
+  $("#lang").value = lang;
+  await setLanguage(lang);
+  for (const section of Object.values(SECTIONS)) await section.init(ui);
+  $("#lang").addEventListener("change", changeLanguage);
+  $("#sign-in-form").addEventListener("submit", signIn);
+  $("#sign-out").addEventListener("click", signOut);
+  $("#error-close").addEventListener("click", () => { $("#error").hidden = true; });
+  window.addEventListener("hashchange", () => {
+    if (!session.key) return;
+    const name = currentSection();
+    showSection(name);
+    ui.clear();
+    loadSection(name);
+  });
+  if (session.key) await start();
+  else showSignedIn(false);
+  document.body.dataset.ready = "true";
+}
+
+main().catch((error) => ui.error(error));

@@ -1,0 +1,233 @@
+"""Deployments, their health, and the choice of the next one to try.
+
+A *deployment* is one way to serve a model: a provider, the upstream model id, and one of the provider's
+keys. A request's deployments come from model resolution (all providers serving the model) and then from
+its fallback chain, tier by tier (``priority``, lower first). Within a tier the choice is weighted and
+prefers the deployment with the fewest requests in flight (two random choices, the less loaded wins).
+
+Health is passive (consecutive failures eject a deployment for a backoff that grows; never more than
+``MAX_EJECTED_SHARE`` of a group at once) and active (the registry's background checks feed
+``record_check``). Credentials that fail (401/402/403) and rate-limited deployments (429) cool down
+for a while and are skipped until then.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from anygate.errors import GatewayError, UpstreamStatusError, UpstreamTimeout
+
+EJECT_AFTER_FAILURES = 3
+EJECT_BASE_SECONDS = 5.0
+EJECT_MAX_SECONDS = 300.0
+MAX_EJECTED_SHARE = 0.5
+CREDENTIAL_COOLDOWN_SECONDS = 60.0
+RATE_LIMIT_COOLDOWN_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    provider_id: str
+    model: str
+    key_index: int = 0
+    weight: float = 1.0
+    priority: int = 0
+    id: str = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", f"{self.provider_id}#{self.key_index}")
+
+    def __repr__(self) -> str:
+        return f"Deployment({self.provider_id}/{self.model} key={self.key_index} w={self.weight} p={self.priority})"
+
+
+class Action(Enum):
+    """What to do after a failed attempt."""
+
+    FAIL = "fail"  # not retryable: answer the client with this error
+    NEXT = "next"  # move to another deployment at once (credential failure)
+    NEXT_AFTER = "next_after"  # rate limited: another deployment, or this one after Retry-After
+    BACKOFF = "backoff"  # transient: retry with full-jitter exponential backoff
+
+
+def classify(error: GatewayError) -> Action:
+    if isinstance(error, UpstreamStatusError):
+        status = error.status
+        if status in (401, 402, 403):
+            return Action.NEXT
+        if status == 429:
+            return Action.NEXT_AFTER
+        if status >= 500 or status == 408:
+            return Action.BACKOFF
+        return Action.FAIL
+    if isinstance(error, UpstreamTimeout) or error.retryable:
+        return Action.BACKOFF
+    return Action.FAIL
+
+
+def retry_after_seconds(error: GatewayError) -> float | None:
+    raw = error.headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None
+
+
+@dataclass
+class DeploymentHealth:
+    consecutive_failures: int = 0
+    ejections: int = 0
+    ejected_until: float = 0.0
+    cooldown_until: float = 0.0
+    outstanding: int = 0
+    last_error: str | None = None
+
+    def available(self, now: float) -> bool:
+        return now >= self.ejected_until and now >= self.cooldown_until
+
+
+@dataclass
+class RetryBudget:
+    """Retries may add at most ``ratio`` of recent requests (plus a small floor) to the load.
+
+    A token bucket: each request deposits ``ratio`` tokens, each retry spends one. During an outage
+    retries stop multiplying the load once the bucket is empty.
+    """
+
+    ratio: float = 0.2
+    floor_per_second: float = 5.0
+    capacity: float = 100.0
+    tokens: float = 10.0
+    updated: float = field(default_factory=time.monotonic)
+
+    def deposit(self) -> None:
+        self._refill()
+        self.tokens = min(self.capacity, self.tokens + self.ratio)
+
+    def try_spend(self) -> bool:
+        self._refill()
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.floor_per_second)
+        self.updated = now
+
+
+class HealthBook:
+    """Health of every deployment in this process; read and written on the request path (no I/O)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._health: dict[str, DeploymentHealth] = {}
+        self.retry_budget = RetryBudget()
+
+    def health(self, deployment_id: str) -> DeploymentHealth:
+        state = self._health.get(deployment_id)
+        if state is None:
+            state = self._health[deployment_id] = DeploymentHealth()
+        return state
+
+    def provider_health(self, provider_id: str) -> dict[str, object]:
+        """A summary for ``/v1/providers`` and ``/health/ready``."""
+        now = self._clock()
+        states = [s for d, s in self._health.items() if d.partition("#")[0] == provider_id]
+        return {
+            "ejected": any(now < s.ejected_until for s in states),
+            "cooling_down": any(now < s.cooldown_until for s in states),
+            "consecutive_failures": max((s.consecutive_failures for s in states), default=0),
+            "in_flight": sum(s.outstanding for s in states),
+        }
+
+    # ------------------------------------------------------------------------------ choosing
+
+    def choose(self, candidates: list[Deployment], tried: set[str]) -> Deployment | None:
+        """The next deployment: untried and available first, in the best priority tier that has one."""
+        now = self._clock()
+        if len(candidates) == 1 and not tried and self.health(candidates[0].id).available(now):
+            return candidates[0]  # the common case: one deployment, nothing tried yet
+        fresh = [d for d in candidates if d.id not in tried]
+        available = [d for d in fresh if self.health(d.id).available(now)]
+        pool = available or self._least_recently_failed(fresh, now)
+        if not pool:
+            return None
+        best_tier = min(d.priority for d in pool)
+        tier = [d for d in pool if d.priority == best_tier]
+        return self._two_choices(tier)
+
+    def _least_recently_failed(self, fresh: list[Deployment], now: float) -> list[Deployment]:
+        # Every untried deployment is ejected or cooling down: rather than fail, try the one that
+        # comes back soonest — but never one whose credentials were just refused.
+        usable = [d for d in fresh if self.health(d.id).cooldown_until <= now]
+        if not usable:
+            return []
+        soonest = min(usable, key=lambda d: self.health(d.id).ejected_until)
+        return [soonest]
+
+    def _two_choices(self, tier: list[Deployment]) -> Deployment:
+        if len(tier) == 1:
+            return tier[0]
+        weights = [d.weight for d in tier]
+        first, second = self._rng.choices(tier, weights=weights, k=2)
+        load_first = self.health(first.id).outstanding / first.weight
+        load_second = self.health(second.id).outstanding / second.weight
+        return first if load_first <= load_second else second
+
+    # ------------------------------------------------------------------------------ outcomes
+
+    def started(self, deployment: Deployment) -> None:
+        self.health(deployment.id).outstanding += 1
+
+    def finished(self, deployment: Deployment) -> None:
+        state = self.health(deployment.id)
+        state.outstanding = max(0, state.outstanding - 1)
+
+    def record_success(self, deployment: Deployment) -> None:
+        state = self.health(deployment.id)
+        state.consecutive_failures = 0
+        state.ejections = 0
+        state.ejected_until = 0.0
+        state.last_error = None
+
+    def record_failure(self, deployment: Deployment, error: GatewayError, group: list[Deployment]) -> None:
+        state = self.health(deployment.id)
+        state.last_error = error.code
+        action = classify(error)
+        now = self._clock()
+        if action is Action.NEXT:
+            state.cooldown_until = now + CREDENTIAL_COOLDOWN_SECONDS
+        elif action is Action.NEXT_AFTER:
+            state.cooldown_until = now + (retry_after_seconds(error) or RATE_LIMIT_COOLDOWN_SECONDS)
+        elif action is Action.BACKOFF:
+            state.consecutive_failures += 1
+            if state.consecutive_failures >= EJECT_AFTER_FAILURES and self._may_eject(group, now):
+                state.ejections += 1
+                backoff = min(EJECT_MAX_SECONDS, EJECT_BASE_SECONDS * 2 ** (state.ejections - 1))
+                state.ejected_until = now + backoff
+
+    def record_check(self, provider_id: str, healthy: bool) -> None:
+        """An active health check's verdict applies to every deployment of the provider."""
+        now = self._clock()
+        for deployment_id, state in self._health.items():
+            if deployment_id.partition("#")[0] != provider_id:
+                continue
+            if healthy and state.ejected_until > now:
+                state.ejected_until = now
+                state.consecutive_failures = 0
+
+    def _may_eject(self, group: list[Deployment], now: float) -> bool:
+        ids = {d.id for d in group}
+        if len(ids) <= 1:
+            return True
+        ejected = sum(1 for d in ids if self.health(d).ejected_until > now)
+        return (ejected + 1) / len(ids) <= MAX_EJECTED_SHARE

@@ -1,0 +1,26 @@
+"""Shared test setup: every test starts from a clean environment in an empty working directory."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+CLEARED_ENV = re.compile(r"^(ANYGATE_.*|OPENAI_.*|OPENROUTER_.*|OLLAMA_.*|PREFERRED_PROVIDER|.*_API_KEY)$")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No gateway setting leaks in from the developer's shell or a stray ``.env``."""
+    for name in list(os.environ):
+        if CLEARED_ENV.match(name):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sockets: starts real servers (the gateway, a fake upstream) on loopback")

@@ -1,0 +1,261 @@
+"""``anygate`` as a user runs it: a subprocess, its exit status, what it prints, and the server it starts."""
+
+from __future__ import annotations
+
+import io
+import os
+import queue
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2
+import pytest
+from rich.console import Console
+
+from anygate.auth import hash_key, stored_admin_digest
+from anygate.server import announce_admin_key
+from anygate.settings import load_settings
+from tests.support.fake_upstream import FakeUpstream
+
+pytestmark = pytest.mark.sockets
+
+ANYGATE = Path(sys.executable).with_name("anygate")
+SECRET = "sk-cli-secret-key-123456789"
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    env.update({"COLUMNS": "250", "NO_COLOR": "1", "ANYGATE_DATA_DIR": str(Path.cwd() / "data")}, **extra)
+    return env
+
+
+def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "anygate", *args],
+        env=environment(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def write(name: str, text: str) -> Path:
+    path = Path.cwd() / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_console_script_lists_the_commands() -> None:
+    result = subprocess.run([str(ANYGATE), "--help"], env=environment(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    for command in ("serve", "models", "providers"):
+        assert command in result.stdout
+
+
+def test_a_bad_config_stops_with_a_message_naming_the_field_and_the_file() -> None:
+    config = write("bad.yaml", "providers:\n  - id: groq\n    colour: blue\n")
+    result = run("serve", "--config", str(config))
+    assert result.returncode != 0
+    assert str(config) in result.stderr
+    assert "providers.0.colour" in result.stderr
+    assert "unknown field" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_config_named_by_anygate_config() -> None:
+    config = write("anygate.yaml", "providers:\n  - id: x\n    type: custom\n    base_url: http://127.0.0.1:8000/v1\n")
+    result = run("models", ANYGATE_CONFIG=str(config))
+    assert result.returncode != 0
+    assert str(config) in result.stderr
+    assert "providers.0: address 127.0.0.1 is on a loopback or private network" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_custom_headers_json_stops_the_start() -> None:
+    result = run("serve", OPENAI_COMPATIBLE_API_KEY="k", OPENAI_COMPATIBLE_CUSTOM_HEADERS="{nope")
+    assert result.returncode != 0
+    assert "OPENAI_COMPATIBLE_CUSTOM_HEADERS" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_no_auth_is_refused_off_loopback() -> None:
+    result = run("serve", "--no-auth", "--host", "0.0.0.0", "--port", str(free_port()))
+    assert result.returncode != 0
+    assert "loopback" in result.stderr
+
+
+def test_providers_lists_without_secrets() -> None:
+    config = write(
+        "anygate.yaml",
+        "providers:\n  - id: groq\n  - id: campus\n    type: custom\n    base_url: https://llm.example.edu/v1\n"
+        "    name: 'Campus [/bold] LLM'\n    api_key: ${CAMPUS_KEY}\n  - id: ollama\n",
+    )
+    result = run("providers", "--config", str(config), CAMPUS_KEY=SECRET)
+    assert result.returncode == 0, result.stderr
+    rows = {
+        line.split()[1]: line for line in result.stdout.splitlines() if re.match(r"^\W*(groq|campus|ollama)\b", line)
+    }
+    assert set(rows) == {"groq", "campus", "ollama"}
+    assert "https://api.groq.com/openai/v1" in rows["groq"] and "missing" in rows["groq"]
+    assert "https://llm.example.edu/v1" in rows["campus"] and "yes" in rows["campus"]
+    assert "Campus [/bold] LLM" in rows["campus"]  # a name is text, not rich markup
+    assert "not needed" in rows["ollama"]
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_providers_from_the_zero_config_environment_and_dotenv() -> None:
+    write(".env", "OPENAI_COMPATIBLE_BASE_URL=https://api.together.xyz/v1\nOLLAMA_ENABLED=true\n")
+    result = run("providers", OPENAI_COMPATIBLE_API_KEY=SECRET)
+    assert result.returncode == 0, result.stderr
+    [row] = [line for line in result.stdout.splitlines() if "openai_compatible" in line]
+    assert "Together AI" in row and "https://api.together.xyz/v1" in row and "yes" in row
+    assert any("ollama" in line and "http://localhost:11434/v1" in line for line in result.stdout.splitlines())
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_providers_with_none_configured_says_how_to_add_one() -> None:
+    result = run("providers")
+    assert result.returncode == 0
+    assert "No upstream provider is configured yet" in result.stderr
+
+
+def test_models_and_the_provider_probe_against_the_upstream() -> None:
+    with FakeUpstream.start_in_thread(models=["fake-model", "other-model"]) as up:
+        config = write(
+            "anygate.yaml",
+            f"providers:\n  - id: fake\n    type: custom\n    base_url: {up.base_url}\n    api_key: {SECRET}\n"
+            f"    allow_private_network: true\n    max_retries: 0\n"
+            f"  - id: gone\n    type: custom\n    base_url: http://127.0.0.1:{free_port()}/v1\n"
+            f"    allow_private_network: true\n    max_retries: 0\n    auth: none\n",
+        )
+        result = run("models", "--config", str(config))
+        [models_request] = up.requests_to("/v1/models")
+        probe = run("providers", "test", "fake", "--config", str(config))
+        probes = up.requests_to("/v1/chat/completions")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert any("fake" in line and "fake-model" in line and "discovered" in line for line in lines)
+    assert any("fake" in line and "other-model" in line for line in lines)
+    assert any("gone" in line and "unknown" in line for line in lines)
+    assert models_request.headers["authorization"] == f"Bearer {SECRET}"
+    assert SECRET not in result.stdout + result.stderr
+    assert probe.returncode == 0, probe.stderr
+    checks = {line.split()[1]: line for line in probe.stdout.splitlines() if line.startswith("│")}
+    assert all("ok" in checks[name] for name in ("models", "chat", "streaming", "stream_usage"))
+    assert [r.json["stream"] for r in probes] == [False, True]
+
+
+# ------------------------------------------------------------------------------------------ serve
+
+
+@contextmanager
+def serving(*args: str, **env: str) -> Iterator[tuple[subprocess.Popen[str], queue.Queue[str]]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "anygate", "serve", *args],
+        env=environment(**env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stderr is not None
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        yield process, lines
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        reader.join(timeout=5)
+        process.stderr.close()
+
+
+def wait_for_health(port: int, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited"
+        try:
+            if httpx2.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return
+        except httpx2.TransportError:
+            time.sleep(0.05)
+    raise AssertionError("the server did not answer /health")
+
+
+def drain(lines: queue.Queue[str]) -> str:
+    text = []
+    while not lines.empty():
+        text.append(lines.get_nowait())
+    return "".join(text)
+
+
+def test_serve_without_providers_says_how_to_add_one_and_prints_an_admin_key() -> None:
+    port = free_port()
+    with serving("--port", str(port)) as (process, lines):
+        wait_for_health(port, process)
+        printed = drain(lines)
+        assert "No upstream provider is configured yet" in printed
+        assert "OPENAI_COMPATIBLE_BASE_URL" in printed
+        match = re.search(r"(sk-ag-[A-Za-z0-9_-]+)", printed)
+        assert match, printed
+        key = match.group(1)
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            assert client.get("/v1/providers").status_code == 401
+            providers = client.get("/v1/providers", headers={"Authorization": f"Bearer {key}"})
+            assert providers.status_code == 200
+            assert providers.json()["data"] == []
+    assert process.returncode is not None
+
+
+def test_the_admin_key_is_generated_and_shown_only_once() -> None:
+    settings = load_settings({}, {"ANYGATE_DATA_DIR": str(Path.cwd() / "data")})
+    first, second = io.StringIO(), io.StringIO()
+    announce_admin_key(settings, Console(file=first, width=200))
+    announce_admin_key(settings, Console(file=second, width=200))
+    key = re.search(r"sk-ag-[A-Za-z0-9_-]+", first.getvalue())
+    assert key is not None
+    assert second.getvalue() == ""
+    assert stored_admin_digest(settings.data_dir) == hash_key(key.group(0))
+    assert (settings.data_dir / "admin_key.sha256").stat().st_mode & 0o077 == 0
+
+
+def test_serve_relays_to_a_zero_config_provider() -> None:
+    port = free_port()
+    with FakeUpstream.start_in_thread() as up:
+        env = {
+            "OPENAI_COMPATIBLE_API_KEY": SECRET,
+            "OPENAI_COMPATIBLE_BASE_URL": up.base_url,
+            "ANYGATE_ADMIN_KEY": "my-admin-key-for-tests",
+            "PREFERRED_PROVIDER": "openrouter",
+        }
+        with serving("--port", str(port), **env) as (process, lines):
+            wait_for_health(port, process)
+            with httpx2.Client(
+                base_url=f"http://127.0.0.1:{port}", timeout=10, headers={"x-api-key": "my-admin-key-for-tests"}
+            ) as client:
+                reply = client.post("/v1/chat/completions", json={"model": "openrouter:fake-model", "messages": []})
+                assert reply.status_code == 200, reply.text
+                assert client.get("/v1/models").json()["data"][0]["id"] == "openai_compatible/fake-model"
+            logged = drain(lines)
+        assert up.requests_to("/v1/chat/completions")[0].json["model"] == "fake-model"
+    assert "No upstream provider" not in logged
+    assert SECRET not in logged
+    assert "my-admin-key-for-tests" not in logged

@@ -1,0 +1,464 @@
+"""The web console at /ui/, driven in headless Chromium against the real gateway on a loopback port.
+
+Needs Debian's Chromium at /usr/bin/chromium; without it the browser tests skip, unless
+ANYGATE_TEST_REQUIRE_SERVICES=1 (CI), where they fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from pydantic import SecretStr
+
+from anygate.api.app import CONSOLE_DIR, create_app
+from anygate.catalog import PRESETS
+from anygate.settings import ProviderConfig, Settings
+from tests.support.fake_upstream import FakeUpstream
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+ADMIN_KEY = "sk-ag-console-test-admin"
+CUSTOM_LABELS = {"en": "Custom Provider", "vi": "Nhà cung cấp tùy chỉnh", "zh": "自定义提供商"}
+LANGUAGE_NAMES = {"en": "English", "vi": "Tiếng Việt", "zh": "中文"}
+SCREENSHOTS = os.environ.get("ANYGATE_CONSOLE_SCREENSHOTS")  # a folder: save a screenshot per language
+
+
+# ------------------------------------------------------------------------------------- static checks
+
+
+def catalog(lang: str) -> dict[str, str]:
+    loaded: dict[str, str] = json.loads((CONSOLE_DIR / "i18n" / f"{lang}.json").read_text(encoding="utf-8"))
+    return loaded
+
+
+def test_i18n_catalogs_have_identical_keys_and_placeholders() -> None:
+    english = catalog("en")
+    for lang in ("vi", "zh"):
+        translated = catalog(lang)
+        assert set(translated) == set(english), f"{lang}.json keys differ from en.json"
+        for key, text in english.items():
+            assert translated[key].strip(), f"{lang}.json: {key} is empty"
+            placeholders = set(re.findall(r"\{(\w+)\}", text))
+            assert set(re.findall(r"\{(\w+)\}", translated[key])) == placeholders, f"{lang}.json: {key}"
+        assert translated["providers.type.custom"] == CUSTOM_LABELS[lang]
+
+
+def test_every_i18n_key_used_by_the_console_exists() -> None:
+    sources = [p.read_text(encoding="utf-8") for p in CONSOLE_DIR.glob("*.js")]
+    sources.append((CONSOLE_DIR / "index.html").read_text(encoding="utf-8"))
+    used = set()
+    for text in sources:
+        used |= set(re.findall(r'data-i18n(?:-[a-z-]+)?="([\w.]+)"', text))
+        used |= set(re.findall(r'\bt\("([\w.]+)"', text))
+    assert used, "no translated text found"
+    assert used <= set(catalog("en")), f"missing keys: {sorted(used - set(catalog('en')))}"
+
+
+def test_console_presets_match_the_catalog() -> None:
+    presets = json.loads((CONSOLE_DIR / "presets.json").read_text(encoding="utf-8"))
+    assert [p["id"] for p in presets] == list(PRESETS)
+    for preset in presets:
+        assert preset["base_url"] == PRESETS[preset["id"]].base_url
+        assert preset["name"] == PRESETS[preset["id"]].name
+
+
+# ------------------------------------------------------------------------------------ live gateway
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def fetch(method: str, url: str, headers: dict[str, str] | None = None) -> Answer:
+    """One HTTP request with the standard library; redirects are returned, not followed."""
+    request = urllib.request.Request(url, method=method, headers=headers or {})
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(request, timeout=10) as response:
+            return Answer(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return Answer(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+
+
+class Served:
+    """The gateway on a loopback port, with one custom provider in front of a fake upstream."""
+
+    def __init__(self, upstream: FakeUpstream, data_dir: Path) -> None:
+        provider = ProviderConfig(
+            id="campus",
+            type="custom",
+            name="Campus LLM",
+            base_url=upstream.base_url,
+            api_key=SecretStr("sk-upstream"),
+            allow_private_network=True,
+        )
+        settings = Settings(admin_key=SecretStr(ADMIN_KEY), data_dir=data_dir, providers=[provider])
+        self.upstream = upstream
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(create_app(settings), log_level="warning", ws="none", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the gateway did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+    def admin(self, method: str, path: str) -> Answer:
+        return fetch(method, self.url + path, {"Authorization": f"Bearer {ADMIN_KEY}"})
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with FakeUpstream.start_in_thread(models=["fake-model", "fake-embed"]) as upstream:
+        served = Served(upstream, tmp_path_factory.mktemp("console-data"))
+        served.start()
+        try:
+            yield served
+        finally:
+            served.stop()
+
+
+def test_console_is_served_without_a_key(gateway: Served) -> None:
+    redirect = fetch("GET", gateway.url + "/ui")
+    assert redirect.status in (301, 302, 307, 308)
+    assert redirect.headers["location"].endswith("/ui/")
+    page = fetch("GET", gateway.url + "/ui/")
+    assert page.status == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<script type="module" src="app.js">' in page.text
+    script = fetch("GET", gateway.url + "/ui/app.js")
+    assert script.status == 200
+    assert "javascript" in script.headers["content-type"]
+    assert fetch("GET", gateway.url + "/ui/i18n/zh.json").json()["providers.type.custom"] == "自定义提供商"
+    missing = fetch("GET", gateway.url + "/ui/nope.js")
+    assert missing.status == 404
+    assert "error" in missing.json()
+
+
+# ------------------------------------------------------------------------------------------ browser
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        reason = f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
+        if os.environ.get("ANYGATE_TEST_REQUIRE_SERVICES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    context.set_default_timeout(5000)
+    opened = context.new_page()
+    try:
+        yield opened
+    finally:
+        context.close()
+
+
+def sign_in(page: Any, gateway: Served, key: str = ADMIN_KEY) -> None:
+    page.goto(gateway.url + "/ui/")
+    page.wait_for_selector("body[data-ready='true']")
+    page.fill("#sign-in-key", key)
+    page.click("#sign-in-form button[type=submit]")
+
+
+@pytest.mark.browser
+def test_console_signs_in_and_lists_the_configured_provider(page: Any, gateway: Served) -> None:
+    from playwright.sync_api import expect
+
+    sign_in(page, gateway)
+    providers = page.locator("#providers-list")
+    expect(providers).to_contain_text("Campus LLM")
+    expect(providers).to_contain_text("campus")
+    expect(providers).to_contain_text(gateway.upstream.base_url)
+    expect(providers).to_contain_text("Custom Provider")
+    expect(providers).to_contain_text("Read-only")
+    expect(page.locator("#sign-in")).to_be_hidden()
+    expect(page.locator("#nav")).to_be_visible()
+    assert page.evaluate("sessionStorage.getItem('anygate.key')") == ADMIN_KEY
+
+    page.click("#nav a[data-section=models]")
+    expect(page.locator("#models-list")).to_contain_text("campus/fake-model")
+
+    page.reload()  # the key survives a reload of the tab
+    expect(page.locator("#providers-list")).to_contain_text("Campus LLM")
+
+    page.click("#sign-out")
+    expect(page.locator("#sign-in")).to_be_visible()
+    expect(page.locator("#nav")).to_be_hidden()
+    assert page.evaluate("sessionStorage.getItem('anygate.key')") is None
+
+
+@pytest.mark.browser
+def test_console_switches_language(page: Any, gateway: Served, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    sign_in(page, gateway)
+    expect(page.locator("#providers-list")).to_contain_text("Campus LLM")
+    headings = {"en": "Providers", "vi": "Nhà cung cấp", "zh": "提供商"}
+    for lang in ("vi", "zh", "en"):
+        page.select_option("#lang", lang)
+        expect(page.locator("#pf-type option[value=custom]")).to_have_text(CUSTOM_LABELS[lang])
+        expect(page.locator("#providers-title")).to_have_text(headings[lang])
+        expect(page.locator("#providers-list")).to_contain_text(CUSTOM_LABELS[lang])
+        assert page.evaluate("localStorage.getItem('anygate.lang')") == lang
+        assert page.evaluate("document.documentElement.lang").startswith(lang)
+        if SCREENSHOTS:
+            page.screenshot(path=str(Path(SCREENSHOTS) / f"console-{lang}.png"), full_page=True)
+    page.select_option("#lang", "zh")
+    expect(page.locator("#providers-title")).to_have_text("提供商")
+    page.reload()  # the choice is remembered
+    expect(page.locator("#providers-title")).to_have_text("提供商")
+
+
+@pytest.mark.browser
+def test_console_language_defaults_to_the_browser_language(browser: Any, gateway: Served) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(locale="vi-VN")
+    try:
+        opened = context.new_page()
+        opened.goto(gateway.url + "/ui/")
+        expect(opened.locator("#sign-in-title")).to_have_text("Đăng nhập")
+        expect(opened.locator("#lang")).to_have_value("vi")
+    finally:
+        context.close()
+
+
+@pytest.mark.browser
+def test_console_shows_api_errors(page: Any, gateway: Served) -> None:
+    from playwright.sync_api import expect
+
+    sign_in(page, gateway, key="sk-ag-wrong")
+    expect(page.locator("#error")).to_be_visible()
+    expect(page.locator("#error-text")).to_have_text("Missing or invalid API key")
+    expect(page.locator("#sign-in")).to_be_visible()
+
+    sign_in(page, gateway)
+    expect(page.locator("#providers-list")).to_contain_text("Campus LLM")
+    expect(page.locator("#error")).to_be_hidden()
+    # The id is taken by the provider from the environment: whatever the API says, it is shown.
+    page.fill("#pf-id", "campus")
+    page.fill("#pf-base-url", gateway.upstream.base_url)
+    page.click("#pf-submit")
+    expect(page.locator("#error")).to_be_visible()
+    expect(page.locator("#error-text")).not_to_be_empty()
+
+
+@pytest.mark.browser
+def test_console_checks_headers_json_before_sending(page: Any, gateway: Served) -> None:
+    from playwright.sync_api import expect
+
+    sign_in(page, gateway)
+    expect(page.locator("#providers-list")).to_contain_text("Campus LLM")
+    sent: list[str] = []
+    page.on("request", lambda request: sent.append(request.method) if request.url.endswith("/v1/providers") else None)
+    page.fill("#pf-id", "lab")
+    page.fill("#pf-base-url", gateway.upstream.base_url)
+    page.fill("#pf-headers", "[1, 2]")
+    page.click("#pf-submit")
+    expect(page.locator("#error-text")).to_contain_text("JSON object")
+    assert "POST" not in sent
+
+
+@pytest.mark.browser
+def test_console_degrades_when_routes_are_missing_or_forbidden(page: Any, gateway: Served) -> None:
+    """Keys, quota and own-key routes answering 404 or 403 show a translated note, not an error."""
+    from playwright.sync_api import expect
+
+    not_found = {"error": {"message": "Route not implemented", "type": "not_found_error", "param": None, "code": None}}
+    forbidden = {"error": {"message": "admin only", "type": "permission_error", "param": None, "code": None}}
+    page.route("**/v1/keys", lambda route: route.fulfill(status=403, json=forbidden))
+    page.route("**/v1/quota", lambda route: route.fulfill(status=404, json=not_found))
+    page.route("**/auth/creds", lambda route: route.fulfill(status=404, json=not_found))
+    sign_in(page, gateway)
+    expect(page.locator("#providers-list")).to_contain_text("Campus LLM")
+    expect(page.locator("#nav a[data-section=keys]")).to_be_hidden()
+    expect(page.locator("#provider-form")).to_be_hidden()  # not an admin: no add form, no actions
+    expect(page.locator("#health-check")).to_be_hidden()
+    page.click("#nav a[data-section=quota]")
+    expect(page.locator("#quota .unavailable")).to_have_text("This section is not available on this gateway yet.")
+    page.select_option("#lang", "zh")
+    expect(page.locator("#quota .unavailable")).to_have_text("此网关暂不提供该功能。")
+    expect(page.locator("#error")).to_be_hidden()
+
+
+@pytest.mark.browser
+def test_console_shows_quota_and_masked_provider_keys(page: Any, gateway: Served) -> None:
+    """Rendering of the neutral quota shape and of /auth/creds (answered here by the browser)."""
+    from playwright.sync_api import expect
+
+    quota = {
+        "key": "course-comp318",
+        "tokens": {"limit": 5000000, "used": 250000, "remaining": 4750000, "resets_at": "2026-12-01T00:00:00Z"},
+        "cost": {"currency": "USD", "limit": 5.0, "used": 0.42, "remaining": 4.58},
+    }
+    creds: dict[str, Any] = {"providers": {"campus": {"apiKey": "sk-ant-a...mnop"}}}
+    puts: list[Any] = []
+
+    def answer_creds(route: Any) -> None:
+        if route.request.method == "PUT":
+            puts.append(route.request.post_data_json)
+            route.fulfill(status=200, json={"providers": {}})
+        else:
+            route.fulfill(status=200, json=creds)
+
+    page.route("**/v1/quota", lambda route: route.fulfill(status=200, json=quota))
+    page.route("**/auth/creds", answer_creds)
+    sign_in(page, gateway)
+    expect(page.locator("#providers-list")).to_contain_text("Campus LLM")
+
+    page.click("#nav a[data-section=quota]")
+    view = page.locator("#quota-view")
+    expect(view).to_contain_text("4,750,000 remaining")
+    expect(view).to_contain_text("$4.58 remaining")
+    expect(view).to_contain_text("$0.42 of $5.00 used")
+    expect(page.locator("#quota [role=progressbar]").first).to_have_attribute("aria-valuenow", "95")
+
+    page.click("#nav a[data-section=creds]")
+    expect(page.locator("#creds-list")).to_contain_text("sk-ant-a...mnop")
+    page.get_by_role("button", name="Remove").click()
+    expect(page.locator("#notice")).to_contain_text("Key for Campus LLM removed.")
+    assert puts == [{"providers": {"campus": None}}]
+
+
+@pytest.mark.browser
+def test_console_edits_only_what_changed_and_shows_test_results(page: Any, gateway: Served) -> None:
+    """Edit sends a merging PUT without the key when its field is left empty (routes answered here)."""
+    from playwright.sync_api import expect
+
+    stored = {
+        "id": "lab",
+        "name": "Lab",
+        "type": "vllm",
+        "base_url": "http://10.0.0.5:8000/v1",
+        "configured": True,
+        "healthy": None,
+        "models": ["m1"],
+        "origin": "store",
+    }
+    detail = {**stored, "api_key": "***", "headers": {"X-Tenant": "cs"}, "allow_private_network": True}
+    puts: list[Any] = []
+
+    def answer_provider(route: Any) -> None:
+        if route.request.method == "PUT":
+            puts.append(route.request.post_data_json)
+            route.fulfill(status=200, json={**detail, **route.request.post_data_json, "api_key": "***"})
+        else:
+            route.fulfill(status=200, json=detail)
+
+    capabilities = {"id": "lab", "capabilities": {"chat": True, "streaming": True, "stream_usage": False}}
+    page.route("**/v1/providers", lambda route: route.fulfill(status=200, json={"object": "list", "data": [stored]}))
+    page.route("**/v1/providers/lab", answer_provider)
+    page.route("**/v1/providers/lab/test", lambda route: route.fulfill(status=200, json=capabilities))
+    sign_in(page, gateway)
+    expect(page.locator("#providers-list")).to_contain_text("vLLM")
+
+    page.get_by_role("button", name="Test Lab").click()
+    expect(page.locator("#provider-test")).to_contain_text("stream_usage")
+    expect(page.locator("#provider-test dd").first).to_have_text("Yes")
+
+    page.get_by_role("button", name="Edit Lab").click()
+    expect(page.locator("#provider-form-title")).to_have_text("Edit provider lab")
+    expect(page.locator("#pf-headers")).to_have_value('{"X-Tenant":"cs"}')
+    expect(page.locator("#pf-api-key-hint")).to_be_visible()
+    page.fill("#pf-name", "Lab 2")
+    page.click("#pf-submit")
+    expect(page.locator("#notice")).to_contain_text("Provider lab saved.")
+    assert puts == [{"name": "Lab 2"}]
+
+
+@pytest.mark.browser
+def test_console_creates_custom_provider(page: Any, gateway: Served) -> None:
+    """Needs the provider CRUD routes (POST /v1/providers, GET /v1/providers/{id})."""
+    from playwright.sync_api import expect
+
+    sign_in(page, gateway)
+    expect(page.locator("#providers-list")).to_contain_text("Campus LLM")
+    expect(page.locator("#pf-type")).to_have_value("custom")
+    page.select_option("#pf-type", "custom")
+    page.fill("#pf-id", "lab")
+    page.fill("#pf-name", "Lab Gateway")
+    page.fill("#pf-base-url", gateway.upstream.base_url)
+    page.fill("#pf-api-key", "sk-lab-secret")
+    page.fill("#pf-headers", '{"X-Tenant": "cs"}')
+    page.fill("#pf-models", "fake-model, fake-embed")
+    page.check("#pf-private")
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/v1/providers")) as sent:
+        page.click("#pf-submit")
+    assert sent.value.post_data_json == {
+        "id": "lab",
+        "type": "custom",
+        "name": "Lab Gateway",
+        "base_url": gateway.upstream.base_url,
+        "api_key": "sk-lab-secret",
+        "headers": {"X-Tenant": "cs"},
+        "models": ["fake-model", "fake-embed"],
+        "allow_private_network": True,
+    }
+    expect(page.locator("#error")).to_be_hidden()
+    expect(page.locator("#notice")).to_contain_text("Provider lab saved.")
+    expect(page.locator("#providers-list")).to_contain_text("Lab Gateway")
+
+    stored = gateway.admin("GET", "/v1/providers/lab")
+    assert stored.status == 200, stored.text
+    body = stored.json()
+    assert body["type"] == "custom"
+    assert body["name"] == "Lab Gateway"
+    assert body["base_url"] == gateway.upstream.base_url
+    assert body["api_key"] == "***"
+    assert "X-Tenant" in body["headers"]
+    assert body["models"] == ["fake-model", "fake-embed"]
+    assert body["allow_private_network"] is True
+    gateway.admin("DELETE", "/v1/providers/lab")

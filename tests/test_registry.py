@@ -1,0 +1,91 @@
+"""The provider registry: discovery, configured and last-known lists, and what resolution sees."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from anygate.errors import ModelNotFound
+from anygate.models import Target
+from anygate.registry import ProviderRegistry
+from anygate.upstream import UpstreamPool
+from tests.support.fake_upstream import FakeUpstream, Reply
+from tests.support.gateway import fake_provider, gateway_settings
+
+pytestmark = pytest.mark.sockets
+
+
+@pytest.fixture
+async def up() -> AsyncIterator[FakeUpstream]:
+    async with FakeUpstream(models=["m1", "m2"]) as upstream:
+        yield upstream
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[UpstreamPool]:
+    pool = UpstreamPool()
+    yield pool
+    await pool.close()
+
+
+async def test_discovery_then_failure_keeps_the_last_known_list(up: FakeUpstream, pool: UpstreamPool) -> None:
+    registry = ProviderRegistry(gateway_settings(fake_provider(up)), pool)
+    runtime = registry.get("fake")
+    assert (runtime.models, runtime.models_source) == (None, "unknown")
+    assert registry.resolve("fake/anything") == [Target("fake", "anything")]
+    with pytest.raises(ModelNotFound):
+        registry.resolve("m1")
+
+    await registry.discover(runtime)
+    assert (runtime.models, runtime.models_source, runtime.discovery_error) == (["m1", "m2"], "discovered", None)
+    assert registry.resolve("m1") == [Target("fake", "m1")]
+    with pytest.raises(ModelNotFound):
+        registry.resolve("fake/typo")
+
+    up.script(Reply.error(500, "down"), path="/v1/models")
+    await registry.discover(runtime)
+    assert (runtime.models, runtime.models_source) == (["m1", "m2"], "last-known")
+    assert runtime.discovery_error
+    assert registry.resolve("m2") == [Target("fake", "m2")]
+
+
+async def test_configured_models_are_merged_with_discovery(up: FakeUpstream, pool: UpstreamPool) -> None:
+    registry = ProviderRegistry(gateway_settings(fake_provider(up, models=["extra", "m1"])), pool)
+    runtime = registry.get("fake")
+    assert (runtime.models, runtime.models_source) == (["extra", "m1"], "configured")
+    await registry.discover(runtime)
+    assert sorted(runtime.models or []) == ["extra", "m1", "m2"]
+
+
+async def test_failed_discovery_with_a_configured_list_uses_it(up: FakeUpstream, pool: UpstreamPool) -> None:
+    up.script(Reply.error(503), path="/v1/models")
+    registry = ProviderRegistry(gateway_settings(fake_provider(up, models=["only-this"])), pool)
+    runtime = registry.get("fake")
+    await registry.discover(runtime)
+    assert (runtime.models, runtime.models_source) == (["only-this"], "configured")
+    assert runtime.discovery_error
+    with pytest.raises(ModelNotFound):
+        registry.resolve("m1")
+
+
+async def test_the_preferred_provider_gets_bare_names_only_while_its_list_is_unknown(
+    up: FakeUpstream, pool: UpstreamPool
+) -> None:
+    registry = ProviderRegistry(gateway_settings(fake_provider(up), default_provider="fake"), pool)
+    assert registry.resolve("some-model") == [Target("fake", "some-model")]
+    await registry.discover_all()
+    with pytest.raises(ModelNotFound):
+        registry.resolve("some-model")
+
+
+async def test_disabled_providers_are_not_run(up: FakeUpstream, pool: UpstreamPool) -> None:
+    registry = ProviderRegistry(gateway_settings(fake_provider(up), fake_provider(up, "off", enabled=False)), pool)
+    assert list(registry.runtimes) == ["fake"]
+    assert registry.find("off") is None
+
+
+async def test_describe_never_shows_a_secret(up: FakeUpstream, pool: UpstreamPool) -> None:
+    registry = ProviderRegistry(gateway_settings(fake_provider(up, headers={"X-Secret-Header": "hdr-secret"})), pool)
+    view = registry.describe(registry.get("fake"))
+    assert "sk-fake" not in repr(view) and "hdr-secret" not in repr(view)

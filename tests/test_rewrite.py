@@ -1,0 +1,45 @@
+"""Only the top-level ``model`` changes; every other byte is the client's."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from anygate.api.rewrite import replace_model
+
+CASES = [
+    (b'{"model":"groq/llama","messages":[]}', b'{"model":"llama","messages":[]}'),
+    (b'{ "messages" : [ ] ,\n  "model" :  "groq/llama" }', b'{ "messages" : [ ] ,\n  "model" :  "llama" }'),
+    # the same member name nested first: only the top-level one changes
+    (
+        b'{"metadata":{"model":"groq/llama"},"model":"groq/llama"}',
+        b'{"metadata":{"model":"groq/llama"},"model":"llama"}',
+    ),
+    # escapes in the original value are matched by meaning
+    (b'{"model":"groq\\/llama","n":1e0}', b'{"model":"llama","n":1e0}'),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), CASES)
+def test_only_the_top_level_model_is_rewritten(body: bytes, expected: bytes) -> None:
+    assert replace_model(body, orjson.loads(body), "llama") == expected
+
+
+def test_a_model_inside_a_string_is_left_alone() -> None:
+    body = b'{"messages":[{"role":"user","content":"say \\"model\\": \\"groq/llama\\""}],"model":"groq/llama"}'
+    rewritten = replace_model(body, orjson.loads(body), "llama")
+    assert orjson.loads(rewritten)["messages"] == orjson.loads(body)["messages"]
+    assert orjson.loads(rewritten)["model"] == "llama"
+
+
+@given(
+    st.dictionaries(st.text(max_size=8).filter(lambda k: k != "model"), st.text(max_size=20), max_size=4),
+    st.text(min_size=1, max_size=20),
+    st.text(min_size=1, max_size=20),
+)
+def test_any_body_keeps_its_other_members(extra: dict[str, str], original: str, target: str) -> None:
+    body = orjson.dumps({**extra, "model": original, "meta": {"model": original}})
+    rewritten = orjson.loads(replace_model(body, orjson.loads(body), target))
+    assert rewritten == {**extra, "model": target, "meta": {"model": original}}
