@@ -219,3 +219,41 @@ async def test_a_usd_budget_clamps_max_tokens_to_what_it_can_still_pay() -> None
     assert admission.max_tokens == 90
     with pytest.raises(QuotaExceeded, match="USD budget"):
         await enforcer.admit([scope], Ask(10, 100, usd=1.10, usd_per_output_token=0.01))
+
+
+def test_scopes_come_from_principals_shaped_like_the_stores() -> None:
+    """The store puts ``budget``/``limits`` and ``user_budget``/``user_limits`` objects on Principals."""
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class StoreBudget:
+        tokens: int | None = None
+        usd: float | None = None
+        period: str = "none"
+        mode: str = "hard"
+
+    @dataclass(frozen=True)
+    class StoreLimits:
+        rpm: int | None = None
+        tpm: int | None = None
+        concurrency: int | None = None
+
+    @dataclass(frozen=True)
+    class StorePrincipal(Principal):
+        budget: StoreBudget | None = None
+        limits: StoreLimits | None = None
+        user_budget: StoreBudget | None = None
+        user_limits: StoreLimits | None = None
+
+    principal = StorePrincipal(
+        key_id="k1",
+        is_admin=False,
+        user_id="u1",
+        budget=StoreBudget(tokens=100, period="daily"),
+        limits=StoreLimits(rpm=5),
+        user_budget=StoreBudget(usd=2.0, period="monthly", mode="soft"),
+    )
+    assert scopes_of(principal) == (
+        Scope("key", "k1", BudgetSpec(100, None, "daily", "hard"), LimitSpec(rpm=5)),
+        Scope("user", "u1", BudgetSpec(None, 2.0, "monthly", "soft"), None),
+    )

@@ -9,6 +9,7 @@ from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from anygate.accounting.budgets import BudgetSource, scopes_of
+from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.service import Accounting
 from anygate.accounting.setup import build_accounting
 
@@ -27,6 +28,9 @@ async def start_accounting(state: AppState, budget_source: BudgetSource | None =
     from anygate.quota.poller import poll_upstream_quotas
 
     state.accounting = await build_accounting(state.settings, state.registry, budget_source or scopes_of)
+    limiter = state.accounting.enforcer.limiter
+    if isinstance(limiter, RedisLimiter):
+        state.readiness_probes.setdefault("redis", limiter.ping)
     if state.accounting.ledger is not None:
         state.spawn(state.accounting.ledger.run(), "usage-ledger")
     state.spawn(poll_upstream_quotas(state), "upstream-quota")

@@ -134,6 +134,13 @@ class RedisLimiter:
         fields: dict[str, str] = await self._redis.hgetall(self.keys(bucket)[0])  # type: ignore[assignment]
         return {str(name)[2:]: float(value) for name, value in fields.items() if str(name).startswith("u:")}
 
+    async def ping(self) -> None:
+        """Readiness: raise OSError when Redis does not answer."""
+        try:
+            await self._redis.ping()
+        except redis.RedisError as exc:
+            raise OSError(f"redis: {type(exc).__name__}") from exc
+
     async def close(self) -> None:
         await self._redis.aclose()
         await self._redis.connection_pool.disconnect()
