@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal
 
 from anygate.accounting.periods import PERIODS, Period
@@ -82,7 +83,17 @@ def limit_spec(value: Any) -> LimitSpec | None:
 
 
 def scopes_of(principal: Principal) -> tuple[Scope, ...]:
-    """The key's own scope and its user's, each with the budget and limits the store gave them."""
+    """The key's own scope and its user's, each with the budget and limits the store gave them.
+
+    Memoised: a Principal is immutable, and the store makes new ones when a key or user changes.
+    """
+    try:
+        return _memoised_scopes(principal)
+    except TypeError:  # a Principal holding something unhashable: compute it every time
+        return _scopes(principal)
+
+
+def _scopes(principal: Principal) -> tuple[Scope, ...]:
     scopes = []
     key_budget, key_limits = (
         budget_spec(getattr(principal, "budget", None)),
@@ -96,6 +107,9 @@ def scopes_of(principal: Principal) -> tuple[Scope, ...]:
         if user_budget is not None or user_limits is not None:
             scopes.append(Scope("user", principal.user_id, user_budget, user_limits))
     return tuple(scopes)
+
+
+_memoised_scopes = lru_cache(maxsize=8192)(_scopes)
 
 
 class StaticBudgets:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from anygate.accounting.budgets import BudgetSource, scopes_of
 from anygate.accounting.limiter_redis import RedisLimiter
+from anygate.accounting.pricing import warm_up
 from anygate.accounting.service import Accounting
 from anygate.accounting.setup import build_accounting
 
@@ -34,6 +36,7 @@ async def start_accounting(state: AppState, budget_source: BudgetSource | None =
     if state.accounting.ledger is not None:
         state.spawn(state.accounting.ledger.run(), "usage-ledger")
     state.spawn(poll_upstream_quotas(state), "upstream-quota")
+    state.spawn(asyncio.to_thread(warm_up), "price-catalogue")
 
 
 async def settle_exchange(accounting: Accounting, exchange: Exchange) -> None:

@@ -86,6 +86,14 @@ def genai_price(provider_type: str | None, model: str) -> Price | None:
     )
 
 
+def warm_up() -> None:
+    """Load genai-prices' catalogue (half a second), so the first priced request does not wait for it.
+
+    Run in a thread at startup.
+    """
+    genai_price("openai", "gpt-4o-mini")
+
+
 class PriceBook:
     """Prices by (provider, model), from the three sources in order, cached."""
 
