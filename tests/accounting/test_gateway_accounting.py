@@ -377,3 +377,18 @@ def test_upstream_quota_is_polled_into_providers_and_metrics(upstream: FakeUpstr
     assert quota["cost"]["remaining"] == 4.58 and "checked_at" in quota
     assert upstream.requests_to("/v1/quota")[0].headers["authorization"] == "Bearer sk-upstream-test"
     assert 'anygate_upstream_quota_remaining{provider="fake",unit="tokens"} 4.75e+06' in metrics
+
+
+def test_the_responses_api_is_counted_streamed_or_not(upstream: FakeUpstream, tmp_path: Path) -> None:
+    with (
+        running_gateway(fake_provider_settings(upstream.base_url, tmp_path), *student()) as (base, _),
+        openai.OpenAI(base_url=base + "/v1", api_key=STUDENT) as client,
+    ):
+        client.responses.create(model=MODEL, input="hi")
+        list(client.responses.create(model=MODEL, input="hi", stream=True))
+        assert "stream_options" not in (upstream.requests_to("/v1/responses")[-1].json or {})
+        rows = admin_get(base, "/v1/usage", key="student").json()["data"]
+        admin_view = httpx.get(base + "/v1/quota", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()
+    assert (rows[0]["requests"], rows[0]["input_tokens"], rows[0]["output_tokens"]) == (2, 14, 6)
+    assert rows[0]["estimated_requests"] == 0
+    assert admin_view["tokens"]["limit"] is None and admin_view["cost"]["remaining"] is None
