@@ -392,3 +392,25 @@ def test_the_responses_api_is_counted_streamed_or_not(upstream: FakeUpstream, tm
     assert (rows[0]["requests"], rows[0]["input_tokens"], rows[0]["output_tokens"]) == (2, 14, 6)
     assert rows[0]["estimated_requests"] == 0
     assert admin_view["tokens"]["limit"] is None and admin_view["cost"]["remaining"] is None
+
+
+def test_a_concurrency_limit_refuses_the_request_over_it(upstream: FakeUpstream, tmp_path: Path) -> None:
+    upstream.script(Reply(first_byte_delay=2.0), path="/v1/chat/completions")
+    keys, budgets = student(limits=LimitSpec(concurrency=1))
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
+
+        async def two_at_once() -> list[int]:
+            headers = {"Authorization": f"Bearer {STUDENT}"}
+            body = {"model": MODEL, "messages": MESSAGES}
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                first = asyncio.create_task(client.post("/v1/chat/completions", json=body, headers=headers))
+                # The fake runs in another thread: poll until the first request holds its slot upstream.
+                while not upstream.requests_to("/v1/chat/completions"):  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+                second = await client.post("/v1/chat/completions", json=body, headers=headers)
+                first_status = (await first).status_code
+                again = await client.post("/v1/chat/completions", json=body, headers=headers)
+                return [first_status, second.status_code, again.status_code]
+
+        first, second, after = asyncio.run(two_at_once())
+    assert (first, second, after) == (200, 429, 200)
