@@ -148,3 +148,16 @@ def test_four_processes_share_one_budget_without_overrun(postgres_url: str, redi
     assert all(w.returncode == 0 for w in workers)
     assert sum(sql for sql, _ in admitted) == 50
     assert sum(redis for _, redis in admitted) == 50
+
+
+async def test_the_sql_limiter_purges_counters_of_ended_windows(limiter: Limiter) -> None:
+    if not isinstance(limiter, SqlLimiter):
+        pytest.skip("only the SQL limiter keeps counters past their window")
+    ended, open_ended = bucket(), bucket()
+    for name, window in ((ended, 0.0), (open_ended, None)):
+        grant = await limiter.reserve(name, [Claim("tokens", 100, 10)], ttl=60, window=window)
+        assert isinstance(grant, Grant)
+        await limiter.settle(grant, {"tokens": 10})
+    assert await limiter.purge_expired() >= 1
+    assert await limiter.usage(ended) == {}
+    assert await limiter.usage(open_ended) == {"tokens": 10}

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from anygate.accounting.budgets import BudgetSource, scopes_of
 from anygate.accounting.limiter_redis import RedisLimiter
+from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.accounting.pricing import warm_up
 from anygate.accounting.service import Accounting
 from anygate.accounting.setup import build_accounting
@@ -33,10 +34,22 @@ async def start_accounting(state: AppState, budget_source: BudgetSource | None =
     limiter = state.accounting.enforcer.limiter
     if isinstance(limiter, RedisLimiter):
         state.readiness_probes.setdefault("redis", limiter.ping)
+    if isinstance(limiter, SqlLimiter):
+        state.spawn(purge_forever(limiter), "limiter-purge")
     if state.accounting.ledger is not None:
         state.spawn(state.accounting.ledger.run(), "usage-ledger")
     state.spawn(poll_upstream_quotas(state), "upstream-quota")
     state.spawn(asyncio.to_thread(warm_up), "price-catalogue")
+
+
+async def purge_forever(limiter: SqlLimiter, interval: float = 3600.0) -> None:
+    """Drop the SQL limiter's counters of windows that have ended, once an hour."""
+    while True:
+        try:
+            await limiter.purge_expired()
+        except SQLAlchemyError:
+            log.exception("could not purge expired limiter counters")
+        await asyncio.sleep(interval)
 
 
 async def settle_exchange(accounting: Accounting, exchange: Exchange) -> None:

@@ -15,11 +15,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, case, delete, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from anygate.accounting.limiter import Claim, Grant, Rejection, new_token
 from anygate.accounting.tables import limiter_counters as counters
 from anygate.accounting.tables import limiter_reservations as reservations
+
+DEADLOCK_ATTEMPTS = 3
 
 
 class _Rejected(Exception):
@@ -34,6 +37,18 @@ class SqlLimiter:
 
     async def reserve(
         self, bucket: str, claims: Sequence[Claim], ttl: float, window: float | None = None
+    ) -> Grant | Rejection:
+        for attempt in range(DEADLOCK_ATTEMPTS):
+            try:
+                return await self._reserve(bucket, claims, ttl, window)
+            except DBAPIError as exc:
+                # Two reclaims of one bucket's expired reservations may deadlock; PostgreSQL aborts one.
+                if attempt + 1 == DEADLOCK_ATTEMPTS or "deadlock" not in str(exc.orig).lower():
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _reserve(
+        self, bucket: str, claims: Sequence[Claim], ttl: float, window: float | None
     ) -> Grant | Rejection:
         now = time.time()
         token = new_token()
