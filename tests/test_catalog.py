@@ -232,3 +232,17 @@ def test_a_provider_cloudflare_does_not_front_is_refused_when_configured() -> No
         ProviderConfig.model_validate(
             {"id": "fireworks", "via": {"cloudflare": {"account_id": "a", "gateway_id": "b"}}}
         )
+
+
+def test_secrets_stay_out_of_the_config_repr() -> None:
+    config = ProviderConfig.model_validate(
+        {
+            "id": "xai",
+            "api_key": "xai-secret",
+            "headers": {"api-key": "header-secret"},
+            "via": {"cloudflare": {"account_id": "acct", "gateway_id": "gw", "token": "cf-secret"}},
+        }
+    )
+    text = repr(config) + str(config)
+    for secret in ("xai-secret", "header-secret", "cf-secret"):
+        assert secret not in text

@@ -218,7 +218,6 @@ def test_the_proxy_enforces_the_body_limit_too(client: httpx2.Client) -> None:
 
 def test_unreachable_upstream_is_502(client: httpx2.Client) -> None:
     error = assert_error(client.post("/v1/chat/completions", json={**CHAT, "model": "dead/m"}), 502, "upstream_error")
-    assert "dead" in error["message"]
     assert "127.0.0.1" not in error["message"]
 
 

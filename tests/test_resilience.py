@@ -251,3 +251,36 @@ def test_active_health_check_reports_in_ready_detail(upstream: FakeUpstream) -> 
     assert checked["status"] == "completed"
     assert checked["providers"][0]["healthy"] is True
     assert ready["providers"]["fake"]["healthy"] is True
+
+
+def test_a_refused_key_is_remembered_without_asking_the_upstream_again(upstream: FakeUpstream) -> None:
+    upstream.script(Reply.error(401, "bad key"), path="/v1/chat/completions")
+    with serve_gateway(gateway_settings(fake_provider(upstream))) as gw:
+        client = sdk(gw)
+        for _ in range(2):
+            with pytest.raises(openai.AuthenticationError) as caught:
+                client.chat.completions.create(**CHAT)
+            assert caught.value.body["message"] == "bad key"  # type: ignore[index]
+    assert len(chat_paths(upstream)) == 1
+
+
+def test_a_403_for_one_model_leaves_the_provider_s_other_models_alone() -> None:
+    with FakeUpstream.start_in_thread(models=["open", "closed"]) as up:
+        up.script(Reply.error(403, "no access to this model"), path="/v1/chat/completions")
+        with serve_gateway(gateway_settings(fake_provider(up))) as gw:
+            client = sdk(gw)
+            with pytest.raises(openai.PermissionDeniedError):
+                client.chat.completions.create(**{**CHAT, "model": "fake/closed"})
+            reply = client.chat.completions.create(**{**CHAT, "model": "fake/open"})
+        assert reply.choices[0].message.content
+
+
+def test_a_rate_limited_model_answers_429_with_the_remaining_wait(upstream: FakeUpstream) -> None:
+    upstream.script(Reply.rate_limited(retry_after=60), path="/v1/chat/completions")
+    with serve_gateway(gateway_settings(fake_provider(upstream))) as gw:
+        client = sdk(gw)
+        for _ in range(2):
+            with pytest.raises(openai.RateLimitError) as caught:
+                client.chat.completions.create(**CHAT)
+            assert 1 <= int(caught.value.response.headers["retry-after"]) <= 60
+    assert len(chat_paths(upstream)) == 1

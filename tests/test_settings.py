@@ -435,3 +435,10 @@ def test_dotenv_supplies_provider_keys_and_config_variables() -> None:
 def test_the_environment_fixture_leaves_nothing_behind() -> None:
     assert not [name for name in os.environ if name.startswith(("ANYGATE_", "OPENAI_", "OPENROUTER_"))]
     assert not Path(".env").exists()
+
+
+def test_a_base_url_without_a_key_defines_a_keyless_provider() -> None:
+    settings = load_settings(environ={"OPENAI_COMPATIBLE_BASE_URL": "http://127.0.0.1:8000/v1"})
+    (provider,) = settings.providers
+    assert provider.id == "openai_compatible"
+    assert provider.auth == "none"

@@ -51,6 +51,14 @@ class GatewayError(Exception):
             self.code = code
         self.headers = headers or {}
 
+    def fresh_copy(self) -> GatewayError:
+        """The same error with headers of its own (a remembered failure answered again)."""
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.args = self.args
+        clone.headers = {k: v for k, v in self.headers.items() if k != "x-request-id"}
+        return clone
+
     def body(self) -> dict[str, Any]:
         return {
             "error": {

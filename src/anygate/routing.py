@@ -84,12 +84,19 @@ class DeploymentHealth:
     consecutive_failures: int = 0
     ejections: int = 0
     ejected_until: float = 0.0
-    cooldown_until: float = 0.0
     outstanding: int = 0
     last_error: str | None = None
 
     def available(self, now: float) -> bool:
-        return now >= self.ejected_until and now >= self.cooldown_until
+        return now >= self.ejected_until
+
+
+@dataclass(frozen=True, slots=True)
+class Cooldown:
+    """A deployment (or one of its models) refused for a while, and the failure that caused it."""
+
+    until: float
+    failure: GatewayError
 
 
 @dataclass
@@ -130,6 +137,8 @@ class HealthBook:
         self._clock = clock
         self._rng = rng or random.Random()
         self._health: dict[str, DeploymentHealth] = {}
+        # 401/402 cool the key down for every model; 403 and 429 only the model they answered for.
+        self._cooldowns: dict[str, Cooldown] = {}
         self.retry_budget = RetryBudget()
 
     def health(self, deployment_id: str) -> DeploymentHealth:
@@ -144,7 +153,9 @@ class HealthBook:
         states = [s for d, s in self._health.items() if d.partition("#")[0] == provider_id]
         return {
             "ejected": any(now < s.ejected_until for s in states),
-            "cooling_down": any(now < s.cooldown_until for s in states),
+            "cooling_down": any(
+                c.until > now for k, c in self._cooldowns.items() if k.partition("#")[0] == provider_id
+            ),
             "consecutive_failures": max((s.consecutive_failures for s in states), default=0),
             "in_flight": sum(s.outstanding for s in states),
         }
@@ -154,9 +165,9 @@ class HealthBook:
     def choose(self, candidates: list[Deployment], tried: set[str]) -> Deployment | None:
         """The next deployment: untried and available first, in the best priority tier that has one."""
         now = self._clock()
-        if len(candidates) == 1 and not tried and self.health(candidates[0].id).available(now):
+        if len(candidates) == 1 and not tried and not self._cooldowns and self.health(candidates[0].id).available(now):
             return candidates[0]  # the common case: one deployment, nothing tried yet
-        fresh = [d for d in candidates if d.id not in tried]
+        fresh = [d for d in candidates if d.id not in tried and not self.cooling_down(d, now)]
         available = [d for d in fresh if self.health(d.id).available(now)]
         pool = available or self._least_recently_failed(fresh, now)
         if not pool:
@@ -166,13 +177,38 @@ class HealthBook:
         return self._two_choices(tier)
 
     def _least_recently_failed(self, fresh: list[Deployment], now: float) -> list[Deployment]:
-        # Every untried deployment is ejected or cooling down: rather than fail, try the one that
-        # comes back soonest — but never one whose credentials were just refused.
-        usable = [d for d in fresh if self.health(d.id).cooldown_until <= now]
-        if not usable:
+        # Every untried deployment is ejected: rather than fail, try the one that comes back soonest.
+        if not fresh:
             return []
-        soonest = min(usable, key=lambda d: self.health(d.id).ejected_until)
-        return [soonest]
+        return [min(fresh, key=lambda d: self.health(d.id).ejected_until)]
+
+    def cooling_down(self, deployment: Deployment, now: float | None = None) -> bool:
+        if not self._cooldowns:
+            return False
+        now = self._clock() if now is None else now
+        return any(
+            cooldown.until > now
+            for key in (deployment.id, f"{deployment.id}/{deployment.model}")
+            if (cooldown := self._cooldowns.get(key)) is not None
+        )
+
+    def cooldown_failure(self, group: list[Deployment]) -> GatewayError | None:
+        """When every deployment of a group is cooling down: the failure that will end soonest."""
+        now = self._clock()
+        found: list[Cooldown] = []
+        for deployment in group:
+            keys = (deployment.id, f"{deployment.id}/{deployment.model}")
+            active = [c for k in keys if (c := self._cooldowns.get(k)) is not None and c.until > now]
+            if not active:
+                return None
+            found.append(max(active, key=lambda c: c.until))
+        if not found:
+            return None
+        soonest = min(found, key=lambda c: c.until)
+        failure = soonest.failure.fresh_copy()  # each request adds its own headers to its copy
+        if classify(failure) is Action.NEXT_AFTER:
+            failure.headers["retry-after"] = str(max(1, round(soonest.until - now)))
+        return failure
 
     def _two_choices(self, tier: list[Deployment]) -> Deployment:
         if len(tier) == 1:
@@ -193,6 +229,8 @@ class HealthBook:
         state.outstanding = max(0, state.outstanding - 1)
 
     def record_success(self, deployment: Deployment) -> None:
+        if self._cooldowns:
+            self._forget_expired_cooldowns()
         state = self.health(deployment.id)
         state.consecutive_failures = 0
         state.ejections = 0
@@ -205,9 +243,12 @@ class HealthBook:
         action = classify(error)
         now = self._clock()
         if action is Action.NEXT:
-            state.cooldown_until = now + CREDENTIAL_COOLDOWN_SECONDS
+            whole_key = isinstance(error, UpstreamStatusError) and error.status in (401, 402)
+            key = deployment.id if whole_key else f"{deployment.id}/{deployment.model}"
+            self._cooldowns[key] = Cooldown(now + CREDENTIAL_COOLDOWN_SECONDS, error)
         elif action is Action.NEXT_AFTER:
-            state.cooldown_until = now + (retry_after_seconds(error) or RATE_LIMIT_COOLDOWN_SECONDS)
+            wait = retry_after_seconds(error) or RATE_LIMIT_COOLDOWN_SECONDS
+            self._cooldowns[f"{deployment.id}/{deployment.model}"] = Cooldown(now + wait, error)
         elif action is Action.BACKOFF:
             state.consecutive_failures += 1
             if state.consecutive_failures >= EJECT_AFTER_FAILURES and self._may_eject(group, now):
@@ -224,6 +265,11 @@ class HealthBook:
             if healthy and state.ejected_until > now:
                 state.ejected_until = now
                 state.consecutive_failures = 0
+
+    def _forget_expired_cooldowns(self) -> None:
+        now = self._clock()
+        for key in [k for k, c in self._cooldowns.items() if c.until <= now]:
+            del self._cooldowns[key]
 
     def _may_eject(self, group: list[Deployment], now: float) -> bool:
         ids = {d.id for d in group}

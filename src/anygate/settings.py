@@ -73,7 +73,8 @@ class ProviderConfig(Strict):
     base_url: str | None = None
     api_key: SecretStr | None = None
     api_keys: list[SecretStr] = Field(default_factory=list)
-    headers: dict[str, str] = Field(default_factory=dict)
+    # Custom headers may carry credentials (Azure's api-key, Cloudflare's cf-aig-authorization): no repr.
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
     auth: AuthStyle | None = None
     models: list[str] = Field(default_factory=list)
     allow_private_network: bool | None = None
@@ -460,6 +461,8 @@ def env_compatible_provider(env: Mapping[str, str]) -> dict[str, Any] | None:
         provider["default_model"] = env["OPENAI_COMPATIBLE_DEFAULT_MODEL"]
     if preset_type == "azure":
         provider["auth"] = "api-key"
+    if not (key or legacy_key):
+        provider["auth"] = "none"  # a base URL alone: a local backend that takes no key (vLLM, llama.cpp)
     return provider
 
 

@@ -153,24 +153,33 @@ class Gateway:
             else:
                 await self._management(scope, receive, send, principal, request_id, status_holder)
         except GatewayError as error:
+            answered = self._has_answered(exchange, status_holder)
             status_holder[0] = error.status
             if exchange is not None:
                 exchange.status, exchange.error = error.status, error.code
-            if exchange is None or exchange.first_byte_at is None:
+            if not answered:
                 error.headers["x-request-id"] = request_id
                 await send_error(send, error)
         except ClientDisconnected:
             status_holder[0] = 499
         except Exception:
             log.exception("unhandled error")
+            answered = self._has_answered(exchange, status_holder)
             status_holder[0] = 500
-            if exchange is None or exchange.first_byte_at is None:
+            if not answered:
                 await send_error(send, GatewayError("Internal error", headers={"x-request-id": request_id}))
         finally:
             if exchange is not None and self._state is not None and self._state.accounting is not None:
                 await settle_exchange(self._state.accounting, exchange)
             self._observe(scope, started, exchange, status_holder[0])
             REQUEST_ID.reset(token)
+
+    @staticmethod
+    def _has_answered(exchange: Exchange | None, status_holder: list[int]) -> bool:
+        """Whether a response has started: then an error can no longer be sent as JSON."""
+        if exchange is not None:
+            return exchange.first_byte_at is not None
+        return status_holder[0] != 0
 
     def _request_id(self, scope: Scope) -> str:
         for name, value in scope["headers"]:

@@ -23,6 +23,11 @@ async def on_gateway_error(_: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+async def on_unexpected_error(_: Request, exc: Exception) -> Response:
+    # Starlette sends this answer and re-raises; the edge logs the exception once.
+    return error_response(GatewayError("Internal error"))
+
+
 async def on_validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     return error_response(describe_validation(exc.errors()))
@@ -63,6 +68,7 @@ def build_management_app() -> FastAPI:
     app.add_exception_handler(GatewayError, on_gateway_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected_error)
     app.include_router(routes_info.router)
     app.include_router(routes_quota.router)
     return app

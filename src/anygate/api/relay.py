@@ -99,10 +99,16 @@ class Exchange:
 
 def forwarded_headers(scope: Scope) -> dict[str, str]:
     headers: dict[str, str] = {}
+    connection_tokens: frozenset[bytes] = frozenset()
     for name, value in scope["headers"]:
+        if name == b"connection":
+            # Headers the client names in Connection are hop-by-hop too (RFC 9110, 7.6.1).
+            connection_tokens = frozenset(token.strip().lower() for token in value.split(b","))
         if name in DROPPED_HEADERS or name.startswith(DROPPED_PREFIXES):
             continue
         headers[name.decode("latin-1")] = value.decode("latin-1")
+    for token in connection_tokens:
+        headers.pop(token.decode("latin-1"), None)
     headers["accept-encoding"] = "identity"
     return headers
 
@@ -149,7 +155,7 @@ class Relay:
         method = scope["method"]
         if runtime is None or (method, endpoint) not in runtime.proxy_endpoints:
             raise RouteNotFound(scope["path"])
-        if exchange.principal.providers is not None and not exchange.principal.may_use(runtime.id, "*"):
+        if not exchange.principal.may_use_provider(runtime.id):
             raise PermissionDenied(f"This key may not use provider '{provider_id}'", code="provider_not_allowed")
         body = await read_body(scope, receive, self.state.settings.max_body_bytes) if method != "GET" else b""
         payload: dict[str, Any] = parse_json_object(body) if body else {}
@@ -242,6 +248,7 @@ class Relay:
                         self.state.metrics.upstream_errors.labels(deployment.provider_id, error.code or "error").inc()
                         last_error = error
                 if not tried and last_error is None:
+                    last_error = self.book.cooldown_failure(group)
                     break
                 if round_number + 1 < rounds and not await self.pause_between_rounds(
                     last_error, deadline, round_number
