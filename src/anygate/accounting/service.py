@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import orjson
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -32,6 +31,7 @@ from anygate.accounting.usage import (
     wants_stream_usage,
     with_stream_usage,
 )
+from anygate.api.rewrite import add_members
 from anygate.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
@@ -133,8 +133,7 @@ class Accounting:
             metering.strip_usage_event = True
         if not changes:
             return body, payload
-        payload = {**payload, **changes}
-        return orjson.dumps(payload), payload
+        return add_members(body, payload, changes), {**payload, **changes}
 
     def ask(
         self,
