@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from anygate.api.rewrite import replace_model
+from anygate.api.rewrite import add_members, replace_model
 
 CASES = [
     (b'{"model":"groq/llama","messages":[]}', b'{"model":"llama","messages":[]}'),
@@ -43,3 +43,25 @@ def test_any_body_keeps_its_other_members(extra: dict[str, str], original: str, 
     body = orjson.dumps({**extra, "model": original, "meta": {"model": original}})
     rewritten = orjson.loads(replace_model(body, orjson.loads(body), target))
     assert rewritten == {**extra, "model": target, "meta": {"model": original}}
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            b'{ "model": "m", "stream": true }',
+            b'{"stream_options":{"include_usage":true}, "model": "m", "stream": true }',
+        ),
+        (b"{}", b'{"stream_options":{"include_usage":true}}'),
+        (b"  { }", b'  {"stream_options":{"include_usage":true} }'),
+    ],
+)
+def test_new_members_are_added_without_touching_the_rest(body: bytes, expected: bytes) -> None:
+    members = {"stream_options": {"include_usage": True}}
+    assert add_members(body, orjson.loads(body), members) == expected
+
+
+def test_a_member_the_body_has_is_replaced() -> None:
+    body = b'{"model":"m","max_tokens":900}'
+    rewritten = add_members(body, orjson.loads(body), {"max_tokens": 100})
+    assert orjson.loads(rewritten) == {"model": "m", "max_tokens": 100}

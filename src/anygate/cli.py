@@ -12,7 +12,9 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
+from anygate.accounting.commands import usage
 from anygate.errors import ConfigError
+from anygate.quota.commands import quota_app
 from anygate.settings import Settings, export_for_workers, load_settings
 
 app = typer.Typer(
@@ -20,6 +22,8 @@ app = typer.Typer(
 )
 providers_app = typer.Typer(help="List and test providers.", invoke_without_command=True)
 app.add_typer(providers_app, name="providers")
+app.add_typer(quota_app, name="quota")
+app.command("usage")(usage)
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file (or ANYGATE_CONFIG).")]
 

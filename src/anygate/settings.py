@@ -173,6 +173,13 @@ class QuotaSource(Strict):
     api_key: SecretStr | None = None
 
 
+class PriceConfig(Strict):
+    """A configured price in USD per million tokens; it wins over discovered and genai-prices prices."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
 class Settings(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -196,8 +203,19 @@ class Settings(Strict):
     discovery_interval: float = Field(300.0, gt=0)
     store_poll_interval: float = Field(1.0, gt=0)  # seconds between checks of the store's revision
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    # Budget and rate-limit counters: memory (one process), sql (workers sharing the database), redis
+    # (replicas); auto picks redis when redis_url is set, sql with several workers, else memory.
+    limiter: Literal["auto", "memory", "sql", "redis"] = "auto"
+    # ``provider/model`` (or ``provider/*``) → price.
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    quota_poll_interval: float = Field(60.0, ge=60.0)
+    ledger_interval: float = Field(1.0, gt=0)  # seconds between usage-ledger batch writes
     # Provider-key environment variables (``<ID>_API_KEY``) are looked up here, at start, once.
     provider_key_env: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
+    # Every ``*_API_KEY`` variable of the environment, by name: the quota client's first key source.
+    api_key_env: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
+    # The user's own config (``$XDG_CONFIG_HOME/anygate/config.yaml``): trusted for quota-source keys.
+    user_config_file: Path = Field(default_factory=lambda: Path.home() / ".config" / "anygate" / "config.yaml")
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -223,6 +241,14 @@ class Settings(Strict):
             return provider.api_key.get_secret_value()
         from_env = self.provider_key_env.get(provider.id)
         return from_env.get_secret_value() if from_env is not None else None
+
+    @property
+    def limiter_backend(self) -> Literal["memory", "sql", "redis"]:
+        if self.limiter != "auto":
+            return self.limiter
+        if self.redis_url:
+            return "redis"
+        return "sql" if self.workers > 1 else "memory"
 
     @property
     def resolved_database_url(self) -> str:
@@ -259,6 +285,7 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
     if "PREFERRED_PROVIDER" in env:
         merged["default_provider"] = preferred_provider(env["PREFERRED_PROVIDER"], merged)
     merged.setdefault("data_dir", default_data_dir(env))
+    merged.setdefault("user_config_file", default_user_config_file(env))
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
@@ -266,7 +293,16 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
     settings.provider_key_env = {
         p.id: SecretStr(env[key_env_name(p.id)]) for p in settings.providers if env.get(key_env_name(p.id))
     }
+    settings.api_key_env = {
+        name: SecretStr(value) for name, value in env.items() if name.endswith("_API_KEY") and value
+    }
     return settings
+
+
+def default_user_config_file(env: Mapping[str, str]) -> Path:
+    xdg = env.get("XDG_CONFIG_HOME")
+    base = Path(xdg) if xdg else Path(env.get("HOME", str(Path.home()))) / ".config"
+    return base / "anygate" / "config.yaml"
 
 
 def default_data_dir(env: Mapping[str, str]) -> Path:
@@ -286,6 +322,7 @@ ANYGATE_ENV_FIELDS = {
     "ANYGATE_WORKERS": "workers",
     "ANYGATE_LOG_LEVEL": "log_level",
     "ANYGATE_NO_AUTH": "no_auth",
+    "ANYGATE_LIMITER": "limiter",
 }
 
 

@@ -23,6 +23,8 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
+from anygate.accounting.budgets import BudgetSource
+from anygate.accounting.lifecycle import settle_exchange, start_accounting
 from anygate.api.deps import PRINCIPAL_SCOPE_KEY
 from anygate.api.http import ClientDisconnected, Message, Receive, Scope, Send, send_error
 from anygate.api.management import build_management_app
@@ -72,6 +74,8 @@ class Gateway:
         self._state: AppState | None = None
         self._relay: Relay | None = None
         self._request_ids = RequestIds()
+        # Who has which budget; None: the budgets the store puts on each Principal.
+        self.budget_source: BudgetSource | None = None
         self._public = PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else frozenset())
 
     @property
@@ -122,6 +126,7 @@ class Gateway:
         state.spawn(state.registry.refresh_forever(settings.discovery_interval), "model-discovery")
         if settings.routing.health_check_interval > 0:
             state.spawn(check_health_forever(state, settings.routing.health_check_interval), "health-checks")
+        await start_accounting(state, self.budget_source)
 
     async def _open_store(self, state: AppState) -> None:
         """Open (and migrate) the store, fill the caches from it, and keep them fresh in the background."""
@@ -142,6 +147,8 @@ class Gateway:
 
     async def shutdown(self) -> None:
         if self._state is not None:
+            if self._state.accounting is not None:
+                await self._state.accounting.close()  # the ledger's last batch, before tasks stop
             await self._state.stop()
 
     # ------------------------------------------------------------------------------ the edge
@@ -180,6 +187,8 @@ class Gateway:
             if not answered:
                 await send_error(send, GatewayError("Internal error", headers={"x-request-id": request_id}))
         finally:
+            if exchange is not None and self._state is not None and self._state.accounting is not None:
+                await settle_exchange(self._state.accounting, exchange)
             self._observe(scope, started, exchange, status_holder[0])
             REQUEST_ID.reset(token)
 

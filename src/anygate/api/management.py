@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from anygate import __version__
-from anygate.api import routes_creds, routes_info, routes_keys, routes_providers, routes_users
+from anygate.api import routes_creds, routes_info, routes_keys, routes_providers, routes_quota, routes_users
 from anygate.api.validation import describe_validation
 from anygate.errors import GatewayError, NotFound, RouteNotFound
 
@@ -58,6 +58,7 @@ def build_management_app() -> FastAPI:
     app.include_router(routes_info.router)
     for module in (routes_providers, routes_keys, routes_users, routes_creds):
         app.include_router(module.router)
+    app.include_router(routes_quota.router)
     return app
 
 

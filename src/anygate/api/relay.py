@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import aiohttp
 import orjson
 
+from anygate.accounting.service import Metering, tap_stream
 from anygate.api.http import ClientDisconnected, Receive, Scope, Send, header, parse_json_object, read_body, send_bytes
 from anygate.api.rewrite import replace_model
 from anygate.auth import Principal
@@ -93,6 +94,7 @@ class Exchange:
     error: str | None = None
     byok: bool = False
     attempts: int = 0
+    metering: Metering | None = None  # accounting's state of this request (anygate.accounting.service)
 
 
 def forwarded_headers(scope: Scope) -> dict[str, str]:
@@ -120,18 +122,6 @@ def response_headers(response: aiohttp.ClientResponse, request_id: bytes) -> lis
     return headers
 
 
-def extract_usage(body: bytes) -> dict[str, Any] | None:
-    """``usage`` of a JSON response or SSE event payload, when it holds one."""
-    if b'"usage"' not in body:
-        return None
-    try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    usage = parsed.get("usage") if isinstance(parsed, dict) else None
-    return usage if isinstance(usage, dict) else None
-
-
 class Relay:
     """Forwards model-routed and provider-scoped requests for one app."""
 
@@ -151,6 +141,9 @@ class Relay:
         exchange.requested_model = model
         exchange.stream = payload.get("stream") is True
         groups = self.plan(model, exchange.principal)
+        if self.state.accounting is not None:  # accounting: reserve (429), clamp max_tokens, ask stream usage
+            first = groups[0][0] if groups and groups[0] else None
+            body, payload = await self.state.accounting.before(exchange, body, payload, first)
         request = UpstreamRequest(scope, exchange.route, body, payload, self.request_timeout(scope, exchange))
         async with DisconnectWatch(receive):
             await self.dispatch(request, send, exchange, groups)
@@ -173,6 +166,8 @@ class Relay:
                 raise PermissionDenied(f"This key may not use model '{model}'", param="model", code="model_not_allowed")
         exchange.stream = payload.get("stream") is True
         deployments = self.deployments_of(runtime, model if isinstance(model, str) else "")
+        if self.state.accounting is not None:  # accounting: reserve (429), clamp max_tokens, ask stream usage
+            body, payload = await self.state.accounting.before(exchange, body, payload, deployments[0], endpoint)
         request = UpstreamRequest(scope, endpoint, body, payload, self.request_timeout(scope, exchange), rewrite=False)
         async with DisconnectWatch(receive):
             await self.dispatch(request, send, exchange, [deployments])
@@ -351,6 +346,8 @@ class Relay:
             exchange.usage = usage if isinstance(usage, dict) else None
         exchange.first_byte_at = time.perf_counter()
         exchange.status = response.status
+        if exchange.usage is None and exchange.metering is not None:  # accounting estimates it from the body
+            exchange.metering.unreported_body = data
         await send_bytes(send, response.status, data, response_headers(response, exchange.request_id.encode()))
 
     async def relay_stream(
@@ -382,6 +379,7 @@ class Relay:
         try:
             while True:
                 saw_done = self.tap_events(exchange, pending) or saw_done
+                pending = tap_stream(exchange, pending)  # accounting: usage, and the event the client didn't ask
                 await send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
                 pending = []
                 while not pending:
@@ -400,14 +398,10 @@ class Relay:
 
     @staticmethod
     def tap_events(exchange: Exchange, events: list[bytes]) -> bool:
-        """Note usage from the events that carry it; True when one of them is ``[DONE]``."""
+        """True when one of the events is ``[DONE]`` (usage is tapped by ``accounting.service.tap_stream``)."""
         saw_done = False
         for event in events:
-            if b'"usage"' in event:
-                usage = extract_usage(event[event.find(b"{") :])
-                if usage is not None:
-                    exchange.usage = usage
-            elif b"[DONE]" in event:
+            if b"[DONE]" in event:
                 saw_done = saw_done or is_done(event)
         return saw_done
 

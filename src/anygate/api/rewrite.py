@@ -26,3 +26,18 @@ def replace_model(body: bytes, payload: dict[str, Any], model: str) -> bytes:
         if orjson.loads(candidate) == wanted:
             return candidate
     return orjson.dumps(wanted)
+
+
+def add_members(body: bytes, payload: dict[str, Any], members: dict[str, Any]) -> bytes:
+    """``body`` with new top-level members, written right after its opening brace.
+
+    Every other byte stays as the client sent it. A member the payload already has is replaced, which
+    needs the whole payload re-encoded (same JSON, other spacing).
+    """
+    if any(name in payload for name in members):
+        return orjson.dumps({**payload, **members})
+    start = body.find(b"{")
+    encoded = orjson.dumps(members)[1:-1]  # '"a":1,"b":2'
+    rest = body[start + 1 :]
+    separator = b"" if rest.lstrip().startswith(b"}") else b","
+    return body[: start + 1] + encoded + separator + rest

@@ -16,6 +16,7 @@ from anygate.telemetry import Metrics
 from anygate.upstream import HealthResult, UpstreamPool
 
 if TYPE_CHECKING:
+    from anygate.accounting.service import Accounting
     from anygate.store.store import Store
     from anygate.store.sync import StoreSync
 
@@ -49,6 +50,9 @@ class AppState:
         if self.store is None:
             raise RuntimeError("the store is not open")
         return self.store
+
+    # Budgets, rate limits, usage ledger and prices (anygate.accounting); None: nothing is accounted.
+    accounting: Accounting | None = None
 
     def caller_key(self, principal: Principal, provider_id: str) -> str | None:
         if not self.byok_keys:

@@ -1,0 +1,1 @@
+"""Accounting: usage, prices, budget periods, limiters and the usage ledger."""

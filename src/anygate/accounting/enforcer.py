@@ -1,0 +1,186 @@
+"""Reserve before dispatch, settle after: budgets and rate limits of every scope of a caller.
+
+For each scope (the key, its user) the enforcer reserves, in this order: one concurrency slot, one request
+of the minute, the minute's tokens, then the budget window's tokens and USD. A rejection releases what
+was already reserved and raises ``RateLimited`` (rate limits) or ``QuotaExceeded`` (budgets) with
+``Retry-After`` where the time is known. A hard token budget with less left than asked, but more than the
+prompt, admits the request with ``max_tokens`` clamped to what is left.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope
+from anygate.accounting.limiter import Claim, Grant, Limiter, Rejection
+from anygate.accounting.periods import seconds_until_reset, window_id
+from anygate.errors import QuotaExceeded, RateLimited
+
+RESERVATION_TTL = 900.0  # a request holding budget longer than this is presumed crashed
+MINIMUM_USD = 1e-9  # a USD claim of an unknown price still needs a budget not yet spent
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """What a request may use: its prompt and the most it may generate; USD when a price is known."""
+
+    prompt_tokens: int
+    max_output_tokens: int
+    usd: float | None = None
+    usd_per_output_token: float | None = None  # lets a USD budget clamp max_tokens too
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.max_output_tokens
+
+    @property
+    def least_usd(self) -> float | None:
+        """The cost of the prompt and one generated token: less than that left is a refusal."""
+        if self.usd is None or self.usd_per_output_token is None:
+            return None
+        return self.usd - max(0, self.max_output_tokens - 1) * self.usd_per_output_token
+
+
+@dataclass(slots=True)
+class Admission:
+    """The reservations of one admitted request; ``max_tokens`` set when a budget clamped it."""
+
+    grants: list[tuple[Grant, str]] = field(default_factory=list)  # (grant, what it counts)
+    max_tokens: int | None = None
+    settled: bool = False
+
+
+def budget_bucket(scope: Scope, budget: BudgetSpec, now: datetime) -> str:
+    return f"{scope.name}:{budget.period}:{window_id(budget.period, now)}"
+
+
+def minute_bucket(scope: Scope, now: float) -> str:
+    return f"{scope.name}:minute:{int(now // 60)}"
+
+
+class Enforcer:
+    def __init__(self, limiter: Limiter) -> None:
+        self.limiter = limiter
+
+    async def admit(self, scopes: Sequence[Scope], ask: Ask) -> Admission:
+        admission = Admission()
+        try:
+            for scope in scopes:
+                if scope.limits is not None:
+                    await self._rate(admission, scope, scope.limits, ask)
+            for scope in scopes:
+                if scope.budget is not None:
+                    await self._budget(admission, scope, scope.budget, ask)
+        except BaseException:
+            await self.release(admission)
+            raise
+        return admission
+
+    async def _hold(
+        self, admission: Admission, bucket: str, claims: list[Claim], kind: str, window: float | None
+    ) -> Grant | Rejection:
+        result = await self.limiter.reserve(bucket, claims, RESERVATION_TTL, window)
+        if isinstance(result, Grant):
+            admission.grants.append((result, kind))
+        return result
+
+    async def _rate(self, admission: Admission, scope: Scope, limits: LimitSpec, ask: Ask) -> None:
+        now = time.time()
+        next_minute = 60 - now % 60
+        if limits.concurrency is not None:
+            claims = [Claim("inflight", limits.concurrency, 1)]
+            if isinstance(
+                await self._hold(admission, f"{scope.name}:concurrency", claims, "concurrency", None), Rejection
+            ):
+                raise RateLimited(
+                    f"Too many concurrent requests for this {scope.kind} (limit {limits.concurrency})", retry_after=1
+                )
+        claims = []
+        if limits.rpm is not None:
+            claims.append(Claim("requests", limits.rpm, 1))
+        if limits.tpm is not None:
+            claims.append(Claim("tokens", limits.tpm, ask.tokens, minimum=ask.prompt_tokens + 1))
+        if not claims:
+            return
+        result = await self._hold(admission, minute_bucket(scope, now), claims, "minute", 120.0)
+        if isinstance(result, Rejection):
+            unit = "requests" if result.counter == "requests" else "tokens"
+            limit = limits.rpm if unit == "requests" else limits.tpm
+            raise RateLimited(
+                f"Rate limit of {limit} {unit} per minute reached for this {scope.kind}", retry_after=next_minute
+            )
+        self._clamp(admission, result, ask)
+
+    async def _budget(self, admission: Admission, scope: Scope, budget: BudgetSpec, ask: Ask) -> None:
+        now = datetime.now(UTC)
+        claims = []
+        if budget.tokens is not None:
+            claims.append(
+                Claim("tokens", budget.tokens, ask.tokens, minimum=ask.prompt_tokens + 1, hard=budget.is_hard)
+            )
+        if budget.usd is not None:
+            least = ask.least_usd
+            claims.append(
+                Claim(
+                    "usd",
+                    budget.usd,
+                    max(ask.usd or 0.0, MINIMUM_USD),
+                    minimum=None if least is None else max(least, MINIMUM_USD),
+                    hard=budget.is_hard,
+                )
+            )
+        reset_in = seconds_until_reset(budget.period, now)
+        window = None if reset_in is None else reset_in + 3600
+        result = await self._hold(admission, budget_bucket(scope, budget, now), claims, "budget", window)
+        if isinstance(result, Rejection):
+            what = "token" if result.counter == "tokens" else "USD"
+            period = "" if budget.period == "none" else f"{budget.period} "
+            raise QuotaExceeded(f"The {period}{what} budget of this {scope.kind} is used up", retry_after=reset_in)
+        self._clamp(admission, result, ask)
+
+    @staticmethod
+    def _clamp(admission: Admission, grant: Grant, ask: Ask) -> None:
+        allowed: int | None = None
+        granted = grant.amounts.get("tokens")
+        if granted is not None and granted < ask.tokens:
+            allowed = max(1, math.floor(granted) - ask.prompt_tokens)
+        dollars = grant.amounts.get("usd")
+        if dollars is not None and ask.usd is not None and ask.usd_per_output_token and dollars < ask.usd:
+            spare = dollars - (ask.usd - ask.max_output_tokens * ask.usd_per_output_token)
+            by_cost = max(1, math.floor(spare / ask.usd_per_output_token + 1e-9))
+            allowed = by_cost if allowed is None else min(allowed, by_cost)
+        if allowed is not None:
+            admission.max_tokens = allowed if admission.max_tokens is None else min(admission.max_tokens, allowed)
+
+    async def settle(self, admission: Admission, tokens: int, usd: float | None) -> None:
+        """Charge what the request used (tokens in + out, USD when priced) and free the rest."""
+        if admission.settled:
+            return
+        admission.settled = True
+        for grant, kind in admission.grants:
+            if kind == "concurrency":
+                await self.limiter.release(grant)
+            elif kind == "minute":
+                actual = {"requests": 1.0} if "requests" in grant.amounts else {}
+                if "tokens" in grant.amounts:
+                    actual["tokens"] = float(tokens)
+                await self.limiter.settle(grant, actual)
+            else:
+                actual = {}
+                if "tokens" in grant.amounts:
+                    actual["tokens"] = float(tokens)
+                if "usd" in grant.amounts:
+                    actual["usd"] = usd or 0.0
+                await self.limiter.settle(grant, actual)
+
+    async def release(self, admission: Admission) -> None:
+        """Give everything back: the request never reached an upstream."""
+        if admission.settled:
+            return
+        admission.settled = True
+        for grant, _ in admission.grants:
+            await self.limiter.release(grant)

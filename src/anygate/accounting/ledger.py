@@ -1,0 +1,103 @@
+"""The usage ledger: one row per request, written in batches off the request path.
+
+``record`` only appends to a buffer. ``run`` (owned by AppState) writes the buffer every ``interval``
+seconds or as soon as ``batch_size`` rows wait; ``close`` writes what is left, so a graceful stop
+(SIGTERM) loses nothing. A failed write keeps its rows for the next attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from anygate.accounting.tables import metadata, usage_ledger
+
+log = logging.getLogger("anygate.ledger")
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    request_id: str
+    created_at: float
+    key_id: str
+    user_id: str | None
+    route: str
+    provider_id: str | None
+    model: str | None
+    input_tokens: int
+    output_tokens: int
+    estimated: bool
+    cost_usd: float | None
+    byok: bool
+    status: int
+    latency_ms: float
+    ttft_ms: float | None
+
+
+class Ledger:
+    def __init__(self, engine: AsyncEngine, batch_size: int = 500, interval: float = 1.0) -> None:
+        self.engine = engine
+        self._batch_size = batch_size
+        self._interval = interval
+        self._buffer: list[UsageRow] = []
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    async def create_tables(self) -> None:
+        """Until the store's migrations carry these tables: create them when missing."""
+        async with self.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+
+    def record(self, row: UsageRow) -> None:
+        self._buffer.append(row)
+        if len(self._buffer) >= self._batch_size:
+            self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> int:
+        """Write every buffered row; return how many were written."""
+        async with self._lock:
+            rows, self._buffer = self._buffer, []
+            if not rows:
+                return 0
+            try:
+                await self._write(rows)
+            except SQLAlchemyError:
+                log.exception("usage ledger write failed; rows kept for the next attempt")
+                self._buffer[:0] = rows
+                return 0
+            return len(rows)
+
+    async def _write(self, rows: Sequence[UsageRow]) -> None:
+        values: list[dict[str, Any]] = [asdict(row) for row in rows]
+        dialect_insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        # A request id seen twice (a client reusing x-request-id) keeps its first row.
+        statement = dialect_insert(usage_ledger).on_conflict_do_nothing(index_elements=["request_id"])
+        async with self.engine.begin() as conn:
+            for start in range(0, len(values), 1000):
+                await conn.execute(statement, values[start : start + 1000])
+
+    async def close(self) -> None:
+        await self.flush()
+        if self._buffer:
+            log.error("usage ledger lost rows at shutdown", extra={"fields": {"rows": len(self._buffer)}})

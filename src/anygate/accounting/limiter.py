@@ -1,0 +1,157 @@
+"""Reserve-then-settle counters, the one interface of every limiter backend.
+
+A *bucket* is one budget window (``key:k1:daily:2026-11-21``) holding counters (``tokens``, ``usd``,
+``requests``, ``concurrency``). ``reserve`` admits a set of claims on one bucket atomically, all or none:
+a hard claim is admitted while ``used + reserved + amount <= limit``, or clamped down to what is left when
+at least its ``minimum`` is left; a soft claim is always admitted. ``settle`` replaces a reservation by
+what was actually used; ``release`` drops it. A reservation never settled (its request crashed) expires
+after its ``ttl`` and is reclaimed by the next ``reserve`` on the bucket.
+
+    backend            where                   atomic by
+    MemoryLimiter      one process             the event loop (no await inside a decision)
+    SqlLimiter         workers sharing a DB    conditional UPDATE ... WHERE used + reserved + x <= limit
+    RedisLimiter       replicas sharing Redis  one Lua script per bucket; a bucket's keys share a hash slot
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    counter: str
+    limit: float
+    amount: float
+    minimum: float | None = None  # None: all or nothing; else the least amount worth admitting
+    hard: bool = True
+
+    def grant(self, available: float) -> float | None:
+        """The amount admitted when ``available`` is left, or None to reject."""
+        if not self.hard or self.amount <= available:
+            return self.amount
+        if self.minimum is not None and self.minimum <= available:
+            return available
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """An admitted reservation on one bucket."""
+
+    bucket: str
+    token: str
+    amounts: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    bucket: str
+    counter: str
+    available: float
+
+
+class Limiter(Protocol):
+    async def reserve(
+        self, bucket: str, claims: Sequence[Claim], ttl: float, window: float | None = None
+    ) -> Grant | Rejection:
+        """Admit every claim or none. ``window``: seconds the bucket lives (None: forever)."""
+
+    async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
+        """Replace the reservation by what was used (a reclaimed reservation is still charged)."""
+
+    async def release(self, grant: Grant) -> None:
+        """Drop the reservation; nothing is charged."""
+
+    async def usage(self, bucket: str) -> dict[str, float]:
+        """``used`` of each counter, for quota answers."""
+
+    async def close(self) -> None: ...
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+# ------------------------------------------------------------------------------------------ memory
+
+
+@dataclass(slots=True)
+class _Bucket:
+    used: dict[str, float] = field(default_factory=dict)
+    reserved: dict[str, float] = field(default_factory=dict)
+    reservations: dict[str, tuple[float, dict[str, float]]] = field(default_factory=dict)
+    expires_at: float | None = None
+
+
+class MemoryLimiter:
+    """One process: every decision runs without an await, so the event loop makes it atomic."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, _Bucket] = {}
+        self._now = time.monotonic
+
+    async def reserve(
+        self, bucket: str, claims: Sequence[Claim], ttl: float, window: float | None = None
+    ) -> Grant | Rejection:
+        now = self._now()
+        state = self._bucket(bucket, now, window)
+        self._reclaim(state, now)
+        granted: dict[str, float] = {}
+        for claim in claims:
+            available = claim.limit - state.used.get(claim.counter, 0.0) - state.reserved.get(claim.counter, 0.0)
+            amount = claim.grant(available)
+            if amount is None:
+                return Rejection(bucket, claim.counter, available)
+            granted[claim.counter] = amount
+        for counter, amount in granted.items():
+            state.reserved[counter] = state.reserved.get(counter, 0.0) + amount
+        token = new_token()
+        state.reservations[token] = (now + ttl, granted)
+        return Grant(bucket, token, granted)
+
+    def _bucket(self, bucket: str, now: float, window: float | None) -> _Bucket:
+        state = self._buckets.get(bucket)
+        if state is None or (state.expires_at is not None and state.expires_at <= now):
+            if len(self._buckets) > 100_000:
+                self._purge(now)
+            state = self._buckets[bucket] = _Bucket(expires_at=None if window is None else now + window)
+        return state
+
+    def _purge(self, now: float) -> None:
+        for name in [n for n, b in self._buckets.items() if b.expires_at is not None and b.expires_at <= now]:
+            del self._buckets[name]
+
+    @staticmethod
+    def _reclaim(state: _Bucket, now: float) -> None:
+        for token in [t for t, (expires, _) in state.reservations.items() if expires <= now]:
+            _, amounts = state.reservations.pop(token)
+            for counter, amount in amounts.items():
+                state.reserved[counter] -= amount
+
+    async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
+        state = self._buckets.get(grant.bucket)
+        if state is None:
+            return
+        held = state.reservations.pop(grant.token, None)
+        if held is not None:
+            for counter, amount in held[1].items():
+                state.reserved[counter] -= amount
+        for counter, amount in actual.items():
+            state.used[counter] = state.used.get(counter, 0.0) + amount
+
+    async def release(self, grant: Grant) -> None:
+        await self.settle(grant, {})
+
+    async def usage(self, bucket: str) -> dict[str, float]:
+        state = self._buckets.get(bucket)
+        if state is None or (state.expires_at is not None and state.expires_at <= self._now()):
+            return {}
+        return dict(state.used)
+
+    async def close(self) -> None:
+        self._buckets.clear()

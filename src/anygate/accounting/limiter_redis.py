@@ -1,0 +1,146 @@
+"""The Redis limiter: one Lua script per decision, a bucket's keys on one hash slot (``{budget:<id>}``).
+
+    {budget:<id>}       hash: ``u:<counter>`` used, ``r:<counter>`` reserved
+    {budget:<id>}:exp   sorted set: reservation token scored by its expiry (server time, ms)
+    {budget:<id>}:amt   hash: token -> ``counter=amount;...`` of the reservation
+
+Time is Redis's own (``TIME``), so replicas with skewed clocks agree on expiries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import redis.asyncio as redis
+
+from anygate.accounting.limiter import Claim, Grant, Rejection, new_token
+
+# Reclaim expired reservations of the bucket, then admit all claims or none.
+# KEYS: hash, exp, amt. ARGV: token, ttl_ms, window_ms (0: none), then per claim:
+# counter, limit, amount, minimum (-1: none), hard (1|0).
+RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for _, tok in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
+  local held = redis.call('HGET', KEYS[3], tok)
+  if held then
+    for c, a in string.gmatch(held, '([^=;]+)=([^;]+)') do
+      redis.call('HINCRBYFLOAT', KEYS[1], 'r:' .. c, -tonumber(a))
+    end
+    redis.call('HDEL', KEYS[3], tok)
+  end
+  redis.call('ZREM', KEYS[2], tok)
+end
+local granted = {}
+local parts = {}
+local i = 4
+while i <= #ARGV do
+  local c, limit, amount = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
+  local minimum, hard = tonumber(ARGV[i + 3]), ARGV[i + 4] == '1'
+  local used = tonumber(redis.call('HGET', KEYS[1], 'u:' .. c) or '0')
+  local reserved = tonumber(redis.call('HGET', KEYS[1], 'r:' .. c) or '0')
+  local available = limit - used - reserved
+  local g = nil
+  if (not hard) or amount <= available then
+    g = amount
+  elseif minimum >= 0 and minimum <= available then
+    g = available
+  end
+  if g == nil then
+    return {0, c, tostring(available)}
+  end
+  granted[#granted + 1] = c
+  granted[#granted + 1] = tostring(g)
+  parts[#parts + 1] = c .. '=' .. tostring(g)
+  i = i + 5
+end
+for j = 1, #granted, 2 do
+  redis.call('HINCRBYFLOAT', KEYS[1], 'r:' .. granted[j], granted[j + 1])
+end
+redis.call('HSET', KEYS[3], ARGV[1], table.concat(parts, ';'))
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
+local window = tonumber(ARGV[3])
+if window > 0 then
+  for k = 1, 3 do
+    if redis.call('PTTL', KEYS[k]) < 0 then redis.call('PEXPIRE', KEYS[k], window) end
+  end
+end
+return {1, unpack(granted)}
+"""
+
+# Drop the reservation (if not reclaimed already) and add what was used. ARGV: token, counter, amount, ...
+SETTLE = """
+local held = redis.call('HGET', KEYS[3], ARGV[1])
+if held then
+  for c, a in string.gmatch(held, '([^=;]+)=([^;]+)') do
+    redis.call('HINCRBYFLOAT', KEYS[1], 'r:' .. c, -tonumber(a))
+  end
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+for i = 2, #ARGV, 2 do
+  if tonumber(ARGV[i + 1]) ~= 0 then
+    redis.call('HINCRBYFLOAT', KEYS[1], 'u:' .. ARGV[i], ARGV[i + 1])
+  end
+end
+return 1
+"""
+
+
+class RedisLimiter:
+    """Buckets shared by every replica that talks to the same Redis."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "anygate:") -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._reserve = client.register_script(RESERVE)
+        self._settle = client.register_script(SETTLE)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "anygate:") -> RedisLimiter:
+        pool = redis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=10, decode_responses=True)
+        return cls(redis.Redis(connection_pool=pool), prefix)
+
+    def keys(self, bucket: str) -> list[str]:
+        base = f"{self._prefix}{{budget:{bucket}}}"
+        return [base, base + ":exp", base + ":amt"]
+
+    async def reserve(
+        self, bucket: str, claims: Sequence[Claim], ttl: float, window: float | None = None
+    ) -> Grant | Rejection:
+        token = new_token()
+        args: list[Any] = [token, int(ttl * 1000), int(window * 1000) if window else 0]
+        for claim in claims:
+            minimum = -1 if claim.minimum is None else claim.minimum
+            args += [claim.counter, repr(float(claim.limit)), repr(float(claim.amount)), repr(float(minimum))]
+            args.append("1" if claim.hard else "0")
+        result = await self._reserve(keys=self.keys(bucket), args=args)
+        if int(result[0]) == 0:
+            return Rejection(bucket, str(result[1]), float(result[2]))
+        pairs = result[1:]
+        return Grant(bucket, token, {str(pairs[i]): float(pairs[i + 1]) for i in range(0, len(pairs), 2)})
+
+    async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
+        args: list[Any] = [grant.token]
+        for counter, amount in actual.items():
+            args += [counter, repr(float(amount))]
+        await self._settle(keys=self.keys(grant.bucket), args=args)
+
+    async def release(self, grant: Grant) -> None:
+        await self.settle(grant, {})
+
+    async def usage(self, bucket: str) -> dict[str, float]:
+        fields: dict[str, str] = await self._redis.hgetall(self.keys(bucket)[0])  # type: ignore[assignment]
+        return {str(name)[2:]: float(value) for name, value in fields.items() if str(name).startswith("u:")}
+
+    async def ping(self) -> None:
+        """Readiness: raise OSError when Redis does not answer."""
+        try:
+            await self._redis.ping()
+        except redis.RedisError as exc:
+            raise OSError(f"redis: {type(exc).__name__}") from exc
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+        await self._redis.connection_pool.disconnect()

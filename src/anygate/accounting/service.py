@@ -1,0 +1,239 @@
+"""Accounting on the request path: ``before`` a request reaches an upstream, ``after`` it has ended.
+
+``before`` reserves the caller's budgets and rate limits (429 when refused), clamps ``max_tokens`` to
+what a hard budget has left, and asks the upstream for usage on a stream (``stream_options.include_usage``),
+remembering to strip that extra event when the client did not ask for it. ``after`` takes the usage the
+upstream reported (or estimates it, marked estimated), prices it, settles the reservations and hands one
+row to the ledger. Neither touches the database unless the SQL limiter was chosen.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from redis import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from anygate.accounting.budgets import BudgetSource, Scope
+from anygate.accounting.enforcer import Admission, Ask, Enforcer
+from anygate.accounting.estimate import completion_text, estimate, estimate_prompt, stream_text
+from anygate.accounting.ledger import Ledger, UsageRow
+from anygate.accounting.pricing import PriceBook
+from anygate.accounting.usage import (
+    TokenCount,
+    count_of,
+    event_usage,
+    is_usage_only_event,
+    wants_stream_usage,
+    with_stream_usage,
+)
+from anygate.api.rewrite import add_members
+from anygate.errors import ServiceUnavailable
+
+if TYPE_CHECKING:
+    from anygate.api.relay import Exchange
+
+
+class ModelRef(Protocol):
+    """Where a request is expected to go (a routing Deployment or a models Target)."""
+
+    @property
+    def provider_id(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+
+log = logging.getLogger("anygate.accounting")
+
+DEFAULT_OUTPUT_RESERVE = 4096  # reserved for a request that sets no max_tokens; settled to what it used
+KEPT_STREAM_BYTES = 4 * 1024 * 1024  # events kept to estimate a stream that reports no usage
+OUTPUT_LIMIT_FIELDS = {
+    "chat/completions": ("max_completion_tokens", "max_tokens"),
+    "completions": ("max_tokens",),
+    "responses": ("max_output_tokens",),
+}
+STREAM_USAGE_ROUTES = frozenset({"chat/completions", "completions"})
+
+
+@dataclass(slots=True)
+class Metering:
+    """The accounting state of one request, carried on its Exchange."""
+
+    payload: dict[str, Any]
+    route: str
+    admission: Admission | None = None
+    strip_usage_event: bool = False
+    kept_events: list[bytes] = field(default_factory=list)
+    kept_bytes: int = 0
+    unreported_body: bytes | None = None
+
+    def keep(self, event: bytes) -> None:
+        """Keep an event of a stream that has reported no usage yet (to estimate it if it never does)."""
+        if self.kept_bytes < KEPT_STREAM_BYTES:
+            self.kept_events.append(event)
+            self.kept_bytes += len(event)
+
+
+def output_limit(route: str, payload: dict[str, Any]) -> tuple[str | None, int | None]:
+    """The field limiting generated tokens for this route, and the client's value of it."""
+    fields = OUTPUT_LIMIT_FIELDS.get(route, ())
+    for name in fields:
+        value = payload.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return name, value
+    return (fields[-1] if fields else None), None
+
+
+class Accounting:
+    def __init__(
+        self, enforcer: Enforcer, ledger: Ledger | None, prices: PriceBook, budget_source: BudgetSource
+    ) -> None:
+        self.enforcer = enforcer
+        self.ledger = ledger
+        self.prices = prices
+        self.budget_source = budget_source
+
+    # ------------------------------------------------------------------------------ before
+
+    async def before(
+        self,
+        exchange: Exchange,
+        body: bytes,
+        payload: dict[str, Any],
+        target: ModelRef | None = None,
+        endpoint: str | None = None,
+    ) -> tuple[bytes, dict[str, Any]]:
+        """Reserve and prepare the request; return the body and payload to send upstream.
+
+        ``endpoint`` is the upstream endpoint (``chat/completions``...) when the route does not say it.
+        """
+        route = endpoint or exchange.route
+        metering = Metering(payload, route)
+        exchange.metering = metering
+        changes: dict[str, Any] = {}
+        scopes = self.budget_source(exchange.principal)
+        if scopes:
+            field_name, asked = output_limit(route, payload)
+            ask = self.ask(route, exchange, payload, scopes, asked, target)
+            try:
+                metering.admission = await self.enforcer.admit(scopes, ask)
+            except (SQLAlchemyError, RedisError) as exc:
+                log.exception("budget counters unavailable")
+                raise ServiceUnavailable("Budget counters are unavailable", code="limiter_unavailable") from exc
+            clamp = metering.admission.max_tokens
+            if clamp is not None and field_name is not None and (asked is None or clamp < asked):
+                changes[field_name] = clamp
+        if exchange.stream and route in STREAM_USAGE_ROUTES and not wants_stream_usage(payload):
+            changes["stream_options"] = with_stream_usage(payload)["stream_options"]
+            metering.strip_usage_event = True
+        if not changes:
+            return body, payload
+        return add_members(body, payload, changes), {**payload, **changes}
+
+    def ask(
+        self,
+        route: str,
+        exchange: Exchange,
+        payload: dict[str, Any],
+        scopes: Sequence[Scope],
+        asked: int | None,
+        target: ModelRef | None,
+    ) -> Ask:
+        counts_tokens = any(
+            (s.budget is not None and s.budget.tokens is not None) or (s.limits is not None and s.limits.tpm)
+            for s in scopes
+        )
+        prompt = estimate_prompt(payload, exchange.requested_model) if counts_tokens else 0
+        generates = route in OUTPUT_LIMIT_FIELDS
+        output = (asked or DEFAULT_OUTPUT_RESERVE) if generates else 0
+        if target is None or not any(s.budget is not None and s.budget.usd is not None for s in scopes):
+            return Ask(prompt, output)
+        price = self.prices.price(target.provider_id, target.model)
+        if price is None:
+            return Ask(prompt, output)
+        if not counts_tokens:
+            prompt = estimate_prompt(payload, exchange.requested_model)
+        return Ask(prompt, output, price.cost(TokenCount(prompt, output)), price.output)
+
+    # ------------------------------------------------------------------------------ after
+
+    def count(self, exchange: Exchange) -> TokenCount:
+        """The upstream's usage; an estimate when it reported none; zero when nothing was generated."""
+        reported = count_of(exchange.usage)
+        if reported is not None:
+            return reported
+        metering = exchange.metering
+        if metering is None or exchange.first_byte_at is None or exchange.status >= 400:
+            return TokenCount(0, 0)
+        if metering.unreported_body is not None:
+            generated = completion_text(metering.unreported_body)
+        else:
+            generated = stream_text(metering.kept_events)
+        return estimate(metering.payload, generated, exchange.model)
+
+    async def after(self, exchange: Exchange, finished: float | None = None) -> None:
+        """Settle the reservations and record the request; never raises into the request."""
+        finished = finished or time.perf_counter()
+        count = self.count(exchange)
+        cost = None
+        if count.total == 0:
+            cost = 0.0
+        elif exchange.provider_id is not None and exchange.model is not None:
+            cost = self.prices.cost(exchange.provider_id, exchange.model, count)
+        metering = exchange.metering
+        if metering is not None and metering.admission is not None:
+            # The caller's own provider key pays for a BYOK request: it counts tokens, not the USD budget.
+            await self.enforcer.settle(metering.admission, count.total, 0.0 if exchange.byok else cost)
+        if self.ledger is not None:
+            self.ledger.record(self.row(exchange, count, cost, finished))
+
+    @staticmethod
+    def row(exchange: Exchange, count: TokenCount, cost: float | None, finished: float) -> UsageRow:
+        started = exchange.started
+        return UsageRow(
+            request_id=exchange.request_id,
+            created_at=time.time(),
+            key_id=exchange.principal.key_id,
+            user_id=exchange.principal.user_id,
+            route=exchange.route,
+            provider_id=exchange.provider_id,
+            model=exchange.model,
+            input_tokens=count.input,
+            output_tokens=count.output,
+            estimated=count.estimated,
+            cost_usd=cost,
+            byok=exchange.byok,
+            status=exchange.status,
+            latency_ms=round((finished - started) * 1000, 3),
+            ttft_ms=None if exchange.first_byte_at is None else round((exchange.first_byte_at - started) * 1000, 3),
+        )
+
+    async def close(self) -> None:
+        if self.ledger is not None:
+            await self.ledger.close()
+            await self.ledger.engine.dispose()
+        await self.enforcer.limiter.close()
+
+
+def tap_stream(exchange: Exchange, events: list[bytes]) -> list[bytes]:
+    """Take usage from a stream's events; return the events for the client.
+
+    Only events whose ``usage`` is an object are parsed. The usage-only event anygate asked for is
+    dropped when the client did not ask for it; until usage arrives, events are kept for an estimate.
+    """
+    metering = exchange.metering
+    forwarded = events
+    for event in events:
+        usage = event_usage(event)
+        if usage is not None:
+            exchange.usage = usage
+            if metering is not None and metering.strip_usage_event and is_usage_only_event(event):
+                forwarded = [e for e in forwarded if e is not event]
+        elif exchange.usage is None and metering is not None:
+            metering.keep(event)
+    return forwarded

@@ -1,0 +1,74 @@
+"""Build the accounting of one app from its Settings: limiter backend, ledger, price book."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from anygate.accounting.budgets import BudgetSource, scopes_of
+from anygate.accounting.enforcer import Enforcer
+from anygate.accounting.ledger import Ledger
+from anygate.accounting.limiter import Limiter, MemoryLimiter
+from anygate.accounting.limiter_redis import RedisLimiter
+from anygate.accounting.limiter_sql import SqlLimiter
+from anygate.accounting.pricing import MILLION, Price, PriceBook
+from anygate.accounting.service import Accounting
+from anygate.registry import ProviderRegistry
+from anygate.settings import Settings
+
+
+def async_database_url(url: str) -> str:
+    """``postgresql://`` → ``postgresql+asyncpg://``, ``sqlite://`` → ``sqlite+aiosqlite://``."""
+    for plain, driver in (("postgresql://", "postgresql+asyncpg://"), ("postgres://", "postgresql+asyncpg://")):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    return url
+
+
+def make_engine(settings: Settings) -> AsyncEngine:
+    url = async_database_url(settings.resolved_database_url)
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        return create_async_engine(url, connect_args={"timeout": 30})
+    return create_async_engine(url, pool_size=5, max_overflow=5, pool_timeout=30, pool_pre_ping=True)
+
+
+def configured_prices(settings: Settings) -> dict[tuple[str, str], Price]:
+    prices: dict[tuple[str, str], Price] = {}
+    for name, price in settings.prices.items():
+        provider, _, model = name.partition("/")
+        prices[(provider, model or "*")] = Price(price.input / MILLION, price.output / MILLION)
+    return prices
+
+
+def price_book(settings: Settings, registry: ProviderRegistry) -> PriceBook:
+    def discovered(provider_id: str, model: str) -> dict[str, object] | None:
+        runtime = registry.find(provider_id)
+        return runtime.model_entries.get(model) if runtime is not None else None
+
+    def provider_type(provider_id: str) -> str | None:
+        runtime = registry.find(provider_id)
+        return runtime.config.type if runtime is not None else None
+
+    return PriceBook(configured_prices(settings), discovered, provider_type)
+
+
+def make_limiter(settings: Settings, engine: AsyncEngine) -> Limiter:
+    backend = settings.limiter_backend
+    if backend == "redis":
+        if not settings.redis_url:
+            raise ValueError("limiter 'redis' needs ANYGATE_REDIS_URL")
+        return RedisLimiter.from_url(settings.redis_url)
+    if backend == "sql":
+        return SqlLimiter(engine)
+    return MemoryLimiter()
+
+
+async def build_accounting(
+    settings: Settings, registry: ProviderRegistry, budget_source: BudgetSource = scopes_of
+) -> Accounting:
+    engine = make_engine(settings)
+    ledger = Ledger(engine, interval=settings.ledger_interval)
+    await ledger.create_tables()
+    return Accounting(Enforcer(make_limiter(settings, engine)), ledger, price_book(settings, registry), budget_source)

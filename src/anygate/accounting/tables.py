@@ -1,0 +1,57 @@
+"""Accounting's tables (SQLAlchemy Core): the usage ledger and the SQL limiter's counters.
+
+usage_ledger          one row per request that reached (or was refused before) an upstream
+limiter_counters      per bucket and counter: used, reserved (the SQL limiter; multi-worker without Redis)
+limiter_reservations  open reservations, reclaimed when they expire
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Column, Float, Index, Integer, MetaData, String, Table
+
+metadata = MetaData()
+
+usage_ledger = Table(
+    "usage_ledger",
+    metadata,
+    Column("request_id", String(128), primary_key=True),
+    Column("created_at", Float, nullable=False),  # UNIX time, UTC
+    Column("key_id", String(64), nullable=False),
+    Column("user_id", String(64), nullable=True),
+    Column("route", String(32), nullable=False),
+    Column("provider_id", String(64), nullable=True),
+    Column("model", String(256), nullable=True),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("estimated", Boolean, nullable=False),
+    Column("cost_usd", Float, nullable=True),  # NULL: the price is unknown, not zero
+    Column("byok", Boolean, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("ttft_ms", Float, nullable=True),
+    Index("ix_usage_ledger_key_time", "key_id", "created_at"),
+    Index("ix_usage_ledger_user_time", "user_id", "created_at"),
+    Index("ix_usage_ledger_time", "created_at"),
+)
+
+limiter_counters = Table(
+    "limiter_counters",
+    metadata,
+    Column("bucket", String(256), primary_key=True),
+    Column("counter", String(32), primary_key=True),
+    Column("used", Float, nullable=False, default=0.0),
+    Column("reserved", Float, nullable=False, default=0.0),
+    Column("granted", Float, nullable=False, default=0.0),  # the amount the last reserve admitted
+    Column("expires_at", Float, nullable=True),
+)
+
+limiter_reservations = Table(
+    "limiter_reservations",
+    metadata,
+    Column("token", String(32), primary_key=True),
+    Column("counter", String(32), primary_key=True),
+    Column("bucket", String(256), nullable=False),
+    Column("amount", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_limiter_reservations_bucket_expiry", "bucket", "expires_at"),
+)

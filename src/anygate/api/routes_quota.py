@@ -1,0 +1,124 @@
+"""Quota of the calling key (neutral, OpenRouter, LiteLLM shapes) and usage reports for the admin.
+
+GET /v1/quota, /quota                          neutral
+GET /api/v1/key, /api/v1/auth/key, /v1/key     OpenRouter
+GET /key/info                                  LiteLLM
+GET /v1/usage[?format=csv]                     admin: ledger totals, filtered and grouped
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query
+from fastapi.responses import Response
+
+from anygate.accounting.enforcer import budget_bucket
+from anygate.accounting.reports import GROUPS, UsageFilter, as_csv, report, spend, unpriced_models
+from anygate.api.deps import AdminDep, CallerDep, StateDep
+from anygate.api.state import AppState
+from anygate.auth import Principal
+from anygate.errors import InvalidRequest, ServiceUnavailable
+from anygate.quota import shapes
+
+router = APIRouter(tags=["quota"])
+
+
+def json_response(data: Any) -> Response:
+    # Not the app's default ORJSONResponse: this FastAPI deprecates it (a warning on every response).
+    return Response(orjson.dumps(data), media_type="application/json")
+
+
+async def key_quota(state: AppState, principal: Principal) -> shapes.KeyQuota:
+    accounting = state.accounting
+    if accounting is None or accounting.ledger is None:
+        raise ServiceUnavailable("Accounting is not running", code="accounting_unavailable")
+    now = datetime.now(UTC)
+    scope = next((s for s in accounting.budget_source(principal) if s.kind == "key"), None)
+    await accounting.ledger.flush()
+    paid, byok = await spend(accounting.ledger.engine, principal.key_id, now)
+    budget = scope.budget if scope is not None else None
+    if budget is not None:
+        used = await accounting.enforcer.limiter.usage(budget_bucket(scope, budget, now))  # type: ignore[arg-type]
+        window_tokens, window_usd = used.get("tokens", 0.0), used.get("usd", 0.0)
+    else:
+        totals = await report(accounting.ledger.engine, UsageFilter(key_id=principal.key_id), [])
+        window_tokens = float(sum(r["input_tokens"] + r["output_tokens"] for r in totals))
+        window_usd = paid.total
+    expires_at = getattr(principal, "expires_at", None)
+    return shapes.KeyQuota(
+        key_id=principal.key_id,
+        label=principal.label,
+        budget=budget,
+        limits=scope.limits if scope is not None else None,
+        window_tokens=window_tokens,
+        window_usd=window_usd,
+        spend=paid,
+        byok=byok,
+        user_id=principal.user_id,
+        models=principal.models,
+        expires_at=expires_at if isinstance(expires_at, int | float) else None,
+        is_admin=principal.is_admin,
+    )
+
+
+@router.get("/v1/quota")
+@router.get("/quota")
+async def neutral_quota(state: StateDep, caller: CallerDep) -> Response:
+    return json_response(shapes.neutral(await key_quota(state, caller)))
+
+
+@router.get("/api/v1/key")
+@router.get("/api/v1/auth/key")
+@router.get("/v1/key")
+async def openrouter_quota(state: StateDep, caller: CallerDep) -> Response:
+    return json_response(shapes.openrouter(await key_quota(state, caller)))
+
+
+@router.get("/key/info")
+async def litellm_quota(state: StateDep, caller: CallerDep) -> Response:
+    return json_response(shapes.litellm(await key_quota(state, caller)))
+
+
+def unix_time(value: str | None, name: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an ISO date or time, not '{value}'", param=name) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+@router.get("/v1/usage")
+async def usage(
+    state: StateDep,
+    _: AdminDep,
+    key: str | None = None,
+    user: str | None = None,
+    provider: str | None = None,
+    model: str | None = None,
+    start: str | None = None,
+    end: str | None = None,
+    group_by: Annotated[str | None, Query(description="comma-separated: day, key, model, provider, user")] = None,
+    format: str = "json",
+) -> Response:
+    accounting = state.accounting
+    if accounting is None or accounting.ledger is None:
+        raise ServiceUnavailable("Accounting is not running", code="accounting_unavailable")
+    groups = [g.strip() for g in (group_by or "").split(",") if g.strip()]
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        raise InvalidRequest(f"group_by: unknown group '{unknown[0]}' (known: {', '.join(GROUPS)})", param="group_by")
+    where = UsageFilter(key, user, provider, model, unix_time(start, "start"), unix_time(end, "end"))
+    await accounting.ledger.flush()
+    rows = await report(accounting.ledger.engine, where, groups)  # type: ignore[arg-type]
+    if format == "csv":
+        headers = {"content-disposition": 'attachment; filename="anygate-usage.csv"'}
+        return Response(as_csv(rows, groups), media_type="text/csv; charset=utf-8", headers=headers)
+    if format != "json":
+        raise InvalidRequest("format must be json or csv", param="format")
+    missing = await unpriced_models(accounting.ledger.engine)
+    return json_response({"object": "list", "group_by": groups, "data": rows, "unpriced_models": missing})

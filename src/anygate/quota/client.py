@@ -1,0 +1,222 @@
+"""The quota client: poll quota endpoints of gateways and providers, and say where each key came from.
+
+A request is ``GET join(base_url, quota_path)`` with ``Authorization: Bearer <key>`` and
+``Accept: application/json``; one timeout covers the whole answer, redirects are refused and the body is
+capped. Every failure is one of a fixed set of messages, none of which can contain the key.
+
+A source's key is looked up in this order (seed 000/001): the environment ``<ID>_API_KEY``, the user's
+global config (``quota_sources[].api_key``; project-local files are not trusted for secrets), then
+``auth.json`` in the data dir (``{"<id>": {"type": "api", "key": "..."}}``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import aiohttp
+import orjson
+import yaml
+from pydantic import ValidationError
+
+from anygate.catalog import join_url, key_env_name
+from anygate.quota.formats import UNEXPECTED_SHAPE, Quota, QuotaFormat, UnexpectedShape, normalize
+from anygate.settings import QuotaSource, Settings
+
+MAX_BODY_BYTES = 262144
+DEFAULT_TIMEOUT = 5.0
+KeySourceName = Literal["env", "config", "auth.json", "(none)"]
+
+
+class QuotaFetchError(Exception):
+    """A failed poll; ``str()`` is one of the contract's messages and never holds the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    id: str
+    base_url: str
+    quota_path: str
+    format: QuotaFormat
+    label: str
+
+    @property
+    def url(self) -> str:
+        return join_url(self.base_url, self.quota_path)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedKey:
+    key: str | None = field(repr=False)
+    source: KeySourceName
+    checked: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaResult:
+    source: Source
+    quota: Quota | None = None
+    error: str | None = None
+    skipped: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"id": self.source.id, "label": self.source.label, "format": self.source.format}
+        if self.skipped:
+            body["skipped"] = "no API key"
+        elif self.error is not None:
+            body["error"] = self.error
+        elif self.quota is not None:
+            body.update(self.quota.as_dict())
+        return body
+
+
+# ------------------------------------------------------------------------------------------ sources
+
+
+def read_user_config(path: Path) -> list[QuotaSource]:
+    """``quota_sources`` of the user's global config; an absent or unreadable file has none."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return []
+    entries = raw.get("quota_sources") if isinstance(raw, dict) else None
+    sources: list[QuotaSource] = []
+    for entry in entries if isinstance(entries, list) else []:
+        try:
+            sources.append(QuotaSource.model_validate(entry))
+        except ValidationError:
+            continue
+    return sources
+
+
+def configured_sources(settings: Settings, user_sources: list[QuotaSource]) -> list[Source]:
+    """The gateway's providers that declare ``quota``, then every ``quota_sources`` entry (by id, once)."""
+    found: dict[str, Source] = {}
+    for provider in settings.providers:
+        if provider.quota is not None and provider.base_url and provider.enabled:
+            label = provider.name or provider.id
+            found[provider.id] = Source(
+                provider.id, provider.base_url, provider.quota.path, provider.quota.format, label
+            )
+    for entry in [*settings.quota_sources, *user_sources]:
+        if entry.id not in found:
+            found[entry.id] = Source(entry.id, entry.base_url, entry.quota_path, entry.format, entry.label or entry.id)
+    return list(found.values())
+
+
+def auth_json_path(settings: Settings) -> Path:
+    return settings.data_dir / "auth.json"
+
+
+def read_auth_json(path: Path, source_id: str) -> str | None:
+    try:
+        parsed = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    entry = parsed.get(source_id) if isinstance(parsed, dict) else None
+    if isinstance(entry, dict) and entry.get("type", "api") == "api":
+        key = entry.get("key")
+        return key if isinstance(key, str) and key else None
+    return None
+
+
+def resolve_key(settings: Settings, source_id: str, user_sources: list[QuotaSource]) -> ResolvedKey:
+    env_name = key_env_name(source_id)
+    config_path, auth_path = settings.user_config_file, auth_json_path(settings)
+    checked = (f"env:{env_name}", str(config_path), str(auth_path))
+    from_env = settings.api_key_env.get(env_name)
+    if from_env is not None and from_env.get_secret_value():
+        return ResolvedKey(from_env.get_secret_value(), "env", checked)
+    for entry in user_sources:
+        if entry.id == source_id and entry.api_key is not None and entry.api_key.get_secret_value():
+            return ResolvedKey(entry.api_key.get_secret_value(), "config", checked)
+    from_auth = read_auth_json(auth_path, source_id)
+    if from_auth is not None:
+        return ResolvedKey(from_auth, "auth.json", checked)
+    return ResolvedKey(None, "(none)", checked)
+
+
+# ------------------------------------------------------------------------------------------ fetching
+
+
+async def fetch_quota(
+    session: aiohttp.ClientSession, source: Source, key: str, timeout: float = DEFAULT_TIMEOUT
+) -> Quota:
+    """Poll one source; raise QuotaFetchError with a contract message."""
+    try:
+        async with asyncio.timeout(timeout):
+            body = await _get_json(session, source.url, key)
+    except TimeoutError:
+        raise QuotaFetchError(f"Request timeout after {timeout:g}s") from None
+    except aiohttp.ClientError as exc:
+        raise QuotaFetchError(f"Request failed ({type(exc).__name__})") from None
+    try:
+        return normalize(source.format, body)
+    except UnexpectedShape:
+        raise QuotaFetchError(UNEXPECTED_SHAPE) from None
+
+
+async def _get_json(session: aiohttp.ClientSession, url: str, key: str) -> Any:
+    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+    async with session.get(url, headers=headers, allow_redirects=False) as response:
+        if 300 <= response.status < 400:
+            raise QuotaFetchError("Redirect rejected")
+        if response.status >= 400 or response.status < 200:
+            raise QuotaFetchError(f"HTTP {response.status}")
+        if "json" not in response.content_type:
+            raise QuotaFetchError("Expected a JSON response")
+        raw = await _read_capped(response)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise QuotaFetchError("Invalid JSON response") from None
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    too_large = QuotaFetchError(f"Response exceeded {MAX_BODY_BYTES} bytes")
+    if response.content_length is not None and response.content_length > MAX_BODY_BYTES:
+        raise too_large
+    received = bytearray()
+    async for chunk in response.content.iter_chunked(65536):
+        received += chunk
+        if len(received) > MAX_BODY_BYTES:
+            raise too_large
+    return bytes(received)
+
+
+async def poll_sources(settings: Settings, timeout: float = DEFAULT_TIMEOUT) -> list[QuotaResult]:
+    """Every configured source, polled concurrently; sources without a key are skipped."""
+    user_sources = read_user_config(settings.user_config_file)
+    sources = configured_sources(settings, user_sources)
+    async with aiohttp.ClientSession(trust_env=False) as session:
+
+        async def poll(source: Source) -> QuotaResult:
+            resolved = resolve_key(settings, source.id, user_sources)
+            if resolved.key is None:
+                return QuotaResult(source, skipped=True)
+            try:
+                return QuotaResult(source, await fetch_quota(session, source, resolved.key, timeout))
+            except QuotaFetchError as exc:
+                return QuotaResult(source, error=str(exc))
+
+        return list(await asyncio.gather(*(poll(s) for s in sources)))
+
+
+def key_status(settings: Settings) -> list[dict[str, Any]]:
+    """``anygate quota status``: per source, where its key comes from (never the key)."""
+    user_sources = read_user_config(settings.user_config_file)
+    rows = []
+    for source in configured_sources(settings, user_sources):
+        resolved = resolve_key(settings, source.id, user_sources)
+        rows.append(
+            {
+                "provider_id": source.id,
+                "quota_path": source.quota_path,
+                "api_key_configured": resolved.key is not None,
+                "api_key_source": resolved.source,
+                "api_key_checked_paths": list(resolved.checked),
+            }
+        )
+    return rows

@@ -1,0 +1,91 @@
+"""``anygate quota`` (what is left at each source) and ``anygate quota status`` (where each key comes from)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from anygate.errors import ConfigError
+from anygate.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from anygate.quota.client import QuotaResult
+
+quota_app = typer.Typer(help="What is left of your quotas, at anygate and other gateways.", invoke_without_command=True)
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file (or ANYGATE_CONFIG).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the normalized results as JSON.")]
+
+
+def settings_or_exit(config: Path | None) -> Settings:
+    try:
+        return load_settings({"config_file": config})
+    except ConfigError as exc:
+        Console(stderr=True).print(f"anygate: {exc}", highlight=False, markup=False)
+        raise typer.Exit(2) from None
+
+
+def echo_json(value: object) -> None:
+    typer.echo(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode())
+
+
+@quota_app.callback()
+def quota(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Poll every quota source that has a key and print one row per source."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from anygate.quota.client import poll_sources  # aiohttp loads only when a command needs it
+
+    settings = settings_or_exit(config)
+    results = asyncio.run(poll_sources(settings))
+    if as_json:
+        echo_json([result.as_dict() for result in results])
+        return
+    if not results:
+        Console(stderr=True).print("No quota sources: add quota_sources to ~/.config/anygate/config.yaml")
+        return
+    table = Table("source", "tokens", "cost", "resets")
+    for result in results:
+        table.add_row(result.source.label, *result_cells(result))
+    Console().print(table)
+
+
+def result_cells(result: QuotaResult) -> tuple[str, str, str]:
+    from anygate.quota.display import cost_text, reset_text, tokens_text
+
+    if result.skipped:
+        return ("skipped: no API key", "", "")
+    if result.error is not None or result.quota is None:
+        return (f"error: {result.error}", "", "")
+    tokens, cost = result.quota.tokens, result.quota.cost
+    resets = (tokens.resets_at if tokens else None) or (cost.resets_at if cost else None)
+    return (
+        tokens_text(tokens) if tokens else "-",
+        cost_text(cost) if cost else "-",
+        reset_text(resets),
+    )
+
+
+@quota_app.command("status")
+def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Per source: the quota path, whether a key is configured, and where it was looked for."""
+    from anygate.quota.client import key_status
+
+    rows = key_status(settings_or_exit(config))
+    if as_json:
+        echo_json(rows)
+        return
+    console = Console()
+    for row in rows:
+        console.print(f"[bold]{row['provider_id']}[/bold]", highlight=False)
+        for name in ("provider_id", "quota_path", "api_key_configured", "api_key_source"):
+            value = str(row[name]).lower() if isinstance(row[name], bool) else row[name]
+            console.print(f"  {name}: {value}", highlight=False, markup=False)
+        console.print(f"  api_key_checked_paths: {', '.join(row['api_key_checked_paths'])}", highlight=False)
+    if not rows:
+        console.print("No quota sources configured.")

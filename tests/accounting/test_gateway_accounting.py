@@ -1,0 +1,416 @@
+"""Accounting end to end: the gateway on a real port, the fake upstream as provider, the openai SDK as client."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import openai
+import pytest
+
+from anygate.accounting.budgets import BudgetSpec, LimitSpec, StaticBudgets
+from anygate.accounting.estimate import count_text, estimate_prompt
+from anygate.auth import Principal
+from anygate.settings import QuotaConfig
+from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_gateway
+from tests.support.fake_upstream import FakeUpstream, Reply, Usage
+
+STUDENT = "sk-ag-student-secret-key-1111111111"
+MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
+MODEL = "fake/fake-model"
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream.start_in_thread(usage=Usage(7, 3)) as up:
+        yield up
+
+
+def student(**budgets: Any) -> tuple[dict[str, Principal], StaticBudgets]:
+    principal = Principal(key_id="student", is_admin=False, label="student-1", user_id=None)
+    return {STUDENT: principal}, StaticBudgets(
+        {"student": budgets["budget"]} if "budget" in budgets else None,
+        {"student": budgets["limits"]} if "limits" in budgets else None,
+    )
+
+
+@pytest.fixture(autouse=True)
+def closed_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every openai client a test makes is closed at its end (no socket left to the garbage collector)."""
+    made: list[openai.OpenAI] = []
+    original = openai.OpenAI.__init__
+
+    def init(self: openai.OpenAI, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(openai.OpenAI, "__init__", init)
+    yield
+    for client in made:
+        client.close()
+
+
+def admin_get(base: str, path: str, **params: Any) -> httpx.Response:
+    return httpx.get(base + path, params=params, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+
+
+def key_get(base: str, path: str, key: str = STUDENT) -> Any:
+    response = httpx.get(base + path, headers={"Authorization": f"Bearer {key}"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_usage_of_responses_and_streams_is_counted_and_the_extra_usage_event_hidden(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    keys, budgets = student(budget=BudgetSpec(tokens=100_000, period="daily"))
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
+        client = openai.OpenAI(base_url=base + "/v1", api_key=STUDENT)
+        reply = client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        assert reply.usage is not None and reply.usage.total_tokens == 10
+
+        chunks = list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
+        sent = upstream.requests_to("/v1/chat/completions")[-1].json
+        assert sent["stream_options"] == {"include_usage": True}  # asked for the client
+        assert all(chunk.usage is None for chunk in chunks)  # and hidden from it
+        assert all(chunk.choices for chunk in chunks)
+
+        asked = list(
+            client.chat.completions.create(
+                model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+            )
+        )
+        assert asked[-1].usage is not None and asked[-1].usage.total_tokens == 10
+
+        client.embeddings.create(model=MODEL, input="hello")
+        client.completions.create(model=MODEL, prompt="hello")
+
+        quota = key_get(base, "/v1/quota")
+        assert quota["tokens"]["used"] == 10 + 10 + 10 + 7 + 10
+        rows = admin_get(base, "/v1/usage", group_by="key").json()["data"]
+        assert rows == [
+            {
+                "key": "student",
+                "requests": 5,
+                "input_tokens": 7 * 5,
+                "output_tokens": 3 * 4,
+                "estimated_requests": 0,
+                "cost_usd": None,
+                "unpriced_requests": 5,
+                "byok_cost_usd": 0.0,
+            }
+        ]
+
+
+def test_a_silent_upstream_is_estimated_and_an_explicit_zero_is_zero(upstream: FakeUpstream, tmp_path: Path) -> None:
+    chat = "/v1/chat/completions"
+    upstream.script(Reply(omit_usage=True, content="one two three four"), Reply(usage=Usage(0, 0)), path=chat)
+    upstream.script(Reply(omit_usage=True, content="streamed words here"), path=chat)
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), *student()) as (base, _):
+        client = openai.OpenAI(base_url=base + "/v1", api_key=STUDENT)
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
+        rows = admin_get(base, "/v1/usage", group_by="key,day").json()["data"]
+        assert rows[0]["requests"] == 3, rows
+        assert rows[0]["estimated_requests"] == 2, rows
+        prompt = estimate_prompt({"messages": MESSAGES})
+        assert rows[0]["input_tokens"] == 2 * prompt
+        assert rows[0]["output_tokens"] == count_text("one two three four") + count_text("streamed words here")
+
+
+def test_a_hard_budget_clamps_max_tokens_then_refuses_with_retry_after(upstream: FakeUpstream, tmp_path: Path) -> None:
+    prompt = estimate_prompt({"messages": MESSAGES})
+    keys, budgets = student(budget=BudgetSpec(tokens=10 + prompt + 50, period="daily"))
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
+        client = openai.OpenAI(base_url=base + "/v1", api_key=STUDENT, max_retries=0)
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)  # uses 10 of the budget
+        client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=500)
+        assert upstream.requests_to("/v1/chat/completions")[-1].json["max_tokens"] == 50
+        assert key_get(base, "/v1/quota")["tokens"]["remaining"] == prompt + 50 - 10
+        upstream.script(Reply(usage=Usage(prompt, 50)), path="/v1/chat/completions")
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        error = refused.value.body
+        assert isinstance(error, dict) and error["type"] == "insufficient_quota"
+        assert int(refused.value.response.headers["retry-after"]) > 0
+        assert key_get(base, "/v1/quota")["tokens"]["remaining"] <= 0
+
+
+def test_a_soft_budget_lets_requests_through_and_reports_negative_remaining(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    keys, budgets = student(budget=BudgetSpec(tokens=15, usd=None, period="weekly", mode="soft"))
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
+        client = openai.OpenAI(base_url=base + "/v1", api_key=STUDENT, max_retries=0)
+        for _ in range(3):
+            client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        tokens = key_get(base, "/quota")["tokens"]
+        assert (tokens["limit"], tokens["used"], tokens["remaining"]) == (15, 30, -15)
+        assert tokens["resets_at"].endswith("T00:00:00Z")
+
+
+def test_rate_limits_apply_to_model_routes_and_the_proxy(upstream: FakeUpstream, tmp_path: Path) -> None:
+    keys, budgets = student(limits=LimitSpec(rpm=2))
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
+        client = openai.OpenAI(base_url=base + "/v1", api_key=STUDENT, max_retries=0)
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        proxied = httpx.post(
+            base + "/proxy/fake/v1/chat/completions",
+            json={"model": "fake-model", "messages": MESSAGES},
+            headers={"Authorization": f"Bearer {STUDENT}"},
+        )
+        assert proxied.status_code == 200
+        refused = httpx.post(
+            base + "/proxy/fake/v1/chat/completions",
+            json={"model": "fake-model", "messages": MESSAGES},
+            headers={"Authorization": f"Bearer {STUDENT}"},
+        )
+        assert refused.status_code == 429
+        assert refused.json()["error"]["type"] == "rate_limit_error"
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        with pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        assert len(upstream.requests_to("/v1/chat/completions")) == 2
+
+
+def test_quota_endpoints_in_every_shape(upstream: FakeUpstream, tmp_path: Path) -> None:
+    settings = fake_provider_settings(
+        upstream.base_url, tmp_path, prices={"fake/fake-model": {"input": 1, "output": 2}}
+    )
+    keys, budgets = student(budget=BudgetSpec(usd=5.0, period="monthly"), limits=LimitSpec(rpm=60, tpm=100_000))
+    with running_gateway(settings, keys, budgets) as (base, _):
+        client = openai.OpenAI(base_url=base + "/v1", api_key=STUDENT)
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        cost = (7 * 1 + 3 * 2) / 1_000_000
+        neutral = key_get(base, "/v1/quota")
+        assert neutral["cost"] == {"currency": "USD", "limit": 5.0, "used": cost, "remaining": round(5.0 - cost, 6)}
+        assert neutral["tokens"]["limit"] is None
+        for path in ("/api/v1/key", "/api/v1/auth/key", "/v1/key"):
+            data = key_get(base, path)["data"]
+            assert set(data) == {
+                "label", "limit", "limit_remaining", "limit_reset", "usage", "usage_daily", "usage_weekly",
+                "usage_monthly", "byok_usage", "byok_usage_daily", "byok_usage_weekly", "byok_usage_monthly",
+                "include_byok_in_limit", "is_free_tier", "is_management_key", "is_provisioning_key",
+                "creator_user_id", "expires_at", "rate_limit",
+            }  # fmt: skip
+            assert data["limit"] == 5.0 and data["limit_reset"] == "monthly"
+            assert data["usage"] == data["usage_daily"] == data["usage_monthly"] == cost
+            assert data["rate_limit"]["requests"] == 60
+        info = key_get(base, "/key/info")
+        assert info["key"] == "student" and STUDENT not in json.dumps(info)
+        assert info["info"]["max_budget"] == 5.0 and info["info"]["spend"] == cost
+        assert info["info"]["budget_duration"] == "1mo" and info["info"]["budget_reset_at"].endswith("01T00:00:00Z")
+        assert (info["info"]["tpm_limit"], info["info"]["rpm_limit"]) == (100_000, 60)
+
+
+def test_usage_report_groups_and_exports_csv(upstream: FakeUpstream, tmp_path: Path) -> None:
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), *student()) as (base, _):
+        client = openai.OpenAI(base_url=base + "/v1", api_key=STUDENT)
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        admin = openai.OpenAI(base_url=base + "/v1", api_key=ADMIN_KEY)
+        admin.chat.completions.create(model=MODEL, messages=MESSAGES)
+        by_key = admin_get(base, "/v1/usage", group_by="key,model,provider").json()
+        assert [(r["key"], r["model"], r["provider"]) for r in by_key["data"]] == [
+            ("admin", "fake-model", "fake"),
+            ("student", "fake-model", "fake"),
+        ]
+        assert by_key["unpriced_models"] == [{"provider_id": "fake", "model": "fake-model", "requests": 2}]
+        only_student = admin_get(base, "/v1/usage", key="student").json()["data"]
+        assert only_student[0]["requests"] == 1
+        exported = admin_get(base, "/v1/usage", group_by="day", format="csv")
+        assert exported.headers["content-type"].startswith("text/csv")
+        table = list(csv.DictReader(io.StringIO(exported.text)))
+        assert table[0]["requests"] == "2" and len(table[0]["day"]) == 10
+        assert admin_get(base, "/v1/usage", group_by="colour").status_code == 400
+        assert httpx.get(base + "/v1/usage", headers={"Authorization": f"Bearer {STUDENT}"}).status_code == 403
+
+
+def test_200_concurrent_requests_against_a_budget_of_50_are_admitted_50_times(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    prompt = estimate_prompt({"messages": MESSAGES})
+    ask = prompt + 20
+    keys, budgets = student(budget=BudgetSpec(tokens=50 * ask, period="daily"))
+    upstream.usage = Usage(prompt, 20)
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
+
+        async def burst() -> list[int]:
+            limits = httpx.Limits(max_connections=200)
+            async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+                body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 20}
+                headers = {"Authorization": f"Bearer {STUDENT}"}
+                replies = await asyncio.gather(
+                    *(client.post("/v1/chat/completions", json=body, headers=headers) for _ in range(200))
+                )
+                return [r.status_code for r in replies]
+
+        statuses = asyncio.run(burst())
+        assert statuses.count(200) == 50
+        assert statuses.count(429) == 150
+        assert key_get(base, "/v1/quota")["tokens"]["used"] == 50 * ask
+        assert len(upstream.requests_to("/v1/chat/completions")) == 50
+
+
+def test_the_quota_client_reads_anygates_own_endpoints_in_every_format(
+    upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from anygate.cli import app as cli_app
+
+    keys, budgets = student(budget=BudgetSpec(tokens=1000, usd=2.0, period="daily"), limits=LimitSpec(rpm=100))
+    settings = fake_provider_settings(upstream.base_url, tmp_path, prices={"fake/*": {"input": 1000, "output": 1000}})
+    with running_gateway(settings, keys, budgets) as (base, _):
+        with openai.OpenAI(base_url=base + "/v1", api_key=STUDENT) as client:
+            client.chat.completions.create(model=MODEL, messages=MESSAGES)  # 10 tokens, $0.01
+        config = tmp_path / "home" / "anygate"
+        config.mkdir(parents=True)
+        sources = [
+            {"id": "course", "base_url": base + "/v1", "label": "Course"},
+            {"id": "course-or", "base_url": base, "quota_path": "/api/v1/key", "format": "openrouter"},
+            {"id": "course-litellm", "base_url": base, "quota_path": "/key/info", "format": "litellm"},
+        ]
+        (config / "config.yaml").write_text(json.dumps({"quota_sources": sources}))
+        env = {"XDG_CONFIG_HOME": str(tmp_path / "home"), "ANYGATE_DATA_DIR": str(tmp_path / "cli-data")}
+        env |= {"COURSE_API_KEY": STUDENT, "COURSE_OR_API_KEY": STUDENT, "COURSE_LITELLM_API_KEY": STUDENT}
+        for name in list(__import__("os").environ):
+            if name.startswith(("ANYGATE_", "OPENAI_", "OPENROUTER_")):
+                monkeypatch.delenv(name)
+        shown = CliRunner().invoke(cli_app, ["quota"], env=env)
+        as_json = CliRunner().invoke(cli_app, ["quota", "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert "99% left (10/1K)" in shown.output
+    assert "$0.01 / $2.00" in shown.output
+    assert STUDENT not in shown.output + as_json.output
+    results = {entry["id"]: entry for entry in json.loads(as_json.output)}
+    assert results["course"]["tokens"]["remaining"] == 990
+    assert results["course"]["tokens"]["resets_at"].endswith("T00:00:00Z")
+    for name in ("course-or", "course-litellm"):
+        assert results[name]["cost"]["limit"] == 2.0
+        assert results[name]["cost"]["used"] == pytest.approx(0.01)
+        assert results[name]["cost"]["remaining"] == pytest.approx(1.99)
+        assert results[name]["cost"]["resets_at"].endswith("T00:00:00Z")
+
+
+def test_a_client_leaving_mid_stream_is_charged_for_what_was_generated(upstream: FakeUpstream, tmp_path: Path) -> None:
+    upstream.script(Reply(chunks=40, event_delay=0.05, content="word " * 40), path="/v1/chat/completions")
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), *student()) as (base, _):
+
+        async def leave_early() -> None:
+            import aiohttp
+
+            body = {"model": MODEL, "messages": MESSAGES, "stream": True}
+            async with aiohttp.ClientSession() as session:
+                reply = await session.post(
+                    base + "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {STUDENT}"}
+                )
+                received = b""
+                async for chunk in reply.content.iter_any():
+                    received += chunk
+                    if received.count(b"word") >= 3:
+                        break  # some words arrived: hang up
+                reply.close()
+
+        asyncio.run(leave_early())
+        rows: list[dict[str, Any]] = []
+        for _ in range(100):  # the gateway notices the hang-up on its next write
+            rows = admin_get(base, "/v1/usage", key="student").json()["data"]
+            if rows:
+                break
+            asyncio.run(asyncio.sleep(0.05))
+    assert rows and rows[0]["requests"] == 1
+    assert rows[0]["input_tokens"] > 0
+    assert 3 <= rows[0]["output_tokens"] < 40
+
+
+def test_anygate_usage_prints_the_ledger(
+    upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from anygate.cli import app as cli_app
+
+    settings = fake_provider_settings(upstream.base_url, tmp_path)
+    with (
+        running_gateway(settings, *student()) as (base, _),
+        openai.OpenAI(base_url=base + "/v1", api_key=STUDENT) as client,
+    ):
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+    for name in list(__import__("os").environ):
+        if name.startswith(("ANYGATE_", "OPENAI_", "OPENROUTER_")):
+            monkeypatch.delenv(name)
+    env = {"ANYGATE_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+    table = CliRunner().invoke(cli_app, ["usage", "--by", "key,model"], env=env)
+    assert table.exit_code == 0, table.output
+    assert "student" in table.output and "fake-model" in table.output and "unknown" in table.output
+    exported = CliRunner().invoke(cli_app, ["usage", "--by", "day,key", "--csv"], env=env)
+    lines = exported.output.splitlines()
+    assert lines[0].startswith("day,key,requests,input_tokens,output_tokens")
+    assert lines[1].split(",")[1:5] == ["student", "2", "14", "6"]
+    assert CliRunner().invoke(cli_app, ["usage", "--by", "colour"], env=env).exit_code == 2
+
+
+def test_upstream_quota_is_polled_into_providers_and_metrics(upstream: FakeUpstream, tmp_path: Path) -> None:
+    settings = fake_provider_settings(upstream.base_url, tmp_path)
+    settings.providers[0].quota = QuotaConfig(path="/quota", format="neutral")
+    with running_gateway(settings) as (base, gateway):
+        registry = gateway.state.registry
+        quota: dict[str, Any] | None = None
+        for _ in range(100):  # the first poll runs as the gateway starts
+            # What /v1/providers shows for each provider (the route itself is the lead's, tested there).
+            quota = registry.describe(registry.runtimes["fake"]).get("quota")
+            if quota:
+                break
+            asyncio.run(asyncio.sleep(0.05))
+        metrics = httpx.get(base + "/metrics").text
+    assert quota is not None
+    assert quota["tokens"] == {"limit": 5000000, "used": 250000, "remaining": 4750000, "resets_at": None}
+    assert quota["cost"]["remaining"] == 4.58 and "checked_at" in quota
+    assert upstream.requests_to("/v1/quota")[0].headers["authorization"] == "Bearer sk-upstream-test"
+    assert 'anygate_upstream_quota_remaining{provider="fake",unit="tokens"} 4.75e+06' in metrics
+
+
+def test_the_responses_api_is_counted_streamed_or_not(upstream: FakeUpstream, tmp_path: Path) -> None:
+    with (
+        running_gateway(fake_provider_settings(upstream.base_url, tmp_path), *student()) as (base, _),
+        openai.OpenAI(base_url=base + "/v1", api_key=STUDENT) as client,
+    ):
+        client.responses.create(model=MODEL, input="hi")
+        list(client.responses.create(model=MODEL, input="hi", stream=True))
+        assert "stream_options" not in (upstream.requests_to("/v1/responses")[-1].json or {})
+        rows = admin_get(base, "/v1/usage", key="student").json()["data"]
+        admin_view = httpx.get(base + "/v1/quota", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()
+    assert (rows[0]["requests"], rows[0]["input_tokens"], rows[0]["output_tokens"]) == (2, 14, 6)
+    assert rows[0]["estimated_requests"] == 0
+    assert admin_view["tokens"]["limit"] is None and admin_view["cost"]["remaining"] is None
+
+
+def test_a_concurrency_limit_refuses_the_request_over_it(upstream: FakeUpstream, tmp_path: Path) -> None:
+    upstream.script(Reply(first_byte_delay=2.0), path="/v1/chat/completions")
+    keys, budgets = student(limits=LimitSpec(concurrency=1))
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
+
+        async def two_at_once() -> list[int]:
+            headers = {"Authorization": f"Bearer {STUDENT}"}
+            body = {"model": MODEL, "messages": MESSAGES}
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                first = asyncio.create_task(client.post("/v1/chat/completions", json=body, headers=headers))
+                # The fake runs in another thread: poll until the first request holds its slot upstream.
+                while not upstream.requests_to("/v1/chat/completions"):  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+                second = await client.post("/v1/chat/completions", json=body, headers=headers)
+                first_status = (await first).status_code
+                again = await client.post("/v1/chat/completions", json=body, headers=headers)
+                return [first_status, second.status_code, again.status_code]
+
+        first, second, after = asyncio.run(two_at_once())
+    assert (first, second, after) == (200, 429, 200)

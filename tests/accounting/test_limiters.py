@@ -1,0 +1,163 @@
+"""Every limiter backend admits exactly what a budget allows, under concurrency, and reclaims stale reservations."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from anygate.accounting.limiter import Claim, Grant, Limiter, MemoryLimiter, Rejection
+from anygate.accounting.limiter_redis import RedisLimiter
+from anygate.accounting.limiter_sql import SqlLimiter
+from anygate.accounting.tables import metadata
+from tests.accounting.conftest import REDIS
+
+BACKENDS = ["memory", "sqlite", "postgres", "redis"]
+
+
+@pytest.fixture(params=BACKENDS)
+async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[Limiter]:
+    if request.param == "memory":
+        yield MemoryLimiter()
+    elif request.param == "redis":
+        prefix = request.getfixturevalue("redis_prefix")
+        redis_limiter = RedisLimiter.from_url(REDIS, prefix)
+        yield redis_limiter
+        await redis_limiter.close()
+    else:
+        url = request.getfixturevalue("postgres_url") if request.param == "postgres" else sqlite_url(request)
+        engine = create_async_engine(url, pool_size=20, max_overflow=0)
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        yield SqlLimiter(engine)
+        await engine.dispose()
+
+
+def sqlite_url(request: pytest.FixtureRequest) -> str:
+    return f"sqlite+aiosqlite:///{request.getfixturevalue('tmp_path')}/limiter.db?timeout=30"
+
+
+def bucket() -> str:
+    return f"key:{uuid.uuid4().hex[:8]}:daily:2026-11-21"
+
+
+async def test_200_concurrent_reserves_against_a_budget_of_50_admit_exactly_50(limiter: Limiter) -> None:
+    name = bucket()
+    claims = [Claim("tokens", 5000, 100), Claim("usd", 10.0, 0.1)]
+    results = await asyncio.gather(*(limiter.reserve(name, claims, ttl=60) for _ in range(200)))
+    grants = [r for r in results if isinstance(r, Grant)]
+    assert len(grants) == 50
+    assert all(isinstance(r, Rejection) and r.counter == "tokens" for r in results if not isinstance(r, Grant))
+    await asyncio.gather(*(limiter.settle(g, {"tokens": 100, "usd": 0.1}) for g in grants))
+    used = await limiter.usage(name)
+    assert used["tokens"] == 5000
+    assert used["usd"] == pytest.approx(5.0)
+    assert isinstance(await limiter.reserve(name, claims, ttl=60), Rejection)
+
+
+async def test_settling_below_the_reservation_frees_the_rest(limiter: Limiter) -> None:
+    name = bucket()
+    first = await limiter.reserve(name, [Claim("tokens", 1000, 800)], ttl=60)
+    assert isinstance(first, Grant)
+    assert isinstance(await limiter.reserve(name, [Claim("tokens", 1000, 300)], ttl=60), Rejection)
+    await limiter.settle(first, {"tokens": 150})
+    second = await limiter.reserve(name, [Claim("tokens", 1000, 800)], ttl=60)
+    assert isinstance(second, Grant)
+    await limiter.release(second)
+    assert await limiter.usage(name) == {"tokens": 150}
+
+
+async def test_a_hard_claim_is_clamped_to_what_is_left_when_its_minimum_fits(limiter: Limiter) -> None:
+    name = bucket()
+    first = await limiter.reserve(name, [Claim("tokens", 1000, 700)], ttl=60)
+    assert isinstance(first, Grant)
+    clamped = await limiter.reserve(name, [Claim("tokens", 1000, 500, minimum=100)], ttl=60)
+    assert isinstance(clamped, Grant)
+    assert clamped.amounts == {"tokens": 300}
+    refused = await limiter.reserve(name, [Claim("tokens", 1000, 500, minimum=1)], ttl=60)
+    assert isinstance(refused, Rejection)
+    assert refused.available == 0
+
+
+async def test_a_soft_claim_is_admitted_past_the_limit(limiter: Limiter) -> None:
+    name = bucket()
+    for _ in range(3):
+        grant = await limiter.reserve(name, [Claim("tokens", 100, 80, hard=False)], ttl=60)
+        assert isinstance(grant, Grant)
+        await limiter.settle(grant, {"tokens": 80})
+    assert await limiter.usage(name) == {"tokens": 240}
+
+
+async def test_claims_on_one_bucket_are_all_or_nothing(limiter: Limiter) -> None:
+    name = bucket()
+    refused = await limiter.reserve(name, [Claim("tokens", 1000, 10), Claim("usd", 1.0, 2.0)], ttl=60)
+    assert isinstance(refused, Rejection) and refused.counter == "usd"
+    grant = await limiter.reserve(name, [Claim("tokens", 1000, 1000)], ttl=60)
+    assert isinstance(grant, Grant)
+
+
+async def test_a_stale_reservation_of_a_crashed_request_is_reclaimed(limiter: Limiter) -> None:
+    name = bucket()
+    crashed = await limiter.reserve(name, [Claim("tokens", 1000, 1000)], ttl=0)
+    assert isinstance(crashed, Grant)
+    # Never settled; its ttl is over, so the next reserve takes the budget back.
+    grant = await limiter.reserve(name, [Claim("tokens", 1000, 1000)], ttl=60)
+    assert isinstance(grant, Grant)
+    await limiter.settle(crashed, {"tokens": 10})  # a late settle still charges what was used
+    assert await limiter.usage(name) == {"tokens": 10}
+
+
+WORKER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from anygate.accounting.limiter import Claim, Grant
+    from anygate.accounting.limiter_redis import RedisLimiter
+    from anygate.accounting.limiter_sql import SqlLimiter
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def admitted(limiter, bucket):
+        claims = [Claim("tokens", 5000, 100)]
+        results = await asyncio.gather(*(limiter.reserve(bucket, claims, ttl=60) for _ in range(50)))
+        await limiter.close()
+        return sum(isinstance(r, Grant) for r in results)
+
+    async def main(postgres_url, redis_url, prefix, bucket):
+        engine = create_async_engine(postgres_url, pool_size=10, max_overflow=0)
+        by_sql = await admitted(SqlLimiter(engine), bucket)
+        await engine.dispose()
+        by_redis = await admitted(RedisLimiter.from_url(redis_url, prefix), bucket)
+        print(by_sql, by_redis)
+
+    asyncio.run(main(*sys.argv[1:]))
+    """
+)
+
+
+def test_four_processes_share_one_budget_without_overrun(postgres_url: str, redis_prefix: str) -> None:
+    """Four worker processes, 50 concurrent reserves each, one budget admitting 50: in PostgreSQL and Redis."""
+    name = bucket()
+    args = [sys.executable, "-c", WORKER, postgres_url, REDIS, redis_prefix, name]
+    workers = [subprocess.Popen(args, stdout=subprocess.PIPE, text=True) for _ in range(4)]
+    admitted = [tuple(map(int, w.communicate(timeout=90)[0].split())) for w in workers]
+    assert all(w.returncode == 0 for w in workers)
+    assert sum(sql for sql, _ in admitted) == 50
+    assert sum(redis for _, redis in admitted) == 50
+
+
+async def test_the_sql_limiter_purges_counters_of_ended_windows(limiter: Limiter) -> None:
+    if not isinstance(limiter, SqlLimiter):
+        pytest.skip("only the SQL limiter keeps counters past their window")
+    ended, open_ended = bucket(), bucket()
+    for name, window in ((ended, 0.0), (open_ended, None)):
+        grant = await limiter.reserve(name, [Claim("tokens", 100, 10)], ttl=60, window=window)
+        assert isinstance(grant, Grant)
+        await limiter.settle(grant, {"tokens": 10})
+    assert await limiter.purge_expired() >= 1
+    assert await limiter.usage(ended) == {}
+    assert await limiter.usage(open_ended) == {"tokens": 10}
