@@ -92,6 +92,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database nothing has touched yet (PostgreSQL: created for this test alone)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
     def build(**overrides: Any) -> Settings:

@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData
 
 from anygate.store.database import Database
-from anygate.store.tables import metadata
+from anygate.store.tables import all_tables
 
 OPTIONS = {"compare_type": True}
 
@@ -23,7 +23,7 @@ def schema_differences(url: str) -> list[object]:
             await db.upgrade()  # idempotent: a second start changes nothing
             async with db.engine.connect() as connection:
                 return await connection.run_sync(
-                    lambda sync: compare_metadata(MigrationContext.configure(sync, opts=OPTIONS), metadata)
+                    lambda sync: compare_metadata(MigrationContext.configure(sync, opts=OPTIONS), all_tables())
                 )
         finally:
             await db.close()
@@ -46,21 +46,41 @@ def created_tables(url: str) -> set[str]:
     return asyncio.run(run())
 
 
-def test_migrated_database_matches_the_declared_schema(database_url: str) -> None:
-    assert schema_differences(database_url) == []
+def test_migrated_database_matches_the_declared_schema(fresh_database_url: str) -> None:
+    assert schema_differences(fresh_database_url) == []
 
 
-def test_migration_head_is_0001_initial_and_creates_every_table(database_url: str) -> None:
+def test_migration_head_creates_every_table(fresh_database_url: str) -> None:
     async def head() -> str | None:
-        db = Database(database_url)
+        db = Database(fresh_database_url)
         try:
             await db.upgrade()
             return await db.current_head()
         finally:
             await db.close()
 
-    assert asyncio.run(head()) == "0001_initial"
-    assert created_tables(database_url) == set(metadata.tables) | {"alembic_version"}
+    assert asyncio.run(head()) == "0002_accounting"
+    assert created_tables(fresh_database_url) == set(all_tables().tables) | {"alembic_version"}
+
+
+def test_a_database_upgraded_step_by_step_equals_a_fresh_one(fresh_database_url: str) -> None:
+    """An older deployment: the store at 0001, accounting's tables made by accounting itself; then upgrade."""
+    from alembic import command
+
+    from anygate.accounting.tables import metadata as accounting_metadata
+    from anygate.store.database import alembic_config
+
+    async def older_deployment() -> None:
+        db = Database(fresh_database_url)
+        try:
+            async with db.engine.begin() as connection:
+                await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0001_initial"))
+                await connection.run_sync(accounting_metadata.create_all)
+        finally:
+            await db.close()
+
+    asyncio.run(older_deployment())
+    assert schema_differences(fresh_database_url) == []
 
 
 def test_sqlite_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -122,5 +122,16 @@ credentials = Table(
 )
 
 
+def all_tables() -> MetaData:
+    """Every table the migrations make: the store's and accounting's, in one MetaData (for comparisons)."""
+    from anygate.accounting.tables import metadata as accounting_metadata
+
+    combined = MetaData()
+    for source in (metadata, accounting_metadata):
+        for table in source.tables.values():
+            table.to_metadata(combined)
+    return combined
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from alembic import context
 
-from anygate.store.tables import metadata
+from anygate.accounting.tables import metadata as accounting_metadata
+from anygate.store.tables import metadata as store_metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:
     raise RuntimeError("run migrations through anygate: `anygate db upgrade`")
-context.configure(connection=connection, target_metadata=metadata, render_as_batch=True, compare_type=True)
+context.configure(
+    connection=connection,
+    target_metadata=[store_metadata, accounting_metadata],
+    render_as_batch=True,
+    compare_type=True,
+)
 with context.begin_transaction():
     context.run_migrations()
