@@ -233,25 +233,38 @@ def keys_create(
     provider: Annotated[list[str] | None, typer.Option("--provider", help="Allowed provider glob.")] = None,
     expires: Annotated[datetime | None, typer.Option("--expires", help="Expiry (UTC).")] = None,
     admin: Annotated[bool, typer.Option("--admin", help="An admin key.")] = False,
+    budget_tokens: Annotated[int | None, typer.Option(help="Token budget per period.")] = None,
+    budget_usd: Annotated[float | None, typer.Option(help="USD budget per period.")] = None,
+    budget_period: Annotated[str, typer.Option(help="daily | weekly | monthly | none")] = "none",
+    budget_mode: Annotated[str, typer.Option(help="hard (reject, clamp max_tokens) | soft (report only)")] = "hard",
+    rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
+    tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Requests in flight at once.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Issue a key and print it (shown this once)."""
     from anygate.api.schemas import KeyCreate
     from anygate.api.validation import validate
 
-    fields = validate(
-        KeyCreate,
-        {
-            "alias": alias,
-            "user_id": user,
-            "models": model or None,
-            "providers": provider or None,
-            "expires_at": expires,
-            "role": "admin" if admin else "user",
-        },
-    ).model_dump()
+    budget = None
+    if budget_tokens is not None or budget_usd is not None:
+        budget = {"tokens": budget_tokens, "usd": budget_usd, "period": budget_period, "mode": budget_mode}
+    limits = None
+    if rpm is not None or tpm is not None or concurrency is not None:
+        limits = {"rpm": rpm, "tpm": tpm, "concurrency": concurrency}
+    spec = {
+        "alias": alias,
+        "user_id": user,
+        "models": model or None,
+        "providers": provider or None,
+        "expires_at": expires,
+        "role": "admin" if admin else "user",
+        "budget": budget,
+        "limits": limits,
+    }
 
     async def create(store: Store) -> tuple[str, str]:
+        fields = validate(KeyCreate, spec).model_dump()  # a bad field is reported like the API's 400
         if user is not None and await store.keys.get_user(user) is None:
             raise LookupError(f"no user '{user}'")
         record, secret = await store.keys.create_key(fields, created_by="cli")

@@ -90,3 +90,17 @@ def test_serve_refuses_to_start_with_a_wrong_secret_key(environment, serve, monk
     assert result.exit_code == 2
     assert "which is not among the keys in ANYGATE_SECRET_KEY" in result.output
     assert "sk-lab-secret" not in result.output
+
+
+def test_a_key_created_with_a_budget_from_the_cli_has_its_quota(environment, serve) -> None:
+    output = run(
+        "keys", "create", "--alias", "student-1", "--budget-tokens", "1000", "--budget-period", "daily", "--rpm", "5"
+    )
+    secret = next(word for word in output.split() if word.startswith("sk-ag-"))
+    gateway = serve(environment)
+    with gateway.client(secret) as http:
+        quota = http.get("/quota").json()
+    assert quota["tokens"]["limit"] == 1000 and quota["tokens"]["remaining"] == 1000
+    assert quota["tokens"]["resets_at"] is not None
+    bad = runner.invoke(app, ["keys", "create", "--alias", "x", "--budget-tokens", "5", "--budget-period", "yearly"])
+    assert bad.exit_code != 0 and "period" in bad.output

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from anygate.accounting.tables import metadata, usage_ledger
+from anygate.accounting.tables import usage_ledger
 
 log = logging.getLogger("anygate.ledger")
 
@@ -50,11 +50,6 @@ class Ledger:
         self._buffer: list[UsageRow] = []
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
-
-    async def create_tables(self) -> None:
-        """Until the store's migrations carry these tables: create them when missing."""
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
 
     def record(self, row: UsageRow) -> None:
         self._buffer.append(row)

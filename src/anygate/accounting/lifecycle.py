@@ -30,7 +30,8 @@ async def start_accounting(state: AppState, budget_source: BudgetSource | None =
     """
     from anygate.quota.poller import poll_upstream_quotas
 
-    state.accounting = await build_accounting(state.settings, state.registry, budget_source or scopes_of)
+    engine = state.require_store().db.engine
+    state.accounting = build_accounting(state.settings, state.registry, engine, budget_source or scopes_of)
     limiter = state.accounting.enforcer.limiter
     if isinstance(limiter, RedisLimiter):
         state.readiness_probes.setdefault("redis", limiter.ping)

@@ -215,8 +215,7 @@ class Accounting:
 
     async def close(self) -> None:
         if self.ledger is not None:
-            await self.ledger.close()
-            await self.ledger.engine.dispose()
+            await self.ledger.close()  # the last batch; the engine is the store's, closed with it
         await self.enforcer.limiter.close()
 
 

@@ -65,10 +65,9 @@ def make_limiter(settings: Settings, engine: AsyncEngine) -> Limiter:
     return MemoryLimiter()
 
 
-async def build_accounting(
-    settings: Settings, registry: ProviderRegistry, budget_source: BudgetSource = scopes_of
+def build_accounting(
+    settings: Settings, registry: ProviderRegistry, engine: AsyncEngine, budget_source: BudgetSource = scopes_of
 ) -> Accounting:
-    engine = make_engine(settings)
+    """Accounting on the store's engine: its tables come from the store's migrations (0002_accounting)."""
     ledger = Ledger(engine, interval=settings.ledger_interval)
-    await ledger.create_tables()
     return Accounting(Enforcer(make_limiter(settings, engine)), ledger, price_book(settings, registry), budget_source)
