@@ -450,6 +450,17 @@ def test_metrics_count_requests_by_provider_model_and_status(client: httpx2.Clie
         assert secret not in text
 
 
+def test_names_a_client_makes_up_do_not_become_metric_labels(client: httpx2.Client) -> None:
+    for n in range(3):
+        response = client.post("/proxy/fake/v1/chat/completions", json={**CHAT, "model": f"made-up-{n}"})
+        assert response.status_code == 200
+    with httpx2.Client(base_url=str(client.base_url)) as bare:
+        text = bare.get("/metrics").text
+    assert "made-up-" not in text
+    assert metric_lines(text, "anygate_requests_total", provider="fake", model="unlisted", status="200")
+    assert metric_lines(text, "anygate_tokens_total", provider="fake", model="unlisted", direction="input")
+
+
 def test_metrics_can_require_a_key(upstream: FakeUpstream) -> None:
     with serve_gateway(gateway_settings(fake_provider(upstream), metrics_public=False)) as gw:
         with gw.client(key=None) as bare:

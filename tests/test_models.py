@@ -150,6 +150,29 @@ def test_alias_to_nothing_is_404_naming_what_the_client_asked_for() -> None:
         resolve_model("nick", idx)
 
 
+def test_a_prefix_whose_provider_lacks_the_model_falls_back_to_the_whole_name() -> None:
+    # "openai/gpt-4o" is OpenRouter's id, while an "openai" provider that lists its models is configured too.
+    idx = index({"openai": ["gpt-4o-mini"], "openrouter": ["openai/gpt-4o"]})
+    assert resolve_model("openai/gpt-4o", idx) == [Target("openrouter", "openai/gpt-4o")]
+    assert resolve_model("openai/gpt-4o-mini", idx) == [Target("openai", "gpt-4o-mini")]
+    with pytest.raises(ModelNotFound):
+        resolve_model("openai/gpt-5-typo", idx)
+
+
+def test_a_prefixed_name_its_provider_lacks_is_not_sent_to_the_preferred_provider() -> None:
+    idx = index({"openai": ["gpt-4o-mini"], "vllm": None}, default="vllm")
+    with pytest.raises(ModelNotFound):
+        resolve_model("openai/gpt-4o", idx)
+
+
+def test_an_alias_whose_target_is_gone_is_not_guessed_onto_the_preferred_provider() -> None:
+    idx = index({"openai": ["gpt-4o-mini"], "vllm": None}, aliases={"gpt-4o": "openai/gpt-4o"}, default="vllm")
+    with pytest.raises(ModelNotFound, match="'gpt-4o'"):
+        resolve_model("gpt-4o", idx)
+    listed = index({"openai": ["gpt-4o-mini"], "groq": ["gpt-4o"]}, aliases={"gpt-4o": "openai/gpt-4o"})
+    assert resolve_model("gpt-4o", listed) == [Target("groq", "gpt-4o")]
+
+
 MODEL = st.from_regex(r"[A-Za-z0-9._:/-]{1,30}", fullmatch=True)
 
 

@@ -89,3 +89,35 @@ async def test_describe_never_shows_a_secret(up: FakeUpstream, pool: UpstreamPoo
     registry = ProviderRegistry(gateway_settings(fake_provider(up, headers={"X-Secret-Header": "hdr-secret"})), pool)
     view = registry.describe(registry.get("fake"))
     assert "sk-fake" not in repr(view) and "hdr-secret" not in repr(view)
+
+
+async def test_an_ollama_answering_html_on_api_tags_is_a_discovery_failure_not_a_crash(pool: UpstreamPool) -> None:
+    async with (
+        FakeUpstream(models=["llama3:8b"], has_models_endpoint=False) as ollama,
+        FakeUpstream(models=["m1"]) as healthy,
+    ):
+        ollama.script(Reply(body=b"<html>not an ollama</html>"), path="/api/tags")
+        settings = gateway_settings(
+            fake_provider(ollama, "olla", type="ollama", base_url=f"{ollama.url}/v1"), fake_provider(healthy)
+        )
+        registry = ProviderRegistry(settings, pool)
+        await registry.discover_all()
+        olla, fake = registry.get("olla"), registry.get("fake")
+        assert olla.models_source == "unknown" and olla.discovery_error
+        assert "not JSON" in olla.discovery_error
+        assert fake.models == ["m1"]
+
+
+async def test_a_provider_whose_discovery_breaks_does_not_stop_the_others(
+    up: FakeUpstream, pool: UpstreamPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = ProviderRegistry(gateway_settings(fake_provider(up), fake_provider(up, "broken")), pool)
+
+    async def explode() -> list[dict[str, object]]:
+        raise RuntimeError("a bug in discovery")
+
+    monkeypatch.setattr(registry.get("broken").client, "list_model_entries", explode)
+    await registry.discover_all()
+    up.models = ["m3"]
+    await registry.discover_all()
+    assert registry.get("fake").models == ["m3"]

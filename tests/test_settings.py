@@ -255,6 +255,32 @@ def test_a_bad_zero_config_environment_is_one_clear_message(env: dict[str, str],
     assert "environment" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"OPENAI_COMPATIBLE_API_KEY": "k", "OPENAI_COMPATIBLE_TIMEOUT": "-3"}, "OPENAI_COMPATIBLE_TIMEOUT"),
+        ({"OPENAI_COMPATIBLE_BASE_URL": "ftp://example.com/v1"}, "OPENAI_COMPATIBLE_BASE_URL"),
+        ({"OPENROUTER_API_KEY": "k", "OPENROUTER_BASE_URL": "gopher://example.com"}, "OPENROUTER_BASE_URL"),
+        ({"OLLAMA_ENABLED": "true", "OLLAMA_BASE_URL": "not-a-url"}, "OLLAMA_BASE_URL"),
+        ({"OPENAI_COMPATIBLE_API_KEY": "k", "OPENAI_COMPATIBLE_MAX_RETRIES": "2.9"}, "OPENAI_COMPATIBLE_MAX_RETRIES"),
+    ],
+)
+def test_a_bad_zero_config_value_names_the_variable_that_set_it(env: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(env)
+    message = str(caught.value)
+    assert f"from environment variable {variable})" in message or f"{variable} must be" in message
+
+
+def test_an_error_in_a_file_provider_names_the_provider() -> None:
+    config = write_config("providers:\n  - id: groq\n  - id: campus\n    type: custom\n    timeout: -1\n")
+    with pytest.raises(ConfigError) as caught:
+        load(config_file=config)
+    message = str(caught.value)
+    assert "providers.1.timeout" in message and "provider 'campus'" in message
+    assert "environment variable" not in message
+
+
 def test_no_auth_only_on_loopback() -> None:
     assert load(no_auth=True).no_auth
     assert load(no_auth=True, host="localhost").no_auth

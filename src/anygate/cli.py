@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from anygate.accounting.commands import usage
 from anygate.errors import ConfigError
@@ -38,14 +39,17 @@ NO_PROVIDER_HINT = """[yellow]No upstream provider is configured yet.[/yellow] A
 
 
 def err_console() -> Console:
-    return Console(stderr=True)
+    # Messages are never wrapped by rich: a piped terminal is 80 columns wide, and a hint with a command
+    # in it must stay one line that can be copied.
+    return Console(stderr=True, soft_wrap=True)
 
 
 def settings_or_exit(**flags: Any) -> Settings:
     try:
         return load_settings(flags)
     except ConfigError as exc:
-        err_console().print(f"[red]anygate: {exc}[/red]", highlight=False, markup=False)
+        # The message quotes the operator's file: text, never rich markup.
+        err_console().print(Text(f"anygate: {exc}", style="red"), highlight=False)
         raise typer.Exit(2) from None
 
 
@@ -93,11 +97,7 @@ def models(config: ConfigOption = None) -> None:
             with Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), console=err_console(), transient=True
             ) as bar:
-                task = bar.add_task("Discovering models", total=len(registry.runtimes))
-                for runtime in registry.runtimes.values():
-                    bar.update(task, description=f"Discovering models of {runtime.id}")
-                    await registry.discover(runtime)
-                    bar.advance(task)
+                await discover_showing_progress(registry, bar)
         finally:
             await pool.close()
         return registry
@@ -111,6 +111,24 @@ def models(config: ConfigOption = None) -> None:
             problem = escape(runtime.discovery_error or "no models")
             table.add_row(runtime.id, f"[red]{problem}[/red]", runtime.models_source)
     Console().print(table)
+
+
+async def discover_showing_progress(registry: Any, bar: Progress) -> None:
+    """Discover every provider at once; the bar names those still being waited for."""
+    waiting = {runtime.id: runtime for runtime in registry.runtimes.values()}
+    task = bar.add_task("Discovering models", total=len(waiting))
+
+    async def discover_one(provider_id: str) -> None:
+        await registry.discover(waiting[provider_id])
+        del waiting[provider_id]
+        bar.update(task, advance=1, description=describe_waiting(waiting))
+
+    bar.update(task, description=describe_waiting(waiting))
+    await asyncio.gather(*(discover_one(provider_id) for provider_id in list(waiting)))
+
+
+def describe_waiting(waiting: dict[str, Any]) -> str:
+    return f"Discovering models of {escape(', '.join(waiting))}" if waiting else "Discovered"
 
 
 @providers_app.callback()

@@ -6,6 +6,10 @@ provider's list changes.
 Resolution order (CONTRACTS.md): an alias; ``provider/model`` or ``provider:model`` where the prefix up to
 the first ``/`` or ``:`` is a provider id; the whole string as a model some provider lists; the preferred
 provider while its own list is unknown; otherwise ``ModelNotFound``.
+
+A prefix that names a provider whose (known) list lacks the rest is not the end: the whole string may still
+be a model another provider lists (``openai/gpt-4o`` at OpenRouter while an ``openai`` provider is
+configured too). Only a bare name the client sent reaches the preferred provider on trust.
 """
 
 from __future__ import annotations
@@ -85,27 +89,39 @@ def split_provider_prefix(name: str) -> tuple[str, str] | None:
 
 def resolve_model(name: str, index: ModelIndex) -> list[Target]:
     """Every target that serves ``name``, preferred provider first. Raises ModelNotFound."""
-    targets = _resolve(index.aliases.get(name, name), index)
-    if targets is None and name in index.aliases:
-        targets = _resolve(name, index)
+    alias_target = index.aliases.get(name)
+    if alias_target is None:
+        targets = _resolve(name, index, trust_default=True)
+    else:
+        # An alias whose target is gone is not guessed onward: only a model listed under the alias's own
+        # name can stand in for it.
+        targets = _resolve(alias_target, index, trust_default=False) or _listed_targets(name, index)
     if not targets:
         raise ModelNotFound(name)
     return targets
 
 
-def _resolve(name: str, index: ModelIndex) -> list[Target] | None:
+def _resolve(name: str, index: ModelIndex, *, trust_default: bool) -> list[Target] | None:
     prefixed = split_provider_prefix(name)
     if prefixed is not None:
         provider_id = index.canonical_provider(prefixed[0])
         if provider_id is not None:
-            return _prefixed_target(provider_id, prefixed[1], index)
-    listed = index.providers_by_model.get(name)
+            targets = _prefixed_target(provider_id, prefixed[1], index)
+            return targets or _listed_targets(name, index)
+    listed = _listed_targets(name, index)
     if listed:
-        return [Target(p, name) for p in _preferred_first(listed, index.default_provider)]
+        return listed
     default = index.default_provider
-    if default is not None and index.models_by_provider.get(default, frozenset()) is None:
+    if trust_default and default is not None and index.models_by_provider.get(default, frozenset()) is None:
         return [Target(default, name)]
     return None
+
+
+def _listed_targets(name: str, index: ModelIndex) -> list[Target] | None:
+    listed = index.providers_by_model.get(name)
+    if not listed:
+        return None
+    return [Target(p, name) for p in _preferred_first(listed, index.default_provider)]
 
 
 def _prefixed_target(provider_id: str, model: str, index: ModelIndex) -> list[Target] | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from anygate.catalog import DEFAULT_PROXY_ENDPOINTS, PRESETS
-from anygate.errors import NotFound
+from anygate.errors import GatewayError, NotFound
 from anygate.models import ModelIndex, Target, resolve_model
 from anygate.settings import ProviderConfig, Settings
 from anygate.upstream import DiscoveryFailed, HealthResult, OpenAICompatibleProvider, UpstreamPool
@@ -152,8 +152,8 @@ class ProviderRegistry:
         """Refresh one provider's list; on failure keep the configured or last good list, and say why."""
         try:
             entries = await runtime.client.list_model_entries()
-        except DiscoveryFailed as exc:
-            runtime.discovery_error = str(exc)
+        except (DiscoveryFailed, GatewayError) as exc:
+            runtime.discovery_error = exc.message if isinstance(exc, GatewayError) else str(exc)
             if runtime.models_source == "discovered":
                 runtime.models_source = "last-known"
             log.warning("model discovery failed", extra={"fields": {"provider": runtime.id, "error": str(exc)}})
@@ -166,11 +166,17 @@ class ProviderRegistry:
             self.rebuild_index()
 
     async def discover_all(self) -> None:
-        await asyncio.gather(*(self.discover(r) for r in list(self.runtimes.values())))
+        """Refresh every list at once. A provider whose discovery breaks unexpectedly is logged and the
+        others go on: one bad upstream never stops the background refresh."""
+        runtimes = list(self.runtimes.values())
+        results = await asyncio.gather(*(self.discover(r) for r in runtimes), return_exceptions=True)
+        for runtime, result in zip(runtimes, results, strict=True):
+            if isinstance(result, Exception):
+                log.error("model discovery broke", exc_info=result, extra={"fields": {"provider": runtime.id}})
 
     async def discover_at_start(self) -> asyncio.Task[None]:
         """Start discovery; wait a short while so the first requests see most lists, then go on."""
-        task = asyncio.ensure_future(self.discover_all())
+        task = asyncio.create_task(self.discover_all(), name="model-discovery-at-start")
         await asyncio.wait({task}, timeout=STARTUP_DISCOVERY_WAIT)
         return task
 

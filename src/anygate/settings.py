@@ -33,6 +33,8 @@ DEFAULT_OPENROUTER_URL = "https://openrouter.ai/api/v1"
 ENV_PROVIDER_ID = "openai_compatible"
 LEGACY_PROVIDER_ID = "openrouter"
 TRUTHY = {"1", "true", "yes", "on"}
+# A zero-config provider carries, until validation, which variable set each of its fields.
+ENV_SOURCES_KEY = "__env_sources__"
 FALSY = {"0", "false", "no", "off", ""}
 
 
@@ -286,10 +288,14 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
         merged["default_provider"] = preferred_provider(env["PREFERRED_PROVIDER"], merged)
     merged.setdefault("data_dir", default_data_dir(env))
     merged.setdefault("user_config_file", default_user_config_file(env))
+    sources = value_sources(env_values, given_flags, merged)
+    for provider in merged.get("providers") or []:
+        if isinstance(provider, dict):
+            provider.pop(ENV_SOURCES_KEY, None)
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, origin, value_sources(env_values, given_flags))) from exc
+        raise ConfigError(describe_validation_error(exc, origin, sources, merged)) from exc
     settings.provider_key_env = {
         p.id: SecretStr(env[key_env_name(p.id)]) for p in settings.providers if env.get(key_env_name(p.id))
     }
@@ -360,24 +366,61 @@ def expand_variables(value: Any, env: Mapping[str, str]) -> Any:
     return value
 
 
-def value_sources(env_values: Mapping[str, Any], flags: Mapping[str, Any]) -> dict[str, str]:
-    """Where a top-level setting came from when not from the config file: its variable or its flag."""
+def value_sources(
+    env_values: Mapping[str, Any], flags: Mapping[str, Any], merged: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """Where a setting came from when not from the config file: its variable or its flag.
+
+    Keys are dotted locations (``port``, ``providers.0.timeout``) as pydantic reports them."""
     names = {field: name for name, field in ANYGATE_ENV_FIELDS.items()}
     sources = {field: f"environment variable {names[field]}" for field in env_values}
     sources.update({field: "--" + field.replace("_", "-") for field in flags if field != "config_file"})
+    for index, provider in enumerate((merged or {}).get("providers") or []):
+        for field, variable in (provider.get(ENV_SOURCES_KEY) or {}).items() if isinstance(provider, dict) else ():
+            sources[f"providers.{index}.{field}"] = f"environment variable {variable}"
     return sources
 
 
-def describe_validation_error(exc: ValidationError, origin: str, sources: Mapping[str, str] | None = None) -> str:
+def describe_validation_error(
+    exc: ValidationError,
+    origin: str,
+    sources: Mapping[str, str] | None = None,
+    merged: Mapping[str, Any] | None = None,
+) -> str:
     lines = [f"{origin}: invalid configuration"]
     for error in exc.errors():
         location = ".".join(str(part) for part in error["loc"]) or "(top level)"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown field"
-        source = (sources or {}).get(str(error["loc"][0])) if error["loc"] else None
-        lines.append(f"  {location}: {message}" + (f" (from {source})" if source else ""))
+        source = source_of(error["loc"], sources or {})
+        provider = provider_named_at(error["loc"], merged or {})
+        lines.append(
+            f"  {location}: {message}"
+            + (f" (provider '{provider}')" if provider else "")
+            + (f" (from {source})" if source else "")
+        )
     return "\n".join(lines)
+
+
+def source_of(location: tuple[int | str, ...], sources: Mapping[str, str]) -> str | None:
+    """The most specific known source of a location: ``providers.0.timeout``, then ``providers.0``..."""
+    parts = [str(part) for part in location]
+    for length in range(len(parts), 0, -1):
+        source = sources.get(".".join(parts[:length]))
+        if source is not None:
+            return source
+    return None
+
+
+def provider_named_at(location: tuple[int | str, ...], merged: Mapping[str, Any]) -> str | None:
+    """The id of the provider an error is in (``providers.3`` says little in a long file)."""
+    if len(location) < 2 or location[0] != "providers" or not isinstance(location[1], int):
+        return None
+    providers = merged.get("providers") or []
+    entry = providers[location[1]] if location[1] < len(providers) else None
+    provider_id = entry.get("id") if isinstance(entry, dict) else None
+    return provider_id if isinstance(provider_id, str) else None
 
 
 # ------------------------------------------------------------------------- seed 003: zero-config env
@@ -405,6 +448,16 @@ def env_number(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"environment: {name} must be a number, not '{raw}'") from None
 
 
+def env_integer(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"environment: {name} must be a whole number, not '{raw}'") from None
+
+
 def env_headers(env: Mapping[str, str]) -> dict[str, str]:
     raw = env.get("OPENAI_COMPATIBLE_CUSTOM_HEADERS")
     if not raw:
@@ -430,7 +483,14 @@ def apply_zero_config(merged: dict[str, Any], env: Mapping[str, str]) -> None:
     if env_flag(env, "OLLAMA_ENABLED", False):
         base = env.get("OLLAMA_BASE_URL") or "http://localhost:11434"
         base = base.rstrip("/")
-        providers.append({"id": "ollama", "type": "ollama", "base_url": base if base.endswith("/v1") else base + "/v1"})
+        providers.append(
+            {
+                "id": "ollama",
+                "type": "ollama",
+                "base_url": base if base.endswith("/v1") else base + "/v1",
+                ENV_SOURCES_KEY: {"base_url": "OLLAMA_BASE_URL"},
+            }
+        )
     merged["providers"] = providers
 
 
@@ -454,9 +514,20 @@ def env_compatible_provider(env: Mapping[str, str]) -> dict[str, Any] | None:
         "name": env.get("OPENAI_COMPATIBLE_PROVIDER_NAME") or detect_provider_name(base_url),
         "headers": env_headers(env),
         "timeout": env_number(env, "OPENAI_COMPATIBLE_TIMEOUT", 30.0),
-        "max_retries": int(env_number(env, "OPENAI_COMPATIBLE_MAX_RETRIES", 3)),
+        "max_retries": env_integer(env, "OPENAI_COMPATIBLE_MAX_RETRIES", 3),
         # The operator's own environment names this URL: a backend on loopback or a LAN is intended.
         "allow_private_network": True,
+        ENV_SOURCES_KEY: {
+            "base_url": "OPENAI_COMPATIBLE_BASE_URL"
+            if explicit_url or provider_id == ENV_PROVIDER_ID
+            else "OPENROUTER_BASE_URL",
+            "api_key": "OPENAI_COMPATIBLE_API_KEY" if key else "OPENROUTER_API_KEY",
+            "name": "OPENAI_COMPATIBLE_PROVIDER_NAME",
+            "headers": "OPENAI_COMPATIBLE_CUSTOM_HEADERS",
+            "timeout": "OPENAI_COMPATIBLE_TIMEOUT",
+            "max_retries": "OPENAI_COMPATIBLE_MAX_RETRIES",
+            "default_model": "OPENAI_COMPATIBLE_DEFAULT_MODEL",
+        },
     }
     if env.get("OPENAI_COMPATIBLE_DEFAULT_MODEL"):
         provider["default_model"] = env["OPENAI_COMPATIBLE_DEFAULT_MODEL"]

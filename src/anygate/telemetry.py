@@ -40,8 +40,8 @@ class Metrics:
         )
         self.latency = Histogram(
             "anygate_request_duration_seconds",
-            "Time from request to the last byte of the response.",
-            ("route", "provider"),
+            "Time from request to the last byte of the response, by route, provider, model and status.",
+            ("route", "provider", "model", "status"),
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )

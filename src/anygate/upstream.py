@@ -290,7 +290,10 @@ class OpenAICompatibleProvider:
             raise DiscoveryFailed(translate_client_error(exc, self.provider_id).message) from exc
         if response.status >= 400:
             raise DiscoveryFailed(f"HTTP {response.status} from /api/tags")
-        parsed = parse_json(raw, self.provider_id)
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise DiscoveryFailed("/api/tags answered with a body that is not JSON") from None
         names = [m.get("name") for m in parsed.get("models", [])] if isinstance(parsed, dict) else []
         return [{"id": n, "object": "model", "owned_by": self.provider_id} for n in names if isinstance(n, str)]
 

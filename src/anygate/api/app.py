@@ -48,6 +48,7 @@ MODEL_ROUTES = {
 PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/openapi.json", "/docs"})
 PUBLIC_PREFIXES = ("/ui",)
 PROXY_PATH = re.compile(r"^/proxy/([^/]+)/v1/(.+)$")
+UNLISTED_MODEL = "unlisted"
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # The web console's static files ship inside the package; ``/ui`` redirects to ``/ui/``.
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
@@ -120,9 +121,7 @@ class Gateway:
         self._relay = Relay(state)
         self.management.state.anygate = state
         await self._open_store(state)
-        discovery = await state.registry.discover_at_start()
-        state.background.add(discovery)
-        discovery.add_done_callback(state.background.discard)
+        state.adopt(await state.registry.discover_at_start())
         state.spawn(state.registry.refresh_forever(settings.discovery_interval), "model-discovery")
         if settings.routing.health_check_interval > 0:
             state.spawn(check_health_forever(state, settings.routing.health_check_interval), "health-checks")
@@ -252,14 +251,14 @@ class Gateway:
         metrics = self.state.metrics if self._state is not None else None
         if exchange is not None:
             status = exchange.status or status
-            provider, model = exchange.provider_id or "", exchange.model or ""
             if metrics is not None:
-                metrics.requests.labels(exchange.route, provider, model, str(status)).inc()
-                metrics.latency.labels(exchange.route, provider).observe(elapsed)
-                if exchange.stream and exchange.first_byte_at is not None:
-                    metrics.time_to_first_token.labels(provider, model).observe(exchange.first_byte_at - started)
-                self._count_tokens(metrics, exchange)
-            fields = {"provider": provider, "model": model, "key": exchange.principal.key_id, "stream": exchange.stream}
+                self._measure(metrics, exchange, status, elapsed)
+            fields = {
+                "provider": exchange.provider_id or "",
+                "model": exchange.model or "",
+                "key": exchange.principal.key_id,
+                "stream": exchange.stream,
+            }
         else:
             if metrics is not None:
                 metrics.requests.labels("management", "", "", str(status)).inc()
@@ -277,12 +276,29 @@ class Gateway:
             },
         )
 
+    def _measure(self, metrics: Metrics, exchange: Exchange, status: int, elapsed: float) -> None:
+        provider, model = exchange.provider_id or "", self._model_label(exchange)
+        status_label = str(status)
+        metrics.requests.labels(exchange.route, provider, model, status_label).inc()
+        metrics.latency.labels(exchange.route, provider, model, status_label).observe(elapsed)
+        if exchange.stream and exchange.first_byte_at is not None:
+            metrics.time_to_first_token.labels(provider, model).observe(exchange.first_byte_at - exchange.started)
+        self._count_tokens(metrics, exchange, provider, model)
+
+    def _model_label(self, exchange: Exchange) -> str:
+        """The model as a metric label: a model its provider lists, else ``unlisted``. A client may send
+        any name (through ``/proxy``, or to a provider whose list is unknown); label values must stay few."""
+        if not exchange.model or not exchange.provider_id:
+            return ""
+        if self.state.registry.index.lists_model(exchange.provider_id, exchange.model):
+            return exchange.model
+        return UNLISTED_MODEL
+
     @staticmethod
-    def _count_tokens(metrics: Metrics, exchange: Exchange) -> None:
+    def _count_tokens(metrics: Metrics, exchange: Exchange, provider: str, model: str) -> None:
         usage = exchange.usage
         if not usage:
             return
-        provider, model = exchange.provider_id or "", exchange.model or ""
         for field, direction in (("prompt_tokens", "input"), ("completion_tokens", "output")):
             value = usage.get(field)
             if isinstance(value, int) and value > 0:

@@ -73,7 +73,10 @@ class AppState:
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run owned background work: failures are logged, and ``stop()`` cancels what is left."""
-        task = asyncio.create_task(coroutine, name=name)
+        return self.adopt(asyncio.create_task(coroutine, name=name))
+
+    def adopt(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
+        """Own a task started elsewhere, as ``spawn`` owns its own."""
         self.background.add(task)
         task.add_done_callback(self._finished)
         return task
