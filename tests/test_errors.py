@@ -247,6 +247,25 @@ def test_an_upstream_error_body_with_a_secret_is_not_passed_on(fresh: httpx2.Cli
     assert "400" in error["message"]
 
 
+def test_a_secret_echoed_in_any_member_of_an_upstream_error_is_not_passed_on(
+    fresh: httpx2.Client, upstream: FakeUpstream
+) -> None:
+    body = {"error": {"message": "Invalid key", "type": "invalid_request_error", "param": "Bearer sk-live-abcdefgh"}}
+    upstream.script(Reply(status=401, json=body), path="/v1/chat/completions")
+    response = fresh.post("/v1/chat/completions", json=CHAT)
+    assert_error(response, 401, "upstream_error")
+    assert "sk-live" not in response.text
+
+
+def test_the_upstream_error_message_reaches_a_library_user() -> None:
+    from anygate.errors import UpstreamStatusError
+
+    safe = UpstreamStatusError(400, b'{"error": {"message": "max_tokens is too large", "type": "x"}}')
+    assert safe.message == "Upstream returned HTTP 400: max_tokens is too large"
+    leaky = UpstreamStatusError(400, b'{"error": {"message": "bad key sk-live-abcdefgh"}}')
+    assert leaky.message == "Upstream returned HTTP 400" and leaky.upstream_body is None
+
+
 def test_an_upstream_error_that_is_not_openai_shaped_gets_the_contract_shape(
     fresh: httpx2.Client, upstream: FakeUpstream
 ) -> None:

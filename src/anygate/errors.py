@@ -162,10 +162,13 @@ class UpstreamStatusError(UpstreamUnavailable):
 
     def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.status = status
-        self.upstream_body = body if is_openai_error_body(body) else None
+        upstream_message = openai_error_message(body)
+        self.upstream_body = body if upstream_message is not None else None
         self.retryable = status in (408, 409, 429) or status >= 500
         self.type = "rate_limit_error" if status == 429 else "upstream_error"
-        super().__init__(f"Upstream returned HTTP {status}", code=f"upstream_http_{status}", headers=headers)
+        # The upstream's own words help a library user; they are passed on only when they are safe to show.
+        message = f"Upstream returned HTTP {status}" + (f": {upstream_message}" if upstream_message else "")
+        super().__init__(message, code=f"upstream_http_{status}", headers=headers)
 
     def body_bytes(self) -> bytes:
         return self.upstream_body if self.upstream_body is not None else super().body_bytes()
@@ -194,16 +197,24 @@ class ConfigError(Exception):
 
 def is_openai_error_body(body: bytes) -> bool:
     """True for ``{"error": {"message": str, ...}}`` with nothing that looks like a secret echoed back."""
+    return openai_error_message(body) is not None
+
+
+def openai_error_message(body: bytes) -> str | None:
+    """The message of a well-formed OpenAI-style error body that echoes no secret, else None."""
     if not body or len(body) > 65536:
-        return False
+        return None
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return False
+        return None
     if not isinstance(parsed, dict) or not isinstance(parsed.get("error"), dict):
-        return False
+        return None
     message = parsed["error"].get("message")
-    return isinstance(message, str) and not looks_like_secret(message)
+    # Any member may echo a credential back (``param``, ``code``, extra fields), not just the message.
+    if not isinstance(message, str) or looks_like_secret(body.decode("utf-8", "replace")):
+        return None
+    return message
 
 
 def looks_like_secret(text: str) -> bool:
