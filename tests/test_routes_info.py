@@ -116,6 +116,7 @@ def test_env_provider_and_its_alias_in_the_views() -> None:
             "OPENROUTER_API_KEY": PROVIDER_KEY,
             "OPENROUTER_BASE_URL": up.base_url,
             "PREFERRED_PROVIDER": "openai_compatible",
+            "OPENAI_COMPATIBLE_DEFAULT_MODEL": "fake-model",
             "ANYGATE_ADMIN_KEY": "admin-key-for-views",
             "ANYGATE_DATA_DIR": "data",
         }
@@ -125,6 +126,7 @@ def test_env_provider_and_its_alias_in_the_views() -> None:
             chat = client.post("/v1/chat/completions", json={"model": "openai_compatible:fake-model", "messages": []})
     assert providers["default_provider"] == "openrouter"
     assert [p["id"] for p in providers["data"]] == ["openrouter"]
+    assert providers["data"][0]["default_model"] == "fake-model"
     assert aliased.status_code == 200 and aliased.json()["provider"] == "openrouter"
     assert chat.status_code == 200
 

@@ -211,6 +211,8 @@ class ProviderRegistry:
             "models_source": runtime.models_source,
             "origin": runtime.origin,
         }
+        if config.default_model:
+            view["default_model"] = config.default_model
         if runtime.discovery_error:
             view["discovery_error"] = runtime.discovery_error
         if runtime.quota is not None:
