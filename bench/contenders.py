@@ -2,18 +2,24 @@
 
 `direct` has no launch: wrk talks to nginx itself, which is the floor every gateway adds to.
 A contender that is not installed (or whose CLI does not start) says why through
-`unavailable`, and the harness reports it as skipped.
+`unavailable`, and the harness reports it as skipped. A contender with a `prepare` step gets
+it once it serves, and is loaded with the key that step returns instead of the admin key.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+from baseline import Baseline
+from client import post
 from upstream import MODEL
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -43,11 +49,33 @@ class Launch:
 
 
 @dataclass(frozen=True)
+class Serving:
+    """A contender that answers: its origin (`http://127.0.0.1:port`) and the admin key."""
+
+    origin: str
+    admin_key: str
+
+
+@dataclass(frozen=True)
+class Credential:
+    """The key to load a contender with, and a sentence for the report saying what it is."""
+
+    key: str
+    note: str
+
+
+class PrepareFailed(Exception):
+    """A contender serves, but its prepare step could not make the key to load with."""
+
+
+@dataclass(frozen=True)
 class Contender:
     name: str
+    about: str
     models: tuple[str, ...]
     unavailable: Callable[[], str | None]
     launch: Callable[[LaunchContext], Launch] | None
+    prepare: Callable[[Serving], Credential] | None = None
 
     def __repr__(self) -> str:
         return f"Contender({self.name})"
@@ -76,12 +104,12 @@ def _launch_passthrough(ctx: LaunchContext) -> Launch:
     return Launch(argv, loopback_env(), ready_timeout=30)
 
 
-def _anygate_unavailable() -> str | None:
-    if not ANYGATE_BIN.exists():
-        return f"{ANYGATE_BIN} not found (run `uv sync`)"
+def _anygate_unavailable(anygate_bin: Path) -> str | None:
+    if not anygate_bin.exists():
+        return f"{anygate_bin} not found (run `uv sync`)"
     try:
         done = subprocess.run(
-            [str(ANYGATE_BIN), "serve", "--help"],
+            [str(anygate_bin), "serve", "--help"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -95,7 +123,22 @@ def _anygate_unavailable() -> str | None:
     return None
 
 
-def anygate_config(upstream_base: str) -> str:
+def _baseline_unavailable(baseline: Baseline) -> str | None:
+    return baseline.problem or _anygate_unavailable(baseline.anygate_bin)
+
+
+def accepts_prices(root: Path) -> bool:
+    """Whether the anygate checked out at `root` has the `prices:` setting (its config forbids extras)."""
+    try:
+        settings = (root / "src" / "anygate" / "settings.py").read_text()
+    except OSError:
+        return False
+    return re.search(r"^\s+prices:", settings, re.MULTILINE) is not None
+
+
+def anygate_config(upstream_base: str, with_prices: bool) -> str:
+    # A price makes accounting compute a cost for every request, as it would for a real model.
+    prices = f"prices:\n  bench/{MODEL}: {{input: 1.0, output: 2.0}}\n" if with_prices else ""
     return f"""providers:
   - id: bench
     type: custom
@@ -103,16 +146,16 @@ def anygate_config(upstream_base: str) -> str:
     api_key: upstream-key
     allow_private_network: true
     models: [{MODEL}]
-"""
+{prices}"""
 
 
-def _launch_anygate(ctx: LaunchContext) -> Launch:
+def _launch_anygate(anygate_bin: Path, with_prices: bool, ctx: LaunchContext) -> Launch:
     config = ctx.workdir / "anygate.yaml"
-    config.write_text(anygate_config(ctx.upstream_base))
+    config.write_text(anygate_config(ctx.upstream_base, with_prices))
     data_dir = ctx.workdir / "data"
     data_dir.mkdir(exist_ok=True)
     argv = [
-        str(ANYGATE_BIN),
+        str(anygate_bin),
         "serve",
         "--config",
         str(config),
@@ -123,6 +166,65 @@ def _launch_anygate(ctx: LaunchContext) -> Launch:
     ]
     env = loopback_env(ANYGATE_ADMIN_KEY=ctx.key, ANYGATE_DATA_DIR=str(data_dir))
     return Launch(argv, env, ready_timeout=60)
+
+
+# A budget and limits far above what a run can spend, so every request is counted, reserved
+# and settled, and none is refused.
+BENCH_KEY = {
+    "alias": "bench",
+    "budget": {"tokens": 10_000_000_000, "usd": 1_000_000, "period": "daily", "mode": "hard"},
+    "limits": {"rpm": 100_000_000, "tpm": 100_000_000_000, "concurrency": 10_000},
+}
+BUDGET_NOTE = (
+    "a key made through POST /v1/keys with a daily hard budget (tokens and USD) and rpm, tpm and "
+    "concurrency limits, none of which the run reaches"
+)
+
+
+def make_budgeted_key(serving: Serving) -> Credential:
+    """Create the bench key with the admin key; an anygate without the key API keeps the admin key."""
+    status, body = post(serving.origin + "/v1/keys", json.dumps(BENCH_KEY), serving.admin_key)
+    if status in (404, 405):
+        return Credential(serving.admin_key, f"the admin key (no budget): POST /v1/keys answered {status}")
+    if status != 201:
+        raise PrepareFailed(f"POST /v1/keys answered {status}: {body[:200]!r}")
+    try:
+        key = json.loads(body)["key"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise PrepareFailed(f"POST /v1/keys answered without a key: {body[:200]!r}") from exc
+    return Credential(key, BUDGET_NOTE)
+
+
+def _anygate_contenders(baseline: Baseline | None) -> list[Contender]:
+    models = (f"bench/{MODEL}", MODEL)
+    current = partial(_launch_anygate, ANYGATE_BIN, accepts_prices(ROOT))
+    available = partial(_anygate_unavailable, ANYGATE_BIN)
+    contenders = [
+        Contender(
+            "anygate",
+            "this checkout with auth, accounting and metrics on; prices configured",
+            models,
+            available,
+            current,
+            make_budgeted_key,
+        ),
+        Contender(
+            "anygate-admin",
+            "the same server and config, loaded with the admin key (no budget, no limits)",
+            models,
+            available,
+            current,
+        ),
+    ]
+    if baseline is not None:
+        with_prices = accepts_prices(baseline.root)
+        launch = partial(_launch_anygate, baseline.anygate_bin, with_prices)
+        config = "the same config" if with_prices else "the same config minus `prices:` (not a setting there)"
+        about = f"anygate built from {baseline.rev} ({baseline.subject}), with {config}"
+        about += f"; {baseline.fixup}" if baseline.fixup else ""
+        unavailable = partial(_baseline_unavailable, baseline)
+        contenders.append(Contender(baseline.name, about, models, unavailable, launch, make_budgeted_key))
+    return contenders
 
 
 def _litellm_unavailable() -> str | None:
@@ -163,11 +265,19 @@ def _launch_litellm(ctx: LaunchContext) -> Launch:
     return Launch(argv, env, ready_timeout=120)
 
 
-def all_contenders() -> list[Contender]:
-    """Every contender, in the order the report lists them."""
+def all_contenders(baseline: Baseline | None = None) -> list[Contender]:
+    """Every contender, in the order the report lists them; `anygate@REV` when given a baseline."""
     return [
-        Contender("direct", (MODEL,), _always_available, None),
-        Contender("passthrough", (MODEL,), _always_available, _launch_passthrough),
-        Contender("anygate", (f"bench/{MODEL}", MODEL), _anygate_unavailable, _launch_anygate),
-        Contender("litellm", (MODEL,), _litellm_unavailable, _launch_litellm),
+        Contender("direct", "nginx answering wrk itself: the floor", (MODEL,), _always_available, None),
+        Contender(
+            "passthrough",
+            "bench/passthrough.py, uvicorn + aiohttp: the ceiling of a Python proxy",
+            (MODEL,),
+            _always_available,
+            _launch_passthrough,
+        ),
+        *_anygate_contenders(baseline),
+        Contender(
+            "litellm", "LiteLLM's proxy, one worker, master key", (MODEL,), _litellm_unavailable, _launch_litellm
+        ),
     ]

@@ -3,7 +3,10 @@
 Run it through `bench/run` (see `bench/run --help`). For each contender and mode (JSON or SSE)
 the harness starts the contender against a fixed nginx upstream, checks one real request,
 records idle RSS, then for 1 and 16 connections runs a wrk warmup and a measured run and
-records RSS again. Every process it starts is stopped on exit, Ctrl-C, SIGTERM or failure.
+records RSS again. A contender with a prepare step (anygate: a budgeted key) gets it once it
+serves and is loaded with the key it returns. `--baseline REV` adds anygate built from REV in a
+temporary git worktree. Every process it starts is stopped, and the worktree removed, on exit,
+Ctrl-C, SIGTERM or failure.
 """
 
 from __future__ import annotations
@@ -18,18 +21,30 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from contenders import BENCH_DIR, LITELLM_BIN, ROOT, Contender, LaunchContext, all_contenders
+import baseline
+from client import post
+from contenders import (
+    BENCH_DIR,
+    LITELLM_BIN,
+    ROOT,
+    Contender,
+    Credential,
+    LaunchContext,
+    PrepareFailed,
+    Serving,
+    all_contenders,
+)
 from load import LoadFailed, LoadResult, Scenario, lua_script, request_body, run_wrk
 from processes import GATEWAY_CORE, LOAD_CORE, free_port, log_tail, pinned, running, tree_rss_kib
-from report import Row, Run, first_line, load_average, render
+from report import Run, first_line, load_average, render
+from rows import Row
 from upstream import MODEL, Upstream, nginx_config
 
 SCENARIOS = (Scenario(False, 1), Scenario(False, 16), Scenario(True, 1), Scenario(True, 16))
@@ -45,6 +60,7 @@ class Options:
     warmup: int
     rounds: int
     contenders: tuple[str, ...]
+    baseline: str | None
     output: Path
     command: str
 
@@ -94,16 +110,27 @@ def parse_args(argv: Sequence[str]) -> Options:
         default=",".join(names),
         help=f"comma-separated contenders (default: {','.join(names)})",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also measure anygate built from git revision REV (added to --only), e.g. 77053f7",
+    )
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "results" / "latest.md")
     args = parser.parse_args(argv)
     chosen = tuple(name.strip() for name in args.only.split(",") if name.strip())
     unknown = sorted(set(chosen) - set(names))
     if unknown:
         parser.error(f"unknown contender(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    rev = None
+    if args.baseline:
+        try:
+            rev = baseline.resolve(args.baseline)[0]
+        except ValueError as exc:
+            parser.error(str(exc))
     duration = args.duration or (3 if args.quick else 10)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     command = shlex.join(["bench/run", *argv])
-    return Options(duration, warmup, max(args.rounds, 1), chosen, args.output, command)
+    return Options(duration, warmup, max(args.rounds, 1), chosen, rev, args.output, command)
 
 
 def progress(message: str) -> None:
@@ -112,24 +139,6 @@ def progress(message: str) -> None:
 
 def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
     raise Interrupted(signal.Signals(signum).name)
-
-
-def post(url: str, body: str, key: str, timeout: float = 10.0) -> tuple[int, bytes]:
-    """POST `body` on loopback, no proxies; returns the status and the whole response body."""
-    if not url.startswith("http://127.0.0.1:"):
-        raise ValueError(f"the benchmark only talks to loopback, not {url}")
-    request = urllib.request.Request(  # noqa: S310 - checked above: http on loopback
-        url,
-        data=body.encode(),
-        method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
-    )
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def answer_problem(status: int, body: bytes, is_stream: bool) -> str | None:
@@ -221,10 +230,27 @@ def bench_direct(upstream: Upstream, nginx_pid: int, key: str, opts: Options, wo
     return rows
 
 
-def bench_gateway(contender: Contender, upstream: Upstream, key: str, opts: Options, workdir: Path) -> list[Row]:
-    """Start the contender once per mode against the matching upstream port and measure it."""
+def loading_credential(contender: Contender, origin: str, endpoint: Endpoint, model: str) -> Credential:
+    """The key to load a serving contender with: its prepare step's, checked with one request."""
+    if contender.prepare is None:
+        return Credential(endpoint.key, "")
+    credential = contender.prepare(Serving(origin, endpoint.key))
+    problem = probe(replace(endpoint, key=credential.key), model)
+    if problem is not None:
+        raise NotServing(f"with the prepared key: {problem}")
+    return credential
+
+
+def bench_gateway(
+    contender: Contender, upstream: Upstream, key: str, opts: Options, workdir: Path
+) -> tuple[list[Row], list[str]]:
+    """Start the contender once per mode against the matching upstream port and measure it.
+
+    Returns the rows and what its prepare step said about the key it loaded with.
+    """
     assert contender.launch is not None
     rows: list[Row] = []
+    notes: list[str] = []
     for is_stream in (False, True):
         scenarios = [s for s in SCENARIOS if s.is_stream == is_stream]
         instance_dir = workdir / f"{contender.name}-{'stream' if is_stream else 'json'}"
@@ -232,18 +258,21 @@ def bench_gateway(contender: Contender, upstream: Upstream, key: str, opts: Opti
         port = free_port()
         launch = contender.launch(LaunchContext(upstream.base_for(is_stream), port, instance_dir, key))
         log = instance_dir / "server.log"
-        endpoint = Endpoint(f"http://127.0.0.1:{port}/v1{CHAT_PATH}", key, is_stream)
+        origin = f"http://127.0.0.1:{port}"
+        endpoint = Endpoint(f"{origin}/v1{CHAT_PATH}", key, is_stream)
         with running(pinned(GATEWAY_CORE, launch.argv), log, launch.env) as process:
             try:
                 model = wait_until_serving(process, log, endpoint, contender.models, launch.ready_timeout)
-            except NotServing as exc:
+                credential = loading_credential(contender, origin, endpoint, model)
+            except (NotServing, PrepareFailed) as exc:
                 progress(f"  {contender.name} {scenarios[0].mode}: did not serve: {exc}")
                 rows += [Row(contender.name, s, None, note=f"did not serve: {exc}") for s in scenarios]
                 continue
             progress(f"  serving {model!r} on port {port} (pid {process.pid})")
-            target = Target(endpoint, model, process.pid)
+            notes += [credential.note] if credential.note else []
+            target = Target(replace(endpoint, key=credential.key), model, process.pid)
             rows += measure(contender.name, target, scenarios, opts, instance_dir)
-    return rows
+    return rows, notes
 
 
 @contextlib.contextmanager
@@ -275,40 +304,61 @@ def _wait_for_models(process: subprocess.Popen[bytes], upstream: Upstream, log: 
     raise NotServing("nginx did not answer GET /v1/models within 10 s")
 
 
-def versions() -> dict[str, str]:
+def versions(opts: Options) -> dict[str, str]:
     git = ["git", "-C", str(ROOT), "describe", "--always", "--dirty"]
     litellm = [str(LITELLM_BIN.parent / "python"), "-c", LITELLM_VERSION]
-    return {
+    facts = {
         "python": sys.version.split()[0],
         "anygate commit": first_line(git),
         "litellm": first_line(litellm) if LITELLM_BIN.exists() else "not installed",
     }
+    if opts.baseline:
+        facts["baseline commit"] = first_line(["git", "-C", str(ROOT), "log", "-1", "--format=%H %s", opts.baseline])
+    return facts
 
 
-def bench_all(opts: Options, workdir: Path) -> tuple[list[Row], dict[str, str]]:
+@dataclass
+class Outcome:
+    """What `bench_all` found: measured rows, skipped contenders and what each contender was."""
+
+    rows: list[Row]
+    skipped: dict[str, str]
+    about: dict[str, str]
+
+
+def bench_one(contender: Contender, upstream: Upstream, nginx_pid: int, opts: Options, workdir: Path) -> Outcome:
     key = "sk-bench-" + secrets.token_hex(16)
-    rows: list[Row] = []
-    skipped: dict[str, str] = {}
-    with nginx_upstream(workdir) as (upstream, nginx_pid):
+    reason = contender.unavailable()
+    if reason is not None:
+        progress(f"{contender.name}: skipped, {reason}")
+        return Outcome([], {contender.name: reason}, {})
+    progress(f"{contender.name}:")
+    if contender.launch is None:
+        rows, notes = bench_direct(upstream, nginx_pid, key, opts, workdir), []
+    else:
+        rows, notes = bench_gateway(contender, upstream, key, opts, workdir)
+    if all(row.result is None for row in rows):
+        return Outcome([], {contender.name: rows[0].note}, {})
+    about = "; ".join([contender.about, *(f"loaded with {note}" for note in dict.fromkeys(notes))])
+    return Outcome(rows, {}, {contender.name: about})
+
+
+def bench_all(opts: Options, workdir: Path) -> Outcome:
+    outcome = Outcome([], {}, {})
+    with contextlib.ExitStack() as stack:
+        built = None
+        if opts.baseline:
+            progress(f"building anygate@{opts.baseline} in a git worktree")
+            built = stack.enter_context(baseline.checkout(opts.baseline, workdir))
+        upstream, nginx_pid = stack.enter_context(nginx_upstream(workdir))
         progress(f"nginx upstream: json {upstream.json_base}, sse {upstream.sse_base}")
-        for contender in all_contenders():
-            if contender.name not in opts.contenders:
-                continue
-            reason = contender.unavailable()
-            if reason is not None:
-                skipped[contender.name] = reason
-                progress(f"{contender.name}: skipped, {reason}")
-                continue
-            progress(f"{contender.name}:")
-            if contender.launch is None:
-                measured = bench_direct(upstream, nginx_pid, key, opts, workdir)
-            else:
-                measured = bench_gateway(contender, upstream, key, opts, workdir)
-            if all(row.result is None for row in measured):
-                skipped[contender.name] = measured[0].note
-            else:
-                rows += measured
-    return rows, skipped
+        for contender in all_contenders(built):
+            if contender.name in opts.contenders or (built and contender.name == built.name):
+                one = bench_one(contender, upstream, nginx_pid, opts, workdir)
+                outcome.rows += one.rows
+                outcome.skipped.update(one.skipped)
+                outcome.about.update(one.about)
+    return outcome
 
 
 def main(argv: Sequence[str]) -> int:
@@ -321,15 +371,15 @@ def main(argv: Sequence[str]) -> int:
         progress(f"warning: load average {load_before}; other work on this machine skews results")
     try:
         with tempfile.TemporaryDirectory(prefix="anygate-bench-") as tmp:
-            rows, skipped = bench_all(opts, Path(tmp))
+            outcome = bench_all(opts, Path(tmp))
     except (KeyboardInterrupt, Interrupted):
         progress("interrupted; every started process has been stopped")
         return 130
     except NotServing as exc:
         progress(f"upstream failed: {exc}")
         return 1
-    run = Run(rows, skipped, opts.command, started, opts, load_before)
-    text = render(run, SCENARIOS, versions())
+    run = Run(outcome.rows, outcome.skipped, outcome.about, opts.command, started, opts, load_before)
+    text = render(run, SCENARIOS, versions(opts))
     opts.output.parent.mkdir(parents=True, exist_ok=True)
     opts.output.write_text(text)
     print(text)

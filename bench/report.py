@@ -1,4 +1,4 @@
-"""The markdown report: one row per contender and load shape, ratios, and how it was made."""
+"""The markdown report: one row per contender and load shape, ratios, targets, and how it was made."""
 
 from __future__ import annotations
 
@@ -10,19 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from load import LoadResult, Scenario
-
-
-@dataclass(frozen=True)
-class Row:
-    """One measured (or failed) contender and scenario; RSS in KiB, 0 when unknown."""
-
-    contender: str
-    scenario: Scenario
-    result: LoadResult | None
-    rss_idle_kib: int = 0
-    rss_after_kib: int = 0
-    note: str = ""
+from load import Scenario
+from rows import Row, added_p50_ms, find_result, rps_ratio
+from targets import GOAL_CONTENDER, goals_table
 
 
 class Setup(Protocol):
@@ -42,28 +32,23 @@ class Run:
 
     rows: list[Row]
     skipped: dict[str, str]
+    about: dict[str, str]
     command: str
     started: str
     setup: Setup
     load_before: str
 
 
-def _find(rows: Sequence[Row], contender: str, scenario: Scenario) -> LoadResult | None:
-    for row in rows:
-        if row.contender == contender and row.scenario == scenario and row.result is not None:
-            return row.result
-    return None
-
-
 def _mib(kib: int) -> str:
     return f"{kib / 1024:.0f}" if kib else "-"
 
 
+def _or_dash(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def _added_p50(rows: Sequence[Row], row: Row) -> str:
-    direct = _find(rows, "direct", row.scenario)
-    if row.result is None or direct is None or row.contender == "direct":
-        return "-"
-    return f"{row.result.p50_ms - direct.p50_ms:+.2f}"
+    return _or_dash(added_p50_ms(rows, row.contender, row.scenario), "+.2f")
 
 
 def _table_line(rows: Sequence[Row], row: Row) -> str:
@@ -84,21 +69,24 @@ def results_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines + [_table_line(rows, row) for row in rows])
 
 
-def _ratio(rows: Sequence[Row], scenario: Scenario, other: str) -> str:
-    ours, theirs = _find(rows, "anygate", scenario), _find(rows, other, scenario)
-    if ours is None or theirs is None or not theirs.rps:
-        return "-"
-    return f"{ours.rps / theirs.rps:.2f}"
+REFERENCES = ("direct", "passthrough")
 
 
 def ratios_table(rows: Sequence[Row], scenarios: Sequence[Scenario]) -> str:
+    """Every gateway's RPS over the passthrough's and LiteLLM's, and its added p50, per load."""
     lines = [
-        "| mode | conns | anygate / passthrough RPS | anygate / litellm RPS |",
-        "|---|---:|---:|---:|",
+        "| contender | mode | conns | RPS / passthrough | RPS / litellm | added p50 ms |",
+        "|---|---|---:|---:|---:|---:|",
     ]
-    for s in scenarios:
-        passthrough, litellm = _ratio(rows, s, "passthrough"), _ratio(rows, s, "litellm")
-        lines.append(f"| {s.mode} | {s.connections} | {passthrough} | {litellm} |")
+    gateways = [name for name in dict.fromkeys(row.contender for row in rows) if name not in REFERENCES]
+    for name in gateways:
+        for s in scenarios:
+            if find_result(rows, name, s) is None:
+                continue
+            passthrough = _or_dash(rps_ratio(rows, name, "passthrough", s), ".2f")
+            litellm = "-" if name == "litellm" else _or_dash(rps_ratio(rows, name, "litellm", s), ".1f")
+            added = _or_dash(added_p50_ms(rows, name, s), "+.2f")
+            lines.append(f"| {name} | {s.mode} | {s.connections} | {passthrough} | {litellm} | {added} |")
     return "\n".join(lines)
 
 
@@ -151,6 +139,7 @@ def _load_shape(setup: Setup) -> str:
 
 def render(run: Run, scenarios: Sequence[Scenario], versions: dict[str, str]) -> str:
     skipped = "\n".join(f"- {name}: {reason}" for name, reason in run.skipped.items()) or "- none"
+    about = "\n".join(f"- {name}: {text}" for name, text in run.about.items())
     notes = "".join(f"- {row.contender} {row.scenario!r}: {row.note}\n" for row in run.rows if row.note)
     notes_block = f"\nNotes:\n{notes}" if notes else ""
     return f"""# anygate benchmark
@@ -164,6 +153,13 @@ Added p50 is the contender's median latency minus the direct (nginx) median for 
 RSS is VmRSS of the server process and its children: before load, and after that row's run.
 
 {ratios_table(run.rows, scenarios)}
+
+Targets for `{GOAL_CONTENDER}`:
+
+{goals_table(run.rows)}
+
+Contenders:
+{about}
 
 Skipped contenders:
 {skipped}

@@ -1,0 +1,91 @@
+"""The targets anygate is held to, and whether one run met them.
+
+Throughput is judged at 16 connections against the passthrough (the Python ceiling) and
+LiteLLM; latency at 1 connection as added p50 over nginx directly; memory as idle RSS. A
+row with errors (non-2xx or socket) misses its target whatever its numbers: refused requests
+are cheap and would flatter it. A target whose rows did not run is "not measured".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from load import Scenario
+from rows import Row, added_p50_ms, find_row, rps_ratio
+
+GOAL_CONTENDER = "anygate"
+MIN_OF_PASSTHROUGH = 0.60
+MIN_OF_LITELLM = 30.0
+MAX_ADDED_P50_MS = 0.5
+MAX_IDLE_RSS_MB = 80.0
+BUSY, SINGLE = 16, 1
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One target: what it asks, what was measured, and "met", "missed" or "not measured"."""
+
+    target: str
+    required: str
+    measured: str
+    verdict: str
+
+    def line(self) -> str:
+        return f"| {self.target} | {self.required} | {self.measured} | {self.verdict} |"
+
+
+def _judged(is_met: bool, rows: Sequence[Row | None]) -> str:
+    errors = sum(row.result.errors for row in rows if row is not None and row.result is not None)
+    if errors:
+        return f"missed ({errors} errors)"
+    return "met" if is_met else "missed"
+
+
+def _rps_target(rows: Sequence[Row], scenario: Scenario, other: str, minimum: float) -> Verdict:
+    target = f"{scenario.mode} RPS at {scenario.connections} conns / {other}"
+    required = f">= {minimum:.0%}" if minimum < 1 else f">= {minimum:.0f}x"
+    ratio = rps_ratio(rows, GOAL_CONTENDER, other, scenario)
+    if ratio is None:
+        return Verdict(target, required, "-", f"not measured ({GOAL_CONTENDER} or {other} did not run)")
+    measured = f"{ratio:.0%}" if minimum < 1 else f"{ratio:.1f}x"
+    ours, theirs = find_row(rows, GOAL_CONTENDER, scenario), find_row(rows, other, scenario)
+    return Verdict(target, required, measured, _judged(ratio >= minimum, [ours, theirs]))
+
+
+def _latency_target(rows: Sequence[Row], scenario: Scenario) -> Verdict:
+    target = f"{scenario.mode} added p50 at {scenario.connections} conn"
+    required = f"<= {MAX_ADDED_P50_MS} ms"
+    added = added_p50_ms(rows, GOAL_CONTENDER, scenario)
+    if added is None:
+        return Verdict(target, required, "-", f"not measured ({GOAL_CONTENDER} or direct did not run)")
+    ours = find_row(rows, GOAL_CONTENDER, scenario)
+    return Verdict(target, required, f"{added:+.2f} ms", _judged(added <= MAX_ADDED_P50_MS, [ours]))
+
+
+def _memory_target(rows: Sequence[Row]) -> Verdict:
+    """The largest idle RSS of any instance (one per mode), in decimal megabytes."""
+    target, required = "idle RSS", f"< {MAX_IDLE_RSS_MB:.0f} MB"
+    idle = [row.rss_idle_kib for row in rows if row.contender == GOAL_CONTENDER and row.rss_idle_kib]
+    if not idle:
+        return Verdict(target, required, "-", f"not measured ({GOAL_CONTENDER} did not run)")
+    megabytes = max(idle) * 1024 / 1e6
+    return Verdict(target, required, f"{megabytes:.1f} MB", "met" if megabytes < MAX_IDLE_RSS_MB else "missed")
+
+
+def verdicts(rows: Sequence[Row]) -> list[Verdict]:
+    """Every target, in the order the report lists them."""
+    found: list[Verdict] = []
+    for is_stream in (False, True):
+        busy, single = Scenario(is_stream, BUSY), Scenario(is_stream, SINGLE)
+        found += [
+            _rps_target(rows, busy, "passthrough", MIN_OF_PASSTHROUGH),
+            _rps_target(rows, busy, "litellm", MIN_OF_LITELLM),
+            _latency_target(rows, single),
+        ]
+    return [*found, _memory_target(rows)]
+
+
+def goals_table(rows: Sequence[Row]) -> str:
+    lines = ["| target | required | measured | verdict |", "|---|---|---:|---|"]
+    return "\n".join(lines + [v.line() for v in verdicts(rows)])
