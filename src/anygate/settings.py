@@ -157,8 +157,11 @@ class ProviderConfig(Strict):
 class RoutingSettings(Strict):
     """Retries, fallbacks and health checks (docs/resilience.md)."""
 
-    max_attempts: int = Field(6, ge=1, le=50)
-    retry_deadline: float = Field(60.0, gt=0)
+    # balanced: weighted choice preferring the fewest requests in flight; ordered: the first healthy
+    # deployment in configured order. Either way, after a failure the next follows the configured order.
+    strategy: Literal["balanced", "ordered"] = "balanced"
+    max_attempts: int = Field(6, ge=1, le=50)  # per deployment group (the model's own, each fallback's)
+    retry_deadline: float = Field(60.0, gt=0)  # seconds until a request's answer must have started
     max_retry_after_wait: float = Field(10.0, ge=0)
     health_check_interval: float = Field(60.0, ge=0)
     client_timeout_header: bool = False
