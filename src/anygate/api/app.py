@@ -260,6 +260,8 @@ class Gateway:
                     metrics.time_to_first_token.labels(provider, model).observe(exchange.first_byte_at - started)
                 self._count_tokens(metrics, exchange)
             fields = {"provider": provider, "model": model, "key": exchange.principal.key_id, "stream": exchange.stream}
+            if exchange.error is not None:
+                fields["error"] = exchange.error
         else:
             if metrics is not None:
                 metrics.requests.labels("management", "", "", str(status)).inc()
