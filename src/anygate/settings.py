@@ -187,6 +187,7 @@ class Settings(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
+    drain_grace: float = Field(30.0, ge=0)  # seconds SIGTERM lets open requests and streams finish
     config_file: Path | None = None
     data_dir: Path = Field(default_factory=lambda: Path.home() / ".local" / "share" / "anygate")
     database_url: str | None = None
@@ -323,6 +324,7 @@ ANYGATE_ENV_FIELDS = {
     "ANYGATE_HOST": "host",
     "ANYGATE_PORT": "port",
     "ANYGATE_WORKERS": "workers",
+    "ANYGATE_DRAIN_GRACE": "drain_grace",
     "ANYGATE_LOG_LEVEL": "log_level",
     "ANYGATE_NO_AUTH": "no_auth",
     "ANYGATE_LIMITER": "limiter",
@@ -499,6 +501,7 @@ FLAG_ENV_NAMES = {
     "host": "ANYGATE_HOST",
     "port": "ANYGATE_PORT",
     "workers": "ANYGATE_WORKERS",
+    "drain_grace": "ANYGATE_DRAIN_GRACE",
     "log_level": "ANYGATE_LOG_LEVEL",
     "no_auth": "ANYGATE_NO_AUTH",
 }
