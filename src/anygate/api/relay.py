@@ -19,8 +19,9 @@ import aiohttp
 import orjson
 
 from anygate.accounting.service import Metering, tap_stream
+from anygate.api.disconnect import DisconnectWatch
+from anygate.api.headers import forwarded_headers, response_headers, retry_after_header
 from anygate.api.http import (
-    ClientDisconnected,
     Receive,
     Scope,
     Send,
@@ -42,11 +43,11 @@ from anygate.errors import (
     RouteNotFound,
     ServiceUnavailable,
     UpstreamStatusError,
-    UpstreamTimeout,
     UpstreamUnavailable,
 )
 from anygate.routing import Action, Deployment, classify
 from anygate.sse import EventSplitter, error_event, is_done
+from anygate.telemetry import upstream_error_kind
 from anygate.upstream import (
     UPSTREAM_ERRORS,
     OpenAICompatibleProvider,
@@ -62,41 +63,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("anygate.relay")
 
-# Never sent upstream: hop-by-hop headers, the client's credentials, and what identifies the client.
-DROPPED_HEADERS = frozenset(
-    {
-        b"host",
-        b"connection",
-        b"keep-alive",
-        b"proxy-authorization",
-        b"proxy-authenticate",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-        b"accept-encoding",
-        b"authorization",
-        b"x-api-key",
-        b"api-key",
-        b"cookie",
-        b"forwarded",
-        b"x-real-ip",
-        b"true-client-ip",
-        b"x-client-ip",
-        b"x-request-id",
-        b"x-anygate-timeout",
-    }
-)
-DROPPED_PREFIXES = (b"cf-", b"x-forwarded-", b"x-amzn-", b"x-envoy-")
-PASSED_RESPONSE_HEADERS = frozenset(
-    {b"content-type", b"retry-after", b"openai-processing-ms", b"openai-model", b"openai-version"}
-)
-PASSED_RESPONSE_PREFIXES = (b"x-ratelimit-",)
 EVENT_STREAM = "text/event-stream"
-# Upstream statuses counted under their own ``kind`` label; any other is counted as its class (4xx, 5xx).
-COUNTED_STATUSES = frozenset({400, 401, 402, 403, 404, 408, 409, 413, 422, 429, 500, 502, 503, 504})
 
 
 @dataclass(slots=True)
@@ -119,31 +86,6 @@ class Exchange:
     attempts: int = 0
     metering: Metering | None = None  # accounting's state of this request (anygate.accounting.service)
     client_gone: bool = False  # the client disconnected (DisconnectWatch)
-
-
-def forwarded_headers(scope: Scope) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    connection_tokens: frozenset[bytes] = frozenset()
-    for name, value in scope["headers"]:
-        if name == b"connection":
-            # Headers the client names in Connection are hop-by-hop too (RFC 9110, 7.6.1).
-            connection_tokens = frozenset(token.strip().lower() for token in value.split(b","))
-        if name in DROPPED_HEADERS or name.startswith(DROPPED_PREFIXES):
-            continue
-        headers[name.decode("latin-1")] = value.decode("latin-1")
-    for token in connection_tokens:
-        headers.pop(token.decode("latin-1"), None)
-    headers["accept-encoding"] = "identity"
-    return headers
-
-
-def response_headers(response: aiohttp.ClientResponse, request_id: bytes) -> list[tuple[bytes, bytes]]:
-    headers = [(b"x-request-id", request_id)]
-    for name, value in response.raw_headers:
-        lowered = name.lower()
-        if lowered in PASSED_RESPONSE_HEADERS or lowered.startswith(PASSED_RESPONSE_PREFIXES):
-            headers.append((lowered, value))
-    return headers
 
 
 class Relay:
@@ -433,7 +375,9 @@ class Relay:
         )
         try:
             if response.status >= 400:
-                raise UpstreamStatusError(response.status, await self._read(runtime, response), _retry_after(response))
+                raise UpstreamStatusError(
+                    response.status, await self._read(runtime, response), retry_after_header(response)
+                )
             if exchange.stream and response.content_type == EVENT_STREAM:
                 await self.relay_stream(send, exchange, runtime, response, request.endpoint, first_byte_by)
             else:
@@ -552,43 +496,6 @@ class Relay:
         await send({"type": "http.response.body", "body": error_event(failure.body_bytes()), "more_body": False})
 
 
-class DisconnectWatch:
-    """Cancels the request's task when the client goes away, so its upstream request stops at once.
-
-    uvicorn's ``send`` ignores a gone client silently; only ``receive`` tells, so a watcher waits on it
-    (the request body has been read by then). On exit the watcher is stopped before anything else runs.
-    """
-
-    __slots__ = ("_receive", "_exchange", "_task", "_watcher", "fired", "_closed")
-
-    def __init__(self, receive: Receive, exchange: Exchange) -> None:
-        self._receive = receive
-        self._exchange = exchange
-        self._task: asyncio.Task[Any] | None = None
-        self._watcher: asyncio.Task[None] | None = None
-        self.fired = False
-        self._closed = False
-
-    async def __aenter__(self) -> DisconnectWatch:
-        self._task = asyncio.current_task()
-        self._watcher = asyncio.ensure_future(self._watch())
-        return self
-
-    async def _watch(self) -> None:
-        message = await self._receive()
-        if message["type"] == "http.disconnect" and not self._closed and self._task is not None:
-            self.fired = self._exchange.client_gone = True
-            self._task.cancel()
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        self._closed = True
-        if self._watcher is not None:
-            self._watcher.cancel()
-        if self.fired and exc_type is asyncio.CancelledError and self._task is not None:
-            self._task.uncancel()
-            raise ClientDisconnected from exc
-
-
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
     """What goes upstream, the same for every attempt."""
@@ -623,22 +530,7 @@ def shutting_down() -> ServiceUnavailable:
     return ServiceUnavailable("The server is shutting down; try again", code="shutting_down")
 
 
-def upstream_error_kind(error: GatewayError) -> str | None:
-    """The ``kind`` label of a failure that is the upstream's (None for anything else), from a bounded set."""
-    if isinstance(error, UpstreamStatusError):
-        status = error.status
-        return error.code if status in COUNTED_STATUSES else f"upstream_http_{status // 100}xx"
-    if isinstance(error, UpstreamUnavailable | UpstreamTimeout):
-        return error.code
-    return None
-
-
 def raise_last(error: GatewayError | None) -> NoReturn:
     if error is None:
         raise AllDeploymentsFailed(NO_DEPLOYMENT)
     raise error
-
-
-def _retry_after(response: aiohttp.ClientResponse) -> dict[str, str] | None:
-    value = response.headers.get("retry-after")
-    return {"retry-after": value} if value else None
