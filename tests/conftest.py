@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import openai
 import pytest
 
 CLEARED_ENV = re.compile(r"^(ANYGATE_.*|OPENAI_.*|OPENROUTER_.*|OLLAMA_.*|PREFERRED_PROVIDER|.*_API_KEY)$")
@@ -20,6 +23,22 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def open_sdk() -> Iterator[Any]:
+    """``open_sdk(base_url=..., api_key=...)``: an official OpenAI SDK client, closed when the test ends
+    (an unclosed one leaks a socket whose ResourceWarning would fail some later test)."""
+    clients: list[openai.OpenAI] = []
+
+    def open_client(**options: Any) -> openai.OpenAI:
+        client = openai.OpenAI(**options)
+        clients.append(client)
+        return client
+
+    yield open_client
+    for client in clients:
+        client.close()
 
 
 def pytest_configure(config: pytest.Config) -> None:

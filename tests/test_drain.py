@@ -1,21 +1,25 @@
-"""Graceful drain: SIGTERM while streams are open lets them finish, then the process exits 0."""
+"""Graceful drain: SIGTERM stops accepting, lets open streams finish (up to the grace period), keeps
+every usage row, and the process exits 0, with one worker or several."""
 
 from __future__ import annotations
 
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx2
+import orjson
 import pytest
 import yaml
 
-from tests.support.fake_upstream import FakeUpstream
+from tests.support.fake_upstream import FakeUpstream, Reply
 
 ADMIN_KEY = "sk-ag-drain-test-admin-key"
 STREAMS = 20
@@ -27,7 +31,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_gateway(tmp_path: Path, upstream: FakeUpstream, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway(
+    tmp_path: Path, upstream: FakeUpstream, workers: int, *extra: str
+) -> tuple[subprocess.Popen[bytes], int]:
     config = {
         "providers": [
             {
@@ -45,25 +51,24 @@ def start_gateway(tmp_path: Path, upstream: FakeUpstream, workers: int) -> tuple
     env = {**os.environ, "ANYGATE_ADMIN_KEY": ADMIN_KEY, "ANYGATE_DATA_DIR": str(tmp_path / "data")}
     command = [sys.executable, "-m", "anygate", "serve", "--config", str(config_path), "--port", str(port)]
     with (tmp_path / "gateway.log").open("wb") as log:
-        process = subprocess.Popen([*command, "--workers", str(workers)], env=env, stderr=log)
-    url = f"http://127.0.0.1:{port}"
+        process = subprocess.Popen([*command, "--workers", str(workers), *extra], env=env, stderr=log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if httpx2.get(f"{url}/health", timeout=1).status_code == 200:
-                return process, url
+            if httpx2.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process, port
         except httpx2.TransportError:
             time.sleep(0.1)
     process.kill()
     raise AssertionError(f"gateway did not start: {(tmp_path / 'gateway.log').read_text()}")
 
 
-def open_stream(url: str, results: list[bytes], started: threading.Semaphore) -> None:
+def open_stream(port: int, results: list[bytes], started: threading.Semaphore) -> None:
     body = {"model": "fake/fake-model", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     with (
         httpx2.Client(timeout=30) as client,
-        client.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as response,
+        client.stream("POST", f"http://127.0.0.1:{port}/v1/chat/completions", json=body, headers=headers) as response,
     ):
         chunks = response.iter_bytes()
         first = next(chunks)
@@ -71,24 +76,100 @@ def open_stream(url: str, results: list[bytes], started: threading.Semaphore) ->
         results.append(first + b"".join(chunks))
 
 
+def open_streams(port: int) -> tuple[list[bytes], list[threading.Thread]]:
+    results: list[bytes] = []
+    started = threading.Semaphore(0)
+    threads = [threading.Thread(target=open_stream, args=(port, results, started)) for _ in range(STREAMS)]
+    for thread in threads:
+        thread.start()
+    for _ in range(STREAMS):
+        assert started.acquire(timeout=20)
+    return results, threads
+
+
+def post_chat(port: int) -> httpx2.Response:
+    body = {"model": "fake/fake-model", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    return httpx2.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, headers=headers, timeout=30)
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the condition did not hold in time"
+        time.sleep(0.02)
+
+
+def refused_while_draining(process: subprocess.Popen[bytes], port: int, finished: list[bytes]) -> bool:
+    """Whether new connections are refused while the open streams are still running (a connection the
+    kernel accepts during the drain would wait in a backlog that no worker serves any more)."""
+    while process.poll() is None and len(finished) < STREAMS:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                pass
+        except ConnectionRefusedError:
+            return len(finished) < STREAMS
+        except TimeoutError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def ledger(tmp_path: Path) -> list[tuple[int, int]]:
+    """(status, output tokens) of every usage row."""
+    with sqlite3.connect(tmp_path / "data" / "anygate.db") as db:
+        return list(db.execute("select status, output_tokens from usage_ledger"))
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait(timeout=10)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigterm_during_open_streams_finishes_them_and_exits_zero(tmp_path: Path, workers: int) -> None:
-    with FakeUpstream.start_in_thread(chunks=10, event_delay=0.1) as upstream:
-        process, url = start_gateway(tmp_path, upstream, workers)
+    with FakeUpstream.start_in_thread(chunks=60, event_delay=0.1) as upstream:  # six seconds each
+        process, port = start_gateway(tmp_path, upstream, workers)
         try:
-            results: list[bytes] = []
-            started = threading.Semaphore(0)
-            threads = [threading.Thread(target=open_stream, args=(url, results, started)) for _ in range(STREAMS)]
+            results, threads = open_streams(port)
+            process.send_signal(signal.SIGTERM)
+            refused = refused_while_draining(process, port, results)
             for thread in threads:
-                thread.start()
-            for _ in range(STREAMS):
-                assert started.acquire(timeout=20)
+                thread.join(timeout=30)
+            assert process.wait(timeout=40) == 0
+        finally:
+            stop(process)
+    assert refused, (tmp_path / "gateway.log").read_text()
+    assert len(results) == STREAMS
+    assert all(result.rstrip().endswith(b"data: [DONE]") for result in results)
+    rows = ledger(tmp_path)
+    assert len(rows) == STREAMS and all(status == 200 and tokens > 0 for status, tokens in rows)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_streams_still_open_when_the_grace_period_ends_get_an_error_event(tmp_path: Path, workers: int) -> None:
+    with FakeUpstream.start_in_thread(chunks=600, event_delay=0.1) as upstream:  # a minute each
+        process, port = start_gateway(tmp_path, upstream, workers, "--grace", "1")
+        try:
+            results, threads = open_streams(port)
+            upstream.script(Reply(hang_before_headers=True), path="/v1/chat/completions")
+            waiting: list[httpx2.Response] = []
+            threads.append(threading.Thread(target=lambda: waiting.append(post_chat(port))))
+            threads[-1].start()
+            wait_for(lambda: len(upstream.requests_to("/v1/chat/completions")) > STREAMS)
             process.send_signal(signal.SIGTERM)
             for thread in threads:
                 thread.join(timeout=30)
             assert process.wait(timeout=40) == 0
         finally:
-            if process.poll() is None:
-                process.kill()
+            stop(process)
+    assert waiting[0].status_code == 503  # still waiting for its upstream: an answer, not a cut connection
+    assert waiting[0].json()["error"]["code"] == "shutting_down"
     assert len(results) == STREAMS
-    assert all(result.rstrip().endswith(b"data: [DONE]") for result in results)
+    for result in results:
+        last = result.rstrip().rsplit(b"\n\n", 1)[-1]
+        assert orjson.loads(last.removeprefix(b"data: "))["error"]["code"] == "shutting_down"
+        assert b"data: [DONE]" not in result
+    rows = ledger(tmp_path)
+    assert len(rows) == STREAMS + 1 and all(status == 503 for status, _ in rows)

@@ -265,13 +265,15 @@ async def test_completions_embeddings_and_responses() -> None:
 def test_threaded_upstream_serves_the_sync_openai_sdk() -> None:
     with FakeUpstream.start_in_thread(content="sync ok") as up:
         up.script(Reply.error(400, "bad"), path="/v1/embeddings")
-        client = openai.OpenAI(base_url=up.base_url, api_key="sk-test", max_retries=0)
-        completion = client.chat.completions.create(model="m", messages=[])
-        chunks = list(
-            client.chat.completions.create(model="m", messages=[], stream=True, stream_options={"include_usage": True})
-        )
-        with pytest.raises(openai.BadRequestError):
-            client.embeddings.create(model="e", input="x")
+        with openai.OpenAI(base_url=up.base_url, api_key="sk-test", max_retries=0) as client:
+            completion = client.chat.completions.create(model="m", messages=[])
+            chunks = list(
+                client.chat.completions.create(
+                    model="m", messages=[], stream=True, stream_options={"include_usage": True}
+                )
+            )
+            with pytest.raises(openai.BadRequestError):
+                client.embeddings.create(model="e", input="x")
     assert completion.choices[0].message.content == "sync ok"
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "sync ok"
     assert chunks[-1].usage is not None

@@ -61,12 +61,17 @@ def serve(
     workers: Annotated[int | None, typer.Option(help="Worker processes (default 1).")] = None,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Accept requests without a key (loopback only).")] = False,
     log_level: Annotated[str | None, typer.Option(help="debug | info | warning | error")] = None,
+    drain_grace: Annotated[
+        float | None,
+        typer.Option("--drain-grace", "--grace", help="Seconds SIGTERM lets open requests finish (default 30)."),
+    ] = None,
 ) -> None:
     """Run the gateway."""
     from anygate.cli_store import check_store
     from anygate.server import announce_admin_key, run_server
 
-    flags = {"config_file": config, "host": host, "port": port, "workers": workers, "log_level": log_level}
+    flags: dict[str, Any] = {"config_file": config, "host": host, "port": port, "workers": workers}
+    flags |= {"log_level": log_level, "drain_grace": drain_grace}
     flags["no_auth"] = True if no_auth else None
     settings = settings_or_exit(**flags)
     console = err_console()

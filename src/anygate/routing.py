@@ -1,14 +1,16 @@
 """Deployments, their health, and the choice of the next one to try.
 
 A *deployment* is one way to serve a model: a provider, the upstream model id, and one of the provider's
-keys. A request's deployments come from model resolution (all providers serving the model) and then from
-its fallback chain, tier by tier (``priority``, lower first). Within a tier the choice is weighted and
-prefers the deployment with the fewest requests in flight (two random choices, the less loaded wins).
+keys. A request's deployments come from model resolution (all providers serving the model, in configured
+order) and then from its fallback chain, tier by tier (``priority``, lower first). Within a tier the
+first choice depends on the strategy: ``balanced`` draws two deployments by weight and takes the one with
+fewer requests in flight per unit of weight; ``ordered`` takes the first in configured order. After a
+failure, the next deployment tried is the one after it in configured order, whatever the strategy.
 
 Health is passive (consecutive failures eject a deployment for a backoff that grows; never more than
-``MAX_EJECTED_SHARE`` of a group at once) and active (the registry's background checks feed
-``record_check``). Credentials that fail (401/402/403) and rate-limited deployments (429) cool down
-for a while and are skipped until then.
+``MAX_EJECTED_SHARE`` of a group at once) and active (the background checks of ``/models`` feed
+``record_check``: a failed check ejects under the same rule, a passing one restores). Credentials that
+fail (401/402/403) and rate-limited deployments (429) cool down for a while and are skipped until then.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ EJECT_BASE_SECONDS = 5.0
 EJECT_MAX_SECONDS = 300.0
 MAX_EJECTED_SHARE = 0.5
 CREDENTIAL_COOLDOWN_SECONDS = 60.0
-RATE_LIMIT_COOLDOWN_SECONDS = 5.0
+# A 429 without Retry-After: the deployment cools down for a backoff that doubles with each 429 in a row.
+RATE_LIMIT_BASE_SECONDS = 0.5
+RATE_LIMIT_MAX_SECONDS = 30.0
+
+
+def deployment_id(provider_id: str, key_index: int) -> str:
+    return f"{provider_id}#{key_index}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +47,7 @@ class Deployment:
     id: str = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "id", f"{self.provider_id}#{self.key_index}")
+        object.__setattr__(self, "id", deployment_id(self.provider_id, self.key_index))
 
     def __repr__(self) -> str:
         return f"Deployment({self.provider_id}/{self.model} key={self.key_index} w={self.weight} p={self.priority})"
@@ -67,6 +75,17 @@ def classify(error: GatewayError) -> Action:
     if isinstance(error, UpstreamTimeout) or error.retryable:
         return Action.BACKOFF
     return Action.FAIL
+
+
+def rate_limit_backoff(strikes: int, rng: random.Random) -> float:
+    """How long a deployment that answered ``strikes`` 429s in a row without Retry-After cools down:
+    between half and all of an exponential step (never near zero, so that other requests do not rush in)."""
+    step = min(RATE_LIMIT_MAX_SECONDS, RATE_LIMIT_BASE_SECONDS * 2.0 ** (strikes - 1))
+    return rng.uniform(step / 2, step)
+
+
+def ejection_backoff(ejections: int) -> float:
+    return min(EJECT_MAX_SECONDS, EJECT_BASE_SECONDS * 2.0 ** (ejections - 1))
 
 
 def retry_after_seconds(error: GatewayError) -> float | None:
@@ -97,6 +116,7 @@ class Cooldown:
 
     until: float
     failure: GatewayError
+    strikes: int = 1  # 429s in a row without Retry-After
 
 
 @dataclass
@@ -162,8 +182,14 @@ class HealthBook:
 
     # ------------------------------------------------------------------------------ choosing
 
-    def choose(self, candidates: list[Deployment], tried: set[str]) -> Deployment | None:
-        """The next deployment: untried and available first, in the best priority tier that has one."""
+    def choose(
+        self, candidates: list[Deployment], tried: set[str], after: Deployment | None = None, ordered: bool = False
+    ) -> Deployment | None:
+        """The next deployment: untried and available first, in the best priority tier that has one.
+
+        ``after`` is the deployment that failed last: the next one follows it in configured order.
+        Otherwise ``ordered`` takes the first in configured order, and the balanced strategy draws.
+        """
         now = self._clock()
         if len(candidates) == 1 and not tried and not self._cooldowns and self.health(candidates[0].id).available(now):
             return candidates[0]  # the common case: one deployment, nothing tried yet
@@ -174,6 +200,10 @@ class HealthBook:
             return None
         best_tier = min(d.priority for d in pool)
         tier = [d for d in pool if d.priority == best_tier]
+        if after is not None:
+            return next_in_order(candidates, tier, after)
+        if ordered or len(tier) == 1:
+            return tier[0]
         return self._two_choices(tier)
 
     def _least_recently_failed(self, fresh: list[Deployment], now: float) -> list[Deployment]:
@@ -210,11 +240,24 @@ class HealthBook:
             failure.headers["retry-after"] = str(max(1, round(soonest.until - now)))
         return failure
 
+    def cooldown_left(self, group: list[Deployment]) -> float:
+        """Seconds until some deployment of the group is no longer cooling down (0: one is not)."""
+        if not self._cooldowns:
+            return 0.0
+        now = self._clock()
+        left = []
+        for deployment in group:
+            keys = (deployment.id, f"{deployment.id}/{deployment.model}")
+            ends = [c.until for k in keys if (c := self._cooldowns.get(k)) is not None and c.until > now]
+            left.append(max(ends) - now if ends else 0.0)
+        return min(left, default=0.0)
+
     def _two_choices(self, tier: list[Deployment]) -> Deployment:
-        if len(tier) == 1:
-            return tier[0]
-        weights = [d.weight for d in tier]
-        first, second = self._rng.choices(tier, weights=weights, k=2)
+        """Two distinct deployments drawn by weight; the one with fewer requests in flight per unit of
+        weight wins, the first drawn on a tie."""
+        first = self._rng.choices(tier, weights=[d.weight for d in tier])[0]
+        others = [d for d in tier if d is not first]
+        second = self._rng.choices(others, weights=[d.weight for d in others])[0]
         load_first = self.health(first.id).outstanding / first.weight
         load_second = self.health(second.id).outstanding / second.weight
         return first if load_first <= load_second else second
@@ -247,33 +290,65 @@ class HealthBook:
             key = deployment.id if whole_key else f"{deployment.id}/{deployment.model}"
             self._cooldowns[key] = Cooldown(now + CREDENTIAL_COOLDOWN_SECONDS, error)
         elif action is Action.NEXT_AFTER:
-            wait = retry_after_seconds(error) or RATE_LIMIT_COOLDOWN_SECONDS
-            self._cooldowns[f"{deployment.id}/{deployment.model}"] = Cooldown(now + wait, error)
+            self._cool_down_rate_limited(deployment, error, now)
         elif action is Action.BACKOFF:
             state.consecutive_failures += 1
-            if state.consecutive_failures >= EJECT_AFTER_FAILURES and self._may_eject(group, now):
-                state.ejections += 1
-                backoff = min(EJECT_MAX_SECONDS, EJECT_BASE_SECONDS * 2 ** (state.ejections - 1))
-                state.ejected_until = now + backoff
+            if state.consecutive_failures >= EJECT_AFTER_FAILURES and self._may_eject([deployment.id], group, now):
+                self._eject(state, now)
 
-    def record_check(self, provider_id: str, healthy: bool) -> None:
-        """An active health check's verdict applies to every deployment of the provider."""
+    def _cool_down_rate_limited(self, deployment: Deployment, error: GatewayError, now: float) -> None:
+        key = f"{deployment.id}/{deployment.model}"
+        wait = retry_after_seconds(error)
+        strikes = 1
+        if wait is None:
+            previous = self._cooldowns.get(key)
+            strikes = previous.strikes + 1 if previous is not None else 1
+            wait = rate_limit_backoff(strikes, self._rng)
+        self._cooldowns[key] = Cooldown(now + wait, error, strikes)
+
+    @staticmethod
+    def _eject(state: DeploymentHealth, now: float, at_least: float = 0.0) -> None:
+        state.ejections += 1
+        state.ejected_until = now + max(at_least, ejection_backoff(state.ejections))
+
+    def record_check(self, deployment_ids: list[str], healthy: bool, group: list[str], hold: float = 0.0) -> None:
+        """An active health check's verdict for every deployment of one provider.
+
+        Passing restores them at once. Failing ejects them (for at least ``hold`` seconds, the time until
+        the next check) when that leaves at most ``MAX_EJECTED_SHARE`` of ``group`` ejected: the
+        deployments of every provider that serves one of the same models.
+        """
         now = self._clock()
-        for deployment_id, state in self._health.items():
-            if deployment_id.partition("#")[0] != provider_id:
-                continue
-            if healthy and state.ejected_until > now:
-                state.ejected_until = now
+        states = [self.health(d) for d in deployment_ids]
+        if healthy:
+            for state in states:
+                state.ejected_until = min(state.ejected_until, now)
                 state.consecutive_failures = 0
+                state.ejections = 0
+            return
+        if states and self._may_eject(deployment_ids, group, now):
+            for state in states:
+                self._eject(state, now, hold)
 
     def _forget_expired_cooldowns(self) -> None:
         now = self._clock()
         for key in [k for k, c in self._cooldowns.items() if c.until <= now]:
             del self._cooldowns[key]
 
-    def _may_eject(self, group: list[Deployment], now: float) -> bool:
-        ids = {d.id for d in group}
-        if len(ids) <= 1:
+    def _may_eject(self, candidates: list[str], group: list[Deployment] | list[str], now: float) -> bool:
+        """Whether ejecting ``candidates`` leaves at most ``MAX_EJECTED_SHARE`` of the group ejected. A
+        group that is only the candidates may be ejected whole: nothing else could serve, and ``choose``
+        still tries the deployment that comes back soonest."""
+        ids = {d if isinstance(d, str) else d.id for d in group} | set(candidates)
+        if ids <= set(candidates):
             return True
-        ejected = sum(1 for d in ids if self.health(d).ejected_until > now)
-        return (ejected + 1) / len(ids) <= MAX_EJECTED_SHARE
+        ejected = sum(1 for d in ids if d not in candidates and self.health(d).ejected_until > now)
+        return (ejected + len(candidates)) / len(ids) <= MAX_EJECTED_SHARE
+
+
+def next_in_order(candidates: list[Deployment], pool: list[Deployment], after: Deployment) -> Deployment:
+    """The deployment of ``pool`` that comes first after ``after`` in the configured order (wrapping)."""
+    position = {d.id: index for index, d in enumerate(candidates)}
+    start = position.get(after.id, -1)
+    count = len(candidates)
+    return min(pool, key=lambda d: (position[d.id] - start - 1) % count)

@@ -1,7 +1,10 @@
 """Running the gateway under uvicorn (uvloop + httptools), with one or many workers.
 
-SIGTERM drains: the listener closes, in-flight requests and streams finish (up to the grace period),
-the lifespan shutdown flushes what must be kept, and the process exits 0.
+SIGTERM drains: the listener closes (new connections are refused), in-flight requests and streams
+finish (up to ``drain_grace`` seconds; then what is left is cancelled, and the app answers it with an
+error), the lifespan shutdown flushes what must be kept, and the process exits 0. With several workers
+the parent closes its copy of the listening socket before it passes SIGTERM on, so that the socket is
+gone once every worker has closed its own.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from anygate.auth import ensure_admin_key
 from anygate.settings import Settings, load_settings
 from anygate.telemetry import configure_logging
 
-GRACE_SECONDS = 30
+WORKER_APP = "anygate.server:worker_app"
 
 
 class DrainingServer(uvicorn.Server):
@@ -31,6 +34,19 @@ class DrainingServer(uvicorn.Server):
         with super().capture_signals():
             yield
             self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
+
+
+class DrainingMultiprocess(Multiprocess):
+    """uvicorn's worker supervisor, except that it stops listening before it stops the workers.
+
+    The parent binds the socket and keeps it to start replacement workers; while it holds it, the kernel
+    keeps accepting connections that no draining worker will ever serve.
+    """
+
+    def terminate_all(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        super().terminate_all()
 
 
 def announce_admin_key(settings: Settings, console: Console) -> None:
@@ -63,17 +79,21 @@ def server_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config:
         log_config=None,
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=GRACE_SECONDS,
+        # uvicorn hands it to asyncio.wait_for, which takes any number of seconds.
+        timeout_graceful_shutdown=settings.drain_grace,  # type: ignore[arg-type]
         server_header=False,
         **extra,
     )
 
 
-def run_server(settings: Settings) -> None:
+def run_server(settings: Settings, app_factory: str = WORKER_APP) -> None:
+    """Serve until SIGTERM or SIGINT, then drain. ``app_factory`` names the function each worker calls
+    to build its app (``module:function``; tests use it for an app with extra keys)."""
     configure_logging(settings.log_level)
     if settings.workers == 1:
-        DrainingServer(server_config(create_app(settings), settings)).run()
+        app = create_app(settings) if app_factory == WORKER_APP else app_factory
+        DrainingServer(server_config(app, settings, factory=app_factory != WORKER_APP)).run()
         return
-    config = server_config("anygate.server:worker_app", settings, factory=True, workers=settings.workers)
+    config = server_config(app_factory, settings, factory=True, workers=settings.workers)
     socket = config.bind_socket()
-    Multiprocess(config, sockets=[socket]).run()
+    DrainingMultiprocess(config, sockets=[socket]).run()

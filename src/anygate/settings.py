@@ -159,8 +159,11 @@ class ProviderConfig(Strict):
 class RoutingSettings(Strict):
     """Retries, fallbacks and health checks (docs/resilience.md)."""
 
-    max_attempts: int = Field(6, ge=1, le=50)
-    retry_deadline: float = Field(60.0, gt=0)
+    # balanced: weighted choice preferring the fewest requests in flight; ordered: the first healthy
+    # deployment in configured order. Either way, after a failure the next follows the configured order.
+    strategy: Literal["balanced", "ordered"] = "balanced"
+    max_attempts: int = Field(6, ge=1, le=50)  # per deployment group (the model's own, each fallback's)
+    retry_deadline: float = Field(60.0, gt=0)  # seconds until a request's answer must have started
     max_retry_after_wait: float = Field(10.0, ge=0)
     health_check_interval: float = Field(60.0, ge=0)
     client_timeout_header: bool = False
@@ -186,6 +189,7 @@ class Settings(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
+    drain_grace: float = Field(30.0, ge=0)  # seconds SIGTERM lets open requests and streams finish
     config_file: Path | None = None
     data_dir: Path = Field(default_factory=lambda: Path.home() / ".local" / "share" / "anygate")
     database_url: str | None = None
@@ -326,6 +330,7 @@ ANYGATE_ENV_FIELDS = {
     "ANYGATE_HOST": "host",
     "ANYGATE_PORT": "port",
     "ANYGATE_WORKERS": "workers",
+    "ANYGATE_DRAIN_GRACE": "drain_grace",
     "ANYGATE_LOG_LEVEL": "log_level",
     "ANYGATE_NO_AUTH": "no_auth",
     "ANYGATE_LIMITER": "limiter",
@@ -567,6 +572,7 @@ FLAG_ENV_NAMES = {
     "host": "ANYGATE_HOST",
     "port": "ANYGATE_PORT",
     "workers": "ANYGATE_WORKERS",
+    "drain_grace": "ANYGATE_DRAIN_GRACE",
     "log_level": "ANYGATE_LOG_LEVEL",
     "no_auth": "ANYGATE_NO_AUTH",
 }

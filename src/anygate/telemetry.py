@@ -12,12 +12,16 @@ from typing import Any
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from anygate.errors import GatewayError, UpstreamStatusError, UpstreamTimeout, UpstreamUnavailable
+
 REQUEST_ID: ContextVar[str | None] = ContextVar("anygate_request_id", default=None)
 SECRET_PATTERNS = (
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
     re.compile(r"\bsk-[A-Za-z0-9._-]{4,}"),
     re.compile(r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
 )
+# Upstream statuses counted under their own ``kind`` label; any other is counted as its class (4xx, 5xx).
+COUNTED_STATUSES = frozenset({400, 401, 402, 403, 404, 408, 409, 413, 422, 429, 500, 502, 503, 504})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -110,3 +114,13 @@ def configure_logging(level: str) -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+
+
+def upstream_error_kind(error: GatewayError) -> str | None:
+    """The ``kind`` label of a failure that is the upstream's (None for anything else), from a bounded set."""
+    if isinstance(error, UpstreamStatusError):
+        status = error.status
+        return error.code if status in COUNTED_STATUSES else f"upstream_http_{status // 100}xx"
+    if isinstance(error, UpstreamUnavailable | UpstreamTimeout):
+        return error.code
+    return None

@@ -106,6 +106,31 @@ def translate_client_error(exc: BaseException, provider_id: str) -> GatewayError
 UPSTREAM_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError, UnsafeURL)
 
 
+def capped_timeout(base: aiohttp.ClientTimeout, seconds: float, whole_request: bool) -> aiohttp.ClientTimeout:
+    """``base`` with the connect and first-byte waits at most ``seconds`` (and the total, when the cap is
+    for the whole request)."""
+    return aiohttp.ClientTimeout(
+        total=min(base.total or seconds, seconds) if whole_request else base.total,
+        connect=min(base.connect or seconds, seconds),
+        sock_connect=min(base.sock_connect or seconds, seconds),
+        sock_read=min(base.sock_read or seconds, seconds),
+    )
+
+
+def restart_read_timer(response: aiohttp.ClientResponse, seconds: float) -> None:
+    """From now on, the open ``response`` fails when no byte arrives for ``seconds`` (aiohttp's ``sock_read``).
+
+    The relay calls it when the headers have arrived (what is left of the first-byte wait, until the first
+    event) and after a stream's first event (the idle timeout). A response already read to its end has
+    no connection left and needs no timer.
+    """
+    connection = response.connection
+    protocol = connection.protocol if connection is not None else None
+    if protocol is not None:
+        protocol.read_timeout = max(seconds, 0.001)
+        protocol.start_timeout()
+
+
 class OpenAICompatibleProvider:
     """Any OpenAI-compatible endpoint: base URL, key, name detection, custom headers, discovery, health.
 
@@ -126,6 +151,7 @@ class OpenAICompatibleProvider:
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
         total_timeout: float = 600.0,
+        first_byte_timeout: float | None = None,
         max_retries: int = 3,
         allow_private_network: bool = False,
         has_models_endpoint: bool = True,
@@ -138,14 +164,20 @@ class OpenAICompatibleProvider:
         self.name = provider_name or detect_provider_name(base_url)
         self.auth = auth
         self.max_retries = max_retries
-        self.timeout = timeout
+        self.timeout = timeout  # the longest gap between reads once the answer has started (idle)
+        self.first_byte_timeout = first_byte_timeout or timeout
         self.allow_private_network = allow_private_network
         self.has_models_endpoint = has_models_endpoint
         self.ollama_tags_fallback = ollama_tags_fallback
         self.is_configured = bool(api_key) or auth == "none"
         self.headers: dict[str, str] = {**dict(custom_headers or {}), **auth_headers(auth, api_key)}
+        # Until the first byte (the headers, then a stream's first event) the read timer is the first-byte
+        # timeout; ``restart_read_timer`` switches an open response to the idle timeout.
         self.client_timeout = aiohttp.ClientTimeout(
-            total=total_timeout, connect=connect_timeout, sock_connect=connect_timeout, sock_read=timeout
+            total=total_timeout,
+            connect=connect_timeout,
+            sock_connect=connect_timeout,
+            sock_read=self.first_byte_timeout,
         )
         self._pool = pool or UpstreamPool(connection_limit=100)
         self._owns_pool = pool is None
@@ -247,8 +279,12 @@ class OpenAICompatibleProvider:
             if response.status >= 400:
                 raise UpstreamStatusError(response.status, await response.read())
             splitter = EventSplitter()
+            started = False
             async for chunk in response.content.iter_any():
                 for event in splitter.feed(chunk):
+                    if not started:
+                        started = True
+                        restart_read_timer(response, self.timeout)  # first event in: the idle timeout
                     if is_done(event):
                         return
                     data = event_data(event)
@@ -331,6 +367,7 @@ class OpenAICompatibleProvider:
             timeout=timeouts.idle or config.timeout,
             connect_timeout=timeouts.connect,
             total_timeout=timeouts.total,
+            first_byte_timeout=timeouts.first_byte or config.timeout,
             max_retries=config.max_retries,
             allow_private_network=bool(config.allow_private_network),
             has_models_endpoint=preset.has_models_endpoint,

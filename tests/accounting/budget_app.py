@@ -1,4 +1,5 @@
-"""An app factory for gateway processes started by tests (``uvicorn --factory``): keys with budgets.
+"""An app factory for gateway processes started by tests: keys with budgets. ``python -m
+tests.accounting.budget_app`` serves it as ``anygate serve`` does (workers, drain and exit code included).
 
 Settings come from the environment as for ``anygate serve``; ``ANYGATE_TEST_KEYS`` adds keys, a JSON
 object ``{"<secret>": {"id": ..., "budget": {...}, "limits": {...}}}`` (the store's job once merged), and
@@ -13,6 +14,7 @@ import os
 from anygate.accounting.budgets import StaticBudgets, budget_spec, limit_spec
 from anygate.api.app import Gateway
 from anygate.auth import Principal, hash_key
+from anygate.server import run_server
 from anygate.settings import load_settings
 
 
@@ -34,3 +36,12 @@ def app() -> Gateway:
     limits = {e["id"]: spec for e in keys.values() if (spec := limit_spec(e.get("limits"))) is not None}
     gateway.budget_source = StaticBudgets(budgets, limits)
     return gateway
+
+
+def main() -> None:
+    """Serve ``app`` with the host, port, workers and drain grace of ``ANYGATE_*`` in the environment."""
+    run_server(load_settings(), app_factory="tests.accounting.budget_app:app")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,7 @@ import asyncio
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +67,11 @@ def key_get(base: str, path: str, key: str = STUDENT) -> Any:
 
 
 def test_usage_of_responses_and_streams_is_counted_and_the_extra_usage_event_hidden(
-    upstream: FakeUpstream, tmp_path: Path
+    open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     keys, budgets = student(budget=BudgetSpec(tokens=100_000, period="daily"))
     with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
-        client = openai.OpenAI(base_url=base + "/v1", api_key=STUDENT)
+        client = open_sdk(base_url=base + "/v1", api_key=STUDENT)
         reply = client.chat.completions.create(model=MODEL, messages=MESSAGES)
         assert reply.usage is not None and reply.usage.total_tokens == 10
 
@@ -108,12 +108,14 @@ def test_usage_of_responses_and_streams_is_counted_and_the_extra_usage_event_hid
         ]
 
 
-def test_a_silent_upstream_is_estimated_and_an_explicit_zero_is_zero(upstream: FakeUpstream, tmp_path: Path) -> None:
+def test_a_silent_upstream_is_estimated_and_an_explicit_zero_is_zero(
+    open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
+) -> None:
     chat = "/v1/chat/completions"
     upstream.script(Reply(omit_usage=True, content="one two three four"), Reply(usage=Usage(0, 0)), path=chat)
     upstream.script(Reply(omit_usage=True, content="streamed words here"), path=chat)
     with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), *student()) as (base, _):
-        client = openai.OpenAI(base_url=base + "/v1", api_key=STUDENT)
+        client = open_sdk(base_url=base + "/v1", api_key=STUDENT)
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
         list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
@@ -125,11 +127,13 @@ def test_a_silent_upstream_is_estimated_and_an_explicit_zero_is_zero(upstream: F
         assert rows[0]["output_tokens"] == count_text("one two three four") + count_text("streamed words here")
 
 
-def test_a_hard_budget_clamps_max_tokens_then_refuses_with_retry_after(upstream: FakeUpstream, tmp_path: Path) -> None:
+def test_a_hard_budget_clamps_max_tokens_then_refuses_with_retry_after(
+    open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
+) -> None:
     prompt = estimate_prompt({"messages": MESSAGES})
     keys, budgets = student(budget=BudgetSpec(tokens=10 + prompt + 50, period="daily"))
     with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
-        client = openai.OpenAI(base_url=base + "/v1", api_key=STUDENT, max_retries=0)
+        client = open_sdk(base_url=base + "/v1", api_key=STUDENT, max_retries=0)
         client.chat.completions.create(model=MODEL, messages=MESSAGES)  # uses 10 of the budget
         client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=500)
         assert upstream.requests_to("/v1/chat/completions")[-1].json["max_tokens"] == 50
@@ -145,11 +149,11 @@ def test_a_hard_budget_clamps_max_tokens_then_refuses_with_retry_after(upstream:
 
 
 def test_a_soft_budget_lets_requests_through_and_reports_negative_remaining(
-    upstream: FakeUpstream, tmp_path: Path
+    open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     keys, budgets = student(budget=BudgetSpec(tokens=15, usd=None, period="weekly", mode="soft"))
     with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
-        client = openai.OpenAI(base_url=base + "/v1", api_key=STUDENT, max_retries=0)
+        client = open_sdk(base_url=base + "/v1", api_key=STUDENT, max_retries=0)
         for _ in range(3):
             client.chat.completions.create(model=MODEL, messages=MESSAGES)
         tokens = key_get(base, "/quota")["tokens"]
@@ -157,10 +161,12 @@ def test_a_soft_budget_lets_requests_through_and_reports_negative_remaining(
         assert tokens["resets_at"].endswith("T00:00:00Z")
 
 
-def test_rate_limits_apply_to_model_routes_and_the_proxy(upstream: FakeUpstream, tmp_path: Path) -> None:
+def test_rate_limits_apply_to_model_routes_and_the_proxy(
+    open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
+) -> None:
     keys, budgets = student(limits=LimitSpec(rpm=2))
     with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
-        client = openai.OpenAI(base_url=base + "/v1", api_key=STUDENT, max_retries=0)
+        client = open_sdk(base_url=base + "/v1", api_key=STUDENT, max_retries=0)
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
         proxied = httpx.post(
             base + "/proxy/fake/v1/chat/completions",
@@ -181,13 +187,15 @@ def test_rate_limits_apply_to_model_routes_and_the_proxy(upstream: FakeUpstream,
         assert len(upstream.requests_to("/v1/chat/completions")) == 2
 
 
-def test_quota_endpoints_in_every_shape(upstream: FakeUpstream, tmp_path: Path) -> None:
+def test_quota_endpoints_in_every_shape(
+    open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
+) -> None:
     settings = fake_provider_settings(
         upstream.base_url, tmp_path, prices={"fake/fake-model": {"input": 1, "output": 2}}
     )
     keys, budgets = student(budget=BudgetSpec(usd=5.0, period="monthly"), limits=LimitSpec(rpm=60, tpm=100_000))
     with running_gateway(settings, keys, budgets) as (base, _):
-        client = openai.OpenAI(base_url=base + "/v1", api_key=STUDENT)
+        client = open_sdk(base_url=base + "/v1", api_key=STUDENT)
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
         cost = (7 * 1 + 3 * 2) / 1_000_000
         neutral = key_get(base, "/v1/quota")
@@ -211,11 +219,13 @@ def test_quota_endpoints_in_every_shape(upstream: FakeUpstream, tmp_path: Path) 
         assert (info["info"]["tpm_limit"], info["info"]["rpm_limit"]) == (100_000, 60)
 
 
-def test_usage_report_groups_and_exports_csv(upstream: FakeUpstream, tmp_path: Path) -> None:
+def test_usage_report_groups_and_exports_csv(
+    open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
+) -> None:
     with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), *student()) as (base, _):
-        client = openai.OpenAI(base_url=base + "/v1", api_key=STUDENT)
+        client = open_sdk(base_url=base + "/v1", api_key=STUDENT)
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
-        admin = openai.OpenAI(base_url=base + "/v1", api_key=ADMIN_KEY)
+        admin = open_sdk(base_url=base + "/v1", api_key=ADMIN_KEY)
         admin.chat.completions.create(model=MODEL, messages=MESSAGES)
         by_key = admin_get(base, "/v1/usage", group_by="key,model,provider").json()
         assert [(r["key"], r["model"], r["provider"]) for r in by_key["data"]] == [

@@ -112,9 +112,9 @@ def test_bad_credentials_are_400_and_change_nothing(gateway) -> None:
             assert http.get("/auth/creds").json() == {"providers": {"keyless": {"apiKey": "sk-ant-a...mnop"}}}
 
 
-def test_callers_key_is_used_upstream_and_missing_key_is_401(gateway, upstream) -> None:
+def test_callers_key_is_used_upstream_and_missing_key_is_401(open_sdk, gateway, upstream) -> None:
     alice, bob = user_key(gateway, "alice"), user_key(gateway, "bob")
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=bob, max_retries=0)
+    client = open_sdk(base_url=f"{gateway.url}/v1", api_key=bob, max_retries=0)
     with pytest.raises(openai.AuthenticationError, match="No API key configured for keyless"):
         client.chat.completions.create(model="keyless/fake-model", messages=HI)
     with gateway.client(bob) as http:
@@ -128,7 +128,7 @@ def test_callers_key_is_used_upstream_and_missing_key_is_401(gateway, upstream) 
     seen = upstream.requests_to("/v1/chat/completions")[-1]
     assert seen.headers["authorization"] == "Bearer sk-alice-own-key-0001"
     assert alice not in str(seen.headers)
-    alice_client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=alice, max_retries=0)
+    alice_client = open_sdk(base_url=f"{gateway.url}/v1", api_key=alice, max_retries=0)
     alice_client.chat.completions.create(model="owned/fake-model", messages=HI)
     assert upstream.requests_to("/v1/chat/completions")[-1].headers["authorization"] == "Bearer sk-alice-own-key-0002"
     client.chat.completions.create(model="owned/fake-model", messages=HI)  # bob: the operator's key

@@ -31,8 +31,8 @@ def gateway(upstream, make_settings, serve):  # type: ignore[no-untyped-def]
 
 
 def chat(gateway, key: str, model: str = "campus/fake-model") -> str:  # type: ignore[no-untyped-def]
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
-    return client.chat.completions.create(model=model, messages=HI).choices[0].message.content or ""
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0) as client:
+        return client.chat.completions.create(model=model, messages=HI).choices[0].message.content or ""
 
 
 def stored_hashes(url: str) -> list[tuple[str, str]]:

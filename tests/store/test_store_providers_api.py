@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import openai
 import pytest
 
 from tests.store.conftest import ADMIN_KEY, upstream_provider
@@ -33,7 +32,7 @@ def custom(upstream: FakeUpstream, provider_id: str = "campus", **fields: Any) -
     }
 
 
-def test_create_custom_provider_persists_masks_key_and_serves_chat(upstream, make_settings, serve) -> None:
+def test_create_custom_provider_persists_masks_key_and_serves_chat(open_sdk, upstream, make_settings, serve) -> None:
     gateway = serve(make_settings())
     with gateway.client() as http:
         created = http.post("/v1/providers", json=custom(upstream))
@@ -44,7 +43,7 @@ def test_create_custom_provider_persists_masks_key_and_serves_chat(upstream, mak
         listed = http.get("/v1/providers").json()
         assert "campus" in [p["id"] for p in listed["data"]]
         assert "sk-upstream-secret-1" not in http.get("/v1/providers/campus").text
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=ADMIN_KEY)
+    client = open_sdk(base_url=f"{gateway.url}/v1", api_key=ADMIN_KEY)
     reply = client.chat.completions.create(model="campus/fake-model", messages=[{"role": "user", "content": "hi"}])
     assert reply.choices[0].message.content
     chat = upstream.requests_to("/v1/chat/completions")[-1]
@@ -152,9 +151,9 @@ def test_file_provider_is_shown_read_only_and_cannot_change(upstream, make_setti
         assert listed["fromfile"]["origin"] == "file"
 
 
-def test_put_merges_and_masked_or_empty_key_keeps_the_stored_key(upstream, make_settings, serve) -> None:
+def test_put_merges_and_masked_or_empty_key_keeps_the_stored_key(open_sdk, upstream, make_settings, serve) -> None:
     gateway = serve(make_settings())
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=ADMIN_KEY)
+    client = open_sdk(base_url=f"{gateway.url}/v1", api_key=ADMIN_KEY)
 
     def key_seen_upstream() -> str:
         client.chat.completions.create(model="campus/fake-model", messages=[{"role": "user", "content": "hi"}])

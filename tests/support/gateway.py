@@ -1,7 +1,8 @@
 """The gateway on a real socket: ``create_app(settings)`` under uvicorn in a background thread.
 
 with FakeUpstream.start_in_thread() as up, serve_gateway(gateway_settings(fake_provider(up))) as gw:
-    OpenAI(base_url=f"{gw.url}/v1", api_key=ADMIN_KEY)
+    with gw.sdk() as client:                     # the official SDK, closed when done
+        client.chat.completions.create(...)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import openai
 import uvicorn
 
 from anygate.api.app import Gateway, create_app
@@ -26,7 +28,8 @@ STARTUP_TIMEOUT = 15.0
 
 
 def fake_provider(upstream: Any, provider_id: str = "fake", **fields: Any) -> dict[str, Any]:
-    """A custom provider pointing at a FakeUpstream on loopback, with its own key."""
+    """A custom provider pointing at a FakeUpstream on loopback, with its own key. ``max_retries`` is 0
+    unless given (``default_retries`` takes it out again)."""
     return {
         "id": provider_id,
         "type": "custom",
@@ -36,6 +39,11 @@ def fake_provider(upstream: Any, provider_id: str = "fake", **fields: Any) -> di
         "max_retries": 0,
         **fields,
     }
+
+
+def default_retries(provider: dict[str, Any]) -> dict[str, Any]:
+    """The provider with the default ``max_retries`` (3), as a user who never set it has."""
+    return {name: value for name, value in provider.items() if name != "max_retries"}
 
 
 def gateway_settings(*providers: dict[str, Any], **fields: Any) -> Settings:
@@ -57,7 +65,15 @@ class RunningGateway:
 
     def client(self, key: str | None = ADMIN_KEY, **options: Any) -> httpx2.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx2.Client(base_url=self.url, headers=headers, timeout=30, **options)
+        options.setdefault("timeout", 30)
+        return httpx2.Client(base_url=self.url, headers=headers, **options)
+
+    def sdk(self, key: str = ADMIN_KEY, **options: Any) -> openai.OpenAI:
+        """The official SDK pointed at the gateway, its own retries off (what a test sees is what the
+        gateway did). Use it as a context manager so that its connections are closed."""
+        options.setdefault("max_retries", 0)
+        options.setdefault("timeout", 30)
+        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=key, **options)
 
 
 @contextmanager

@@ -52,6 +52,9 @@ UNLISTED_MODEL = "unlisted"
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # The web console's static files ship inside the package; ``/ui`` redirects to ``/ui/``.
 CONSOLE_DIR = Path(__file__).resolve().parent.parent / "console"
+# At shutdown, how long requests the server has just cancelled (the drain's grace period is over) may
+# take to answer and settle their accounting before the ledger's last batch is written.
+SETTLE_WAIT_SECONDS = 5.0
 
 
 class RequestIds:
@@ -78,6 +81,8 @@ class Gateway:
         # Who has which budget; None: the budgets the store puts on each Principal.
         self.budget_source: BudgetSource | None = None
         self._public = PUBLIC_PATHS | ({"/metrics"} if settings.metrics_public else frozenset())
+        self._in_flight = 0  # model and proxy requests not yet settled
+        self._settled = asyncio.Event()  # set whenever none is in flight
 
     @property
     def state(self) -> AppState:
@@ -146,9 +151,19 @@ class Gateway:
 
     async def shutdown(self) -> None:
         if self._state is not None:
+            await self._wait_for_requests()
             if self._state.accounting is not None:
                 await self._state.accounting.close()  # the ledger's last batch, before tasks stop
             await self._state.stop()
+
+    async def _wait_for_requests(self) -> None:
+        """Let requests cancelled at the end of the drain send their last bytes and settle."""
+        if self._in_flight:
+            self._settled.clear()
+            try:
+                await asyncio.wait_for(self._settled.wait(), timeout=SETTLE_WAIT_SECONDS)
+            except TimeoutError:
+                log.error("requests still unsettled at shutdown", extra={"fields": {"requests": self._in_flight}})
 
     # ------------------------------------------------------------------------------ the edge
 
@@ -166,6 +181,7 @@ class Gateway:
             if route is not None or proxied is not None:
                 assert principal is not None
                 exchange = Exchange(request_id, principal, route or "proxy", started)
+                self._in_flight += 1
                 await self._hot(scope, receive, send, exchange, route, proxied)
             else:
                 await self._management(scope, receive, send, principal, request_id, status_holder)
@@ -186,10 +202,19 @@ class Gateway:
             if not answered:
                 await send_error(send, GatewayError("Internal error", headers={"x-request-id": request_id}))
         finally:
-            if exchange is not None and self._state is not None and self._state.accounting is not None:
-                await settle_exchange(self._state.accounting, exchange)
+            if exchange is not None:
+                await self._settle(exchange)
             self._observe(scope, started, exchange, status_holder[0])
             REQUEST_ID.reset(token)
+
+    async def _settle(self, exchange: Exchange) -> None:
+        try:
+            if self._state is not None and self._state.accounting is not None:
+                await settle_exchange(self._state.accounting, exchange)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._settled.set()
 
     @staticmethod
     def _has_answered(exchange: Exchange | None, status_holder: list[int]) -> bool:
@@ -259,6 +284,8 @@ class Gateway:
                 "key": exchange.principal.key_id,
                 "stream": exchange.stream,
             }
+            if exchange.error is not None:
+                fields["error"] = exchange.error
         else:
             if metrics is not None:
                 metrics.requests.labels("management", "", "", str(status)).inc()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -17,7 +19,18 @@ import aiohttp
 import orjson
 
 from anygate.accounting.service import Metering, tap_stream
-from anygate.api.http import ClientDisconnected, Receive, Scope, Send, header, parse_json_object, read_body, send_bytes
+from anygate.api.disconnect import DisconnectWatch
+from anygate.api.headers import forwarded_headers, response_headers, retry_after_header
+from anygate.api.http import (
+    Receive,
+    Scope,
+    Send,
+    header,
+    parse_json_object,
+    read_body,
+    send_bytes,
+    send_error,
+)
 from anygate.api.rewrite import replace_model
 from anygate.auth import Principal
 from anygate.errors import (
@@ -28,12 +41,21 @@ from anygate.errors import (
     ModelNotFound,
     PermissionDenied,
     RouteNotFound,
+    ServiceUnavailable,
     UpstreamStatusError,
     UpstreamUnavailable,
 )
-from anygate.routing import Action, Deployment, classify, retry_after_seconds
+from anygate.routing import Action, Deployment, classify
 from anygate.sse import EventSplitter, error_event, is_done
-from anygate.upstream import UPSTREAM_ERRORS, backoff_delay, translate_client_error
+from anygate.telemetry import upstream_error_kind
+from anygate.upstream import (
+    UPSTREAM_ERRORS,
+    OpenAICompatibleProvider,
+    backoff_delay,
+    capped_timeout,
+    restart_read_timer,
+    translate_client_error,
+)
 
 if TYPE_CHECKING:
     from anygate.api.state import AppState
@@ -41,38 +63,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("anygate.relay")
 
-# Never sent upstream: hop-by-hop headers, the client's credentials, and what identifies the client.
-DROPPED_HEADERS = frozenset(
-    {
-        b"host",
-        b"connection",
-        b"keep-alive",
-        b"proxy-authorization",
-        b"proxy-authenticate",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"content-length",
-        b"accept-encoding",
-        b"authorization",
-        b"x-api-key",
-        b"api-key",
-        b"cookie",
-        b"forwarded",
-        b"x-real-ip",
-        b"true-client-ip",
-        b"x-client-ip",
-        b"x-request-id",
-        b"x-anygate-timeout",
-    }
-)
-DROPPED_PREFIXES = (b"cf-", b"x-forwarded-", b"x-amzn-", b"x-envoy-")
-PASSED_RESPONSE_HEADERS = frozenset(
-    {b"content-type", b"retry-after", b"openai-processing-ms", b"openai-model", b"openai-version"}
-)
-PASSED_RESPONSE_PREFIXES = (b"x-ratelimit-",)
 EVENT_STREAM = "text/event-stream"
 
 
@@ -95,31 +85,7 @@ class Exchange:
     byok: bool = False
     attempts: int = 0
     metering: Metering | None = None  # accounting's state of this request (anygate.accounting.service)
-
-
-def forwarded_headers(scope: Scope) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    connection_tokens: frozenset[bytes] = frozenset()
-    for name, value in scope["headers"]:
-        if name == b"connection":
-            # Headers the client names in Connection are hop-by-hop too (RFC 9110, 7.6.1).
-            connection_tokens = frozenset(token.strip().lower() for token in value.split(b","))
-        if name in DROPPED_HEADERS or name.startswith(DROPPED_PREFIXES):
-            continue
-        headers[name.decode("latin-1")] = value.decode("latin-1")
-    for token in connection_tokens:
-        headers.pop(token.decode("latin-1"), None)
-    headers["accept-encoding"] = "identity"
-    return headers
-
-
-def response_headers(response: aiohttp.ClientResponse, request_id: bytes) -> list[tuple[bytes, bytes]]:
-    headers = [(b"x-request-id", request_id)]
-    for name, value in response.raw_headers:
-        lowered = name.lower()
-        if lowered in PASSED_RESPONSE_HEADERS or lowered.startswith(PASSED_RESPONSE_PREFIXES):
-            headers.append((lowered, value))
-    return headers
+    client_gone: bool = False  # the client disconnected (DisconnectWatch)
 
 
 class Relay:
@@ -128,6 +94,7 @@ class Relay:
     def __init__(self, state: AppState) -> None:
         self.state = state
         self.book = state.health
+        self.ordered = state.settings.routing.strategy == "ordered"
 
     # ------------------------------------------------------------------------------ entry points
 
@@ -145,8 +112,7 @@ class Relay:
             first = groups[0][0] if groups and groups[0] else None
             body, payload = await self.state.accounting.before(exchange, body, payload, first)
         request = UpstreamRequest(scope, exchange.route, body, payload, self.request_timeout(scope, exchange))
-        async with DisconnectWatch(receive):
-            await self.dispatch(request, send, exchange, groups)
+        await self.watched_dispatch(request, receive, send, exchange, groups)
 
     async def proxy_route(
         self, scope: Scope, receive: Receive, send: Send, exchange: Exchange, provider_id: str, endpoint: str
@@ -169,14 +135,41 @@ class Relay:
         if self.state.accounting is not None:  # accounting: reserve (429), clamp max_tokens, ask stream usage
             body, payload = await self.state.accounting.before(exchange, body, payload, deployments[0], endpoint)
         request = UpstreamRequest(scope, endpoint, body, payload, self.request_timeout(scope, exchange), rewrite=False)
-        async with DisconnectWatch(receive):
-            await self.dispatch(request, send, exchange, [deployments])
+        await self.watched_dispatch(request, receive, send, exchange, [deployments])
+
+    async def watched_dispatch(
+        self, request: UpstreamRequest, receive: Receive, send: Send, exchange: Exchange, groups: list[list[Deployment]]
+    ) -> None:
+        """Dispatch while watching for the client leaving.
+
+        When the server itself cancels the request (the drain's grace period is over), the client gets an
+        answer rather than a cut connection: 503 while it waits for its upstream, a final SSE error event
+        once its stream has started (``relay_stream``). The request then ends as answered.
+        """
+        async with DisconnectWatch(receive, exchange):
+            try:
+                await self.dispatch(request, send, exchange, groups)
+            except asyncio.CancelledError:
+                if exchange.client_gone:
+                    raise
+                if exchange.first_byte_at is None:
+                    failure = shutting_down()
+                    exchange.status, exchange.error = failure.status, failure.code
+                    await send_error(send, failure)
+                task = asyncio.current_task()
+                if task is None or task.uncancel() > 0:
+                    raise
 
     # ------------------------------------------------------------------------------ planning
 
     def plan(self, model: str, principal: Principal) -> list[list[Deployment]]:
-        """The request's deployment groups: the model's own, then each fallback's, in order."""
+        """The request's deployment groups: the model's own, then each fallback's, in order.
+
+        A deployment without a key (the provider has none and the caller brought none) is left out; when
+        that leaves nothing at all, the answer is 401 ``No API key configured for <provider>``.
+        """
         groups: list[list[Deployment]] = []
+        keyless: str | None = None
         for name in (model, *self.state.settings.fallbacks.get(model, ())):
             try:
                 targets = self.state.registry.resolve(name)
@@ -185,12 +178,28 @@ class Relay:
                     raise
                 continue
             allowed = [t for t in targets if principal.may_use(t.provider_id, t.model)]
-            group = [d for t in allowed for d in self.deployments_of(self.state.registry.get(t.provider_id), t.model)]
+            group = [
+                d
+                for t in allowed
+                for d in self.keyed_deployments(self.state.registry.get(t.provider_id), t.model, principal)
+            ]
             if group:
                 groups.append(group)
+            elif allowed:
+                keyless = keyless or allowed[0].provider_id
             elif name == model and targets:
                 raise PermissionDenied(f"This key may not use model '{model}'", param="model", code="model_not_allowed")
+        if not groups and keyless is not None:
+            raise MissingProviderKey(keyless)
         return groups
+
+    def keyed_deployments(self, runtime: ProviderRuntime, model: str, principal: Principal) -> list[Deployment]:
+        """The deployments of ``runtime`` that have a key: the first uses the provider's own key (or the
+        caller's), the others the provider's ``api_keys``."""
+        deployments = self.deployments_of(runtime, model)
+        if runtime.client.is_configured or self.state.caller_key(principal, runtime.id) is not None:
+            return deployments
+        return deployments[1:]
 
     @staticmethod
     def deployments_of(runtime: ProviderRuntime, model: str) -> list[Deployment]:
@@ -222,66 +231,114 @@ class Relay:
     ) -> None:
         """Try deployments group by group (fallbacks), round by round (retries), until one answers.
 
-        Nothing is retried once the first byte has reached the client.
+        Each group may make ``routing.max_attempts`` attempts, so that a failing group does not starve
+        the fallbacks after it; the request as a whole has one deadline (``routing.retry_deadline``, or
+        the admin's ``x-anygate-timeout``) that caps every attempt's waits. Nothing is retried once the
+        first byte has reached the client.
         """
-        routing = self.state.settings.routing
-        deadline = time.monotonic() + (request.timeout or routing.retry_deadline)
+        deadline = time.monotonic() + (request.timeout or self.state.settings.routing.retry_deadline)
         self.book.retry_budget.deposit()
         last_error: GatewayError | None = None
         for group in groups:
-            rounds = 1 + max(self.state.registry.get(d.provider_id).config.max_retries for d in group)
-            for round_number in range(rounds):
-                tried: set[str] = set()
-                while (deployment := self.book.choose(group, tried)) is not None:
-                    if exchange.attempts >= routing.max_attempts:
-                        raise_last(last_error)
-                    if exchange.attempts > 0 and not self.book.retry_budget.try_spend():
-                        raise_last(last_error)
-                    tried.add(deployment.id)
-                    try:
-                        await self.attempt(request, send, exchange, deployment)
-                        return
-                    except GatewayError as error:
-                        if exchange.first_byte_at is not None or classify(error) is Action.FAIL:
-                            raise
-                        self.book.record_failure(deployment, error, group)
-                        self.state.metrics.upstream_errors.labels(deployment.provider_id, error.code or "error").inc()
-                        last_error = error
-                if not tried and last_error is None:
-                    last_error = self.book.cooldown_failure(group)
-                    break
-                if round_number + 1 < rounds and not await self.pause_between_rounds(
-                    last_error, deadline, round_number
-                ):
-                    break
+            last_error = await self.try_group(request, send, exchange, group, deadline, last_error)
+            if last_error is None:
+                return
         raise_last(last_error)
 
-    async def pause_between_rounds(self, error: GatewayError | None, deadline: float, round_number: int) -> bool:
-        """Sleep before the next round (backoff, or the upstream's Retry-After); False when out of time."""
+    async def try_group(
+        self,
+        request: UpstreamRequest,
+        send: Send,
+        exchange: Exchange,
+        group: list[Deployment],
+        deadline: float,
+        last_error: GatewayError | None,
+    ) -> GatewayError | None:
+        """Rounds over one group. None once a deployment has answered; else the failure to report if no
+        later group does better. Raises what must be answered now (not retryable, out of time or budget)."""
+        max_attempts = self.state.settings.routing.max_attempts
+        rounds = 1 + max(self.state.registry.get(d.provider_id).config.max_retries for d in group)
+        attempts = 0
+        failed: Deployment | None = None  # the deployment that failed last; the next one follows it in order
+        for round_number in range(rounds):
+            tried: set[str] = set()
+            while attempts < max_attempts and (deployment := self.book.choose(group, tried, failed, self.ordered)):
+                self.check_retry_budgets(exchange, deadline, last_error)
+                tried.add(deployment.id)
+                attempts += 1
+                try:
+                    await self.attempt(request, send, exchange, deployment, deadline)
+                    return None
+                except GatewayError as error:
+                    self.record_failure(exchange, deployment, error, group)
+                    last_error, failed = error, deployment
+            if failed is None:  # nothing could be tried: every deployment of the group is cooling down
+                return self.book.cooldown_failure(group) or last_error or AllDeploymentsFailed(NO_DEPLOYMENT)
+            if attempts >= max_attempts or round_number + 1 == rounds:
+                break
+            if not await self.pause_between_rounds(last_error, group, deadline, round_number):
+                break
+        return last_error
+
+    def check_retry_budgets(self, exchange: Exchange, deadline: float, last_error: GatewayError | None) -> None:
+        """Before any attempt but the request's first: stop, with the last failure, when the request is
+        out of time or the process's retry budget is empty."""
+        if exchange.attempts == 0:
+            return
+        if time.monotonic() >= deadline or not self.book.retry_budget.try_spend():
+            raise_last(last_error)
+
+    def record_failure(
+        self, exchange: Exchange, deployment: Deployment, error: GatewayError, group: list[Deployment]
+    ) -> None:
+        """Count a failed attempt; raise it when it must be the answer (not retryable, or the response
+        has started); else remember it in the deployment's health."""
+        self.count_upstream_error(deployment.provider_id, error)
+        action = classify(error)
+        if exchange.first_byte_at is not None or action is Action.FAIL:
+            raise error
+        self.book.record_failure(deployment, error, group)
+        if action is Action.NEXT_AFTER and "retry-after" not in error.headers:
+            # No Retry-After from the upstream: tell the client how long this deployment cools down.
+            error.headers["retry-after"] = str(max(1, math.ceil(self.book.cooldown_left([deployment]))))
+
+    def count_upstream_error(self, provider_id: str | None, error: GatewayError) -> None:
+        kind = upstream_error_kind(error)
+        if kind is not None:
+            self.state.metrics.upstream_errors.labels(provider_id or "", kind).inc()
+
+    async def pause_between_rounds(
+        self, error: GatewayError | None, group: list[Deployment], deadline: float, round_number: int
+    ) -> bool:
+        """Sleep before the next round: a full-jitter backoff, or until a rate-limited deployment may be
+        asked again (the upstream's Retry-After, else a backoff of its own). False when there is no
+        point: a credential failure, a wait longer than ``max_retry_after_wait``, or past the deadline."""
         if error is None:
             return False
-        routing = self.state.settings.routing
-        wait = backoff_delay(round_number)
-        if classify(error) is Action.NEXT_AFTER:
-            retry_after = retry_after_seconds(error)
-            if retry_after is None or retry_after > routing.max_retry_after_wait:
-                return False
-            wait = max(wait, retry_after)
-        elif classify(error) is Action.NEXT:
+        action = classify(error)
+        if action is Action.NEXT:
             return False
+        wait = backoff_delay(round_number)
+        if action is Action.NEXT_AFTER:
+            wait = max(wait, self.book.cooldown_left(group))
+            if wait > self.state.settings.routing.max_retry_after_wait:
+                return False
         if time.monotonic() + wait >= deadline:
             return False
         await asyncio.sleep(wait)
         return True
 
-    async def attempt(self, request: UpstreamRequest, send: Send, exchange: Exchange, deployment: Deployment) -> None:
+    async def attempt(
+        self, request: UpstreamRequest, send: Send, exchange: Exchange, deployment: Deployment, deadline: float
+    ) -> None:
         runtime = self.state.registry.get(deployment.provider_id)
         exchange.attempts += 1
         exchange.provider_id, exchange.model = runtime.id, deployment.model
         api_key = self.key_for(exchange, runtime, deployment)
+        timeout = attempt_timeout(runtime.client, request, deadline)
         self.book.started(deployment)
         try:
-            await self.forward(request, send, exchange, runtime, deployment, api_key)
+            await self.forward(request, send, exchange, runtime, deployment, api_key, timeout)
         finally:
             self.book.finished(deployment)
         self.book.record_success(deployment)
@@ -306,20 +363,23 @@ class Relay:
         runtime: ProviderRuntime,
         deployment: Deployment,
         api_key: str | None,
+        timeout: aiohttp.ClientTimeout,
     ) -> None:
         body = request.body
         if request.rewrite and deployment.model != request.payload.get("model"):
             body = replace_model(body, request.payload, deployment.model)
         client = runtime.client
-        timeout = client.client_timeout if request.timeout is None else capped_timeout(client, request.timeout)
+        first_byte_by = time.monotonic() + (timeout.sock_read or client.first_byte_timeout)
         response = await client.open(
             request.scope["method"], request.endpoint, body, forwarded_headers(request.scope), timeout, api_key
         )
         try:
             if response.status >= 400:
-                raise UpstreamStatusError(response.status, await self._read(runtime, response), _retry_after(response))
+                raise UpstreamStatusError(
+                    response.status, await self._read(runtime, response), retry_after_header(response)
+                )
             if exchange.stream and response.content_type == EVENT_STREAM:
-                await self.relay_stream(send, exchange, runtime, response, request.endpoint)
+                await self.relay_stream(send, exchange, runtime, response, request.endpoint, first_byte_by)
             else:
                 await self.relay_body(send, exchange, runtime, response)
         finally:
@@ -357,12 +417,15 @@ class Relay:
         runtime: ProviderRuntime,
         response: aiohttp.ClientResponse,
         endpoint: str,
+        first_byte_by: float,
     ) -> None:
         """Relay whole SSE events as they arrive. Headers wait for the first event, so that an upstream
-        failing before it can still be retried or replaced by a fallback."""
+        failing before it can still be retried or replaced by a fallback. The first event must come
+        within the first-byte timeout of the request being sent; after it, the idle timeout applies."""
         splitter = EventSplitter()
         pending: list[bytes] = []
         chunks = response.content.iter_any()
+        restart_read_timer(response, first_byte_by - time.monotonic())
         try:
             while not pending:
                 pending = splitter.feed(await anext(chunks))
@@ -370,11 +433,30 @@ class Relay:
             raise UpstreamUnavailable(f"Provider '{runtime.id}' ended the stream before any event") from None
         except UPSTREAM_ERRORS as exc:
             raise translate_client_error(exc, runtime.id) from exc
+        restart_read_timer(response, runtime.client.timeout)
         headers = response_headers(response, exchange.request_id.encode())
         headers.append((b"cache-control", b"no-cache"))
         exchange.status = response.status
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
         exchange.first_byte_at = time.perf_counter()
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        try:
+            await self.relay_events(send, exchange, runtime, pending, splitter, chunks, endpoint)
+        except asyncio.CancelledError:
+            if not exchange.client_gone:  # the server stops: the drain's grace period is over
+                await self.end_stream_with_error(send, exchange, shutting_down())
+            raise
+
+    async def relay_events(
+        self,
+        send: Send,
+        exchange: Exchange,
+        runtime: ProviderRuntime,
+        pending: list[bytes],
+        splitter: EventSplitter,
+        chunks: AsyncIterator[bytes],
+        endpoint: str,
+    ) -> None:
+        """The rest of a started stream; a failure becomes one final SSE error event."""
         saw_done = False
         try:
             while True:
@@ -405,46 +487,13 @@ class Relay:
                 saw_done = saw_done or is_done(event)
         return saw_done
 
-    @staticmethod
-    async def end_stream_with_error(send: Send, exchange: Exchange, failure: GatewayError) -> None:
-        exchange.error = failure.code
+    async def end_stream_with_error(self, send: Send, exchange: Exchange, failure: GatewayError) -> None:
+        """End a started stream with one SSE error event (no ``[DONE]``). The request is recorded with the
+        failure's status and code (metrics, access log, usage ledger), and an upstream's failure counts
+        as one in ``anygate_upstream_errors_total``."""
+        exchange.status, exchange.error = failure.status, failure.code
+        self.count_upstream_error(exchange.provider_id, failure)
         await send({"type": "http.response.body", "body": error_event(failure.body_bytes()), "more_body": False})
-
-
-class DisconnectWatch:
-    """Cancels the request's task when the client goes away, so its upstream request stops at once.
-
-    uvicorn's ``send`` ignores a gone client silently; only ``receive`` tells, so a watcher waits on it
-    (the request body has been read by then). On exit the watcher is stopped before anything else runs.
-    """
-
-    __slots__ = ("_receive", "_task", "_watcher", "fired", "_closed")
-
-    def __init__(self, receive: Receive) -> None:
-        self._receive = receive
-        self._task: asyncio.Task[Any] | None = None
-        self._watcher: asyncio.Task[None] | None = None
-        self.fired = False
-        self._closed = False
-
-    async def __aenter__(self) -> DisconnectWatch:
-        self._task = asyncio.current_task()
-        self._watcher = asyncio.ensure_future(self._watch())
-        return self
-
-    async def _watch(self) -> None:
-        message = await self._receive()
-        if message["type"] == "http.disconnect" and not self._closed and self._task is not None:
-            self.fired = True
-            self._task.cancel()
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
-        self._closed = True
-        if self._watcher is not None:
-            self._watcher.cancel()
-        if self.fired and exc_type is asyncio.CancelledError and self._task is not None:
-            self._task.uncancel()
-            raise ClientDisconnected from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -462,22 +511,26 @@ class UpstreamRequest:
 DONE_TERMINATED = frozenset({"chat/completions", "completions"})
 
 
-def capped_timeout(client: Any, seconds: float) -> aiohttp.ClientTimeout:
-    base: aiohttp.ClientTimeout = client.client_timeout
-    return aiohttp.ClientTimeout(
-        total=seconds,
-        connect=min(base.connect or seconds, seconds),
-        sock_connect=min(base.sock_connect or seconds, seconds),
-        sock_read=min(base.sock_read or seconds, seconds),
-    )
+NO_DEPLOYMENT = "No deployment could serve this request"
+
+
+def attempt_timeout(
+    client: OpenAICompatibleProvider, request: UpstreamRequest, deadline: float
+) -> aiohttp.ClientTimeout:
+    """The provider's timeouts, with the connect and first-byte waits capped by the time the request has
+    left (and the total too when ``x-anygate-timeout`` bounds the whole request)."""
+    base = client.client_timeout
+    left = max(deadline - time.monotonic(), 0.001)
+    if request.timeout is None and left >= (base.sock_read or 0) and left >= (base.connect or 0):
+        return base  # the common case: nothing to cap, no new object
+    return capped_timeout(base, left, whole_request=request.timeout is not None)
+
+
+def shutting_down() -> ServiceUnavailable:
+    return ServiceUnavailable("The server is shutting down; try again", code="shutting_down")
 
 
 def raise_last(error: GatewayError | None) -> NoReturn:
     if error is None:
-        raise AllDeploymentsFailed("No deployment could serve this request")
+        raise AllDeploymentsFailed(NO_DEPLOYMENT)
     raise error
-
-
-def _retry_after(response: aiohttp.ClientResponse) -> dict[str, str] | None:
-    value = response.headers.get("retry-after")
-    return {"retry-after": value} if value else None

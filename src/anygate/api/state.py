@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from anygate.auth import KeyRing, Principal
 from anygate.registry import ProviderRegistry, ProviderRuntime
-from anygate.routing import HealthBook
+from anygate.routing import HealthBook, deployment_id
 from anygate.settings import Settings
 from anygate.telemetry import Metrics
 from anygate.upstream import HealthResult, UpstreamPool
@@ -89,10 +89,21 @@ class AppState:
     async def check_providers(self) -> list[tuple[ProviderRuntime, HealthResult]]:
         """Check every provider now; the verdicts feed routing health and the metrics."""
         results = await self.registry.health_check_all()
+        hold = self.settings.routing.health_check_interval  # a failed check keeps it out until the next
         for runtime, result in results:
-            self.health.record_check(runtime.id, result.healthy)
+            group = [d for peer in self.peers_of(runtime) for d in deployment_ids(peer)]
+            self.health.record_check(deployment_ids(runtime), result.healthy, group, hold)
             self.metrics.provider_healthy.labels(runtime.id).set(1 if result.healthy else 0)
         return results
+
+    def peers_of(self, runtime: ProviderRuntime) -> list[ProviderRuntime]:
+        """The providers that serve one of the models ``runtime`` serves, ``runtime`` included: the
+        group whose bounded share a failed check may eject."""
+        index = self.registry.index
+        ids = {runtime.id}
+        for model in index.models_by_provider.get(runtime.id) or ():
+            ids.update(index.providers_by_model.get(model, ()))
+        return [peer for peer_id in sorted(ids) if (peer := self.registry.find(peer_id)) is not None]
 
     async def stop(self) -> None:
         for task in list(self.background):
@@ -103,3 +114,8 @@ class AppState:
             await self.store_sync.close()
         if self.store is not None:
             await self.store.close()
+
+
+def deployment_ids(runtime: ProviderRuntime) -> list[str]:
+    """The routing ids of a provider's deployments: its own key, then each of its ``api_keys``."""
+    return [deployment_id(runtime.id, index) for index in range(1 + len(runtime.config.api_keys))]

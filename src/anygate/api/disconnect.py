@@ -1,0 +1,48 @@
+"""Cancelling a request's work as soon as its client goes away."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from anygate.api.http import ClientDisconnected, Receive
+
+if TYPE_CHECKING:
+    from anygate.api.relay import Exchange
+
+
+class DisconnectWatch:
+    """Cancels the request's task when the client goes away, so its upstream request stops at once.
+
+    uvicorn's ``send`` ignores a gone client silently; only ``receive`` tells, so a watcher waits on it
+    (the request body has been read by then). On exit the watcher is stopped before anything else runs.
+    """
+
+    __slots__ = ("_receive", "_exchange", "_task", "_watcher", "fired", "_closed")
+
+    def __init__(self, receive: Receive, exchange: Exchange) -> None:
+        self._receive = receive
+        self._exchange = exchange
+        self._task: asyncio.Task[Any] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.fired = False
+        self._closed = False
+
+    async def __aenter__(self) -> DisconnectWatch:
+        self._task = asyncio.current_task()
+        self._watcher = asyncio.ensure_future(self._watch())
+        return self
+
+    async def _watch(self) -> None:
+        message = await self._receive()
+        if message["type"] == "http.disconnect" and not self._closed and self._task is not None:
+            self.fired = self._exchange.client_gone = True
+            self._task.cancel()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        self._closed = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self.fired and exc_type is asyncio.CancelledError and self._task is not None:
+            self._task.uncancel()
+            raise ClientDisconnected from exc
