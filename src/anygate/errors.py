@@ -14,6 +14,7 @@
     │   └── QuotaExceeded             429    insufficient_quota      insufficient_quota
     ├── UpstreamUnavailable           502    upstream_error          upstream_unavailable
     │   ├── UpstreamStatusError       (upstream's status, error body passed through when well formed)
+    │   ├── UpstreamRedirect          502    upstream_error          upstream_redirect (never followed)
     │   └── AllDeploymentsFailed      502    upstream_error          all_deployments_failed
     ├── UpstreamTimeout               504    upstream_timeout        upstream_timeout
     └── ServiceUnavailable            503    service_unavailable     (varies)
@@ -169,6 +170,13 @@ class UpstreamStatusError(UpstreamUnavailable):
 
     def body_bytes(self) -> bytes:
         return self.upstream_body if self.upstream_body is not None else super().body_bytes()
+
+
+class UpstreamRedirect(UpstreamUnavailable):
+    """The upstream answered with a redirect: not followed (it could point anywhere), not retried."""
+
+    code = "upstream_redirect"
+    retryable = False
 
 
 class AllDeploymentsFailed(UpstreamUnavailable):
