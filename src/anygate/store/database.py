@@ -19,6 +19,7 @@ from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from anygate.files import create_private_file
 from anygate.store.tables import store_revision
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -63,7 +64,7 @@ class Database:
         if self.dialect == "sqlite":
             database = make_url(self.url).database
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                create_private_file(Path(database))
             options = {}
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         self._lock_handle: Any = None  # the SQLite migration lock file, while held
