@@ -200,6 +200,10 @@ class ConfigError(Exception):
     """A configuration problem found at start; the message names the field and the file."""
 
 
+class NotReady(Exception):
+    """A readiness probe's failure whose message is safe to show in ``/health/ready`` (no secret in it)."""
+
+
 def is_openai_error_body(body: bytes) -> bool:
     """True for ``{"error": {"message": str, ...}}`` with nothing that looks like a secret echoed back."""
     if not body or len(body) > 65536:

@@ -141,6 +141,7 @@ class Gateway:
         state.store_sync = sync = StoreSync(state.store, state, notifier)
         await sync.refresh()
         state.readiness_probes["store"] = state.store.db.ping
+        state.readiness_probes["secrets"] = sync.check_secrets
         state.spawn(sync.poll_forever(self.settings.store_poll_interval), "store-sync")
         if notifier is not None:
             state.spawn(notifier.listen_forever(sync.refresh_safely), "store-notify")

@@ -29,7 +29,21 @@ NONCE_BYTES = 12
 
 
 class SecretKeyError(Exception):
-    """A stored secret cannot be decrypted with the keys given; the message says which key is missing."""
+    """A stored secret cannot be decrypted with the keys given; the message says which key is missing.
+
+    ``key_id`` is the id of the key the secret needs when that key is simply not among those given.
+    """
+
+    def __init__(self, message: str, key_id: str | None = None) -> None:
+        super().__init__(message)
+        self.key_id = key_id
+
+    @property
+    def summary(self) -> str:
+        """A short reason for readiness and provider views: ``secret key mismatch: key id 142d7432 unknown``."""
+        if self.key_id is not None:
+            return f"secret key mismatch: key id {self.key_id} unknown"
+        return str(self)
 
 
 def generate_key() -> str:
@@ -86,7 +100,8 @@ class SecretBox:
         if material is None:
             raise SecretKeyError(
                 f"a stored secret was encrypted with key id {kid}, which is not among the keys in {self.source} "
-                f"(key ids {', '.join(sorted(self.keys))}); set ANYGATE_SECRET_KEY to the key it was made with"
+                f"(key ids {', '.join(sorted(self.keys))}); set ANYGATE_SECRET_KEY to the key it was made with",
+                key_id=kid,
             )
         blob = base64.urlsafe_b64decode(ciphertext.split(":", 2)[2])
         try:

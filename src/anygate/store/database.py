@@ -87,6 +87,13 @@ class Database:
     async def bump(self, connection: AsyncConnection) -> None:
         await connection.execute(update(store_revision).values(value=store_revision.c.value + 1))
 
+    async def drop_old_versions(self) -> None:
+        """After secrets in clear were overwritten: on SQLite, empty the write-ahead log, which still holds
+        the pages as they were (``secure_delete`` zeroes the database file's free space, not the log)."""
+        if self.is_sqlite:
+            async with self.engine.connect() as connection:
+                await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
     async def revision(self) -> int:
         async with self.engine.connect() as connection:
             value = (await connection.execute(select(store_revision.c.value))).scalar_one()
