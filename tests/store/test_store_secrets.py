@@ -123,7 +123,8 @@ def test_plaintext_headers_and_keys_of_older_rows_are_encrypted_at_start(
     """A provider row written before migration 0003 (headers and api_keys in the config, in clear)."""
     settings = make_settings()
     open_with(settings)  # migrated, key file made
-    config = {**upstream_provider("legacy", upstream.base_url, models=["fake-model"])}
+    # auth "none": the provider has no key of its own, so every deployment (its own, and its extra key's) can serve
+    config = {**upstream_provider("legacy", upstream.base_url, models=["fake-model"], auth="none")}
     config |= {"headers": {"X-Api-Key": HEADER_SECRET}, "api_keys": [EXTRA_KEY_SECRET]}
     asyncio.run(insert_old_row(database_url, config))
     assert HEADER_SECRET in raw_database_text(database_url, settings.data_dir)
