@@ -53,6 +53,11 @@ NEVER = [
     "http://0.0.0.0:8000/v1",
     "http://100.100.100.200/v1",
     "http://224.0.0.1/v1",
+    # IPv6 forms that carry the metadata address 169.254.169.254 inside them
+    "http://[64:ff9b::a9fe:a9fe]/v1",  # NAT64
+    "http://[2002:a9fe:a9fe::1]/v1",  # 6to4
+    "http://[::a9fe:a9fe]/v1",  # IPv4-compatible
+    "http://[2001:0:4136:e378:8000:63bf:5601:5601]/v1",  # Teredo, client 169.254.169.254 (obfuscated)
 ]
 PRIVATE = [
     "http://127.0.0.1:11434/v1",
@@ -66,8 +71,19 @@ PRIVATE = [
     "http://[::1]:8000/v1",
     "http://[fd12::1]/v1",
     "http://[::ffff:127.0.0.1]/v1",
+    "http://[64:ff9b::7f00:1]/v1",  # NAT64 of 127.0.0.1
+    "http://[64:ff9b::a00:1]/v1",  # NAT64 of 10.0.0.1
+    "http://[2002:c0a8:101::1]/v1",  # 6to4 of 192.168.1.1
+    "http://[::a00:1]/v1",  # IPv4-compatible 10.0.0.1
+    "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/v1",  # Teredo, client 127.0.0.1
 ]
-PUBLIC = ["https://api.openai.com/v1", "http://8.8.8.8/v1", "http://[2001:4860:4860::8888]/v1"]
+PUBLIC = [
+    "https://api.openai.com/v1",
+    "http://8.8.8.8/v1",
+    "http://[2001:4860:4860::8888]/v1",
+    "http://[64:ff9b::808:808]/v1",  # NAT64 of 8.8.8.8
+    "http://[2002:808:808::1]/v1",  # 6to4 of 8.8.8.8
+]
 
 
 @pytest.mark.parametrize("url", NEVER)
@@ -87,6 +103,13 @@ def test_private_addresses_need_allow_private_network(url: str) -> None:
 @pytest.mark.parametrize("url", PUBLIC)
 def test_public_addresses_pass(url: str) -> None:
     check_url(url, allow_private_network=False)
+
+
+def test_the_teredo_examples_carry_the_addresses_they_claim() -> None:
+    metadata = ipaddress.IPv6Address("2001:0:4136:e378:8000:63bf:5601:5601").teredo
+    loopback = ipaddress.IPv6Address("2001:0:4136:e378:8000:63bf:80ff:fffe").teredo
+    assert metadata is not None and str(metadata[1]) == "169.254.169.254"
+    assert loopback is not None and str(loopback[1]) == "127.0.0.1"
 
 
 def test_ipv4_mapped_ipv6_is_checked_as_ipv4() -> None:

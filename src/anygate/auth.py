@@ -16,6 +16,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Literal
 
+from anygate.files import make_private_dir
+
 ADMIN_KEY_FILE = "admin_key.sha256"
 KEY_PREFIX = "sk-ag-"
 CREDENTIAL_HEADERS = (b"authorization", b"x-api-key", b"api-key")
@@ -150,7 +152,7 @@ def ensure_admin_key(data_dir: Path) -> str | None:
     """Generate the admin key at first start: store its digest (0600) and return the key to print once."""
     if stored_admin_digest(data_dir) is not None:
         return None
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     key = new_key()
     path = data_dir / ADMIN_KEY_FILE
     path.touch(mode=0o600)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
@@ -16,7 +17,7 @@ from rich.text import Text
 from anygate.accounting.commands import usage
 from anygate.errors import ConfigError
 from anygate.quota.commands import quota_app
-from anygate.settings import Settings, export_for_workers, load_settings
+from anygate.settings import ProviderConfig, Settings, export_for_workers, load_settings
 
 app = typer.Typer(
     help="anygate: any OpenAI-compatible LLM endpoint behind one OpenAI-compatible API.", no_args_is_help=True
@@ -75,10 +76,10 @@ def serve(
     flags["no_auth"] = True if no_auth else None
     settings = settings_or_exit(**flags)
     console = err_console()
-    if not settings.providers:
-        console.print(NO_PROVIDER_HINT)
     announce_admin_key(settings, console)
-    check_store(settings)
+    stored = check_store(settings)
+    if not settings.providers and not stored:
+        console.print(NO_PROVIDER_HINT)
     export_for_workers(flags)
     run_server(settings)
 
@@ -138,23 +139,42 @@ def describe_waiting(waiting: dict[str, Any]) -> str:
 
 @providers_app.callback()
 def providers_list(ctx: typer.Context, config: ConfigOption = None) -> None:
-    """List the configured providers (no secrets)."""
+    """List the providers: the configured ones and the store's (no secrets)."""
+    from anygate.cli_store import stored_providers
+
     if ctx.invoked_subcommand is not None:
         return
     settings = settings_or_exit(config_file=config)
-    table = Table("id", "name", "type", "base_url", "key", "models")
+    stored, problem = stored_providers(settings)
+    table = Table("id", "name", "type", "base_url", "origin", "key", "models")
+    origin = "file" if settings.config_file else "env"
     for provider in settings.providers:
-        key = (
-            "yes"
-            if settings.provider_key(provider)
-            else ("not needed" if provider.auth == "none" else "[red]missing[/red]")
-        )
-        # Names and URLs come from the operator's config: shown as text, never read as rich markup.
-        cells = (provider.id, provider.name or "", provider.type or "", provider.base_url or "")
-        table.add_row(*(escape(cell) for cell in cells), key, str(len(provider.models)))
+        add_provider_row(table, provider, origin, key_state(settings.provider_key(provider), provider.auth))
+    configured = {p.id for p in settings.providers}
+    for entry in stored:
+        if entry.id in configured:
+            continue  # the file wins
+        try:
+            shown = ProviderConfig.model_validate(entry.config)
+        except ValidationError:
+            shown = ProviderConfig.model_construct(**entry.config)
+        state = f"[red]{escape(entry.error)}[/red]" if entry.error else key_state(entry.api_key, shown.auth)
+        add_provider_row(table, shown, "store", state)
     Console().print(table)
-    if not settings.providers:
+    if problem is not None:
+        err_console().print(f"anygate: stored providers not shown: {problem}", highlight=False, markup=False)
+    elif not settings.providers and not stored:
         err_console().print(NO_PROVIDER_HINT)
+
+
+def key_state(api_key: str | None, auth: str | None) -> str:
+    return "yes" if api_key else ("not needed" if auth == "none" else "[red]missing[/red]")
+
+
+def add_provider_row(table: Table, provider: ProviderConfig, origin: str, key: str) -> None:
+    # Names and URLs come from the operator: shown as text, never read as rich markup.
+    cells = (provider.id, provider.name, provider.type, provider.base_url, origin)
+    table.add_row(*(escape(str(cell or "")) for cell in cells), key, str(len(provider.models or [])))
 
 
 @providers_app.command("test")
@@ -163,9 +183,12 @@ def providers_test(
     config: ConfigOption = None,
     model: Annotated[str | None, typer.Option(help="Model to try (default: the first listed).")] = None,
 ) -> None:
-    """Probe one provider live: model list, a 1-token chat, streaming, usage on streams."""
-    from anygate.cli_store import stored_provider
-    from anygate.probe import probe_provider
+    """Probe one provider live: model list, a 1-token chat, streaming, usage on streams, embeddings.
+
+    What it supports is stored (shown as ``capabilities``, as after ``POST /v1/providers/{id}/test``);
+    the exit status is 1 when the chat check fails."""
+    from anygate.cli_store import save_probe, stored_provider
+    from anygate.probe import capabilities, probe_provider
     from anygate.upstream import OpenAICompatibleProvider
 
     settings = settings_or_exit(config_file=config)
@@ -179,12 +202,16 @@ def providers_test(
             return await probe_provider(client, model)
 
     result = run_async(probe())
+    result["capabilities"] = capabilities(result)
     table = Table("check", "result")
     for check in ("models", "chat", "streaming", "stream_usage", "embeddings"):
         outcome = result.get(check) or {}
         mark = "[green]ok[/green]" if outcome.get("ok") else f"[red]{escape(str(outcome.get('error', 'no')))}[/red]"
         table.add_row(check, mark)
     Console().print(table)
+    save_probe(settings, provider.id, result)
+    if not result["capabilities"]["chat"]:
+        raise typer.Exit(1)
 
 
 def main() -> None:

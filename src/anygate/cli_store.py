@@ -18,7 +18,7 @@ from anygate.errors import GatewayError
 from anygate.settings import ProviderConfig, Settings
 from anygate.store.crypto import SecretKeyError
 from anygate.store.database import StoreUnavailable
-from anygate.store.providers import KEEP, DuplicateProvider
+from anygate.store.providers import KEEP, DuplicateProvider, StoredProvider
 from anygate.store.store import Store, open_store, rotate_secrets
 
 T = TypeVar("T")
@@ -51,17 +51,44 @@ def with_store(settings: Settings, work: Callable[[Store], Awaitable[T]]) -> T:
     return result
 
 
-def check_store(settings: Settings) -> None:
+def check_store(settings: Settings) -> int:
     """Before serving: migrate the store and check the secret key once, so a problem is one clear
-    message and exit status 2 rather than a failed start in every worker."""
+    message and exit status 2 rather than a failed start in every worker. Return how many providers
+    the store holds."""
 
-    async def nothing(_: Store) -> None:
-        return None
+    async def count(store: Store) -> int:
+        return len(await store.providers.list())
 
     try:
-        with_store(settings, nothing)
+        return with_store(settings, count)
     except typer.Exit:
         raise typer.Exit(2) from None
+
+
+def stored_providers(settings: Settings) -> tuple[list[StoredProvider], str | None]:
+    """The store's providers for ``anygate providers``, or none and why when the store cannot be opened."""
+    from anygate.cli import run_async
+
+    async def listing() -> list[StoredProvider]:
+        store = await open_store(settings)
+        try:
+            return await store.providers.list()
+        finally:
+            await store.close()
+
+    try:
+        return run_async(listing()), None
+    except (StoreUnavailable, SecretKeyError) as exc:
+        return [], str(exc)
+
+
+def save_probe(settings: Settings, provider_id: str, result: dict[str, Any]) -> None:
+    """Store what ``anygate providers test`` found, as ``POST /v1/providers/{id}/test`` does."""
+
+    async def save(store: Store) -> None:
+        await store.providers.save_probe(provider_id, result)
+
+    with_store(settings, save)
 
 
 def load(config: Any = None) -> Settings:
@@ -182,10 +209,10 @@ def provider_update(
     key = read_api_key(api_key, api_key_stdin)
 
     async def update(store: Store) -> None:
-        stored = await store.providers.get(provider_id)
-        if stored is None:
+        found = await store.providers.get(provider_id)
+        if found is None:
             raise LookupError(f"no stored provider '{provider_id}'")
-        spec = {**stored.config, **changes}
+        spec = {**found.readable().config, **changes}
         await checked(spec)
         await store.providers.update(spec, key)
 
@@ -208,8 +235,9 @@ def provider_remove(provider_id: str, config: ConfigOption = None) -> None:
 def stored_provider(settings: Settings, provider_id: str) -> tuple[ProviderConfig, str | None]:
     """A provider from the store and its key (for ``anygate providers test``); exit when there is none."""
 
-    async def find(store: Store) -> Any:
-        return await store.providers.get(provider_id)
+    async def find(store: Store) -> StoredProvider | None:
+        found = await store.providers.get(provider_id)
+        return found.readable() if found is not None else None
 
     stored = with_store(settings, find)
     if stored is None:

@@ -14,6 +14,7 @@
     │   └── QuotaExceeded             429    insufficient_quota      insufficient_quota
     ├── UpstreamUnavailable           502    upstream_error          upstream_unavailable
     │   ├── UpstreamStatusError       (upstream's status, error body passed through when well formed)
+    │   ├── UpstreamRedirect          502    upstream_error          upstream_redirect (never followed)
     │   └── AllDeploymentsFailed      502    upstream_error          all_deployments_failed
     ├── UpstreamTimeout               504    upstream_timeout        upstream_timeout
     └── ServiceUnavailable            503    service_unavailable     (varies)
@@ -174,6 +175,13 @@ class UpstreamStatusError(UpstreamUnavailable):
         return self.upstream_body if self.upstream_body is not None else super().body_bytes()
 
 
+class UpstreamRedirect(UpstreamUnavailable):
+    """The upstream answered with a redirect: not followed (it could point anywhere), not retried."""
+
+    code = "upstream_redirect"
+    retryable = False
+
+
 class AllDeploymentsFailed(UpstreamUnavailable):
     code = "all_deployments_failed"
 
@@ -193,6 +201,10 @@ class ServiceUnavailable(GatewayError):
 
 class ConfigError(Exception):
     """A configuration problem found at start; the message names the field and the file."""
+
+
+class NotReady(Exception):
+    """A readiness probe's failure whose message is safe to show in ``/health/ready`` (no secret in it)."""
 
 
 def is_openai_error_body(body: bytes) -> bool:

@@ -38,6 +38,8 @@ PRIVATE = (
     ipaddress.ip_network("fc00::/7"),  # unique local
     ipaddress.ip_network("198.18.0.0/15"),
 )
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data", "metadata.azure.com"}
 
 
@@ -62,13 +64,28 @@ def validate_url_shape(url: str) -> None:
         raise UnsafeURL("URL has an invalid port")
 
 
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries: IPv4-mapped, NAT64 (64:ff9b::/96), 6to4 (2002::/16),
+    Teredo (2001::/32: its server and its client) and the deprecated IPv4-compatible ``::a.b.c.d``."""
+    found = [a for a in (address.ipv4_mapped, address.sixtofour) if a is not None]
+    if address.teredo is not None:
+        found.extend(address.teredo)
+    if address in NAT64 or (address in IPV4_COMPATIBLE and int(address) > 1):
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
+
+
 def check_address(address: IPAddress, allow_private_network: bool) -> None:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if any(address in net for net in ALWAYS_REFUSED):
-        raise UnsafeURL(f"address {address} is link-local or a cloud metadata address and is never allowed")
-    if not allow_private_network and any(address in net for net in PRIVATE):
-        raise UnsafeURL(f"address {address} is on a loopback or private network; set allow_private_network to use it")
+    """Refuse an address (or an IPv4 address embedded in it) that is never allowed, or private unless allowed."""
+    candidates: list[IPAddress] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        candidates.extend(embedded_ipv4(address))
+    for candidate in candidates:
+        shown = str(candidate) if candidate is address else f"{candidate} (inside {address})"
+        if any(candidate in net for net in ALWAYS_REFUSED):
+            raise UnsafeURL(f"address {shown} is link-local or a cloud metadata address and is never allowed")
+        if not allow_private_network and any(candidate in net for net in PRIVATE):
+            raise UnsafeURL(f"address {shown} is on a loopback or private network; set allow_private_network to use it")
 
 
 def literal_address(host: str) -> IPAddress | None:

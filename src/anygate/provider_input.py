@@ -1,5 +1,6 @@
-"""A provider given through the management API or the CLI: accepted names, its key kept apart, and the
-checks it must pass before it is stored (the provider object's own validation and the SSRF rules)."""
+"""A provider given through the management API or the CLI: accepted names, its key kept apart, masked
+secrets sent back meaning "keep the stored value", and the checks it must pass before it is stored (the
+provider object's own validation and the SSRF rules)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from anygate.settings import ProviderConfig
 from anygate.store.providers import KEEP
 
 MASK = "***"
+KEPT = (MASK, "")  # a secret sent back as one of these keeps the stored value
 SEED_002_NAMES = {"provider_type": "type", "api_base": "base_url"}
+# Errors the provider object raises as a whole (no location): the field each is about.
+WHOLE_OBJECT_ERRORS = (
+    ("base_url is required", "base_url"),
+    ("give either base_url or via", "via"),
+    ("Cloudflare AI Gateway", "via"),
+)
 
 
 def translate_names(body: dict[str, Any]) -> dict[str, Any]:
@@ -53,12 +61,23 @@ async def checked(spec: dict[str, Any]) -> ProviderConfig:
         unsafe = [e for e in exc.errors() if isinstance((e.get("ctx") or {}).get("error"), UnsafeURL)]
         if unsafe:  # raised by the provider object as a whole: name the field it is about
             raise unsafe_url(unsafe[0]["ctx"]["error"]) from None
-        raise describe_validation(exc.errors()) from None
+        raise describe_provider_errors(exc) from None
     try:
         await check_url_resolved(config.base_url or "", bool(config.allow_private_network))
     except UnsafeURL as exc:
         raise unsafe_url(exc) from None
     return config
+
+
+def describe_provider_errors(exc: ValidationError) -> InvalidRequest:
+    """A 400 naming the field, also for the errors the provider object raises as a whole."""
+    first = exc.errors()[0]
+    if not first.get("loc"):
+        message = str(first.get("msg", "")).removeprefix("Value error, ")
+        for start, field in WHOLE_OBJECT_ERRORS:
+            if message.startswith(start):
+                return InvalidRequest(f"{field}: {message}", param=field, code="invalid_field")
+    return describe_validation(exc.errors())
 
 
 def unsafe_url(exc: UnsafeURL) -> InvalidRequest:
@@ -73,6 +92,47 @@ def is_secret_header(name: str) -> bool:
     )
 
 
-def merge_headers(stored: dict[str, str], given: dict[str, Any]) -> dict[str, Any]:
-    """A header sent back as ``"***"`` keeps its stored value."""
-    return {name: stored.get(name, value) if value == MASK else value for name, value in given.items()}
+def merge_provider(stored: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` over the stored provider (``{}`` when creating). A header value or an ``api_keys`` entry
+    sent back as ``"***"`` or ``""`` keeps its stored value; with none stored, that is a 400 naming it."""
+    merged = {**stored, **changes}
+    if isinstance(changes.get("headers"), dict):
+        merged["headers"] = keep_headers(stored.get("headers") or {}, changes["headers"])
+    if isinstance(changes.get("api_keys"), list):
+        merged["api_keys"] = keep_keys(stored.get("api_keys") or [], changes["api_keys"])
+    return merged
+
+
+def keep_headers(stored: dict[str, str], given: dict[str, Any]) -> dict[str, Any]:
+    known = {name.lower(): value for name, value in stored.items()}
+    merged: dict[str, Any] = {}
+    for name, value in given.items():
+        if value in KEPT:
+            if name.lower() not in known:
+                raise nothing_to_keep(f"headers.{name}")
+            value = known[name.lower()]
+        merged[name] = value
+    return merged
+
+
+def keep_keys(stored: list[str], given: list[Any]) -> list[Any]:
+    merged: list[Any] = []
+    for index, value in enumerate(given):
+        if value in KEPT:
+            if index >= len(stored):
+                raise nothing_to_keep(f"api_keys.{index}")
+            value = stored[index]
+        merged.append(value)
+    return merged
+
+
+def reject_kept_key(api_key: Any) -> None:
+    """On create, ``api_key: "***"`` has no stored key to keep."""
+    if api_key == MASK:
+        raise nothing_to_keep("api_key")
+
+
+def nothing_to_keep(field: str) -> InvalidRequest:
+    return InvalidRequest(
+        f'{field}: "***" (or "") keeps the stored value, and none is stored', param=field, code="invalid_field"
+    )

@@ -22,6 +22,7 @@ from anygate.catalog import PRESETS, AuthStyle, detect_provider_name, join_url
 from anygate.errors import (
     GatewayError,
     InvalidRequest,
+    UpstreamRedirect,
     UpstreamStatusError,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -223,7 +224,7 @@ class OpenAICompatibleProvider:
         if api_key is not None:
             merged = {**merged, **auth_headers(self.auth if self.auth != "none" else "bearer", api_key)}
         try:
-            return await self.session.request(
+            response = await self.session.request(
                 method,
                 self.url(endpoint),
                 data=body if method != "GET" else None,
@@ -233,6 +234,10 @@ class OpenAICompatibleProvider:
             )
         except UPSTREAM_ERRORS as exc:
             raise translate_client_error(exc, self.provider_id) from exc
+        if 300 <= response.status < 400:  # never followed (SSRF), and never handed on as if it were an answer
+            response.release()
+            raise UpstreamRedirect(f"Provider '{self.provider_id}' answered HTTP {response.status}: redirect refused")
+        return response
 
     async def read_body(self, response: aiohttp.ClientResponse) -> bytes:
         try:

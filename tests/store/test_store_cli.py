@@ -25,7 +25,9 @@ def run(*args: str, input: str | None = None) -> str:
 
 
 def test_db_upgrade(environment) -> None:
-    assert "0002_accounting" in run("db", "upgrade")
+    from tests.store.test_store_schema import script_head
+
+    assert f"database at revision {script_head()}" in run("db", "upgrade")
 
 
 def test_keys_and_users_from_the_cli_work_in_a_gateway(environment, serve) -> None:
@@ -104,3 +106,55 @@ def test_a_key_created_with_a_budget_from_the_cli_has_its_quota(environment, ser
     assert quota["tokens"]["resets_at"] is not None
     bad = runner.invoke(app, ["keys", "create", "--alias", "x", "--budget-tokens", "5", "--budget-period", "yearly"])
     assert bad.exit_code != 0 and "period" in bad.output
+
+
+def test_providers_lists_the_stored_ones_too(environment, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+    empty = runner.invoke(app, ["providers"])
+    assert empty.exit_code == 0 and "No upstream provider is configured yet" in empty.output
+    for provider_id in ("lab", "gpu"):
+        run(
+            "providers",
+            "add",
+            provider_id,
+            "--type",
+            "custom",
+            "--base-url",
+            "http://127.0.0.1:9/v1",
+            "--allow-private-network",
+        )
+    run("providers", "add", "ollama")  # a keyless preset
+    listing = run("providers")
+    rows = {line.split("│")[1].strip(): line for line in listing.splitlines() if line.count("│") > 5}
+    assert {"lab", "gpu", "ollama"} <= set(rows)
+    assert "store" in rows["lab"] and "missing" in rows["lab"] and "not needed" in rows["ollama"]
+    assert "No upstream provider" not in listing
+
+
+def test_serve_hints_at_adding_a_provider_only_when_there_is_none(environment, monkeypatch) -> None:
+    import anygate.server
+
+    started: list[object] = []
+    monkeypatch.setattr(anygate.server, "run_server", started.append)
+    monkeypatch.setattr("anygate.cli.export_for_workers", lambda flags: None)
+    assert "No upstream provider is configured yet" in run("serve")
+    run("providers", "add", "lab", "--type", "custom", "--base-url", "http://127.0.0.1:9/v1", "--allow-private-network")
+    assert "No upstream provider" not in run("serve")
+    assert len(started) == 2
+
+
+def test_providers_test_stores_the_capabilities_and_fails_when_the_probe_does(environment, serve) -> None:
+    from tests.support.fake_upstream import FakeUpstream
+
+    with FakeUpstream.start_in_thread(models=("fake-model",)) as upstream:
+        run("providers", "add", "lab", "--base-url", upstream.base_url, "--allow-private-network", "--api-key", "k-1")
+        assert "ok" in run("providers", "test", "lab")
+    run("providers", "add", "dead", "--base-url", "http://127.0.0.1:9/v1", "--allow-private-network", "--model", "m")
+    failed = runner.invoke(app, ["providers", "test", "dead"])
+    assert failed.exit_code == 1, failed.output
+    gateway = serve(environment)
+    with gateway.client() as http:
+        found = http.get("/v1/providers/lab").json()["capabilities"]
+        dead = http.get("/v1/providers/dead").json()["capabilities"]
+    assert found["models"] and found["chat"] and found["streaming"] and found["checked_at"]
+    assert dead["chat"] is False and dead["models"] is False

@@ -12,7 +12,7 @@ import pytest
 from anygate.auth import hash_key
 from anygate.store.database import Database
 from anygate.store.keys import KeyStore
-from tests.store.conftest import ADMIN_KEY, upstream_provider
+from tests.store.conftest import ADMIN_KEY, eventually, upstream_provider
 from tests.support.fake_upstream import FakeUpstream
 
 HI = [{"role": "user", "content": "hi"}]
@@ -163,19 +163,81 @@ def test_seed_004_admin_user_routes(gateway) -> None:
         assert http.get("/admin/users").status_code == 401
 
 
-def test_rotate_gives_a_new_key_and_keeps_the_old_one_for_an_hour(gateway) -> None:
+def test_rotate_gives_the_same_key_a_new_secret_and_keeps_the_old_one_for_an_hour(gateway, upstream) -> None:
+    """The key keeps its id, and so its spent budget, alias, expiry and own provider keys (stored under
+    the key id when it has no user); only the current secret may rotate; one previous secret at a time."""
+    expires = (datetime.now(UTC) + timedelta(days=2)).replace(microsecond=0)
+    budget = {"tokens": 5, "period": "daily", "mode": "hard"}
     with gateway.client() as http:
-        old = http.post("/v1/keys", json={"alias": "rotating", "models": ["campus/*"]}).json()
-    with gateway.client(old["key"]) as http:
-        rotated = http.post("/auth/rotate")
+        old = http.post(
+            "/v1/keys",
+            json={"alias": "rotating", "models": ["campus/*"], "budget": budget, "expires_at": expires.isoformat()},
+        ).json()
+    with gateway.client(old["key"]) as own:
+        assert own.put("/auth/creds", json={"providers": {"campus": {"apiKey": "sk-own-campus-key-42"}}}).is_success
+        assert chat(gateway, old["key"])  # spends more than the 5-token budget
+        spent = own.get("/quota").json()["tokens"]
+        assert spent["remaining"] <= 0
+        rotated = own.post("/auth/rotate")
     assert rotated.status_code == 200, rotated.text
     new = rotated.json()
-    assert new["key"] != old["key"] and new["models"] == ["campus/*"]
+    assert (new["id"], new["alias"], new["models"], new["budget"]) == (
+        old["id"],
+        "rotating",
+        ["campus/*"],
+        old["budget"],
+    )
+    assert new["expires_at"] == old["expires_at"] and new["key"] != old["key"]
     grace = datetime.fromisoformat(new["previous_key_expires_at"])
     assert timedelta(minutes=59) < grace - datetime.now(UTC) <= timedelta(hours=1)
-    assert chat(gateway, new["key"]) and chat(gateway, old["key"])
+    with gateway.client(new["key"]) as own:
+        assert own.get("/quota").json()["tokens"] == spent  # the same budget, not a fresh one
+        assert own.get("/auth/creds").json() == {"providers": {"campus": {"apiKey": "sk-own-c...y-42"}}}
+        with pytest.raises(openai.RateLimitError):
+            chat(gateway, new["key"])
+    with gateway.client(old["key"]) as previous:
+        assert previous.get("/v1/models").status_code == 200  # still valid during its hour
+        refused = previous.post("/auth/rotate")
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "previous_secret"
+        assert "only the current secret" in refused.json()["error"]["message"]
+    with gateway.client(new["key"]) as own:
+        third = own.post("/auth/rotate").json()
+    assert third["id"] == old["id"]
+    eventually(lambda: gateway.app.state.keyring.authenticate(old["key"]) is None, "the first secret stops")
+    with gateway.client(new["key"]) as second:
+        assert second.get("/v1/models").status_code == 200  # now the previous secret
+    with gateway.client(third["key"]) as current:
+        assert current.get("/auth/creds").json()["providers"]["campus"]
     with gateway.client() as http:
         assert http.post("/auth/rotate").status_code == 400  # the configured admin key is not stored
+        assert len(http.get("/v1/keys").json()["data"]) == 1  # rotation made no new key
+
+
+def test_the_previous_secret_stops_when_its_hour_ends(gateway, database_url) -> None:
+    with gateway.client() as http:
+        old = http.post("/v1/keys", json={"alias": "rotating"}).json()
+    with gateway.client(old["key"]) as own:
+        new = own.post("/auth/rotate").json()
+    assert gateway.app.state.keyring.authenticate(old["key"]) is not None
+    asyncio.run(end_grace(database_url, old["id"]))
+    eventually(lambda: gateway.app.state.keyring.authenticate(old["key"]) is None, "the previous secret stops")
+    assert gateway.app.state.keyring.authenticate(new["key"]) is not None
+
+
+async def end_grace(url: str, key_id: str) -> None:
+    """Move the previous secret's end into the past, as an hour passing would."""
+    from sqlalchemy import update
+
+    from anygate.store.tables import api_keys
+
+    db = Database(url)
+    try:
+        async with db.connect() as connection:
+            past = datetime.now(UTC) - timedelta(seconds=1)
+            await connection.execute(update(api_keys).where(api_keys.c.id == key_id).values(previous_valid_until=past))
+            await db.bump(connection)
+    finally:
+        await db.close()
 
 
 def test_user_keys_cannot_reach_management_or_others_keys(gateway) -> None:
@@ -226,7 +288,46 @@ def test_openapi_document_lists_the_management_routes(gateway) -> None:
     ):
         assert path in paths, path
     assert "KeyCreate" in str(paths["/v1/keys"]["post"]["requestBody"])
-    assert document["components"]["schemas"]["KeyCreate"]["required"] == ["alias"]
+    schemas = document["components"]["schemas"]
+    assert schemas["KeyCreate"]["required"] == ["alias"]
+
+
+def test_openapi_document_says_400_and_describes_every_body(gateway) -> None:
+    with gateway.client(None) as http:
+        document = http.get("/openapi.json").json()
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    error_ref = {"$ref": "#/components/schemas/Error"}
+    assert "422" not in str(document) and "HTTPValidationError" not in schemas
+    for path, item in paths.items():
+        for method, operation in item.items():
+            if "requestBody" in operation:
+                bad = operation["responses"]["400"]
+                assert bad["content"]["application/json"]["schema"] == error_ref, (method, path)
+    assert schemas["Error"]["properties"]["error"]["required"] == ["message", "type"]
+
+    def body_schema(path: str, method: str) -> dict[str, object]:
+        return paths[path][method]["requestBody"]["content"]["application/json"]["schema"]
+
+    assert body_schema("/v1/providers", "post") == {"$ref": "#/components/schemas/ProviderCreate"}
+    assert body_schema("/v1/providers/{provider_id}", "put") == {"$ref": "#/components/schemas/ProviderUpdate"}
+    assert body_schema("/auth/creds", "put") == {"$ref": "#/components/schemas/CredentialsUpdate"}
+    create, update = schemas["ProviderCreate"], schemas["ProviderUpdate"]
+    for name in ("id", "type", "base_url", "api_key", "api_keys", "headers", "weight", "priority", "timeouts"):
+        assert name in create["properties"] and name in update["properties"], name
+    assert {"provider_type", "api_base"} <= set(create["properties"])
+    assert create["required"] == ["id"] and "required" not in update
+    assert create["properties"]["timeouts"]["$ref"] == "#/components/schemas/Timeouts"
+    assert "Timeouts" in schemas
+    assert "providers" in schemas["CredentialsUpdate"]["properties"] and "CredentialSection" in schemas
+    assert schemas["ProbeRequest"]["properties"]["model"]
+    assert document["components"]["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An anygate key (`sk-ag-...`).",
+    }
+    assert document["security"] == [{"bearer": []}]
+    assert paths["/health"]["get"]["security"] == [] and paths["/health/ready"]["get"]["security"] == []
+    assert "security" not in paths["/v1/keys"]["post"]  # the document-wide bearer
 
 
 def test_the_admin_key_is_still_the_configured_one(gateway) -> None:

@@ -82,3 +82,64 @@ def test_with_redis_a_change_is_pushed_without_waiting_for_the_poll(make_setting
         with first.client() as admin:
             assert admin.delete(f"/v1/keys/{key['id']}").is_success
         eventually(lambda: http.get("/v1/models").status_code == 401, "the revoked key stops on the second replica")
+
+
+def test_a_replica_with_another_secret_key_keeps_keys_in_step_and_says_what_is_wrong(
+    upstream, make_settings, serve
+) -> None:
+    """Replica B has another ANYGATE_SECRET_KEY than A: what A encrypts, B cannot read. B must still see
+    every key and revocation, route nothing it cannot decrypt, say why in /health/ready, and refuse to
+    store secrets of its own (which A could not read), all without a 500."""
+    from anygate.store.crypto import SecretBox, generate_key
+
+    key_a, key_b = generate_key(), generate_key()
+    key_a_id = SecretBox.from_texts([key_a], "a").current
+    operator = upstream_provider("campus", upstream.base_url, api_key="sk-operator-key-1", models=["fake-model"])
+    first = serve(make_settings(secret_key=key_a, providers=[operator]))
+    second = serve(make_settings(secret_key=key_b, providers=[operator]))
+    vault = upstream_provider("vault", upstream.base_url, api_key="sk-vault-key-1", headers={"X-Api-Key": "hdr"})
+    with first.client() as admin:
+        assert admin.post("/v1/providers", json={**vault, "models": ["fake-model"]}).status_code == 201
+        caller = admin.post("/v1/keys", json={"alias": "caller"}).json()
+    with first.client(caller["key"]) as own:
+        assert own.put("/auth/creds", json={"providers": {"campus": {"apiKey": "sk-callers-own-1"}}}).is_success
+    mismatch = f"secret key mismatch: key id {key_a_id} unknown"
+    with second.client() as admin, second.client(caller["key"]) as http:
+        eventually(lambda: http.get("/v1/models").status_code == 200, "the new key works on replica B")
+        ready = admin.get("/health/ready")
+        assert ready.status_code == 503
+        assert mismatch in ready.json()["error"]["message"]
+        assert "provider 'vault'" in ready.json()["error"]["message"]
+        listed = {p["id"]: p for p in admin.get("/v1/providers").json()["data"]}
+        assert listed["vault"]["unavailable"] == mismatch and listed["vault"]["healthy"] is False
+        assert admin.get("/v1/providers/vault").json()["unavailable"] == mismatch
+        before = len(upstream.requests_to("/v1/chat/completions"))
+        chat = {"model": "vault/fake-model", "messages": HI}
+        assert admin.post("/v1/chat/completions", json=chat).status_code == 404
+        own_key = http.post("/v1/chat/completions", json={**chat, "model": "campus/fake-model"})
+        assert own_key.status_code == 503 and own_key.json()["error"]["code"] == "secret_key_mismatch"
+        assert len(upstream.requests_to("/v1/chat/completions")) == before  # nothing undecryptable went out
+        created = admin.post("/v1/keys", json={"alias": "made-on-b"})
+        assert created.status_code == 201, created.text
+        for refused in (
+            admin.post("/v1/providers", json=upstream_provider("other", upstream.base_url, api_key="sk-b")),
+            admin.put("/v1/providers/vault", json={"name": "renamed"}),
+            http.put("/auth/creds", json={"providers": {"campus": {"apiKey": "sk-written-on-b"}}}),
+            http.get("/auth/creds"),
+        ):
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "secret_key_mismatch"
+            assert key_a_id in refused.json()["error"]["message"]
+        with first.client() as admin_a:
+            assert admin_a.get("/health/ready").status_code == 200
+            assert admin_a.delete(f"/v1/keys/{caller['id']}").is_success
+            eventually(lambda: http.get("/v1/models").status_code == 401, "the revocation reaches replica B")
+            with first.client(created.json()["key"]) as made_on_b:
+                eventually(lambda: made_on_b.get("/v1/models").status_code == 200, "B's new key works on A")
+            assert admin_a.delete("/v1/providers/vault").is_success
+
+        def readiness() -> str:
+            return str(admin.get("/health/ready").json()["error"]["message"])
+
+        eventually(lambda: "provider 'vault'" not in readiness(), "the deleted provider is no longer a problem")
+        assert "credentials of " in readiness()  # the caller's own key is still there, still unreadable

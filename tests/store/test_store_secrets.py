@@ -21,6 +21,8 @@ from tests.support.fake_upstream import FakeUpstream
 
 PROVIDER_SECRET = "sk-provider-plaintext-canary-7f3a"
 CALLER_SECRET = "sk-caller-plaintext-canary-91bd"
+HEADER_SECRET = "hdr-plaintext-canary-55e0"
+EXTRA_KEY_SECRET = "sk-extra-plaintext-canary-c2d8"
 HI = [{"role": "user", "content": "hi"}]
 
 
@@ -59,8 +61,20 @@ def upstream() -> Iterator[FakeUpstream]:
 def store_secrets(gateway: Any, upstream: FakeUpstream) -> str:
     """Save a provider key and a caller's key through the API; return the caller's gateway key."""
     with gateway.client() as http:
-        provider = upstream_provider("vault", upstream.base_url, api_key=PROVIDER_SECRET, models=["fake-model"])
-        assert http.post("/v1/providers", json=provider).status_code == 201
+        provider = upstream_provider(
+            "vault",
+            upstream.base_url,
+            api_key=PROVIDER_SECRET,
+            api_keys=[EXTRA_KEY_SECRET],
+            headers={"X-Api-Key": HEADER_SECRET, "X-Tenant": "cs"},
+            models=["fake-model"],
+        )
+        created = http.post("/v1/providers", json=provider)
+        assert created.status_code == 201, created.text
+        assert (created.json()["api_keys"], created.json()["headers"]) == (
+            ["***"],
+            {"X-Api-Key": "***", "X-Tenant": "cs"},
+        )
         caller = http.post("/v1/keys", json={"alias": "caller"}).json()["key"]
     with gateway.client(caller) as http:
         assert http.put("/auth/creds", json={"providers": {"vault": {"apiKey": CALLER_SECRET}}}).status_code == 200
@@ -84,10 +98,60 @@ def test_no_plaintext_secret_in_the_database(upstream, make_settings, serve, dat
     caller = store_secrets(gateway, upstream)
     raw = raw_database_text(database_url, settings.data_dir)
     assert "v1:" in raw  # the ciphertexts are there
-    for secret in (PROVIDER_SECRET, CALLER_SECRET, caller):
+    for secret in (PROVIDER_SECRET, CALLER_SECRET, caller, HEADER_SECRET, EXTRA_KEY_SECRET):
         assert secret not in raw
+    assert upstream_saw_secrets(gateway, upstream)  # decrypted again on the way out
     key_file = settings.data_dir / KEY_FILE
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def upstream_saw_secrets(gateway: Any, upstream: FakeUpstream) -> bool:
+    """The header goes upstream on every request, and both keys (the provider's and its extra one) are used."""
+    keys: set[str] = set()
+    with gateway.client() as http:
+        for _ in range(40):  # two deployments (one per key), picked at random: both appear
+            assert http.post("/v1/chat/completions", json={"model": "vault/fake-model", "messages": HI}).is_success
+            seen = upstream.requests_to("/v1/chat/completions")[-1].headers
+            assert seen["x-api-key"] == HEADER_SECRET
+            keys.add(seen["authorization"])
+    return keys == {f"Bearer {PROVIDER_SECRET}", f"Bearer {EXTRA_KEY_SECRET}"}
+
+
+def test_plaintext_headers_and_keys_of_older_rows_are_encrypted_at_start(
+    upstream, make_settings, serve, database_url
+) -> None:
+    """A provider row written before migration 0003 (headers and api_keys in the config, in clear)."""
+    settings = make_settings()
+    open_with(settings)  # migrated, key file made
+    # auth "none": the provider has no key of its own, so every deployment (its own, and its extra key's) can serve
+    config = {**upstream_provider("legacy", upstream.base_url, models=["fake-model"], auth="none")}
+    config |= {"headers": {"X-Api-Key": HEADER_SECRET}, "api_keys": [EXTRA_KEY_SECRET]}
+    asyncio.run(insert_old_row(database_url, config))
+    assert HEADER_SECRET in raw_database_text(database_url, settings.data_dir)
+    gateway = serve(settings)
+    raw = raw_database_text(database_url, settings.data_dir)
+    assert HEADER_SECRET not in raw and EXTRA_KEY_SECRET not in raw
+    with gateway.client() as http:
+        view = http.get("/v1/providers/legacy").json()
+        assert (view["headers"], view["api_keys"]) == ({"X-Api-Key": "***"}, ["***"])
+        assert http.post("/v1/chat/completions", json={"model": "legacy/fake-model", "messages": HI}).is_success
+    assert upstream.requests_to("/v1/chat/completions")[-1].headers["x-api-key"] == HEADER_SECRET
+
+
+async def insert_old_row(database_url: str, config: dict[str, Any]) -> None:
+    from anygate.store.database import Database
+    from anygate.store.tables import providers, utcnow
+
+    db = Database(database_url)
+    try:
+        async with db.connect() as connection:
+            now = utcnow()
+            await connection.execute(
+                providers.insert().values(id=config["id"], config=config, created_at=now, updated_at=now)
+            )
+            await db.bump(connection)
+    finally:
+        await db.close()
 
 
 def open_with(settings: Settings) -> None:
@@ -129,7 +193,7 @@ def test_rotation_reencrypts_everything_while_the_gateway_keeps_serving(
     monkeypatch.setenv("ANYGATE_DATABASE_URL", database_url)
     result = CliRunner().invoke(cli_app, ["secrets", "rotate"])
     assert result.exit_code == 0, result.output
-    assert "re-encrypted 2 secret(s)" in result.output
+    assert "re-encrypted 3 secret(s)" in result.output  # the provider's key, its headers and keys, the caller's
     store = gateway.app.state.store
     key_ids = {ciphertext_key_id(value) for value in asyncio.run(stored_ciphertexts(database_url))}
     assert len(key_ids) == 1 and old_id not in key_ids
@@ -168,7 +232,7 @@ def test_rotation_with_an_environment_key(upstream, make_settings, serve) -> Non
     store_secrets(serve(settings), upstream)
 
     key_id, count = asyncio.run(rotate_with(settings, new))
-    assert count == 2
+    assert count == 3
     open_with(make_settings(secret_key=new))
     with pytest.raises(SecretKeyError, match=f"key id {key_id}"):
         open_with(make_settings(secret_key=old))

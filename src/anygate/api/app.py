@@ -26,7 +26,7 @@ from starlette.staticfiles import StaticFiles
 from anygate.accounting.budgets import BudgetSource
 from anygate.accounting.lifecycle import settle_exchange, start_accounting
 from anygate.api.deps import PRINCIPAL_SCOPE_KEY
-from anygate.api.http import ClientDisconnected, Message, Receive, Scope, Send, send_error
+from anygate.api.http import ClientDisconnected, Message, Receive, Scope, Send, buffered_json_request, send_error
 from anygate.api.management import build_management_app
 from anygate.api.relay import Exchange, Relay
 from anygate.api.state import AppState
@@ -145,6 +145,7 @@ class Gateway:
         state.store_sync = sync = StoreSync(state.store, state, notifier)
         await sync.refresh()
         state.readiness_probes["store"] = state.store.db.ping
+        state.readiness_probes["secrets"] = sync.check_secrets
         state.spawn(sync.poll_forever(self.settings.store_poll_interval), "store-sync")
         if notifier is not None:
             state.spawn(notifier.listen_forever(sync.refresh_safely), "store-notify")
@@ -261,6 +262,8 @@ class Gateway:
         status: list[int],
     ) -> None:
         scope[PRINCIPAL_SCOPE_KEY] = principal
+        # Bodies capped like the hot routes' (413), and taken as JSON whatever their content type.
+        scope, receive = await buffered_json_request(scope, receive, self.settings.max_body_bytes)
         header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from anygate.api.http import parse_json_object
 from anygate.api.state import AppState
 from anygate.auth import Principal
 from anygate.errors import AuthenticationFailed, PermissionDenied
@@ -34,3 +35,13 @@ def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Pr
 StateDep = Annotated[AppState, Depends(get_state)]
 CallerDep = Annotated[Principal, Depends(get_principal)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
+
+
+async def json_object_body(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, whatever its content type (the edge has capped its size)."""
+    return parse_json_object(await request.body())
+
+
+# Read by hand rather than as a FastAPI body: each route documents its schema (api/openapi.py) and
+# validates the object itself, so absent, null and masked values keep their meaning.
+JsonBody = Annotated[dict[str, Any], Depends(json_object_body)]

@@ -79,3 +79,39 @@ async def send_json(send: Send, status: int, payload: Any) -> None:
 async def send_error(send: Send, error: GatewayError) -> None:
     headers = [*JSON_HEADERS, *((k.encode(), v.encode()) for k, v in error.headers.items())]
     await send_bytes(send, error.status, error.body_bytes(), headers)
+
+
+def is_json_content_type(value: bytes | None) -> bool:
+    media = (value or b"").split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or media.endswith(b"+json")
+
+
+async def buffered_json_request(scope: Scope, receive: Receive, limit: int) -> tuple[Scope, Receive]:
+    """For the management app: the body read whole (over ``limit`` bytes: BodyTooLarge), checked to be
+    JSON when there is one, and handed on declared as JSON whatever content type the client sent (as the
+    hot routes read it: ``curl -d '{...}'`` sends ``application/x-www-form-urlencoded``)."""
+    body = await read_body(scope, receive, limit)
+    if not body.strip():
+        return scope, replay(body, receive)
+    content_type = header(scope, b"content-type")
+    if not is_json_content_type(content_type):
+        try:
+            orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            sent = (content_type or b"no content type").decode("latin-1")
+            raise InvalidRequest(
+                f"Request body is not valid JSON (sent as {sent}; send a JSON object): {exc}", code="invalid_json"
+            ) from None
+        headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+        scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+    return scope, replay(body, receive)
+
+
+def replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``body`` first, then whatever the client sends next (its disconnect)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive_again() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return receive_again

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -9,8 +11,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from anygate import __version__
 from anygate.api import routes_creds, routes_info, routes_keys, routes_providers, routes_quota, routes_users
+from anygate.api.openapi import build_openapi
 from anygate.api.validation import describe_validation
-from anygate.errors import GatewayError, NotFound, RouteNotFound
+from anygate.errors import GatewayError, NotFound, RouteNotFound, ServiceUnavailable
+from anygate.store.crypto import SecretKeyError
 
 
 def error_response(error: GatewayError) -> Response:
@@ -25,6 +29,12 @@ async def on_gateway_error(_: Request, exc: Exception) -> Response:
 async def on_unexpected_error(_: Request, exc: Exception) -> Response:
     # Starlette sends this answer and re-raises; the edge logs the exception once.
     return error_response(GatewayError("Internal error"))
+
+
+async def on_secret_key_error(_: Request, exc: Exception) -> Response:
+    # A stored secret this worker cannot decrypt (a replica with another ANYGATE_SECRET_KEY): say so.
+    assert isinstance(exc, SecretKeyError)
+    return error_response(ServiceUnavailable(str(exc), code="secret_key_mismatch"))
 
 
 async def on_validation_error(_: Request, exc: Exception) -> Response:
@@ -43,8 +53,13 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     return error_response(error)
 
 
+class ManagementApp(FastAPI):
+    def openapi(self) -> dict[str, Any]:
+        return build_openapi(self)
+
+
 def build_management_app() -> FastAPI:
-    app = FastAPI(
+    app = ManagementApp(
         title="anygate",
         version=__version__,
         description="One OpenAI-compatible API in front of any OpenAI-compatible upstream.",
@@ -53,6 +68,7 @@ def build_management_app() -> FastAPI:
     )
     app.add_exception_handler(GatewayError, on_gateway_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(SecretKeyError, on_secret_key_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected_error)
     app.include_router(routes_info.router)

@@ -10,11 +10,12 @@ caller's user when it has one, else the key itself.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter
 
-from anygate.api.deps import CallerDep, StateDep
+from anygate.api.deps import CallerDep, JsonBody, StateDep
+from anygate.api.openapi import request_body
 from anygate.api.state import AppState
 from anygate.auth import Principal
 from anygate.errors import InvalidRequest
@@ -23,7 +24,6 @@ from anygate.store.credentials import Sections
 router = APIRouter(tags=["credentials"])
 
 SECTION_FIELDS = ("apiKey",)
-CREDS_EXAMPLE = {"providers": {"groq": {"apiKey": "gsk_..."}, "deepseek": None}}
 
 
 def mask_secret(value: str) -> str:
@@ -96,12 +96,10 @@ async def get_credentials(state: StateDep, caller: CallerDep) -> dict[str, Any]:
     return masked(await state.require_store().credentials.get(owner_of(caller)))
 
 
-@router.put("/auth/creds")
-async def put_credentials(
-    state: StateDep, caller: CallerDep, body: Annotated[dict[str, Any], Body(examples=[CREDS_EXAMPLE])]
-) -> dict[str, Any]:
+@router.put("/auth/creds", openapi_extra=request_body("CredentialsUpdate"))
+async def put_credentials(state: StateDep, caller: CallerDep, body: JsonBody) -> dict[str, Any]:
     """Merge the caller's provider keys (a value sets, ``null`` deletes, absent keeps); answer masked."""
-    store = state.require_store()
+    store = state.require_sealing_store()
     owner = owner_of(caller)
     merged = merge_credentials(state, await store.credentials.get(owner), body)
     await store.credentials.replace(owner, merged)

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from anygate.api.deps import AdminDep, CallerDep, StateDep
+from anygate.api.routes_providers import unavailable_view
 from anygate.auth import Principal
 from anygate.errors import ModelNotFound, NotFound, ServiceUnavailable
 from anygate.registry import ProviderRegistry
@@ -76,10 +77,12 @@ async def get_model(model_id: str, state: StateDep, caller: CallerDep) -> dict[s
 async def list_providers(state: StateDep, caller: CallerDep) -> dict[str, Any]:
     registry = state.registry
     data = [
-        {**registry.describe(r), "routing": state.health.provider_health(r.id)}
+        {**registry.describe(r), "read_only": r.origin != "store", "routing": state.health.provider_health(r.id)}
         for r in registry.runtimes.values()
         if caller.may_use_provider(r.id)
     ]
+    unavailable = state.store_sync.unavailable_providers if state.store_sync is not None else {}
+    data += [unavailable_view(p) for p in unavailable.values() if caller.may_use_provider(p.id)]
     return {"object": "list", "data": data, "default_provider": registry.index.default_provider}
 
 

@@ -1,4 +1,4 @@
-"""Keys: create (the secret is shown once), list, get, update, revoke, and rotate the caller's own key.
+"""Keys: create (the secret is shown once), list, get, update, revoke, and rotate the caller's own secret.
 
 Admin keys manage every key and list them all. A user key may read, change and revoke its own keys (and
 its user's) by id, gets 404 for any other, and cannot make a key with more rights than its own.
@@ -9,15 +9,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from anygate.api.deps import AdminDep, CallerDep, StateDep
 from anygate.api.rights import check_no_stronger, inherit_limits, owns
 from anygate.api.schemas import KeyCreate, KeyUpdate
 from anygate.api.state import AppState
-from anygate.auth import Principal
-from anygate.errors import InvalidRequest, NotFound
-from anygate.store.keys import KeyRecord
+from anygate.auth import Principal, extract_token, hash_key
+from anygate.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from anygate.store.keys import KeyRecord, RotationRefused
 from anygate.store.tables import utcnow
 
 router = APIRouter(tags=["keys"])
@@ -40,6 +40,7 @@ def key_view(record: KeyRecord) -> dict[str, Any]:
         "expires_at": iso(record.expires_at),
         "revoked_at": iso(record.revoked_at),
         "created_at": iso(record.created_at),
+        "previous_secret_valid_until": iso(record.previous_valid_until),
         "budget": record.budget,
         "limits": record.limits,
         "status": record.status(utcnow()),
@@ -107,20 +108,32 @@ async def revoke_key(key_id: str, state: StateDep, caller: CallerDep) -> dict[st
     return key_view(record)
 
 
+def presented_digest(request: Request) -> str | None:
+    token = extract_token(request.scope["headers"])
+    return hash_key(token) if token is not None else None
+
+
 @router.post("/auth/rotate")
-async def rotate_own_key(state: StateDep, caller: CallerDep) -> dict[str, Any]:
-    """A new key for the caller with the same rights; the old one keeps working for one hour."""
+async def rotate_own_key(request: Request, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+    """A new secret for the caller's key: the same key (id, rights, budget, usage, own provider keys,
+    alias, expiry); the previous secret keeps working for one hour. Only the current secret rotates."""
     store = state.require_store()
-    if await store.keys.get_key(caller.key_id) is None:
+    record = await store.keys.get_key(caller.key_id)
+    if record is None:
         raise InvalidRequest(
             "This key is not stored by anygate (the ANYGATE_ADMIN_KEY or generated admin key) and cannot be rotated",
             code="not_rotatable",
         )
-    record, secret, grace_end = await store.keys.rotate_key(caller.key_id)
+    digest = presented_digest(request)
+    if digest is not None and digest == record.previous_hash:
+        raise PermissionDenied(
+            f"This is the key's previous secret (valid until {iso(record.previous_valid_until)}); "
+            "only the current secret can rotate the key",
+            code="previous_secret",
+        )
+    try:
+        record, secret, grace_end = await store.keys.rotate_key(record.id, digest or "")
+    except RotationRefused:
+        raise Conflict("The key was rotated meanwhile; use its current secret", code="rotated_meanwhile") from None
     await state.store_changed()
-    return {
-        **key_view(record),
-        "key": secret,
-        "previous_key_id": caller.key_id,
-        "previous_key_expires_at": iso(grace_end),
-    }
+    return {**key_view(record), "key": secret, "previous_key_expires_at": iso(grace_end)}

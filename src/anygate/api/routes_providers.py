@@ -6,33 +6,35 @@ id as a file provider cannot be created (the file wins).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter
 
-from anygate.api.deps import AdminDep, StateDep
+from anygate.api.deps import AdminDep, JsonBody, StateDep
+from anygate.api.openapi import request_body
+from anygate.api.schemas import ProbeRequest
 from anygate.api.state import AppState
 from anygate.errors import Conflict, InvalidRequest, NotFound
 from anygate.probe import capabilities, probe_provider
-from anygate.provider_input import MASK, checked, is_secret_header, merge_headers, split_key, translate_names
+from anygate.provider_input import (
+    MASK,
+    checked,
+    is_secret_header,
+    merge_provider,
+    reject_kept_key,
+    split_key,
+    translate_names,
+)
 from anygate.settings import ProviderConfig
 from anygate.store.providers import KEEP, DuplicateProvider, StoredProvider
 from anygate.upstream import OpenAICompatibleProvider
 
 router = APIRouter(tags=["providers"])
 
-PROVIDER_EXAMPLE = {
-    "id": "campus",
-    "type": "custom",
-    "base_url": "https://llm.example.edu/v1",
-    "api_key": "sk-...",
-    "models": ["llama-3.1-70b"],
-}
-ProviderBody = Annotated[dict[str, Any], Body(examples=[PROVIDER_EXAMPLE])]
-
 
 def provider_view(state: AppState, config: ProviderConfig, has_key: bool, origin: str) -> dict[str, Any]:
-    """The management view of a provider: its settings, ``api_key`` and credential-like headers as ``"***"``."""
+    """The management view of a provider: its settings, with ``api_key``, each ``api_keys`` entry and
+    credential-like headers as ``"***"``."""
     runtime = state.registry.find(config.id)
     live = state.registry.describe(runtime) if runtime is not None and runtime.origin == origin else {}
     view: dict[str, Any] = {
@@ -48,15 +50,39 @@ def provider_view(state: AppState, config: ProviderConfig, has_key: bool, origin
         "origin": origin,
         "read_only": origin != "store",
         "api_key": MASK if has_key else None,
+        "api_keys": [MASK] * len(config.api_keys),
         "auth": config.auth,
         "headers": {name: MASK if is_secret_header(name) else value for name, value in config.headers.items()},
         "allow_private_network": config.allow_private_network,
         "timeout": config.timeout,
+        "timeouts": config.timeouts.model_dump(),
         "max_retries": config.max_retries,
+        "weight": config.weight,
+        "priority": config.priority,
+        "default_model": config.default_model,
+        "proxy_endpoints": config.proxy_endpoints,
         "enabled": config.enabled,
         "quota": config.quota.model_dump() if config.quota else None,
     }
     return view
+
+
+def unavailable_view(stored: StoredProvider) -> dict[str, Any]:
+    """A stored provider whose secrets this worker cannot decrypt: out of routing, and why."""
+    config = stored.config
+    return {
+        "id": stored.id,
+        "name": config.get("name"),
+        "type": config.get("type"),
+        "base_url": config.get("base_url"),
+        "configured": False,
+        "healthy": False,
+        "default": False,
+        "models": [],
+        "origin": "store",
+        "read_only": False,
+        "unavailable": stored.error,
+    }
 
 
 def stored_view(state: AppState, stored: StoredProvider) -> dict[str, Any]:
@@ -75,14 +101,16 @@ def reject_read_only(state: AppState, provider_id: str) -> None:
         raise Conflict(f"'{provider_id}' is an alias of a configured provider", code="read_only_provider")
 
 
-@router.post("/v1/providers", status_code=201)
-async def create_provider(body: ProviderBody, state: StateDep, _: AdminDep) -> dict[str, Any]:
-    """Add a provider (a preset id or ``custom``); its key is stored encrypted and shown as ``"***"``."""
+@router.post("/v1/providers", status_code=201, openapi_extra=request_body("ProviderCreate"))
+async def create_provider(body: JsonBody, state: StateDep, _: AdminDep) -> dict[str, Any]:
+    """Add a provider (a preset id or ``custom``); its key, extra keys and headers are stored encrypted."""
     spec, api_key = split_key(translate_names(body))
+    reject_kept_key(api_key)
+    spec = merge_provider({}, spec)
     config = await checked(spec)
     reject_read_only(state, config.id)
     try:
-        await state.require_store().providers.create(spec, api_key if isinstance(api_key, str) else None)
+        await state.require_sealing_store().providers.create(spec, api_key if isinstance(api_key, str) else None)
     except DuplicateProvider:
         raise Conflict(f"Provider '{config.id}' already exists", param="id", code="duplicate_provider") from None
     await state.store_changed()
@@ -97,23 +125,25 @@ async def get_provider(provider_id: str, state: StateDep, _: AdminDep) -> dict[s
     stored = await state.require_store().providers.get(provider_id)
     if stored is None:
         raise NotFound(f"Unknown provider '{provider_id}'", code="provider_not_found")
+    if stored.problem is not None:
+        return unavailable_view(stored)
     return stored_view(state, stored)
 
 
-@router.put("/v1/providers/{provider_id}")
-async def update_provider(provider_id: str, body: ProviderBody, state: StateDep, _: AdminDep) -> dict[str, Any]:
-    """Merge the given fields into the stored provider; ``api_key`` ``"***"`` or ``""`` keeps the key."""
+@router.put("/v1/providers/{provider_id}", openapi_extra=request_body("ProviderUpdate"))
+async def update_provider(provider_id: str, body: JsonBody, state: StateDep, _: AdminDep) -> dict[str, Any]:
+    """Merge the given fields into the stored provider; ``"***"`` or ``""`` for ``api_key``, a header
+    value or an ``api_keys`` entry keeps the stored value."""
     reject_read_only(state, provider_id)
-    store = state.require_store()
-    stored = await store.providers.get(provider_id)
-    if stored is None:
+    store = state.require_sealing_store()
+    found = await store.providers.get(provider_id)
+    if found is None:
         raise NotFound(f"Unknown provider '{provider_id}'", code="provider_not_found")
+    stored = found.readable()
     changes, api_key = split_key(translate_names(body))
     if changes.get("id", provider_id) != provider_id:
         raise InvalidRequest("id: cannot be changed", param="id", code="invalid_field")
-    if isinstance(changes.get("headers"), dict):
-        changes["headers"] = merge_headers(stored.config.get("headers") or {}, changes["headers"])
-    spec = {**stored.config, **changes}
+    spec = merge_provider(stored.config, changes)
     config = await checked(spec)
     if api_key in (MASK, ""):
         api_key = KEEP
@@ -134,24 +164,20 @@ async def delete_provider(provider_id: str, state: StateDep, _: AdminDep) -> dic
 
 @router.post("/v1/providers/{provider_id}/test")
 async def test_provider(
-    provider_id: str,
-    state: StateDep,
-    _: AdminDep,
-    body: Annotated[dict[str, Any] | None, Body(examples=[{"model": "llama-3.1-8b-instant"}])] = None,
+    provider_id: str, state: StateDep, _: AdminDep, body: ProbeRequest | None = None
 ) -> dict[str, Any]:
     """Probe the provider live (model list, 1-token chat, streaming, usage on streams, embeddings) and
     store what it supports; the result shows as ``capabilities`` on the provider."""
-    model = (body or {}).get("model")
-    if model is not None and not isinstance(model, str):
-        raise InvalidRequest("model: must be a string", param="model", code="invalid_field")
+    model = body.model if body is not None else None
     store = state.require_store()
     runtime = state.registry.find(provider_id)
     if runtime is not None:
         result = await probe_provider(runtime.client, model)
     else:
-        stored = await store.providers.get(provider_id)
-        if stored is None:
+        found = await store.providers.get(provider_id)
+        if found is None:
             raise NotFound(f"Unknown provider '{provider_id}'", code="provider_not_found")
+        stored = found.readable()
         config = ProviderConfig.model_validate(stored.config)
         client = OpenAICompatibleProvider.from_config(config, stored.api_key, state.pool)
         result = await probe_provider(client, model)

@@ -1,4 +1,6 @@
-"""Request bodies of the key, user and credential routes (validated; a bad field is a 400 naming it)."""
+"""Request bodies of the management routes: the key and user ones validated here (a bad field is a 400
+naming it); the credential and provider ones only documented here (their routes validate them by hand,
+where absent, ``null`` and ``"***"`` each mean something)."""
 
 from __future__ import annotations
 
@@ -76,3 +78,23 @@ class AdminUserCreate(Strict):
     """Seed 004's ``POST /admin/users``: a user and its first key in one call."""
 
     name: str = Field("user", min_length=1, max_length=200)
+
+
+class CredentialSection(BaseModel):
+    """One provider's section: ``apiKey`` sets the caller's key for it; ``null`` deletes it."""
+
+    apiKey: str | None = Field(None, description="The caller's own key for the provider; null deletes it.")
+
+
+class CredentialsUpdate(BaseModel):
+    """``PUT /auth/creds``: merged into the caller's own keys; ``null`` deletes, absent keeps."""
+
+    providers: dict[str, CredentialSection | None] | None = Field(
+        None, description="Provider id -> its section (null deletes the section; null here deletes every section)."
+    )
+
+
+class ProbeRequest(Strict):
+    """``POST /v1/providers/{id}/test``: the model to try (default: the first the provider lists)."""
+
+    model: str | None = Field(None, min_length=1)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from anygate.auth import KeyRing, Principal
+from anygate.errors import NotReady, ServiceUnavailable
 from anygate.registry import ProviderRegistry, ProviderRuntime
 from anygate.routing import HealthBook, deployment_id
 from anygate.settings import Settings
@@ -36,6 +37,8 @@ class AppState:
     # Callers' own provider keys (bring your own key): (owner id, provider id) -> key. Owner is the
     # caller's user id, else its key id. Filled from the store; read on the request path.
     byok_keys: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    # Callers' own keys this worker cannot decrypt (a secret key mismatch): never replaced by another key.
+    byok_unreadable: frozenset[tuple[str, str]] = frozenset()
     # The database (providers, keys, users, credentials): ``store.db.engine`` for other subsystems.
     store: Store | None = None
     store_sync: StoreSync | None = None
@@ -51,13 +54,32 @@ class AppState:
             raise RuntimeError("the store is not open")
         return self.store
 
+    def require_sealing_store(self) -> Store:
+        """The store, for a write that encrypts a secret: refused while this worker lacks a key that stored
+        secrets were made with (what it wrote, the other replicas could not read)."""
+        store = self.require_store()
+        missing = self.store_sync.missing_key_ids if self.store_sync is not None else set()
+        if missing:
+            raise ServiceUnavailable(
+                f"This gateway cannot decrypt stored secrets (secret key mismatch: key id {', '.join(sorted(missing))} "
+                "unknown); secrets are not stored until ANYGATE_SECRET_KEY matches the other replicas",
+                code="secret_key_mismatch",
+            )
+        return store
+
     # Budgets, rate limits, usage ledger and prices (anygate.accounting); None: nothing is accounted.
     accounting: Accounting | None = None
 
     def caller_key(self, principal: Principal, provider_id: str) -> str | None:
-        if not self.byok_keys:
+        if not self.byok_keys and not self.byok_unreadable:
             return None
-        return self.byok_keys.get((principal.user_id or principal.key_id, provider_id))
+        owner = (principal.user_id or principal.key_id, provider_id)
+        if owner in self.byok_unreadable:
+            raise ServiceUnavailable(
+                f"Your own key for {provider_id} cannot be decrypted by this gateway (secret key mismatch)",
+                code="secret_key_mismatch",
+            )
+        return self.byok_keys.get(owner)
 
     async def readiness(self) -> dict[str, str]:
         """Each dependency's state: ``ok`` or why not (the store, Redis when configured)."""
@@ -65,6 +87,8 @@ class AppState:
         for name, probe in self.readiness_probes.items():
             try:
                 await asyncio.wait_for(probe(), timeout=2.0)
+            except NotReady as exc:
+                results[name] = str(exc)
             except (TimeoutError, OSError, RuntimeError) as exc:
                 results[name] = f"unavailable ({type(exc).__name__})"
             else:

@@ -19,6 +19,10 @@ def describe_validation(errors: Any) -> InvalidRequest:
     message = str(first.get("msg", "Invalid request")).removeprefix("Value error, ")
     if first.get("type") == "json_invalid":
         return InvalidRequest(f"Request body is not valid JSON: {message}", code="invalid_json")
+    if field is None and first.get("loc", ())[:1] == ("body",):  # the body as a whole
+        if first.get("type") == "missing":
+            return InvalidRequest("Request body is empty; expected a JSON object", code="invalid_body")
+        return InvalidRequest("Request body must be a JSON object", code="invalid_body")
     if first.get("type") == "extra_forbidden":
         message = "unknown field"
     return InvalidRequest(f"{field}: {message}" if field else message, param=field, code="invalid_field")

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from sqlalchemy import delete, select
 
-from anygate.store.crypto import SecretBox
+from anygate.store.crypto import SecretBox, SecretKeyError
 from anygate.store.database import Database
 from anygate.store.tables import credentials, utcnow
 
@@ -47,13 +47,20 @@ class CredentialStore:
                 await connection.execute(credentials.insert(), [{**row, "updated_at": now} for row in rows])
             await self.db.bump(connection)
 
-    async def all_keys(self) -> dict[tuple[str, str], str]:
-        """(owner id, provider id) -> API key, for the in-memory cache the relay reads."""
+    async def all_keys(self) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], SecretKeyError]]:
+        """(owner id, provider id) -> API key, for the in-memory cache the relay reads; and, for each
+        section that cannot be decrypted here, (owner id, provider id) -> why (the others still load)."""
         async with self.db.connect() as connection:
             rows = (await connection.execute(select(credentials))).mappings().all()
         keys: dict[tuple[str, str], str] = {}
+        unreadable: dict[tuple[str, str], SecretKeyError] = {}
         for row in rows:
-            api_key = self._open(row["secret"]).get("apiKey")
+            where = (row["owner_id"], row["provider_id"])
+            try:
+                api_key = self._open(row["secret"]).get("apiKey")
+            except SecretKeyError as exc:
+                unreadable[where] = exc
+                continue
             if isinstance(api_key, str) and api_key:
-                keys[(row["owner_id"], row["provider_id"])] = api_key
-        return keys
+                keys[where] = api_key
+        return keys, unreadable

@@ -21,13 +21,29 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from anygate.files import make_private_dir
+
 VERSION = "v1"
 KEY_FILE = "secret.keys"
 NONCE_BYTES = 12
 
 
 class SecretKeyError(Exception):
-    """A stored secret cannot be decrypted with the keys given; the message says which key is missing."""
+    """A stored secret cannot be decrypted with the keys given; the message says which key is missing.
+
+    ``key_id`` is the id of the key the secret needs when that key is simply not among those given.
+    """
+
+    def __init__(self, message: str, key_id: str | None = None) -> None:
+        super().__init__(message)
+        self.key_id = key_id
+
+    @property
+    def summary(self) -> str:
+        """A short reason for readiness and provider views: ``secret key mismatch: key id 142d7432 unknown``."""
+        if self.key_id is not None:
+            return f"secret key mismatch: key id {self.key_id} unknown"
+        return str(self)
 
 
 def generate_key() -> str:
@@ -84,7 +100,8 @@ class SecretBox:
         if material is None:
             raise SecretKeyError(
                 f"a stored secret was encrypted with key id {kid}, which is not among the keys in {self.source} "
-                f"(key ids {', '.join(sorted(self.keys))}); set ANYGATE_SECRET_KEY to the key it was made with"
+                f"(key ids {', '.join(sorted(self.keys))}); set ANYGATE_SECRET_KEY to the key it was made with",
+                key_id=kid,
             )
         blob = base64.urlsafe_b64decode(ciphertext.split(":", 2)[2])
         try:
@@ -116,7 +133,7 @@ def read_key_file(path: Path) -> list[str]:
 
 def write_key_file(path: Path, keys: list[str]) -> None:
     """Write the key file atomically with mode 0600 (the first key encrypts)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     temporary = path.with_suffix(".tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:

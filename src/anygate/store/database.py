@@ -19,6 +19,7 @@ from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from anygate.files import create_private_file
 from anygate.store.tables import store_revision
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -63,7 +64,7 @@ class Database:
         if self.dialect == "sqlite":
             database = make_url(self.url).database
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                create_private_file(Path(database))
             options = {}
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         self._lock_handle: Any = None  # the SQLite migration lock file, while held
@@ -85,6 +86,13 @@ class Database:
 
     async def bump(self, connection: AsyncConnection) -> None:
         await connection.execute(update(store_revision).values(value=store_revision.c.value + 1))
+
+    async def drop_old_versions(self) -> None:
+        """After secrets in clear were overwritten: on SQLite, empty the write-ahead log, which still holds
+        the pages as they were (``secure_delete`` zeroes the database file's free space, not the log)."""
+        if self.is_sqlite:
+            async with self.engine.connect() as connection:
+                await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     async def revision(self) -> int:
         async with self.engine.connect() as connection:

@@ -1,4 +1,8 @@
-"""Keys and users: rows in, plain records out. Only the SHA-256 of a key is ever stored."""
+"""Keys and users: rows in, plain records out. Only the SHA-256 of a key is ever stored.
+
+Rotation gives a key record a new secret and keeps everything else (id, budget, usage, the key's own
+provider credentials, alias, expiry); the previous secret's hash stays valid for ``ROTATION_GRACE``.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +37,8 @@ class KeyRecord:
     revoked_at: datetime | None
     created_at: datetime
     created_by: str | None
+    previous_hash: str | None = None
+    previous_valid_until: datetime | None = None
 
     def __repr__(self) -> str:
         return f"KeyRecord(id={self.id!r}, alias={self.alias!r}, role={self.role!r}, user={self.user_id!r})"
@@ -52,6 +58,10 @@ class UserRecord:
     budget: dict[str, Any] | None
     limits: dict[str, Any] | None
     created_at: datetime
+
+
+class RotationRefused(Exception):
+    """The secret presented is not the key's current one: only the current secret may rotate a key."""
 
 
 KEY_FIELDS = ("alias", "user_id", "role", "models", "providers", "budget", "limits", "expires_at")
@@ -124,17 +134,33 @@ class KeyStore:
             await self.db.bump(connection)
         return await self.get_key(key_id)
 
-    async def rotate_key(self, key_id: str) -> tuple[KeyRecord, str, datetime]:
-        """A new key with the same rights; the old one keeps working for ``ROTATION_GRACE``."""
-        old = await self.get_key(key_id)
-        if old is None:
-            raise LookupError(key_id)
+    async def rotate_key(self, key_id: str, current_hash: str) -> tuple[KeyRecord, str, datetime]:
+        """Give the key a new secret; the one whose hash is ``current_hash`` keeps working for
+        ``ROTATION_GRACE`` (a secret rotated before that stops now: one previous secret at a time).
+
+        Return the record, the new secret and when the previous secret stops. Raises RotationRefused
+        unless ``current_hash`` is the key's current secret (a concurrent rotation, or the previous one).
+        """
+        secret = new_key()
         grace_end = utcnow() + ROTATION_GRACE
-        if old.expires_at is not None and old.expires_at < grace_end:
-            grace_end = old.expires_at
-        fields = {name: getattr(old, name) for name in KEY_FIELDS}
-        record, secret = await self.create_key(fields, created_by=old.id)
-        await self.update_key(old.id, {"expires_at": grace_end})
+        async with self.db.connect() as connection:
+            result = await connection.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.key_hash == current_hash, api_keys.c.revoked_at.is_(None))
+                .values(
+                    key_hash=hash_key(secret),
+                    key_prefix=secret[:12],
+                    previous_hash=current_hash,
+                    previous_valid_until=grace_end,
+                )
+            )
+            if result.rowcount == 0:
+                raise RotationRefused(key_id)
+            await self.db.bump(connection)
+        record = await self.get_key(key_id)
+        assert record is not None
+        if record.expires_at is not None and record.expires_at < grace_end:
+            grace_end = record.expires_at
         return record, secret, grace_end
 
     # ------------------------------------------------------------------------------ users

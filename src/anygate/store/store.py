@@ -30,7 +30,11 @@ from anygate.store.providers import ProviderStore
 from anygate.store.tables import credentials, providers
 
 # (table, primary key columns, encrypted column)
-ENCRYPTED = ((providers, ("id",), "api_key"), (credentials, ("owner_id", "provider_id"), "secret"))
+ENCRYPTED = (
+    (providers, ("id",), "api_key"),
+    (providers, ("id",), "secrets"),
+    (credentials, ("owner_id", "provider_id"), "secret"),
+)
 
 
 @dataclass
@@ -59,7 +63,8 @@ async def encrypted_values(db: Database) -> list[str]:
 
 
 async def open_store(settings: Settings, migrate: bool = True) -> Store:
-    """Open the database, apply migrations, and make sure every stored secret decrypts."""
+    """Open the database, apply migrations, make sure every stored secret decrypts, and encrypt the
+    provider headers and extra keys that rows from before migration 0003 hold in clear."""
     db = Database(settings.resolved_database_url)
     try:
         if migrate:
@@ -69,10 +74,12 @@ async def open_store(settings: Settings, migrate: bool = True) -> Store:
         box = load_secret_box(secret_key, settings.data_dir, may_create=not sealed)
         for value in sealed:
             box.decrypt(value)
+        store = Store.build(db, box)
+        await store.providers.seal_plaintext_fields()
     except BaseException:
         await db.close()
         raise
-    return Store.build(db, box)
+    return store
 
 
 async def rotate_secrets(store: Store, settings: Settings, new_key: str | None) -> tuple[str, int]:

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
 from anygate.auth import Budget, Limits, Principal
+from anygate.errors import NotReady
 from anygate.netguard import UnsafeURL, check_url
 from anygate.settings import ProviderConfig
 from anygate.store.crypto import SecretKeyError
 from anygate.store.keys import KeyRecord, UserRecord
 from anygate.store.notify import ChangeNotifier
+from anygate.store.providers import StoredProvider
 from anygate.store.store import Store
 
 if TYPE_CHECKING:
@@ -52,20 +56,36 @@ def principal_of(key: KeyRecord, user: UserRecord | None) -> Principal:
     )
 
 
+def previous_secret_principal(principal: Principal, valid_until: datetime) -> Principal:
+    """The key's caller, reached with its previous secret: the same key, up to the end of its grace hour."""
+    until = valid_until.timestamp()
+    if principal.expires_at is not None:
+        until = min(until, principal.expires_at)
+    return replace(principal, expires_at=until)
+
+
 def describe_errors(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False))
 
 
 class StoreSync:
+    """Reloads the caches section by section (keys, callers' keys, providers) and row by row: a row this
+    worker cannot read (a secret under a key it lacks, say) is skipped and reported in ``unreadable``,
+    and everything else still loads, key hashes and revocations above all."""
+
     def __init__(self, store: Store, state: AppState, notifier: ChangeNotifier | None = None) -> None:
         self.store = store
         self.state = state
         self.notifier = notifier
         self.revision: int | None = None
+        # What this worker cannot decrypt: "provider 'x'" or "credentials of <owner> for 'x'" -> why.
+        self.unreadable: dict[str, SecretKeyError] = {}
+        # Stored providers left out of routing because their secrets cannot be read (config without them).
+        self.unavailable_providers: dict[str, StoredProvider] = {}
         self._lock = asyncio.Lock()  # one reload at a time, so an older read never lands after a newer one
 
     async def refresh(self, discovery_wait: float = 0.0) -> None:
-        """Reload every cache from the store (raises SecretKeyError if a secret cannot be read).
+        """Reload every cache from the store (a database failure raises; unreadable rows are skipped).
 
         New or changed providers discover their models in the background; ``discovery_wait`` waits
         up to that many seconds for it (a management write does, so its answer shows the models).
@@ -77,15 +97,54 @@ class StoreSync:
 
     async def _reload(self) -> list[asyncio.Task[Any]]:
         revision = await self.store.db.revision()
-        keys, owners = await self.store.keys.active_keys()
-        byok = await self.store.credentials.all_keys()
-        stored = await self.store.providers.list()
-        probes = await self.store.providers.probes()
-        self.state.keyring.replace({key.key_hash: principal_of(key, owners.get(key.user_id or "")) for key in keys})
-        self.state.byok_keys = byok
-        discoveries = self._apply_providers(stored, probes)
+        self._load_keys(*await self.store.keys.active_keys())  # first: hashes and revocations always propagate
+        byok, sealed_away = await self.store.credentials.all_keys()
+        unreadable = {f"credentials of {owner} for '{p}'": problem for (owner, p), problem in sealed_away.items()}
+        self.state.byok_keys, self.state.byok_unreadable = byok, frozenset(sealed_away)
+        readable: list[StoredProvider] = []
+        self.unavailable_providers = {}
+        for provider in await self.store.providers.list():
+            if provider.problem is None:
+                readable.append(provider)
+            else:  # left out of routing: never a guessed key or half its headers upstream
+                self.unavailable_providers[provider.id] = provider
+                unreadable[f"provider '{provider.id}'"] = provider.problem
+        discoveries = self._apply_providers(readable, await self.store.providers.probes())
+        self.unreadable = unreadable
+        if unreadable:
+            log.error("stored secrets cannot be decrypted", extra={"fields": {"problem": self.describe_unreadable()}})
         self.revision = revision
         return discoveries
+
+    def _load_keys(self, keys: list[KeyRecord], owners: dict[str, UserRecord]) -> None:
+        principals: dict[str, Principal] = {}
+        for key in keys:
+            try:
+                principal = principal_of(key, owners.get(key.user_id or ""))
+            except (TypeError, ValueError) as exc:
+                log.error("stored key skipped", extra={"fields": {"key": key.id, "error": type(exc).__name__}})
+                continue
+            principals[key.key_hash] = principal
+            if key.previous_hash is not None and key.previous_valid_until is not None:
+                principals[key.previous_hash] = previous_secret_principal(principal, key.previous_valid_until)
+        self.state.keyring.replace(principals)
+
+    def describe_unreadable(self) -> str:
+        """``secret key mismatch: key id 142d7432 unknown (cannot decrypt provider 'campus'); ...``."""
+        by_reason: dict[str, list[str]] = {}
+        for what, problem in sorted(self.unreadable.items()):
+            by_reason.setdefault(problem.summary, []).append(what)
+        return "; ".join(f"{reason} (cannot decrypt {', '.join(whats)})" for reason, whats in by_reason.items())
+
+    async def check_secrets(self) -> None:
+        """The readiness probe: NotReady while any stored secret cannot be decrypted by this worker."""
+        if self.unreadable:
+            raise NotReady(self.describe_unreadable() + "; every replica needs the same ANYGATE_SECRET_KEY")
+
+    @property
+    def missing_key_ids(self) -> set[str]:
+        """Ids of keys that stored secrets were made with and this worker lacks (a secret key mismatch)."""
+        return {problem.key_id for problem in self.unreadable.values() if problem.key_id is not None}
 
     async def after_write(self, discovery_wait: float) -> None:
         """This worker reloads now; with Redis the others are told at once, else they poll."""
@@ -115,7 +174,9 @@ class StoreSync:
         except (SQLAlchemyError, OSError, SecretKeyError) as exc:
             log.warning("store refresh failed", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
 
-    def _apply_providers(self, stored: list[Any], probes: dict[str, dict[str, Any]]) -> list[asyncio.Task[Any]]:
+    def _apply_providers(
+        self, stored: list[StoredProvider], probes: dict[str, dict[str, Any]]
+    ) -> list[asyncio.Task[Any]]:
         registry = self.state.registry
         before = {runtime_id: id(runtime) for runtime_id, runtime in registry.runtimes.items()}
         entries: list[tuple[ProviderConfig, str | None]] = []

@@ -2,8 +2,10 @@
 
 store_revision     one row; bumped by every write so every worker knows when to reload its caches
 users              people or groups that own keys (budget and limits stored as JSON)
-api_keys           keys issued by anygate: SHA-256 hash only, role, allowlists, expiry, budget, limits
-providers          providers added at runtime: the provider object as JSON, its key encrypted
+api_keys           keys issued by anygate: SHA-256 hash only (and the previous secret's, for an hour after a
+                   rotation), role, allowlists, expiry, budget, limits
+providers          providers added at runtime: the provider object as JSON without its secrets; its key, and
+                   its headers and extra keys, encrypted
 provider_probes    what the last live probe of a provider found (any provider, file ones too)
 credentials        callers' own provider keys (bring your own key), encrypted
 """
@@ -92,6 +94,9 @@ api_keys = Table(
     Column("revoked_at", UtcDateTime, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("created_by", String(64), nullable=True),
+    # After POST /auth/rotate: the previous secret's hash, accepted until previous_valid_until.
+    Column("previous_hash", String(64), nullable=True),
+    Column("previous_valid_until", UtcDateTime, nullable=True),
 )
 
 providers = Table(
@@ -100,6 +105,7 @@ providers = Table(
     Column("id", String(64), primary_key=True),
     Column("config", JSON, nullable=False),
     Column("api_key", Text, nullable=True),  # ciphertext
+    Column("secrets", Text, nullable=True),  # ciphertext of {"headers": {...}, "api_keys": [...]}
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
