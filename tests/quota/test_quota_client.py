@@ -196,10 +196,8 @@ def test_key_comes_from_env_first_then_global_config_then_auth_json(home: Path) 
 
     settings = load_settings(environ=environ(home, MY_GATEWAY_API_KEY="from-env"))
     user = read_user_config(settings.user_config_file)
-    assert (resolve_key(settings, source("my-gateway"), user).key, resolve_key(settings, source("my-gateway"), user).source) == (
-        "from-env",
-        "env",
-    )
+    from_env = resolve_key(settings, source("my-gateway"), user)
+    assert (from_env.key, from_env.source) == ("from-env", "env")
     settings = load_settings(environ=environ(home))
     assert resolve_key(settings, source("my-gateway"), user).source == "config"
     assert resolve_key(settings, source("my-gateway"), user).key == "from-config"
