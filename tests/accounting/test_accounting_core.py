@@ -14,7 +14,7 @@ from anygate.accounting.enforcer import Ask, Enforcer
 from anygate.accounting.estimate import completion_text, count_text, estimate_prompt, stream_text
 from anygate.accounting.limiter import MemoryLimiter
 from anygate.accounting.periods import next_reset, window_id, window_start
-from anygate.accounting.pricing import Price, PriceBook, discovered_price
+from anygate.accounting.pricing import Price, PriceBook, discovered_price, genai_price
 from anygate.accounting.usage import (
     TokenCount,
     count_of,
@@ -138,6 +138,35 @@ def test_prices_configured_then_discovered_then_genai_then_unknown() -> None:
     assert book.cost("local", "llama3", TokenCount(10, 10)) is None  # unknown, not zero
     assert book.cost("mine", "m", TokenCount(2, 3)) == 2 * 0.5 + 3 * 1.0
     assert book.unpriced() == [("local", "llama3")]
+
+
+def test_where_every_source_prices_a_model_configured_wins_then_discovered_then_genai_prices() -> None:
+    """One model that all three sources price, each differently: the order is the contract's."""
+    genai = genai_price("openai", "gpt-4o")
+    assert genai is not None
+    discovered = {"pricing": {"prompt": "0.000003", "completion": "0.000004"}}
+    configured = Price(0.5, 1.0)
+
+    def book(prices: dict[tuple[str, str], Price], entry: dict[str, Any] | None) -> PriceBook:
+        return PriceBook(prices, lambda provider, model: entry, lambda provider: "openai")
+
+    assert book({("oa", "gpt-4o"): configured}, discovered).price("oa", "gpt-4o") == configured
+    assert book({("oa", "*"): configured}, discovered).price("oa", "gpt-4o") == configured
+    assert book({}, discovered).price("oa", "gpt-4o") == Price(0.000003, 0.000004, "discovered")
+    assert book({}, None).price("oa", "gpt-4o") == genai
+    assert genai not in (configured, Price(0.000003, 0.000004, "discovered"))
+
+
+def test_a_discovery_refresh_drops_the_providers_cached_prices() -> None:
+    entries: dict[tuple[str, str], dict[str, Any]] = {}
+    book = PriceBook({}, discovered=lambda provider, model: entries.get((provider, model)))
+    assert book.price("or", "m") is None
+    entries[("or", "m")] = {"pricing": {"prompt": "0.000001", "completion": "0.000002"}}
+    assert book.price("or", "m") is None  # cached until the provider's models are discovered again
+    book.forget_discovered("other")
+    assert book.price("or", "m") is None
+    book.forget_discovered("or")
+    assert book.price("or", "m") == Price(0.000001, 0.000002, "discovered")
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,8 @@ from anygate.accounting.budgets import BudgetSpec, LimitSpec, StaticBudgets
 from anygate.accounting.estimate import count_text, estimate_prompt
 from anygate.auth import Principal
 from anygate.settings import QuotaConfig
-from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_gateway
-from tests.support.fake_upstream import FakeUpstream, Reply, Usage
+from tests.accounting.gateway import ADMIN_KEY, eventually, fake_provider_settings, running_gateway
+from tests.support.fake_upstream import FakeUpstream, Reply, Usage, priced_model
 
 STUDENT = "sk-ag-student-secret-key-1111111111"
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
@@ -298,6 +298,22 @@ def test_the_quota_client_reads_anygates_own_endpoints_in_every_format(
         assert results[name]["cost"]["used"] == pytest.approx(0.01)
         assert results[name]["cost"]["remaining"] == pytest.approx(1.99)
         assert results[name]["cost"]["resets_at"].endswith("T00:00:00Z")
+
+
+def test_prices_an_upstream_publishes_later_are_used_from_the_next_discovery_on(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    settings = fake_provider_settings(upstream.base_url, tmp_path, discovery_interval=0.2)
+    with running_gateway(settings, *student()) as (base, gateway):
+        client = openai.OpenAI(base_url=base + "/v1", api_key=STUDENT)
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)  # no price published yet
+        upstream.models = [priced_model("fake-model", "0.000001", "0.000002")]
+        runtime = gateway.state.registry.runtimes["fake"]
+        eventually(lambda: "pricing" in runtime.model_entries["fake-model"], "the priced model list is discovered")
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        (row,) = admin_get(base, "/v1/usage", group_by="key").json()["data"]
+    assert row["requests"] == 2 and row["unpriced_requests"] == 1
+    assert row["cost_usd"] == pytest.approx(7 * 0.000001 + 3 * 0.000002)
 
 
 def test_a_client_leaving_mid_stream_is_charged_for_what_was_generated(upstream: FakeUpstream, tmp_path: Path) -> None:

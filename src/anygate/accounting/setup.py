@@ -51,7 +51,9 @@ def price_book(settings: Settings, registry: ProviderRegistry) -> PriceBook:
         runtime = registry.find(provider_id)
         return runtime.config.type if runtime is not None else None
 
-    return PriceBook(configured_prices(settings), discovered, provider_type)
+    book = PriceBook(configured_prices(settings), discovered, provider_type)
+    registry.discovery_listeners.append(book.forget_discovered)
+    return book
 
 
 def make_limiter(settings: Settings, engine: AsyncEngine) -> Limiter:
