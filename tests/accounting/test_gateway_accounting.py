@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,12 @@ def closed_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     for client in made:
         client.close()
+
+
+def ledger_rows(data_dir: Path, columns: str) -> list[tuple[Any, ...]]:
+    """Rows of the usage ledger in the gateway's SQLite database (the data dir's ``anygate.db``)."""
+    with sqlite3.connect(data_dir / "anygate.db") as db:
+        return db.execute(f"select {columns} from usage_ledger order by created_at").fetchall()
 
 
 def admin_get(base: str, path: str, **params: Any) -> httpx.Response:
@@ -179,6 +186,14 @@ def test_rate_limits_apply_to_model_routes_and_the_proxy(upstream: FakeUpstream,
         with pytest.raises(openai.RateLimitError):
             client.chat.completions.create(model=MODEL, messages=MESSAGES)
         assert len(upstream.requests_to("/v1/chat/completions")) == 2
+        admin_get(base, "/v1/usage")  # flushes the ledger
+    routes = sorted(ledger_rows(tmp_path, "route, status"))
+    assert routes == [
+        ("chat/completions", 200),
+        ("chat/completions", 429),
+        ("proxy:chat/completions", 200),
+        ("proxy:chat/completions", 429),
+    ]
 
 
 def test_quota_endpoints_in_every_shape(upstream: FakeUpstream, tmp_path: Path) -> None:
@@ -223,8 +238,10 @@ def test_usage_report_groups_and_exports_csv(upstream: FakeUpstream, tmp_path: P
             ("student", "fake-model", "fake"),
         ]
         assert by_key["unpriced_models"] == [{"provider_id": "fake", "model": "fake-model", "requests": 2}]
-        only_student = admin_get(base, "/v1/usage", key="student").json()["data"]
-        assert only_student[0]["requests"] == 1
+        only_student = admin_get(base, "/v1/usage", key="student").json()
+        assert only_student["data"][0]["requests"] == 1
+        assert only_student["unpriced_models"] == [{"provider_id": "fake", "model": "fake-model", "requests": 1}]
+        assert admin_get(base, "/v1/usage", key="nobody").json()["unpriced_models"] == []
         exported = admin_get(base, "/v1/usage", group_by="day", format="csv")
         assert exported.headers["content-type"].startswith("text/csv")
         table = list(csv.DictReader(io.StringIO(exported.text)))
@@ -345,6 +362,7 @@ def test_a_client_leaving_mid_stream_is_charged_for_what_was_generated(upstream:
     assert rows and rows[0]["requests"] == 1
     assert rows[0]["input_tokens"] > 0
     assert 3 <= rows[0]["output_tokens"] < 40
+    assert ledger_rows(tmp_path, "status") == [(499,)]  # recorded as the client's leaving, not a 200
 
 
 def test_anygate_usage_prints_the_ledger(

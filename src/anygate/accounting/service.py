@@ -58,6 +58,8 @@ OUTPUT_LIMIT_FIELDS = {
     "responses": ("max_output_tokens",),
 }
 STREAM_USAGE_ROUTES = frozenset({"chat/completions", "completions"})
+ROUTE_LENGTH = 32  # the ledger's route column
+CLIENT_CLOSED = 499  # the status recorded for a client that disconnected
 
 
 @dataclass(slots=True)
@@ -168,7 +170,8 @@ class Accounting:
         if reported is not None:
             return reported
         metering = exchange.metering
-        if metering is None or exchange.first_byte_at is None or exchange.status >= 400:
+        failed = exchange.status >= 400 and exchange.status != CLIENT_CLOSED  # a client that left still pays
+        if metering is None or exchange.first_byte_at is None or failed:
             return TokenCount(0, 0)
         if metering.unreported_body is not None:
             generated = completion_text(metering.unreported_body)
@@ -195,12 +198,15 @@ class Accounting:
     @staticmethod
     def row(exchange: Exchange, count: TokenCount, cost: float | None, finished: float) -> UsageRow:
         started = exchange.started
+        route = exchange.route
+        if route == "proxy" and exchange.metering is not None:
+            route = f"proxy:{exchange.metering.route}"  # the endpoint passed through: proxy:chat/completions
         return UsageRow(
             request_id=exchange.request_id,
             created_at=time.time(),
             key_id=exchange.principal.key_id,
             user_id=exchange.principal.user_id,
-            route=exchange.route,
+            route=route[:ROUTE_LENGTH],
             provider_id=exchange.provider_id,
             model=exchange.model,
             input_tokens=count.input,

@@ -120,5 +120,5 @@ async def usage(
         return Response(as_csv(rows, groups), media_type="text/csv; charset=utf-8", headers=headers)
     if format != "json":
         raise InvalidRequest("format must be json or csv", param="format")
-    missing = await unpriced_models(accounting.ledger.engine)
+    missing = await unpriced_models(accounting.ledger.engine, where)
     return json_response({"object": "list", "group_by": groups, "data": rows, "unpriced_models": missing})
