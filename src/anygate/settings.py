@@ -208,6 +208,9 @@ class Settings(Strict):
     limiter: Literal["auto", "memory", "sql", "redis"] = "auto"
     # ``provider/model`` (or ``provider/*``) → price.
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    # A hard USD budget refuses a model with no known price (403 price_unknown); true lets it through
+    # (its spend then counts as zero against the budget).
+    allow_unpriced_under_usd_budget: bool = False
     quota_poll_interval: float = Field(60.0, ge=60.0)
     ledger_interval: float = Field(1.0, gt=0)  # seconds between usage-ledger batch writes
     # Provider-key environment variables (``<ID>_API_KEY``) are looked up here, at start, once.

@@ -32,6 +32,7 @@ class Ask:
     max_output_tokens: int
     usd: float | None = None
     usd_per_output_token: float | None = None  # lets a USD budget clamp max_tokens too
+    counts_usd: bool = True  # False: paid with the caller's own key (BYOK), never held by a USD budget
 
     @property
     def tokens(self) -> int:
@@ -122,7 +123,10 @@ class Enforcer:
             claims.append(
                 Claim("tokens", budget.tokens, ask.tokens, minimum=ask.prompt_tokens + 1, hard=budget.is_hard)
             )
-        if budget.usd is not None:
+        if budget.usd is not None and not ask.counts_usd:
+            # Nothing held and never refused; a request that ends up paid by anygate's key is still charged.
+            claims.append(Claim("usd", budget.usd, 0.0, hard=False))
+        elif budget.usd is not None:
             least = ask.least_usd
             claims.append(
                 Claim(

@@ -15,6 +15,7 @@ from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.accounting.pricing import warm_up
 from anygate.accounting.service import Accounting
 from anygate.accounting.setup import build_accounting
+from anygate.auth import Principal
 
 if TYPE_CHECKING:
     from anygate.api.relay import Exchange
@@ -31,7 +32,11 @@ async def start_accounting(state: AppState, budget_source: BudgetSource | None =
     from anygate.quota.poller import poll_upstream_quotas
 
     engine = state.require_store().db.engine
-    state.accounting = build_accounting(state.settings, state.registry, engine, budget_source or scopes_of)
+
+    def is_byok(principal: Principal, provider_id: str) -> bool:
+        return state.caller_key(principal, provider_id) is not None
+
+    state.accounting = build_accounting(state.settings, state.registry, engine, budget_source or scopes_of, is_byok)
     limiter = state.accounting.enforcer.limiter
     if isinstance(limiter, RedisLimiter):
         state.readiness_probes.setdefault("redis", limiter.ping)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,7 +32,8 @@ from anygate.accounting.usage import (
     with_stream_usage,
 )
 from anygate.api.rewrite import add_members
-from anygate.errors import ServiceUnavailable
+from anygate.auth import Principal
+from anygate.errors import PriceUnknown, ServiceUnavailable
 
 if TYPE_CHECKING:
     from anygate.api.relay import Exchange
@@ -58,6 +59,7 @@ OUTPUT_LIMIT_FIELDS = {
     "responses": ("max_output_tokens",),
 }
 STREAM_USAGE_ROUTES = frozenset({"chat/completions", "completions"})
+PRICED_ROUTES = frozenset({*OUTPUT_LIMIT_FIELDS, "embeddings"})  # what a USD budget pays for
 ROUTE_LENGTH = 32  # the ledger's route column
 CLIENT_CLOSED = 499  # the status recorded for a client that disconnected
 
@@ -91,14 +93,31 @@ def output_limit(route: str, payload: dict[str, Any]) -> tuple[str | None, int |
     return (fields[-1] if fields else None), None
 
 
+ByokCheck = Callable[[Principal, str], bool]
+
+
+def never_byok(principal: Principal, provider_id: str) -> bool:
+    return False
+
+
 class Accounting:
+    """``is_byok(principal, provider_id)``: whether the caller pays that provider with its own key."""
+
     def __init__(
-        self, enforcer: Enforcer, ledger: Ledger | None, prices: PriceBook, budget_source: BudgetSource
+        self,
+        enforcer: Enforcer,
+        ledger: Ledger | None,
+        prices: PriceBook,
+        budget_source: BudgetSource,
+        is_byok: ByokCheck = never_byok,
+        refuse_unpriced: bool = True,
     ) -> None:
         self.enforcer = enforcer
         self.ledger = ledger
         self.prices = prices
         self.budget_source = budget_source
+        self.is_byok = is_byok
+        self.refuse_unpriced = refuse_unpriced
 
     # ------------------------------------------------------------------------------ before
 
@@ -153,14 +172,29 @@ class Accounting:
         prompt = estimate_prompt(payload, exchange.requested_model) if counts_tokens else 0
         generates = route in OUTPUT_LIMIT_FIELDS
         output = (asked or DEFAULT_OUTPUT_RESERVE) if generates else 0
-        if target is None or not any(s.budget is not None and s.budget.usd is not None for s in scopes):
+        usd_budgets = [s for s in scopes if s.budget is not None and s.budget.usd is not None]
+        if target is None or not usd_budgets:
             return Ask(prompt, output)
+        if self.is_byok(exchange.principal, target.provider_id):
+            return Ask(prompt, output, counts_usd=False)  # the caller's own key pays: tokens only
         price = self.prices.price(target.provider_id, target.model)
         if price is None:
+            self.refuse_unpriced_model(route, target, usd_budgets)
             return Ask(prompt, output)
         if not counts_tokens:
             prompt = estimate_prompt(payload, exchange.requested_model)
         return Ask(prompt, output, price.cost(TokenCount(prompt, output)), price.output)
+
+    def refuse_unpriced_model(self, route: str, target: ModelRef, usd_budgets: Sequence[Scope]) -> None:
+        """A hard USD budget cannot hold a request whose cost is unknown: refuse it, unless allowed."""
+        hard = next((s for s in usd_budgets if s.budget is not None and s.budget.is_hard), None)
+        if hard is None or not self.refuse_unpriced or route not in PRICED_ROUTES or not target.model:
+            return
+        raise PriceUnknown(
+            f"Model '{target.model}' of provider '{target.provider_id}' has no known price, and this "
+            f"{hard.kind} has a hard USD budget: ask an admin to configure its price",
+            param="model",
+        )
 
     # ------------------------------------------------------------------------------ after
 

@@ -11,7 +11,7 @@ from anygate.accounting.limiter import Limiter, MemoryLimiter
 from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.accounting.pricing import MILLION, Price, PriceBook
-from anygate.accounting.service import Accounting
+from anygate.accounting.service import Accounting, ByokCheck, never_byok
 from anygate.registry import ProviderRegistry
 from anygate.settings import Settings
 
@@ -68,8 +68,19 @@ def make_limiter(settings: Settings, engine: AsyncEngine) -> Limiter:
 
 
 def build_accounting(
-    settings: Settings, registry: ProviderRegistry, engine: AsyncEngine, budget_source: BudgetSource = scopes_of
+    settings: Settings,
+    registry: ProviderRegistry,
+    engine: AsyncEngine,
+    budget_source: BudgetSource = scopes_of,
+    is_byok: ByokCheck = never_byok,
 ) -> Accounting:
     """Accounting on the store's engine: its tables come from the store's migrations (0002_accounting)."""
     ledger = Ledger(engine, interval=settings.ledger_interval)
-    return Accounting(Enforcer(make_limiter(settings, engine)), ledger, price_book(settings, registry), budget_source)
+    return Accounting(
+        Enforcer(make_limiter(settings, engine)),
+        ledger,
+        price_book(settings, registry),
+        budget_source,
+        is_byok,
+        refuse_unpriced=not settings.allow_unpriced_under_usd_budget,
+    )
