@@ -213,10 +213,9 @@ def test_served_quota_shapes() -> None:
     quota = shapes.KeyQuota(
         key_id="k1",
         label="course-comp318",
-        budget=BudgetSpec(tokens=5_000_000, usd=5.0, period="monthly"),
+        tokens=shapes.Allowance(5_000_000, 250_000, "monthly"),
+        usd=shapes.Allowance(5.0, 0.42, "monthly"),
         limits=LimitSpec(rpm=60, tpm=1000),
-        window_tokens=250_000,
-        window_usd=0.42,
         spend=shapes.Spend(1.5, 0.1, 0.2, 0.42),
         byok=shapes.Spend(0.3, 0.0, 0.3, 0.3),
         expires_at=datetime(2027, 1, 1, tzinfo=UTC).timestamp(),
@@ -234,10 +233,26 @@ def test_served_quota_shapes() -> None:
     info = shapes.litellm(quota, SATURDAY)["info"]
     assert (info["spend"], info["max_budget"], info["budget_duration"]) == (0.42, 5.0, "1mo")
     assert info["budget_reset_at"] == "2026-12-01T00:00:00Z"
-    unlimited = shapes.KeyQuota("k2", "", None, None, 10, 0.0)
+    unlimited = shapes.KeyQuota("k2", "", shapes.Allowance(None, 10))
     assert shapes.neutral(unlimited, SATURDAY)["tokens"] == {"limit": None, "used": 10, "remaining": None,
                                                               "resets_at": None}  # fmt: skip
     assert shapes.openrouter(unlimited)["data"]["limit_reset"] is None
+    # A daily token budget, no USD limit: cost counted in the same day, and no USD limit anywhere.
+    tokens_only = shapes.KeyQuota(
+        "k3", "", shapes.Allowance(100, 10, "daily"), shapes.Allowance(None, 0.000026, "daily")
+    )
+    assert shapes.neutral(tokens_only, SATURDAY)["cost"] == {"currency": "USD", "limit": None, "used": 0.000026,
+                                                              "remaining": None}  # fmt: skip
+    assert shapes.neutral(tokens_only, SATURDAY)["tokens"]["resets_at"] == "2026-11-22T00:00:00Z"
+    info = shapes.litellm(tokens_only, SATURDAY)["info"]
+    assert (info["spend"], info["max_budget"], info["budget_duration"], info["budget_reset_at"]) == (
+        0.000026,
+        None,
+        None,
+        None,
+    )
+    data = shapes.openrouter(tokens_only, SATURDAY)["data"]
+    assert (data["limit"], data["limit_remaining"], data["limit_reset"]) == (None, None, None)
 
 
 async def test_a_usd_budget_clamps_max_tokens_to_what_it_can_still_pay() -> None:

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 
 from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope
 from anygate.accounting.limiter import Claim, Grant, Limiter, Rejection
-from anygate.accounting.periods import seconds_until_reset, window_id
+from anygate.accounting.periods import seconds_until_reset
+from anygate.accounting.windows import LedgerWindow, bucket_name, ledger_window
 from anygate.errors import QuotaExceeded, RateLimited
 
 RESERVATION_TTL = 900.0  # a request holding budget longer than this is presumed crashed
@@ -56,7 +57,7 @@ class Admission:
 
 
 def budget_bucket(scope: Scope, budget: BudgetSpec, now: datetime) -> str:
-    return f"{scope.name}:{budget.period}:{window_id(budget.period, now)}"
+    return bucket_name(scope.kind, scope.id, budget.period, now)
 
 
 def minute_bucket(scope: Scope, now: float) -> str:
@@ -82,9 +83,15 @@ class Enforcer:
         return admission
 
     async def _hold(
-        self, admission: Admission, bucket: str, claims: list[Claim], kind: str, window: float | None
+        self,
+        admission: Admission,
+        bucket: str,
+        claims: list[Claim],
+        kind: str,
+        window: float | None,
+        seed_from: LedgerWindow | None = None,
     ) -> Grant | Rejection:
-        result = await self.limiter.reserve(bucket, claims, RESERVATION_TTL, window)
+        result = await self.limiter.reserve(bucket, claims, RESERVATION_TTL, window, seed_from)
         if isinstance(result, Grant):
             admission.grants.append((result, kind))
         return result
@@ -139,7 +146,8 @@ class Enforcer:
             )
         reset_in = seconds_until_reset(budget.period, now)
         window = None if reset_in is None else reset_in + 3600
-        result = await self._hold(admission, budget_bucket(scope, budget, now), claims, "budget", window)
+        seed_from = ledger_window(scope.kind, scope.id, budget.period, now)
+        result = await self._hold(admission, budget_bucket(scope, budget, now), claims, "budget", window, seed_from)
         if isinstance(result, Rejection):
             what = "token" if result.counter == "tokens" else "USD"
             period = "" if budget.period == "none" else f"{budget.period} "

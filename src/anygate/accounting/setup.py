@@ -12,6 +12,7 @@ from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.accounting.pricing import MILLION, Price, PriceBook
 from anygate.accounting.service import Accounting, ByokCheck, never_byok
+from anygate.accounting.windows import engine_seeder
 from anygate.registry import ProviderRegistry
 from anygate.settings import Settings
 
@@ -61,7 +62,7 @@ def make_limiter(settings: Settings, engine: AsyncEngine) -> Limiter:
     if backend == "redis":
         if not settings.redis_url:
             raise ValueError("limiter 'redis' needs ANYGATE_REDIS_URL")
-        return RedisLimiter.from_url(settings.redis_url)
+        return RedisLimiter.from_url(settings.redis_url, seeder=engine_seeder(engine))
     if backend == "sql":
         return SqlLimiter(engine)
     return MemoryLimiter()
