@@ -88,6 +88,9 @@ class ProviderConfig(Strict):
     via: Via | None = None
     weight: float = Field(1.0, gt=0)
     priority: int = 0
+    # Whether to ask for usage on streams (``stream_options.include_usage``); None: the probe's finding,
+    # else the preset's, else tried (and dropped for good if the upstream refuses it).
+    stream_usage: bool | None = None
 
     @field_validator("type")
     @classmethod

@@ -12,6 +12,7 @@ from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.accounting.pricing import MILLION, Price, PriceBook
 from anygate.accounting.service import Accounting, ByokCheck, never_byok
+from anygate.accounting.stream_usage import StreamUsagePolicy
 from anygate.accounting.windows import engine_seeder
 from anygate.registry import ProviderRegistry
 from anygate.settings import Settings
@@ -84,4 +85,5 @@ def build_accounting(
         budget_source,
         is_byok,
         refuse_unpriced=not settings.allow_unpriced_under_usd_budget,
+        stream_usage=StreamUsagePolicy(registry.find),
     )
