@@ -8,6 +8,7 @@ import io
 import json
 import sqlite3
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -411,6 +412,23 @@ def test_upstream_quota_is_polled_into_providers_and_metrics(upstream: FakeUpstr
     assert quota["cost"]["remaining"] == 4.58 and "checked_at" in quota
     assert upstream.requests_to("/v1/quota")[0].headers["authorization"] == "Bearer sk-upstream-test"
     assert 'anygate_upstream_quota_remaining{provider="fake",unit="tokens"} 4.75e+06' in metrics
+
+
+def test_gateways_sharing_a_database_poll_an_upstream_quota_once_and_all_show_it(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    settings = fake_provider_settings(upstream.base_url, tmp_path)
+    settings.providers[0].quota = QuotaConfig(path="/quota", format="neutral")
+    with ExitStack() as stack:
+        gateways = [stack.enter_context(running_gateway(settings))[1] for _ in range(3)]
+
+        def shown() -> bool:
+            return all(g.state.registry.runtimes["fake"].quota for g in gateways)
+
+        eventually(shown, "every gateway shows the provider's quota")
+        views = [g.state.registry.runtimes["fake"].quota for g in gateways]
+    assert len(upstream.requests_to("/v1/quota")) == 1
+    assert all(view == views[0] and view is not None and view["cost"]["remaining"] == 4.58 for view in views)
 
 
 def test_the_responses_api_is_counted_streamed_or_not(upstream: FakeUpstream, tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ def test_migration_head_creates_every_table(fresh_database_url: str) -> None:
         finally:
             await db.close()
 
-    assert asyncio.run(head()) == "0002_accounting"
+    assert asyncio.run(head()) == "0004_quota_polls"
     assert created_tables(fresh_database_url) == set(all_tables().tables) | {"alembic_version"}
 
 
