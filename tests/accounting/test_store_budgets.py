@@ -188,3 +188,23 @@ def test_a_redis_that_lost_its_counters_rebuilds_them_from_the_ledger(upstream: 
     for name in client.scan_iter(match=f"anygate:{{budget:key:{key_id}:*"):
         client.delete(name)
     client.close()
+
+
+def test_anygate_usage_names_keys_by_alias(
+    upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from anygate.cli import app as cli_app
+
+    settings = fake_provider_settings(upstream.base_url, tmp_path, prices={"fake/*": {"input": 1, "output": 2}})
+    with running_gateway(settings) as (base, _):
+        created = new_key(base, alias="comp318-alice-the-long-alias")
+        chat(base, created["key"])
+        admin(base, "GET", "/v1/usage")  # the ledger is written
+    env = {"ANYGATE_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+    table = CliRunner().invoke(cli_app, ["usage", "--by", "key"], env=env)
+    assert table.exit_code == 0, table.output
+    assert "comp318-alice-the-long-alias" in table.output
+    assert created["id"] not in table.output
+    assert "$0.000013" in table.output  # 7 + 3 * 2 millionths of a dollar, not $0.0000
