@@ -25,7 +25,7 @@ def run(*args: str, input: str | None = None) -> str:
 
 
 def test_db_upgrade(environment) -> None:
-    assert "0002_accounting" in run("db", "upgrade")
+    assert "0004_quota_polls" in run("db", "upgrade")
 
 
 def test_keys_and_users_from_the_cli_work_in_a_gateway(environment, serve) -> None:
