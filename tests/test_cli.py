@@ -156,7 +156,12 @@ def test_models_and_the_provider_probe_against_the_upstream() -> None:
     assert probe.returncode == 0, probe.stderr
     checks = {line.split()[1]: line for line in probe.stdout.splitlines() if line.startswith("│")}
     assert all("ok" in checks[name] for name in ("models", "chat", "streaming", "stream_usage"))
-    assert [r.json["stream"] for r in probes] == [False, True]
+    # Streaming is tested as a plain client streams, usage on streams apart (stream_options asked).
+    assert [(r.json["stream"], "stream_options" in r.json) for r in probes] == [
+        (False, False),
+        (True, False),
+        (True, True),
+    ]
 
 
 # ------------------------------------------------------------------------------------------ serve

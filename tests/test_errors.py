@@ -331,7 +331,10 @@ def test_a_half_sent_event_is_never_relayed(fresh: httpx2.Client, upstream: Fake
 
 
 def test_a_stream_that_fails_before_it_starts_is_a_plain_error(fresh: httpx2.Client, upstream: FakeUpstream) -> None:
-    upstream.script(Reply.error(400, "bad stream request"), path="/v1/chat/completions")
+    # Twice: a 400 to a stream where accounting added stream_options is tried once more without them.
+    upstream.script(
+        Reply.error(400, "bad stream request"), Reply.error(400, "bad stream request"), path="/v1/chat/completions"
+    )
     response, events = read_stream(fresh, CHAT)
     assert response.status_code == 400
     assert orjson.loads(b"".join(events))["error"]["message"] == "bad stream request"

@@ -43,12 +43,21 @@ class Preset:
     cloudflare_slug: str | None = None
     cloudflare_keeps_v1: bool = False
     headers: dict[str, str] = field(default_factory=dict)
+    # Accepts ``stream_options.include_usage`` on streams: True, False (refuses it), None (not known: tried).
+    stream_usage: bool | None = None
 
 
 PRESETS: dict[str, Preset] = {
     p.id: p
     for p in (
-        Preset("openai", "OpenAI", "https://api.openai.com/v1", ("api.openai.com",), cloudflare_slug="openai"),
+        Preset(
+            "openai",
+            "OpenAI",
+            "https://api.openai.com/v1",
+            ("api.openai.com",),
+            cloudflare_slug="openai",
+            stream_usage=True,
+        ),
         Preset(
             "openrouter",
             "OpenRouter",
@@ -56,6 +65,7 @@ PRESETS: dict[str, Preset] = {
             ("openrouter.ai",),
             quota=QuotaEndpoint("/key", "openrouter"),
             cloudflare_slug="openrouter",
+            stream_usage=True,
         ),
         Preset(
             "together",
@@ -64,8 +74,17 @@ PRESETS: dict[str, Preset] = {
             ("together.xyz", "together.ai"),
             cloudflare_slug="together",
         ),
-        Preset("groq", "Groq", "https://api.groq.com/openai/v1", ("groq.com",), cloudflare_slug="groq"),
-        Preset("deepseek", "DeepSeek", "https://api.deepseek.com/v1", ("deepseek.com",), cloudflare_slug="deepseek"),
+        Preset(
+            "groq", "Groq", "https://api.groq.com/openai/v1", ("groq.com",), cloudflare_slug="groq", stream_usage=True
+        ),
+        Preset(
+            "deepseek",
+            "DeepSeek",
+            "https://api.deepseek.com/v1",
+            ("deepseek.com",),
+            cloudflare_slug="deepseek",
+            stream_usage=True,
+        ),
         Preset(
             "mistral",
             "Mistral AI",
@@ -73,8 +92,17 @@ PRESETS: dict[str, Preset] = {
             ("mistral.ai",),
             cloudflare_slug="mistral",
             cloudflare_keeps_v1=True,
+            stream_usage=False,  # refuses unknown fields (422); reports usage on streams unasked
         ),
-        Preset("xai", "xAI", "https://api.x.ai/v1", ("x.ai",), cloudflare_slug="grok", cloudflare_keeps_v1=True),
+        Preset(
+            "xai",
+            "xAI",
+            "https://api.x.ai/v1",
+            ("x.ai",),
+            cloudflare_slug="grok",
+            cloudflare_keeps_v1=True,
+            stream_usage=True,
+        ),
         Preset("fireworks", "Fireworks AI", "https://api.fireworks.ai/inference/v1", ("fireworks.ai",)),
         Preset(
             "perplexity",
@@ -96,7 +124,7 @@ PRESETS: dict[str, Preset] = {
             allow_private_network=True,
             ollama_tags_fallback=True,
         ),
-        Preset("vllm", "vLLM", "http://localhost:8000/v1", keyless=True, allow_private_network=True),
+        Preset("vllm", "vLLM", "http://localhost:8000/v1", keyless=True, allow_private_network=True, stream_usage=True),
         Preset("lmstudio", "LM Studio", "http://localhost:1234/v1", keyless=True, allow_private_network=True),
         Preset(
             "litellm",
@@ -104,6 +132,7 @@ PRESETS: dict[str, Preset] = {
             "http://localhost:4000/v1",
             allow_private_network=True,
             quota=QuotaEndpoint("/key/info", "litellm"),
+            stream_usage=True,
         ),
         Preset("azure", "Azure OpenAI", None, ("azure.com",), auth="api-key"),
         Preset("custom", "Custom Provider", None),

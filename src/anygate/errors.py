@@ -6,6 +6,7 @@
     ├── AuthenticationFailed          401    authentication_error    invalid_api_key
     │   └── MissingProviderKey        401    authentication_error    missing_provider_key
     ├── PermissionDenied              403    permission_error        (varies)
+    │   └── PriceUnknown              403    permission_error        price_unknown
     ├── NotFound                      404    not_found_error         (varies)
     │   ├── ModelNotFound             404    not_found_error         model_not_found
     │   └── RouteNotFound             404    not_found_error         route_not_found
@@ -105,6 +106,12 @@ class PermissionDenied(GatewayError):
     status = 403
     type = "permission_error"
     code = "permission_denied"
+
+
+class PriceUnknown(PermissionDenied):
+    """A hard USD budget cannot be enforced on a model whose price nobody knows."""
+
+    code = "price_unknown"
 
 
 class NotFound(GatewayError):

@@ -25,7 +25,8 @@ async def probe_provider(client: OpenAICompatibleProvider, model: str | None = N
         return result
     result["model"] = chosen
     result["chat"] = await _check_chat(client, chosen)
-    result["streaming"], result["stream_usage"] = await _check_stream(client, chosen)
+    result["streaming"] = await _check_stream(client, chosen)
+    result["stream_usage"] = await _check_stream_usage(client, chosen)
     result["embeddings"] = await _check_embeddings(client, embedding_model(models) or chosen)
     return result
 
@@ -61,19 +62,29 @@ async def _check_chat(client: OpenAICompatibleProvider, model: str) -> dict[str,
     return {"ok": True, "latency_ms": _ms(started), "usage": isinstance(reply.get("usage"), dict)}
 
 
-async def _check_stream(client: OpenAICompatibleProvider, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+async def _check_stream(client: OpenAICompatibleProvider, model: str) -> dict[str, Any]:
+    """A plain stream, as a client that asks for nothing more sends it."""
     started = time.perf_counter()
-    saw_usage = False
     chunks = 0
+    try:
+        async for _ in client.stream_chat_completion(_one_token(model)):
+            chunks += 1
+    except GatewayError as exc:
+        return {"ok": False, "error": exc.message}
+    return {"ok": chunks > 0, "chunks": chunks, "latency_ms": _ms(started)}
+
+
+async def _check_stream_usage(client: OpenAICompatibleProvider, model: str) -> dict[str, Any]:
+    """A stream asking for usage (``stream_options.include_usage``): accepted, and usage reported."""
+    saw_usage = False
     try:
         async for chunk in client.stream_chat_completion(
             {**_one_token(model), "stream_options": {"include_usage": True}}
         ):
-            chunks += 1
             saw_usage = saw_usage or isinstance(chunk.get("usage"), dict)
     except GatewayError as exc:
-        return {"ok": False, "error": exc.message}, {"ok": False, "error": "streaming failed"}
-    return {"ok": chunks > 0, "chunks": chunks, "latency_ms": _ms(started)}, {"ok": saw_usage}
+        return {"ok": False, "error": exc.message}
+    return {"ok": True} if saw_usage else {"ok": False, "error": "accepted, but no usage in the stream"}
 
 
 def _one_token(model: str) -> dict[str, Any]:

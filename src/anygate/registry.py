@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -73,6 +73,8 @@ class ProviderRegistry:
         self.runtimes: dict[str, ProviderRuntime] = {}
         self.index = ModelIndex()
         self._resolved: dict[str, list[Target]] = {}
+        # Called with a provider's id after each discovery of its models (the price book refreshes).
+        self.discovery_listeners: list[Callable[[str], None]] = []
         origin: ProviderOrigin = "file" if settings.config_file else "env"
         for config in settings.providers:
             if config.enabled:
@@ -164,6 +166,8 @@ class ProviderRegistry:
             runtime.model_entries, runtime.models_source, runtime.discovery_error = merged, "discovered", None
         if self.runtimes.get(runtime.id) is runtime:
             self.rebuild_index()
+        for listener in self.discovery_listeners:
+            listener(runtime.id)
 
     async def discover_all(self) -> None:
         """Refresh every list at once. A provider whose discovery breaks unexpectedly is logged and the

@@ -90,6 +90,9 @@ class ProviderConfig(Strict):
     via: Via | None = None
     weight: float = Field(1.0, gt=0)
     priority: int = 0
+    # Whether to ask for usage on streams (``stream_options.include_usage``); None: the probe's finding,
+    # else the preset's, else tried (and dropped for good if the upstream refuses it).
+    stream_usage: bool | None = None
 
     @field_validator("type")
     @classmethod
@@ -214,6 +217,9 @@ class Settings(Strict):
     limiter: Literal["auto", "memory", "sql", "redis"] = "auto"
     # ``provider/model`` (or ``provider/*``) → price.
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    # A hard USD budget refuses a model with no known price (403 price_unknown); true lets it through
+    # (its spend then counts as zero against the budget).
+    allow_unpriced_under_usd_budget: bool = False
     quota_poll_interval: float = Field(60.0, ge=60.0)
     ledger_interval: float = Field(1.0, gt=0)  # seconds between usage-ledger batch writes
     # Provider-key environment variables (``<ID>_API_KEY``) are looked up here, at start, once.

@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from anygate.accounting.tables import metadata
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
-REDIS = "redis://127.0.0.1:6379/0"
+# A database number of its own: gateways under test use anygate's default key prefix, never in db 0.
+REDIS = "redis://127.0.0.1:6379/13"
 
 
 def run_sync(coroutine: Coroutine[Any, Any, Any]) -> Any:

@@ -14,7 +14,7 @@ from anygate.accounting.enforcer import Ask, Enforcer
 from anygate.accounting.estimate import completion_text, count_text, estimate_prompt, stream_text
 from anygate.accounting.limiter import MemoryLimiter
 from anygate.accounting.periods import next_reset, window_id, window_start
-from anygate.accounting.pricing import Price, PriceBook, discovered_price
+from anygate.accounting.pricing import Price, PriceBook, discovered_price, genai_price
 from anygate.accounting.usage import (
     TokenCount,
     count_of,
@@ -140,6 +140,35 @@ def test_prices_configured_then_discovered_then_genai_then_unknown() -> None:
     assert book.unpriced() == [("local", "llama3")]
 
 
+def test_where_every_source_prices_a_model_configured_wins_then_discovered_then_genai_prices() -> None:
+    """One model that all three sources price, each differently: the order is the contract's."""
+    genai = genai_price("openai", "gpt-4o")
+    assert genai is not None
+    discovered = {"pricing": {"prompt": "0.000003", "completion": "0.000004"}}
+    configured = Price(0.5, 1.0)
+
+    def book(prices: dict[tuple[str, str], Price], entry: dict[str, Any] | None) -> PriceBook:
+        return PriceBook(prices, lambda provider, model: entry, lambda provider: "openai")
+
+    assert book({("oa", "gpt-4o"): configured}, discovered).price("oa", "gpt-4o") == configured
+    assert book({("oa", "*"): configured}, discovered).price("oa", "gpt-4o") == configured
+    assert book({}, discovered).price("oa", "gpt-4o") == Price(0.000003, 0.000004, "discovered")
+    assert book({}, None).price("oa", "gpt-4o") == genai
+    assert genai not in (configured, Price(0.000003, 0.000004, "discovered"))
+
+
+def test_a_discovery_refresh_drops_the_providers_cached_prices() -> None:
+    entries: dict[tuple[str, str], dict[str, Any]] = {}
+    book = PriceBook({}, discovered=lambda provider, model: entries.get((provider, model)))
+    assert book.price("or", "m") is None
+    entries[("or", "m")] = {"pricing": {"prompt": "0.000001", "completion": "0.000002"}}
+    assert book.price("or", "m") is None  # cached until the provider's models are discovered again
+    book.forget_discovered("other")
+    assert book.price("or", "m") is None
+    book.forget_discovered("or")
+    assert book.price("or", "m") == Price(0.000001, 0.000002, "discovered")
+
+
 @pytest.mark.parametrize(
     "pricing", [None, {}, {"prompt": "abc", "completion": "1"}, {"prompt": "-1", "completion": "1"}, "free"]
 )
@@ -184,10 +213,9 @@ def test_served_quota_shapes() -> None:
     quota = shapes.KeyQuota(
         key_id="k1",
         label="course-comp318",
-        budget=BudgetSpec(tokens=5_000_000, usd=5.0, period="monthly"),
+        tokens=shapes.Allowance(5_000_000, 250_000, "monthly"),
+        usd=shapes.Allowance(5.0, 0.42, "monthly"),
         limits=LimitSpec(rpm=60, tpm=1000),
-        window_tokens=250_000,
-        window_usd=0.42,
         spend=shapes.Spend(1.5, 0.1, 0.2, 0.42),
         byok=shapes.Spend(0.3, 0.0, 0.3, 0.3),
         expires_at=datetime(2027, 1, 1, tzinfo=UTC).timestamp(),
@@ -205,10 +233,26 @@ def test_served_quota_shapes() -> None:
     info = shapes.litellm(quota, SATURDAY)["info"]
     assert (info["spend"], info["max_budget"], info["budget_duration"]) == (0.42, 5.0, "1mo")
     assert info["budget_reset_at"] == "2026-12-01T00:00:00Z"
-    unlimited = shapes.KeyQuota("k2", "", None, None, 10, 0.0)
+    unlimited = shapes.KeyQuota("k2", "", shapes.Allowance(None, 10))
     assert shapes.neutral(unlimited, SATURDAY)["tokens"] == {"limit": None, "used": 10, "remaining": None,
                                                               "resets_at": None}  # fmt: skip
     assert shapes.openrouter(unlimited)["data"]["limit_reset"] is None
+    # A daily token budget, no USD limit: cost counted in the same day, and no USD limit anywhere.
+    tokens_only = shapes.KeyQuota(
+        "k3", "", shapes.Allowance(100, 10, "daily"), shapes.Allowance(None, 0.000026, "daily")
+    )
+    assert shapes.neutral(tokens_only, SATURDAY)["cost"] == {"currency": "USD", "limit": None, "used": 0.000026,
+                                                              "remaining": None}  # fmt: skip
+    assert shapes.neutral(tokens_only, SATURDAY)["tokens"]["resets_at"] == "2026-11-22T00:00:00Z"
+    info = shapes.litellm(tokens_only, SATURDAY)["info"]
+    assert (info["spend"], info["max_budget"], info["budget_duration"], info["budget_reset_at"]) == (
+        0.000026,
+        None,
+        None,
+        None,
+    )
+    data = shapes.openrouter(tokens_only, SATURDAY)["data"]
+    assert (data["limit"], data["limit_remaining"], data["limit_reset"]) == (None, None, None)
 
 
 async def test_a_usd_budget_clamps_max_tokens_to_what_it_can_still_pay() -> None:

@@ -6,7 +6,9 @@ import asyncio
 import csv
 import io
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,8 @@ from anygate.accounting.budgets import BudgetSpec, LimitSpec, StaticBudgets
 from anygate.accounting.estimate import count_text, estimate_prompt
 from anygate.auth import Principal
 from anygate.settings import QuotaConfig
-from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_gateway
-from tests.support.fake_upstream import FakeUpstream, Reply, Usage
+from tests.accounting.gateway import ADMIN_KEY, eventually, fake_provider_settings, running_gateway
+from tests.support.fake_upstream import FakeUpstream, Reply, Usage, priced_model
 
 STUDENT = "sk-ag-student-secret-key-1111111111"
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
@@ -54,6 +56,12 @@ def closed_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     for client in made:
         client.close()
+
+
+def ledger_rows(data_dir: Path, columns: str) -> list[tuple[Any, ...]]:
+    """Rows of the usage ledger in the gateway's SQLite database (the data dir's ``anygate.db``)."""
+    with sqlite3.connect(data_dir / "anygate.db") as db:
+        return db.execute(f"select {columns} from usage_ledger order by created_at").fetchall()
 
 
 def admin_get(base: str, path: str, **params: Any) -> httpx.Response:
@@ -185,6 +193,14 @@ def test_rate_limits_apply_to_model_routes_and_the_proxy(
         with pytest.raises(openai.RateLimitError):
             client.chat.completions.create(model=MODEL, messages=MESSAGES)
         assert len(upstream.requests_to("/v1/chat/completions")) == 2
+        admin_get(base, "/v1/usage")  # flushes the ledger
+    routes = sorted(ledger_rows(tmp_path, "route, status"))
+    assert routes == [
+        ("chat/completions", 200),
+        ("chat/completions", 429),
+        ("proxy:chat/completions", 200),
+        ("proxy:chat/completions", 429),
+    ]
 
 
 def test_quota_endpoints_in_every_shape(
@@ -233,8 +249,10 @@ def test_usage_report_groups_and_exports_csv(
             ("student", "fake-model", "fake"),
         ]
         assert by_key["unpriced_models"] == [{"provider_id": "fake", "model": "fake-model", "requests": 2}]
-        only_student = admin_get(base, "/v1/usage", key="student").json()["data"]
-        assert only_student[0]["requests"] == 1
+        only_student = admin_get(base, "/v1/usage", key="student").json()
+        assert only_student["data"][0]["requests"] == 1
+        assert only_student["unpriced_models"] == [{"provider_id": "fake", "model": "fake-model", "requests": 1}]
+        assert admin_get(base, "/v1/usage", key="nobody").json()["unpriced_models"] == []
         exported = admin_get(base, "/v1/usage", group_by="day", format="csv")
         assert exported.headers["content-type"].startswith("text/csv")
         table = list(csv.DictReader(io.StringIO(exported.text)))
@@ -310,6 +328,22 @@ def test_the_quota_client_reads_anygates_own_endpoints_in_every_format(
         assert results[name]["cost"]["resets_at"].endswith("T00:00:00Z")
 
 
+def test_prices_an_upstream_publishes_later_are_used_from_the_next_discovery_on(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    settings = fake_provider_settings(upstream.base_url, tmp_path, discovery_interval=0.2)
+    with running_gateway(settings, *student()) as (base, gateway):
+        client = openai.OpenAI(base_url=base + "/v1", api_key=STUDENT)
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)  # no price published yet
+        upstream.models = [priced_model("fake-model", "0.000001", "0.000002")]
+        runtime = gateway.state.registry.runtimes["fake"]
+        eventually(lambda: "pricing" in runtime.model_entries["fake-model"], "the priced model list is discovered")
+        client.chat.completions.create(model=MODEL, messages=MESSAGES)
+        (row,) = admin_get(base, "/v1/usage", group_by="key").json()["data"]
+    assert row["requests"] == 2 and row["unpriced_requests"] == 1
+    assert row["cost_usd"] == pytest.approx(7 * 0.000001 + 3 * 0.000002)
+
+
 def test_a_client_leaving_mid_stream_is_charged_for_what_was_generated(upstream: FakeUpstream, tmp_path: Path) -> None:
     upstream.script(Reply(chunks=40, event_delay=0.05, content="word " * 40), path="/v1/chat/completions")
     with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), *student()) as (base, _):
@@ -339,6 +373,7 @@ def test_a_client_leaving_mid_stream_is_charged_for_what_was_generated(upstream:
     assert rows and rows[0]["requests"] == 1
     assert rows[0]["input_tokens"] > 0
     assert 3 <= rows[0]["output_tokens"] < 40
+    assert ledger_rows(tmp_path, "status") == [(499,)]  # recorded as the client's leaving, not a 200
 
 
 def test_anygate_usage_prints_the_ledger(
@@ -387,6 +422,23 @@ def test_upstream_quota_is_polled_into_providers_and_metrics(upstream: FakeUpstr
     assert quota["cost"]["remaining"] == 4.58 and "checked_at" in quota
     assert upstream.requests_to("/v1/quota")[0].headers["authorization"] == "Bearer sk-upstream-test"
     assert 'anygate_upstream_quota_remaining{provider="fake",unit="tokens"} 4.75e+06' in metrics
+
+
+def test_gateways_sharing_a_database_poll_an_upstream_quota_once_and_all_show_it(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    settings = fake_provider_settings(upstream.base_url, tmp_path)
+    settings.providers[0].quota = QuotaConfig(path="/quota", format="neutral")
+    with ExitStack() as stack:
+        gateways = [stack.enter_context(running_gateway(settings))[1] for _ in range(3)]
+
+        def shown() -> bool:
+            return all(g.state.registry.runtimes["fake"].quota for g in gateways)
+
+        eventually(shown, "every gateway shows the provider's quota")
+        views = [g.state.registry.runtimes["fake"].quota for g in gateways]
+    assert len(upstream.requests_to("/v1/quota")) == 1
+    assert all(view == views[0] and view is not None and view["cost"]["remaining"] == 4.58 for view in views)
 
 
 def test_the_responses_api_is_counted_streamed_or_not(upstream: FakeUpstream, tmp_path: Path) -> None:

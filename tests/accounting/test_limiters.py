@@ -161,3 +161,26 @@ async def test_the_sql_limiter_purges_counters_of_ended_windows(limiter: Limiter
     assert await limiter.purge_expired() >= 1
     assert await limiter.usage(ended) == {}
     assert await limiter.usage(open_ended) == {"tokens": 10}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_one_of_many_concurrent_quota_poll_claims_wins_per_interval(
+    request: pytest.FixtureRequest, backend: str
+) -> None:
+    from anygate.quota.polls import QuotaPolls
+
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else sqlite_url(request)
+    engine = create_async_engine(url, pool_size=20, max_overflow=0)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    polls, provider = QuotaPolls(engine), f"p{uuid.uuid4().hex[:8]}"
+    try:
+        first = await asyncio.gather(*(polls.claim(provider, 1000.0, 60) for _ in range(20)))
+        again = await asyncio.gather(*(polls.claim(provider, 1030.0, 60) for _ in range(20)))
+        later = await asyncio.gather(*(polls.claim(provider, 1061.0, 60) for _ in range(20)))
+        await polls.store(provider, {"error": "HTTP 500"}, 1061.0)
+        stored = await polls.read(provider)
+    finally:
+        await engine.dispose()
+    assert (first.count(True), again.count(True), later.count(True)) == (1, 0, 1)
+    assert stored == (1061.0, 1061.0, {"error": "HTTP 500"})

@@ -150,6 +150,11 @@ def test_compact_counts(count: float, text: str) -> None:
         (3.5, "EUR", "€3.50"),
         (1.2, "CHF", "1.20 CHF"),
         (-0.5, "USD", "-$0.50"),
+        (0.000026, "USD", "$0.000026"),
+        (0.0099, "USD", "$0.0099"),
+        (0.00001234, "EUR", "€0.000012"),
+        (0, "USD", "$0.00"),
+        (1234.5, "USD", "$1,234.50"),
     ],
 )
 def test_money_respects_the_currency(amount: float, currency: str, text: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,12 @@ async def answer(request: web.Request) -> web.StreamResponse:
         return web.json_response({"quota": 5})
     if kind == "echo-key":
         return web.json_response({"key": KEY, "cost": {"limit": 1, "used": 0}})
+    if kind == "echo-fields":
+        tokens = {"limit": 10, "used": 1, "resets_at": f"Bearer {KEY}"}
+        return web.json_response({"tokens": tokens, "cost": {"currency": KEY, "limit": 1, "used": 0, "resets_at": KEY}})
+    if kind == "odd-fields":
+        tokens = {"limit": 10, "used": 1, "resets_at": "2026-12-01T02:00:00+02:00"}
+        return web.json_response({"tokens": tokens, "cost": {"currency": "eur", "limit": 1, "used": 0}})
     raise web.HTTPNotFound()
 
 
@@ -118,6 +125,25 @@ async def test_every_failure_has_its_contract_message_without_the_key(server: st
     assert KEY not in repr(caught.value)
 
 
+async def test_strings_a_source_echoes_are_validated_and_never_carry_the_key(server: str) -> None:
+    echoed = await fetch(server, "echo-fields")
+    assert KEY not in json.dumps(echoed.as_dict())
+    assert echoed.cost is not None and echoed.cost.currency == "XXX" and echoed.cost.resets_at is None
+    assert echoed.tokens is not None and echoed.tokens.resets_at is None
+    odd = await fetch(server, "odd-fields")
+    assert odd.cost is not None and odd.cost.currency == "EUR"
+    assert odd.tokens is not None and odd.tokens.resets_at == "2026-12-01T00:00:00Z"
+
+
+async def test_a_connection_failure_says_so_without_the_key_or_the_url() -> None:
+    with socket.socket() as sock:  # a port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(QuotaFetchError) as caught:
+        await fetch(f"http://127.0.0.1:{port}/", "quota")
+    assert str(caught.value) == "Connection failed"
+
+
 async def test_a_redirect_is_not_followed(server: str) -> None:
     with pytest.raises(QuotaFetchError, match="Redirect rejected"):
         await fetch(server, "redirect")
@@ -160,29 +186,31 @@ def write_auth_json(home: Path, entries: dict[str, Any]) -> None:
     (home / "data" / "auth.json").write_text(json.dumps(entries))
 
 
+def source(source_id: str, base_url: str = "http://x") -> Source:
+    return Source(source_id, base_url, "/quota", "neutral", source_id)
+
+
 def test_key_comes_from_env_first_then_global_config_then_auth_json(home: Path) -> None:
     write_user_config(home, [{"id": "my-gateway", "base_url": "http://x", "api_key": "from-config"}])
     write_auth_json(home, {"my-gateway": {"type": "api", "key": "from-auth"}})
 
     settings = load_settings(environ=environ(home, MY_GATEWAY_API_KEY="from-env"))
     user = read_user_config(settings.user_config_file)
-    assert (resolve_key(settings, "my-gateway", user).key, resolve_key(settings, "my-gateway", user).source) == (
-        "from-env",
-        "env",
-    )
+    from_env = resolve_key(settings, source("my-gateway"), user)
+    assert (from_env.key, from_env.source) == ("from-env", "env")
     settings = load_settings(environ=environ(home))
-    assert resolve_key(settings, "my-gateway", user).source == "config"
-    assert resolve_key(settings, "my-gateway", user).key == "from-config"
-    assert resolve_key(settings, "my-gateway", []).source == "auth.json"
-    assert resolve_key(settings, "my-gateway", []).key == "from-auth"
-    missing = resolve_key(settings, "other", user)
+    assert resolve_key(settings, source("my-gateway"), user).source == "config"
+    assert resolve_key(settings, source("my-gateway"), user).key == "from-config"
+    assert resolve_key(settings, source("my-gateway"), []).source == "auth.json"
+    assert resolve_key(settings, source("my-gateway"), []).key == "from-auth"
+    missing = resolve_key(settings, source("other"), user)
     assert (missing.key, missing.source) == (None, "(none)")
     assert missing.checked == (
         "env:OTHER_API_KEY",
         str(home / "config" / "anygate" / "config.yaml"),
         str(home / "data" / "auth.json"),
     )
-    assert "from-" not in repr(missing) + repr(resolve_key(settings, "my-gateway", user))
+    assert "from-" not in repr(missing) + repr(resolve_key(settings, source("my-gateway"), user))
 
 
 def test_project_local_config_is_not_trusted_for_keys(home: Path, tmp_path: Path) -> None:
@@ -190,15 +218,24 @@ def test_project_local_config_is_not_trusted_for_keys(home: Path, tmp_path: Path
     project.write_text(json.dumps({"quota_sources": [{"id": "gw", "base_url": "http://x", "api_key": "local"}]}))
     settings = load_settings(environ=environ(home, ANYGATE_CONFIG=str(project)))
     assert [s.id for s in settings.quota_sources] == ["gw"]
-    assert resolve_key(settings, "gw", []).source == "(none)"
+    assert resolve_key(settings, source("gw"), []).source == "(none)"
+
+
+def test_a_global_key_goes_only_to_the_base_url_of_its_own_entry(home: Path) -> None:
+    write_user_config(home, [{"id": "gw", "base_url": "http://global.example/v1/", "api_key": "from-config"}])
+    settings = load_settings(environ=environ(home))
+    user = read_user_config(settings.user_config_file)
+    assert resolve_key(settings, source("gw", "http://global.example/v1"), user).source == "config"
+    elsewhere = resolve_key(settings, source("gw", "http://project.example/v1"), user)
+    assert (elsewhere.key, elsewhere.source) == (None, "(none)")
 
 
 def test_auth_json_entries_of_other_types_or_broken_files_give_no_key(home: Path) -> None:
     settings = load_settings(environ=environ(home))
     write_auth_json(home, {"gw": {"type": "oauth", "key": "x"}})
-    assert resolve_key(settings, "gw", []).key is None
+    assert resolve_key(settings, source("gw"), []).key is None
     (home / "data" / "auth.json").write_text("{not json")
-    assert resolve_key(settings, "gw", []).key is None
+    assert resolve_key(settings, source("gw"), []).key is None
 
 
 def test_status_reports_sources_and_key_origin_never_the_key(home: Path) -> None:
@@ -280,6 +317,28 @@ def test_cli_polls_every_source_and_never_prints_a_key(home: Path, upstream: Fak
     assert "secret" not in as_json.output
 
 
+def test_a_project_config_reusing_a_global_id_never_receives_the_global_key(
+    home: Path, upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``.env`` in the working directory names a project file whose source has the id of a global one."""
+    monkeypatch.chdir(tmp_path)
+    global_url = "http://global-gateway.invalid/v1"
+    write_user_config(home, [{"id": "campus", "base_url": global_url, "api_key": "sk-global-secret"}])
+    project = tmp_path / "project.yaml"
+    project.write_text(json.dumps({"quota_sources": [{"id": "campus", "base_url": upstream.base_url}]}))
+    (tmp_path / ".env").write_text(f"ANYGATE_CONFIG={project}\n")
+    result = CliRunner().invoke(cli_app, ["quota"], env=cli_env(home))
+    assert result.exit_code == 0, result.output
+    assert "skipped: no API key" in result.output
+    assert all("sk-global-secret" not in str(r.headers) for r in upstream.requests)
+    status = CliRunner().invoke(cli_app, ["quota", "status", "--json"], env=cli_env(home))
+    assert json.loads(status.output)[0]["api_key_source"] == "(none)"
+    # A key from the environment follows the contract: it goes to the source the config names.
+    with_env = CliRunner().invoke(cli_app, ["quota"], env=cli_env(home, CAMPUS_API_KEY="sk-env-campus"))
+    assert "95% left" in with_env.output
+    assert upstream.requests[-1].headers["authorization"] == "Bearer sk-env-campus"
+
+
 def test_cli_status(home: Path) -> None:
     write_user_config(home, [{"id": "campus", "base_url": "http://campus/v1", "api_key": "sk-config-secret"}])
     result = CliRunner().invoke(cli_app, ["quota", "status"], env=cli_env(home))
@@ -292,6 +351,16 @@ def test_cli_status(home: Path) -> None:
     assert "secret" not in result.output
     as_json = json.loads(CliRunner().invoke(cli_app, ["quota", "status", "--json"], env=cli_env(home)).output)
     assert as_json[0]["api_key_source"] == "config"
+
+
+def test_cli_status_keeps_long_paths_on_one_line_in_80_columns(tmp_path: Path) -> None:
+    deep = tmp_path / ("a-rather-long-directory-name-" * 4)
+    (deep / "config" / "anygate").mkdir(parents=True)
+    (deep / "data").mkdir()
+    write_user_config(deep, [{"id": "campus", "base_url": "http://campus/v1"}])
+    result = CliRunner().invoke(cli_app, ["quota", "status"], env={**cli_env(deep), "COLUMNS": "80"})
+    line = next(line for line in result.output.splitlines() if "api_key_checked_paths" in line)
+    assert line.endswith(str(deep / "data" / "auth.json")), result.output
 
 
 async def test_poll_sources_skips_sources_without_a_key(home: Path, server: str) -> None:

@@ -28,6 +28,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from .openai_bodies import (
+    CREATED,
     Turn,
     Usage,
     chat_chunks,
@@ -80,6 +81,7 @@ class Reply:
     hang_after_events: int | None = None  # 0: headers sent, then nothing
     reset_before_headers: bool = False  # reset the TCP connection (RST) with no response
     reset_after_events: int | None = None  # reset the TCP connection after K events
+    stable: bool = False  # the same id and "created" for every answer: two runs give the same bytes
 
     def __repr__(self) -> str:
         default = Reply()
@@ -172,6 +174,9 @@ class FakeUpstream:
         self.models: list[str | Mapping[str, Any]] = list(models)
         self.has_models_endpoint = has_models_endpoint
         self.has_tags_endpoint = has_tags_endpoint
+        # Top-level request fields refused with 400 "Unrecognized request argument supplied: <field>",
+        # as strict OpenAI-compatible servers do (e.g. {"stream_options"}).
+        self.rejected_fields: set[str] = set()
         self.quota: dict[str, Any] = default_quota()
         self.key_info: dict[str, Any] = default_key_info()
         self.requests: list[RecordedRequest] = []
@@ -293,6 +298,10 @@ class FakeUpstream:
         parsed = _parse_json(raw)
         headers = {name.lower(): value for name, value in request.headers.items()}
         self.requests.append(RecordedRequest(request.method, request.path, dict(request.query), headers, raw, parsed))
+        refused = self._refused_field(parsed)
+        if refused is not None:
+            error = {"message": f"Unrecognized request argument supplied: {refused}", "type": "invalid_request_error"}
+            return web.json_response({"error": {**error, "param": None, "code": None}}, status=400)
         reply = self._next_reply(request.path)
         request[REPLY] = reply
         request[TURN] = self._turn(reply, parsed)
@@ -303,10 +312,17 @@ class FakeUpstream:
                 self.disconnects += 1
             raise
 
+    def _refused_field(self, parsed: Any) -> str | None:
+        if not self.rejected_fields or not isinstance(parsed, dict):
+            return None
+        return next((name for name in sorted(self.rejected_fields) if name in parsed), None)
+
     def _turn(self, reply: Reply, parsed: Any) -> Turn:
+        number = next(self._counter)
         return Turn(
             body=parsed if isinstance(parsed, dict) else {},
-            number=next(self._counter),
+            number=0 if reply.stable else number,
+            created=CREATED if reply.stable else None,
             content=self.content if reply.content is None else reply.content,
             chunks=reply.chunks or self.chunks,
             usage=reply.usage or self.usage,

@@ -60,6 +60,7 @@ class Turn:
     finish_reason: str = "stop"
     omit_usage: bool = False
     stream: bool | None = None  # None follows the request's "stream" flag
+    created: int | None = None  # None: now
 
     @property
     def model(self) -> str:
@@ -158,7 +159,7 @@ def envelope(turn: Turn, kind: str, choices: list[dict[str, Any]]) -> dict[str, 
     body = {
         "id": f"{prefix}-fake-{turn.number}",
         "object": kind,
-        "created": int(time.time()),
+        "created": int(time.time()) if turn.created is None else turn.created,
         "model": turn.model,
         "system_fingerprint": "fp_fake",
         "choices": choices,

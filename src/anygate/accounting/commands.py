@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from anygate.errors import ConfigError
-from anygate.settings import load_settings
+from anygate.quota.display import money
+from anygate.settings import Settings, load_settings
 
 # The ledger's modules (SQLAlchemy) load when the command runs, so that ``anygate --help`` stays light.
 GROUPS = ("day", "key", "model", "provider", "user")
@@ -64,12 +65,34 @@ def usage(
     if as_csv_output:
         typer.echo(as_csv(rows, groups), nl=False)
         return
+    names = asyncio.run(display_names(settings)) if {"key", "user"} & set(groups) else {}
     table = Table(*groups, *REPORT_FIELDS)
+    for column in table.columns[: len(groups)]:
+        column.overflow = "fold"  # an alias or model name is shown whole, never cut to "key_3f…"
     for row in rows:
         cost = row["cost_usd"]
-        cells = [str(row.get(g) or "") for g in groups]
+        cells = [names.get((g, row.get(g)), str(row.get(g) or "")) for g in groups]
         cells += [str(row[f]) for f in ("requests", "input_tokens", "output_tokens", "estimated_requests")]
-        cells += ["unknown" if cost is None else f"${cost:,.4f}", str(row["unpriced_requests"])]
-        cells.append(f"${row['byok_cost_usd']:,.4f}")
+        cells += ["unknown" if cost is None else money(cost, "USD"), str(row["unpriced_requests"])]
+        cells.append(money(row["byok_cost_usd"] or 0.0, "USD"))
         table.add_row(*cells)
     Console().print(table)
+
+
+async def display_names(settings: Settings) -> dict[tuple[str, Any], str]:
+    """Keys by alias and users by name, from the store (ids stay where the store has none)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from anygate.store.database import Database
+    from anygate.store.keys import KeyStore
+
+    db = Database(settings.resolved_database_url)
+    try:
+        keys = KeyStore(db)
+        names: dict[tuple[str, Any], str] = {("key", k.id): k.alias for k in await keys.list_keys() if k.alias}
+        names.update({("user", u.id): u.name for u in await keys.list_users() if u.name})
+    except SQLAlchemyError:
+        return {}  # a ledger without the store's tables: ids it is
+    finally:
+        await db.close()
+    return names

@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 
 from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope
 from anygate.accounting.limiter import Claim, Grant, Limiter, Rejection
-from anygate.accounting.periods import seconds_until_reset, window_id
+from anygate.accounting.periods import seconds_until_reset
+from anygate.accounting.windows import LedgerWindow, bucket_name, ledger_window
 from anygate.errors import QuotaExceeded, RateLimited
 
 RESERVATION_TTL = 900.0  # a request holding budget longer than this is presumed crashed
@@ -32,6 +33,7 @@ class Ask:
     max_output_tokens: int
     usd: float | None = None
     usd_per_output_token: float | None = None  # lets a USD budget clamp max_tokens too
+    counts_usd: bool = True  # False: paid with the caller's own key (BYOK), never held by a USD budget
 
     @property
     def tokens(self) -> int:
@@ -55,7 +57,7 @@ class Admission:
 
 
 def budget_bucket(scope: Scope, budget: BudgetSpec, now: datetime) -> str:
-    return f"{scope.name}:{budget.period}:{window_id(budget.period, now)}"
+    return bucket_name(scope.kind, scope.id, budget.period, now)
 
 
 def minute_bucket(scope: Scope, now: float) -> str:
@@ -81,9 +83,15 @@ class Enforcer:
         return admission
 
     async def _hold(
-        self, admission: Admission, bucket: str, claims: list[Claim], kind: str, window: float | None
+        self,
+        admission: Admission,
+        bucket: str,
+        claims: list[Claim],
+        kind: str,
+        window: float | None,
+        seed_from: LedgerWindow | None = None,
     ) -> Grant | Rejection:
-        result = await self.limiter.reserve(bucket, claims, RESERVATION_TTL, window)
+        result = await self.limiter.reserve(bucket, claims, RESERVATION_TTL, window, seed_from)
         if isinstance(result, Grant):
             admission.grants.append((result, kind))
         return result
@@ -122,7 +130,10 @@ class Enforcer:
             claims.append(
                 Claim("tokens", budget.tokens, ask.tokens, minimum=ask.prompt_tokens + 1, hard=budget.is_hard)
             )
-        if budget.usd is not None:
+        if budget.usd is not None and not ask.counts_usd:
+            # Nothing held and never refused; a request that ends up paid by anygate's key is still charged.
+            claims.append(Claim("usd", budget.usd, 0.0, hard=False))
+        elif budget.usd is not None:
             least = ask.least_usd
             claims.append(
                 Claim(
@@ -135,7 +146,8 @@ class Enforcer:
             )
         reset_in = seconds_until_reset(budget.period, now)
         window = None if reset_in is None else reset_in + 3600
-        result = await self._hold(admission, budget_bucket(scope, budget, now), claims, "budget", window)
+        seed_from = ledger_window(scope.kind, scope.id, budget.period, now)
+        result = await self._hold(admission, budget_bucket(scope, budget, now), claims, "budget", window, seed_from)
         if isinstance(result, Rejection):
             what = "token" if result.counter == "tokens" else "USD"
             period = "" if budget.period == "none" else f"{budget.period} "

@@ -10,11 +10,14 @@ from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from anygate.accounting.budgets import BudgetSource, scopes_of
+from anygate.accounting.limiter import MemoryLimiter
 from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.accounting.pricing import warm_up
 from anygate.accounting.service import Accounting
 from anygate.accounting.setup import build_accounting
+from anygate.accounting.windows import all_windows
+from anygate.auth import Principal
 
 if TYPE_CHECKING:
     from anygate.api.relay import Exchange
@@ -31,8 +34,14 @@ async def start_accounting(state: AppState, budget_source: BudgetSource | None =
     from anygate.quota.poller import poll_upstream_quotas
 
     engine = state.require_store().db.engine
-    state.accounting = build_accounting(state.settings, state.registry, engine, budget_source or scopes_of)
+
+    def is_byok(principal: Principal, provider_id: str) -> bool:
+        return state.caller_key(principal, provider_id) is not None
+
+    state.accounting = build_accounting(state.settings, state.registry, engine, budget_source or scopes_of, is_byok)
     limiter = state.accounting.enforcer.limiter
+    if isinstance(limiter, MemoryLimiter):
+        limiter.seed(await all_windows(engine))  # a restart resets no budget: counters from the ledger
     if isinstance(limiter, RedisLimiter):
         state.readiness_probes.setdefault("redis", limiter.ping)
     if isinstance(limiter, SqlLimiter):

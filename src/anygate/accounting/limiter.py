@@ -5,7 +5,9 @@ A *bucket* is one budget window (``key:k1:daily:2026-11-21``) holding counters (
 a hard claim is admitted while ``used + reserved + amount <= limit``, or clamped down to what is left when
 at least its ``minimum`` is left; a soft claim is always admitted. ``settle`` replaces a reservation by
 what was actually used; ``release`` drops it. A reservation never settled (its request crashed) expires
-after its ``ttl`` and is reclaimed by the next ``reserve`` on the bucket.
+after its ``ttl`` and is reclaimed by the next ``reserve`` on the bucket. A budget bucket's counters
+start from what the usage ledger holds for its window (``seed_from``; see ``windows``), so a restart
+resets no budget.
 
     backend            where                   atomic by
     MemoryLimiter      one process             the event loop (no await inside a decision)
@@ -19,7 +21,10 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from anygate.accounting.windows import LedgerWindow
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +62,17 @@ class Rejection:
 
 class Limiter(Protocol):
     async def reserve(
-        self, bucket: str, claims: Sequence[Claim], ttl: float, window: float | None = None
+        self,
+        bucket: str,
+        claims: Sequence[Claim],
+        ttl: float,
+        window: float | None = None,
+        seed_from: LedgerWindow | None = None,
     ) -> Grant | Rejection:
-        """Admit every claim or none. ``window``: seconds the bucket lives (None: forever)."""
+        """Admit every claim or none. ``window``: seconds the bucket lives (None: forever).
+
+        ``seed_from``: the ledger rows a new budget bucket starts from (None: it starts from zero).
+        """
 
     async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
         """Replace the reservation by what was used (a reclaimed reservation is still charged)."""
@@ -93,10 +106,20 @@ class MemoryLimiter:
 
     def __init__(self) -> None:
         self._buckets: dict[str, _Bucket] = {}
+        self._seeds: dict[str, dict[str, float]] = {}
         self._now = time.monotonic
 
+    def seed(self, windows: Mapping[str, Mapping[str, float]]) -> None:
+        """What the ledger holds per budget bucket (read at start): a bucket made later starts from it."""
+        self._seeds.update({bucket: dict(used) for bucket, used in windows.items()})
+
     async def reserve(
-        self, bucket: str, claims: Sequence[Claim], ttl: float, window: float | None = None
+        self,
+        bucket: str,
+        claims: Sequence[Claim],
+        ttl: float,
+        window: float | None = None,
+        seed_from: LedgerWindow | None = None,
     ) -> Grant | Rejection:
         now = self._now()
         state = self._bucket(bucket, now, window)
@@ -119,7 +142,8 @@ class MemoryLimiter:
         if state is None or (state.expires_at is not None and state.expires_at <= now):
             if len(self._buckets) > 100_000:
                 self._purge(now)
-            state = self._buckets[bucket] = _Bucket(expires_at=None if window is None else now + window)
+            used = self._seeds.pop(bucket, {})
+            state = self._buckets[bucket] = _Bucket(used, expires_at=None if window is None else now + window)
         return state
 
     def _purge(self, now: float) -> None:
@@ -149,9 +173,12 @@ class MemoryLimiter:
 
     async def usage(self, bucket: str) -> dict[str, float]:
         state = self._buckets.get(bucket)
-        if state is None or (state.expires_at is not None and state.expires_at <= self._now()):
+        if state is None:
+            return dict(self._seeds.get(bucket, {}))
+        if state.expires_at is not None and state.expires_at <= self._now():
             return {}
         return dict(state.used)
 
     async def close(self) -> None:
         self._buckets.clear()
+        self._seeds.clear()

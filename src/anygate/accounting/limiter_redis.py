@@ -4,22 +4,30 @@
     {budget:<id>}:exp   sorted set: reservation token scored by its expiry (server time, ms)
     {budget:<id>}:amt   hash: token -> ``counter=amount;...`` of the reservation
 
-Time is Redis's own (``TIME``), so replicas with skewed clocks agree on expiries.
+Time is Redis's own (``TIME``), so replicas with skewed clocks agree on expiries. Redis may keep nothing
+on disk: a budget bucket found absent is seeded from the usage ledger (``SEED``: set only if still
+absent) before its first reservation, so a Redis restart resets no budget. Settling on a bucket that has
+gone changes nothing (the ledger row of that request seeds it again).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as redis
 
 from anygate.accounting.limiter import Claim, Grant, Rejection, new_token
+from anygate.accounting.windows import LedgerWindow, Seeder
 
-# Reclaim expired reservations of the bucket, then admit all claims or none.
-# KEYS: hash, exp, amt. ARGV: token, ttl_ms, window_ms (0: none), then per claim:
-# counter, limit, amount, minimum (-1: none), hard (1|0).
+# Reclaim expired reservations of the bucket, then admit all claims or none; {2} when the bucket must be
+# seeded first. KEYS: hash, exp, amt. ARGV: token, ttl_ms, window_ms (0: none), seeded (1: must exist),
+# then per claim: counter, limit, amount, minimum (-1: none), hard (1|0).
 RESERVE = """
+if ARGV[4] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
+  return {2}
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for _, tok in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
@@ -34,7 +42,7 @@ for _, tok in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
 end
 local granted = {}
 local parts = {}
-local i = 4
+local i = 5
 while i <= #ARGV do
   local c, limit, amount = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local minimum, hard = tonumber(ARGV[i + 3]), ARGV[i + 4] == '1'
@@ -69,8 +77,28 @@ end
 return {1, unpack(granted)}
 """
 
-# Drop the reservation (if not reclaimed already) and add what was used. ARGV: token, counter, amount, ...
+# A bucket absent (never made, or lost with a Redis restart) starts from the ledger's count, unless another
+# replica seeded it first. KEYS: hash. ARGV: window_ms (0: none), then counter, used, ...
+SEED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'seeded', '1')
+for i = 2, #ARGV, 2 do
+  redis.call('HSET', KEYS[1], 'u:' .. ARGV[i], ARGV[i + 1])
+end
+if tonumber(ARGV[1]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
+# Drop the reservation (if not reclaimed already) and add what was used; nothing on a bucket that has gone.
+# ARGV: token, counter, amount, ...
 SETTLE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
 local held = redis.call('HGET', KEYS[3], ARGV[1])
 if held then
   for c, a in string.gmatch(held, '([^=;]+)=([^;]+)') do
@@ -91,35 +119,68 @@ return 1
 class RedisLimiter:
     """Buckets shared by every replica that talks to the same Redis."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "anygate:") -> None:
+    def __init__(self, client: redis.Redis, prefix: str = "anygate:", seeder: Seeder | None = None) -> None:
         self._redis = client
         self._prefix = prefix
+        self._seeder = seeder
+        self._seeding: dict[str, asyncio.Future[None]] = {}
         self._reserve = client.register_script(RESERVE)
+        self._seed = client.register_script(SEED)
         self._settle = client.register_script(SETTLE)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "anygate:") -> RedisLimiter:
+    def from_url(cls, url: str, prefix: str = "anygate:", seeder: Seeder | None = None) -> RedisLimiter:
         pool = redis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=10, decode_responses=True)
-        return cls(redis.Redis(connection_pool=pool), prefix)
+        return cls(redis.Redis(connection_pool=pool), prefix, seeder)
 
     def keys(self, bucket: str) -> list[str]:
         base = f"{self._prefix}{{budget:{bucket}}}"
         return [base, base + ":exp", base + ":amt"]
 
     async def reserve(
-        self, bucket: str, claims: Sequence[Claim], ttl: float, window: float | None = None
+        self,
+        bucket: str,
+        claims: Sequence[Claim],
+        ttl: float,
+        window: float | None = None,
+        seed_from: LedgerWindow | None = None,
     ) -> Grant | Rejection:
         token = new_token()
-        args: list[Any] = [token, int(ttl * 1000), int(window * 1000) if window else 0]
+        window_ms = int(window * 1000) if window else 0
+        seeded = "1" if seed_from is not None and self._seeder is not None else "0"
+        args: list[Any] = [token, int(ttl * 1000), window_ms, seeded]
         for claim in claims:
             minimum = -1 if claim.minimum is None else claim.minimum
             args += [claim.counter, repr(float(claim.limit)), repr(float(claim.amount)), repr(float(minimum))]
             args.append("1" if claim.hard else "0")
         result = await self._reserve(keys=self.keys(bucket), args=args)
+        if int(result[0]) == 2 and seed_from is not None:
+            await self.seed(bucket, seed_from, window_ms)
+            args[3] = "0"  # seeded now (by this replica or another): reserve whatever happens next
+            result = await self._reserve(keys=self.keys(bucket), args=args)
         if int(result[0]) == 0:
             return Rejection(bucket, str(result[1]), float(result[2]))
         pairs = result[1:]
         return Grant(bucket, token, {str(pairs[i]): float(pairs[i + 1]) for i in range(0, len(pairs), 2)})
+
+    async def seed(self, bucket: str, seed_from: LedgerWindow, window_ms: int) -> None:
+        """Start an absent bucket from the ledger's count of its window (a no-op if it appeared meanwhile).
+
+        Requests arriving together on an absent bucket share one ledger read in this process.
+        """
+        pending = self._seeding.get(bucket)
+        if pending is None:
+            pending = self._seeding[bucket] = asyncio.ensure_future(self._seed_bucket(bucket, seed_from, window_ms))
+            pending.add_done_callback(lambda _: self._seeding.pop(bucket, None))
+        await asyncio.shield(pending)
+
+    async def _seed_bucket(self, bucket: str, seed_from: LedgerWindow, window_ms: int) -> None:
+        assert self._seeder is not None
+        used = await self._seeder(seed_from)
+        args: list[Any] = [window_ms]
+        for counter, amount in used.items():
+            args += [counter, repr(float(amount))]
+        await self._seed(keys=self.keys(bucket)[:1], args=args)
 
     async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
         args: list[Any] = [grant.token]

@@ -4,6 +4,9 @@ Each claim is one conditional ``UPDATE ... SET reserved = reserved + x WHERE use
 PostgreSQL re-checks the condition after waiting for the row lock, SQLite has one writer at a time, so
 concurrent reserves never overrun a limit. A bucket's claims run in one transaction, in counter order.
 This backend costs a database round trip per request: choose it only for multi-worker without Redis.
+Counters persist in the database; a budget bucket's rows, when first made, start from what the usage
+ledger holds for the window (within the same transaction), so switching to this backend mid-period
+resets nothing either.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from anygate.accounting.limiter import Claim, Grant, Rejection, new_token
 from anygate.accounting.tables import limiter_counters as counters
 from anygate.accounting.tables import limiter_reservations as reservations
+from anygate.accounting.windows import LedgerWindow, window_usage
 
 DEADLOCK_ATTEMPTS = 3
 
@@ -36,11 +40,16 @@ class SqlLimiter:
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
 
     async def reserve(
-        self, bucket: str, claims: Sequence[Claim], ttl: float, window: float | None = None
+        self,
+        bucket: str,
+        claims: Sequence[Claim],
+        ttl: float,
+        window: float | None = None,
+        seed_from: LedgerWindow | None = None,
     ) -> Grant | Rejection:
         for attempt in range(DEADLOCK_ATTEMPTS):
             try:
-                return await self._reserve(bucket, claims, ttl, window)
+                return await self._reserve(bucket, claims, ttl, window, seed_from)
             except DBAPIError as exc:
                 # Two reclaims of one bucket's expired reservations may deadlock; PostgreSQL aborts one.
                 if attempt + 1 == DEADLOCK_ATTEMPTS or "deadlock" not in str(exc.orig).lower():
@@ -48,7 +57,7 @@ class SqlLimiter:
         raise AssertionError("unreachable")
 
     async def _reserve(
-        self, bucket: str, claims: Sequence[Claim], ttl: float, window: float | None
+        self, bucket: str, claims: Sequence[Claim], ttl: float, window: float | None, seed_from: LedgerWindow | None
     ) -> Grant | Rejection:
         now = time.time()
         token = new_token()
@@ -56,7 +65,9 @@ class SqlLimiter:
         try:
             async with self._engine.begin() as conn:
                 await self._reclaim(conn, bucket, now)
-                await self._ensure_rows(conn, bucket, [c.counter for c in ordered], window, now)
+                made = await self._ensure_rows(conn, bucket, [c.counter for c in ordered], window, now)
+                if made and seed_from is not None:
+                    await self._seed(conn, bucket, made, seed_from)
                 granted = {c.counter: await self._claim(conn, bucket, c) for c in ordered}
                 rows = [
                     {"token": token, "counter": c, "bucket": bucket, "amount": a, "expires_at": now + ttl}
@@ -86,11 +97,26 @@ class SqlLimiter:
 
     async def _ensure_rows(
         self, conn: AsyncConnection, bucket: str, names: list[str], window: float | None, now: float
-    ) -> None:
+    ) -> list[str]:
+        """Make the bucket's missing counter rows; return the counters made now."""
         expires = None if window is None else now + window
         values = [{"bucket": bucket, "counter": n, "used": 0.0, "reserved": 0.0, "expires_at": expires} for n in names]
-        if values:
-            await conn.execute(self._insert(counters).values(values).on_conflict_do_nothing())
+        if not values:
+            return []
+        statement = self._insert(counters).values(values).on_conflict_do_nothing().returning(counters.c.counter)
+        return [counter for (counter,) in await conn.execute(statement)]
+
+    @staticmethod
+    async def _seed(conn: AsyncConnection, bucket: str, made: list[str], seed_from: LedgerWindow) -> None:
+        """New rows start from the ledger's count (other transactions wait on the rows until commit)."""
+        used = await window_usage(conn, seed_from)
+        for counter in sorted(made):
+            if used.get(counter):
+                await conn.execute(
+                    update(counters)
+                    .where(counters.c.bucket == bucket, counters.c.counter == counter)
+                    .values(used=used[counter])
+                )
 
     async def _claim(self, conn: AsyncConnection, bucket: str, claim: Claim) -> float:
         available: ColumnElement[Any] = literal(claim.limit) - counters.c.used - counters.c.reserved

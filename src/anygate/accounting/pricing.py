@@ -1,7 +1,8 @@
 """What a request cost: configured prices win, then prices the upstream publishes, then genai-prices.
 
 An unknown price is ``None``, never zero: the ledger records the cost as unknown and the admin sees
-which models lack a price. Prices are USD per token; each (provider, model) is looked up once.
+which models lack a price. Prices are USD per token; each (provider, model) is looked up once per model
+list: a discovery refresh of the provider drops its cached lookups.
 """
 
 from __future__ import annotations
@@ -126,9 +127,17 @@ class PriceBook:
         price = self.price(provider_id, model)
         return None if price is None else price.cost(count)
 
-    def forget_discovered(self) -> None:
-        """Drop cached lookups after a model list refresh (configured prices stay)."""
-        self._cache.clear()
+    def forget_discovered(self, provider_id: str | None = None) -> None:
+        """Drop cached lookups after a model list refresh: the provider's, or all (configured prices stay).
+
+        The registry calls this after every discovery, so a price an upstream publishes (or stops
+        publishing) is used from the next request on, and one looked up before discovery is not kept.
+        """
+        if provider_id is None:
+            self._cache.clear()
+            return
+        for key in [key for key in self._cache if key[0] == provider_id]:
+            del self._cache[key]
 
     def unpriced(self) -> list[tuple[str, str]]:
         """The (provider, model) pairs seen so far that have no price."""

@@ -122,11 +122,12 @@ async def report(engine: AsyncEngine, where: UsageFilter, group_by: Sequence[Gro
     return [{str(k): v for k, v in row.items()} for row in rows if row["requests"]]
 
 
-async def unpriced_models(engine: AsyncEngine) -> list[dict[str, Any]]:
-    """Models that were used but have no known price (their cost is recorded as unknown)."""
+async def unpriced_models(engine: AsyncEngine, where: UsageFilter | None = None) -> list[dict[str, Any]]:
+    """Models used by the matching rows that have no known price (their cost is recorded as unknown)."""
+    conditions = (where or UsageFilter()).conditions()
     statement = (
         select(ledger.c.provider_id, ledger.c.model, func.count().label("requests"))
-        .where(ledger.c.cost_usd.is_(None), ledger.c.input_tokens + ledger.c.output_tokens > 0)
+        .where(ledger.c.cost_usd.is_(None), ledger.c.input_tokens + ledger.c.output_tokens > 0, *conditions)
         .group_by(ledger.c.provider_id, ledger.c.model)
         .order_by(ledger.c.provider_id, ledger.c.model)
     )

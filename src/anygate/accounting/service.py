@@ -1,8 +1,9 @@
 """Accounting on the request path: ``before`` a request reaches an upstream, ``after`` it has ended.
 
 ``before`` reserves the caller's budgets and rate limits (429 when refused), clamps ``max_tokens`` to
-what a hard budget has left, and asks the upstream for usage on a stream (``stream_options.include_usage``),
-remembering to strip that extra event when the client did not ask for it. ``after`` takes the usage the
+what a hard budget has left, and asks the upstream for usage on a stream (``stream_options.include_usage``)
+where the provider takes it (``stream_usage``), remembering to strip what that adds when the client did
+not ask for it; the relay resends once without it when an upstream refuses it. ``after`` takes the usage the
 upstream reported (or estimates it, marked estimated), prices it, settles the reservations and hands one
 row to the ledger. Neither touches the database unless the SQL limiter was chosen.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -23,6 +24,7 @@ from anygate.accounting.enforcer import Admission, Ask, Enforcer
 from anygate.accounting.estimate import completion_text, estimate, estimate_prompt, stream_text
 from anygate.accounting.ledger import Ledger, UsageRow
 from anygate.accounting.pricing import PriceBook
+from anygate.accounting.stream_usage import REFUSING_STATUSES, StreamUsagePolicy, strip_null_usage
 from anygate.accounting.usage import (
     TokenCount,
     count_of,
@@ -31,8 +33,9 @@ from anygate.accounting.usage import (
     wants_stream_usage,
     with_stream_usage,
 )
-from anygate.api.rewrite import add_members
-from anygate.errors import ServiceUnavailable
+from anygate.api.rewrite import add_members, replace_model
+from anygate.auth import Principal
+from anygate.errors import PriceUnknown, ServiceUnavailable
 
 if TYPE_CHECKING:
     from anygate.api.relay import Exchange
@@ -58,6 +61,9 @@ OUTPUT_LIMIT_FIELDS = {
     "responses": ("max_output_tokens",),
 }
 STREAM_USAGE_ROUTES = frozenset({"chat/completions", "completions"})
+PRICED_ROUTES = frozenset({*OUTPUT_LIMIT_FIELDS, "embeddings"})  # what a USD budget pays for
+ROUTE_LENGTH = 32  # the ledger's route column
+CLIENT_CLOSED = 499  # the status recorded for a client that disconnected
 
 
 @dataclass(slots=True)
@@ -67,7 +73,9 @@ class Metering:
     payload: dict[str, Any]
     route: str
     admission: Admission | None = None
-    strip_usage_event: bool = False
+    strip_usage_event: bool = False  # anygate asked for stream usage the client did not ask for
+    body: bytes = b""  # the client's own bytes, and what anygate added to them
+    changes: dict[str, Any] = field(default_factory=dict)
     kept_events: list[bytes] = field(default_factory=list)
     kept_bytes: int = 0
     unreported_body: bytes | None = None
@@ -89,14 +97,33 @@ def output_limit(route: str, payload: dict[str, Any]) -> tuple[str | None, int |
     return (fields[-1] if fields else None), None
 
 
+ByokCheck = Callable[[Principal, str], bool]
+
+
+def never_byok(principal: Principal, provider_id: str) -> bool:
+    return False
+
+
 class Accounting:
+    """``is_byok(principal, provider_id)``: whether the caller pays that provider with its own key."""
+
     def __init__(
-        self, enforcer: Enforcer, ledger: Ledger | None, prices: PriceBook, budget_source: BudgetSource
+        self,
+        enforcer: Enforcer,
+        ledger: Ledger | None,
+        prices: PriceBook,
+        budget_source: BudgetSource,
+        is_byok: ByokCheck = never_byok,
+        refuse_unpriced: bool = True,
+        stream_usage: StreamUsagePolicy | None = None,
     ) -> None:
         self.enforcer = enforcer
         self.ledger = ledger
         self.prices = prices
         self.budget_source = budget_source
+        self.is_byok = is_byok
+        self.refuse_unpriced = refuse_unpriced
+        self.stream_usage = stream_usage or StreamUsagePolicy(lambda provider_id: None)
 
     # ------------------------------------------------------------------------------ before
 
@@ -113,7 +140,7 @@ class Accounting:
         ``endpoint`` is the upstream endpoint (``chat/completions``...) when the route does not say it.
         """
         route = endpoint or exchange.route
-        metering = Metering(payload, route)
+        metering = Metering(payload, route, body=body)
         exchange.metering = metering
         changes: dict[str, Any] = {}
         scopes = self.budget_source(exchange.principal)
@@ -128,12 +155,45 @@ class Accounting:
             clamp = metering.admission.max_tokens
             if clamp is not None and field_name is not None and (asked is None or clamp < asked):
                 changes[field_name] = clamp
-        if exchange.stream and route in STREAM_USAGE_ROUTES and not wants_stream_usage(payload):
+        if self.asks_stream_usage(exchange, route, payload, target):
             changes["stream_options"] = with_stream_usage(payload)["stream_options"]
             metering.strip_usage_event = True
         if not changes:
             return body, payload
+        metering.changes = changes
         return add_members(body, payload, changes), {**payload, **changes}
+
+    def asks_stream_usage(
+        self, exchange: Exchange, route: str, payload: dict[str, Any], target: ModelRef | None
+    ) -> bool:
+        if not exchange.stream or route not in STREAM_USAGE_ROUTES or wants_stream_usage(payload):
+            return False
+        return self.stream_usage.asks(target.provider_id if target is not None else None)
+
+    # ------------------------------------------------------------------------------ an upstream refusing it
+
+    @staticmethod
+    def refused_stream_usage(exchange: Exchange, status: int) -> bool:
+        """Whether this error answer may be the upstream refusing the ``stream_options`` anygate added."""
+        metering = exchange.metering
+        return metering is not None and metering.strip_usage_event and status in REFUSING_STATUSES
+
+    @staticmethod
+    def body_without_stream_usage(exchange: Exchange, model: str | None) -> bytes:
+        """The request as the client sent it plus anygate's other changes; ``model`` rewritten if given."""
+        metering = exchange.metering
+        assert metering is not None
+        changes = {name: value for name, value in metering.changes.items() if name != "stream_options"}
+        body = add_members(metering.body, metering.payload, changes) if changes else metering.body
+        payload = {**metering.payload, **changes}
+        return replace_model(body, payload, model) if model is not None and model != payload.get("model") else body
+
+    def answered_without_stream_usage(self, exchange: Exchange, provider_id: str, status: int) -> None:
+        """After the resend: an upstream that answers now refused the field; it is not asked again."""
+        if status < 400 and exchange.metering is not None:
+            exchange.metering.strip_usage_event = False  # nothing anygate added is in this stream
+            self.stream_usage.refused(provider_id)
+            log.info("provider refused stream_options; not asked again", extra={"fields": {"provider": provider_id}})
 
     def ask(
         self,
@@ -151,14 +211,29 @@ class Accounting:
         prompt = estimate_prompt(payload, exchange.requested_model) if counts_tokens else 0
         generates = route in OUTPUT_LIMIT_FIELDS
         output = (asked or DEFAULT_OUTPUT_RESERVE) if generates else 0
-        if target is None or not any(s.budget is not None and s.budget.usd is not None for s in scopes):
+        usd_budgets = [s for s in scopes if s.budget is not None and s.budget.usd is not None]
+        if target is None or not usd_budgets:
             return Ask(prompt, output)
+        if self.is_byok(exchange.principal, target.provider_id):
+            return Ask(prompt, output, counts_usd=False)  # the caller's own key pays: tokens only
         price = self.prices.price(target.provider_id, target.model)
         if price is None:
+            self.refuse_unpriced_model(route, target, usd_budgets)
             return Ask(prompt, output)
         if not counts_tokens:
             prompt = estimate_prompt(payload, exchange.requested_model)
         return Ask(prompt, output, price.cost(TokenCount(prompt, output)), price.output)
+
+    def refuse_unpriced_model(self, route: str, target: ModelRef, usd_budgets: Sequence[Scope]) -> None:
+        """A hard USD budget cannot hold a request whose cost is unknown: refuse it, unless allowed."""
+        hard = next((s for s in usd_budgets if s.budget is not None and s.budget.is_hard), None)
+        if hard is None or not self.refuse_unpriced or route not in PRICED_ROUTES or not target.model:
+            return
+        raise PriceUnknown(
+            f"Model '{target.model}' of provider '{target.provider_id}' has no known price, and this "
+            f"{hard.kind} has a hard USD budget: ask an admin to configure its price",
+            param="model",
+        )
 
     # ------------------------------------------------------------------------------ after
 
@@ -168,7 +243,8 @@ class Accounting:
         if reported is not None:
             return reported
         metering = exchange.metering
-        if metering is None or exchange.first_byte_at is None or exchange.status >= 400:
+        failed = exchange.status >= 400 and exchange.status != CLIENT_CLOSED  # a client that left still pays
+        if metering is None or exchange.first_byte_at is None or failed:
             return TokenCount(0, 0)
         if metering.unreported_body is not None:
             generated = completion_text(metering.unreported_body)
@@ -195,12 +271,15 @@ class Accounting:
     @staticmethod
     def row(exchange: Exchange, count: TokenCount, cost: float | None, finished: float) -> UsageRow:
         started = exchange.started
+        route = exchange.route
+        if route == "proxy" and exchange.metering is not None:
+            route = f"proxy:{exchange.metering.route}"  # the endpoint passed through: proxy:chat/completions
         return UsageRow(
             request_id=exchange.request_id,
             created_at=time.time(),
             key_id=exchange.principal.key_id,
             user_id=exchange.principal.user_id,
-            route=exchange.route,
+            route=route[:ROUTE_LENGTH],
             provider_id=exchange.provider_id,
             model=exchange.model,
             input_tokens=count.input,
@@ -222,17 +301,22 @@ class Accounting:
 def tap_stream(exchange: Exchange, events: list[bytes]) -> list[bytes]:
     """Take usage from a stream's events; return the events for the client.
 
-    Only events whose ``usage`` is an object are parsed. The usage-only event anygate asked for is
-    dropped when the client did not ask for it; until usage arrives, events are kept for an estimate.
+    Only events whose ``usage`` is an object are parsed. When anygate asked for usage and the client
+    did not, what that added is removed: the usage-only event, and ``"usage":null`` in every chunk
+    (``stream_usage.strip_null_usage``), so the client gets the bytes it would have got without it.
+    Until usage arrives, events are kept for an estimate.
     """
     metering = exchange.metering
-    forwarded = events
+    strip = metering is not None and metering.strip_usage_event
+    forwarded = [] if strip else events
     for event in events:
         usage = event_usage(event)
         if usage is not None:
             exchange.usage = usage
-            if metering is not None and metering.strip_usage_event and is_usage_only_event(event):
-                forwarded = [e for e in forwarded if e is not event]
+            if strip and is_usage_only_event(event):
+                continue
         elif exchange.usage is None and metering is not None:
             metering.keep(event)
+        if strip:
+            forwarded.append(strip_null_usage(event) if b'"usage"' in event else event)
     return forwarded

@@ -11,7 +11,9 @@ from anygate.accounting.limiter import Limiter, MemoryLimiter
 from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.accounting.pricing import MILLION, Price, PriceBook
-from anygate.accounting.service import Accounting
+from anygate.accounting.service import Accounting, ByokCheck, never_byok
+from anygate.accounting.stream_usage import StreamUsagePolicy
+from anygate.accounting.windows import engine_seeder
 from anygate.registry import ProviderRegistry
 from anygate.settings import Settings
 
@@ -51,7 +53,9 @@ def price_book(settings: Settings, registry: ProviderRegistry) -> PriceBook:
         runtime = registry.find(provider_id)
         return runtime.config.type if runtime is not None else None
 
-    return PriceBook(configured_prices(settings), discovered, provider_type)
+    book = PriceBook(configured_prices(settings), discovered, provider_type)
+    registry.discovery_listeners.append(book.forget_discovered)
+    return book
 
 
 def make_limiter(settings: Settings, engine: AsyncEngine) -> Limiter:
@@ -59,15 +63,27 @@ def make_limiter(settings: Settings, engine: AsyncEngine) -> Limiter:
     if backend == "redis":
         if not settings.redis_url:
             raise ValueError("limiter 'redis' needs ANYGATE_REDIS_URL")
-        return RedisLimiter.from_url(settings.redis_url)
+        return RedisLimiter.from_url(settings.redis_url, seeder=engine_seeder(engine))
     if backend == "sql":
         return SqlLimiter(engine)
     return MemoryLimiter()
 
 
 def build_accounting(
-    settings: Settings, registry: ProviderRegistry, engine: AsyncEngine, budget_source: BudgetSource = scopes_of
+    settings: Settings,
+    registry: ProviderRegistry,
+    engine: AsyncEngine,
+    budget_source: BudgetSource = scopes_of,
+    is_byok: ByokCheck = never_byok,
 ) -> Accounting:
     """Accounting on the store's engine: its tables come from the store's migrations (0002_accounting)."""
     ledger = Ledger(engine, interval=settings.ledger_interval)
-    return Accounting(Enforcer(make_limiter(settings, engine)), ledger, price_book(settings, registry), budget_source)
+    return Accounting(
+        Enforcer(make_limiter(settings, engine)),
+        ledger,
+        price_book(settings, registry),
+        budget_source,
+        is_byok,
+        refuse_unpriced=not settings.allow_unpriced_under_usd_budget,
+        stream_usage=StreamUsagePolicy(registry.find),
+    )

@@ -3,11 +3,12 @@
 usage_ledger          one row per request that reached (or was refused before) an upstream
 limiter_counters      per bucket and counter: used, reserved (the SQL limiter; multi-worker without Redis)
 limiter_reservations  open reservations, reclaimed when they expire
+quota_polls           per provider: who last claimed the upstream quota poll, and what it found
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Boolean, Column, Float, Index, Integer, MetaData, String, Table
+from sqlalchemy import JSON, Boolean, Column, Float, Index, Integer, MetaData, String, Table
 
 metadata = MetaData()
 
@@ -54,4 +55,13 @@ limiter_reservations = Table(
     Column("amount", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
     Index("ix_limiter_reservations_bucket_expiry", "bucket", "expires_at"),
+)
+
+quota_polls = Table(
+    "quota_polls",
+    metadata,
+    Column("provider_id", String(64), primary_key=True),
+    Column("claimed_at", Float, nullable=False),  # UNIX time of the last claim: one poll a minute in all
+    Column("checked_at", Float, nullable=True),  # when the result below was found
+    Column("result", JSON, nullable=True),  # the provider's quota as /v1/providers shows it
 )

@@ -196,6 +196,8 @@ class Gateway:
                 await send_error(send, error)
         except ClientDisconnected:
             status_holder[0] = 499
+            if exchange is not None:
+                exchange.status = 499  # the ledger and metrics record that the client left
         except Exception:
             log.exception("unhandled error")
             answered = self._has_answered(exchange, status_holder)

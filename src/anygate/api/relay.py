@@ -373,6 +373,15 @@ class Relay:
         response = await client.open(
             request.scope["method"], request.endpoint, body, forwarded_headers(request.scope), timeout, api_key
         )
+        accounting = self.state.accounting
+        if accounting is not None and accounting.refused_stream_usage(exchange, response.status):
+            # Maybe the upstream refuses the stream_options accounting added: once more without them.
+            response.release()
+            body = accounting.body_without_stream_usage(exchange, deployment.model if request.rewrite else None)
+            response = await client.open(
+                request.scope["method"], request.endpoint, body, forwarded_headers(request.scope), timeout, api_key
+            )
+            accounting.answered_without_stream_usage(exchange, runtime.id, response.status)
         try:
             if response.status >= 400:
                 raise UpstreamStatusError(

@@ -15,13 +15,12 @@ import orjson
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from anygate.accounting.enforcer import budget_bucket
-from anygate.accounting.reports import GROUPS, UsageFilter, as_csv, report, spend, unpriced_models
+from anygate.accounting.reports import GROUPS, UsageFilter, as_csv, report, unpriced_models
 from anygate.api.deps import AdminDep, CallerDep, StateDep
 from anygate.api.state import AppState
 from anygate.auth import Principal
 from anygate.errors import InvalidRequest, ServiceUnavailable
-from anygate.quota import shapes
+from anygate.quota import shapes, standing
 
 router = APIRouter(tags=["quota"])
 
@@ -35,33 +34,7 @@ async def key_quota(state: AppState, principal: Principal) -> shapes.KeyQuota:
     accounting = state.accounting
     if accounting is None or accounting.ledger is None:
         raise ServiceUnavailable("Accounting is not running", code="accounting_unavailable")
-    now = datetime.now(UTC)
-    scope = next((s for s in accounting.budget_source(principal) if s.kind == "key"), None)
-    await accounting.ledger.flush()
-    paid, byok = await spend(accounting.ledger.engine, principal.key_id, now)
-    budget = scope.budget if scope is not None else None
-    if budget is not None:
-        used = await accounting.enforcer.limiter.usage(budget_bucket(scope, budget, now))  # type: ignore[arg-type]
-        window_tokens, window_usd = used.get("tokens", 0.0), used.get("usd", 0.0)
-    else:
-        totals = await report(accounting.ledger.engine, UsageFilter(key_id=principal.key_id), [])
-        window_tokens = float(sum(r["input_tokens"] + r["output_tokens"] for r in totals))
-        window_usd = paid.total
-    expires_at = getattr(principal, "expires_at", None)
-    return shapes.KeyQuota(
-        key_id=principal.key_id,
-        label=principal.label,
-        budget=budget,
-        limits=scope.limits if scope is not None else None,
-        window_tokens=window_tokens,
-        window_usd=window_usd,
-        spend=paid,
-        byok=byok,
-        user_id=principal.user_id,
-        models=principal.models,
-        expires_at=expires_at if isinstance(expires_at, int | float) else None,
-        is_admin=principal.is_admin,
-    )
+    return await standing.key_quota(accounting, accounting.ledger, principal)
 
 
 @router.get("/v1/quota")
@@ -120,5 +93,5 @@ async def usage(
         return Response(as_csv(rows, groups), media_type="text/csv; charset=utf-8", headers=headers)
     if format != "json":
         raise InvalidRequest("format must be json or csv", param="format")
-    missing = await unpriced_models(accounting.ledger.engine)
+    missing = await unpriced_models(accounting.ledger.engine, where)
     return json_response({"object": "list", "group_by": groups, "data": rows, "unpriced_models": missing})

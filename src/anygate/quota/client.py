@@ -6,13 +6,15 @@ capped. Every failure is one of a fixed set of messages, none of which can conta
 
 A source's key is looked up in this order (seed 000/001): the environment ``<ID>_API_KEY``, the user's
 global config (``quota_sources[].api_key``; project-local files are not trusted for secrets), then
-``auth.json`` in the data dir (``{"<id>": {"type": "api", "key": "..."}}``).
+``auth.json`` in the data dir (``{"<id>": {"type": "api", "key": "..."}}``). A key from the global config
+goes only to the ``base_url`` that same global entry names: a project file that reuses the id with another
+URL gets no key from it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +24,7 @@ import yaml
 from pydantic import ValidationError
 
 from anygate.catalog import join_url, key_env_name
-from anygate.quota.formats import UNEXPECTED_SHAPE, Quota, QuotaFormat, UnexpectedShape, normalize
+from anygate.quota.formats import NO_CURRENCY, UNEXPECTED_SHAPE, Quota, QuotaFormat, UnexpectedShape, normalize
 from anygate.settings import QuotaSource, Settings
 
 MAX_BODY_BYTES = 262144
@@ -122,7 +124,13 @@ def read_auth_json(path: Path, source_id: str) -> str | None:
     return None
 
 
-def resolve_key(settings: Settings, source_id: str, user_sources: list[QuotaSource]) -> ResolvedKey:
+def same_base_url(one: str, other: str) -> bool:
+    return one.rstrip("/") == other.rstrip("/")
+
+
+def resolve_key(settings: Settings, source: Source, user_sources: list[QuotaSource]) -> ResolvedKey:
+    """``source``'s key and where it came from; a global-config key only for that entry's own base URL."""
+    source_id = source.id
     env_name = key_env_name(source_id)
     config_path, auth_path = settings.user_config_file, auth_json_path(settings)
     checked = (f"env:{env_name}", str(config_path), str(auth_path))
@@ -130,7 +138,9 @@ def resolve_key(settings: Settings, source_id: str, user_sources: list[QuotaSour
     if from_env is not None and from_env.get_secret_value():
         return ResolvedKey(from_env.get_secret_value(), "env", checked)
     for entry in user_sources:
-        if entry.id == source_id and entry.api_key is not None and entry.api_key.get_secret_value():
+        if entry.id != source_id or not same_base_url(entry.base_url, source.base_url):
+            continue
+        if entry.api_key is not None and entry.api_key.get_secret_value():
             return ResolvedKey(entry.api_key.get_secret_value(), "config", checked)
     from_auth = read_auth_json(auth_path, source_id)
     if from_auth is not None:
@@ -150,12 +160,27 @@ async def fetch_quota(
             body = await _get_json(session, source.url, key)
     except TimeoutError:
         raise QuotaFetchError(f"Request timeout after {timeout:g}s") from None
-    except aiohttp.ClientError as exc:
-        raise QuotaFetchError(f"Request failed ({type(exc).__name__})") from None
+    except aiohttp.InvalidURL:
+        raise QuotaFetchError("Invalid URL") from None
+    except aiohttp.ClientError:
+        # Refused, unreachable, reset, DNS: the exception's text may name the URL, never shown.
+        raise QuotaFetchError("Connection failed") from None
     try:
-        return normalize(source.format, body)
+        return without_key(normalize(source.format, body), key)
     except UnexpectedShape:
         raise QuotaFetchError(UNEXPECTED_SHAPE) from None
+
+
+def without_key(quota: Quota, key: str) -> Quota:
+    """The quota with any string holding the key dropped (a source echoing the token never gets it shown)."""
+    tokens, cost = quota.tokens, quota.cost
+    if tokens is not None and tokens.resets_at is not None and key in tokens.resets_at:
+        tokens = replace(tokens, resets_at=None)
+    if cost is not None and cost.resets_at is not None and key in cost.resets_at:
+        cost = replace(cost, resets_at=None)
+    if cost is not None and key in cost.currency:
+        cost = replace(cost, currency=NO_CURRENCY)
+    return Quota(tokens, cost)
 
 
 async def _get_json(session: aiohttp.ClientSession, url: str, key: str) -> Any:
@@ -193,7 +218,7 @@ async def poll_sources(settings: Settings, timeout: float = DEFAULT_TIMEOUT) -> 
     async with aiohttp.ClientSession(trust_env=False) as session:
 
         async def poll(source: Source) -> QuotaResult:
-            resolved = resolve_key(settings, source.id, user_sources)
+            resolved = resolve_key(settings, source, user_sources)
             if resolved.key is None:
                 return QuotaResult(source, skipped=True)
             try:
@@ -209,7 +234,7 @@ def key_status(settings: Settings) -> list[dict[str, Any]]:
     user_sources = read_user_config(settings.user_config_file)
     rows = []
     for source in configured_sources(settings, user_sources):
-        resolved = resolve_key(settings, source.id, user_sources)
+        resolved = resolve_key(settings, source, user_sources)
         rows.append(
             {
                 "provider_id": source.id,

@@ -80,12 +80,13 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     if as_json:
         echo_json(rows)
         return
-    console = Console()
+    console = Console(soft_wrap=True)  # a long path stays on its line, whatever the terminal's width
     for row in rows:
-        console.print(f"[bold]{row['provider_id']}[/bold]", highlight=False)
+        console.print(row["provider_id"], style="bold", highlight=False, markup=False)
         for name in ("provider_id", "quota_path", "api_key_configured", "api_key_source"):
             value = str(row[name]).lower() if isinstance(row[name], bool) else row[name]
             console.print(f"  {name}: {value}", highlight=False, markup=False)
-        console.print(f"  api_key_checked_paths: {', '.join(row['api_key_checked_paths'])}", highlight=False)
+        paths = ", ".join(row["api_key_checked_paths"])
+        console.print(f"  api_key_checked_paths: {paths}", highlight=False, markup=False)
     if not rows:
         console.print("No quota sources configured.")

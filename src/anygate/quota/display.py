@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 
 from anygate.quota.formats import CostBucket, TokenBucket
@@ -20,12 +21,20 @@ def compact(count: float) -> str:
     return f"{sign}{round(count):d}"
 
 
+def amount_text(amount: float) -> str:
+    """``1,234.50``, ``0.42``; under a cent, two significant digits (``0.000026``), never ``0.00``."""
+    value = abs(amount)
+    if value == 0 or value >= 0.01 or not math.isfinite(value):
+        return f"{value:,.2f}"
+    return f"{value:.{1 - math.floor(math.log10(value))}f}"
+
+
 def money(amount: float, currency: str) -> str:
     symbol = CURRENCY_SYMBOLS.get(currency.upper())
     sign = "-" if amount < 0 else ""
     if symbol is not None:
-        return f"{sign}{symbol}{abs(amount):,.2f}"
-    return f"{sign}{abs(amount):,.2f} {currency.upper()}"
+        return f"{sign}{symbol}{amount_text(amount)}"
+    return f"{sign}{amount_text(amount)} {currency.upper()}"
 
 
 def tokens_text(bucket: TokenBucket) -> str:

@@ -4,12 +4,14 @@
     openrouter  {"data": {limit, limit_remaining, limit_reset, usage, usage_daily|weekly|monthly, ...}}
     litellm     {"info": {max_budget, spend, budget_reset_at, ...}}
 
-The normalized result never carries the upstream's ``key`` or ``label`` fields (they may hold a key).
+The normalized result never carries the upstream's ``key`` or ``label`` fields (they may hold a key), and
+the strings it does carry are checked: ``currency`` is a three-letter code, ``resets_at`` a date-time.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -19,6 +21,8 @@ from anygate.accounting.periods import iso_utc, next_reset
 QuotaFormat = Literal["neutral", "openrouter", "litellm"]
 UNEXPECTED_SHAPE = "unexpected shape"
 WINDOWED_USAGE = {"daily": "usage_daily", "weekly": "usage_weekly", "monthly": "usage_monthly"}
+CURRENCY_CODE = re.compile(r"[A-Za-z]{3}")
+NO_CURRENCY = "XXX"  # ISO 4217's code for "no currency": what a source gave that is not a currency code
 
 
 class UnexpectedShape(ValueError):
@@ -68,8 +72,24 @@ def number(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+def currency(value: Any) -> str:
+    """A three-letter currency code (upper-cased); ``USD`` when absent, ``XXX`` when not a code."""
+    if value is None:
+        return "USD"
+    if isinstance(value, str) and CURRENCY_CODE.fullmatch(value):
+        return value.upper()
+    return NO_CURRENCY
+
+
+def moment(value: Any) -> str | None:
+    """An ISO 8601 date-time as ``2026-12-01T00:00:00Z`` (UTC; a naive time is taken as UTC); else None."""
+    if not isinstance(value, str) or not value or len(value) > 64:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return None
+    return iso_utc(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
 
 
 def remaining_of(limit: float | None, used: float | None, given: Any) -> float | None:
@@ -89,17 +109,17 @@ def from_neutral(body: Any) -> Quota:
     if isinstance(tokens, dict):
         limit, used = number(tokens.get("limit")), number(tokens.get("used"))
         bucket = TokenBucket(
-            limit, used, remaining_of(limit, used, tokens.get("remaining")), text(tokens.get("resets_at"))
+            limit, used, remaining_of(limit, used, tokens.get("remaining")), moment(tokens.get("resets_at"))
         )
     money = None
     if isinstance(cost, dict):
         limit, used = number(cost.get("limit")), number(cost.get("used"))
         money = CostBucket(
-            text(cost.get("currency")) or "USD",
+            currency(cost.get("currency")),
             limit,
             used,
             remaining_of(limit, used, cost.get("remaining")),
-            text(cost.get("resets_at")),
+            moment(cost.get("resets_at")),
         )
     return Quota(bucket, money)
 
@@ -133,4 +153,4 @@ def from_litellm(body: Any) -> Quota:
     spend = spend or 0.0
     limit = number(info.get("max_budget"))
     remaining = limit - spend if limit is not None else None
-    return Quota(None, CostBucket("USD", limit, spend, remaining, text(info.get("budget_reset_at"))))
+    return Quota(None, CostBucket("USD", limit, spend, remaining, moment(info.get("budget_reset_at"))))

@@ -1,24 +1,35 @@
-"""Upstream quota: providers that declare ``quota`` are polled in the background, at most once a minute.
+"""Upstream quota: providers that declare ``quota`` are polled in the background, at most once a minute
+per provider across every worker and replica that shares the store's database.
 
-The result is the provider's ``quota`` in ``/v1/providers`` (normalized, with ``checked_at`` and any
-``error``) and the gauge ``anygate_upstream_quota_remaining{provider, unit}``.
+Every ``CHECK_EVERY`` seconds each process looks at each such provider: the one that claims the poll
+(``polls.QuotaPolls``) asks the upstream and stores the answer; the others read the stored answer. The
+result is the provider's ``quota`` in ``/v1/providers`` (normalized, with ``checked_at`` and any
+``error``) and the gauge ``anygate_upstream_quota_remaining{provider, unit}``, on every process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+from sqlalchemy.exc import SQLAlchemyError
 
 from anygate.quota.client import QuotaFetchError, Source, fetch_quota
+from anygate.quota.polls import QuotaPolls
 
 if TYPE_CHECKING:
     from anygate.api.state import AppState
     from anygate.registry import ProviderRuntime
 
+log = logging.getLogger("anygate.quota")
+
 MIN_INTERVAL = 60.0
+CHECK_EVERY = 10.0  # seconds between looks at the shared results
+POLL_IN_PROGRESS = 10.0  # a claim this recent without a result yet: its poll is still running
+RESULT_WAIT = 0.25
 
 
 def source_of(runtime: ProviderRuntime) -> Source | None:
@@ -28,28 +39,63 @@ def source_of(runtime: ProviderRuntime) -> Source | None:
     return Source(config.id, config.base_url, config.quota.path, config.quota.format, config.name or config.id)
 
 
-async def poll_once(state: AppState, session: aiohttp.ClientSession) -> None:
+async def fetch_view(session: aiohttp.ClientSession, source: Source, key: str) -> dict[str, Any]:
+    """What the provider's quota endpoint says, as ``/v1/providers`` shows it."""
+    view: dict[str, Any] = {"path": source.quota_path, "format": source.format, "checked_at": int(time.time())}
+    try:
+        quota = await fetch_quota(session, source, key)
+    except QuotaFetchError as exc:
+        view["error"] = str(exc)
+    else:
+        view.update(quota.as_dict())
+    return view
+
+
+def show(state: AppState, runtime: ProviderRuntime, view: dict[str, Any]) -> None:
+    runtime.quota = view
+    for unit, bucket in (("tokens", view.get("tokens")), ("usd", view.get("cost"))):
+        remaining = bucket.get("remaining") if isinstance(bucket, dict) else None
+        if isinstance(remaining, int | float):
+            state.metrics.quota_remaining.labels(runtime.id, unit).set(remaining)
+
+
+async def shared_result(polls: QuotaPolls, provider_id: str) -> dict[str, Any] | None:
+    """Another process's last answer; one still being fetched is waited for a few seconds."""
+    while True:
+        found = await polls.read(provider_id)
+        if found is None:
+            return None
+        claimed_at, checked_at, result = found
+        done = checked_at is not None and checked_at >= claimed_at
+        if done or time.time() - claimed_at > POLL_IN_PROGRESS:
+            return result
+        await asyncio.sleep(RESULT_WAIT)
+
+
+async def poll_once(state: AppState, session: aiohttp.ClientSession, polls: QuotaPolls, interval: float) -> None:
     for runtime in list(state.registry.runtimes.values()):
         source = source_of(runtime)
         key = state.settings.provider_key(runtime.config)
         if source is None or key is None:
             continue
-        view: dict[str, Any] = {"path": source.quota_path, "format": source.format, "checked_at": int(time.time())}
-        try:
-            quota = await fetch_quota(session, source, key)
-        except QuotaFetchError as exc:
-            view["error"] = str(exc)
+        now = time.time()
+        view: dict[str, Any] | None
+        if await polls.claim(runtime.id, now, interval):
+            view = await fetch_view(session, source, key)
+            await polls.store(runtime.id, view, now)
         else:
-            view.update(quota.as_dict())
-            for unit, bucket in (("tokens", quota.tokens), ("usd", quota.cost)):
-                if bucket is not None and bucket.remaining is not None:
-                    state.metrics.quota_remaining.labels(runtime.id, unit).set(bucket.remaining)
-        runtime.quota = view
+            view = await shared_result(polls, runtime.id)
+        if view is not None:
+            show(state, runtime, view)
 
 
 async def poll_upstream_quotas(state: AppState) -> None:
     interval = max(MIN_INTERVAL, state.settings.quota_poll_interval)
+    polls = QuotaPolls(state.require_store().db.engine)
     async with aiohttp.ClientSession(trust_env=False) as session:
         while True:
-            await poll_once(state, session)
-            await asyncio.sleep(interval)
+            try:
+                await poll_once(state, session, polls, interval)
+            except SQLAlchemyError:
+                log.exception("upstream quota polls: the store's database failed; trying again later")
+            await asyncio.sleep(CHECK_EVERY)

@@ -1,6 +1,8 @@
 """The quota of a calling key in the three shapes anygate serves: neutral, OpenRouter and LiteLLM.
 
-Pure functions of a ``KeyQuota`` (the key's budget, what its window used, spend from the ledger).
+Pure functions of a ``KeyQuota``: per unit (tokens, USD) the budget that binds the key, and what that
+budget's window used; spend windows from the ledger. The three shapes agree: a unit's ``limit``,
+``remaining`` and reset time are the same wherever they appear.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from anygate.accounting.budgets import BudgetSpec, LimitSpec
-from anygate.accounting.periods import iso_utc, next_reset
+from anygate.accounting.budgets import LimitSpec
+from anygate.accounting.periods import Period, iso_utc, next_reset
 
 BUDGET_DURATIONS = {"daily": "1d", "weekly": "7d", "monthly": "1mo"}
 
@@ -26,13 +28,30 @@ class Spend:
 
 
 @dataclass(frozen=True, slots=True)
+class Allowance:
+    """One unit of a key's quota: the limit of the budget that binds it (None: unlimited), and what was
+    used in that budget's window. A unit without a limit is counted in the other unit's window."""
+
+    limit: float | None = None
+    used: float = 0.0
+    period: Period = "none"
+    binds: str = "key"  # whose budget it is: "key" or "user"
+
+    @property
+    def remaining(self) -> float | None:
+        return None if self.limit is None else self.limit - self.used
+
+    def resets_at(self, now: datetime) -> str | None:
+        return iso_utc(next_reset(self.period, now))
+
+
+@dataclass(frozen=True, slots=True)
 class KeyQuota:
     key_id: str
     label: str
-    budget: BudgetSpec | None
-    limits: LimitSpec | None
-    window_tokens: float  # used in the budget's current window (all time when no budget)
-    window_usd: float
+    tokens: Allowance = field(default_factory=Allowance)
+    usd: Allowance = field(default_factory=Allowance)
+    limits: LimitSpec | None = None  # the tightest of the key's and its user's rate limits
     spend: Spend = field(default_factory=Spend)
     byok: Spend = field(default_factory=Spend)
     user_id: str | None = None
@@ -41,44 +60,39 @@ class KeyQuota:
     is_admin: bool = False
 
 
-def remaining(limit: float | None, used: float) -> float | None:
-    return None if limit is None else limit - used
-
-
-def resets_at(quota: KeyQuota, now: datetime) -> str | None:
-    return iso_utc(next_reset(quota.budget.period, now)) if quota.budget is not None else None
+def usd_amount(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 def neutral(quota: KeyQuota, now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
-    budget = quota.budget or BudgetSpec()
-    tokens_used = round(quota.window_tokens)
+    tokens, usd = quota.tokens, quota.usd
+    tokens_used = round(tokens.used)
     return {
         "key": quota.label or quota.key_id,
         "tokens": {
-            "limit": budget.tokens,
+            "limit": None if tokens.limit is None else round(tokens.limit),
             "used": tokens_used,
-            "remaining": None if budget.tokens is None else budget.tokens - tokens_used,
-            "resets_at": resets_at(quota, now),
+            "remaining": None if tokens.limit is None else round(tokens.limit) - tokens_used,
+            "resets_at": tokens.resets_at(now),
         },
         "cost": {
             "currency": "USD",
-            "limit": budget.usd,
-            "used": round(quota.window_usd, 6),
-            "remaining": None if budget.usd is None else round(budget.usd - quota.window_usd, 6),
+            "limit": usd.limit,
+            "used": round(usd.used, 6),
+            "remaining": usd_amount(usd.remaining),
         },
     }
 
 
 def openrouter(quota: KeyQuota, now: datetime | None = None) -> dict[str, Any]:
-    budget = quota.budget or BudgetSpec()
-    period = budget.period if budget.period != "none" else None
+    usd = quota.usd
     rpm = quota.limits.rpm if quota.limits is not None else None
     data: dict[str, Any] = {
         "label": quota.label or quota.key_id,
-        "limit": budget.usd,
-        "limit_remaining": None if budget.usd is None else round(budget.usd - quota.window_usd, 6),
-        "limit_reset": period,
+        "limit": usd.limit,
+        "limit_remaining": usd_amount(usd.remaining),
+        "limit_reset": usd.period if usd.limit is not None and usd.period != "none" else None,
         "usage": round(quota.spend.total, 6),
         "usage_daily": round(quota.spend.daily, 6),
         "usage_weekly": round(quota.spend.weekly, 6),
@@ -104,15 +118,16 @@ def openrouter(quota: KeyQuota, now: datetime | None = None) -> dict[str, Any]:
 
 def litellm(quota: KeyQuota, now: datetime | None = None) -> dict[str, Any]:
     now = now or datetime.now(UTC)
-    budget = quota.budget or BudgetSpec()
+    usd = quota.usd
     limits = quota.limits or LimitSpec()
+    budgeted = usd.limit is not None
     info = {
         "key_alias": quota.label or None,
         "key_name": quota.label or quota.key_id,
-        "spend": round(quota.window_usd if quota.budget is not None else quota.spend.total, 6),
-        "max_budget": budget.usd,
-        "budget_duration": BUDGET_DURATIONS.get(budget.period),
-        "budget_reset_at": resets_at(quota, now),
+        "spend": round(usd.used, 6),
+        "max_budget": usd.limit,
+        "budget_duration": BUDGET_DURATIONS.get(usd.period) if budgeted else None,
+        "budget_reset_at": usd.resets_at(now) if budgeted else None,
         "tpm_limit": limits.tpm,
         "rpm_limit": limits.rpm,
         "models": list(quota.models or ()),

@@ -1,0 +1,102 @@
+"""Budget windows as the usage ledger counts them: what a key or user used since its window started.
+
+The ledger is the record that survives: the limiters' counters are rebuilt from it when they are lost.
+
+    one process (memory)   every window of every key and user is read once at start (``all_windows``)
+    Redis                  a budget counter that is absent (Redis restarted, or a new window) is read
+                           from the ledger and set only if still absent, in one Lua script
+    the database (SQL)     a budget counter row is made with what the ledger holds, in its transaction
+
+A window's tokens are input + output of every request; its USD leave out requests paid with the caller's
+own key (BYOK), as settling does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from anygate.accounting.periods import PERIODS, Period, window_id, window_start
+from anygate.accounting.tables import usage_ledger as ledger
+
+ScopeKind = Literal["key", "user"]
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerWindow:
+    """The ledger rows one budget bucket counts: one key's or one user's, since ``start`` (UNIX time)."""
+
+    kind: ScopeKind
+    id: str
+    start: float
+
+
+Seeder = Callable[[LedgerWindow], Awaitable[dict[str, float]]]
+
+
+def bucket_name(kind: ScopeKind, scope_id: str, period: Period, now: datetime) -> str:
+    """``key:k1:daily:2026-11-21``: a budget window's counters, named the same in every limiter."""
+    return f"{kind}:{scope_id}:{period}:{window_id(period, now)}"
+
+
+def ledger_window(kind: ScopeKind, scope_id: str, period: Period, now: datetime) -> LedgerWindow:
+    return LedgerWindow(kind, scope_id, window_start(period, now).timestamp())
+
+
+def _tokens(since: float | None = None) -> ColumnElement[Any]:
+    tokens = ledger.c.input_tokens + ledger.c.output_tokens
+    counted = tokens if since is None else case((ledger.c.created_at >= since, tokens), else_=0)
+    return func.coalesce(func.sum(counted), 0)
+
+
+def _usd(since: float | None = None) -> ColumnElement[Any]:
+    paid = case((ledger.c.byok, 0.0), else_=func.coalesce(ledger.c.cost_usd, 0.0))
+    counted = paid if since is None else case((ledger.c.created_at >= since, paid), else_=0.0)
+    return func.coalesce(func.sum(counted), 0.0)
+
+
+async def window_usage(connection: AsyncConnection, window: LedgerWindow) -> dict[str, float]:
+    """``{"tokens": ..., "usd": ...}`` the ledger holds for one window."""
+    owner = ledger.c.key_id if window.kind == "key" else ledger.c.user_id
+    statement = select(_tokens(), _usd()).where(owner == window.id, ledger.c.created_at >= window.start)
+    tokens, usd = (await connection.execute(statement)).one()
+    return {"tokens": float(tokens), "usd": float(usd)}
+
+
+def engine_seeder(engine: AsyncEngine) -> Seeder:
+    """A Seeder reading the ledger through its own connection (the Redis limiter's)."""
+
+    async def seed(window: LedgerWindow) -> dict[str, float]:
+        async with engine.connect() as connection:
+            return await window_usage(connection, window)
+
+    return seed
+
+
+async def all_windows(engine: AsyncEngine, now: datetime | None = None) -> dict[str, dict[str, float]]:
+    """Every key's and user's usage in its current day, week, month and all time, by bucket name.
+
+    Windows with nothing used are left out (a bucket starts from zero anyway).
+    """
+    now = now or datetime.now(UTC)
+    starts: dict[Period, float] = {p: window_start(p, now).timestamp() for p in PERIODS if p != "none"}
+    sums: list[ColumnElement[Any]] = []
+    for period in PERIODS:
+        since = starts.get(period)
+        sums += [_tokens(since), _usd(since)]
+    found: dict[str, dict[str, float]] = {}
+    async with engine.connect() as connection:
+        kind: ScopeKind
+        for kind, owner in (("key", ledger.c.key_id), ("user", ledger.c.user_id)):
+            statement = select(owner, *sums).where(owner.is_not(None)).group_by(owner)
+            for row in await connection.execute(statement):
+                for index, period in enumerate(PERIODS):
+                    tokens, usd = float(row[1 + 2 * index]), float(row[2 + 2 * index])
+                    if tokens or usd:
+                        found[bucket_name(kind, row[0], period, now)] = {"tokens": tokens, "usd": usd}
+    return found
