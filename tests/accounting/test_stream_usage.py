@@ -137,7 +137,8 @@ def test_the_probe_tests_streaming_and_stream_usage_apart_and_its_finding_is_fol
             base + "/v1/providers/fake/test", json={}, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
         ).json()
         assert probe["streaming"]["ok"] is True
-        assert probe["stream_usage"] == {"ok": False, "error": "Upstream returned HTTP 400"}
+        assert probe["stream_usage"]["ok"] is False
+        assert probe["stream_usage"]["error"].startswith("Upstream returned HTTP 400")
         assert probe["capabilities"]["streaming"] is True and probe["capabilities"]["stream_usage"] is False
         before = len(upstream.requests_to(CHAT))
         with openai.OpenAI(base_url=base + "/v1", api_key=ADMIN_KEY, max_retries=0) as client:
