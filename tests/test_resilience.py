@@ -147,6 +147,15 @@ def test_a_key_that_returns_401_is_skipped_for_the_next_key(upstream: FakeUpstre
     assert len(keys) == 4
 
 
+def test_a_provider_with_only_extra_keys_uses_them_all_and_never_goes_keyless(upstream: FakeUpstream) -> None:
+    provider = fake_provider(upstream, api_key=None, api_keys=["sk-extra-one-0000", "sk-extra-two-0000"])
+    with serve_gateway(gateway_settings(provider)) as gw, gw.sdk() as client:
+        replies = [client.chat.completions.create(**CHAT) for _ in range(8)]
+    assert all(r.choices[0].message.content for r in replies)
+    sent = {r.headers.get("authorization") for r in upstream.requests if r.path.endswith("/chat/completions")}
+    assert sent <= {"Bearer sk-extra-one-0000", "Bearer sk-extra-two-0000"}
+
+
 def test_a_refused_key_is_remembered_without_asking_the_upstream_again(upstream: FakeUpstream) -> None:
     upstream.script(Reply.error(401, "bad key"), path="/v1/chat/completions")
     with serve_gateway(gateway_settings(fake_provider(upstream))) as gw, gw.sdk() as client:

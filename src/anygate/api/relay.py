@@ -204,9 +204,11 @@ class Relay:
     @staticmethod
     def deployments_of(runtime: ProviderRuntime, model: str) -> list[Deployment]:
         config = runtime.config
+        # Key 0 is the provider's own; a provider that has only its extra ``api_keys`` has no key 0 to try.
+        first = 0 if runtime.client.is_configured or not config.api_keys else 1
         return [
             Deployment(runtime.id, model, index, config.weight, config.priority)
-            for index in range(max(1, 1 + len(config.api_keys)))
+            for index in range(first, 1 + len(config.api_keys))
         ]
 
     def request_timeout(self, scope: Scope, exchange: Exchange) -> float | None:
