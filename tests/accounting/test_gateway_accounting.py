@@ -376,6 +376,26 @@ def test_a_client_leaving_mid_stream_is_charged_for_what_was_generated(upstream:
     assert ledger_rows(tmp_path, "status") == [(499,)]  # recorded as the client's leaving, not a 200
 
 
+def test_a_stream_the_upstream_breaks_off_is_charged_for_what_was_generated(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream.script(
+        Reply(chunks=20, content="word " * 20, omit_usage=True, reset_after_events=6), path="/v1/chat/completions"
+    )
+    with (
+        running_gateway(fake_provider_settings(upstream.base_url, tmp_path), *student()) as (base, _),
+        openai.OpenAI(base_url=base + "/v1", api_key=STUDENT, max_retries=0) as client,
+    ):
+        with pytest.raises(openai.APIError):
+            for _ in client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True):
+                pass
+        rows = admin_get(base, "/v1/usage", key="student").json()["data"]
+    assert rows and rows[0]["requests"] == 1
+    assert 1 <= rows[0]["output_tokens"] < 20  # the words that arrived, estimated
+    [(status, estimated)] = ledger_rows(tmp_path, "status, estimated")
+    assert status == 502 and estimated
+
+
 def test_anygate_usage_prints_the_ledger(
     upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

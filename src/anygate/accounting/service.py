@@ -63,7 +63,6 @@ OUTPUT_LIMIT_FIELDS = {
 STREAM_USAGE_ROUTES = frozenset({"chat/completions", "completions"})
 PRICED_ROUTES = frozenset({*OUTPUT_LIMIT_FIELDS, "embeddings"})  # what a USD budget pays for
 ROUTE_LENGTH = 32  # the ledger's route column
-CLIENT_CLOSED = 499  # the status recorded for a client that disconnected
 
 
 @dataclass(slots=True)
@@ -243,8 +242,9 @@ class Accounting:
         if reported is not None:
             return reported
         metering = exchange.metering
-        failed = exchange.status >= 400 and exchange.status != CLIENT_CLOSED  # a client that left still pays
-        if metering is None or exchange.first_byte_at is None or failed:
+        # Nothing reached the client: nothing to charge. Once it has, what was generated is paid for, whether
+        # the stream ended well, the client left (499) or the upstream broke off (502, 504).
+        if metering is None or exchange.first_byte_at is None:
             return TokenCount(0, 0)
         if metering.unreported_body is not None:
             generated = completion_text(metering.unreported_body)
