@@ -329,11 +329,11 @@ def test_the_quota_client_reads_anygates_own_endpoints_in_every_format(
 
 
 def test_prices_an_upstream_publishes_later_are_used_from_the_next_discovery_on(
-    upstream: FakeUpstream, tmp_path: Path
+    open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     settings = fake_provider_settings(upstream.base_url, tmp_path, discovery_interval=0.2)
     with running_gateway(settings, *student()) as (base, gateway):
-        client = openai.OpenAI(base_url=base + "/v1", api_key=STUDENT)
+        client = open_sdk(base_url=base + "/v1", api_key=STUDENT)
         client.chat.completions.create(model=MODEL, messages=MESSAGES)  # no price published yet
         upstream.models = [priced_model("fake-model", "0.000001", "0.000002")]
         runtime = gateway.state.registry.runtimes["fake"]
