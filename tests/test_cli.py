@@ -138,7 +138,7 @@ def test_models_and_the_provider_probe_against_the_upstream() -> None:
         config = write(
             "anygate.yaml",
             f"providers:\n  - id: fake\n    type: custom\n    base_url: {up.base_url}\n    api_key: {SECRET}\n"
-            f"    allow_private_network: true\n    max_retries: 0\n"
+            f"    allow_private_network: true\n    max_retries: 0\n    default_model: other-model\n"
             f"  - id: gone\n    type: custom\n    base_url: http://127.0.0.1:{free_port()}/v1\n"
             f"    allow_private_network: true\n    max_retries: 0\n    auth: none\n",
         )
@@ -162,6 +162,7 @@ def test_models_and_the_provider_probe_against_the_upstream() -> None:
         (True, False),
         (True, True),
     ]
+    assert {r.json["model"] for r in probes} == {"other-model"}  # the provider's default_model is tried
 
 
 # ------------------------------------------------------------------------------------------ serve

@@ -181,7 +181,9 @@ def add_provider_row(table: Table, provider: ProviderConfig, origin: str, key: s
 def providers_test(
     provider_id: str,
     config: ConfigOption = None,
-    model: Annotated[str | None, typer.Option(help="Model to try (default: the first listed).")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model to try (default: the provider's default_model, else the first listed).")
+    ] = None,
 ) -> None:
     """Probe one provider live: model list, a 1-token chat, streaming, usage on streams, embeddings.
 
@@ -199,7 +201,7 @@ def providers_test(
 
     async def probe() -> dict[str, Any]:
         async with OpenAICompatibleProvider.from_config(provider, api_key) as client:
-            return await probe_provider(client, model)
+            return await probe_provider(client, model or provider.default_model)
 
     result = run_async(probe())
     result["capabilities"] = capabilities(result)

@@ -172,7 +172,7 @@ async def test_provider(
     store = state.require_store()
     runtime = state.registry.find(provider_id)
     if runtime is not None:
-        result = await probe_provider(runtime.client, model)
+        result = await probe_provider(runtime.client, model or runtime.config.default_model)
     else:
         found = await store.providers.get(provider_id)
         if found is None:
@@ -180,7 +180,7 @@ async def test_provider(
         stored = found.readable()
         config = ProviderConfig.model_validate(stored.config)
         client = OpenAICompatibleProvider.from_config(config, stored.api_key, state.pool)
-        result = await probe_provider(client, model)
+        result = await probe_provider(client, model or config.default_model)
     result["capabilities"] = capabilities(result)
     await store.providers.save_probe(runtime.id if runtime else provider_id, result)
     await state.store_changed()
