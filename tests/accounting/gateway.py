@@ -6,7 +6,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,11 @@ from anygate.accounting.budgets import BudgetSource
 from anygate.api.app import Gateway, create_app
 from anygate.auth import Principal, hash_key
 from anygate.settings import ProviderConfig, Settings
+from tests.support.waiting import eventually
 
 ADMIN_KEY = "sk-ag-admin-test-key-000000000000"
+
+__all__ = ["ADMIN_KEY", "eventually", "fake_provider_settings", "running_gateway"]
 
 
 def fake_provider_settings(base_url: str, data_dir: Path, **extra: Any) -> Settings:
@@ -32,15 +35,6 @@ def fake_provider_settings(base_url: str, data_dir: Path, **extra: Any) -> Setti
         api_key="sk-upstream-test",
     )
     return Settings(providers=[provider], data_dir=data_dir, admin_key=ADMIN_KEY, **extra)
-
-
-def eventually(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    """Wait until ``check()`` holds (background work in the gateway's thread); fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.05)
 
 
 @contextmanager

@@ -7,7 +7,6 @@ import asyncio
 import os
 import secrets
 import socket
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -17,12 +16,13 @@ import pytest
 
 from anygate.settings import Settings
 from tests.support.gateway import ADMIN_KEY, RunningGateway, serve_gateway
+from tests.support.waiting import eventually
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
 # Read at import: the shared autouse fixture clears ANYGATE_* before each test.
 SERVICES_REQUIRED = os.environ.get("ANYGATE_TEST_REQUIRE_SERVICES") == "1"
 
-__all__ = ["ADMIN_KEY", "PG_SERVER"]
+__all__ = ["ADMIN_KEY", "PG_SERVER", "eventually"]
 
 
 def postgres_reachable() -> bool:
@@ -138,12 +138,3 @@ def require_redis() -> str:
         if SERVICES_REQUIRED:
             pytest.fail("Redis is required (ANYGATE_TEST_REQUIRE_SERVICES=1) but 127.0.0.1:6379 does not answer")
         pytest.skip("Redis is not running on 127.0.0.1:6379")
-
-
-def eventually(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    """Wait until ``check()`` holds (a change travelling between workers); fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.05)
