@@ -106,6 +106,9 @@ def test_a_replica_with_another_secret_key_keeps_keys_in_step_and_says_what_is_w
     mismatch = f"secret key mismatch: key id {key_a_id} unknown"
     with second.client() as admin, second.client(caller["key"]) as http:
         eventually(lambda: http.get("/v1/models").status_code == 200, "the new key works on replica B")
+        eventually(  # the caller's own key is written after the key: it may reach B a poll later
+            lambda: "credentials of " in admin.get("/health/ready").text, "replica B finds the caller's own key"
+        )
         ready = admin.get("/health/ready")
         assert ready.status_code == 503
         assert mismatch in ready.json()["error"]["message"]

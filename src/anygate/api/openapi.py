@@ -3,7 +3,8 @@
 - A bad request is a 400 in the OpenAI error shape (``Error``), never FastAPI's 422.
 - The provider and credential bodies, which their routes read by hand, get real schemas: the provider's
   is made from ``settings.ProviderConfig`` itself, so the document cannot drift from what is accepted.
-- Every route but the health ones needs a key: ``Authorization: Bearer <key>`` (``bearer``).
+- Every route but the health ones and ``/metrics`` needs a key: ``Authorization: Bearer <key>`` (``bearer``).
+  ``/metrics`` needs one too when ``metrics_public`` is false; the document describes the default.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from anygate.api.schemas import CredentialsUpdate
 from anygate.settings import ProviderConfig
 
 REF = "#/components/schemas/{model}"
-PUBLIC_PATHS = ("/health", "/health/ready")
+PUBLIC_PATHS = ("/health", "/health/ready", "/metrics")
 ERROR_SCHEMA: dict[str, Any] = {
     "title": "Error",
     "type": "object",

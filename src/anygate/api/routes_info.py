@@ -25,8 +25,10 @@ async def health() -> dict[str, str]:
 @router.get("/health/ready", tags=["health"])
 async def ready(state: StateDep) -> dict[str, Any]:
     checks = await state.readiness()
-    if not all(check == "ok" for check in checks.values()):
-        raise ServiceUnavailable(f"Not ready: {checks}", code="not_ready")
+    failing = {name: check for name, check in checks.items() if check != "ok"}
+    if failing:
+        problems = "; ".join(f"{name}: {check}" for name, check in failing.items())
+        raise ServiceUnavailable(f"Not ready: {problems}", code="not_ready")
     providers = {
         r.id: {"healthy": r.health.healthy if r.health else None, **state.health.provider_health(r.id)}
         for r in state.registry.runtimes.values()

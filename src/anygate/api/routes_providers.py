@@ -63,8 +63,19 @@ def provider_view(state: AppState, config: ProviderConfig, has_key: bool, origin
         "proxy_endpoints": config.proxy_endpoints,
         "enabled": config.enabled,
         "quota": config.quota.model_dump() if config.quota else None,
+        "stream_usage": config.stream_usage,
+        "via": via_view(config),
     }
     return view
+
+
+def via_view(config: ProviderConfig) -> dict[str, Any] | None:
+    """The gateway a provider goes through, with its token masked."""
+    if config.via is None:
+        return None
+    cloudflare = config.via.cloudflare
+    token = MASK if cloudflare.token is not None else None
+    return {"cloudflare": {"account_id": cloudflare.account_id, "gateway_id": cloudflare.gateway_id, "token": token}}
 
 
 def unavailable_view(stored: StoredProvider) -> dict[str, Any]:
