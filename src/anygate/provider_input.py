@@ -43,13 +43,6 @@ def split_key(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     api_key = spec.pop("api_key", KEEP)
     if api_key is not KEEP and api_key is not None and not isinstance(api_key, str):
         raise InvalidRequest("api_key: must be a string or null", param="api_key", code="invalid_field")
-    via = spec.get("via")
-    if isinstance(via, dict) and isinstance(via.get("cloudflare"), dict) and via["cloudflare"].get("token"):
-        raise InvalidRequest(
-            "via.cloudflare.token: cannot be stored through the API yet; set it in the config file",
-            param="via.cloudflare.token",
-            code="invalid_field",
-        )
     return spec, api_key
 
 
@@ -100,7 +93,20 @@ def merge_provider(stored: dict[str, Any], changes: dict[str, Any]) -> dict[str,
         merged["headers"] = keep_headers(stored.get("headers") or {}, changes["headers"])
     if isinstance(changes.get("api_keys"), list):
         merged["api_keys"] = keep_keys(stored.get("api_keys") or [], changes["api_keys"])
+    if isinstance(changes.get("via"), dict):
+        merged["via"] = keep_via_token(stored.get("via") or {}, changes["via"])
     return merged
+
+
+def keep_via_token(stored: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """``via.cloudflare.token`` sent back as ``"***"`` or ``""`` keeps the stored token."""
+    cloudflare = given.get("cloudflare")
+    if not isinstance(cloudflare, dict) or cloudflare.get("token") not in KEPT:
+        return given
+    stored_token = (stored.get("cloudflare") or {}).get("token")
+    if not stored_token:
+        raise nothing_to_keep("via.cloudflare.token")
+    return {**given, "cloudflare": {**cloudflare, "token": stored_token}}
 
 
 def keep_headers(stored: dict[str, str], given: dict[str, Any]) -> dict[str, Any]:

@@ -246,3 +246,34 @@ async def rotate_with(settings: Settings, new_key: str | None) -> tuple[str, int
         return await rotate_secrets(store, settings, new_key)
     finally:
         await store.close()
+
+
+CLOUDFLARE_TOKEN = "cf-aig-token-0123456789"
+
+
+def test_a_via_gateway_token_is_encrypted_at_rest_and_kept_when_sent_back_masked(make_settings, database_url) -> None:
+    """``via.cloudflare.token`` is a credential like the provider key: sealed with the other secrets."""
+    from anygate.api.routes_providers import via_view
+    from anygate.provider_input import merge_provider
+    from anygate.settings import ProviderConfig
+
+    settings = make_settings()
+    config = {"id": "xai", "via": {"cloudflare": {"account_id": "acct", "gateway_id": "gw", "token": CLOUDFLARE_TOKEN}}}
+
+    async def save_and_read() -> dict[str, Any]:
+        store: Store = await open_store(settings)
+        try:
+            await store.providers.create(config, "sk-xai-key")
+            found = await store.providers.get("xai")
+            assert found is not None
+            return found.readable().config
+        finally:
+            await store.close()
+
+    stored = asyncio.run(save_and_read())
+    assert stored["via"]["cloudflare"]["token"] == CLOUDFLARE_TOKEN
+    assert CLOUDFLARE_TOKEN not in raw_database_text(database_url, settings.data_dir)
+    view = via_view(ProviderConfig.model_validate(stored))
+    assert view == {"cloudflare": {"account_id": "acct", "gateway_id": "gw", "token": "***"}}
+    kept = merge_provider(stored, {"via": view})
+    assert kept["via"]["cloudflare"]["token"] == CLOUDFLARE_TOKEN

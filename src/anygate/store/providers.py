@@ -1,9 +1,10 @@
 """Providers added at runtime, their secrets encrypted, and what their last live probe found.
 
 A provider row keeps the provider object as JSON *without* its secret-bearing fields: the key is sealed
-in ``api_key``, the headers (which may carry credentials such as ``X-Api-Key``) and the extra keys
-(``api_keys``) together in ``secrets``. Reading a row gives the whole object back, decrypted; a row whose
-secrets cannot be decrypted comes back with ``error`` set and none of its secrets.
+in ``api_key``; the headers (which may carry credentials such as ``X-Api-Key``), the extra keys
+(``api_keys``) and ``via`` (Cloudflare AI Gateway, with its token) together in ``secrets``. Reading a row
+gives the whole object back, decrypted; a row whose secrets cannot be decrypted comes back with
+``error`` set and none of its secrets.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from anygate.store.crypto import SecretBox, SecretKeyError
 from anygate.store.database import Database
 from anygate.store.tables import provider_probes, providers, utcnow
 
-SECRET_FIELDS = ("headers", "api_keys")
+SECRET_FIELDS = ("headers", "api_keys", "via")  # via: a gateway in between, with its token
 
 
 class DuplicateProvider(Exception):
