@@ -18,7 +18,7 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from anygate.accounting.limiter import Claim, Grant, Rejection, new_token
+from anygate.accounting.limiter import Claim, Grant, Rejection, Tokens
 from anygate.accounting.windows import LedgerWindow, Seeder
 
 # Reclaim expired reservations of the bucket, then admit all claims or none; {2} when the bucket must be
@@ -124,6 +124,7 @@ class RedisLimiter:
         self._prefix = prefix
         self._seeder = seeder
         self._seeding: dict[str, asyncio.Future[None]] = {}
+        self._tokens = Tokens()
         self._reserve = client.register_script(RESERVE)
         self._seed = client.register_script(SEED)
         self._settle = client.register_script(SETTLE)
@@ -145,7 +146,7 @@ class RedisLimiter:
         window: float | None = None,
         seed_from: LedgerWindow | None = None,
     ) -> Grant | Rejection:
-        token = new_token()
+        token = self._tokens.next()
         window_ms = int(window * 1000) if window else 0
         seeded = "1" if seed_from is not None and self._seeder is not None else "0"
         args: list[Any] = [token, int(ttl * 1000), window_ms, seeded]

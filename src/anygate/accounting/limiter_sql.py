@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from anygate.accounting.limiter import Claim, Grant, Rejection, new_token
+from anygate.accounting.limiter import Claim, Grant, Rejection, Tokens
 from anygate.accounting.tables import limiter_counters as counters
 from anygate.accounting.tables import limiter_reservations as reservations
 from anygate.accounting.windows import LedgerWindow, window_usage
@@ -38,6 +38,7 @@ class SqlLimiter:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        self._tokens = Tokens()
 
     async def reserve(
         self,
@@ -60,7 +61,7 @@ class SqlLimiter:
         self, bucket: str, claims: Sequence[Claim], ttl: float, window: float | None, seed_from: LedgerWindow | None
     ) -> Grant | Rejection:
         now = time.time()
-        token = new_token()
+        token = self._tokens.next()
         ordered = sorted(claims, key=lambda c: c.counter)
         try:
             async with self._engine.begin() as conn:

@@ -12,6 +12,7 @@ Every HTTP request passes these layers, in this order:
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import re
@@ -131,6 +132,9 @@ class Gateway:
         if settings.routing.health_check_interval > 0:
             state.spawn(check_health_forever(state, settings.routing.health_check_interval), "health-checks")
         await start_accounting(state, self.budget_source)
+        # What start-up made lives as long as the process: keep the collector from walking it again and
+        # again under load (a full collection over it is a pause every request in flight waits for).
+        gc.freeze()
 
     async def _open_store(self, state: AppState) -> None:
         """Open (and migrate) the store, fill the caches from it, and keep them fresh in the background."""
