@@ -16,6 +16,7 @@ from typing import Any, Literal
 from anygate.catalog import DEFAULT_PROXY_ENDPOINTS, PRESETS
 from anygate.errors import GatewayError, NotFound
 from anygate.models import ModelIndex, Target, resolve_model
+from anygate.routing import Deployment
 from anygate.settings import ProviderConfig, Settings
 from anygate.upstream import DiscoveryFailed, HealthResult, OpenAICompatibleProvider, UpstreamPool
 
@@ -25,6 +26,7 @@ ModelSource = Literal["discovered", "configured", "last-known", "unknown"]
 ProviderOrigin = Literal["file", "env", "store"]
 STARTUP_DISCOVERY_WAIT = 3.0
 RESOLUTION_CACHE_LIMIT = 10_000
+DEPLOYMENT_CACHE_LIMIT = 1_000  # models per provider; a /proxy client may name any model
 
 
 @dataclass
@@ -42,10 +44,27 @@ class ProviderRuntime:
     health_checked_at: float | None = None
     quota: dict[str, Any] | None = None
     capabilities: dict[str, Any] | None = None
+    _deployments: dict[str, list[Deployment]] = field(default_factory=dict, repr=False)
 
     @property
     def id(self) -> str:
         return self.config.id
+
+    def deployments(self, model: str) -> list[Deployment]:
+        """The model's deployments on this provider, one per key (made once per model: the request path
+        asks on every request). A changed provider is a new runtime, so this never goes stale."""
+        found = self._deployments.get(model)
+        if found is None:
+            config = self.config
+            # Key 0 is the provider's own; a provider with only its extra ``api_keys`` has no key 0 to try.
+            first = 0 if self.client.is_configured or not config.api_keys else 1
+            found = [
+                Deployment(self.id, model, index, config.weight, config.priority)
+                for index in range(first, 1 + len(config.api_keys))
+            ]
+            if len(self._deployments) < DEPLOYMENT_CACHE_LIMIT:
+                self._deployments[model] = found
+        return found
 
     @property
     def models(self) -> list[str] | None:

@@ -131,7 +131,7 @@ class Relay:
             if not exchange.principal.may_use(runtime.id, model):
                 raise PermissionDenied(f"This key may not use model '{model}'", param="model", code="model_not_allowed")
         exchange.stream = payload.get("stream") is True
-        deployments = self.deployments_of(runtime, model if isinstance(model, str) else "")
+        deployments = runtime.deployments(model if isinstance(model, str) else "")
         if self.state.accounting is not None:  # accounting: reserve (429), clamp max_tokens, ask stream usage
             body, payload = await self.state.accounting.before(exchange, body, payload, deployments[0], endpoint)
         request = UpstreamRequest(scope, endpoint, body, payload, self.request_timeout(scope, exchange), rewrite=False)
@@ -196,20 +196,10 @@ class Relay:
     def keyed_deployments(self, runtime: ProviderRuntime, model: str, principal: Principal) -> list[Deployment]:
         """The deployments of ``runtime`` that have a key: the first uses the provider's own key (or the
         caller's), the others the provider's ``api_keys``."""
-        deployments = self.deployments_of(runtime, model)
+        deployments = runtime.deployments(model)
         if runtime.client.is_configured or self.state.caller_key(principal, runtime.id) is not None:
             return deployments
         return deployments[1:]
-
-    @staticmethod
-    def deployments_of(runtime: ProviderRuntime, model: str) -> list[Deployment]:
-        config = runtime.config
-        # Key 0 is the provider's own; a provider that has only its extra ``api_keys`` has no key 0 to try.
-        first = 0 if runtime.client.is_configured or not config.api_keys else 1
-        return [
-            Deployment(runtime.id, model, index, config.weight, config.priority)
-            for index in range(first, 1 + len(config.api_keys))
-        ]
 
     def request_timeout(self, scope: Scope, exchange: Exchange) -> float | None:
         """``x-anygate-timeout: <seconds>`` caps this request, for admins (or all keys when allowed)."""
