@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from anygate.auth import Principal, hash_key
-from anygate.telemetry import JsonFormatter
+from anygate.telemetry import JsonFormatter, mask_secrets
 from tests.support.fake_upstream import FakeUpstream, Reply
 from tests.support.gateway import (
     ADMIN_KEY,
@@ -534,3 +534,23 @@ def test_no_secret_in_logs(gateway: RunningGateway, upstream: FakeUpstream, capl
         raw = record.getMessage() + repr(getattr(record, "fields", "")) + formatter.format(record)
         for secret in (ADMIN_KEY, PROVIDER_KEY, USER_KEY):
             assert secret not in raw, record
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("Authorization: Bearer abc.def-123", "Authorization: Bearer ***"),
+        ("BEARER xyz", "BEARER ***"),
+        ("key sk-ag-0123456789abcdef leaked", "key *** leaked"),
+        ('{"api_key": "hunter22"}', '{"api_key": "***"}'),
+        ("API-KEY=abc123", "API-KEY=***"),
+        ("Token: t0k3n", "Token: ***"),
+        ("password='pw1'", "password='***'"),
+        ("SECRET = s3cr3t", "SECRET = ***"),
+        ("/v1/chat/completions", "/v1/chat/completions"),
+        ("sk-no", "sk-no"),  # too short to be a key
+        ("a monkey's tokens", "a monkey's tokens"),  # a hint alone is not a secret
+    ],
+)
+def test_secrets_are_masked_in_any_case_and_other_text_is_left_alone(text: str, masked: str) -> None:
+    assert mask_secrets(text) == masked

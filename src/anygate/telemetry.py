@@ -20,12 +20,18 @@ SECRET_PATTERNS = (
     re.compile(r"\bsk-[A-Za-z0-9._-]{4,}"),
     re.compile(r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
 )
+# What every text a pattern above matches contains, lowercased: a text without any of these is left as
+# it is, without running the patterns (log lines are mostly such texts).
+SECRET_HINTS = ("bearer", "sk-", "key", "token", "secret", "password")
 # Upstream statuses counted under their own ``kind`` label; any other is counted as its class (4xx, 5xx).
 COUNTED_STATUSES = frozenset({400, 401, 402, 403, 404, 408, 409, 413, 422, 429, 500, 502, 503, 504})
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
 def mask_secrets(text: str) -> str:
+    lowered = text.lower()
+    if not any(hint in lowered for hint in SECRET_HINTS):
+        return text
     for pattern in SECRET_PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
     return text
@@ -86,9 +92,20 @@ class Metrics:
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1  # the second ``_second_text`` spells: many lines share it
+        self._second_text = ""
+
+    def timestamp(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": self.timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": mask_secrets(record.getMessage()),
