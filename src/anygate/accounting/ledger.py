@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -50,6 +48,7 @@ class Ledger:
         self._buffer: list[UsageRow] = []
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._insert = insert_statement(engine.dialect.paramstyle)
 
     def record(self, row: UsageRow) -> None:
         self._buffer.append(row)
@@ -84,15 +83,30 @@ class Ledger:
             return len(rows)
 
     async def _write(self, rows: Sequence[UsageRow]) -> None:
-        values: list[dict[str, Any]] = [row._asdict() for row in rows]
-        dialect_insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        # A request id seen twice (a client reusing x-request-id) keeps its first row.
-        statement = dialect_insert(usage_ledger).on_conflict_do_nothing(index_elements=["request_id"])
+        # The rows go to the driver as they are (tuples in column order): no statement compiled and no
+        # parameters processed per row, which at thousands of rows a second is most of a write's cost.
         async with self.engine.begin() as conn:
-            for start in range(0, len(values), 1000):
-                await conn.execute(statement, values[start : start + 1000])
+            for start in range(0, len(rows), 1000):
+                await conn.exec_driver_sql(self._insert, list(rows[start : start + 1000]))
 
     async def close(self) -> None:
         await self.flush()
         if self._buffer:
             log.error("usage ledger lost rows at shutdown", extra={"fields": {"rows": len(self._buffer)}})
+
+
+def insert_statement(paramstyle: str) -> str:
+    """The ledger's INSERT in the driver's own placeholders (``?`` for SQLite, ``$n`` for asyncpg).
+
+    A request id seen twice (a client reusing x-request-id) keeps its first row.
+    """
+    columns = UsageRow._fields
+    if paramstyle == "numeric_dollar":
+        marks = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
+    elif paramstyle == "qmark":
+        marks = ", ".join("?" for _ in columns)
+    else:
+        raise ValueError(f"the usage ledger cannot write through a driver with paramstyle {paramstyle!r}")
+    return (
+        f"INSERT INTO {usage_ledger.name} ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT (request_id) DO NOTHING"
+    )

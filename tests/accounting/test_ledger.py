@@ -1,0 +1,82 @@
+"""The usage ledger writes its rows as they are, on SQLite and on the real PostgreSQL server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from anygate.accounting.ledger import Ledger, UsageRow, insert_statement
+from anygate.accounting.tables import metadata, usage_ledger
+
+
+def row(request_id: str, **changes: object) -> UsageRow:
+    base = UsageRow(
+        request_id=request_id,
+        created_at=1_764_547_200.25,
+        key_id="k_student",
+        user_id=None,
+        route="chat/completions",
+        provider_id="fake",
+        model="fake-model",
+        input_tokens=12,
+        output_tokens=30,
+        estimated=False,
+        cost_usd=None,
+        byok=True,
+        status=200,
+        latency_ms=1.5,
+        ttft_ms=None,
+    )
+    return base._replace(**changes)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    if request.param == "sqlite":
+        made = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}")
+        async with made.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+    else:
+        made = create_async_engine(request.getfixturevalue("postgres_url"))
+        async with made.begin() as conn:
+            await conn.execute(usage_ledger.delete())
+    yield made
+    await made.dispose()
+
+
+def test_the_row_has_the_tables_columns_in_their_order() -> None:
+    assert UsageRow._fields == tuple(column.name for column in usage_ledger.columns)
+
+
+def test_an_unknown_placeholder_style_is_refused_by_name() -> None:
+    with pytest.raises(ValueError, match="'pyformat'"):
+        insert_statement("pyformat")
+
+
+async def test_rows_are_stored_as_recorded_and_a_repeated_request_id_keeps_its_first_row(engine: AsyncEngine) -> None:
+    ledger = Ledger(engine)
+    written = [
+        row("r1"),
+        row("r2", user_id="u_1", cost_usd=0.00042, estimated=True, byok=False, ttft_ms=0.8, status=499),
+        row("r1", status=500),  # the same x-request-id again
+    ]
+    for each in written:
+        ledger.record(each)
+    assert await ledger.flush() == 3
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(usage_ledger).order_by(usage_ledger.c.request_id))).all()
+    assert [UsageRow(*values) for values in stored] == written[:2]
+
+
+async def test_a_batch_larger_than_one_statement_is_written_whole(engine: AsyncEngine) -> None:
+    ledger = Ledger(engine)
+    for n in range(2500):
+        ledger.record(row(f"bulk-{n:05d}"))
+    await ledger.close()
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(usage_ledger.c.request_id))).scalars().all()
+    assert sorted(stored) == [f"bulk-{n:05d}" for n in range(2500)]
