@@ -82,6 +82,8 @@ def server_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config:
         # uvicorn hands it to asyncio.wait_for, which takes any number of seconds.
         timeout_graceful_shutdown=settings.drain_grace,  # type: ignore[arg-type]
         server_header=False,
+        # Nothing reads the client address; X-Forwarded-* from the client are dropped, never trusted.
+        proxy_headers=False,
         **extra,
     )
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope
-from anygate.accounting.limiter import Claim, Grant, Limiter, Rejection
+from anygate.accounting.limiter import Claim, Grant, Limiter, MemoryLimiter, Rejection
 from anygate.accounting.periods import seconds_until_reset
 from anygate.accounting.windows import LedgerWindow, bucket_name, ledger_window
 from anygate.errors import QuotaExceeded, RateLimited
@@ -56,6 +56,20 @@ class Admission:
     settled: bool = False
 
 
+def charges(grant: Grant, kind: str, tokens: int, usd: float | None) -> dict[str, float]:
+    """What a request that used ``tokens`` (and ``usd``) is charged on one of its grants."""
+    if kind == "concurrency":
+        return {}  # a slot is only held, never used up
+    actual: dict[str, float] = {}
+    if kind == "minute" and "requests" in grant.amounts:
+        actual["requests"] = 1.0
+    if "tokens" in grant.amounts:
+        actual["tokens"] = float(tokens)
+    if kind == "budget" and "usd" in grant.amounts:
+        actual["usd"] = usd or 0.0
+    return actual
+
+
 def budget_bucket(scope: Scope, budget: BudgetSpec, now: datetime) -> str:
     return bucket_name(scope.kind, scope.id, budget.period, now)
 
@@ -67,6 +81,8 @@ def minute_bucket(scope: Scope, now: float) -> str:
 class Enforcer:
     def __init__(self, limiter: Limiter) -> None:
         self.limiter = limiter
+        # The in-process limiter decides without I/O: called directly, not through a coroutine each time.
+        self._memory = limiter if isinstance(limiter, MemoryLimiter) else None
 
     async def admit(self, scopes: Sequence[Scope], ask: Ask) -> Admission:
         admission = Admission()
@@ -91,7 +107,10 @@ class Enforcer:
         window: float | None,
         seed_from: LedgerWindow | None = None,
     ) -> Grant | Rejection:
-        result = await self.limiter.reserve(bucket, claims, RESERVATION_TTL, window, seed_from)
+        if self._memory is not None:
+            result = self._memory.reserve_now(bucket, claims, RESERVATION_TTL, window)
+        else:
+            result = await self.limiter.reserve(bucket, claims, RESERVATION_TTL, window, seed_from)
         if isinstance(result, Grant):
             admission.grants.append((result, kind))
         return result
@@ -174,19 +193,10 @@ class Enforcer:
             return
         admission.settled = True
         for grant, kind in admission.grants:
-            if kind == "concurrency":
-                await self.limiter.release(grant)
-            elif kind == "minute":
-                actual = {"requests": 1.0} if "requests" in grant.amounts else {}
-                if "tokens" in grant.amounts:
-                    actual["tokens"] = float(tokens)
-                await self.limiter.settle(grant, actual)
+            actual = charges(grant, kind, tokens, usd)
+            if self._memory is not None:
+                self._memory.settle_now(grant, actual)
             else:
-                actual = {}
-                if "tokens" in grant.amounts:
-                    actual["tokens"] = float(tokens)
-                if "usd" in grant.amounts:
-                    actual["usd"] = usd or 0.0
                 await self.limiter.settle(grant, actual)
 
     async def release(self, admission: Admission) -> None:
@@ -195,4 +205,7 @@ class Enforcer:
             return
         admission.settled = True
         for grant, _ in admission.grants:
-            await self.limiter.release(grant)
+            if self._memory is not None:
+                self._memory.settle_now(grant, {})
+            else:
+                await self.limiter.release(grant)

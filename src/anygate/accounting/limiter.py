@@ -132,6 +132,12 @@ class MemoryLimiter:
         window: float | None = None,
         seed_from: LedgerWindow | None = None,
     ) -> Grant | Rejection:
+        return self.reserve_now(bucket, claims, ttl, window)
+
+    def reserve_now(
+        self, bucket: str, claims: Sequence[Claim], ttl: float, window: float | None = None
+    ) -> Grant | Rejection:
+        """``reserve`` without a coroutine: the enforcer calls it directly (several times a request)."""
         now = self._now()
         state = self._bucket(bucket, now, window)
         self._reclaim(state, now)
@@ -174,6 +180,9 @@ class MemoryLimiter:
         state.next_expiry = min((expires for expires, _ in state.reservations.values()), default=float("inf"))
 
     async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
+        self.settle_now(grant, actual)
+
+    def settle_now(self, grant: Grant, actual: Mapping[str, float]) -> None:
         state = self._buckets.get(grant.bucket)
         if state is None:
             return
@@ -185,7 +194,7 @@ class MemoryLimiter:
             state.used[counter] = state.used.get(counter, 0.0) + amount
 
     async def release(self, grant: Grant) -> None:
-        await self.settle(grant, {})
+        self.settle_now(grant, {})
 
     async def usage(self, bucket: str) -> dict[str, float]:
         state = self._buckets.get(bucket)
