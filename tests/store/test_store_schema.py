@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -57,6 +59,13 @@ def script_head() -> str:
     return head
 
 
+def test_the_shipped_head_is_alembics_head() -> None:
+    """A new migration must move SHIPPED_HEAD too, or databases would be opened without it."""
+    from anygate.store.database import SHIPPED_HEAD
+
+    assert script_head() == SHIPPED_HEAD
+
+
 def test_migrated_database_matches_the_declared_schema(fresh_database_url: str) -> None:
     assert schema_differences(fresh_database_url) == []
 
@@ -99,3 +108,27 @@ def test_sqlite_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-d
     schema_differences(f"sqlite:///{path}")
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_database_already_at_the_head_is_opened_without_alembic(fresh_database_url: str) -> None:
+    """Alembic stays out of a server whose database needs no migration (it would stay in memory)."""
+    script = """
+import asyncio, sys
+from anygate.store.database import Database
+
+async def open_store(url):
+    db = Database(url)
+    await db.upgrade()
+    await db.close()
+
+asyncio.run(open_store(sys.argv[1]))
+print("alembic loaded" if "alembic" in sys.modules else "alembic not loaded")
+"""
+
+    def open_in_a_new_process() -> str:
+        done = subprocess.run([sys.executable, "-c", script, fresh_database_url], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert open_in_a_new_process() == "alembic loaded"  # a new database: migrated
+    assert open_in_a_new_process() == "alembic not loaded"  # at the head already
