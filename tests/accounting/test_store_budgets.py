@@ -16,6 +16,7 @@ from anygate.accounting.estimate import estimate_prompt
 from tests.accounting.conftest import REDIS, unavailable
 from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_gateway
 from tests.support.fake_upstream import FakeUpstream, Usage
+from tests.support.waiting import eventually
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 MODEL = "fake/fake-model"
@@ -163,6 +164,29 @@ def test_a_restart_resets_no_budget(upstream: FakeUpstream, tmp_path: Path, limi
         assert upstream.requests_to("/v1/chat/completions")[-1].json["max_tokens"] == 25 - 20 - PROMPT
         with pytest.raises(openai.RateLimitError):
             chat(base, key)
+
+
+@pytest.mark.parametrize("limiter", ["memory", "sql"])
+def test_a_budget_given_to_a_key_mid_day_counts_what_it_used_before(
+    upstream: FakeUpstream, tmp_path: Path, limiter: str
+) -> None:
+    """The key spends 20 tokens with no budget (nothing counts them but the ledger), then gets 25 a day:
+    its first request under the budget is clamped to the 5 left, the next refused."""
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path, limiter=limiter)) as (base, _):
+        made = new_key(base)
+        chat(base, made["key"])
+        chat(base, made["key"])
+        admin(base, "PATCH", f"/v1/keys/{made['id']}", {"budget": {"tokens": 25, "period": "daily"}})
+        wait_for_budget(base, made["key"], limit=25)
+        chat(base, made["key"], max_tokens=100)
+        assert upstream.requests_to("/v1/chat/completions")[-1].json["max_tokens"] == 25 - 20 - PROMPT
+        with pytest.raises(openai.RateLimitError):
+            chat(base, made["key"])
+
+
+def wait_for_budget(base: str, key: str, limit: int) -> None:
+    """Key changes reach the request path within a store poll."""
+    eventually(lambda: admin(base, "GET", "/v1/quota", key=key)["tokens"]["limit"] == limit, "the budget applies")
 
 
 @pytest.mark.services

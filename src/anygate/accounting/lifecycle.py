@@ -10,13 +10,11 @@ from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from anygate.accounting.budgets import BudgetSource, scopes_of
-from anygate.accounting.limiter import MemoryLimiter
 from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.accounting.pricing import warm_up
 from anygate.accounting.service import Accounting
 from anygate.accounting.setup import build_accounting
-from anygate.accounting.windows import all_windows
 from anygate.auth import Principal
 
 if TYPE_CHECKING:
@@ -40,8 +38,6 @@ async def start_accounting(state: AppState, budget_source: BudgetSource | None =
 
     state.accounting = build_accounting(state.settings, state.registry, engine, budget_source or scopes_of, is_byok)
     limiter = state.accounting.enforcer.limiter
-    if isinstance(limiter, MemoryLimiter):
-        limiter.seed(await all_windows(engine))  # a restart resets no budget: counters from the ledger
     if isinstance(limiter, RedisLimiter):
         state.readiness_probes.setdefault("redis", limiter.ping)
     if isinstance(limiter, SqlLimiter):

@@ -7,7 +7,7 @@ at least its ``minimum`` is left; a soft claim is always admitted. ``settle`` re
 what was actually used; ``release`` drops it. A reservation never settled (its request crashed) expires
 after its ``ttl`` and is reclaimed by the next ``reserve`` on the bucket. A budget bucket's counters
 start from what the usage ledger holds for its window (``seed_from``; see ``windows``), so a restart
-resets no budget.
+resets no budget and a budget given to a key mid-period counts what the key used before it.
 
     backend            where                   atomic by
     MemoryLimiter      one process             the event loop (no await inside a decision)
@@ -17,6 +17,7 @@ resets no budget.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 import time
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from anygate.accounting.windows import LedgerWindow
+    from anygate.accounting.windows import LedgerWindow, Seeder
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,17 +113,42 @@ class _Bucket:
 
 
 class MemoryLimiter:
-    """One process: every decision runs without an await, so the event loop makes it atomic."""
+    """One process: every decision runs without an await, so the event loop makes it atomic.
 
-    def __init__(self) -> None:
+    A budget bucket this process has not counted yet (after a start, in a new window, or for a budget
+    just given to a key that has been used this period) starts from the ledger's count of its window,
+    read once through ``seeder`` (``needs_seed``, ``seed``) before the synchronous reservation.
+    """
+
+    def __init__(self, seeder: Seeder | None = None) -> None:
         self._buckets: dict[str, _Bucket] = {}
         self._seeds: dict[str, dict[str, float]] = {}
+        self._seeder = seeder
+        self._seeding: dict[str, asyncio.Future[None]] = {}
         self._now = time.monotonic
         self._tokens = Tokens()
 
-    def seed(self, windows: Mapping[str, Mapping[str, float]]) -> None:
-        """What the ledger holds per budget bucket (read at start): a bucket made later starts from it."""
-        self._seeds.update({bucket: dict(used) for bucket, used in windows.items()})
+    def needs_seed(self, bucket: str, seed_from: LedgerWindow | None) -> bool:
+        return (
+            seed_from is not None
+            and self._seeder is not None
+            and bucket not in self._buckets
+            and bucket not in self._seeds
+        )
+
+    async def seed(self, bucket: str, seed_from: LedgerWindow) -> None:
+        """Read the bucket's start from the ledger; requests arriving together share one read."""
+        pending = self._seeding.get(bucket)
+        if pending is None:
+            pending = self._seeding[bucket] = asyncio.ensure_future(self._read_seed(bucket, seed_from))
+            pending.add_done_callback(lambda _: self._seeding.pop(bucket, None))
+        await asyncio.shield(pending)
+
+    async def _read_seed(self, bucket: str, seed_from: LedgerWindow) -> None:
+        assert self._seeder is not None
+        used = await self._seeder(seed_from)
+        if bucket not in self._buckets:
+            self._seeds[bucket] = used
 
     async def reserve(
         self,
@@ -132,12 +158,15 @@ class MemoryLimiter:
         window: float | None = None,
         seed_from: LedgerWindow | None = None,
     ) -> Grant | Rejection:
+        if self.needs_seed(bucket, seed_from):
+            assert seed_from is not None
+            await self.seed(bucket, seed_from)
         return self.reserve_now(bucket, claims, ttl, window)
 
     def reserve_now(
         self, bucket: str, claims: Sequence[Claim], ttl: float, window: float | None = None
     ) -> Grant | Rejection:
-        """``reserve`` without a coroutine: the enforcer calls it directly (several times a request)."""
+        """``reserve`` without a coroutine, once the bucket is seeded: the enforcer calls it directly."""
         now = self._now()
         state = self._bucket(bucket, now, window)
         self._reclaim(state, now)

@@ -13,7 +13,7 @@ from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.accounting.pricing import MILLION, Price, PriceBook
 from anygate.accounting.service import Accounting, ByokCheck, never_byok
 from anygate.accounting.stream_usage import StreamUsagePolicy
-from anygate.accounting.windows import engine_seeder
+from anygate.accounting.windows import LedgerWindow, Seeder, engine_seeder
 from anygate.registry import ProviderRegistry
 from anygate.settings import Settings
 
@@ -58,7 +58,7 @@ def price_book(settings: Settings, registry: ProviderRegistry) -> PriceBook:
     return book
 
 
-def make_limiter(settings: Settings, engine: AsyncEngine) -> Limiter:
+def make_limiter(settings: Settings, engine: AsyncEngine, ledger: Ledger) -> Limiter:
     backend = settings.limiter_backend
     if backend == "redis":
         if not settings.redis_url:
@@ -66,7 +66,18 @@ def make_limiter(settings: Settings, engine: AsyncEngine) -> Limiter:
         return RedisLimiter.from_url(settings.redis_url, seeder=engine_seeder(engine))
     if backend == "sql":
         return SqlLimiter(engine)
-    return MemoryLimiter()
+    return MemoryLimiter(seeder=flushed_ledger_seeder(engine, ledger))
+
+
+def flushed_ledger_seeder(engine: AsyncEngine, ledger: Ledger) -> Seeder:
+    """One process: the ledger's buffer is written first, so the count holds every request until now."""
+    read = engine_seeder(engine)
+
+    async def seed(window: LedgerWindow) -> dict[str, float]:
+        await ledger.flush()
+        return await read(window)
+
+    return seed
 
 
 def build_accounting(
@@ -79,7 +90,7 @@ def build_accounting(
     """Accounting on the store's engine: its tables come from the store's migrations (0002_accounting)."""
     ledger = Ledger(engine, interval=settings.ledger_interval)
     return Accounting(
-        Enforcer(make_limiter(settings, engine)),
+        Enforcer(make_limiter(settings, engine, ledger)),
         ledger,
         price_book(settings, registry),
         budget_source,

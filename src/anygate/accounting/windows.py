@@ -2,7 +2,8 @@
 
 The ledger is the record that survives: the limiters' counters are rebuilt from it when they are lost.
 
-    one process (memory)   every window of every key and user is read once at start (``all_windows``)
+    one process (memory)   a budget counter the process has not counted yet is read from the ledger
+                           (its buffer written first) before the first reservation on it
     Redis                  a budget counter that is absent (Redis restarted, or a new window) is read
                            from the ledger and set only if still absent, in one Lua script
     the database (SQL)     a budget counter row is made with what the ledger holds, in its transaction
@@ -15,13 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from anygate.accounting.periods import PERIODS, Period, window_id, window_start
+from anygate.accounting.periods import Period, window_id, window_start
 from anygate.accounting.tables import usage_ledger as ledger
 
 ScopeKind = Literal["key", "user"]
@@ -76,27 +77,3 @@ def engine_seeder(engine: AsyncEngine) -> Seeder:
             return await window_usage(connection, window)
 
     return seed
-
-
-async def all_windows(engine: AsyncEngine, now: datetime | None = None) -> dict[str, dict[str, float]]:
-    """Every key's and user's usage in its current day, week, month and all time, by bucket name.
-
-    Windows with nothing used are left out (a bucket starts from zero anyway).
-    """
-    now = now or datetime.now(UTC)
-    starts: dict[Period, float] = {p: window_start(p, now).timestamp() for p in PERIODS if p != "none"}
-    sums: list[ColumnElement[Any]] = []
-    for period in PERIODS:
-        since = starts.get(period)
-        sums += [_tokens(since), _usd(since)]
-    found: dict[str, dict[str, float]] = {}
-    async with engine.connect() as connection:
-        kind: ScopeKind
-        for kind, owner in (("key", ledger.c.key_id), ("user", ledger.c.user_id)):
-            statement = select(owner, *sums).where(owner.is_not(None)).group_by(owner)
-            for row in await connection.execute(statement):
-                for index, period in enumerate(PERIODS):
-                    tokens, usd = float(row[1 + 2 * index]), float(row[2 + 2 * index])
-                    if tokens or usd:
-                        found[bucket_name(kind, row[0], period, now)] = {"tokens": tokens, "usd": usd}
-    return found
