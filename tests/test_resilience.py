@@ -262,6 +262,25 @@ def test_reset_mid_stream_ends_with_an_error_event(upstream: FakeUpstream) -> No
     assert errors == 1 and failed == 1  # counted as the upstream's failure, and as a failed request
 
 
+def test_streams_the_upstream_breaks_count_against_its_health() -> None:
+    """A broken stream cannot be retried, but the deployment that broke it is ejected like any other."""
+    with (
+        FakeUpstream.start_in_thread(models=["shared"]) as broken,
+        FakeUpstream.start_in_thread(models=["shared"]) as working,
+    ):
+        broken.script_many([Reply(reset_after_events=2)] * 20, path="/v1/chat/completions")
+        # In order, so that the broken deployment is asked until it is ejected.
+        settings = gateway_settings(
+            fake_provider(broken, "a"), fake_provider(working, "b"), routing={"strategy": "ordered"}
+        )
+        with serve_gateway(settings) as gw:
+            endings = [stream_events(gw, SHARED)[-1] for _ in range(12)]
+            health = gw.app.state.health.provider_health("a")
+        assert health["ejected"] is True
+        assert len(chat_paths(broken)) == EJECT_AFTER_FAILURES  # not chosen again once ejected
+        assert endings.count(b"data: [DONE]") == 12 - EJECT_AFTER_FAILURES
+
+
 def test_reset_before_the_first_event_is_retried(upstream: FakeUpstream) -> None:
     upstream.script(Reply(reset_after_events=0), path="/v1/chat/completions")
     with serve_gateway(gateway_settings(fake_provider(upstream, max_retries=2))) as gw:

@@ -86,6 +86,7 @@ class Exchange:
     attempts: int = 0
     metering: Metering | None = None  # accounting's state of this request (anygate.accounting.service)
     client_gone: bool = False  # the client disconnected (DisconnectWatch)
+    broken_by_upstream: GatewayError | None = None  # the upstream's failure that ended a started stream
 
 
 class Relay:
@@ -259,7 +260,7 @@ class Relay:
                 tried.add(deployment.id)
                 attempts += 1
                 try:
-                    await self.attempt(request, send, exchange, deployment, deadline)
+                    await self.attempt(request, send, exchange, deployment, deadline, group)
                     return None
                 except GatewayError as error:
                     self.record_failure(exchange, deployment, error, group)
@@ -321,7 +322,13 @@ class Relay:
         return True
 
     async def attempt(
-        self, request: UpstreamRequest, send: Send, exchange: Exchange, deployment: Deployment, deadline: float
+        self,
+        request: UpstreamRequest,
+        send: Send,
+        exchange: Exchange,
+        deployment: Deployment,
+        deadline: float,
+        group: list[Deployment],
     ) -> None:
         runtime = self.state.registry.get(deployment.provider_id)
         exchange.attempts += 1
@@ -333,7 +340,11 @@ class Relay:
             await self.forward(request, send, exchange, runtime, deployment, api_key, timeout)
         finally:
             self.book.finished(deployment)
-        self.book.record_success(deployment)
+        if exchange.broken_by_upstream is not None:
+            # The stream started, so nothing can be retried; but the upstream failed, and its health says so.
+            self.book.record_failure(deployment, exchange.broken_by_upstream, group)
+        else:
+            self.book.record_success(deployment)
 
     def key_for(self, exchange: Exchange, runtime: ProviderRuntime, deployment: Deployment) -> str | None:
         """The caller's own key for this provider, else the deployment's key (None: the provider's own)."""
@@ -494,6 +505,8 @@ class Relay:
         as one in ``anygate_upstream_errors_total``."""
         exchange.status, exchange.error = failure.status, failure.code
         self.count_upstream_error(exchange.provider_id, failure)
+        if upstream_error_kind(failure) is not None:
+            exchange.broken_by_upstream = failure
         await send({"type": "http.response.body", "body": error_event(failure.body_bytes()), "more_body": False})
 
 
