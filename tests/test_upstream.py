@@ -201,3 +201,15 @@ def test_name_detected_when_not_given(url: str, name: str) -> None:
 def test_the_library_classes_are_exported_from_the_package() -> None:
     assert anygate.OpenAICompatibleProvider is OpenAICompatibleProvider
     assert anygate.OpenRouterProvider is OpenRouterProvider
+
+
+async def test_ollamas_api_tags_redirect_is_refused_not_followed() -> None:
+    async with (
+        FakeUpstream(has_models_endpoint=False) as up,
+        FakeUpstream(models=["elsewhere-model"]) as elsewhere,
+    ):
+        up.script(Reply(status=302, body=b"", headers={"Location": f"{elsewhere.url}/api/tags"}), path="/api/tags")
+        async with provider(up, auth="none", ollama_tags_fallback=True) as client:
+            with pytest.raises(DiscoveryFailed, match="redirect refused"):
+                await client.list_models()
+        assert elsewhere.requests == []

@@ -329,6 +329,8 @@ class OpenAICompatibleProvider:
             raw = await self.read_body(response)
         except UPSTREAM_ERRORS as exc:
             raise DiscoveryFailed(translate_client_error(exc, self.provider_id).message) from exc
+        if 300 <= response.status < 400:  # never followed, like every upstream redirect
+            raise DiscoveryFailed(f"HTTP {response.status} from /api/tags: redirect refused")
         if response.status >= 400:
             raise DiscoveryFailed(f"HTTP {response.status} from /api/tags")
         try:
