@@ -20,21 +20,31 @@ SECRET_PATTERNS = (
     re.compile(r"\bsk-[A-Za-z0-9._-]{4,}"),
     re.compile(r"(?i)((?:api[_-]?key|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',}]+"),
 )
-# What every text a pattern above matches contains, lowercased: a text without any of these is left as
-# it is, without running the patterns (log lines are mostly such texts).
-SECRET_HINTS = ("bearer", "sk-", "key", "token", "secret", "password")
 # Upstream statuses counted under their own ``kind`` label; any other is counted as its class (4xx, 5xx).
 COUNTED_STATUSES = frozenset({400, 401, 402, 403, 404, 408, 409, 413, 422, 429, 500, 502, 503, 504})
+SERIES_CACHE_LIMIT = 10_000
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
 def mask_secrets(text: str) -> str:
-    lowered = text.lower()
-    if not any(hint in lowered for hint in SECRET_HINTS):
+    if not may_hold_secret(text.lower()):
         return text
     for pattern in SECRET_PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
     return text
+
+
+def may_hold_secret(lowered: str) -> bool:
+    """Whether a lowercased text has what every match of ``SECRET_PATTERNS`` has: a text without it is
+    left as it is without running the patterns (most log texts; an ``or`` chain is the cheapest test)."""
+    return (
+        "bearer" in lowered
+        or "sk-" in lowered
+        or "key" in lowered
+        or "token" in lowered
+        or "secret" in lowered
+        or "password" in lowered
+    )
 
 
 class Metrics:
@@ -86,6 +96,30 @@ class Metrics:
             ("provider", "unit"),
             registry=self.registry,
         )
+
+        # Label children, looked up once per label set: ``labels()`` takes a lock and checks its arguments on
+        # every call. Label values are bounded (models a provider lists, else ``unlisted``), and so is this.
+        self._request_series: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
+        self._token_series: dict[tuple[str, str, str], Counter] = {}
+
+    def request_series(self, route: str, provider: str, model: str, status: str) -> tuple[Counter, Histogram]:
+        """The request counter and latency histogram of one label set."""
+        key = (route, provider, model, status)
+        found = self._request_series.get(key)
+        if found is None:
+            found = (self.requests.labels(*key), self.latency.labels(*key))
+            if len(self._request_series) < SERIES_CACHE_LIMIT:
+                self._request_series[key] = found
+        return found
+
+    def token_counter(self, provider: str, model: str, direction: str) -> Counter:
+        key = (provider, model, direction)
+        found = self._token_series.get(key)
+        if found is None:
+            found = self.tokens.labels(*key)
+            if len(self._token_series) < SERIES_CACHE_LIMIT:
+                self._token_series[key] = found
+        return found
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
