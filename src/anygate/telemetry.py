@@ -6,8 +6,9 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -23,6 +24,8 @@ SECRET_PATTERNS = (
 # Upstream statuses counted under their own ``kind`` label; any other is counted as its class (4xx, 5xx).
 COUNTED_STATUSES = frozenset({400, 401, 402, 403, 404, 408, 409, 413, 422, 429, 500, 502, 503, 504})
 SERIES_CACHE_LIMIT = 10_000
+K = TypeVar("K")
+V = TypeVar("V")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -105,24 +108,24 @@ class Metrics:
     def request_series(self, route: str, provider: str, model: str, status: str) -> tuple[Counter, Histogram]:
         """The request counter and latency histogram of one label set."""
         key = (route, provider, model, status)
-        found = self._request_series.get(key)
-        if found is None:
-            found = (self.requests.labels(*key), self.latency.labels(*key))
-            if len(self._request_series) < SERIES_CACHE_LIMIT:
-                self._request_series[key] = found
-        return found
+        return cached(self._request_series, key, lambda: (self.requests.labels(*key), self.latency.labels(*key)))
 
     def token_counter(self, provider: str, model: str, direction: str) -> Counter:
         key = (provider, model, direction)
-        found = self._token_series.get(key)
-        if found is None:
-            found = self.tokens.labels(*key)
-            if len(self._token_series) < SERIES_CACHE_LIMIT:
-                self._token_series[key] = found
-        return found
+        return cached(self._token_series, key, lambda: self.tokens.labels(*key))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def cached(cache: dict[K, V], key: K, make: Callable[[], V]) -> V:
+    """``cache[key]``, made on first use; past ``SERIES_CACHE_LIMIT`` entries, made each time."""
+    found = cache.get(key)
+    if found is None:
+        found = make()
+        if len(cache) < SERIES_CACHE_LIMIT:
+            cache[key] = found
+    return found
 
 
 class JsonFormatter(logging.Formatter):

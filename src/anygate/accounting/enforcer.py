@@ -107,10 +107,7 @@ class Enforcer:
         window: float | None,
         seed_from: LedgerWindow | None = None,
     ) -> Grant | Rejection:
-        if self._memory is not None:
-            if self._memory.needs_seed(bucket, seed_from):
-                assert seed_from is not None
-                await self._memory.seed(bucket, seed_from)
+        if self._memory is not None and not self._memory.needs_seed(bucket, seed_from):
             result = self._memory.reserve_now(bucket, claims, RESERVATION_TTL, window)
         else:
             result = await self.limiter.reserve(bucket, claims, RESERVATION_TTL, window, seed_from)

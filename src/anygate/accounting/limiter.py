@@ -21,9 +21,9 @@ import asyncio
 import itertools
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from anygate.accounting.windows import LedgerWindow, Seeder
@@ -100,6 +100,21 @@ class Tokens:
         return f"{self._prefix}{next(self._counter):016x}"
 
 
+class SharedRuns:
+    """One run per name at a time: whoever asks while a run is under way waits for that run (requests
+    arriving together on a bucket not yet seeded share one ledger read)."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, asyncio.Future[None]] = {}
+
+    async def run(self, name: str, start: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        running = self._running.get(name)
+        if running is None:
+            running = self._running[name] = asyncio.ensure_future(start())
+            running.add_done_callback(lambda _: self._running.pop(name, None))
+        await asyncio.shield(running)
+
+
 # ------------------------------------------------------------------------------------------ memory
 
 
@@ -117,14 +132,15 @@ class MemoryLimiter:
 
     A budget bucket this process has not counted yet (after a start, in a new window, or for a budget
     just given to a key that has been used this period) starts from the ledger's count of its window,
-    read once through ``seeder`` (``needs_seed``, ``seed``) before the synchronous reservation.
+    read once through ``seeder`` by ``reserve``; ``reserve_now`` decides without it once ``needs_seed`` is
+    false.
     """
 
     def __init__(self, seeder: Seeder | None = None) -> None:
         self._buckets: dict[str, _Bucket] = {}
         self._seeds: dict[str, dict[str, float]] = {}
         self._seeder = seeder
-        self._seeding: dict[str, asyncio.Future[None]] = {}
+        self._seeding = SharedRuns()
         self._now = time.monotonic
         self._tokens = Tokens()
 
@@ -135,14 +151,6 @@ class MemoryLimiter:
             and bucket not in self._buckets
             and bucket not in self._seeds
         )
-
-    async def seed(self, bucket: str, seed_from: LedgerWindow) -> None:
-        """Read the bucket's start from the ledger; requests arriving together share one read."""
-        pending = self._seeding.get(bucket)
-        if pending is None:
-            pending = self._seeding[bucket] = asyncio.ensure_future(self._read_seed(bucket, seed_from))
-            pending.add_done_callback(lambda _: self._seeding.pop(bucket, None))
-        await asyncio.shield(pending)
 
     async def _read_seed(self, bucket: str, seed_from: LedgerWindow) -> None:
         assert self._seeder is not None
@@ -158,9 +166,8 @@ class MemoryLimiter:
         window: float | None = None,
         seed_from: LedgerWindow | None = None,
     ) -> Grant | Rejection:
-        if self.needs_seed(bucket, seed_from):
-            assert seed_from is not None
-            await self.seed(bucket, seed_from)
+        if seed_from is not None and self.needs_seed(bucket, seed_from):
+            await self._seeding.run(bucket, lambda: self._read_seed(bucket, seed_from))
         return self.reserve_now(bucket, claims, ttl, window)
 
     def reserve_now(

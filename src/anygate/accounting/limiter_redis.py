@@ -12,13 +12,12 @@ gone changes nothing (the ledger row of that request seeds it again).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as redis
 
-from anygate.accounting.limiter import Claim, Grant, Rejection, Tokens
+from anygate.accounting.limiter import Claim, Grant, Rejection, SharedRuns, Tokens
 from anygate.accounting.windows import LedgerWindow, Seeder
 
 # Reclaim expired reservations of the bucket, then admit all claims or none; {2} when the bucket must be
@@ -123,7 +122,7 @@ class RedisLimiter:
         self._redis = client
         self._prefix = prefix
         self._seeder = seeder
-        self._seeding: dict[str, asyncio.Future[None]] = {}
+        self._seeding = SharedRuns()
         self._tokens = Tokens()
         self._reserve = client.register_script(RESERVE)
         self._seed = client.register_script(SEED)
@@ -169,11 +168,7 @@ class RedisLimiter:
 
         Requests arriving together on an absent bucket share one ledger read in this process.
         """
-        pending = self._seeding.get(bucket)
-        if pending is None:
-            pending = self._seeding[bucket] = asyncio.ensure_future(self._seed_bucket(bucket, seed_from, window_ms))
-            pending.add_done_callback(lambda _: self._seeding.pop(bucket, None))
-        await asyncio.shield(pending)
+        await self._seeding.run(bucket, lambda: self._seed_bucket(bucket, seed_from, window_ms))
 
     async def _seed_bucket(self, bucket: str, seed_from: LedgerWindow, window_ms: int) -> None:
         assert self._seeder is not None
