@@ -54,7 +54,7 @@ def choose_wheel(files: list[dict[str, object]], version: str) -> dict[str, obje
 
 def download(url: str, accept: str = "*/*") -> bytes:
     request = urllib.request.Request(url, headers={"Accept": accept})
-    with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 (https PyPI URLs only)
+    with urllib.request.urlopen(request, timeout=120) as response:
         data: bytes = response.read()
         return data
 
@@ -80,4 +80,4 @@ def fetch(version: str, dest: Path) -> Path:
 if __name__ == "__main__":
     if len(sys.argv) != 3:
         raise SystemExit("usage: fetch_uv.py VERSION DEST_DIR")
-    print(fetch(sys.argv[1], Path(sys.argv[2])))  # noqa: T201
+    print(fetch(sys.argv[1], Path(sys.argv[2])))
