@@ -12,7 +12,7 @@ from anygate.litellm_config import convert
 from anygate.models import resolve_model
 from anygate.registry import ProviderRegistry
 from anygate.settings import load_settings
-from anygate.upstream import UpstreamPool
+from anygate.transport.aiohttp_transport import AiohttpTransport
 
 SAMPLE = Path(__file__).parent / "fixtures" / "litellm_config.yaml"
 ENV = {
@@ -74,7 +74,7 @@ def test_the_result_is_a_configuration_anygate_loads_and_resolves(converted: Any
     settings = load_settings({"config_file": str(path)}, environ={**ENV, "XDG_DATA_HOME": str(tmp_path)})
     assert settings.providers[0].api_key is not None
     assert settings.providers[0].api_key.get_secret_value() == "sk-openai"
-    registry = ProviderRegistry(settings, UpstreamPool())
+    registry = ProviderRegistry(settings, AiohttpTransport())
     target = resolve_model("campus-llama", registry.index)[0]
     assert (target.provider_id, target.model) == ("llm-example-edu", "meta-llama/Llama-3.3-70B-Instruct")
 

@@ -6,7 +6,8 @@ import ipaddress
 
 import pytest
 
-from anygate.netguard import GuardedResolver, UnsafeURL, check_address, check_url, validate_url_shape
+from anygate.netguard import UnsafeURL, check_address, check_url, validate_url_shape
+from anygate.transport.aiohttp_transport import GuardedResolver
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import pytest
 from anygate.errors import ModelNotFound
 from anygate.models import Target
 from anygate.registry import ProviderRegistry
-from anygate.upstream import UpstreamPool
+from anygate.transport.aiohttp_transport import AiohttpTransport
 from tests.support.fake_upstream import FakeUpstream, Reply
 from tests.support.gateway import fake_provider, gateway_settings
 
@@ -23,13 +23,13 @@ async def up() -> AsyncIterator[FakeUpstream]:
 
 
 @pytest.fixture
-async def pool() -> AsyncIterator[UpstreamPool]:
-    pool = UpstreamPool()
+async def pool() -> AsyncIterator[AiohttpTransport]:
+    pool = AiohttpTransport()
     yield pool
-    await pool.close()
+    await pool.aclose()
 
 
-async def test_discovery_then_failure_keeps_the_last_known_list(up: FakeUpstream, pool: UpstreamPool) -> None:
+async def test_discovery_then_failure_keeps_the_last_known_list(up: FakeUpstream, pool: AiohttpTransport) -> None:
     registry = ProviderRegistry(gateway_settings(fake_provider(up)), pool)
     runtime = registry.get("fake")
     assert (runtime.models, runtime.models_source) == (None, "unknown")
@@ -50,7 +50,7 @@ async def test_discovery_then_failure_keeps_the_last_known_list(up: FakeUpstream
     assert registry.resolve("m2") == [Target("fake", "m2")]
 
 
-async def test_configured_models_are_merged_with_discovery(up: FakeUpstream, pool: UpstreamPool) -> None:
+async def test_configured_models_are_merged_with_discovery(up: FakeUpstream, pool: AiohttpTransport) -> None:
     registry = ProviderRegistry(gateway_settings(fake_provider(up, models=["extra", "m1"])), pool)
     runtime = registry.get("fake")
     assert (runtime.models, runtime.models_source) == (["extra", "m1"], "configured")
@@ -58,7 +58,7 @@ async def test_configured_models_are_merged_with_discovery(up: FakeUpstream, poo
     assert sorted(runtime.models or []) == ["extra", "m1", "m2"]
 
 
-async def test_failed_discovery_with_a_configured_list_uses_it(up: FakeUpstream, pool: UpstreamPool) -> None:
+async def test_failed_discovery_with_a_configured_list_uses_it(up: FakeUpstream, pool: AiohttpTransport) -> None:
     up.script(Reply.error(503), path="/v1/models")
     registry = ProviderRegistry(gateway_settings(fake_provider(up, models=["only-this"])), pool)
     runtime = registry.get("fake")
@@ -70,7 +70,7 @@ async def test_failed_discovery_with_a_configured_list_uses_it(up: FakeUpstream,
 
 
 async def test_the_preferred_provider_gets_bare_names_only_while_its_list_is_unknown(
-    up: FakeUpstream, pool: UpstreamPool
+    up: FakeUpstream, pool: AiohttpTransport
 ) -> None:
     registry = ProviderRegistry(gateway_settings(fake_provider(up), default_provider="fake"), pool)
     assert registry.resolve("some-model") == [Target("fake", "some-model")]
@@ -79,19 +79,19 @@ async def test_the_preferred_provider_gets_bare_names_only_while_its_list_is_unk
         registry.resolve("some-model")
 
 
-async def test_disabled_providers_are_not_run(up: FakeUpstream, pool: UpstreamPool) -> None:
+async def test_disabled_providers_are_not_run(up: FakeUpstream, pool: AiohttpTransport) -> None:
     registry = ProviderRegistry(gateway_settings(fake_provider(up), fake_provider(up, "off", enabled=False)), pool)
     assert list(registry.runtimes) == ["fake"]
     assert registry.find("off") is None
 
 
-async def test_describe_never_shows_a_secret(up: FakeUpstream, pool: UpstreamPool) -> None:
+async def test_describe_never_shows_a_secret(up: FakeUpstream, pool: AiohttpTransport) -> None:
     registry = ProviderRegistry(gateway_settings(fake_provider(up, headers={"X-Secret-Header": "hdr-secret"})), pool)
     view = registry.describe(registry.get("fake"))
     assert "sk-fake" not in repr(view) and "hdr-secret" not in repr(view)
 
 
-async def test_an_ollama_answering_html_on_api_tags_is_a_discovery_failure_not_a_crash(pool: UpstreamPool) -> None:
+async def test_an_ollama_answering_html_on_api_tags_is_a_discovery_failure_not_a_crash(pool: AiohttpTransport) -> None:
     async with (
         FakeUpstream(models=["llama3:8b"], has_models_endpoint=False) as ollama,
         FakeUpstream(models=["m1"]) as healthy,
@@ -109,7 +109,7 @@ async def test_an_ollama_answering_html_on_api_tags_is_a_discovery_failure_not_a
 
 
 async def test_a_provider_whose_discovery_breaks_does_not_stop_the_others(
-    up: FakeUpstream, pool: UpstreamPool, monkeypatch: pytest.MonkeyPatch
+    up: FakeUpstream, pool: AiohttpTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     registry = ProviderRegistry(gateway_settings(fake_provider(up), fake_provider(up, "broken")), pool)
 

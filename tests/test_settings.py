@@ -12,7 +12,7 @@ from anygate.errors import ConfigError
 from anygate.models import Target
 from anygate.registry import ProviderRegistry
 from anygate.settings import Settings, load_settings, read_environment
-from anygate.upstream import UpstreamPool
+from anygate.transport.aiohttp_transport import AiohttpTransport
 
 
 def write_config(text: str, name: str = "anygate.yaml") -> Path:
@@ -27,7 +27,7 @@ def load(env: dict[str, str] | None = None, **flags: Any) -> Settings:
 
 def resolve(settings: Settings, model: str) -> list[Target]:
     """Resolve as the gateway would before any discovery has run (every model list unknown)."""
-    return ProviderRegistry(settings, UpstreamPool()).resolve(model)
+    return ProviderRegistry(settings, AiohttpTransport()).resolve(model)
 
 
 # ---------------------------------------------------------------------------------------------- basics

@@ -92,20 +92,20 @@ def run_async(coroutine: Any) -> Any:
 def models(config: ConfigOption = None) -> None:
     """What each provider serves (discovers the lists now)."""
     from anygate.registry import ProviderRegistry
-    from anygate.upstream import UpstreamPool
+    from anygate.transport.aiohttp_transport import AiohttpTransport
 
     settings = settings_or_exit(config_file=config)
 
     async def discover() -> ProviderRegistry:
-        pool = UpstreamPool()
-        registry = ProviderRegistry(settings, pool)
+        transport = AiohttpTransport()
+        registry = ProviderRegistry(settings, transport)
         try:
             with Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), console=err_console(), transient=True
             ) as bar:
                 await discover_showing_progress(registry, bar)
         finally:
-            await pool.close()
+            await transport.aclose()
         return registry
 
     registry = run_async(discover())

@@ -1,6 +1,7 @@
 """SSRF guard: what a provider URL may point at, checked when saved and again on every connect.
 
-Saving checks the URL's shape and any literal address. Connecting goes through ``GuardedResolver``:
+Saving checks the URL's shape and any literal address. Connecting goes through the transport's guarded resolver
+(``anygate.transport.aiohttp_transport.GuardedResolver``):
 every address a host name resolves to is checked, and aiohttp connects to exactly the addresses the
 resolver returned, so a DNS answer cannot swap a checked address for an unchecked one.
 """
@@ -11,9 +12,6 @@ import asyncio
 import ipaddress
 import socket
 from urllib.parse import urlsplit
-
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -124,26 +122,3 @@ async def check_url_resolved(url: str, allow_private_network: bool) -> None:
         return
     for *_, sockaddr in answers:
         check_address(ipaddress.ip_address(str(sockaddr[0]).split("%")[0]), allow_private_network)
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves with the default resolver, then refuses the whole answer if any address is unsafe."""
-
-    def __init__(self, allow_private_network: bool) -> None:
-        self._inner = DefaultResolver()
-        self._allow_private_network = allow_private_network
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._inner.resolve(host, port, family)
-        for result in results:
-            address = ipaddress.ip_address(result["host"])
-            try:
-                check_address(address, self._allow_private_network)
-            except UnsafeURL as exc:
-                raise OSError(f"refused to connect to {host}: {exc}") from None
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()

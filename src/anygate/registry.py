@@ -18,7 +18,8 @@ from anygate.errors import GatewayError, NotFound
 from anygate.models import ModelIndex, Target, resolve_model
 from anygate.routing import Deployment
 from anygate.settings import ProviderConfig, Settings
-from anygate.upstream import DiscoveryFailed, HealthResult, OpenAICompatibleProvider, UpstreamPool
+from anygate.transport import Transport
+from anygate.upstream import DiscoveryFailed, HealthResult, OpenAICompatibleProvider
 
 log = logging.getLogger("anygate.registry")
 
@@ -86,9 +87,9 @@ def configured_entries(config: ProviderConfig) -> dict[str, dict[str, Any]]:
 
 
 class ProviderRegistry:
-    def __init__(self, settings: Settings, pool: UpstreamPool) -> None:
+    def __init__(self, settings: Settings, transport: Transport) -> None:
         self._settings = settings
-        self._pool = pool
+        self._transport = transport
         self.runtimes: dict[str, ProviderRuntime] = {}
         self.index = ModelIndex()
         self._resolved: dict[str, list[Target]] = {}
@@ -123,7 +124,7 @@ class ProviderRegistry:
     # ------------------------------------------------------------------------------ changes
 
     def _runtime(self, config: ProviderConfig, origin: ProviderOrigin, api_key: str | None) -> ProviderRuntime:
-        client = OpenAICompatibleProvider.from_config(config, api_key, self._pool)
+        client = OpenAICompatibleProvider.from_config(config, api_key, self._transport)
         runtime = ProviderRuntime(config, client, origin, proxy_allowlist(config))
         if config.models:
             runtime.model_entries = configured_entries(config)

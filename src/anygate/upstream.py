@@ -1,8 +1,8 @@
-"""The upstream client: one OpenAI-compatible endpoint, over a pooled aiohttp session.
+"""The upstream client: one OpenAI-compatible endpoint, over the process's transport.
 
 ``OpenAICompatibleProvider`` works on its own as a library (``async with OpenAICompatibleProvider(...)``)
-and is what the gateway uses for every provider. aiohttp's exceptions are translated into the gateway's
-error hierarchy here and nowhere else.
+and is what the gateway uses for every provider. It speaks HTTP only through a ``Transport``
+(``anygate.transport``): by default the pooled, SSRF-guarded aiohttp one, in tests an in-memory one.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-import aiohttp
 import orjson
 
 from anygate.catalog import PRESETS, AuthStyle, detect_provider_name, join_url
@@ -24,52 +23,17 @@ from anygate.errors import (
     InvalidRequest,
     UpstreamRedirect,
     UpstreamStatusError,
-    UpstreamTimeout,
     UpstreamUnavailable,
 )
-from anygate.netguard import GuardedResolver, UnsafeURL, check_url
+from anygate.netguard import check_url
 from anygate.sse import EventSplitter, event_data, is_done
+from anygate.transport import OutgoingRequest, Response, Timeouts, Transport
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
-USER_AGENT = "anygate/0.1"
 
 
 class DiscoveryFailed(Exception):
     """Model discovery did not produce a list; the message says why (never with a secret)."""
-
-
-class UpstreamPool:
-    """The process's pooled HTTP sessions: one that may reach private networks and one that may not.
-
-    Sessions are made on first use inside the running event loop and closed by ``close()``.
-    """
-
-    def __init__(self, connection_limit: int = 1000) -> None:
-        self._limit = connection_limit
-        self._sessions: dict[bool, aiohttp.ClientSession] = {}
-
-    def session(self, allow_private_network: bool) -> aiohttp.ClientSession:
-        session = self._sessions.get(allow_private_network)
-        if session is None or session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=self._limit,
-                ttl_dns_cache=30,
-                keepalive_timeout=30,
-                resolver=GuardedResolver(allow_private_network),
-            )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                auto_decompress=True,
-                headers={"User-Agent": USER_AGENT},
-                skip_auto_headers=("Content-Type",),
-            )
-            self._sessions[allow_private_network] = session
-        return session
-
-    async def close(self) -> None:
-        sessions, self._sessions = list(self._sessions.values()), {}
-        for session in sessions:
-            await session.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,51 +49,6 @@ def auth_headers(auth: AuthStyle, api_key: str | None) -> dict[str, str]:
     if auth == "api-key":
         return {"api-key": api_key}
     return {"Authorization": f"Bearer {api_key}"}
-
-
-def translate_client_error(exc: BaseException, provider_id: str) -> GatewayError:
-    """The one place aiohttp's exceptions become gateway errors (no URL, header or key in the text)."""
-    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        return UpstreamTimeout(f"Provider '{provider_id}' did not answer in time")
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return UpstreamUnavailable(f"Cannot connect to provider '{provider_id}'")
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return UpstreamUnavailable(f"Provider '{provider_id}' closed the connection")
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return UpstreamUnavailable(f"Provider '{provider_id}' sent an incomplete response")
-    if isinstance(exc, UnsafeURL):
-        return UpstreamUnavailable(f"Provider '{provider_id}' URL refused: {exc}")
-    if isinstance(exc, (aiohttp.ClientError, OSError)):
-        return UpstreamUnavailable(f"Provider '{provider_id}' is unreachable ({type(exc).__name__})")
-    raise TypeError(f"not an upstream error: {type(exc).__name__}") from exc
-
-
-UPSTREAM_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, OSError, UnsafeURL)
-
-
-def capped_timeout(base: aiohttp.ClientTimeout, seconds: float, whole_request: bool) -> aiohttp.ClientTimeout:
-    """``base`` with the connect and first-byte waits at most ``seconds`` (and the total, when the cap is
-    for the whole request)."""
-    return aiohttp.ClientTimeout(
-        total=min(base.total or seconds, seconds) if whole_request else base.total,
-        connect=min(base.connect or seconds, seconds),
-        sock_connect=min(base.sock_connect or seconds, seconds),
-        sock_read=min(base.sock_read or seconds, seconds),
-    )
-
-
-def restart_read_timer(response: aiohttp.ClientResponse, seconds: float) -> None:
-    """From now on, the open ``response`` fails when no byte arrives for ``seconds`` (aiohttp's ``sock_read``).
-
-    The relay calls it when the headers have arrived (what is left of the first-byte wait, until the first
-    event) and after a stream's first event (the idle timeout). A response already read to its end has
-    no connection left and needs no timer.
-    """
-    connection = response.connection
-    protocol = connection.protocol if connection is not None else None
-    if protocol is not None:
-        protocol.read_timeout = max(seconds, 0.001)
-        protocol.start_timeout()
 
 
 class OpenAICompatibleProvider:
@@ -157,7 +76,7 @@ class OpenAICompatibleProvider:
         allow_private_network: bool = False,
         has_models_endpoint: bool = True,
         ollama_tags_fallback: bool = False,
-        pool: UpstreamPool | None = None,
+        transport: Transport | None = None,
     ) -> None:
         check_url(base_url, allow_private_network)
         self.provider_id = provider_id
@@ -172,16 +91,16 @@ class OpenAICompatibleProvider:
         self.ollama_tags_fallback = ollama_tags_fallback
         self.is_configured = bool(api_key) or auth == "none"
         self.headers: dict[str, str] = {**dict(custom_headers or {}), **auth_headers(auth, api_key)}
-        # Until the first byte (the headers, then a stream's first event) the read timer is the first-byte
-        # timeout; ``restart_read_timer`` switches an open response to the idle timeout.
-        self.client_timeout = aiohttp.ClientTimeout(
-            total=total_timeout,
-            connect=connect_timeout,
-            sock_connect=connect_timeout,
-            sock_read=self.first_byte_timeout,
-        )
-        self._pool = pool or UpstreamPool(connection_limit=100)
-        self._owns_pool = pool is None
+        self.timeouts = Timeouts(connect_timeout, self.first_byte_timeout, timeout, total_timeout)
+        self.origin = f"Provider '{provider_id}'"  # how transport errors name it
+        if transport is None:
+            from anygate.transport.aiohttp_transport import AiohttpTransport
+
+            transport = AiohttpTransport(connection_limit=100)
+            self._owns_transport = True
+        else:
+            self._owns_transport = False
+        self.transport = transport
 
     def __repr__(self) -> str:
         return f"OpenAICompatibleProvider(id={self.provider_id!r}, name={self.name!r}, base_url={self.base_url!r})"
@@ -195,17 +114,13 @@ class OpenAICompatibleProvider:
         await self.aclose()
 
     async def aclose(self) -> None:
-        if self._owns_pool:
-            await self._pool.close()
+        if self._owns_transport:
+            await self.transport.aclose()
 
     # ------------------------------------------------------------------------------ raw transport
 
     def url(self, endpoint: str) -> str:
         return join_url(self.base_url, endpoint)
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        return self._pool.session(self.allow_private_network)
 
     async def open(
         self,
@@ -213,9 +128,9 @@ class OpenAICompatibleProvider:
         endpoint: str,
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: aiohttp.ClientTimeout | None = None,
+        timeouts: Timeouts | None = None,
         api_key: str | None = None,
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         """Send one request and return the response with its body unread. Raises GatewayError.
 
         ``api_key`` replaces the provider's own key for this request (a caller's own key).
@@ -223,29 +138,26 @@ class OpenAICompatibleProvider:
         merged = {**headers, **self.headers} if headers else self.headers
         if api_key is not None:
             merged = {**merged, **auth_headers(self.auth if self.auth != "none" else "bearer", api_key)}
-        try:
-            response = await self.session.request(
-                method,
-                self.url(endpoint),
-                data=body if method != "GET" else None,
-                headers=merged,
-                timeout=timeout or self.client_timeout,
-                allow_redirects=False,
-            )
-        except UPSTREAM_ERRORS as exc:
-            raise translate_client_error(exc, self.provider_id) from exc
+        request = OutgoingRequest(
+            method,
+            self.url(endpoint),
+            merged,
+            body if method != "GET" else None,
+            timeouts or self.timeouts,
+            self.allow_private_network,
+            self.origin,
+        )
+        response = await self.transport.send(request)
         if 300 <= response.status < 400:  # never followed (SSRF), and never handed on as if it were an answer
-            response.release()
-            raise UpstreamRedirect(f"Provider '{self.provider_id}' answered HTTP {response.status}: redirect refused")
+            await response.aclose()
+            raise UpstreamRedirect(f"{self.origin} answered HTTP {response.status}: redirect refused")
         return response
 
-    async def read_body(self, response: aiohttp.ClientResponse) -> bytes:
+    async def read_body(self, response: Response) -> bytes:
         try:
             return await response.read()
-        except UPSTREAM_ERRORS as exc:
-            raise translate_client_error(exc, self.provider_id) from exc
         finally:
-            response.release()
+            await response.aclose()
 
     async def request_json(self, method: str, endpoint: str, payload: Any = None) -> Any:
         """One JSON round trip with retries on retryable failures; error statuses raise."""
@@ -285,20 +197,18 @@ class OpenAICompatibleProvider:
                 raise UpstreamStatusError(response.status, await response.read())
             splitter = EventSplitter()
             started = False
-            async for chunk in response.content.iter_any():
+            async for chunk in response.chunks():
                 for event in splitter.feed(chunk):
                     if not started:
                         started = True
-                        restart_read_timer(response, self.timeout)  # first event in: the idle timeout
+                        response.set_read_timeout(self.timeout)  # first event in: the idle timeout
                     if is_done(event):
                         return
                     data = event_data(event)
                     if data:
                         yield parse_json(data, self.provider_id)
-        except UPSTREAM_ERRORS as exc:
-            raise translate_client_error(exc, self.provider_id) from exc
         finally:
-            response.release()
+            await response.aclose()
 
     async def _post_object(self, endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
         result = await self.request_json("POST", endpoint, payload)
@@ -322,13 +232,13 @@ class OpenAICompatibleProvider:
 
     async def _ollama_tags(self) -> list[dict[str, Any]]:
         root = self.base_url.removesuffix("/v1")
+        url, private = join_url(root, "api/tags"), self.allow_private_network
+        request = OutgoingRequest("GET", url, self.headers, None, self.timeouts, private, self.origin)
         try:
-            response = await self.session.get(
-                join_url(root, "api/tags"), headers=self.headers, timeout=self.client_timeout, allow_redirects=False
-            )
+            response = await self.transport.send(request)
             raw = await self.read_body(response)
-        except UPSTREAM_ERRORS as exc:
-            raise DiscoveryFailed(translate_client_error(exc, self.provider_id).message) from exc
+        except GatewayError as exc:
+            raise DiscoveryFailed(exc.message) from exc
         if 300 <= response.status < 400:  # never followed, like every upstream redirect
             raise DiscoveryFailed(f"HTTP {response.status} from /api/tags: redirect refused")
         if response.status >= 400:
@@ -359,7 +269,7 @@ class OpenAICompatibleProvider:
 
     @classmethod
     def from_config(
-        cls, config: Any, api_key: str | None, pool: UpstreamPool | None = None
+        cls, config: Any, api_key: str | None, transport: Transport | None = None
     ) -> OpenAICompatibleProvider:
         """Build from a ``settings.ProviderConfig`` (typed ``Any`` to keep this module free of settings)."""
         preset = PRESETS[config.type]
@@ -379,7 +289,7 @@ class OpenAICompatibleProvider:
             allow_private_network=bool(config.allow_private_network),
             has_models_endpoint=preset.has_models_endpoint,
             ollama_tags_fallback=preset.ollama_tags_fallback,
-            pool=pool,
+            transport=transport,
         )
 
 

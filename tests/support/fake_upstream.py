@@ -1,13 +1,19 @@
-"""A scriptable fake OpenAI-compatible upstream: a real aiohttp server on 127.0.0.1.
+"""A scriptable fake OpenAI-compatible upstream, served on a real socket or in memory.
 
 Every request is recorded in ``FakeUpstream.requests``. Each request consumes the first queued
 ``Reply`` whose ``path`` matches (FIFO); with nothing queued the route's default behaviour answers:
 
-    async with FakeUpstream() as up:             # inside an event loop
+    async with FakeUpstream() as up:             # inside an event loop: an aiohttp server on 127.0.0.1
         up.script(Reply.rate_limited(retry_after=2), Reply(content="ok"))
 
     with FakeUpstream.start_in_thread() as up:   # sync tests: its own loop in a daemon thread
         client = OpenAI(base_url=up.base_url, api_key="k")
+
+    up = FakeUpstream().in_memory()              # no socket: the gateway reaches it through
+    app = create_app(settings, up.transport())   # FakeTransport (tests/support/fake_transport.py)
+
+What to answer is decided once, in ``FakeUpstream.answer`` (an ``Answer``: status, headers, a body or
+SSE events, and the failures to play); the aiohttp server and the in-memory transport only deliver it.
 """
 
 from __future__ import annotations
@@ -19,10 +25,11 @@ import reprlib
 import socket
 import struct
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import parse_qsl, urlsplit
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -46,9 +53,9 @@ from .openai_bodies import (
     text_completion,
 )
 
-__all__ = ["FakeUpstream", "RecordedRequest", "Reply", "Usage", "priced_model"]
+__all__ = ["Answer", "FakeUpstream", "RecordedRequest", "Reply", "Usage", "priced_model"]
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+IN_MEMORY_URL = "http://upstream.test"
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -147,14 +154,44 @@ class RecordedRequest:
         return model if isinstance(model, str) else None
 
 
-# the server ------------------------------------------------------------------------------------
+# the answer -----------------------------------------------------------------------------------
 
-REPLY = web.RequestKey("reply", Reply)
-TURN = web.RequestKey("turn", Turn)
+
+@dataclass(frozen=True)
+class Answer:
+    """What the fake sends for one request, whoever delivers it (the aiohttp server or FakeTransport)."""
+
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | None = None  # a whole body; else ``events`` are streamed
+    events: Sequence[bytes] = ()
+    event_delay: float = 0.0
+    first_byte_delay: float = 0.0
+    hang_before_headers: bool = False
+    reset_before_headers: bool = False
+    hang_after_events: int | None = None
+    reset_after_events: int | None = None
+
+    @property
+    def is_stream(self) -> bool:
+        return self.body is None
+
+
+def json_answer(payload: Any, status: int = 200) -> Answer:
+    return Answer(status, {"Content-Type": "application/json"}, json.dumps(payload).encode())
+
+
+def not_found() -> Answer:
+    return Answer(404, {"Content-Type": "text/plain"}, b"404 page not found")
+
+
+# the fake ------------------------------------------------------------------------------------------
+
+Route = Callable[["FakeUpstream", Turn], Answer]
 
 
 class FakeUpstream:
-    """The fake server. Settings are plain attributes and may change while it runs."""
+    """The fake. Settings are plain attributes and may change while it runs."""
 
     def __init__(
         self,
@@ -186,19 +223,19 @@ class FakeUpstream:
         self._counter = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
-        self._port: int | None = None
+        self._base: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
-        where = self.url if self._port else "not started"
+        where = self._base or "not started"
         return f"<FakeUpstream {where} requests={len(self.requests)} queued={len(self._queue)}>"
 
     @property
     def url(self) -> str:
-        if self._port is None:
+        if self._base is None:
             raise RuntimeError("FakeUpstream is not started")
-        return f"http://127.0.0.1:{self._port}"
+        return self._base
 
     @property
     def base_url(self) -> str:
@@ -223,15 +260,133 @@ class FakeUpstream:
                     return reply
         return Reply()
 
-    # lifecycle ---------------------------------------------------------------------------------
+    # deciding the answer ---------------------------------------------------------------------
+
+    def answer(self, method: str, url: str, headers: Mapping[str, str], raw: bytes) -> Answer:
+        """Record the request and decide its answer (scripted, refused, or the route's default)."""
+        parts = urlsplit(url)
+        parsed = _parse_json(raw)
+        lowered = {name.lower(): value for name, value in headers.items()}
+        self.requests.append(RecordedRequest(method, parts.path, dict(parse_qsl(parts.query)), lowered, raw, parsed))
+        refused = self._refused_field(parsed)
+        if refused is not None:
+            error = {"message": f"Unrecognized request argument supplied: {refused}", "type": "invalid_request_error"}
+            return json_answer({"error": {**error, "param": None, "code": None}}, status=400)
+        reply = self._next_reply(parts.path)
+        return self._scripted(reply, ROUTES.get((method, parts.path)), self._turn(reply, parsed))
+
+    def _scripted(self, reply: Reply, route: Route | None, turn: Turn) -> Answer:
+        """A fixed or raw reply answers any path; otherwise the route's default answer, with the reply's
+        status, headers and failures (an unknown route is a 404)."""
+        failures = {
+            "first_byte_delay": reply.first_byte_delay,
+            "hang_before_headers": reply.hang_before_headers,
+            "reset_before_headers": reply.reset_before_headers,
+            "hang_after_events": reply.hang_after_events,
+            "reset_after_events": reply.reset_after_events,
+            "event_delay": self.event_delay if reply.event_delay is None else reply.event_delay,
+        }
+        if reply.is_fixed:
+            body = reply.body if reply.body is not None else json.dumps(reply.json).encode()
+            return Answer(reply.status, _headers(reply.headers), body, **failures)
+        if reply.raw_events is not None:
+            return Answer(reply.status, _stream_headers(reply.headers), None, reply.raw_events, **failures)
+        answer = route(self, turn) if route is not None else not_found()
+        headers = {**answer.headers, **reply.headers}
+        status = reply.status if reply.status != 200 else answer.status
+        return Answer(status, headers, answer.body, answer.events, **failures)
+
+    def _refused_field(self, parsed: Any) -> str | None:
+        if not self.rejected_fields or not isinstance(parsed, dict):
+            return None
+        return next((name for name in sorted(self.rejected_fields) if name in parsed), None)
+
+    def _turn(self, reply: Reply, parsed: Any) -> Turn:
+        number = next(self._counter)
+        return Turn(
+            body=parsed if isinstance(parsed, dict) else {},
+            number=0 if reply.stable else number,
+            created=CREATED if reply.stable else None,
+            content=self.content if reply.content is None else reply.content,
+            chunks=reply.chunks or self.chunks,
+            usage=reply.usage or self.usage,
+            finish_reason=reply.finish_reason,
+            omit_usage=reply.omit_usage,
+            stream=reply.stream,
+            send_done=reply.send_done,
+        )
+
+    # routes: the default answers -------------------------------------------------------------
+
+    def _chat(self, turn: Turn) -> Answer:
+        if turn.wants_stream:
+            return _events([sse(chunk) for chunk in chat_chunks(turn)], turn)
+        return json_answer(chat_completion(turn))
+
+    def _completions(self, turn: Turn) -> Answer:
+        if turn.wants_stream:
+            return _events([sse(chunk) for chunk in text_chunks(turn)], turn)
+        return json_answer(text_completion(turn))
+
+    def _responses(self, turn: Turn) -> Answer:
+        if turn.wants_stream:
+            return Answer(200, _stream_headers({}), None, response_events(turn))
+        return json_answer(response_object(turn, done=True))
+
+    def _embeddings(self, turn: Turn) -> Answer:
+        return json_answer(embeddings(turn))
+
+    def _models(self, turn: Turn) -> Answer:
+        if not self.has_models_endpoint:
+            return not_found()
+        return json_answer({"object": "list", "data": [model_entry(m) for m in self.models]})
+
+    def _tags(self, turn: Turn) -> Answer:
+        if not self.has_tags_endpoint:
+            return not_found()
+        return json_answer({"models": [ollama_tag(model_entry(m)["id"]) for m in self.models]})
+
+    def _quota(self, turn: Turn) -> Answer:
+        return json_answer(self.quota)
+
+    def _key(self, turn: Turn) -> Answer:
+        return json_answer(self.key_info)
+
+    # in memory ---------------------------------------------------------------------------------
+
+    def in_memory(self) -> Self:
+        """Serve without a socket, at ``IN_MEMORY_URL``: reach it through ``transport()``."""
+        self._base = IN_MEMORY_URL
+        self._closing = asyncio.Event()
+        return self
+
+    def transport(self) -> Any:
+        """An in-memory transport that delivers this fake's answers (``tests/support/fake_transport.py``)."""
+        from .fake_transport import FakeTransport
+
+        return FakeTransport(self)
+
+    async def hang(self) -> None:
+        """Wait until the client leaves (the answer is cancelled) or the fake closes."""
+        if self._closing is None:
+            self._closing = asyncio.Event()
+        await self._closing.wait()
+
+    @property
+    def is_closing(self) -> bool:
+        return self._closing is not None and self._closing.is_set()
+
+    # on a socket ---------------------------------------------------------------------------------
 
     async def start(self) -> Self:
         self._closing = asyncio.Event()
-        runner = web.AppRunner(self._make_app(), handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
+        app = web.Application(client_max_size=1 << 30)
+        app.router.add_route("*", "/{tail:.*}", self._serve)
+        runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         self._runner = runner
-        self._port = runner.addresses[0][1]
+        self._base = f"http://127.0.0.1:{runner.addresses[0][1]}"
         return self
 
     async def close(self) -> None:
@@ -276,154 +431,64 @@ class FakeUpstream:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
-    # request handling --------------------------------------------------------------------------
-
-    def _make_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware], client_max_size=1 << 30)
-        app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_post("/v1/completions", self._completions)
-        app.router.add_post("/v1/embeddings", self._embeddings)
-        app.router.add_post("/v1/responses", self._responses)
-        app.router.add_get("/v1/models", self._models)
-        app.router.add_get("/api/tags", self._tags)
-        for prefix in ("", "/v1"):
-            app.router.add_get(f"{prefix}/quota", self._quota)
-            app.router.add_get(f"{prefix}/key", self._key)
-        return app
-
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Record the request, pick its reply, then answer (or fail as scripted)."""
-        raw = await request.read()
-        parsed = _parse_json(raw)
-        headers = {name.lower(): value for name, value in request.headers.items()}
-        self.requests.append(RecordedRequest(request.method, request.path, dict(request.query), headers, raw, parsed))
-        refused = self._refused_field(parsed)
-        if refused is not None:
-            error = {"message": f"Unrecognized request argument supplied: {refused}", "type": "invalid_request_error"}
-            return web.json_response({"error": {**error, "param": None, "code": None}}, status=400)
-        reply = self._next_reply(request.path)
-        request[REPLY] = reply
-        request[TURN] = self._turn(reply, parsed)
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        """The aiohttp server: deliver the answer, failures included."""
+        answer = self.answer(request.method, str(request.rel_url), request.headers, await request.read())
         try:
-            return await self._answer(request, reply, handler)
+            return await self._deliver(request, answer)
         except asyncio.CancelledError:
-            if self._closing is None or not self._closing.is_set():
+            if not self.is_closing:
                 self.disconnects += 1
             raise
 
-    def _refused_field(self, parsed: Any) -> str | None:
-        if not self.rejected_fields or not isinstance(parsed, dict):
-            return None
-        return next((name for name in sorted(self.rejected_fields) if name in parsed), None)
-
-    def _turn(self, reply: Reply, parsed: Any) -> Turn:
-        number = next(self._counter)
-        return Turn(
-            body=parsed if isinstance(parsed, dict) else {},
-            number=0 if reply.stable else number,
-            created=CREATED if reply.stable else None,
-            content=self.content if reply.content is None else reply.content,
-            chunks=reply.chunks or self.chunks,
-            usage=reply.usage or self.usage,
-            finish_reason=reply.finish_reason,
-            omit_usage=reply.omit_usage,
-            stream=reply.stream,
-        )
-
-    async def _answer(self, request: web.Request, reply: Reply, handler: Handler) -> web.StreamResponse:
-        if reply.first_byte_delay:
-            await asyncio.sleep(reply.first_byte_delay)
-        if reply.hang_before_headers:
-            await self._hang()
-        if reply.reset_before_headers or reply.hang_before_headers:
+    async def _deliver(self, request: web.Request, answer: Answer) -> web.StreamResponse:
+        if answer.first_byte_delay:
+            await asyncio.sleep(answer.first_byte_delay)
+        if answer.hang_before_headers:
+            await self.hang()
+        if answer.reset_before_headers or answer.hang_before_headers:
             return _abort(request)
-        if reply.is_fixed:
-            body = reply.body if reply.body is not None else json.dumps(reply.json).encode()
-            return web.Response(status=reply.status, body=body, headers=_headers(reply.headers))
-        if reply.raw_events is not None:
-            return await self._write_events(request, reply.raw_events)
-        response = await handler(request)
-        if not response.prepared:  # streams took the status and headers from the reply
-            response.headers.update(reply.headers)
-            if reply.status != 200:
-                response.set_status(reply.status)
-        return response
-
-    async def _hang(self) -> None:
-        """Wait until the client leaves (the handler is cancelled) or the server closes."""
-        assert self._closing is not None
-        await self._closing.wait()
-
-    async def _write_events(self, request: web.Request, events: Sequence[bytes]) -> web.StreamResponse:
-        reply = request[REPLY]
-        headers = _headers(reply.headers, "text/event-stream")
-        headers.setdefault("Cache-Control", "no-cache")
-        response = web.StreamResponse(status=reply.status, headers=headers)
+        if not answer.is_stream:
+            return web.Response(status=answer.status, body=answer.body, headers=CIMultiDict(answer.headers))
+        response = web.StreamResponse(status=answer.status, headers=CIMultiDict(answer.headers))
         await response.prepare(request)
-        delay = self.event_delay if reply.event_delay is None else reply.event_delay
         try:
-            for index, event in enumerate(events):
-                if await self._stops_at(reply, index):
+            for index, event in enumerate(answer.events):
+                if await self.stops_at(answer, index):
                     return _abort(request, response)
-                if index and delay:
-                    await asyncio.sleep(delay)
+                if index and answer.event_delay:
+                    await asyncio.sleep(answer.event_delay)
                 await response.write(event)
-            if await self._stops_at(reply, len(events)):
+            if await self.stops_at(answer, len(answer.events)):
                 return _abort(request, response)
             await response.write_eof()
         except ConnectionResetError:
             self.disconnects += 1
         return response
 
-    async def _stops_at(self, reply: Reply, index: int) -> bool:
+    async def stops_at(self, answer: Answer, index: int) -> bool:
         """Whether the stream is cut before event ``index`` (after hanging, if so scripted)."""
-        if index == reply.hang_after_events:
-            await self._hang()
+        if index == answer.hang_after_events:
+            await self.hang()
             return True
-        return index == reply.reset_after_events
+        return index == answer.reset_after_events
 
-    async def _write_chunks(self, request: web.Request, chunks: list[dict[str, Any]]) -> web.StreamResponse:
-        done = [sse("[DONE]")] if request[REPLY].send_done else []
-        return await self._write_events(request, [sse(chunk) for chunk in chunks] + done)
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
-        turn = request[TURN]
-        if turn.wants_stream:
-            return await self._write_chunks(request, chat_chunks(turn))
-        return web.json_response(chat_completion(turn))
+ROUTES: dict[tuple[str, str], Route] = {
+    ("POST", "/v1/chat/completions"): FakeUpstream._chat,
+    ("POST", "/v1/completions"): FakeUpstream._completions,
+    ("POST", "/v1/embeddings"): FakeUpstream._embeddings,
+    ("POST", "/v1/responses"): FakeUpstream._responses,
+    ("GET", "/v1/models"): FakeUpstream._models,
+    ("GET", "/api/tags"): FakeUpstream._tags,
+    **{("GET", f"{prefix}/quota"): FakeUpstream._quota for prefix in ("", "/v1")},
+    **{("GET", f"{prefix}/key"): FakeUpstream._key for prefix in ("", "/v1")},
+}
 
-    async def _completions(self, request: web.Request) -> web.StreamResponse:
-        turn = request[TURN]
-        if turn.wants_stream:
-            return await self._write_chunks(request, text_chunks(turn))
-        return web.json_response(text_completion(turn))
 
-    async def _responses(self, request: web.Request) -> web.StreamResponse:
-        turn = request[TURN]
-        if turn.wants_stream:
-            return await self._write_events(request, response_events(turn))
-        return web.json_response(response_object(turn, done=True))
-
-    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(embeddings(request[TURN]))
-
-    async def _models(self, request: web.Request) -> web.StreamResponse:
-        if not self.has_models_endpoint:
-            return web.Response(status=404, text="404 page not found")
-        return web.json_response({"object": "list", "data": [model_entry(m) for m in self.models]})
-
-    async def _tags(self, request: web.Request) -> web.StreamResponse:
-        if not self.has_tags_endpoint:
-            return web.Response(status=404, text="404 page not found")
-        tags = [ollama_tag(model_entry(m)["id"]) for m in self.models]
-        return web.json_response({"models": tags})
-
-    async def _quota(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(self.quota)
-
-    async def _key(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(self.key_info)
+def _events(events: list[bytes], turn: Turn) -> Answer:
+    done = [sse("[DONE]")] if turn.send_done else []
+    return Answer(200, _stream_headers({}), None, events + done)
 
 
 def _parse_json(raw: bytes) -> Any:
@@ -433,9 +498,15 @@ def _parse_json(raw: bytes) -> Any:
         return None
 
 
-def _headers(extra: Mapping[str, str], content_type: str = "application/json") -> CIMultiDict[str]:
+def _headers(extra: Mapping[str, str], content_type: str = "application/json") -> dict[str, str]:
     headers: CIMultiDict[str] = CIMultiDict({"Content-Type": content_type})
     headers.update(extra)
+    return dict(headers)
+
+
+def _stream_headers(extra: Mapping[str, str]) -> dict[str, str]:
+    headers = _headers(extra, "text/event-stream")
+    headers.setdefault("Cache-Control", "no-cache")
     return headers
 
 

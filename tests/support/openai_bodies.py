@@ -61,6 +61,7 @@ class Turn:
     omit_usage: bool = False
     stream: bool | None = None  # None follows the request's "stream" flag
     created: int | None = None  # None: now
+    send_done: bool = True  # False: a stream ends without "data: [DONE]"
 
     @property
     def model(self) -> str:

@@ -36,7 +36,7 @@ from anygate.errors import AuthenticationFailed, GatewayError
 from anygate.registry import ProviderRegistry
 from anygate.settings import Settings
 from anygate.telemetry import REQUEST_ID, Metrics
-from anygate.upstream import UpstreamPool
+from anygate.transport import Transport
 
 log = logging.getLogger("anygate.access")
 
@@ -72,8 +72,9 @@ class RequestIds:
 class Gateway:
     """``create_app(settings)``'s result: an ASGI app that owns its state from startup to shutdown."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, transport: Transport | None = None) -> None:
         self.settings = settings
+        self._transport = transport  # None: the network's (made at startup)
         self.management: FastAPI = build_management_app()
         self.management.mount("/ui", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
         self._state: AppState | None = None
@@ -121,8 +122,8 @@ class Gateway:
         settings = self.settings
         admin_digest = hash_key(settings.admin_key.get_secret_value()) if settings.admin_key else None
         keyring = KeyRing(admin_digest or stored_admin_digest(settings.data_dir), no_auth=settings.no_auth)
-        pool = UpstreamPool()
-        state = AppState(settings, pool, ProviderRegistry(settings, pool), keyring, Metrics())
+        transport = self._transport or network_transport()
+        state = AppState(settings, transport, ProviderRegistry(settings, transport), keyring, Metrics())
         self._state = state
         self._relay = Relay(state)
         self.management.state.anygate = state
@@ -354,5 +355,12 @@ def raise_method_not_allowed(scope: Scope) -> None:
     raise RouteNotFound(f"{scope['method']} {scope['path']}")
 
 
-def create_app(settings: Settings) -> Gateway:
-    return Gateway(settings)
+def network_transport() -> Transport:
+    from anygate.transport.aiohttp_transport import AiohttpTransport
+
+    return AiohttpTransport()
+
+
+def create_app(settings: Settings, transport: Transport | None = None) -> Gateway:
+    """The gateway; ``transport`` replaces the network under every upstream (tests use an in-memory one)."""
+    return Gateway(settings, transport)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from anygate.api.http import Scope
+from anygate.transport import Headers
 
 # Never sent upstream: hop-by-hop headers, the client's credentials, and what identifies the client.
 DROPPED_HEADERS = frozenset(
@@ -56,15 +55,15 @@ def forwarded_headers(scope: Scope) -> dict[str, str]:
     return headers
 
 
-def response_headers(response: aiohttp.ClientResponse, request_id: bytes) -> list[tuple[bytes, bytes]]:
+def response_headers(upstream: Headers, request_id: bytes) -> list[tuple[bytes, bytes]]:
     headers = [(b"x-request-id", request_id)]
-    for name, value in response.raw_headers:
+    for name, value in upstream.raw:
         lowered = name.lower()
         if lowered in PASSED_RESPONSE_HEADERS or lowered.startswith(PASSED_RESPONSE_PREFIXES):
             headers.append((lowered, value))
     return headers
 
 
-def retry_after_header(response: aiohttp.ClientResponse) -> dict[str, str] | None:
-    value = response.headers.get("retry-after")
+def retry_after_header(upstream: Headers) -> dict[str, str] | None:
+    value = upstream.get("retry-after")
     return {"retry-after": value} if value else None

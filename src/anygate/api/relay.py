@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import aiohttp
 import orjson
 
 from anygate.accounting.service import Metering, tap_stream
@@ -43,19 +42,14 @@ from anygate.errors import (
     RouteNotFound,
     ServiceUnavailable,
     UpstreamStatusError,
+    UpstreamTimeout,
     UpstreamUnavailable,
 )
 from anygate.routing import Action, Deployment, classify
 from anygate.sse import EventSplitter, error_event, is_done
 from anygate.telemetry import upstream_error_kind
-from anygate.upstream import (
-    UPSTREAM_ERRORS,
-    OpenAICompatibleProvider,
-    backoff_delay,
-    capped_timeout,
-    restart_read_timer,
-    translate_client_error,
-)
+from anygate.transport import Response, Timeouts
+from anygate.upstream import OpenAICompatibleProvider, backoff_delay
 
 if TYPE_CHECKING:
     from anygate.api.state import AppState
@@ -334,10 +328,10 @@ class Relay:
         exchange.attempts += 1
         exchange.provider_id, exchange.model = runtime.id, deployment.model
         api_key = self.key_for(exchange, runtime, deployment)
-        timeout = attempt_timeout(runtime.client, request, deadline)
+        timeouts = attempt_timeout(runtime.client, request, deadline)
         self.book.started(deployment)
         try:
-            await self.forward(request, send, exchange, runtime, deployment, api_key, timeout)
+            await self.forward(request, send, exchange, runtime, deployment, api_key, timeouts)
         finally:
             self.book.finished(deployment)
         if exchange.broken_by_upstream is not None:
@@ -366,50 +360,40 @@ class Relay:
         runtime: ProviderRuntime,
         deployment: Deployment,
         api_key: str | None,
-        timeout: aiohttp.ClientTimeout,
+        timeouts: Timeouts,
     ) -> None:
         body = request.body
         if request.rewrite and deployment.model != request.payload.get("model"):
             body = replace_model(body, request.payload, deployment.model)
         client = runtime.client
-        first_byte_by = time.monotonic() + (timeout.sock_read or client.first_byte_timeout)
+        first_byte_by = time.monotonic() + timeouts.first_byte
         response = await client.open(
-            request.scope["method"], request.endpoint, body, forwarded_headers(request.scope), timeout, api_key
+            request.scope["method"], request.endpoint, body, forwarded_headers(request.scope), timeouts, api_key
         )
         accounting = self.state.accounting
         if accounting is not None and accounting.refused_stream_usage(exchange, response.status):
             # Maybe the upstream refuses the stream_options accounting added: once more without them.
-            response.release()
+            await response.aclose()
             body = accounting.body_without_stream_usage(exchange, deployment.model if request.rewrite else None)
             response = await client.open(
-                request.scope["method"], request.endpoint, body, forwarded_headers(request.scope), timeout, api_key
+                request.scope["method"], request.endpoint, body, forwarded_headers(request.scope), timeouts, api_key
             )
             accounting.answered_without_stream_usage(exchange, runtime.id, response.status)
         try:
             if response.status >= 400:
-                raise UpstreamStatusError(
-                    response.status, await self._read(runtime, response), retry_after_header(response)
-                )
-            if exchange.stream and response.content_type == EVENT_STREAM:
+                raise UpstreamStatusError(response.status, await response.read(), retry_after_header(response.headers))
+            if exchange.stream and response.headers.content_type == EVENT_STREAM:
                 await self.relay_stream(send, exchange, runtime, response, request.endpoint, first_byte_by)
             else:
                 await self.relay_body(send, exchange, runtime, response)
         finally:
-            response.release()
-
-    async def _read(self, runtime: ProviderRuntime, response: aiohttp.ClientResponse) -> bytes:
-        try:
-            return await response.read()
-        except UPSTREAM_ERRORS as exc:
-            raise translate_client_error(exc, runtime.id) from exc
+            await response.aclose()
 
     # ------------------------------------------------------------------------------ relaying
 
-    async def relay_body(
-        self, send: Send, exchange: Exchange, runtime: ProviderRuntime, response: aiohttp.ClientResponse
-    ) -> None:
-        data = await self._read(runtime, response)
-        if response.content_type == "application/json":
+    async def relay_body(self, send: Send, exchange: Exchange, runtime: ProviderRuntime, response: Response) -> None:
+        data = await response.read()
+        if response.headers.content_type == "application/json":
             try:
                 parsed = orjson.loads(data)
             except orjson.JSONDecodeError:
@@ -420,14 +404,14 @@ class Relay:
         exchange.status = response.status
         if exchange.usage is None and exchange.metering is not None:  # accounting estimates it from the body
             exchange.metering.unreported_body = data
-        await send_bytes(send, response.status, data, response_headers(response, exchange.request_id.encode()))
+        await send_bytes(send, response.status, data, response_headers(response.headers, exchange.request_id.encode()))
 
     async def relay_stream(
         self,
         send: Send,
         exchange: Exchange,
         runtime: ProviderRuntime,
-        response: aiohttp.ClientResponse,
+        response: Response,
         endpoint: str,
         first_byte_by: float,
     ) -> None:
@@ -436,17 +420,15 @@ class Relay:
         within the first-byte timeout of the request being sent; after it, the idle timeout applies."""
         splitter = EventSplitter()
         pending: list[bytes] = []
-        chunks = response.content.iter_any()
-        restart_read_timer(response, first_byte_by - time.monotonic())
+        chunks = response.chunks()
+        response.set_read_timeout(first_byte_by - time.monotonic())
         try:
             while not pending:
                 pending = splitter.feed(await anext(chunks))
         except StopAsyncIteration:
             raise UpstreamUnavailable(f"Provider '{runtime.id}' ended the stream before any event") from None
-        except UPSTREAM_ERRORS as exc:
-            raise translate_client_error(exc, runtime.id) from exc
-        restart_read_timer(response, runtime.client.timeout)
-        headers = response_headers(response, exchange.request_id.encode())
+        response.set_read_timeout(runtime.client.timeout)
+        headers = response_headers(response.headers, exchange.request_id.encode())
         headers.append((b"cache-control", b"no-cache"))
         exchange.status = response.status
         exchange.first_byte_at = time.perf_counter()
@@ -480,8 +462,8 @@ class Relay:
                     pending = splitter.feed(await anext(chunks))
         except StopAsyncIteration:
             pass
-        except UPSTREAM_ERRORS as exc:
-            await self.end_stream_with_error(send, exchange, translate_client_error(exc, runtime.id))
+        except (UpstreamUnavailable, UpstreamTimeout) as failure:
+            await self.end_stream_with_error(send, exchange, failure)
             return
         rest = splitter.flush()
         if not saw_done and endpoint in DONE_TERMINATED and not is_done(rest):
@@ -528,16 +510,14 @@ DONE_TERMINATED = frozenset({"chat/completions", "completions"})
 NO_DEPLOYMENT = "No deployment could serve this request"
 
 
-def attempt_timeout(
-    client: OpenAICompatibleProvider, request: UpstreamRequest, deadline: float
-) -> aiohttp.ClientTimeout:
+def attempt_timeout(client: OpenAICompatibleProvider, request: UpstreamRequest, deadline: float) -> Timeouts:
     """The provider's timeouts, with the connect and first-byte waits capped by the time the request has
     left (and the total too when ``x-anygate-timeout`` bounds the whole request)."""
-    base = client.client_timeout
+    base = client.timeouts
     left = max(deadline - time.monotonic(), 0.001)
-    if request.timeout is None and left >= (base.sock_read or 0) and left >= (base.connect or 0):
+    if request.timeout is None and left >= base.first_byte and left >= base.connect:
         return base  # the common case: nothing to cap, no new object
-    return capped_timeout(base, left, whole_request=request.timeout is not None)
+    return base.capped(left, whole_request=request.timeout is not None)
 
 
 def shutting_down() -> ServiceUnavailable:

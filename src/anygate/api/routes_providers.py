@@ -190,7 +190,7 @@ async def test_provider(
             raise NotFound(f"Unknown provider '{provider_id}'", code="provider_not_found")
         stored = found.readable()
         config = ProviderConfig.model_validate(stored.config)
-        client = OpenAICompatibleProvider.from_config(config, stored.api_key, state.pool)
+        client = OpenAICompatibleProvider.from_config(config, stored.api_key, state.transport)
         result = await probe_provider(client, model or config.default_model)
     result["capabilities"] = capabilities(result)
     await store.providers.save_probe(runtime.id if runtime else provider_id, result)

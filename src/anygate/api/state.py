@@ -14,7 +14,8 @@ from anygate.registry import ProviderRegistry, ProviderRuntime
 from anygate.routing import HealthBook, deployment_id
 from anygate.settings import Settings
 from anygate.telemetry import Metrics
-from anygate.upstream import HealthResult, UpstreamPool
+from anygate.transport import Transport
+from anygate.upstream import HealthResult
 
 if TYPE_CHECKING:
     from anygate.accounting.service import Accounting
@@ -27,7 +28,7 @@ log = logging.getLogger("anygate.state")
 @dataclass
 class AppState:
     settings: Settings
-    pool: UpstreamPool
+    transport: Transport
     registry: ProviderRegistry
     keyring: KeyRing
     metrics: Metrics
@@ -133,7 +134,7 @@ class AppState:
         for task in list(self.background):
             task.cancel()
         await asyncio.gather(*self.background, return_exceptions=True)
-        await self.pool.close()
+        await self.transport.aclose()
         if self.store_sync is not None:
             await self.store_sync.close()
         if self.store is not None:

@@ -1,0 +1,5 @@
+"""The seam under the upstream client: send a request, read its response (``anygate.transport.base``)."""
+
+from anygate.transport.base import Headers, OutgoingRequest, Response, Timeouts, Transport
+
+__all__ = ["Headers", "OutgoingRequest", "Response", "Timeouts", "Transport"]

@@ -1,0 +1,110 @@
+"""The gateway in-process: driven through ASGI, with a FakeUpstream in memory behind it. No socket.
+
+    up = FakeUpstream().in_memory()
+    with inprocess_gateway(gateway_settings(fake_provider(up)), up) as gw:
+        with gw.sdk() as client:                  # the official SDK, as against a served gateway
+            client.chat.completions.create(...)
+        gw.client().get("/v1/models")             # an httpx client with the admin key
+
+The app runs its lifespan on an event loop in a background thread; the clients' requests are handed to
+that loop (httpx's ``ASGITransport``), so sync tests and the sync SDK work unchanged. Responses arrive
+whole: what needs a stream read as it arrives, a disconnect or a signal stays on a real socket
+(``tests/support/gateway.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx2
+import openai
+
+from anygate.api.app import Gateway, create_app
+from anygate.settings import Settings
+
+from .fake_upstream import FakeUpstream
+from .gateway import ADMIN_KEY
+
+T = TypeVar("T")
+BASE_URL = "http://anygate.test"
+
+
+class LoopThread:
+    """An event loop running in a daemon thread; ``run(coroutine)`` waits for its result."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="gateway-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, coroutine: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+
+class BridgedTransport(httpx2.BaseTransport):
+    """A sync httpx transport whose requests the app answers on the loop thread, in-process."""
+
+    def __init__(self, app: Gateway, loop: LoopThread) -> None:
+        self._asgi = httpx2.ASGITransport(app=app)
+        self._loop = loop
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        return self._loop.run(self._answer(request))
+
+    async def _answer(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self._asgi.handle_async_request(request)
+        body = await response.aread()
+        return httpx2.Response(response.status_code, headers=response.headers, content=body, request=request)
+
+
+@dataclass
+class InProcessGateway:
+    app: Gateway
+    upstream: FakeUpstream | None
+    loop: LoopThread
+
+    url = BASE_URL
+
+    def transport(self) -> BridgedTransport:
+        """For an httpx client of the test's own making (``httpx2.Client(transport=gw.transport())``)."""
+        return BridgedTransport(self.app, self.loop)
+
+    def client(self, key: str | None = ADMIN_KEY, **options: Any) -> httpx2.Client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx2.Client(base_url=BASE_URL, headers=headers, transport=self.transport(), **options)
+
+    def sdk(self, key: str = ADMIN_KEY, **options: Any) -> openai.OpenAI:
+        """The official SDK against the in-process gateway, its own retries off."""
+        options.setdefault("max_retries", 0)
+        options.setdefault("http_client", httpx2.Client(transport=self.transport()))
+        return openai.OpenAI(base_url=f"{BASE_URL}/v1", api_key=key, **options)
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the gateway's loop (to reach its state between requests)."""
+        return self.loop.run(coroutine)
+
+
+@contextmanager
+def inprocess_gateway(settings: Settings, upstream: FakeUpstream | None = None) -> Iterator[InProcessGateway]:
+    """The gateway started (lifespan and all) with ``upstream`` in memory as its only network."""
+    loop = LoopThread()
+    transport = upstream.transport() if upstream is not None else None
+    app = create_app(settings, transport)
+    try:
+        loop.run(app.startup())
+        try:
+            yield InProcessGateway(app, upstream, loop)
+        finally:
+            loop.run(app.shutdown())
+    finally:
+        loop.close()
