@@ -7,7 +7,7 @@ one with more rights than its own (``rights``). Revoking a key revokes its desce
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -160,4 +160,7 @@ async def rotate_own_key(request: Request, state: StateDep, caller: CallerDep) -
     except RotationRefused:
         raise Conflict("The key was rotated meanwhile; use its current secret", code="rotated_meanwhile") from None
     await state.store_changed()
-    return {**await view_of(state, record.id), "key": secret, "previous_key_expires_at": iso(grace_end)}
+    view = await view_of(state, record.id)
+    if caller.expires_at is not None:  # never past the expiry of the keys above it either
+        grace_end = min(grace_end, datetime.fromtimestamp(caller.expires_at, UTC))
+    return {**view, "key": secret, "previous_key_expires_at": iso(grace_end)}
