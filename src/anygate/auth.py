@@ -49,8 +49,12 @@ class Limits:
 class Principal:
     """An authenticated caller. ``models``/``providers`` are glob allowlists; ``None`` allows all.
 
-    ``budget``/``limits`` are the key's own; ``user_budget``/``user_limits`` those of the user that
-    owns it (a key counts against both). ``expires_at`` is a UNIX time; past it the key stops working.
+    A model pattern matches ``<provider id>/<model>`` (``groq/*`` is every model of provider ``groq``),
+    a provider pattern a provider id. ``budget``/``limits`` are the key's own; ``user_budget``/
+    ``user_limits`` those of the user that owns it (a key counts against both). ``ancestors`` are the
+    keys that made this one, its creator first: their allowlists bind it too, and its spend counts
+    against their budgets and rate limits. ``expires_at`` is a UNIX time, the earliest along that chain;
+    past it the key stops working.
     """
 
     key_id: str
@@ -64,33 +68,40 @@ class Principal:
     limits: Limits | None = None
     user_budget: Budget | None = None
     user_limits: Limits | None = None
+    ancestors: tuple[Principal, ...] = ()
     _decisions: dict[tuple[str, str], bool] = field(default_factory=dict, compare=False, repr=False)
 
     def may_use(self, provider_id: str, model: str) -> bool:
         """Whether this caller may reach ``model`` on ``provider_id`` (memoised: called per request)."""
-        if self.models is None and self.providers is None:
+        if self.models is None and self.providers is None and not self.ancestors:
             return True
         decision = self._decisions.get((provider_id, model))
         if decision is None:
-            decision = _allowed(self.providers, (provider_id,)) and _allowed(
-                self.models, (f"{provider_id}/{model}", model)
+            decision = self._allows(provider_id, model) and all(
+                ancestor.may_use(provider_id, model) for ancestor in self.ancestors
             )
             if len(self._decisions) < 4096:
                 self._decisions[(provider_id, model)] = decision
         return decision
 
+    def _allows(self, provider_id: str, model: str) -> bool:
+        # Only the provider-qualified name: a bare upstream name would let `vendor/*` match `other/vendor/x`.
+        return _allowed(self.providers, provider_id) and _allowed(self.models, f"{provider_id}/{model}")
+
     def may_use_provider(self, provider_id: str) -> bool:
         """Whether this caller may reach ``provider_id`` at all (its provider allowlist; models aside)."""
-        return _allowed(self.providers, (provider_id,))
+        return _allowed(self.providers, provider_id) and all(
+            ancestor.may_use_provider(provider_id) for ancestor in self.ancestors
+        )
 
     def has_expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at
 
 
-def _allowed(patterns: tuple[str, ...] | None, names: Iterable[str]) -> bool:
+def _allowed(patterns: tuple[str, ...] | None, name: str) -> bool:
     if patterns is None:
         return True
-    return any(fnmatchcase(name, pattern) for pattern in patterns for name in names)
+    return any(fnmatchcase(name, pattern) for pattern in patterns)
 
 
 def hash_key(key: str) -> str:

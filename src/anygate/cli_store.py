@@ -305,14 +305,17 @@ def keys_create(
 
 @keys_app.command("list")
 def keys_list(config: ConfigOption = None) -> None:
-    """Every key (never the secret)."""
+    """Every key (never the secret); a key made by another key is revoked or expired with it."""
+    from anygate.store.families import lineages
     from anygate.store.tables import utcnow
 
     async def listing(store: Store) -> list[Any]:
         return await store.keys.list_keys()
 
-    table = Table("id", "alias", "prefix", "user", "role", "status", "expires")
-    for record in with_store(load(config), listing):
+    records = with_store(load(config), listing)
+    chains = lineages({record.id: record for record in records})
+    table = Table("id", "alias", "prefix", "user", "role", "created by", "status", "expires")
+    for record in records:
         expires = record.expires_at.isoformat() if record.expires_at else ""
         table.add_row(
             record.id,
@@ -320,7 +323,8 @@ def keys_list(config: ConfigOption = None) -> None:
             record.key_prefix,
             record.user_id or "",
             record.role,
-            record.status(utcnow()),
+            record.created_by or "",
+            chains[record.id].status(utcnow()),
             expires,
         )
     Console().print(table)
@@ -328,7 +332,7 @@ def keys_list(config: ConfigOption = None) -> None:
 
 @keys_app.command("revoke")
 def keys_revoke(key_id: str, config: ConfigOption = None) -> None:
-    """Revoke a key: it stops working everywhere within seconds."""
+    """Revoke a key and every key made from it: they stop working everywhere within seconds."""
 
     async def revoke(store: Store) -> Any:
         return await store.keys.revoke_key(key_id)

@@ -1,4 +1,5 @@
-"""Budgets and rate limits of a caller, as scopes (its key, its user) the enforcer reserves against.
+"""Budgets and rate limits of a caller, as scopes (its key, the keys above it, its user) the enforcer
+reserves against.
 
 The store puts ``budget``/``limits`` (and ``user_budget``/``user_limits``) on a Principal. They are read
 here through ``scopes_of`` so that the accounting does not depend on how the store builds principals:
@@ -47,10 +48,16 @@ class Scope:
     id: str
     budget: BudgetSpec | None = None
     limits: LimitSpec | None = None
+    is_ancestor: bool = False  # a key above the caller's (see ``store.families``), not the caller's own
 
     @property
     def name(self) -> str:
         return f"{self.kind}:{self.id}"
+
+    @property
+    def described(self) -> str:
+        """How a refusal names it: ``this key``, ``this user``, or the ancestor key by id."""
+        return f"key '{self.id}', which this key was made from" if self.is_ancestor else f"this {self.kind}"
 
 
 BudgetSource = Callable[[Principal], Sequence[Scope]]
@@ -83,7 +90,8 @@ def limit_spec(value: Any) -> LimitSpec | None:
 
 
 def scopes_of(principal: Principal) -> tuple[Scope, ...]:
-    """The key's own scope and its user's, each with the budget and limits the store gave them.
+    """The key's own scope, each ancestor key's (its creator first) and its user's, each with the budget
+    and limits the store gave them: a key made by another key spends from its own budget and from theirs.
 
     Memoised: a Principal is immutable, and the store makes new ones when a key or user changes.
     """
@@ -95,12 +103,14 @@ def scopes_of(principal: Principal) -> tuple[Scope, ...]:
 
 def _scopes(principal: Principal) -> tuple[Scope, ...]:
     scopes = []
-    key_budget, key_limits = (
-        budget_spec(getattr(principal, "budget", None)),
-        limit_spec(getattr(principal, "limits", None)),
-    )
-    if key_budget is not None or key_limits is not None:
-        scopes.append(Scope("key", principal.key_id, key_budget, key_limits))
+    # The key's own, then each key above it with the very scope (and so the counters) its own requests use.
+    for key in (principal, *getattr(principal, "ancestors", ())):
+        key_budget, key_limits = (
+            budget_spec(getattr(key, "budget", None)),
+            limit_spec(getattr(key, "limits", None)),
+        )
+        if key_budget is not None or key_limits is not None:
+            scopes.append(Scope("key", key.key_id, key_budget, key_limits, is_ancestor=key is not principal))
     if principal.user_id is not None:
         user_budget = budget_spec(getattr(principal, "user_budget", None))
         user_limits = limit_spec(getattr(principal, "user_limits", None))

@@ -1,10 +1,10 @@
 """Reserve before dispatch, settle after: budgets and rate limits of every scope of a caller.
 
-For each scope (the key, its user) the enforcer reserves, in this order: one concurrency slot, one request
-of the minute, the minute's tokens, then the budget window's tokens and USD. A rejection releases what
-was already reserved and raises ``RateLimited`` (rate limits) or ``QuotaExceeded`` (budgets) with
-``Retry-After`` where the time is known. A hard token budget with less left than asked, but more than the
-prompt, admits the request with ``max_tokens`` clamped to what is left.
+For each scope (the key, each key it was made from, its user) the enforcer reserves, in this order: one
+concurrency slot, one request of the minute, the minute's tokens, then the budget window's tokens and USD.
+A rejection releases what was already reserved and raises ``RateLimited`` (rate limits) or
+``QuotaExceeded`` (budgets) with ``Retry-After`` where the time is known. A hard token budget with less
+left than asked, but more than the prompt, admits the request with ``max_tokens`` clamped to what is left.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class Enforcer:
                 await self._hold(admission, f"{scope.name}:concurrency", claims, "concurrency", None), Rejection
             ):
                 raise RateLimited(
-                    f"Too many concurrent requests for this {scope.kind} (limit {limits.concurrency})", retry_after=1
+                    f"Too many concurrent requests for {scope.described} (limit {limits.concurrency})", retry_after=1
                 )
         claims = []
         if limits.rpm is not None:
@@ -138,7 +138,7 @@ class Enforcer:
             unit = "requests" if result.counter == "requests" else "tokens"
             limit = limits.rpm if unit == "requests" else limits.tpm
             raise RateLimited(
-                f"Rate limit of {limit} {unit} per minute reached for this {scope.kind}", retry_after=next_minute
+                f"Rate limit of {limit} {unit} per minute reached for {scope.described}", retry_after=next_minute
             )
         self._clamp(admission, result, ask)
 
@@ -170,7 +170,7 @@ class Enforcer:
         if isinstance(result, Rejection):
             what = "token" if result.counter == "tokens" else "USD"
             period = "" if budget.period == "none" else f"{budget.period} "
-            raise QuotaExceeded(f"The {period}{what} budget of this {scope.kind} is used up", retry_after=reset_in)
+            raise QuotaExceeded(f"The {period}{what} budget of {scope.described} is used up", retry_after=reset_in)
         self._clamp(admission, result, ask)
 
     @staticmethod

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from anygate.accounting.periods import window_start
 from anygate.accounting.tables import usage_ledger as ledger
 from anygate.quota.shapes import Spend
+from anygate.store.families import in_family
 
 GroupBy = Literal["day", "key", "model", "provider", "user"]
 GROUPS: tuple[GroupBy, ...] = ("day", "key", "model", "provider", "user")
@@ -56,7 +57,8 @@ class UsageFilter:
 
 
 async def spend(engine: AsyncEngine, key_id: str, now: datetime | None = None) -> tuple[Spend, Spend]:
-    """(spend, byok spend) of a key: all time, this UTC day, ISO week and calendar month."""
+    """(spend, byok spend) of a key and the keys made from it (as its budget counts them): all time, this
+    UTC day, ISO week and calendar month."""
     now = now or datetime.now(UTC)
     cost = func.coalesce(ledger.c.cost_usd, 0.0)
 
@@ -72,7 +74,7 @@ async def spend(engine: AsyncEngine, key_id: str, now: datetime | None = None) -
             since("weekly"),
             since("monthly"),
         )
-        .where(ledger.c.key_id == key_id)
+        .where(in_family(ledger.c.key_id, key_id))
         .group_by(ledger.c.byok)
     )
     found = {False: Spend(), True: Spend()}

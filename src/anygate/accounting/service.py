@@ -229,8 +229,8 @@ class Accounting:
         if hard is None or not self.refuse_unpriced or route not in PRICED_ROUTES or not target.model:
             return
         raise PriceUnknown(
-            f"Model '{target.model}' of provider '{target.provider_id}' has no known price, and this "
-            f"{hard.kind} has a hard USD budget: ask an admin to configure its price",
+            f"Model '{target.model}' of provider '{target.provider_id}' has no known price, and "
+            f"{hard.described} has a hard USD budget: ask an admin to configure its price",
             param="model",
         )
 

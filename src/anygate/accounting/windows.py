@@ -1,4 +1,5 @@
-"""Budget windows as the usage ledger counts them: what a key or user used since its window started.
+"""Budget windows as the usage ledger counts them: what a key (and the keys made from it) or a user used
+since its window started.
 
 The ledger is the record that survives: the limiters' counters are rebuilt from it when they are lost.
 
@@ -24,13 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from anygate.accounting.periods import Period, window_id, window_start
 from anygate.accounting.tables import usage_ledger as ledger
+from anygate.store.families import in_family
 
 ScopeKind = Literal["key", "user"]
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerWindow:
-    """The ledger rows one budget bucket counts: one key's or one user's, since ``start`` (UNIX time)."""
+    """The ledger rows one budget bucket counts: one key family's or one user's, since ``start`` (UNIX time)."""
 
     kind: ScopeKind
     id: str
@@ -62,9 +64,13 @@ def _usd(since: float | None = None) -> ColumnElement[Any]:
 
 
 async def window_usage(connection: AsyncConnection, window: LedgerWindow) -> dict[str, float]:
-    """``{"tokens": ..., "usd": ...}`` the ledger holds for one window."""
-    owner = ledger.c.key_id if window.kind == "key" else ledger.c.user_id
-    statement = select(_tokens(), _usd()).where(owner == window.id, ledger.c.created_at >= window.start)
+    """``{"tokens": ..., "usd": ...}`` the ledger holds for one window.
+
+    A key's window counts its family: the key and every key made from it (``store.families``), whose
+    requests are reserved on the key's counters too; a user's, every request of its keys.
+    """
+    owner = in_family(ledger.c.key_id, window.id) if window.kind == "key" else ledger.c.user_id == window.id
+    statement = select(_tokens(), _usd()).where(owner, ledger.c.created_at >= window.start)
     tokens, usd = (await connection.execute(statement)).one()
     return {"tokens": float(tokens), "usd": float(usd)}
 

@@ -1,22 +1,24 @@
 """Keys: create (the secret is shown once), list, get, update, revoke, and rotate the caller's own secret.
 
-Admin keys manage every key and list them all. A user key may read, change and revoke its own keys (and
-its user's) by id, gets 404 for any other, and cannot make a key with more rights than its own.
+Admin keys manage every key and list them all. A user key may read, narrow and revoke itself and the keys
+made from it (its descendants) by id, gets 404 for any other, and can neither make nor change a key into
+one with more rights than its own (``rights``). Revoking a key revokes its descendants.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 
 from anygate.api.deps import AdminDep, CallerDep, StateDep
-from anygate.api.rights import check_no_stronger, inherit_limits, owns
+from anygate.api.rights import check_change, check_new_key, inherit_limits, manages
 from anygate.api.schemas import KeyCreate, KeyUpdate
 from anygate.api.state import AppState
 from anygate.auth import Principal, extract_token, hash_key
 from anygate.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from anygate.store.families import Lineage, lineages
 from anygate.store.keys import KeyRecord, RotationRefused
 from anygate.store.tables import utcnow
 
@@ -27,14 +29,20 @@ def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
-def key_view(record: KeyRecord) -> dict[str, Any]:
-    """A key as the API shows it: never the secret (only its first characters)."""
+def key_view(lineage: Lineage) -> dict[str, Any]:
+    """A key as the API shows it: never the secret (only its first characters).
+
+    ``created_by`` is the id of the key that made it, ``"admin"`` for the admin key, ``"cli"`` for
+    ``anygate keys create``. ``status`` counts the keys above it: revoked or expired with any of them.
+    """
+    record = lineage.key
     return {
         "id": record.id,
         "alias": record.alias,
         "key_prefix": record.key_prefix,
         "user_id": record.user_id,
         "role": record.role,
+        "created_by": record.created_by,
         "models": record.models,
         "providers": record.providers,
         "expires_at": iso(record.expires_at),
@@ -43,15 +51,30 @@ def key_view(record: KeyRecord) -> dict[str, Any]:
         "previous_secret_valid_until": iso(record.previous_valid_until),
         "budget": record.budget,
         "limits": record.limits,
-        "status": record.status(utcnow()),
+        "status": lineage.status(utcnow()),
     }
 
 
-async def own_key(state: AppState, caller: Principal, key_id: str) -> KeyRecord:
-    record = await state.require_store().keys.get_key(key_id)
-    if record is None or not owns(caller, record):
+async def view_of(state: AppState, key_id: str) -> dict[str, Any]:
+    lineage = await state.require_store().keys.lineage(key_id)
+    if lineage is None:
         raise NotFound(f"Unknown key '{key_id}'", code="key_not_found")
-    return record
+    return key_view(lineage)
+
+
+async def key_views(state: AppState, user_id: str | None = None) -> list[dict[str, Any]]:
+    """Every key's view (or a user's keys'), their chains read from all the keys at once."""
+    records = await state.require_store().keys.list_keys()
+    chains = lineages({r.id: r for r in records})
+    return [key_view(chains[r.id]) for r in records if user_id is None or r.user_id == user_id]
+
+
+async def managed_key(state: AppState, caller: Principal, key_id: str) -> KeyRecord:
+    """The key, if ``caller`` manages it; else 404, as for a key that does not exist."""
+    lineage = await state.require_store().keys.lineage(key_id)
+    if lineage is None or not manages(caller, lineage):
+        raise NotFound(f"Unknown key '{key_id}'", code="key_not_found")
+    return lineage.key
 
 
 async def check_user(state: AppState, user_id: str | None) -> None:
@@ -63,49 +86,50 @@ async def check_user(state: AppState, user_id: str | None) -> None:
 async def create_key(body: KeyCreate, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """Issue a key; ``key`` (``sk-ag-...``) is in this response only, and stored as a SHA-256 hash."""
     fields = inherit_limits(caller, body.model_dump())
-    check_no_stronger(caller, fields)
+    check_new_key(caller, fields)
     await check_user(state, fields.get("user_id"))
     record, secret = await state.require_store().keys.create_key(fields, created_by=caller.key_id)
     await state.store_changed()
-    return {**key_view(record), "key": secret}
+    return {**await view_of(state, record.id), "key": secret}
 
 
 @router.get("/v1/keys")
 async def list_keys(state: StateDep, _: AdminDep, user_id: str | None = None) -> dict[str, Any]:
     """Every key (admins only: the console tells admins from users by this route's 200 or 403)."""
-    records = await state.require_store().keys.list_keys(user_id)
-    return {"object": "list", "data": [key_view(r) for r in records]}
+    return {"object": "list", "data": await key_views(state, user_id)}
 
 
 @router.get("/v1/keys/{key_id}")
 async def get_key(key_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
-    return key_view(await own_key(state, caller, key_id))
+    await managed_key(state, caller, key_id)
+    return await view_of(state, key_id)
 
 
 @router.patch("/v1/keys/{key_id}")
 async def update_key(key_id: str, body: KeyUpdate, state: StateDep, caller: CallerDep) -> dict[str, Any]:
-    """Change the given fields (alias, allowlists, expiry, budget, limits; role and owner for admins)."""
-    await own_key(state, caller, key_id)
+    """Change the given fields (alias, allowlists, expiry, budget, limits; role and owner for admins).
+
+    A user key only narrows: each field no wider than the key's current value nor than its own."""
+    record = await managed_key(state, caller, key_id)
     fields = body.model_dump(exclude_unset=True)
     if "alias" in fields and fields["alias"] is None:
         raise InvalidRequest("alias: cannot be null", param="alias", code="invalid_field")
-    check_no_stronger(caller, fields)
+    check_change(caller, record, fields)
     await check_user(state, fields.get("user_id"))
-    record = await state.require_store().keys.update_key(key_id, fields)
-    if record is None:
+    if await state.require_store().keys.update_key(key_id, fields) is None:
         raise NotFound(f"Unknown key '{key_id}'", code="key_not_found")
     await state.store_changed()
-    return key_view(record)
+    return await view_of(state, key_id)
 
 
 @router.delete("/v1/keys/{key_id}")
 async def revoke_key(key_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
-    """Revoke a key: it stops working on every worker and replica within seconds."""
-    await own_key(state, caller, key_id)
-    record = await state.require_store().keys.revoke_key(key_id)
-    assert record is not None
+    """Revoke a key and every key made from it: they stop working on every worker and replica within
+    seconds (on this worker at once)."""
+    await managed_key(state, caller, key_id)
+    await state.require_store().keys.revoke_key(key_id)
     await state.store_changed()
-    return key_view(record)
+    return await view_of(state, key_id)
 
 
 def presented_digest(request: Request) -> str | None:
@@ -136,4 +160,7 @@ async def rotate_own_key(request: Request, state: StateDep, caller: CallerDep) -
     except RotationRefused:
         raise Conflict("The key was rotated meanwhile; use its current secret", code="rotated_meanwhile") from None
     await state.store_changed()
-    return {**key_view(record), "key": secret, "previous_key_expires_at": iso(grace_end)}
+    view = await view_of(state, record.id)
+    if caller.expires_at is not None:  # never past the expiry of the keys above it either
+        grace_end = min(grace_end, datetime.fromtimestamp(caller.expires_at, UTC))
+    return {**view, "key": secret, "previous_key_expires_at": iso(grace_end)}

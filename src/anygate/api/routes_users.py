@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from anygate.api.deps import AdminDep, StateDep
-from anygate.api.routes_keys import iso, key_view
+from anygate.api.routes_keys import iso, key_views
 from anygate.api.schemas import AdminUserCreate, UserCreate, UserUpdate
 from anygate.errors import NotFound
 from anygate.store.keys import UserRecord
@@ -47,8 +47,7 @@ async def get_user(user_id: str, state: StateDep, _: AdminDep) -> dict[str, Any]
     user = await store.keys.get_user(user_id)
     if user is None:
         raise unknown_user(user_id)
-    keys = await store.keys.list_keys(user_id)
-    return {**user_view(user), "keys": [key_view(k) for k in keys]}
+    return {**user_view(user), "keys": await key_views(state, user_id)}
 
 
 @router.patch("/v1/users/{user_id}")

@@ -16,6 +16,7 @@ from sqlalchemy.engine import RowMapping
 
 from anygate.auth import hash_key, new_key
 from anygate.store.database import Database
+from anygate.store.families import MAX_DEPTH, Lineage, descendants_query, in_family, lineage_of, parent_id
 from anygate.store.tables import api_keys, credentials, users, utcnow
 
 ROTATION_GRACE = timedelta(hours=1)
@@ -42,13 +43,6 @@ class KeyRecord:
 
     def __repr__(self) -> str:
         return f"KeyRecord(id={self.id!r}, alias={self.alias!r}, role={self.role!r}, user={self.user_id!r})"
-
-    def status(self, now: datetime) -> str:
-        if self.revoked_at is not None:
-            return "revoked"
-        if self.expires_at is not None and self.expires_at <= now:
-            return "expired"
-        return "active"
 
 
 @dataclass(frozen=True)
@@ -124,11 +118,26 @@ class KeyStore:
                 await self.db.bump(connection)
         return await self.get_key(key_id)
 
+    async def lineage(self, key_id: str) -> Lineage | None:
+        """The key and the keys above it (see ``families``); ``None`` when there is no such key."""
+        record = await self.get_key(key_id)
+        if record is None:
+            return None
+        found = {record.id: record}
+        current = record
+        while (above := parent_id(current)) is not None and above not in found and len(found) <= MAX_DEPTH + 1:
+            parent = await self.get_key(above)
+            if parent is None:
+                break
+            found[above] = current = parent
+        return lineage_of(record, found.get)
+
     async def revoke_key(self, key_id: str) -> KeyRecord | None:
+        """Revoke the key and every descendant (keys it made, and theirs) in one statement."""
         async with self.db.connect() as connection:
             await connection.execute(
                 update(api_keys)
-                .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+                .where(in_family(api_keys.c.id, key_id), api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=utcnow())
             )
             await self.db.bump(connection)
@@ -197,17 +206,25 @@ class KeyStore:
         return await self.get_user(user_id)
 
     async def delete_user(self, user_id: str) -> bool:
-        """Delete a user, every key it owns and its own provider keys."""
+        """Delete a user, every key it owns and its own provider keys; descendants of those keys that
+        belong to someone else (an admin moved them) are revoked, as they would be with their ancestor."""
         async with self.db.connect() as connection:
+            owned = await connection.execute(select(api_keys.c.id).where(api_keys.c.user_id == user_id))
+            for (key_id,) in owned.all():
+                await connection.execute(
+                    update(api_keys)
+                    .where(api_keys.c.id.in_(descendants_query(key_id)), api_keys.c.revoked_at.is_(None))
+                    .values(revoked_at=utcnow())
+                )
             await connection.execute(delete(credentials).where(credentials.c.owner_id == user_id))
             await connection.execute(delete(api_keys).where(api_keys.c.user_id == user_id))
             result = await connection.execute(delete(users).where(users.c.id == user_id))
             await self.db.bump(connection)
         return bool(result.rowcount)
 
-    async def active_keys(self) -> tuple[list[KeyRecord], dict[str, UserRecord]]:
-        """Every key not revoked (expired ones too: the cache checks expiry per request), with users."""
+    async def all_keys(self) -> tuple[list[KeyRecord], dict[str, UserRecord]]:
+        """Every key, revoked ones too (a key is cut off by a revoked ancestor), with the users."""
         async with self.db.connect() as connection:
-            keys = await connection.execute(select(api_keys).where(api_keys.c.revoked_at.is_(None)))
+            keys = await connection.execute(select(api_keys))
             owners = await connection.execute(select(users))
             return [_key(row) for row in keys.mappings()], {u.id: u for u in map(_user, owners.mappings())}

@@ -21,6 +21,7 @@ from anygate.errors import NotReady
 from anygate.netguard import UnsafeURL, check_url
 from anygate.settings import ProviderConfig
 from anygate.store.crypto import SecretKeyError
+from anygate.store.families import ADMIN_ROLE, lineages
 from anygate.store.keys import KeyRecord, UserRecord
 from anygate.store.notify import ChangeNotifier
 from anygate.store.providers import StoredProvider
@@ -40,19 +41,24 @@ def limits_of(raw: dict[str, Any] | None) -> Limits | None:
     return Limits(**raw) if raw else None
 
 
-def principal_of(key: KeyRecord, user: UserRecord | None) -> Principal:
+def principal_of(key: KeyRecord, user: UserRecord | None, ancestors: tuple[Principal, ...] = ()) -> Principal:
+    """The caller a key makes; with ``ancestors`` (see ``families``) its expiry is the earliest along them."""
+    expiries = [a.expires_at for a in ancestors if a.expires_at is not None]
+    if key.expires_at is not None:
+        expiries.append(key.expires_at.timestamp())
     return Principal(
         key_id=key.id,
-        is_admin=key.role == "admin",
+        is_admin=key.role == ADMIN_ROLE,
         label=key.alias,
         user_id=key.user_id,
         models=tuple(key.models) if key.models is not None else None,
         providers=tuple(key.providers) if key.providers is not None else None,
-        expires_at=key.expires_at.timestamp() if key.expires_at is not None else None,
+        expires_at=min(expiries) if expiries else None,
         budget=budget_of(key.budget),
         limits=limits_of(key.limits),
         user_budget=budget_of(user.budget) if user else None,
         user_limits=limits_of(user.limits) if user else None,
+        ancestors=ancestors,
     )
 
 
@@ -97,7 +103,7 @@ class StoreSync:
 
     async def _reload(self) -> list[asyncio.Task[Any]]:
         revision = await self.store.db.revision()
-        self._load_keys(*await self.store.keys.active_keys())  # first: hashes and revocations always propagate
+        self._load_keys(*await self.store.keys.all_keys())  # first: hashes and revocations always propagate
         byok, sealed_away = await self.store.credentials.all_keys()
         unreadable = {f"credentials of {owner} for '{p}'": problem for (owner, p), problem in sealed_away.items()}
         self.state.byok_keys, self.state.byok_unreadable = byok, frozenset(sealed_away)
@@ -118,9 +124,16 @@ class StoreSync:
 
     def _load_keys(self, keys: list[KeyRecord], owners: dict[str, UserRecord]) -> None:
         principals: dict[str, Principal] = {}
-        for key in keys:
+        by_id = {key.id: key for key in keys}
+        # Each key on its own (no user, no ancestors): what binds its descendants, made once and shared.
+        alone: dict[str, Principal] = {}
+        for lineage in lineages(by_id).values():
+            key = lineage.key
+            if lineage.is_cut_off:
+                continue
             try:
-                principal = principal_of(key, owners.get(key.user_id or ""))
+                ancestors = tuple(self._alone(alone, record) for record in lineage.ancestors)
+                principal = principal_of(key, owners.get(key.user_id or ""), ancestors)
             except (TypeError, ValueError) as exc:
                 log.error("stored key skipped", extra={"fields": {"key": key.id, "error": type(exc).__name__}})
                 continue
@@ -128,6 +141,14 @@ class StoreSync:
             if key.previous_hash is not None and key.previous_valid_until is not None:
                 principals[key.previous_hash] = previous_secret_principal(principal, key.previous_valid_until)
         self.state.keyring.replace(principals)
+
+    @staticmethod
+    def _alone(made: dict[str, Principal], key: KeyRecord) -> Principal:
+        """The principal of ``key`` alone, made once and shared by its descendants (raises as ``principal_of``)."""
+        principal = made.get(key.id)
+        if principal is None:
+            principal = made[key.id] = principal_of(key, None)
+        return principal
 
     def describe_unreadable(self) -> str:
         """``secret key mismatch: key id 142d7432 unknown (cannot decrypt provider 'campus'); ...``."""

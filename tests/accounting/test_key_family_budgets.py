@@ -1,0 +1,200 @@
+"""Keys made by keys spend from every ancestor's budget and rate limits, on every limiter backend and
+across a restart: a key holder cannot multiply its budget by minting children and grandchildren."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import openai
+import pytest
+import redis
+
+from anygate.accounting.estimate import estimate_prompt
+from tests.accounting.conftest import REDIS, unavailable
+from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_gateway
+from tests.support.fake_upstream import FakeUpstream, Reply, Usage
+
+MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
+MODEL = "fake/fake-model"
+PROMPT = estimate_prompt({"messages": MESSAGES})
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream.start_in_thread(usage=Usage(7, 3)) as up:  # 10 tokens a request
+        yield up
+
+
+def call(base: str, method: str, path: str, key: str, body: Any = None) -> Any:
+    reply = httpx.request(method, base + path, json=body, headers={"Authorization": f"Bearer {key}"})
+    assert reply.status_code in (200, 201), reply.text
+    return reply.json()
+
+
+def mint(base: str, key: str, **fields: Any) -> dict[str, Any]:
+    """A key made with ``key``'s own secret (the admin key makes the first of a family)."""
+    return call(base, "POST", "/v1/keys", key, {"alias": "k", **fields})  # type: ignore[no-any-return]
+
+
+def three_generations(base: str, **parent_fields: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    parent = mint(base, ADMIN_KEY, **parent_fields)
+    child = mint(base, parent["key"])
+    grandchild = mint(base, child["key"])
+    return parent, child, grandchild
+
+
+def chat(base: str, key: str, **extra: Any) -> Any:
+    with openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0) as client:
+        return client.chat.completions.create(model=MODEL, messages=MESSAGES, **extra)
+
+
+def tokens_used(base: str, key: str) -> float:
+    return call(base, "GET", "/v1/quota", key)["tokens"]["used"]  # type: ignore[no-any-return]
+
+
+def backend(limiter: str) -> dict[str, Any]:
+    """Settings for a limiter backend; Redis is skipped (or fails in CI) when it is not running."""
+    if limiter != "redis":
+        return {"limiter": limiter}
+    client = redis.Redis.from_url(REDIS)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        unavailable(f"Redis is not reachable at 127.0.0.1:6379 ({type(exc).__name__})")
+    finally:
+        client.close()
+    return {"limiter": "redis", "redis_url": REDIS}
+
+
+def forget_redis_counters(*keys: dict[str, Any]) -> None:
+    client = redis.Redis.from_url(REDIS)
+    try:
+        for key in keys:
+            for name in client.scan_iter(match=f"anygate:{{budget:key:{key['id']}:*"):
+                client.delete(name)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_cleanup() -> Iterator[list[dict[str, Any]]]:
+    keys: list[dict[str, Any]] = []
+    yield keys
+    if keys:
+        forget_redis_counters(*keys)
+
+
+@pytest.mark.parametrize("limiter", ["memory", "sql", "redis"])
+def test_children_and_grandchildren_spend_from_the_parents_budget(
+    upstream: FakeUpstream, tmp_path: Path, limiter: str, redis_cleanup: list[dict[str, Any]]
+) -> None:
+    """Each made key gets a copy of the 20-token budget; the family still has 20 tokens in all."""
+    settings = fake_provider_settings(upstream.base_url, tmp_path, **backend(limiter))
+    with running_gateway(settings) as (base, _):
+        family = three_generations(base, budget={"tokens": 20, "period": "daily"})
+        redis_cleanup.extend(family)
+        parent, child, grandchild = family
+        assert grandchild["budget"]["tokens"] == 20 and grandchild["created_by"] == child["id"]
+        chat(base, grandchild["key"])
+        chat(base, child["key"])
+        with pytest.raises(openai.RateLimitError) as refusal:
+            chat(base, grandchild["key"])  # its own copy has 10 left; the keys above it have none
+        assert "which this key was made from" in refusal.value.message
+        with pytest.raises(openai.RateLimitError):
+            chat(base, parent["key"])
+        assert tokens_used(base, parent["key"]) == 20
+        assert tokens_used(base, grandchild["key"]) == 20  # the budget that binds it: its ancestors'
+    assert len(upstream.requests_to("/v1/chat/completions")) == 2
+
+
+@pytest.mark.parametrize("limiter", ["memory", "sql", "redis"])
+def test_a_restart_counts_what_the_children_spent(
+    upstream: FakeUpstream, tmp_path: Path, limiter: str, redis_cleanup: list[dict[str, Any]]
+) -> None:
+    """The parent's window is rebuilt from the ledger rows of the whole family (here the first run
+    counted in memory; the second run's counters start from the ledger)."""
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path)) as (base, _):
+        family = three_generations(base, budget={"tokens": 25, "period": "daily"})
+        parent, child, grandchild = family
+        chat(base, grandchild["key"])
+        chat(base, child["key"])
+    redis_cleanup.extend(family)
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path, **backend(limiter))) as (base, _):
+        chat(base, parent["key"], max_tokens=100)
+        assert upstream.requests_to("/v1/chat/completions")[-1].json["max_tokens"] == 25 - 20 - PROMPT
+        with pytest.raises(openai.RateLimitError):
+            chat(base, grandchild["key"])
+        assert tokens_used(base, parent["key"]) == 30
+
+
+def test_a_childs_request_holds_the_parents_concurrency_slot(upstream: FakeUpstream, tmp_path: Path) -> None:
+    upstream.script(Reply(first_byte_delay=2.0), path="/v1/chat/completions")
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path)) as (base, _):
+        parent = mint(base, ADMIN_KEY, limits={"concurrency": 1})
+        child = mint(base, parent["key"])
+
+        async def parent_while_child_runs() -> tuple[int, int, int]:
+            body = {"model": MODEL, "messages": MESSAGES}
+            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+                running = asyncio.create_task(
+                    client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {child['key']}"})
+                )
+                # The fake runs in another thread: poll until the child's request holds its slot upstream.
+                while not upstream.requests_to("/v1/chat/completions"):  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+                headers = {"Authorization": f"Bearer {parent['key']}"}
+                during = await client.post("/v1/chat/completions", json=body, headers=headers)
+                first = (await running).status_code
+                after = await client.post("/v1/chat/completions", json=body, headers=headers)
+                return first, during.status_code, after.status_code
+
+        assert asyncio.run(parent_while_child_runs()) == (200, 429, 200)
+
+
+BURST_BACKENDS = ["memory", "redis", "sql-postgresql"]
+
+
+@pytest.mark.parametrize("limiter", BURST_BACKENDS)
+def test_200_concurrent_requests_of_a_family_admit_exactly_the_parents_budget(
+    upstream: FakeUpstream, tmp_path: Path, limiter: str, request: pytest.FixtureRequest
+) -> None:
+    """Parent, child and grandchild take turns: 50 requests' worth of budget admits 50, not 50 a key."""
+    ask = PROMPT + 20
+    upstream.usage = Usage(PROMPT, 20)
+    if limiter == "sql-postgresql":
+        database = request.getfixturevalue("postgres_url").replace("+asyncpg", "")
+        extra: dict[str, Any] = {"limiter": "sql", "database_url": database}
+    else:
+        extra = backend(limiter)
+    family: tuple[dict[str, Any], ...] = ()
+    try:
+        with running_gateway(fake_provider_settings(upstream.base_url, tmp_path, **extra)) as (base, _):
+            family = three_generations(base, budget={"tokens": 50 * ask, "period": "daily"})
+
+            async def burst() -> list[int]:
+                body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 20}
+                async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=200), timeout=120) as c:
+                    replies = await asyncio.gather(
+                        *(
+                            c.post(
+                                "/v1/chat/completions",
+                                json=body,
+                                headers={"Authorization": f"Bearer {family[n % 3]['key']}"},
+                            )
+                            for n in range(200)
+                        )
+                    )
+                return [r.status_code for r in replies]
+
+            statuses = asyncio.run(burst())
+            assert statuses.count(200) == 50, statuses
+            assert statuses.count(429) == 150
+            assert tokens_used(base, family[0]["key"]) == 50 * ask
+    finally:
+        if limiter == "redis" and family:
+            forget_redis_counters(*family)
+    assert len(upstream.requests_to("/v1/chat/completions")) == 50
