@@ -18,7 +18,7 @@ import pytest
 import redis
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from anygate.accounting.tables import metadata
+from anygate.store.ledger_tables import metadata
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 # A database number of its own: gateways under test use anygate's default key prefix, never in db 0.

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from anygate.accounting.ledger import Ledger, UsageRow, insert_statement
-from anygate.accounting.tables import metadata, usage_ledger
+from anygate.store.ledger_tables import metadata, usage_ledger
 
 
 def row(request_id: str, **changes: object) -> UsageRow:

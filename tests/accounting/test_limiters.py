@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from anygate.accounting.limiter import Claim, Grant, Limiter, MemoryLimiter, Rejection
 from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.limiter_sql import SqlLimiter
-from anygate.accounting.tables import metadata
+from anygate.store.ledger_tables import metadata
 from tests.accounting.conftest import REDIS
 
 BACKENDS = ["memory", "sqlite", "postgres", "redis"]

@@ -87,8 +87,8 @@ def test_a_database_upgraded_step_by_step_equals_a_fresh_one(fresh_database_url:
     """An older deployment: the store at 0001, accounting's tables made by accounting itself; then upgrade."""
     from alembic import command
 
-    from anygate.accounting.tables import metadata as accounting_metadata
     from anygate.store.database import alembic_config
+    from anygate.store.ledger_tables import metadata as accounting_metadata
 
     async def older_deployment() -> None:
         db = Database(fresh_database_url)

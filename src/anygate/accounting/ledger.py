@@ -15,7 +15,7 @@ from typing import NamedTuple
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from anygate.accounting.tables import usage_ledger
+from anygate.store.ledger_tables import usage_ledger
 
 log = logging.getLogger("anygate.ledger")
 

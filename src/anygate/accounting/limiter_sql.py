@@ -22,9 +22,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from anygate.accounting.limiter import Claim, Grant, Rejection, Tokens
-from anygate.accounting.tables import limiter_counters as counters
-from anygate.accounting.tables import limiter_reservations as reservations
 from anygate.accounting.windows import LedgerWindow, window_usage
+from anygate.store.ledger_tables import limiter_counters as counters
+from anygate.store.ledger_tables import limiter_reservations as reservations
 
 DEADLOCK_ATTEMPTS = 3
 

@@ -13,9 +13,9 @@ from sqlalchemy import ColumnElement, and_, case, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from anygate.accounting.periods import window_start
-from anygate.accounting.tables import usage_ledger as ledger
 from anygate.quota.shapes import Spend
 from anygate.store.families import in_family
+from anygate.store.ledger_tables import usage_ledger as ledger
 
 GroupBy = Literal["day", "key", "model", "provider", "user"]
 GROUPS: tuple[GroupBy, ...] = ("day", "key", "model", "provider", "user")

@@ -24,8 +24,8 @@ from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from anygate.accounting.periods import Period, window_id, window_start
-from anygate.accounting.tables import usage_ledger as ledger
 from anygate.store.families import in_family
+from anygate.store.ledger_tables import usage_ledger as ledger
 
 ScopeKind = Literal["key", "user"]
 

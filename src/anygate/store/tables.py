@@ -130,7 +130,7 @@ credentials = Table(
 
 def all_tables() -> MetaData:
     """Every table the migrations make: the store's and accounting's, in one MetaData (for comparisons)."""
-    from anygate.accounting.tables import metadata as accounting_metadata
+    from anygate.store.ledger_tables import metadata as accounting_metadata
 
     combined = MetaData()
     for source in (metadata, accounting_metadata):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from anygate.accounting.tables import metadata as accounting_metadata
+from anygate.store.ledger_tables import metadata as accounting_metadata
 from anygate.store.tables import metadata as store_metadata
 
 connection = context.config.attributes.get("connection")

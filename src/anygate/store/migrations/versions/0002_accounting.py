@@ -1,4 +1,4 @@
-"""Accounting: the usage ledger and the SQL limiter's counters (``anygate.accounting.tables``).
+"""Accounting: the usage ledger and the SQL limiter's counters (``anygate.store.ledger_tables``).
 
 Revision ID: 0002_accounting
 Revises: 0001_initial

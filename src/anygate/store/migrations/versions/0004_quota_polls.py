@@ -1,4 +1,4 @@
-"""Upstream quota polls shared by every worker and replica (``anygate.accounting.tables.quota_polls``).
+"""Upstream quota polls shared by every worker and replica (``anygate.store.ledger_tables.quota_polls``).
 
 Revision ID: 0004_quota_polls
 Revises: 0003_rotation_secrets

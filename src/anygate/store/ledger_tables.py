@@ -1,4 +1,4 @@
-"""Accounting's tables (SQLAlchemy Core): the usage ledger and the SQL limiter's counters.
+"""The usage ledger's and the limiters' tables (SQLAlchemy Core), owned by the store with its other tables.
 
 usage_ledger          one row per request that reached (or was refused before) an upstream
 limiter_counters      per bucket and counter: used, reserved (the SQL limiter; multi-worker without Redis)
