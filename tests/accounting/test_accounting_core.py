@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from anygate.accounting import reports
 from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope, StaticBudgets, budget_spec, scopes_of
 from anygate.accounting.enforcer import Ask, Enforcer
 from anygate.accounting.estimate import completion_text, count_text, estimate_prompt, stream_text
@@ -216,8 +217,8 @@ def test_served_quota_shapes() -> None:
         tokens=shapes.Allowance(5_000_000, 250_000, "monthly"),
         usd=shapes.Allowance(5.0, 0.42, "monthly"),
         limits=LimitSpec(rpm=60, tpm=1000),
-        spend=shapes.Spend(1.5, 0.1, 0.2, 0.42),
-        byok=shapes.Spend(0.3, 0.0, 0.3, 0.3),
+        spend=reports.Spend(1.5, 0.1, 0.2, 0.42),
+        byok=reports.Spend(0.3, 0.0, 0.3, 0.3),
         expires_at=datetime(2027, 1, 1, tzinfo=UTC).timestamp(),
     )
     assert shapes.neutral(quota, SATURDAY) == {

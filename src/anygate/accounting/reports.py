@@ -13,7 +13,6 @@ from sqlalchemy import ColumnElement, and_, case, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from anygate.accounting.periods import window_start
-from anygate.quota.shapes import Spend
 from anygate.store.families import in_family
 from anygate.store.ledger_tables import usage_ledger as ledger
 
@@ -54,6 +53,16 @@ class UsageFilter:
         if self.end is not None:
             found.append(ledger.c.created_at < self.end)
         return found
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """USD from the ledger: all time and in the current UTC day, ISO week and calendar month."""
+
+    total: float = 0.0
+    daily: float = 0.0
+    weekly: float = 0.0
+    monthly: float = 0.0
 
 
 async def spend(engine: AsyncEngine, key_id: str, now: datetime | None = None) -> tuple[Spend, Spend]:

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from anygate.accounting.tables import quota_polls as polls
+from anygate.store.ledger_tables import quota_polls as polls
 
 
 class QuotaPolls:

@@ -13,18 +13,9 @@ from typing import Any
 
 from anygate.accounting.budgets import LimitSpec
 from anygate.accounting.periods import Period, iso_utc, next_reset
+from anygate.accounting.reports import Spend
 
 BUDGET_DURATIONS = {"daily": "1d", "weekly": "7d", "monthly": "1mo"}
-
-
-@dataclass(frozen=True, slots=True)
-class Spend:
-    """USD from the ledger: all time and in the current UTC day, ISO week and calendar month."""
-
-    total: float = 0.0
-    daily: float = 0.0
-    weekly: float = 0.0
-    monthly: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
