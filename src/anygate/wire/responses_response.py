@@ -73,14 +73,16 @@ def chat_to_responses(
             output.append(call_item(new_id, call_id, name, arguments, custom_tool=name in custom))
     status, incomplete = response_status(choice.get("finish_reason"))
     usage = chat_response.get("usage")
+    created_at = int(now())
     return response_object(
         request,
         new_id("resp"),
-        int(now()),
+        created_at,
         status=status,
         output=output,
         usage=responses_usage(usage if isinstance(usage, dict) else None),
         incomplete_details=incomplete,
+        completed_at=created_at if status == "completed" else None,
     )
 
 
@@ -94,12 +96,14 @@ def response_object(
     usage: dict[str, Any] | None = None,
     incomplete_details: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
+    completed_at: int | None = None,
 ) -> dict[str, Any]:
     """A Responses ``response`` object echoing the request's settings."""
     return {
         "id": response_id,
         "object": "response",
         "created_at": created_at,
+        "completed_at": completed_at,
         "status": status,
         "error": error,
         "incomplete_details": incomplete_details,

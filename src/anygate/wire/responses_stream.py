@@ -60,6 +60,7 @@ class ResponsesStreamTranslator(ChatStreamTranslator):
         self._new_id = new_id
         self._custom_tools = custom_tool_names(request)
         self._response_id = new_id("resp")
+        self._now = now
         self._created_at = int(now())
         self._sequence = 0
         self._output: list[dict[str, Any]] = []  # finished items, in output order
@@ -169,7 +170,10 @@ class ResponsesStreamTranslator(ChatStreamTranslator):
     def _closing(self) -> list[bytes]:
         status, incomplete = response_status(self._reader.finish_reason)
         usage = responses_usage(self._reader.usage)
-        response = self._response(status, output=self._output, usage=usage, incomplete_details=incomplete)
+        completed_at = int(self._now()) if status == "completed" else None
+        response = self._response(
+            status, output=self._output, usage=usage, incomplete_details=incomplete, completed_at=completed_at
+        )
         kind = "response.completed" if status == "completed" else "response.incomplete"
         return [self._event(kind, {"response": response})]
 
