@@ -355,6 +355,12 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
         {"stream": True, "stream_options": {"include_usage": True}},
     ),
     ("not streamed", {"stream": False}, {}, {"stream": None}),
+    (
+        "the token limit under the name the upstream reads",
+        {},
+        {"limit_field": "max_completion_tokens"},
+        {"max_completion_tokens": 1024, "max_tokens": None},
+    ),
 ]
 
 

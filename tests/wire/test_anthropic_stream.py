@@ -316,3 +316,8 @@ def test_any_cut_of_the_upstream_bytes_gives_the_same_anthropic_events(name: str
 def test_byte_by_byte_and_small_pieces_give_the_same_events(name: str, size: int) -> None:
     raw = stream_fixture(name)
     assert cut_feed(raw, list(range(size, len(raw), size))) == one_feed(raw)
+
+
+def test_a_failure_before_any_upstream_event_is_still_a_well_formed_stream() -> None:
+    events = parsed_events(b"".join(AnthropicStreamTranslator("m").fail(502, "Upstream unreachable")))
+    assert [kind for kind, _ in events] == ["message_start", "error"]

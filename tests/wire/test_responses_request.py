@@ -249,6 +249,12 @@ CASES: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]] = [
         },
     ),
     ("max_output_tokens", {"max_output_tokens": 2048}, {}, {"max_tokens": 2048}),
+    (
+        "max_output_tokens under the name the upstream reads",
+        {"max_output_tokens": 2048},
+        {"limit_field": "max_completion_tokens"},
+        {"max_completion_tokens": 2048, "max_tokens": None},
+    ),
     ("sampling", {"temperature": 0.3, "top_p": 0.8}, {}, {"temperature": 0.3, "top_p": 0.8}),
     ("user", {"user": "alice"}, {}, {"user": "alice"}),
     ("safety_identifier", {"safety_identifier": "u-1"}, {}, {"user": "u-1"}),

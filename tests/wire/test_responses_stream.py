@@ -287,3 +287,9 @@ def test_any_cut_of_the_upstream_bytes_gives_the_same_responses_events(name: str
     got = cut_feed(raw, cuts)
     assert parsed_events(b"".join(got)) == parsed_events(b"".join(expected))
     assert b"".join(got) == b"".join(expected)
+
+
+def test_a_failure_before_any_upstream_event_is_still_a_well_formed_stream() -> None:
+    events = parsed_events(b"".join(translator().fail(502, "Upstream unreachable")))
+    assert [kind for kind, _ in events] == ["response.created", "response.in_progress", "response.failed"]
+    assert [event["sequence_number"] for _, event in events] == [0, 1, 2]

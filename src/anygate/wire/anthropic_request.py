@@ -1,6 +1,6 @@
 """An Anthropic Messages request as a chat completions request.
 
-    anthropic_to_chat(body, *, supports_reasoning=False, ask_stream_usage=False) -> dict
+    anthropic_to_chat(body, *, supports_reasoning=False, ask_stream_usage=False, limit_field="max_tokens") -> dict
     count_tokens_view(body) -> dict
 
 ``body`` is the client's parsed JSON. Bad input raises ``InvalidRequest`` naming the parameter
@@ -19,6 +19,7 @@
   chat upstream and are left out; ``tool_choice`` naming one is refused.
 - ``thinking`` and ``output_config.effort`` become ``reasoning_effort`` when ``supports_reasoning``, and are
   dropped otherwise. ``cache_control``, ``top_k``, ``service_tier`` and other Anthropic-only fields are dropped.
+- ``max_tokens`` goes to ``limit_field`` (``max_completion_tokens`` for OpenAI's reasoning models).
 - ``stream_options.include_usage`` is added only with ``ask_stream_usage``: the relay's accounting asks for
   stream usage itself where the upstream welcomes it, and takes it out again where refused.
 """
@@ -30,7 +31,7 @@ from typing import Any
 import orjson
 
 from anygate.errors import InvalidRequest
-from anygate.wire.chat import chat_user, function_tool, reasoning_effort, tool_call
+from anygate.wire.chat import TokenLimitField, chat_user, function_tool, reasoning_effort, tool_call
 from anygate.wire.validate import (
     block_type,
     expect_bool,
@@ -52,11 +53,15 @@ TEXT_JOINER = "\n\n"
 
 
 def anthropic_to_chat(
-    body: dict[str, Any], *, supports_reasoning: bool = False, ask_stream_usage: bool = False
+    body: dict[str, Any],
+    *,
+    supports_reasoning: bool = False,
+    ask_stream_usage: bool = False,
+    limit_field: TokenLimitField = "max_tokens",
 ) -> dict[str, Any]:
     """The chat completions request for an Anthropic Messages request."""
     chat: dict[str, Any] = {"model": _model(body), "messages": _conversation(body)}
-    chat["max_tokens"] = expect_int(required(body, "max_tokens", "max_tokens"), "max_tokens", minimum=1)
+    chat[limit_field] = expect_int(required(body, "max_tokens", "max_tokens"), "max_tokens", minimum=1)
     _copy_sampling(body, chat)
     _copy_tools(body, chat)
     _copy_user(body, chat)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -11,6 +11,9 @@ from anygate.errors import UpstreamUnavailable
 
 USER_ID_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 USER_ID_MAX = 64  # OpenAI's limit for ``user``; others allow 128, some refuse characters outside [A-Za-z0-9_-]
+# OpenAI's reasoning models refuse ``max_tokens`` and want ``max_completion_tokens``; most others read only
+# ``max_tokens``. The relay picks per upstream; the accounting reads either.
+TokenLimitField = Literal["max_tokens", "max_completion_tokens"]
 EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 
 

@@ -104,10 +104,6 @@ class ChatStreamReader:
         self._last_tool: Block | None = None
         self._next_index = 0
 
-    @property
-    def block_count(self) -> int:
-        return self._next_index
-
     def read(self, chunk: dict[str, Any]) -> list[Op]:
         out: list[Op] = []
         usage = chunk.get("usage")
@@ -299,11 +295,13 @@ class ChatStreamTranslator:
         return out
 
     def fail(self, status: int, message: str) -> list[bytes]:
-        """The protocol's error event for a stream that failed midway; nothing more comes after it."""
+        """The protocol's error event for a stream that failed midway (after the opening events, if they have
+        not gone out yet); nothing more comes after it."""
         if self._finished:
             return []
+        out = self.start()
         self._finished = True
-        return self._failure(status, message)
+        return out + self._failure(status, message)
 
     def _read(self, chunk: dict[str, Any]) -> list[bytes]:
         out = self.start()

@@ -1,6 +1,6 @@
 """A Responses API request as a chat completions request, for upstreams that speak only chat.
 
-    responses_to_chat(body, *, supports_reasoning=False, ask_stream_usage=False) -> dict
+    responses_to_chat(body, *, supports_reasoning=False, ask_stream_usage=False, limit_field="max_tokens") -> dict
 
 anygate does not store responses: every request must carry the whole conversation in ``input`` (Codex does,
 with ``store: false``). ``previous_response_id``, ``conversation``, ``item_reference`` items, stored
@@ -17,8 +17,9 @@ with ``store: false``). ``previous_response_id``, ``conversation``, ``item_refer
 - ``tools``: functions as functions; ``custom`` (freeform) tools as a function taking one string ``input``,
   whose calls come back as ``custom_tool_call`` items. Hosted tools (web search, file search, code
   interpreter, ...) cannot run on a chat upstream and are left out, as Codex itself does when it speaks chat.
-- ``max_output_tokens`` -> ``max_tokens``; ``text.format`` -> ``response_format``; ``reasoning.effort`` ->
-  ``reasoning_effort`` when ``supports_reasoning``; ``user``/``safety_identifier`` -> ``user``.
+- ``max_output_tokens`` -> ``max_tokens`` (or ``limit_field``); ``text.format`` -> ``response_format``;
+  ``reasoning.effort`` -> ``reasoning_effort`` when ``supports_reasoning``; ``user``/``safety_identifier`` ->
+  ``user``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any
 import orjson
 
 from anygate.errors import InvalidRequest
-from anygate.wire.chat import chat_user, function_tool, reasoning_effort, tool_call
+from anygate.wire.chat import TokenLimitField, chat_user, function_tool, reasoning_effort, tool_call
 from anygate.wire.validate import (
     block_type,
     expect_bool,
@@ -48,7 +49,11 @@ EMPTY_PARAMETERS: dict[str, Any] = {"type": "object", "properties": {}}
 
 
 def responses_to_chat(
-    body: dict[str, Any], *, supports_reasoning: bool = False, ask_stream_usage: bool = False
+    body: dict[str, Any],
+    *,
+    supports_reasoning: bool = False,
+    ask_stream_usage: bool = False,
+    limit_field: TokenLimitField = "max_tokens",
 ) -> dict[str, Any]:
     """The chat completions request for a Responses request."""
     _refuse_stored_state(body)
@@ -58,7 +63,7 @@ def responses_to_chat(
     chat: dict[str, Any] = {"model": model, "messages": _conversation(body)}
     limit = body.get("max_output_tokens")
     if limit is not None:
-        chat["max_tokens"] = expect_int(limit, "max_output_tokens", minimum=1)
+        chat[limit_field] = expect_int(limit, "max_output_tokens", minimum=1)
     for name in ("temperature", "top_p"):
         if body.get(name) is not None:
             chat[name] = expect_number(body[name], name)
