@@ -312,6 +312,30 @@ def test_stream_without_done_ends_with_an_error_event(upstream: FakeUpstream) ->
     assert [(row["status"], row["provider_id"]) for row in rows] == [(502, "fake")]  # the ledger shows it
 
 
+def test_an_event_over_the_size_limit_ends_the_stream_with_an_error_event(upstream: FakeUpstream) -> None:
+    first = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
+    huge = b'data: {"choices":[{"index":0,"delta":{"content":"' + b"x" * 50_000  # never ends
+    upstream.script(Reply(raw_events=[first, huge[:30_000], huge[30_000:]]), path="/v1/chat/completions")
+    with serve_gateway(gateway_settings(fake_provider(upstream), max_sse_event_bytes=20_000)) as gw:
+        events = stream_events(gw, CHAT)
+        errors = metric(gw, "anygate_upstream_errors_total", provider="fake", kind="upstream_event_too_large")
+    assert events[0] == first.removesuffix(b"\n\n")
+    final = orjson.loads(events[-1].removeprefix(b"data: "))
+    assert final["error"]["code"] == "upstream_event_too_large" and final["error"]["type"] == "upstream_error"
+    assert len(events) == 2 and errors == 1
+
+
+def test_a_first_event_over_the_size_limit_is_a_502(upstream: FakeUpstream) -> None:
+    huge = b"data: " + b"y" * 30_000 + b"\n\n"
+    upstream.script(Reply(raw_events=[huge]), path="/v1/chat/completions")
+    with serve_gateway(gateway_settings(fake_provider(upstream, max_retries=2), max_sse_event_bytes=20_000)) as gw:
+        with gw.client() as client:
+            response = client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_event_too_large"
+    assert len(chat_paths(upstream)) == 1  # the same upstream would send it again: not retried
+
+
 def test_client_disconnect_cancels_the_upstream_request(upstream: FakeUpstream) -> None:
     upstream.script(Reply(hang_before_headers=True), path="/v1/chat/completions")
     with serve_gateway(gateway_settings(fake_provider(upstream))) as gw:

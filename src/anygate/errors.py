@@ -16,6 +16,7 @@
     ├── UpstreamUnavailable           502    upstream_error          upstream_unavailable
     │   ├── UpstreamStatusError       (upstream's status, error body passed through when well formed)
     │   ├── UpstreamRedirect          502    upstream_error          upstream_redirect (never followed)
+    │   ├── UpstreamEventTooLarge     502    upstream_error          upstream_event_too_large
     │   └── AllDeploymentsFailed      502    upstream_error          all_deployments_failed
     ├── UpstreamTimeout               504    upstream_timeout        upstream_timeout
     └── ServiceUnavailable            503    service_unavailable     (varies)
@@ -187,6 +188,19 @@ class UpstreamRedirect(UpstreamUnavailable):
 
     code = "upstream_redirect"
     retryable = False
+
+
+class UpstreamEventTooLarge(UpstreamUnavailable):
+    """A stream event larger than ``max_sse_event_bytes``: the stream ends here, never buffered further.
+
+    ``events`` are the whole events that came before it in the same chunk (still the client's)."""
+
+    code = "upstream_event_too_large"
+    retryable = False
+
+    def __init__(self, limit: int, events: list[bytes] | None = None) -> None:
+        super().__init__(f"The upstream sent a stream event larger than the limit of {limit} bytes")
+        self.events = events or []
 
 
 class AllDeploymentsFailed(UpstreamUnavailable):

@@ -28,7 +28,7 @@ from anygate.errors import (
     UpstreamUnavailable,
 )
 from anygate.netguard import GuardedResolver, UnsafeURL, check_url
-from anygate.sse import EventSplitter, event_data, is_done
+from anygate.sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, event_data, is_done
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 USER_AGENT = "anygate/0.1"
@@ -158,6 +158,7 @@ class OpenAICompatibleProvider:
         has_models_endpoint: bool = True,
         ollama_tags_fallback: bool = False,
         pool: UpstreamPool | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     ) -> None:
         check_url(base_url, allow_private_network)
         self.provider_id = provider_id
@@ -170,6 +171,7 @@ class OpenAICompatibleProvider:
         self.allow_private_network = allow_private_network
         self.has_models_endpoint = has_models_endpoint
         self.ollama_tags_fallback = ollama_tags_fallback
+        self.max_event_bytes = max_event_bytes  # the largest SSE event a stream may carry
         self.is_configured = bool(api_key) or auth == "none"
         self.headers: dict[str, str] = {**dict(custom_headers or {}), **auth_headers(auth, api_key)}
         # Until the first byte (the headers, then a stream's first event) the read timer is the first-byte
@@ -283,7 +285,7 @@ class OpenAICompatibleProvider:
         try:
             if response.status >= 400:
                 raise UpstreamStatusError(response.status, await response.read())
-            splitter = EventSplitter()
+            splitter = EventSplitter(self.max_event_bytes)
             started = False
             async for chunk in response.content.iter_any():
                 for event in splitter.feed(chunk):
@@ -295,6 +297,9 @@ class OpenAICompatibleProvider:
                     data = event_data(event)
                     if data:
                         yield parse_json(data, self.provider_id)
+            last = event_data(splitter.flush())  # an event the stream's end completed
+            if last and last.strip() != b"[DONE]":
+                yield parse_json(last, self.provider_id)
         except UPSTREAM_ERRORS as exc:
             raise translate_client_error(exc, self.provider_id) from exc
         finally:

@@ -42,11 +42,12 @@ from anygate.errors import (
     PermissionDenied,
     RouteNotFound,
     ServiceUnavailable,
+    UpstreamEventTooLarge,
     UpstreamStatusError,
     UpstreamUnavailable,
 )
 from anygate.routing import Action, Deployment, classify
-from anygate.sse import EventSplitter, error_event, is_done
+from anygate.sse import EventSplitter, error_event, event_batches, is_done
 from anygate.telemetry import upstream_error_kind
 from anygate.upstream import (
     UPSTREAM_ERRORS,
@@ -434,13 +435,11 @@ class Relay:
         """Relay whole SSE events as they arrive. Headers wait for the first event, so that an upstream
         failing before it can still be retried or replaced by a fallback. The first event must come
         within the first-byte timeout of the request being sent; after it, the idle timeout applies."""
-        splitter = EventSplitter()
-        pending: list[bytes] = []
-        chunks = response.content.iter_any()
+        splitter = EventSplitter(self.state.settings.max_sse_event_bytes)
+        batches = event_batches(response.content.iter_any(), splitter)
         restart_read_timer(response, first_byte_by - time.monotonic())
         try:
-            while not pending:
-                pending = splitter.feed(await anext(chunks))
+            pending = await anext(batches)
         except StopAsyncIteration:
             raise UpstreamUnavailable(f"Provider '{runtime.id}' ended the stream before any event") from None
         except UPSTREAM_ERRORS as exc:
@@ -452,7 +451,7 @@ class Relay:
         exchange.first_byte_at = time.perf_counter()
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         try:
-            await self.relay_events(send, exchange, runtime, pending, splitter, chunks, endpoint)
+            await self.relay_events(send, exchange, runtime, pending, splitter, batches, endpoint)
         except asyncio.CancelledError:
             if not exchange.client_gone:  # the server stops: the drain's grace period is over
                 await self.end_stream_with_error(send, exchange, shutting_down())
@@ -465,21 +464,23 @@ class Relay:
         runtime: ProviderRuntime,
         pending: list[bytes],
         splitter: EventSplitter,
-        chunks: AsyncIterator[bytes],
+        batches: AsyncIterator[list[bytes]],
         endpoint: str,
     ) -> None:
-        """The rest of a started stream; a failure becomes one final SSE error event."""
+        """The rest of a started stream; a failure (an event over ``max_sse_event_bytes`` included)
+        becomes one final SSE error event."""
         saw_done = False
         try:
             while True:
                 saw_done = self.tap_events(exchange, pending) or saw_done
                 pending = tap_stream(exchange, pending)  # accounting: usage, and the event the client didn't ask
                 await send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
-                pending = []
-                while not pending:
-                    pending = splitter.feed(await anext(chunks))
+                pending = await anext(batches)
         except StopAsyncIteration:
             pass
+        except UpstreamEventTooLarge as too_large:
+            await self.end_stream_with_error(send, exchange, too_large)
+            return
         except UPSTREAM_ERRORS as exc:
             await self.end_stream_with_error(send, exchange, translate_client_error(exc, runtime.id))
             return
