@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import time
@@ -85,6 +86,24 @@ def test_429_then_success_honours_retry_after(upstream: FakeUpstream) -> None:
     assert reply.choices[0].message.content == "Hello from the fake upstream!"
     assert len(chat_paths(upstream)) == 2
     assert waited >= 0.9  # the gateway waited for Retry-After before asking again (not a speed test)
+
+
+def test_a_wait_for_retry_after_that_wakes_early_still_waits_until_the_cooldown_has_ended(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Timers may fire early (uvloop's have millisecond resolution): here every sleep ends at 90% of its
+    time. The round after a Retry-After must still find the deployment ready and ask it again."""
+    sleep = asyncio.sleep
+
+    async def early_sleep(seconds: float, result: Any = None) -> Any:
+        return await sleep(seconds * 0.9, result)
+
+    monkeypatch.setattr(asyncio, "sleep", early_sleep)
+    upstream.script_many([Reply.rate_limited(retry_after=1), Reply()] * 3, path="/v1/chat/completions")
+    with serve_gateway(gateway_settings(fake_provider(upstream, max_retries=2))) as gw, gw.sdk() as client:
+        replies = [client.chat.completions.create(**CHAT) for _ in range(3)]
+    assert all(reply.choices[0].message.content for reply in replies)
+    assert len(chat_paths(upstream)) == 6  # each request asked again after its Retry-After
 
 
 def test_429_with_a_long_retry_after_is_passed_to_the_client(upstream: FakeUpstream) -> None:

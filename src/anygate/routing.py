@@ -161,6 +161,10 @@ class HealthBook:
         self._cooldowns: dict[str, Cooldown] = {}
         self.retry_budget = RetryBudget()
 
+    def now(self) -> float:
+        """The time cooldowns and ejections are measured in."""
+        return self._clock()
+
     def health(self, deployment_id: str) -> DeploymentHealth:
         state = self._health.get(deployment_id)
         if state is None:

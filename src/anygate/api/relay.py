@@ -319,8 +319,15 @@ class Relay:
                 return False
         if time.monotonic() + wait >= deadline:
             return False
-        await asyncio.sleep(wait)
+        await self.sleep_until(self.book.now() + wait)
         return True
+
+    async def sleep_until(self, until: float) -> None:
+        """Sleep until ``until`` on the health book's clock. A timer may fire a little early (uvloop's
+        have millisecond resolution): a wait for a cooldown ends when the cooldown has ended, or the next
+        round would find the deployment still cooling down and answer with its 429."""
+        while (left := until - self.book.now()) > 0:
+            await asyncio.sleep(left)
 
     async def attempt(
         self,
