@@ -195,6 +195,80 @@ def test_a_403_for_one_model_leaves_the_provider_s_other_models_alone() -> None:
         assert reply.choices[0].message.content
 
 
+def tenant_key(gw: RunningGateway, alias: str, own_provider_key: str | None = None) -> str:
+    """A new key (not an admin's); with ``own_provider_key``, its own key for provider ``fake``."""
+    with gw.client() as admin:
+        created = admin.post("/v1/keys", json={"alias": alias})
+        assert created.status_code == 201, created.text
+        key = str(created.json()["key"])
+    if own_provider_key is not None:
+        with gw.client(key) as http:
+            stored = http.put("/auth/creds", json={"providers": {"fake": {"apiKey": own_provider_key}}})
+            assert stored.status_code == 200, stored.text
+    return key
+
+
+@pytest.mark.parametrize("status", [401, 402, 403, 429, 500])
+def test_a_failure_with_a_callers_own_key_leaves_the_shared_deployment_to_the_other_tenants(
+    upstream: FakeUpstream, status: int
+) -> None:
+    own = "sk-alice-own-provider-key-0001"
+    failure = Reply.error(status, "refused", headers={"Retry-After": "60"} if status == 429 else None)
+    upstream.script(failure, path="/v1/chat/completions")
+    with serve_gateway(gateway_settings(fake_provider(upstream))) as gw:
+        alice, bob = tenant_key(gw, "alice", own), tenant_key(gw, "bob")
+        with gw.sdk(alice) as client, pytest.raises(openai.APIStatusError) as refused:
+            client.chat.completions.create(**CHAT)
+        health = gw.app.state.health.provider_health("fake")
+        with gw.sdk(bob) as client:
+            reply = client.chat.completions.create(**CHAT)  # at once: nothing cools down, nothing is ejected
+    assert refused.value.status_code == status
+    assert reply.choices[0].message.content
+    sent = [r.headers["authorization"] for r in upstream.requests_to("/v1/chat/completions")]
+    assert sent == [f"Bearer {own}", "Bearer sk-fake-provider-key-abcdef"]
+    assert (health["cooling_down"], health["ejected"], health["consecutive_failures"]) == (False, False, 0)
+
+
+def test_a_callers_own_key_rate_limited_is_asked_again_after_its_retry_after(upstream: FakeUpstream) -> None:
+    upstream.script(Reply.rate_limited(retry_after=1), path="/v1/chat/completions")
+    with serve_gateway(gateway_settings(fake_provider(upstream, max_retries=2))) as gw:
+        alice = tenant_key(gw, "alice", "sk-alice-own-provider-key-0001")
+        with gw.sdk(alice) as client:
+            reply = client.chat.completions.create(**CHAT)
+        cooling = gw.app.state.health.provider_health("fake")["cooling_down"]
+    assert reply.choices[0].message.content
+    assert len(chat_paths(upstream)) == 2  # asked again (after the Retry-After), though nothing shared cooled
+    assert cooling is False
+
+
+@pytest.mark.parametrize("status", [402, 403])
+def test_a_402_or_403_a_client_provoked_through_the_proxy_never_cools_the_deployment_for_others(
+    upstream: FakeUpstream, status: int
+) -> None:
+    upstream.script(
+        Reply.error(status, "This request requires more credits, or fewer max_tokens"), path="/v1/chat/completions"
+    )
+    with serve_gateway(gateway_settings(fake_provider(upstream))) as gw:
+        mallory, bob = tenant_key(gw, "mallory"), tenant_key(gw, "bob")
+        greedy = {"model": "fake-model", "messages": CHAT["messages"], "max_tokens": 10_000_000}
+        with gw.client(mallory) as http:
+            assert http.post("/proxy/fake/v1/chat/completions", json=greedy).status_code == status
+        with gw.sdk(bob) as client:
+            reply = client.chat.completions.create(**CHAT)
+    assert reply.choices[0].message.content
+    assert len(chat_paths(upstream)) == 2  # bob's request was asked upstream, not refused from a cooldown
+
+
+def test_a_401_with_the_operators_key_still_cools_the_key_for_everyone(upstream: FakeUpstream) -> None:
+    upstream.script(Reply.error(401, "invalid api key"), path="/v1/chat/completions")
+    with serve_gateway(gateway_settings(fake_provider(upstream))) as gw:
+        alice, bob = tenant_key(gw, "alice"), tenant_key(gw, "bob")
+        for key in (alice, bob):
+            with gw.sdk(key) as client, pytest.raises(openai.AuthenticationError):
+                client.chat.completions.create(**CHAT)
+    assert len(chat_paths(upstream)) == 1
+
+
 def test_a_rate_limited_model_answers_429_with_the_remaining_wait(upstream: FakeUpstream) -> None:
     upstream.script(Reply.rate_limited(retry_after=60), path="/v1/chat/completions")
     with serve_gateway(gateway_settings(fake_provider(upstream))) as gw, gw.sdk() as client:

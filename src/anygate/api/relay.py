@@ -46,7 +46,7 @@ from anygate.errors import (
     UpstreamStatusError,
     UpstreamUnavailable,
 )
-from anygate.routing import Action, Deployment, classify
+from anygate.routing import Action, Deployment, classify, retry_after_seconds
 from anygate.sse import EventSplitter, error_event, event_batches, is_done
 from anygate.telemetry import upstream_error_kind
 from anygate.upstream import (
@@ -270,7 +270,7 @@ class Relay:
                 return self.book.cooldown_failure(group) or last_error or AllDeploymentsFailed(NO_DEPLOYMENT)
             if attempts >= max_attempts or round_number + 1 == rounds:
                 break
-            if not await self.pause_between_rounds(last_error, group, deadline, round_number):
+            if not await self.pause_between_rounds(last_error, group, deadline, round_number, exchange.byok):
                 break
         return last_error
 
@@ -291,7 +291,8 @@ class Relay:
         action = classify(error)
         if exchange.first_byte_at is not None or action is Action.FAIL:
             raise error
-        self.book.record_failure(deployment, error, group)
+        if not exchange.byok:  # the caller's own key failing says nothing about the shared deployment
+            self.book.record_failure(deployment, error, group)
         if action is Action.NEXT_AFTER and "retry-after" not in error.headers:
             # No Retry-After from the upstream: tell the client how long this deployment cools down.
             error.headers["retry-after"] = str(max(1, math.ceil(self.book.cooldown_left([deployment]))))
@@ -302,11 +303,12 @@ class Relay:
             self.state.metrics.upstream_errors.labels(provider_id or "", kind).inc()
 
     async def pause_between_rounds(
-        self, error: GatewayError | None, group: list[Deployment], deadline: float, round_number: int
+        self, error: GatewayError | None, group: list[Deployment], deadline: float, round_number: int, own_key: bool
     ) -> bool:
         """Sleep before the next round: a full-jitter backoff, or until a rate-limited deployment may be
         asked again (the upstream's Retry-After, else a backoff of its own). False when there is no
-        point: a credential failure, a wait longer than ``max_retry_after_wait``, or past the deadline."""
+        point: a credential failure, a wait longer than ``max_retry_after_wait``, or past the deadline.
+        ``own_key``: the failure was the caller's own key's, whose rate limit no cooldown remembers."""
         if error is None:
             return False
         action = classify(error)
@@ -314,7 +316,8 @@ class Relay:
             return False
         wait = backoff_delay(round_number)
         if action is Action.NEXT_AFTER:
-            wait = max(wait, self.book.cooldown_left(group))
+            cooling = (retry_after_seconds(error) or 0.0) if own_key else self.book.cooldown_left(group)
+            wait = max(wait, cooling)
             if wait > self.state.settings.routing.max_retry_after_wait:
                 return False
         if time.monotonic() + wait >= deadline:
@@ -348,6 +351,8 @@ class Relay:
             await self.forward(request, send, exchange, runtime, deployment, api_key, timeout)
         finally:
             self.book.finished(deployment)
+        if exchange.byok:
+            return  # an attempt with the caller's own key changes nothing in the shared health
         if exchange.broken_by_upstream is not None:
             # The stream started, so nothing can be retried; but the upstream failed, and its health says so.
             self.book.record_failure(deployment, exchange.broken_by_upstream, group)
