@@ -329,7 +329,7 @@ class Relay:
         """Sleep until ``until`` on the health book's clock. A timer may fire a little early (uvloop's
         have millisecond resolution): a wait for a cooldown ends when the cooldown has ended, or the next
         round would find the deployment still cooling down and answer with its 429."""
-        while (left := until - self.book.now()) > 0:
+        while (left := until - self.book.now()) > 0:  # noqa: ASYNC110 (a deadline, not an event)
             await asyncio.sleep(left)
 
     async def attempt(
