@@ -43,7 +43,6 @@ from anygate.errors import (
     RouteNotFound,
     ServiceUnavailable,
     UpstreamEventTooLarge,
-    UpstreamStatusError,
     UpstreamUnavailable,
 )
 from anygate.routing import Action, Deployment, classify, retry_after_seconds
@@ -400,9 +399,8 @@ class Relay:
             accounting.answered_without_stream_usage(exchange, runtime.id, response.status)
         try:
             if response.status >= 400:
-                raise UpstreamStatusError(
-                    response.status, await self._read(runtime, response), retry_after_header(response)
-                )
+                body = await self._read(runtime, response)
+                raise client.status_error(response.status, body, retry_after_header(response), api_key)
             if exchange.stream and response.content_type == EVENT_STREAM:
                 await self.relay_stream(send, exchange, runtime, response, request.endpoint, first_byte_by)
             else:
