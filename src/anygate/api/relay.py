@@ -28,6 +28,7 @@ from anygate.api.http import (
     header,
     parse_json_object,
     read_body,
+    refuse_duplicate_members,
     send_bytes,
     send_error,
 )
@@ -102,6 +103,7 @@ class Relay:
     async def model_route(self, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
         body = await read_body(scope, receive, self.state.settings.max_body_bytes)
         payload = parse_json_object(body)
+        refuse_duplicate_members(body)
         model = payload.get("model")
         if not isinstance(model, str) or not model:
             message = "Missing required parameter: 'model'" if model is None else "'model' must be a non-empty string"
@@ -109,9 +111,9 @@ class Relay:
         exchange.requested_model = model
         exchange.stream = payload.get("stream") is True
         groups = self.plan(model, exchange.principal)
-        if self.state.accounting is not None:  # accounting: reserve (429), clamp max_tokens, ask stream usage
-            first = groups[0][0] if groups and groups[0] else None
-            body, payload = await self.state.accounting.before(exchange, body, payload, first)
+        if self.state.accounting is not None:  # accounting: reserve (429), limit the output, ask stream usage
+            targets = [deployment for group in groups for deployment in group]
+            body, payload = await self.state.accounting.before(exchange, body, payload, targets)
         request = UpstreamRequest(scope, exchange.route, body, payload, self.request_timeout(scope, exchange))
         await self.watched_dispatch(request, receive, send, exchange, groups)
 
@@ -126,15 +128,24 @@ class Relay:
             raise PermissionDenied(f"This key may not use provider '{provider_id}'", code="provider_not_allowed")
         body = await read_body(scope, receive, self.state.settings.max_body_bytes) if method != "GET" else b""
         payload: dict[str, Any] = parse_json_object(body) if body else {}
+        if body:
+            refuse_duplicate_members(body)
         model = payload.get("model")
-        if isinstance(model, str):
+        if isinstance(model, str) and model:
             exchange.requested_model = model
             if not exchange.principal.may_use(runtime.id, model):
                 raise PermissionDenied(f"This key may not use model '{model}'", param="model", code="model_not_allowed")
+        elif method == "POST" and exchange.principal.models is not None:
+            # A key held to some models names one: an upstream's default model is not on its list.
+            raise InvalidRequest(
+                "This key may only use the models it is allowed: 'model' must be a non-empty string",
+                param="model",
+                code="invalid_model",
+            )
         exchange.stream = payload.get("stream") is True
         deployments = runtime.deployments(model if isinstance(model, str) else "")
-        if self.state.accounting is not None:  # accounting: reserve (429), clamp max_tokens, ask stream usage
-            body, payload = await self.state.accounting.before(exchange, body, payload, deployments[0], endpoint)
+        if self.state.accounting is not None:  # accounting: reserve (429), limit the output, ask stream usage
+            body, payload = await self.state.accounting.before(exchange, body, payload, deployments, endpoint)
         request = UpstreamRequest(scope, endpoint, body, payload, self.request_timeout(scope, exchange), rewrite=False)
         await self.watched_dispatch(request, receive, send, exchange, [deployments])
 
