@@ -14,12 +14,12 @@ import httpx2 as httpx
 import pytest
 
 from anygate.accounting.budgets import BudgetSpec, LimitSpec, StaticBudgets
-from anygate.accounting.estimate import estimate_prompt
 from anygate.accounting.output_limits import OutputRequest, limit_changes, requested_output
 from anygate.auth import Principal
 from anygate.errors import InvalidRequest
 from tests.accounting.gateway import fake_provider_settings, running_gateway
 from tests.support.fake_upstream import FakeUpstream, Usage
+from tests.support.tokens import estimate_prompt
 
 STUDENT = "sk-ag-student-output-limits-1111111"
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]

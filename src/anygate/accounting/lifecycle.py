@@ -37,6 +37,9 @@ async def start_accounting(state: AppState, budget_source: BudgetSource | None =
         return state.caller_key(principal, provider_id) is not None
 
     state.accounting = build_accounting(state.settings, state.registry, engine, budget_source or scopes_of, is_byok)
+    # The tokenizer's vocabularies load in a thread; the process is not ready until they have.
+    state.readiness_probes["tokenizer"] = state.accounting.tokenizer.check_ready
+    state.spawn(state.accounting.tokenizer.load(), "tokenizer")
     limiter = state.accounting.enforcer.limiter
     if isinstance(limiter, RedisLimiter):
         state.readiness_probes.setdefault("redis", limiter.ping)

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from anygate.accounting.budgets import BudgetSource, Scope
 from anygate.accounting.enforcer import Admission, Ask, Enforcer
-from anygate.accounting.estimate import completion_text, estimate, estimate_prompt, stream_text
+from anygate.accounting.estimate import Tokenizer, completion_text, estimate, estimate_prompt, stream_text
 from anygate.accounting.ledger import Ledger, UsageRow
 from anygate.accounting.output_limits import OUTPUT_LIMIT_FIELDS, OutputRequest, limit_changes, requested_output
 from anygate.accounting.pricing import Price, PriceBook
@@ -82,6 +82,15 @@ class Metering:
             self.kept_bytes += len(event)
 
 
+def estimates_prompt(scopes: Sequence[Scope]) -> bool:
+    """Whether reserving for these scopes counts the prompt's tokens (a token or USD budget, a tpm limit)."""
+    return any(
+        (s.budget is not None and (s.budget.tokens is not None or s.budget.usd is not None))
+        or (s.limits is not None and s.limits.tpm is not None)
+        for s in scopes
+    )
+
+
 def holds_output(scopes: Sequence[Scope], ask: Ask) -> bool:
     """Whether a hard budget holds what the request generates (its tokens, or its USD when anygate pays):
     then the upstream is told the limit, whatever the client sent."""
@@ -112,7 +121,9 @@ class Accounting:
         is_byok: ByokCheck = never_byok,
         refuse_unpriced: bool = True,
         stream_usage: StreamUsagePolicy | None = None,
+        tokenizer: Tokenizer | None = None,
     ) -> None:
+        self.tokenizer = tokenizer or Tokenizer()  # its vocabularies load at start-up (lifecycle)
         self.enforcer = enforcer
         self.ledger = ledger
         self.prices = prices
@@ -144,6 +155,8 @@ class Accounting:
         scopes = self.budget_source(exchange.principal)
         if scopes:
             wanted = requested_output(route, payload)
+            if not self.tokenizer.is_ready_for(exchange.requested_model) and estimates_prompt(scopes):
+                await self.tokenizer.ready(exchange.requested_model)  # only in a process's first seconds
             ask = self.ask(route, exchange, payload, scopes, wanted, targets)
             try:
                 metering.admission = await self.enforcer.admit(scopes, ask)
@@ -206,7 +219,7 @@ class Accounting:
             (s.budget is not None and s.budget.tokens is not None) or (s.limits is not None and s.limits.tpm)
             for s in scopes
         )
-        prompt = estimate_prompt(payload, exchange.requested_model) if counts_tokens else 0
+        prompt = estimate_prompt(self.tokenizer, payload, exchange.requested_model) if counts_tokens else 0
         output = wanted.reserved if route in OUTPUT_LIMIT_FIELDS else 0
         outputs = wanted.outputs
         usd_budgets = [s for s in scopes if s.budget is not None and s.budget.usd is not None]
@@ -216,7 +229,7 @@ class Accounting:
         if not paid:
             return Ask(prompt, output, counts_usd=False, outputs=outputs)  # the caller's own key pays: tokens only
         if not counts_tokens:
-            prompt = estimate_prompt(payload, exchange.requested_model)
+            prompt = estimate_prompt(self.tokenizer, payload, exchange.requested_model)
         price = self.dearest_price(route, paid, usd_budgets, TokenCount(prompt, output))
         if price is None:
             return Ask(prompt, output, outputs=outputs)
@@ -254,7 +267,7 @@ class Accounting:
 
     # ------------------------------------------------------------------------------ after
 
-    def count(self, exchange: Exchange) -> TokenCount:
+    async def count(self, exchange: Exchange) -> TokenCount:
         """The upstream's usage; an estimate when it reported none; zero when nothing was generated."""
         reported = count_of(exchange.usage)
         if reported is not None:
@@ -268,12 +281,14 @@ class Accounting:
             generated = completion_text(metering.unreported_body)
         else:
             generated = stream_text(metering.kept_events)
-        return estimate(metering.payload, generated, exchange.model)
+        if not self.tokenizer.is_ready_for(exchange.model):
+            await self.tokenizer.ready(exchange.model)
+        return estimate(self.tokenizer, metering.payload, generated, exchange.model)
 
     async def after(self, exchange: Exchange, finished: float | None = None) -> None:
         """Settle the reservations and record the request; never raises into the request."""
         finished = finished or time.perf_counter()
-        count = self.count(exchange)
+        count = await self.count(exchange)
         cost = None
         if count.total == 0:
             cost = 0.0
