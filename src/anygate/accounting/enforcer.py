@@ -10,6 +10,7 @@ it asks for: ``Ask.outputs``).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -19,8 +20,11 @@ from datetime import UTC, datetime
 from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope
 from anygate.accounting.limiter import Claim, Grant, Limiter, MemoryLimiter, Rejection
 from anygate.accounting.periods import seconds_until_reset
+from anygate.accounting.unsettled import LIMITER_ERRORS, Settlement, UnsettledQueue
 from anygate.accounting.windows import LedgerWindow, bucket_name, ledger_window
 from anygate.errors import QuotaExceeded, RateLimited
+
+log = logging.getLogger("anygate.accounting")
 
 RESERVATION_TTL = 900.0  # a request holding budget longer than this is presumed crashed
 MINIMUM_USD = 1e-9  # a USD claim of an unknown price still needs a budget not yet spent
@@ -92,6 +96,7 @@ class Enforcer:
         self.limiter = limiter
         # The in-process limiter decides without I/O: called directly, not through a coroutine each time.
         self._memory = limiter if isinstance(limiter, MemoryLimiter) else None
+        self.unsettled = UnsettledQueue()  # what the limiter could not settle yet
 
     async def admit(self, scopes: Sequence[Scope], ask: Ask) -> Admission:
         admission = Admission()
@@ -195,17 +200,31 @@ class Enforcer:
         if allowed is not None:
             admission.max_tokens = allowed if admission.max_tokens is None else min(admission.max_tokens, allowed)
 
-    async def settle(self, admission: Admission, tokens: int, usd: float | None) -> None:
-        """Charge what the request used (tokens in + out, USD when priced) and free the rest."""
+    async def settle(self, admission: Admission, tokens: int, usd: float | None) -> bool:
+        """Charge what the request used (tokens in + out, USD when priced) and free the rest.
+
+        A grant the limiter cannot settle now (its backend is unavailable) waits in ``unsettled`` to be
+        retried; False when one did."""
         if admission.settled:
-            return
+            return True
         admission.settled = True
+        failed: list[Settlement] = []
         for grant, kind in admission.grants:
             actual = charges(grant, kind, tokens, usd)
             if self._memory is not None:
                 self._memory.settle_now(grant, actual)
-            else:
+                continue
+            try:
                 await self.limiter.settle(grant, actual)
+            except LIMITER_ERRORS as exc:
+                failed.append(Settlement(grant, actual))
+                log.warning(
+                    "budget counters unavailable at settle; retried in the background",
+                    extra={"fields": {"bucket": grant.bucket, "error": type(exc).__name__}},
+                )
+        if failed:
+            self.unsettled.add(failed)
+        return not failed
 
     async def release(self, admission: Admission) -> None:
         """Give everything back: the request never reached an upstream."""

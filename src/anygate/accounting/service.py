@@ -11,6 +11,7 @@ database unless the SQL limiter was chosen.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -294,12 +295,37 @@ class Accounting:
             cost = 0.0
         elif exchange.provider_id is not None and exchange.model is not None:
             cost = self.prices.cost(exchange.provider_id, exchange.model, count)
+        # The ledger first: the record that survives holds the request whatever happens to the counters.
+        if self.ledger is not None:
+            self.ledger.record(self.row(exchange, count, cost, finished))
         metering = exchange.metering
         if metering is not None and metering.admission is not None:
             # The caller's own provider key pays for a BYOK request: it counts tokens, not the USD budget.
-            await self.enforcer.settle(metering.admission, count.total, 0.0 if exchange.byok else cost)
+            settled = await self.enforcer.settle(metering.admission, count.total, 0.0 if exchange.byok else cost)
+            if not settled and self.ledger is not None:
+                self.ledger.write_soon()  # its row in the database before the counters can be rebuilt
+
+    async def retry_unsettled(self) -> int:
+        """Apply the settlements the limiter refused earlier, once the ledger's rows are written (so that
+        a bucket rebuilt from the ledger never misses them); return how many were applied."""
+        if not self.enforcer.unsettled:
+            return 0
         if self.ledger is not None:
-            self.ledger.record(self.row(exchange, count, cost, finished))
+            await self.ledger.flush()
+            if not self.ledger.is_writing:
+                return 0
+        applied = await self.enforcer.unsettled.retry(self.enforcer.limiter)
+        if applied:
+            log.info(
+                "unsettled requests settled",
+                extra={"fields": {"settled": applied, "waiting": len(self.enforcer.unsettled)}},
+            )
+        return applied
+
+    async def retry_unsettled_forever(self, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.retry_unsettled()
 
     @staticmethod
     def row(exchange: Exchange, count: TokenCount, cost: float | None, finished: float) -> UsageRow:
@@ -326,6 +352,12 @@ class Accounting:
         )
 
     async def close(self) -> None:
+        await self.retry_unsettled()
+        if self.enforcer.unsettled:
+            log.error(
+                "budget counters unavailable at shutdown: settlements not applied (the ledger has their usage)",
+                extra={"fields": {"settlements": len(self.enforcer.unsettled)}},
+            )
         if self.ledger is not None:
             await self.ledger.close()  # the last batch; the engine is the store's, closed with it
         await self.enforcer.limiter.close()
