@@ -75,19 +75,19 @@ GUARDED_MEMBERS = frozenset(
     {"model", "stream", "stream_options", "n", "best_of", "max_tokens", "max_completion_tokens",
      "max_output_tokens", "messages"}
 )  # fmt: skip
-_QUOTED_MEMBERS = tuple(f'"{name}"'.encode() for name in sorted(GUARDED_MEMBERS))
+_QUOTED_MEMBERS = {name: f'"{name}"'.encode() for name in GUARDED_MEMBERS}
 # A letter or ``_`` written as ``\u00XX``: no serializer does that, but a key so written names a member too.
 _ESCAPED_NAME_CHARACTER = re.compile(rb"\\u00(?:[46][0-9a-fA-F]|[57][0-9afAF])")
 
 
-def refuse_duplicate_members(body: bytes) -> None:
+def refuse_duplicate_members(body: bytes, payload: dict[str, Any]) -> None:
     """400 ``duplicate_member`` when a guarded member appears twice at the top level of the JSON body.
 
-    The check is a few byte counts; only a body that names a guarded member twice somewhere (or escapes a
-    letter) is parsed again, keeping every member, to look at its top level."""
-    if not any(body.count(quoted) > 1 for quoted in _QUOTED_MEMBERS) and not (
-        b"\\u00" in body and _ESCAPED_NAME_CHARACTER.search(body)
-    ):
+    Only a member the parsed body has at its top level can be there twice, so the check is a byte count
+    of each of those (and a search for escaped letters); a body naming one twice anywhere is parsed again,
+    keeping every member, to look at its top level."""
+    suspicious = any(body.count(quoted) > 1 for name, quoted in _QUOTED_MEMBERS.items() if name in payload)
+    if not suspicious and _ESCAPED_NAME_CHARACTER.search(body) is None:
         return
     name = duplicated_member(body)
     if name is not None:

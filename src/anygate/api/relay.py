@@ -103,7 +103,7 @@ class Relay:
     async def model_route(self, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
         body = await read_body(scope, receive, self.state.settings.max_body_bytes)
         payload = parse_json_object(body)
-        refuse_duplicate_members(body)
+        refuse_duplicate_members(body, payload)
         model = payload.get("model")
         if not isinstance(model, str) or not model:
             message = "Missing required parameter: 'model'" if model is None else "'model' must be a non-empty string"
@@ -129,7 +129,7 @@ class Relay:
         body = await read_body(scope, receive, self.state.settings.max_body_bytes) if method != "GET" else b""
         payload: dict[str, Any] = parse_json_object(body) if body else {}
         if body:
-            refuse_duplicate_members(body)
+            refuse_duplicate_members(body, payload)
         model = payload.get("model")
         if isinstance(model, str) and model:
             exchange.requested_model = model
