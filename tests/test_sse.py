@@ -153,6 +153,9 @@ def test_an_unfinished_event_over_the_limit_raises_before_it_ends() -> None:
     splitter.feed(b"data: " + b"z" * 900)
     with pytest.raises(UpstreamEventTooLarge):
         splitter.feed(b"z" * 200)
+    with pytest.raises(UpstreamEventTooLarge) as raised:  # after whole events in the same chunk
+        EventSplitter(max_event_bytes=1000).feed(b"data: a\n\ndata: " + b"z" * 2000)
+    assert raised.value.events == [b"data: a\n\n"]
 
 
 def test_one_byte_at_a_time() -> None:

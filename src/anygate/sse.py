@@ -26,7 +26,7 @@ DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
 _LINE_END = rb"(?:\r\n|\n|\r(?!\n))"
 _BLANK_LINE = re.compile(_LINE_END + _LINE_END)
 _LONGEST_TERMINATOR = 4  # \r\n\r\n
-CR = 0x0D
+CR, LF = 0x0D, 0x0A
 
 
 class EventSplitter:
@@ -41,46 +41,40 @@ class EventSplitter:
         self._max_event_bytes = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        if not chunk:
-            return []
-        if not self._saw_cr and b"\r" in chunk:
-            self._saw_cr = True
         if self._buffer:
             self._buffer += chunk
             data: bytes | bytearray = self._buffer
+            search = self._resume
         else:
-            data = chunk  # the common case: a chunk of whole events, scanned without a copy
-        events, start = self._split(data)
-        rest = len(data) - start
-        if rest > self._max_event_bytes:
-            self._reset()
-            raise UpstreamEventTooLarge(self._max_event_bytes, events)
-        if data is self._buffer:
-            del self._buffer[:start]  # O(1) for a bytearray's head
-        else:
-            self._buffer += data[start:]
-        self._resume = self._resume - start
-        return events
-
-    def _split(self, data: bytes | bytearray) -> tuple[list[bytes], int]:
-        """The whole events of ``data`` from the buffer's start, and where the unfinished rest begins.
-
-        Sets ``_resume`` (relative to ``data``) to where the next search starts once more bytes arrive:
-        a terminator those bytes complete starts at most three bytes before the end."""
+            data, search = chunk, 0  # the common case: a chunk of whole events, scanned without a copy
+        if not self._saw_cr and b"\r" in chunk:
+            self._saw_cr = True
         events: list[bytes] = []
-        start = self._resume if data is self._buffer else 0
-        event_start = 0
-        while (end := self._event_end(data, start)) >= 0:
-            if end - event_start > self._max_event_bytes:
+        start = 0
+        while (end := self._event_end(data, search)) >= 0:
+            if end - start > self._max_event_bytes:
                 self._reset()
                 raise UpstreamEventTooLarge(self._max_event_bytes, events)
-            events.append(bytes(data[event_start:end]))
-            start = event_start = end
-        resume = max(event_start, len(data) - _LONGEST_TERMINATOR + 1)
-        if resume > event_start and data[resume - 1 : resume + 1] == b"\r\n":
+            events.append(bytes(data[start:end]))  # a slice of a bytes chunk: no second copy
+            start = search = end
+        if len(data) - start > self._max_event_bytes:  # an unfinished event already too large
+            self._reset()
+            raise UpstreamEventTooLarge(self._max_event_bytes, events)
+        self._keep(data, start)
+        return events
+
+    def _keep(self, data: bytes | bytearray, start: int) -> None:
+        """Keep ``data[start:]``, the unfinished event, and where to search it again once more arrives: a
+        terminator that more bytes complete starts at most three bytes before its end."""
+        rest = len(data) - start
+        if data is self._buffer:
+            del self._buffer[:start]  # O(1) for a bytearray's head
+        elif rest:
+            self._buffer += data[start:]
+        resume = max(0, rest - _LONGEST_TERMINATOR + 1)
+        if resume and self._buffer[resume - 1] == CR and self._buffer[resume] == LF:
             resume -= 1  # never resume between the two bytes of one \r\n
         self._resume = resume
-        return events, event_start
 
     def _event_end(self, data: bytes | bytearray, search: int) -> int:
         """Index just past the first terminator at or after ``search``, or -1 (none yet, or one whose last
