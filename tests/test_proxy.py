@@ -263,3 +263,71 @@ def test_a_key_limited_to_some_models_may_proxy_to_them(upstream: FakeUpstream) 
     assert allowed.status_code == 200, allowed.text
     assert denied.status_code == 403
     assert [r.json["model"] for r in upstream.requests_to("/v1/chat/completions")] == ["allowed-1"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"messages": []}',
+        b'{"model": null, "messages": []}',
+        b'{"model": ["allowed-1"], "messages": []}',
+        b'{"model": {"id": "allowed-1"}, "messages": []}',
+        b'{"model": "", "messages": []}',
+    ],
+)
+def test_a_key_limited_to_some_models_must_name_one_through_the_proxy(upstream: FakeUpstream, body: bytes) -> None:
+    """An upstream's default model (or one it reads from a list or object) is not on the key's list."""
+    from anygate.auth import Principal, hash_key
+
+    limited = Principal(key_id="k1", is_admin=False, models=("fake/allowed-*",))
+    upstream.requests.clear()
+    with serve_gateway(gateway_settings(fake_provider(upstream))) as gw:
+        gw.app.state.keyring.add(hash_key("limited-key"), limited)
+        with gw.client(key="limited-key") as client:
+            refused = client.post("/proxy/fake/v1/chat/completions", content=body)
+            listed = client.get("/proxy/fake/v1/models")  # a GET carries no model: still allowed
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "invalid_model"
+    assert listed.status_code == 200
+    assert not upstream.requests_to("/v1/chat/completions")
+
+
+DUPLICATED = [
+    ("/v1/chat/completions", b'{"model": "fake/fake-model", "model": "fake/other", "messages": []}', "model"),
+    ("/v1/chat/completions", b'{"model": "fake/fake-model", "mod\\u0065l": "fake/other", "messages": []}', "model"),
+    ("/v1/chat/completions", b'{"model": "fake/fake-model", "messages": [], "n": 1, "n": 50}', "n"),
+    ("/v1/chat/completions", b'{"model":"fake/fake-model","messages":[],"stream":false,"stream":true}', "stream"),
+    ("/v1/chat/completions", b'{"model":"fake/fake-model","messages":[],"max_tokens":5,"max_tokens":9}', "max_tokens"),
+    ("/proxy/fake/v1/chat/completions", b'{"model": "any", "messages": [], "model": "other"}', "model"),
+    (
+        "/proxy/narrow/v1/responses",
+        b'{"model": "m", "input": "x", "max_output_tokens": 1, "max_output_tokens": 2}',
+        "max_output_tokens",
+    ),
+]
+
+
+@pytest.mark.parametrize(("route", "body", "member"), DUPLICATED)
+def test_a_member_anygate_acts_on_given_twice_is_400(
+    gw_client: httpx2.Client, up: FakeUpstream, route: str, body: bytes, member: str
+) -> None:
+    response = gw_client.post(route, content=body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("duplicate_member", member)
+    assert not up.requests
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"model": "fake/fake-model", "messages": [], "metadata": {"model": "x"}, "tools": [{"model": "y"}]}',
+        b'{"model": "fake/fake-model", "messages": [], "temperature": 1, "temperature": 0}',
+        b'{"model": "fake/fake-model", "messages": [{"role": "user", "content": "caf\\u00e9 \\"model\\""}]}',
+    ],
+)
+def test_a_member_named_twice_only_in_nested_objects_or_an_unguarded_one_passes(
+    gw_client: httpx2.Client, up: FakeUpstream, body: bytes
+) -> None:
+    assert gw_client.post("/v1/chat/completions", content=body).status_code == 200
+    assert len(up.requests) == 1

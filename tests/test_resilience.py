@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 import time
@@ -85,6 +86,24 @@ def test_429_then_success_honours_retry_after(upstream: FakeUpstream) -> None:
     assert reply.choices[0].message.content == "Hello from the fake upstream!"
     assert len(chat_paths(upstream)) == 2
     assert waited >= 0.9  # the gateway waited for Retry-After before asking again (not a speed test)
+
+
+def test_a_wait_for_retry_after_that_wakes_early_still_waits_until_the_cooldown_has_ended(
+    upstream: FakeUpstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Timers may fire early (uvloop's have millisecond resolution): here every sleep ends at 90% of its
+    time. The round after a Retry-After must still find the deployment ready and ask it again."""
+    sleep = asyncio.sleep
+
+    async def early_sleep(seconds: float, result: Any = None) -> Any:
+        return await sleep(seconds * 0.9, result)
+
+    monkeypatch.setattr(asyncio, "sleep", early_sleep)
+    upstream.script_many([Reply.rate_limited(retry_after=1), Reply()] * 3, path="/v1/chat/completions")
+    with serve_gateway(gateway_settings(fake_provider(upstream, max_retries=2))) as gw, gw.sdk() as client:
+        replies = [client.chat.completions.create(**CHAT) for _ in range(3)]
+    assert all(reply.choices[0].message.content for reply in replies)
+    assert len(chat_paths(upstream)) == 6  # each request asked again after its Retry-After
 
 
 def test_429_with_a_long_retry_after_is_passed_to_the_client(upstream: FakeUpstream) -> None:
@@ -174,6 +193,80 @@ def test_a_403_for_one_model_leaves_the_provider_s_other_models_alone() -> None:
                 client.chat.completions.create(**{**CHAT, "model": "fake/closed"})
             reply = client.chat.completions.create(**{**CHAT, "model": "fake/open"})
         assert reply.choices[0].message.content
+
+
+def tenant_key(gw: RunningGateway, alias: str, own_provider_key: str | None = None) -> str:
+    """A new key (not an admin's); with ``own_provider_key``, its own key for provider ``fake``."""
+    with gw.client() as admin:
+        created = admin.post("/v1/keys", json={"alias": alias})
+        assert created.status_code == 201, created.text
+        key = str(created.json()["key"])
+    if own_provider_key is not None:
+        with gw.client(key) as http:
+            stored = http.put("/auth/creds", json={"providers": {"fake": {"apiKey": own_provider_key}}})
+            assert stored.status_code == 200, stored.text
+    return key
+
+
+@pytest.mark.parametrize("status", [401, 402, 403, 429, 500])
+def test_a_failure_with_a_callers_own_key_leaves_the_shared_deployment_to_the_other_tenants(
+    upstream: FakeUpstream, status: int
+) -> None:
+    own = "sk-alice-own-provider-key-0001"
+    failure = Reply.error(status, "refused", headers={"Retry-After": "60"} if status == 429 else None)
+    upstream.script(failure, path="/v1/chat/completions")
+    with serve_gateway(gateway_settings(fake_provider(upstream))) as gw:
+        alice, bob = tenant_key(gw, "alice", own), tenant_key(gw, "bob")
+        with gw.sdk(alice) as client, pytest.raises(openai.APIStatusError) as refused:
+            client.chat.completions.create(**CHAT)
+        health = gw.app.state.health.provider_health("fake")
+        with gw.sdk(bob) as client:
+            reply = client.chat.completions.create(**CHAT)  # at once: nothing cools down, nothing is ejected
+    assert refused.value.status_code == status
+    assert reply.choices[0].message.content
+    sent = [r.headers["authorization"] for r in upstream.requests_to("/v1/chat/completions")]
+    assert sent == [f"Bearer {own}", "Bearer sk-fake-provider-key-abcdef"]
+    assert (health["cooling_down"], health["ejected"], health["consecutive_failures"]) == (False, False, 0)
+
+
+def test_a_callers_own_key_rate_limited_is_asked_again_after_its_retry_after(upstream: FakeUpstream) -> None:
+    upstream.script(Reply.rate_limited(retry_after=1), path="/v1/chat/completions")
+    with serve_gateway(gateway_settings(fake_provider(upstream, max_retries=2))) as gw:
+        alice = tenant_key(gw, "alice", "sk-alice-own-provider-key-0001")
+        with gw.sdk(alice) as client:
+            reply = client.chat.completions.create(**CHAT)
+        cooling = gw.app.state.health.provider_health("fake")["cooling_down"]
+    assert reply.choices[0].message.content
+    assert len(chat_paths(upstream)) == 2  # asked again (after the Retry-After), though nothing shared cooled
+    assert cooling is False
+
+
+@pytest.mark.parametrize("status", [402, 403])
+def test_a_402_or_403_a_client_provoked_through_the_proxy_never_cools_the_deployment_for_others(
+    upstream: FakeUpstream, status: int
+) -> None:
+    upstream.script(
+        Reply.error(status, "This request requires more credits, or fewer max_tokens"), path="/v1/chat/completions"
+    )
+    with serve_gateway(gateway_settings(fake_provider(upstream))) as gw:
+        mallory, bob = tenant_key(gw, "mallory"), tenant_key(gw, "bob")
+        greedy = {"model": "fake-model", "messages": CHAT["messages"], "max_tokens": 10_000_000}
+        with gw.client(mallory) as http:
+            assert http.post("/proxy/fake/v1/chat/completions", json=greedy).status_code == status
+        with gw.sdk(bob) as client:
+            reply = client.chat.completions.create(**CHAT)
+    assert reply.choices[0].message.content
+    assert len(chat_paths(upstream)) == 2  # bob's request was asked upstream, not refused from a cooldown
+
+
+def test_a_401_with_the_operators_key_still_cools_the_key_for_everyone(upstream: FakeUpstream) -> None:
+    upstream.script(Reply.error(401, "invalid api key"), path="/v1/chat/completions")
+    with serve_gateway(gateway_settings(fake_provider(upstream))) as gw:
+        alice, bob = tenant_key(gw, "alice"), tenant_key(gw, "bob")
+        for key in (alice, bob):
+            with gw.sdk(key) as client, pytest.raises(openai.AuthenticationError):
+                client.chat.completions.create(**CHAT)
+    assert len(chat_paths(upstream)) == 1
 
 
 def test_a_rate_limited_model_answers_429_with_the_remaining_wait(upstream: FakeUpstream) -> None:
@@ -310,6 +403,30 @@ def test_stream_without_done_ends_with_an_error_event(upstream: FakeUpstream) ->
     assert errors == 1
     rows = ledger_rows(Path.cwd() / "data")
     assert [(row["status"], row["provider_id"]) for row in rows] == [(502, "fake")]  # the ledger shows it
+
+
+def test_an_event_over_the_size_limit_ends_the_stream_with_an_error_event(upstream: FakeUpstream) -> None:
+    first = b'data: {"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\n'
+    huge = b'data: {"choices":[{"index":0,"delta":{"content":"' + b"x" * 50_000  # never ends
+    upstream.script(Reply(raw_events=[first, huge[:30_000], huge[30_000:]]), path="/v1/chat/completions")
+    with serve_gateway(gateway_settings(fake_provider(upstream), max_sse_event_bytes=20_000)) as gw:
+        events = stream_events(gw, CHAT)
+        errors = metric(gw, "anygate_upstream_errors_total", provider="fake", kind="upstream_event_too_large")
+    assert events[0] == first.removesuffix(b"\n\n")
+    final = orjson.loads(events[-1].removeprefix(b"data: "))
+    assert final["error"]["code"] == "upstream_event_too_large" and final["error"]["type"] == "upstream_error"
+    assert len(events) == 2 and errors == 1
+
+
+def test_a_first_event_over_the_size_limit_is_a_502(upstream: FakeUpstream) -> None:
+    huge = b"data: " + b"y" * 30_000 + b"\n\n"
+    upstream.script(Reply(raw_events=[huge]), path="/v1/chat/completions")
+    with serve_gateway(gateway_settings(fake_provider(upstream, max_retries=2), max_sse_event_bytes=20_000)) as gw:
+        with gw.client() as client:
+            response = client.post("/v1/chat/completions", json={**CHAT, "stream": True})
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_event_too_large"
+    assert len(chat_paths(upstream)) == 1  # the same upstream would send it again: not retried
 
 
 def test_client_disconnect_cancels_the_upstream_request(upstream: FakeUpstream) -> None:

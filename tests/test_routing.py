@@ -161,6 +161,25 @@ def test_a_429_with_retry_after_cools_down_for_that_long() -> None:
     assert failure is not None and failure.headers["retry-after"] == "7"
 
 
+@pytest.mark.parametrize("status", [402, 403, 400, 404, 422])
+def test_a_status_the_request_may_have_caused_cools_nothing_down(status: int) -> None:
+    health, _ = book()
+    (only,) = members = group("a")
+    health.record_failure(only, UpstreamStatusError(status, b""), members)
+    assert health.cooldown_left(members) == 0
+    assert health.choose(members, set()) is only
+    assert health.health(only.id).consecutive_failures == 0
+
+
+def test_a_401_cools_the_key_down_for_every_model() -> None:
+    health, clock = book()
+    refused, other_model = Deployment("a", "m"), Deployment("a", "n")
+    health.record_failure(refused, UpstreamStatusError(401, b""), [refused])
+    assert health.choose([other_model], set()) is None
+    clock.now += 61
+    assert health.choose([other_model], set()) is other_model
+
+
 def test_a_failed_check_ejects_within_the_share_and_a_passing_one_restores() -> None:
     health, clock = book()
     members = ["a#0", "b#0", "c#0", "d#0"]

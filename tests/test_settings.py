@@ -38,6 +38,7 @@ def test_defaults() -> None:
     assert (settings.host, settings.port, settings.workers, settings.log_level) == ("127.0.0.1", 8080, 1, "info")
     assert settings.providers == []
     assert settings.max_body_bytes == 32 * 1024 * 1024
+    assert settings.max_sse_event_bytes == 8 * 1024 * 1024
     assert settings.admin_key is None and not settings.no_auth
 
 
@@ -78,8 +79,10 @@ def test_every_anygate_variable_is_read() -> None:
             "ANYGATE_DATABASE_URL": "postgresql://x/y",
             "ANYGATE_REDIS_URL": "redis://127.0.0.1:6379/0",
             "ANYGATE_DATA_DIR": "/tmp/anygate-data",
+            "ANYGATE_MAX_SSE_EVENT_BYTES": "65536",
         }
     )
+    assert settings.max_sse_event_bytes == 65536
     assert (settings.host, settings.port, settings.workers, settings.log_level) == ("127.0.0.2", 9001, 3, "debug")
     assert settings.admin_key is not None and settings.admin_key.get_secret_value() == "sk-admin"
     assert settings.secret_key is not None and settings.secret_key.get_secret_value() == "secret"

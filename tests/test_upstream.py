@@ -8,7 +8,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 import anygate
-from anygate.errors import GatewayError, UpstreamStatusError, UpstreamTimeout, UpstreamUnavailable
+from anygate.errors import (
+    GatewayError,
+    UpstreamEventTooLarge,
+    UpstreamStatusError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from anygate.netguard import UnsafeURL
 from anygate.upstream import DiscoveryFailed, OpenAICompatibleProvider, OpenRouterProvider
 from tests.support.fake_upstream import FakeUpstream, Reply
@@ -131,6 +137,20 @@ async def test_a_stream_that_breaks_raises_a_gateway_error(up: FakeUpstream) -> 
     async with provider(up) as client:
         with pytest.raises(UpstreamUnavailable):
             _ = [c async for c in client.stream_chat_completion(CHAT)]
+
+
+async def test_a_stream_event_over_the_size_limit_raises(up: FakeUpstream) -> None:
+    up.script(Reply(raw_events=[b"data: " + b"z" * 5000 + b"\n\n"]), path="/v1/chat/completions")
+    async with provider(up, max_event_bytes=1000) as client:
+        with pytest.raises(UpstreamEventTooLarge):
+            _ = [c async for c in client.stream_chat_completion(CHAT)]
+
+
+async def test_a_stream_whose_last_event_ends_with_the_stream_still_yields_it(up: FakeUpstream) -> None:
+    events = [b'data: {"n":1}\r\r', b'data: {"n":2}\r\r']  # bare \r endings: the last waits for the end
+    up.script(Reply(raw_events=events), path="/v1/chat/completions")
+    async with provider(up) as client:
+        assert [c async for c in client.stream_chat_completion(CHAT)] == [{"n": 1}, {"n": 2}]
 
 
 async def test_upstream_errors(up: FakeUpstream) -> None:

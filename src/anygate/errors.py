@@ -16,6 +16,7 @@
     ├── UpstreamUnavailable           502    upstream_error          upstream_unavailable
     │   ├── UpstreamStatusError       (upstream's status, error body passed through when well formed)
     │   ├── UpstreamRedirect          502    upstream_error          upstream_redirect (never followed)
+    │   ├── UpstreamEventTooLarge     502    upstream_error          upstream_event_too_large
     │   └── AllDeploymentsFailed      502    upstream_error          all_deployments_failed
     ├── UpstreamTimeout               504    upstream_timeout        upstream_timeout
     └── ServiceUnavailable            503    service_unavailable     (varies)
@@ -25,6 +26,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -168,8 +170,12 @@ class UpstreamUnavailable(GatewayError):
 class UpstreamStatusError(UpstreamUnavailable):
     """The upstream answered with an error status; its body is passed on only when well formed."""
 
-    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, body: bytes, headers: dict[str, str] | None = None, secrets: Sequence[str] = ()
+    ) -> None:
+        """``secrets``: what was sent upstream with the request (keys, header values), never shown back."""
         self.status = status
+        body = redact_secrets(body, secrets)
         upstream_message = openai_error_message(body)
         self.upstream_body = body if upstream_message is not None else None
         self.retryable = status in (408, 409, 429) or status >= 500
@@ -187,6 +193,19 @@ class UpstreamRedirect(UpstreamUnavailable):
 
     code = "upstream_redirect"
     retryable = False
+
+
+class UpstreamEventTooLarge(UpstreamUnavailable):
+    """A stream event larger than ``max_sse_event_bytes``: the stream ends here, never buffered further.
+
+    ``events`` are the whole events that came before it in the same chunk (still the client's)."""
+
+    code = "upstream_event_too_large"
+    retryable = False
+
+    def __init__(self, limit: int, events: list[bytes] | None = None) -> None:
+        super().__init__(f"The upstream sent a stream event larger than the limit of {limit} bytes")
+        self.events = events or []
 
 
 class AllDeploymentsFailed(UpstreamUnavailable):
@@ -234,6 +253,32 @@ def openai_error_message(body: bytes) -> str | None:
     if not isinstance(message, str) or looks_like_secret(body.decode("utf-8", "replace")):
         return None
     return message
+
+
+REDACTED = b"***"
+MIN_SECRET_LENGTH = 8  # shorter values (a header like ``X-Tenant: cs``) are no secret, and would mangle text
+
+
+def redact_secrets(data: bytes, secrets: Iterable[str]) -> bytes:
+    """``data`` with every occurrence of each secret (as sent, and as a JSON string escapes it) replaced by
+    ``***``: an upstream's error may echo the key it was given, whatever the key looks like."""
+    forms = {form for secret in secrets if len(secret) >= MIN_SECRET_LENGTH for form in secret_forms(secret)}
+    for form in sorted(forms, key=len, reverse=True):  # a secret inside a longer one: the longer first
+        if form in data:
+            data = data.replace(form, REDACTED)
+    return data
+
+
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    """``redact_secrets`` for a message already decoded."""
+    return redact_secrets(text.encode("utf-8", "surrogateescape"), secrets).decode("utf-8", "surrogateescape")
+
+
+def secret_forms(secret: str) -> set[bytes]:
+    """A secret as it may appear in a body: as sent, in a JSON string, with ``/`` escaped (as PHP does)."""
+    raw = secret.encode("utf-8", "surrogateescape")
+    escaped = orjson.dumps(secret)[1:-1]
+    return {raw, escaped, escaped.replace(b"/", b"\\/")}
 
 
 def looks_like_secret(text: str) -> bool:

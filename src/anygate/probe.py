@@ -18,7 +18,7 @@ async def probe_provider(client: OpenAICompatibleProvider, model: str | None = N
         models = await client.list_models()
         result["models"] = {"ok": True, "count": len(models)}
     except DiscoveryFailed as exc:
-        result["models"] = {"ok": False, "error": str(exc)}
+        result["models"] = {"ok": False, "error": client.describe(exc)}
     chosen = model or (models[0] if models else None)
     if chosen is None:
         result["chat"] = {"ok": False, "error": "no model to try: give one or let the provider list its models"}
@@ -47,7 +47,7 @@ async def _check_embeddings(client: OpenAICompatibleProvider, model: str) -> dic
     try:
         reply = await client.embeddings({"model": model, "input": "ok"})
     except GatewayError as exc:
-        return {"ok": False, "model": model, "error": exc.message}
+        return {"ok": False, "model": model, "error": client.describe(exc)}
     data = reply.get("data")
     ok = isinstance(data, list) and bool(data) and isinstance(data[0], dict) and "embedding" in data[0]
     return {"ok": ok, "model": model, "latency_ms": _ms(started)}
@@ -58,7 +58,7 @@ async def _check_chat(client: OpenAICompatibleProvider, model: str) -> dict[str,
     try:
         reply = await client.chat_completion(_one_token(model))
     except GatewayError as exc:
-        return {"ok": False, "error": exc.message}
+        return {"ok": False, "error": client.describe(exc)}
     return {"ok": True, "latency_ms": _ms(started), "usage": isinstance(reply.get("usage"), dict)}
 
 
@@ -70,7 +70,7 @@ async def _check_stream(client: OpenAICompatibleProvider, model: str) -> dict[st
         async for _ in client.stream_chat_completion(_one_token(model)):
             chunks += 1
     except GatewayError as exc:
-        return {"ok": False, "error": exc.message}
+        return {"ok": False, "error": client.describe(exc)}
     return {"ok": chunks > 0, "chunks": chunks, "latency_ms": _ms(started)}
 
 
@@ -83,7 +83,7 @@ async def _check_stream_usage(client: OpenAICompatibleProvider, model: str) -> d
         ):
             saw_usage = saw_usage or isinstance(chunk.get("usage"), dict)
     except GatewayError as exc:
-        return {"ok": False, "error": exc.message}
+        return {"ok": False, "error": client.describe(exc)}
     return {"ok": True} if saw_usage else {"ok": False, "error": "accepted, but no usage in the stream"}
 
 

@@ -175,10 +175,13 @@ class ProviderRegistry:
         try:
             entries = await runtime.client.list_model_entries()
         except (DiscoveryFailed, GatewayError) as exc:
-            runtime.discovery_error = exc.message if isinstance(exc, GatewayError) else str(exc)
+            runtime.discovery_error = runtime.client.describe(exc)  # no secret of the provider in it
             if runtime.models_source == "discovered":
                 runtime.models_source = "last-known"
-            log.warning("model discovery failed", extra={"fields": {"provider": runtime.id, "error": str(exc)}})
+            log.warning(
+                "model discovery failed",
+                extra={"fields": {"provider": runtime.id, "error": runtime.discovery_error}},
+            )
         else:
             merged = {e["id"]: {**e, "owned_by": runtime.id} for e in entries}
             for model, entry in configured_entries(runtime.config).items():

@@ -9,8 +9,22 @@ failure, the next deployment tried is the one after it in configured order, what
 
 Health is passive (consecutive failures eject a deployment for a backoff that grows; never more than
 ``MAX_EJECTED_SHARE`` of a group at once) and active (the background checks of ``/models`` feed
-``record_check``: a failed check ejects under the same rule, a passing one restores). Credentials that
-fail (401/402/403) and rate-limited deployments (429) cool down for a while and are skipped until then.
+``record_check``: a failed check ejects under the same rule, a passing one restores).
+
+Health is about the deployment and the operator's key, shared by every tenant, so only what says
+something about them changes it:
+
+    failure of an attempt                 this request                  the shared deployment
+    401 (the operator's key refused)      next deployment               the key cools down (every model)
+    429                                   next, or this after a wait    the model cools down (Retry-After)
+    5xx, 408, timeout, connection         backoff and retry             counts towards ejection
+    402, 403                              next deployment               nothing: the request may have caused it
+    other 4xx                             answered as is                nothing
+    any, made with the caller's own key   as above                      nothing (the relay records none)
+
+A 402 or 403 is often the request's own doing (``max_tokens`` beyond the credits left, a model the key
+may not use) and an attempt with a caller's own key (bring your own key) says nothing about the
+operator's key: neither may take a deployment away from the other tenants.
 """
 
 from __future__ import annotations
@@ -157,9 +171,13 @@ class HealthBook:
         self._clock = clock
         self._rng = rng or random.Random()
         self._health: dict[str, DeploymentHealth] = {}
-        # 401/402 cool the key down for every model; 403 and 429 only the model they answered for.
+        # A 401 cools the key down for every model; a 429 only the model it answered for.
         self._cooldowns: dict[str, Cooldown] = {}
         self.retry_budget = RetryBudget()
+
+    def now(self) -> float:
+        """The time cooldowns and ejections are measured in."""
+        return self._clock()
 
     def health(self, deployment_id: str) -> DeploymentHealth:
         state = self._health.get(deployment_id)
@@ -281,14 +299,14 @@ class HealthBook:
         state.last_error = None
 
     def record_failure(self, deployment: Deployment, error: GatewayError, group: list[Deployment]) -> None:
+        """A failed attempt made with the operator's key (see the module docstring for what changes)."""
         state = self.health(deployment.id)
         state.last_error = error.code
         action = classify(error)
         now = self._clock()
         if action is Action.NEXT:
-            whole_key = isinstance(error, UpstreamStatusError) and error.status in (401, 402)
-            key = deployment.id if whole_key else f"{deployment.id}/{deployment.model}"
-            self._cooldowns[key] = Cooldown(now + CREDENTIAL_COOLDOWN_SECONDS, error)
+            if isinstance(error, UpstreamStatusError) and error.status == 401:  # 402/403: nothing shared
+                self._cooldowns[deployment.id] = Cooldown(now + CREDENTIAL_COOLDOWN_SECONDS, error)
         elif action is Action.NEXT_AFTER:
             self._cool_down_rate_limited(deployment, error, now)
         elif action is Action.BACKOFF:

@@ -208,6 +208,8 @@ class Settings(Strict):
     default_provider: str | None = None
     quota_sources: list[QuotaSource] = Field(default_factory=list)
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
+    # The largest SSE event an upstream may send; a larger one ends the stream with an error event.
+    max_sse_event_bytes: int = Field(8 * 1024 * 1024, gt=0)
     metrics_public: bool = True
     discovery_interval: float = Field(300.0, gt=0)
     store_poll_interval: float = Field(1.0, gt=0)  # seconds between checks of the store's revision
@@ -340,6 +342,7 @@ ANYGATE_ENV_FIELDS = {
     "ANYGATE_LOG_LEVEL": "log_level",
     "ANYGATE_NO_AUTH": "no_auth",
     "ANYGATE_LIMITER": "limiter",
+    "ANYGATE_MAX_SSE_EVENT_BYTES": "max_sse_event_bytes",
 }
 
 

@@ -2,49 +2,116 @@
 
 The relay forwards whole events so that a failure after the first event can be reported as one more
 event without cutting another in half. Nothing is decoded or re-encoded on the way.
+
+An event ends with a blank line: two line endings in a row, each ``\\r\\n``, ``\\n`` or ``\\r``. The
+splitter is linear in its input: each byte is scanned a bounded number of times, however the stream is
+cut into chunks (the scan resumes where it stopped, a few bytes back for a terminator split across
+chunks). An event ending in ``\\r`` at the very end of what has arrived waits for the next byte, which
+may be the ``\\n`` of a ``\\r\\n``: so any cut of a stream gives the same events. An event larger than
+``max_event_bytes`` (or an unfinished one that has grown past it) raises ``UpstreamEventTooLarge``:
+the buffer never grows without bound.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncIterator
+
+from anygate.errors import UpstreamEventTooLarge
+
 DONE_EVENT = b"data: [DONE]\n\n"
-_SEPARATORS = (b"\n\n", b"\r\n\r\n", b"\r\r")
+DEFAULT_MAX_EVENT_BYTES = 8 * 1024 * 1024
+
+# Two line endings in a row. A ``\r`` followed by ``\n`` is one ``\r\n`` ending, never two endings.
+_LINE_END = rb"(?:\r\n|\n|\r(?!\n))"
+_BLANK_LINE = re.compile(_LINE_END + _LINE_END)
+_LONGEST_TERMINATOR = 4  # \r\n\r\n
+CR, LF = 0x0D, 0x0A
 
 
 class EventSplitter:
     """``feed(bytes) -> [event bytes]``, each ending with its blank line; ``flush()`` returns the rest."""
 
-    __slots__ = ("_buffer",)
+    __slots__ = ("_buffer", "_max_event_bytes", "_resume", "_saw_cr")
 
-    def __init__(self) -> None:
-        self._buffer = b""
+    def __init__(self, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> None:
+        self._buffer = bytearray()  # the unfinished event (empty between events)
+        self._resume = 0  # where the next search for a terminator starts in the buffer
+        self._saw_cr = False  # until a \r arrives, the only terminator is \n\n (found by one C call)
+        self._max_event_bytes = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        data = self._buffer + chunk if self._buffer else chunk
+        if self._buffer:
+            self._buffer += chunk
+            data: bytes | bytearray = self._buffer
+            search = self._resume
+        else:
+            data, search = chunk, 0  # the common case: a chunk of whole events, scanned without a copy
+        if not self._saw_cr and b"\r" in chunk:
+            self._saw_cr = True
         events: list[bytes] = []
         start = 0
-        separators = _SEPARATORS if b"\r" in data else _SEPARATORS[:1]
-        while True:
-            end = _event_end(data, start, separators)
-            if end < 0:
-                break
-            events.append(data[start:end])
-            start = end
-        self._buffer = data[start:]
+        while (end := self._event_end(data, search)) >= 0:
+            if end - start > self._max_event_bytes:
+                self._reset()
+                raise UpstreamEventTooLarge(self._max_event_bytes, events)
+            events.append(bytes(data[start:end]))  # a slice of a bytes chunk: no second copy
+            start = search = end
+        if len(data) - start > self._max_event_bytes:  # an unfinished event already too large
+            self._reset()
+            raise UpstreamEventTooLarge(self._max_event_bytes, events)
+        self._keep(data, start)
         return events
 
+    def _keep(self, data: bytes | bytearray, start: int) -> None:
+        """Keep ``data[start:]``, the unfinished event, and where to search it again once more arrives: a
+        terminator that more bytes complete starts at most three bytes before its end."""
+        rest = len(data) - start
+        if data is self._buffer:
+            del self._buffer[:start]  # O(1) for a bytearray's head
+        elif rest:
+            self._buffer += data[start:]
+        resume = max(0, rest - _LONGEST_TERMINATOR + 1)
+        if resume and self._buffer[resume - 1] == CR and self._buffer[resume] == LF:
+            resume -= 1  # never resume between the two bytes of one \r\n
+        self._resume = resume
+
+    def _event_end(self, data: bytes | bytearray, search: int) -> int:
+        """Index just past the first terminator at or after ``search``, or -1 (none yet, or one whose last
+        ``\\r`` ends ``data``: the next byte may be its ``\\n``)."""
+        if not self._saw_cr:
+            found = data.find(b"\n\n", search)
+            return -1 if found < 0 else found + 2
+        match = _BLANK_LINE.search(data, search)
+        if match is None:
+            return -1
+        end = match.end()
+        return -1 if end == len(data) and data[end - 1] == CR else end
+
     def flush(self) -> bytes:
-        rest, self._buffer = self._buffer, b""
+        rest = bytes(self._buffer)
+        self._reset()
         return rest
 
+    def _reset(self) -> None:
+        self._buffer = bytearray()
+        self._resume = 0
 
-def _event_end(data: bytes, start: int, separators: tuple[bytes, ...]) -> int:
-    """Index just past the first event terminator at or after ``start``, or -1."""
-    best = -1
-    for separator in separators:
-        found = data.find(separator, start)
-        if found >= 0 and (best < 0 or found + len(separator) < best):
-            best = found + len(separator)
-    return best
+
+async def event_batches(chunks: AsyncIterator[bytes], splitter: EventSplitter) -> AsyncIterator[list[bytes]]:
+    """The whole events of a stream of chunks: one list for each chunk that completes any.
+
+    An event over the splitter's limit raises ``UpstreamEventTooLarge``, after the events before it."""
+    async for chunk in chunks:
+        try:
+            events = splitter.feed(chunk)
+        except UpstreamEventTooLarge as too_large:
+            if too_large.events:
+                yield too_large.events
+                too_large.events = []
+            raise
+        if events:
+            yield events
 
 
 def event_data(event: bytes) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -24,9 +24,10 @@ from anygate.errors import (
     UpstreamRedirect,
     UpstreamStatusError,
     UpstreamUnavailable,
+    redact_text,
 )
 from anygate.netguard import check_url
-from anygate.sse import EventSplitter, event_data, is_done
+from anygate.sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, event_data, is_done
 from anygate.transport import OutgoingRequest, Response, Timeouts, Transport
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
@@ -77,7 +78,11 @@ class OpenAICompatibleProvider:
         has_models_endpoint: bool = True,
         ollama_tags_fallback: bool = False,
         transport: Transport | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        other_keys: Iterable[str] = (),
     ) -> None:
+        """``other_keys``: keys this client may be handed per request (the provider's ``api_keys``); like
+        its own key and header values, they are redacted from every upstream error it reports."""
         check_url(base_url, allow_private_network)
         self.provider_id = provider_id
         self.base_url = base_url.rstrip("/")
@@ -89,8 +94,10 @@ class OpenAICompatibleProvider:
         self.allow_private_network = allow_private_network
         self.has_models_endpoint = has_models_endpoint
         self.ollama_tags_fallback = ollama_tags_fallback
+        self.max_event_bytes = max_event_bytes  # the largest SSE event a stream may carry
         self.is_configured = bool(api_key) or auth == "none"
         self.headers: dict[str, str] = {**dict(custom_headers or {}), **auth_headers(auth, api_key)}
+        self.secrets = sent_secrets([api_key or "", *other_keys], self.headers.values())
         self.timeouts = Timeouts(connect_timeout, self.first_byte_timeout, timeout, total_timeout)
         self.origin = f"Provider '{provider_id}'"  # how transport errors name it
         if transport is None:
@@ -153,6 +160,21 @@ class OpenAICompatibleProvider:
             raise UpstreamRedirect(f"{self.origin} answered HTTP {response.status}: redirect refused")
         return response
 
+    def secrets_sent(self, api_key: str | None = None) -> tuple[str, ...]:
+        """Every secret a request sends: this client's, and ``api_key`` when one replaces its own."""
+        return self.secrets if api_key is None else (api_key, *self.secrets)
+
+    def status_error(
+        self, status: int, body: bytes, headers: dict[str, str] | None = None, api_key: str | None = None
+    ) -> UpstreamStatusError:
+        """The upstream's error answer to a request sent with ``api_key`` (None: this client's own key),
+        every secret that request carried redacted from it."""
+        return UpstreamStatusError(status, body, headers, self.secrets_sent(api_key))
+
+    def describe(self, exc: BaseException) -> str:
+        """A failure as discovery, health checks and probes report it, with no secret of this client."""
+        return redact_text(describe_failure(exc), self.secrets)
+
     async def read_body(self, response: Response) -> bytes:
         try:
             return await response.read()
@@ -168,7 +190,7 @@ class OpenAICompatibleProvider:
                 response = await self.open(method, endpoint, body, headers)
                 raw = await self.read_body(response)
                 if response.status >= 400:
-                    raise UpstreamStatusError(response.status, raw)
+                    raise self.status_error(response.status, raw)
                 return parse_json(raw, self.provider_id)
             except GatewayError as exc:
                 if not exc.retryable or attempt == self.max_retries:
@@ -194,8 +216,8 @@ class OpenAICompatibleProvider:
         response = await self.open("POST", "chat/completions", body, headers)
         try:
             if response.status >= 400:
-                raise UpstreamStatusError(response.status, await response.read())
-            splitter = EventSplitter()
+                raise self.status_error(response.status, await response.read())
+            splitter = EventSplitter(self.max_event_bytes)
             started = False
             async for chunk in response.chunks():
                 for event in splitter.feed(chunk):
@@ -207,6 +229,9 @@ class OpenAICompatibleProvider:
                     data = event_data(event)
                     if data:
                         yield parse_json(data, self.provider_id)
+            last = event_data(splitter.flush())  # an event the stream's end completed
+            if last and last.strip() != b"[DONE]":
+                yield parse_json(last, self.provider_id)
         finally:
             await response.aclose()
 
@@ -224,7 +249,7 @@ class OpenAICompatibleProvider:
             return model_entries(await self.request_json("GET", "models"))
         except (GatewayError, DiscoveryFailed) as exc:
             if not self.ollama_tags_fallback:
-                raise DiscoveryFailed(describe_failure(exc)) from exc
+                raise DiscoveryFailed(self.describe(exc)) from exc
         return await self._ollama_tags()
 
     async def list_models(self) -> list[str]:
@@ -262,7 +287,7 @@ class OpenAICompatibleProvider:
                 if response.status >= 500:
                     raise DiscoveryFailed(f"HTTP {response.status}")
         except (GatewayError, DiscoveryFailed) as exc:
-            return HealthResult(False, elapsed_ms(started), describe_failure(exc))
+            return HealthResult(False, elapsed_ms(started), self.describe(exc))
         return HealthResult(True, elapsed_ms(started))
 
     # ------------------------------------------------------------------------------ construction
@@ -286,6 +311,7 @@ class OpenAICompatibleProvider:
             total_timeout=timeouts.total,
             first_byte_timeout=timeouts.first_byte or config.timeout,
             max_retries=config.max_retries,
+            other_keys=[key.get_secret_value() for key in config.api_keys],
             allow_private_network=bool(config.allow_private_network),
             has_models_endpoint=preset.has_models_endpoint,
             ollama_tags_fallback=preset.ollama_tags_fallback,
@@ -321,6 +347,17 @@ def parse_json(raw: bytes, provider_id: str) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise UpstreamUnavailable(f"Provider '{provider_id}' sent a body that is not valid JSON") from None
+
+
+def sent_secrets(keys: Iterable[str], header_values: Iterable[str]) -> tuple[str, ...]:
+    """The secret strings requests carry: keys, and header values (a ``Bearer <token>`` value's token too)."""
+    found = {key for key in keys if key}
+    for value in header_values:
+        found.add(value)
+        scheme, _, token = value.partition(" ")
+        if token and scheme.lower() in ("bearer", "basic", "token"):
+            found.add(token.strip())
+    return tuple(sorted(found, key=len, reverse=True))
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from anygate.accounting import reports
 from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope, StaticBudgets, budget_spec, scopes_of
 from anygate.accounting.enforcer import Ask, Enforcer
-from anygate.accounting.estimate import completion_text, count_text, estimate_prompt, stream_text
+from anygate.accounting.estimate import completion_text, stream_text
 from anygate.accounting.limiter import MemoryLimiter
 from anygate.accounting.periods import next_reset, window_id, window_start
 from anygate.accounting.pricing import Price, PriceBook, discovered_price, genai_price
@@ -27,6 +27,7 @@ from anygate.accounting.usage import (
 from anygate.auth import Principal
 from anygate.errors import QuotaExceeded, RateLimited
 from anygate.quota import shapes
+from tests.support.tokens import count_text, estimate_prompt
 
 SATURDAY = datetime(2026, 11, 21, 13, 30, tzinfo=UTC)
 

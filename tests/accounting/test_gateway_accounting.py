@@ -17,11 +17,11 @@ import openai
 import pytest
 
 from anygate.accounting.budgets import BudgetSpec, LimitSpec, StaticBudgets
-from anygate.accounting.estimate import count_text, estimate_prompt
 from anygate.auth import Principal
 from anygate.settings import QuotaConfig
 from tests.accounting.gateway import ADMIN_KEY, eventually, fake_provider_settings, running_gateway
 from tests.support.fake_upstream import FakeUpstream, Reply, Usage, priced_model
+from tests.support.tokens import count_text, estimate_prompt
 
 STUDENT = "sk-ag-student-secret-key-1111111111"
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]

@@ -20,10 +20,10 @@ import aiohttp
 import pytest
 import redis
 
-from anygate.accounting.estimate import estimate_prompt
 from tests.accounting.conftest import REDIS
 from tests.accounting.gateway import ADMIN_KEY
 from tests.support.fake_upstream import FakeUpstream, Usage
+from tests.support.tokens import estimate_prompt
 
 ROOT = Path(__file__).resolve().parents[2]
 MESSAGES = [{"role": "user", "content": "hi"}]

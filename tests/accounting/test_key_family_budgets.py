@@ -13,10 +13,10 @@ import openai
 import pytest
 import redis
 
-from anygate.accounting.estimate import estimate_prompt
 from tests.accounting.conftest import REDIS, unavailable
 from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_gateway
 from tests.support.fake_upstream import FakeUpstream, Reply, Usage
+from tests.support.tokens import estimate_prompt
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 MODEL = "fake/fake-model"

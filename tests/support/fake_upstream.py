@@ -214,6 +214,10 @@ class FakeUpstream:
         # Top-level request fields refused with 400 "Unrecognized request argument supplied: <field>",
         # as strict OpenAI-compatible servers do (e.g. {"stream_options"}).
         self.rejected_fields: set[str] = set()
+        # Like a model that never stops early: usage reports every answer (n, best_of) generated up to the
+        # largest output limit the request sent, or up to ``model_max_output`` each when it sent none.
+        self.generate_to_limit = False
+        self.model_max_output = 32_768
         self.quota: dict[str, Any] = default_quota()
         self.key_info: dict[str, Any] = default_key_info()
         self.requests: list[RecordedRequest] = []
@@ -309,12 +313,20 @@ class FakeUpstream:
             created=CREATED if reply.stable else None,
             content=self.content if reply.content is None else reply.content,
             chunks=reply.chunks or self.chunks,
-            usage=reply.usage or self.usage,
+            usage=reply.usage or self._usage_for(parsed),
             finish_reason=reply.finish_reason,
             omit_usage=reply.omit_usage,
             stream=reply.stream,
             send_done=reply.send_done,
         )
+
+    def _usage_for(self, parsed: Any) -> Usage:
+        if not self.generate_to_limit or not isinstance(parsed, dict):
+            return self.usage
+        limits = [parsed.get(name) for name in ("max_tokens", "max_completion_tokens", "max_output_tokens")]
+        per_answer = max((v for v in limits if isinstance(v, int)), default=self.model_max_output)
+        answers = max((v for v in (parsed.get("n"), parsed.get("best_of")) if isinstance(v, int)), default=1)
+        return Usage(self.usage.prompt_tokens, per_answer * answers)
 
     # routes: the default answers -------------------------------------------------------------
 

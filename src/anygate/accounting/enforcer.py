@@ -4,11 +4,13 @@ For each scope (the key, each key it was made from, its user) the enforcer reser
 concurrency slot, one request of the minute, the minute's tokens, then the budget window's tokens and USD.
 A rejection releases what was already reserved and raises ``RateLimited`` (rate limits) or
 ``QuotaExceeded`` (budgets) with ``Retry-After`` where the time is known. A hard token budget with less
-left than asked, but more than the prompt, admits the request with ``max_tokens`` clamped to what is left.
+left than asked, but more than the prompt, admits the request with its output clamped to what is left (at
+least one token for each answer it asks for: ``Ask.outputs``).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -18,8 +20,11 @@ from datetime import UTC, datetime
 from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope
 from anygate.accounting.limiter import Claim, Grant, Limiter, MemoryLimiter, Rejection
 from anygate.accounting.periods import seconds_until_reset
+from anygate.accounting.unsettled import LIMITER_ERRORS, Settlement, UnsettledQueue
 from anygate.accounting.windows import LedgerWindow, bucket_name, ledger_window
 from anygate.errors import QuotaExceeded, RateLimited
+
+log = logging.getLogger("anygate.accounting")
 
 RESERVATION_TTL = 900.0  # a request holding budget longer than this is presumed crashed
 MINIMUM_USD = 1e-9  # a USD claim of an unknown price still needs a budget not yet spent
@@ -27,29 +32,37 @@ MINIMUM_USD = 1e-9  # a USD claim of an unknown price still needs a budget not y
 
 @dataclass(frozen=True, slots=True)
 class Ask:
-    """What a request may use: its prompt and the most it may generate; USD when a price is known."""
+    """What a request may use: its prompt and the most it may generate (all ``outputs`` answers
+    together); USD when a price is known."""
 
     prompt_tokens: int
     max_output_tokens: int
     usd: float | None = None
     usd_per_output_token: float | None = None  # lets a USD budget clamp max_tokens too
     counts_usd: bool = True  # False: paid with the caller's own key (BYOK), never held by a USD budget
+    outputs: int = 1  # answers generated (n): a clamp leaves each at least one token
 
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.max_output_tokens
 
     @property
+    def least_tokens(self) -> int:
+        """The prompt and one token for each answer: less than that left is a refusal."""
+        return self.prompt_tokens + min(self.outputs, self.max_output_tokens)
+
+    @property
     def least_usd(self) -> float | None:
-        """The cost of the prompt and one generated token: less than that left is a refusal."""
+        """The cost of the prompt and one generated token per answer: less than that left is a refusal."""
         if self.usd is None or self.usd_per_output_token is None:
             return None
-        return self.usd - max(0, self.max_output_tokens - 1) * self.usd_per_output_token
+        return self.usd - max(0, self.max_output_tokens - self.outputs) * self.usd_per_output_token
 
 
 @dataclass(slots=True)
 class Admission:
-    """The reservations of one admitted request; ``max_tokens`` set when a budget clamped it."""
+    """The reservations of one admitted request; ``max_tokens`` (every answer's output together) set when
+    a budget or rate limit clamped it."""
 
     grants: list[tuple[Grant, str]] = field(default_factory=list)  # (grant, what it counts)
     max_tokens: int | None = None
@@ -83,6 +96,7 @@ class Enforcer:
         self.limiter = limiter
         # The in-process limiter decides without I/O: called directly, not through a coroutine each time.
         self._memory = limiter if isinstance(limiter, MemoryLimiter) else None
+        self.unsettled = UnsettledQueue()  # what the limiter could not settle yet
 
     async def admit(self, scopes: Sequence[Scope], ask: Ask) -> Admission:
         admission = Admission()
@@ -130,7 +144,7 @@ class Enforcer:
         if limits.rpm is not None:
             claims.append(Claim("requests", limits.rpm, 1))
         if limits.tpm is not None:
-            claims.append(Claim("tokens", limits.tpm, ask.tokens, minimum=ask.prompt_tokens + 1))
+            claims.append(Claim("tokens", limits.tpm, ask.tokens, minimum=ask.least_tokens))
         if not claims:
             return
         result = await self._hold(admission, minute_bucket(scope, now), claims, "minute", 120.0)
@@ -146,9 +160,7 @@ class Enforcer:
         now = datetime.now(UTC)
         claims = []
         if budget.tokens is not None:
-            claims.append(
-                Claim("tokens", budget.tokens, ask.tokens, minimum=ask.prompt_tokens + 1, hard=budget.is_hard)
-            )
+            claims.append(Claim("tokens", budget.tokens, ask.tokens, minimum=ask.least_tokens, hard=budget.is_hard))
         if budget.usd is not None and not ask.counts_usd:
             # Nothing held and never refused; a request that ends up paid by anygate's key is still charged.
             claims.append(Claim("usd", budget.usd, 0.0, hard=False))
@@ -176,28 +188,43 @@ class Enforcer:
     @staticmethod
     def _clamp(admission: Admission, grant: Grant, ask: Ask) -> None:
         allowed: int | None = None
+        least = max(1, ask.outputs)
         granted = grant.amounts.get("tokens")
         if granted is not None and granted < ask.tokens:
-            allowed = max(1, math.floor(granted) - ask.prompt_tokens)
+            allowed = max(least, math.floor(granted) - ask.prompt_tokens)
         dollars = grant.amounts.get("usd")
         if dollars is not None and ask.usd is not None and ask.usd_per_output_token and dollars < ask.usd:
             spare = dollars - (ask.usd - ask.max_output_tokens * ask.usd_per_output_token)
-            by_cost = max(1, math.floor(spare / ask.usd_per_output_token + 1e-9))
+            by_cost = max(least, math.floor(spare / ask.usd_per_output_token + 1e-9))
             allowed = by_cost if allowed is None else min(allowed, by_cost)
         if allowed is not None:
             admission.max_tokens = allowed if admission.max_tokens is None else min(admission.max_tokens, allowed)
 
-    async def settle(self, admission: Admission, tokens: int, usd: float | None) -> None:
-        """Charge what the request used (tokens in + out, USD when priced) and free the rest."""
+    async def settle(self, admission: Admission, tokens: int, usd: float | None) -> bool:
+        """Charge what the request used (tokens in + out, USD when priced) and free the rest.
+
+        A grant the limiter cannot settle now (its backend is unavailable) waits in ``unsettled`` to be
+        retried; False when one did."""
         if admission.settled:
-            return
+            return True
         admission.settled = True
+        failed: list[Settlement] = []
         for grant, kind in admission.grants:
             actual = charges(grant, kind, tokens, usd)
             if self._memory is not None:
                 self._memory.settle_now(grant, actual)
-            else:
+                continue
+            try:
                 await self.limiter.settle(grant, actual)
+            except LIMITER_ERRORS as exc:
+                failed.append(Settlement(grant, actual))
+                log.warning(
+                    "budget counters unavailable at settle; retried in the background",
+                    extra={"fields": {"bucket": grant.bucket, "error": type(exc).__name__}},
+                )
+        if failed:
+            self.unsettled.add(failed)
+        return not failed
 
     async def release(self, admission: Admission) -> None:
         """Give everything back: the request never reached an upstream."""

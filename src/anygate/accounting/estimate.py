@@ -1,33 +1,39 @@
-"""Token estimates, only for upstreams that report no usage (llama.cpp's server ignores include_usage).
+"""Token estimates, only for upstreams that report no usage (llama.cpp's server ignores include_usage),
+and for the prompt a budget reserves before a request goes upstream.
 
-bpe-openai bundles its vocabularies, so this works air-gapped. Encodings are loaded once per process,
-lazily, the first time an upstream leaves usage out.
+bpe-openai bundles its vocabularies, so this works air-gapped. Loading them takes seconds of CPU (most of
+it importing the package), so it never runs on the event loop: a ``Tokenizer`` loads them in a thread at
+start-up (``load``, owned background work, and readiness waits for it), a request that needs a count
+before then awaits ``ready`` without blocking anything else, and ``count`` itself is synchronous and fast.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterable
-from functools import lru_cache
+import asyncio
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 
 from anygate.accounting.usage import TokenCount
+from anygate.errors import NotReady
 from anygate.sse import event_data
 
 PER_MESSAGE_OVERHEAD = 3  # role and separators, as OpenAI counts chat messages
 O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
+ENCODINGS = ("cl100k_base", "o200k_base")
+
+Loader = Callable[[str], Any]  # an encoding's name -> an object with ``encode(text) -> list[int]``
 
 
-@lru_cache(maxsize=4)
-def encoding(name: str) -> Any:
-    # bpe-openai loads its bundled vocabularies through a deprecated importlib.resources call.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import bpe_openai
+def load_encoding(name: str) -> Any:
+    """Blocking: the first call imports bpe-openai and reads its vocabulary (seconds of CPU).
 
-        return bpe_openai.get_encoding(name)
+    It runs in a thread, so it must not touch the process's warning filters (``catch_warnings`` is not
+    thread-safe); bpe-openai's DeprecationWarning is ignored by Python's default filters anyway."""
+    import bpe_openai
+
+    return bpe_openai.get_encoding(name)
 
 
 def encoding_name(model: str | None) -> str:
@@ -35,8 +41,62 @@ def encoding_name(model: str | None) -> str:
     return "o200k_base" if bare.startswith(O200K_PREFIXES) else "cl100k_base"
 
 
-def count_text(text: str, model: str | None = None) -> int:
-    return len(encoding(encoding_name(model)).encode(text)) if text else 0
+class Tokenizer:
+    """Counts tokens; its vocabularies are loaded off the event loop, once.
+
+    ``load()`` loads every vocabulary (at start-up); ``ready(model)`` waits until the one ``model`` needs
+    is loaded, loading it if nobody is; ``count`` needs it loaded. ``loader`` replaces bpe-openai (tests).
+    """
+
+    def __init__(self, loader: Loader | None = None) -> None:
+        self._loader = loader or load_encoding
+        self._encodings: dict[str, Any] = {}
+        self._loading: dict[str, asyncio.Future[Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(loaded={sorted(self._encodings)})"
+
+    @property
+    def is_ready(self) -> bool:
+        return len(self._encodings) == len(ENCODINGS)
+
+    def is_ready_for(self, model: str | None) -> bool:
+        return encoding_name(model) in self._encodings
+
+    async def load(self) -> None:
+        for name in ENCODINGS:
+            await self._load(name)
+
+    async def ready(self, model: str | None = None) -> None:
+        name = encoding_name(model)
+        if name not in self._encodings:
+            await self._load(name)
+
+    async def _load(self, name: str) -> None:
+        """Load one vocabulary in a thread; whoever asks meanwhile waits for the same load."""
+        loading = self._loading.get(name)
+        if loading is None:
+            loading = self._loading[name] = asyncio.ensure_future(asyncio.to_thread(self._loader, name))
+        self._encodings[name] = await asyncio.shield(loading)
+
+    def load_now(self) -> Tokenizer:
+        """Load every vocabulary in this thread: for command-line tools and tests, never on the loop."""
+        for name in ENCODINGS:
+            self._encodings.setdefault(name, self._loader(name))
+        return self
+
+    async def check_ready(self) -> None:
+        """Readiness: not ready until every vocabulary is loaded."""
+        if not self.is_ready:
+            raise NotReady("loading the tokenizer's vocabularies")
+
+    def count(self, text: str, model: str | None = None) -> int:
+        if not text:
+            return 0
+        encoding = self._encodings.get(encoding_name(model))
+        if encoding is None:
+            raise RuntimeError(f"the {encoding_name(model)} vocabulary is not loaded yet: await ready() first")
+        return len(encoding.encode(text))
 
 
 def prompt_text(payload: dict[str, Any]) -> tuple[str, int]:
@@ -64,9 +124,9 @@ def _texts(content: Any) -> Iterable[str]:
                 yield item["text"]
 
 
-def estimate_prompt(payload: dict[str, Any], model: str | None = None) -> int:
+def estimate_prompt(tokenizer: Tokenizer, payload: dict[str, Any], model: str | None = None) -> int:
     text, messages = prompt_text(payload)
-    return count_text(text, model) + PER_MESSAGE_OVERHEAD * messages
+    return tokenizer.count(text, model) + PER_MESSAGE_OVERHEAD * messages
 
 
 def completion_text(body: bytes) -> str:
@@ -115,6 +175,7 @@ def _generated(parsed: Any) -> Iterable[str]:
                     yield part["text"]
 
 
-def estimate(payload: dict[str, Any], generated: str, model: str | None = None) -> TokenCount:
+def estimate(tokenizer: Tokenizer, payload: dict[str, Any], generated: str, model: str | None = None) -> TokenCount:
     """An estimated count for a request whose upstream reported no usage."""
-    return TokenCount(estimate_prompt(payload, model), count_text(generated, model), estimated=True)
+    prompt = estimate_prompt(tokenizer, payload, model)
+    return TokenCount(prompt, tokenizer.count(generated, model), estimated=True)

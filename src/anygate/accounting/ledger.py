@@ -49,11 +49,16 @@ class Ledger:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._insert = insert_statement(engine.dialect.paramstyle)
+        self.is_writing = True  # False while writes fail (the rows wait in the buffer)
 
     def record(self, row: UsageRow) -> None:
         self._buffer.append(row)
         if len(self._buffer) >= self._batch_size:
             self._wake.set()
+
+    def write_soon(self) -> None:
+        """Write the buffer now rather than at the next interval (rows that must not wait)."""
+        self._wake.set()
 
     @property
     def pending(self) -> int:
@@ -79,7 +84,9 @@ class Ledger:
             except SQLAlchemyError:
                 log.exception("usage ledger write failed; rows kept for the next attempt")
                 self._buffer[:0] = rows
+                self.is_writing = False
                 return 0
+            self.is_writing = True
             return len(rows)
 
     async def _write(self, rows: Sequence[UsageRow]) -> None:

@@ -37,6 +37,9 @@ async def start_accounting(state: AppState, budget_source: BudgetSource | None =
         return state.caller_key(principal, provider_id) is not None
 
     state.accounting = build_accounting(state.settings, state.registry, engine, budget_source or scopes_of, is_byok)
+    # The tokenizer's vocabularies load in a thread; the process is not ready until they have.
+    state.readiness_probes["tokenizer"] = state.accounting.tokenizer.check_ready
+    state.spawn(state.accounting.tokenizer.load(), "tokenizer")
     limiter = state.accounting.enforcer.limiter
     if isinstance(limiter, RedisLimiter):
         state.readiness_probes.setdefault("redis", limiter.ping)
@@ -44,6 +47,7 @@ async def start_accounting(state: AppState, budget_source: BudgetSource | None =
         state.spawn(purge_forever(limiter), "limiter-purge")
     if state.accounting.ledger is not None:
         state.spawn(state.accounting.ledger.run(), "usage-ledger")
+    state.spawn(state.accounting.retry_unsettled_forever(), "unsettled-retries")
     state.spawn(poll_upstream_quotas(state), "upstream-quota")
     state.spawn(asyncio.to_thread(warm_up), "price-catalogue")
 
@@ -59,7 +63,8 @@ async def purge_forever(limiter: SqlLimiter, interval: float = 3600.0) -> None:
 
 
 async def settle_exchange(accounting: Accounting, exchange: Exchange) -> None:
-    """Settle and record a finished request; a failing backend is logged, never the client's problem."""
+    """Record and settle a finished request; a failing backend is logged, never the client's problem
+    (its row is recorded first, and a settlement the limiter refuses is retried in the background)."""
     try:
         await accounting.after(exchange)
     except (SQLAlchemyError, RedisError, OSError):

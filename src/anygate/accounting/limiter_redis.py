@@ -6,13 +6,15 @@
 
 Time is Redis's own (``TIME``), so replicas with skewed clocks agree on expiries. Redis may keep nothing
 on disk: a budget bucket found absent is seeded from the usage ledger (``SEED``: set only if still
-absent) before its first reservation, so a Redis restart resets no budget. Settling on a bucket that has
-gone changes nothing (the ledger row of that request seeds it again).
+absent) before its first reservation, this process's buffered ledger rows written first, so a Redis
+restart resets no budget. Settling on a bucket that has gone changes nothing (the ledger row of that
+request, recorded before it settles, seeds it again); a settlement Redis refused is retried
+(``unsettled``), and dropped when this process rebuilt its bucket from the ledger meanwhile.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as redis
@@ -127,6 +129,8 @@ class RedisLimiter:
         self._reserve = client.register_script(RESERVE)
         self._seed = client.register_script(SEED)
         self._settle = client.register_script(SETTLE)
+        # Called with a bucket's name when this process has rebuilt it from the ledger.
+        self.seeded_listeners: list[Callable[[str], None]] = []
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "anygate:", seeder: Seeder | None = None) -> RedisLimiter:
@@ -176,7 +180,9 @@ class RedisLimiter:
         args: list[Any] = [window_ms]
         for counter, amount in used.items():
             args += [counter, repr(float(amount))]
-        await self._seed(keys=self.keys(bucket)[:1], args=args)
+        if int(await self._seed(keys=self.keys(bucket)[:1], args=args)) == 1:
+            for listener in self.seeded_listeners:
+                listener(bucket)
 
     async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
         args: list[Any] = [grant.token]

@@ -1,15 +1,17 @@
 """Accounting on the request path: ``before`` a request reaches an upstream, ``after`` it has ended.
 
-``before`` reserves the caller's budgets and rate limits (429 when refused), clamps ``max_tokens`` to
-what a hard budget has left, and asks the upstream for usage on a stream (``stream_options.include_usage``)
-where the provider takes it (``stream_usage``), remembering to strip what that adds when the client did
-not ask for it; the relay resends once without it when an upstream refuses it. ``after`` takes the usage the
-upstream reported (or estimates it, marked estimated), prices it, settles the reservations and hands one
-row to the ledger. Neither touches the database unless the SQL limiter was chosen.
+``before`` reserves the caller's budgets and rate limits (429 when refused), writes the output limits a
+hard budget needs into the body (``output_limits``: never more than was reserved), and asks the upstream
+for usage on a stream (``stream_options.include_usage``) where the provider takes it (``stream_usage``),
+remembering to strip what that adds when the client did not ask for it; the relay resends once without
+it when an upstream refuses it. ``after`` takes the usage the upstream reported (or estimates it, marked
+estimated), prices it, settles the reservations and hands one row to the ledger. Neither touches the
+database unless the SQL limiter was chosen.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -21,9 +23,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from anygate.accounting.budgets import BudgetSource, Scope
 from anygate.accounting.enforcer import Admission, Ask, Enforcer
-from anygate.accounting.estimate import completion_text, estimate, estimate_prompt, stream_text
+from anygate.accounting.estimate import Tokenizer, completion_text, estimate, estimate_prompt, stream_text
 from anygate.accounting.ledger import Ledger, UsageRow
-from anygate.accounting.pricing import PriceBook
+from anygate.accounting.output_limits import OUTPUT_LIMIT_FIELDS, OutputRequest, limit_changes, requested_output
+from anygate.accounting.pricing import Price, PriceBook
 from anygate.accounting.stream_usage import REFUSING_STATUSES, StreamUsagePolicy, strip_null_usage
 from anygate.accounting.usage import (
     TokenCount,
@@ -53,13 +56,7 @@ class ModelRef(Protocol):
 
 log = logging.getLogger("anygate.accounting")
 
-DEFAULT_OUTPUT_RESERVE = 4096  # reserved for a request that sets no max_tokens; settled to what it used
 KEPT_STREAM_BYTES = 4 * 1024 * 1024  # events kept to estimate a stream that reports no usage
-OUTPUT_LIMIT_FIELDS = {
-    "chat/completions": ("max_completion_tokens", "max_tokens"),
-    "completions": ("max_tokens",),
-    "responses": ("max_output_tokens",),
-}
 STREAM_USAGE_ROUTES = frozenset({"chat/completions", "completions"})
 PRICED_ROUTES = frozenset({*OUTPUT_LIMIT_FIELDS, "embeddings"})  # what a USD budget pays for
 ROUTE_LENGTH = 32  # the ledger's route column
@@ -86,14 +83,24 @@ class Metering:
             self.kept_bytes += len(event)
 
 
-def output_limit(route: str, payload: dict[str, Any]) -> tuple[str | None, int | None]:
-    """The field limiting generated tokens for this route, and the client's value of it."""
-    fields = OUTPUT_LIMIT_FIELDS.get(route, ())
-    for name in fields:
-        value = payload.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return name, value
-    return (fields[-1] if fields else None), None
+def estimates_prompt(scopes: Sequence[Scope]) -> bool:
+    """Whether reserving for these scopes counts the prompt's tokens (a token or USD budget, a tpm limit)."""
+    return any(
+        (s.budget is not None and (s.budget.tokens is not None or s.budget.usd is not None))
+        or (s.limits is not None and s.limits.tpm is not None)
+        for s in scopes
+    )
+
+
+def holds_output(scopes: Sequence[Scope], ask: Ask) -> bool:
+    """Whether a hard budget holds what the request generates (its tokens, or its USD when anygate pays):
+    then the upstream is told the limit, whatever the client sent."""
+    return any(
+        s.budget is not None
+        and s.budget.is_hard
+        and (s.budget.tokens is not None or (s.budget.usd is not None and ask.counts_usd))
+        for s in scopes
+    )
 
 
 ByokCheck = Callable[[Principal, str], bool]
@@ -115,7 +122,9 @@ class Accounting:
         is_byok: ByokCheck = never_byok,
         refuse_unpriced: bool = True,
         stream_usage: StreamUsagePolicy | None = None,
+        tokenizer: Tokenizer | None = None,
     ) -> None:
+        self.tokenizer = tokenizer or Tokenizer()  # its vocabularies load at start-up (lifecycle)
         self.enforcer = enforcer
         self.ledger = ledger
         self.prices = prices
@@ -131,12 +140,14 @@ class Accounting:
         exchange: Exchange,
         body: bytes,
         payload: dict[str, Any],
-        target: ModelRef | None = None,
+        targets: Sequence[ModelRef] = (),
         endpoint: str | None = None,
     ) -> tuple[bytes, dict[str, Any]]:
         """Reserve and prepare the request; return the body and payload to send upstream.
 
-        ``endpoint`` is the upstream endpoint (``chat/completions``...) when the route does not say it.
+        ``targets``: every deployment that may serve it, in order (fallbacks included): a USD budget
+        reserves at the dearest price among them. ``endpoint`` is the upstream endpoint
+        (``chat/completions``...) when the route does not say it.
         """
         route = endpoint or exchange.route
         metering = Metering(payload, route, body=body)
@@ -144,17 +155,19 @@ class Accounting:
         changes: dict[str, Any] = {}
         scopes = self.budget_source(exchange.principal)
         if scopes:
-            field_name, asked = output_limit(route, payload)
-            ask = self.ask(route, exchange, payload, scopes, asked, target)
+            wanted = requested_output(route, payload)
+            if not self.tokenizer.is_ready_for(exchange.requested_model) and estimates_prompt(scopes):
+                await self.tokenizer.ready(exchange.requested_model)  # only in a process's first seconds
+            ask = self.ask(route, exchange, payload, scopes, wanted, targets)
             try:
                 metering.admission = await self.enforcer.admit(scopes, ask)
             except (SQLAlchemyError, RedisError) as exc:
                 log.exception("budget counters unavailable")
                 raise ServiceUnavailable("Budget counters are unavailable", code="limiter_unavailable") from exc
-            clamp = metering.admission.max_tokens
-            if clamp is not None and field_name is not None and (asked is None or clamp < asked):
-                changes[field_name] = clamp
-        if self.asks_stream_usage(exchange, route, payload, target):
+            model = exchange.requested_model or (targets[0].model if targets else "")
+            enforce = holds_output(scopes, ask)
+            changes.update(limit_changes(route, payload, wanted, metering.admission.max_tokens, enforce, model))
+        if self.asks_stream_usage(exchange, route, payload, targets[0] if targets else None):
             changes["stream_options"] = with_stream_usage(payload)["stream_options"]
             metering.strip_usage_event = True
         if not changes:
@@ -200,43 +213,62 @@ class Accounting:
         exchange: Exchange,
         payload: dict[str, Any],
         scopes: Sequence[Scope],
-        asked: int | None,
-        target: ModelRef | None,
+        wanted: OutputRequest,
+        targets: Sequence[ModelRef],
     ) -> Ask:
         counts_tokens = any(
             (s.budget is not None and s.budget.tokens is not None) or (s.limits is not None and s.limits.tpm)
             for s in scopes
         )
-        prompt = estimate_prompt(payload, exchange.requested_model) if counts_tokens else 0
-        generates = route in OUTPUT_LIMIT_FIELDS
-        output = (asked or DEFAULT_OUTPUT_RESERVE) if generates else 0
+        prompt = estimate_prompt(self.tokenizer, payload, exchange.requested_model) if counts_tokens else 0
+        output = wanted.reserved if route in OUTPUT_LIMIT_FIELDS else 0
+        outputs = wanted.outputs
         usd_budgets = [s for s in scopes if s.budget is not None and s.budget.usd is not None]
-        if target is None or not usd_budgets:
-            return Ask(prompt, output)
-        if self.is_byok(exchange.principal, target.provider_id):
-            return Ask(prompt, output, counts_usd=False)  # the caller's own key pays: tokens only
-        price = self.prices.price(target.provider_id, target.model)
-        if price is None:
-            self.refuse_unpriced_model(route, target, usd_budgets)
-            return Ask(prompt, output)
+        if not targets or not usd_budgets:
+            return Ask(prompt, output, outputs=outputs)
+        paid = [t for t in targets if not self.is_byok(exchange.principal, t.provider_id)]
+        if not paid:
+            return Ask(prompt, output, counts_usd=False, outputs=outputs)  # the caller's own key pays: tokens only
         if not counts_tokens:
-            prompt = estimate_prompt(payload, exchange.requested_model)
-        return Ask(prompt, output, price.cost(TokenCount(prompt, output)), price.output)
+            prompt = estimate_prompt(self.tokenizer, payload, exchange.requested_model)
+        price = self.dearest_price(route, paid, usd_budgets, TokenCount(prompt, output))
+        if price is None:
+            return Ask(prompt, output, outputs=outputs)
+        return Ask(prompt, output, price.cost(TokenCount(prompt, output)), price.output, outputs=outputs)
 
-    def refuse_unpriced_model(self, route: str, target: ModelRef, usd_budgets: Sequence[Scope]) -> None:
+    def dearest_price(
+        self, route: str, targets: Sequence[ModelRef], usd_budgets: Sequence[Scope], count: TokenCount
+    ) -> Price | None:
+        """The price of the dearest model that may serve the request (None: none is known). A model with
+        no known price is refused under a hard USD budget, fallbacks included: whichever serves is paid."""
+        prices: list[Price] = []
+        for provider_id, model in dict.fromkeys((t.provider_id, t.model) for t in targets):
+            price = self.prices.price(provider_id, model) if model else None
+            if price is None:
+                self.refuse_unpriced_model(route, provider_id, model, usd_budgets)
+            else:
+                prices.append(price)
+        return max(prices, key=lambda p: p.cost(count), default=None)
+
+    def refuse_unpriced_model(self, route: str, provider_id: str, model: str, usd_budgets: Sequence[Scope]) -> None:
         """A hard USD budget cannot hold a request whose cost is unknown: refuse it, unless allowed."""
         hard = next((s for s in usd_budgets if s.budget is not None and s.budget.is_hard), None)
-        if hard is None or not self.refuse_unpriced or route not in PRICED_ROUTES or not target.model:
+        if hard is None or not self.refuse_unpriced or route not in PRICED_ROUTES:
             return
+        if not model:
+            raise PriceUnknown(
+                f"This request names no model, and {hard.described} has a hard USD budget: name a priced model",
+                param="model",
+            )
         raise PriceUnknown(
-            f"Model '{target.model}' of provider '{target.provider_id}' has no known price, and "
+            f"Model '{model}' of provider '{provider_id}' has no known price, and "
             f"{hard.described} has a hard USD budget: ask an admin to configure its price",
             param="model",
         )
 
     # ------------------------------------------------------------------------------ after
 
-    def count(self, exchange: Exchange) -> TokenCount:
+    async def count(self, exchange: Exchange) -> TokenCount:
         """The upstream's usage; an estimate when it reported none; zero when nothing was generated."""
         reported = count_of(exchange.usage)
         if reported is not None:
@@ -250,23 +282,50 @@ class Accounting:
             generated = completion_text(metering.unreported_body)
         else:
             generated = stream_text(metering.kept_events)
-        return estimate(metering.payload, generated, exchange.model)
+        if not self.tokenizer.is_ready_for(exchange.model):
+            await self.tokenizer.ready(exchange.model)
+        return estimate(self.tokenizer, metering.payload, generated, exchange.model)
 
     async def after(self, exchange: Exchange, finished: float | None = None) -> None:
         """Settle the reservations and record the request; never raises into the request."""
         finished = finished or time.perf_counter()
-        count = self.count(exchange)
+        count = await self.count(exchange)
         cost = None
         if count.total == 0:
             cost = 0.0
         elif exchange.provider_id is not None and exchange.model is not None:
             cost = self.prices.cost(exchange.provider_id, exchange.model, count)
+        # The ledger first: the record that survives holds the request whatever happens to the counters.
+        if self.ledger is not None:
+            self.ledger.record(self.row(exchange, count, cost, finished))
         metering = exchange.metering
         if metering is not None and metering.admission is not None:
             # The caller's own provider key pays for a BYOK request: it counts tokens, not the USD budget.
-            await self.enforcer.settle(metering.admission, count.total, 0.0 if exchange.byok else cost)
+            settled = await self.enforcer.settle(metering.admission, count.total, 0.0 if exchange.byok else cost)
+            if not settled and self.ledger is not None:
+                self.ledger.write_soon()  # its row in the database before the counters can be rebuilt
+
+    async def retry_unsettled(self) -> int:
+        """Apply the settlements the limiter refused earlier, once the ledger's rows are written (so that
+        a bucket rebuilt from the ledger never misses them); return how many were applied."""
+        if not self.enforcer.unsettled:
+            return 0
         if self.ledger is not None:
-            self.ledger.record(self.row(exchange, count, cost, finished))
+            await self.ledger.flush()
+            if not self.ledger.is_writing:
+                return 0
+        applied = await self.enforcer.unsettled.retry(self.enforcer.limiter)
+        if applied:
+            log.info(
+                "unsettled requests settled",
+                extra={"fields": {"settled": applied, "waiting": len(self.enforcer.unsettled)}},
+            )
+        return applied
+
+    async def retry_unsettled_forever(self, interval: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.retry_unsettled()
 
     @staticmethod
     def row(exchange: Exchange, count: TokenCount, cost: float | None, finished: float) -> UsageRow:
@@ -293,6 +352,12 @@ class Accounting:
         )
 
     async def close(self) -> None:
+        await self.retry_unsettled()
+        if self.enforcer.unsettled:
+            log.error(
+                "budget counters unavailable at shutdown: settlements not applied (the ledger has their usage)",
+                extra={"fields": {"settlements": len(self.enforcer.unsettled)}},
+            )
         if self.ledger is not None:
             await self.ledger.close()  # the last batch; the engine is the store's, closed with it
         await self.enforcer.limiter.close()

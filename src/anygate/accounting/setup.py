@@ -63,14 +63,15 @@ def make_limiter(settings: Settings, engine: AsyncEngine, ledger: Ledger) -> Lim
     if backend == "redis":
         if not settings.redis_url:
             raise ValueError("limiter 'redis' needs ANYGATE_REDIS_URL")
-        return RedisLimiter.from_url(settings.redis_url, seeder=engine_seeder(engine))
+        return RedisLimiter.from_url(settings.redis_url, seeder=flushed_ledger_seeder(engine, ledger))
     if backend == "sql":
         return SqlLimiter(engine)
     return MemoryLimiter(seeder=flushed_ledger_seeder(engine, ledger))
 
 
 def flushed_ledger_seeder(engine: AsyncEngine, ledger: Ledger) -> Seeder:
-    """One process: the ledger's buffer is written first, so the count holds every request until now."""
+    """The ledger's buffer is written first, so the count holds every request of this process until now
+    (those whose settlement failed included: their rows are recorded before they settle)."""
     read = engine_seeder(engine)
 
     async def seed(window: LedgerWindow) -> dict[str, float]:
@@ -89,8 +90,12 @@ def build_accounting(
 ) -> Accounting:
     """Accounting on the store's engine: its tables come from the store's migrations (0002_accounting)."""
     ledger = Ledger(engine, interval=settings.ledger_interval)
+    limiter = make_limiter(settings, engine, ledger)
+    enforcer = Enforcer(limiter)
+    if isinstance(limiter, RedisLimiter):  # a bucket rebuilt from the ledger counts what waits to settle
+        limiter.seeded_listeners.append(enforcer.unsettled.forget_bucket)
     return Accounting(
-        Enforcer(make_limiter(settings, engine, ledger)),
+        enforcer,
         ledger,
         price_book(settings, registry),
         budget_source,

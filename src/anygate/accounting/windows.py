@@ -6,8 +6,12 @@ The ledger is the record that survives: the limiters' counters are rebuilt from 
     one process (memory)   a budget counter the process has not counted yet is read from the ledger
                            (its buffer written first) before the first reservation on it
     Redis                  a budget counter that is absent (Redis restarted, or a new window) is read
-                           from the ledger and set only if still absent, in one Lua script
+                           from the ledger (this process's buffer written first) and set only if still
+                           absent, in one Lua script
     the database (SQL)     a budget counter row is made with what the ledger holds, in its transaction
+
+Every request's row is recorded before its reservations are settled, so a counter rebuilt while a
+settlement waits to be retried (``unsettled``) already holds that request's usage.
 
 A window's tokens are input + output of every request; its USD leave out requests paid with the caller's
 own key (BYOK), as settling does.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -65,6 +67,48 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise InvalidRequest("Request body must be a JSON object", code="invalid_body")
     return parsed
+
+
+# Top-level members the gateway acts on (routing, allowlists, budgets, estimates): an upstream whose JSON
+# parser takes the first of two where anygate's takes the last would act on another value.
+GUARDED_MEMBERS = frozenset(
+    {"model", "stream", "stream_options", "n", "best_of", "max_tokens", "max_completion_tokens",
+     "max_output_tokens", "messages"}
+)  # fmt: skip
+_QUOTED_MEMBERS = {name: f'"{name}"'.encode() for name in GUARDED_MEMBERS}
+# A letter or ``_`` written as ``\u00XX``: no serializer does that, but a key so written names a member too.
+_ESCAPED_NAME_CHARACTER = re.compile(rb"\\u00(?:[46][0-9a-fA-F]|[57][0-9afAF])")
+
+
+def refuse_duplicate_members(body: bytes, payload: dict[str, Any]) -> None:
+    """400 ``duplicate_member`` when a guarded member appears twice at the top level of the JSON body.
+
+    Only a member the parsed body has at its top level can be there twice, so the check is a byte count
+    of each of those (and a search for escaped letters); a body naming one twice anywhere is parsed again,
+    keeping every member, to look at its top level."""
+    suspicious = any(body.count(quoted) > 1 for name, quoted in _QUOTED_MEMBERS.items() if name in payload)
+    if not suspicious and _ESCAPED_NAME_CHARACTER.search(body) is None:
+        return
+    name = duplicated_member(body)
+    if name is not None:
+        message = f"The request body has the member '{name}' more than once; send it once"
+        raise InvalidRequest(message, param=name, code="duplicate_member")
+
+
+def duplicated_member(body: bytes) -> str | None:
+    """The first guarded member the body's top-level object has more than once, else None."""
+    try:
+        # Every object becomes its list of (name, value) pairs, duplicates kept.
+        members = json.loads(body, object_pairs_hook=lambda pairs: pairs)
+    except ValueError as exc:  # orjson took it: only a body stdlib json reads otherwise lands here
+        raise InvalidRequest(f"Request body is not valid JSON: {exc}", code="invalid_json") from None
+    seen: set[str] = set()
+    for name, _ in members if isinstance(members, list) else ():
+        if name in GUARDED_MEMBERS:
+            if name in seen:
+                return str(name)
+            seen.add(name)
+    return None
 
 
 async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> None:

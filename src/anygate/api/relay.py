@@ -27,6 +27,7 @@ from anygate.api.http import (
     header,
     parse_json_object,
     read_body,
+    refuse_duplicate_members,
     send_bytes,
     send_error,
 )
@@ -41,12 +42,11 @@ from anygate.errors import (
     PermissionDenied,
     RouteNotFound,
     ServiceUnavailable,
-    UpstreamStatusError,
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from anygate.routing import Action, Deployment, classify
-from anygate.sse import EventSplitter, error_event, is_done
+from anygate.routing import Action, Deployment, classify, retry_after_seconds
+from anygate.sse import EventSplitter, error_event, event_batches, is_done
 from anygate.telemetry import upstream_error_kind
 from anygate.transport import Response, Timeouts
 from anygate.upstream import OpenAICompatibleProvider, backoff_delay
@@ -96,6 +96,7 @@ class Relay:
     async def model_route(self, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
         body = await read_body(scope, receive, self.state.settings.max_body_bytes)
         payload = parse_json_object(body)
+        refuse_duplicate_members(body, payload)
         model = payload.get("model")
         if not isinstance(model, str) or not model:
             message = "Missing required parameter: 'model'" if model is None else "'model' must be a non-empty string"
@@ -103,9 +104,9 @@ class Relay:
         exchange.requested_model = model
         exchange.stream = payload.get("stream") is True
         groups = self.plan(model, exchange.principal)
-        if self.state.accounting is not None:  # accounting: reserve (429), clamp max_tokens, ask stream usage
-            first = groups[0][0] if groups and groups[0] else None
-            body, payload = await self.state.accounting.before(exchange, body, payload, first)
+        if self.state.accounting is not None:  # accounting: reserve (429), limit the output, ask stream usage
+            targets = [deployment for group in groups for deployment in group]
+            body, payload = await self.state.accounting.before(exchange, body, payload, targets)
         request = UpstreamRequest(scope, exchange.route, body, payload, self.request_timeout(scope, exchange))
         await self.watched_dispatch(request, receive, send, exchange, groups)
 
@@ -120,15 +121,24 @@ class Relay:
             raise PermissionDenied(f"This key may not use provider '{provider_id}'", code="provider_not_allowed")
         body = await read_body(scope, receive, self.state.settings.max_body_bytes) if method != "GET" else b""
         payload: dict[str, Any] = parse_json_object(body) if body else {}
+        if body:
+            refuse_duplicate_members(body, payload)
         model = payload.get("model")
-        if isinstance(model, str):
+        if isinstance(model, str) and model:
             exchange.requested_model = model
             if not exchange.principal.may_use(runtime.id, model):
                 raise PermissionDenied(f"This key may not use model '{model}'", param="model", code="model_not_allowed")
+        elif method == "POST" and exchange.principal.models is not None:
+            # A key held to some models names one: an upstream's default model is not on its list.
+            raise InvalidRequest(
+                "This key may only use the models it is allowed: 'model' must be a non-empty string",
+                param="model",
+                code="invalid_model",
+            )
         exchange.stream = payload.get("stream") is True
         deployments = runtime.deployments(model if isinstance(model, str) else "")
-        if self.state.accounting is not None:  # accounting: reserve (429), clamp max_tokens, ask stream usage
-            body, payload = await self.state.accounting.before(exchange, body, payload, deployments[0], endpoint)
+        if self.state.accounting is not None:  # accounting: reserve (429), limit the output, ask stream usage
+            body, payload = await self.state.accounting.before(exchange, body, payload, deployments, endpoint)
         request = UpstreamRequest(scope, endpoint, body, payload, self.request_timeout(scope, exchange), rewrite=False)
         await self.watched_dispatch(request, receive, send, exchange, [deployments])
 
@@ -263,7 +273,7 @@ class Relay:
                 return self.book.cooldown_failure(group) or last_error or AllDeploymentsFailed(NO_DEPLOYMENT)
             if attempts >= max_attempts or round_number + 1 == rounds:
                 break
-            if not await self.pause_between_rounds(last_error, group, deadline, round_number):
+            if not await self.pause_between_rounds(last_error, group, deadline, round_number, exchange.byok):
                 break
         return last_error
 
@@ -284,7 +294,8 @@ class Relay:
         action = classify(error)
         if exchange.first_byte_at is not None or action is Action.FAIL:
             raise error
-        self.book.record_failure(deployment, error, group)
+        if not exchange.byok:  # the caller's own key failing says nothing about the shared deployment
+            self.book.record_failure(deployment, error, group)
         if action is Action.NEXT_AFTER and "retry-after" not in error.headers:
             # No Retry-After from the upstream: tell the client how long this deployment cools down.
             error.headers["retry-after"] = str(max(1, math.ceil(self.book.cooldown_left([deployment]))))
@@ -295,11 +306,12 @@ class Relay:
             self.state.metrics.upstream_errors.labels(provider_id or "", kind).inc()
 
     async def pause_between_rounds(
-        self, error: GatewayError | None, group: list[Deployment], deadline: float, round_number: int
+        self, error: GatewayError | None, group: list[Deployment], deadline: float, round_number: int, own_key: bool
     ) -> bool:
         """Sleep before the next round: a full-jitter backoff, or until a rate-limited deployment may be
         asked again (the upstream's Retry-After, else a backoff of its own). False when there is no
-        point: a credential failure, a wait longer than ``max_retry_after_wait``, or past the deadline."""
+        point: a credential failure, a wait longer than ``max_retry_after_wait``, or past the deadline.
+        ``own_key``: the failure was the caller's own key's, whose rate limit no cooldown remembers."""
         if error is None:
             return False
         action = classify(error)
@@ -307,13 +319,21 @@ class Relay:
             return False
         wait = backoff_delay(round_number)
         if action is Action.NEXT_AFTER:
-            wait = max(wait, self.book.cooldown_left(group))
+            cooling = (retry_after_seconds(error) or 0.0) if own_key else self.book.cooldown_left(group)
+            wait = max(wait, cooling)
             if wait > self.state.settings.routing.max_retry_after_wait:
                 return False
         if time.monotonic() + wait >= deadline:
             return False
-        await asyncio.sleep(wait)
+        await self.sleep_until(self.book.now() + wait)
         return True
+
+    async def sleep_until(self, until: float) -> None:
+        """Sleep until ``until`` on the health book's clock. A timer may fire a little early (uvloop's
+        have millisecond resolution): a wait for a cooldown ends when the cooldown has ended, or the next
+        round would find the deployment still cooling down and answer with its 429."""
+        while (left := until - self.book.now()) > 0:  # noqa: ASYNC110 (a deadline, not an event)
+            await asyncio.sleep(left)
 
     async def attempt(
         self,
@@ -334,6 +354,8 @@ class Relay:
             await self.forward(request, send, exchange, runtime, deployment, api_key, timeouts)
         finally:
             self.book.finished(deployment)
+        if exchange.byok:
+            return  # an attempt with the caller's own key changes nothing in the shared health
         if exchange.broken_by_upstream is not None:
             # The stream started, so nothing can be retried; but the upstream failed, and its health says so.
             self.book.record_failure(deployment, exchange.broken_by_upstream, group)
@@ -381,7 +403,8 @@ class Relay:
             accounting.answered_without_stream_usage(exchange, runtime.id, response.status)
         try:
             if response.status >= 400:
-                raise UpstreamStatusError(response.status, await response.read(), retry_after_header(response.headers))
+                body = await response.read()
+                raise client.status_error(response.status, body, retry_after_header(response.headers), api_key)
             if exchange.stream and response.headers.content_type == EVENT_STREAM:
                 await self.relay_stream(send, exchange, runtime, response, request.endpoint, first_byte_by)
             else:
@@ -418,13 +441,11 @@ class Relay:
         """Relay whole SSE events as they arrive. Headers wait for the first event, so that an upstream
         failing before it can still be retried or replaced by a fallback. The first event must come
         within the first-byte timeout of the request being sent; after it, the idle timeout applies."""
-        splitter = EventSplitter()
-        pending: list[bytes] = []
-        chunks = response.chunks()
+        splitter = EventSplitter(self.state.settings.max_sse_event_bytes)
+        batches = event_batches(response.chunks(), splitter)
         response.set_read_timeout(first_byte_by - time.monotonic())
         try:
-            while not pending:
-                pending = splitter.feed(await anext(chunks))
+            pending = await anext(batches)
         except StopAsyncIteration:
             raise UpstreamUnavailable(f"Provider '{runtime.id}' ended the stream before any event") from None
         response.set_read_timeout(runtime.client.timeout)
@@ -434,7 +455,7 @@ class Relay:
         exchange.first_byte_at = time.perf_counter()
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         try:
-            await self.relay_events(send, exchange, runtime, pending, splitter, chunks, endpoint)
+            await self.relay_events(send, exchange, runtime, pending, splitter, batches, endpoint)
         except asyncio.CancelledError:
             if not exchange.client_gone:  # the server stops: the drain's grace period is over
                 await self.end_stream_with_error(send, exchange, shutting_down())
@@ -447,19 +468,18 @@ class Relay:
         runtime: ProviderRuntime,
         pending: list[bytes],
         splitter: EventSplitter,
-        chunks: AsyncIterator[bytes],
+        batches: AsyncIterator[list[bytes]],
         endpoint: str,
     ) -> None:
-        """The rest of a started stream; a failure becomes one final SSE error event."""
+        """The rest of a started stream; a failure (an event over ``max_sse_event_bytes`` included)
+        becomes one final SSE error event."""
         saw_done = False
         try:
             while True:
                 saw_done = self.tap_events(exchange, pending) or saw_done
                 pending = tap_stream(exchange, pending)  # accounting: usage, and the event the client didn't ask
                 await send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
-                pending = []
-                while not pending:
-                    pending = splitter.feed(await anext(chunks))
+                pending = await anext(batches)
         except StopAsyncIteration:
             pass
         except (UpstreamUnavailable, UpstreamTimeout) as failure:

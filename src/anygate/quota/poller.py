@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 
+from anygate.errors import redact_text
 from anygate.quota.client import QuotaFetchError, Source, fetch_quota
 from anygate.quota.polls import QuotaPolls
 
@@ -45,7 +46,7 @@ async def fetch_view(session: aiohttp.ClientSession, source: Source, key: str) -
     try:
         quota = await fetch_quota(session, source, key)
     except QuotaFetchError as exc:
-        view["error"] = str(exc)
+        view["error"] = redact_text(str(exc), [key])
     else:
         view.update(quota.as_dict())
     return view

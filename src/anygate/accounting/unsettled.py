@@ -1,0 +1,80 @@
+"""Settlements the limiter could not apply, kept and retried until it can: no usage is forgotten.
+
+A request's usage reaches the ledger whatever happens to the counters: its row is recorded before it
+settles. When settling fails (Redis or the database unavailable), the settlement waits here and the
+accounting's background task applies it once the backend answers again, after the ledger's rows are
+written. A bucket this process rebuilds from the ledger in the meantime (Redis came back empty) already
+counts those requests, their rows having been written first: their settlements on it are dropped, so
+this process never counts a request twice.
+
+The queue is bounded: past ``limit`` the oldest settlement is dropped and logged (its bucket then counts
+less than the ledger until the bucket is rebuilt or its window ends).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from redis import RedisError
+from sqlalchemy.exc import SQLAlchemyError
+
+from anygate.accounting.limiter import Grant, Limiter
+
+log = logging.getLogger("anygate.accounting")
+
+LIMITER_ERRORS = (RedisError, SQLAlchemyError, OSError)
+UNSETTLED_LIMIT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What one grant of a finished request is charged (empty: released)."""
+
+    grant: Grant
+    actual: Mapping[str, float]
+
+
+class UnsettledQueue:
+    def __init__(self, limit: int = UNSETTLED_LIMIT) -> None:
+        self._waiting: deque[Settlement] = deque()
+        self._limit = limit
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def __repr__(self) -> str:
+        return f"UnsettledQueue(waiting={len(self._waiting)})"
+
+    def add(self, settlements: Iterable[Settlement]) -> None:
+        for settlement in settlements:
+            if len(self._waiting) >= self._limit:
+                lost = self._waiting.popleft()
+                log.error(
+                    "too many unsettled requests: the oldest settlement is dropped (the ledger has its usage)",
+                    extra={"fields": {"bucket": lost.grant.bucket, "waiting": len(self._waiting)}},
+                )
+            self._waiting.append(settlement)
+
+    def forget_bucket(self, bucket: str) -> None:
+        """The bucket was rebuilt from the ledger by this process, its rows written first: it counts them."""
+        if any(s.grant.bucket == bucket for s in self._waiting):
+            self._waiting = deque(s for s in self._waiting if s.grant.bucket != bucket)
+
+    async def retry(self, limiter: Limiter) -> int:
+        """Apply what waits, oldest first, until the backend fails again; return how many were applied."""
+        applied = 0
+        while self._waiting:
+            settlement = self._waiting[0]
+            try:
+                await limiter.settle(settlement.grant, settlement.actual)
+            except LIMITER_ERRORS:
+                return applied
+            if self._waiting and self._waiting[0] is settlement:
+                self._waiting.popleft()
+            elif settlement in self._waiting:  # the queue changed while it settled
+                self._waiting.remove(settlement)
+            applied += 1
+        return applied

@@ -1,0 +1,104 @@
+"""A hard USD budget is never charged $0 for a request it cannot price: through the proxy, with no model
+named, or with a fallback nobody priced."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+
+from anygate.accounting.budgets import BudgetSpec, StaticBudgets
+from anygate.auth import Principal
+from tests.accounting.gateway import fake_provider_settings, running_gateway
+from tests.support.fake_upstream import FakeUpstream, Usage
+
+STUDENT = "sk-ag-student-unpriced-22222222222"
+HEADERS = {"Authorization": f"Bearer {STUDENT}"}
+MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream.start_in_thread(usage=Usage(7, 3), models=["fake-model", "free-model"]) as up:
+        yield up
+
+
+def hard_usd(mode: str = "hard") -> tuple[dict[str, Principal], StaticBudgets]:
+    principal = Principal(key_id="student", is_admin=False, label="student")
+    return {STUDENT: principal}, StaticBudgets({"student": BudgetSpec(usd=1.0, period="daily", mode=mode)})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": MESSAGES},
+        {"model": None, "messages": MESSAGES},
+        {"model": ["fake-model"], "messages": MESSAGES},
+        {"model": "", "messages": MESSAGES},
+        {"model": "free-model", "messages": MESSAGES},
+    ],
+)
+def test_the_proxy_refuses_what_a_hard_usd_budget_cannot_price(
+    upstream: FakeUpstream, tmp_path: Path, body: dict[str, Any]
+) -> None:
+    settings = fake_provider_settings(
+        upstream.base_url, tmp_path, prices={"fake/fake-model": {"input": 1, "output": 2}}
+    )
+    with running_gateway(settings, *hard_usd()) as (base, _):
+        refused = httpx.post(base + "/proxy/fake/v1/chat/completions", json=body, headers=HEADERS)
+        priced = httpx.post(
+            base + "/proxy/fake/v1/chat/completions",
+            json={"model": "fake-model", "messages": MESSAGES},
+            headers=HEADERS,
+        )
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "price_unknown"
+    assert priced.status_code == 200
+    assert len(upstream.requests_to("/v1/chat/completions")) == 1
+
+
+def test_a_soft_usd_budget_lets_an_unpriced_proxy_request_through(upstream: FakeUpstream, tmp_path: Path) -> None:
+    settings = fake_provider_settings(upstream.base_url, tmp_path)
+    with running_gateway(settings, *hard_usd("soft")) as (base, _):
+        answer = httpx.post(base + "/proxy/fake/v1/chat/completions", json={"messages": MESSAGES}, headers=HEADERS)
+    assert answer.status_code == 200
+
+
+def test_a_fallback_nobody_priced_is_refused_under_a_hard_usd_budget(upstream: FakeUpstream, tmp_path: Path) -> None:
+    settings = fake_provider_settings(
+        upstream.base_url,
+        tmp_path,
+        prices={"fake/fake-model": {"input": 1, "output": 2}},
+        fallbacks={"fake/fake-model": ["fake/free-model"]},
+    )
+    with running_gateway(settings, *hard_usd()) as (base, _):
+        answer = httpx.post(
+            base + "/v1/chat/completions", json={"model": "fake/fake-model", "messages": MESSAGES}, headers=HEADERS
+        )
+    assert answer.status_code == 403, answer.text
+    assert "free-model" in answer.json()["error"]["message"]
+    assert not upstream.requests_to("/v1/chat/completions")
+
+
+def test_a_hard_usd_budget_reserves_at_the_dearest_price_a_fallback_may_cost(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    """The budget left pays for 100 output tokens of the cheap model but only 10 of its fallback: the
+    upstream is told 10, whichever of the two answers."""
+    prices = {"fake/fake-model": {"input": 0, "output": 1000}, "fake/free-model": {"input": 0, "output": 10_000}}
+    settings = fake_provider_settings(
+        upstream.base_url, tmp_path, prices=prices, fallbacks={"fake/fake-model": ["fake/free-model"]}
+    )
+    principal = Principal(key_id="student", is_admin=False, label="student")
+    budgets = StaticBudgets({"student": BudgetSpec(usd=0.1, period="daily")})
+    with running_gateway(settings, {STUDENT: principal}, budgets) as (base, _):
+        answer = httpx.post(
+            base + "/v1/chat/completions",
+            json={"model": "fake/fake-model", "messages": MESSAGES, "max_tokens": 500},
+            headers=HEADERS,
+        )
+    assert answer.status_code == 200, answer.text
+    assert upstream.requests_to("/v1/chat/completions")[0].json["max_tokens"] == 10
