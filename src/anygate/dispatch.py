@@ -13,8 +13,12 @@ until a rate-limited deployment may be asked again. What bounds it all:
 - nothing is retried once the response has started (``Exchange.has_answered``).
 
 The loop does no I/O of its own: an attempt is a function the edge gives it (send to this deployment and
-relay the answer), and the clock, the sleep and the randomness are injected, so tests drive it with
-a fake clock and no real waits.
+relay the answer). The clock is the health book's, and the sleep and the randomness are injected, so
+tests drive it with a fake clock and no real waits (a fake sleep must move the fake clock on).
+
+An attempt made with the caller's own provider key (``Exchange.byok``) changes nothing in the shared
+health: its failure says nothing about the operator's key, and its rate limit is its own (the next
+round waits for the upstream's ``Retry-After`` itself).
 """
 
 from __future__ import annotations
@@ -22,14 +26,13 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
 from anygate.errors import AllDeploymentsFailed, GatewayError
 from anygate.exchange import Exchange
-from anygate.routing import Action, Deployment, HealthBook, classify
+from anygate.routing import Action, Deployment, HealthBook, classify, retry_after_seconds
 from anygate.settings import RoutingSettings
 
 NO_DEPLOYMENT = "No deployment could serve this request"
@@ -71,7 +74,6 @@ class Dispatcher:
         rounds_of: Callable[[Deployment], int],
         *,
         on_failure: FailureObserver = ignore_failure,
-        clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
     ) -> None:
@@ -79,7 +81,7 @@ class Dispatcher:
         self.policy = policy
         self._rounds_of = rounds_of
         self._on_failure = on_failure
-        self.clock = clock
+        self.clock = book.now
         self._sleep = sleep
         self._rng = rng or random.Random()
 
@@ -130,7 +132,7 @@ class Dispatcher:
                 return self.book.cooldown_failure(group) or last_error or AllDeploymentsFailed(NO_DEPLOYMENT)
             if attempts >= self.policy.max_attempts or round_number + 1 == rounds:
                 break
-            if not await self._pause_between_rounds(last_error, group, deadline, round_number):
+            if not await self._pause_between_rounds(last_error, group, deadline, round_number, exchange.byok):
                 break
         return last_error
 
@@ -143,10 +145,14 @@ class Dispatcher:
             await attempt(deployment, deadline)
         finally:
             self.book.finished(deployment)
-        if exchange.broken_by_upstream is not None:
+        broken = exchange.broken_by_upstream
+        if broken is not None:
+            self._on_failure(deployment.provider_id, broken)
+        if exchange.byok:
+            return  # an attempt with the caller's own key changes nothing in the shared health
+        if broken is not None:
             # The stream started, so nothing can be retried; but the upstream failed, and its health says so.
-            self._on_failure(deployment.provider_id, exchange.broken_by_upstream)
-            self.book.record_failure(deployment, exchange.broken_by_upstream, group)
+            self.book.record_failure(deployment, broken, group)
         else:
             self.book.record_success(deployment)
 
@@ -167,17 +173,19 @@ class Dispatcher:
         action = classify(error)
         if exchange.has_answered or action is Action.FAIL:
             raise error
-        self.book.record_failure(deployment, error, group)
+        if not exchange.byok:  # the caller's own key failing says nothing about the shared deployment
+            self.book.record_failure(deployment, error, group)
         if action is Action.NEXT_AFTER and "retry-after" not in error.headers:
             # No Retry-After from the upstream: tell the client how long this deployment cools down.
             error.headers["retry-after"] = str(max(1, math.ceil(self.book.cooldown_left([deployment]))))
 
     async def _pause_between_rounds(
-        self, error: GatewayError | None, group: list[Deployment], deadline: float, round_number: int
+        self, error: GatewayError | None, group: list[Deployment], deadline: float, round_number: int, own_key: bool
     ) -> bool:
         """Wait before the next round: a full-jitter backoff, or until a rate-limited deployment may be asked
         again (the upstream's Retry-After, else a backoff of its own). False when there is no point: a
-        credential failure, a wait longer than ``max_retry_after_wait``, or past the deadline."""
+        credential failure, a wait longer than ``max_retry_after_wait``, or past the deadline. ``own_key``:
+        the failure was the caller's own key's, whose rate limit no cooldown remembers."""
         if error is None:
             return False
         action = classify(error)
@@ -185,7 +193,8 @@ class Dispatcher:
             return False
         wait = self._backoff(round_number)
         if action is Action.NEXT_AFTER:
-            wait = max(wait, self.book.cooldown_left(group))
+            cooling = (retry_after_seconds(error) or 0.0) if own_key else self.book.cooldown_left(group)
+            wait = max(wait, cooling)
             if wait > self.policy.max_retry_after_wait:
                 return False
         until = self.clock() + wait

@@ -1,12 +1,16 @@
-"""Accounting on the request path: ``before`` a request reaches an upstream, ``after`` it has ended.
+"""Accounting on the request path, through one small interface: reserve, tap, settle.
 
-``before`` reserves the caller's budgets and rate limits (429 when refused), writes the output limits a
-hard budget needs into the body (``output_limits``: never more than was reserved), and asks the upstream
-for usage on a stream (``stream_options.include_usage``) where the provider takes it (``stream_usage``),
-remembering to strip what that adds when the client did not ask for it; the relay resends once without
-it when an upstream refuses it. ``after`` takes the usage the upstream reported (or estimates it, marked
-estimated), prices it, settles the reservations and hands one row to the ledger. Neither touches the
-database unless the SQL limiter was chosen.
+``Accounting.reserve`` (before a request reaches an upstream) reserves the caller's budgets and rate
+limits (429 when refused), writes the output limits a hard budget needs into the body
+(``output_limits``: never more than was reserved), and asks the upstream for usage on a stream
+(``stream_options.include_usage``) where the provider takes it (``stream_usage``). It returns the request's
+``Ticket``: the body to send, ``retry_body`` (the same without what anygate added, for an upstream that
+refuses it), ``tap`` (usage from a stream's events, and the events as the client would have had them),
+and ``keep_body`` (a body to estimate from when it reports no usage).
+
+``Accounting.settle`` (when the request has ended, whatever happened) takes the usage the upstream
+reported (or estimates it, marked estimated), prices it, hands one row to the ledger and settles the
+reservations. Neither touches the database unless the SQL limiter was chosen.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
@@ -36,12 +40,10 @@ from anygate.accounting.usage import (
     wants_stream_usage,
     with_stream_usage,
 )
-from anygate.api.rewrite import add_members, replace_model
 from anygate.auth import Principal
 from anygate.errors import PriceUnknown, ServiceUnavailable
-
-if TYPE_CHECKING:
-    from anygate.api.relay import Exchange
+from anygate.exchange import Exchange
+from anygate.wire.members import add_members, replace_model
 
 
 class ModelRef(Protocol):
@@ -62,25 +64,94 @@ PRICED_ROUTES = frozenset({*OUTPUT_LIMIT_FIELDS, "embeddings"})  # what a USD bu
 ROUTE_LENGTH = 32  # the ledger's route column
 
 
-@dataclass(slots=True)
-class Metering:
-    """The accounting state of one request, carried on its Exchange."""
+class Ticket:
+    """The accounting of one request: what goes upstream, what its answer tells, and what it is charged."""
 
-    payload: dict[str, Any]
-    route: str
-    admission: Admission | None = None
-    strip_usage_event: bool = False  # anygate asked for stream usage the client did not ask for
-    body: bytes = b""  # the client's own bytes, and what anygate added to them
-    changes: dict[str, Any] = field(default_factory=dict)
-    kept_events: list[bytes] = field(default_factory=list)
-    kept_bytes: int = 0
-    unreported_body: bytes | None = None
+    __slots__ = (
+        "route",
+        "body",
+        "payload",
+        "admission",
+        "strip_usage_event",
+        "_client_body",
+        "_client_payload",
+        "_changes",
+        "_kept_events",
+        "_kept_bytes",
+        "_unreported_body",
+    )
 
-    def keep(self, event: bytes) -> None:
-        """Keep an event of a stream that has reported no usage yet (to estimate it if it never does)."""
-        if self.kept_bytes < KEPT_STREAM_BYTES:
-            self.kept_events.append(event)
-            self.kept_bytes += len(event)
+    def __init__(self, route: str, body: bytes, payload: dict[str, Any]) -> None:
+        self.route = route  # the upstream endpoint: chat/completions, completions, embeddings, responses
+        self.body, self.payload = body, payload  # what goes upstream: the client's, and anygate's changes
+        self.admission: Admission | None = None
+        self.strip_usage_event = False  # anygate asked for stream usage the client did not ask for
+        self._client_body, self._client_payload = body, payload
+        self._changes: dict[str, Any] = {}
+        self._kept_events: list[bytes] = []
+        self._kept_bytes = 0
+        self._unreported_body: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"Ticket({self.route}, changes={sorted(self._changes)}, admitted={self.admission is not None})"
+
+    def change(self, changes: dict[str, Any]) -> None:
+        """Add top-level members to what goes upstream (the client's other bytes stay as they were)."""
+        if changes:
+            self._changes.update(changes)
+            self.body = add_members(self._client_body, self._client_payload, self._changes)
+            self.payload = {**self._client_payload, **self._changes}
+
+    def retry_body(self, status: int, model: str | None) -> bytes | None:
+        """When an upstream answered ``status`` to the ``stream_options`` anygate added: the request without
+        them (``model`` rewritten when given), to send once more. None: nothing to take back."""
+        if not self.strip_usage_event or status not in REFUSING_STATUSES:
+            return None
+        changes = {name: value for name, value in self._changes.items() if name != "stream_options"}
+        body = add_members(self._client_body, self._client_payload, changes) if changes else self._client_body
+        payload = {**self._client_payload, **changes}
+        return replace_model(body, payload, model) if model is not None and model != payload.get("model") else body
+
+    def tap(self, exchange: Exchange, events: list[bytes]) -> list[bytes]:
+        """Take usage from a stream's events; return the events for the client.
+
+        Only events whose ``usage`` is an object are parsed. When anygate asked for usage and the client
+        did not, what that added is removed: the usage-only event, and ``"usage":null`` in every chunk
+        (``stream_usage.strip_null_usage``), so the client gets the bytes it would have got without it.
+        Until usage arrives, events are kept for an estimate.
+        """
+        strip = self.strip_usage_event
+        forwarded = [] if strip else events
+        for event in events:
+            usage = event_usage(event)
+            if usage is not None:
+                exchange.usage = usage
+                if strip and is_usage_only_event(event):
+                    continue
+            elif exchange.usage is None:
+                self._keep(event)
+            if strip:
+                forwarded.append(strip_null_usage(event) if b'"usage"' in event else event)
+        return forwarded
+
+    def keep_body(self, body: bytes) -> None:
+        """A whole answer that reported no usage: what it is charged is estimated from it."""
+        self._unreported_body = body
+
+    def _keep(self, event: bytes) -> None:
+        if self._kept_bytes < KEPT_STREAM_BYTES:
+            self._kept_events.append(event)
+            self._kept_bytes += len(event)
+
+    def generated_text(self) -> str:
+        """What the upstream generated, as far as it was kept (for an estimate)."""
+        if self._unreported_body is not None:
+            return completion_text(self._unreported_body)
+        return stream_text(self._kept_events)
+
+    @property
+    def client_payload(self) -> dict[str, Any]:
+        return self._client_payload
 
 
 def estimates_prompt(scopes: Sequence[Scope]) -> bool:
@@ -135,23 +206,22 @@ class Accounting:
 
     # ------------------------------------------------------------------------------ before
 
-    async def before(
+    async def reserve(
         self,
         exchange: Exchange,
         body: bytes,
         payload: dict[str, Any],
         targets: Sequence[ModelRef] = (),
         endpoint: str | None = None,
-    ) -> tuple[bytes, dict[str, Any]]:
-        """Reserve and prepare the request; return the body and payload to send upstream.
+    ) -> Ticket:
+        """Reserve and prepare the request; its ticket holds the body to send upstream.
 
         ``targets``: every deployment that may serve it, in order (fallbacks included): a USD budget
         reserves at the dearest price among them. ``endpoint`` is the upstream endpoint
         (``chat/completions``...) when the route does not say it.
         """
         route = endpoint or exchange.route
-        metering = Metering(payload, route, body=body)
-        exchange.metering = metering
+        ticket = Ticket(route, body, payload)
         changes: dict[str, Any] = {}
         scopes = self.budget_source(exchange.principal)
         if scopes:
@@ -160,20 +230,18 @@ class Accounting:
                 await self.tokenizer.ready(exchange.requested_model)  # only in a process's first seconds
             ask = self.ask(route, exchange, payload, scopes, wanted, targets)
             try:
-                metering.admission = await self.enforcer.admit(scopes, ask)
+                ticket.admission = await self.enforcer.admit(scopes, ask)
             except (SQLAlchemyError, RedisError) as exc:
                 log.exception("budget counters unavailable")
                 raise ServiceUnavailable("Budget counters are unavailable", code="limiter_unavailable") from exc
             model = exchange.requested_model or (targets[0].model if targets else "")
             enforce = holds_output(scopes, ask)
-            changes.update(limit_changes(route, payload, wanted, metering.admission.max_tokens, enforce, model))
+            changes.update(limit_changes(route, payload, wanted, ticket.admission.max_tokens, enforce, model))
         if self.asks_stream_usage(exchange, route, payload, targets[0] if targets else None):
             changes["stream_options"] = with_stream_usage(payload)["stream_options"]
-            metering.strip_usage_event = True
-        if not changes:
-            return body, payload
-        metering.changes = changes
-        return add_members(body, payload, changes), {**payload, **changes}
+            ticket.strip_usage_event = True
+        ticket.change(changes)
+        return ticket
 
     def asks_stream_usage(
         self, exchange: Exchange, route: str, payload: dict[str, Any], target: ModelRef | None
@@ -182,28 +250,11 @@ class Accounting:
             return False
         return self.stream_usage.asks(target.provider_id if target is not None else None)
 
-    # ------------------------------------------------------------------------------ an upstream refusing it
-
-    @staticmethod
-    def refused_stream_usage(exchange: Exchange, status: int) -> bool:
-        """Whether this error answer may be the upstream refusing the ``stream_options`` anygate added."""
-        metering = exchange.metering
-        return metering is not None and metering.strip_usage_event and status in REFUSING_STATUSES
-
-    @staticmethod
-    def body_without_stream_usage(exchange: Exchange, model: str | None) -> bytes:
-        """The request as the client sent it plus anygate's other changes; ``model`` rewritten if given."""
-        metering = exchange.metering
-        assert metering is not None
-        changes = {name: value for name, value in metering.changes.items() if name != "stream_options"}
-        body = add_members(metering.body, metering.payload, changes) if changes else metering.body
-        payload = {**metering.payload, **changes}
-        return replace_model(body, payload, model) if model is not None and model != payload.get("model") else body
-
-    def answered_without_stream_usage(self, exchange: Exchange, provider_id: str, status: int) -> None:
-        """After the resend: an upstream that answers now refused the field; it is not asked again."""
-        if status < 400 and exchange.metering is not None:
-            exchange.metering.strip_usage_event = False  # nothing anygate added is in this stream
+    def answered_after_retry(self, ticket: Ticket, provider_id: str, status: int) -> None:
+        """After ``retry_body`` was sent: an upstream that answers now refused the field; it is not asked
+        again (this process remembers it per provider)."""
+        if status < 400:
+            ticket.strip_usage_event = False  # nothing anygate added is in this stream
             self.stream_usage.refused(provider_id)
             log.info("provider refused stream_options; not asked again", extra={"fields": {"provider": provider_id}})
 
@@ -268,28 +319,29 @@ class Accounting:
 
     # ------------------------------------------------------------------------------ after
 
-    async def count(self, exchange: Exchange) -> TokenCount:
+    async def count(self, exchange: Exchange, ticket: Ticket | None) -> TokenCount:
         """The upstream's usage; an estimate when it reported none; zero when nothing was generated."""
         reported = count_of(exchange.usage)
         if reported is not None:
             return reported
-        metering = exchange.metering
         # Nothing reached the client: nothing to charge. Once it has, what was generated is paid for, whether
         # the stream ended well, the client left (499) or the upstream broke off (502, 504).
-        if metering is None or exchange.first_byte_at is None:
+        if ticket is None or exchange.first_byte_at is None:
             return TokenCount(0, 0)
-        if metering.unreported_body is not None:
-            generated = completion_text(metering.unreported_body)
-        else:
-            generated = stream_text(metering.kept_events)
         if not self.tokenizer.is_ready_for(exchange.model):
             await self.tokenizer.ready(exchange.model)
-        return estimate(self.tokenizer, metering.payload, generated, exchange.model)
+        return estimate(self.tokenizer, ticket.client_payload, ticket.generated_text(), exchange.model)
 
-    async def after(self, exchange: Exchange, finished: float | None = None) -> None:
-        """Settle the reservations and record the request; never raises into the request."""
-        finished = finished or time.perf_counter()
-        count = await self.count(exchange)
+    async def settle(self, exchange: Exchange, ticket: Ticket | None) -> None:
+        """Record the request in the ledger and settle its reservations (``ticket``: None when it was
+        refused before reserving). A failing backend is logged, never the client's problem."""
+        try:
+            await self._settle(exchange, ticket, time.perf_counter())
+        except (SQLAlchemyError, RedisError, OSError):
+            log.exception("accounting failed for a request", extra={"fields": {"request_id": exchange.request_id}})
+
+    async def _settle(self, exchange: Exchange, ticket: Ticket | None, finished: float) -> None:
+        count = await self.count(exchange, ticket)
         cost = None
         if count.total == 0:
             cost = 0.0
@@ -297,11 +349,10 @@ class Accounting:
             cost = self.prices.cost(exchange.provider_id, exchange.model, count)
         # The ledger first: the record that survives holds the request whatever happens to the counters.
         if self.ledger is not None:
-            self.ledger.record(self.row(exchange, count, cost, finished))
-        metering = exchange.metering
-        if metering is not None and metering.admission is not None:
+            self.ledger.record(self.row(exchange, ticket, count, cost, finished))
+        if ticket is not None and ticket.admission is not None:
             # The caller's own provider key pays for a BYOK request: it counts tokens, not the USD budget.
-            settled = await self.enforcer.settle(metering.admission, count.total, 0.0 if exchange.byok else cost)
+            settled = await self.enforcer.settle(ticket.admission, count.total, 0.0 if exchange.byok else cost)
             if not settled and self.ledger is not None:
                 self.ledger.write_soon()  # its row in the database before the counters can be rebuilt
 
@@ -328,11 +379,11 @@ class Accounting:
             await self.retry_unsettled()
 
     @staticmethod
-    def row(exchange: Exchange, count: TokenCount, cost: float | None, finished: float) -> UsageRow:
+    def row(exchange: Exchange, ticket: Ticket | None, count: TokenCount, cost: float | None, finished: float) -> UsageRow:
         started = exchange.started
         route = exchange.route
-        if route == "proxy" and exchange.metering is not None:
-            route = f"proxy:{exchange.metering.route}"  # the endpoint passed through: proxy:chat/completions
+        if route == "proxy" and ticket is not None:
+            route = f"proxy:{ticket.route}"  # the endpoint passed through: proxy:chat/completions
         return UsageRow(
             request_id=exchange.request_id,
             created_at=time.time(),
@@ -361,27 +412,3 @@ class Accounting:
         if self.ledger is not None:
             await self.ledger.close()  # the last batch; the engine is the store's, closed with it
         await self.enforcer.limiter.close()
-
-
-def tap_stream(exchange: Exchange, events: list[bytes]) -> list[bytes]:
-    """Take usage from a stream's events; return the events for the client.
-
-    Only events whose ``usage`` is an object are parsed. When anygate asked for usage and the client
-    did not, what that added is removed: the usage-only event, and ``"usage":null`` in every chunk
-    (``stream_usage.strip_null_usage``), so the client gets the bytes it would have got without it.
-    Until usage arrives, events are kept for an estimate.
-    """
-    metering = exchange.metering
-    strip = metering is not None and metering.strip_usage_event
-    forwarded = [] if strip else events
-    for event in events:
-        usage = event_usage(event)
-        if usage is not None:
-            exchange.usage = usage
-            if strip and is_usage_only_event(event):
-                continue
-        elif exchange.usage is None and metering is not None:
-            metering.keep(event)
-        if strip:
-            forwarded.append(strip_null_usage(event) if b'"usage"' in event else event)
-    return forwarded

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from anygate.api.http import ClientDisconnected, Receive
-
-if TYPE_CHECKING:
-    from anygate.api.relay import Exchange
+from anygate.exchange import Exchange
 
 
 # Most requests are answered sooner than this: they never pay for a watcher task. A client that leaves

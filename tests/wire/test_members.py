@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from anygate.api.rewrite import add_members, replace_model
+from anygate.wire.members import add_members, replace_model
 
 CASES = [
     (b'{"model":"groq/llama","messages":[]}', b'{"model":"llama","messages":[]}'),

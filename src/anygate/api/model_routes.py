@@ -1,0 +1,133 @@
+"""The model routes and the provider-scoped proxy: a request turned into a dispatch.
+
+    POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses     routed by ``model``
+    /proxy/{provider}/v1/{endpoint}                                               one provider, as is
+
+Each reads and checks the body (``api/http.py``), plans the deployments (``planning``), reserves with the
+accounting (its ``Ticket`` holds the body to send), and hands the ``Cycle``'s attempt to the dispatch loop
+(``dispatch``), watching for the client leaving. ``ModelCall`` is what the edge keeps of the request to
+settle it, however it ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from anygate.accounting.service import Ticket
+from anygate.api.disconnect import DisconnectWatch
+from anygate.api.http import Receive, Scope, Send, header, parse_json_object, read_body, refuse_duplicate_members, send_error
+from anygate.api.relay import Cycle, UpstreamRequest, shutting_down
+from anygate.errors import InvalidRequest, PermissionDenied, RouteNotFound
+from anygate.exchange import Exchange
+from anygate.routing import Deployment
+
+if TYPE_CHECKING:
+    from anygate.api.state import AppState
+
+MAX_TIMEOUT_HEADER = 3600.0
+
+
+@dataclass(slots=True)
+class ModelCall:
+    """A model request as the edge keeps it: its record, and its ticket once the accounting reserved."""
+
+    exchange: Exchange
+    ticket: Ticket | None = None
+
+
+class ModelRoutes:
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    async def model_route(self, scope: Scope, receive: Receive, send: Send, call: ModelCall) -> None:
+        exchange = call.exchange
+        body = await read_body(scope, receive, self.state.settings.max_body_bytes)
+        payload = parse_json_object(body)
+        refuse_duplicate_members(body, payload)
+        model = payload.get("model")
+        if not isinstance(model, str) or not model:
+            message = "Missing required parameter: 'model'" if model is None else "'model' must be a non-empty string"
+            raise InvalidRequest(message, param="model", code="invalid_model")
+        exchange.requested_model = model
+        exchange.stream = payload.get("stream") is True
+        groups = self.state.planner.plan(model, exchange.principal)
+        timeout = self.request_timeout(scope, exchange)
+        targets = [deployment for group in groups for deployment in group]
+        call.ticket = await self.state.accounting.reserve(exchange, body, payload, targets)
+        request = UpstreamRequest(scope, exchange.route, call.ticket, timeout)
+        await self.dispatch(request, receive, send, exchange, groups)
+
+    async def proxy_route(
+        self, scope: Scope, receive: Receive, send: Send, call: ModelCall, provider_id: str, endpoint: str
+    ) -> None:
+        exchange = call.exchange
+        runtime = self.state.registry.find(provider_id)
+        method = scope["method"]
+        if runtime is None or (method, endpoint) not in runtime.proxy_endpoints:
+            raise RouteNotFound(scope["path"])
+        if not exchange.principal.may_use_provider(runtime.id):
+            raise PermissionDenied(f"This key may not use provider '{provider_id}'", code="provider_not_allowed")
+        body = await read_body(scope, receive, self.state.settings.max_body_bytes) if method != "GET" else b""
+        payload: dict[str, Any] = parse_json_object(body) if body else {}
+        if body:
+            refuse_duplicate_members(body, payload)
+        model = payload.get("model")
+        if isinstance(model, str) and model:
+            exchange.requested_model = model
+            if not exchange.principal.may_use(runtime.id, model):
+                raise PermissionDenied(f"This key may not use model '{model}'", param="model", code="model_not_allowed")
+        elif method == "POST" and exchange.principal.models is not None:
+            # A key held to some models names one: an upstream's default model is not on its list.
+            raise InvalidRequest(
+                "This key may only use the models it is allowed: 'model' must be a non-empty string",
+                param="model",
+                code="invalid_model",
+            )
+        exchange.stream = payload.get("stream") is True
+        deployments = runtime.deployments(model if isinstance(model, str) else "")
+        timeout = self.request_timeout(scope, exchange)
+        call.ticket = await self.state.accounting.reserve(exchange, body, payload, deployments, endpoint)
+        request = UpstreamRequest(scope, endpoint, call.ticket, timeout, rewrite=False)
+        await self.dispatch(request, receive, send, exchange, [deployments])
+
+    async def dispatch(
+        self, request: UpstreamRequest, receive: Receive, send: Send, exchange: Exchange, groups: list[list[Deployment]]
+    ) -> None:
+        """Dispatch while watching for the client leaving.
+
+        When the server itself cancels the request (the drain's grace period is over), the client gets an
+        answer rather than a cut connection: 503 while it waits for its upstream, a final SSE error event
+        once its stream has started (``Cycle``). The request then ends as answered.
+        """
+        dispatcher = self.state.dispatcher
+        cycle = Cycle(self.state, request, exchange, send)
+        async with DisconnectWatch(receive, exchange):
+            try:
+                await dispatcher.dispatch(exchange, groups, cycle.attempt, dispatcher.deadline(request.timeout))
+            except asyncio.CancelledError:
+                if exchange.client_gone:
+                    raise
+                if not exchange.has_answered:
+                    failure = shutting_down()
+                    exchange.status, exchange.error = failure.status, failure.code
+                    await send_error(send, failure)
+                task = asyncio.current_task()
+                if task is None or task.uncancel() > 0:
+                    raise
+
+    def request_timeout(self, scope: Scope, exchange: Exchange) -> float | None:
+        """``x-anygate-timeout: <seconds>`` caps this request, for admins (or all keys when allowed)."""
+        raw = header(scope, b"x-anygate-timeout")
+        if raw is None:
+            return None
+        if not (exchange.principal.is_admin or self.state.settings.routing.client_timeout_header):
+            raise PermissionDenied("This key may not set x-anygate-timeout", code="timeout_override_not_allowed")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InvalidRequest("x-anygate-timeout must be a number of seconds", param="x-anygate-timeout") from None
+        if not 0 < value <= MAX_TIMEOUT_HEADER:
+            raise InvalidRequest("x-anygate-timeout must be between 0 and 3600 seconds", param="x-anygate-timeout")
+        return value
