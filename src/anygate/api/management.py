@@ -10,7 +10,15 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from anygate import __version__
-from anygate.api import routes_creds, routes_info, routes_keys, routes_providers, routes_quota, routes_users
+from anygate.api import (
+    routes_creds,
+    routes_info,
+    routes_keys,
+    routes_litellm,
+    routes_providers,
+    routes_quota,
+    routes_users,
+)
 from anygate.api.openapi import build_openapi
 from anygate.api.validation import describe_validation
 from anygate.errors import GatewayError, NotFound, RouteNotFound, ServiceUnavailable
@@ -75,6 +83,7 @@ def build_management_app() -> FastAPI:
     for module in (routes_providers, routes_keys, routes_users, routes_creds):
         app.include_router(module.router)
     app.include_router(routes_quota.router)
+    app.include_router(routes_litellm.router)
     return app
 
 

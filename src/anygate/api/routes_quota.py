@@ -1,9 +1,11 @@
-"""Quota of the calling key (neutral, OpenRouter, LiteLLM shapes) and usage reports for the admin.
+"""Quota of the calling key (neutral and OpenRouter shapes) and usage reports for the admin.
 
 GET /v1/quota, /quota                          neutral
-GET /api/v1/key, /api/v1/auth/key, /v1/key     OpenRouter
-GET /key/info                                  LiteLLM
+GET /api/v1/key, /api/v1/auth/key, /v1/key     OpenRouter: the key
+GET /api/v1/credits, /v1/credits               OpenRouter: the binding USD budget as credits
 GET /v1/usage[?format=csv]                     admin: ledger totals, filtered and grouped
+
+LiteLLM's shapes (``/key/info``, ``/user/info``, ``/team/info``) are in ``routes_litellm``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from anygate.accounting.reports import GROUPS, UsageFilter, as_csv, report, unpr
 from anygate.api.deps import AdminDep, CallerDep, StateDep
 from anygate.api.state import AppState
 from anygate.auth import Principal
-from anygate.errors import InvalidRequest, ServiceUnavailable
+from anygate.errors import InvalidRequest, PermissionDenied, ServiceUnavailable
 from anygate.quota import shapes, standing
 
 router = APIRouter(tags=["quota"])
@@ -50,9 +52,17 @@ async def openrouter_quota(state: StateDep, caller: CallerDep) -> Response:
     return json_response(shapes.openrouter(await key_quota(state, caller)))
 
 
-@router.get("/key/info")
-async def litellm_quota(state: StateDep, caller: CallerDep) -> Response:
-    return json_response(shapes.litellm(await key_quota(state, caller)))
+@router.get("/api/v1/credits")
+@router.get("/v1/credits")
+async def openrouter_credits(state: StateDep, caller: CallerDep) -> Response:
+    """``total_credits`` is the USD budget that binds the key and ``total_usage`` what its window used; a
+    key without a USD budget has no credits to report (403, as OpenRouter answers a key it refuses)."""
+    answer = shapes.credits(await key_quota(state, caller))
+    if answer is None:
+        raise PermissionDenied(
+            "This key has no USD budget, so no credits; its spend is at /api/v1/key", code="no_usd_budget"
+        )
+    return json_response(answer)
 
 
 def unix_time(value: str | None, name: str) -> float | None:
