@@ -106,3 +106,56 @@ def openrouter_ts_sdk() -> Path:
     if done.returncode != 0:
         unavailable(f"npm could not install {OPENROUTER_TS_SDK}: {done.stderr.strip()[-500:]}")
     return folder
+
+
+LITELLM_VENV = CHECKOUT / "bench" / ".venv-litellm"
+LITELLM_REQUIREMENTS = CHECKOUT / "bench" / "litellm-requirements.txt"
+# LiteLLM fetches a price list from the network at import unless told to use its bundled copy.
+LITELLM_OFFLINE = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+
+
+def pinned_litellm() -> str:
+    lines = [line.strip() for line in LITELLM_REQUIREMENTS.read_text().splitlines()]
+    return next(line for line in lines if line and not line.startswith("#")).split("==")[1]
+
+
+def installed_litellm(python: Path) -> str | None:
+    import subprocess
+
+    if not python.is_file():
+        return None
+    probe = "import importlib.metadata as m; print(m.version('litellm'))"
+    done = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, timeout=60, check=False)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def find_uv() -> str | None:
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).parent / "uv"  # the dev environment has it
+    return str(beside) if beside.is_file() else shutil.which("uv")
+
+
+@pytest.fixture(scope="session")
+def litellm_python() -> Path:
+    """The Python of a venv with LiteLLM's proxy at the version bench/litellm-requirements.txt pins (the
+    benchmark's venv, made here when absent)."""
+    import subprocess
+
+    python = LITELLM_VENV / "bin" / "python"
+    if installed_litellm(python) == pinned_litellm():
+        return python
+    uv = find_uv()
+    if uv is None:
+        unavailable("uv is needed to install LiteLLM into bench/.venv-litellm")
+        raise AssertionError  # unreachable: unavailable() skips or fails
+    steps = [[uv, "venv", str(LITELLM_VENV)]] if not python.is_file() else []
+    steps.append(
+        [uv, "pip", "install", "--compile-bytecode", "--python", str(LITELLM_VENV), "-r", str(LITELLM_REQUIREMENTS)]
+    )
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, timeout=900, check=False)
+        if done.returncode != 0:
+            unavailable(f"LiteLLM could not be installed: {done.stderr.strip()[-500:]}")
+    return python

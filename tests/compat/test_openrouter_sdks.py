@@ -22,7 +22,8 @@ pytestmark = [
 COST = (7 * 1000 + 3 * 2000) / 1_000_000  # one chat request at the test prices
 TS_CLIENT = """
 import { OpenRouter } from "@openrouter/sdk";
-const client = new OpenRouter({ apiKey: process.argv[2], serverURL: process.argv[3], retryConfig: { strategy: "none" } });
+const [apiKey, serverURL] = process.argv.slice(2);
+const client = new OpenRouter({ apiKey, serverURL, retryConfig: { strategy: "none" } });
 const key = await client.apiKeys.getCurrentKeyMetadata();
 const credits = await client.credits.getCredits();
 console.log(JSON.stringify({ key, credits }));
