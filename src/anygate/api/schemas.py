@@ -1,24 +1,40 @@
 """Request bodies of the management routes: the key and user ones validated here (a bad field is a 400
 naming it); the credential and provider ones only documented here (their routes validate them by hand,
-where absent, ``null`` and ``"***"`` each mean something)."""
+where absent, ``null`` and ``"***"`` each mean something).
+
+Types are strict: a number is a JSON number (not ``true``, not ``"5"``), a whole number has no fraction,
+a list is a list (not a string), a time is an ISO 8601 string, and an unknown field is refused.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import Strict as StrictType
 
 Pattern = Annotated[str, Field(min_length=1, max_length=200)]
 
 
+def iso_text(value: Any) -> Any:
+    """A time given as text only: a number would be read as seconds since 1970, a likely mistake."""
+    if isinstance(value, str | datetime):
+        return value
+    raise ValueError("Input should be an ISO 8601 date and time, such as 2027-01-01T00:00:00Z")
+
+
+# Strict types take no text for a time; an ISO 8601 text is what JSON has for one.
+IsoTime = Annotated[datetime, StrictType(False), BeforeValidator(iso_text)]
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class BudgetIn(Strict):
     tokens: int | None = Field(None, ge=0)
-    usd: float | None = Field(None, ge=0)
+    usd: float | None = Field(None, ge=0, allow_inf_nan=False)
     period: Literal["daily", "weekly", "monthly", "none"] = "none"
     mode: Literal["hard", "soft"] = "hard"
 
@@ -40,7 +56,7 @@ class KeyFields(Strict):
     role: Literal["admin", "user"] = "user"
     models: list[Pattern] | None = None
     providers: list[Pattern] | None = None
-    expires_at: datetime | None = None
+    expires_at: IsoTime | None = None
     budget: BudgetIn | None = None
     limits: LimitsIn | None = None
 
@@ -80,13 +96,13 @@ class AdminUserCreate(Strict):
     name: str = Field("user", min_length=1, max_length=200)
 
 
-class CredentialSection(BaseModel):
+class CredentialSection(Strict):
     """One provider's section: ``apiKey`` sets the caller's key for it; ``null`` deletes it."""
 
     apiKey: str | None = Field(None, description="The caller's own key for the provider; null deletes it.")
 
 
-class CredentialsUpdate(BaseModel):
+class CredentialsUpdate(Strict):
     """``PUT /auth/creds``: merged into the caller's own keys; ``null`` deletes, absent keeps."""
 
     providers: dict[str, CredentialSection | None] | None = Field(
