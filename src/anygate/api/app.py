@@ -349,9 +349,10 @@ async def check_health_forever(state: AppState, interval: float) -> None:
 
 
 def raise_method_not_allowed(scope: Scope) -> None:
-    from anygate.errors import RouteNotFound
+    """A model route asked with another method than POST: 405, ``Allow: POST``."""
+    from anygate.errors import MethodNotAllowed
 
-    raise RouteNotFound(f"{scope['method']} {scope['path']}")
+    raise MethodNotAllowed(scope["method"], scope["path"], ("POST",))
 
 
 def create_app(settings: Settings) -> Gateway:

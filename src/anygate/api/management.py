@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from anygate import __version__
 from anygate.api import (
@@ -21,7 +24,7 @@ from anygate.api import (
 )
 from anygate.api.openapi import build_openapi
 from anygate.api.validation import describe_validation
-from anygate.errors import GatewayError, NotFound, RouteNotFound, ServiceUnavailable
+from anygate.errors import GatewayError, MethodNotAllowed, NotFound, RouteNotFound, ServiceUnavailable
 from anygate.store.crypto import SecretKeyError
 
 
@@ -55,10 +58,22 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(RouteNotFound(request.url.path))
     if exc.status_code == 405:
-        return error_response(RouteNotFound(f"{request.method} {request.url.path}"))
+        allowed = allowed_methods(request, exc.headers or {})
+        return error_response(MethodNotAllowed(request.method, request.url.path, allowed))
     error = GatewayError(str(exc.detail))
     error.status = exc.status_code
     return error_response(error)
+
+
+def allowed_methods(request: Request, headers: Mapping[str, str]) -> set[str]:
+    """Every method some route answers at this path (Starlette's ``Allow`` names only the first route's,
+    and a path such as ``/v1/keys`` has one route per method), with the ``Allow`` the answerer gave."""
+    given = {m.strip() for m in headers.get("Allow", headers.get("allow", "")).split(",") if m.strip()}
+    path = request.url.path
+    for route in iter_route_contexts(request.app.routes):
+        if route.path and route.methods and compile_path(route.path)[0].match(path):
+            given |= route.methods
+    return given
 
 
 class ManagementApp(FastAPI):
