@@ -31,7 +31,7 @@ def translate_names(body: dict[str, Any]) -> dict[str, Any]:
     for old, new in SEED_002_NAMES.items():
         if old in spec:
             value = spec.pop(old)
-            if new in spec and spec[new] != value:
+            if spec.get(new) is not None and spec[new] != value:
                 raise InvalidRequest(f"{old}: contradicts {new}", param=old, code="invalid_field")
             spec[new] = value
     return spec

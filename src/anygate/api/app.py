@@ -74,7 +74,7 @@ class Gateway:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.management: FastAPI = build_management_app()
+        self.management: FastAPI = build_management_app(settings.metrics_public)
         self.management.mount("/ui", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
         self._state: AppState | None = None
         self._relay: Relay | None = None

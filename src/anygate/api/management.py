@@ -70,18 +70,27 @@ def allowed_methods(request: Request, headers: Mapping[str, str]) -> set[str]:
     and a path such as ``/v1/keys`` has one route per method), with the ``Allow`` the answerer gave."""
     given = {m.strip() for m in headers.get("Allow", headers.get("allow", "")).split(",") if m.strip()}
     path = request.url.path
-    for route in iter_route_contexts(request.app.routes):
-        if route.path and route.methods and compile_path(route.path)[0].match(path):
-            given |= route.methods
+    matching = [
+        route
+        for route in iter_route_contexts(request.app.routes)
+        if route.path and route.methods and compile_path(route.path)[0].match(path)
+    ]
+    # A path spelled out by a route (``/v1/providers/health-check``) is that resource, not an id of the
+    # routes with a parameter that also match it.
+    literal = [route for route in matching if route.path == path]
+    for route in literal or matching:
+        given |= route.methods or set()
     return given
 
 
 class ManagementApp(FastAPI):
+    metrics_public = True  # whether the document says /metrics needs no key
+
     def openapi(self) -> dict[str, Any]:
-        return build_openapi(self)
+        return build_openapi(self, self.metrics_public)
 
 
-def build_management_app() -> FastAPI:
+def build_management_app(metrics_public: bool = True) -> FastAPI:
     app = ManagementApp(
         title="anygate",
         version=__version__,
@@ -89,6 +98,7 @@ def build_management_app() -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
+    app.metrics_public = metrics_public
     app.add_exception_handler(GatewayError, on_gateway_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(SecretKeyError, on_secret_key_error)

@@ -21,7 +21,7 @@ from anygate.api.rights import owns
 from anygate.api.routes_quota import json_response
 from anygate.api.state import AppState
 from anygate.auth import KEY_PREFIX, Principal, extract_token, hash_key
-from anygate.errors import InvalidRequest, NotFound, PermissionDenied, ServiceUnavailable
+from anygate.errors import NotFound, PermissionDenied, ServiceUnavailable
 from anygate.quota import litellm, standing
 from anygate.store.keys import KeyRecord, UserRecord
 from anygate.store.sync import principal_of
@@ -119,9 +119,7 @@ async def user_info(
 @router.get("/team/info")
 async def team_info(
     _: CallerDep,
-    team_id: Annotated[str | None, Query(description="The team to describe")] = None,
+    team_id: Annotated[str, Query(description="The team to describe")],
 ) -> Response:
     """LiteLLM's team row. anygate has no teams yet: every team is unknown (404, as LiteLLM answers)."""
-    if team_id is None:
-        raise InvalidRequest("team_id: required", param="team_id", code="invalid_field")
     raise NotFound(f"Team not found, passed team id: {team_id}.", param="team_id", code="team_not_found")

@@ -11,7 +11,7 @@ LiteLLM's shapes (``/key/info``, ``/user/info``, ``/team/info``) are in ``routes
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Query
@@ -65,11 +65,21 @@ async def openrouter_credits(state: StateDep, caller: CallerDep) -> Response:
     return json_response(answer)
 
 
+# ``start``/``end``: an ISO 8601 date (``2026-12-01``) or date and time (RFC 3339).
+MOMENT = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]}
+
+
+GROUP = "(day|key|model|provider|user)"
+GROUPS_SCHEMA = {"type": "string", "pattern": f"^({GROUP}(,{GROUP})*)?$"}
+
+
 def unix_time(value: str | None, name: str) -> float | None:
     if value is None:
         return None
+    # RFC 3339 allows a lowercase ``t``/``z`` and a leap second (``23:59:60``), which Python's parser does not.
+    text = value.upper().replace("Z", "+00:00").replace(":60", ":59")
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidRequest(f"{name} must be an ISO date or time, not '{value}'", param=name) from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
@@ -83,10 +93,13 @@ async def usage(
     user: str | None = None,
     provider: str | None = None,
     model: str | None = None,
-    start: str | None = None,
-    end: str | None = None,
-    group_by: Annotated[str | None, Query(description="comma-separated: day, key, model, provider, user")] = None,
-    format: str = "json",
+    start: Annotated[str | None, Query(description="From (inclusive)", json_schema_extra=MOMENT)] = None,
+    end: Annotated[str | None, Query(description="Until (exclusive)", json_schema_extra=MOMENT)] = None,
+    group_by: Annotated[
+        str | None,
+        Query(description="comma-separated: day, key, model, provider, user", json_schema_extra=GROUPS_SCHEMA),
+    ] = None,
+    format: Literal["json", "csv"] = "json",
 ) -> Response:
     accounting = state.accounting
     if accounting is None or accounting.ledger is None:
@@ -101,7 +114,5 @@ async def usage(
     if format == "csv":
         headers = {"content-disposition": 'attachment; filename="anygate-usage.csv"'}
         return Response(as_csv(rows, groups), media_type="text/csv; charset=utf-8", headers=headers)
-    if format != "json":
-        raise InvalidRequest("format must be json or csv", param="format")
     missing = await unpriced_models(accounting.ledger.engine, where)
     return json_response({"object": "list", "group_by": groups, "data": rows, "unpriced_models": missing})
