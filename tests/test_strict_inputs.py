@@ -229,3 +229,20 @@ def test_a_provider_given_through_the_api_is_strict(gateway: RunningGateway) -> 
             answer = admin.post("/v1/providers", json={**base, field: value})
             assert answer.status_code == 400, answer.text
             assert answer.json()["error"]["param"] == field
+
+
+@pytest.mark.parametrize(
+    ("target", "body", "param"),
+    [
+        ("user", {"name": None}, "name"),  # was a 500: the store's name may not be null
+        ("key", {"alias": None}, "alias"),
+    ],
+)
+def test_a_field_that_may_be_left_out_may_not_be_null(
+    gateway: RunningGateway, target: str, body: dict[str, Any], param: str
+) -> None:
+    with gateway.client() as admin:
+        made = admin.post(f"/v1/{target}s", json={"name": "n"} if target == "user" else {"alias": "a"})
+        answer = admin.patch(f"/v1/{target}s/{made.json()['id']}", json=body)
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["param"] == param

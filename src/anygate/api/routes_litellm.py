@@ -16,6 +16,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from anygate.accounting.ledger import Ledger
+from anygate.accounting.service import Accounting
 from anygate.api.deps import CallerDep, StateDep
 from anygate.api.rights import owns
 from anygate.api.routes_quota import json_response
@@ -34,11 +36,11 @@ KEY_QUERY = (
 )
 
 
-def accounting_of(state: AppState) -> Any:
+def accounting_of(state: AppState) -> tuple[Accounting, Ledger]:
     accounting = state.accounting
     if accounting is None or accounting.ledger is None:
         raise ServiceUnavailable("Accounting is not running", code="accounting_unavailable")
-    return accounting
+    return accounting, accounting.ledger
 
 
 async def find_key(state: AppState, named: str) -> KeyRecord | None:
@@ -62,9 +64,9 @@ async def owner_of(state: AppState, record: KeyRecord) -> UserRecord | None:
 
 async def key_row(state: AppState, principal: Principal, record: KeyRecord | None) -> dict[str, Any]:
     """LiteLLM's row of one key: its quota, and what the store and the ledger know of it."""
-    accounting = accounting_of(state)
-    quota = await standing.key_quota(accounting, accounting.ledger, principal)
-    facts = await standing.key_facts(accounting.ledger, principal.key_id, record)
+    accounting, ledger = accounting_of(state)
+    quota = await standing.key_quota(accounting, ledger, principal)
+    facts = await standing.key_facts(ledger, principal.key_id, record)
     return litellm.key_info(quota, facts)
 
 
@@ -112,8 +114,8 @@ async def user_info(
     if user is None:
         raise NotFound(f"User {wanted} not found", param="user_id", code="user_not_found")
     rows = [await stored_key_row(state, record, user) for record in await store.keys.list_keys(user.id)]
-    accounting = accounting_of(state)
-    return json_response(litellm.user_answer(await standing.user_facts(accounting, accounting.ledger, user), rows))
+    accounting, ledger = accounting_of(state)
+    return json_response(litellm.user_answer(await standing.user_facts(accounting, ledger, user), rows))
 
 
 @router.get("/team/info")
