@@ -21,6 +21,8 @@ from tests.support.gateway import RunningGateway, fake_provider, gateway_setting
 
 pytestmark = pytest.mark.sockets
 
+# A provider body's URL: on loopback, so that nothing here ever looks up or reaches another host.
+LOOPBACK = "http://127.0.0.1:9/v1"
 KINDS = ("null", "boolean", "integer", "number", "string", "array", "object")
 JSON_VALUES: dict[str, st.SearchStrategy[Any]] = {
     "null": st.none(),
@@ -142,14 +144,13 @@ CREDENTIAL_FIELDS = [
 
 
 def bodies(gateway: RunningGateway, upstream: FakeUpstream) -> list[Body]:
-    """Every management body, with a valid one to spoil (the provider's fails validation before its URL
-    is ever resolved)."""
+    """Every management body, with a valid one to spoil."""
     with gateway.client() as admin:
         key_id = admin.post("/v1/keys", json={"alias": "target"}).json()["id"]
         user_id = admin.post("/v1/users", json={"name": "target"}).json()["id"]
         stored = {"id": "stored", "type": "custom", "base_url": upstream.base_url, "allow_private_network": True}
         assert admin.post("/v1/providers", json=stored).status_code == 201
-        provider = {"id": "strict-one", "type": "custom", "base_url": "https://llm.example.com/v1"}
+        provider = {"id": "strict-one", "type": "custom", "base_url": LOOPBACK, "allow_private_network": True}
     return [
         Body("POST", "/v1/keys", {"alias": "k"}, fields_of(KeyCreate)),
         Body("PATCH", f"/v1/keys/{key_id}", {}, fields_of(KeyUpdate)),
@@ -223,7 +224,7 @@ def test_the_examples_from_the_contract(gateway: RunningGateway, body: dict[str,
 
 
 def test_a_provider_given_through_the_api_is_strict(gateway: RunningGateway) -> None:
-    base = {"id": "strict-two", "type": "custom", "base_url": "https://llm.example.com/v1"}
+    base = {"id": "strict-two", "type": "custom", "base_url": LOOPBACK, "allow_private_network": True}
     with gateway.client() as admin:
         for field, value in (("allow_private_network", "true"), ("timeout", "30"), ("max_retries", True)):
             answer = admin.post("/v1/providers", json={**base, field: value})
