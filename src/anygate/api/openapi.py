@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode
 
 from anygate.api import views
 from anygate.api.schemas import CredentialsUpdate
@@ -139,9 +140,9 @@ def request_body(schema: str) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": content}}
 
 
-def model_schemas(model: type[BaseModel], mode: str = "validation") -> dict[str, Any]:
+def model_schemas(model: type[BaseModel], mode: JsonSchemaMode = "validation") -> dict[str, Any]:
     """``{model name: schema, and each schema it refers to}``, with references into the components."""
-    schema = model.model_json_schema(ref_template=REF, mode=mode)  # type: ignore[arg-type]
+    schema = model.model_json_schema(ref_template=REF, mode=mode)
     found: dict[str, Any] = schema.pop("$defs", {})
     found[model.__name__] = schema
     return found
@@ -179,7 +180,7 @@ def error_response(status: int) -> dict[str, Any]:
     return response
 
 
-def success_response(status: int, model: type[BaseModel] | None, extra: dict[str, Any]) -> dict[str, Any]:
+def success_response(model: type[BaseModel] | None, extra: dict[str, Any]) -> dict[str, Any]:
     if model is None:
         return {"description": "Success", "content": extra}
     content = {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}, **extra}
@@ -201,7 +202,7 @@ def fix_operation(method: str, path: str, operation: dict[str, Any], public: boo
     if success < 400 and model is None and not extra:
         responses[str(success)] = operation.get("responses", {}).get(str(success), {"description": "Success"})
     elif success < 400:
-        responses[str(success)] = success_response(success, model, extra)
+        responses[str(success)] = success_response(model, extra)
     for status in sorted({*errors, *(() if public else (401,)), *((success,) if success >= 400 else ())}):
         responses[str(status)] = error_response(status)
     operation["responses"] = responses
