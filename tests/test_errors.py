@@ -166,18 +166,37 @@ def test_unknown_provider(client: httpx2.Client) -> None:
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("GET", "/v1/chat/completions"),
-        ("PUT", "/v1/embeddings"),
-        ("DELETE", "/v1/completions"),
         ("GET", "/v1/nothing-here"),
-        ("POST", "/v1/models"),
         ("GET", "/v2/chat/completions"),
-        ("POST", "/v1/providers/fake/models"),
+        ("DELETE", "/v1/provider"),
     ],
 )
-def test_unknown_route_or_method_is_404(client: httpx2.Client, method: str, path: str) -> None:
+def test_unknown_route_is_404(client: httpx2.Client, method: str, path: str) -> None:
     error = assert_error(client.request(method, path), 404, "not_found_error")
     assert error["message"].startswith("Route not implemented: ")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("GET", "/v1/chat/completions", "POST"),
+        ("PUT", "/v1/embeddings", "POST"),
+        ("DELETE", "/v1/completions", "POST"),
+        ("OPTIONS", "/v1/responses", "POST"),
+        ("POST", "/v1/models", "GET"),
+        ("POST", "/v1/providers/fake/models", "GET"),
+        ("DELETE", "/v1/keys", "GET, POST"),  # one route per method at this path: all are named
+        ("POST", "/v1/keys/key_x", "DELETE, GET, PATCH"),
+        ("POST", "/ui/", "GET, HEAD"),
+    ],
+)
+def test_a_known_path_with_a_wrong_method_is_405_with_allow(
+    client: httpx2.Client, method: str, path: str, allowed: str
+) -> None:
+    response = client.request(method, path)
+    error = assert_error(response, 405, "invalid_request_error")
+    assert response.headers["allow"] == allowed
+    assert error["code"] == "method_not_allowed" and method in error["message"]
 
 
 # ------------------------------------------------------------------------------------------ body size

@@ -19,6 +19,7 @@ from anygate.transport.aiohttp_transport import GuardedResolver
         "https://llm.example.edu/v1",
         "http://[::1]:8080/v1",
         "https://gateway.ai.cloudflare.com/v1/acct/gw/openai",
+        "https://bücher.example/v1",  # an international name: looked up as xn--bcher-kva.example
     ],
 )
 def test_well_formed_urls_pass_the_shape_check(url: str) -> None:
@@ -38,6 +39,9 @@ def test_well_formed_urls_pass_the_shape_check(url: str) -> None:
         ("http://example.com:0/v1", "invalid port"),
         ("http://example.com:99999/v1", "malformed"),
         ("http://[::1/v1", "malformed"),
+        # A host no resolver can look up (it failed with a 500 once, from inside the resolver).
+        ("https://a\x8a.example/v1", "not a valid host name"),
+        ("https://" + "a" * 64 + ".example/v1", "not a valid host name"),
     ],
 )
 def test_malformed_urls_are_refused_with_a_reason(url: str, reason: str) -> None:

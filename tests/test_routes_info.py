@@ -152,3 +152,28 @@ def test_views_are_filtered_to_what_the_key_may_use() -> None:
     assert allowed.status_code == 200
     assert proxy_denied.status_code == 403
     assert hidden.status_code == 404
+
+
+def health_samples(client: object) -> dict[str, float]:
+    """``anygate_provider_healthy`` by provider, from ``/metrics``."""
+    text = client.get("/metrics").text  # type: ignore[attr-defined]
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith("anygate_provider_healthy{"):
+            labels, value = line.rsplit(" ", 1)
+            samples[labels.split('provider="', 1)[1].split('"', 1)[0]] = float(value)
+    return samples
+
+
+def test_every_provider_has_a_health_sample_from_start_up() -> None:
+    with FakeUpstream.start_in_thread() as up:
+        settings = gateway_settings(fake_provider(up), dead_provider("dead"))
+        with serve_gateway(settings) as gw, gw.client() as client:
+            assert health_samples(client) == {"fake": -1.0, "dead": -1.0}  # registered, not checked yet
+            assert client.post("/v1/providers/health-check").status_code == 200
+            assert health_samples(client) == {"fake": 1.0, "dead": 0.0}
+            stored = {"id": "later", "type": "custom", "base_url": up.base_url, "allow_private_network": True}
+            assert client.post("/v1/providers", json=stored).status_code == 201
+            assert health_samples(client) == {"fake": 1.0, "dead": 0.0, "later": -1.0}
+            assert client.delete("/v1/providers/later").status_code == 200
+            assert health_samples(client) == {"fake": 1.0, "dead": 0.0}

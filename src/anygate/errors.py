@@ -10,6 +10,7 @@
     ├── NotFound                      404    not_found_error         (varies)
     │   ├── ModelNotFound             404    not_found_error         model_not_found
     │   └── RouteNotFound             404    not_found_error         route_not_found
+    ├── MethodNotAllowed              405    invalid_request_error   method_not_allowed (with Allow)
     ├── Conflict                      409    invalid_request_error   conflict
     ├── RateLimited                   429    rate_limit_error        rate_limit_exceeded
     │   └── QuotaExceeded             429    insufficient_quota      insufficient_quota
@@ -134,6 +135,19 @@ class RouteNotFound(NotFound):
 
     def __init__(self, path: str) -> None:
         super().__init__(f"Route not implemented: {path}")
+
+
+class MethodNotAllowed(GatewayError):
+    """A known path asked with a method it does not answer; ``Allow`` lists the ones it does."""
+
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+    def __init__(self, method: str, path: str, allowed: Iterable[str]) -> None:
+        methods = sorted(set(allowed))
+        super().__init__(f"Method {method} not allowed for {path} (allowed: {', '.join(methods)})")
+        self.headers["allow"] = ", ".join(methods)
 
 
 class Conflict(GatewayError):

@@ -56,10 +56,21 @@ def validate_url_shape(url: str) -> None:
         raise UnsafeURL("URL must start with http:// or https://")
     if not parts.hostname:
         raise UnsafeURL("URL has no host")
+    if literal_address(parts.hostname) is None and not is_host_name(parts.hostname):
+        raise UnsafeURL("URL host is not a valid host name")
     if parts.username is not None or parts.password is not None:
         raise UnsafeURL("URL must not carry a user name or password")
     if port == 0:
         raise UnsafeURL("URL has an invalid port")
+
+
+def is_host_name(host: str) -> bool:
+    """Whether ``host`` can be looked up: it encodes to IDNA (``bücher.example`` does, ``a\x8a`` does not)."""
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return False
+    return True
 
 
 def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:

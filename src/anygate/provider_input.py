@@ -31,7 +31,7 @@ def translate_names(body: dict[str, Any]) -> dict[str, Any]:
     for old, new in SEED_002_NAMES.items():
         if old in spec:
             value = spec.pop(old)
-            if new in spec and spec[new] != value:
+            if spec.get(new) is not None and spec[new] != value:
                 raise InvalidRequest(f"{old}: contradicts {new}", param=old, code="invalid_field")
             spec[new] = value
     return spec
@@ -49,7 +49,9 @@ def split_key(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
 async def checked(spec: dict[str, Any]) -> ProviderConfig:
     """The provider object, validated, with its URL checked against SSRF (literal hosts and DNS answers)."""
     try:
-        config = ProviderConfig.model_validate(spec)
+        # Strict, as every management input: no "true" for a boolean, no "30" for a number. (The config file is
+        # read leniently: ``${VAR}`` expands to text.)
+        config = ProviderConfig.model_validate(spec, strict=True)
     except ValidationError as exc:
         unsafe = [e for e in exc.errors() if isinstance((e.get("ctx") or {}).get("error"), UnsafeURL)]
         if unsafe:  # raised by the provider object as a whole: name the field it is about

@@ -95,6 +95,8 @@ class ProviderRegistry:
         self._resolved: dict[str, list[Target]] = {}
         # Called with a provider's id after each discovery of its models (the price book refreshes).
         self.discovery_listeners: list[Callable[[str], None]] = []
+        # Called with every provider's id whenever providers are added or removed (the health metric).
+        self.membership_listeners: list[Callable[[Iterable[str]], None]] = []
         origin: ProviderOrigin = "file" if settings.config_file else "env"
         for config in settings.providers:
             if config.enabled:
@@ -167,6 +169,13 @@ class ProviderRegistry:
             default_provider=self._settings.default_provider,
         )
         self._resolved = {}
+        for listener in self.membership_listeners:
+            listener(self.runtimes.keys())
+
+    def listen_to_membership(self, listener: Callable[[Iterable[str]], None]) -> None:
+        """Call ``listener`` with every provider's id now and whenever providers are added or removed."""
+        self.membership_listeners.append(listener)
+        listener(self.runtimes.keys())
 
     # ------------------------------------------------------------------------------ background work
 

@@ -15,7 +15,16 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from anygate.catalog import (
     PRESETS,
@@ -29,6 +38,19 @@ from anygate.catalog import (
 from anygate.errors import ConfigError
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+
+
+def whole_number(value: Any) -> Any:
+    """A JSON number without a fraction (``5.0``) is a whole number, as JSON Schema's ``integer`` has it;
+    anything else is left for the ``int`` check (``5.5``, ``true`` and ``"5"`` refused where input is strict)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# Constraints go before the validator (``Annotated[int, Field(gt=0), BeforeValidator(whole_number)]``): after
+# it, pydantic leaves them out of the JSON schema.
+WholeNumber = Annotated[int, BeforeValidator(whole_number)]
 DEFAULT_OPENROUTER_URL = "https://openrouter.ai/api/v1"
 ENV_PROVIDER_ID = "openai_compatible"
 LEGACY_PROVIDER_ID = "openrouter"
@@ -83,13 +105,13 @@ class ProviderConfig(Strict):
     quota: QuotaConfig | None = None
     timeout: float = Field(30.0, gt=0)
     timeouts: Timeouts = Field(default_factory=Timeouts)
-    max_retries: int = Field(3, ge=0, le=10)
+    max_retries: Annotated[int, Field(ge=0, le=10), BeforeValidator(whole_number)] = 3
     enabled: bool = True
     default_model: str | None = None
     proxy_endpoints: list[str] | None = None
     via: Via | None = None
     weight: float = Field(1.0, gt=0)
-    priority: int = 0
+    priority: WholeNumber = 0
     # Whether to ask for usage on streams (``stream_options.include_usage``); None: the probe's finding,
     # else the preset's, else tried (and dropped for good if the upstream refuses it).
     stream_usage: bool | None = None

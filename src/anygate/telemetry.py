@@ -6,7 +6,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -26,6 +26,7 @@ COUNTED_STATUSES = frozenset({400, 401, 402, 403, 404, 408, 409, 413, 422, 429, 
 SERIES_CACHE_LIMIT = 10_000
 K = TypeVar("K")
 V = TypeVar("V")
+UNCHECKED = -1  # ``anygate_provider_healthy`` of a provider not checked yet
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 
@@ -89,10 +90,11 @@ class Metrics:
         )
         self.provider_healthy = Gauge(
             "anygate_provider_healthy",
-            "1 when the provider's last check passed.",
+            "1 when the provider's last health check passed, 0 when it failed, -1 before its first check.",
             ("provider",),
             registry=self.registry,
         )
+        self._tracked_providers: set[str] = set()
         self.quota_remaining = Gauge(
             "anygate_upstream_quota_remaining",
             "Remaining upstream quota as the provider reports it.",
@@ -113,6 +115,16 @@ class Metrics:
     def token_counter(self, provider: str, model: str, direction: str) -> Counter:
         key = (provider, model, direction)
         return cached(self._token_series, key, lambda: self.tokens.labels(*key))
+
+    def track_providers(self, provider_ids: Iterable[str]) -> None:
+        """Give each provider a health sample from the moment it is registered (``UNCHECKED`` until its first
+        check), and drop the sample of a provider that is gone."""
+        current = set(provider_ids)
+        for gone in self._tracked_providers - current:
+            self.provider_healthy.remove(gone)
+        for new in current - self._tracked_providers:
+            self.provider_healthy.labels(new).set(UNCHECKED)
+        self._tracked_providers = current
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -26,7 +26,7 @@ from anygate.accounting.usage import (
 )
 from anygate.auth import Principal
 from anygate.errors import QuotaExceeded, RateLimited
-from anygate.quota import shapes
+from anygate.quota import litellm, shapes
 from tests.support.tokens import count_text, estimate_prompt
 
 SATURDAY = datetime(2026, 11, 21, 13, 30, tzinfo=UTC)
@@ -232,7 +232,7 @@ def test_served_quota_shapes() -> None:
     assert (data["usage"], data["usage_monthly"], data["byok_usage_weekly"]) == (1.5, 0.42, 0.3)
     assert data["expires_at"] == "2027-01-01T00:00:00Z"
     assert data["rate_limit"]["requests"] == 60
-    info = shapes.litellm(quota, SATURDAY)["info"]
+    info = litellm.key_info(quota, litellm.KeyFacts(), SATURDAY)
     assert (info["spend"], info["max_budget"], info["budget_duration"]) == (0.42, 5.0, "1mo")
     assert info["budget_reset_at"] == "2026-12-01T00:00:00Z"
     unlimited = shapes.KeyQuota("k2", "", shapes.Allowance(None, 10))
@@ -246,9 +246,10 @@ def test_served_quota_shapes() -> None:
     assert shapes.neutral(tokens_only, SATURDAY)["cost"] == {"currency": "USD", "limit": None, "used": 0.000026,
                                                               "remaining": None}  # fmt: skip
     assert shapes.neutral(tokens_only, SATURDAY)["tokens"]["resets_at"] == "2026-11-22T00:00:00Z"
-    info = shapes.litellm(tokens_only, SATURDAY)["info"]
+    info = litellm.key_info(tokens_only, litellm.KeyFacts(), SATURDAY)
+    # No USD budget: LiteLLM's ``spend`` is everything the key spent (here no ledger spend was given).
     assert (info["spend"], info["max_budget"], info["budget_duration"], info["budget_reset_at"]) == (
-        0.000026,
+        0.0,
         None,
         None,
         None,

@@ -223,7 +223,8 @@ def test_quota_endpoints_in_every_shape(
                 "label", "limit", "limit_remaining", "limit_reset", "usage", "usage_daily", "usage_weekly",
                 "usage_monthly", "byok_usage", "byok_usage_daily", "byok_usage_weekly", "byok_usage_monthly",
                 "include_byok_in_limit", "is_free_tier", "is_management_key", "is_provisioning_key",
-                "creator_user_id", "expires_at", "rate_limit",
+                "creator_user_id", "expires_at", "rate_limit", "allowed_data_regions", "budgets", "effective_budget",
+                "free_model_daily_requests", "organization_id", "workspace_id",
             }  # fmt: skip
             assert data["limit"] == 5.0 and data["limit_reset"] == "monthly"
             assert data["usage"] == data["usage_daily"] == data["usage_monthly"] == cost

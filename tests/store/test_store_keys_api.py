@@ -326,7 +326,7 @@ def test_openapi_document_says_400_and_describes_every_body(gateway) -> None:
         "scheme": "bearer",
         "description": "An anygate key (`sk-ag-...`).",
     }
-    assert document["security"] == [{"bearer": []}]
+    assert document["security"] == [{"bearer": []}, {"x-api-key": []}, {"api-key": []}]
     assert paths["/health"]["get"]["security"] == [] and paths["/health/ready"]["get"]["security"] == []
     assert "security" not in paths["/v1/keys"]["post"]  # the document-wide bearer
 

@@ -155,3 +155,37 @@ def as_csv(rows: Sequence[dict[str, Any]], group_by: Sequence[str]) -> str:
     for row in rows:
         writer.writerow(["" if row.get(name) is None else row.get(name) for name in fields])
     return out.getvalue()
+
+
+FREE_MODEL_SUFFIX = ":free"
+
+
+async def free_model_requests(engine: AsyncEngine, key_id: str, now: datetime | None = None) -> int:
+    """Requests a key made this UTC day to free model variants (OpenRouter's ``<model>:free``)."""
+    start = window_start("daily", now or datetime.now(UTC)).timestamp()
+    statement = select(func.count()).where(
+        ledger.c.key_id == key_id, ledger.c.created_at >= start, ledger.c.model.like(f"%{FREE_MODEL_SUFFIX}")
+    )
+    async with engine.connect() as conn:
+        return int((await conn.execute(statement)).scalar_one())
+
+
+async def spend_by_model(engine: AsyncEngine, where: UsageFilter) -> dict[str, float]:
+    """USD spent per model by the matching rows, all time (spend with the caller's own key left out)."""
+    paid = func.coalesce(func.sum(case((ledger.c.byok, 0.0), else_=func.coalesce(ledger.c.cost_usd, 0.0))), 0.0)
+    statement = (
+        select(ledger.c.model, paid)
+        .where(ledger.c.model.is_not(None), *where.conditions())
+        .group_by(ledger.c.model)
+        .order_by(ledger.c.model)
+    )
+    async with engine.connect() as conn:
+        return {str(model): float(amount) for model, amount in await conn.execute(statement)}
+
+
+async def last_request_at(engine: AsyncEngine, key_id: str) -> float | None:
+    """UNIX time of a key's last request in the ledger (None: it made none)."""
+    statement = select(func.max(ledger.c.created_at)).where(ledger.c.key_id == key_id)
+    async with engine.connect() as conn:
+        found = (await conn.execute(statement)).scalar_one()
+    return None if found is None else float(found)

@@ -75,7 +75,7 @@ class Gateway:
     def __init__(self, settings: Settings, transport: Transport | None = None) -> None:
         self.settings = settings
         self._transport = transport  # None: the network's (made at startup)
-        self.management: FastAPI = build_management_app()
+        self.management: FastAPI = build_management_app(settings.metrics_public)
         self.management.mount("/ui", StaticFiles(directory=CONSOLE_DIR, html=True), name="console")
         self._state: AppState | None = None
         self._relay: Relay | None = None
@@ -350,9 +350,10 @@ async def check_health_forever(state: AppState, interval: float) -> None:
 
 
 def raise_method_not_allowed(scope: Scope) -> None:
-    from anygate.errors import RouteNotFound
+    """A model route asked with another method than POST: 405, ``Allow: POST``."""
+    from anygate.errors import MethodNotAllowed
 
-    raise RouteNotFound(f"{scope['method']} {scope['path']}")
+    raise MethodNotAllowed(scope["method"], scope["path"], ("POST",))
 
 
 def network_transport() -> Transport:

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from anygate import __version__
-from anygate.api import routes_creds, routes_info, routes_keys, routes_providers, routes_quota, routes_users
+from anygate.api import (
+    routes_creds,
+    routes_info,
+    routes_keys,
+    routes_litellm,
+    routes_providers,
+    routes_quota,
+    routes_users,
+)
 from anygate.api.openapi import build_openapi
 from anygate.api.validation import describe_validation
-from anygate.errors import GatewayError, NotFound, RouteNotFound, ServiceUnavailable
+from anygate.errors import GatewayError, MethodNotAllowed, NotFound, RouteNotFound, ServiceUnavailable
 from anygate.store.crypto import SecretKeyError
 
 
@@ -47,18 +58,39 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         return error_response(RouteNotFound(request.url.path))
     if exc.status_code == 405:
-        return error_response(RouteNotFound(f"{request.method} {request.url.path}"))
+        allowed = allowed_methods(request, exc.headers or {})
+        return error_response(MethodNotAllowed(request.method, request.url.path, allowed))
     error = GatewayError(str(exc.detail))
     error.status = exc.status_code
     return error_response(error)
 
 
+def allowed_methods(request: Request, headers: Mapping[str, str]) -> set[str]:
+    """Every method some route answers at this path (Starlette's ``Allow`` names only the first route's,
+    and a path such as ``/v1/keys`` has one route per method), with the ``Allow`` the answerer gave."""
+    given = {m.strip() for m in headers.get("Allow", headers.get("allow", "")).split(",") if m.strip()}
+    path = request.url.path
+    matching = [
+        route
+        for route in iter_route_contexts(request.app.routes)
+        if route.path and route.methods and compile_path(route.path)[0].match(path)
+    ]
+    # A path spelled out by a route (``/v1/providers/health-check``) is that resource, not an id of the
+    # routes with a parameter that also match it.
+    literal = [route for route in matching if route.path == path]
+    for route in literal or matching:
+        given |= route.methods or set()
+    return given
+
+
 class ManagementApp(FastAPI):
+    metrics_public = True  # whether the document says /metrics needs no key
+
     def openapi(self) -> dict[str, Any]:
-        return build_openapi(self)
+        return build_openapi(self, self.metrics_public)
 
 
-def build_management_app() -> FastAPI:
+def build_management_app(metrics_public: bool = True) -> FastAPI:
     app = ManagementApp(
         title="anygate",
         version=__version__,
@@ -66,6 +98,7 @@ def build_management_app() -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
+    app.metrics_public = metrics_public
     app.add_exception_handler(GatewayError, on_gateway_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(SecretKeyError, on_secret_key_error)
@@ -75,6 +108,7 @@ def build_management_app() -> FastAPI:
     for module in (routes_providers, routes_keys, routes_users, routes_creds):
         app.include_router(module.router)
     app.include_router(routes_quota.router)
+    app.include_router(routes_litellm.router)
     return app
 
 

@@ -1,4 +1,4 @@
-"""Bring your own key (seed 004): ``GET/PUT /auth/creds``, the caller's own provider keys.
+"""Bring your own key: ``GET/PUT /auth/creds``, the caller's own provider keys.
 
     PUT {"providers": {"groq": {"apiKey": "gsk_..."}}}    sets
     PUT {"providers": {"groq": {"apiKey": null}}}         deletes the field (an empty section disappears)

@@ -1,15 +1,17 @@
-"""Quota of the calling key (neutral, OpenRouter, LiteLLM shapes) and usage reports for the admin.
+"""Quota of the calling key (neutral and OpenRouter shapes) and usage reports for the admin.
 
 GET /v1/quota, /quota                          neutral
-GET /api/v1/key, /api/v1/auth/key, /v1/key     OpenRouter
-GET /key/info                                  LiteLLM
+GET /api/v1/key, /api/v1/auth/key, /v1/key     OpenRouter: the key
+GET /api/v1/credits, /v1/credits               OpenRouter: the binding USD budget as credits
 GET /v1/usage[?format=csv]                     admin: ledger totals, filtered and grouped
+
+LiteLLM's shapes (``/key/info``, ``/user/info``, ``/team/info``) are in ``routes_litellm``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Query
@@ -19,7 +21,7 @@ from anygate.accounting.reports import GROUPS, UsageFilter, as_csv, report, unpr
 from anygate.api.deps import AdminDep, CallerDep, StateDep
 from anygate.api.state import AppState
 from anygate.auth import Principal
-from anygate.errors import InvalidRequest, ServiceUnavailable
+from anygate.errors import InvalidRequest, PermissionDenied, ServiceUnavailable
 from anygate.quota import shapes, standing
 
 router = APIRouter(tags=["quota"])
@@ -50,16 +52,34 @@ async def openrouter_quota(state: StateDep, caller: CallerDep) -> Response:
     return json_response(shapes.openrouter(await key_quota(state, caller)))
 
 
-@router.get("/key/info")
-async def litellm_quota(state: StateDep, caller: CallerDep) -> Response:
-    return json_response(shapes.litellm(await key_quota(state, caller)))
+@router.get("/api/v1/credits")
+@router.get("/v1/credits")
+async def openrouter_credits(state: StateDep, caller: CallerDep) -> Response:
+    """``total_credits`` is the USD budget that binds the key and ``total_usage`` what its window used; a
+    key without a USD budget has no credits to report (403, as OpenRouter answers a key it refuses)."""
+    answer = shapes.credits(await key_quota(state, caller))
+    if answer is None:
+        raise PermissionDenied(
+            "This key has no USD budget, so no credits; its spend is at /api/v1/key", code="no_usd_budget"
+        )
+    return json_response(answer)
+
+
+# ``start``/``end``: an ISO 8601 date (``2026-12-01``) or date and time (RFC 3339).
+MOMENT = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]}
+
+
+GROUP = "(day|key|model|provider|user)"
+GROUPS_SCHEMA = {"type": "string", "pattern": f"^({GROUP}(,{GROUP})*)?$"}
 
 
 def unix_time(value: str | None, name: str) -> float | None:
     if value is None:
         return None
+    # RFC 3339 allows a lowercase ``t``/``z`` and a leap second (``23:59:60``), which Python's parser does not.
+    text = value.upper().replace("Z", "+00:00").replace(":60", ":59")
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidRequest(f"{name} must be an ISO date or time, not '{value}'", param=name) from None
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
@@ -73,10 +93,13 @@ async def usage(
     user: str | None = None,
     provider: str | None = None,
     model: str | None = None,
-    start: str | None = None,
-    end: str | None = None,
-    group_by: Annotated[str | None, Query(description="comma-separated: day, key, model, provider, user")] = None,
-    format: str = "json",
+    start: Annotated[str | None, Query(description="From (inclusive)", json_schema_extra=MOMENT)] = None,
+    end: Annotated[str | None, Query(description="Until (exclusive)", json_schema_extra=MOMENT)] = None,
+    group_by: Annotated[
+        str | None,
+        Query(description="comma-separated: day, key, model, provider, user", json_schema_extra=GROUPS_SCHEMA),
+    ] = None,
+    format: Literal["json", "csv"] = "json",
 ) -> Response:
     accounting = state.accounting
     if accounting is None or accounting.ledger is None:
@@ -91,7 +114,5 @@ async def usage(
     if format == "csv":
         headers = {"content-disposition": 'attachment; filename="anygate-usage.csv"'}
         return Response(as_csv(rows, groups), media_type="text/csv; charset=utf-8", headers=headers)
-    if format != "json":
-        raise InvalidRequest("format must be json or csv", param="format")
     missing = await unpriced_models(accounting.ledger.engine, where)
     return json_response({"object": "list", "group_by": groups, "data": rows, "unpriced_models": missing})

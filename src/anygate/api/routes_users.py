@@ -1,4 +1,5 @@
-"""Users (admin): people or groups that own keys; plus seed 004's ``/admin/users`` on the same model."""
+"""Users (admin): people or groups that own keys; plus ``/admin/users``, a user and its first key in one
+call (as some gateways provision users), on the same model."""
 
 from __future__ import annotations
 
@@ -68,10 +69,10 @@ async def delete_user(user_id: str, state: StateDep, _: AdminDep) -> dict[str, A
     return {"id": user_id, "deleted": True}
 
 
-# ---------------------------------------------------------------------------------- seed 004 routes
+# ---------------------------------------------------------------------------------- /admin/users
 
 
-@router.post("/admin/users", status_code=201, tags=["seed-004"])
+@router.post("/admin/users", status_code=201)
 async def admin_create_user(state: StateDep, admin: AdminDep, body: AdminUserCreate | None = None) -> dict[str, Any]:
     """Create a user with one key: ``{"id": <user id>, "token": "sk-ag-..."}`` (the token is shown once)."""
     keys = state.require_store().keys
@@ -81,11 +82,11 @@ async def admin_create_user(state: StateDep, admin: AdminDep, body: AdminUserCre
     return {"id": user.id, "name": user.name, "token": secret, "key_id": record.id}
 
 
-@router.get("/admin/users", tags=["seed-004"])
+@router.get("/admin/users")
 async def admin_list_users(state: StateDep, _: AdminDep) -> dict[str, Any]:
     return {"users": [user_view(u) for u in await state.require_store().keys.list_users()]}
 
 
-@router.delete("/admin/users/{user_id}", tags=["seed-004"])
+@router.delete("/admin/users/{user_id}")
 async def admin_delete_user(user_id: str, state: StateDep, admin: AdminDep) -> dict[str, Any]:
     return await delete_user(user_id, state, admin)

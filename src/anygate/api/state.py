@@ -44,6 +44,10 @@ class AppState:
     store: Store | None = None
     store_sync: StoreSync | None = None
 
+    def __post_init__(self) -> None:
+        # Every provider has a health sample from the moment it is registered (-1 until checked).
+        self.registry.listen_to_membership(self.metrics.track_providers)
+
     async def store_changed(self) -> None:
         """After a management write: this worker reloads its caches now (the others at their next poll),
         waiting briefly for new providers' model lists so the answer shows them."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -9,12 +10,13 @@ from pydantic import BaseModel, ValidationError
 from anygate.errors import InvalidRequest
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+REQUEST_PARTS = ("body", "query", "path", "header", "cookie")
 
 
 def describe_validation(errors: Any) -> InvalidRequest:
     """Name the first offending field: ``body.budget.period: Input should be 'daily', ...``."""
     first = errors[0] if errors else {}
-    location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    location = [str(part) for part in field_location(first.get("loc", ()))]
     field = ".".join(location) or None
     message = str(first.get("msg", "Invalid request")).removeprefix("Value error, ")
     if first.get("type") == "json_invalid":
@@ -26,6 +28,12 @@ def describe_validation(errors: Any) -> InvalidRequest:
     if first.get("type") == "extra_forbidden":
         message = "unknown field"
     return InvalidRequest(f"{field}: {message}" if field else message, param=field, code="invalid_field")
+
+
+def field_location(loc: Sequence[Any]) -> Sequence[Any]:
+    """The field's path, without the part of the request FastAPI puts first (a field may be named
+    ``path`` or ``body`` itself: only the first part is the request's)."""
+    return loc[1:] if loc[:1] and loc[0] in REQUEST_PARTS else loc
 
 
 def validate(model: type[ModelT], data: Any) -> ModelT:

@@ -1,8 +1,9 @@
-"""The quota of a calling key in the three shapes anygate serves: neutral, OpenRouter and LiteLLM.
+"""The quota of a calling key in the shapes anygate serves: neutral and OpenRouter (LiteLLM's is in
+``quota.litellm``).
 
 Pure functions of a ``KeyQuota``: per unit (tokens, USD) the budget that binds the key, and what that
-budget's window used; spend windows from the ledger. The three shapes agree: a unit's ``limit``,
-``remaining`` and reset time are the same wherever they appear.
+budget's window used; spend windows from the ledger. The shapes agree: a unit's ``limit``, ``remaining``
+and reset time are the same wherever they appear.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from anygate.accounting.budgets import LimitSpec
 from anygate.accounting.periods import Period, iso_utc, next_reset
 from anygate.accounting.reports import Spend
 
-BUDGET_DURATIONS = {"daily": "1d", "weekly": "7d", "monthly": "1mo"}
+# OpenRouter's name for each layer of budget a key counts against, in the order its enforcement checks
+# them: a member's guardrail (anygate: the key's user), a workspace budget (a team), the key's own limit.
+OPENROUTER_SCOPES = {"user": "member", "team": "workspace", "key": "key_limit"}
+# OpenRouter's free-model request counts; anygate sets no such ceiling: -1, as OpenRouter's rate_limit does.
+UNLIMITED = -1
+# anygate does not restrict where a request may be served: OpenRouter's name for no regional restriction.
+DATA_REGIONS = ("global",)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +44,21 @@ class Allowance:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetLayer:
+    """One USD budget a key counts against (its own, its user's), with what its current window used."""
+
+    kind: str  # "key" | "user"
+    owner_id: str
+    limit: float
+    used: float
+    period: Period = "none"
+
+    @property
+    def remaining(self) -> float:
+        return self.limit - self.used
+
+
+@dataclass(frozen=True, slots=True)
 class KeyQuota:
     key_id: str
     label: str
@@ -49,6 +71,9 @@ class KeyQuota:
     models: tuple[str, ...] | None = None
     expires_at: float | None = None
     is_admin: bool = False
+    # Every USD budget the key counts against, in OpenRouter's order (see ``OPENROUTER_SCOPES``).
+    usd_budgets: tuple[BudgetLayer, ...] = ()
+    free_model_requests_today: int = 0  # requests to ``:free`` model variants this UTC day
 
 
 def usd_amount(value: float | None) -> float | None:
@@ -77,6 +102,9 @@ def neutral(quota: KeyQuota, now: datetime | None = None) -> dict[str, Any]:
 
 
 def openrouter(quota: KeyQuota, now: datetime | None = None) -> dict[str, Any]:
+    """OpenRouter's ``/key``. ``limit``, ``limit_remaining`` and ``limit_reset`` describe the budget that binds
+    the key (OpenRouter: the key's own limit), so tools that read only these see what is left."""
+    now = now or datetime.now(UTC)
     usd = quota.usd
     rpm = quota.limits.rpm if quota.limits is not None else None
     data: dict[str, Any] = {
@@ -99,33 +127,54 @@ def openrouter(quota: KeyQuota, now: datetime | None = None) -> dict[str, Any]:
         "creator_user_id": quota.user_id,
         "expires_at": iso_from_unix(quota.expires_at),
         "rate_limit": {
-            "requests": rpm if rpm is not None else -1,
+            "requests": rpm if rpm is not None else UNLIMITED,
             "interval": "1m",
             "note": "requests per minute for this key; -1 is unlimited",
         },
+        "allowed_data_regions": list(DATA_REGIONS),
+        "budgets": [openrouter_budget(layer, now) for layer in quota.usd_budgets],
+        "effective_budget": effective_budget(quota.usd_budgets, now),
+        "free_model_daily_requests": {
+            "limit": UNLIMITED,
+            "remaining": UNLIMITED,
+            "used": quota.free_model_requests_today,
+        },
+        "organization_id": None,
+        "workspace_id": None,
     }
     return {"data": data}
 
 
-def litellm(quota: KeyQuota, now: datetime | None = None) -> dict[str, Any]:
-    now = now or datetime.now(UTC)
-    usd = quota.usd
-    limits = quota.limits or LimitSpec()
-    budgeted = usd.limit is not None
-    info = {
-        "key_alias": quota.label or None,
-        "key_name": quota.label or quota.key_id,
-        "spend": round(usd.used, 6),
-        "max_budget": usd.limit,
-        "budget_duration": BUDGET_DURATIONS.get(usd.period) if budgeted else None,
-        "budget_reset_at": usd.resets_at(now) if budgeted else None,
-        "tpm_limit": limits.tpm,
-        "rpm_limit": limits.rpm,
-        "models": list(quota.models or ()),
-        "expires": iso_from_unix(quota.expires_at),
-        "blocked": False,
+def openrouter_budget(layer: BudgetLayer, now: datetime) -> dict[str, Any]:
+    """One entry of OpenRouter's ``budgets``: a USD budget and its current window."""
+    return {
+        "scope": OPENROUTER_SCOPES.get(layer.kind, layer.kind),
+        "budget_id": None,
+        "guardrail_id": None,
+        "include_byok": False,  # spend with the caller's own provider key never counts against a budget
+        "limit_usd": layer.limit,
+        "spend_usd": round(layer.used, 6),
+        "remaining_usd": round(layer.remaining, 6),
+        "reset_interval": None if layer.period == "none" else layer.period,
+        "resets_at": iso_utc(next_reset(layer.period, now)),
     }
-    return {"key": quota.key_id, "info": info}
+
+
+def effective_budget(layers: tuple[BudgetLayer, ...], now: datetime) -> dict[str, Any] | None:
+    """The budget that refuses requests first: the least left (the first in order on a tie)."""
+    if not layers:
+        return None
+    tightest = min(layers, key=lambda layer: layer.remaining)
+    return openrouter_budget(tightest, now)
+
+
+def credits(quota: KeyQuota) -> dict[str, Any] | None:
+    """OpenRouter's ``/credits``: the binding USD budget as the credits, and what its window used (so
+    ``total_credits - total_usage`` is ``limit_remaining``). None for a key without a USD budget."""
+    usd = quota.usd
+    if usd.limit is None:
+        return None
+    return {"data": {"total_credits": usd.limit, "total_usage": round(usd.used, 6)}}
 
 
 def iso_from_unix(moment: float | None) -> str | None:

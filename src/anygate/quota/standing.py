@@ -14,13 +14,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope
+from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope, budget_spec, limit_spec
 from anygate.accounting.enforcer import budget_bucket
 from anygate.accounting.periods import Period
-from anygate.accounting.reports import spend
+from anygate.accounting.reports import UsageFilter, free_model_requests, last_request_at, spend, spend_by_model
 from anygate.accounting.windows import ScopeKind, ledger_window, window_usage
 from anygate.auth import Principal
-from anygate.quota.shapes import Allowance, KeyQuota
+from anygate.quota.litellm import KeyFacts, UserFacts
+from anygate.quota.shapes import Allowance, BudgetLayer, KeyQuota
+from anygate.store.keys import ROTATION_GRACE, KeyRecord, UserRecord
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from anygate.accounting.service import Accounting
 
 Unit = Literal["tokens", "usd"]
+LAYER_ORDER = {"user": 0, "team": 1, "key": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,14 +49,16 @@ async def key_quota(
     now = now or datetime.now(UTC)
     await ledger.flush()
     scopes = accounting.budget_source(principal)
-    tokens = await binding(accounting, ledger.engine, scopes, "tokens", now)
-    usd = await binding(accounting, ledger.engine, scopes, "usd", now)
+    tokens = least_left(await budgets_of(accounting, ledger.engine, scopes, "tokens", now))
+    usd_budgets = await budgets_of(accounting, ledger.engine, scopes, "usd", now)
+    usd = least_left(usd_budgets)
     window = tokens or usd or Binding(Allowance(), "key", principal.key_id)
     if tokens is None:
         tokens = await unlimited(ledger.engine, window, "tokens", now)
     if usd is None:
         usd = await unlimited(ledger.engine, window, "usd", now)
     paid, byok = await spend(ledger.engine, principal.key_id, now)
+    free_requests = await free_model_requests(ledger.engine, principal.key_id, now)
     expires_at = getattr(principal, "expires_at", None)
     return KeyQuota(
         key_id=principal.key_id,
@@ -67,25 +72,37 @@ async def key_quota(
         models=principal.models,
         expires_at=expires_at if isinstance(expires_at, int | float) else None,
         is_admin=principal.is_admin,
+        usd_budgets=tuple(openrouter_order(usd_budgets)),
+        free_model_requests_today=free_requests,
     )
 
 
-async def binding(
+async def budgets_of(
     accounting: Accounting, engine: AsyncEngine, scopes: Sequence[Scope], unit: Unit, now: datetime
-) -> Binding | None:
-    """The budget limiting ``unit`` with the least left (the key's before its user's on a tie)."""
-    found: Binding | None = None
-    least = 0.0
+) -> list[Binding]:
+    """Each budget limiting ``unit`` (the key's, then its user's), with what its window used."""
+    found: list[Binding] = []
     for scope in scopes:
         budget = scope.budget
         limit = None if budget is None else (budget.tokens if unit == "tokens" else budget.usd)
         if budget is None or limit is None:
             continue
         used = await used_in(accounting, engine, scope, budget, unit, now)
-        if found is None or limit - used < least:
-            found = Binding(Allowance(limit, used, budget.period, scope.kind), scope.kind, scope.id)
-            least = limit - used
+        found.append(Binding(Allowance(limit, used, budget.period, scope.kind), scope.kind, scope.id))
     return found
+
+
+def least_left(budgets: Sequence[Binding]) -> Binding | None:
+    """The budget with the least left: the one that binds (the key's before its user's on a tie)."""
+    return min(budgets, key=lambda budget: (budget.allowance.limit or 0.0) - budget.allowance.used, default=None)
+
+
+def openrouter_order(budgets: Sequence[Binding]) -> list[BudgetLayer]:
+    """USD budgets as OpenRouter lists them: a member's (the user's) before the key's own."""
+    layers = [
+        BudgetLayer(b.kind, b.scope_id, b.allowance.limit or 0.0, b.allowance.used, b.allowance.period) for b in budgets
+    ]
+    return sorted(layers, key=lambda layer: LAYER_ORDER.get(layer.kind, len(LAYER_ORDER)))
 
 
 async def used_in(
@@ -122,4 +139,48 @@ def tightest(scopes: Sequence[Scope]) -> LimitSpec | None:
 
     return LimitSpec(
         lowest([s.rpm for s in specs]), lowest([s.tpm for s in specs]), lowest([s.concurrency for s in specs])
+    )
+
+
+async def user_facts(
+    accounting: Accounting, ledger: Ledger, user: UserRecord, now: datetime | None = None
+) -> UserFacts:
+    """A user's USD allowance (its budget's window, else all time), limits and spend per model."""
+    now = now or datetime.now(UTC)
+    await ledger.flush()
+    scope = Scope("user", user.id, budget_spec(user.budget), limit_spec(user.limits))
+    usd = least_left(await budgets_of(accounting, ledger.engine, [scope], "usd", now))
+    if usd is None:
+        period = scope.budget.period if scope.budget is not None else "none"
+        usd = await unlimited(ledger.engine, Binding(Allowance(period=period), "user", user.id), "usd", now)
+    by_model = await spend_by_model(ledger.engine, UsageFilter(user_id=user.id))
+    return UserFacts(
+        id=user.id,
+        name=user.name,
+        usd=usd.allowance,
+        total_spend=sum(by_model.values()),
+        limits=scope.limits,
+        created_at=user.created_at,
+        model_spend=by_model,
+    )
+
+
+async def key_facts(ledger: Ledger, key_id: str, record: KeyRecord | None, now: datetime | None = None) -> KeyFacts:
+    """What the store and the ledger know of a key beyond its quota (``record`` None: a key the store
+    does not hold, such as the admin key)."""
+    by_model = await spend_by_model(ledger.engine, UsageFilter(key_id=key_id))
+    last_active = await last_request_at(ledger.engine, key_id)
+    if record is None:
+        return KeyFacts(last_active=last_active, model_spend=by_model)
+    rotated_at = None
+    if record.previous_valid_until is not None:
+        rotated_at = record.previous_valid_until - ROTATION_GRACE
+    return KeyFacts(
+        key_prefix=record.key_prefix,
+        status=record.status(now or datetime.now(UTC)),
+        created_at=record.created_at,
+        created_by=record.created_by,
+        rotated_at=rotated_at,
+        last_active=last_active,
+        model_spend=by_model,
     )

@@ -108,6 +108,13 @@ class KeyStore:
             row = (await connection.execute(select(api_keys).where(api_keys.c.id == key_id))).mappings().first()
         return _key(row) if row is not None else None
 
+    async def find_key_by_hash(self, key_hash: str) -> KeyRecord | None:
+        """The key whose current secret has this SHA-256 (revoked and expired keys too)."""
+        async with self.db.connect() as connection:
+            query = select(api_keys).where(api_keys.c.key_hash == key_hash)
+            row = (await connection.execute(query)).mappings().first()
+        return _key(row) if row is not None else None
+
     async def update_key(self, key_id: str, fields: dict[str, Any]) -> KeyRecord | None:
         values = {name: value for name, value in fields.items() if name in KEY_FIELDS}
         if values:

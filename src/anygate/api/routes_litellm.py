@@ -1,0 +1,127 @@
+"""LiteLLM's management reads, for the tools that follow ``/key/info`` to ``user_id`` to ``/user/info``.
+
+GET /key/info[?key=]         a key: the caller's, or the one named (admins: any; others: their own)
+GET /user/info[?user_id=]    a user and its keys (admins: any, or every key; others: their own user)
+GET /team/info?team_id=      a team: 404 in LiteLLM's shape for any team until anygate has teams
+
+``?key=`` names a key by its secret (``sk-ag-...``), its SHA-256 (LiteLLM's clients send the hash) or
+its anygate id (``key_...``). Someone else's key is 403 for a non-admin whether it exists or not.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from anygate.accounting.ledger import Ledger
+from anygate.accounting.service import Accounting
+from anygate.api.deps import CallerDep, StateDep
+from anygate.api.rights import owns
+from anygate.api.routes_quota import json_response
+from anygate.api.state import AppState
+from anygate.auth import KEY_PREFIX, Principal, extract_token, hash_key
+from anygate.errors import NotFound, PermissionDenied, ServiceUnavailable
+from anygate.quota import litellm, standing
+from anygate.store.keys import KeyRecord, UserRecord
+from anygate.store.sync import principal_of
+
+router = APIRouter(tags=["LiteLLM compatible"])
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+KEY_QUERY = (
+    "The key to describe: its secret, its SHA-256 (hex) or its id. Default: the calling key. "
+    "A non-admin key may name only its own keys (and its user's)."
+)
+
+
+def accounting_of(state: AppState) -> tuple[Accounting, Ledger]:
+    accounting = state.accounting
+    if accounting is None or accounting.ledger is None:
+        raise ServiceUnavailable("Accounting is not running", code="accounting_unavailable")
+    return accounting, accounting.ledger
+
+
+async def find_key(state: AppState, named: str) -> KeyRecord | None:
+    keys = state.require_store().keys
+    if named.startswith(KEY_PREFIX):
+        return await keys.find_key_by_hash(hash_key(named))
+    if SHA256_HEX.match(named):
+        return await keys.find_key_by_hash(named)
+    return await keys.get_key(named)
+
+
+def names_caller(request: Request, named: str) -> bool:
+    """Whether ``?key=`` names the secret the caller presented (or its hash)."""
+    token = extract_token(request.scope["headers"])
+    return token is not None and named in (token, hash_key(token))
+
+
+async def owner_of(state: AppState, record: KeyRecord) -> UserRecord | None:
+    return await state.require_store().keys.get_user(record.user_id) if record.user_id is not None else None
+
+
+async def key_row(state: AppState, principal: Principal, record: KeyRecord | None) -> dict[str, Any]:
+    """LiteLLM's row of one key: its quota, and what the store and the ledger know of it."""
+    accounting, ledger = accounting_of(state)
+    quota = await standing.key_quota(accounting, ledger, principal)
+    facts = await standing.key_facts(ledger, principal.key_id, record)
+    return litellm.key_info(quota, facts)
+
+
+async def stored_key_row(state: AppState, record: KeyRecord, owner: UserRecord | None) -> dict[str, Any]:
+    return await key_row(state, principal_of(record, owner), record)
+
+
+@router.get("/key/info")
+async def key_info(
+    request: Request,
+    state: StateDep,
+    caller: CallerDep,
+    key: Annotated[str | None, Query(description=KEY_QUERY)] = None,
+) -> Response:
+    """LiteLLM's key row of the calling key, or of the key named by ``?key=``."""
+    if key is None or names_caller(request, key):
+        record = await state.require_store().keys.get_key(caller.key_id)
+        return json_response({"key": caller.key_id, "info": await key_row(state, caller, record)})
+    record = await find_key(state, key)
+    if record is None or not owns(caller, record):
+        if not caller.is_admin:
+            raise PermissionDenied("This key may only ask about its own keys", param="key", code="not_owner")
+        raise NotFound("Unknown key", param="key", code="key_not_found")
+    row = await stored_key_row(state, record, await owner_of(state, record))
+    return json_response({"key": record.id, "info": row})
+
+
+@router.get("/user/info")
+async def user_info(
+    state: StateDep,
+    caller: CallerDep,
+    user_id: Annotated[str | None, Query(description="The user (default: the calling key's user)")] = None,
+) -> Response:
+    """LiteLLM's user row and the rows of the user's keys. An admin without ``user_id`` gets every key."""
+    store = state.require_store()
+    if user_id is None and caller.is_admin:
+        rows = [await stored_key_row(state, r, await owner_of(state, r)) for r in await store.keys.list_keys()]
+        return json_response(litellm.user_answer(None, rows))
+    wanted = user_id or caller.user_id
+    if wanted is None:
+        raise NotFound("This key belongs to no user", param="user_id", code="user_not_found")
+    if not caller.is_admin and wanted != caller.user_id:
+        raise PermissionDenied("This key may only ask about its own user", param="user_id", code="not_owner")
+    user = await store.keys.get_user(wanted)
+    if user is None:
+        raise NotFound(f"User {wanted} not found", param="user_id", code="user_not_found")
+    rows = [await stored_key_row(state, record, user) for record in await store.keys.list_keys(user.id)]
+    accounting, ledger = accounting_of(state)
+    return json_response(litellm.user_answer(await standing.user_facts(accounting, ledger, user), rows))
+
+
+@router.get("/team/info")
+async def team_info(
+    _: CallerDep,
+    team_id: Annotated[str, Query(description="The team to describe")],
+) -> Response:
+    """LiteLLM's team row. anygate has no teams yet: every team is unknown (404, as LiteLLM answers)."""
+    raise NotFound(f"Team not found, passed team id: {team_id}.", param="team_id", code="team_not_found")

@@ -1,0 +1,380 @@
+"""The shapes of anygate's answers, for the OpenAPI document (``api/openapi.py``) only.
+
+Handlers build their answers as plain dicts (no pydantic model per request); these models say what those
+dicts hold, and the schemathesis test checks every answer against them. Fields a shape may grow later are
+allowed: extra members are never an error for a client.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class View(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# ------------------------------------------------------------------------------ health and models
+
+
+class Health(View):
+    status: Literal["ok"]
+
+
+class Ready(View):
+    status: Literal["ready"]
+    checks: dict[str, str] = Field(description="Each dependency: `ok` or why not.")
+    providers: dict[str, dict[str, Any]]
+
+
+class ModelObject(View):
+    id: str = Field(description="`<provider>/<model>`")
+    object: Literal["model"]
+    created: int
+    owned_by: str
+    context_length: int | None = None
+    pricing: dict[str, Any] | None = None
+    name: str | None = None
+
+
+class ModelList(View):
+    object: Literal["list"]
+    data: list[ModelObject]
+
+
+class ProviderSummary(View):
+    id: str
+    name: str | None
+    type: str | None
+    base_url: str | None
+    configured: bool
+    healthy: bool | None
+    default: bool
+    models: list[str]
+
+
+class ProviderList(View):
+    object: Literal["list"]
+    data: list[ProviderSummary]
+    default_provider: str | None
+
+
+class ProviderModels(View):
+    object: Literal["list"]
+    data: list[ModelObject]
+    provider: str
+    source: str = Field(description="`discovered`, `configured`, `last-known` or `unknown`")
+    error: str | None = Field(None, description="Why discovery failed, when it did.")
+
+
+class ProviderCheck(View):
+    id: str
+    name: str | None
+    configured: bool
+    healthy: bool
+    latency_ms: float | None
+    error: str | None = None
+
+
+class HealthCheckReport(View):
+    status: Literal["completed"]
+    providers: list[ProviderCheck]
+
+
+# ------------------------------------------------------------------------------ providers
+
+
+class ProviderView(View):
+    """A provider as the management API shows it: its secrets as `"***"`."""
+
+    id: str
+    name: str | None
+    type: str | None
+    base_url: str | None
+    configured: bool
+    healthy: bool | None
+    default: bool
+    models: list[str]
+    origin: Literal["file", "env", "store"]
+    read_only: bool
+    api_key: Literal["***"] | None = None
+    api_keys: list[Literal["***"]] = []
+    unavailable: str | None = Field(None, description="Why a stored provider is out of routing, when it is.")
+
+
+class Deleted(View):
+    id: str
+    deleted: Literal[True]
+
+
+class ProbeResult(View):
+    provider: str
+    checked_at: int
+    models: dict[str, Any] | None = None
+    model: str | None = None
+    chat: dict[str, Any]
+    capabilities: dict[str, bool]
+
+
+# ------------------------------------------------------------------------------ keys and users
+
+
+class KeyView(View):
+    """A key as the API shows it: never its secret, only its first characters."""
+
+    id: str
+    alias: str
+    key_prefix: str
+    user_id: str | None
+    role: Literal["admin", "user"]
+    models: list[str] | None
+    providers: list[str] | None
+    expires_at: str | None
+    revoked_at: str | None
+    created_at: str | None
+    previous_secret_valid_until: str | None
+    budget: dict[str, Any] | None
+    limits: dict[str, Any] | None
+    status: Literal["active", "expired", "revoked"]
+
+
+class KeyCreated(KeyView):
+    key: str = Field(description="The secret (`sk-ag-...`), in this answer only.")
+
+
+class KeyRotated(KeyCreated):
+    previous_key_expires_at: str | None
+
+
+class KeyList(View):
+    object: Literal["list"]
+    data: list[KeyView]
+
+
+class UserView(View):
+    id: str
+    name: str
+    budget: dict[str, Any] | None
+    limits: dict[str, Any] | None
+    created_at: str | None
+
+
+class UserDetail(UserView):
+    keys: list[KeyView]
+
+
+class UserList(View):
+    object: Literal["list"]
+    data: list[UserView]
+
+
+class UserWithKey(View):
+    id: str
+    name: str
+    token: str = Field(description="The new key's secret, in this answer only.")
+    key_id: str
+
+
+class UsersOnly(View):
+    users: list[UserView]
+
+
+class Credentials(View):
+    """The caller's own provider keys, masked (`sk-ant-a...mnop`, or `"***"` for short ones)."""
+
+    providers: dict[str, dict[str, str]] | None = None
+
+
+# ------------------------------------------------------------------------------ quota and usage
+
+
+class TokenQuota(View):
+    limit: int | None
+    used: int
+    remaining: int | None
+    resets_at: str | None
+
+
+class CostQuota(View):
+    currency: str
+    limit: float | None
+    used: float
+    remaining: float | None
+
+
+class NeutralQuota(View):
+    key: str
+    tokens: TokenQuota
+    cost: CostQuota
+
+
+class OpenRouterBudget(View):
+    scope: str
+    budget_id: str | None
+    guardrail_id: str | None
+    include_byok: bool
+    limit_usd: float
+    spend_usd: float
+    remaining_usd: float
+    reset_interval: Literal["daily", "weekly", "monthly"] | None
+    resets_at: str | None
+
+
+class OpenRouterRateLimit(View):
+    requests: int
+    interval: str
+    note: str
+
+
+class FreeModelRequests(View):
+    limit: int
+    remaining: int
+    used: int
+
+
+class OpenRouterKeyData(View):
+    label: str
+    limit: float | None
+    limit_remaining: float | None
+    limit_reset: str | None
+    usage: float
+    usage_daily: float
+    usage_weekly: float
+    usage_monthly: float
+    byok_usage: float
+    byok_usage_daily: float
+    byok_usage_weekly: float
+    byok_usage_monthly: float
+    include_byok_in_limit: bool
+    is_free_tier: bool
+    is_management_key: bool
+    is_provisioning_key: bool
+    creator_user_id: str | None
+    expires_at: str | None
+    rate_limit: OpenRouterRateLimit
+    allowed_data_regions: list[str]
+    budgets: list[OpenRouterBudget]
+    effective_budget: OpenRouterBudget | None
+    free_model_daily_requests: FreeModelRequests
+    organization_id: str | None
+    workspace_id: str | None
+
+
+class OpenRouterKey(View):
+    data: OpenRouterKeyData
+
+
+class OpenRouterCreditsData(View):
+    total_credits: float
+    total_usage: float
+
+
+class OpenRouterCredits(View):
+    data: OpenRouterCreditsData
+
+
+class UsageReport(View):
+    object: Literal["list"]
+    group_by: list[str]
+    data: list[dict[str, Any]]
+    unpriced_models: list[dict[str, Any]]
+
+
+class LiteLLMKeyRow(View):
+    """LiteLLM's key row: every field of it (see docs/compatibility.md), the main ones typed here."""
+
+    key_name: str | None
+    key_alias: str | None
+    spend: float
+    total_spend: float
+    max_budget: float | None
+    expires: str | None
+    models: list[str]
+    user_id: str | None
+    team_id: str | None
+    max_parallel_requests: int | None
+    metadata: dict[str, Any]
+    tpm_limit: int | None
+    rpm_limit: int | None
+    budget_duration: str | None
+    budget_reset_at: str | None
+    blocked: bool | None
+    status: Literal["active", "expired", "revoked"]
+    created_at: str | None
+
+
+class LiteLLMKeyInfo(View):
+    key: str = Field(description="The key's anygate id (never its secret).")
+    info: LiteLLMKeyRow
+
+
+class LiteLLMUserRow(View):
+    user_id: str
+    user_alias: str | None
+    spend: float
+    max_budget: float | None
+    models: list[str]
+    teams: list[str]
+
+
+class LiteLLMUserInfo(View):
+    user_id: str | None
+    user_info: LiteLLMUserRow | None
+    keys: list[LiteLLMKeyRow]
+    teams: list[dict[str, Any]]
+
+
+# ------------------------------------------------------------------------------ the model routes
+
+
+class ModelRequest(View):
+    """What anygate reads of a model request; every other member goes to the upstream as sent (see
+    OpenAI's API reference for each route's members)."""
+
+    model: str = Field(min_length=1, description="`<provider>/<model>`, a model a provider lists, or an alias.")
+
+
+class Usage(View):
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+
+
+class ChatCompletion(View):
+    id: str
+    object: str = Field(description="`chat.completion`")
+    created: int
+    model: str
+    choices: list[dict[str, Any]]
+    usage: Usage | None = None
+
+
+class Completion(View):
+    id: str
+    object: str = Field(description="`text_completion`")
+    created: int
+    model: str
+    choices: list[dict[str, Any]]
+    usage: Usage | None = None
+
+
+class EmbeddingList(View):
+    object: Literal["list"]
+    data: list[dict[str, Any]]
+    model: str
+    usage: Usage | None = None
+
+
+class ResponseObject(View):
+    id: str
+    object: Literal["response"]
+    created_at: int | float
+    model: str
+    output: list[dict[str, Any]]
+    usage: dict[str, Any] | None = None
+
+
+class ProxyAnswer(View):
+    """The upstream's own answer, passed on as it came."""
