@@ -179,6 +179,9 @@ class QuotaSource(Strict):
     label: str | None = None
     format: QuotaFormat = "neutral"
     api_key: SecretStr | None = None
+    # The quota client runs on the user's machine against gateways the user lists (often on loopback or a
+    # LAN): private networks are allowed unless refused here; link-local and metadata never are.
+    allow_private_network: bool = True
 
 
 class PriceConfig(Strict):

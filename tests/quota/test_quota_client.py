@@ -371,3 +371,17 @@ async def test_poll_sources_skips_sources_without_a_key(home: Path, server: str)
     settings = load_settings(environ=environ(home, GW_API_KEY=KEY))
     (result,) = await poll_sources(settings)
     assert result.quota is not None and result.quota.tokens is not None
+
+
+async def test_poll_sources_go_through_the_ssrf_guard(home: Path, server: str) -> None:
+    """Loopback is reached by default (the user's own gateway), refused when the source says so; the
+    refused poll never reaches the server."""
+    refused = {"id": "gw", "base_url": server, "quota_path": "ok", "allow_private_network": False}
+    write_user_config(home, [refused])
+    settings = load_settings(environ=environ(home, GW_API_KEY=KEY))
+    (result,) = await poll_sources(settings)
+    assert result.error is not None and not SEEN
+    assert result.error.startswith("URL refused: address 127.0.0.1 is loopback; set allow_private_network")
+    write_user_config(home, [{**refused, "allow_private_network": True}])
+    (result,) = await poll_sources(load_settings(environ=environ(home, GW_API_KEY=KEY)))
+    assert result.error is None and SEEN

@@ -9,6 +9,12 @@ global config (``quota_sources[].api_key``; project-local files are not trusted 
 ``auth.json`` in the data dir (``{"<id>": {"type": "api", "key": "..."}}``). A key from the global config
 goes only to the ``base_url`` that same global entry names: a project file that reuses the id with another
 URL gets no key from it.
+
+Requests go through an ``upstream.UpstreamPool`` (the one factory of HTTP sessions): every address a
+source's host resolves to passes the SSRF guard. A gateway provider keeps its ``allow_private_network``;
+a ``quota_sources`` entry may reach loopback and private networks unless it says
+``allow_private_network: false`` (the quota client runs on the user's own machine, against gateways the
+user lists, often on loopback or a LAN). Link-local and metadata addresses are never reached.
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ import yaml
 from pydantic import ValidationError
 
 from anygate.catalog import join_url, key_env_name
+from anygate.netguard import UnsafeURL, check_url, validate_url_shape
 from anygate.quota.formats import NO_CURRENCY, UNEXPECTED_SHAPE, Quota, QuotaFormat, UnexpectedShape, normalize
 from anygate.settings import QuotaSource, Settings
+from anygate.upstream import UpstreamPool
 
 MAX_BODY_BYTES = 262144
 DEFAULT_TIMEOUT = 5.0
@@ -43,6 +51,7 @@ class Source:
     quota_path: str
     format: QuotaFormat
     label: str
+    allow_private_network: bool = True
 
     @property
     def url(self) -> str:
@@ -99,12 +108,14 @@ def configured_sources(settings: Settings, user_sources: list[QuotaSource]) -> l
     for provider in settings.providers:
         if provider.quota is not None and provider.base_url and provider.enabled:
             label = provider.name or provider.id
-            found[provider.id] = Source(
-                provider.id, provider.base_url, provider.quota.path, provider.quota.format, label
-            )
+            quota = provider.quota
+            private = bool(provider.allow_private_network)
+            found[provider.id] = Source(provider.id, provider.base_url, quota.path, quota.format, label, private)
     for entry in [*settings.quota_sources, *user_sources]:
         if entry.id not in found:
-            found[entry.id] = Source(entry.id, entry.base_url, entry.quota_path, entry.format, entry.label or entry.id)
+            label = entry.label or entry.id
+            private = entry.allow_private_network
+            found[entry.id] = Source(entry.id, entry.base_url, entry.quota_path, entry.format, label, private)
     return list(found.values())
 
 
@@ -155,6 +166,15 @@ async def fetch_quota(
     session: aiohttp.ClientSession, source: Source, key: str, timeout: float = DEFAULT_TIMEOUT
 ) -> Quota:
     """Poll one source; raise QuotaFetchError with a contract message."""
+    try:
+        validate_url_shape(source.url)
+    except UnsafeURL:
+        raise QuotaFetchError("Invalid URL") from None
+    try:
+        # aiohttp resolves only host names (through the guard); a literal address is checked here.
+        check_url(source.url, source.allow_private_network)
+    except UnsafeURL as exc:
+        raise QuotaFetchError(f"URL refused: {exc}") from None
     try:
         async with asyncio.timeout(timeout):
             body = await _get_json(session, source.url, key)
@@ -215,18 +235,22 @@ async def poll_sources(settings: Settings, timeout: float = DEFAULT_TIMEOUT) -> 
     """Every configured source, polled concurrently; sources without a key are skipped."""
     user_sources = read_user_config(settings.user_config_file)
     sources = configured_sources(settings, user_sources)
-    async with aiohttp.ClientSession(trust_env=False) as session:
+    pool = UpstreamPool(connection_limit=max(1, len(sources)))
 
-        async def poll(source: Source) -> QuotaResult:
-            resolved = resolve_key(settings, source, user_sources)
-            if resolved.key is None:
-                return QuotaResult(source, skipped=True)
-            try:
-                return QuotaResult(source, await fetch_quota(session, source, resolved.key, timeout))
-            except QuotaFetchError as exc:
-                return QuotaResult(source, error=str(exc))
+    async def poll(source: Source) -> QuotaResult:
+        resolved = resolve_key(settings, source, user_sources)
+        if resolved.key is None:
+            return QuotaResult(source, skipped=True)
+        session = pool.session(source.allow_private_network)
+        try:
+            return QuotaResult(source, await fetch_quota(session, source, resolved.key, timeout))
+        except QuotaFetchError as exc:
+            return QuotaResult(source, error=str(exc))
 
+    try:
         return list(await asyncio.gather(*(poll(s) for s in sources)))
+    finally:
+        await pool.close()
 
 
 def key_status(settings: Settings) -> list[dict[str, Any]]:

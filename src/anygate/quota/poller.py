@@ -5,6 +5,9 @@ Every ``CHECK_EVERY`` seconds each process looks at each such provider: the one 
 (``polls.QuotaPolls``) asks the upstream and stores the answer; the others read the stored answer. The
 result is the provider's ``quota`` in ``/v1/providers`` (normalized, with ``checked_at`` and any
 ``error``) and the gauge ``anygate_upstream_quota_remaining{provider, unit}``, on every process.
+
+Polls go through the process's ``UpstreamPool``, like every other upstream request: the SSRF guard checks
+each address the provider's host resolves to, under the provider's own ``allow_private_network``.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
 
 from anygate.quota.client import QuotaFetchError, Source, fetch_quota
 from anygate.quota.polls import QuotaPolls
+from anygate.upstream import UpstreamPool
 
 if TYPE_CHECKING:
     from anygate.api.state import AppState
@@ -36,14 +39,17 @@ def source_of(runtime: ProviderRuntime) -> Source | None:
     config = runtime.config
     if config.quota is None or not config.base_url:
         return None
-    return Source(config.id, config.base_url, config.quota.path, config.quota.format, config.name or config.id)
+    label = config.name or config.id
+    return Source(
+        config.id, config.base_url, config.quota.path, config.quota.format, label, bool(config.allow_private_network)
+    )
 
 
-async def fetch_view(session: aiohttp.ClientSession, source: Source, key: str) -> dict[str, Any]:
+async def fetch_view(pool: UpstreamPool, source: Source, key: str) -> dict[str, Any]:
     """What the provider's quota endpoint says, as ``/v1/providers`` shows it."""
     view: dict[str, Any] = {"path": source.quota_path, "format": source.format, "checked_at": int(time.time())}
     try:
-        quota = await fetch_quota(session, source, key)
+        quota = await fetch_quota(pool.session(source.allow_private_network), source, key)
     except QuotaFetchError as exc:
         view["error"] = str(exc)
     else:
@@ -72,7 +78,7 @@ async def shared_result(polls: QuotaPolls, provider_id: str) -> dict[str, Any] |
         await asyncio.sleep(RESULT_WAIT)
 
 
-async def poll_once(state: AppState, session: aiohttp.ClientSession, polls: QuotaPolls, interval: float) -> None:
+async def poll_once(state: AppState, polls: QuotaPolls, interval: float) -> None:
     for runtime in list(state.registry.runtimes.values()):
         source = source_of(runtime)
         key = state.settings.provider_key(runtime.config)
@@ -81,7 +87,7 @@ async def poll_once(state: AppState, session: aiohttp.ClientSession, polls: Quot
         now = time.time()
         view: dict[str, Any] | None
         if await polls.claim(runtime.id, now, interval):
-            view = await fetch_view(session, source, key)
+            view = await fetch_view(state.pool, source, key)
             await polls.store(runtime.id, view, now)
         else:
             view = await shared_result(polls, runtime.id)
@@ -92,10 +98,9 @@ async def poll_once(state: AppState, session: aiohttp.ClientSession, polls: Quot
 async def poll_upstream_quotas(state: AppState) -> None:
     interval = max(MIN_INTERVAL, state.settings.quota_poll_interval)
     polls = QuotaPolls(state.require_store().db.engine)
-    async with aiohttp.ClientSession(trust_env=False) as session:
-        while True:
-            try:
-                await poll_once(state, session, polls, interval)
-            except SQLAlchemyError:
-                log.exception("upstream quota polls: the store's database failed; trying again later")
-            await asyncio.sleep(CHECK_EVERY)
+    while True:
+        try:
+            await poll_once(state, polls, interval)
+        except SQLAlchemyError:
+            log.exception("upstream quota polls: the store's database failed; trying again later")
+        await asyncio.sleep(CHECK_EVERY)
