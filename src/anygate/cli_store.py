@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -243,7 +244,13 @@ def stored_provider(settings: Settings, provider_id: str) -> tuple[ProviderConfi
     if stored is None:
         err_console_print(f"no provider '{provider_id}' is configured or stored")
         raise typer.Exit(1)
-    return ProviderConfig.model_validate(stored.config), stored.api_key
+    try:
+        return ProviderConfig.model_validate(stored.config), stored.api_key
+    except ValidationError as exc:
+        from anygate.store.sync import describe_errors
+
+        err_console_print(f"stored provider '{provider_id}' is invalid: {describe_errors(exc)}")
+        raise typer.Exit(1) from None
 
 
 def err_console_print(message: str) -> None:

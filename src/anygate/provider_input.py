@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from anygate.api.validation import describe_validation
 from anygate.errors import InvalidRequest
+from anygate.header_rules import InvalidHeader, has_control_characters
 from anygate.netguard import UnsafeURL, check_url_resolved
 from anygate.settings import ProviderConfig
 from anygate.store.providers import KEEP
@@ -43,7 +44,16 @@ def split_key(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     api_key = spec.pop("api_key", KEEP)
     if api_key is not KEEP and api_key is not None and not isinstance(api_key, str):
         raise InvalidRequest("api_key: must be a string or null", param="api_key", code="invalid_field")
+    if isinstance(api_key, str):
+        check_key_text(api_key)
     return spec, api_key
+
+
+def check_key_text(api_key: str) -> None:
+    """A key goes upstream in a header: a control character in it would fail every request."""
+    if has_control_characters(api_key):
+        message = "api_key: the key contains a control character (CR, LF, NUL, ...)"
+        raise InvalidRequest(message, param="api_key", code="invalid_field")
 
 
 async def checked(spec: dict[str, Any]) -> ProviderConfig:
@@ -51,9 +61,6 @@ async def checked(spec: dict[str, Any]) -> ProviderConfig:
     try:
         config = ProviderConfig.model_validate(spec)
     except ValidationError as exc:
-        unsafe = [e for e in exc.errors() if isinstance((e.get("ctx") or {}).get("error"), UnsafeURL)]
-        if unsafe:  # raised by the provider object as a whole: name the field it is about
-            raise unsafe_url(unsafe[0]["ctx"]["error"]) from None
         raise describe_provider_errors(exc) from None
     try:
         await check_url_resolved(config.base_url or "", bool(config.allow_private_network))
@@ -64,13 +71,20 @@ async def checked(spec: dict[str, Any]) -> ProviderConfig:
 
 def describe_provider_errors(exc: ValidationError) -> InvalidRequest:
     """A 400 naming the field, also for the errors the provider object raises as a whole."""
-    first = exc.errors()[0]
+    errors = exc.errors(include_input=False)  # a stored value (a header, a key) may be a secret
+    for error in errors:
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, UnsafeURL):  # raised by the provider object as a whole: name the field
+            return unsafe_url(cause)
+        if isinstance(cause, InvalidHeader):
+            return InvalidRequest(str(cause), param=f"headers.{cause.name}", code="invalid_header")
+    first = errors[0]
     if not first.get("loc"):
         message = str(first.get("msg", "")).removeprefix("Value error, ")
         for start, field in WHOLE_OBJECT_ERRORS:
             if message.startswith(start):
                 return InvalidRequest(f"{field}: {message}", param=field, code="invalid_field")
-    return describe_validation(exc.errors())
+    return describe_validation(errors)
 
 
 def unsafe_url(exc: UnsafeURL) -> InvalidRequest:

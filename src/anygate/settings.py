@@ -27,6 +27,7 @@ from anygate.catalog import (
     key_env_name,
 )
 from anygate.errors import ConfigError
+from anygate.header_rules import check_headers, has_control_characters
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 DEFAULT_OPENROUTER_URL = "https://openrouter.ai/api/v1"
@@ -51,6 +52,13 @@ class CloudflareVia(Strict):
     account_id: str
     gateway_id: str
     token: SecretStr | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _sendable_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and has_control_characters(value.get_secret_value()):
+            raise ValueError("the token contains a control character (CR, LF, NUL, ...)")
+        return value
 
 
 class Via(Strict):
@@ -100,6 +108,27 @@ class ProviderConfig(Strict):
         if value is not None and value not in PRESETS:
             known = ", ".join(sorted(PRESETS))
             raise ValueError(f"unknown provider type '{value}' (known: {known})")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        check_headers(value)  # InvalidHeader names the header, never its value
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _sendable_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and has_control_characters(value.get_secret_value()):
+            raise ValueError("the key contains a control character (CR, LF, NUL, ...)")
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _sendable_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for index, key in enumerate(value):
+            if has_control_characters(key.get_secret_value()):
+                raise ValueError(f"key {index} contains a control character (CR, LF, NUL, ...)")
         return value
 
     @field_validator("base_url")

@@ -83,8 +83,11 @@ async def list_providers(state: StateDep, caller: CallerDep) -> dict[str, Any]:
         for r in registry.runtimes.values()
         if caller.may_use_provider(r.id)
     ]
-    unavailable = state.store_sync.unavailable_providers if state.store_sync is not None else {}
+    sync = state.store_sync
+    unavailable = sync.unavailable_providers if sync is not None else {}
     data += [unavailable_view(p) for p in unavailable.values() if caller.may_use_provider(p.id)]
+    invalid = sync.invalid_providers if sync is not None else {}
+    data += [unavailable_view(p, f"invalid: {why}") for p, why in invalid.values() if caller.may_use_provider(p.id)]
     return {"object": "list", "data": data, "default_provider": registry.index.default_provider}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from pydantic import ValidationError
 
 from anygate.api.deps import AdminDep, JsonBody, StateDep
 from anygate.api.openapi import request_body
@@ -27,6 +28,7 @@ from anygate.provider_input import (
 )
 from anygate.settings import ProviderConfig
 from anygate.store.providers import KEEP, DuplicateProvider, StoredProvider
+from anygate.store.sync import describe_errors
 from anygate.upstream import OpenAICompatibleProvider
 
 router = APIRouter(tags=["providers"])
@@ -78,8 +80,9 @@ def via_view(config: ProviderConfig) -> dict[str, Any] | None:
     return {"cloudflare": {"account_id": cloudflare.account_id, "gateway_id": cloudflare.gateway_id, "token": token}}
 
 
-def unavailable_view(stored: StoredProvider) -> dict[str, Any]:
-    """A stored provider whose secrets this worker cannot decrypt: out of routing, and why."""
+def unavailable_view(stored: StoredProvider, reason: str | None = None) -> dict[str, Any]:
+    """A stored provider out of routing, and why: its secrets cannot be decrypted here, or (``reason``)
+    it fails a check added since it was saved."""
     config = stored.config
     return {
         "id": stored.id,
@@ -92,13 +95,25 @@ def unavailable_view(stored: StoredProvider) -> dict[str, Any]:
         "models": [],
         "origin": "store",
         "read_only": False,
-        "unavailable": stored.error,
+        "unavailable": reason or stored.error,
     }
 
 
 def stored_view(state: AppState, stored: StoredProvider) -> dict[str, Any]:
-    config = ProviderConfig.model_validate(stored.config)
+    try:
+        config = ProviderConfig.model_validate(stored.config)
+    except ValidationError as exc:
+        return unavailable_view(stored, f"invalid: {describe_errors(exc)}")
     return provider_view(state, config, bool(stored.api_key), "store")
+
+
+def stored_config(stored: StoredProvider) -> ProviderConfig:
+    """The stored provider object, validated; a row that fails today's checks is a 409 saying how to fix it."""
+    try:
+        return ProviderConfig.model_validate(stored.config)
+    except ValidationError as exc:
+        message = f"Provider '{stored.id}' as stored is invalid ({describe_errors(exc)}); correct it with PUT"
+        raise Conflict(message, code="invalid_stored_provider") from None
 
 
 def reject_read_only(state: AppState, provider_id: str) -> None:
@@ -189,7 +204,7 @@ async def test_provider(
         if found is None:
             raise NotFound(f"Unknown provider '{provider_id}'", code="provider_not_found")
         stored = found.readable()
-        config = ProviderConfig.model_validate(stored.config)
+        config = stored_config(stored)
         client = OpenAICompatibleProvider.from_config(config, stored.api_key, state.pool)
         result = await probe_provider(client, model or config.default_model)
     result["capabilities"] = capabilities(result)

@@ -65,7 +65,11 @@ def previous_secret_principal(principal: Principal, valid_until: datetime) -> Pr
 
 
 def describe_errors(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False))
+    """Field names and reasons only: a stored value (a header, say) may be a secret."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors(include_input=False)
+    )
 
 
 class StoreSync:
@@ -82,6 +86,9 @@ class StoreSync:
         self.unreadable: dict[str, SecretKeyError] = {}
         # Stored providers left out of routing because their secrets cannot be read (config without them).
         self.unavailable_providers: dict[str, StoredProvider] = {}
+        # Stored providers left out of routing because they fail today's checks (a header refused since
+        # they were saved, say): id -> (the row, why). Shown so that an admin can correct them.
+        self.invalid_providers: dict[str, tuple[StoredProvider, str]] = {}
         self._lock = asyncio.Lock()  # one reload at a time, so an older read never lands after a newer one
 
     async def refresh(self, discovery_wait: float = 0.0) -> None:
@@ -180,18 +187,19 @@ class StoreSync:
         registry = self.state.registry
         before = {runtime_id: id(runtime) for runtime_id, runtime in registry.runtimes.items()}
         entries: list[tuple[ProviderConfig, str | None]] = []
+        invalid: dict[str, tuple[StoredProvider, str]] = {}
         for provider in stored:
             try:
                 config = ProviderConfig.model_validate(provider.config)
                 check_url(config.base_url or "", bool(config.allow_private_network))
             except (ValidationError, UnsafeURL) as exc:
-                # Field names and reasons only: a stored value (a header, say) may be a secret.
                 reason = str(exc) if isinstance(exc, UnsafeURL) else describe_errors(exc)
-                fields = {"provider": provider.config.get("id"), "error": reason}
-                log.error("stored provider skipped", extra={"fields": fields})
+                invalid[provider.id] = (provider, reason)
+                log.error("stored provider skipped", extra={"fields": {"provider": provider.id, "error": reason}})
                 continue
             if config.enabled:
                 entries.append((config, provider.api_key))
+        self.invalid_providers = invalid
         registry.replace_store_providers(entries)
         discoveries: list[asyncio.Task[Any]] = []
         for runtime_id, runtime in registry.runtimes.items():
