@@ -141,7 +141,7 @@ def classify(address: IPAddress) -> Verdict:
         if inside:
             verdicts = [classify_plain(candidate) for candidate in inside]
             if address in NAT64_LOCAL_USE:
-                verdicts.append(Verdict(Reach.PRIVATE, "a local-use NAT64 address", address))
+                verdicts.append(Verdict(Reach.PRIVATE, "local-use NAT64", address))
                 # Which layout the translator uses is unknown here: none may lead to a metadata service.
                 verdicts.extend(metadata_only(candidate) for candidate in local_use_nat64_layouts(address))
             return max(verdicts, key=lambda verdict: verdict.reach)
@@ -164,7 +164,7 @@ def classify_plain(address: IPAddress) -> Verdict:
         if refused:
             return Verdict(Reach.NEVER, reason, address)
     if any(address in network for network in PRIVATE_NETWORKS):
-        return Verdict(Reach.PRIVATE, "on a private network", address)
+        return Verdict(Reach.PRIVATE, "private", address)
     if not is_globally_reachable(address):
         return Verdict(Reach.NEVER, "a special-purpose address that is not globally reachable", address)
     return Verdict(Reach.PUBLIC, "public", address)
@@ -194,7 +194,10 @@ def check_address(address: IPAddress, allow_private_network: bool) -> None:
     if verdict.reach is Reach.NEVER:
         raise UnsafeURL(f"address {shown} is {verdict.reason} and is never allowed")
     if not allow_private_network:
-        raise UnsafeURL(f"address {shown} is {verdict.reason}; set allow_private_network to use it")
+        raise UnsafeURL(
+            f"address {shown} is on a loopback or private network ({verdict.reason}); "
+            "set allow_private_network to use it"
+        )
 
 
 def literal_address(host: str) -> IPAddress | None:

@@ -381,7 +381,7 @@ async def test_poll_sources_go_through_the_ssrf_guard(home: Path, server: str) -
     settings = load_settings(environ=environ(home, GW_API_KEY=KEY))
     (result,) = await poll_sources(settings)
     assert result.error is not None and not SEEN
-    assert result.error.startswith("URL refused: address 127.0.0.1 is loopback; set allow_private_network")
+    assert result.error.startswith("URL refused: address 127.0.0.1 is on a loopback or private network")
     write_user_config(home, [{**refused, "allow_private_network": True}])
     (result,) = await poll_sources(load_settings(environ=environ(home, GW_API_KEY=KEY)))
     assert result.error is None and SEEN
