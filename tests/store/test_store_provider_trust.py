@@ -113,3 +113,101 @@ def test_a_stored_row_with_a_refused_header_is_skipped_with_a_logged_error(
         with gateway.sdk() as sdk:
             assert sdk.chat.completions.create(model="old/fake-model", messages=HI).choices
     assert upstream.requests_to("/v1/chat/completions")[-1].headers["x-tenant"] == "cs"
+
+
+# ------------------------------------------------------------------------------------ moving a provider
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[FakeUpstream]:
+    """Another host (another port on loopback): where an admin session would like the key to go."""
+    with FakeUpstream.start_in_thread() as up:
+        yield up
+
+
+def required(response: Any, param: str) -> None:
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert (error["code"], error["param"]) == ("api_key_required", param), error
+    assert "sk-upstream-secret-1" not in response.text
+
+
+def test_moving_a_provider_to_another_host_needs_its_key_again(upstream, elsewhere, make_settings, serve) -> None:
+    gateway = serve(make_settings())
+    port = elsewhere.url.rsplit(":", 1)[1]
+    with gateway.client() as http, gateway.sdk() as sdk:
+        assert http.post("/v1/providers", json=custom(upstream)).status_code == 201
+        for kept in ({}, {"api_key": "***"}, {"api_key": ""}):
+            required(http.put("/v1/providers/campus", json={"base_url": elsewhere.base_url, **kept}), "api_key")
+        for other in (f"https://127.0.0.1:{port}/v1", f"http://localhost:{port}/v1"):  # scheme, host
+            required(http.put("/v1/providers/campus", json={"base_url": other}), "api_key")
+        # the same scheme, host and port: a change of path alone keeps the key
+        assert http.put("/v1/providers/campus", json={"base_url": upstream.base_url + "/"}).status_code == 200
+        sdk.chat.completions.create(model="campus/fake-model", messages=HI)
+        assert elsewhere.requests == []
+        assert upstream.requests_to("/v1/chat/completions")[-1].headers["authorization"] == "Bearer sk-upstream-secret-1"
+        moved = http.put("/v1/providers/campus", json={"base_url": elsewhere.base_url, "api_key": "sk-other-2"})
+        assert moved.status_code == 200, moved.text
+        sdk.chat.completions.create(model="campus/fake-model", messages=HI)
+    assert elsewhere.requests_to("/v1/chat/completions")[-1].headers["authorization"] == "Bearer sk-other-2"
+
+
+def test_no_stored_secret_follows_a_provider_to_another_host(upstream, elsewhere, make_settings, serve) -> None:
+    gateway = serve(make_settings())
+    headers = {"X-Tenant": "cs", "X-Api-Key": "hdr-secret-1"}
+    with gateway.client() as http, gateway.sdk() as sdk:
+        created = http.post("/v1/providers", json=custom(upstream, headers=headers, api_keys=["sk-extra-1"]))
+        assert created.status_code == 201, created.text
+        move = {"base_url": elsewhere.base_url, "api_key": "sk-other-2"}
+        refused = http.put("/v1/providers/campus", json=move)
+        required(refused, "api_keys")
+        assert "headers.X-Api-Key" in refused.json()["error"]["message"]
+        move["api_keys"] = ["***"]
+        required(http.put("/v1/providers/campus", json=move), "api_keys")
+        move["api_keys"] = ["sk-extra-2"]
+        required(http.put("/v1/providers/campus", json=move), "headers.X-Api-Key")
+        move["headers"] = {"X-Tenant": "cs", "X-Api-Key": "***"}  # what the console shows and sends back
+        required(http.put("/v1/providers/campus", json=move), "headers.X-Api-Key")
+        move["headers"] = {"X-Tenant": "cs"}  # a header shown in clear may follow
+        assert http.put("/v1/providers/campus", json=move).status_code == 200
+        sdk.chat.completions.create(model="campus/fake-model", messages=HI)
+        sent = elsewhere.requests_to("/v1/chat/completions")[-1].headers
+        assert sent["x-tenant"] == "cs" and "x-api-key" not in sent
+        # removing the key is moving without it: nothing secret goes along
+        back = http.put("/v1/providers/campus", json={"base_url": upstream.base_url, "api_key": None, "api_keys": []})
+        assert back.status_code == 200, back.text
+        assert back.json()["api_key"] is None
+    assert not any("hdr-secret-1" in str(r.headers) for r in elsewhere.requests)
+
+
+def test_a_via_token_does_not_follow_the_provider_to_another_gateway(make_settings, serve) -> None:
+    gateway = serve(make_settings())
+    via = {"cloudflare": {"account_id": "acct-1", "gateway_id": "gw", "token": "cf-secret-1"}}
+    with gateway.client() as http:
+        created = http.post("/v1/providers", json={"id": "oa", "type": "openai", "api_key": "sk-1", "via": via})
+        assert created.status_code == 201, created.text
+        other = {"cloudflare": {"account_id": "acct-2", "gateway_id": "gw", "token": "***"}}
+        required(http.put("/v1/providers/oa", json={"via": other, "api_key": "sk-2"}), "via.cloudflare.token")
+        other["cloudflare"]["token"] = "cf-secret-2"
+        assert http.put("/v1/providers/oa", json={"via": other, "api_key": "sk-2"}).status_code == 200
+        assert http.put("/v1/providers/oa", json={"type": "openai", "name": "renamed"}).status_code == 200
+
+
+def test_the_cli_asks_for_the_key_again_when_the_host_changes(upstream, elsewhere, make_settings, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    from anygate.cli import app
+
+    settings = make_settings()
+    monkeypatch.setenv("ANYGATE_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("ANYGATE_DATABASE_URL", str(settings.database_url))
+    runner = CliRunner()
+    spec = custom(upstream)
+    store_directly(settings, {k: v for k, v in spec.items() if k != "api_key"}, "sk-upstream-secret-1")
+    refused = runner.invoke(app, ["providers", "update", "campus", "--base-url", elsewhere.base_url])
+    assert refused.exit_code == 1
+    assert "moves provider 'campus' to another host" in refused.output and "--api-key-stdin" in refused.output
+    moved = runner.invoke(
+        app, ["providers", "update", "campus", "--base-url", elsewhere.base_url, "--api-key-stdin"], input="sk-2\n"
+    )
+    assert moved.exit_code == 0, moved.output

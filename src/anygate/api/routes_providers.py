@@ -23,6 +23,7 @@ from anygate.provider_input import (
     is_secret_header,
     merge_provider,
     reject_kept_key,
+    require_secrets_on_move,
     split_key,
     translate_names,
 )
@@ -159,7 +160,8 @@ async def get_provider(provider_id: str, state: StateDep, _: AdminDep) -> dict[s
 @router.put("/v1/providers/{provider_id}", openapi_extra=request_body("ProviderUpdate"))
 async def update_provider(provider_id: str, body: JsonBody, state: StateDep, _: AdminDep) -> dict[str, Any]:
     """Merge the given fields into the stored provider; ``"***"`` or ``""`` for ``api_key``, a header
-    value or an ``api_keys`` entry keeps the stored value."""
+    value or an ``api_keys`` entry keeps the stored value, unless the change moves the provider to
+    another scheme, host or port (then every stored secret must be given again: 400 ``api_key_required``)."""
     reject_read_only(state, provider_id)
     store = state.require_sealing_store()
     found = await store.providers.get(provider_id)
@@ -171,6 +173,7 @@ async def update_provider(provider_id: str, body: JsonBody, state: StateDep, _: 
         raise InvalidRequest("id: cannot be changed", param="id", code="invalid_field")
     spec = merge_provider(stored.config, changes)
     config = await checked(spec)
+    require_secrets_on_move(stored, changes, api_key, config)
     if api_key in (MASK, ""):
         api_key = KEEP
     await store.providers.update(spec, api_key)
