@@ -420,6 +420,72 @@ def test_console_edits_only_what_changed_and_shows_test_results(page: Any, gatew
 
 
 @pytest.mark.browser
+def test_console_asks_for_the_key_again_when_the_url_moves_to_another_host(page: Any, gateway: Served) -> None:
+    """A stored key never follows a provider to another scheme, host or port (the API answers 400
+    ``api_key_required``): the form asks for it before sending, and a path change alone does not."""
+    from playwright.sync_api import expect
+
+    stored = {"id": "lab", "name": "Lab", "type": "custom", "base_url": "http://10.0.0.5:8000/v1", "origin": "store"}
+    detail = {**stored, "api_key": "***", "headers": {}, "models": [], "allow_private_network": True}
+    puts: list[Any] = []
+
+    def answer_provider(route: Any) -> None:
+        if route.request.method == "PUT":
+            puts.append(route.request.post_data_json)
+            route.fulfill(status=200, json={**detail, **route.request.post_data_json, "api_key": "***"})
+        else:
+            route.fulfill(status=200, json=detail)
+
+    page.route("**/v1/providers", lambda route: route.fulfill(status=200, json={"object": "list", "data": [stored]}))
+    page.route("**/v1/providers/lab", answer_provider)
+    sign_in(page, gateway)
+    page.get_by_role("button", name="Edit Lab").click()
+    expect(page.locator("#pf-api-key-moved")).to_be_hidden()
+    page.fill("#pf-base-url", "http://10.0.0.5:8000/v2")  # the same host: the stored key stays
+    expect(page.locator("#pf-api-key-moved")).to_be_hidden()
+    page.fill("#pf-base-url", "https://elsewhere.example/v1")
+    expect(page.locator("#pf-api-key-moved")).to_be_visible()
+    expect(page.locator("#pf-api-key-hint")).to_be_hidden()
+    page.click("#pf-submit")
+    assert page.evaluate("document.activeElement.id") == "pf-api-key"
+    assert puts == []  # not sent without the key
+    page.fill("#pf-api-key", "sk-new-host-key")
+    page.click("#pf-submit")
+    expect(page.locator("#notice")).to_contain_text("Provider lab saved.")
+    assert puts == [{"base_url": "https://elsewhere.example/v1", "api_key": "sk-new-host-key"}]
+
+
+@pytest.mark.browser
+def test_console_shows_a_refused_move_and_points_at_the_secret(page: Any, gateway: Served) -> None:
+    from playwright.sync_api import expect
+
+    stored = {"id": "lab", "name": "Lab", "type": "custom", "base_url": "http://10.0.0.5:8000/v1", "origin": "store"}
+    detail = {**stored, "api_key": None, "headers": {"X-Api-Key": "***"}, "models": [], "allow_private_network": True}
+    refusal = {
+        "message": "headers.X-Api-Key: the change moves provider 'lab' to another host (https://elsewhere.example:443)",
+        "type": "invalid_request_error",
+        "param": "headers.X-Api-Key",
+        "code": "api_key_required",
+    }
+
+    def answer_provider(route: Any) -> None:
+        if route.request.method == "PUT":
+            route.fulfill(status=400, json={"error": refusal})
+        else:
+            route.fulfill(status=200, json=detail)
+
+    page.route("**/v1/providers", lambda route: route.fulfill(status=200, json={"object": "list", "data": [stored]}))
+    page.route("**/v1/providers/lab", answer_provider)
+    sign_in(page, gateway)
+    page.get_by_role("button", name="Edit Lab").click()
+    page.fill("#pf-base-url", "https://elsewhere.example/v1")
+    expect(page.locator("#pf-api-key-moved")).to_be_hidden()  # no stored key to ask for
+    page.click("#pf-submit")
+    expect(page.locator("#error")).to_contain_text("moves provider 'lab' to another host")
+    assert page.evaluate("document.activeElement.id") == "pf-headers"
+
+
+@pytest.mark.browser
 def test_console_creates_custom_provider(page: Any, gateway: Served) -> None:
     """Needs the provider CRUD routes (POST /v1/providers, GET /v1/providers/{id})."""
     from playwright.sync_api import expect
