@@ -145,7 +145,8 @@ def test_moving_a_provider_to_another_host_needs_its_key_again(upstream, elsewhe
         assert http.put("/v1/providers/campus", json={"base_url": upstream.base_url + "/"}).status_code == 200
         sdk.chat.completions.create(model="campus/fake-model", messages=HI)
         assert elsewhere.requests == []
-        assert upstream.requests_to("/v1/chat/completions")[-1].headers["authorization"] == "Bearer sk-upstream-secret-1"
+        sent = upstream.requests_to("/v1/chat/completions")[-1].headers
+        assert sent["authorization"] == "Bearer sk-upstream-secret-1"
         moved = http.put("/v1/providers/campus", json={"base_url": elsewhere.base_url, "api_key": "sk-other-2"})
         assert moved.status_code == 200, moved.text
         sdk.chat.completions.create(model="campus/fake-model", messages=HI)
