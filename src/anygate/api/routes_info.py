@@ -6,8 +6,9 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 
-from anygate.api.deps import AdminDep, CallerDep, StateDep
+from anygate.api.deps import AdminDep, CallerDep, OptionalCallerDep, StateDep
 from anygate.api.routes_providers import unavailable_view
 from anygate.auth import Principal
 from anygate.errors import ModelNotFound, NotFound, ServiceUnavailable
@@ -22,10 +23,16 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/health/ready", tags=["health"])
-async def ready(state: StateDep) -> dict[str, Any]:
+@router.get("/health/ready", tags=["health"], response_model=None)
+async def ready(state: StateDep, caller: OptionalCallerDep) -> dict[str, Any] | JSONResponse:
+    """For anyone: ``{"status": "ready"}`` (200) or ``{"status": "not_ready"}`` (503), naming nothing.
+    With the admin key: the checks and every provider's state, and on 503 an error naming each problem."""
     checks = await state.readiness()
     failing = {name: check for name, check in checks.items() if check != "ok"}
+    if caller is None or not caller.is_admin:
+        if failing:
+            return JSONResponse({"status": "not_ready"}, status_code=503)
+        return {"status": "ready"}
     if failing:
         problems = "; ".join(f"{name}: {check}" for name, check in failing.items())
         raise ServiceUnavailable(f"Not ready: {problems}", code="not_ready")
