@@ -175,6 +175,51 @@ def test_console_is_served_without_a_key(gateway: Served) -> None:
     assert "error" in missing.json()
 
 
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+@pytest.mark.parametrize("path", ["/ui/", "/ui/app.js", "/ui/style.css", "/ui/i18n/en.json", "/ui/nope.js"])
+def test_console_is_served_with_security_headers(gateway: Served, path: str) -> None:
+    answer = fetch("GET", gateway.url + path)
+    assert answer.headers["content-security-policy"] == CSP
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["referrer-policy"] == "no-referrer"
+
+
+def test_management_and_model_responses_are_not_sniffed_or_framed(gateway: Served) -> None:
+    listed = gateway.admin("GET", "/v1/providers")
+    assert listed.headers["x-content-type-options"] == "nosniff" and listed.headers["x-frame-options"] == "DENY"
+    assert "content-security-policy" not in listed.headers  # the console's alone (/docs loads its own assets)
+    auth = {"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"}
+    body = json.dumps({"model": "campus/fake-model", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    for model_path in ("/v1/chat/completions", "/v1/embeddings"):
+        request = urllib.request.Request(gateway.url + model_path, data=body, method="POST", headers=auth)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.headers["x-content-type-options"] == "nosniff"
+    refused = fetch("POST", gateway.url + "/v1/chat/completions")  # no key: the edge's own error
+    assert refused.status == 401 and refused.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize(("path", "location"), [("/ui", "/ui/"), ("/ui?lang=zh", "/ui/?lang=zh")])
+def test_console_redirects_never_name_the_host_a_request_claims(gateway: Served, path: str, location: str) -> None:
+    for host in ("evil.example", "evil.example:8080"):
+        answer = fetch("GET", gateway.url + path, {"Host": host})
+        assert answer.status in (301, 302, 307, 308)
+        assert answer.headers["location"] == location
+
+
+def test_api_redirects_never_name_the_host_a_request_claims(gateway: Served) -> None:
+    answer = fetch(
+        "GET", gateway.url + "/v1/providers/", {"Host": "evil.example", "Authorization": f"Bearer {ADMIN_KEY}"}
+    )
+    assert answer.status in (301, 302, 307, 308)
+    assert answer.headers["location"] == "/v1/providers"
+
+
 # ------------------------------------------------------------------------------------------ browser
 
 
@@ -483,6 +528,36 @@ def test_console_shows_a_refused_move_and_points_at_the_secret(page: Any, gatewa
     page.click("#pf-submit")
     expect(page.locator("#error")).to_contain_text("moves provider 'lab' to another host")
     assert page.evaluate("document.activeElement.id") == "pf-headers"
+
+
+@pytest.mark.browser
+def test_console_works_under_its_content_security_policy(page: Any, gateway: Served) -> None:
+    """Every section renders with the strict policy on: no inline script, style or handler is refused."""
+    from playwright.sync_api import expect
+
+    page.add_init_script(
+        "window.cspViolations = [];"
+        "document.addEventListener('securitypolicyviolation',"
+        " (e) => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));"
+    )
+    messages: list[str] = []
+    page.on("console", lambda message: messages.append(message.text))
+    quota = {"key": "k", "tokens": {"limit": 100, "used": 25, "remaining": 75, "resets_at": None}, "cost": None}
+    page.route("**/v1/quota", lambda route: route.fulfill(status=200, json=quota))
+    sign_in(page, gateway)
+    expect(page.locator("#providers-list")).to_contain_text("Campus LLM")
+    for section, shown in (
+        ("models", "#models-list"),
+        ("keys", "#keys"),
+        ("quota", "#quota-view"),
+        ("creds", "#creds"),
+    ):
+        page.click(f"#nav a[data-section={section}]")
+        expect(page.locator(shown)).to_be_visible()
+    fill = page.locator("#quota .bar > span").first
+    assert page.evaluate("(el) => el.style.width", fill.element_handle()) == "75%"
+    assert page.evaluate("window.cspViolations") == []
+    assert not [m for m in messages if "Content Security Policy" in m]
 
 
 @pytest.mark.browser

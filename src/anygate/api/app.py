@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from anygate.accounting.budgets import BudgetSource
 from anygate.accounting.lifecycle import settle_exchange, start_accounting
 from anygate.api.deps import PRINCIPAL_SCOPE_KEY
+from anygate.api.headers import relative_locations, security_headers
 from anygate.api.http import ClientDisconnected, Message, Receive, Scope, Send, buffered_json_request, send_error
 from anygate.api.management import build_management_app
 from anygate.api.relay import Exchange, Relay
@@ -270,11 +271,11 @@ class Gateway:
         scope[PRINCIPAL_SCOPE_KEY] = principal
         # Bodies capped like the hot routes' (413), and taken as JSON whatever their content type.
         scope, receive = await buffered_json_request(scope, receive, self.settings.max_body_bytes)
-        header = (b"x-request-id", request_id.encode())
+        extra = [(b"x-request-id", request_id.encode()), *security_headers(scope["path"])]
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), header]
+                message["headers"] = [*relative_locations(message.get("headers", [])), *extra]
                 status[0] = message["status"]
             await send(message)
 
