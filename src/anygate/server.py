@@ -20,6 +20,7 @@ from uvicorn.supervisors import Multiprocess
 
 from anygate.api.app import Gateway, create_app
 from anygate.auth import ensure_admin_key
+from anygate.protocol import LimitedConfig
 from anygate.settings import Settings, load_settings
 from anygate.telemetry import configure_logging
 
@@ -70,17 +71,18 @@ def worker_app() -> Gateway:
 
 
 def server_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config:
-    return uvicorn.Config(
+    # httptools, under the deadlines and header limits of ``settings.request_limits`` (protocol.py).
+    return LimitedConfig(
         app,
+        request_limits=settings.request_limits,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
         log_config=None,
         access_log=False,
         lifespan="on",
         # uvicorn hands it to asyncio.wait_for, which takes any number of seconds.
-        timeout_graceful_shutdown=settings.drain_grace,  # type: ignore[arg-type]
+        timeout_graceful_shutdown=settings.drain_grace,
         server_header=False,
         # Nothing reads the client address; X-Forwarded-* from the client are dropped, never trusted.
         proxy_headers=False,
