@@ -532,3 +532,34 @@ def test_ordinary_custom_headers_pass() -> None:
     headers = {"X-Tenant": "cs", "OpenAI-Organization": "org-1", "X-Title": "tab\tand ünïcode"}
     provider = {"id": "campus", "type": "custom", "base_url": "https://llm.example.edu/v1", "headers": headers}
     assert Settings.model_validate({"providers": [provider]}).providers[0].headers == headers
+
+
+# ------------------------------------------------------------------------------------- request limits
+
+
+def test_request_limits_come_from_the_file_and_the_environment_field_by_field() -> None:
+    config = write_config("request_limits: {max_headers: 50, header_timeout: 3}\n")
+    env = {
+        "ANYGATE_HEADER_TIMEOUT": "5",
+        "ANYGATE_BODY_TIMEOUT": "120",
+        "ANYGATE_BODY_MIN_RATE": "2000",
+        "ANYGATE_MAX_HEADER_BYTES": "32768",
+    }
+    limits = load(env, config_file=config).request_limits
+    assert (limits.header_timeout, limits.body_timeout, limits.body_min_rate) == (5, 120, 2000)
+    assert (limits.max_header_bytes, limits.max_headers) == (32768, 50)
+    assert load({"ANYGATE_MAX_HEADERS": "20"}).request_limits.max_headers == 20
+    defaults = load().request_limits
+    assert (defaults.header_timeout, defaults.body_timeout, defaults.max_header_bytes, defaults.max_headers) == (
+        10,
+        60,
+        65536,
+        100,
+    )
+
+
+def test_a_bad_request_limit_from_the_environment_names_its_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"ANYGATE_HEADER_TIMEOUT": "soon"})
+    assert "request_limits.header_timeout" in str(caught.value)
+    assert "(from environment variable ANYGATE_HEADER_TIMEOUT)" in str(caught.value)
