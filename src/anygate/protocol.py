@@ -87,6 +87,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.deadline_timer: asyncio.TimerHandle | None = None
         self.paused_at: float | None = None
         self.refused = False
+        self.last_request = False  # the server is stopping: close after the request being received
 
     # ------------------------------------------------------------------------------ connection
 
@@ -124,6 +125,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             if self.receiving_headers and self.unparsed_header_bytes > self.limits.max_header_bytes:
                 self.refuse(self.headers_too_large())
 
+    def shutdown(self) -> None:
+        """The server stops: a connection with a request on its way, or accepted before the stop with its
+        first request not here yet, gets that request answered and then closes (uvicorn would close it
+        unanswered); an idle or busy one is left to uvicorn (closed now, or after its response)."""
+        between_requests = self.cycle is None or self.cycle.response_complete
+        if self.receiving_headers and between_requests and not self.refused:
+            self.last_request = True
+            return
+        super().shutdown()
+
     def invalid_request(self) -> None:
         self.stop_deadline()
         log.warning("invalid HTTP request received")
@@ -151,6 +162,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.receiving_headers = False
         self.start_deadline(self.limits.body_timeout)  # stopped at once when there is no body
         super().on_headers_complete()
+        if self.last_request and self.cycle is not None:
+            self.cycle.keep_alive = False  # the server is stopping: this answer closes the connection
 
     def on_body(self, body: bytes) -> None:
         super().on_body(body)
