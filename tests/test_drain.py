@@ -246,3 +246,25 @@ def test_after_sigterm_every_connection_is_answered_or_refused_and_none_is_serve
     outcomes = attempts.outcomes
     assert not [o for o in outcomes if o[1] == "dropped"], log.read_text()
     assert {outcome for started, outcome in outcomes if started > stopped_at} == {"refused"}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_connection_made_before_sigterm_gets_its_request_answered_after_it(tmp_path: Path, workers: int) -> None:
+    """Accepted before the stop, its request sent after: answered (and then closed), not cut off."""
+    with FakeUpstream.start_in_thread() as upstream:
+        process, port = start_gateway(tmp_path, upstream, workers)
+        try:
+            early = socket.create_connection(("127.0.0.1", port), timeout=10)
+            with early:
+                process.send_signal(signal.SIGTERM)
+                # uvicorn logs this, then closes every connection that is not answering a request
+                wait_for(lambda: (tmp_path / "gateway.log").read_bytes().count(b"Shutting down") == workers)
+                early.sendall(b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n")
+                received = b""
+                while chunk := early.recv(65536):
+                    received += chunk
+            assert process.wait(timeout=40) == 0
+        finally:
+            stop(process)
+    assert received.startswith(b"HTTP/1.1 200") and received.endswith(b'{"status":"ok"}')
+    assert b"\r\nconnection: close\r\n" in received  # and then closed
