@@ -117,6 +117,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.invalid_request()
         except httptools.HttpParserUpgrade:
             if self._should_upgrade():
+                self.stop_deadline()  # the connection is another protocol's from here on
                 self.handle_websocket_upgrade()
             else:
                 self._unsupported_upgrade_warning()
