@@ -51,21 +51,34 @@ def served(**limits: Any) -> Iterator[int]:
         thread.join(timeout=15)
 
 
+class Reader:
+    """Responses read from one connection, one after another (bytes past one answer are the next's)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.pending = b""
+
+    def more(self) -> bytes:
+        chunk = self.sock.recv(65536)
+        assert chunk, f"closed without an answer: {self.pending!r}"
+        return chunk
+
+    def answer(self) -> Answer:
+        """One response: its head, then as many body bytes as Content-Length says."""
+        while b"\r\n\r\n" not in self.pending:
+            self.pending += self.more()
+        head, self.pending = self.pending.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+        length = int(headers.get("content-length", "0"))
+        while len(self.pending) < length:
+            self.pending += self.more()
+        body, self.pending = self.pending[:length], self.pending[length:]
+        return Answer(int(lines[0].split()[1]), headers, body)
+
+
 def read_answer(sock: socket.socket) -> Answer:
-    """One response: its head, then as many body bytes as Content-Length says."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed without an answer: {data!r}"
-        data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
-    while len(body) < int(headers.get("content-length", "0")):
-        chunk = sock.recv(65536)
-        assert chunk, "closed in the middle of the body"
-        body += chunk
-    return Answer(int(lines[0].split()[1]), headers, body)
+    return Reader(sock).answer()
 
 
 def is_closed(sock: socket.socket) -> bool:
@@ -186,11 +199,12 @@ def test_a_kept_alive_connection_waits_between_requests_under_the_keep_alive_tim
     between requests only uvicorn's keep-alive timeout (5 s) applies."""
     request = b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n"
     with served(header_timeout=0.5) as port, connect(port) as sock:
+        reader = Reader(sock)
         sock.sendall(request)
-        first = read_answer(sock)
+        first = reader.answer()
         time.sleep(1.5)
         sock.sendall(request)
-        second = read_answer(sock)
+        second = reader.answer()
     assert (first.status, second.status) == (200, 200)
 
 
@@ -203,5 +217,6 @@ def test_pipelined_requests_are_each_answered() -> None:
     )
     with served(header_timeout=1, body_timeout=1) as port, connect(port) as sock:
         sock.sendall(request + post + request)
-        answers = [read_answer(sock) for _ in range(3)]
+        reader = Reader(sock)
+        answers = [reader.answer() for _ in range(3)]
     assert [a.status for a in answers] == [200, 201, 200]
