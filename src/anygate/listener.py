@@ -52,12 +52,14 @@ def refuse_new_connections(listeners: Iterable[socket.socket | int]) -> bool:
         return False
     program = (SockFilter * len(DROP_NEW_SYN))(*(SockFilter(*op) for op in DROP_NEW_SYN))
     fprog = SockFprog(len(DROP_NEW_SYN), program)
-    for listener in listeners:
-        fd = listener if isinstance(listener, int) else listener.fileno()
-        if fd < 0:
-            continue
-        with socket.socket(fileno=os.dup(fd)) as same:  # the same socket, through a descriptor of our own
-            same.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(fprog))
+    try:
+        for listener in listeners:
+            fd = listener if isinstance(listener, int) else listener.fileno()
+            if fd >= 0:
+                with socket.socket(fileno=os.dup(fd)) as same:  # the same socket, through a descriptor of our own
+                    same.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(fprog))
+    except OSError:  # refused here (a sandbox, say): the listener is then simply closed, as elsewhere
+        return False
     return True
 
 
@@ -68,6 +70,9 @@ def queued_connections(listener: socket.socket | int) -> int:
     fd = listener if isinstance(listener, int) else listener.fileno()
     if fd < 0:
         return 0
-    with socket.socket(fileno=os.dup(fd)) as same:
-        info = same.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    try:
+        with socket.socket(fileno=os.dup(fd)) as same:
+            info = same.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except OSError:
+        return 0
     return int(struct.unpack_from("I", info, TCP_INFO_UNACKED)[0])
