@@ -23,7 +23,8 @@ import pytest
 import uvicorn
 from pydantic import SecretStr
 
-from anygate.api.app import CONSOLE_DIR, create_app
+from anygate.app import create_app
+from anygate.app.gateway import CONSOLE_DIR
 from anygate.catalog import PRESETS
 from anygate.settings import ProviderConfig, Settings
 from tests.support.fake_upstream import FakeUpstream
@@ -173,6 +174,51 @@ def test_console_is_served_without_a_key(gateway: Served) -> None:
     missing = fetch("GET", gateway.url + "/ui/nope.js")
     assert missing.status == 404
     assert "error" in missing.json()
+
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+@pytest.mark.parametrize("path", ["/ui/", "/ui/app.js", "/ui/style.css", "/ui/i18n/en.json", "/ui/nope.js"])
+def test_console_is_served_with_security_headers(gateway: Served, path: str) -> None:
+    answer = fetch("GET", gateway.url + path)
+    assert answer.headers["content-security-policy"] == CSP
+    assert answer.headers["x-frame-options"] == "DENY"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+    assert answer.headers["referrer-policy"] == "no-referrer"
+
+
+def test_management_and_model_responses_are_not_sniffed_or_framed(gateway: Served) -> None:
+    listed = gateway.admin("GET", "/v1/providers")
+    assert listed.headers["x-content-type-options"] == "nosniff" and listed.headers["x-frame-options"] == "DENY"
+    assert "content-security-policy" not in listed.headers  # the console's alone (/docs loads its own assets)
+    auth = {"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"}
+    body = json.dumps({"model": "campus/fake-model", "messages": [{"role": "user", "content": "hi"}]}).encode()
+    for model_path in ("/v1/chat/completions", "/v1/embeddings"):
+        request = urllib.request.Request(gateway.url + model_path, data=body, method="POST", headers=auth)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.headers["x-content-type-options"] == "nosniff"
+    refused = fetch("POST", gateway.url + "/v1/chat/completions")  # no key: the edge's own error
+    assert refused.status == 401 and refused.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize(("path", "location"), [("/ui", "/ui/"), ("/ui?lang=zh", "/ui/?lang=zh")])
+def test_console_redirects_never_name_the_host_a_request_claims(gateway: Served, path: str, location: str) -> None:
+    for host in ("evil.example", "evil.example:8080"):
+        answer = fetch("GET", gateway.url + path, {"Host": host})
+        assert answer.status in (301, 302, 307, 308)
+        assert answer.headers["location"] == location
+
+
+def test_api_redirects_never_name_the_host_a_request_claims(gateway: Served) -> None:
+    answer = fetch(
+        "GET", gateway.url + "/v1/providers/", {"Host": "evil.example", "Authorization": f"Bearer {ADMIN_KEY}"}
+    )
+    assert answer.status in (301, 302, 307, 308)
+    assert answer.headers["location"] == "/v1/providers"
 
 
 # ------------------------------------------------------------------------------------------ browser
@@ -417,6 +463,102 @@ def test_console_edits_only_what_changed_and_shows_test_results(page: Any, gatew
     page.click("#pf-submit")
     expect(page.locator("#notice")).to_contain_text("Provider lab saved.")
     assert puts == [{"name": "Lab 2"}]
+
+
+@pytest.mark.browser
+def test_console_asks_for_the_key_again_when_the_url_moves_to_another_host(page: Any, gateway: Served) -> None:
+    """A stored key never follows a provider to another scheme, host or port (the API answers 400
+    ``api_key_required``): the form asks for it before sending, and a path change alone does not."""
+    from playwright.sync_api import expect
+
+    stored = {"id": "lab", "name": "Lab", "type": "custom", "base_url": "http://10.0.0.5:8000/v1", "origin": "store"}
+    detail = {**stored, "api_key": "***", "headers": {}, "models": [], "allow_private_network": True}
+    puts: list[Any] = []
+
+    def answer_provider(route: Any) -> None:
+        if route.request.method == "PUT":
+            puts.append(route.request.post_data_json)
+            route.fulfill(status=200, json={**detail, **route.request.post_data_json, "api_key": "***"})
+        else:
+            route.fulfill(status=200, json=detail)
+
+    page.route("**/v1/providers", lambda route: route.fulfill(status=200, json={"object": "list", "data": [stored]}))
+    page.route("**/v1/providers/lab", answer_provider)
+    sign_in(page, gateway)
+    page.get_by_role("button", name="Edit Lab").click()
+    expect(page.locator("#pf-api-key-moved")).to_be_hidden()
+    page.fill("#pf-base-url", "http://10.0.0.5:8000/v2")  # the same host: the stored key stays
+    expect(page.locator("#pf-api-key-moved")).to_be_hidden()
+    page.fill("#pf-base-url", "https://elsewhere.example/v1")
+    expect(page.locator("#pf-api-key-moved")).to_be_visible()
+    expect(page.locator("#pf-api-key-hint")).to_be_hidden()
+    page.click("#pf-submit")
+    assert page.evaluate("document.activeElement.id") == "pf-api-key"
+    assert puts == []  # not sent without the key
+    page.fill("#pf-api-key", "sk-new-host-key")
+    page.click("#pf-submit")
+    expect(page.locator("#notice")).to_contain_text("Provider lab saved.")
+    assert puts == [{"base_url": "https://elsewhere.example/v1", "api_key": "sk-new-host-key"}]
+
+
+@pytest.mark.browser
+def test_console_shows_a_refused_move_and_points_at_the_secret(page: Any, gateway: Served) -> None:
+    from playwright.sync_api import expect
+
+    stored = {"id": "lab", "name": "Lab", "type": "custom", "base_url": "http://10.0.0.5:8000/v1", "origin": "store"}
+    detail = {**stored, "api_key": None, "headers": {"X-Api-Key": "***"}, "models": [], "allow_private_network": True}
+    refusal = {
+        "message": "headers.X-Api-Key: the change moves provider 'lab' to another host (https://elsewhere.example:443)",
+        "type": "invalid_request_error",
+        "param": "headers.X-Api-Key",
+        "code": "api_key_required",
+    }
+
+    def answer_provider(route: Any) -> None:
+        if route.request.method == "PUT":
+            route.fulfill(status=400, json={"error": refusal})
+        else:
+            route.fulfill(status=200, json=detail)
+
+    page.route("**/v1/providers", lambda route: route.fulfill(status=200, json={"object": "list", "data": [stored]}))
+    page.route("**/v1/providers/lab", answer_provider)
+    sign_in(page, gateway)
+    page.get_by_role("button", name="Edit Lab").click()
+    page.fill("#pf-base-url", "https://elsewhere.example/v1")
+    expect(page.locator("#pf-api-key-moved")).to_be_hidden()  # no stored key to ask for
+    page.click("#pf-submit")
+    expect(page.locator("#error")).to_contain_text("moves provider 'lab' to another host")
+    assert page.evaluate("document.activeElement.id") == "pf-headers"
+
+
+@pytest.mark.browser
+def test_console_works_under_its_content_security_policy(page: Any, gateway: Served) -> None:
+    """Every section renders with the strict policy on: no inline script, style or handler is refused."""
+    from playwright.sync_api import expect
+
+    page.add_init_script(
+        "window.cspViolations = [];"
+        "document.addEventListener('securitypolicyviolation',"
+        " (e) => window.cspViolations.push(e.violatedDirective + ' ' + e.blockedURI));"
+    )
+    messages: list[str] = []
+    page.on("console", lambda message: messages.append(message.text))
+    quota = {"key": "k", "tokens": {"limit": 100, "used": 25, "remaining": 75, "resets_at": None}, "cost": None}
+    page.route("**/v1/quota", lambda route: route.fulfill(status=200, json=quota))
+    sign_in(page, gateway)
+    expect(page.locator("#providers-list")).to_contain_text("Campus LLM")
+    for section, shown in (
+        ("models", "#models-list"),
+        ("keys", "#keys"),
+        ("quota", "#quota-view"),
+        ("creds", "#creds"),
+    ):
+        page.click(f"#nav a[data-section={section}]")
+        expect(page.locator(shown)).to_be_visible()
+    fill = page.locator("#quota .bar > span").first
+    assert page.evaluate("(el) => el.style.width", fill.element_handle()) == "75%"
+    assert page.evaluate("window.cspViolations") == []
+    assert not [m for m in messages if "Content Security Policy" in m]
 
 
 @pytest.mark.browser

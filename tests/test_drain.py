@@ -3,6 +3,7 @@ every usage row, and the process exits 0, with one worker or several."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -51,7 +52,10 @@ def start_gateway(
     env = {**os.environ, "ANYGATE_ADMIN_KEY": ADMIN_KEY, "ANYGATE_DATA_DIR": str(tmp_path / "data")}
     command = [sys.executable, "-m", "anygate", "serve", "--config", str(config_path), "--port", str(port)]
     with (tmp_path / "gateway.log").open("wb") as log:
-        process = subprocess.Popen([*command, "--workers", str(workers), *extra], env=env, stderr=log)
+        # A session of its own: ``stop`` can kill the workers too, never left serving after a failed test.
+        process = subprocess.Popen(
+            [*command, "--workers", str(workers), *extra], env=env, stderr=log, start_new_session=True
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -59,7 +63,7 @@ def start_gateway(
                 return process, port
         except httpx2.TransportError:
             time.sleep(0.1)
-    process.kill()
+    stop(process)
     raise AssertionError(f"gateway did not start: {(tmp_path / 'gateway.log').read_text()}")
 
 
@@ -122,9 +126,10 @@ def ledger(tmp_path: Path) -> list[tuple[int, int]]:
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait(timeout=10)
+    """Kill the gateway and its workers (its process group), if still there."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -173,3 +178,93 @@ def test_streams_still_open_when_the_grace_period_ends_get_an_error_event(tmp_pa
         assert b"data: [DONE]" not in result
     rows = ledger(tmp_path)
     assert len(rows) == STREAMS + 1 and all(status == 503 for status, _ in rows)
+
+
+LISTENER_STOPPED = b"stopped accepting connections"
+
+
+class Attempts:
+    """Connection attempts made one after another from several threads, each classified: refused at
+    connect, answered in full, or dropped (connected, then closed or reset without a whole answer)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.outcomes: list[tuple[float, str]] = []  # (when the attempt started, outcome)
+        self.done = threading.Event()
+
+    def attempt(self) -> str:
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        except ConnectionRefusedError:
+            return "refused"
+        with sock:
+            try:
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
+                received = b""
+                while chunk := sock.recv(65536):
+                    received += chunk
+            except OSError:
+                return "dropped"
+        whole = received.startswith(b"HTTP/1.1 200") and received.endswith(b'{"status":"ok"}')
+        return "answered" if whole else "dropped"
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            started = time.monotonic()
+            self.outcomes.append((started, self.attempt()))
+
+    def start(self, threads: int) -> list[threading.Thread]:
+        running = [threading.Thread(target=self.run, daemon=True) for _ in range(threads)]
+        for thread in running:
+            thread.start()
+        return running
+
+
+def test_after_sigterm_every_connection_is_answered_or_refused_and_none_is_served_once_stopped(
+    tmp_path: Path,
+) -> None:
+    """With several workers, SIGTERM stops the listener at once: a connection attempt made after that is
+    refused at connect; one made before it is answered in full, never accepted and then dropped."""
+    with FakeUpstream.start_in_thread() as upstream:
+        process, port = start_gateway(tmp_path, upstream, 4)
+        log = tmp_path / "gateway.log"
+        attempts = Attempts(port)
+        threads = attempts.start(8)
+        try:
+            wait_for(lambda: sum(outcome == "answered" for _, outcome in attempts.outcomes) >= 200)
+            process.send_signal(signal.SIGTERM)
+            wait_for(lambda: LISTENER_STOPPED in log.read_bytes())
+            stopped_at = time.monotonic()
+            wait_for(lambda: any(started > stopped_at for started, _ in attempts.outcomes))
+            assert process.wait(timeout=40) == 0
+            wait_for(lambda: sum(started > stopped_at for started, _ in attempts.outcomes) >= 20)
+        finally:
+            attempts.done.set()
+            for thread in threads:
+                thread.join(timeout=30)
+            stop(process)
+    outcomes = attempts.outcomes
+    assert not [o for o in outcomes if o[1] == "dropped"], log.read_text()
+    assert {outcome for started, outcome in outcomes if started > stopped_at} == {"refused"}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_connection_made_before_sigterm_gets_its_request_answered_after_it(tmp_path: Path, workers: int) -> None:
+    """Accepted before the stop, its request sent after: answered (and then closed), not cut off."""
+    with FakeUpstream.start_in_thread() as upstream:
+        process, port = start_gateway(tmp_path, upstream, workers)
+        try:
+            early = socket.create_connection(("127.0.0.1", port), timeout=10)
+            with early:
+                process.send_signal(signal.SIGTERM)
+                # uvicorn logs this, then closes every connection that is not answering a request
+                wait_for(lambda: (tmp_path / "gateway.log").read_bytes().count(b"Shutting down") == workers)
+                early.sendall(b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n")
+                received = b""
+                while chunk := early.recv(65536):
+                    received += chunk
+            assert process.wait(timeout=40) == 0
+        finally:
+            stop(process)
+    assert received.startswith(b"HTTP/1.1 200") and received.endswith(b'{"status":"ok"}')
+    assert b"\r\nconnection: close\r\n" in received  # and then closed

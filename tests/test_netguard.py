@@ -63,6 +63,22 @@ NEVER = [
     "http://[2002:a9fe:a9fe::1]/v1",  # 6to4
     "http://[::a9fe:a9fe]/v1",  # IPv4-compatible
     "http://[2001:0:4136:e378:8000:63bf:5601:5601]/v1",  # Teredo, client 169.254.169.254 (obfuscated)
+    "http://[::ffff:0:a9fe:a9fe]/v1",  # IPv4-translated
+    "http://[64:ff9b:1::a9fe:a9fe]/v1",  # local-use NAT64, read as a /96 prefix
+    "http://[64:ff9b:1:a9fe:a9:fe00::]/v1",  # local-use NAT64, read as a /48 prefix
+    # special-purpose ranges that are not globally reachable
+    "http://192.0.0.8/v1",  # IETF protocol assignments
+    "http://192.0.2.1/v1",  # documentation
+    "http://192.88.99.1/v1",  # the deprecated 6to4 relay anycast
+    "http://0.1.2.3/v1",  # "this network"
+    "http://240.0.0.1/v1",  # reserved
+    "http://255.255.255.255/v1",  # broadcast
+    "http://[fec0::1]/v1",  # IPv6 site-local
+    "http://[ff02::1]/v1",  # IPv6 multicast
+    "http://[2001:db8::1]/v1",  # documentation
+    "http://[100::1]/v1",  # discard-only
+    "http://[::]/v1",
+    "http://[2002:c000:8::1]/v1",  # 6to4 of 192.0.0.8
 ]
 PRIVATE = [
     "http://127.0.0.1:11434/v1",
@@ -81,6 +97,9 @@ PRIVATE = [
     "http://[2002:c0a8:101::1]/v1",  # 6to4 of 192.168.1.1
     "http://[::a00:1]/v1",  # IPv4-compatible 10.0.0.1
     "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/v1",  # Teredo, client 127.0.0.1
+    "http://198.18.0.1/v1",  # benchmarking networks
+    "http://[64:ff9b:1::a00:1]/v1",  # local-use NAT64 of 10.0.0.1
+    "http://[64:ff9b:1::808:808]/v1",  # local-use NAT64 (a local translator) of 8.8.8.8
 ]
 PUBLIC = [
     "https://api.openai.com/v1",
@@ -88,12 +107,14 @@ PUBLIC = [
     "http://[2001:4860:4860::8888]/v1",
     "http://[64:ff9b::808:808]/v1",  # NAT64 of 8.8.8.8
     "http://[2002:808:808::1]/v1",  # 6to4 of 8.8.8.8
+    "http://[::ffff:0:808:808]/v1",  # IPv4-translated 8.8.8.8
+    "http://192.0.0.9/v1",  # the one globally reachable address of 192.0.0.0/24 (with 192.0.0.10)
 ]
 
 
 @pytest.mark.parametrize("url", NEVER)
 @pytest.mark.parametrize("allow_private_network", [False, True])
-def test_metadata_and_link_local_are_never_allowed(url: str, allow_private_network: bool) -> None:
+def test_metadata_link_local_and_special_ranges_are_never_allowed(url: str, allow_private_network: bool) -> None:
     with pytest.raises(UnsafeURL, match="never allowed"):
         check_url(url, allow_private_network)
 
@@ -139,3 +160,30 @@ async def test_resolver_allows_loopback_when_private_network_is_allowed() -> Non
     finally:
         await resolver.close()
     assert [r["host"] for r in results] == ["127.0.0.1"]
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        ("192.0.0.8", "special-purpose"),
+        ("240.0.0.1", "reserved"),
+        ("fec0::1", "site-local"),
+        ("ff02::1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("100.100.100.200", "cloud metadata"),
+        ("fd00:ec2::254", "cloud metadata"),
+    ],
+)
+def test_refusals_say_what_the_address_is(address: str, reason: str) -> None:
+    with pytest.raises(UnsafeURL, match=f"{reason}.*never allowed"):
+        check_address(ipaddress.ip_address(address), allow_private_network=True)
+
+
+@pytest.mark.parametrize("host", ["192.0.0.8", "240.0.0.1"])
+async def test_resolver_refuses_special_ranges_at_connect_time_like_at_save_time(host: str) -> None:
+    resolver = GuardedResolver(allow_private_network=True)
+    try:
+        with pytest.raises(OSError, match="never allowed"):
+            await resolver.resolve(host, 80)
+    finally:
+        await resolver.close()

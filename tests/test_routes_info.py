@@ -177,3 +177,27 @@ def test_every_provider_has_a_health_sample_from_start_up() -> None:
             assert health_samples(client) == {"fake": 1.0, "dead": 0.0, "later": -1.0}
             assert client.delete("/v1/providers/later").status_code == 200
             assert health_samples(client) == {"fake": 1.0, "dead": 0.0}
+
+
+def test_public_readiness_names_nothing_and_the_admin_key_sees_the_detail() -> None:
+    from anygate.auth import Principal, hash_key
+    from anygate.errors import NotReady
+
+    async def failing() -> None:
+        raise NotReady("secret key mismatch: key id 142d7432 unknown (cannot decrypt provider 'campus')")
+
+    with FakeUpstream.start_in_thread() as up, serve_gateway(gateway_settings(fake_provider(up, "campus"))) as gw:
+        gw.app.state.keyring.add(hash_key("user-key"), Principal(key_id="u1", is_admin=False))
+        with gw.client(key=None) as bare, gw.client(key="user-key") as user, gw.client() as admin:
+            public = [bare.get("/health/ready"), user.get("/health/ready")]
+            detail = admin.get("/health/ready")
+            gw.app.state.readiness.add("secrets", failing)
+            public_failing = [bare.get("/health/ready"), user.get("/health/ready")]
+            detail_failing = admin.get("/health/ready")
+    assert [(r.status_code, r.json()) for r in public] == [(200, {"status": "ready"})] * 2
+    assert [(r.status_code, r.json()) for r in public_failing] == [(503, {"status": "not_ready"})] * 2
+    assert detail.status_code == 200 and detail.json()["checks"]["store"] == "ok"
+    assert detail.json()["providers"]["campus"]["healthy"] in (True, None)
+    assert detail_failing.status_code == 503
+    assert detail_failing.json()["error"]["code"] == "not_ready"
+    assert "provider 'campus'" in detail_failing.json()["error"]["message"]

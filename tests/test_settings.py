@@ -471,3 +471,98 @@ def test_a_base_url_without_a_key_defines_a_keyless_provider() -> None:
     (provider,) = settings.providers
     assert provider.id == "openai_compatible"
     assert provider.auth == "none"
+
+
+# ------------------------------------------------------------------------------------- provider headers
+
+REFUSED_HEADERS = [
+    ("Host", "secret.example"),
+    ("content-length", "0"),
+    ("Transfer-Encoding", "chunked"),
+    ("Connection", "close"),
+    ("Keep-Alive", "timeout=5"),
+    ("Proxy-Authorization", "Basic secret"),
+    ("TE", "trailers"),
+    ("Trailer", "X-Checksum"),
+    ("Upgrade", "websocket"),
+    ("Expect", "100-continue"),
+    ("X Tenant", "cs"),  # not a token
+    ("X-Tenant:", "cs"),
+    ("X-Tenant", "secret\r\nX-Injected: 1"),
+    ("X-Tenant", "secret\n"),
+    ("X-Tenant", "secret\x00"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), REFUSED_HEADERS)
+def test_a_provider_header_that_frames_or_splits_requests_is_refused_at_load(name: str, value: str) -> None:
+    import yaml
+
+    provider = {"id": "campus", "type": "custom", "base_url": "https://llm.example.edu/v1", "headers": {name: value}}
+    config = write_config(yaml.safe_dump({"providers": [{"id": "groq"}, provider]}))
+    with pytest.raises(ConfigError) as caught:
+        load(config_file=config)
+    message = str(caught.value)
+    assert "providers.1.headers" in message and "(provider 'campus')" in message
+    assert f"header {name if ' ' not in name and ':' not in name else repr(name)}:" in message
+    assert "secret" not in message  # never the value: it may be a credential
+
+
+def test_custom_headers_from_the_environment_are_checked_too() -> None:
+    env = {"OPENAI_COMPATIBLE_API_KEY": "sk-x", "OPENAI_COMPATIBLE_CUSTOM_HEADERS": '{"Host": "evil.example"}'}
+    with pytest.raises(ConfigError) as caught:
+        load(env)
+    assert "header Host" in str(caught.value) and "OPENAI_COMPATIBLE_CUSTOM_HEADERS" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "provider",
+    [
+        {"api_key": "sk-abc\r\n"},
+        {"api_keys": ["sk-ok", "sk-\nbad"]},
+        {"via": {"cloudflare": {"account_id": "a", "gateway_id": "g", "token": "t\r\nX: y"}}},
+    ],
+)
+def test_a_key_with_a_line_break_is_refused_at_load(provider: dict[str, Any]) -> None:
+    import yaml
+
+    config = write_config(yaml.safe_dump({"providers": [{"id": "openai", **provider}]}))
+    with pytest.raises(ConfigError, match="control character"):
+        load(config_file=config)
+
+
+def test_ordinary_custom_headers_pass() -> None:
+    headers = {"X-Tenant": "cs", "OpenAI-Organization": "org-1", "X-Title": "tab\tand ünïcode"}
+    provider = {"id": "campus", "type": "custom", "base_url": "https://llm.example.edu/v1", "headers": headers}
+    assert Settings.model_validate({"providers": [provider]}).providers[0].headers == headers
+
+
+# ------------------------------------------------------------------------------------- request limits
+
+
+def test_request_limits_come_from_the_file_and_the_environment_field_by_field() -> None:
+    config = write_config("request_limits: {max_headers: 50, header_timeout: 3}\n")
+    env = {
+        "ANYGATE_HEADER_TIMEOUT": "5",
+        "ANYGATE_BODY_TIMEOUT": "120",
+        "ANYGATE_BODY_MIN_RATE": "2000",
+        "ANYGATE_MAX_HEADER_BYTES": "32768",
+    }
+    limits = load(env, config_file=config).request_limits
+    assert (limits.header_timeout, limits.body_timeout, limits.body_min_rate) == (5, 120, 2000)
+    assert (limits.max_header_bytes, limits.max_headers) == (32768, 50)
+    assert load({"ANYGATE_MAX_HEADERS": "20"}).request_limits.max_headers == 20
+    defaults = load().request_limits
+    assert (defaults.header_timeout, defaults.body_timeout, defaults.max_header_bytes, defaults.max_headers) == (
+        10,
+        60,
+        65536,
+        100,
+    )
+
+
+def test_a_bad_request_limit_from_the_environment_names_its_variable() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"ANYGATE_HEADER_TIMEOUT": "soon"})
+    assert "request_limits.header_timeout" in str(caught.value)
+    assert "(from environment variable ANYGATE_HEADER_TIMEOUT)" in str(caught.value)

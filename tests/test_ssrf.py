@@ -23,6 +23,7 @@ import pytest
 from anygate.netguard import check_url
 from tests.support.fake_upstream import FakeUpstream, Reply
 from tests.support.gateway import fake_provider, gateway_settings, serve_gateway
+from tests.support.waiting import eventually
 
 HI = [{"role": "user", "content": "hi"}]
 LOOPBACK_BY_DNS = "llm.internal.test"  # resolves to 127.0.0.1 (see ``controlled_dns``)
@@ -113,3 +114,20 @@ def test_saving_a_provider_resolves_its_host_and_refuses_a_private_answer(upstre
             assert http.get("/v1/providers/sneaky").status_code == 404
             allowed = http.post("/v1/providers", json={**body, "allow_private_network": True})
             assert allowed.status_code == 201, allowed.text
+
+
+def test_an_upstream_quota_poll_goes_through_the_guard_too(upstream) -> None:
+    """The quota poller uses the gateway's guarded sessions: a host resolving to loopback is refused for a
+    provider that does not allow the private network, and reached for one that does."""
+    url = f"http://{LOOPBACK_BY_DNS}:{upstream.url.rsplit(':', 1)[1]}/v1"
+    quota = {"path": "/quota", "format": "neutral"}
+    refused = fake_provider(upstream, "sneaky", base_url=url, models=["fake-model"], quota=quota)
+    refused["allow_private_network"] = False
+    allowed = fake_provider(upstream, "lab", base_url=url, models=["fake-model"], quota=quota)
+    with serve_gateway(gateway_settings(refused, allowed)) as gateway:
+        runtimes = gateway.app.state.registry.runtimes
+        eventually(lambda: bool(runtimes["sneaky"].quota and runtimes["lab"].quota), "both quotas are polled")
+        sneaky, lab = runtimes["sneaky"].quota, runtimes["lab"].quota
+    assert sneaky is not None and sneaky["error"] == "Connection failed" and "tokens" not in sneaky
+    assert lab is not None and lab["tokens"]["remaining"] == 4750000
+    assert len(upstream.requests_to("/v1/quota")) == 1  # lab's poll; sneaky's never left the gateway

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -202,8 +203,9 @@ def provider_update(
     api_key_stdin: KeyStdinOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Change a stored provider; options not given stay as they are."""
-    from anygate.provider_input import checked
+    """Change a stored provider; options not given stay as they are. A new base URL on another scheme,
+    host or port needs the key again (--api-key-stdin): a stored key never follows a provider elsewhere."""
+    from anygate.provider_input import checked, require_secrets_on_move
 
     changes = provider_options(provider_type, base_url, name, model, allow_private_network)
     key = read_api_key(api_key, api_key_stdin)
@@ -212,12 +214,26 @@ def provider_update(
         found = await store.providers.get(provider_id)
         if found is None:
             raise LookupError(f"no stored provider '{provider_id}'")
-        spec = {**found.readable().config, **changes}
-        await checked(spec)
+        stored = found.readable()
+        spec = {**stored.config, **changes}
+        try:
+            require_secrets_on_move(stored, changes, key, await checked(spec))
+        except GatewayError as exc:
+            raise with_cli_hint(exc) from None
         await store.providers.update(spec, key)
 
     with_store(load(config), update)
     Console().print(f"updated provider {provider_id}")
+
+
+def with_cli_hint(error: GatewayError) -> GatewayError:
+    """A refused move, with how to give the secrets again from here."""
+    if error.code != "api_key_required":
+        return error
+    hint = "give the key with --api-key-stdin (or --api-key)"
+    if error.param != "api_key":
+        hint = "replace or remove the other secrets through the management API or the console first"
+    return type(error)(f"{error.message}; {hint}", param=error.param, code=error.code)
 
 
 def provider_remove(provider_id: str, config: ConfigOption = None) -> None:
@@ -243,7 +259,13 @@ def stored_provider(settings: Settings, provider_id: str) -> tuple[ProviderConfi
     if stored is None:
         err_console_print(f"no provider '{provider_id}' is configured or stored")
         raise typer.Exit(1)
-    return ProviderConfig.model_validate(stored.config), stored.api_key
+    try:
+        return ProviderConfig.model_validate(stored.config), stored.api_key
+    except ValidationError as exc:
+        from anygate.settings import describe_errors
+
+        err_console_print(f"stored provider '{provider_id}' is invalid: {describe_errors(exc)}")
+        raise typer.Exit(1) from None
 
 
 def err_console_print(message: str) -> None:

@@ -2,7 +2,9 @@
 
     GatewayError                      status type                    code
     ├── InvalidRequest                400    invalid_request_error   (varies)
-    │   └── BodyTooLarge              413    invalid_request_error   body_too_large
+    │   ├── BodyTooLarge              413    invalid_request_error   body_too_large
+    │   ├── RequestTimeout            408    invalid_request_error   request_timeout
+    │   └── HeadersTooLarge           431    invalid_request_error   headers_too_large
     ├── AuthenticationFailed          401    authentication_error    invalid_api_key
     │   └── MissingProviderKey        401    authentication_error    missing_provider_key
     ├── PermissionDenied              403    permission_error        (varies)
@@ -90,6 +92,20 @@ class InvalidRequest(GatewayError):
 class BodyTooLarge(InvalidRequest):
     status = 413
     code = "body_too_large"
+
+
+class RequestTimeout(InvalidRequest):
+    """The client did not send its request's headers or body in time (answered by the server layer)."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class HeadersTooLarge(InvalidRequest):
+    """The request line and headers are larger, or more, than the server layer accepts."""
+
+    status = 431
+    code = "headers_too_large"
 
 
 class AuthenticationFailed(GatewayError):

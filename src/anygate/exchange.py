@@ -20,6 +20,7 @@ class Exchange:
     principal: Principal
     route: str  # chat/completions, completions, embeddings, responses, messages, proxy
     started: float  # time.perf_counter() when the request arrived
+    endpoint: str | None = None  # the upstream endpoint a proxied request names (chat/completions...)
     requested_model: str | None = None
     provider_id: str | None = None
     model: str | None = None

@@ -1,18 +1,20 @@
 """A provider given through the management API or the CLI: accepted names, its key kept apart, masked
 secrets sent back meaning "keep the stored value", and the checks it must pass before it is stored (the
-provider object's own validation and the SSRF rules)."""
+provider object's own validation, the SSRF rules, and no stored secret following it to another host)."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from anygate.api.validation import describe_validation
 from anygate.errors import InvalidRequest
+from anygate.header_rules import InvalidHeader, has_control_characters
 from anygate.netguard import UnsafeURL, check_url_resolved
 from anygate.settings import ProviderConfig
-from anygate.store.providers import KEEP
+from anygate.store.providers import KEEP, StoredProvider
 
 MASK = "***"
 KEPT = (MASK, "")  # a secret sent back as one of these keeps the stored value
@@ -23,6 +25,7 @@ WHOLE_OBJECT_ERRORS = (
     ("give either base_url or via", "via"),
     ("Cloudflare AI Gateway", "via"),
 )
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def translate_names(body: dict[str, Any]) -> dict[str, Any]:
@@ -43,7 +46,16 @@ def split_key(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
     api_key = spec.pop("api_key", KEEP)
     if api_key is not KEEP and api_key is not None and not isinstance(api_key, str):
         raise InvalidRequest("api_key: must be a string or null", param="api_key", code="invalid_field")
+    if isinstance(api_key, str):
+        check_key_text(api_key)
     return spec, api_key
+
+
+def check_key_text(api_key: str) -> None:
+    """A key goes upstream in a header: a control character in it would fail every request."""
+    if has_control_characters(api_key):
+        message = "api_key: the key contains a control character (CR, LF, NUL, ...)"
+        raise InvalidRequest(message, param="api_key", code="invalid_field")
 
 
 async def checked(spec: dict[str, Any]) -> ProviderConfig:
@@ -53,9 +65,6 @@ async def checked(spec: dict[str, Any]) -> ProviderConfig:
         # read leniently: ``${VAR}`` expands to text.)
         config = ProviderConfig.model_validate(spec, strict=True)
     except ValidationError as exc:
-        unsafe = [e for e in exc.errors() if isinstance((e.get("ctx") or {}).get("error"), UnsafeURL)]
-        if unsafe:  # raised by the provider object as a whole: name the field it is about
-            raise unsafe_url(unsafe[0]["ctx"]["error"]) from None
         raise describe_provider_errors(exc) from None
     try:
         await check_url_resolved(config.base_url or "", bool(config.allow_private_network))
@@ -66,13 +75,20 @@ async def checked(spec: dict[str, Any]) -> ProviderConfig:
 
 def describe_provider_errors(exc: ValidationError) -> InvalidRequest:
     """A 400 naming the field, also for the errors the provider object raises as a whole."""
-    first = exc.errors()[0]
+    errors = exc.errors(include_input=False)  # a stored value (a header, a key) may be a secret
+    for error in errors:
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, UnsafeURL):  # raised by the provider object as a whole: name the field
+            return unsafe_url(cause)
+        if isinstance(cause, InvalidHeader):
+            return InvalidRequest(str(cause), param=f"headers.{cause.name}", code="invalid_header")
+    first = errors[0]
     if not first.get("loc"):
         message = str(first.get("msg", "")).removeprefix("Value error, ")
         for start, field in WHOLE_OBJECT_ERRORS:
             if message.startswith(start):
                 return InvalidRequest(f"{field}: {message}", param=field, code="invalid_field")
-    return describe_validation(exc.errors())
+    return describe_validation(errors)
 
 
 def unsafe_url(exc: UnsafeURL) -> InvalidRequest:
@@ -144,3 +160,82 @@ def nothing_to_keep(field: str) -> InvalidRequest:
     return InvalidRequest(
         f'{field}: "***" (or "") keeps the stored value, and none is stored', param=field, code="invalid_field"
     )
+
+
+# ------------------------------------------------------------------------------------ moving a provider
+
+
+def destination(config: ProviderConfig) -> tuple[object, ...]:
+    """Where a provider's requests, and with them its secrets, go: the base URL's scheme, host and port,
+    and, through Cloudflare AI Gateway (one host for every account), the account and gateway too."""
+    parts = urlsplit(config.base_url or "")
+    host = (parts.hostname or "").rstrip(".").lower()
+    where: tuple[object, ...] = (parts.scheme, host, parts.port or DEFAULT_PORTS.get(parts.scheme))
+    if config.via is not None:
+        where += (config.via.cloudflare.account_id, config.via.cloudflare.gateway_id)
+    return where
+
+
+def stored_destination(stored: dict[str, Any]) -> tuple[object, ...] | None:
+    """The destination of a provider as stored; None for a row that no longer validates (then any change
+    counts as a move). Its headers and extra keys play no part in where it goes."""
+    try:
+        return destination(ProviderConfig.model_validate({**stored, "headers": {}, "api_keys": []}))
+    except ValidationError:
+        return None
+
+
+def require_secrets_on_move(
+    stored: StoredProvider, changes: dict[str, Any], api_key: Any, moved: ProviderConfig
+) -> None:
+    """A provider that moves to another scheme, host or port takes none of its stored secrets along:
+    each secret the API masks (its key, every ``api_keys`` entry, credential-like header values, the
+    ``via`` token) must be given anew with the same change, or removed; else a 400 ``api_key_required``.
+    Otherwise an admin session, or whoever stole one, could send the stored key to a host of its choosing.
+    A change of path alone keeps them. ``changes`` and ``api_key`` are as given, before any merge."""
+    if stored_destination(stored.config) == destination(moved):
+        return
+    missing = secrets_not_given(stored, changes, api_key)
+    if missing:
+        scheme, host, port = destination(moved)[:3]
+        raise InvalidRequest(
+            f"{missing[0]}: the change moves provider '{stored.id}' to another host ({scheme}://{host}:{port}); "
+            f"give {', '.join(missing)} again with it, or remove them (a stored secret never follows a "
+            "provider to another host)",
+            param=missing[0],
+            code="api_key_required",
+        )
+
+
+def secrets_not_given(stored: StoredProvider, changes: dict[str, Any], api_key: Any) -> list[str]:
+    """The stored secrets ``changes`` would keep as they are (absent, ``"***"`` or ``""``)."""
+    missing = []
+    if stored.api_key and (api_key is KEEP or api_key in KEPT):
+        missing.append("api_key")
+    config = stored.config
+    given_keys = changes.get("api_keys")
+    if config.get("api_keys") and (not isinstance(given_keys, list) or any(k in KEPT for k in given_keys)):
+        missing.append("api_keys")
+    for name in config.get("headers") or {}:
+        if is_secret_header(name) and is_header_kept(changes.get("headers", KEEP), name):
+            missing.append(f"headers.{name}")
+    stored_token = ((config.get("via") or {}).get("cloudflare") or {}).get("token")
+    if stored_token and is_token_kept(changes.get("via", KEEP)):
+        missing.append("via.cloudflare.token")
+    return missing
+
+
+def is_header_kept(given: Any, name: str) -> bool:
+    """Whether the stored header ``name`` survives ``given`` (the headers sent, or ``KEEP`` when none)."""
+    if not isinstance(given, dict):
+        return given is KEEP
+    sent = next((value for other, value in given.items() if other.lower() == name.lower()), None)
+    return sent in KEPT
+
+
+def is_token_kept(given: Any) -> bool:
+    """Whether the stored ``via`` token survives ``given`` (the ``via`` sent, or ``KEEP`` when none)."""
+    if not isinstance(given, dict):
+        return given is KEEP
+    cloudflare = given.get("cloudflare")
+    return isinstance(cloudflare, dict) and cloudflare.get("token") in KEPT

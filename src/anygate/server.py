@@ -1,33 +1,50 @@
 """Running the gateway under uvicorn (uvloop + httptools), with one or many workers.
 
-SIGTERM drains: the listener closes (new connections are refused), in-flight requests and streams
-finish (up to ``drain_grace`` seconds; then what is left is cancelled, and the app answers it with an
-error), the lifespan shutdown flushes what must be kept, and the process exits 0. With several workers
-the parent closes its copy of the listening socket before it passes SIGTERM on, so that the socket is
-gone once every worker has closed its own.
+SIGTERM drains: at once no new connection completes (its client is refused at connect), connections
+the kernel completed before are still accepted and answered, then the listener closes; in-flight
+requests and streams finish (up to ``drain_grace`` seconds; then what is left is cancelled, and the app
+answers it with an error), the lifespan shutdown flushes what must be kept, and the process exits 0.
+With several workers the parent stops the shared listener and passes SIGTERM on as the signal arrives,
+and closes its own copy of the listening socket, so that the socket is gone once every worker has
+closed its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
+import os
 import signal
+import socket
 from collections.abc import Generator
+from types import FrameType
 from typing import Any
 
 import uvicorn
 from rich.console import Console
 from uvicorn.supervisors import Multiprocess
 
-from anygate.api.app import Gateway, create_app
+from anygate.app import Gateway, create_app
 from anygate.auth import ensure_admin_key
+from anygate.listener import is_supported as listener_supported
+from anygate.listener import queued_connections, refuse_new_connections
+from anygate.protocol import LimitedConfig
 from anygate.settings import Settings, load_settings
 from anygate.telemetry import configure_logging
 
 WORKER_APP = "anygate.server:worker_app"
+HANDSHAKE_GRACE = 0.5  # seconds a handshake answered just before a stop has to complete (a round trip)
+ACCEPT_QUEUE_LIMIT = 5.0  # at most this long accepting what was queued before the stop
+
+log = logging.getLogger("anygate.server")
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn's server, except that a SIGTERM it drained for is not re-raised (which exits 143)."""
+    """uvicorn's server, stopping without dropping a connection: at the signal no new connection
+    completes any more, what the kernel completed before is still accepted and served (listener.py),
+    then the listener closes and open requests drain. A SIGTERM it drained for is not re-raised (which
+    exits 143)."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -35,13 +52,58 @@ class DrainingServer(uvicorn.Server):
             yield
             self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
 
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            self.refuse_new_connections()  # at once, not at the server's next tick
+        super().handle_exit(sig, frame)
+
+    def listening_descriptors(self) -> list[int]:
+        servers = getattr(self, "servers", [])  # none before the server has started
+        return [sock.fileno() for server in servers for sock in server.sockets or ()]
+
+    def refuse_new_connections(self) -> None:
+        if refuse_new_connections(self.listening_descriptors()):
+            log.info("stopped accepting connections", extra={"fields": {"pid": os.getpid()}})
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.refuse_new_connections()  # again: a stop without a signal (or a signal before the start)
+        await self.accept_queued_connections()
+        await super().shutdown(sockets)
+
+    async def accept_queued_connections(self) -> None:
+        """Keep accepting until the accept queues are empty and handshakes answered just before the stop
+        have had ``HANDSHAKE_GRACE`` seconds to complete: each of those connections gets its answer."""
+        if not listener_supported():
+            return
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        descriptors = self.listening_descriptors()
+        while loop.time() - started < ACCEPT_QUEUE_LIMIT:
+            settled = loop.time() - started >= HANDSHAKE_GRACE
+            if settled and not any(queued_connections(fd) for fd in descriptors):
+                return
+            await asyncio.sleep(0.01)
+
 
 class DrainingMultiprocess(Multiprocess):
-    """uvicorn's worker supervisor, except that it stops listening before it stops the workers.
+    """uvicorn's worker supervisor, except that a stop takes effect at the signal, not at its next
+    half-second tick: no new connection completes from then on, the workers start their drain at once,
+    and the parent closes its copy of the listener before it waits for them (while it holds it, the
+    listener stays open)."""
 
-    The parent binds the socket and keeps it to start replacement workers; while it holds it, the kernel
-    keeps accepting connections that no draining worker will ever serve.
-    """
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+        super().__init__(config, sockets)
+        for stop_signal in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop_signal, self.handle_stop_signal)
+
+    def handle_stop_signal(self, sig: int, frame: FrameType | None) -> None:
+        if refuse_new_connections(self.sockets):
+            log.info("stopped accepting connections", extra={"fields": {"pid": os.getpid()}})
+        if sig == signal.SIGTERM:  # a terminal's Ctrl+C reaches the workers itself, as SIGINT
+            for pid in [process.pid for process in self.processes if process.pid is not None]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+        self.signal_queue.append(sig)  # the rest at the supervisor's tick, as uvicorn does it
 
     def terminate_all(self) -> None:
         for sock in self.sockets:
@@ -70,17 +132,18 @@ def worker_app() -> Gateway:
 
 
 def server_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config:
-    return uvicorn.Config(
+    # httptools, under the deadlines and header limits of ``settings.request_limits`` (protocol.py).
+    return LimitedConfig(
         app,
+        request_limits=settings.request_limits,
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
         log_config=None,
         access_log=False,
         lifespan="on",
         # uvicorn hands it to asyncio.wait_for, which takes any number of seconds.
-        timeout_graceful_shutdown=settings.drain_grace,  # type: ignore[arg-type]
+        timeout_graceful_shutdown=settings.drain_grace,
         server_header=False,
         # Nothing reads the client address; X-Forwarded-* from the client are dropped, never trusted.
         proxy_headers=False,

@@ -36,6 +36,7 @@ from anygate.catalog import (
     key_env_name,
 )
 from anygate.errors import ConfigError
+from anygate.header_rules import check_headers, has_control_characters
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -73,6 +74,13 @@ class CloudflareVia(Strict):
     account_id: str
     gateway_id: str
     token: SecretStr | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _sendable_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and has_control_characters(value.get_secret_value()):
+            raise ValueError("the token contains a control character (CR, LF, NUL, ...)")
+        return value
 
 
 class Via(Strict):
@@ -122,6 +130,27 @@ class ProviderConfig(Strict):
         if value is not None and value not in PRESETS:
             known = ", ".join(sorted(PRESETS))
             raise ValueError(f"unknown provider type '{value}' (known: {known})")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        check_headers(value)  # InvalidHeader names the header, never its value
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _sendable_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and has_control_characters(value.get_secret_value()):
+            raise ValueError("the key contains a control character (CR, LF, NUL, ...)")
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _sendable_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for index, key in enumerate(value):
+            if has_control_characters(key.get_secret_value()):
+                raise ValueError(f"key {index} contains a control character (CR, LF, NUL, ...)")
         return value
 
     @field_validator("base_url")
@@ -181,6 +210,16 @@ class ProviderConfig(Strict):
             self.headers = {"cf-aig-authorization": f"Bearer {token}", **self.headers}
 
 
+class RequestLimits(Strict):
+    """What a client may send, and how slowly (answered 408 or 431 by the server layer, ``protocol.py``)."""
+
+    header_timeout: float = Field(10.0, gt=0)  # seconds for the request line and headers
+    body_timeout: float = Field(60.0, gt=0)  # seconds for the body, pushed back by what arrives
+    body_min_rate: float = Field(500.0, gt=0)  # bytes of body that push the body deadline back one second
+    max_header_bytes: int = Field(64 * 1024, ge=1024)  # the request line and header fields together
+    max_headers: int = Field(100, ge=1)
+
+
 class RoutingSettings(Strict):
     """Retries, fallbacks and health checks (docs/resilience.md)."""
 
@@ -201,6 +240,9 @@ class QuotaSource(Strict):
     label: str | None = None
     format: QuotaFormat = "neutral"
     api_key: SecretStr | None = None
+    # The quota client runs on the user's machine against gateways the user lists (often on loopback or a
+    # LAN): private networks are allowed unless refused here; link-local and metadata never are.
+    allow_private_network: bool = True
 
 
 class PriceConfig(Strict):
@@ -215,6 +257,7 @@ class Settings(Strict):
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
     drain_grace: float = Field(30.0, ge=0)  # seconds SIGTERM lets open requests and streams finish
+    request_limits: RequestLimits = Field(default_factory=RequestLimits)
     config_file: Path | None = None
     data_dir: Path = Field(default_factory=lambda: Path.home() / ".local" / "share" / "anygate")
     database_url: str | None = None
@@ -291,6 +334,14 @@ class Settings(Strict):
         return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'anygate.db'}"
 
 
+def describe_errors(exc: ValidationError) -> str:
+    """A validation failure by field names and reasons only: a value (a stored header, say) may be a secret."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors(include_input=False)
+    )
+
+
 def is_loopback_host(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
@@ -312,8 +363,8 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
     config_path = given_flags.get("config_file") or env.get("ANYGATE_CONFIG")
     file_values = read_config_file(Path(config_path), env) if config_path else {}
     origin = str(config_path) if config_path else "environment"
-    env_values = anygate_env_values(env)
-    merged: dict[str, Any] = {**file_values, **env_values, **given_flags}
+    env_fields = anygate_env_values(env)
+    merged = merge_layers(file_values, nested(env_fields), given_flags)
     if config_path:
         merged["config_file"] = Path(config_path)
     else:
@@ -322,7 +373,7 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
         merged["default_provider"] = preferred_provider(env["PREFERRED_PROVIDER"], merged)
     merged.setdefault("data_dir", default_data_dir(env))
     merged.setdefault("user_config_file", default_user_config_file(env))
-    sources = value_sources(env_values, given_flags, merged)
+    sources = value_sources(env_fields, given_flags, merged)
     for provider in merged.get("providers") or []:
         if isinstance(provider, dict):
             provider.pop(ENV_SOURCES_KEY, None)
@@ -361,6 +412,11 @@ ANYGATE_ENV_FIELDS = {
     "ANYGATE_PORT": "port",
     "ANYGATE_WORKERS": "workers",
     "ANYGATE_DRAIN_GRACE": "drain_grace",
+    "ANYGATE_HEADER_TIMEOUT": "request_limits.header_timeout",
+    "ANYGATE_BODY_TIMEOUT": "request_limits.body_timeout",
+    "ANYGATE_BODY_MIN_RATE": "request_limits.body_min_rate",
+    "ANYGATE_MAX_HEADER_BYTES": "request_limits.max_header_bytes",
+    "ANYGATE_MAX_HEADERS": "request_limits.max_headers",
     "ANYGATE_LOG_LEVEL": "log_level",
     "ANYGATE_NO_AUTH": "no_auth",
     "ANYGATE_LIMITER": "limiter",
@@ -369,7 +425,30 @@ ANYGATE_ENV_FIELDS = {
 
 
 def anygate_env_values(env: Mapping[str, str]) -> dict[str, Any]:
+    """The ``ANYGATE_*`` variables set, by the (dotted) field each sets: ``request_limits.header_timeout``."""
     return {field: env[name] for name, field in ANYGATE_ENV_FIELDS.items() if env.get(name)}
+
+
+def nested(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"a.b": 1}`` as ``{"a": {"b": 1}}``."""
+    values: dict[str, Any] = {}
+    for field, value in fields.items():
+        *sections, name = field.split(".")
+        target = values
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[name] = value
+    return values
+
+
+def merge_layers(*layers: Mapping[str, Any]) -> dict[str, Any]:
+    """Later layers over earlier ones; a section (a mapping) is merged key by key, one level deep."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            earlier = merged.get(key)
+            merged[key] = {**earlier, **value} if isinstance(value, dict) and isinstance(earlier, dict) else value
+    return merged
 
 
 def read_config_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:

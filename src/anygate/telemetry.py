@@ -116,6 +116,12 @@ class Metrics:
         key = (provider, model, direction)
         return cached(self._token_series, key, lambda: self.tokens.labels(*key))
 
+    def count_upstream_failure(self, provider_id: str, error: GatewayError) -> None:
+        """One failed attempt in ``anygate_upstream_errors_total``, when the failure is the upstream's."""
+        kind = upstream_error_kind(error)
+        if kind is not None:
+            self.upstream_errors.labels(provider_id, kind).inc()
+
     def track_providers(self, provider_ids: Iterable[str]) -> None:
         """Give each provider a health sample from the moment it is registered (``UNCHECKED`` until its first
         check), and drop the sample of a provider that is gone."""

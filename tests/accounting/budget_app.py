@@ -12,7 +12,7 @@ import json
 import os
 
 from anygate.accounting.budgets import StaticBudgets, budget_spec, limit_spec
-from anygate.api.app import Gateway
+from anygate.app import Gateway
 from anygate.auth import Principal, hash_key
 from anygate.server import run_server
 from anygate.settings import load_settings

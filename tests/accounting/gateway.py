@@ -14,7 +14,7 @@ from typing import Any
 import uvicorn
 
 from anygate.accounting.budgets import BudgetSource
-from anygate.api.app import Gateway, create_app
+from anygate.app import Gateway, create_app
 from anygate.auth import Principal, hash_key
 from anygate.settings import ProviderConfig, Settings
 from tests.support.gateway import wait_until_ready as wait_for_tokenizer

@@ -17,7 +17,7 @@ from anygate.accounting import estimate
 from anygate.accounting.budgets import BudgetSpec, StaticBudgets
 from anygate.auth import Principal
 from anygate.errors import NotReady
-from tests.accounting.gateway import fake_provider_settings, running_gateway
+from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_gateway
 from tests.support.fake_upstream import FakeUpstream
 
 STUDENT = "sk-ag-student-tokenizer-333333333333"
@@ -71,13 +71,15 @@ def test_health_answers_while_the_vocabularies_load_and_a_budgeted_request_waits
         headers = {"Authorization": f"Bearer {STUDENT}"}
         budgeted = pool.submit(httpx.post, base + "/v1/chat/completions", json=body, headers=headers, timeout=30)
         assert httpx.get(base + "/health", timeout=10).json() == {"status": "ok"}
-        not_ready = httpx.get(base + "/health/ready", timeout=10)
+        admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        assert httpx.get(base + "/health/ready", timeout=10).json() == {"status": "not_ready"}
+        not_ready = httpx.get(base + "/health/ready", headers=admin, timeout=10)
         assert not_ready.status_code == 503 and "tokenizer" in not_ready.json()["error"]["message"]
         assert not budgeted.done()  # it waits for the vocabulary, the event loop does not
         assert not upstream.requests_to("/v1/chat/completions")
         loader.release.set()
         assert budgeted.result(timeout=30).status_code == 200
-        ready = httpx.get(base + "/health/ready", timeout=10)
+        ready = httpx.get(base + "/health/ready", headers=admin, timeout=10)
     assert ready.status_code == 200 and ready.json()["checks"]["tokenizer"] == "ok"
     assert sorted(set(loader.calls)) == sorted(estimate.ENCODINGS)
     assert len(loader.calls) == len(estimate.ENCODINGS)  # each loaded once, for everyone who waited

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 from typer.testing import CliRunner
@@ -25,6 +24,7 @@ from anygate.quota.client import (
     resolve_key,
 )
 from anygate.settings import load_settings
+from anygate.transport.aiohttp_transport import AiohttpTransport
 from tests.support.fake_upstream import FakeUpstream
 
 KEY = "sk-test-quota-key-0123456789abcdef"
@@ -92,8 +92,11 @@ async def server() -> AsyncIterator[str]:
 
 
 async def fetch(base: str, kind: str, timeout: float = 5.0) -> Any:
-    async with aiohttp.ClientSession() as session:
-        return await fetch_quota(session, Source("gw", base, kind, "neutral", "gw"), KEY, timeout)
+    transport = AiohttpTransport()
+    try:
+        return await fetch_quota(transport, Source("gw", base, kind, "neutral", "gw"), KEY, timeout)
+    finally:
+        await transport.aclose()
 
 
 async def test_request_carries_bearer_and_accept_and_joins_with_one_slash(server: str) -> None:
@@ -371,3 +374,17 @@ async def test_poll_sources_skips_sources_without_a_key(home: Path, server: str)
     settings = load_settings(environ=environ(home, GW_API_KEY=KEY))
     (result,) = await poll_sources(settings)
     assert result.quota is not None and result.quota.tokens is not None
+
+
+async def test_poll_sources_go_through_the_ssrf_guard(home: Path, server: str) -> None:
+    """Loopback is reached by default (the user's own gateway), refused when the source says so; the
+    refused poll never reaches the server."""
+    refused = {"id": "gw", "base_url": server, "quota_path": "ok", "allow_private_network": False}
+    write_user_config(home, [refused])
+    settings = load_settings(environ=environ(home, GW_API_KEY=KEY))
+    (result,) = await poll_sources(settings)
+    assert result.error is not None and not SEEN
+    assert result.error.startswith("URL refused: address 127.0.0.1 is on a loopback or private network")
+    write_user_config(home, [{**refused, "allow_private_network": True}])
+    (result,) = await poll_sources(load_settings(environ=environ(home, GW_API_KEY=KEY)))
+    assert result.error is None and SEEN

@@ -197,7 +197,7 @@ def test_rotation_reencrypts_everything_while_the_gateway_keeps_serving(
     store = gateway.app.state.store
     key_ids = {ciphertext_key_id(value) for value in asyncio.run(stored_ciphertexts(database_url))}
     assert len(key_ids) == 1 and old_id not in key_ids
-    eventually(lambda: gateway.app.state.store_sync.revision == asyncio.run(_revision(database_url)), "reload")
+    eventually(lambda: gateway.app.state.store_watch.revision == asyncio.run(_revision(database_url)), "reload")
     assert store.box.current != old_id
     with gateway.client(caller) as http:
         reply = http.post("/v1/chat/completions", json={"model": "vault/fake-model", "messages": HI})

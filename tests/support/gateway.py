@@ -19,7 +19,7 @@ import httpx2
 import openai
 import uvicorn
 
-from anygate.api.app import Gateway, create_app
+from anygate.app import Gateway, create_app
 from anygate.settings import Settings
 
 ADMIN_KEY = "sk-ag-test-admin-key-0123456789"

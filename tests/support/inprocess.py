@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import httpx2
 import openai
 
-from anygate.api.app import Gateway, create_app
+from anygate.app import Gateway, create_app
 from anygate.settings import Settings
 
 from .fake_upstream import FakeUpstream
@@ -102,6 +102,7 @@ def inprocess_gateway(settings: Settings, upstream: FakeUpstream | None = None) 
     app = create_app(settings, transport)
     try:
         loop.run(app.startup())
+        loop.run(app.state.accounting.tokenizer.ready())  # its vocabularies load at start-up
         try:
             yield InProcessGateway(app, upstream, loop)
         finally:

@@ -147,13 +147,19 @@ async def unpriced_models(engine: AsyncEngine, where: UsageFilter | None = None)
     return [{str(k): v for k, v in row.items()} for row in rows]
 
 
+# A text cell starting with one of these is read as a formula by spreadsheet programs (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
 def as_csv(rows: Sequence[dict[str, Any]], group_by: Sequence[str]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    # CRLF (RFC 4180): the writer quotes a field holding any character of its line terminator, so a
+    # CR or LF in a client's text stays inside its cell instead of starting a row of its own.
+    writer = csv.writer(out, lineterminator="\r\n")
     fields = [*group_by, *REPORT_FIELDS]
     writer.writerow(fields)
     for row in rows:
-        writer.writerow(["" if row.get(name) is None else row.get(name) for name in fields])
+        writer.writerow([spreadsheet_cell(row.get(name)) for name in fields])
     return out.getvalue()
 
 
@@ -189,3 +195,13 @@ async def last_request_at(engine: AsyncEngine, key_id: str) -> float | None:
     async with engine.connect() as conn:
         found = (await conn.execute(statement)).scalar_one()
     return None if found is None else float(found)
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows and never evaluates: text that would start a formula (a model
+    name a client chose, say) gets a leading ``'``; numbers stay numbers, ``None`` is empty."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value

@@ -19,7 +19,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from redis import RedisError
@@ -187,7 +186,7 @@ class Accounting:
     def __init__(
         self,
         enforcer: Enforcer,
-        ledger: Ledger | None,
+        ledger: Ledger,
         prices: PriceBook,
         budget_source: BudgetSource,
         is_byok: ByokCheck = never_byok,
@@ -348,12 +347,11 @@ class Accounting:
         elif exchange.provider_id is not None and exchange.model is not None:
             cost = self.prices.cost(exchange.provider_id, exchange.model, count)
         # The ledger first: the record that survives holds the request whatever happens to the counters.
-        if self.ledger is not None:
-            self.ledger.record(self.row(exchange, ticket, count, cost, finished))
+        self.ledger.record(self.row(exchange, ticket, count, cost, finished))
         if ticket is not None and ticket.admission is not None:
             # The caller's own provider key pays for a BYOK request: it counts tokens, not the USD budget.
             settled = await self.enforcer.settle(ticket.admission, count.total, 0.0 if exchange.byok else cost)
-            if not settled and self.ledger is not None:
+            if not settled:
                 self.ledger.write_soon()  # its row in the database before the counters can be rebuilt
 
     async def retry_unsettled(self) -> int:
@@ -361,10 +359,9 @@ class Accounting:
         a bucket rebuilt from the ledger never misses them); return how many were applied."""
         if not self.enforcer.unsettled:
             return 0
-        if self.ledger is not None:
-            await self.ledger.flush()
-            if not self.ledger.is_writing:
-                return 0
+        await self.ledger.flush()
+        if not self.ledger.is_writing:
+            return 0
         applied = await self.enforcer.unsettled.retry(self.enforcer.limiter)
         if applied:
             log.info(
@@ -379,11 +376,13 @@ class Accounting:
             await self.retry_unsettled()
 
     @staticmethod
-    def row(exchange: Exchange, ticket: Ticket | None, count: TokenCount, cost: float | None, finished: float) -> UsageRow:
+    def row(
+        exchange: Exchange, ticket: Ticket | None, count: TokenCount, cost: float | None, finished: float
+    ) -> UsageRow:
         started = exchange.started
         route = exchange.route
-        if route == "proxy" and ticket is not None:
-            route = f"proxy:{ticket.route}"  # the endpoint passed through: proxy:chat/completions
+        if route == "proxy" and exchange.endpoint:
+            route = f"proxy:{exchange.endpoint}"  # the endpoint passed through: proxy:chat/completions
         return UsageRow(
             request_id=exchange.request_id,
             created_at=time.time(),
@@ -409,6 +408,5 @@ class Accounting:
                 "budget counters unavailable at shutdown: settlements not applied (the ledger has their usage)",
                 extra={"fields": {"settlements": len(self.enforcer.unsettled)}},
             )
-        if self.ledger is not None:
-            await self.ledger.close()  # the last batch; the engine is the store's, closed with it
+        await self.ledger.close()  # the last batch; the engine is the store's, closed with it
         await self.enforcer.limiter.close()

@@ -26,6 +26,12 @@ def get_principal(request: Request) -> Principal:
     return principal
 
 
+def get_optional_principal(request: Request) -> Principal | None:
+    """The caller on a public route: who sent a valid key, else None (no key, or one that is not valid)."""
+    principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
+    return principal if isinstance(principal, Principal) else None
+
+
 def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
     if not principal.is_admin:
         raise PermissionDenied("This route needs an admin key", code="admin_required")
@@ -34,6 +40,7 @@ def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Pr
 
 StateDep = Annotated[AppState, Depends(get_state)]
 CallerDep = Annotated[Principal, Depends(get_principal)]
+OptionalCallerDep = Annotated[Principal | None, Depends(get_optional_principal)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 
 

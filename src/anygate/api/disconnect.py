@@ -8,7 +8,6 @@ from typing import Any
 from anygate.api.http import ClientDisconnected, Receive
 from anygate.exchange import Exchange
 
-
 # Most requests are answered sooner than this: they never pay for a watcher task. A client that leaves
 # earlier is noticed once this much time has passed.
 WATCH_AFTER_SECONDS = 0.05

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from anygate.api.http import Scope
+from collections.abc import Iterable
+from urllib.parse import urlsplit, urlunsplit
+
+from anygate.api.http import NOSNIFF, Scope
 from anygate.transport import Headers
 
 # Never sent upstream: hop-by-hop headers, the client's credentials, and what identifies the client.
@@ -56,7 +59,7 @@ def forwarded_headers(scope: Scope) -> dict[str, str]:
 
 
 def response_headers(upstream: Headers, request_id: bytes) -> list[tuple[bytes, bytes]]:
-    headers = [(b"x-request-id", request_id)]
+    headers = [(b"x-request-id", request_id), NOSNIFF]
     for name, value in upstream.raw:
         lowered = name.lower()
         if lowered in PASSED_RESPONSE_HEADERS or lowered.startswith(PASSED_RESPONSE_PREFIXES):
@@ -67,3 +70,33 @@ def response_headers(upstream: Headers, request_id: bytes) -> list[tuple[bytes, 
 def retry_after_header(upstream: Headers) -> dict[str, str] | None:
     value = upstream.get("retry-after")
     return {"retry-after": value} if value else None
+
+
+# The management API and the console: never framed, no referrer sent on, and for the console a strict
+# Content-Security-Policy (its scripts, styles and data come from its own origin only; nothing inline).
+MANAGEMENT_SECURITY_HEADERS = (NOSNIFF, (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer"))
+CONSOLE_CSP = (
+    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    b"frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+CONSOLE_SECURITY_HEADERS = (*MANAGEMENT_SECURITY_HEADERS, (b"content-security-policy", CONSOLE_CSP))
+
+
+def security_headers(path: str) -> tuple[tuple[bytes, bytes], ...]:
+    return CONSOLE_SECURITY_HEADERS if path.startswith("/ui") else MANAGEMENT_SECURITY_HEADERS
+
+
+def relative_locations(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The headers with an absolute ``Location`` cut to its path and query. The frameworks build the URL of a
+    redirect (``/ui`` to ``/ui/``, a trailing slash) from the request's ``Host`` header, which the client
+    chooses: an absolute one would send the browser to any host the request named."""
+    return [(name, relative_url(value) if name.lower() == b"location" else value) for name, value in headers]
+
+
+def relative_url(url: bytes) -> bytes:
+    """``url`` without scheme and host; its path never starts with ``//`` (that would name a host again)."""
+    parts = urlsplit(url)
+    if not parts.scheme and not parts.netloc and not url.startswith(b"//"):
+        return url
+    path = b"/" + parts.path.lstrip(b"/")
+    return urlunsplit((b"", b"", path, parts.query, parts.fragment))

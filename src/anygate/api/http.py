@@ -17,7 +17,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-JSON_HEADERS = [(b"content-type", b"application/json")]
+# On every response: a browser never guesses another content type than the one declared.
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+JSON_HEADERS = [(b"content-type", b"application/json"), NOSNIFF]
 
 
 class ClientDisconnected(Exception):

@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 from anygate.accounting.service import Ticket
 from anygate.api.disconnect import DisconnectWatch
-from anygate.api.http import Receive, Scope, Send, header, parse_json_object, read_body, refuse_duplicate_members, send_error
+from anygate.api.http import (
+    Receive,
+    Scope,
+    Send,
+    header,
+    parse_json_object,
+    read_body,
+    refuse_duplicate_members,
+    send_error,
+)
 from anygate.api.relay import Cycle, UpstreamRequest, shutting_down
 from anygate.errors import InvalidRequest, PermissionDenied, RouteNotFound
 from anygate.exchange import Exchange
@@ -63,6 +72,7 @@ class ModelRoutes:
         self, scope: Scope, receive: Receive, send: Send, call: ModelCall, provider_id: str, endpoint: str
     ) -> None:
         exchange = call.exchange
+        exchange.endpoint = endpoint
         runtime = self.state.registry.find(provider_id)
         method = scope["method"]
         if runtime is None or (method, endpoint) not in runtime.proxy_endpoints:

@@ -111,6 +111,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("get", "/team/info"): (404, None, (400,)),  # no team exists until anygate has teams
 }
 # Other content types some answers have, besides JSON.
+# Statuses whose answer is not always the error shape: the public answer's model beside it.
+OTHER_ANSWERS: dict[tuple[str, str], dict[int, type[BaseModel]]] = {("get", "/health/ready"): {503: views.NotReady}}
 EXTRA_CONTENT = {
     ("get", "/metrics"): {"text/plain": {"schema": {"type": "string"}}},
     ("get", "/v1/usage"): {"text/csv": {"schema": {"type": "string"}}},
@@ -130,6 +132,7 @@ VIEW_MODELS: tuple[type[BaseModel], ...] = (
     *(model for _, model, _ in OPERATIONS.values() if model is not None),
     views.ModelRequest,
     views.ProxyAnswer,
+    views.NotReady,
     *(model for _, model in MODEL_ROUTES.values()),
 )
 
@@ -172,9 +175,13 @@ def provider_schemas() -> dict[str, Any]:
     return {**schemas, "ProviderCreate": create, "ProviderUpdate": update}
 
 
-def error_response(status: int) -> dict[str, Any]:
+def error_response(status: int, other: type[BaseModel] | None = None) -> dict[str, Any]:
+    """The error shape (or, with ``other``, either it or that model's)."""
     response: dict[str, Any] = {"description": ERROR_MEANINGS[status], "content": {"application/json": {}}}
-    response["content"]["application/json"]["schema"] = ERROR_REF
+    schema: dict[str, Any] = ERROR_REF
+    if other is not None:
+        schema = {"oneOf": [ERROR_REF, {"$ref": REF.format(model=other.__name__)}]}
+    response["content"]["application/json"]["schema"] = schema
     if status in (429, 503):
         response["headers"] = RETRY_AFTER
     return response
@@ -203,8 +210,9 @@ def fix_operation(method: str, path: str, operation: dict[str, Any], public: boo
         responses[str(success)] = operation.get("responses", {}).get(str(success), {"description": "Success"})
     elif success < 400:
         responses[str(success)] = success_response(model, extra)
+    others = OTHER_ANSWERS.get((method, path), {})
     for status in sorted({*errors, *(() if public else (401,)), *((success,) if success >= 400 else ())}):
-        responses[str(status)] = error_response(status)
+        responses[str(status)] = error_response(status, others.get(status))
     operation["responses"] = responses
     if public:
         operation["security"] = []

@@ -93,13 +93,13 @@ def merge_credentials(state: AppState, current: Sections, body: dict[str, Any]) 
 @router.get("/auth/creds")
 async def get_credentials(state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """The caller's own provider keys, masked."""
-    return masked(await state.require_store().credentials.get(owner_of(caller)))
+    return masked(await state.store.credentials.get(owner_of(caller)))
 
 
 @router.put("/auth/creds", openapi_extra=request_body("CredentialsUpdate"))
 async def put_credentials(state: StateDep, caller: CallerDep, body: JsonBody) -> dict[str, Any]:
     """Merge the caller's provider keys (a value sets, ``null`` deletes, absent keeps); answer masked."""
-    store = state.require_sealing_store()
+    store = state.sealing_store()
     owner = owner_of(caller)
     merged = merge_credentials(state, await store.credentials.get(owner), body)
     await store.credentials.replace(owner, merged)

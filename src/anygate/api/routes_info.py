@@ -6,8 +6,9 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 
-from anygate.api.deps import AdminDep, CallerDep, StateDep
+from anygate.api.deps import AdminDep, CallerDep, OptionalCallerDep, StateDep
 from anygate.api.routes_providers import unavailable_view
 from anygate.auth import Principal
 from anygate.errors import ModelNotFound, NotFound, ServiceUnavailable
@@ -22,10 +23,16 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/health/ready", tags=["health"])
-async def ready(state: StateDep) -> dict[str, Any]:
-    checks = await state.readiness()
+@router.get("/health/ready", tags=["health"], response_model=None)
+async def ready(state: StateDep, caller: OptionalCallerDep) -> dict[str, Any] | JSONResponse:
+    """For anyone: ``{"status": "ready"}`` (200) or ``{"status": "not_ready"}`` (503), naming nothing.
+    With the admin key: the checks and every provider's state, and on 503 an error naming each problem."""
+    checks = await state.readiness.check()
     failing = {name: check for name, check in checks.items() if check != "ok"}
+    if caller is None or not caller.is_admin:
+        if failing:
+            return JSONResponse({"status": "not_ready"}, status_code=503)
+        return {"status": "ready"}
     if failing:
         problems = "; ".join(f"{name}: {check}" for name, check in failing.items())
         raise ServiceUnavailable(f"Not ready: {problems}", code="not_ready")
@@ -83,8 +90,10 @@ async def list_providers(state: StateDep, caller: CallerDep) -> dict[str, Any]:
         for r in registry.runtimes.values()
         if caller.may_use_provider(r.id)
     ]
-    unavailable = state.store_sync.unavailable_providers if state.store_sync is not None else {}
-    data += [unavailable_view(p) for p in unavailable.values() if caller.may_use_provider(p.id)]
+    watch = state.store_watch
+    data += [unavailable_view(p) for p in watch.unavailable_providers.values() if caller.may_use_provider(p.id)]
+    invalid = watch.invalid_providers.values()
+    data += [unavailable_view(p, f"invalid: {why}") for p, why in invalid if caller.may_use_provider(p.id)]
     return {"object": "list", "data": data, "default_provider": registry.index.default_provider}
 
 
@@ -102,7 +111,7 @@ async def provider_models(provider_id: str, state: StateDep, caller: CallerDep) 
 
 @router.post("/v1/providers/health-check", tags=["providers"])
 async def health_check(state: StateDep, _: AdminDep) -> dict[str, Any]:
-    results = await state.check_providers()
+    results = await state.health_checks.check_all()
     providers = []
     for runtime, result in results:
         item: dict[str, Any] = {

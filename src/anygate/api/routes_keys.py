@@ -56,7 +56,7 @@ def key_view(lineage: Lineage) -> dict[str, Any]:
 
 
 async def view_of(state: AppState, key_id: str) -> dict[str, Any]:
-    lineage = await state.require_store().keys.lineage(key_id)
+    lineage = await state.store.keys.lineage(key_id)
     if lineage is None:
         raise NotFound(f"Unknown key '{key_id}'", code="key_not_found")
     return key_view(lineage)
@@ -64,21 +64,21 @@ async def view_of(state: AppState, key_id: str) -> dict[str, Any]:
 
 async def key_views(state: AppState, user_id: str | None = None) -> list[dict[str, Any]]:
     """Every key's view (or a user's keys'), their chains read from all the keys at once."""
-    records = await state.require_store().keys.list_keys()
+    records = await state.store.keys.list_keys()
     chains = lineages({r.id: r for r in records})
     return [key_view(chains[r.id]) for r in records if user_id is None or r.user_id == user_id]
 
 
 async def managed_key(state: AppState, caller: Principal, key_id: str) -> KeyRecord:
     """The key, if ``caller`` manages it; else 404, as for a key that does not exist."""
-    lineage = await state.require_store().keys.lineage(key_id)
+    lineage = await state.store.keys.lineage(key_id)
     if lineage is None or not manages(caller, lineage):
         raise NotFound(f"Unknown key '{key_id}'", code="key_not_found")
     return lineage.key
 
 
 async def check_user(state: AppState, user_id: str | None) -> None:
-    if user_id is not None and await state.require_store().keys.get_user(user_id) is None:
+    if user_id is not None and await state.store.keys.get_user(user_id) is None:
         raise InvalidRequest(f"user_id: no user '{user_id}'", param="user_id", code="unknown_user")
 
 
@@ -88,7 +88,7 @@ async def create_key(body: KeyCreate, state: StateDep, caller: CallerDep) -> dic
     fields = inherit_limits(caller, body.model_dump())
     check_new_key(caller, fields)
     await check_user(state, fields.get("user_id"))
-    record, secret = await state.require_store().keys.create_key(fields, created_by=caller.key_id)
+    record, secret = await state.store.keys.create_key(fields, created_by=caller.key_id)
     await state.store_changed()
     return {**await view_of(state, record.id), "key": secret}
 
@@ -116,7 +116,7 @@ async def update_key(key_id: str, body: KeyUpdate, state: StateDep, caller: Call
         raise InvalidRequest("alias: cannot be null", param="alias", code="invalid_field")
     check_change(caller, record, fields)
     await check_user(state, fields.get("user_id"))
-    if await state.require_store().keys.update_key(key_id, fields) is None:
+    if await state.store.keys.update_key(key_id, fields) is None:
         raise NotFound(f"Unknown key '{key_id}'", code="key_not_found")
     await state.store_changed()
     return await view_of(state, key_id)
@@ -127,7 +127,7 @@ async def revoke_key(key_id: str, state: StateDep, caller: CallerDep) -> dict[st
     """Revoke a key and every key made from it: they stop working on every worker and replica within
     seconds (on this worker at once)."""
     await managed_key(state, caller, key_id)
-    await state.require_store().keys.revoke_key(key_id)
+    await state.store.keys.revoke_key(key_id)
     await state.store_changed()
     return await view_of(state, key_id)
 
@@ -141,7 +141,7 @@ def presented_digest(request: Request) -> str | None:
 async def rotate_own_key(request: Request, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """A new secret for the caller's key: the same key (id, rights, budget, usage, own provider keys,
     alias, expiry); the previous secret keeps working for one hour. Only the current secret rotates."""
-    store = state.require_store()
+    store = state.store
     record = await store.keys.get_key(caller.key_id)
     if record is None:
         raise InvalidRequest(

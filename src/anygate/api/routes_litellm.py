@@ -19,14 +19,14 @@ from fastapi.responses import Response
 from anygate.accounting.ledger import Ledger
 from anygate.accounting.service import Accounting
 from anygate.api.deps import CallerDep, StateDep
-from anygate.api.rights import owns
+from anygate.api.rights import manages
 from anygate.api.routes_quota import json_response
 from anygate.api.state import AppState
 from anygate.auth import KEY_PREFIX, Principal, extract_token, hash_key
-from anygate.errors import NotFound, PermissionDenied, ServiceUnavailable
+from anygate.errors import NotFound, PermissionDenied
 from anygate.quota import litellm, standing
 from anygate.store.keys import KeyRecord, UserRecord
-from anygate.store.sync import principal_of
+from anygate.store.principals import principal_of
 
 router = APIRouter(tags=["LiteLLM compatible"])
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -37,14 +37,11 @@ KEY_QUERY = (
 
 
 def accounting_of(state: AppState) -> tuple[Accounting, Ledger]:
-    accounting = state.accounting
-    if accounting is None or accounting.ledger is None:
-        raise ServiceUnavailable("Accounting is not running", code="accounting_unavailable")
-    return accounting, accounting.ledger
+    return state.accounting, state.accounting.ledger
 
 
 async def find_key(state: AppState, named: str) -> KeyRecord | None:
-    keys = state.require_store().keys
+    keys = state.store.keys
     if named.startswith(KEY_PREFIX):
         return await keys.find_key_by_hash(hash_key(named))
     if SHA256_HEX.match(named):
@@ -59,14 +56,15 @@ def names_caller(request: Request, named: str) -> bool:
 
 
 async def owner_of(state: AppState, record: KeyRecord) -> UserRecord | None:
-    return await state.require_store().keys.get_user(record.user_id) if record.user_id is not None else None
+    return await state.store.keys.get_user(record.user_id) if record.user_id is not None else None
 
 
 async def key_row(state: AppState, principal: Principal, record: KeyRecord | None) -> dict[str, Any]:
     """LiteLLM's row of one key: its quota, and what the store and the ledger know of it."""
+    lineage = await state.store.keys.lineage(record.id) if record is not None else None
     accounting, ledger = accounting_of(state)
     quota = await standing.key_quota(accounting, ledger, principal)
-    facts = await standing.key_facts(ledger, principal.key_id, record)
+    facts = await standing.key_facts(ledger, principal.key_id, lineage)
     return litellm.key_info(quota, facts)
 
 
@@ -83,10 +81,11 @@ async def key_info(
 ) -> Response:
     """LiteLLM's key row of the calling key, or of the key named by ``?key=``."""
     if key is None or names_caller(request, key):
-        record = await state.require_store().keys.get_key(caller.key_id)
+        record = await state.store.keys.get_key(caller.key_id)
         return json_response({"key": caller.key_id, "info": await key_row(state, caller, record)})
     record = await find_key(state, key)
-    if record is None or not owns(caller, record):
+    lineage = await state.store.keys.lineage(record.id) if record is not None else None
+    if record is None or lineage is None or not manages(caller, lineage):
         if not caller.is_admin:
             raise PermissionDenied("This key may only ask about its own keys", param="key", code="not_owner")
         raise NotFound("Unknown key", param="key", code="key_not_found")
@@ -101,7 +100,7 @@ async def user_info(
     user_id: Annotated[str | None, Query(description="The user (default: the calling key's user)")] = None,
 ) -> Response:
     """LiteLLM's user row and the rows of the user's keys. An admin without ``user_id`` gets every key."""
-    store = state.require_store()
+    store = state.store
     if user_id is None and caller.is_admin:
         rows = [await stored_key_row(state, r, await owner_of(state, r)) for r in await store.keys.list_keys()]
         return json_response(litellm.user_answer(None, rows))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
+from pydantic import ValidationError
 
 from anygate.api.deps import AdminDep, JsonBody, StateDep
 from anygate.api.openapi import request_body
@@ -22,10 +23,11 @@ from anygate.provider_input import (
     is_secret_header,
     merge_provider,
     reject_kept_key,
+    require_secrets_on_move,
     split_key,
     translate_names,
 )
-from anygate.settings import ProviderConfig
+from anygate.settings import ProviderConfig, describe_errors
 from anygate.store.providers import KEEP, DuplicateProvider, StoredProvider
 from anygate.upstream import OpenAICompatibleProvider
 
@@ -78,8 +80,9 @@ def via_view(config: ProviderConfig) -> dict[str, Any] | None:
     return {"cloudflare": {"account_id": cloudflare.account_id, "gateway_id": cloudflare.gateway_id, "token": token}}
 
 
-def unavailable_view(stored: StoredProvider) -> dict[str, Any]:
-    """A stored provider whose secrets this worker cannot decrypt: out of routing, and why."""
+def unavailable_view(stored: StoredProvider, reason: str | None = None) -> dict[str, Any]:
+    """A stored provider out of routing, and why: its secrets cannot be decrypted here, or (``reason``)
+    it fails a check added since it was saved."""
     config = stored.config
     return {
         "id": stored.id,
@@ -92,13 +95,25 @@ def unavailable_view(stored: StoredProvider) -> dict[str, Any]:
         "models": [],
         "origin": "store",
         "read_only": False,
-        "unavailable": stored.error,
+        "unavailable": reason or stored.error,
     }
 
 
 def stored_view(state: AppState, stored: StoredProvider) -> dict[str, Any]:
-    config = ProviderConfig.model_validate(stored.config)
+    try:
+        config = ProviderConfig.model_validate(stored.config)
+    except ValidationError as exc:
+        return unavailable_view(stored, f"invalid: {describe_errors(exc)}")
     return provider_view(state, config, bool(stored.api_key), "store")
+
+
+def stored_config(stored: StoredProvider) -> ProviderConfig:
+    """The stored provider object, validated; a row that fails today's checks is a 409 saying how to fix it."""
+    try:
+        return ProviderConfig.model_validate(stored.config)
+    except ValidationError as exc:
+        message = f"Provider '{stored.id}' as stored is invalid ({describe_errors(exc)}); correct it with PUT"
+        raise Conflict(message, code="invalid_stored_provider") from None
 
 
 def reject_read_only(state: AppState, provider_id: str) -> None:
@@ -121,7 +136,7 @@ async def create_provider(body: JsonBody, state: StateDep, _: AdminDep) -> dict[
     config = await checked(spec)
     reject_read_only(state, config.id)
     try:
-        await state.require_sealing_store().providers.create(spec, api_key if isinstance(api_key, str) else None)
+        await state.sealing_store().providers.create(spec, api_key if isinstance(api_key, str) else None)
     except DuplicateProvider:
         raise Conflict(f"Provider '{config.id}' already exists", param="id", code="duplicate_provider") from None
     await state.store_changed()
@@ -133,7 +148,7 @@ async def get_provider(provider_id: str, state: StateDep, _: AdminDep) -> dict[s
     runtime = state.registry.find(provider_id)
     if runtime is not None and runtime.origin != "store":
         return provider_view(state, runtime.config, runtime.client.is_configured, runtime.origin)
-    stored = await state.require_store().providers.get(provider_id)
+    stored = await state.store.providers.get(provider_id)
     if stored is None:
         raise NotFound(f"Unknown provider '{provider_id}'", code="provider_not_found")
     if stored.problem is not None:
@@ -144,9 +159,10 @@ async def get_provider(provider_id: str, state: StateDep, _: AdminDep) -> dict[s
 @router.put("/v1/providers/{provider_id}", openapi_extra=request_body("ProviderUpdate"))
 async def update_provider(provider_id: str, body: JsonBody, state: StateDep, _: AdminDep) -> dict[str, Any]:
     """Merge the given fields into the stored provider; ``"***"`` or ``""`` for ``api_key``, a header
-    value or an ``api_keys`` entry keeps the stored value."""
+    value or an ``api_keys`` entry keeps the stored value, unless the change moves the provider to
+    another scheme, host or port (then every stored secret must be given again: 400 ``api_key_required``)."""
     reject_read_only(state, provider_id)
-    store = state.require_sealing_store()
+    store = state.sealing_store()
     found = await store.providers.get(provider_id)
     if found is None:
         raise NotFound(f"Unknown provider '{provider_id}'", code="provider_not_found")
@@ -156,6 +172,7 @@ async def update_provider(provider_id: str, body: JsonBody, state: StateDep, _: 
         raise InvalidRequest("id: cannot be changed", param="id", code="invalid_field")
     spec = merge_provider(stored.config, changes)
     config = await checked(spec)
+    require_secrets_on_move(stored, changes, api_key, config)
     if api_key in (MASK, ""):
         api_key = KEEP
     await store.providers.update(spec, api_key)
@@ -167,7 +184,7 @@ async def update_provider(provider_id: str, body: JsonBody, state: StateDep, _: 
 @router.delete("/v1/providers/{provider_id}")
 async def delete_provider(provider_id: str, state: StateDep, _: AdminDep) -> dict[str, Any]:
     reject_read_only(state, provider_id)
-    if not await state.require_store().providers.delete(provider_id):
+    if not await state.store.providers.delete(provider_id):
         raise NotFound(f"Unknown provider '{provider_id}'", code="provider_not_found")
     await state.store_changed()
     return {"id": provider_id, "deleted": True}
@@ -180,7 +197,7 @@ async def test_provider(
     """Probe the provider live (model list, 1-token chat, streaming, usage on streams, embeddings) and
     store what it supports; the result shows as ``capabilities`` on the provider."""
     model = body.model if body is not None else None
-    store = state.require_store()
+    store = state.store
     runtime = state.registry.find(provider_id)
     if runtime is not None:
         result = await probe_provider(runtime.client, model or runtime.config.default_model)
@@ -189,7 +206,7 @@ async def test_provider(
         if found is None:
             raise NotFound(f"Unknown provider '{provider_id}'", code="provider_not_found")
         stored = found.readable()
-        config = ProviderConfig.model_validate(stored.config)
+        config = stored_config(stored)
         client = OpenAICompatibleProvider.from_config(config, stored.api_key, state.transport)
         result = await probe_provider(client, model or config.default_model)
     result["capabilities"] = capabilities(result)

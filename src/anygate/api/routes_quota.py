@@ -21,7 +21,7 @@ from anygate.accounting.reports import GROUPS, UsageFilter, as_csv, report, unpr
 from anygate.api.deps import AdminDep, CallerDep, StateDep
 from anygate.api.state import AppState
 from anygate.auth import Principal
-from anygate.errors import InvalidRequest, PermissionDenied, ServiceUnavailable
+from anygate.errors import InvalidRequest, PermissionDenied
 from anygate.quota import shapes, standing
 
 router = APIRouter(tags=["quota"])
@@ -33,10 +33,7 @@ def json_response(data: Any) -> Response:
 
 
 async def key_quota(state: AppState, principal: Principal) -> shapes.KeyQuota:
-    accounting = state.accounting
-    if accounting is None or accounting.ledger is None:
-        raise ServiceUnavailable("Accounting is not running", code="accounting_unavailable")
-    return await standing.key_quota(accounting, accounting.ledger, principal)
+    return await standing.key_quota(state.accounting, state.accounting.ledger, principal)
 
 
 @router.get("/v1/quota")
@@ -101,18 +98,16 @@ async def usage(
     ] = None,
     format: Literal["json", "csv"] = "json",
 ) -> Response:
-    accounting = state.accounting
-    if accounting is None or accounting.ledger is None:
-        raise ServiceUnavailable("Accounting is not running", code="accounting_unavailable")
+    ledger = state.accounting.ledger
     groups = [g.strip() for g in (group_by or "").split(",") if g.strip()]
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
         raise InvalidRequest(f"group_by: unknown group '{unknown[0]}' (known: {', '.join(GROUPS)})", param="group_by")
     where = UsageFilter(key, user, provider, model, unix_time(start, "start"), unix_time(end, "end"))
-    await accounting.ledger.flush()
-    rows = await report(accounting.ledger.engine, where, groups)  # type: ignore[arg-type]
+    await ledger.flush()
+    rows = await report(ledger.engine, where, groups)  # type: ignore[arg-type]
     if format == "csv":
         headers = {"content-disposition": 'attachment; filename="anygate-usage.csv"'}
         return Response(as_csv(rows, groups), media_type="text/csv; charset=utf-8", headers=headers)
-    missing = await unpriced_models(accounting.ledger.engine, where)
+    missing = await unpriced_models(ledger.engine, where)
     return json_response({"object": "list", "group_by": groups, "data": rows, "unpriced_models": missing})

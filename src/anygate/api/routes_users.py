@@ -32,19 +32,19 @@ def unknown_user(user_id: str) -> NotFound:
 
 @router.post("/v1/users", status_code=201)
 async def create_user(body: UserCreate, state: StateDep, _: AdminDep) -> dict[str, Any]:
-    user = await state.require_store().keys.create_user(body.model_dump())
+    user = await state.store.keys.create_user(body.model_dump())
     await state.store_changed()
     return user_view(user)
 
 
 @router.get("/v1/users")
 async def list_users(state: StateDep, _: AdminDep) -> dict[str, Any]:
-    return {"object": "list", "data": [user_view(u) for u in await state.require_store().keys.list_users()]}
+    return {"object": "list", "data": [user_view(u) for u in await state.store.keys.list_users()]}
 
 
 @router.get("/v1/users/{user_id}")
 async def get_user(user_id: str, state: StateDep, _: AdminDep) -> dict[str, Any]:
-    store = state.require_store()
+    store = state.store
     user = await store.keys.get_user(user_id)
     if user is None:
         raise unknown_user(user_id)
@@ -53,7 +53,7 @@ async def get_user(user_id: str, state: StateDep, _: AdminDep) -> dict[str, Any]
 
 @router.patch("/v1/users/{user_id}")
 async def update_user(user_id: str, body: UserUpdate, state: StateDep, _: AdminDep) -> dict[str, Any]:
-    user = await state.require_store().keys.update_user(user_id, body.model_dump(exclude_unset=True))
+    user = await state.store.keys.update_user(user_id, body.model_dump(exclude_unset=True))
     if user is None:
         raise unknown_user(user_id)
     await state.store_changed()
@@ -63,7 +63,7 @@ async def update_user(user_id: str, body: UserUpdate, state: StateDep, _: AdminD
 @router.delete("/v1/users/{user_id}")
 async def delete_user(user_id: str, state: StateDep, _: AdminDep) -> dict[str, Any]:
     """Delete a user and every key it owns."""
-    if not await state.require_store().keys.delete_user(user_id):
+    if not await state.store.keys.delete_user(user_id):
         raise unknown_user(user_id)
     await state.store_changed()
     return {"id": user_id, "deleted": True}
@@ -75,7 +75,7 @@ async def delete_user(user_id: str, state: StateDep, _: AdminDep) -> dict[str, A
 @router.post("/admin/users", status_code=201)
 async def admin_create_user(state: StateDep, admin: AdminDep, body: AdminUserCreate | None = None) -> dict[str, Any]:
     """Create a user with one key: ``{"id": <user id>, "token": "sk-ag-..."}`` (the token is shown once)."""
-    keys = state.require_store().keys
+    keys = state.store.keys
     user = await keys.create_user({"name": (body or AdminUserCreate()).name})
     record, secret = await keys.create_key({"alias": user.name, "user_id": user.id}, created_by=admin.key_id)
     await state.store_changed()
@@ -84,7 +84,7 @@ async def admin_create_user(state: StateDep, admin: AdminDep, body: AdminUserCre
 
 @router.get("/admin/users")
 async def admin_list_users(state: StateDep, _: AdminDep) -> dict[str, Any]:
-    return {"users": [user_view(u) for u in await state.require_store().keys.list_users()]}
+    return {"users": [user_view(u) for u in await state.store.keys.list_users()]}
 
 
 @router.delete("/admin/users/{user_id}")

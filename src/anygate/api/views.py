@@ -24,9 +24,17 @@ class Health(View):
 
 
 class Ready(View):
+    """The public answer is ``status`` alone; the admin key also sees the checks and the providers."""
+
     status: Literal["ready"]
-    checks: dict[str, str] = Field(description="Each dependency: `ok` or why not.")
-    providers: dict[str, dict[str, Any]]
+    checks: dict[str, str] | None = Field(None, description="Each dependency: `ok` or why not (admin key).")
+    providers: dict[str, dict[str, Any]] | None = Field(None, description="Each provider's state (admin key).")
+
+
+class NotReady(View):
+    """The public answer while a dependency does not answer (the admin key gets an error naming each)."""
+
+    status: Literal["not_ready"]
 
 
 class ModelObject(View):

@@ -12,6 +12,7 @@ let health = {}; // id -> the last health-check result
 let lastTest = null; // {id, result} | {id, running: true}
 let editing = null; // the id being edited, null when adding
 let initial = {}; // the edited provider's values as first shown in the form
+let storedOrigin = null; // where the edited provider's stored key goes (scheme, host, port); null: no key
 
 export async function init(context) {
   ui = context;
@@ -22,6 +23,7 @@ export async function init(context) {
     if (preset.id !== "custom") select.append(h("option", { value: preset.id }, preset.name));
   }
   select.addEventListener("change", applyPreset);
+  field("base_url").addEventListener("input", askForKeyWhenMoved);
   $("#provider-form").addEventListener("submit", submit);
   $("#pf-cancel").addEventListener("click", resetForm);
   $("#health-check").addEventListener("click", checkHealth);
@@ -187,6 +189,31 @@ function applyPreset() {
   field("base_url").required = !preset.base_url;
   field("name").placeholder = preset.id === "custom" ? "" : preset.name || "";
   if (!editing) field("allow_private_network").checked = Boolean(preset.allow_private_network);
+  askForKeyWhenMoved();
+}
+
+/** The scheme, host and port of a URL ("" when it does not parse). */
+function originOf(url) {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return "";
+  }
+}
+
+/** The URL the form would save: the one typed, else the chosen preset's. */
+function effectiveBaseUrl() {
+  const preset = presets.find((p) => p.id === field("type").value) || {};
+  return field("base_url").value.trim() || preset.base_url || "";
+}
+
+/** Editing a provider with a stored key and pointing it at another scheme, host or port: the gateway
+ * will not send the stored key (or masked headers) there, so the key is asked for again. */
+function askForKeyWhenMoved() {
+  const moved = Boolean(editing && storedOrigin !== null && originOf(effectiveBaseUrl()) !== storedOrigin);
+  field("api_key").required = moved;
+  $("#pf-api-key-moved").hidden = !moved;
+  $("#pf-api-key-hint").hidden = !editing || moved;
 }
 
 /** The form's values in the API's shape (headers parsed, models split). */
@@ -255,7 +282,15 @@ async function submit(event) {
     await load();
   } catch (error) {
     ui.error(error);
+    const refused = error.body && error.body.error;
+    if (refused && refused.code === "api_key_required") focusRefusedSecret(refused.param);
   }
+}
+
+/** After a refused move, put the cursor where the secret is to be given again. */
+function focusRefusedSecret(param) {
+  const target = param === "api_key" ? field("api_key") : param && param.startsWith("headers.") ? field("headers") : null;
+  if (target) target.focus();
 }
 
 async function edit(p) {
@@ -279,7 +314,8 @@ async function edit(p) {
   field("models").value = Array.isArray(detail.models) ? detail.models.join(", ") : "";
   field("allow_private_network").checked = Boolean(detail.allow_private_network);
   initial = formValues();
-  $("#pf-api-key-hint").hidden = false;
+  storedOrigin = detail.api_key ? originOf(detail.base_url || effectiveBaseUrl()) : null;
+  askForKeyWhenMoved();
   $("#pf-cancel").hidden = false;
   $("#pf-submit").dataset.i18n = "providers.form.submitEdit";
   $("#pf-submit").textContent = t("providers.form.submitEdit");
@@ -291,9 +327,9 @@ async function edit(p) {
 function resetForm() {
   editing = null;
   initial = {};
+  storedOrigin = null;
   $("#provider-form").reset();
   field("id").readOnly = false;
-  $("#pf-api-key-hint").hidden = true;
   $("#pf-cancel").hidden = true;
   $("#pf-submit").dataset.i18n = "providers.form.submitAdd";
   $("#pf-submit").textContent = t("providers.form.submitAdd");

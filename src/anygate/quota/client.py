@@ -9,6 +9,12 @@ global config (``quota_sources[].api_key``; project-local files are not trusted 
 ``auth.json`` in the data dir (``{"<id>": {"type": "api", "key": "..."}}``). A key from the global config
 goes only to the ``base_url`` that same global entry names: a project file that reuses the id with another
 URL gets no key from it.
+
+Requests go through a ``Transport`` (``anygate.transport``), like every other outgoing request: every
+address a source's host resolves to passes the SSRF guard. A gateway provider keeps its ``allow_private_network``;
+a ``quota_sources`` entry may reach loopback and private networks unless it says
+``allow_private_network: false`` (the quota client runs on the user's own machine, against gateways the
+user lists, often on loopback or a LAN). Link-local and metadata addresses are never reached.
 """
 
 from __future__ import annotations
@@ -18,14 +24,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-import aiohttp
 import orjson
 import yaml
 from pydantic import ValidationError
 
 from anygate.catalog import join_url, key_env_name
+from anygate.errors import GatewayError, UpstreamTimeout
+from anygate.netguard import UnsafeURL, check_url, validate_url_shape
 from anygate.quota.formats import NO_CURRENCY, UNEXPECTED_SHAPE, Quota, QuotaFormat, UnexpectedShape, normalize
 from anygate.settings import QuotaSource, Settings
+from anygate.transport import OutgoingRequest, Response, Timeouts, Transport
 
 MAX_BODY_BYTES = 262144
 DEFAULT_TIMEOUT = 5.0
@@ -43,6 +51,7 @@ class Source:
     quota_path: str
     format: QuotaFormat
     label: str
+    allow_private_network: bool = True
 
     @property
     def url(self) -> str:
@@ -99,12 +108,14 @@ def configured_sources(settings: Settings, user_sources: list[QuotaSource]) -> l
     for provider in settings.providers:
         if provider.quota is not None and provider.base_url and provider.enabled:
             label = provider.name or provider.id
-            found[provider.id] = Source(
-                provider.id, provider.base_url, provider.quota.path, provider.quota.format, label
-            )
+            quota = provider.quota
+            private = bool(provider.allow_private_network)
+            found[provider.id] = Source(provider.id, provider.base_url, quota.path, quota.format, label, private)
     for entry in [*settings.quota_sources, *user_sources]:
         if entry.id not in found:
-            found[entry.id] = Source(entry.id, entry.base_url, entry.quota_path, entry.format, entry.label or entry.id)
+            label = entry.label or entry.id
+            private = entry.allow_private_network
+            found[entry.id] = Source(entry.id, entry.base_url, entry.quota_path, entry.format, label, private)
     return list(found.values())
 
 
@@ -151,19 +162,24 @@ def resolve_key(settings: Settings, source: Source, user_sources: list[QuotaSour
 # ------------------------------------------------------------------------------------------ fetching
 
 
-async def fetch_quota(
-    session: aiohttp.ClientSession, source: Source, key: str, timeout: float = DEFAULT_TIMEOUT
-) -> Quota:
+async def fetch_quota(transport: Transport, source: Source, key: str, timeout: float = DEFAULT_TIMEOUT) -> Quota:
     """Poll one source; raise QuotaFetchError with a contract message."""
     try:
-        async with asyncio.timeout(timeout):
-            body = await _get_json(session, source.url, key)
-    except TimeoutError:
-        raise QuotaFetchError(f"Request timeout after {timeout:g}s") from None
-    except aiohttp.InvalidURL:
+        validate_url_shape(source.url)
+    except UnsafeURL:
         raise QuotaFetchError("Invalid URL") from None
-    except aiohttp.ClientError:
-        # Refused, unreachable, reset, DNS: the exception's text may name the URL, never shown.
+    try:
+        # The transport resolves only host names (through the guard); a literal address is checked here.
+        check_url(source.url, source.allow_private_network)
+    except UnsafeURL as exc:
+        raise QuotaFetchError(f"URL refused: {exc}") from None
+    try:
+        async with asyncio.timeout(timeout):
+            body = await _get_json(transport, source, key, timeout)
+    except (TimeoutError, UpstreamTimeout):
+        raise QuotaFetchError(f"Request timeout after {timeout:g}s") from None
+    except GatewayError:
+        # Refused, unreachable, reset, DNS: never shown beyond this fixed message.
         raise QuotaFetchError("Connection failed") from None
     try:
         return without_key(normalize(source.format, body), key)
@@ -183,28 +199,34 @@ def without_key(quota: Quota, key: str) -> Quota:
     return Quota(tokens, cost)
 
 
-async def _get_json(session: aiohttp.ClientSession, url: str, key: str) -> Any:
+async def _get_json(transport: Transport, source: Source, key: str, timeout: float) -> Any:
     headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
-    async with session.get(url, headers=headers, allow_redirects=False) as response:
+    wait = Timeouts(connect=timeout, first_byte=timeout, idle=timeout, total=timeout)
+    request = OutgoingRequest("GET", source.url, headers, None, wait, source.allow_private_network, "Quota source")
+    response = await transport.send(request)
+    try:
         if 300 <= response.status < 400:
             raise QuotaFetchError("Redirect rejected")
         if response.status >= 400 or response.status < 200:
             raise QuotaFetchError(f"HTTP {response.status}")
-        if "json" not in response.content_type:
+        if "json" not in response.headers.content_type:
             raise QuotaFetchError("Expected a JSON response")
         raw = await _read_capped(response)
+    finally:
+        await response.aclose()
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise QuotaFetchError("Invalid JSON response") from None
 
 
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+async def _read_capped(response: Response) -> bytes:
     too_large = QuotaFetchError(f"Response exceeded {MAX_BODY_BYTES} bytes")
-    if response.content_length is not None and response.content_length > MAX_BODY_BYTES:
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise too_large
     received = bytearray()
-    async for chunk in response.content.iter_chunked(65536):
+    async for chunk in response.chunks():
         received += chunk
         if len(received) > MAX_BODY_BYTES:
             raise too_large
@@ -215,18 +237,23 @@ async def poll_sources(settings: Settings, timeout: float = DEFAULT_TIMEOUT) -> 
     """Every configured source, polled concurrently; sources without a key are skipped."""
     user_sources = read_user_config(settings.user_config_file)
     sources = configured_sources(settings, user_sources)
-    async with aiohttp.ClientSession(trust_env=False) as session:
+    from anygate.transport.aiohttp_transport import AiohttpTransport  # loads aiohttp only when polling
 
-        async def poll(source: Source) -> QuotaResult:
-            resolved = resolve_key(settings, source, user_sources)
-            if resolved.key is None:
-                return QuotaResult(source, skipped=True)
-            try:
-                return QuotaResult(source, await fetch_quota(session, source, resolved.key, timeout))
-            except QuotaFetchError as exc:
-                return QuotaResult(source, error=str(exc))
+    transport = AiohttpTransport(connection_limit=max(1, len(sources)))
 
+    async def poll(source: Source) -> QuotaResult:
+        resolved = resolve_key(settings, source, user_sources)
+        if resolved.key is None:
+            return QuotaResult(source, skipped=True)
+        try:
+            return QuotaResult(source, await fetch_quota(transport, source, resolved.key, timeout))
+        except QuotaFetchError as exc:
+            return QuotaResult(source, error=str(exc))
+
+    try:
         return list(await asyncio.gather(*(poll(s) for s in sources)))
+    finally:
+        await transport.aclose()
 
 
 def key_status(settings: Settings) -> list[dict[str, Any]]:

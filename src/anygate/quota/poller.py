@@ -5,6 +5,9 @@ Every ``CHECK_EVERY`` seconds each process looks at each such provider: the one 
 (``polls.QuotaPolls``) asks the upstream and stores the answer; the others read the stored answer. The
 result is the provider's ``quota`` in ``/v1/providers`` (normalized, with ``checked_at`` and any
 ``error``) and the gauge ``anygate_upstream_quota_remaining{provider, unit}``, on every process.
+
+Polls go through the process's transport, like every other upstream request: the SSRF guard checks
+each address the provider's host resolves to, under the provider's own ``allow_private_network``.
 """
 
 from __future__ import annotations
@@ -12,18 +15,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-import aiohttp
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from anygate.errors import redact_text
 from anygate.quota.client import QuotaFetchError, Source, fetch_quota
 from anygate.quota.polls import QuotaPolls
-
-if TYPE_CHECKING:
-    from anygate.api.state import AppState
-    from anygate.registry import ProviderRuntime
+from anygate.registry import ProviderRegistry, ProviderRuntime
+from anygate.settings import Settings
+from anygate.telemetry import Metrics
+from anygate.transport import Transport
 
 log = logging.getLogger("anygate.quota")
 
@@ -37,14 +41,17 @@ def source_of(runtime: ProviderRuntime) -> Source | None:
     config = runtime.config
     if config.quota is None or not config.base_url:
         return None
-    return Source(config.id, config.base_url, config.quota.path, config.quota.format, config.name or config.id)
+    label = config.name or config.id
+    return Source(
+        config.id, config.base_url, config.quota.path, config.quota.format, label, bool(config.allow_private_network)
+    )
 
 
-async def fetch_view(session: aiohttp.ClientSession, source: Source, key: str) -> dict[str, Any]:
+async def fetch_view(transport: Transport, source: Source, key: str) -> dict[str, Any]:
     """What the provider's quota endpoint says, as ``/v1/providers`` shows it."""
     view: dict[str, Any] = {"path": source.quota_path, "format": source.format, "checked_at": int(time.time())}
     try:
-        quota = await fetch_quota(session, source, key)
+        quota = await fetch_quota(transport, source, key)
     except QuotaFetchError as exc:
         view["error"] = redact_text(str(exc), [key])
     else:
@@ -52,12 +59,12 @@ async def fetch_view(session: aiohttp.ClientSession, source: Source, key: str) -
     return view
 
 
-def show(state: AppState, runtime: ProviderRuntime, view: dict[str, Any]) -> None:
+def show(metrics: Metrics, runtime: ProviderRuntime, view: dict[str, Any]) -> None:
     runtime.quota = view
     for unit, bucket in (("tokens", view.get("tokens")), ("usd", view.get("cost"))):
         remaining = bucket.get("remaining") if isinstance(bucket, dict) else None
         if isinstance(remaining, int | float):
-            state.metrics.quota_remaining.labels(runtime.id, unit).set(remaining)
+            metrics.quota_remaining.labels(runtime.id, unit).set(remaining)
 
 
 async def shared_result(polls: QuotaPolls, provider_id: str) -> dict[str, Any] | None:
@@ -73,30 +80,38 @@ async def shared_result(polls: QuotaPolls, provider_id: str) -> dict[str, Any] |
         await asyncio.sleep(RESULT_WAIT)
 
 
-async def poll_once(state: AppState, session: aiohttp.ClientSession, polls: QuotaPolls, interval: float) -> None:
-    for runtime in list(state.registry.runtimes.values()):
-        source = source_of(runtime)
-        key = state.settings.provider_key(runtime.config)
-        if source is None or key is None:
-            continue
-        now = time.time()
-        view: dict[str, Any] | None
-        if await polls.claim(runtime.id, now, interval):
-            view = await fetch_view(session, source, key)
-            await polls.store(runtime.id, view, now)
-        else:
-            view = await shared_result(polls, runtime.id)
-        if view is not None:
-            show(state, runtime, view)
+@dataclass(frozen=True, slots=True)
+class QuotaPoller:
+    """The providers' quota polls of one process; ``run`` is its owned background work."""
 
+    settings: Settings
+    registry: ProviderRegistry
+    transport: Transport
+    metrics: Metrics
+    engine: AsyncEngine
 
-async def poll_upstream_quotas(state: AppState) -> None:
-    interval = max(MIN_INTERVAL, state.settings.quota_poll_interval)
-    polls = QuotaPolls(state.require_store().db.engine)
-    async with aiohttp.ClientSession(trust_env=False) as session:
+    async def poll_once(self, polls: QuotaPolls, interval: float) -> None:
+        for runtime in list(self.registry.runtimes.values()):
+            source = source_of(runtime)
+            key = self.settings.provider_key(runtime.config)
+            if source is None or key is None:
+                continue
+            now = time.time()
+            view: dict[str, Any] | None
+            if await polls.claim(runtime.id, now, interval):
+                view = await fetch_view(self.transport, source, key)
+                await polls.store(runtime.id, view, now)
+            else:
+                view = await shared_result(polls, runtime.id)
+            if view is not None:
+                show(self.metrics, runtime, view)
+
+    async def run(self) -> None:
+        interval = max(MIN_INTERVAL, self.settings.quota_poll_interval)
+        polls = QuotaPolls(self.engine)
         while True:
             try:
-                await poll_once(state, session, polls, interval)
+                await self.poll_once(polls, interval)
             except SQLAlchemyError:
                 log.exception("upstream quota polls: the store's database failed; trying again later")
             await asyncio.sleep(CHECK_EVERY)

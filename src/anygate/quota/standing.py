@@ -22,7 +22,8 @@ from anygate.accounting.windows import ScopeKind, ledger_window, window_usage
 from anygate.auth import Principal
 from anygate.quota.litellm import KeyFacts, UserFacts
 from anygate.quota.shapes import Allowance, BudgetLayer, KeyQuota
-from anygate.store.keys import ROTATION_GRACE, KeyRecord, UserRecord
+from anygate.store.families import Lineage
+from anygate.store.keys import ROTATION_GRACE, UserRecord
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
@@ -165,19 +166,20 @@ async def user_facts(
     )
 
 
-async def key_facts(ledger: Ledger, key_id: str, record: KeyRecord | None, now: datetime | None = None) -> KeyFacts:
-    """What the store and the ledger know of a key beyond its quota (``record`` None: a key the store
-    does not hold, such as the admin key)."""
+async def key_facts(ledger: Ledger, key_id: str, lineage: Lineage | None, now: datetime | None = None) -> KeyFacts:
+    """What the store and the ledger know of a key beyond its quota (``lineage``, the key and the keys above
+    it, None: a key the store does not hold, such as the admin key)."""
     by_model = await spend_by_model(ledger.engine, UsageFilter(key_id=key_id))
     last_active = await last_request_at(ledger.engine, key_id)
-    if record is None:
+    if lineage is None:
         return KeyFacts(last_active=last_active, model_spend=by_model)
+    record = lineage.key
     rotated_at = None
     if record.previous_valid_until is not None:
         rotated_at = record.previous_valid_until - ROTATION_GRACE
     return KeyFacts(
         key_prefix=record.key_prefix,
-        status=record.status(now or datetime.now(UTC)),
+        status=lineage.status(now or datetime.now(UTC)),
         created_at=record.created_at,
         created_by=record.created_by,
         rotated_at=rotated_at,

@@ -44,7 +44,7 @@ class GuardedResolver(AbstractResolver):
         results = await self._inner.resolve(host, port, family)
         for result in results:
             try:
-                check_address(ipaddress.ip_address(result["host"]), self._allow_private_network)
+                check_address(ipaddress.ip_address(result["host"].split("%")[0]), self._allow_private_network)
             except UnsafeURL as exc:
                 raise OSError(f"refused to connect to {host}: {exc}") from None
         return results

@@ -9,69 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from anygate.auth import Budget, Limits, Principal
+from anygate.auth import KeyRing, Principal
+from anygate.background import Background
+from anygate.caller_keys import CallerKeys
 from anygate.errors import NotReady
 from anygate.netguard import UnsafeURL, check_url
-from anygate.settings import ProviderConfig
+from anygate.registry import ProviderRegistry
+from anygate.settings import ProviderConfig, describe_errors
 from anygate.store.crypto import SecretKeyError
-from anygate.store.families import ADMIN_ROLE, lineages
+from anygate.store.families import lineages
 from anygate.store.keys import KeyRecord, UserRecord
 from anygate.store.notify import ChangeNotifier
+from anygate.store.principals import previous_secret_principal, principal_of
 from anygate.store.providers import StoredProvider
 from anygate.store.store import Store
 
-if TYPE_CHECKING:
-    from anygate.api.state import AppState
-
 log = logging.getLogger("anygate.store")
-
-
-def budget_of(raw: dict[str, Any] | None) -> Budget | None:
-    return Budget(**raw) if raw else None
-
-
-def limits_of(raw: dict[str, Any] | None) -> Limits | None:
-    return Limits(**raw) if raw else None
-
-
-def principal_of(key: KeyRecord, user: UserRecord | None, ancestors: tuple[Principal, ...] = ()) -> Principal:
-    """The caller a key makes; with ``ancestors`` (see ``families``) its expiry is the earliest along them."""
-    expiries = [a.expires_at for a in ancestors if a.expires_at is not None]
-    if key.expires_at is not None:
-        expiries.append(key.expires_at.timestamp())
-    return Principal(
-        key_id=key.id,
-        is_admin=key.role == ADMIN_ROLE,
-        label=key.alias,
-        user_id=key.user_id,
-        models=tuple(key.models) if key.models is not None else None,
-        providers=tuple(key.providers) if key.providers is not None else None,
-        expires_at=min(expiries) if expiries else None,
-        budget=budget_of(key.budget),
-        limits=limits_of(key.limits),
-        user_budget=budget_of(user.budget) if user else None,
-        user_limits=limits_of(user.limits) if user else None,
-        ancestors=ancestors,
-    )
-
-
-def previous_secret_principal(principal: Principal, valid_until: datetime) -> Principal:
-    """The key's caller, reached with its previous secret: the same key, up to the end of its grace hour."""
-    until = valid_until.timestamp()
-    if principal.expires_at is not None:
-        until = min(until, principal.expires_at)
-    return replace(principal, expires_at=until)
-
-
-def describe_errors(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False))
 
 
 class StoreSync:
@@ -79,15 +37,29 @@ class StoreSync:
     worker cannot read (a secret under a key it lacks, say) is skipped and reported in ``unreadable``,
     and everything else still loads, key hashes and revocations above all."""
 
-    def __init__(self, store: Store, state: AppState, notifier: ChangeNotifier | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        keyring: KeyRing,
+        caller_keys: CallerKeys,
+        registry: ProviderRegistry,
+        background: Background,
+        notifier: ChangeNotifier | None = None,
+    ) -> None:
         self.store = store
-        self.state = state
+        self.keyring = keyring
+        self.caller_keys = caller_keys
+        self.registry = registry
+        self.background = background
         self.notifier = notifier
         self.revision: int | None = None
         # What this worker cannot decrypt: "provider 'x'" or "credentials of <owner> for 'x'" -> why.
         self.unreadable: dict[str, SecretKeyError] = {}
         # Stored providers left out of routing because their secrets cannot be read (config without them).
         self.unavailable_providers: dict[str, StoredProvider] = {}
+        # Stored providers left out of routing because they fail today's checks (a header refused since
+        # they were saved, say): id -> (the row, why). Shown so that an admin can correct them.
+        self.invalid_providers: dict[str, tuple[StoredProvider, str]] = {}
         self._lock = asyncio.Lock()  # one reload at a time, so an older read never lands after a newer one
 
     async def refresh(self, discovery_wait: float = 0.0) -> None:
@@ -106,7 +78,7 @@ class StoreSync:
         self._load_keys(*await self.store.keys.all_keys())  # first: hashes and revocations always propagate
         byok, sealed_away = await self.store.credentials.all_keys()
         unreadable = {f"credentials of {owner} for '{p}'": problem for (owner, p), problem in sealed_away.items()}
-        self.state.byok_keys, self.state.byok_unreadable = byok, frozenset(sealed_away)
+        self.caller_keys.replace(byok, frozenset(sealed_away))
         readable: list[StoredProvider] = []
         self.unavailable_providers = {}
         for provider in await self.store.providers.list():
@@ -140,7 +112,7 @@ class StoreSync:
             principals[key.key_hash] = principal
             if key.previous_hash is not None and key.previous_valid_until is not None:
                 principals[key.previous_hash] = previous_secret_principal(principal, key.previous_valid_until)
-        self.state.keyring.replace(principals)
+        self.keyring.replace(principals)
 
     @staticmethod
     def _alone(made: dict[str, Principal], key: KeyRecord) -> Principal:
@@ -198,21 +170,22 @@ class StoreSync:
     def _apply_providers(
         self, stored: list[StoredProvider], probes: dict[str, dict[str, Any]]
     ) -> list[asyncio.Task[Any]]:
-        registry = self.state.registry
+        registry = self.registry
         before = {runtime_id: id(runtime) for runtime_id, runtime in registry.runtimes.items()}
         entries: list[tuple[ProviderConfig, str | None]] = []
+        invalid: dict[str, tuple[StoredProvider, str]] = {}
         for provider in stored:
             try:
                 config = ProviderConfig.model_validate(provider.config)
                 check_url(config.base_url or "", bool(config.allow_private_network))
             except (ValidationError, UnsafeURL) as exc:
-                # Field names and reasons only: a stored value (a header, say) may be a secret.
                 reason = str(exc) if isinstance(exc, UnsafeURL) else describe_errors(exc)
-                fields = {"provider": provider.config.get("id"), "error": reason}
-                log.error("stored provider skipped", extra={"fields": fields})
+                invalid[provider.id] = (provider, reason)
+                log.error("stored provider skipped", extra={"fields": {"provider": provider.id, "error": reason}})
                 continue
             if config.enabled:
                 entries.append((config, provider.api_key))
+        self.invalid_providers = invalid
         registry.replace_store_providers(entries)
         discoveries: list[asyncio.Task[Any]] = []
         for runtime_id, runtime in registry.runtimes.items():
@@ -221,5 +194,5 @@ class StoreSync:
                 {**probe.get("capabilities", {}), "checked_at": probe.get("checked_at")} if probe else None
             )
             if before.get(runtime_id) != id(runtime):
-                discoveries.append(self.state.spawn(registry.discover(runtime), f"discover-{runtime_id}"))
+                discoveries.append(self.background.spawn(registry.discover(runtime), f"discover-{runtime_id}"))
         return discoveries

@@ -1,0 +1,120 @@
+"""Start-up: every service of one app built in order into one ``AppState``, then its background work started.
+
+Building opens the store (migrating it), fills the caches from it (keys, callers' keys, stored
+providers) and wires the request path: planner, dispatch loop, accounting. Starting begins the owned
+background work: model discovery (waited for briefly, so the first requests see most lists), health
+checks, the store's revision poll (and Redis notices), the tokenizer load, the ledger writer, retries of
+unsettled reservations, the limiter's purge, upstream quota polls and the price catalogue's warm-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from anygate.accounting.budgets import BudgetSource, scopes_of
+from anygate.accounting.limiter_redis import RedisLimiter
+from anygate.accounting.limiter_sql import SqlLimiter
+from anygate.accounting.pricing import warm_up
+from anygate.accounting.setup import build_accounting
+from anygate.api.state import AppState
+from anygate.app.store_sync import StoreSync
+from anygate.auth import KeyRing, hash_key, stored_admin_digest
+from anygate.background import Background
+from anygate.caller_keys import CallerKeys
+from anygate.dispatch import Dispatcher, DispatchPolicy
+from anygate.health_checks import HealthChecks
+from anygate.planning import Planner
+from anygate.quota.poller import QuotaPoller
+from anygate.readiness import Readiness
+from anygate.registry import ProviderRegistry
+from anygate.routing import Deployment, HealthBook
+from anygate.settings import Settings
+from anygate.store.notify import ChangeNotifier
+from anygate.store.store import open_store
+from anygate.telemetry import Metrics
+from anygate.transport import Transport
+
+log = logging.getLogger("anygate.startup")
+
+
+async def build_state(
+    settings: Settings, transport: Transport, budget_source: BudgetSource | None
+) -> tuple[AppState, StoreSync]:
+    """Every service of the app, the store open and the caches filled from it, and what keeps those caches
+    fresh. ``budget_source`` maps a caller to its budgets (default: the budgets the store puts on keys)."""
+    admin_digest = hash_key(settings.admin_key.get_secret_value()) if settings.admin_key else None
+    keyring = KeyRing(admin_digest or stored_admin_digest(settings.data_dir), no_auth=settings.no_auth)
+    metrics = Metrics()
+    registry = ProviderRegistry(settings, transport)
+    registry.listen_to_membership(metrics.track_providers)
+    caller_keys = CallerKeys()
+    background = Background()
+    readiness = Readiness()
+    store = await open_store(settings)
+    notifier = ChangeNotifier(settings.redis_url, settings.resolved_database_url) if settings.redis_url else None
+    store_sync = StoreSync(store, keyring, caller_keys, registry, background, notifier)
+    await store_sync.refresh()
+    readiness.add("store", store.db.ping)
+    readiness.add("secrets", store_sync.check_secrets)
+    accounting = build_accounting(settings, registry, store.db.engine, budget_source or scopes_of, caller_keys.has_key)
+    readiness.add("tokenizer", accounting.tokenizer.check_ready)
+    if isinstance(accounting.enforcer.limiter, RedisLimiter):
+        readiness.add("redis", accounting.enforcer.limiter.ping)
+    health = HealthBook()
+
+    def rounds_of(deployment: Deployment) -> int:
+        return 1 + registry.get(deployment.provider_id).config.max_retries
+
+    policy = DispatchPolicy.from_settings(settings.routing)
+    state = AppState(
+        settings=settings,
+        transport=transport,
+        registry=registry,
+        keyring=keyring,
+        caller_keys=caller_keys,
+        metrics=metrics,
+        health=health,
+        health_checks=HealthChecks(registry, health, metrics, settings.routing.health_check_interval),
+        planner=Planner(registry, settings.fallbacks, caller_keys),
+        dispatcher=Dispatcher(health, policy, rounds_of, on_failure=metrics.count_upstream_failure),
+        accounting=accounting,
+        store=store,
+        store_watch=store_sync,
+        readiness=readiness,
+        background=background,
+    )
+    return state, store_sync
+
+
+async def start_background(state: AppState, store_sync: StoreSync) -> None:
+    """Start the app's owned background work (see the module's docstring)."""
+    settings, background, accounting = state.settings, state.background, state.accounting
+    background.adopt(await state.registry.discover_at_start())
+    background.spawn(state.registry.refresh_forever(settings.discovery_interval), "model-discovery")
+    if settings.routing.health_check_interval > 0:
+        background.spawn(state.health_checks.run(settings.routing.health_check_interval), "health-checks")
+    background.spawn(store_sync.poll_forever(settings.store_poll_interval), "store-sync")
+    if store_sync.notifier is not None:
+        background.spawn(store_sync.notifier.listen_forever(store_sync.refresh_safely), "store-notify")
+    # The tokenizer's vocabularies load in a thread; the process is not ready until they have.
+    background.spawn(accounting.tokenizer.load(), "tokenizer")
+    if isinstance(accounting.enforcer.limiter, SqlLimiter):
+        background.spawn(purge_forever(accounting.enforcer.limiter), "limiter-purge")
+    background.spawn(accounting.ledger.run(), "usage-ledger")
+    background.spawn(accounting.retry_unsettled_forever(), "unsettled-retries")
+    poller = QuotaPoller(settings, state.registry, state.transport, state.metrics, state.store.db.engine)
+    background.spawn(poller.run(), "upstream-quota")
+    background.spawn(asyncio.to_thread(warm_up), "price-catalogue")
+
+
+async def purge_forever(limiter: SqlLimiter, interval: float = 3600.0) -> None:
+    """Drop the SQL limiter's counters of windows that have ended, once an hour."""
+    while True:
+        try:
+            await limiter.purge_expired()
+        except SQLAlchemyError:
+            log.exception("could not purge expired limiter counters")
+        await asyncio.sleep(interval)
