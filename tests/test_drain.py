@@ -57,9 +57,12 @@ def start_gateway(
             [*command, "--workers", str(workers), *extra], env=env, stderr=log, start_new_session=True
         )
     deadline = time.monotonic() + 30
+    log_path = tmp_path / "gateway.log"
     while time.monotonic() < deadline:
         try:
-            if httpx2.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+            # Every worker has started (the first answering /health says nothing of the others).
+            started = log_path.read_bytes().count(b"Application startup complete") >= workers
+            if started and httpx2.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                 return process, port
         except httpx2.TransportError:
             time.sleep(0.1)

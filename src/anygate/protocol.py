@@ -38,11 +38,18 @@ LINGER_SECONDS = 2.0  # after a refusal, how long what the client still sends is
 
 
 class LimitedConfig(uvicorn.Config):
-    """uvicorn's Config, serving with ``LimitedHttpToolsProtocol`` under ``request_limits``."""
+    """uvicorn's Config, serving with ``LimitedHttpToolsProtocol`` under ``request_limits``.
+
+    Its app may also be a picklable app factory (``functools.partial(make_app, settings)``), not only an
+    import string: each worker process gets the Settings the parent validated, as an argument, rather
+    than rebuilding them from an environment the parent would have had to write."""
 
     def __init__(self, app: Any, *, request_limits: RequestLimits, **options: Any) -> None:
         super().__init__(app, http=LimitedHttpToolsProtocol, **options)
         self.request_limits = request_limits
+
+    def load_app(self) -> Any:
+        return self.app if callable(self.app) else super().load_app()
 
 
 class Refused(Exception):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -30,10 +31,9 @@ from anygate.auth import ensure_admin_key
 from anygate.listener import is_supported as listener_supported
 from anygate.listener import queued_connections, refuse_new_connections
 from anygate.protocol import LimitedConfig
-from anygate.settings import Settings, load_settings
+from anygate.settings import Settings
 from anygate.telemetry import configure_logging
 
-WORKER_APP = "anygate.server:worker_app"
 HANDSHAKE_GRACE = 0.5  # seconds a handshake answered just before a stop has to complete (a round trip)
 ACCEPT_QUEUE_LIMIT = 5.0  # at most this long accepting what was queued before the stop
 
@@ -124,9 +124,8 @@ def announce_admin_key(settings: Settings, console: Console) -> None:
         )
 
 
-def worker_app() -> Gateway:
-    """The app factory each worker process calls: settings come from the environment the CLI set."""
-    settings = load_settings()
+def worker_app(settings: Settings) -> Gateway:
+    """The app factory each worker process calls, with the settings the parent validated (pickled)."""
     configure_logging(settings.log_level)
     return create_app(settings)
 
@@ -151,14 +150,15 @@ def server_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config:
     )
 
 
-def run_server(settings: Settings, app_factory: str = WORKER_APP) -> None:
-    """Serve until SIGTERM or SIGINT, then drain. ``app_factory`` names the function each worker calls
+def run_server(settings: Settings, app_factory: str | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then drain. ``app_factory`` names another function each worker calls
     to build its app (``module:function``; tests use it for an app with extra keys)."""
     configure_logging(settings.log_level)
     if settings.workers == 1:
-        app = create_app(settings) if app_factory == WORKER_APP else app_factory
-        DrainingServer(server_config(app, settings, factory=app_factory != WORKER_APP)).run()
+        app: Any = create_app(settings) if app_factory is None else app_factory
+        DrainingServer(server_config(app, settings, factory=app_factory is not None)).run()
         return
-    config = server_config(app_factory, settings, factory=True, workers=settings.workers)
+    factory: Any = app_factory or functools.partial(worker_app, settings)
+    config = server_config(factory, settings, factory=True, workers=settings.workers)
     socket = config.bind_socket()
     DrainingMultiprocess(config, sockets=[socket]).run()

@@ -253,6 +253,10 @@ class PriceConfig(Strict):
 
 
 class Settings(Strict):
+    """Every setting, validated once and frozen: built by the CLI (or a test) and handed to ``create_app``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64)
@@ -381,13 +385,11 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
         settings = Settings.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, origin, sources, merged)) from exc
-    settings.provider_key_env = {
+    provider_keys = {
         p.id: SecretStr(env[key_env_name(p.id)]) for p in settings.providers if env.get(key_env_name(p.id))
     }
-    settings.api_key_env = {
-        name: SecretStr(value) for name, value in env.items() if name.endswith("_API_KEY") and value
-    }
-    return settings
+    api_keys = {name: SecretStr(value) for name, value in env.items() if name.endswith("_API_KEY") and value}
+    return settings.model_copy(update={"provider_key_env": provider_keys, "api_key_env": api_keys})
 
 
 def default_user_config_file(env: Mapping[str, str]) -> Path:
@@ -675,21 +677,3 @@ def preferred_provider(raw: str, merged: Mapping[str, Any]) -> str | None:
     if value in ids:
         return value
     raise ConfigError(f"environment: PREFERRED_PROVIDER '{raw}' is not a configured provider ({', '.join(ids)})")
-
-
-FLAG_ENV_NAMES = {
-    "config_file": "ANYGATE_CONFIG",
-    "host": "ANYGATE_HOST",
-    "port": "ANYGATE_PORT",
-    "workers": "ANYGATE_WORKERS",
-    "drain_grace": "ANYGATE_DRAIN_GRACE",
-    "log_level": "ANYGATE_LOG_LEVEL",
-    "no_auth": "ANYGATE_NO_AUTH",
-}
-
-
-def export_for_workers(flags: Mapping[str, Any]) -> None:
-    """Put command-line flags into the environment so worker processes build the same Settings."""
-    for name, value in flags.items():
-        if value is not None and name in FLAG_ENV_NAMES:
-            os.environ[FLAG_ENV_NAMES[name]] = str(value).lower() if isinstance(value, bool) else str(value)

@@ -29,7 +29,7 @@ def app() -> Gateway:
     settings = load_settings()
     interval = os.environ.get("ANYGATE_TEST_LEDGER_INTERVAL")
     if interval:
-        settings.ledger_interval = float(interval)
+        settings = settings.model_copy(update={"ledger_interval": float(interval)})
     keys = json.loads(os.environ.get("ANYGATE_TEST_KEYS", "{}"))
     gateway = KeyedGateway(settings)
     budgets = {e["id"]: spec for e in keys.values() if (spec := budget_spec(e.get("budget"))) is not None}

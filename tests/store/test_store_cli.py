@@ -136,7 +136,6 @@ def test_serve_hints_at_adding_a_provider_only_when_there_is_none(environment, m
 
     started: list[object] = []
     monkeypatch.setattr(anygate.server, "run_server", started.append)
-    monkeypatch.setattr("anygate.cli.export_for_workers", lambda flags: None)
     assert "No upstream provider is configured yet" in run("serve")
     run("providers", "add", "lab", "--type", "custom", "--base-url", "http://127.0.0.1:9/v1", "--allow-private-network")
     assert "No upstream provider" not in run("serve")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import orjson
@@ -11,23 +10,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from anygate.errors import ConfigError
-from anygate.settings import Settings, load_settings
+from anygate.cli.common import ConfigOption, settings_or_exit
 
 if TYPE_CHECKING:
     from anygate.quota.client import QuotaResult
 
 quota_app = typer.Typer(help="What is left of your quotas, at anygate and other gateways.", invoke_without_command=True)
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file (or ANYGATE_CONFIG).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the normalized results as JSON.")]
-
-
-def settings_or_exit(config: Path | None) -> Settings:
-    try:
-        return load_settings({"config_file": config})
-    except ConfigError as exc:
-        Console(stderr=True).print(f"anygate: {exc}", highlight=False, markup=False)
-        raise typer.Exit(2) from None
 
 
 def echo_json(value: object) -> None:
@@ -41,7 +30,7 @@ def quota(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption =
         return
     from anygate.quota.client import poll_sources  # aiohttp loads only when a command needs it
 
-    settings = settings_or_exit(config)
+    settings = settings_or_exit(config_file=config)
     results = asyncio.run(poll_sources(settings))
     if as_json:
         echo_json([result.as_dict() for result in results])
@@ -76,7 +65,7 @@ def status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Per source: the quota path, whether a key is configured, and where it was looked for."""
     from anygate.quota.client import key_status
 
-    rows = key_status(settings_or_exit(config))
+    rows = key_status(settings_or_exit(config_file=config))
     if as_json:
         echo_json(rows)
         return

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from anygate.errors import ConfigError
+from anygate.cli.common import ConfigOption, settings_or_exit
 from anygate.quota.display import money
-from anygate.settings import Settings, load_settings
+from anygate.settings import Settings
 
 # The ledger's modules (SQLAlchemy) load when the command runs, so that ``anygate --help`` stays light.
 GROUPS = ("day", "key", "model", "provider", "user")
-
-ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file (or ANYGATE_CONFIG).")]
 
 
 def parse_groups(value: str) -> list[str]:
@@ -44,11 +41,7 @@ def usage(
     from anygate.accounting.setup import make_engine
 
     groups = cast(list[GroupBy], parse_groups(by))
-    try:
-        settings = load_settings({"config_file": config})
-    except ConfigError as exc:
-        Console(stderr=True).print(f"anygate: {exc}", highlight=False, markup=False)
-        raise typer.Exit(2) from None
+    settings = settings_or_exit(config_file=config)
     start = None
     if days > 0:
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
