@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from anygate.errors import UpstreamEventTooLarge
-from anygate.sse import DONE_EVENT, EventSplitter, error_event, event_data, is_done
+from anygate.wire.sse import DONE_EVENT, EventSplitter, error_event, event_data, is_done
 
 
 def feed_all(chunks: list[bytes]) -> tuple[list[bytes], bytes]:

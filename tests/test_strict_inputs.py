@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from anygate.api.schemas import AdminUserCreate, KeyCreate, KeyUpdate, ProbeRequest, UserCreate, UserUpdate
+from anygate.management.schemas import AdminUserCreate, KeyCreate, KeyUpdate, ProbeRequest, UserCreate, UserUpdate
 from anygate.settings import ProviderConfig
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import RunningGateway, fake_provider, gateway_settings, serve_gateway

@@ -27,8 +27,8 @@ from anygate.errors import (
     redact_text,
 )
 from anygate.netguard import check_url
-from anygate.sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, event_data, is_done
 from anygate.transport import OutgoingRequest, Response, Timeouts, Transport
+from anygate.wire.sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, event_data, is_done
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
 

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from anygate.api.rights import pattern_within
+from anygate.management.rights import pattern_within
 from anygate.store.families import MAX_DEPTH, lineage_of
-from anygate.store.keys import KeyRecord
+from anygate.store.records import KeyRecord
 
 WITHIN = [
     ("groq/llama-3", "*", True),

@@ -15,8 +15,8 @@ import orjson
 import pydantic
 from openai.types.chat.completion_create_params import CompletionCreateParamsNonStreaming
 
-from anygate.sse import EventSplitter
 from anygate.wire.ids import IdFactory
+from anygate.wire.sse import EventSplitter
 
 FIXTURES = Path(__file__).parent / "fixtures"
 STREAMS = FIXTURES / "streams"

@@ -13,8 +13,8 @@ from anthropic.types import RawMessageStreamEvent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anygate.sse import EventSplitter
 from anygate.wire.anthropic_stream import PING_EVENT, AnthropicStreamTranslator
+from anygate.wire.sse import EventSplitter
 from tests.wire.support import (
     DONE,
     anthropic_client,

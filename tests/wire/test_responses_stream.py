@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openai.types.responses import ResponseStreamEvent
 
-from anygate.sse import EventSplitter
 from anygate.wire.responses_stream import ResponsesStreamTranslator
+from anygate.wire.sse import EventSplitter
 from tests.wire.support import (
     DONE,
     chat_chunk,

@@ -17,7 +17,7 @@ import orjson
 
 from anygate.accounting.usage import TokenCount
 from anygate.errors import NotReady
-from anygate.sse import event_data
+from anygate.wire.sse import event_data
 
 PER_MESSAGE_OVERHEAD = 3  # role and separators, as OpenAI counts chat messages
 O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from anygate.sse import event_data
+from anygate.wire.sse import event_data
 
 # Only an event whose usage is an object is parsed; ``"usage": null`` on every chunk is skipped unread.
 USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')

@@ -23,8 +23,8 @@ from anygate.api import (
     routes_users,
 )
 from anygate.api.openapi import build_openapi
-from anygate.api.validation import describe_validation
 from anygate.errors import GatewayError, MethodNotAllowed, NotFound, RouteNotFound, ServiceUnavailable
+from anygate.management.validation import describe_validation
 from anygate.store.crypto import SecretKeyError
 
 

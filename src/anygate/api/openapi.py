@@ -22,8 +22,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode
 
 from anygate.api import views
-from anygate.api.schemas import CredentialsUpdate
 from anygate.catalog import PRESETS
+from anygate.management.schemas import CredentialsUpdate
 from anygate.settings import ProviderConfig
 
 REF = "#/components/schemas/{model}"

@@ -24,11 +24,11 @@ from anygate.api.http import Scope, Send, send_bytes
 from anygate.errors import GatewayError, ServiceUnavailable, UpstreamTimeout, UpstreamUnavailable
 from anygate.exchange import Exchange
 from anygate.routing import Deployment
-from anygate.sse import EventSplitter, error_event, event_batches, is_done
 from anygate.telemetry import upstream_error_kind
 from anygate.transport import Response, Timeouts
 from anygate.upstream import OpenAICompatibleProvider
 from anygate.wire.members import replace_model
+from anygate.wire.sse import EventSplitter, error_event, event_batches, is_done
 
 if TYPE_CHECKING:
     from anygate.api.state import AppState

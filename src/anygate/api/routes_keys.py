@@ -13,13 +13,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from anygate.api.deps import AdminDep, CallerDep, StateDep
-from anygate.api.rights import check_change, check_new_key, inherit_limits, manages
-from anygate.api.schemas import KeyCreate, KeyUpdate
 from anygate.api.state import AppState
 from anygate.auth import Principal, extract_token, hash_key
 from anygate.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from anygate.management.rights import check_change, check_new_key, inherit_limits, manages
+from anygate.management.schemas import KeyCreate, KeyUpdate
 from anygate.store.families import Lineage, lineages
-from anygate.store.keys import KeyRecord, RotationRefused
+from anygate.store.keys import RotationRefused
+from anygate.store.records import KeyRecord
 from anygate.store.tables import utcnow
 
 router = APIRouter(tags=["keys"])

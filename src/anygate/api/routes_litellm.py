@@ -19,14 +19,14 @@ from fastapi.responses import Response
 from anygate.accounting.ledger import Ledger
 from anygate.accounting.service import Accounting
 from anygate.api.deps import CallerDep, StateDep
-from anygate.api.rights import manages
 from anygate.api.routes_quota import json_response
 from anygate.api.state import AppState
 from anygate.auth import KEY_PREFIX, Principal, extract_token, hash_key
 from anygate.errors import NotFound, PermissionDenied
+from anygate.management.rights import manages
 from anygate.quota import litellm, standing
-from anygate.store.keys import KeyRecord, UserRecord
 from anygate.store.principals import principal_of
+from anygate.store.records import KeyRecord, UserRecord
 
 router = APIRouter(tags=["LiteLLM compatible"])
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")

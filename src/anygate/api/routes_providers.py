@@ -13,11 +13,9 @@ from pydantic import ValidationError
 
 from anygate.api.deps import AdminDep, JsonBody, StateDep
 from anygate.api.openapi import request_body
-from anygate.api.schemas import ProbeRequest
 from anygate.api.state import AppState
 from anygate.errors import Conflict, InvalidRequest, NotFound
-from anygate.probe import capabilities, probe_provider
-from anygate.provider_input import (
+from anygate.management.providers import (
     MASK,
     checked,
     is_secret_header,
@@ -27,6 +25,8 @@ from anygate.provider_input import (
     split_key,
     translate_names,
 )
+from anygate.management.schemas import ProbeRequest
+from anygate.probe import capabilities, probe_provider
 from anygate.settings import ProviderConfig, describe_errors
 from anygate.store.providers import KEEP, DuplicateProvider, StoredProvider
 from anygate.upstream import OpenAICompatibleProvider

@@ -9,9 +9,9 @@ from fastapi import APIRouter
 
 from anygate.api.deps import AdminDep, StateDep
 from anygate.api.routes_keys import iso, key_views
-from anygate.api.schemas import AdminUserCreate, UserCreate, UserUpdate
 from anygate.errors import NotFound
-from anygate.store.keys import UserRecord
+from anygate.management.schemas import AdminUserCreate, UserCreate, UserUpdate
+from anygate.store.records import UserRecord
 
 router = APIRouter(tags=["users"])
 

@@ -23,10 +23,10 @@ from anygate.registry import ProviderRegistry
 from anygate.settings import ProviderConfig, describe_errors
 from anygate.store.crypto import SecretKeyError
 from anygate.store.families import lineages
-from anygate.store.keys import KeyRecord, UserRecord
 from anygate.store.notify import ChangeNotifier
 from anygate.store.principals import previous_secret_principal, principal_of
 from anygate.store.providers import StoredProvider
+from anygate.store.records import KeyRecord, UserRecord
 from anygate.store.store import Store
 
 log = logging.getLogger("anygate.store")

@@ -34,8 +34,8 @@ def keys_create(
     config: ConfigOption = None,
 ) -> None:
     """Issue a key and print it (shown this once)."""
-    from anygate.api.schemas import KeyCreate
-    from anygate.api.validation import validate
+    from anygate.management.schemas import KeyCreate
+    from anygate.management.validation import validate
 
     budget = None
     if budget_tokens is not None or budget_usd is not None:

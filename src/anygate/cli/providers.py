@@ -232,7 +232,7 @@ def provider_add(
     config: ConfigOption = None,
 ) -> None:
     """Add a provider to the store (its key encrypted)."""
-    from anygate.provider_input import checked
+    from anygate.management.providers import checked
 
     settings = load(config)
     if any(p.id == provider_id for p in settings.providers):
@@ -262,7 +262,7 @@ def provider_update(
 ) -> None:
     """Change a stored provider; options not given stay as they are. A new base URL on another scheme,
     host or port needs the key again (--api-key-stdin): a stored key never follows a provider elsewhere."""
-    from anygate.provider_input import checked, require_secrets_on_move
+    from anygate.management.providers import checked, require_secrets_on_move
 
     changes = provider_options(provider_type, base_url, name, model, allow_private_network)
     key = read_api_key(api_key, api_key_stdin)

@@ -23,7 +23,8 @@ from anygate.auth import Principal
 from anygate.quota.litellm import KeyFacts, UserFacts
 from anygate.quota.shapes import Allowance, BudgetLayer, KeyQuota
 from anygate.store.families import Lineage
-from anygate.store.keys import ROTATION_GRACE, UserRecord
+from anygate.store.keys import ROTATION_GRACE
+from anygate.store.records import UserRecord
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine

@@ -26,7 +26,7 @@ from sqlalchemy import Select, or_, select
 from anygate.store.tables import api_keys
 
 if TYPE_CHECKING:
-    from anygate.store.keys import KeyRecord
+    from anygate.store.records import KeyRecord
 
 ADMIN_ROLE = "admin"
 MAX_DEPTH = 8  # ancestors a key may have: each one's budget and limits are reserved on every request

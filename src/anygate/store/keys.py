@@ -7,7 +7,6 @@ provider credentials, alias, expiry); the previous secret's hash stays valid for
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,41 +16,10 @@ from sqlalchemy.engine import RowMapping
 from anygate.auth import hash_key, new_key
 from anygate.store.database import Database
 from anygate.store.families import MAX_DEPTH, Lineage, descendants_query, in_family, lineage_of, parent_id
+from anygate.store.records import KeyRecord, UserRecord
 from anygate.store.tables import api_keys, credentials, users, utcnow
 
 ROTATION_GRACE = timedelta(hours=1)
-
-
-@dataclass(frozen=True)
-class KeyRecord:
-    id: str
-    key_hash: str
-    key_prefix: str
-    alias: str
-    user_id: str | None
-    role: str
-    models: list[str] | None
-    providers: list[str] | None
-    budget: dict[str, Any] | None
-    limits: dict[str, Any] | None
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    created_at: datetime
-    created_by: str | None
-    previous_hash: str | None = None
-    previous_valid_until: datetime | None = None
-
-    def __repr__(self) -> str:
-        return f"KeyRecord(id={self.id!r}, alias={self.alias!r}, role={self.role!r}, user={self.user_id!r})"
-
-
-@dataclass(frozen=True)
-class UserRecord:
-    id: str
-    name: str
-    budget: dict[str, Any] | None
-    limits: dict[str, Any] | None
-    created_at: datetime
 
 
 class RotationRefused(Exception):

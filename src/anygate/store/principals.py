@@ -8,7 +8,7 @@ from typing import Any
 
 from anygate.auth import Budget, Limits, Principal
 from anygate.store.families import ADMIN_ROLE
-from anygate.store.keys import KeyRecord, UserRecord
+from anygate.store.records import KeyRecord, UserRecord
 
 
 def budget_of(raw: dict[str, Any] | None) -> Budget | None:

@@ -22,6 +22,6 @@ Responses (``responses_request``, ``responses_response``, ``responses_stream``):
     ResponsesStreamTranslator(request, ...): start() / feed(events) / finish() / fail(status, message)
 
 Stream translators take whole upstream SSE events (``data: {...}\\n\\n`` and ``data: [DONE]``, as
-``anygate.sse.EventSplitter`` yields them) and return whole SSE events (``event: <type>\\ndata: <json>\\n\\n``).
+``anygate.wire.sse.EventSplitter`` yields them) and return whole SSE events (``event: <type>\\ndata: <json>\\n\\n``).
 Ids come from an injectable ``new_id(prefix) -> str`` so tests are deterministic.
 """

@@ -25,8 +25,8 @@ from typing import Any
 import orjson
 
 from anygate.errors import looks_like_secret
-from anygate.sse import event_data
 from anygate.wire.chat import arguments_text, reasoning_text
+from anygate.wire.sse import event_data
 
 START, DELTA, STOP = 0, 1, 2
 TEXT, THINKING, TOOL = "text", "thinking", "tool"

@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
-from anygate.api.validation import describe_validation
 from anygate.errors import InvalidRequest
 from anygate.header_rules import InvalidHeader, has_control_characters
+from anygate.management.validation import describe_validation
 from anygate.netguard import UnsafeURL, check_url_resolved
 from anygate.settings import ProviderConfig
 from anygate.store.providers import KEEP, StoredProvider

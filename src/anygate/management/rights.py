@@ -27,7 +27,7 @@ from typing import Any
 from anygate.auth import Principal
 from anygate.errors import PermissionDenied
 from anygate.store.families import MAX_DEPTH, Lineage
-from anygate.store.keys import KeyRecord
+from anygate.store.records import KeyRecord
 
 GLOB_CHARACTERS = frozenset("*?[]")
 UNITS = ("tokens", "usd")
