@@ -263,11 +263,6 @@ class NotReady(Exception):
     """A readiness probe's failure whose message is safe to show in ``/health/ready`` (no secret in it)."""
 
 
-def is_openai_error_body(body: bytes) -> bool:
-    """True for ``{"error": {"message": str, ...}}`` with nothing that looks like a secret echoed back."""
-    return openai_error_message(body) is not None
-
-
 def openai_error_message(body: bytes) -> str | None:
     """The message of a well-formed OpenAI-style error body that echoes no secret, else None."""
     if not body or len(body) > 65536:

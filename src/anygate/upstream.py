@@ -20,7 +20,6 @@ import orjson
 from anygate.catalog import PRESETS, AuthStyle, detect_provider_name, join_url
 from anygate.errors import (
     GatewayError,
-    InvalidRequest,
     UpstreamRedirect,
     UpstreamStatusError,
     UpstreamUnavailable,
@@ -373,9 +372,3 @@ def backoff_delay(attempt: int, base: float = 0.25, cap: float = 8.0) -> float:
 
 def elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
-
-
-def require_object(parsed: Any) -> dict[str, Any]:
-    if not isinstance(parsed, dict):
-        raise InvalidRequest("Request body must be a JSON object")
-    return parsed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from anygate.accounting.budgets import BudgetSource, scopes_of
 from anygate.accounting.enforcer import Enforcer
@@ -16,24 +16,6 @@ from anygate.accounting.stream_usage import StreamUsagePolicy
 from anygate.accounting.windows import LedgerWindow, Seeder, engine_seeder
 from anygate.registry import ProviderRegistry
 from anygate.settings import Settings
-
-
-def async_database_url(url: str) -> str:
-    """``postgresql://`` → ``postgresql+asyncpg://``, ``sqlite://`` → ``sqlite+aiosqlite://``."""
-    for plain, driver in (("postgresql://", "postgresql+asyncpg://"), ("postgres://", "postgresql+asyncpg://")):
-        if url.startswith(plain):
-            return driver + url[len(plain) :]
-    if url.startswith("sqlite://"):
-        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
-    return url
-
-
-def make_engine(settings: Settings) -> AsyncEngine:
-    url = async_database_url(settings.resolved_database_url)
-    if url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return create_async_engine(url, connect_args={"timeout": 30})
-    return create_async_engine(url, pool_size=5, max_overflow=5, pool_timeout=30, pool_pre_ping=True)
 
 
 def configured_prices(settings: Settings) -> dict[tuple[str, str], Price]:

@@ -118,10 +118,6 @@ async def send_bytes(send: Send, status: int, body: bytes, headers: list[tuple[b
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_json(send: Send, status: int, payload: Any) -> None:
-    await send_bytes(send, status, orjson.dumps(payload))
-
-
 async def send_error(send: Send, error: GatewayError) -> None:
     headers = [*JSON_HEADERS, *((k.encode(), v.encode()) for k, v in error.headers.items())]
     await send_bytes(send, error.status, error.body_bytes(), headers)

@@ -28,7 +28,7 @@ from anygate.errors import GatewayError
 from anygate.settings import ProviderConfig, Settings
 from anygate.store.crypto import SecretKeyError
 from anygate.store.database import StoreUnavailable
-from anygate.store.providers import KEEP, StoredProvider
+from anygate.store.providers import KEEP, Keep, StoredProvider
 from anygate.store.store import Store, open_store
 
 providers_app = typer.Typer(help="List and test providers.", invoke_without_command=True)
@@ -183,7 +183,7 @@ def save_probe(settings: Settings, provider_id: str, result: dict[str, Any]) -> 
     with_store(settings, save)
 
 
-def read_api_key(api_key: str | None, from_stdin: bool) -> Any:
+def read_api_key(api_key: str | None, from_stdin: bool) -> str | None | Keep:
     if from_stdin:
         return sys.stdin.readline().strip() or None
     return api_key if api_key is not None else KEEP

@@ -38,7 +38,7 @@ def usage(
 ) -> None:
     """Tokens and cost from the usage ledger, one row per group."""
     from anygate.accounting.reports import REPORT_FIELDS, GroupBy, UsageFilter, as_csv, report
-    from anygate.accounting.setup import make_engine
+    from anygate.store.database import Database
 
     groups = cast(list[GroupBy], parse_groups(by))
     settings = settings_or_exit(config_file=config)
@@ -48,11 +48,11 @@ def usage(
         start = (today - timedelta(days=days - 1)).timestamp()
 
     async def read() -> list[dict[str, Any]]:
-        engine = make_engine(settings)
+        db = Database(settings.resolved_database_url)  # the store's engine, with its SQLite pragmas
         try:
-            return await report(engine, UsageFilter(key_id=key, model=model, start=start), groups)
+            return await report(db.engine, UsageFilter(key_id=key, model=model, start=start), groups)
         finally:
-            await engine.dispose()
+            await db.close()
 
     rows = asyncio.run(read())
     if as_csv_output:

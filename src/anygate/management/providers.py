@@ -14,11 +14,11 @@ from anygate.header_rules import InvalidHeader, has_control_characters
 from anygate.management.validation import describe_validation
 from anygate.netguard import UnsafeURL, check_url_resolved
 from anygate.settings import ProviderConfig
-from anygate.store.providers import KEEP, StoredProvider
+from anygate.store.providers import KEEP, Keep, StoredProvider
 
 MASK = "***"
 KEPT = (MASK, "")  # a secret sent back as one of these keeps the stored value
-SEED_002_NAMES = {"provider_type": "type", "api_base": "base_url"}
+PROVIDER_STORE_NAMES = {"provider_type": "type", "api_base": "base_url"}
 # Errors the provider object raises as a whole (no location): the field each is about.
 WHOLE_OBJECT_ERRORS = (
     ("base_url is required", "base_url"),
@@ -29,9 +29,10 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def translate_names(body: dict[str, Any]) -> dict[str, Any]:
-    """Accept seed 002's ``provider_type``/``api_base`` where they do not contradict ``type``/``base_url``."""
+    """Accept the ``provider_type``/``api_base`` names of provider stores that use them, where they do not
+    contradict ``type``/``base_url``."""
     spec = dict(body)
-    for old, new in SEED_002_NAMES.items():
+    for old, new in PROVIDER_STORE_NAMES.items():
         if old in spec:
             value = spec.pop(old)
             if spec.get(new) is not None and spec[new] != value:
@@ -40,7 +41,7 @@ def translate_names(body: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def split_key(spec: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+def split_key(spec: dict[str, Any]) -> tuple[dict[str, Any], str | None | Keep]:
     """The provider object without its key, and the key as given (``KEEP`` when absent)."""
     spec = dict(spec)
     api_key = spec.pop("api_key", KEEP)

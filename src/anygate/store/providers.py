@@ -9,6 +9,7 @@ gives the whole object back, decrypted; a row whose secrets cannot be decrypted 
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +60,14 @@ class StoredProvider:
         return self
 
 
-KEEP = object()  # update: leave the stored key as it is
+class Keep(enum.Enum):
+    """A typed sentinel: an update's key (or header, or token) given as ``KEEP`` leaves the stored one as is.
+    A key argument is ``str`` (a new key), ``None`` (no key) or ``KEEP``."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
 
 
 def split_secrets(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -122,7 +130,7 @@ class ProviderStore:
         except IntegrityError:
             raise DuplicateProvider(config["id"]) from None
 
-    async def update(self, config: dict[str, Any], api_key: str | None | object = KEEP) -> bool:
+    async def update(self, config: dict[str, Any], api_key: str | None | Keep = KEEP) -> bool:
         """Replace the stored object with ``config`` (its secret fields included); the key unless ``KEEP``."""
         values: dict[str, Any] = {**self._values(config), "updated_at": utcnow()}
         if api_key is not KEEP:
