@@ -12,9 +12,12 @@ from anygate.routing import (
     EJECT_BASE_SECONDS,
     EJECT_MAX_SECONDS,
     RATE_LIMIT_BASE_SECONDS,
+    RATE_LIMIT_MAX_SECONDS,
     Deployment,
     HealthBook,
     RetryBudget,
+    ejection_backoff,
+    rate_limit_backoff,
 )
 
 
@@ -38,6 +41,13 @@ def group(*names: str, **weights: float) -> list[Deployment]:
 def fail(health: HealthBook, deployment: Deployment, members: list[Deployment], times: int = 1) -> None:
     for _ in range(times):
         health.record_failure(deployment, UpstreamTimeout("slow"), members)
+
+
+def test_backoffs_stay_at_their_cap_however_many_times_they_double() -> None:
+    """A long outage ejects a deployment (or rate-limits it) thousands of times: the backoff stays at its
+    cap (2.0 ** 1024 overflowed, and the request that hit it was a 500)."""
+    assert ejection_backoff(5000) == EJECT_MAX_SECONDS
+    assert rate_limit_backoff(5000, random.Random(1)) <= RATE_LIMIT_MAX_SECONDS
 
 
 def test_ejection_backoff_doubles_up_to_the_cap() -> None:

@@ -45,6 +45,9 @@ CREDENTIAL_COOLDOWN_SECONDS = 60.0
 # A 429 without Retry-After: the deployment cools down for a backoff that doubles with each 429 in a row.
 RATE_LIMIT_BASE_SECONDS = 0.5
 RATE_LIMIT_MAX_SECONDS = 30.0
+# Backoffs double up to their cap and stay there: the exponent is bounded too (2.0 ** 1024 overflows, and a
+# long outage ejects a deployment that many times).
+MAX_DOUBLINGS = 32
 
 
 def deployment_id(provider_id: str, key_index: int) -> str:
@@ -94,12 +97,12 @@ def classify(error: GatewayError) -> Action:
 def rate_limit_backoff(strikes: int, rng: random.Random) -> float:
     """How long a deployment that answered ``strikes`` 429s in a row without Retry-After cools down:
     between half and all of an exponential step (never near zero, so that other requests do not rush in)."""
-    step = min(RATE_LIMIT_MAX_SECONDS, RATE_LIMIT_BASE_SECONDS * 2.0 ** (strikes - 1))
+    step = min(RATE_LIMIT_MAX_SECONDS, RATE_LIMIT_BASE_SECONDS * 2.0 ** min(strikes - 1, MAX_DOUBLINGS))
     return rng.uniform(step / 2, step)
 
 
 def ejection_backoff(ejections: int) -> float:
-    return min(EJECT_MAX_SECONDS, EJECT_BASE_SECONDS * 2.0 ** (ejections - 1))
+    return min(EJECT_MAX_SECONDS, EJECT_BASE_SECONDS * 2.0 ** min(ejections - 1, MAX_DOUBLINGS))
 
 
 def retry_after_seconds(error: GatewayError) -> float | None:
