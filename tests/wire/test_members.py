@@ -65,3 +65,10 @@ def test_a_member_the_body_has_is_replaced() -> None:
     body = b'{"model":"m","max_tokens":900}'
     rewritten = add_members(body, orjson.loads(body), {"max_tokens": 100})
     assert orjson.loads(rewritten) == {"model": "m", "max_tokens": 100}
+
+
+def test_an_escaped_top_level_key_is_never_confused_with_a_nested_one() -> None:
+    body = b'{"mod\\u0065l": "a", "metadata": {"model": "a"}}'
+    payload = orjson.loads(body)
+    rewritten = orjson.loads(replace_model(body, payload, "b"))
+    assert rewritten == {"model": "b", "metadata": {"model": "a"}}

@@ -19,6 +19,13 @@ def replace_model(body: bytes, payload: dict[str, Any], model: str) -> bytes:
     """
     wanted = {**payload, "model": model}
     replacement = orjson.dumps(model)
+    if body.count(b'"model"') == 1 and b"\\u" not in body:
+        # With no escape in the body, the top-level key is spelt ``"model"``, and a string holding those
+        # bytes would have escaped its quotes: the one there is the key. Replace its value; no candidate
+        # to check.
+        match = MODEL_MEMBER.search(body)
+        if match is not None:
+            return body[: match.start(1)] + replacement + body[match.end(1) :]
     for match in MODEL_MEMBER.finditer(body):
         if orjson.loads(match.group(1)) != payload.get("model"):
             continue
