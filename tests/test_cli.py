@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import queue
 import re
@@ -17,10 +16,9 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from rich.console import Console
 
 from anygate.auth import hash_key, stored_admin_digest
-from anygate.server import announce_admin_key
+from anygate.cli.serve import admin_key_source
 from anygate.settings import load_settings
 from tests.support.fake_upstream import FakeUpstream
 
@@ -231,16 +229,66 @@ def test_serve_without_providers_says_how_to_add_one_and_prints_an_admin_key() -
     assert process.returncode is not None
 
 
-def test_the_admin_key_is_generated_and_shown_only_once() -> None:
+def test_the_admin_key_is_generated_and_shown_only_once_then_its_source_is_named() -> None:
     settings = load_settings({}, {"ANYGATE_DATA_DIR": str(Path.cwd() / "data")})
-    first, second = io.StringIO(), io.StringIO()
-    announce_admin_key(settings, Console(file=first, width=200))
-    announce_admin_key(settings, Console(file=second, width=200))
-    key = re.search(r"sk-ag-[A-Za-z0-9_-]+", first.getvalue())
-    assert key is not None
-    assert second.getvalue() == ""
+    first, second = admin_key_source(settings), admin_key_source(settings)
+    key = re.search(r"sk-ag-[A-Za-z0-9_-]+", first)
+    assert key is not None and first.startswith("generated now and shown this once")
+    assert "sk-ag-" not in second
+    assert second.startswith("the one generated at an earlier start")
+    assert str(settings.data_dir / "admin_key.sha256") in second
     assert stored_admin_digest(settings.data_dir) == hash_key(key.group(0))
     assert (settings.data_dir / "admin_key.sha256").stat().st_mode & 0o077 == 0
+    chosen = settings.model_copy(update={"admin_key": "sk-my-own"})
+    assert admin_key_source(chosen).startswith("the one you set (ANYGATE_ADMIN_KEY")
+    assert admin_key_source(settings.model_copy(update={"no_auth": True})).startswith("none needed (--no-auth")
+
+
+def test_serve_prints_where_it_listens_logs_as_asked_and_refuses_a_busy_port_in_one_line() -> None:
+    port = free_port()
+    config = write(
+        "anygate.yaml",
+        f"providers:\n  - id: dead\n    type: custom\n    base_url: http://127.0.0.1:{free_port()}/v1\n"
+        "    allow_private_network: true\n    max_retries: 0\n    auth: none\n"
+        "  - id: groq\n    api_key: ${GROQ_KEY_UNSET}\n",
+    )
+    with serving("--port", str(port), "--config", str(config), "--log-format", "text") as (process, lines):
+        wait_for_health(port, process)
+        printed = ""
+        while "model discovery failed" not in printed:
+            printed += lines.get(timeout=20)
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            root = client.get("/")
+        busy = run("serve", "--port", str(port))
+    assert f"listening on http://127.0.0.1:{port}" in printed
+    assert f"console:   http://127.0.0.1:{port}/ui/" in printed
+    assert "admin key: generated now and shown this once" in printed
+    assert f"warning: {config}: providers.1.api_key uses ${{GROQ_KEY_UNSET}}, which is not set" in printed
+    assert "warning: provider 'groq' has no API key: set GROQ_API_KEY" in printed
+    [logged] = [line for line in printed.splitlines() if "model discovery failed" in line]
+    assert re.match(r"^\d\d:\d\d:\d\d WARNING  model discovery failed  provider=dead error=", logged), logged
+    assert root.status_code == 307 and root.headers["location"] == "/ui/"
+    assert busy.returncode == 1
+    assert busy.stderr.strip().splitlines() == [
+        f"anygate: cannot listen on 127.0.0.1:{port}: the port is in use (another anygate, or another program); "
+        "choose one with --port or ANYGATE_PORT"
+    ]
+
+
+def test_log_lines_are_text_on_a_terminal_and_json_elsewhere_unless_chosen() -> None:
+    import logging
+
+    from anygate.telemetry import JsonFormatter, TextFormatter, formatter_for
+
+    assert isinstance(formatter_for("auto", is_terminal=True), TextFormatter)
+    assert isinstance(formatter_for("auto", is_terminal=False), JsonFormatter)
+    assert isinstance(formatter_for("json", is_terminal=True), JsonFormatter)
+    assert isinstance(formatter_for("text", is_terminal=False), TextFormatter)
+    assert load_settings({}, {"ANYGATE_LOG_FORMAT": "TEXT"}).log_format == "text"
+    record = logging.LogRecord("anygate.x", logging.INFO, __file__, 1, "token=abc123 seen", None, None)
+    record.fields = {"provider": "groq", "error": "HTTP 401 from it", "count": 2}
+    line = TextFormatter().format(record)
+    assert line.endswith('INFO     token=*** seen  provider=groq error="HTTP 401 from it" count=2')
 
 
 def test_serve_relays_to_a_zero_config_provider() -> None:

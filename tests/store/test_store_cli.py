@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from typer.testing import CliRunner
 
@@ -135,7 +137,13 @@ def test_serve_hints_at_adding_a_provider_only_when_there_is_none(environment, m
     import anygate.server
 
     started: list[object] = []
-    monkeypatch.setattr(anygate.server, "run_server", started.append)
+
+    def run_server(settings: object, listener: socket.socket) -> None:
+        listener.close()
+        started.append(settings)
+
+    monkeypatch.setattr(anygate.server, "run_server", run_server)
+    monkeypatch.setenv("ANYGATE_PORT", "0")
     assert "No upstream provider is configured yet" in run("serve")
     run("providers", "add", "lab", "--type", "custom", "--base-url", "http://127.0.0.1:9/v1", "--allow-private-network")
     assert "No upstream provider" not in run("serve")

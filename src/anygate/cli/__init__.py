@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 import typer
 
 from anygate.cli.database import db_app, secrets_app
@@ -26,5 +29,36 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 
 
+# What to type for a value of each Python type, as click spells it.
+PLACEHOLDERS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "datetime": "DATETIME", "Path": "PATH"}
+
+
 def main() -> None:
-    app()
+    """The ``anygate`` program: the app above, its help in plain words (``plain_help``)."""
+    command = plain_help(typer.main.get_command(app))
+    command(prog_name="anygate")
+
+
+def no_type(ctx: Any) -> None:
+    return None
+
+
+def plain_help(command: Any) -> Any:
+    """Help that shows what to type, not Python's types: ``--alias TEXT``, ``--port INTEGER``, nothing after
+    a flag (``--help`` included), an argument by its name (``PROVIDER_ID``); never ``<bool>`` or
+    ``<list[str]>``. Typer's own click objects, walked once before the program runs."""
+    help_option = command.get_help_option(SimpleNamespace(help_option_names=["--help"]))
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if param.metavar is not None:
+            continue
+        if param.param_type_name == "argument":
+            param.metavar = (param.name or "value").upper()
+            param.display_type_rich = no_type  # the argument's name says what it is
+        elif param.is_flag or param.count:
+            param.metavar = ""
+        else:
+            named = param.bare_type().removeprefix("list[").removesuffix("]")  # a repeatable option: its item
+            param.metavar = PLACEHOLDERS.get(named, named.upper())
+    for subcommand in getattr(command, "commands", {}).values():
+        plain_help(subcommand)
+    return command
