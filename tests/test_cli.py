@@ -313,3 +313,30 @@ def test_serve_relays_to_a_zero_config_provider() -> None:
     assert "No upstream provider" not in logged
     assert SECRET not in logged
     assert "my-admin-key-for-tests" not in logged
+
+
+def command_paths(command: object, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    subcommands = getattr(command, "commands", {})
+    return [path, *(p for name, sub in subcommands.items() for p in command_paths(sub, (*path, name)))]
+
+
+def test_help_shows_what_to_type_never_python_types(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    import typer
+
+    from anygate.cli import app, plain_help
+
+    monkeypatch.setenv("COLUMNS", "200")
+    command = plain_help(typer.main.get_command(app))
+    paths = command_paths(command)
+    assert ("keys", "create") in paths and ("providers", "test") in paths
+    for path in paths:
+        with pytest.raises(SystemExit) as exited:
+            command.main(args=[*path, "--help"], prog_name="anygate")
+        assert exited.value.code == 0
+        shown = capsys.readouterr().out
+        assert "--help" in shown, path
+        assert not re.search(r"<(bool|str|int|float|Any|datetime|path|Path|list\[.*?\])>", shown), (path, shown)
+    command.main(args=["keys", "create", "--help"], prog_name="anygate", standalone_mode=False)
+    shown = capsys.readouterr().out
+    assert re.search(r"--alias +TEXT", shown) and re.search(r"--budget-tokens +INTEGER", shown)
+    assert re.search(r"--admin +An admin key", shown)
