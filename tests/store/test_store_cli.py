@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 
 import pytest
@@ -165,3 +166,53 @@ def test_providers_test_stores_the_capabilities_and_fails_when_the_probe_does(en
         dead = http.get("/v1/providers/dead").json()["capabilities"]
     assert found["models"] and found["chat"] and found["streaming"] and found["checked_at"]
     assert dead["chat"] is False and dead["models"] is False
+
+
+def fails(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 1, (args, result.output)
+    return result.output
+
+
+def test_keys_and_users_are_checked_as_the_api_checks_them_and_can_be_updated(environment) -> None:
+    from anygate.store.database import Database
+    from anygate.store.keys import KeyStore
+
+    assert "expires_at: 2020-01-01T00:00:00Z is in the past" in fails(
+        "keys", "create", "--alias", "old", "--expires", "2020-01-01"
+    )
+    assert "budget.period: a daily budget needs a limit" in fails(
+        "keys", "create", "--alias", "p", "--budget-period", "daily"
+    )
+    assert "budget.mode: Input should be 'hard' or 'soft'" in fails(
+        "keys", "create", "--alias", "m", "--budget-tokens", "5", "--budget-mode", "strict"
+    )
+    user_id = run("users", "create", "ada", "--budget-usd", "10", "--budget-period", "monthly", "--rpm", "30").strip()
+    created = run("keys", "create", "--alias", "laptop", "--user", user_id, "--provider", "grok")
+    assert "warning: providers: 'grok' matches no provider (providers now: none)" in created
+    key_id = next(word for word in created.split() if word.startswith("key_"))
+    assert "alias: 'laptop' is taken by key" in fails("keys", "create", "--alias", "laptop", "--user", user_id)
+    run("keys", "update", key_id, "--budget-tokens", "1000", "--budget-period", "weekly", "--expires", "2999-01-01")
+    run("keys", "update", key_id, "--budget-usd", "2", "--tpm", "500", "--all-providers", "--alias", "desk")
+    run("users", "update", user_id, "--name", "Ada L.", "--budget-usd", "20", "--no-limits")
+    assert "no key 'key_nope'" in fails("keys", "update", "key_nope", "--alias", "x")
+    assert "no user 'usr_nope'" in fails("users", "update", "usr_nope", "--name", "x")
+    assert "--no-budget and --no-limits cannot be given" in fails(
+        "users", "update", user_id, "--no-budget", "--budget-usd", "1"
+    )
+
+    async def read() -> tuple[object, object]:
+        db = Database(environment.resolved_database_url)
+        try:
+            keys = KeyStore(db)
+            return await keys.get_key(key_id), await keys.get_user(user_id)
+        finally:
+            await db.close()
+
+    key, user = asyncio.run(read())
+    assert key.alias == "desk" and key.providers is None  # type: ignore[attr-defined]
+    assert key.budget == {"tokens": 1000, "usd": 2.0, "period": "weekly", "mode": "hard"}  # type: ignore[attr-defined]
+    assert key.limits == {"tpm": 500}  # type: ignore[attr-defined]
+    assert key.expires_at.year == 2999  # type: ignore[attr-defined]
+    assert user.name == "Ada L." and user.limits is None  # type: ignore[attr-defined]
+    assert user.budget == {"tokens": None, "usd": 20.0, "period": "monthly", "mode": "hard"}  # type: ignore[attr-defined]
