@@ -144,11 +144,13 @@ def test_models_and_the_provider_probe_against_the_upstream() -> None:
         [models_request] = up.requests_to("/v1/models")
         probe = run("providers", "test", "fake", "--config", str(config))
         probes = up.requests_to("/v1/chat/completions")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1  # one list could not be had
     lines = result.stdout.splitlines()
     assert any("fake" in line and "fake-model" in line and "discovered" in line for line in lines)
     assert any("fake" in line and "other-model" in line for line in lines)
-    assert any("gone" in line and "unknown" in line for line in lines)
+    assert result.stderr.strip().splitlines() == [
+        "anygate: gone: model discovery failed: Cannot connect to Provider 'gone' (no list known)"
+    ]
     assert models_request.headers["authorization"] == f"Bearer {SECRET}"
     assert SECRET not in result.stdout + result.stderr
     assert probe.returncode == 0, probe.stderr
@@ -340,3 +342,29 @@ def test_help_shows_what_to_type_never_python_types(capsys: pytest.CaptureFixtur
     shown = capsys.readouterr().out
     assert re.search(r"--alias +TEXT", shown) and re.search(r"--budget-tokens +INTEGER", shown)
     assert re.search(r"--admin +An admin key", shown)
+
+
+def test_a_silent_upstream_is_given_up_on_at_the_timeout_with_one_line_and_checks_never_made_say_so() -> None:
+    from tests.support.fake_upstream import Reply
+
+    with FakeUpstream.start_in_thread(models=["m"]) as up:
+        config = write(
+            "anygate.yaml",
+            f"providers:\n  - id: slow\n    type: custom\n    base_url: {up.base_url}\n    api_key: {SECRET}\n"
+            "    allow_private_network: true\n",
+        )
+        up.script(Reply(hang_before_headers=True), path="/v1/models")
+        listed = run("models", "--config", str(config), "--timeout", "1")
+        up.script(Reply(hang_before_headers=True), path="/v1/chat/completions")
+        probed = run("providers", "test", "slow", "--config", str(config), "--timeout", "2")
+    assert listed.returncode == 1
+    assert listed.stderr.strip().splitlines() == [
+        "anygate: slow: model discovery failed: no answer within 1 s (--timeout) (no list known)"
+    ]
+    assert probed.returncode == 1
+    checks = {line.split()[1]: line for line in probed.stdout.splitlines() if line.startswith("│")}
+    assert "ok" in checks["models"]
+    assert all("not tried: out of time (2 s)" in checks[name] for name in ("chat", "streaming", "embeddings"))
+    assert probed.stderr.strip().splitlines() == [
+        "anygate: the probe of 'slow' ran out of time after 2 s (--timeout); nothing was stored"
+    ]

@@ -216,3 +216,37 @@ def test_keys_and_users_are_checked_as_the_api_checks_them_and_can_be_updated(en
     assert key.expires_at.year == 2999  # type: ignore[attr-defined]
     assert user.name == "Ada L." and user.limits is None  # type: ignore[attr-defined]
     assert user.budget == {"tokens": None, "usd": 20.0, "period": "monthly", "mode": "hard"}  # type: ignore[attr-defined]
+
+
+def test_models_and_providers_read_what_the_running_gateway_serves_when_the_store_holds_providers(
+    environment, serve, monkeypatch
+) -> None:
+    from tests.store.conftest import ADMIN_KEY
+    from tests.support.fake_upstream import FakeUpstream
+    from tests.support.waiting import eventually
+
+    monkeypatch.setenv("COLUMNS", "200")
+    with FakeUpstream.start_in_thread(models=("lab-model",)) as upstream:
+        gateway = serve(environment)
+        run("providers", "add", "lab", "--base-url", upstream.base_url, "--allow-private-network", "--api-key", "k")
+        registry = gateway.app.state.registry
+        eventually(lambda: getattr(registry.find("lab"), "models_source", "") == "discovered", "lab discovered")
+        monkeypatch.setenv("ANYGATE_PORT", str(gateway.port))
+        unreadable = runner.invoke(app, ["models"])  # no admin key to ask with: discovered from here
+        monkeypatch.setenv("ANYGATE_ADMIN_KEY", ADMIN_KEY)
+        upstream.requests.clear()
+        served = run("models")
+        listing = run("providers")
+        asked_upstream = len(upstream.requests)
+        monkeypatch.setenv("ANYGATE_ADMIN_KEY", "sk-not-the-admin-key")
+        refused = runner.invoke(app, ["models"])
+    assert unreadable.exit_code == 0, unreadable.output
+    assert "the running gateway's lists could not be read (no admin key to ask it with: set ANYGATE_ADMIN_KEY" in (
+        unreadable.output
+    )
+    assert any("lab" in line and "lab-model" in line for line in unreadable.output.splitlines())
+    assert any("lab" in line and "lab-model" in line and "discovered" in line for line in served.splitlines())
+    assert "could not be read" not in served and asked_upstream == 0  # the gateway's view, not a new discovery
+    [row] = [line for line in listing.splitlines() if "│ lab" in line]
+    assert row.rstrip(" │").endswith("1")  # the one model the gateway serves
+    assert "refused the key: ANYGATE_ADMIN_KEY is not its admin key" in refused.output

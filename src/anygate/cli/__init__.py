@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from types import SimpleNamespace
 from typing import Any
 
@@ -34,7 +35,10 @@ PLACEHOLDERS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "datetime": 
 
 
 def main() -> None:
-    """The ``anygate`` program: the app above, its help in plain words (``plain_help``)."""
+    """The ``anygate`` program: the app above, its help in plain words (``plain_help``). A command says what
+    went wrong in its own words: the log lines the services write for a running gateway are dropped (``serve``
+    sets up its own logging)."""
+    logging.getLogger().addHandler(logging.NullHandler())
     command = plain_help(typer.main.get_command(app))
     command(prog_name="anygate")
 

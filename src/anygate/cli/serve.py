@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from anygate.cli.common import ConfigOption, err_console, err_console_print, settings_or_exit, with_store
+from anygate.cli.running_gateway import local_url
 from anygate.settings import Settings
 from anygate.store.store import Store
 
@@ -77,18 +78,12 @@ def print_banner(settings: Settings, listener: socket.socket, console: Console) 
     """Where the gateway answers, its console, and which admin key opens it (a new one is printed once)."""
     from anygate import __version__
 
-    base = base_url(settings.host, int(listener.getsockname()[1]))
+    base = local_url(settings.host, int(listener.getsockname()[1]))
     console.print(f"[bold]anygate {__version__}[/bold] listening on {base}", highlight=False)
     console.print(f"  console:   {base}/ui/", highlight=False)
     console.print(f"  API:       {base}/v1 (OpenAI-compatible)", highlight=False)
     console.print(f"  admin key: {admin_key_source(settings)}", highlight=False)
     console.print(f"  data:      {escape(str(settings.data_dir))}", highlight=False)
-
-
-def base_url(host: str, port: int) -> str:
-    """The URL a browser on this machine opens: a wildcard address is reached on loopback."""
-    shown = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
 
 
 def admin_key_source(settings: Settings) -> str:
