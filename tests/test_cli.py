@@ -368,3 +368,45 @@ def test_a_silent_upstream_is_given_up_on_at_the_timeout_with_one_line_and_check
     assert probed.stderr.strip().splitlines() == [
         "anygate: the probe of 'slow' ran out of time after 2 s (--timeout); nothing was stored"
     ]
+
+
+def run_on_a_terminal(*args: str, **env: str) -> tuple[int, str]:
+    """``anygate ...`` with a pseudo-terminal as its stdout and stderr, as a person runs it."""
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "anygate", *args],
+        env=environment(**env, COLUMNS="100"),
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal is gone: the program has exited
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    return process.wait(timeout=30), seen.decode(errors="replace")
+
+
+def test_a_long_call_shows_what_it_waits_for_on_a_terminal() -> None:
+    from tests.support.fake_upstream import Reply
+
+    with FakeUpstream.start_in_thread(models=["m"]) as up:
+        config = write(
+            "anygate.yaml",
+            f"providers:\n  - id: slow\n    type: custom\n    base_url: {up.base_url}\n    api_key: {SECRET}\n"
+            "    allow_private_network: true\n",
+        )
+        up.script(Reply(hang_before_headers=True), path="/v1/models")
+        status, seen = run_on_a_terminal("models", "--config", str(config), "--timeout", "1.5")
+    assert status == 1
+    assert "Discovering models of slow" in seen  # the spinner, while it waited
+    assert "no answer within 1.5 s (--timeout)" in seen

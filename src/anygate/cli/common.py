@@ -69,8 +69,12 @@ def fail(message: str, status: int = 1) -> NoReturn:
 def progress(description: str) -> Iterator[Callable[[str], None]]:
     """A spinner on stderr saying what is being waited for, with the time spent; gone when the work is done,
     and nothing at all when stderr is not a terminal. Yields a function that changes the description."""
+    console = err_console()
+    if not console.is_terminal:  # rich would still write a line break when it stops
+        yield lambda text: None
+        return
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err_console(), transient=True
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=True
     ) as bar:
         task = bar.add_task(description, total=None)
         yield lambda text: bar.update(task, description=text)
