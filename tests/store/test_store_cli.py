@@ -250,3 +250,38 @@ def test_models_and_providers_read_what_the_running_gateway_serves_when_the_stor
     [row] = [line for line in listing.splitlines() if "│ lab" in line]
     assert row.rstrip(" │").endswith("1")  # the one model the gateway serves
     assert "refused the key: ANYGATE_ADMIN_KEY is not its admin key" in refused.output
+
+
+def test_db_current_downgrade_and_upgrade_again(environment) -> None:
+    from anygate.store.database import shipped_revisions
+
+    shipped = shipped_revisions()
+    newest, previous = shipped[-1], shipped[-2]
+    assert "no anygate tables yet" in run("db", "current")
+    run("db", "upgrade")
+    assert f"at revision {newest}, the newest this anygate ships" in run("db", "current")
+    refused = runner.invoke(app, ["db", "downgrade", previous[:4]])
+    assert refused.exit_code == 1 and "back up first" in refused.output and "add --yes" in refused.output
+    assert "no single revision starts with '9'" in fails("db", "downgrade", "9", "--yes")
+    assert f"at revision {previous}" in run("db", "downgrade", previous[:4], "--yes")
+    assert f"at revision {previous}; 1 to apply ({newest}): `anygate db upgrade`" in run("db", "current")
+    assert f"database at revision {newest}" in run("db", "upgrade")
+
+
+def test_db_backup_copies_a_live_sqlite_database_and_points_at_the_secret_key(environment, tmp_path) -> None:
+    import sqlite3
+
+    run("users", "create", "ada")
+    target = tmp_path / "backups" / "anygate-backup.db"
+    if environment.resolved_database_url.startswith("postgresql"):
+        assert "only a SQLite database file can be backed up by anygate: use pg_dump" in fails(
+            "db", "backup", str(target)
+        )
+        return
+    output = run("db", "backup", str(target))
+    assert f"backed up to {target}" in output
+    assert f"secret key ({environment.data_dir / 'secret.keys'})" in output
+    assert target.stat().st_mode & 0o077 == 0
+    with sqlite3.connect(target) as copy:
+        assert copy.execute("SELECT name FROM users").fetchall() == [("ada",)]
+    assert "exists already" in fails("db", "backup", str(target))

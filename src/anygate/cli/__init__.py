@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from anygate.cli.database import db_app, secrets_app
+from anygate.cli.imports import import_app
 from anygate.cli.keys import keys_app, users_app
 from anygate.cli.providers import models, providers_app
 from anygate.cli.quota import quota_app
@@ -28,6 +29,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
+app.add_typer(import_app, name="import")
 
 
 # What to type for a value of each Python type, as click spells it.
