@@ -21,6 +21,7 @@ import pytest
 
 from tests.support.docs import ROOT, code_block
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.sockets
 README = "README.md"
@@ -73,6 +74,10 @@ def started(command: str, env: dict[str, str], cwd: Path) -> Iterator[tuple[subp
         stream.close()
 
 
+def key_works(base_url: str, key: str) -> bool:
+    return httpx2.get(f"{base_url}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=5).status_code == 200
+
+
 def printed_until_ready(port: int, process: subprocess.Popen[str], lines: queue.Queue[str]) -> str:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -111,6 +116,8 @@ def test_the_quick_start_and_the_examples_work_as_written(tmp_path: Path) -> Non
             assert created.returncode == 0, created.stderr
             [key] = re.findall(r"sk-ag-[\w-]+", created.stdout)
 
+            # A new key reaches the running gateway at its next look at the store (within a second or so).
+            eventually(lambda: key_works(base_url, key), "the new key works")
             curl = as_run_here(code_block(README, "sh", "v1/chat/completions"), base_url).replace("sk-ag-...", key)
             curled = subprocess.run(
                 ["bash", "-euo", "pipefail", "-c", curl], env=env, capture_output=True, text=True, timeout=60

@@ -191,7 +191,8 @@ def test_keys_and_users_are_checked_as_the_api_checks_them_and_can_be_updated(en
     created = run("keys", "create", "--alias", "laptop", "--user", user_id, "--provider", "grok")
     assert "warning: providers: 'grok' matches no provider (providers now: none)" in created
     key_id = next(word for word in created.split() if word.startswith("key_"))
-    assert "alias: 'laptop' is taken by key" in fails("keys", "create", "--alias", "laptop", "--user", user_id)
+    twin = run("keys", "create", "--alias", "laptop", "--user", user_id)
+    assert f"warning: alias: key {key_id} is 'laptop' too (among user '{user_id}')" in twin
     run("keys", "update", key_id, "--budget-tokens", "1000", "--budget-period", "weekly", "--expires", "2999-01-01")
     run("keys", "update", key_id, "--budget-usd", "2", "--tpm", "500", "--all-providers", "--alias", "desk")
     run("users", "update", user_id, "--name", "Ada L.", "--budget-usd", "20", "--no-limits")
@@ -257,7 +258,8 @@ def test_db_current_downgrade_and_upgrade_again(environment) -> None:
 
     shipped = shipped_revisions()
     newest, previous = shipped[-1], shipped[-2]
-    assert "no anygate tables yet" in run("db", "current")
+    if environment.resolved_database_url.startswith("sqlite"):  # PostgreSQL's test database is shared, emptied
+        assert "no anygate tables yet" in run("db", "current")
     run("db", "upgrade")
     assert f"at revision {newest}, the newest this anygate ships" in run("db", "current")
     refused = runner.invoke(app, ["db", "downgrade", previous[:4]])

@@ -92,7 +92,7 @@ def with_warnings(view: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
 @router.post("/v1/keys", status_code=201)
 async def create_key(body: KeyCreate, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """Issue a key; ``key`` (``sk-ag-...``) is in this response only, and stored as a SHA-256 hash.
-    ``warnings`` lists the allowlist patterns that match nothing served now (``management.key_checks``)."""
+    ``warnings`` says what looks wrong but is allowed (``management.key_checks``)."""
     fields = inherit_limits(caller, body.model_dump())
     check_new_key(caller, fields)
     warnings = await check_key_fields(state.store.keys, fields, served_now(state.registry))

@@ -148,8 +148,9 @@ class KeyView(View):
     status: Literal["active", "expired", "revoked"]
     warnings: list[str] | None = Field(
         None,
-        description="On create and update only, when an allowlist pattern matches nothing served now "
-        "(the key is made; it cannot use that pattern until a provider serves what it names).",
+        description="On create and update only: an alias another live key of the same owner has, or an allowlist "
+        "pattern that matches nothing served now (the key is made; it cannot use that pattern until a provider "
+        "serves what it names).",
     )
 
 

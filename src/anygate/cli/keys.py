@@ -59,7 +59,7 @@ async def served_by_configuration(settings: Settings, store: Store) -> dict[str,
 
 @keys_app.command("create")
 def keys_create(
-    alias: Annotated[str, typer.Option("--alias", help="A name for the key, unique among its owner's keys.")],
+    alias: Annotated[str, typer.Option("--alias", help="A name for the key (warned about when its owner has it).")],
     user: Annotated[str | None, typer.Option("--user", help="The user that owns it (a user id).")] = None,
     model: ModelsOption = None,
     provider: ProvidersOption = None,

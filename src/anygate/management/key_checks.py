@@ -3,10 +3,11 @@ same rules for ``POST/PATCH /v1/keys`` and ``anygate keys create/update``.
 
 Refused (the request changes nothing):
     user_id   a user that does not exist                       400 ``unknown_user``
-    alias     one that another live (not revoked) key of the   409 ``alias_taken``
-              same owner has: reports and the console name
-              keys by alias, so two alike would be ambiguous
 Accepted with a warning (``warnings`` in the answer; the CLI prints them):
+    alias     one that another live (not revoked) key of the   a key is its id; an alias is a label, and the
+              same owner has                                   API has always taken any (scripts that make
+                                                               "student-1" each term keep working), but
+                                                               reports and the console name keys by alias
     providers a pattern that matches no provider known now     a provider may be added later: keys are often
     models    a pattern that matches no model any provider     made before the provider they are for
               could serve now (a provider whose list is
@@ -22,7 +23,7 @@ from collections.abc import Mapping
 from fnmatch import fnmatchcase
 from typing import Any
 
-from anygate.errors import Conflict, InvalidRequest
+from anygate.errors import InvalidRequest
 from anygate.store.keys import KeyStore
 
 # What is served now: provider id -> the models it lists, or None when its list is unknown.
@@ -34,16 +35,16 @@ async def check_owner(keys: KeyStore, user_id: str | None) -> None:
         raise InvalidRequest(f"user_id: no user '{user_id}'", param="user_id", code="unknown_user")
 
 
-async def check_alias(keys: KeyStore, alias: str, user_id: str | None, key_id: str | None = None) -> None:
-    """Refuse ``alias`` when another live key of the same owner (or of no owner) has it."""
+async def alias_warnings(keys: KeyStore, alias: str, user_id: str | None, key_id: str | None = None) -> list[str]:
+    """A warning when another live key of the same owner (or of no owner) has ``alias`` already."""
     for other in await keys.list_keys(user_id):
         if other.alias == alias and other.user_id == user_id and other.revoked_at is None and other.id != key_id:
             whose = f"user '{user_id}'" if user_id else "keys without a user"
-            raise Conflict(
-                f"alias: '{alias}' is taken by key {other.id} (among {whose}); choose another, or revoke that key",
-                param="alias",
-                code="alias_taken",
-            )
+            return [
+                f"alias: key {other.id} is '{alias}' too (among {whose}): reports and the console will show "
+                "both by that name"
+            ]
+    return []
 
 
 async def check_key_fields(
@@ -51,12 +52,13 @@ async def check_key_fields(
 ) -> list[str]:
     """Check a new key's fields (or, with ``current``, a change to a key: ``fields`` only what changes, and
     ``current`` the key's ``id``, ``alias`` and ``user_id``). Raise on a refusal; return the warnings."""
+    warnings: list[str] = []
     if "user_id" in fields:
         await check_owner(keys, fields["user_id"])
     if current is None or "alias" in fields or "user_id" in fields:
         merged = {**(current or {}), **fields}
-        await check_alias(keys, merged["alias"], merged.get("user_id"), (current or {}).get("id"))
-    return allowlist_warnings(fields, served)
+        warnings += await alias_warnings(keys, merged["alias"], merged.get("user_id"), (current or {}).get("id"))
+    return warnings + allowlist_warnings(fields, served)
 
 
 def allowlist_warnings(fields: Mapping[str, Any], served: Served) -> list[str]:
