@@ -229,7 +229,16 @@ def test_models_and_providers_read_what_the_running_gateway_serves_when_the_stor
     monkeypatch.setenv("COLUMNS", "200")
     with FakeUpstream.start_in_thread(models=("lab-model",)) as upstream:
         gateway = serve(environment)
-        run("providers", "add", "lab", "--base-url", upstream.base_url, "--allow-private-network", "--api-key", "k")
+        run(
+            "providers",
+            "add",
+            "lab",
+            "--base-url",
+            upstream.base_url,
+            "--allow-private-network",
+            "--api-key",
+            "sk-lab-provider-key-123",
+        )
         registry = gateway.app.state.registry
         eventually(lambda: getattr(registry.find("lab"), "models_source", "") == "discovered", "lab discovered")
         monkeypatch.setenv("ANYGATE_PORT", str(gateway.port))
@@ -251,6 +260,8 @@ def test_models_and_providers_read_what_the_running_gateway_serves_when_the_stor
     [row] = [line for line in listing.splitlines() if "│ lab" in line]
     assert row.rstrip(" │").endswith("1")  # the one model the gateway serves
     assert "refused the key: ANYGATE_ADMIN_KEY is not its admin key" in refused.output
+    for output in (unreadable.output, served, listing, refused.output):
+        assert ADMIN_KEY not in output and "sk-not-the-admin-key" not in output and "sk-lab-provider-key" not in output
 
 
 def test_db_current_downgrade_and_upgrade_again(environment) -> None:

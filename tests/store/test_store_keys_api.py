@@ -142,6 +142,8 @@ def test_an_alias_another_live_key_of_the_owner_has_and_unknown_allowlists_are_w
         clean = http.post("/v1/keys", json={"alias": "c", "providers": ["camp*"], "models": ["campus/fake-*"]})
         patched = http.patch(f"/v1/keys/{clean.json()['id']}", json={"models": ["campus/nothing-*"]})
         bad_user = http.post("/v1/users", json={"name": "Bob", "budget": {"period": "weekly"}})
+    with gateway.client(renamed["key"]) as own:  # a user key: its sibling 'laptop' keys are not its to know
+        child = own.post("/v1/keys", json={"alias": "laptop"})
     assert taken.status_code == 201
     assert taken.json()["warnings"] == [
         f"alias: key {first['id']} is 'laptop' too (among user '{ada}'): reports and the console will show both "
@@ -162,6 +164,10 @@ def test_an_alias_another_live_key_of_the_owner_has_and_unknown_allowlists_are_w
         "models: 'campus/nothing-*' matches no model any provider serves now (providers now: campus)"
     ]
     assert bad_user.status_code == 400 and bad_user.json()["error"]["param"] == "budget.period"
+    assert child.status_code == 201
+    assert child.json()["warnings"] == [
+        f"alias: another key is 'laptop' too (among user '{ada}'): reports and the console will show both by that name"
+    ]
 
 
 def test_users_own_keys_and_deleting_a_user_stops_them(gateway) -> None:

@@ -95,7 +95,7 @@ async def create_key(body: KeyCreate, state: StateDep, caller: CallerDep) -> dic
     ``warnings`` says what looks wrong but is allowed (``management.key_checks``)."""
     fields = inherit_limits(caller, body.model_dump())
     check_new_key(caller, fields)
-    warnings = await check_key_fields(state.store.keys, fields, served_now(state.registry))
+    warnings = await check_key_fields(state.store.keys, fields, served_now(state.registry), by_admin=caller.is_admin)
     record, secret = await state.store.keys.create_key(fields, created_by=caller.key_id)
     await state.store_changed()
     return with_warnings({**await view_of(state, record.id), "key": secret}, warnings)
@@ -124,7 +124,8 @@ async def update_key(key_id: str, body: KeyUpdate, state: StateDep, caller: Call
         raise InvalidRequest("alias: cannot be null", param="alias", code="invalid_field")
     check_change(caller, record, fields)
     current = {"id": record.id, "alias": record.alias, "user_id": record.user_id}
-    warnings = await check_key_fields(state.store.keys, fields, served_now(state.registry), current)
+    served = served_now(state.registry)
+    warnings = await check_key_fields(state.store.keys, fields, served, current, by_admin=caller.is_admin)
     if await state.store.keys.update_key(key_id, fields) is None:
         raise NotFound(f"Unknown key '{key_id}'", code="key_not_found")
     await state.store_changed()

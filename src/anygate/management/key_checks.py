@@ -35,29 +35,38 @@ async def check_owner(keys: KeyStore, user_id: str | None) -> None:
         raise InvalidRequest(f"user_id: no user '{user_id}'", param="user_id", code="unknown_user")
 
 
-async def alias_warnings(keys: KeyStore, alias: str, user_id: str | None, key_id: str | None = None) -> list[str]:
-    """A warning when another live key of the same owner (or of no owner) has ``alias`` already."""
+async def alias_warnings(
+    keys: KeyStore, alias: str, user_id: str | None, key_id: str | None = None, name_it: bool = True
+) -> list[str]:
+    """A warning when another live key of the same owner (or of no owner) has ``alias`` already; it names
+    that key only when ``name_it`` (an admin asks: a user key learns nothing of keys it does not manage)."""
     for other in await keys.list_keys(user_id):
         if other.alias == alias and other.user_id == user_id and other.revoked_at is None and other.id != key_id:
             whose = f"user '{user_id}'" if user_id else "keys without a user"
+            which = f"key {other.id}" if name_it else "another key"
             return [
-                f"alias: key {other.id} is '{alias}' too (among {whose}): reports and the console will show "
-                "both by that name"
+                f"alias: {which} is '{alias}' too (among {whose}): reports and the console will show both by that name"
             ]
     return []
 
 
 async def check_key_fields(
-    keys: KeyStore, fields: Mapping[str, Any], served: Served, current: Mapping[str, Any] | None = None
+    keys: KeyStore,
+    fields: Mapping[str, Any],
+    served: Served,
+    current: Mapping[str, Any] | None = None,
+    by_admin: bool = True,
 ) -> list[str]:
     """Check a new key's fields (or, with ``current``, a change to a key: ``fields`` only what changes, and
-    ``current`` the key's ``id``, ``alias`` and ``user_id``). Raise on a refusal; return the warnings."""
+    ``current`` the key's ``id``, ``alias`` and ``user_id``). Raise on a refusal; return the warnings
+    (naming other keys only for an admin)."""
     warnings: list[str] = []
     if "user_id" in fields:
         await check_owner(keys, fields["user_id"])
     if current is None or "alias" in fields or "user_id" in fields:
         merged = {**(current or {}), **fields}
-        warnings += await alias_warnings(keys, merged["alias"], merged.get("user_id"), (current or {}).get("id"))
+        key_id = (current or {}).get("id")
+        warnings += await alias_warnings(keys, merged["alias"], merged.get("user_id"), key_id, by_admin)
     return warnings + allowlist_warnings(fields, served)
 
 
