@@ -76,6 +76,9 @@ def test_bootstrap_with_the_system_python_and_its_venv(tmp_path: Path) -> None:
     assert_installed(tree, result)
     assert (tree / ".tools/venv/bin/uv").exists(), "uv goes into the checkout's own tools folder"
     assert not (tmp_path / "home/.local/bin/uv").exists(), "nothing is installed into the user's site"
+    assert "bootstrap: installing anygate and its locked dependencies into" in result.stderr  # never silent
+    again = run_bootstrap(tree, clean_env(tmp_path / "home"))
+    assert (again.returncode, again.stdout, again.stderr) == (0, "", "")  # nothing to do: nothing said
 
 
 def test_bootstrap_without_ensurepip_takes_uv_from_its_wheel(tmp_path: Path) -> None:

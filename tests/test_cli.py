@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import queue
 import re
@@ -17,10 +16,9 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from rich.console import Console
 
 from anygate.auth import hash_key, stored_admin_digest
-from anygate.server import announce_admin_key
+from anygate.cli.serve import admin_key_source
 from anygate.settings import load_settings
 from tests.support.fake_upstream import FakeUpstream
 
@@ -146,11 +144,13 @@ def test_models_and_the_provider_probe_against_the_upstream() -> None:
         [models_request] = up.requests_to("/v1/models")
         probe = run("providers", "test", "fake", "--config", str(config))
         probes = up.requests_to("/v1/chat/completions")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1  # one list could not be had
     lines = result.stdout.splitlines()
     assert any("fake" in line and "fake-model" in line and "discovered" in line for line in lines)
     assert any("fake" in line and "other-model" in line for line in lines)
-    assert any("gone" in line and "unknown" in line for line in lines)
+    assert result.stderr.strip().splitlines() == [
+        "anygate: gone: model discovery failed: Cannot connect to Provider 'gone' (no list known)"
+    ]
     assert models_request.headers["authorization"] == f"Bearer {SECRET}"
     assert SECRET not in result.stdout + result.stderr
     assert probe.returncode == 0, probe.stderr
@@ -231,16 +231,66 @@ def test_serve_without_providers_says_how_to_add_one_and_prints_an_admin_key() -
     assert process.returncode is not None
 
 
-def test_the_admin_key_is_generated_and_shown_only_once() -> None:
+def test_the_admin_key_is_generated_and_shown_only_once_then_its_source_is_named() -> None:
     settings = load_settings({}, {"ANYGATE_DATA_DIR": str(Path.cwd() / "data")})
-    first, second = io.StringIO(), io.StringIO()
-    announce_admin_key(settings, Console(file=first, width=200))
-    announce_admin_key(settings, Console(file=second, width=200))
-    key = re.search(r"sk-ag-[A-Za-z0-9_-]+", first.getvalue())
-    assert key is not None
-    assert second.getvalue() == ""
+    first, second = admin_key_source(settings), admin_key_source(settings)
+    key = re.search(r"sk-ag-[A-Za-z0-9_-]+", first)
+    assert key is not None and first.startswith("generated now and shown this once")
+    assert "sk-ag-" not in second
+    assert second.startswith("the one generated at an earlier start")
+    assert str(settings.data_dir / "admin_key.sha256") in second
     assert stored_admin_digest(settings.data_dir) == hash_key(key.group(0))
     assert (settings.data_dir / "admin_key.sha256").stat().st_mode & 0o077 == 0
+    chosen = settings.model_copy(update={"admin_key": "sk-my-own"})
+    assert admin_key_source(chosen).startswith("the one you set (ANYGATE_ADMIN_KEY")
+    assert admin_key_source(settings.model_copy(update={"no_auth": True})).startswith("none needed (--no-auth")
+
+
+def test_serve_prints_where_it_listens_logs_as_asked_and_refuses_a_busy_port_in_one_line() -> None:
+    port = free_port()
+    config = write(
+        "anygate.yaml",
+        f"providers:\n  - id: dead\n    type: custom\n    base_url: http://127.0.0.1:{free_port()}/v1\n"
+        "    allow_private_network: true\n    max_retries: 0\n    auth: none\n"
+        "  - id: groq\n    api_key: ${GROQ_KEY_UNSET}\n",
+    )
+    with serving("--port", str(port), "--config", str(config), "--log-format", "text") as (process, lines):
+        wait_for_health(port, process)
+        printed = ""
+        while "model discovery failed" not in printed:
+            printed += lines.get(timeout=20)
+        with httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            root = client.get("/")
+        busy = run("serve", "--port", str(port))
+    assert f"listening on http://127.0.0.1:{port}" in printed
+    assert f"console:   http://127.0.0.1:{port}/ui/" in printed
+    assert "admin key: generated now and shown this once" in printed
+    assert f"warning: {config}: providers.1.api_key uses ${{GROQ_KEY_UNSET}}, which is not set" in printed
+    assert "warning: provider 'groq' has no API key: set GROQ_API_KEY" in printed
+    [logged] = [line for line in printed.splitlines() if "model discovery failed" in line]
+    assert re.match(r"^\d\d:\d\d:\d\d WARNING  model discovery failed  provider=dead error=", logged), logged
+    assert root.status_code == 307 and root.headers["location"] == "/ui/"
+    assert busy.returncode == 1
+    assert busy.stderr.strip().splitlines() == [
+        f"anygate: cannot listen on 127.0.0.1:{port}: the port is in use (another anygate, or another program); "
+        "choose one with --port or ANYGATE_PORT"
+    ]
+
+
+def test_log_lines_are_text_on_a_terminal_and_json_elsewhere_unless_chosen() -> None:
+    import logging
+
+    from anygate.telemetry import JsonFormatter, TextFormatter, formatter_for
+
+    assert isinstance(formatter_for("auto", is_terminal=True), TextFormatter)
+    assert isinstance(formatter_for("auto", is_terminal=False), JsonFormatter)
+    assert isinstance(formatter_for("json", is_terminal=True), JsonFormatter)
+    assert isinstance(formatter_for("text", is_terminal=False), TextFormatter)
+    assert load_settings({}, {"ANYGATE_LOG_FORMAT": "TEXT"}).log_format == "text"
+    record = logging.LogRecord("anygate.x", logging.INFO, __file__, 1, "token=abc123 seen", None, None)
+    record.fields = {"provider": "groq", "error": "HTTP 401 from it", "count": 2}
+    line = TextFormatter().format(record)
+    assert line.endswith('INFO     token=*** seen  provider=groq error="HTTP 401 from it" count=2')
 
 
 def test_serve_relays_to_a_zero_config_provider() -> None:
@@ -265,3 +315,98 @@ def test_serve_relays_to_a_zero_config_provider() -> None:
     assert "No upstream provider" not in logged
     assert SECRET not in logged
     assert "my-admin-key-for-tests" not in logged
+
+
+def command_paths(command: object, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    subcommands = getattr(command, "commands", {})
+    return [path, *(p for name, sub in subcommands.items() for p in command_paths(sub, (*path, name)))]
+
+
+def test_help_shows_what_to_type_never_python_types(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    import typer
+
+    from anygate.cli import app, plain_help
+
+    monkeypatch.setenv("COLUMNS", "200")
+    command = plain_help(typer.main.get_command(app))
+    paths = command_paths(command)
+    assert ("keys", "create") in paths and ("providers", "test") in paths
+    for path in paths:
+        with pytest.raises(SystemExit) as exited:
+            command.main(args=[*path, "--help"], prog_name="anygate")
+        assert exited.value.code == 0
+        shown = capsys.readouterr().out
+        assert "--help" in shown, path
+        assert not re.search(r"<(bool|str|int|float|Any|datetime|path|Path|list\[.*?\])>", shown), (path, shown)
+    command.main(args=["keys", "create", "--help"], prog_name="anygate", standalone_mode=False)
+    shown = capsys.readouterr().out
+    assert re.search(r"--alias +TEXT", shown) and re.search(r"--budget-tokens +INTEGER", shown)
+    assert re.search(r"--admin +An admin key", shown)
+
+
+def test_a_silent_upstream_is_given_up_on_at_the_timeout_with_one_line_and_checks_never_made_say_so() -> None:
+    from tests.support.fake_upstream import Reply
+
+    with FakeUpstream.start_in_thread(models=["m"]) as up:
+        config = write(
+            "anygate.yaml",
+            f"providers:\n  - id: slow\n    type: custom\n    base_url: {up.base_url}\n    api_key: {SECRET}\n"
+            "    allow_private_network: true\n",
+        )
+        up.script(Reply(hang_before_headers=True), path="/v1/models")
+        listed = run("models", "--config", str(config), "--timeout", "1")
+        up.script(Reply(hang_before_headers=True), path="/v1/chat/completions")
+        probed = run("providers", "test", "slow", "--config", str(config), "--timeout", "2")
+    assert listed.returncode == 1
+    assert listed.stderr.strip().splitlines() == [
+        "anygate: slow: model discovery failed: no answer within 1 s (--timeout) (no list known)"
+    ]
+    assert probed.returncode == 1
+    checks = {line.split()[1]: line for line in probed.stdout.splitlines() if line.startswith("│")}
+    assert "ok" in checks["models"]
+    assert all("not tried: out of time (2 s)" in checks[name] for name in ("chat", "streaming", "embeddings"))
+    assert probed.stderr.strip().splitlines() == [
+        "anygate: the probe of 'slow' ran out of time after 2 s (--timeout); nothing was stored"
+    ]
+
+
+def run_on_a_terminal(*args: str, **env: str) -> tuple[int, str]:
+    """``anygate ...`` with a pseudo-terminal as its stdout and stderr, as a person runs it."""
+    import pty
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "anygate", *args],
+        env=environment(**env, COLUMNS="100"),
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+    )
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal is gone: the program has exited
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    return process.wait(timeout=30), seen.decode(errors="replace")
+
+
+def test_a_long_call_shows_what_it_waits_for_on_a_terminal() -> None:
+    from tests.support.fake_upstream import Reply
+
+    with FakeUpstream.start_in_thread(models=["m"]) as up:
+        config = write(
+            "anygate.yaml",
+            f"providers:\n  - id: slow\n    type: custom\n    base_url: {up.base_url}\n    api_key: {SECRET}\n"
+            "    allow_private_network: true\n",
+        )
+        up.script(Reply(hang_before_headers=True), path="/v1/models")
+        status, seen = run_on_a_terminal("models", "--config", str(config), "--timeout", "1.5")
+    assert status == 1
+    assert "Discovering models of slow" in seen  # the spinner, while it waited
+    assert "no answer within 1.5 s (--timeout)" in seen

@@ -82,3 +82,27 @@ def test_the_result_is_a_configuration_anygate_loads_and_resolves(converted: Any
 def test_a_file_without_a_model_list_is_refused() -> None:
     with pytest.raises(ValueError, match="model_list"):
         convert({"general_settings": {}})
+
+
+def test_anygate_import_litellm_writes_the_config_and_prints_the_warnings(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from anygate.cli import app
+
+    output = tmp_path / "anygate.yaml"
+    runner = CliRunner()
+    printed = runner.invoke(app, ["import", "litellm", str(SAMPLE)])
+    written = runner.invoke(app, ["import", "litellm", str(SAMPLE), "-o", str(output)])
+    again = runner.invoke(app, ["import", "litellm", str(SAMPLE), "-o", str(output)])
+    not_litellm = tmp_path / "other.yaml"
+    not_litellm.write_text("providers: []\n")
+    refused = runner.invoke(app, ["import", "litellm", str(not_litellm)])
+    assert printed.exit_code == 0 and written.exit_code == 0, written.output
+    assert yaml.safe_load(printed.stdout) == convert(yaml.safe_load(SAMPLE.read_text())).config
+    assert "anygate: warning: model_list[7] (claude-sonnet): skipped" in printed.stderr
+    assert yaml.safe_load(output.read_text()) == yaml.safe_load(printed.stdout)
+    assert f"wrote {output}" in written.stderr
+    assert again.exit_code == 1 and "exists already" in again.stderr
+    assert refused.exit_code == 1 and "not a LiteLLM proxy configuration: it has no model_list" in refused.stderr
+    settings = load_settings({"config_file": str(output)}, environ={**ENV, "XDG_DATA_HOME": str(tmp_path)})
+    assert {p.id for p in settings.providers} >= {"openai", "groq", "llm-example-edu"}

@@ -201,3 +201,17 @@ def test_public_readiness_names_nothing_and_the_admin_key_sees_the_detail() -> N
     assert detail_failing.status_code == 503
     assert detail_failing.json()["error"]["code"] == "not_ready"
     assert "provider 'campus'" in detail_failing.json()["error"]["message"]
+
+
+def test_the_root_leads_a_browser_to_the_console_without_a_key_and_without_naming_a_host() -> None:
+    from tests.support.inprocess import inprocess_gateway
+
+    with inprocess_gateway(gateway_settings()) as gw, gw.client(key=None) as browser:
+        opened = browser.get("/", headers={"Host": "evil.example"})
+        probed = browser.head("/")
+        console = browser.get(opened.headers["location"])
+    assert opened.status_code == 307
+    assert opened.headers["location"] == "/ui/"
+    assert opened.headers["x-frame-options"] == "DENY"
+    assert probed.status_code == 307
+    assert console.status_code == 200 and "text/html" in console.headers["content-type"]

@@ -4,31 +4,42 @@ embeddings)."""
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from anygate.errors import GatewayError
 from anygate.upstream import DiscoveryFailed, OpenAICompatibleProvider
 
+CHECKS = ("models", "chat", "streaming", "stream_usage", "embeddings")
+
 
 async def probe_provider(client: OpenAICompatibleProvider, model: str | None = None) -> dict[str, Any]:
     """Run each check in turn; a failed check records its error and the probe goes on."""
     result: dict[str, Any] = {"provider": client.provider_id, "checked_at": int(time.time())}
+    async for name, outcome in probe_steps(client, model):
+        result[name] = outcome
+    return result
+
+
+async def probe_steps(client: OpenAICompatibleProvider, model: str | None = None) -> AsyncIterator[tuple[str, Any]]:
+    """The probe as it goes: ``("models", outcome)``, ``("model", the model tried)``, then each other check
+    of ``CHECKS`` in order with its outcome. Without a model to try, only ``models`` and ``chat`` come."""
     models: list[str] = []
     try:
         models = await client.list_models()
-        result["models"] = {"ok": True, "count": len(models)}
+        listed: dict[str, Any] = {"ok": True, "count": len(models)}
     except DiscoveryFailed as exc:
-        result["models"] = {"ok": False, "error": client.describe(exc)}
+        listed = {"ok": False, "error": client.describe(exc)}
+    yield "models", listed
     chosen = model or (models[0] if models else None)
     if chosen is None:
-        result["chat"] = {"ok": False, "error": "no model to try: give one or let the provider list its models"}
-        return result
-    result["model"] = chosen
-    result["chat"] = await _check_chat(client, chosen)
-    result["streaming"] = await _check_stream(client, chosen)
-    result["stream_usage"] = await _check_stream_usage(client, chosen)
-    result["embeddings"] = await _check_embeddings(client, embedding_model(models) or chosen)
-    return result
+        yield "chat", {"ok": False, "error": "no model to try: give one or let the provider list its models"}
+        return
+    yield "model", chosen
+    yield "chat", await _check_chat(client, chosen)
+    yield "streaming", await _check_stream(client, chosen)
+    yield "stream_usage", await _check_stream_usage(client, chosen)
+    yield "embeddings", await _check_embeddings(client, embedding_model(models) or chosen)
 
 
 def embedding_model(models: list[str]) -> str | None:
@@ -38,8 +49,7 @@ def embedding_model(models: list[str]) -> str | None:
 
 def capabilities(result: dict[str, Any]) -> dict[str, bool]:
     """What a probe found, as flags: ``{"models": True, "chat": True, "streaming": False, ...}``."""
-    checks = ("models", "chat", "streaming", "stream_usage", "embeddings")
-    return {check: bool((result.get(check) or {}).get("ok")) for check in checks}
+    return {check: bool((result.get(check) or {}).get("ok")) for check in CHECKS}
 
 
 async def _check_embeddings(client: OpenAICompatibleProvider, model: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -23,11 +24,9 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
-from rich.console import Console
 from uvicorn.supervisors import Multiprocess
 
 from anygate.app import Gateway, create_app
-from anygate.auth import ensure_admin_key
 from anygate.listener import is_supported as listener_supported
 from anygate.listener import queued_connections, refuse_new_connections
 from anygate.protocol import LimitedConfig
@@ -111,22 +110,9 @@ class DrainingMultiprocess(Multiprocess):
         super().terminate_all()
 
 
-def announce_admin_key(settings: Settings, console: Console) -> None:
-    """At first start with no ANYGATE_ADMIN_KEY, make the admin key and print it this once."""
-    if settings.admin_key is not None or settings.no_auth:
-        return
-    key = ensure_admin_key(settings.data_dir)
-    if key is not None:
-        console.print(
-            f"[bold]anygate admin key (shown once, stored only as a hash):[/bold] {key}\n"
-            f"Set ANYGATE_ADMIN_KEY to choose your own. Data dir: {settings.data_dir}",
-            highlight=False,
-        )
-
-
 def worker_app(settings: Settings) -> Gateway:
     """The app factory each worker process calls, with the settings the parent validated (pickled)."""
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return create_app(settings)
 
 
@@ -150,15 +136,48 @@ def server_config(app: Any, settings: Settings, **extra: Any) -> uvicorn.Config:
     )
 
 
-def run_server(settings: Settings, app_factory: str | None = None) -> None:
+class CannotListen(Exception):
+    """The listening address cannot be bound (in use, not this machine's, or a privileged port)."""
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else starts: a port in use is one clear message at once,
+    not a traceback after the store has been opened and the providers discovered."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family=family)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise CannotListen(describe_bind_failure(host, port, exc)) from None
+    sock.set_inheritable(True)  # the workers serve it
+    return sock
+
+
+def describe_bind_failure(host: str, port: int, exc: OSError) -> str:
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        reason = "the port is in use (another anygate, or another program); choose one with --port or ANYGATE_PORT"
+    elif exc.errno == errno.EACCES:
+        reason = "permission denied (ports below 1024 need privileges); choose another with --port or ANYGATE_PORT"
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        reason = "that address is not one of this machine's; choose another with --host or ANYGATE_HOST"
+    else:
+        reason = exc.strerror or str(exc)
+    return f"cannot listen on {address}: {reason}"
+
+
+def run_server(settings: Settings, app_factory: str | None = None, listener: socket.socket | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then drain. ``app_factory`` names another function each worker calls
-    to build its app (``module:function``; tests use it for an app with extra keys)."""
-    configure_logging(settings.log_level)
+    to build its app (``module:function``; tests use it for an app with extra keys). ``listener`` is the
+    socket ``bind_listener`` made, else one is bound here (raising CannotListen)."""
+    listener = listener or bind_listener(settings.host, settings.port)
+    configure_logging(settings.log_level, settings.log_format)
     if settings.workers == 1:
         app: Any = create_app(settings) if app_factory is None else app_factory
-        DrainingServer(server_config(app, settings, factory=app_factory is not None)).run()
+        DrainingServer(server_config(app, settings, factory=app_factory is not None)).run(sockets=[listener])
         return
     factory: Any = app_factory or functools.partial(worker_app, settings)
     config = server_config(factory, settings, factory=True, workers=settings.workers)
-    socket = config.bind_socket()
-    DrainingMultiprocess(config, sockets=[socket]).run()
+    DrainingMultiprocess(config, sockets=[listener]).run()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -39,6 +39,8 @@ from anygate.errors import ConfigError
 from anygate.header_rules import check_headers, has_control_characters
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+# Log lines: ``auto`` is readable text on a terminal and JSON lines otherwise (a collector, a pipe, a file).
+LogFormat = Literal["auto", "json", "text"]
 
 
 def whole_number(value: Any) -> Any:
@@ -269,6 +271,7 @@ class Settings(Strict):
     admin_key: SecretStr | None = None
     secret_key: SecretStr | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: LogFormat = "auto"
     no_auth: bool = False
     providers: list[ProviderConfig] = Field(default_factory=list)
     provider_aliases: dict[str, str] = Field(default_factory=dict)
@@ -297,10 +300,13 @@ class Settings(Strict):
     provider_key_env: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
     # Every ``*_API_KEY`` variable of the environment, by name: the quota client's first key source.
     api_key_env: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
+    # ``${VAR}`` references of the config file whose variable was unset or empty (and had no default):
+    # ``(where, name)``, ``("providers.1.api_key", "CAMPUS_KEY")``; ``anygate serve`` warns about each.
+    empty_variables: tuple[tuple[str, str], ...] = ()
     # The user's own config (``$XDG_CONFIG_HOME/anygate/config.yaml``): trusted for quota-source keys.
     user_config_file: Path = Field(default_factory=lambda: Path.home() / ".config" / "anygate" / "config.yaml")
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
@@ -365,12 +371,13 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
     env = read_environment() if environ is None else dict(environ)
     given_flags = {k: v for k, v in (flags or {}).items() if v is not None}
     config_path = given_flags.get("config_file") or env.get("ANYGATE_CONFIG")
-    file_values = read_config_file(Path(config_path), env) if config_path else {}
+    file_values, empty_variables = read_config_file(Path(config_path), env) if config_path else ({}, [])
     origin = str(config_path) if config_path else "environment"
     env_fields = anygate_env_values(env)
     merged = merge_layers(file_values, nested(env_fields), given_flags)
     if config_path:
         merged["config_file"] = Path(config_path)
+        merged["empty_variables"] = tuple(empty_variables)
     else:
         apply_zero_config(merged, env)
     if "PREFERRED_PROVIDER" in env:
@@ -420,6 +427,7 @@ ANYGATE_ENV_FIELDS = {
     "ANYGATE_MAX_HEADER_BYTES": "request_limits.max_header_bytes",
     "ANYGATE_MAX_HEADERS": "request_limits.max_headers",
     "ANYGATE_LOG_LEVEL": "log_level",
+    "ANYGATE_LOG_FORMAT": "log_format",
     "ANYGATE_NO_AUTH": "no_auth",
     "ANYGATE_LIMITER": "limiter",
     "ANYGATE_MAX_SSE_EVENT_BYTES": "max_sse_event_bytes",
@@ -453,7 +461,8 @@ def merge_layers(*layers: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def read_config_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
+def read_config_file(path: Path, env: Mapping[str, str]) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The file's settings with ``${VAR}`` expanded, and the references whose variable was unset or empty."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -461,12 +470,12 @@ def read_config_file(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if raw is None:
-        return {}
+        return {}, []
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the config file must be a mapping of settings")
     expanded = expand_variables(raw, env)
     assert isinstance(expanded, dict)
-    return expanded
+    return expanded, list(empty_references(raw, env))
 
 
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -481,6 +490,18 @@ def expand_variables(value: Any, env: Mapping[str, str]) -> Any:
     if isinstance(value, dict):
         return {k: expand_variables(v, env) for k, v in value.items()}
     return value
+
+
+def empty_references(value: Any, env: Mapping[str, str], where: str = "") -> Iterator[tuple[str, str]]:
+    """``(location, name)`` of each ``${VAR}`` (without a default) whose variable is unset or empty."""
+    if isinstance(value, str):
+        for match in VARIABLE.finditer(value):
+            if match.group(2) is None and not env.get(match.group(1)):
+                yield where, match.group(1)
+    elif isinstance(value, list | dict):
+        items = enumerate(value) if isinstance(value, list) else value.items()
+        for key, item in items:
+            yield from empty_references(item, env, f"{where}.{key}" if where else str(key))
 
 
 def value_sources(

@@ -1,4 +1,5 @@
-"""Metrics (Prometheus, one registry per app) and JSON logs carrying the request id, with secrets masked."""
+"""Metrics (Prometheus, one registry per app) and logs carrying the request id, with secrets masked: JSON
+lines for a log collector, or one readable line each on a terminal (``log_format``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from anygate.errors import GatewayError, UpstreamStatusError, UpstreamTimeout, UpstreamUnavailable
+from anygate.settings import LogFormat
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("anygate_request_id", default=None)
 SECRET_PATTERNS = (
@@ -168,17 +170,54 @@ class JsonFormatter(logging.Formatter):
         request_id = REQUEST_ID.get()
         if request_id is not None:
             entry["request_id"] = request_id
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            entry.update({k: mask_secrets(v) if isinstance(v, str) else v for k, v in fields.items()})
+        entry.update(masked_fields(record))
         if record.exc_info:
             entry["exc"] = mask_secrets(self.formatException(record.exc_info))
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure_logging(level: str) -> None:
+class TextFormatter(logging.Formatter):
+    """One line a person reads on a terminal: local time, level, the message, then its fields as
+    ``name=value`` (quoted when they hold a space), secrets masked as in the JSON lines.
+
+        10:42:07 WARNING  model discovery failed  provider=groq error="HTTP 401"
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        parts = [time.strftime("%H:%M:%S", time.localtime(record.created)), f"{record.levelname:<8}"]
+        parts.append(mask_secrets(record.getMessage()))
+        fields = [f"{name}={text_value(value)}" for name, value in masked_fields(record).items()]
+        request_id = REQUEST_ID.get()
+        if request_id is not None:
+            fields.append(f"request_id={request_id}")
+        line = " ".join(parts) + ("  " + " ".join(fields) if fields else "")
+        if record.exc_info:
+            line += "\n" + mask_secrets(self.formatException(record.exc_info))
+        return line
+
+
+def masked_fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields = getattr(record, "fields", None)
+    if not isinstance(fields, dict):
+        return {}
+    return {k: mask_secrets(v) if isinstance(v, str) else v for k, v in fields.items()}
+
+
+def text_value(value: Any) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    return orjson.dumps(text).decode() if not text or any(c.isspace() or c == '"' for c in text) else text
+
+
+def formatter_for(log_format: LogFormat, is_terminal: bool) -> logging.Formatter:
+    """Readable lines on a terminal and JSON lines otherwise (``auto``), or the format asked for."""
+    if log_format == "text" or (log_format == "auto" and is_terminal):
+        return TextFormatter()
+    return JsonFormatter()
+
+
+def configure_logging(level: str, log_format: LogFormat = "auto") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(formatter_for(log_format, sys.stderr.isatty()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

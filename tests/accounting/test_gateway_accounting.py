@@ -105,7 +105,11 @@ def test_usage_of_responses_and_streams_is_counted_and_the_extra_usage_event_hid
         assert rows == [
             {
                 "key": "student",
+                "key_alias": None,  # a key the test's budget source made: not in the store
                 "requests": 5,
+                "served": 5,
+                "refused": 0,
+                "refused_statuses": {},
                 "input_tokens": 7 * 5,
                 "output_tokens": 3 * 4,
                 "estimated_requests": 0,
@@ -420,8 +424,8 @@ def test_anygate_usage_prints_the_ledger(
     assert "student" in table.output and "fake-model" in table.output and "unknown" in table.output
     exported = CliRunner().invoke(cli_app, ["usage", "--by", "day,key", "--csv"], env=env)
     lines = exported.output.splitlines()
-    assert lines[0].startswith("day,key,requests,input_tokens,output_tokens")
-    assert lines[1].split(",")[1:5] == ["student", "2", "14", "6"]
+    assert lines[0].startswith("day,key,key_alias,requests,served,refused,refused_statuses,input_tokens,output_tokens")
+    assert lines[1].split(",")[1:9] == ["student", "", "2", "2", "0", "", "14", "6"]
     assert CliRunner().invoke(cli_app, ["usage", "--by", "colour"], env=env).exit_code == 2
 
 

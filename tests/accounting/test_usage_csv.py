@@ -25,7 +25,8 @@ def test_a_text_cell_that_would_start_a_formula_is_quoted(model: str) -> None:
     rows = [{"model": model, "requests": 1, "input_tokens": 7, "output_tokens": 3, "cost_usd": None}]
     header, row = read(as_csv(rows, ["model"]))
     assert row[0] == "'" + model and header[0] == "model"
-    assert row[1:4] == ["1", "7", "3"] and row[5] == ""
+    cells = dict(zip(header, row, strict=True))
+    assert [cells[name] for name in ("requests", "input_tokens", "output_tokens", "cost_usd")] == ["1", "7", "3", ""]
 
 
 @pytest.mark.parametrize("model", ["a\rb", "a\nb", "a\r\nb,c"])
@@ -36,8 +37,9 @@ def test_a_line_break_in_a_text_cell_never_starts_a_row(model: str) -> None:
 
 def test_numbers_stay_numbers_even_negative_and_plain_text_is_unchanged() -> None:
     rows = [{"model": "gpt-4o", "user": "usr_1", "requests": 2, "cost_usd": -0.5, "byok_cost_usd": 0.25}]
-    (_, row) = read(as_csv(rows, ["model", "user"]))
-    assert row[:3] == ["gpt-4o", "usr_1", "2"]
+    (header, row) = read(as_csv(rows, ["model", "user"]))
+    assert header[:4] == ["model", "user", "user_name", "requests"]
+    assert row[:4] == ["gpt-4o", "usr_1", "", "2"]
     assert row[-3] == "-0.5" and row[-1] == "0.25"
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import pytest
 from typer.testing import CliRunner
 
@@ -135,7 +138,13 @@ def test_serve_hints_at_adding_a_provider_only_when_there_is_none(environment, m
     import anygate.server
 
     started: list[object] = []
-    monkeypatch.setattr(anygate.server, "run_server", started.append)
+
+    def run_server(settings: object, listener: socket.socket) -> None:
+        listener.close()
+        started.append(settings)
+
+    monkeypatch.setattr(anygate.server, "run_server", run_server)
+    monkeypatch.setenv("ANYGATE_PORT", "0")
     assert "No upstream provider is configured yet" in run("serve")
     run("providers", "add", "lab", "--type", "custom", "--base-url", "http://127.0.0.1:9/v1", "--allow-private-network")
     assert "No upstream provider" not in run("serve")
@@ -157,3 +166,135 @@ def test_providers_test_stores_the_capabilities_and_fails_when_the_probe_does(en
         dead = http.get("/v1/providers/dead").json()["capabilities"]
     assert found["models"] and found["chat"] and found["streaming"] and found["checked_at"]
     assert dead["chat"] is False and dead["models"] is False
+
+
+def fails(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 1, (args, result.output)
+    return result.output
+
+
+def test_keys_and_users_are_checked_as_the_api_checks_them_and_can_be_updated(environment) -> None:
+    from anygate.store.database import Database
+    from anygate.store.keys import KeyStore
+
+    assert "expires_at: 2020-01-01T00:00:00Z is in the past" in fails(
+        "keys", "create", "--alias", "old", "--expires", "2020-01-01"
+    )
+    assert "budget.period: a daily budget needs a limit" in fails(
+        "keys", "create", "--alias", "p", "--budget-period", "daily"
+    )
+    assert "budget.mode: Input should be 'hard' or 'soft'" in fails(
+        "keys", "create", "--alias", "m", "--budget-tokens", "5", "--budget-mode", "strict"
+    )
+    user_id = run("users", "create", "ada", "--budget-usd", "10", "--budget-period", "monthly", "--rpm", "30").strip()
+    created = run("keys", "create", "--alias", "laptop", "--user", user_id, "--provider", "grok")
+    assert "warning: providers: 'grok' matches no provider (providers now: none)" in created
+    key_id = next(word for word in created.split() if word.startswith("key_"))
+    twin = run("keys", "create", "--alias", "laptop", "--user", user_id)
+    assert f"warning: alias: key {key_id} is 'laptop' too (among user '{user_id}')" in twin
+    run("keys", "update", key_id, "--budget-tokens", "1000", "--budget-period", "weekly", "--expires", "2999-01-01")
+    run("keys", "update", key_id, "--budget-usd", "2", "--tpm", "500", "--all-providers", "--alias", "desk")
+    run("users", "update", user_id, "--name", "Ada L.", "--budget-usd", "20", "--no-limits")
+    assert "no key 'key_nope'" in fails("keys", "update", "key_nope", "--alias", "x")
+    assert "no user 'usr_nope'" in fails("users", "update", "usr_nope", "--name", "x")
+    assert "--no-budget and --no-limits cannot be given" in fails(
+        "users", "update", user_id, "--no-budget", "--budget-usd", "1"
+    )
+
+    async def read() -> tuple[object, object]:
+        db = Database(environment.resolved_database_url)
+        try:
+            keys = KeyStore(db)
+            return await keys.get_key(key_id), await keys.get_user(user_id)
+        finally:
+            await db.close()
+
+    key, user = asyncio.run(read())
+    assert key.alias == "desk" and key.providers is None  # type: ignore[attr-defined]
+    assert key.budget == {"tokens": 1000, "usd": 2.0, "period": "weekly", "mode": "hard"}  # type: ignore[attr-defined]
+    assert key.limits == {"tpm": 500}  # type: ignore[attr-defined]
+    assert key.expires_at.year == 2999  # type: ignore[attr-defined]
+    assert user.name == "Ada L." and user.limits is None  # type: ignore[attr-defined]
+    assert user.budget == {"tokens": None, "usd": 20.0, "period": "monthly", "mode": "hard"}  # type: ignore[attr-defined]
+
+
+def test_models_and_providers_read_what_the_running_gateway_serves_when_the_store_holds_providers(
+    environment, serve, monkeypatch
+) -> None:
+    from tests.store.conftest import ADMIN_KEY
+    from tests.support.fake_upstream import FakeUpstream
+    from tests.support.waiting import eventually
+
+    monkeypatch.setenv("COLUMNS", "200")
+    with FakeUpstream.start_in_thread(models=("lab-model",)) as upstream:
+        gateway = serve(environment)
+        run(
+            "providers",
+            "add",
+            "lab",
+            "--base-url",
+            upstream.base_url,
+            "--allow-private-network",
+            "--api-key",
+            "sk-lab-provider-key-123",
+        )
+        registry = gateway.app.state.registry
+        eventually(lambda: getattr(registry.find("lab"), "models_source", "") == "discovered", "lab discovered")
+        monkeypatch.setenv("ANYGATE_PORT", str(gateway.port))
+        unreadable = runner.invoke(app, ["models"])  # no admin key to ask with: discovered from here
+        monkeypatch.setenv("ANYGATE_ADMIN_KEY", ADMIN_KEY)
+        upstream.requests.clear()
+        served = run("models")
+        listing = run("providers")
+        asked_upstream = len(upstream.requests)
+        monkeypatch.setenv("ANYGATE_ADMIN_KEY", "sk-not-the-admin-key")
+        refused = runner.invoke(app, ["models"])
+    assert unreadable.exit_code == 0, unreadable.output
+    assert "the running gateway's lists could not be read (no admin key to ask it with: set ANYGATE_ADMIN_KEY" in (
+        unreadable.output
+    )
+    assert any("lab" in line and "lab-model" in line for line in unreadable.output.splitlines())
+    assert any("lab" in line and "lab-model" in line and "discovered" in line for line in served.splitlines())
+    assert "could not be read" not in served and asked_upstream == 0  # the gateway's view, not a new discovery
+    [row] = [line for line in listing.splitlines() if "│ lab" in line]
+    assert row.rstrip(" │").endswith("1")  # the one model the gateway serves
+    assert "refused the key: ANYGATE_ADMIN_KEY is not its admin key" in refused.output
+    for output in (unreadable.output, served, listing, refused.output):
+        assert ADMIN_KEY not in output and "sk-not-the-admin-key" not in output and "sk-lab-provider-key" not in output
+
+
+def test_db_current_downgrade_and_upgrade_again(environment) -> None:
+    from anygate.store.database import shipped_revisions
+
+    shipped = shipped_revisions()
+    newest, previous = shipped[-1], shipped[-2]
+    if environment.resolved_database_url.startswith("sqlite"):  # PostgreSQL's test database is shared, emptied
+        assert "no anygate tables yet" in run("db", "current")
+    run("db", "upgrade")
+    assert f"at revision {newest}, the newest this anygate ships" in run("db", "current")
+    refused = runner.invoke(app, ["db", "downgrade", previous[:4]])
+    assert refused.exit_code == 1 and "back up first" in refused.output and "add --yes" in refused.output
+    assert "no single revision starts with '9'" in fails("db", "downgrade", "9", "--yes")
+    assert f"at revision {previous}" in run("db", "downgrade", previous[:4], "--yes")
+    assert f"at revision {previous}; 1 to apply ({newest}): `anygate db upgrade`" in run("db", "current")
+    assert f"database at revision {newest}" in run("db", "upgrade")
+
+
+def test_db_backup_copies_a_live_sqlite_database_and_points_at_the_secret_key(environment, tmp_path) -> None:
+    import sqlite3
+
+    run("users", "create", "ada")
+    target = tmp_path / "backups" / "anygate-backup.db"
+    if environment.resolved_database_url.startswith("postgresql"):
+        assert "only a SQLite database file can be backed up by anygate: use pg_dump" in fails(
+            "db", "backup", str(target)
+        )
+        return
+    output = run("db", "backup", str(target))
+    assert f"backed up to {target}" in output
+    assert f"secret key ({environment.data_dir / 'secret.keys'})" in output
+    assert target.stat().st_mode & 0o077 == 0
+    with sqlite3.connect(target) as copy:
+        assert copy.execute("SELECT name FROM users").fetchall() == [("ada",)]
+    assert "exists already" in fails("db", "backup", str(target))

@@ -91,8 +91,8 @@ def test_revoked_and_expired_keys_stop_working(gateway) -> None:
         revoked = http.post("/v1/keys", json={"alias": "a"}).json()
         assert chat(gateway, revoked["key"])
         assert http.delete(f"/v1/keys/{revoked['id']}").json()["status"] == "revoked"
-        expired = http.post("/v1/keys", json={"alias": "b", "expires_at": past}).json()
-        assert expired["status"] == "expired"
+        expired = http.post("/v1/keys", json={"alias": "b"}).json()
+        assert http.patch(f"/v1/keys/{expired['id']}", json={"expires_at": past}).json()["status"] == "expired"
         later = http.post("/v1/keys", json={"alias": "c"}).json()
         assert chat(gateway, later["key"])
         assert http.patch(f"/v1/keys/{later['id']}", json={"expires_at": past}).status_code == 200
@@ -109,6 +109,8 @@ BAD_KEY_BODIES = [
     ({"alias": "x", "limits": {"rpm": 0}}, "limits.rpm"),
     ({"alias": "x", "models": "campus/*"}, "models"),
     ({"alias": "x", "expires_at": "soon"}, "expires_at"),
+    ({"alias": "x", "expires_at": "2020-01-01T00:00:00Z"}, "expires_at"),  # a new key that would never work
+    ({"alias": "x", "budget": {"period": "daily"}}, "budget.period"),  # a period resetting no limit
     ({"alias": "x", "role": "root"}, "role"),
     ({"alias": "x", "user_id": "usr_missing"}, "user_id"),
     ({"alias": "x", "colour": "red"}, "colour"),
@@ -123,6 +125,49 @@ def test_bad_key_bodies_are_400_naming_the_field(gateway) -> None:
             assert response.json()["error"]["param"] == field
             assert field in response.json()["error"]["message"]
         assert http.get("/v1/keys").json()["data"] == []
+
+
+def test_an_alias_another_live_key_of_the_owner_has_and_unknown_allowlists_are_warned_about(gateway) -> None:
+    with gateway.client() as http:
+        ada = http.post("/v1/users", json={"name": "Ada"}).json()["id"]
+        first = http.post("/v1/keys", json={"alias": "laptop", "user_id": ada}).json()
+        taken = http.post("/v1/keys", json={"alias": "laptop", "user_id": ada})
+        elsewhere = http.post("/v1/keys", json={"alias": "laptop"})  # no owner: another namespace
+        renamed = http.post("/v1/keys", json={"alias": "phone", "user_id": ada}).json()
+        rename_taken = http.patch(f"/v1/keys/{renamed['id']}", json={"alias": "laptop"})
+        same_again = http.patch(f"/v1/keys/{first['id']}", json={"alias": "laptop"})
+        http.delete(f"/v1/keys/{first['id']}")
+        freed = http.post("/v1/keys", json={"alias": "laptop", "user_id": ada})
+        warned = http.post("/v1/keys", json={"alias": "w", "providers": ["campus", "grok"], "models": ["grok/*"]})
+        clean = http.post("/v1/keys", json={"alias": "c", "providers": ["camp*"], "models": ["campus/fake-*"]})
+        patched = http.patch(f"/v1/keys/{clean.json()['id']}", json={"models": ["campus/nothing-*"]})
+        bad_user = http.post("/v1/users", json={"name": "Bob", "budget": {"period": "weekly"}})
+    with gateway.client(renamed["key"]) as own:  # a user key: its sibling 'laptop' keys are not its to know
+        child = own.post("/v1/keys", json={"alias": "laptop"})
+    assert taken.status_code == 201
+    assert taken.json()["warnings"] == [
+        f"alias: key {first['id']} is 'laptop' too (among user '{ada}'): reports and the console will show both "
+        "by that name"
+    ]
+    assert elsewhere.status_code == 201 and "warnings" not in elsewhere.json()  # no owner: another namespace
+    assert rename_taken.status_code == 200 and len(rename_taken.json()["warnings"]) == 1
+    [again] = same_again.json()["warnings"]  # the other 'laptop', never the key itself
+    assert taken.json()["id"] in again and first["id"] not in again
+    assert "warnings" not in freed.json() or all(first["id"] not in w for w in freed.json()["warnings"])
+    assert warned.status_code == 201
+    assert warned.json()["warnings"] == [
+        "providers: 'grok' matches no provider (providers now: campus)",
+        "models: 'grok/*' matches no model any provider serves now (providers now: campus)",
+    ]
+    assert "warnings" not in clean.json()
+    assert patched.json()["warnings"] == [
+        "models: 'campus/nothing-*' matches no model any provider serves now (providers now: campus)"
+    ]
+    assert bad_user.status_code == 400 and bad_user.json()["error"]["param"] == "budget.period"
+    assert child.status_code == 201
+    assert child.json()["warnings"] == [
+        f"alias: another key is 'laptop' too (among user '{ada}'): reports and the console will show both by that name"
+    ]
 
 
 def test_users_own_keys_and_deleting_a_user_stops_them(gateway) -> None:

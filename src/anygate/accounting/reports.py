@@ -10,16 +10,21 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, and_, case, func, literal_column, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from anygate.accounting.periods import window_start
 from anygate.store.families import in_family
 from anygate.store.ledger_tables import usage_ledger as ledger
+from anygate.store.tables import api_keys, users
 
 GroupBy = Literal["day", "key", "model", "provider", "user"]
 GROUPS: tuple[GroupBy, ...] = ("day", "key", "model", "provider", "user")
 REPORT_FIELDS = (
     "requests",
+    "served",
+    "refused",
+    "refused_statuses",
     "input_tokens",
     "output_tokens",
     "estimated_requests",
@@ -99,19 +104,26 @@ def day_of(engine: AsyncEngine) -> ColumnElement[Any]:
     return func.date(ledger.c.created_at, literal_column("'unixepoch'"))
 
 
+# A refused request: answered with an error and charged nothing (a budget, limit or permission refusal, an
+# unknown model, an upstream that failed before answering). A stream cut short after it began (the client
+# left, 499, or the upstream broke off) was served in part, and charged for it: it counts as served.
+REFUSED = and_(ledger.c.status >= 400, ledger.c.status != 499, ledger.c.input_tokens + ledger.c.output_tokens == 0)
+# Where each group's display name comes from: a key's alias, a user's name.
+NAMES = {"key": ("key_alias", api_keys.c.id, api_keys.c.alias), "user": ("user_name", users.c.id, users.c.name)}
+
+
 async def report(engine: AsyncEngine, where: UsageFilter, group_by: Sequence[GroupBy]) -> list[dict[str, Any]]:
-    """Totals of the matching rows, one per group (one in all without grouping)."""
-    columns: dict[str, ColumnElement[Any]] = {
-        "day": day_of(engine),
-        "key": ledger.c.key_id,
-        "model": ledger.c.model,
-        "provider": ledger.c.provider_id,
-        "user": ledger.c.user_id,
-    }
+    """Totals of the matching rows, one per group (one in all without grouping): ``requests`` of which
+    ``served`` and ``refused`` (with ``refused_statuses``: status -> count), tokens, and ``cost_usd`` (None
+    when no row's price is known; ``unpriced_requests`` counts those whose price is not). A key group has its
+    ``key_alias`` beside, a user group its ``user_name``."""
+    columns = group_columns(engine)
     keys = [columns[name].label(name) for name in group_by]
     statement = select(
         *keys,
         func.count().label("requests"),
+        func.coalesce(func.sum(case((REFUSED, 0), else_=1)), 0).label("served"),
+        func.coalesce(func.sum(case((REFUSED, 1), else_=0)), 0).label("refused"),
         func.coalesce(func.sum(ledger.c.input_tokens), 0).label("input_tokens"),
         func.coalesce(func.sum(ledger.c.output_tokens), 0).label("output_tokens"),
         func.coalesce(func.sum(case((ledger.c.estimated, 1), else_=0)), 0).label("estimated_requests"),
@@ -129,8 +141,72 @@ async def report(engine: AsyncEngine, where: UsageFilter, group_by: Sequence[Gro
     if keys:
         statement = statement.group_by(*keys).order_by(*keys)
     async with engine.connect() as conn:
-        rows = (await conn.execute(statement)).mappings().all()
-    return [{str(k): v for k, v in row.items()} for row in rows if row["requests"]]
+        rows = [dict(row) for row in (await conn.execute(statement)).mappings().all() if row["requests"]]
+    statuses = await refused_statuses(engine, where, group_by)
+    for row in rows:
+        row["refused_statuses"] = statuses.get(tuple(row[name] for name in group_by), {})
+    await add_names(engine, rows, group_by)
+    return [{str(k): v for k, v in row.items()} for row in rows]
+
+
+def group_columns(engine: AsyncEngine) -> dict[str, ColumnElement[Any]]:
+    return {
+        "day": day_of(engine),
+        "key": ledger.c.key_id,
+        "model": ledger.c.model,
+        "provider": ledger.c.provider_id,
+        "user": ledger.c.user_id,
+    }
+
+
+async def refused_statuses(
+    engine: AsyncEngine, where: UsageFilter, group_by: Sequence[GroupBy]
+) -> dict[tuple[Any, ...], dict[str, int]]:
+    """Per group: how many requests were refused with each status (``{"429": 3, "403": 1}``)."""
+    columns = group_columns(engine)
+    keys = [columns[name].label(name) for name in group_by]
+    statement = (
+        select(*keys, ledger.c.status, func.count().label("count"))
+        .where(REFUSED, *where.conditions())
+        .group_by(*keys, ledger.c.status)
+        .order_by(*keys, ledger.c.status)
+    )
+    found: dict[tuple[Any, ...], dict[str, int]] = {}
+    async with engine.connect() as conn:
+        for row in (await conn.execute(statement)).mappings().all():
+            group = tuple(row[name] for name in group_by)
+            found.setdefault(group, {})[str(row["status"])] = int(row["count"])
+    return found
+
+
+async def add_names(engine: AsyncEngine, rows: list[dict[str, Any]], group_by: Sequence[GroupBy]) -> None:
+    """Put each key's alias (``key_alias``) and each user's name (``user_name``) beside its id; None for one
+    the store no longer has (a deleted user)."""
+    for group in group_by:
+        if group not in NAMES:
+            continue
+        field, id_column, name_column = NAMES[group]
+        ids = {row[group] for row in rows if row[group] is not None}
+        names: dict[Any, Any] = {}
+        if ids:
+            try:
+                async with engine.connect() as conn:
+                    found = await conn.execute(select(id_column, name_column).where(id_column.in_(ids)))
+                    names = {row[0]: row[1] for row in found}
+            except SQLAlchemyError:
+                names = {}  # a ledger without the store's tables beside it: ids it is
+        for row in rows:
+            row[field] = names.get(row[group])
+
+
+def report_fields(group_by: Sequence[str]) -> list[str]:
+    """The columns of a report: each group (with its display name beside), then the totals."""
+    fields: list[str] = []
+    for group in group_by:
+        fields.append(group)
+        if group in NAMES:
+            fields.append(NAMES[group][0])
+    return [*fields, *REPORT_FIELDS]
 
 
 async def unpriced_models(engine: AsyncEngine, where: UsageFilter | None = None) -> list[dict[str, Any]]:
@@ -156,11 +232,18 @@ def as_csv(rows: Sequence[dict[str, Any]], group_by: Sequence[str]) -> str:
     # CRLF (RFC 4180): the writer quotes a field holding any character of its line terminator, so a
     # CR or LF in a client's text stays inside its cell instead of starting a row of its own.
     writer = csv.writer(out, lineterminator="\r\n")
-    fields = [*group_by, *REPORT_FIELDS]
+    fields = report_fields(group_by)
     writer.writerow(fields)
     for row in rows:
-        writer.writerow([spreadsheet_cell(row.get(name)) for name in fields])
+        writer.writerow([spreadsheet_cell(csv_value(row.get(name))) for name in fields])
     return out.getvalue()
+
+
+def csv_value(value: Any) -> Any:
+    """A cell's value: refused statuses as ``429:3 403:1``."""
+    if isinstance(value, dict):
+        return " ".join(f"{status}:{count}" for status, count in value.items())
+    return value
 
 
 FREE_MODEL_SUFFIX = ":free"

@@ -53,7 +53,7 @@ MODEL_ROUTES = {
     "/v1/embeddings": "embeddings",
     "/v1/responses": "responses",
 }
-PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/openapi.json", "/docs"})
+PUBLIC_PATHS = frozenset({"/", "/health", "/health/ready", "/openapi.json", "/docs"})
 PUBLIC_PREFIXES = ("/ui",)
 PROXY_PATH = re.compile(r"^/proxy/([^/]+)/v1/(.+)$")
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")

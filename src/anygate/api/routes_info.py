@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from anygate.api.deps import AdminDep, CallerDep, OptionalCallerDep, StateDep
 from anygate.api.routes_providers import unavailable_view
@@ -16,6 +16,13 @@ from anygate.registry import ProviderRegistry
 
 router = APIRouter()
 CREATED = int(time.time())
+
+
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+async def root() -> RedirectResponse:
+    """A browser opening the gateway's address lands in the console. The Location is a path: the edge never
+    lets a redirect name a host (``headers.relative_locations``)."""
+    return RedirectResponse("/ui/", status_code=307)
 
 
 @router.get("/health", tags=["health"])

@@ -16,8 +16,10 @@ from anygate.api.deps import AdminDep, CallerDep, StateDep
 from anygate.api.state import AppState
 from anygate.auth import Principal, extract_token, hash_key
 from anygate.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from anygate.management.key_checks import Served, check_key_fields
 from anygate.management.rights import check_change, check_new_key, inherit_limits, manages
 from anygate.management.schemas import KeyCreate, KeyUpdate
+from anygate.registry import ProviderRegistry
 from anygate.store.families import Lineage, lineages
 from anygate.store.keys import RotationRefused
 from anygate.store.records import KeyRecord
@@ -78,20 +80,25 @@ async def managed_key(state: AppState, caller: Principal, key_id: str) -> KeyRec
     return lineage.key
 
 
-async def check_user(state: AppState, user_id: str | None) -> None:
-    if user_id is not None and await state.store.keys.get_user(user_id) is None:
-        raise InvalidRequest(f"user_id: no user '{user_id}'", param="user_id", code="unknown_user")
+def served_now(registry: ProviderRegistry) -> Served:
+    """Every provider and the models it lists (None: unknown), for the allowlist warnings."""
+    return {r.id: (frozenset(r.models) if r.models is not None else None) for r in registry.runtimes.values()}
+
+
+def with_warnings(view: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    return {**view, "warnings": warnings} if warnings else view
 
 
 @router.post("/v1/keys", status_code=201)
 async def create_key(body: KeyCreate, state: StateDep, caller: CallerDep) -> dict[str, Any]:
-    """Issue a key; ``key`` (``sk-ag-...``) is in this response only, and stored as a SHA-256 hash."""
+    """Issue a key; ``key`` (``sk-ag-...``) is in this response only, and stored as a SHA-256 hash.
+    ``warnings`` says what looks wrong but is allowed (``management.key_checks``)."""
     fields = inherit_limits(caller, body.model_dump())
     check_new_key(caller, fields)
-    await check_user(state, fields.get("user_id"))
+    warnings = await check_key_fields(state.store.keys, fields, served_now(state.registry), by_admin=caller.is_admin)
     record, secret = await state.store.keys.create_key(fields, created_by=caller.key_id)
     await state.store_changed()
-    return {**await view_of(state, record.id), "key": secret}
+    return with_warnings({**await view_of(state, record.id), "key": secret}, warnings)
 
 
 @router.get("/v1/keys")
@@ -116,11 +123,13 @@ async def update_key(key_id: str, body: KeyUpdate, state: StateDep, caller: Call
     if "alias" in fields and fields["alias"] is None:
         raise InvalidRequest("alias: cannot be null", param="alias", code="invalid_field")
     check_change(caller, record, fields)
-    await check_user(state, fields.get("user_id"))
+    current = {"id": record.id, "alias": record.alias, "user_id": record.user_id}
+    served = served_now(state.registry)
+    warnings = await check_key_fields(state.store.keys, fields, served, current, by_admin=caller.is_admin)
     if await state.store.keys.update_key(key_id, fields) is None:
         raise NotFound(f"Unknown key '{key_id}'", code="key_not_found")
     await state.store_changed()
-    return await view_of(state, key_id)
+    return with_warnings(await view_of(state, key_id), warnings)
 
 
 @router.delete("/v1/keys/{key_id}")

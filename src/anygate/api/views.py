@@ -146,6 +146,12 @@ class KeyView(View):
     budget: dict[str, Any] | None
     limits: dict[str, Any] | None
     status: Literal["active", "expired", "revoked"]
+    warnings: list[str] | None = Field(
+        None,
+        description="On create and update only: an alias another live key of the same owner has, or an allowlist "
+        "pattern that matches nothing served now (the key is made; it cannot use that pattern until a provider "
+        "serves what it names).",
+    )
 
 
 class KeyCreated(KeyView):

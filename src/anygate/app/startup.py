@@ -24,6 +24,7 @@ from anygate.app.store_sync import StoreSync
 from anygate.auth import KeyRing, hash_key, stored_admin_digest
 from anygate.background import Background
 from anygate.caller_keys import CallerKeys
+from anygate.config_checks import routing_warnings
 from anygate.dispatch import Dispatcher, DispatchPolicy
 from anygate.health_checks import HealthChecks
 from anygate.planning import Planner
@@ -92,7 +93,9 @@ async def build_state(
 async def start_background(state: AppState, store_sync: StoreSync) -> None:
     """Start the app's owned background work (see the module's docstring)."""
     settings, background, accounting = state.settings, state.background, state.accounting
-    background.adopt(await state.registry.discover_at_start())
+    discovery = await state.registry.discover_at_start()
+    background.adopt(discovery)
+    background.spawn(warn_after_discovery(state, discovery), "configuration-checks")
     background.spawn(state.registry.refresh_forever(settings.discovery_interval), "model-discovery")
     if settings.routing.health_check_interval > 0:
         background.spawn(state.health_checks.run(settings.routing.health_check_interval), "health-checks")
@@ -108,6 +111,15 @@ async def start_background(state: AppState, store_sync: StoreSync) -> None:
     poller = QuotaPoller(settings, state.registry, state.transport, state.metrics, state.store.db.engine)
     background.spawn(poller.run(), "upstream-quota")
     background.spawn(asyncio.to_thread(warm_up), "price-catalogue")
+
+
+async def warn_after_discovery(state: AppState, discovery: asyncio.Task[None]) -> None:
+    """Once the first discovery is done, warn once about each alias or fallback naming a model no provider
+    lists (``config_checks``)."""
+    await asyncio.wait({discovery})
+    settings = state.settings
+    for warning in routing_warnings(state.registry.index, settings.aliases, settings.fallbacks):
+        log.warning("configuration: %s", warning)
 
 
 async def purge_forever(limiter: SqlLimiter, interval: float = 3600.0) -> None:

@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import logging
+from types import SimpleNamespace
+from typing import Any
+
 import typer
 
 from anygate.cli.database import db_app, secrets_app
+from anygate.cli.imports import import_app
 from anygate.cli.keys import keys_app, users_app
 from anygate.cli.providers import models, providers_app
 from anygate.cli.quota import quota_app
@@ -24,7 +29,42 @@ app.add_typer(db_app, name="db")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
+app.add_typer(import_app, name="import")
+
+
+# What to type for a value of each Python type, as click spells it.
+PLACEHOLDERS = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "datetime": "DATETIME", "Path": "PATH"}
 
 
 def main() -> None:
-    app()
+    """The ``anygate`` program: the app above, its help in plain words (``plain_help``). A command says what
+    went wrong in its own words: the log lines the services write for a running gateway are dropped (``serve``
+    sets up its own logging)."""
+    logging.getLogger().addHandler(logging.NullHandler())
+    command = plain_help(typer.main.get_command(app))
+    command(prog_name="anygate")
+
+
+def no_type(ctx: Any) -> None:
+    return None
+
+
+def plain_help(command: Any) -> Any:
+    """Help that shows what to type, not Python's types: ``--alias TEXT``, ``--port INTEGER``, nothing after
+    a flag (``--help`` included), an argument by its name (``PROVIDER_ID``); never ``<bool>`` or
+    ``<list[str]>``. Typer's own click objects, walked once before the program runs."""
+    help_option = command.get_help_option(SimpleNamespace(help_option_names=["--help"]))
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if param.metavar is not None:
+            continue
+        if param.param_type_name == "argument":
+            param.metavar = (param.name or "value").upper()
+            param.display_type_rich = no_type  # the argument's name says what it is
+        elif param.is_flag or param.count:
+            param.metavar = ""
+        else:
+            named = param.bare_type().removeprefix("list[").removesuffix("]")  # a repeatable option: its item
+            param.metavar = PLACEHOLDERS.get(named, named.upper())
+    for subcommand in getattr(command, "commands", {}).values():
+        plain_help(subcommand)
+    return command

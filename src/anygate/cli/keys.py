@@ -1,8 +1,12 @@
-"""``anygate keys ...`` and ``anygate users ...``: keys and users in the store, from the terminal."""
+"""``anygate keys ...`` and ``anygate users ...``: keys and users in the store, from the terminal.
+
+Create and update build the body ``POST``/``PATCH /v1/keys`` and ``/v1/users`` take and check it with the
+same request models and rules (``management.schemas``, ``management.key_checks``): what the API refuses is
+refused here with the same message, and what it warns about is printed on stderr.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 import typer
@@ -10,39 +14,72 @@ from rich.console import Console
 from rich.table import Table
 
 from anygate.cli.common import ConfigOption, err_console_print, load, with_store
+from anygate.cli.spend_options import (
+    BudgetMode,
+    BudgetPeriod,
+    BudgetTokens,
+    BudgetUsd,
+    Concurrency,
+    NoBudget,
+    NoLimits,
+    Rpm,
+    SpendOptions,
+    Tpm,
+    spend_changes,
+)
+from anygate.settings import Settings
+from anygate.store.records import KeyRecord, UserRecord
 from anygate.store.store import Store
 
 keys_app = typer.Typer(help="Keys issued by anygate.", no_args_is_help=True)
 users_app = typer.Typer(help="Users that own keys.", no_args_is_help=True)
 
+ModelsOption = Annotated[
+    list[str] | None, typer.Option("--model", help="Allowed model pattern, as provider/model (repeatable).")
+]
+ProvidersOption = Annotated[list[str] | None, typer.Option("--provider", help="Allowed provider pattern (repeatable).")]
+ExpiresOption = Annotated[
+    str | None,
+    typer.Option("--expires", help="Expiry, ISO 8601: 2027-01-01 or 2027-01-01T12:00:00Z (UTC without a zone)."),
+]
+
+
+def print_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        err_console_print(f"warning: {warning}")
+
+
+async def served_by_configuration(settings: Settings, store: Store) -> dict[str, frozenset[str] | None]:
+    """The providers known from here (the configuration's and the store's), their lists unknown: what the
+    running gateway has discovered is not read, so only provider ids are judged."""
+    known: dict[str, frozenset[str] | None] = {p.id: None for p in settings.providers if p.enabled}
+    known.update({p.id: None for p in await store.providers.list()})
+    return known
+
 
 @keys_app.command("create")
 def keys_create(
-    alias: Annotated[str, typer.Option("--alias", help="A name for the key.")],
-    user: Annotated[str | None, typer.Option("--user", help="The user that owns it.")] = None,
-    model: Annotated[list[str] | None, typer.Option("--model", help="Allowed model glob (repeatable).")] = None,
-    provider: Annotated[list[str] | None, typer.Option("--provider", help="Allowed provider glob.")] = None,
-    expires: Annotated[datetime | None, typer.Option("--expires", help="Expiry (UTC).")] = None,
+    alias: Annotated[str, typer.Option("--alias", help="A name for the key (warned about when its owner has it).")],
+    user: Annotated[str | None, typer.Option("--user", help="The user that owns it (a user id).")] = None,
+    model: ModelsOption = None,
+    provider: ProvidersOption = None,
+    expires: ExpiresOption = None,
     admin: Annotated[bool, typer.Option("--admin", help="An admin key.")] = False,
-    budget_tokens: Annotated[int | None, typer.Option(help="Token budget per period.")] = None,
-    budget_usd: Annotated[float | None, typer.Option(help="USD budget per period.")] = None,
-    budget_period: Annotated[str, typer.Option(help="daily | weekly | monthly | none")] = "none",
-    budget_mode: Annotated[str, typer.Option(help="hard (reject, clamp max_tokens) | soft (report only)")] = "hard",
-    rpm: Annotated[int | None, typer.Option(help="Requests per minute.")] = None,
-    tpm: Annotated[int | None, typer.Option(help="Tokens per minute.")] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Requests in flight at once.")] = None,
+    budget_tokens: BudgetTokens = None,
+    budget_usd: BudgetUsd = None,
+    budget_period: BudgetPeriod = None,
+    budget_mode: BudgetMode = None,
+    rpm: Rpm = None,
+    tpm: Tpm = None,
+    concurrency: Concurrency = None,
     config: ConfigOption = None,
 ) -> None:
     """Issue a key and print it (shown this once)."""
+    from anygate.management.key_checks import check_key_fields
     from anygate.management.schemas import KeyCreate
     from anygate.management.validation import validate
 
-    budget = None
-    if budget_tokens is not None or budget_usd is not None:
-        budget = {"tokens": budget_tokens, "usd": budget_usd, "period": budget_period, "mode": budget_mode}
-    limits = None
-    if rpm is not None or tpm is not None or concurrency is not None:
-        limits = {"rpm": rpm, "tpm": tpm, "concurrency": concurrency}
+    spend = SpendOptions(budget_tokens, budget_usd, budget_period, budget_mode, rpm, tpm, concurrency)
     spec = {
         "alias": alias,
         "user_id": user,
@@ -50,20 +87,77 @@ def keys_create(
         "providers": provider or None,
         "expires_at": expires,
         "role": "admin" if admin else "user",
-        "budget": budget,
-        "limits": limits,
+        "budget": spend.budget(),
+        "limits": spend.limits(),
     }
+    settings = load(config)
 
-    async def create(store: Store) -> tuple[str, str]:
+    async def create(store: Store) -> tuple[str, str, list[str]]:
         fields = validate(KeyCreate, spec).model_dump()  # a bad field is reported like the API's 400
-        if user is not None and await store.keys.get_user(user) is None:
-            raise LookupError(f"no user '{user}'")
+        warnings = await check_key_fields(store.keys, fields, await served_by_configuration(settings, store))
         record, secret = await store.keys.create_key(fields, created_by="cli")
-        return record.id, secret
+        return record.id, secret, warnings
 
-    key_id, secret = with_store(load(config), create)
+    key_id, secret, warnings = with_store(settings, create)
+    print_warnings(warnings)
     err_console_print(f"created key {key_id} (the key below is shown this once)")
     Console().print(secret, highlight=False, soft_wrap=True)
+
+
+@keys_app.command("update")
+def keys_update(
+    key_id: str,
+    alias: Annotated[str | None, typer.Option("--alias", help="A new name.")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Move it to this user.")] = None,
+    no_user: Annotated[bool, typer.Option("--no-user", help="Owned by no user.")] = False,
+    model: ModelsOption = None,
+    all_models: Annotated[bool, typer.Option("--all-models", help="Allow every model.")] = False,
+    provider: ProvidersOption = None,
+    all_providers: Annotated[bool, typer.Option("--all-providers", help="Allow every provider.")] = False,
+    expires: ExpiresOption = None,
+    no_expiry: Annotated[bool, typer.Option("--no-expiry", help="Never expires.")] = False,
+    role: Annotated[str | None, typer.Option("--role", help="admin | user")] = None,
+    budget_tokens: BudgetTokens = None,
+    budget_usd: BudgetUsd = None,
+    budget_period: BudgetPeriod = None,
+    budget_mode: BudgetMode = None,
+    no_budget: NoBudget = False,
+    rpm: Rpm = None,
+    tpm: Tpm = None,
+    concurrency: Concurrency = None,
+    no_limits: NoLimits = False,
+    config: ConfigOption = None,
+) -> None:
+    """Change a key; what is not given stays. A budget or limit option changes that one amount and keeps the
+    others; a list given (--model, --provider) replaces the list."""
+    from anygate.management.key_checks import check_key_fields
+    from anygate.management.schemas import KeyUpdate
+    from anygate.management.validation import validate
+
+    given: dict[str, Any] = {"alias": alias, "role": role, "models": model or None, "providers": provider or None}
+    given |= {"user_id": user, "expires_at": expires}
+    changes = {name: value for name, value in given.items() if value is not None}
+    cleared = {"user_id": no_user, "models": all_models, "providers": all_providers, "expires_at": no_expiry}
+    changes |= {name: None for name, clear in cleared.items() if clear}
+    spend = SpendOptions(budget_tokens, budget_usd, budget_period, budget_mode, rpm, tpm, concurrency)
+    settings = load(config)
+
+    async def update(store: Store) -> tuple[KeyRecord, list[str]]:
+        record = await store.keys.get_key(key_id)
+        if record is None:
+            raise LookupError(f"no key '{key_id}'")
+        fields = validate(KeyUpdate, changes | spend_changes(spend, record, no_budget, no_limits))
+        patch = fields.model_dump(exclude_unset=True)
+        current = {"id": record.id, "alias": record.alias, "user_id": record.user_id}
+        served = await served_by_configuration(settings, store)
+        warnings = await check_key_fields(store.keys, patch, served, current)
+        updated = await store.keys.update_key(key_id, patch)
+        assert updated is not None
+        return updated, warnings
+
+    record, warnings = with_store(settings, update)
+    print_warnings(warnings)
+    Console().print(f"updated key {record.id} ({record.alias})", highlight=False, markup=False)
 
 
 @keys_app.command("list")
@@ -107,13 +201,64 @@ def keys_revoke(key_id: str, config: ConfigOption = None) -> None:
 
 
 @users_app.command("create")
-def users_create(name: str, config: ConfigOption = None) -> None:
-    """Add a user (then give it keys with `anygate keys create --user <id>`)."""
+def users_create(
+    name: str,
+    budget_tokens: BudgetTokens = None,
+    budget_usd: BudgetUsd = None,
+    budget_period: BudgetPeriod = None,
+    budget_mode: BudgetMode = None,
+    rpm: Rpm = None,
+    tpm: Tpm = None,
+    concurrency: Concurrency = None,
+    config: ConfigOption = None,
+) -> None:
+    """Add a user and print its id (then give it keys with `anygate keys create --user <id>`). Its budget
+    and limits count every one of its keys together."""
+    from anygate.management.schemas import UserCreate
+    from anygate.management.validation import validate
+
+    spend = SpendOptions(budget_tokens, budget_usd, budget_period, budget_mode, rpm, tpm, concurrency)
+    spec = {"name": name, "budget": spend.budget(), "limits": spend.limits()}
 
     async def create(store: Store) -> str:
-        return (await store.keys.create_user({"name": name})).id
+        return (await store.keys.create_user(validate(UserCreate, spec).model_dump())).id
 
     Console().print(with_store(load(config), create))
+
+
+@users_app.command("update")
+def users_update(
+    user_id: str,
+    name: Annotated[str | None, typer.Option("--name", help="A new name.")] = None,
+    budget_tokens: BudgetTokens = None,
+    budget_usd: BudgetUsd = None,
+    budget_period: BudgetPeriod = None,
+    budget_mode: BudgetMode = None,
+    no_budget: NoBudget = False,
+    rpm: Rpm = None,
+    tpm: Tpm = None,
+    concurrency: Concurrency = None,
+    no_limits: NoLimits = False,
+    config: ConfigOption = None,
+) -> None:
+    """Change a user; what is not given stays (a budget or limit option changes that one amount)."""
+    from anygate.management.schemas import UserUpdate
+    from anygate.management.validation import validate
+
+    spend = SpendOptions(budget_tokens, budget_usd, budget_period, budget_mode, rpm, tpm, concurrency)
+
+    async def update(store: Store) -> UserRecord:
+        user = await store.keys.get_user(user_id)
+        if user is None:
+            raise LookupError(f"no user '{user_id}'")
+        changes = ({"name": name} if name is not None else {}) | spend_changes(spend, user, no_budget, no_limits)
+        fields = validate(UserUpdate, changes).model_dump(exclude_unset=True)
+        updated = await store.keys.update_user(user_id, fields)
+        assert updated is not None
+        return updated
+
+    user = with_store(load(config), update)
+    Console().print(f"updated user {user.id} ({user.name})", highlight=False, markup=False)
 
 
 @users_app.command("list")

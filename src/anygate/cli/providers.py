@@ -5,24 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from anygate.cli.common import (
+    DEFAULT_TIMEOUT,
     ConfigOption,
+    TimeoutOption,
     err_console,
     err_console_print,
+    fail,
     load,
+    progress,
     run_async,
     settings_or_exit,
     with_store,
 )
+from anygate.cli.running_gateway import GatewayUnreadable
 from anygate.cli.serve import NO_PROVIDER_HINT
 from anygate.errors import GatewayError
 from anygate.settings import ProviderConfig, Settings
@@ -34,47 +40,83 @@ from anygate.store.store import Store, open_store
 providers_app = typer.Typer(help="List and test providers.", invoke_without_command=True)
 
 
-def models(config: ConfigOption = None) -> None:
-    """What each provider serves (discovers the lists now)."""
+def models(config: ConfigOption = None, timeout: TimeoutOption = DEFAULT_TIMEOUT) -> None:
+    """What each provider serves. With providers in the store: what the running gateway serves (its
+    /v1/providers, asked with ANYGATE_ADMIN_KEY); otherwise, or when it cannot be read, each provider's list
+    discovered now. Exit status 1 when a list could not be had."""
+    settings = settings_or_exit(config_file=config)
+    stored, problem = stored_providers(settings)
+    if problem is not None:
+        err_console_print(f"stored providers not included: {problem}")
+    if stored:
+        try:
+            served = read_running_gateway(settings, timeout)
+        except GatewayUnreadable as exc:
+            err_console_print(f"the running gateway's lists could not be read ({exc}); discovering them from here")
+        else:
+            show_models(served)
+            return
+    if not settings.providers and not stored:
+        err_console().print(NO_PROVIDER_HINT)
+        raise typer.Exit(1)
+    show_models(discover_here(settings, stored, timeout))
+
+
+def read_running_gateway(settings: Settings, timeout: float) -> list[dict[str, Any]]:
+    from anygate.cli.running_gateway import gateway_url, served_providers
+
+    with progress(f"Asking the gateway at {gateway_url(settings)} what it serves"):
+        served: list[dict[str, Any]] = run_async(served_providers(settings, timeout))
+    return served
+
+
+def discover_here(settings: Settings, stored: list[StoredProvider], timeout: float) -> list[dict[str, Any]]:
+    """Every provider's list, discovered now from this machine (each given ``timeout`` seconds), in the shape
+    of the gateway's ``/v1/providers``."""
     from anygate.registry import ProviderRegistry
     from anygate.transport.aiohttp_transport import AiohttpTransport
 
-    settings = settings_or_exit(config_file=config)
-
-    async def discover() -> ProviderRegistry:
+    async def discover() -> list[dict[str, Any]]:
         transport = AiohttpTransport()
         registry = ProviderRegistry(settings, transport)
+        registry.replace_store_providers(readable_configs(stored))
         try:
-            with Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), console=err_console(), transient=True
-            ) as bar:
-                await discover_showing_progress(registry, bar)
+            with progress("Discovering models") as describe:
+                await discover_showing_progress(registry, describe, timeout)
         finally:
             await transport.aclose()
-        return registry
+        return [registry.describe(runtime) for runtime in registry.runtimes.values()]
 
-    registry = run_async(discover())
-    table = Table("provider", "model", "source")
-    for runtime in registry.runtimes.values():
-        for model in runtime.models or []:
-            table.add_row(runtime.id, escape(model), runtime.models_source)
-        if not runtime.models:
-            problem = escape(runtime.discovery_error or "no models")
-            table.add_row(runtime.id, f"[red]{problem}[/red]", runtime.models_source)
-    Console().print(table)
+    described: list[dict[str, Any]] = run_async(discover())
+    return described
 
 
-async def discover_showing_progress(registry: Any, bar: Progress) -> None:
-    """Discover every provider at once; the bar names those still being waited for."""
+def readable_configs(stored: list[StoredProvider]) -> list[tuple[ProviderConfig, str | None]]:
+    entries = []
+    for entry in stored:
+        if entry.error is None:
+            try:
+                entries.append((ProviderConfig.model_validate(entry.config), entry.api_key))
+            except ValidationError:
+                err_console_print(f"stored provider '{entry.id}' is invalid: skipped")
+    return entries
+
+
+async def discover_showing_progress(registry: Any, describe: Callable[[str], None], timeout: float) -> None:
+    """Discover every provider at once, each for at most ``timeout`` seconds; the spinner names those still
+    being waited for."""
     waiting = {runtime.id: runtime for runtime in registry.runtimes.values()}
-    task = bar.add_task("Discovering models", total=len(waiting))
 
     async def discover_one(provider_id: str) -> None:
-        await registry.discover(waiting[provider_id])
+        runtime = waiting[provider_id]
+        try:
+            await asyncio.wait_for(registry.discover(runtime), timeout)
+        except TimeoutError:
+            runtime.discovery_error = f"no answer within {timeout:g} s (--timeout)"
         del waiting[provider_id]
-        bar.update(task, advance=1, description=describe_waiting(waiting))
+        describe(describe_waiting(waiting))
 
-    bar.update(task, description=describe_waiting(waiting))
+    describe(describe_waiting(waiting))
     await asyncio.gather(*(discover_one(provider_id) for provider_id in list(waiting)))
 
 
@@ -82,17 +124,36 @@ def describe_waiting(waiting: dict[str, Any]) -> str:
     return f"Discovering models of {escape(', '.join(waiting))}" if waiting else "Discovered"
 
 
+def show_models(providers: list[dict[str, Any]]) -> None:
+    """One row per model; a provider whose list could not be had is one line on stderr, and exit status 1."""
+    table = Table("provider", "model", "source")
+    for provider in providers:
+        for model in provider.get("models") or []:
+            table.add_row(escape(str(provider.get("id"))), escape(str(model)), str(provider.get("models_source", "")))
+    if table.row_count:
+        Console().print(table)
+    failed = [p for p in providers if p.get("discovery_error")]
+    for provider in failed:
+        shown = "showing its configured or last known list" if provider.get("models") else "no list known"
+        err_console_print(f"{provider.get('id')}: model discovery failed: {provider['discovery_error']} ({shown})")
+    if failed:
+        raise typer.Exit(1)
+
+
 @providers_app.callback()
-def providers_list(ctx: typer.Context, config: ConfigOption = None) -> None:
-    """List the providers: the configured ones and the store's (no secrets)."""
+def providers_list(ctx: typer.Context, config: ConfigOption = None, timeout: TimeoutOption = DEFAULT_TIMEOUT) -> None:
+    """List the providers: the configured ones and the store's (no secrets). With providers in the store,
+    the models column counts what the running gateway serves (read with ANYGATE_ADMIN_KEY)."""
     if ctx.invoked_subcommand is not None:
         return
     settings = settings_or_exit(config_file=config)
     stored, problem = stored_providers(settings)
+    served = served_counts(settings, timeout) if stored else {}
     table = Table("id", "name", "type", "base_url", "origin", "key", "models")
     origin = "file" if settings.config_file else "env"
     for provider in settings.providers:
-        add_provider_row(table, provider, origin, key_state(settings.provider_key(provider), provider.auth))
+        key = key_state(settings.provider_key(provider), provider.auth)
+        add_provider_row(table, provider, origin, key, served.get(provider.id))
     configured = {p.id for p in settings.providers}
     for entry in stored:
         if entry.id in configured:
@@ -102,22 +163,36 @@ def providers_list(ctx: typer.Context, config: ConfigOption = None) -> None:
         except ValidationError:
             shown = ProviderConfig.model_construct(**entry.config)
         state = f"[red]{escape(entry.error)}[/red]" if entry.error else key_state(entry.api_key, shown.auth)
-        add_provider_row(table, shown, "store", state)
+        add_provider_row(table, shown, "store", state, served.get(entry.id))
     Console().print(table)
     if problem is not None:
-        err_console().print(f"anygate: stored providers not shown: {problem}", highlight=False, markup=False)
+        err_console_print(f"stored providers not shown: {problem}")
     elif not settings.providers and not stored:
         err_console().print(NO_PROVIDER_HINT)
+
+
+def served_counts(settings: Settings, timeout: float) -> dict[str, int]:
+    """How many models the running gateway serves per provider; empty, with a line saying why, when it
+    cannot be read (the models column then counts the configured lists)."""
+    from anygate.cli.running_gateway import GatewayUnreadable
+
+    try:
+        served = read_running_gateway(settings, timeout)
+    except GatewayUnreadable as exc:
+        err_console_print(f"models column: configured lists only; the running gateway could not be read ({exc})")
+        return {}
+    return {str(p.get("id")): len(p.get("models") or []) for p in served}
 
 
 def key_state(api_key: str | None, auth: str | None) -> str:
     return "yes" if api_key else ("not needed" if auth == "none" else "[red]missing[/red]")
 
 
-def add_provider_row(table: Table, provider: ProviderConfig, origin: str, key: str) -> None:
+def add_provider_row(table: Table, provider: ProviderConfig, origin: str, key: str, served: int | None) -> None:
     # Names and URLs come from the operator: shown as text, never read as rich markup.
     cells = (provider.id, provider.name, provider.type, provider.base_url, origin)
-    table.add_row(*(escape(str(cell or "")) for cell in cells), key, str(len(provider.models or [])))
+    count = served if served is not None else len(provider.models or [])
+    table.add_row(*(escape(str(cell or "")) for cell in cells), key, str(count))
 
 
 @providers_app.command("test")
@@ -127,35 +202,63 @@ def providers_test(
     model: Annotated[
         str | None, typer.Option(help="Model to try (default: the provider's default_model, else the first listed).")
     ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Give up on the probe after this many seconds.")
+    ] = 60.0,
 ) -> None:
     """Probe one provider live: model list, a 1-token chat, streaming, usage on streams, embeddings.
 
     What it supports is stored (shown as ``capabilities``, as after ``POST /v1/providers/{id}/test``);
-    the exit status is 1 when the chat check fails."""
-    from anygate.probe import capabilities, probe_provider
-    from anygate.upstream import OpenAICompatibleProvider
+    the exit status is 1 when the chat check fails or the probe runs out of time."""
+    from anygate.probe import CHECKS, capabilities
 
     settings = settings_or_exit(config_file=config)
     provider = next((p for p in settings.providers if p.id == provider_id), None)
     api_key = settings.provider_key(provider) if provider is not None else None
     if provider is None:
         provider, api_key = stored_provider(settings, provider_id)
-
-    async def probe() -> dict[str, Any]:
-        async with OpenAICompatibleProvider.from_config(provider, api_key) as client:
-            return await probe_provider(client, model or provider.default_model)
-
-    result = run_async(probe())
-    result["capabilities"] = capabilities(result)
+    result, finished = run_async(probe_within(provider, api_key, model or provider.default_model, timeout))
     table = Table("check", "result")
-    for check in ("models", "chat", "streaming", "stream_usage", "embeddings"):
-        outcome = result.get(check) or {}
-        mark = "[green]ok[/green]" if outcome.get("ok") else f"[red]{escape(str(outcome.get('error', 'no')))}[/red]"
-        table.add_row(check, mark)
+    for check in CHECKS:
+        table.add_row(check, check_mark(result.get(check), finished, timeout))
     Console().print(table)
+    if not finished:
+        fail(f"the probe of '{provider.id}' ran out of time after {timeout:g} s (--timeout); nothing was stored")
+    result["capabilities"] = capabilities(result)
     save_probe(settings, provider.id, result)
     if not result["capabilities"]["chat"]:
         raise typer.Exit(1)
+
+
+async def probe_within(
+    provider: ProviderConfig, api_key: str | None, model: str | None, timeout: float
+) -> tuple[dict[str, Any], bool]:
+    """The probe's results so far, and whether it finished within ``timeout`` seconds; the spinner names
+    the check under way."""
+    from anygate.probe import CHECKS, probe_steps
+    from anygate.upstream import OpenAICompatibleProvider
+
+    result: dict[str, Any] = {"provider": provider.id, "checked_at": int(time.time())}
+    with progress(f"Probing {provider.id}: models") as describe:
+        async with OpenAICompatibleProvider.from_config(provider, api_key) as client:
+            try:
+                async with asyncio.timeout(timeout):
+                    async for name, outcome in probe_steps(client, model):
+                        result[name] = outcome
+                        after = [c for c in CHECKS if c not in result]
+                        describe(f"Probing {provider.id} with {result.get('model')}: {after[0] if after else ''}")
+            except TimeoutError:
+                return result, False
+    return result, True
+
+
+def check_mark(outcome: dict[str, Any] | None, finished: bool, timeout: float) -> str:
+    """ok, the error, or "not tried" (and why) for a check that was never made."""
+    if outcome is None:
+        return "[yellow]not tried[/yellow]" if finished else f"[yellow]not tried: out of time ({timeout:g} s)[/yellow]"
+    if outcome.get("ok"):
+        return "[green]ok[/green]"
+    return f"[red]{escape(str(outcome.get('error', 'failed')))}[/red]"
 
 
 def stored_providers(settings: Settings) -> tuple[list[StoredProvider], str | None]:

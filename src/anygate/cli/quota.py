@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from anygate.cli.common import ConfigOption, settings_or_exit
+from anygate.cli.common import ConfigOption, progress, settings_or_exit
 
 if TYPE_CHECKING:
     from anygate.quota.client import QuotaResult
@@ -24,14 +24,22 @@ def echo_json(value: object) -> None:
 
 
 @quota_app.callback()
-def quota(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+def quota(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0.1, help="Seconds each source has to answer, body included.")
+    ] = 5.0,
+) -> None:
     """Poll every quota source that has a key and print one row per source."""
     if ctx.invoked_subcommand is not None:
         return
     from anygate.quota.client import poll_sources  # aiohttp loads only when a command needs it
 
     settings = settings_or_exit(config_file=config)
-    results = asyncio.run(poll_sources(settings))
+    with progress("Asking each quota source what is left"):
+        results = asyncio.run(poll_sources(settings, timeout))
     if as_json:
         echo_json([result.as_dict() for result in results])
         return

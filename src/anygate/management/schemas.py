@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic import Strict as StrictType
 
 from anygate.settings import whole_number
@@ -56,6 +56,14 @@ class BudgetIn(Strict):
     period: Literal["daily", "weekly", "monthly", "none"] = "none"
     mode: Literal["hard", "soft"] = "hard"
 
+    @field_validator("period")
+    @classmethod
+    def _period_needs_a_limit(cls, value: str, info: ValidationInfo) -> str:
+        # A period resets amounts: without one, the budget would look set and limit nothing.
+        if value != "none" and info.data.get("tokens") is None and info.data.get("usd") is None:
+            raise ValueError(f"a {value} budget needs a limit: give tokens or usd")
+        return value
+
 
 class LimitsIn(Strict):
     rpm: PositiveWhole | None = None
@@ -85,9 +93,18 @@ class KeyFields(Strict):
 
 
 class KeyCreate(KeyFields):
-    """``POST /v1/keys``: every field but ``alias`` is optional."""
+    """``POST /v1/keys``: every field but ``alias`` is optional. A new key's expiry is in the future (a key
+    that would never work is a mistake); a change may move it to the past, which expires the key at once."""
 
     alias: str = Field(min_length=1, max_length=200)
+
+    @field_validator("expires_at")
+    @classmethod
+    def _in_the_future(cls, value: datetime | None) -> datetime | None:
+        value = as_utc(value)
+        if value is not None and value <= datetime.now(UTC):
+            raise ValueError(f"{value.isoformat().replace('+00:00', 'Z')} is in the past: a new key must expire later")
+        return value
 
 
 class KeyUpdate(KeyFields):

@@ -5,7 +5,9 @@ migrations applied at start, and the revision counter every worker polls to keep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -148,6 +150,47 @@ class Database:
         async with self.engine.connect() as connection:
             return await connection.run_sync(current_revision)
 
+    async def recorded(self) -> str | None:
+        """The revision the database is at (None: no anygate tables yet), without migrating it."""
+        try:
+            async with self.engine.connect() as connection:
+                return await connection.run_sync(recorded_revision)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreUnavailable(f"cannot read the database {safe_url(self.url)}: {exc}") from exc
+
+    async def downgrade(self, revision: str) -> None:
+        """Undo the migrations after ``revision`` (an id, or its unique start: ``0003``), under the same lock
+        as an upgrade. The tables and columns they added go, with their data."""
+        try:
+            if self.is_sqlite:
+                await asyncio.to_thread(self._lock_file)
+            try:
+                async with self.engine.begin() as connection:
+                    if not self.is_sqlite:
+                        await connection.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"))
+                    await connection.run_sync(run_downgrade, revision)
+            finally:
+                self._unlock_file()
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreUnavailable(f"cannot downgrade the database {safe_url(self.url)}: {exc}") from exc
+
+    def backup(self, destination: Path) -> None:
+        """A consistent copy of a SQLite database, taken while gateways keep writing to it (SQLite's online
+        backup: pages are copied in steps, and a step restarts when a writer changed one it had copied).
+        ``destination`` must not exist. PostgreSQL is backed up with its own tools (``pg_dump``)."""
+        database = make_url(self.url).database
+        if not self.is_sqlite or not database or database == ":memory:":
+            raise StoreUnavailable("only a SQLite database file can be backed up by anygate: use pg_dump")
+        source_path = Path(database)
+        if not source_path.is_file() or source_path.stat().st_size == 0:
+            raise StoreUnavailable(f"there is no database at {source_path} yet")
+        if destination.exists():
+            raise StoreUnavailable(f"{destination} exists already: give a path for a new file")
+        create_private_file(destination)  # mode 0600: the copy holds what the database holds
+        with contextlib.closing(sqlite3.connect(source_path)) as source:
+            with contextlib.closing(sqlite3.connect(destination)) as copy:
+                source.backup(copy, pages=1024)
+
     async def close(self) -> None:
         await self.engine.dispose()
 
@@ -167,6 +210,20 @@ def run_migrations(connection: Connection) -> None:
     from alembic import command
 
     command.upgrade(alembic_config(connection), HEAD)
+
+
+def run_downgrade(connection: Connection, revision: str) -> None:
+    from alembic import command
+
+    command.downgrade(alembic_config(connection), revision)
+
+
+def shipped_revisions() -> list[str]:
+    """Every migration this anygate ships, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return [script.revision for script in reversed(list(scripts.walk_revisions()))]
 
 
 def recorded_revision(connection: Connection) -> str | None:

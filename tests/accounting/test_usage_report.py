@@ -1,0 +1,128 @@
+"""Usage reports read as a person expects: keys by alias and users by name beside their ids, refused requests
+apart from served ones with their statuses, an unknown cost as unknown, and ``anygate usage`` within 80
+columns."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from anygate.accounting.reports import UsageFilter, as_csv, report
+from anygate.settings import Settings
+from anygate.store.ledger_tables import usage_ledger
+from anygate.store.store import open_store
+
+LONG_MODEL = "meta-llama/Llama-3.3-70B-Instruct-Turbo-with-a-very-long-name"
+
+
+def ledger_row(number: int, key_id: str, user_id: str | None, **fields: Any) -> dict[str, Any]:
+    row = {
+        "request_id": f"req-{number}",
+        "created_at": time.time(),
+        "key_id": key_id,
+        "user_id": user_id,
+        "route": "chat/completions",
+        "provider_id": "campus",
+        "model": "small",
+        "input_tokens": 10,
+        "output_tokens": 5,
+        "estimated": False,
+        "cost_usd": 0.25,
+        "byok": False,
+        "status": 200,
+        "latency_ms": 12.0,
+        "ttft_ms": None,
+    }
+    return {**row, **fields}
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> tuple[Settings, dict[str, str]]:
+    """A store with a user, two keys (one aliased long) and a ledger of served, refused and unpriced rows."""
+    settings = Settings.model_validate({"data_dir": tmp_path / "data"})
+
+    async def fill() -> dict[str, str]:
+        store = await open_store(settings)
+        try:
+            user = await store.keys.create_user({"name": "Ada Lovelace"})
+            student, _ = await store.keys.create_key({"alias": "student-with-a-long-alias", "user_id": user.id}, "t")
+            other, _ = await store.keys.create_key({"alias": "ops"}, "t")
+            rows = [
+                ledger_row(1, student.id, user.id),
+                ledger_row(2, student.id, user.id, cost_usd=None, model=LONG_MODEL),  # no known price
+                ledger_row(3, student.id, user.id, status=429, input_tokens=0, output_tokens=0, cost_usd=None),
+                ledger_row(4, student.id, user.id, status=429, input_tokens=0, output_tokens=0, cost_usd=None),
+                ledger_row(5, student.id, user.id, status=403, input_tokens=0, output_tokens=0, cost_usd=None),
+                ledger_row(6, student.id, user.id, status=499, output_tokens=3, estimated=True),  # cut short
+                ledger_row(7, other.id, None, cost_usd=None, model=LONG_MODEL),
+            ]
+            async with store.db.connect() as connection:
+                await connection.execute(usage_ledger.insert(), rows)
+        finally:
+            await store.close()
+        return {"student": student.id, "other": other.id, "user": user.id}
+
+    return settings, asyncio.run(fill())
+
+
+def run_report(settings: Settings, groups: list[Any]) -> list[dict[str, Any]]:
+    from anygate.accounting.setup import make_engine
+
+    async def read() -> list[dict[str, Any]]:
+        engine = make_engine(settings)
+        try:
+            return await report(engine, UsageFilter(), groups)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def test_a_report_names_keys_and_users_and_counts_refusals_apart(ledger: tuple[Settings, dict[str, str]]) -> None:
+    settings, ids = ledger
+    by_key = {row["key"]: row for row in run_report(settings, ["key", "user"])}
+    student = by_key[ids["student"]]
+    assert (student["key_alias"], student["user_name"]) == ("student-with-a-long-alias", "Ada Lovelace")
+    assert (student["requests"], student["served"], student["refused"]) == (6, 3, 3)
+    assert student["refused_statuses"] == {"403": 1, "429": 2}
+    assert student["cost_usd"] == 0.5 and student["unpriced_requests"] == 1
+    other = by_key[ids["other"]]
+    assert (other["key_alias"], other["user_name"], other["refused_statuses"]) == ("ops", None, {})
+    assert other["cost_usd"] is None and other["unpriced_requests"] == 1  # unknown, not $0.00
+    exported = list(csv.DictReader(io.StringIO(as_csv(run_report(settings, ["key"]), ["key"]))))
+    row = next(r for r in exported if r["key"] == ids["student"])
+    assert row["key_alias"] == "student-with-a-long-alias"
+    assert (row["served"], row["refused"], row["refused_statuses"]) == ("3", "3", "403:1 429:2")
+    assert next(r for r in exported if r["key"] == ids["other"])["cost_usd"] == ""
+
+
+def test_anygate_usage_fits_80_columns_and_says_what_it_cannot_show_in_numbers(
+    ledger: tuple[Settings, dict[str, str]],
+) -> None:
+    from anygate.cli import app
+
+    settings, ids = ledger
+    env = {"ANYGATE_DATA_DIR": str(settings.data_dir), "COLUMNS": "80"}
+    shown = CliRunner().invoke(app, ["usage"], env=env)
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    assert max(len(line) for line in lines) <= 80, shown.output
+    assert ids["student"] not in shown.output and "ops" in shown.output
+    key_column = "".join(line[:16].strip() for line in lines if line[:16].strip() not in ("", "key", "total"))
+    assert "student-with-a-long-alias" in key_column  # folded within its cell, never cut short
+    assert "…" not in shown.output
+    [unknown] = [line for line in lines if line.lstrip().startswith("ops")]
+    assert unknown.rstrip().endswith("unknown")
+    assert any(line.rstrip().endswith("$0.50+?") for line in lines)  # the known part, and more unpriced
+    assert "refused (an error answered, nothing charged) by status: 403 x1, 429 x2" in shown.output
+    assert "~  some tokens estimated" in shown.output
+    by_user = CliRunner().invoke(app, ["usage", "--by", "day,user,model"], env=env)
+    assert by_user.exit_code == 0 and "Ada" in by_user.output and ids["user"] not in by_user.output
+    assert max(len(line) for line in by_user.output.splitlines()) <= 80
