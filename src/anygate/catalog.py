@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -140,6 +141,41 @@ PRESETS: dict[str, Preset] = {
 }
 
 GENERIC_NAME = "OpenAI Compatible"
+
+
+class ProviderType(StrEnum):
+    """Provider types by name, for library users (seed 003's ``ProviderType``): every preset (``CUSTOM``
+    included), and ``OPENAI_COMPATIBLE`` for an endpoint on no preset's host (also the id of the provider
+    the ``OPENAI_COMPATIBLE_*`` variables define). Members are strings: ``ProviderType.GROQ == "groq"``."""
+
+    OPENAI_COMPATIBLE = "openai_compatible"
+    OPENAI = "openai"
+    OPENROUTER = "openrouter"
+    TOGETHER = "together"
+    GROQ = "groq"
+    DEEPSEEK = "deepseek"
+    MISTRAL = "mistral"
+    XAI = "xai"
+    FIREWORKS = "fireworks"
+    PERPLEXITY = "perplexity"
+    COHERE = "cohere"
+    MINIMAX = "minimax"
+    MOONSHOT = "moonshot"
+    OLLAMA = "ollama"
+    VLLM = "vllm"
+    LMSTUDIO = "lmstudio"
+    LITELLM = "litellm"
+    AZURE = "azure"
+    CUSTOM = "custom"
+
+    @classmethod
+    def detect(cls, base_url: str) -> ProviderType:
+        """The preset whose host ``base_url`` is on, else ``OPENAI_COMPATIBLE``."""
+        host = (urlsplit(base_url).hostname or "").lower()
+        for preset in PRESETS.values():
+            if any(host == h or host.endswith("." + h) for h in preset.hosts):
+                return cls(preset.id)
+        return cls.OPENAI_COMPATIBLE
 
 
 def detect_provider_name(base_url: str) -> str:

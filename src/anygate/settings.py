@@ -377,7 +377,7 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
         merged["default_provider"] = preferred_provider(env["PREFERRED_PROVIDER"], merged)
     merged.setdefault("data_dir", default_data_dir(env))
     merged.setdefault("user_config_file", default_user_config_file(env))
-    sources = value_sources(env_fields, given_flags, merged)
+    sources = value_sources(env, given_flags, merged)
     for provider in merged.get("providers") or []:
         if isinstance(provider, dict):
             provider.pop(ENV_SOURCES_KEY, None)
@@ -426,9 +426,25 @@ ANYGATE_ENV_FIELDS = {
 }
 
 
+# The plain ``LOG_LEVEL`` (seed 003) speaks the usual dialects of level names; ``ANYGATE_LOG_LEVEL`` wins over it.
+PLAIN_LOG_LEVELS = {"trace": "debug", "warn": "warning", "critical": "error", "fatal": "error"}
+
+
+def env_variables(env: Mapping[str, str]) -> dict[str, str]:
+    """The (dotted) field each set variable sets, and the variable: ``{"port": "ANYGATE_PORT"}``."""
+    variables = {field: name for name, field in ANYGATE_ENV_FIELDS.items() if env.get(name)}
+    if "log_level" not in variables and (env.get("LOG_LEVEL") or "").strip():
+        variables["log_level"] = "LOG_LEVEL"
+    return variables
+
+
 def anygate_env_values(env: Mapping[str, str]) -> dict[str, Any]:
-    """The ``ANYGATE_*`` variables set, by the (dotted) field each sets: ``request_limits.header_timeout``."""
-    return {field: env[name] for name, field in ANYGATE_ENV_FIELDS.items() if env.get(name)}
+    """The ``ANYGATE_*`` variables set (and ``LOG_LEVEL``), by the field each sets: ``request_limits.header_timeout``."""
+    values: dict[str, Any] = {field: env[name] for field, name in env_variables(env).items()}
+    if env_variables(env).get("log_level") == "LOG_LEVEL":
+        plain = env["LOG_LEVEL"].strip().lower()
+        values["log_level"] = PLAIN_LOG_LEVELS.get(plain, plain)
+    return values
 
 
 def nested(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -484,13 +500,12 @@ def expand_variables(value: Any, env: Mapping[str, str]) -> Any:
 
 
 def value_sources(
-    env_values: Mapping[str, Any], flags: Mapping[str, Any], merged: Mapping[str, Any] | None = None
+    env: Mapping[str, str], flags: Mapping[str, Any], merged: Mapping[str, Any] | None = None
 ) -> dict[str, str]:
     """Where a setting came from when not from the config file: its variable or its flag.
 
     Keys are dotted locations (``port``, ``providers.0.timeout``) as pydantic reports them."""
-    names = {field: name for name, field in ANYGATE_ENV_FIELDS.items()}
-    sources = {field: f"environment variable {names[field]}" for field in env_values}
+    sources = {field: f"environment variable {name}" for field, name in env_variables(env or {}).items()}
     sources.update({field: "--" + field.replace("_", "-") for field in flags if field != "config_file"})
     for index, provider in enumerate((merged or {}).get("providers") or []):
         for field, variable in (provider.get(ENV_SOURCES_KEY) or {}).items() if isinstance(provider, dict) else ():
@@ -575,6 +590,12 @@ def env_integer(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"environment: {name} must be a whole number, not '{raw}'") from None
 
 
+def env_list(env: Mapping[str, str], name: str) -> list[str]:
+    """A comma-separated variable as its non-empty items, in order, each once: ``"a, b,,a"`` → ``[a, b]``."""
+    items = (item.strip() for item in (env.get(name) or "").split(","))
+    return list(dict.fromkeys(item for item in items if item))
+
+
 def env_headers(env: Mapping[str, str]) -> dict[str, str]:
     raw = env.get("OPENAI_COMPATIBLE_CUSTOM_HEADERS")
     if not raw:
@@ -644,8 +665,12 @@ def env_compatible_provider(env: Mapping[str, str]) -> dict[str, Any] | None:
             "timeout": "OPENAI_COMPATIBLE_TIMEOUT",
             "max_retries": "OPENAI_COMPATIBLE_MAX_RETRIES",
             "default_model": "OPENAI_COMPATIBLE_DEFAULT_MODEL",
+            "models": "OPENAI_COMPATIBLE_MODELS",
         },
     }
+    models = env_list(env, "OPENAI_COMPATIBLE_MODELS")
+    if models:
+        provider["models"] = models  # used when discovery fails, merged with it otherwise
     if env.get("OPENAI_COMPATIBLE_DEFAULT_MODEL"):
         provider["default_model"] = env["OPENAI_COMPATIBLE_DEFAULT_MODEL"]
     if preset_type == "azure":

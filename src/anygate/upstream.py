@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from anygate.catalog import PRESETS, AuthStyle, detect_provider_name, join_url
+from anygate.catalog import PRESETS, AuthStyle, ProviderType, detect_provider_name, join_url
 from anygate.errors import (
     GatewayError,
     InvalidRequest,
@@ -80,11 +80,14 @@ class OpenAICompatibleProvider:
         transport: Transport | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         other_keys: Iterable[str] = (),
+        provider_type: ProviderType | None = None,
     ) -> None:
         """``other_keys``: keys this client may be handed per request (the provider's ``api_keys``); like
-        its own key and header values, they are redacted from every upstream error it reports."""
+        its own key and header values, they are redacted from every upstream error it reports.
+        ``provider_type``: default, the preset whose host the base URL is on (else ``OPENAI_COMPATIBLE``)."""
         check_url(base_url, allow_private_network)
         self.provider_id = provider_id
+        self.provider_type = provider_type or ProviderType.detect(base_url)
         self.base_url = base_url.rstrip("/")
         self.name = provider_name or detect_provider_name(base_url)
         self.auth = auth
@@ -316,6 +319,7 @@ class OpenAICompatibleProvider:
             has_models_endpoint=preset.has_models_endpoint,
             ollama_tags_fallback=preset.ollama_tags_fallback,
             transport=transport,
+            provider_type=ProviderType(config.type),
         )
 
 
@@ -325,6 +329,7 @@ class OpenRouterProvider(OpenAICompatibleProvider):
     def __init__(self, api_key: str | None = None, base_url: str = DEFAULT_BASE_URL, **kwargs: Any) -> None:
         kwargs.setdefault("provider_id", "openrouter")
         kwargs.setdefault("provider_name", "OpenRouter")
+        kwargs.setdefault("provider_type", ProviderType.OPENROUTER)
         super().__init__(api_key=api_key, base_url=base_url, **kwargs)
 
 
