@@ -233,13 +233,16 @@ class ProviderRegistry:
         return list(zip(runtimes, results, strict=True))
 
     def describe(self, runtime: ProviderRuntime) -> dict[str, Any]:
-        """The public view of a provider: never a secret."""
+        """The public view of a provider: never a secret. ``provider_type`` and ``api_base`` repeat ``type``
+        and ``base_url`` under seed 002's names."""
         config = runtime.config
         view: dict[str, Any] = {
             "id": runtime.id,
             "name": config.name,
             "type": config.type,
+            "provider_type": config.type,
             "base_url": runtime.client.base_url,
+            "api_base": runtime.client.base_url,
             "configured": runtime.client.is_configured,
             "healthy": runtime.health.healthy if runtime.health else None,
             "default": runtime.id == self.index.default_provider,

@@ -56,7 +56,9 @@ class ProviderSummary(View):
     id: str
     name: str | None
     type: str | None
+    provider_type: str | None = Field(description="The same as `type` (the name older clients read).")
     base_url: str | None
+    api_base: str | None = Field(description="The same as `base_url` (the name older clients read).")
     configured: bool
     healthy: bool | None
     default: bool
@@ -100,7 +102,9 @@ class ProviderView(View):
     id: str
     name: str | None
     type: str | None
+    provider_type: str | None = Field(description="The same as `type` (the name older clients read).")
     base_url: str | None
+    api_base: str | None = Field(description="The same as `base_url` (the name older clients read).")
     configured: bool
     healthy: bool | None
     default: bool
