@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from anygate.auth import Principal
 from anygate.caller_keys import CallerKeys
 from anygate.errors import MissingProviderKey, ModelNotFound, PermissionDenied
+from anygate.models import Target
 from anygate.registry import ProviderRegistry, ProviderRuntime
 from anygate.routing import Deployment
 
@@ -37,9 +38,7 @@ class Planner:
                     raise
                 continue
             allowed = [t for t in targets if principal.may_use(t.provider_id, t.model)]
-            group = [
-                d for t in allowed for d in self.keyed_deployments(self.registry.get(t.provider_id), t.model, principal)
-            ]
+            group = [d for t in allowed for d in self.keyed_deployments(self.registry.get(t.provider_id), t, principal)]
             if group:
                 groups.append(group)
             elif allowed:
@@ -50,10 +49,10 @@ class Planner:
             raise MissingProviderKey(keyless)
         return groups
 
-    def keyed_deployments(self, runtime: ProviderRuntime, model: str, principal: Principal) -> list[Deployment]:
+    def keyed_deployments(self, runtime: ProviderRuntime, target: Target, principal: Principal) -> list[Deployment]:
         """The deployments of ``runtime`` that have a key: the first uses the provider's own key (or the
         caller's), the others the provider's ``api_keys``."""
-        deployments = runtime.deployments(model)
+        deployments = runtime.deployments(target.model, target.preferred)
         if runtime.client.is_configured or self.caller_keys.has_key(principal, runtime.id):
             return deployments
         return deployments[1:]

@@ -46,25 +46,28 @@ class ProviderRuntime:
     quota: dict[str, Any] | None = None
     capabilities: dict[str, Any] | None = None
     _deployments: dict[str, list[Deployment]] = field(default_factory=dict, repr=False)
+    _preferred_deployments: dict[str, list[Deployment]] = field(default_factory=dict, repr=False)
 
     @property
     def id(self) -> str:
         return self.config.id
 
-    def deployments(self, model: str) -> list[Deployment]:
+    def deployments(self, model: str, preferred: bool = False) -> list[Deployment]:
         """The model's deployments on this provider, one per key (made once per model: the request path
-        asks on every request). A changed provider is a new runtime, so this never goes stale."""
-        found = self._deployments.get(model)
+        asks on every request). A changed provider is a new runtime, so this never goes stale.
+        ``preferred``: as the preferred provider of a name several providers serve (``Deployment.preferred``)."""
+        cache = self._preferred_deployments if preferred else self._deployments
+        found = cache.get(model)
         if found is None:
             config = self.config
             # Key 0 is the provider's own; a provider with only its extra ``api_keys`` has no key 0 to try.
             first = 0 if self.client.is_configured or not config.api_keys else 1
             found = [
-                Deployment(self.id, model, index, config.weight, config.priority)
+                Deployment(self.id, model, index, config.weight, config.priority, preferred)
                 for index in range(first, 1 + len(config.api_keys))
             ]
-            if len(self._deployments) < DEPLOYMENT_CACHE_LIMIT:
-                self._deployments[model] = found
+            if len(cache) < DEPLOYMENT_CACHE_LIMIT:
+                cache[model] = found
         return found
 
     @property
