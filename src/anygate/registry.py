@@ -45,6 +45,8 @@ class ProviderRuntime:
     health_checked_at: float | None = None
     quota: dict[str, Any] | None = None
     capabilities: dict[str, Any] | None = None
+    # What its last live probe found it cannot do (``streaming``, ``embeddings``): such requests go elsewhere.
+    lacks: frozenset[str] = frozenset()
     _deployments: dict[str, list[Deployment]] = field(default_factory=dict, repr=False)
     _preferred_deployments: dict[str, list[Deployment]] = field(default_factory=dict, repr=False)
 

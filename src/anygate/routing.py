@@ -2,11 +2,12 @@
 
 A *deployment* is one way to serve a model: a provider, the upstream model id, and one of the provider's
 keys. A request's deployments come from model resolution (all providers serving the model, in configured
-order) and then from its fallback chain, tier by tier (``priority``, lower first). Within a tier the
-first choice depends on the strategy (the preferred provider's deployments, for a bare name several
-providers serve, are a tier ahead of every other: ``Deployment.tier``): ``balanced`` draws two deployments by weight and takes the one with
-fewer requests in flight per unit of weight; ``ordered`` takes the first in configured order. After a
-failure, the next deployment tried is the one after it in configured order, whatever the strategy.
+order) and then from its fallback chain, tier by tier (``priority``, lower first; the preferred provider's
+deployments, for a bare name several providers serve, are a tier ahead of every other: ``Deployment.tier``).
+Within a tier the first choice depends on the strategy: ``balanced`` draws two deployments by weight and
+takes the one with fewer requests in flight per unit of weight; ``ordered`` takes the first in configured
+order. After a failure, the next deployment tried is the one after it in configured order, whatever the
+strategy.
 
 Health is passive (consecutive failures eject a deployment for a backoff that grows; never more than
 ``MAX_EJECTED_SHARE`` of a group at once) and active (the background checks of ``/models`` feed
@@ -71,8 +72,9 @@ class Deployment:
         object.__setattr__(self, "tier", (not self.preferred, self.priority))
 
     def __repr__(self) -> str:
+        where = f"{self.provider_id}/{self.model} key={self.key_index}"
         preferred = " preferred" if self.preferred else ""
-        return f"Deployment({self.provider_id}/{self.model} key={self.key_index} w={self.weight} p={self.priority}{preferred})"
+        return f"Deployment({where} w={self.weight} p={self.priority}{preferred})"
 
 
 class Action(Enum):

@@ -439,7 +439,7 @@ def env_variables(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def anygate_env_values(env: Mapping[str, str]) -> dict[str, Any]:
-    """The ``ANYGATE_*`` variables set (and ``LOG_LEVEL``), by the field each sets: ``request_limits.header_timeout``."""
+    """The ``ANYGATE_*`` variables set (and ``LOG_LEVEL``), by the field each sets (``request_limits.max_headers``)."""
     values: dict[str, Any] = {field: env[name] for field, name in env_variables(env).items()}
     if env_variables(env).get("log_level") == "LOG_LEVEL":
         plain = env["LOG_LEVEL"].strip().lower()
