@@ -4,6 +4,7 @@ several providers serve, under every routing strategy; the others serve only as 
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,6 +59,7 @@ def test_preferred_provider_from_the_environment_is_first_under_the_default_stra
         "OLLAMA_BASE_URL": up.url,
         "PREFERRED_PROVIDER": "openrouter",  # names the env provider, whichever id it has
         "ANYGATE_ADMIN_KEY": ADMIN_KEY,
+        "ANYGATE_DATA_DIR": str(Path.cwd() / "data"),
     }
     settings = load_settings({}, environ)
     with inprocess_gateway(settings, up) as gw, gw.client() as http:

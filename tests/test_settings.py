@@ -572,7 +572,9 @@ def test_a_bad_request_limit_from_the_environment_names_its_variable() -> None:
 
 
 def test_openai_compatible_models_is_a_comma_separated_list_for_the_env_provider() -> None:
-    [provider] = load({"OPENAI_COMPATIBLE_API_KEY": "k", "OPENAI_COMPATIBLE_MODELS": " llama-3, qwen-2,,llama-3 "}).providers
+    [provider] = load(
+        {"OPENAI_COMPATIBLE_API_KEY": "k", "OPENAI_COMPATIBLE_MODELS": " llama-3, qwen-2,,llama-3 "}
+    ).providers
     assert provider.models == ["llama-3", "qwen-2"]
 
 
@@ -587,11 +589,14 @@ def test_openai_compatible_models_serve_when_discovery_fails() -> None:
         "OPENAI_COMPATIBLE_API_KEY": "sk-env",
         "OPENAI_COMPATIBLE_MODELS": "llama-3,qwen-2",
         "ANYGATE_ADMIN_KEY": ADMIN_KEY,
+        "ANYGATE_DATA_DIR": str(Path.cwd() / "data"),
     }
     with inprocess_gateway(load(env), up) as gw, gw.client() as http:
         listed = [m["id"] for m in http.get("/v1/models").json()["data"]]
         assert listed == ["openai_compatible/llama-3", "openai_compatible/qwen-2"]
-        reply = http.post("/v1/chat/completions", json={"model": "qwen-2", "messages": [{"role": "user", "content": "hi"}]})
+        reply = http.post(
+            "/v1/chat/completions", json={"model": "qwen-2", "messages": [{"role": "user", "content": "hi"}]}
+        )
         assert reply.status_code == 200, reply.text
         assert up.requests_to("/v1/chat/completions")[-1].model == "qwen-2"
         assert http.post("/v1/chat/completions", json={"model": "other", "messages": []}).status_code == 404

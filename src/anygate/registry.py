@@ -130,8 +130,12 @@ class ProviderRegistry:
 
     # ------------------------------------------------------------------------------ changes
 
+    def make_client(self, config: ProviderConfig, api_key: str | None) -> OpenAICompatibleProvider:
+        """A client for ``config`` on the process's transport, through the proxy its settings give it."""
+        return OpenAICompatibleProvider.from_config(config, api_key, self._transport, self._settings.proxy_for(config))
+
     def _runtime(self, config: ProviderConfig, origin: ProviderOrigin, api_key: str | None) -> ProviderRuntime:
-        client = OpenAICompatibleProvider.from_config(config, api_key, self._transport)
+        client = self.make_client(config, api_key)
         runtime = ProviderRuntime(config, client, origin, proxy_allowlist(config))
         if config.models:
             runtime.model_entries = configured_entries(config)

@@ -35,8 +35,10 @@ from anygate.catalog import (
     detect_provider_name,
     key_env_name,
 )
+from anygate.egress import Proxy, ProxyEnvironment, parse_no_proxy, parse_proxy
 from anygate.errors import ConfigError
 from anygate.header_rules import check_headers, has_control_characters
+from anygate.netguard import UnsafeURL
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -87,6 +89,69 @@ class Via(Strict):
     cloudflare: CloudflareVia
 
 
+class ProviderProxy(Strict):
+    """The HTTP proxy a provider's requests go through (it overrides ``HTTPS_PROXY``/``HTTP_PROXY``).
+    Credentials in the URL move to a ``Proxy-Authorization: Basic`` header when it is read."""
+
+    url: str = Field(repr=False)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        check_headers(value, to_proxy=True)
+        return value
+
+    @model_validator(mode="after")
+    def _credentials_in_headers(self) -> ProviderProxy:
+        proxy = parse_proxy(self.url, self.headers)  # UnsafeURL, a ValueError, when it is no proxy URL
+        self.url, self.headers = proxy.url, dict(proxy.headers)
+        return self
+
+    def proxy(self) -> Proxy:
+        return Proxy(self.url, dict(self.headers))
+
+
+class EnvironmentProxies(Strict):
+    """``HTTPS_PROXY``, ``HTTP_PROXY`` (either case) and ``NO_PROXY``, as the environment gave them."""
+
+    https: str | None = None
+    http: str | None = None
+    no_proxy: list[str] = Field(default_factory=list)
+
+    def parsed(self) -> ProxyEnvironment | None:
+        https, http = (parse_proxy(url) if url else None for url in (self.https, self.http))
+        if https is None and http is None:
+            return None
+        return ProxyEnvironment(https, http, parse_no_proxy(self.no_proxy))
+
+
+class CloudflareAccess(Strict):
+    """A Cloudflare Access service token: both halves or none (``CF-Access-Client-Id``/``-Secret``)."""
+
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+
+    @field_validator("client_id")
+    @classmethod
+    def _sendable_id(cls, value: str) -> str:
+        if has_control_characters(value):
+            raise ValueError("the client id contains a control character (CR, LF, NUL, ...)")
+        return value
+
+    @field_validator("client_secret")
+    @classmethod
+    def _sendable_secret(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("the client secret is empty")
+        if has_control_characters(value.get_secret_value()):
+            raise ValueError("the client secret contains a control character (CR, LF, NUL, ...)")
+        return value
+
+    def headers(self) -> dict[str, str]:
+        return {"CF-Access-Client-Id": self.client_id, "CF-Access-Client-Secret": self.client_secret.get_secret_value()}
+
+
 class Timeouts(Strict):
     """Seconds. ``first_byte`` and ``idle`` default to the provider's ``timeout``."""
 
@@ -118,6 +183,9 @@ class ProviderConfig(Strict):
     default_model: str | None = None
     proxy_endpoints: list[str] | None = None
     via: Via | None = None
+    # Sent to the upstream with every request (an upstream behind Cloudflare Access), proxy or not.
+    cloudflare_access: CloudflareAccess | None = None
+    proxy: ProviderProxy | None = None  # None: HTTPS_PROXY/HTTP_PROXY/NO_PROXY, unless turned off
     weight: float = Field(1.0, gt=0)
     priority: WholeNumber = 0
     # Whether to ask for usage on streams (``stream_options.include_usage``); None: the probe's finding,
@@ -178,6 +246,8 @@ class ProviderConfig(Strict):
         preset = PRESETS[self.type]
         if self.via is not None:
             self._route_via_cloudflare(preset, self.via.cloudflare)
+        if self.cloudflare_access is not None:
+            self.headers = {**self.cloudflare_access.headers(), **self.headers}
         if self.base_url is None:
             if preset.base_url is None:
                 raise ValueError(f"base_url is required for a provider of type '{self.type}'")
@@ -299,6 +369,10 @@ class Settings(Strict):
     api_key_env: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
     # The user's own config (``$XDG_CONFIG_HOME/anygate/config.yaml``): trusted for quota-source keys.
     user_config_file: Path = Field(default_factory=lambda: Path.home() / ".config" / "anygate" / "config.yaml")
+    # Egress: HTTPS_PROXY, HTTP_PROXY and NO_PROXY (read at start, once), followed unless turned off here; a
+    # provider's own ``proxy`` wins over them.
+    proxy_from_environment: bool = True
+    environment_proxies: EnvironmentProxies = Field(default_factory=EnvironmentProxies, repr=False)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -324,6 +398,17 @@ class Settings(Strict):
             return provider.api_key.get_secret_value()
         from_env = self.provider_key_env.get(provider.id)
         return from_env.get_secret_value() if from_env is not None else None
+
+    def proxy_environment(self) -> ProxyEnvironment | None:
+        """The environment's proxies, when followed (None: every request goes directly)."""
+        return self.environment_proxies.parsed() if self.proxy_from_environment else None
+
+    def proxy_for(self, provider: ProviderConfig) -> Proxy | None:
+        """The proxy a provider's requests go through: its own ``proxy``, else the environment's for its URL."""
+        if provider.proxy is not None:
+            return provider.proxy.proxy()
+        environment = self.proxy_environment()
+        return environment.for_url(provider.base_url or "") if environment is not None else None
 
     @property
     def limiter_backend(self) -> Literal["memory", "sql", "redis"]:
@@ -389,7 +474,28 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
         p.id: SecretStr(env[key_env_name(p.id)]) for p in settings.providers if env.get(key_env_name(p.id))
     }
     api_keys = {name: SecretStr(value) for name, value in env.items() if name.endswith("_API_KEY") and value}
-    return settings.model_copy(update={"provider_key_env": provider_keys, "api_key_env": api_keys})
+    proxies = environment_proxies(env)
+    return settings.model_copy(
+        update={"provider_key_env": provider_keys, "api_key_env": api_keys, "environment_proxies": proxies}
+    )
+
+
+def environment_proxies(env: Mapping[str, str]) -> EnvironmentProxies:
+    """``HTTPS_PROXY``, ``HTTP_PROXY`` and ``NO_PROXY`` (the upper-case name first, then the lower-case one),
+    checked now: a proxy URL that is none stops the start, naming its variable (never its value)."""
+    values: dict[str, Any] = {}
+    for field, name in (("https", "HTTPS_PROXY"), ("http", "HTTP_PROXY")):
+        raw = env.get(name) or env.get(name.lower())
+        if not raw:
+            continue
+        try:
+            parse_proxy(raw)
+        except UnsafeURL as exc:
+            raise ConfigError(f"environment: {name} is not a proxy URL ({exc})") from None
+        values[field] = raw
+    no_proxy = env.get("NO_PROXY") or env.get("no_proxy") or ""
+    values["no_proxy"] = [entry.strip() for entry in no_proxy.split(",") if entry.strip()]
+    return EnvironmentProxies(**values)
 
 
 def default_user_config_file(env: Mapping[str, str]) -> Path:
@@ -423,6 +529,7 @@ ANYGATE_ENV_FIELDS = {
     "ANYGATE_NO_AUTH": "no_auth",
     "ANYGATE_LIMITER": "limiter",
     "ANYGATE_MAX_SSE_EVENT_BYTES": "max_sse_event_bytes",
+    "ANYGATE_PROXY_FROM_ENVIRONMENT": "proxy_from_environment",
 }
 
 
@@ -590,6 +697,17 @@ def env_integer(env: Mapping[str, str], name: str, default: int) -> int:
         raise ConfigError(f"environment: {name} must be a whole number, not '{raw}'") from None
 
 
+def env_cloudflare_access(env: Mapping[str, str]) -> dict[str, str] | None:
+    """``CF_ACCESS_CLIENT_ID`` and ``CF_ACCESS_CLIENT_SECRET`` for the env provider: both, or neither."""
+    client_id, secret = env.get("CF_ACCESS_CLIENT_ID"), env.get("CF_ACCESS_CLIENT_SECRET")
+    if not client_id and not secret:
+        return None
+    if not client_id or not secret:
+        given, missing = ("CF_ACCESS_CLIENT_ID", "CF_ACCESS_CLIENT_SECRET")[:: 1 if client_id else -1]
+        raise ConfigError(f"environment: {given} is set without {missing}: a Cloudflare Access token needs both")
+    return {"client_id": client_id, "client_secret": secret}
+
+
 def env_list(env: Mapping[str, str], name: str) -> list[str]:
     """A comma-separated variable as its non-empty items, in order, each once: ``"a, b,,a"`` → ``[a, b]``."""
     items = (item.strip() for item in (env.get(name) or "").split(","))
@@ -668,6 +786,10 @@ def env_compatible_provider(env: Mapping[str, str]) -> dict[str, Any] | None:
             "models": "OPENAI_COMPATIBLE_MODELS",
         },
     }
+    access = env_cloudflare_access(env)
+    if access is not None:
+        provider["cloudflare_access"] = access
+        provider[ENV_SOURCES_KEY]["cloudflare_access"] = "CF_ACCESS_CLIENT_ID"
     models = env_list(env, "OPENAI_COMPATIBLE_MODELS")
     if models:
         provider["models"] = models  # used when discovery fails, merged with it otherwise

@@ -113,6 +113,12 @@ class ProviderView(View):
     read_only: bool
     api_key: Literal["***"] | None = None
     api_keys: list[Literal["***"]] = []
+    cloudflare_access: dict[str, str] | None = Field(
+        None, description='The Cloudflare Access service token: `client_id`, and `client_secret` as `"***"`.'
+    )
+    proxy: dict[str, Any] | None = Field(
+        None, description='The provider\'s own egress proxy: `url`, and `headers` with credentials as `"***"`.'
+    )
     unavailable: str | None = Field(None, description="Why a stored provider is out of routing, when it is.")
 
 

@@ -142,7 +142,9 @@ def providers_test(
         provider, api_key = stored_provider(settings, provider_id)
 
     async def probe() -> dict[str, Any]:
-        async with OpenAICompatibleProvider.from_config(provider, api_key) as client:
+        async with OpenAICompatibleProvider.from_config(
+            provider, api_key, proxy=settings.proxy_for(provider)
+        ) as client:
             return await probe_provider(client, model or provider.default_model)
 
     result = run_async(probe())
