@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from anygate.catalog import CLOUDFLARE_ROUTES
 from anygate.errors import ConfigError
 from anygate.settings import ProviderConfig, load_settings
 from anygate.transport.aiohttp_transport import AiohttpTransport
@@ -133,3 +134,105 @@ def test_an_upstream_echoing_the_access_secret_has_it_redacted() -> None:
         answer = chat(gw)
     assert answer.status_code == 403
     assert CLIENT_SECRET not in answer.text and "***" in answer.text
+
+
+# ------------------------------------------------------------------------------ Cloudflare AI Gateway
+
+CF_TOKEN = "cf-aig-token-5e4d3c2b1a"
+
+
+@pytest.mark.sockets
+def test_every_preset_cloudflare_fronts_goes_through_the_gateway_wide_default() -> None:
+    """Real requests, one per preset, through a loopback stand-in for the gateway's host: each in Cloudflare's
+    own slug and path, with the gateway's token and the vendor's own key."""
+    with FakeUpstream.start_in_thread() as standin:
+        gateway = {
+            "account_id": "acct",
+            "gateway_id": "gw",
+            "token": CF_TOKEN,
+            "host": standin.url,
+            "allow_private_network": True,
+        }
+        providers = [{"id": preset, "api_key": f"key-{preset}", "max_retries": 0} for preset in CLOUDFLARE_ROUTES]
+        settings = gateway_settings(*providers, cloudflare_ai_gateway=gateway)
+        for preset, route in CLOUDFLARE_ROUTES.items():
+            path = "/".join(p for p in ("/v1/acct/gw", route.slug, route.path, "chat/completions") if p)
+            standin.script(Reply(json={"id": preset, "object": "chat.completion", "choices": []}), path=path)
+        with inprocess_gateway(settings, transport=AiohttpTransport()) as gw, gw.client() as http:
+            for preset in CLOUDFLARE_ROUTES:
+                model = "sonar" if preset == "perplexity" else "some-model"  # Perplexity lists its models
+                body = {"model": f"{preset}/{model}", "messages": [{"role": "user", "content": "hi"}]}
+                answer = http.post("/v1/chat/completions", json=body)
+                assert answer.status_code == 200 and answer.json()["id"] == preset, answer.text
+            shown = {p["id"]: p["base_url"] for p in http.get("/v1/providers").json()["data"]}
+    chats = [r for r in standin.requests if r.path.endswith("/chat/completions")]
+    assert [r.path for r in chats] == [
+        "/".join(p for p in ("/v1/acct/gw", r.slug, r.path, "chat/completions") if p)
+        for r in CLOUDFLARE_ROUTES.values()
+    ]
+    for preset, request in zip(CLOUDFLARE_ROUTES, chats, strict=True):
+        assert request.headers["cf-aig-authorization"] == f"Bearer {CF_TOKEN}"
+        assert request.headers["authorization"] == f"Bearer key-{preset}"
+    assert shown["mistral"] == f"{standin.url}/v1/acct/gw/mistral/v1"
+    assert CF_TOKEN not in str(shown)
+
+
+def test_the_default_gateway_leaves_alone_what_it_does_not_front_or_what_names_its_own_url() -> None:
+    gateway = {"account_id": "acct", "gateway_id": "gw", "token": CF_TOKEN}
+    settings = gateway_settings(
+        {"id": "fireworks", "api_key": "k"},
+        {"id": "groq", "api_key": "k", "base_url": "https://groq-mirror.example.com/openai/v1"},
+        {"id": "openai", "api_key": "k"},
+        cloudflare_ai_gateway=gateway,
+    )
+    routed = {p.id: settings.routed(p).base_url for p in settings.providers}
+    assert routed == {
+        "fireworks": "https://api.fireworks.ai/inference/v1",
+        "groq": "https://groq-mirror.example.com/openai/v1",
+        "openai": "https://gateway.ai.cloudflare.com/v1/acct/gw/openai",
+    }
+    assert settings.routed(settings.routed(settings.providers[2])) == settings.routed(settings.providers[2])
+
+
+def test_the_gateway_wide_host_serves_every_via_without_a_host_of_its_own() -> None:
+    via = {"cloudflare": {"account_id": "a2", "gateway_id": "g2"}}
+    own = {"cloudflare": {"account_id": "a3", "gateway_id": "g3", "host": "https://aig.example.net"}}
+    settings = gateway_settings(
+        {"id": "xai", "api_key": "k", "via": via},
+        {"id": "deepseek", "api_key": "k", "via": own},
+        cloudflare_ai_gateway={"host": "https://aig.internal.example.com"},
+    )
+    routed = [settings.routed(p).base_url for p in settings.providers]
+    assert routed == ["https://aig.internal.example.com/v1/a2/g2/grok/v1", "https://aig.example.net/v1/a3/g3/deepseek"]
+
+
+def test_the_gateway_wide_default_comes_from_the_environment() -> None:
+    environ = {
+        "CF_AI_GATEWAY_ACCOUNT_ID": "acct",
+        "CF_AI_GATEWAY_ID": "gw",
+        "CF_AI_GATEWAY_TOKEN": CF_TOKEN,
+        "CF_AI_GATEWAY_HOST": "https://aig.example.org/",
+        "OPENAI_COMPATIBLE_API_KEY": "k",  # OpenRouter, by default
+    }
+    settings = load_settings({}, environ)
+    [provider] = settings.providers
+    routed = settings.routed(provider)
+    assert routed.base_url == "https://aig.example.org/v1/acct/gw/openrouter"
+    assert routed.headers["cf-aig-authorization"] == f"Bearer {CF_TOKEN}"
+    assert CF_TOKEN not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("gateway", "message"),
+    [
+        ({"account_id": "acct"}, "account_id and gateway_id go together"),
+        ({"token": "t"}, "a token needs the gateway"),
+        ({"host": "https://aig.example.org/some/path"}, "no path"),
+        ({"host": "ftp://aig.example.org"}, "http"),
+    ],
+)
+def test_a_half_gateway_is_refused_at_load(gateway: dict[str, str], message: str) -> None:
+    config = Path("anygate.yaml")
+    config.write_text(f"cloudflare_ai_gateway: {gateway}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_settings({"config_file": str(config)}, {})

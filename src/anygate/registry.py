@@ -131,10 +131,14 @@ class ProviderRegistry:
     # ------------------------------------------------------------------------------ changes
 
     def make_client(self, config: ProviderConfig, api_key: str | None) -> OpenAICompatibleProvider:
-        """A client for ``config`` on the process's transport, through the proxy its settings give it."""
+        """A client for ``config`` on the process's transport, as its requests go: through the gateway-wide
+        Cloudflare settings (``Settings.routed``) and the proxy its settings give it."""
+        config = self._settings.routed(config)
         return OpenAICompatibleProvider.from_config(config, api_key, self._transport, self._settings.proxy_for(config))
 
     def _runtime(self, config: ProviderConfig, origin: ProviderOrigin, api_key: str | None) -> ProviderRuntime:
+        """The provider's runtime; its ``config`` is the provider as its requests go (``Settings.routed``)."""
+        config = self._settings.routed(config)
         client = self.make_client(config, api_key)
         runtime = ProviderRuntime(config, client, origin, proxy_allowlist(config))
         if config.models:
@@ -158,7 +162,7 @@ class ProviderRegistry:
 
     def replace_store_providers(self, entries: Iterable[tuple[ProviderConfig, str | None]]) -> None:
         """Make the store's providers exactly ``entries`` (file and env providers stay as they are)."""
-        wanted = {config.id: (config, key) for config, key in entries}
+        wanted = {config.id: (self._settings.routed(config), key) for config, key in entries}
         for provider_id in [p for p, r in self.runtimes.items() if r.origin == "store" and p not in wanted]:
             self.runtimes.pop(provider_id)
         for config, key in wanted.values():

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from dotenv import dotenv_values
@@ -27,6 +28,8 @@ from pydantic import (
 )
 
 from anygate.catalog import (
+    CLOUDFLARE_ROUTES,
+    DEFAULT_CLOUDFLARE_HOST,
     PRESETS,
     AuthStyle,
     Preset,
@@ -72,10 +75,24 @@ class QuotaConfig(Strict):
     format: QuotaFormat = "neutral"
 
 
+def gateway_host(value: str | None) -> str | None:
+    """A gateway host is a scheme, a host and a port: ``https://gateway.ai.cloudflare.com``."""
+    if value is None:
+        return None
+    from anygate.netguard import validate_url_shape
+
+    validate_url_shape(value)
+    if urlsplit(value).path.strip("/") or urlsplit(value).query:
+        raise ValueError("a gateway host is a scheme, a host and a port only (no path)")
+    return value.rstrip("/")
+
+
 class CloudflareVia(Strict):
     account_id: str
     gateway_id: str
     token: SecretStr | None = None
+    # None: the gateway-wide host (``cloudflare_ai_gateway.host``, by default Cloudflare's own)
+    host: str | None = None
 
     @field_validator("token")
     @classmethod
@@ -83,6 +100,36 @@ class CloudflareVia(Strict):
         if value is not None and has_control_characters(value.get_secret_value()):
             raise ValueError("the token contains a control character (CR, LF, NUL, ...)")
         return value
+
+    _host_shape = field_validator("host")(gateway_host)
+
+
+class CloudflareGateway(Strict):
+    """``cloudflare_ai_gateway``: the host every ``via: cloudflare`` goes to (unless it names its own), and,
+    with ``account_id`` and ``gateway_id``, the gateway every preset Cloudflare fronts goes through unless the
+    provider names its own ``base_url`` or ``via``. ``allow_private_network``: the host may be on loopback or a
+    private network (a self-hosted or test stand-in)."""
+
+    account_id: str | None = None
+    gateway_id: str | None = None
+    token: SecretStr | None = Field(None, repr=False)
+    host: str = DEFAULT_CLOUDFLARE_HOST
+    allow_private_network: bool = False
+
+    _host_shape = field_validator("host")(gateway_host)
+
+    @model_validator(mode="after")
+    def _whole_gateway(self) -> CloudflareGateway:
+        if (self.account_id is None) != (self.gateway_id is None):
+            raise ValueError("account_id and gateway_id go together: give both, or neither")
+        if self.token is not None and self.account_id is None:
+            raise ValueError("a token needs the gateway it is for: give account_id and gateway_id")
+        return self
+
+    def default_via(self) -> CloudflareVia | None:
+        if self.account_id is None or self.gateway_id is None:
+            return None
+        return CloudflareVia(account_id=self.account_id, gateway_id=self.gateway_id, token=self.token, host=self.host)
 
 
 class Via(Strict):
@@ -271,13 +318,36 @@ class ProviderConfig(Strict):
 
     def _route_via_cloudflare(self, preset: Preset, cloudflare: CloudflareVia) -> None:
         """Reach the vendor through Cloudflare AI Gateway: its URL, in its slugs, and its token header."""
-        url = cloudflare_base_url(preset, cloudflare.account_id, cloudflare.gateway_id)
+        host = cloudflare.host or DEFAULT_CLOUDFLARE_HOST
+        url = cloudflare_base_url(preset, cloudflare.account_id, cloudflare.gateway_id, host)
         if self.base_url is not None and self.base_url.rstrip("/") != url:
             raise ValueError("give either base_url or via, not both")
         self.base_url = url
         if cloudflare.token is not None:
             token = cloudflare.token.get_secret_value()
             self.headers = {"cf-aig-authorization": f"Bearer {token}", **self.headers}
+
+    def through_gateway(self, gateway: CloudflareGateway) -> ProviderConfig:
+        """This provider as the gateway-wide Cloudflare settings route it: a ``via`` with no host of its own
+        goes to ``gateway.host``; a preset Cloudflare fronts, with neither ``via`` nor a ``base_url`` of its
+        own, goes through the gateway-wide default. Anything else is as it is."""
+        preset = PRESETS[self.type or "custom"]
+        via = self.via.cloudflare if self.via is not None else None
+        if via is not None and via.host is None and gateway.host != DEFAULT_CLOUDFLARE_HOST:
+            url = cloudflare_base_url(preset, via.account_id, via.gateway_id, gateway.host)
+            return self.model_copy(update={"base_url": url, "allow_private_network": self._private_for(gateway)})
+        default = gateway.default_via()
+        if via is not None or default is None or preset.id not in CLOUDFLARE_ROUTES or self.base_url != preset.base_url:
+            return self
+        url = cloudflare_base_url(preset, default.account_id, default.gateway_id, default.host or gateway.host)
+        headers = self.headers
+        if default.token is not None:
+            headers = {"cf-aig-authorization": f"Bearer {default.token.get_secret_value()}", **headers}
+        update = {"base_url": url, "via": Via(cloudflare=default), "headers": headers}
+        return self.model_copy(update={**update, "allow_private_network": self._private_for(gateway)})
+
+    def _private_for(self, gateway: CloudflareGateway) -> bool:
+        return bool(self.allow_private_network) or gateway.allow_private_network
 
 
 class RequestLimits(Strict):
@@ -346,6 +416,8 @@ class Settings(Strict):
     fallbacks: dict[str, list[str]] = Field(default_factory=dict)
     default_provider: str | None = None
     quota_sources: list[QuotaSource] = Field(default_factory=list)
+    # Cloudflare AI Gateway's host, and a gateway every preset it fronts goes through (``CF_AI_GATEWAY_*``).
+    cloudflare_ai_gateway: CloudflareGateway = Field(default_factory=CloudflareGateway)
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
     # The largest SSE event an upstream may send; a larger one ends the stream with an error event.
     max_sse_event_bytes: int = Field(8 * 1024 * 1024, gt=0)
@@ -398,6 +470,10 @@ class Settings(Strict):
             return provider.api_key.get_secret_value()
         from_env = self.provider_key_env.get(provider.id)
         return from_env.get_secret_value() if from_env is not None else None
+
+    def routed(self, provider: ProviderConfig) -> ProviderConfig:
+        """The provider as its requests go: through the gateway-wide Cloudflare AI Gateway settings."""
+        return provider.through_gateway(self.cloudflare_ai_gateway)
 
     def proxy_environment(self) -> ProxyEnvironment | None:
         """The environment's proxies, when followed (None: every request goes directly)."""
@@ -537,16 +613,26 @@ ANYGATE_ENV_FIELDS = {
 PLAIN_LOG_LEVELS = {"trace": "debug", "warn": "warning", "critical": "error", "fatal": "error"}
 
 
+# Cloudflare AI Gateway for every preset it fronts (the names seed 004's users have set).
+CLOUDFLARE_ENV_FIELDS = {
+    "CF_AI_GATEWAY_ACCOUNT_ID": "cloudflare_ai_gateway.account_id",
+    "CF_AI_GATEWAY_ID": "cloudflare_ai_gateway.gateway_id",
+    "CF_AI_GATEWAY_TOKEN": "cloudflare_ai_gateway.token",
+    "CF_AI_GATEWAY_HOST": "cloudflare_ai_gateway.host",
+}
+
+
 def env_variables(env: Mapping[str, str]) -> dict[str, str]:
     """The (dotted) field each set variable sets, and the variable: ``{"port": "ANYGATE_PORT"}``."""
-    variables = {field: name for name, field in ANYGATE_ENV_FIELDS.items() if env.get(name)}
+    fields = {**ANYGATE_ENV_FIELDS, **CLOUDFLARE_ENV_FIELDS}
+    variables = {field: name for name, field in fields.items() if env.get(name)}
     if "log_level" not in variables and (env.get("LOG_LEVEL") or "").strip():
         variables["log_level"] = "LOG_LEVEL"
     return variables
 
 
 def anygate_env_values(env: Mapping[str, str]) -> dict[str, Any]:
-    """The ``ANYGATE_*`` variables set (and ``LOG_LEVEL``), by the field each sets (``request_limits.max_headers``)."""
+    """The ``ANYGATE_*``, ``CF_AI_GATEWAY_*`` and ``LOG_LEVEL`` variables set, by the field each sets."""
     values: dict[str, Any] = {field: env[name] for field, name in env_variables(env).items()}
     if env_variables(env).get("log_level") == "LOG_LEVEL":
         plain = env["LOG_LEVEL"].strip().lower()

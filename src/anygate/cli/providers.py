@@ -142,9 +142,8 @@ def providers_test(
         provider, api_key = stored_provider(settings, provider_id)
 
     async def probe() -> dict[str, Any]:
-        async with OpenAICompatibleProvider.from_config(
-            provider, api_key, proxy=settings.proxy_for(provider)
-        ) as client:
+        routed = settings.routed(provider)  # as its requests go: the gateway-wide Cloudflare settings, its proxy
+        async with OpenAICompatibleProvider.from_config(routed, api_key, proxy=settings.proxy_for(routed)) as client:
             return await probe_provider(client, model or provider.default_model)
 
     result = run_async(probe())

@@ -113,7 +113,8 @@ def configured_sources(settings: Settings, user_sources: list[QuotaSource]) -> l
     found: dict[str, Source] = {}
     for provider in settings.providers:
         if provider.quota is not None and provider.base_url and provider.enabled:
-            found[provider.id] = provider_source(provider, settings.proxy_for(provider))
+            routed = settings.routed(provider)  # the gateway its requests go through
+            found[provider.id] = provider_source(routed, settings.proxy_for(routed))
     environment = settings.proxy_environment()
     for entry in [*settings.quota_sources, *user_sources]:
         if entry.id not in found:
