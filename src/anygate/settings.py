@@ -350,6 +350,44 @@ class ProviderConfig(Strict):
         return bool(self.allow_private_network) or gateway.allow_private_network
 
 
+class ExportHttp(Strict):
+    """Records POSTed in batches (a JSON array) to ``url``, with ``headers`` (its credentials, say)."""
+
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    batch_size: int = Field(100, ge=1, le=10_000)
+    flush_interval: float = Field(2.0, gt=0)  # seconds a record waits at most for its batch to fill
+    max_retries: int = Field(5, ge=0, le=20)  # a failed batch, retried with backoff, then counted and dropped
+    timeout: float = Field(10.0, gt=0)
+    allow_private_network: bool = False  # a collector on loopback or a private network
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        from anygate.netguard import validate_url_shape
+
+        validate_url_shape(value)
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        check_headers(value)
+        return value
+
+
+class ExportSettings(Strict):
+    """One JSON record per generation, to ``http`` and/or appended to ``file`` (JSON lines); a bounded queue
+    per sink (``queue_size``), dropping and counting past it. Prompt and completion text only with
+    ``include_text``, and then only for the keys ``text_keys`` names (key ids or aliases; ``*``: every key)."""
+
+    http: ExportHttp | None = None
+    file: Path | None = None
+    queue_size: int = Field(10_000, ge=1)
+    include_text: bool = False
+    text_keys: list[str] = Field(default_factory=list)
+
+
 class RequestLimits(Strict):
     """What a client may send, and how slowly (answered 408 or 431 by the server layer, ``protocol.py``)."""
 
@@ -416,6 +454,7 @@ class Settings(Strict):
     fallbacks: dict[str, list[str]] = Field(default_factory=dict)
     default_provider: str | None = None
     quota_sources: list[QuotaSource] = Field(default_factory=list)
+    export: ExportSettings | None = None  # per-generation telemetry records (docs/observability.md)
     # Cloudflare AI Gateway's host, and a gateway every preset it fronts goes through (``CF_AI_GATEWAY_*``).
     cloudflare_ai_gateway: CloudflareGateway = Field(default_factory=CloudflareGateway)
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)

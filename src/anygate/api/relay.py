@@ -118,8 +118,9 @@ class Cycle:
             exchange.usage = usage if isinstance(usage, dict) else None
         exchange.first_byte_at = time.perf_counter()
         exchange.status = response.status
-        if exchange.usage is None:  # the accounting estimates it from the body
-            self.request.ticket.keep_body(data)
+        ticket = self.request.ticket
+        if exchange.usage is None or ticket.keeps_text:  # to estimate from, or to export
+            ticket.keep_body(data)
         headers = response_headers(response.headers, exchange.request_id.encode())
         await send_bytes(self.send, response.status, data, headers)
 
