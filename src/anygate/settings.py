@@ -11,8 +11,8 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from dotenv import dotenv_values
@@ -388,6 +388,43 @@ class ExportSettings(Strict):
     text_keys: list[str] = Field(default_factory=list)
 
 
+OtelSampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
+
+
+class OtelSettings(Strict):
+    """OpenTelemetry traces (the ``otel`` extra), from the standard ``OTEL_*`` variables or ``otel:``.
+
+    On when ``enabled`` (in the file), or when the environment names an OTLP endpoint or the ``otlp``
+    exporter; ``OTEL_SDK_DISABLED=true`` or ``OTEL_TRACES_EXPORTER=none`` turn it off whatever else says."""
+
+    enabled: bool = False
+    endpoint: str = "http://localhost:4318/v1/traces"  # the OTLP/HTTP traces URL, whole
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    timeout: float = Field(10.0, gt=0)  # seconds for one export
+    service_name: str = "anygate"
+    resource_attributes: dict[str, str] = Field(default_factory=dict)
+    sampler: OtelSampler = "parentbased_always_on"
+    sampler_ratio: float = Field(1.0, ge=0, le=1)
+    schedule_delay: float = Field(5.0, gt=0)  # seconds between batch exports
+    max_queue_size: int = Field(2048, ge=1)
+    max_export_batch_size: int = Field(512, ge=1)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        from anygate.netguard import validate_url_shape
+
+        validate_url_shape(value)
+        return value
+
+
 class RequestLimits(Strict):
     """What a client may send, and how slowly (answered 408 or 431 by the server layer, ``protocol.py``)."""
 
@@ -455,6 +492,7 @@ class Settings(Strict):
     default_provider: str | None = None
     quota_sources: list[QuotaSource] = Field(default_factory=list)
     export: ExportSettings | None = None  # per-generation telemetry records (docs/observability.md)
+    otel: OtelSettings = Field(default_factory=OtelSettings)  # OpenTelemetry traces (docs/observability.md)
     # Cloudflare AI Gateway's host, and a gateway every preset it fronts goes through (``CF_AI_GATEWAY_*``).
     cloudflare_ai_gateway: CloudflareGateway = Field(default_factory=CloudflareGateway)
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
@@ -573,6 +611,9 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
         merged["config_file"] = Path(config_path)
     else:
         apply_zero_config(merged, env)
+    otel = otel_from_environment(env)
+    if otel:
+        merged["otel"] = {**(merged.get("otel") or {}), **otel}
     if "PREFERRED_PROVIDER" in env:
         merged["default_provider"] = preferred_provider(env["PREFERRED_PROVIDER"], merged)
     merged.setdefault("data_dir", default_data_dir(env))
@@ -785,6 +826,88 @@ def provider_named_at(location: tuple[int | str, ...], merged: Mapping[str, Any]
     entry = providers[location[1]] if location[1] < len(providers) else None
     provider_id = entry.get("id") if isinstance(entry, dict) else None
     return provider_id if isinstance(provider_id, str) else None
+
+
+# ------------------------------------------------------------------------- OpenTelemetry's variables
+
+OTEL_SAMPLERS = frozenset(get_args(OtelSampler))
+
+
+def otel_from_environment(env: Mapping[str, str]) -> dict[str, Any]:
+    """The standard ``OTEL_*`` variables (the traces-specific one over the general one) as ``otel`` fields.
+
+    Durations are milliseconds there (the specification's unit), seconds here; an unknown or unsupported
+    value stops the start naming its variable."""
+    values: dict[str, Any] = {}
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or otlp_signal_url(env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    exporter = (env.get("OTEL_TRACES_EXPORTER") or "").strip().lower()
+    if exporter not in ("", "otlp", "none"):
+        raise ConfigError(f"environment: OTEL_TRACES_EXPORTER '{exporter}' is not supported (otlp or none)")
+    protocol = (env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "").strip()
+    if protocol not in ("", "http/protobuf"):
+        raise ConfigError(f"environment: OTLP protocol '{protocol}' is not supported (http/protobuf)")
+    if endpoint:
+        values["endpoint"] = endpoint
+    if endpoint or exporter == "otlp":
+        values["enabled"] = True
+    if exporter == "none" or env_flag(env, "OTEL_SDK_DISABLED", False):
+        values["enabled"] = False
+    headers = env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS")
+    if headers:
+        values["headers"] = otel_pairs(headers, "OTEL_EXPORTER_OTLP_HEADERS")
+    attributes = otel_pairs(env.get("OTEL_RESOURCE_ATTRIBUTES") or "", "OTEL_RESOURCE_ATTRIBUTES")
+    if attributes:
+        values["resource_attributes"] = attributes
+    service = env.get("OTEL_SERVICE_NAME") or attributes.get("service.name")
+    if service:
+        values["service_name"] = service
+    values.update(otel_sampling(env))
+    for name, field in (
+        ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "timeout"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "timeout"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "schedule_delay"),
+    ):
+        if env.get(name) and field not in values:
+            values[field] = env_number(env, name, 0.0) / 1000
+    for name, field in (
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "max_queue_size"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "max_export_batch_size"),
+    ):
+        if env.get(name):
+            values[field] = env_integer(env, name, 0)
+    return values
+
+
+def otlp_signal_url(base: str | None) -> str | None:
+    """``OTEL_EXPORTER_OTLP_ENDPOINT`` is the base every signal's path goes under: ``<base>/v1/traces``."""
+    return base.rstrip("/") + "/v1/traces" if base else None
+
+
+def otel_pairs(raw: str, name: str) -> dict[str, str]:
+    """``key1=value1,key2=value2`` (values percent-encoded, as the specification has them)."""
+    pairs: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, found, value = item.partition("=")
+        if not found or not key.strip():
+            raise ConfigError(f"environment: {name} must be key=value pairs separated by commas")
+        pairs[unquote(key.strip())] = unquote(value.strip())
+    return pairs
+
+
+def otel_sampling(env: Mapping[str, str]) -> dict[str, Any]:
+    sampler = (env.get("OTEL_TRACES_SAMPLER") or "").strip().lower()
+    if not sampler:
+        return {}
+    if sampler not in OTEL_SAMPLERS:
+        raise ConfigError(
+            f"environment: OTEL_TRACES_SAMPLER '{sampler}' is not supported ({', '.join(sorted(OTEL_SAMPLERS))})"
+        )
+    values: dict[str, Any] = {"sampler": sampler}
+    if sampler.endswith("traceidratio") and env.get("OTEL_TRACES_SAMPLER_ARG"):
+        values["sampler_ratio"] = env_number(env, "OTEL_TRACES_SAMPLER_ARG", 1.0)
+    return values
 
 
 # ------------------------------------------------------------------------- seed 003: zero-config env

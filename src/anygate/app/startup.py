@@ -37,6 +37,7 @@ from anygate.settings import Settings
 from anygate.store.notify import ChangeNotifier
 from anygate.store.store import open_store
 from anygate.telemetry import Metrics
+from anygate.tracing import Tracing
 from anygate.transport import Transport
 
 log = logging.getLogger("anygate.startup")
@@ -90,6 +91,7 @@ async def build_state(
         store_watch=store_sync,
         readiness=readiness,
         background=background,
+        tracing=Tracing.start(settings.otel) if settings.otel.enabled else None,
     )
     return state, store_sync
 
