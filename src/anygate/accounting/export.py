@@ -246,6 +246,7 @@ class FileSink:
         self.queue = Queue("file", queue_size, 1000, count)
         self._count = count
         self._interval = interval
+        self._writing = asyncio.Lock()  # one append at a time: the last one at shutdown may meet the loop's
 
     def __repr__(self) -> str:
         return f"FileSink({self.path}, queued={len(self.queue)})"
@@ -262,7 +263,10 @@ class FileSink:
         await self.write()
 
     async def write(self) -> None:
-        batch = self.queue.take(len(self.queue))
+        async with self._writing:
+            await self._write(self.queue.take(len(self.queue)))
+
+    async def _write(self, batch: list[Generation]) -> None:
         if not batch:
             return
         lines = b"".join(orjson.dumps(record(generation)) + b"\n" for generation in batch)
