@@ -11,7 +11,10 @@ from typing import Any
 import openai
 import pytest
 
-CLEARED_ENV = re.compile(r"^(ANYGATE_.*|OPENAI_.*|OPENROUTER_.*|OLLAMA_.*|PREFERRED_PROVIDER|.*_API_KEY)$")
+CLEARED_ENV = re.compile(
+    r"^(ANYGATE_.*|OPENAI_.*|OPENROUTER_.*|OLLAMA_.*|PREFERRED_PROVIDER|.*_API_KEY|LOG_LEVEL|"
+    r"(?i:https?_proxy|no_proxy)|CF_ACCESS_.*|CF_AI_GATEWAY_.*|OTEL_.*)$"
+)
 
 
 @pytest.fixture(autouse=True)

@@ -204,13 +204,16 @@ CF = "https://gateway.ai.cloudflare.com/v1/acct/gw"
         ("perplexity", f"{CF}/perplexity-ai"),
         ("xai", f"{CF}/grok/v1"),
         ("mistral", f"{CF}/mistral/v1"),
+        ("cohere", f"{CF}/cohere/compatibility/v1"),
     ],
 )
 def test_cloudflare_urls_use_cloudflare_slugs_and_paths(preset_id: str, url: str) -> None:
     assert cloudflare_base_url(PRESETS[preset_id], "acct", "gw") == url
 
 
-@pytest.mark.parametrize("preset_id", ["fireworks", "ollama", "custom", "litellm"])
+@pytest.mark.parametrize(
+    "preset_id", ["fireworks", "together", "minimax", "moonshot", "azure", "ollama", "custom", "litellm"]
+)
 def test_cloudflare_refuses_providers_it_does_not_front(preset_id: str) -> None:
     with pytest.raises(ValueError, match="does not front"):
         cloudflare_base_url(PRESETS[preset_id], "acct", "gw")

@@ -433,6 +433,7 @@ def test_console_edits_only_what_changed_and_shows_test_results(page: Any, gatew
         "healthy": None,
         "models": ["m1"],
         "origin": "store",
+        "capabilities": {"models": True, "chat": True, "streaming": False, "embeddings": True, "checked_at": 1},
     }
     detail = {**stored, "api_key": "***", "headers": {"X-Tenant": "cs"}, "allow_private_network": True}
     puts: list[Any] = []
@@ -450,9 +451,13 @@ def test_console_edits_only_what_changed_and_shows_test_results(page: Any, gatew
     page.route("**/v1/providers/lab/test", lambda route: route.fulfill(status=200, json=capabilities))
     sign_in(page, gateway)
     expect(page.locator("#providers-list")).to_contain_text("vLLM")
+    # what its last live test found, in words: the list says it cannot stream
+    expect(page.locator("#providers-list")).to_contain_text("Streaming: no")
+    expect(page.locator("#providers-list")).to_contain_text("Embeddings: yes")
 
     page.get_by_role("button", name="Test Lab").click()
-    expect(page.locator("#provider-test")).to_contain_text("stream_usage")
+    expect(page.locator("#provider-test")).to_contain_text("Usage on streams")  # in words, not field names
+    expect(page.locator("#provider-test")).not_to_contain_text("stream_usage")
     expect(page.locator("#provider-test dd").first).to_have_text("Yes")
 
     page.get_by_role("button", name="Edit Lab").click()

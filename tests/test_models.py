@@ -109,7 +109,7 @@ def test_unknown_models_are_404_naming_the_model(name: str) -> None:
 
 def test_preferred_provider_comes_first_among_several() -> None:
     both = index({"a": ["m"], "b": ["m"], "c": ["m"]}, default="b")
-    assert resolve_model("m", both) == [Target("b", "m"), Target("a", "m"), Target("c", "m")]
+    assert resolve_model("m", both) == [Target("b", "m", preferred=True), Target("a", "m"), Target("c", "m")]
 
 
 def test_preferred_provider_gets_unlisted_names_only_while_its_list_is_unknown() -> None:

@@ -566,3 +566,58 @@ def test_a_bad_request_limit_from_the_environment_names_its_variable() -> None:
         load({"ANYGATE_HEADER_TIMEOUT": "soon"})
     assert "request_limits.header_timeout" in str(caught.value)
     assert "(from environment variable ANYGATE_HEADER_TIMEOUT)" in str(caught.value)
+
+
+# -------------------------------------------------------------------- seed 003: model list and log level
+
+
+def test_openai_compatible_models_is_a_comma_separated_list_for_the_env_provider() -> None:
+    [provider] = load(
+        {"OPENAI_COMPATIBLE_API_KEY": "k", "OPENAI_COMPATIBLE_MODELS": " llama-3, qwen-2,,llama-3 "}
+    ).providers
+    assert provider.models == ["llama-3", "qwen-2"]
+
+
+def test_openai_compatible_models_serve_when_discovery_fails() -> None:
+    from tests.support.fake_upstream import FakeUpstream
+    from tests.support.gateway import ADMIN_KEY
+    from tests.support.inprocess import inprocess_gateway
+
+    up = FakeUpstream(has_models_endpoint=False).in_memory()
+    env = {
+        "OPENAI_COMPATIBLE_BASE_URL": up.base_url,
+        "OPENAI_COMPATIBLE_API_KEY": "sk-env",
+        "OPENAI_COMPATIBLE_MODELS": "llama-3,qwen-2",
+        "ANYGATE_ADMIN_KEY": ADMIN_KEY,
+        "ANYGATE_DATA_DIR": str(Path.cwd() / "data"),
+    }
+    with inprocess_gateway(load(env), up) as gw, gw.client() as http:
+        listed = [m["id"] for m in http.get("/v1/models").json()["data"]]
+        assert listed == ["openai_compatible/llama-3", "openai_compatible/qwen-2"]
+        reply = http.post(
+            "/v1/chat/completions", json={"model": "qwen-2", "messages": [{"role": "user", "content": "hi"}]}
+        )
+        assert reply.status_code == 200, reply.text
+        assert up.requests_to("/v1/chat/completions")[-1].model == "qwen-2"
+        assert http.post("/v1/chat/completions", json={"model": "other", "messages": []}).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("env", "level"),
+    [
+        ({"LOG_LEVEL": "DEBUG"}, "debug"),
+        ({"LOG_LEVEL": "warn"}, "warning"),
+        ({"LOG_LEVEL": "critical"}, "error"),
+        ({"LOG_LEVEL": "debug", "ANYGATE_LOG_LEVEL": "error"}, "error"),
+        ({"LOG_LEVEL": ""}, "info"),
+    ],
+)
+def test_log_level_is_read_when_anygate_log_level_is_not_set(env: dict[str, str], level: str) -> None:
+    assert load(env).log_level == level
+
+
+def test_a_bad_log_level_names_the_variable_it_came_from() -> None:
+    with pytest.raises(ConfigError, match="environment variable LOG_LEVEL"):
+        load({"LOG_LEVEL": "loud"})
+    with pytest.raises(ConfigError, match="environment variable ANYGATE_LOG_LEVEL"):
+        load({"ANYGATE_LOG_LEVEL": "loud", "LOG_LEVEL": "debug"})

@@ -96,7 +96,11 @@ class Body:
 
 
 # Valid nested objects with required fields, so that spoiling one field leaves no other one missing.
-NESTED_BASES: dict[str, dict[str, Any]] = {"via": {"cloudflare": {"account_id": "a", "gateway_id": "g"}}}
+NESTED_BASES: dict[str, dict[str, Any]] = {
+    "via": {"cloudflare": {"account_id": "a", "gateway_id": "g"}},
+    "cloudflare_access": {"client_id": "a", "client_secret": "s"},
+    "proxy": {"url": "http://proxy.test:3128"},
+}
 
 
 def with_value(body: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:

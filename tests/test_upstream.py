@@ -233,3 +233,25 @@ async def test_ollamas_api_tags_redirect_is_refused_not_followed() -> None:
             with pytest.raises(DiscoveryFailed, match="redirect refused"):
                 await client.list_models()
         assert elsewhere.requests == []
+
+
+# ------------------------------------------------------------------------------ ProviderType (seed 003)
+
+
+def test_the_library_exports_a_provider_type_for_every_preset() -> None:
+    from anygate.catalog import PRESETS
+
+    provider_type = anygate.ProviderType
+    assert {member.value for member in provider_type} == {*PRESETS, "openai_compatible"}
+    assert provider_type.OPENAI_COMPATIBLE == "openai_compatible"
+    assert (provider_type.OPENROUTER, provider_type.OLLAMA) == ("openrouter", "ollama")
+    assert "ProviderType" in anygate.__all__
+
+
+def test_a_client_knows_its_provider_type() -> None:
+    provider_type = anygate.ProviderType
+    assert OpenRouterProvider(api_key="k").provider_type is provider_type.OPENROUTER
+    groq = OpenAICompatibleProvider(api_key="k", base_url="https://api.groq.com/openai/v1")
+    assert groq.provider_type is provider_type.GROQ
+    campus = OpenAICompatibleProvider(api_key="k", base_url="https://llm.example.edu/v1")
+    assert campus.provider_type is provider_type.OPENAI_COMPATIBLE

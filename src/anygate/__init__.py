@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["OpenAICompatibleProvider", "OpenRouterProvider", "__version__"]
+__all__ = ["OpenAICompatibleProvider", "OpenRouterProvider", "ProviderType", "__version__"]
 
 if TYPE_CHECKING:
+    from anygate.catalog import ProviderType
     from anygate.upstream import OpenAICompatibleProvider, OpenRouterProvider
 
 
@@ -17,4 +18,8 @@ def __getattr__(name: str) -> Any:
         from anygate import upstream
 
         return getattr(upstream, name)
+    if name == "ProviderType":
+        from anygate.catalog import ProviderType
+
+        return ProviderType
     raise AttributeError(name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -40,8 +41,6 @@ class Preset:
     static_models: tuple[str, ...] = ()
     quota: QuotaEndpoint | None = None
     ollama_tags_fallback: bool = False
-    cloudflare_slug: str | None = None
-    cloudflare_keeps_v1: bool = False
     headers: dict[str, str] = field(default_factory=dict)
     # Accepts ``stream_options.include_usage`` on streams: True, False (refuses it), None (not known: tried).
     stream_usage: bool | None = None
@@ -55,7 +54,6 @@ PRESETS: dict[str, Preset] = {
             "OpenAI",
             "https://api.openai.com/v1",
             ("api.openai.com",),
-            cloudflare_slug="openai",
             stream_usage=True,
         ),
         Preset(
@@ -64,25 +62,15 @@ PRESETS: dict[str, Preset] = {
             "https://openrouter.ai/api/v1",
             ("openrouter.ai",),
             quota=QuotaEndpoint("/key", "openrouter"),
-            cloudflare_slug="openrouter",
             stream_usage=True,
         ),
-        Preset(
-            "together",
-            "Together AI",
-            "https://api.together.xyz/v1",
-            ("together.xyz", "together.ai"),
-            cloudflare_slug="together",
-        ),
-        Preset(
-            "groq", "Groq", "https://api.groq.com/openai/v1", ("groq.com",), cloudflare_slug="groq", stream_usage=True
-        ),
+        Preset("together", "Together AI", "https://api.together.xyz/v1", ("together.xyz", "together.ai")),
+        Preset("groq", "Groq", "https://api.groq.com/openai/v1", ("groq.com",), stream_usage=True),
         Preset(
             "deepseek",
             "DeepSeek",
             "https://api.deepseek.com/v1",
             ("deepseek.com",),
-            cloudflare_slug="deepseek",
             stream_usage=True,
         ),
         Preset(
@@ -90,8 +78,6 @@ PRESETS: dict[str, Preset] = {
             "Mistral AI",
             "https://api.mistral.ai/v1",
             ("mistral.ai",),
-            cloudflare_slug="mistral",
-            cloudflare_keeps_v1=True,
             stream_usage=False,  # refuses unknown fields (422); reports usage on streams unasked
         ),
         Preset(
@@ -99,8 +85,6 @@ PRESETS: dict[str, Preset] = {
             "xAI",
             "https://api.x.ai/v1",
             ("x.ai",),
-            cloudflare_slug="grok",
-            cloudflare_keeps_v1=True,
             stream_usage=True,
         ),
         Preset("fireworks", "Fireworks AI", "https://api.fireworks.ai/inference/v1", ("fireworks.ai",)),
@@ -111,7 +95,6 @@ PRESETS: dict[str, Preset] = {
             ("perplexity.ai",),
             has_models_endpoint=False,
             static_models=("sonar", "sonar-pro", "sonar-reasoning", "sonar-reasoning-pro", "sonar-deep-research"),
-            cloudflare_slug="perplexity-ai",
         ),
         Preset("cohere", "Cohere", "https://api.cohere.ai/compatibility/v1", ("cohere.ai", "cohere.com")),
         Preset("minimax", "MiniMax", "https://api.minimax.io/v1", ("minimax.io", "minimaxi.com")),
@@ -142,6 +125,41 @@ PRESETS: dict[str, Preset] = {
 GENERIC_NAME = "OpenAI Compatible"
 
 
+class ProviderType(StrEnum):
+    """Provider types by name, for library users (seed 003's ``ProviderType``): every preset (``CUSTOM``
+    included), and ``OPENAI_COMPATIBLE`` for an endpoint on no preset's host (also the id of the provider
+    the ``OPENAI_COMPATIBLE_*`` variables define). Members are strings: ``ProviderType.GROQ == "groq"``."""
+
+    OPENAI_COMPATIBLE = "openai_compatible"
+    OPENAI = "openai"
+    OPENROUTER = "openrouter"
+    TOGETHER = "together"
+    GROQ = "groq"
+    DEEPSEEK = "deepseek"
+    MISTRAL = "mistral"
+    XAI = "xai"
+    FIREWORKS = "fireworks"
+    PERPLEXITY = "perplexity"
+    COHERE = "cohere"
+    MINIMAX = "minimax"
+    MOONSHOT = "moonshot"
+    OLLAMA = "ollama"
+    VLLM = "vllm"
+    LMSTUDIO = "lmstudio"
+    LITELLM = "litellm"
+    AZURE = "azure"
+    CUSTOM = "custom"
+
+    @classmethod
+    def detect(cls, base_url: str) -> ProviderType:
+        """The preset whose host ``base_url`` is on, else ``OPENAI_COMPATIBLE``."""
+        host = (urlsplit(base_url).hostname or "").lower()
+        for preset in PRESETS.values():
+            if any(host == h or host.endswith("." + h) for h in preset.hosts):
+                return cls(preset.id)
+        return cls.OPENAI_COMPATIBLE
+
+
 def detect_provider_name(base_url: str) -> str:
     """Name a provider from its base URL; seed 003's rules first, then each catalog host."""
     host = (urlsplit(base_url).hostname or "").lower()
@@ -166,9 +184,36 @@ def join_url(base_url: str, endpoint: str) -> str:
     return f"{joined}?{query}" if has_query else joined
 
 
-def cloudflare_base_url(preset: Preset, account_id: str, gateway_id: str) -> str:
-    """The Cloudflare AI Gateway URL fronting ``preset``, in Cloudflare's own slugs and paths."""
-    if preset.cloudflare_slug is None:
+@dataclass(frozen=True)
+class CloudflareRoute:
+    """Where Cloudflare AI Gateway serves a vendor: its slug, and the path under it that stands for the
+    preset's base URL (``v1`` where Cloudflare keeps the vendor's own version segment)."""
+
+    slug: str
+    path: str = ""
+
+
+DEFAULT_CLOUDFLARE_HOST = "https://gateway.ai.cloudflare.com"
+# The presets Cloudflare AI Gateway fronts, as its provider pages document them
+# (developers.cloudflare.com/ai-gateway/usage/providers/): Together, Fireworks, MiniMax and Moonshot have no
+# page there, and Azure OpenAI's route names a resource and a deployment that no preset knows.
+CLOUDFLARE_ROUTES: dict[str, CloudflareRoute] = {
+    "openai": CloudflareRoute("openai"),
+    "openrouter": CloudflareRoute("openrouter"),
+    "groq": CloudflareRoute("groq"),
+    "deepseek": CloudflareRoute("deepseek"),
+    "mistral": CloudflareRoute("mistral", "v1"),
+    "xai": CloudflareRoute("grok", "v1"),
+    "perplexity": CloudflareRoute("perplexity-ai"),
+    "cohere": CloudflareRoute("cohere", "compatibility/v1"),
+}
+
+
+def cloudflare_base_url(preset: Preset, account_id: str, gateway_id: str, host: str = DEFAULT_CLOUDFLARE_HOST) -> str:
+    """The Cloudflare AI Gateway URL fronting ``preset``, in Cloudflare's own slugs and paths, on ``host``
+    (Cloudflare's, or a self-hosted or test stand-in)."""
+    route = CLOUDFLARE_ROUTES.get(preset.id)
+    if route is None:
         raise ValueError(f"Cloudflare AI Gateway does not front provider type '{preset.id}'")
-    url = f"https://gateway.ai.cloudflare.com/v1/{account_id}/{gateway_id}/{preset.cloudflare_slug}"
-    return url + "/v1" if preset.cloudflare_keeps_v1 else url
+    url = f"{host.rstrip('/')}/v1/{account_id}/{gateway_id}/{route.slug}"
+    return f"{url}/{route.path}" if route.path else url

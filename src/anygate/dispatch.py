@@ -95,7 +95,8 @@ class Dispatcher:
         """Try the groups in order until a deployment answers; raise the failure to report when none does."""
         self.book.retry_budget.deposit()
         last_error: GatewayError | None = None
-        for group in groups:
+        for index, group in enumerate(groups):
+            exchange.group = index
             last_error = await self._try_group(exchange, list(group), attempt, deadline, last_error)
             if last_error is None:
                 return

@@ -33,6 +33,7 @@ class Exchange:
     attempts: int = 0
     client_gone: bool = False  # the client disconnected
     broken_by_upstream: GatewayError | None = None  # the upstream's failure that ended a started stream
+    group: int = 0  # the deployment group being tried: 0 the model's own, 1 its first fallback...
 
     @property
     def has_answered(self) -> bool:

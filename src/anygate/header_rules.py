@@ -35,20 +35,21 @@ class InvalidHeader(ValueError):
         super().__init__(f"header {shown}: {reason}")
 
 
-def check_header(name: str, value: str) -> None:
-    """Raise InvalidHeader when ``name: value`` may not be configured for a provider."""
+def check_header(name: str, value: str, to_proxy: bool = False) -> None:
+    """Raise InvalidHeader when ``name: value`` may not be configured for a provider (``to_proxy``: for its
+    egress proxy, where ``Proxy-Authorization`` and the other ``Proxy-*`` headers belong)."""
     if not TOKEN.fullmatch(name):
         raise InvalidHeader(name, "the name is not an HTTP token (letters, digits and !#$%&'*+-.^_`|~ only)")
     lowered = name.lower()
-    if lowered in FORBIDDEN_NAMES or lowered.startswith(FORBIDDEN_PREFIXES):
+    if lowered in FORBIDDEN_NAMES or (lowered.startswith(FORBIDDEN_PREFIXES) and not to_proxy):
         raise InvalidHeader(name, "framing and hop-by-hop headers are set by the gateway, not configured")
     if has_control_characters(value):
         raise InvalidHeader(name, "the value contains a control character (CR, LF, NUL, ...)")
 
 
-def check_headers(headers: Mapping[str, str]) -> None:
+def check_headers(headers: Mapping[str, str], to_proxy: bool = False) -> None:
     for name, value in headers.items():
-        check_header(name, value)
+        check_header(name, value, to_proxy)
 
 
 def has_control_characters(value: str) -> bool:

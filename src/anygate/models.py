@@ -22,13 +22,16 @@ from anygate.errors import ModelNotFound
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One way to serve a request: a provider and the model id its upstream knows."""
+    """One way to serve a request: a provider and the model id its upstream knows. ``preferred``: the
+    preferred provider, for a bare name several providers serve (it is tried before the others, whatever
+    the routing strategy; the others are its fallbacks)."""
 
     provider_id: str
     model: str
+    preferred: bool = False
 
     def __repr__(self) -> str:
-        return f"Target({self.provider_id}/{self.model})"
+        return f"Target({self.provider_id}/{self.model}{' preferred' if self.preferred else ''})"
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,8 @@ def _listed_targets(name: str, index: ModelIndex) -> list[Target] | None:
     listed = index.providers_by_model.get(name)
     if not listed:
         return None
-    return [Target(p, name) for p in _preferred_first(listed, index.default_provider)]
+    preferred = index.default_provider if len(listed) > 1 else None
+    return [Target(p, name, p == preferred) for p in _preferred_first(listed, preferred)]
 
 
 def _prefixed_target(provider_id: str, model: str, index: ModelIndex) -> list[Target] | None:

@@ -52,6 +52,19 @@ def capabilities(result: dict[str, Any]) -> dict[str, bool]:
     return {check: bool((result.get(check) or {}).get("ok")) for check in CHECKS}
 
 
+def missing_capabilities(found: dict[str, Any]) -> frozenset[str]:
+    """What routing must not send a provider, from its probe's flags (``capabilities``): ``streaming`` when
+    it chatted but could not stream, ``embeddings`` when it answered but could not embed. A probe of a
+    provider that did not answer at all (down, refused) says nothing about what it lacks."""
+    missing = set()
+    if found.get("chat") is True and found.get("streaming") is False:
+        missing.add("streaming")
+    answered = found.get("chat") is True or found.get("models") is True
+    if answered and found.get("embeddings") is False:
+        missing.add("embeddings")
+    return frozenset(missing)
+
+
 async def _check_embeddings(client: OpenAICompatibleProvider, model: str) -> dict[str, Any]:
     started = time.perf_counter()
     try:

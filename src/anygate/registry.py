@@ -45,26 +45,31 @@ class ProviderRuntime:
     health_checked_at: float | None = None
     quota: dict[str, Any] | None = None
     capabilities: dict[str, Any] | None = None
+    # What its last live probe found it cannot do (``streaming``, ``embeddings``): such requests go elsewhere.
+    lacks: frozenset[str] = frozenset()
     _deployments: dict[str, list[Deployment]] = field(default_factory=dict, repr=False)
+    _preferred_deployments: dict[str, list[Deployment]] = field(default_factory=dict, repr=False)
 
     @property
     def id(self) -> str:
         return self.config.id
 
-    def deployments(self, model: str) -> list[Deployment]:
+    def deployments(self, model: str, preferred: bool = False) -> list[Deployment]:
         """The model's deployments on this provider, one per key (made once per model: the request path
-        asks on every request). A changed provider is a new runtime, so this never goes stale."""
-        found = self._deployments.get(model)
+        asks on every request). A changed provider is a new runtime, so this never goes stale.
+        ``preferred``: as the preferred provider of a name several providers serve (``Deployment.preferred``)."""
+        cache = self._preferred_deployments if preferred else self._deployments
+        found = cache.get(model)
         if found is None:
             config = self.config
             # Key 0 is the provider's own; a provider with only its extra ``api_keys`` has no key 0 to try.
             first = 0 if self.client.is_configured or not config.api_keys else 1
             found = [
-                Deployment(self.id, model, index, config.weight, config.priority)
+                Deployment(self.id, model, index, config.weight, config.priority, preferred)
                 for index in range(first, 1 + len(config.api_keys))
             ]
-            if len(self._deployments) < DEPLOYMENT_CACHE_LIMIT:
-                self._deployments[model] = found
+            if len(cache) < DEPLOYMENT_CACHE_LIMIT:
+                cache[model] = found
         return found
 
     @property
@@ -125,8 +130,16 @@ class ProviderRegistry:
 
     # ------------------------------------------------------------------------------ changes
 
+    def make_client(self, config: ProviderConfig, api_key: str | None) -> OpenAICompatibleProvider:
+        """A client for ``config`` on the process's transport, as its requests go: through the gateway-wide
+        Cloudflare settings (``Settings.routed``) and the proxy its settings give it."""
+        config = self._settings.routed(config)
+        return OpenAICompatibleProvider.from_config(config, api_key, self._transport, self._settings.proxy_for(config))
+
     def _runtime(self, config: ProviderConfig, origin: ProviderOrigin, api_key: str | None) -> ProviderRuntime:
-        client = OpenAICompatibleProvider.from_config(config, api_key, self._transport)
+        """The provider's runtime; its ``config`` is the provider as its requests go (``Settings.routed``)."""
+        config = self._settings.routed(config)
+        client = self.make_client(config, api_key)
         runtime = ProviderRuntime(config, client, origin, proxy_allowlist(config))
         if config.models:
             runtime.model_entries = configured_entries(config)
@@ -149,7 +162,7 @@ class ProviderRegistry:
 
     def replace_store_providers(self, entries: Iterable[tuple[ProviderConfig, str | None]]) -> None:
         """Make the store's providers exactly ``entries`` (file and env providers stay as they are)."""
-        wanted = {config.id: (config, key) for config, key in entries}
+        wanted = {config.id: (self._settings.routed(config), key) for config, key in entries}
         for provider_id in [p for p, r in self.runtimes.items() if r.origin == "store" and p not in wanted]:
             self.runtimes.pop(provider_id)
         for config, key in wanted.values():
@@ -233,13 +246,16 @@ class ProviderRegistry:
         return list(zip(runtimes, results, strict=True))
 
     def describe(self, runtime: ProviderRuntime) -> dict[str, Any]:
-        """The public view of a provider: never a secret."""
+        """The public view of a provider: never a secret. ``provider_type`` and ``api_base`` repeat ``type``
+        and ``base_url`` under seed 002's names."""
         config = runtime.config
         view: dict[str, Any] = {
             "id": runtime.id,
             "name": config.name,
             "type": config.type,
+            "provider_type": config.type,
             "base_url": runtime.client.base_url,
+            "api_base": runtime.client.base_url,
             "configured": runtime.client.is_configured,
             "healthy": runtime.health.healthy if runtime.health else None,
             "default": runtime.id == self.index.default_provider,

@@ -2,10 +2,12 @@
 
 A *deployment* is one way to serve a model: a provider, the upstream model id, and one of the provider's
 keys. A request's deployments come from model resolution (all providers serving the model, in configured
-order) and then from its fallback chain, tier by tier (``priority``, lower first). Within a tier the
-first choice depends on the strategy: ``balanced`` draws two deployments by weight and takes the one with
-fewer requests in flight per unit of weight; ``ordered`` takes the first in configured order. After a
-failure, the next deployment tried is the one after it in configured order, whatever the strategy.
+order) and then from its fallback chain, tier by tier (``priority``, lower first; the preferred provider's
+deployments, for a bare name several providers serve, are a tier ahead of every other: ``Deployment.tier``).
+Within a tier the first choice depends on the strategy: ``balanced`` draws two deployments by weight and
+takes the one with fewer requests in flight per unit of weight; ``ordered`` takes the first in configured
+order. After a failure, the next deployment tried is the one after it in configured order, whatever the
+strategy.
 
 Health is passive (consecutive failures eject a deployment for a backoff that grows; never more than
 ``MAX_EJECTED_SHARE`` of a group at once) and active (the background checks of ``/models`` feed
@@ -56,18 +58,26 @@ def deployment_id(provider_id: str, key_index: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
+    """``preferred``: a deployment of the preferred provider for a bare name several providers serve; it
+    is in a tier ahead of every ``priority`` (``tier``), so the others serve only as its fallbacks."""
+
     provider_id: str
     model: str
     key_index: int = 0
     weight: float = 1.0
     priority: int = 0
+    preferred: bool = False
     id: str = field(init=False, compare=False)
+    tier: tuple[bool, int] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", deployment_id(self.provider_id, self.key_index))
+        object.__setattr__(self, "tier", (not self.preferred, self.priority))
 
     def __repr__(self) -> str:
-        return f"Deployment({self.provider_id}/{self.model} key={self.key_index} w={self.weight} p={self.priority})"
+        where = f"{self.provider_id}/{self.model} key={self.key_index}"
+        preferred = " preferred" if self.preferred else ""
+        return f"Deployment({where} w={self.weight} p={self.priority}{preferred})"
 
 
 class Action(Enum):
@@ -219,8 +229,8 @@ class HealthBook:
         pool = available or self._least_recently_failed(fresh, now)
         if not pool:
             return None
-        best_tier = min(d.priority for d in pool)
-        tier = [d for d in pool if d.priority == best_tier]
+        best_tier = min(d.tier for d in pool)
+        tier = [d for d in pool if d.tier == best_tier]
         if after is not None:
             return next_in_order(candidates, tier, after)
         if ordered or len(tier) == 1:

@@ -11,7 +11,8 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import unquote, urlsplit
 
 import yaml
 from dotenv import dotenv_values
@@ -27,6 +28,8 @@ from pydantic import (
 )
 
 from anygate.catalog import (
+    CLOUDFLARE_ROUTES,
+    DEFAULT_CLOUDFLARE_HOST,
     PRESETS,
     AuthStyle,
     Preset,
@@ -35,8 +38,10 @@ from anygate.catalog import (
     detect_provider_name,
     key_env_name,
 )
+from anygate.egress import Proxy, ProxyEnvironment, parse_no_proxy, parse_proxy
 from anygate.errors import ConfigError
 from anygate.header_rules import check_headers, has_control_characters
+from anygate.netguard import UnsafeURL
 
 SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 # Log lines: ``auto`` is readable text on a terminal and JSON lines otherwise (a collector, a pipe, a file).
@@ -72,10 +77,24 @@ class QuotaConfig(Strict):
     format: QuotaFormat = "neutral"
 
 
+def gateway_host(value: str | None) -> str | None:
+    """A gateway host is a scheme, a host and a port: ``https://gateway.ai.cloudflare.com``."""
+    if value is None:
+        return None
+    from anygate.netguard import validate_url_shape
+
+    validate_url_shape(value)
+    if urlsplit(value).path.strip("/") or urlsplit(value).query:
+        raise ValueError("a gateway host is a scheme, a host and a port only (no path)")
+    return value.rstrip("/")
+
+
 class CloudflareVia(Strict):
     account_id: str
     gateway_id: str
     token: SecretStr | None = None
+    # None: the gateway-wide host (``cloudflare_ai_gateway.host``, by default Cloudflare's own)
+    host: str | None = None
 
     @field_validator("token")
     @classmethod
@@ -84,9 +103,102 @@ class CloudflareVia(Strict):
             raise ValueError("the token contains a control character (CR, LF, NUL, ...)")
         return value
 
+    _host_shape = field_validator("host")(gateway_host)
+
+
+class CloudflareGateway(Strict):
+    """``cloudflare_ai_gateway``: the host every ``via: cloudflare`` goes to (unless it names its own), and,
+    with ``account_id`` and ``gateway_id``, the gateway every preset Cloudflare fronts goes through unless the
+    provider names its own ``base_url`` or ``via``. ``allow_private_network``: the host may be on loopback or a
+    private network (a self-hosted or test stand-in)."""
+
+    account_id: str | None = None
+    gateway_id: str | None = None
+    token: SecretStr | None = Field(None, repr=False)
+    host: str = DEFAULT_CLOUDFLARE_HOST
+    allow_private_network: bool = False
+
+    _host_shape = field_validator("host")(gateway_host)
+
+    @model_validator(mode="after")
+    def _whole_gateway(self) -> CloudflareGateway:
+        if (self.account_id is None) != (self.gateway_id is None):
+            raise ValueError("account_id and gateway_id go together: give both, or neither")
+        if self.token is not None and self.account_id is None:
+            raise ValueError("a token needs the gateway it is for: give account_id and gateway_id")
+        return self
+
+    def default_via(self) -> CloudflareVia | None:
+        if self.account_id is None or self.gateway_id is None:
+            return None
+        return CloudflareVia(account_id=self.account_id, gateway_id=self.gateway_id, token=self.token, host=self.host)
+
 
 class Via(Strict):
     cloudflare: CloudflareVia
+
+
+class ProviderProxy(Strict):
+    """The HTTP proxy a provider's requests go through (it overrides ``HTTPS_PROXY``/``HTTP_PROXY``).
+    Credentials in the URL move to a ``Proxy-Authorization: Basic`` header when it is read."""
+
+    url: str = Field(repr=False)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        check_headers(value, to_proxy=True)
+        return value
+
+    @model_validator(mode="after")
+    def _credentials_in_headers(self) -> ProviderProxy:
+        proxy = parse_proxy(self.url, self.headers)  # UnsafeURL, a ValueError, when it is no proxy URL
+        self.url, self.headers = proxy.url, dict(proxy.headers)
+        return self
+
+    def proxy(self) -> Proxy:
+        return Proxy(self.url, dict(self.headers))
+
+
+class EnvironmentProxies(Strict):
+    """``HTTPS_PROXY``, ``HTTP_PROXY`` (either case) and ``NO_PROXY``, as the environment gave them."""
+
+    https: str | None = None
+    http: str | None = None
+    no_proxy: list[str] = Field(default_factory=list)
+
+    def parsed(self) -> ProxyEnvironment | None:
+        https, http = (parse_proxy(url) if url else None for url in (self.https, self.http))
+        if https is None and http is None:
+            return None
+        return ProxyEnvironment(https, http, parse_no_proxy(self.no_proxy))
+
+
+class CloudflareAccess(Strict):
+    """A Cloudflare Access service token: both halves or none (``CF-Access-Client-Id``/``-Secret``)."""
+
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+
+    @field_validator("client_id")
+    @classmethod
+    def _sendable_id(cls, value: str) -> str:
+        if has_control_characters(value):
+            raise ValueError("the client id contains a control character (CR, LF, NUL, ...)")
+        return value
+
+    @field_validator("client_secret")
+    @classmethod
+    def _sendable_secret(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("the client secret is empty")
+        if has_control_characters(value.get_secret_value()):
+            raise ValueError("the client secret contains a control character (CR, LF, NUL, ...)")
+        return value
+
+    def headers(self) -> dict[str, str]:
+        return {"CF-Access-Client-Id": self.client_id, "CF-Access-Client-Secret": self.client_secret.get_secret_value()}
 
 
 class Timeouts(Strict):
@@ -120,6 +232,9 @@ class ProviderConfig(Strict):
     default_model: str | None = None
     proxy_endpoints: list[str] | None = None
     via: Via | None = None
+    # Sent to the upstream with every request (an upstream behind Cloudflare Access), proxy or not.
+    cloudflare_access: CloudflareAccess | None = None
+    proxy: ProviderProxy | None = None  # None: HTTPS_PROXY/HTTP_PROXY/NO_PROXY, unless turned off
     weight: float = Field(1.0, gt=0)
     priority: WholeNumber = 0
     # Whether to ask for usage on streams (``stream_options.include_usage``); None: the probe's finding,
@@ -180,6 +295,8 @@ class ProviderConfig(Strict):
         preset = PRESETS[self.type]
         if self.via is not None:
             self._route_via_cloudflare(preset, self.via.cloudflare)
+        if self.cloudflare_access is not None:
+            self.headers = {**self.cloudflare_access.headers(), **self.headers}
         if self.base_url is None:
             if preset.base_url is None:
                 raise ValueError(f"base_url is required for a provider of type '{self.type}'")
@@ -203,13 +320,111 @@ class ProviderConfig(Strict):
 
     def _route_via_cloudflare(self, preset: Preset, cloudflare: CloudflareVia) -> None:
         """Reach the vendor through Cloudflare AI Gateway: its URL, in its slugs, and its token header."""
-        url = cloudflare_base_url(preset, cloudflare.account_id, cloudflare.gateway_id)
+        host = cloudflare.host or DEFAULT_CLOUDFLARE_HOST
+        url = cloudflare_base_url(preset, cloudflare.account_id, cloudflare.gateway_id, host)
         if self.base_url is not None and self.base_url.rstrip("/") != url:
             raise ValueError("give either base_url or via, not both")
         self.base_url = url
         if cloudflare.token is not None:
             token = cloudflare.token.get_secret_value()
             self.headers = {"cf-aig-authorization": f"Bearer {token}", **self.headers}
+
+    def through_gateway(self, gateway: CloudflareGateway) -> ProviderConfig:
+        """This provider as the gateway-wide Cloudflare settings route it: a ``via`` with no host of its own
+        goes to ``gateway.host``; a preset Cloudflare fronts, with neither ``via`` nor a ``base_url`` of its
+        own, goes through the gateway-wide default. Anything else is as it is."""
+        preset = PRESETS[self.type or "custom"]
+        via = self.via.cloudflare if self.via is not None else None
+        if via is not None and via.host is None and gateway.host != DEFAULT_CLOUDFLARE_HOST:
+            url = cloudflare_base_url(preset, via.account_id, via.gateway_id, gateway.host)
+            return self.model_copy(update={"base_url": url, "allow_private_network": self._private_for(gateway)})
+        default = gateway.default_via()
+        if via is not None or default is None or preset.id not in CLOUDFLARE_ROUTES or self.base_url != preset.base_url:
+            return self
+        url = cloudflare_base_url(preset, default.account_id, default.gateway_id, default.host or gateway.host)
+        headers = self.headers
+        if default.token is not None:
+            headers = {"cf-aig-authorization": f"Bearer {default.token.get_secret_value()}", **headers}
+        update = {"base_url": url, "via": Via(cloudflare=default), "headers": headers}
+        return self.model_copy(update={**update, "allow_private_network": self._private_for(gateway)})
+
+    def _private_for(self, gateway: CloudflareGateway) -> bool:
+        return bool(self.allow_private_network) or gateway.allow_private_network
+
+
+class ExportHttp(Strict):
+    """Records POSTed in batches (a JSON array) to ``url``, with ``headers`` (its credentials, say)."""
+
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    batch_size: int = Field(100, ge=1, le=10_000)
+    flush_interval: float = Field(2.0, gt=0)  # seconds a record waits at most for its batch to fill
+    max_retries: int = Field(5, ge=0, le=20)  # a failed batch, retried with backoff, then counted and dropped
+    timeout: float = Field(10.0, gt=0)
+    allow_private_network: bool = False  # a collector on loopback or a private network
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        from anygate.netguard import validate_url_shape
+
+        validate_url_shape(value)
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _sendable_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        check_headers(value)
+        return value
+
+
+class ExportSettings(Strict):
+    """One JSON record per generation, to ``http`` and/or appended to ``file`` (JSON lines); a bounded queue
+    per sink (``queue_size``), dropping and counting past it. Prompt and completion text only with
+    ``include_text``, and then only for the keys ``text_keys`` names (key ids or aliases; ``*``: every key)."""
+
+    http: ExportHttp | None = None
+    file: Path | None = None
+    queue_size: int = Field(10_000, ge=1)
+    include_text: bool = False
+    text_keys: list[str] = Field(default_factory=list)
+
+
+OtelSampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
+
+
+class OtelSettings(Strict):
+    """OpenTelemetry traces (the ``otel`` extra), from the standard ``OTEL_*`` variables or ``otel:``.
+
+    On when ``enabled`` (in the file), or when the environment names an OTLP endpoint or the ``otlp``
+    exporter; ``OTEL_SDK_DISABLED=true`` or ``OTEL_TRACES_EXPORTER=none`` turn it off whatever else says."""
+
+    enabled: bool = False
+    endpoint: str = "http://localhost:4318/v1/traces"  # the OTLP/HTTP traces URL, whole
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    timeout: float = Field(10.0, gt=0)  # seconds for one export
+    service_name: str = "anygate"
+    resource_attributes: dict[str, str] = Field(default_factory=dict)
+    sampler: OtelSampler = "parentbased_always_on"
+    sampler_ratio: float = Field(1.0, ge=0, le=1)
+    schedule_delay: float = Field(5.0, gt=0)  # seconds between batch exports
+    max_queue_size: int = Field(2048, ge=1)
+    max_export_batch_size: int = Field(512, ge=1)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        from anygate.netguard import validate_url_shape
+
+        validate_url_shape(value)
+        return value
 
 
 class RequestLimits(Strict):
@@ -279,6 +494,10 @@ class Settings(Strict):
     fallbacks: dict[str, list[str]] = Field(default_factory=dict)
     default_provider: str | None = None
     quota_sources: list[QuotaSource] = Field(default_factory=list)
+    export: ExportSettings | None = None  # per-generation telemetry records (docs/observability.md)
+    otel: OtelSettings = Field(default_factory=OtelSettings)  # OpenTelemetry traces (docs/observability.md)
+    # Cloudflare AI Gateway's host, and a gateway every preset it fronts goes through (``CF_AI_GATEWAY_*``).
+    cloudflare_ai_gateway: CloudflareGateway = Field(default_factory=CloudflareGateway)
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
     # The largest SSE event an upstream may send; a larger one ends the stream with an error event.
     max_sse_event_bytes: int = Field(8 * 1024 * 1024, gt=0)
@@ -305,6 +524,10 @@ class Settings(Strict):
     empty_variables: tuple[tuple[str, str], ...] = ()
     # The user's own config (``$XDG_CONFIG_HOME/anygate/config.yaml``): trusted for quota-source keys.
     user_config_file: Path = Field(default_factory=lambda: Path.home() / ".config" / "anygate" / "config.yaml")
+    # Egress: HTTPS_PROXY, HTTP_PROXY and NO_PROXY (read at start, once), followed unless turned off here; a
+    # provider's own ``proxy`` wins over them.
+    proxy_from_environment: bool = True
+    environment_proxies: EnvironmentProxies = Field(default_factory=EnvironmentProxies, repr=False)
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
@@ -330,6 +553,21 @@ class Settings(Strict):
             return provider.api_key.get_secret_value()
         from_env = self.provider_key_env.get(provider.id)
         return from_env.get_secret_value() if from_env is not None else None
+
+    def routed(self, provider: ProviderConfig) -> ProviderConfig:
+        """The provider as its requests go: through the gateway-wide Cloudflare AI Gateway settings."""
+        return provider.through_gateway(self.cloudflare_ai_gateway)
+
+    def proxy_environment(self) -> ProxyEnvironment | None:
+        """The environment's proxies, when followed (None: every request goes directly)."""
+        return self.environment_proxies.parsed() if self.proxy_from_environment else None
+
+    def proxy_for(self, provider: ProviderConfig) -> Proxy | None:
+        """The proxy a provider's requests go through: its own ``proxy``, else the environment's for its URL."""
+        if provider.proxy is not None:
+            return provider.proxy.proxy()
+        environment = self.proxy_environment()
+        return environment.for_url(provider.base_url or "") if environment is not None else None
 
     @property
     def limiter_backend(self) -> Literal["memory", "sql", "redis"]:
@@ -380,11 +618,14 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
         merged["empty_variables"] = tuple(empty_variables)
     else:
         apply_zero_config(merged, env)
+    otel = otel_from_environment(env)
+    if otel:
+        merged["otel"] = {**(merged.get("otel") or {}), **otel}
     if "PREFERRED_PROVIDER" in env:
         merged["default_provider"] = preferred_provider(env["PREFERRED_PROVIDER"], merged)
     merged.setdefault("data_dir", default_data_dir(env))
     merged.setdefault("user_config_file", default_user_config_file(env))
-    sources = value_sources(env_fields, given_flags, merged)
+    sources = value_sources(env, given_flags, merged)
     for provider in merged.get("providers") or []:
         if isinstance(provider, dict):
             provider.pop(ENV_SOURCES_KEY, None)
@@ -396,7 +637,28 @@ def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, 
         p.id: SecretStr(env[key_env_name(p.id)]) for p in settings.providers if env.get(key_env_name(p.id))
     }
     api_keys = {name: SecretStr(value) for name, value in env.items() if name.endswith("_API_KEY") and value}
-    return settings.model_copy(update={"provider_key_env": provider_keys, "api_key_env": api_keys})
+    proxies = environment_proxies(env)
+    return settings.model_copy(
+        update={"provider_key_env": provider_keys, "api_key_env": api_keys, "environment_proxies": proxies}
+    )
+
+
+def environment_proxies(env: Mapping[str, str]) -> EnvironmentProxies:
+    """``HTTPS_PROXY``, ``HTTP_PROXY`` and ``NO_PROXY`` (the upper-case name first, then the lower-case one),
+    checked now: a proxy URL that is none stops the start, naming its variable (never its value)."""
+    values: dict[str, Any] = {}
+    for field, name in (("https", "HTTPS_PROXY"), ("http", "HTTP_PROXY")):
+        raw = env.get(name) or env.get(name.lower())
+        if not raw:
+            continue
+        try:
+            parse_proxy(raw)
+        except UnsafeURL as exc:
+            raise ConfigError(f"environment: {name} is not a proxy URL ({exc})") from None
+        values[field] = raw
+    no_proxy = env.get("NO_PROXY") or env.get("no_proxy") or ""
+    values["no_proxy"] = [entry.strip() for entry in no_proxy.split(",") if entry.strip()]
+    return EnvironmentProxies(**values)
 
 
 def default_user_config_file(env: Mapping[str, str]) -> Path:
@@ -431,12 +693,39 @@ ANYGATE_ENV_FIELDS = {
     "ANYGATE_NO_AUTH": "no_auth",
     "ANYGATE_LIMITER": "limiter",
     "ANYGATE_MAX_SSE_EVENT_BYTES": "max_sse_event_bytes",
+    "ANYGATE_PROXY_FROM_ENVIRONMENT": "proxy_from_environment",
 }
 
 
+# The plain ``LOG_LEVEL`` (seed 003) speaks the usual dialects of level names; ``ANYGATE_LOG_LEVEL`` wins over it.
+PLAIN_LOG_LEVELS = {"trace": "debug", "warn": "warning", "critical": "error", "fatal": "error"}
+
+
+# Cloudflare AI Gateway for every preset it fronts (the names seed 004's users have set).
+CLOUDFLARE_ENV_FIELDS = {
+    "CF_AI_GATEWAY_ACCOUNT_ID": "cloudflare_ai_gateway.account_id",
+    "CF_AI_GATEWAY_ID": "cloudflare_ai_gateway.gateway_id",
+    "CF_AI_GATEWAY_TOKEN": "cloudflare_ai_gateway.token",
+    "CF_AI_GATEWAY_HOST": "cloudflare_ai_gateway.host",
+}
+
+
+def env_variables(env: Mapping[str, str]) -> dict[str, str]:
+    """The (dotted) field each set variable sets, and the variable: ``{"port": "ANYGATE_PORT"}``."""
+    fields = {**ANYGATE_ENV_FIELDS, **CLOUDFLARE_ENV_FIELDS}
+    variables = {field: name for name, field in fields.items() if env.get(name)}
+    if "log_level" not in variables and (env.get("LOG_LEVEL") or "").strip():
+        variables["log_level"] = "LOG_LEVEL"
+    return variables
+
+
 def anygate_env_values(env: Mapping[str, str]) -> dict[str, Any]:
-    """The ``ANYGATE_*`` variables set, by the (dotted) field each sets: ``request_limits.header_timeout``."""
-    return {field: env[name] for name, field in ANYGATE_ENV_FIELDS.items() if env.get(name)}
+    """The ``ANYGATE_*``, ``CF_AI_GATEWAY_*`` and ``LOG_LEVEL`` variables set, by the field each sets."""
+    values: dict[str, Any] = {field: env[name] for field, name in env_variables(env).items()}
+    if env_variables(env).get("log_level") == "LOG_LEVEL":
+        plain = env["LOG_LEVEL"].strip().lower()
+        values["log_level"] = PLAIN_LOG_LEVELS.get(plain, plain)
+    return values
 
 
 def nested(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -505,13 +794,12 @@ def empty_references(value: Any, env: Mapping[str, str], where: str = "") -> Ite
 
 
 def value_sources(
-    env_values: Mapping[str, Any], flags: Mapping[str, Any], merged: Mapping[str, Any] | None = None
+    env: Mapping[str, str], flags: Mapping[str, Any], merged: Mapping[str, Any] | None = None
 ) -> dict[str, str]:
     """Where a setting came from when not from the config file: its variable or its flag.
 
     Keys are dotted locations (``port``, ``providers.0.timeout``) as pydantic reports them."""
-    names = {field: name for name, field in ANYGATE_ENV_FIELDS.items()}
-    sources = {field: f"environment variable {names[field]}" for field in env_values}
+    sources = {field: f"environment variable {name}" for field, name in env_variables(env or {}).items()}
     sources.update({field: "--" + field.replace("_", "-") for field in flags if field != "config_file"})
     for index, provider in enumerate((merged or {}).get("providers") or []):
         for field, variable in (provider.get(ENV_SOURCES_KEY) or {}).items() if isinstance(provider, dict) else ():
@@ -561,6 +849,88 @@ def provider_named_at(location: tuple[int | str, ...], merged: Mapping[str, Any]
     return provider_id if isinstance(provider_id, str) else None
 
 
+# ------------------------------------------------------------------------- OpenTelemetry's variables
+
+OTEL_SAMPLERS = frozenset(get_args(OtelSampler))
+
+
+def otel_from_environment(env: Mapping[str, str]) -> dict[str, Any]:
+    """The standard ``OTEL_*`` variables (the traces-specific one over the general one) as ``otel`` fields.
+
+    Durations are milliseconds there (the specification's unit), seconds here; an unknown or unsupported
+    value stops the start naming its variable."""
+    values: dict[str, Any] = {}
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or otlp_signal_url(env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    exporter = (env.get("OTEL_TRACES_EXPORTER") or "").strip().lower()
+    if exporter not in ("", "otlp", "none"):
+        raise ConfigError(f"environment: OTEL_TRACES_EXPORTER '{exporter}' is not supported (otlp or none)")
+    protocol = (env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "").strip()
+    if protocol not in ("", "http/protobuf"):
+        raise ConfigError(f"environment: OTLP protocol '{protocol}' is not supported (http/protobuf)")
+    if endpoint:
+        values["endpoint"] = endpoint
+    if endpoint or exporter == "otlp":
+        values["enabled"] = True
+    if exporter == "none" or env_flag(env, "OTEL_SDK_DISABLED", False):
+        values["enabled"] = False
+    headers = env.get("OTEL_EXPORTER_OTLP_TRACES_HEADERS") or env.get("OTEL_EXPORTER_OTLP_HEADERS")
+    if headers:
+        values["headers"] = otel_pairs(headers, "OTEL_EXPORTER_OTLP_HEADERS")
+    attributes = otel_pairs(env.get("OTEL_RESOURCE_ATTRIBUTES") or "", "OTEL_RESOURCE_ATTRIBUTES")
+    if attributes:
+        values["resource_attributes"] = attributes
+    service = env.get("OTEL_SERVICE_NAME") or attributes.get("service.name")
+    if service:
+        values["service_name"] = service
+    values.update(otel_sampling(env))
+    for name, field in (
+        ("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "timeout"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "timeout"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "schedule_delay"),
+    ):
+        if env.get(name) and field not in values:
+            values[field] = env_number(env, name, 0.0) / 1000
+    for name, field in (
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "max_queue_size"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "max_export_batch_size"),
+    ):
+        if env.get(name):
+            values[field] = env_integer(env, name, 0)
+    return values
+
+
+def otlp_signal_url(base: str | None) -> str | None:
+    """``OTEL_EXPORTER_OTLP_ENDPOINT`` is the base every signal's path goes under: ``<base>/v1/traces``."""
+    return base.rstrip("/") + "/v1/traces" if base else None
+
+
+def otel_pairs(raw: str, name: str) -> dict[str, str]:
+    """``key1=value1,key2=value2`` (values percent-encoded, as the specification has them)."""
+    pairs: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, found, value = item.partition("=")
+        if not found or not key.strip():
+            raise ConfigError(f"environment: {name} must be key=value pairs separated by commas")
+        pairs[unquote(key.strip())] = unquote(value.strip())
+    return pairs
+
+
+def otel_sampling(env: Mapping[str, str]) -> dict[str, Any]:
+    sampler = (env.get("OTEL_TRACES_SAMPLER") or "").strip().lower()
+    if not sampler:
+        return {}
+    if sampler not in OTEL_SAMPLERS:
+        raise ConfigError(
+            f"environment: OTEL_TRACES_SAMPLER '{sampler}' is not supported ({', '.join(sorted(OTEL_SAMPLERS))})"
+        )
+    values: dict[str, Any] = {"sampler": sampler}
+    if sampler.endswith("traceidratio") and env.get("OTEL_TRACES_SAMPLER_ARG"):
+        values["sampler_ratio"] = env_number(env, "OTEL_TRACES_SAMPLER_ARG", 1.0)
+    return values
+
+
 # ------------------------------------------------------------------------- seed 003: zero-config env
 
 
@@ -594,6 +964,23 @@ def env_integer(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"environment: {name} must be a whole number, not '{raw}'") from None
+
+
+def env_cloudflare_access(env: Mapping[str, str]) -> dict[str, str] | None:
+    """``CF_ACCESS_CLIENT_ID`` and ``CF_ACCESS_CLIENT_SECRET`` for the env provider: both, or neither."""
+    client_id, secret = env.get("CF_ACCESS_CLIENT_ID"), env.get("CF_ACCESS_CLIENT_SECRET")
+    if not client_id and not secret:
+        return None
+    if not client_id or not secret:
+        given, missing = ("CF_ACCESS_CLIENT_ID", "CF_ACCESS_CLIENT_SECRET")[:: 1 if client_id else -1]
+        raise ConfigError(f"environment: {given} is set without {missing}: a Cloudflare Access token needs both")
+    return {"client_id": client_id, "client_secret": secret}
+
+
+def env_list(env: Mapping[str, str], name: str) -> list[str]:
+    """A comma-separated variable as its non-empty items, in order, each once: ``"a, b,,a"`` → ``[a, b]``."""
+    items = (item.strip() for item in (env.get(name) or "").split(","))
+    return list(dict.fromkeys(item for item in items if item))
 
 
 def env_headers(env: Mapping[str, str]) -> dict[str, str]:
@@ -665,8 +1052,16 @@ def env_compatible_provider(env: Mapping[str, str]) -> dict[str, Any] | None:
             "timeout": "OPENAI_COMPATIBLE_TIMEOUT",
             "max_retries": "OPENAI_COMPATIBLE_MAX_RETRIES",
             "default_model": "OPENAI_COMPATIBLE_DEFAULT_MODEL",
+            "models": "OPENAI_COMPATIBLE_MODELS",
         },
     }
+    access = env_cloudflare_access(env)
+    if access is not None:
+        provider["cloudflare_access"] = access
+        provider[ENV_SOURCES_KEY]["cloudflare_access"] = "CF_ACCESS_CLIENT_ID"
+    models = env_list(env, "OPENAI_COMPATIBLE_MODELS")
+    if models:
+        provider["models"] = models  # used when discovery fails, merged with it otherwise
     if env.get("OPENAI_COMPATIBLE_DEFAULT_MODEL"):
         provider["default_model"] = env["OPENAI_COMPATIBLE_DEFAULT_MODEL"]
     if preset_type == "azure":

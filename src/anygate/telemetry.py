@@ -96,6 +96,13 @@ class Metrics:
             ("provider",),
             registry=self.registry,
         )
+        self.export_records = Counter(
+            "anygate_export_records_total",
+            "Per-generation telemetry records, by sink and outcome (sent, dropped: its queue was full, "
+            "failed: the sink refused them or could not be reached).",
+            ("sink", "outcome"),
+            registry=self.registry,
+        )
         self._tracked_providers: set[str] = set()
         self.quota_remaining = Gauge(
             "anygate_upstream_quota_remaining",
@@ -123,6 +130,9 @@ class Metrics:
         kind = upstream_error_kind(error)
         if kind is not None:
             self.upstream_errors.labels(provider_id, kind).inc()
+
+    def count_export(self, sink: str, outcome: str, records: int) -> None:
+        self.export_records.labels(sink, outcome).inc(records)
 
     def track_providers(self, provider_ids: Iterable[str]) -> None:
         """Give each provider a health sample from the moment it is registered (``UNCHECKED`` until its first

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from anygate.catalog import PRESETS, AuthStyle, detect_provider_name, join_url
+from anygate.catalog import PRESETS, AuthStyle, ProviderType, detect_provider_name, join_url
 from anygate.errors import (
     GatewayError,
     UpstreamRedirect,
@@ -26,7 +26,7 @@ from anygate.errors import (
     redact_text,
 )
 from anygate.netguard import check_url
-from anygate.transport import OutgoingRequest, Response, Timeouts, Transport
+from anygate.transport import OutgoingRequest, Proxy, Response, Timeouts, Transport
 from anygate.wire.sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, event_data, is_done
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
@@ -79,11 +79,17 @@ class OpenAICompatibleProvider:
         transport: Transport | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         other_keys: Iterable[str] = (),
+        provider_type: ProviderType | None = None,
+        proxy: Proxy | None = None,
     ) -> None:
         """``other_keys``: keys this client may be handed per request (the provider's ``api_keys``); like
-        its own key and header values, they are redacted from every upstream error it reports."""
+        its own key and header values, they are redacted from every upstream error it reports.
+        ``provider_type``: default, the preset whose host the base URL is on (else ``OPENAI_COMPATIBLE``).
+        ``proxy``: the HTTP proxy every request of this client goes through (its credentials are redacted
+        like the key's)."""
         check_url(base_url, allow_private_network)
         self.provider_id = provider_id
+        self.provider_type = provider_type or ProviderType.detect(base_url)
         self.base_url = base_url.rstrip("/")
         self.name = provider_name or detect_provider_name(base_url)
         self.auth = auth
@@ -96,7 +102,9 @@ class OpenAICompatibleProvider:
         self.max_event_bytes = max_event_bytes  # the largest SSE event a stream may carry
         self.is_configured = bool(api_key) or auth == "none"
         self.headers: dict[str, str] = {**dict(custom_headers or {}), **auth_headers(auth, api_key)}
-        self.secrets = sent_secrets([api_key or "", *other_keys], self.headers.values())
+        self.proxy = proxy
+        proxy_secrets = proxy.secrets if proxy is not None else ()
+        self.secrets = sent_secrets([api_key or "", *other_keys, *proxy_secrets], self.headers.values())
         self.timeouts = Timeouts(connect_timeout, self.first_byte_timeout, timeout, total_timeout)
         self.origin = f"Provider '{provider_id}'"  # how transport errors name it
         if transport is None:
@@ -152,6 +160,7 @@ class OpenAICompatibleProvider:
             timeouts or self.timeouts,
             self.allow_private_network,
             self.origin,
+            self.proxy,
         )
         response = await self.transport.send(request)
         if 300 <= response.status < 400:  # never followed (SSRF), and never handed on as if it were an answer
@@ -257,7 +266,7 @@ class OpenAICompatibleProvider:
     async def _ollama_tags(self) -> list[dict[str, Any]]:
         root = self.base_url.removesuffix("/v1")
         url, private = join_url(root, "api/tags"), self.allow_private_network
-        request = OutgoingRequest("GET", url, self.headers, None, self.timeouts, private, self.origin)
+        request = OutgoingRequest("GET", url, self.headers, None, self.timeouts, private, self.origin, self.proxy)
         try:
             response = await self.transport.send(request)
             raw = await self.read_body(response)
@@ -293,9 +302,10 @@ class OpenAICompatibleProvider:
 
     @classmethod
     def from_config(
-        cls, config: Any, api_key: str | None, transport: Transport | None = None
+        cls, config: Any, api_key: str | None, transport: Transport | None = None, proxy: Proxy | None = None
     ) -> OpenAICompatibleProvider:
-        """Build from a ``settings.ProviderConfig`` (typed ``Any`` to keep this module free of settings)."""
+        """Build from a ``settings.ProviderConfig`` (typed ``Any`` to keep this module free of settings);
+        ``proxy``: the one its requests go through (``Settings.proxy_for``)."""
         preset = PRESETS[config.type]
         timeouts = config.timeouts
         return cls(
@@ -315,6 +325,8 @@ class OpenAICompatibleProvider:
             has_models_endpoint=preset.has_models_endpoint,
             ollama_tags_fallback=preset.ollama_tags_fallback,
             transport=transport,
+            provider_type=ProviderType(config.type),
+            proxy=proxy,
         )
 
 
@@ -324,6 +336,7 @@ class OpenRouterProvider(OpenAICompatibleProvider):
     def __init__(self, api_key: str | None = None, base_url: str = DEFAULT_BASE_URL, **kwargs: Any) -> None:
         kwargs.setdefault("provider_id", "openrouter")
         kwargs.setdefault("provider_name", "OpenRouter")
+        kwargs.setdefault("provider_type", ProviderType.OPENROUTER)
         super().__init__(api_key=api_key, base_url=base_url, **kwargs)
 
 

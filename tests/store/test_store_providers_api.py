@@ -74,10 +74,16 @@ def test_seed_002_field_names_are_accepted(upstream, make_settings, serve) -> No
     }
     with gateway.client() as http:
         created = http.post("/v1/providers", json=body)
+        shown = http.get("/v1/providers/legacy").json()
+        [listed] = [p for p in http.get("/v1/providers").json()["data"] if p["id"] == "legacy"]
     assert created.status_code == 201, created.text
     assert created.json()["type"] == "custom"
     assert created.json()["base_url"] == upstream.base_url
     assert created.json()["api_key"] is None
+    # ... and the views give them back, beside ``type`` and ``base_url``
+    for view in (created.json(), shown, listed):
+        assert (view["provider_type"], view["api_base"]) == ("custom", upstream.base_url)
+        assert (view["type"], view["base_url"]) == ("custom", upstream.base_url)
 
 
 INVALID = [

@@ -23,6 +23,7 @@ import itertools
 import json
 import reprlib
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -203,7 +204,13 @@ class FakeUpstream:
         models: Sequence[str | Mapping[str, Any]] = ("fake-model",),
         has_models_endpoint: bool = True,
         has_tags_endpoint: bool = True,
+        server_ssl: ssl.SSLContext | None = None,
+        host_name: str = "127.0.0.1",
     ) -> None:
+        """``server_ssl``: serve HTTPS with this context; ``host_name``: the host ``url`` names (a name a
+        test resolves to loopback, for the certificate's sake)."""
+        self.server_ssl = server_ssl
+        self.host_name = host_name
         self.content = content
         self.chunks = chunks
         self.event_delay = event_delay
@@ -396,9 +403,10 @@ class FakeUpstream:
         app.router.add_route("*", "/{tail:.*}", self._serve)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=self.server_ssl).start()
         self._runner = runner
-        self._base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        scheme = "https" if self.server_ssl is not None else "http"
+        self._base = f"{scheme}://{self.host_name}:{runner.addresses[0][1]}"
         return self
 
     async def close(self) -> None:

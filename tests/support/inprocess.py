@@ -26,6 +26,7 @@ import openai
 
 from anygate.app import Gateway, create_app
 from anygate.settings import Settings
+from anygate.transport import Transport
 
 from .fake_upstream import FakeUpstream
 from .gateway import ADMIN_KEY
@@ -95,10 +96,14 @@ class InProcessGateway:
 
 
 @contextmanager
-def inprocess_gateway(settings: Settings, upstream: FakeUpstream | None = None) -> Iterator[InProcessGateway]:
-    """The gateway started (lifespan and all) with ``upstream`` in memory as its only network."""
+def inprocess_gateway(
+    settings: Settings, upstream: FakeUpstream | None = None, transport: Transport | None = None
+) -> Iterator[InProcessGateway]:
+    """The gateway started (lifespan and all) with ``upstream`` in memory as its only network (or
+    ``transport``: a real one, for upstreams and proxies on loopback sockets)."""
     loop = LoopThread()
-    transport = upstream.transport() if upstream is not None else None
+    if transport is None and upstream is not None:
+        transport = upstream.transport()
     app = create_app(settings, transport)
     try:
         loop.run(app.startup())

@@ -27,6 +27,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from anygate.accounting.budgets import BudgetSource, Scope
 from anygate.accounting.enforcer import Admission, Ask, Enforcer
 from anygate.accounting.estimate import Tokenizer, completion_text, estimate, estimate_prompt, stream_text
+from anygate.accounting.export import Exporter, Generation
 from anygate.accounting.ledger import Ledger, UsageRow
 from anygate.accounting.output_limits import OUTPUT_LIMIT_FIELDS, OutputRequest, limit_changes, requested_output
 from anygate.accounting.pricing import Price, PriceBook
@@ -72,6 +73,7 @@ class Ticket:
         "payload",
         "admission",
         "strip_usage_event",
+        "keeps_text",
         "_client_body",
         "_client_payload",
         "_changes",
@@ -85,6 +87,7 @@ class Ticket:
         self.body, self.payload = body, payload  # what goes upstream: the client's, and anygate's changes
         self.admission: Admission | None = None
         self.strip_usage_event = False  # anygate asked for stream usage the client did not ask for
+        self.keeps_text = False  # the export records this request's completion: keep what it generates
         self._client_body, self._client_payload = body, payload
         self._changes: dict[str, Any] = {}
         self._kept_events: list[bytes] = []
@@ -127,7 +130,7 @@ class Ticket:
                 exchange.usage = usage
                 if strip and is_usage_only_event(event):
                     continue
-            elif exchange.usage is None:
+            elif exchange.usage is None or self.keeps_text:
                 self._keep(event)
             if strip:
                 forwarded.append(strip_null_usage(event) if b'"usage"' in event else event)
@@ -173,6 +176,12 @@ def holds_output(scopes: Sequence[Scope], ask: Ask) -> bool:
     )
 
 
+def generation(row: UsageRow, exchange: Exchange, ticket: Ticket | None) -> Generation:
+    """What the export records of a settled request; its text only when its ticket kept it."""
+    text = ticket if ticket is not None and ticket.keeps_text else None  # read when the record is made
+    return Generation(row, exchange.principal.label, exchange.requested_model, exchange.stream, exchange.error, text)
+
+
 ByokCheck = Callable[[Principal, str], bool]
 
 
@@ -193,8 +202,10 @@ class Accounting:
         refuse_unpriced: bool = True,
         stream_usage: StreamUsagePolicy | None = None,
         tokenizer: Tokenizer | None = None,
+        export: Exporter | None = None,
     ) -> None:
         self.tokenizer = tokenizer or Tokenizer()  # its vocabularies load at start-up (lifecycle)
+        self.export = export  # beside the ledger: each settled request's record, to the telemetry sinks
         self.enforcer = enforcer
         self.ledger = ledger
         self.prices = prices
@@ -240,6 +251,8 @@ class Accounting:
             changes["stream_options"] = with_stream_usage(payload)["stream_options"]
             ticket.strip_usage_event = True
         ticket.change(changes)
+        if self.export is not None:
+            ticket.keeps_text = self.export.wants_text(exchange.principal)
         return ticket
 
     def asks_stream_usage(
@@ -347,7 +360,10 @@ class Accounting:
         elif exchange.provider_id is not None and exchange.model is not None:
             cost = self.prices.cost(exchange.provider_id, exchange.model, count)
         # The ledger first: the record that survives holds the request whatever happens to the counters.
-        self.ledger.record(self.row(exchange, ticket, count, cost, finished))
+        row = self.row(exchange, ticket, count, cost, finished)
+        self.ledger.record(row)
+        if self.export is not None:
+            self.export.offer(generation(row, exchange, ticket))
         if ticket is not None and ticket.admission is not None:
             # The caller's own provider key pays for a BYOK request: it counts tokens, not the USD budget.
             settled = await self.enforcer.settle(ticket.admission, count.total, 0.0 if exchange.byok else cost)
@@ -409,4 +425,6 @@ class Accounting:
                 extra={"fields": {"settlements": len(self.enforcer.unsettled)}},
             )
         await self.ledger.close()  # the last batch; the engine is the store's, closed with it
+        if self.export is not None:
+            await self.export.close()
         await self.enforcer.limiter.close()

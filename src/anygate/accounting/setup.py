@@ -6,6 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from anygate.accounting.budgets import BudgetSource, scopes_of
 from anygate.accounting.enforcer import Enforcer
+from anygate.accounting.export import Exporter
 from anygate.accounting.ledger import Ledger
 from anygate.accounting.limiter import Limiter, MemoryLimiter
 from anygate.accounting.limiter_redis import RedisLimiter
@@ -69,8 +70,10 @@ def build_accounting(
     engine: AsyncEngine,
     budget_source: BudgetSource = scopes_of,
     is_byok: ByokCheck = never_byok,
+    export: Exporter | None = None,
 ) -> Accounting:
-    """Accounting on the store's engine: its tables come from the store's migrations (0002_accounting)."""
+    """Accounting on the store's engine: its tables come from the store's migrations (0002_accounting);
+    ``export``: where each settled request's record goes besides the ledger."""
     ledger = Ledger(engine, interval=settings.ledger_interval)
     limiter = make_limiter(settings, engine, ledger)
     enforcer = Enforcer(limiter)
@@ -84,4 +87,5 @@ def build_accounting(
         is_byok,
         refuse_unpriced=not settings.allow_unpriced_under_usd_budget,
         stream_usage=StreamUsagePolicy(registry.find),
+        export=export,
     )

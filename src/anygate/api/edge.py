@@ -1,6 +1,7 @@
 """The edge: the pure-ASGI layers every HTTP request passes, in this order, then the router.
 
   1. request id  taken from ``x-request-id`` when sane, else made; in every log line and response
+     (tracing    an OpenTelemetry server span, only when tracing is on: ``api/tracing_layer.py``)
   2. access      one access line and the request metrics when the request ends (``api/access.py``)
   3. accounting  a model request is recorded in the ledger and settled, however it ended
   4. errors      a GatewayError becomes the OpenAI error shape; anything else a logged 500
@@ -39,6 +40,7 @@ from anygate.api.http import (
 )
 from anygate.api.model_routes import ModelCall, ModelRoutes
 from anygate.api.state import AppState
+from anygate.api.tracing_layer import TracingLayer
 from anygate.auth import KeyRing, Principal, extract_token
 from anygate.errors import AuthenticationFailed, GatewayError, MethodNotAllowed
 from anygate.exchange import Exchange
@@ -276,6 +278,8 @@ def build_edge(state: AppState, management: ASGIApp, in_flight: InFlight) -> ASG
     app = ErrorsLayer(app)
     app = AccountingLayer(app, state.accounting, in_flight)
     app = AccessLayer(app, state)
+    if state.tracing is not None:  # absent, not idle, when tracing is off
+        app = TracingLayer(app, state.tracing, state.registry, context_of)
     app = RequestIdLayer(app)
     edge: ASGIApp = app
     return edge

@@ -30,6 +30,7 @@ from anygate.api.http import (
 from anygate.api.relay import Cycle, UpstreamRequest, shutting_down
 from anygate.errors import InvalidRequest, PermissionDenied, RouteNotFound
 from anygate.exchange import Exchange
+from anygate.planning import needs_of
 from anygate.routing import Deployment
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class ModelRoutes:
             raise InvalidRequest(message, param="model", code="invalid_model")
         exchange.requested_model = model
         exchange.stream = payload.get("stream") is True
-        groups = self.state.planner.plan(model, exchange.principal)
+        groups = self.state.planner.plan(model, exchange.principal, needs_of(exchange.route, exchange.stream))
         timeout = self.request_timeout(scope, exchange)
         targets = [deployment for group in groups for deployment in group]
         call.ticket = await self.state.accounting.reserve(exchange, body, payload, targets)

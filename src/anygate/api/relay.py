@@ -21,6 +21,7 @@ import orjson
 from anygate.accounting.service import Ticket
 from anygate.api.headers import forwarded_headers, response_headers, retry_after_header
 from anygate.api.http import Scope, Send, send_bytes
+from anygate.api.tracing_layer import traced_attempt
 from anygate.errors import GatewayError, ServiceUnavailable, UpstreamTimeout, UpstreamUnavailable
 from anygate.exchange import Exchange
 from anygate.routing import Deployment
@@ -69,7 +70,11 @@ class Cycle:
         exchange.provider_id, exchange.model = runtime.id, deployment.model
         api_key, exchange.byok = state.planner.key_for(exchange.principal, runtime, deployment)
         timeouts = attempt_timeouts(runtime.client, self.request.timeout, deadline - state.health.now())
-        await self._forward(runtime, deployment, api_key, timeouts)
+        if state.tracing is None:
+            await self._forward(runtime, deployment, api_key, timeouts)
+        else:
+            with traced_attempt(state.tracing, exchange, runtime, deployment):
+                await self._forward(runtime, deployment, api_key, timeouts)
 
     async def _forward(
         self, runtime: ProviderRuntime, deployment: Deployment, api_key: str | None, timeouts: Timeouts
@@ -102,6 +107,8 @@ class Cycle:
     ) -> Response:
         scope = self.request.scope
         headers = forwarded_headers(scope)
+        if self.state.tracing is not None:
+            self.state.tracing.inject(headers)  # the attempt's span is the upstream's parent
         return await client.open(scope["method"], self.request.endpoint, body, headers, timeouts, api_key)
 
     # ------------------------------------------------------------------------------ relaying
@@ -118,8 +125,9 @@ class Cycle:
             exchange.usage = usage if isinstance(usage, dict) else None
         exchange.first_byte_at = time.perf_counter()
         exchange.status = response.status
-        if exchange.usage is None:  # the accounting estimates it from the body
-            self.request.ticket.keep_body(data)
+        ticket = self.request.ticket
+        if exchange.usage is None or ticket.keeps_text:  # to estimate from, or to export
+            ticket.keep_body(data)
         headers = response_headers(response.headers, exchange.request_id.encode())
         await send_bytes(self.send, response.status, data, headers)
 

@@ -29,7 +29,6 @@ from anygate.management.schemas import ProbeRequest
 from anygate.probe import capabilities, probe_provider
 from anygate.settings import ProviderConfig, describe_errors
 from anygate.store.providers import KEEP, DuplicateProvider, StoredProvider
-from anygate.upstream import OpenAICompatibleProvider
 
 router = APIRouter(tags=["providers"])
 
@@ -43,7 +42,9 @@ def provider_view(state: AppState, config: ProviderConfig, has_key: bool, origin
         "id": config.id,
         "name": config.name,
         "type": config.type,
+        "provider_type": config.type,
         "base_url": config.base_url,
+        "api_base": config.base_url,
         "configured": has_key or config.auth == "none",
         "healthy": None,
         "default": False,
@@ -54,7 +55,7 @@ def provider_view(state: AppState, config: ProviderConfig, has_key: bool, origin
         "api_key": MASK if has_key else None,
         "api_keys": [MASK] * len(config.api_keys),
         "auth": config.auth,
-        "headers": {name: MASK if is_secret_header(name) else value for name, value in config.headers.items()},
+        "headers": {name: MASK if is_secret_header(name) else value for name, value in configured_headers(config)},
         "allow_private_network": config.allow_private_network,
         "timeout": config.timeout,
         "timeouts": config.timeouts.model_dump(),
@@ -67,8 +68,32 @@ def provider_view(state: AppState, config: ProviderConfig, has_key: bool, origin
         "quota": config.quota.model_dump() if config.quota else None,
         "stream_usage": config.stream_usage,
         "via": via_view(config),
+        "cloudflare_access": access_view(config),
+        "proxy": proxy_view(config),
     }
     return view
+
+
+def configured_headers(config: ProviderConfig) -> list[tuple[str, str]]:
+    """The headers the provider was given, without those ``via`` and ``cloudflare_access`` add (shown there)."""
+    added = {"cf-access-client-id", "cf-access-client-secret"} if config.cloudflare_access is not None else set()
+    if config.via is not None and config.via.cloudflare.token is not None:
+        added.add("cf-aig-authorization")
+    return [(name, value) for name, value in config.headers.items() if name.lower() not in added]
+
+
+def access_view(config: ProviderConfig) -> dict[str, Any] | None:
+    """The Cloudflare Access service token: its id, its secret masked."""
+    access = config.cloudflare_access
+    return None if access is None else {"client_id": access.client_id, "client_secret": MASK}
+
+
+def proxy_view(config: ProviderConfig) -> dict[str, Any] | None:
+    """The provider's own egress proxy: its URL (credentials never in it) and headers, credentials masked."""
+    proxy = config.proxy
+    if proxy is None:
+        return None
+    return {"url": proxy.url, "headers": {n: MASK if is_secret_header(n) else v for n, v in proxy.headers.items()}}
 
 
 def via_view(config: ProviderConfig) -> dict[str, Any] | None:
@@ -88,7 +113,9 @@ def unavailable_view(stored: StoredProvider, reason: str | None = None) -> dict[
         "id": stored.id,
         "name": config.get("name"),
         "type": config.get("type"),
+        "provider_type": config.get("type"),
         "base_url": config.get("base_url"),
+        "api_base": config.get("base_url"),
         "configured": False,
         "healthy": False,
         "default": False,
@@ -207,7 +234,7 @@ async def test_provider(
             raise NotFound(f"Unknown provider '{provider_id}'", code="provider_not_found")
         stored = found.readable()
         config = stored_config(stored)
-        client = OpenAICompatibleProvider.from_config(config, stored.api_key, state.transport)
+        client = state.registry.make_client(config, stored.api_key)
         result = await probe_provider(client, model or config.default_model)
     result["capabilities"] = capabilities(result)
     await store.providers.save_probe(runtime.id if runtime else provider_id, result)

@@ -25,6 +25,7 @@ from anygate.settings import Settings
 from anygate.store.providers import StoredProvider
 from anygate.store.store import Store
 from anygate.telemetry import Metrics
+from anygate.tracing import Tracing
 from anygate.transport import Transport
 
 
@@ -71,6 +72,7 @@ class AppState:
     store_watch: StoreWatch
     readiness: Readiness
     background: Background
+    tracing: Tracing | None = None  # OpenTelemetry, when the settings turn it on
 
     def __repr__(self) -> str:
         return f"AppState(providers={sorted(self.registry.runtimes)})"

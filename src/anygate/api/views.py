@@ -56,7 +56,9 @@ class ProviderSummary(View):
     id: str
     name: str | None
     type: str | None
+    provider_type: str | None = Field(description="The same as `type` (the name older clients read).")
     base_url: str | None
+    api_base: str | None = Field(description="The same as `base_url` (the name older clients read).")
     configured: bool
     healthy: bool | None
     default: bool
@@ -100,7 +102,9 @@ class ProviderView(View):
     id: str
     name: str | None
     type: str | None
+    provider_type: str | None = Field(description="The same as `type` (the name older clients read).")
     base_url: str | None
+    api_base: str | None = Field(description="The same as `base_url` (the name older clients read).")
     configured: bool
     healthy: bool | None
     default: bool
@@ -109,6 +113,12 @@ class ProviderView(View):
     read_only: bool
     api_key: Literal["***"] | None = None
     api_keys: list[Literal["***"]] = []
+    cloudflare_access: dict[str, str] | None = Field(
+        None, description='The Cloudflare Access service token: `client_id`, and `client_secret` as `"***"`.'
+    )
+    proxy: dict[str, Any] | None = Field(
+        None, description='The provider\'s own egress proxy: `url`, and `headers` with credentials as `"***"`.'
+    )
     unavailable: str | None = Field(None, description="Why a stored provider is out of routing, when it is.")
 
 

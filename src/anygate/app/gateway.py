@@ -8,6 +8,7 @@ websocket) to the management app, which answers it.
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from pathlib import Path
@@ -103,6 +104,8 @@ class Gateway:
             log.error("requests still unsettled at shutdown", extra={"fields": {"requests": self._in_flight.count}})
         await state.accounting.close()  # the ledger's last batch, before the background work stops
         await state.background.stop()
+        if state.tracing is not None:
+            await asyncio.to_thread(state.tracing.shutdown)  # the last spans, exported (blocking I/O)
         await state.transport.aclose()
         await store_sync.close()
         await state.store.close()

@@ -4,7 +4,8 @@ Building opens the store (migrating it), fills the caches from it (keys, callers
 providers) and wires the request path: planner, dispatch loop, accounting. Starting begins the owned
 background work: model discovery (waited for briefly, so the first requests see most lists), health
 checks, the store's revision poll (and Redis notices), the tokenizer load, the ledger writer, retries of
-unsettled reservations, the limiter's purge, upstream quota polls and the price catalogue's warm-up.
+unsettled reservations, the limiter's purge, the telemetry export, upstream quota polls and the price
+catalogue's warm-up.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 from sqlalchemy.exc import SQLAlchemyError
 
 from anygate.accounting.budgets import BudgetSource, scopes_of
+from anygate.accounting.export import Exporter, build_exporter
 from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.accounting.pricing import warm_up
@@ -36,6 +38,7 @@ from anygate.settings import Settings
 from anygate.store.notify import ChangeNotifier
 from anygate.store.store import open_store
 from anygate.telemetry import Metrics
+from anygate.tracing import Tracing
 from anygate.transport import Transport
 
 log = logging.getLogger("anygate.startup")
@@ -60,7 +63,10 @@ async def build_state(
     await store_sync.refresh()
     readiness.add("store", store.db.ping)
     readiness.add("secrets", store_sync.check_secrets)
-    accounting = build_accounting(settings, registry, store.db.engine, budget_source or scopes_of, caller_keys.has_key)
+    exporter = telemetry_export(settings, transport, metrics)
+    accounting = build_accounting(
+        settings, registry, store.db.engine, budget_source or scopes_of, caller_keys.has_key, exporter
+    )
     readiness.add("tokenizer", accounting.tokenizer.check_ready)
     if isinstance(accounting.enforcer.limiter, RedisLimiter):
         readiness.add("redis", accounting.enforcer.limiter.ping)
@@ -86,6 +92,7 @@ async def build_state(
         store_watch=store_sync,
         readiness=readiness,
         background=background,
+        tracing=Tracing.start(settings.otel) if settings.otel.enabled else None,
     )
     return state, store_sync
 
@@ -107,6 +114,8 @@ async def start_background(state: AppState, store_sync: StoreSync) -> None:
     if isinstance(accounting.enforcer.limiter, SqlLimiter):
         background.spawn(purge_forever(accounting.enforcer.limiter), "limiter-purge")
     background.spawn(accounting.ledger.run(), "usage-ledger")
+    if accounting.export is not None:
+        background.spawn(accounting.export.run(), "telemetry-export")
     background.spawn(accounting.retry_unsettled_forever(), "unsettled-retries")
     poller = QuotaPoller(settings, state.registry, state.transport, state.metrics, state.store.db.engine)
     background.spawn(poller.run(), "upstream-quota")
@@ -120,6 +129,17 @@ async def warn_after_discovery(state: AppState, discovery: asyncio.Task[None]) -
     settings = state.settings
     for warning in routing_warnings(state.registry.index, settings.aliases, settings.fallbacks):
         log.warning("configuration: %s", warning)
+
+
+def telemetry_export(settings: Settings, transport: Transport, metrics: Metrics) -> Exporter | None:
+    """The per-generation export the settings ask for (None: none); its HTTP sink goes through the
+    environment's proxy for its URL, like the other outgoing requests."""
+    if settings.export is None:
+        return None
+    environment = settings.proxy_environment()
+    http = settings.export.http
+    proxy = environment.for_url(http.url) if environment is not None and http is not None else None
+    return build_exporter(settings.export, transport, metrics.count_export, proxy)
 
 
 async def purge_forever(limiter: SqlLimiter, interval: float = 3600.0) -> None:

@@ -19,6 +19,7 @@ from anygate.background import Background
 from anygate.caller_keys import CallerKeys
 from anygate.errors import NotReady
 from anygate.netguard import UnsafeURL, check_url
+from anygate.probe import missing_capabilities
 from anygate.registry import ProviderRegistry
 from anygate.settings import ProviderConfig, describe_errors
 from anygate.store.crypto import SecretKeyError
@@ -190,9 +191,9 @@ class StoreSync:
         discoveries: list[asyncio.Task[Any]] = []
         for runtime_id, runtime in registry.runtimes.items():
             probe = probes.get(runtime_id)
-            runtime.capabilities = (
-                {**probe.get("capabilities", {}), "checked_at": probe.get("checked_at")} if probe else None
-            )
+            found = probe.get("capabilities", {}) if probe else {}
+            runtime.capabilities = {**found, "checked_at": probe.get("checked_at")} if probe else None
+            runtime.lacks = missing_capabilities(found)
             if before.get(runtime_id) != id(runtime):
                 discoveries.append(self.background.spawn(registry.discover(runtime), f"discover-{runtime_id}"))
         return discoveries

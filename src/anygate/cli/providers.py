@@ -30,6 +30,7 @@ from anygate.cli.common import (
 )
 from anygate.cli.running_gateway import GatewayUnreadable
 from anygate.cli.serve import NO_PROVIDER_HINT
+from anygate.egress import Proxy
 from anygate.errors import GatewayError
 from anygate.settings import ProviderConfig, Settings
 from anygate.store.crypto import SecretKeyError
@@ -217,7 +218,9 @@ def providers_test(
     api_key = settings.provider_key(provider) if provider is not None else None
     if provider is None:
         provider, api_key = stored_provider(settings, provider_id)
-    result, finished = run_async(probe_within(provider, api_key, model or provider.default_model, timeout))
+    routed = settings.routed(provider)  # as its requests go: the gateway-wide Cloudflare settings, its proxy
+    probe = probe_within(routed, api_key, model or provider.default_model, timeout, settings.proxy_for(routed))
+    result, finished = run_async(probe)
     table = Table("check", "result")
     for check in CHECKS:
         table.add_row(check, check_mark(result.get(check), finished, timeout))
@@ -231,7 +234,7 @@ def providers_test(
 
 
 async def probe_within(
-    provider: ProviderConfig, api_key: str | None, model: str | None, timeout: float
+    provider: ProviderConfig, api_key: str | None, model: str | None, timeout: float, proxy: Proxy | None = None
 ) -> tuple[dict[str, Any], bool]:
     """The probe's results so far, and whether it finished within ``timeout`` seconds; the spinner names
     the check under way."""
@@ -240,7 +243,7 @@ async def probe_within(
 
     result: dict[str, Any] = {"provider": provider.id, "checked_at": int(time.time())}
     with progress(f"Probing {provider.id}: models") as describe:
-        async with OpenAICompatibleProvider.from_config(provider, api_key) as client:
+        async with OpenAICompatibleProvider.from_config(provider, api_key, proxy=proxy) as client:
             try:
                 async with asyncio.timeout(timeout):
                     async for name, outcome in probe_steps(client, model):

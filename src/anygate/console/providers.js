@@ -2,7 +2,7 @@
 
 import { api, items } from "./api.js";
 import { $, badge, h, splitList, table } from "./dom.js";
-import { formatNumber, t } from "./i18n.js";
+import { formatDate, formatNumber, t } from "./i18n.js";
 
 const READ_ONLY_ORIGINS = new Set(["file", "env"]);
 let ui;
@@ -93,7 +93,29 @@ function statusBadges(p) {
     out.push(h("span", { class: "muted small" }, t("providers.latency", { ms: formatNumber(Math.round(checked.latency_ms)) })));
   }
   if (checked && checked.error) out.push(h("span", { class: "small error-text" }, checked.error));
+  if (p.capabilities && typeof p.capabilities === "object") out.push(...capabilityBadges(p.capabilities));
   return out;
+}
+
+/** What a provider's live test found, in words: "Streaming: no". */
+const CAPABILITIES = ["models", "chat", "streaming", "stream_usage", "embeddings"];
+
+function capabilityName(name) {
+  switch (name) {
+    case "models": return t("providers.capability.models");
+    case "chat": return t("providers.capability.chat");
+    case "streaming": return t("providers.capability.streaming");
+    case "stream_usage": return t("providers.capability.stream_usage");
+    case "embeddings": return t("providers.capability.embeddings");
+    case "checked_at": return t("providers.capability.checked_at");
+    default: return name;
+  }
+}
+
+function capabilityBadges(found) {
+  return CAPABILITIES.filter((name) => typeof found[name] === "boolean").map((name) => found[name]
+    ? badge(t("providers.capabilityYes", { name: capabilityName(name) }), "ok")
+    : badge(t("providers.capabilityNo", { name: capabilityName(name) }), "bad", t("providers.capabilityNoHint")));
 }
 
 function actions(p, readOnly) {
@@ -152,11 +174,12 @@ function renderTest() {
   panel.replaceChildren(
     h("div", { class: "panel-head" }, title, close),
     h("h3", {}, t("providers.capabilities")),
-    h("dl", { class: "facts" }, Object.entries(shown).map(([name, value]) => [h("dt", {}, name), h("dd", {}, describe(value))])),
+    h("dl", { class: "facts" }, Object.entries(shown).map(([name, value]) => [h("dt", {}, capabilityName(name)), h("dd", {}, describe(name, value))])),
   );
 }
 
-function describe(value) {
+function describe(name, value) {
+  if (name === "checked_at" && typeof value === "number") return formatDate(new Date(value * 1000).toISOString());
   if (value === true) return badge(t("common.yes"), "ok");
   if (value === false) return badge(t("common.no"), "bad");
   if (value === null || value === undefined) return "—";

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
+from anygate.egress import parse_proxy
 from anygate.errors import InvalidRequest
 from anygate.header_rules import InvalidHeader, has_control_characters
 from anygate.management.validation import describe_validation
@@ -25,6 +26,7 @@ WHOLE_OBJECT_ERRORS = (
     ("give either base_url or via", "via"),
     ("Cloudflare AI Gateway", "via"),
 )
+PROXY_AUTHORIZATION = "proxy-authorization"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -79,8 +81,12 @@ def describe_provider_errors(exc: ValidationError) -> InvalidRequest:
     errors = exc.errors(include_input=False)  # a stored value (a header, a key) may be a secret
     for error in errors:
         cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, UnsafeURL) and tuple(error.get("loc") or ())[:1] == ("proxy",):
+            return InvalidRequest(f"proxy.url: {cause}", param="proxy.url", code="invalid_proxy")
         if isinstance(cause, UnsafeURL):  # raised by the provider object as a whole: name the field
             return unsafe_url(cause)
+        if isinstance(cause, InvalidHeader) and tuple(error.get("loc") or ())[:1] == ("proxy",):
+            return InvalidRequest(str(cause), param=f"proxy.headers.{cause.name}", code="invalid_header")
         if isinstance(cause, InvalidHeader):
             return InvalidRequest(str(cause), param=f"headers.{cause.name}", code="invalid_header")
     first = errors[0]
@@ -106,7 +112,9 @@ def is_secret_header(name: str) -> bool:
 
 def merge_provider(stored: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     """``changes`` over the stored provider (``{}`` when creating). A header value or an ``api_keys`` entry
-    sent back as ``"***"`` or ``""`` keeps its stored value; with none stored, that is a 400 naming it."""
+    sent back as ``"***"`` or ``""`` keeps its stored value; with none stored, that is a 400 naming it. So do
+    the ``via`` token, the Cloudflare Access secret and the proxy's header values (not when the proxy moves
+    to another host: its credentials never follow it there)."""
     merged = {**stored, **changes}
     if isinstance(changes.get("headers"), dict):
         merged["headers"] = keep_headers(stored.get("headers") or {}, changes["headers"])
@@ -114,7 +122,54 @@ def merge_provider(stored: dict[str, Any], changes: dict[str, Any]) -> dict[str,
         merged["api_keys"] = keep_keys(stored.get("api_keys") or [], changes["api_keys"])
     if isinstance(changes.get("via"), dict):
         merged["via"] = keep_via_token(stored.get("via") or {}, changes["via"])
+    if isinstance(changes.get("cloudflare_access"), dict):
+        merged["cloudflare_access"] = keep_access_secret(stored.get("cloudflare_access"), changes["cloudflare_access"])
+    if isinstance(changes.get("proxy"), dict):
+        merged["proxy"] = keep_proxy_headers(stored.get("proxy"), changes["proxy"])
     return merged
+
+
+def keep_access_secret(stored: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """``cloudflare_access.client_secret`` sent back as ``"***"`` or ``""`` keeps the stored secret."""
+    if given.get("client_secret") not in KEPT:
+        return given
+    stored_secret = stored.get("client_secret") if isinstance(stored, dict) else None
+    if not stored_secret:
+        raise nothing_to_keep("cloudflare_access.client_secret")
+    return {**given, "client_secret": stored_secret}
+
+
+def normalized_proxy(proxy: Any) -> dict[str, Any]:
+    """A proxy object as stored: credentials written into its URL moved to a ``Proxy-Authorization``
+    header (one that does not parse is left for the validation to refuse)."""
+    if not isinstance(proxy, dict) or not isinstance(proxy.get("url"), str):
+        return proxy if isinstance(proxy, dict) else {}
+    headers = proxy.get("headers", {})
+    if not isinstance(headers, dict):
+        return proxy  # the wrong type, for the validation to name
+    try:
+        parsed = parse_proxy(proxy["url"], headers)
+    except UnsafeURL:
+        return proxy
+    return {**proxy, "url": parsed.url, "headers": dict(parsed.headers)}
+
+
+def keep_proxy_headers(stored: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """The proxy's header values sent back as ``"***"`` or ``""`` keep the stored ones, while the proxy stays
+    on the same scheme, host and port."""
+    given, before = normalized_proxy(given), normalized_proxy(stored)
+    headers = given.get("headers")
+    if not isinstance(headers, dict) or not any(value in KEPT for value in headers.values()):
+        return given
+    if url_destination(str(before.get("url", ""))) != url_destination(str(given.get("url", ""))):
+        name = next(name for name, value in headers.items() if value in KEPT)
+        raise InvalidRequest(
+            f"proxy.headers.{name}: the proxy moves to another host; give its credentials again with it "
+            "(a stored secret never follows it there)",
+            param=f"proxy.headers.{name}",
+            code="api_key_required",
+        )
+    return {**given, "headers": keep_headers(before.get("headers") or {}, headers, "proxy.headers")}
 
 
 def keep_via_token(stored: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
@@ -128,13 +183,13 @@ def keep_via_token(stored: dict[str, Any], given: dict[str, Any]) -> dict[str, A
     return {**given, "cloudflare": {**cloudflare, "token": stored_token}}
 
 
-def keep_headers(stored: dict[str, str], given: dict[str, Any]) -> dict[str, Any]:
+def keep_headers(stored: dict[str, str], given: dict[str, Any], field: str = "headers") -> dict[str, Any]:
     known = {name.lower(): value for name, value in stored.items()}
     merged: dict[str, Any] = {}
     for name, value in given.items():
         if value in KEPT:
             if name.lower() not in known:
-                raise nothing_to_keep(f"headers.{name}")
+                raise nothing_to_keep(f"{field}.{name}")
             value = known[name.lower()]
         merged[name] = value
     return merged
@@ -166,12 +221,21 @@ def nothing_to_keep(field: str) -> InvalidRequest:
 # ------------------------------------------------------------------------------------ moving a provider
 
 
+def url_destination(url: str) -> tuple[object, ...]:
+    """A URL's scheme, host and port (the default port when none is written)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (parts.scheme, host, port or DEFAULT_PORTS.get(parts.scheme))
+
+
 def destination(config: ProviderConfig) -> tuple[object, ...]:
     """Where a provider's requests, and with them its secrets, go: the base URL's scheme, host and port,
     and, through Cloudflare AI Gateway (one host for every account), the account and gateway too."""
-    parts = urlsplit(config.base_url or "")
-    host = (parts.hostname or "").rstrip(".").lower()
-    where: tuple[object, ...] = (parts.scheme, host, parts.port or DEFAULT_PORTS.get(parts.scheme))
+    where = url_destination(config.base_url or "")
     if config.via is not None:
         where += (config.via.cloudflare.account_id, config.via.cloudflare.gateway_id)
     return where
@@ -191,7 +255,8 @@ def require_secrets_on_move(
 ) -> None:
     """A provider that moves to another scheme, host or port takes none of its stored secrets along:
     each secret the API masks (its key, every ``api_keys`` entry, credential-like header values, the
-    ``via`` token) must be given anew with the same change, or removed; else a 400 ``api_key_required``.
+    ``via`` token, the Cloudflare Access secret, the proxy's credential-like header values) must be given
+    anew with the same change, or removed; else a 400 ``api_key_required``.
     Otherwise an admin session, or whoever stole one, could send the stored key to a host of its choosing.
     A change of path alone keeps them. ``changes`` and ``api_key`` are as given, before any merge."""
     if stored_destination(stored.config) == destination(moved):
@@ -223,7 +288,26 @@ def secrets_not_given(stored: StoredProvider, changes: dict[str, Any], api_key: 
     stored_token = ((config.get("via") or {}).get("cloudflare") or {}).get("token")
     if stored_token and is_token_kept(changes.get("via", KEEP)):
         missing.append("via.cloudflare.token")
+    if (config.get("cloudflare_access") or {}).get("client_secret") and is_access_secret_kept(
+        changes.get("cloudflare_access", KEEP)
+    ):
+        missing.append("cloudflare_access.client_secret")
+    missing.extend(proxy_secrets_kept(config.get("proxy"), changes.get("proxy", KEEP)))
     return missing
+
+
+def is_access_secret_kept(given: Any) -> bool:
+    """Whether the stored Cloudflare Access secret survives ``given`` (the object sent, or ``KEEP``)."""
+    if not isinstance(given, dict):
+        return given is KEEP
+    return given.get("client_secret") in KEPT
+
+
+def proxy_secrets_kept(stored: Any, given: Any) -> list[str]:
+    """The stored proxy's credential-like headers that ``given`` (the proxy sent, ``None``, or ``KEEP``) keeps."""
+    headers = normalized_proxy(stored).get("headers") or {}
+    sent: Any = KEEP if given is KEEP else normalized_proxy(given).get("headers") or {}
+    return [f"proxy.headers.{name}" for name in headers if is_secret_header(name) and is_header_kept(sent, name)]
 
 
 def is_header_kept(given: Any, name: str) -> bool:

@@ -20,6 +20,7 @@ user lists, often on loopback or a LAN). Link-local and metadata addresses are n
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -32,8 +33,8 @@ from anygate.catalog import join_url, key_env_name
 from anygate.errors import GatewayError, UpstreamTimeout
 from anygate.netguard import UnsafeURL, check_url, validate_url_shape
 from anygate.quota.formats import NO_CURRENCY, UNEXPECTED_SHAPE, Quota, QuotaFormat, UnexpectedShape, normalize
-from anygate.settings import QuotaSource, Settings
-from anygate.transport import OutgoingRequest, Response, Timeouts, Transport
+from anygate.settings import ProviderConfig, QuotaSource, Settings
+from anygate.transport import OutgoingRequest, Proxy, Response, Timeouts, Transport
 
 MAX_BODY_BYTES = 262144
 DEFAULT_TIMEOUT = 5.0
@@ -46,12 +47,17 @@ class QuotaFetchError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Source:
+    """``headers``: sent besides the key (a gateway provider's own: Cloudflare Access, say); ``proxy``: the
+    HTTP proxy the poll goes through (a provider's, else the environment's)."""
+
     id: str
     base_url: str
     quota_path: str
     format: QuotaFormat
     label: str
     allow_private_network: bool = True
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    proxy: Proxy | None = None
 
     @property
     def url(self) -> str:
@@ -107,16 +113,34 @@ def configured_sources(settings: Settings, user_sources: list[QuotaSource]) -> l
     found: dict[str, Source] = {}
     for provider in settings.providers:
         if provider.quota is not None and provider.base_url and provider.enabled:
-            label = provider.name or provider.id
-            quota = provider.quota
-            private = bool(provider.allow_private_network)
-            found[provider.id] = Source(provider.id, provider.base_url, quota.path, quota.format, label, private)
+            routed = settings.routed(provider)  # the gateway its requests go through
+            found[provider.id] = provider_source(routed, settings.proxy_for(routed))
+    environment = settings.proxy_environment()
     for entry in [*settings.quota_sources, *user_sources]:
         if entry.id not in found:
             label = entry.label or entry.id
             private = entry.allow_private_network
-            found[entry.id] = Source(entry.id, entry.base_url, entry.quota_path, entry.format, label, private)
+            proxy = environment.for_url(entry.base_url) if environment is not None else None
+            found[entry.id] = Source(
+                entry.id, entry.base_url, entry.quota_path, entry.format, label, private, proxy=proxy
+            )
     return list(found.values())
+
+
+def provider_source(provider: ProviderConfig, proxy: Proxy | None) -> Source:
+    """A gateway provider's quota endpoint, reached as its other requests are: its headers, its proxy."""
+    assert provider.quota is not None and provider.base_url is not None
+    quota = provider.quota
+    return Source(
+        provider.id,
+        provider.base_url,
+        quota.path,
+        quota.format,
+        provider.name or provider.id,
+        bool(provider.allow_private_network),
+        provider.headers,
+        proxy,
+    )
 
 
 def auth_json_path(settings: Settings) -> Path:
@@ -200,9 +224,10 @@ def without_key(quota: Quota, key: str) -> Quota:
 
 
 async def _get_json(transport: Transport, source: Source, key: str, timeout: float) -> Any:
-    headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+    headers = {**source.headers, "Authorization": f"Bearer {key}", "Accept": "application/json"}
     wait = Timeouts(connect=timeout, first_byte=timeout, idle=timeout, total=timeout)
-    request = OutgoingRequest("GET", source.url, headers, None, wait, source.allow_private_network, "Quota source")
+    private = source.allow_private_network
+    request = OutgoingRequest("GET", source.url, headers, None, wait, private, "Quota source", source.proxy)
     response = await transport.send(request)
     try:
         if 300 <= response.status < 400:

@@ -6,8 +6,9 @@ Every ``CHECK_EVERY`` seconds each process looks at each such provider: the one 
 result is the provider's ``quota`` in ``/v1/providers`` (normalized, with ``checked_at`` and any
 ``error``) and the gauge ``anygate_upstream_quota_remaining{provider, unit}``, on every process.
 
-Polls go through the process's transport, like every other upstream request: the SSRF guard checks
-each address the provider's host resolves to, under the provider's own ``allow_private_network``.
+Polls go through the process's transport, like every other upstream request: with the provider's own
+headers, through its proxy (``proxy``, else ``HTTPS_PROXY``/``HTTP_PROXY``), and the SSRF guard checks each
+address the provider's host resolves to, under the provider's own ``allow_private_network``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from anygate.errors import redact_text
-from anygate.quota.client import QuotaFetchError, Source, fetch_quota
+from anygate.quota.client import QuotaFetchError, Source, fetch_quota, provider_source
 from anygate.quota.polls import QuotaPolls
 from anygate.registry import ProviderRegistry, ProviderRuntime
 from anygate.settings import Settings
@@ -38,13 +39,11 @@ RESULT_WAIT = 0.25
 
 
 def source_of(runtime: ProviderRuntime) -> Source | None:
+    """The provider's quota endpoint, polled as its other requests go: its headers, through its proxy."""
     config = runtime.config
     if config.quota is None or not config.base_url:
         return None
-    label = config.name or config.id
-    return Source(
-        config.id, config.base_url, config.quota.path, config.quota.format, label, bool(config.allow_private_network)
-    )
+    return provider_source(config, runtime.client.proxy)
 
 
 async def fetch_view(transport: Transport, source: Source, key: str) -> dict[str, Any]:

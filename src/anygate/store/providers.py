@@ -2,7 +2,8 @@
 
 A provider row keeps the provider object as JSON *without* its secret-bearing fields: the key is sealed
 in ``api_key``; the headers (which may carry credentials such as ``X-Api-Key``), the extra keys
-(``api_keys``) and ``via`` (Cloudflare AI Gateway, with its token) together in ``secrets``. Reading a row
+(``api_keys``), ``via`` (Cloudflare AI Gateway, with its token), ``cloudflare_access`` (a Cloudflare
+Access service token) and ``proxy`` (an egress proxy, with its credentials) together in ``secrets``. Reading a row
 gives the whole object back, decrypted; a row whose secrets cannot be decrypted comes back with
 ``error`` set and none of its secrets.
 """
@@ -23,7 +24,8 @@ from anygate.store.crypto import SecretBox, SecretKeyError
 from anygate.store.database import Database
 from anygate.store.tables import provider_probes, providers, utcnow
 
-SECRET_FIELDS = ("headers", "api_keys", "via")  # via: a gateway in between, with its token
+# via: a gateway in between, with its token; cloudflare_access: a service token; proxy: its credentials.
+SECRET_FIELDS = ("headers", "api_keys", "via", "cloudflare_access", "proxy")
 
 
 class DuplicateProvider(Exception):

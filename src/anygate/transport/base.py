@@ -6,6 +6,9 @@ request's timers applied inside: the first byte must come within ``Timeouts.firs
 and once it has, no gap between reads may exceed the read timeout (``set_read_timeout`` changes it
 while the response is open: a stream switches to its idle timeout after the first event).
 
+A request may go through an HTTP proxy (``OutgoingRequest.proxy``, ``anygate.egress``): a ``CONNECT`` tunnel
+for ``https://``, the request itself for ``http://``; the SSRF guard checks the upstream's host either way.
+
 Every failure of the network or the peer is raised as the gateway's own error (``UpstreamUnavailable``
 or ``UpstreamTimeout``) naming ``OutgoingRequest.origin``, never a URL, a header or a key; the one
 implementation that talks to the network (``anygate.transport.aiohttp_transport``) maps its library's
@@ -17,6 +20,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from anygate.egress import Proxy
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +45,10 @@ class Timeouts:
 
 @dataclass(frozen=True, slots=True)
 class OutgoingRequest:
-    """One request to an upstream. ``origin`` is how errors name the peer (``Provider 'groq'``)."""
+    """One request to an upstream. ``origin`` is how errors name the peer (``Provider 'groq'``).
+
+    ``proxy``: the HTTP proxy it goes through (None: directly). The upstream's host is still resolved and
+    checked here, under ``allow_private_network``, before anything is sent to the proxy."""
 
     method: str
     url: str
@@ -49,6 +57,7 @@ class OutgoingRequest:
     timeouts: Timeouts = Timeouts()
     allow_private_network: bool = False
     origin: str = "upstream"
+    proxy: Proxy | None = None
 
 
 class Headers:
