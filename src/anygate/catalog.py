@@ -10,8 +10,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import urlsplit
 
-AuthStyle = Literal["bearer", "api-key", "none"]
+AuthStyle = Literal["bearer", "api-key", "x-api-key", "none"]
 QuotaFormat = Literal["neutral", "openrouter", "litellm"]
+# What a provider speaks besides chat completions: ``openai`` (the OpenAI API), or ``anthropic`` (the Anthropic
+# Messages API, to which ``/v1/messages`` requests pass through as they are).
+ApiStyle = Literal["openai", "anthropic"]
+ANTHROPIC_VERSION = "2023-06-01"  # sent to an ``anthropic`` provider when the client names no version
 
 DEFAULT_PROXY_ENDPOINTS: tuple[tuple[str, str], ...] = (
     ("POST", "chat/completions"),
@@ -45,6 +49,10 @@ class Preset:
     headers: dict[str, str] = field(default_factory=dict)
     # Accepts ``stream_options.include_usage`` on streams: True, False (refuses it), None (not known: tried).
     stream_usage: bool | None = None
+    api: ApiStyle = "openai"
+    # Serves the Responses API (``/responses``): True, False (bridged over chat completions), None (not known:
+    # tried, and bridged from its first 404 or 405).
+    responses: bool | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -57,6 +65,18 @@ PRESETS: dict[str, Preset] = {
             ("api.openai.com",),
             cloudflare_slug="openai",
             stream_usage=True,
+            responses=True,
+        ),
+        Preset(
+            "anthropic",
+            "Anthropic",
+            "https://api.anthropic.com/v1",
+            ("anthropic.com",),
+            auth="x-api-key",
+            cloudflare_slug="anthropic",
+            cloudflare_keeps_v1=True,
+            api="anthropic",
+            responses=False,
         ),
         Preset(
             "openrouter",
@@ -84,6 +104,7 @@ PRESETS: dict[str, Preset] = {
             ("deepseek.com",),
             cloudflare_slug="deepseek",
             stream_usage=True,
+            responses=False,
         ),
         Preset(
             "mistral",
@@ -93,6 +114,7 @@ PRESETS: dict[str, Preset] = {
             cloudflare_slug="mistral",
             cloudflare_keeps_v1=True,
             stream_usage=False,  # refuses unknown fields (422); reports usage on streams unasked
+            responses=False,
         ),
         Preset(
             "xai",
@@ -113,7 +135,9 @@ PRESETS: dict[str, Preset] = {
             static_models=("sonar", "sonar-pro", "sonar-reasoning", "sonar-reasoning-pro", "sonar-deep-research"),
             cloudflare_slug="perplexity-ai",
         ),
-        Preset("cohere", "Cohere", "https://api.cohere.ai/compatibility/v1", ("cohere.ai", "cohere.com")),
+        Preset(
+            "cohere", "Cohere", "https://api.cohere.ai/compatibility/v1", ("cohere.ai", "cohere.com"), responses=False
+        ),
         Preset("minimax", "MiniMax", "https://api.minimax.io/v1", ("minimax.io", "minimaxi.com")),
         Preset("moonshot", "Moonshot AI", "https://api.moonshot.ai/v1", ("moonshot.ai", "moonshot.cn")),
         Preset(

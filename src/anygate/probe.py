@@ -1,5 +1,5 @@
 """A live probe of one provider: what it lists and supports (models, chat, streaming, usage on streams,
-embeddings)."""
+embeddings, the Responses API)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ async def probe_provider(client: OpenAICompatibleProvider, model: str | None = N
     result["streaming"] = await _check_stream(client, chosen)
     result["stream_usage"] = await _check_stream_usage(client, chosen)
     result["embeddings"] = await _check_embeddings(client, embedding_model(models) or chosen)
+    result["responses"] = await _check_responses(client, chosen)
     return result
 
 
@@ -38,7 +39,7 @@ def embedding_model(models: list[str]) -> str | None:
 
 def capabilities(result: dict[str, Any]) -> dict[str, bool]:
     """What a probe found, as flags: ``{"models": True, "chat": True, "streaming": False, ...}``."""
-    checks = ("models", "chat", "streaming", "stream_usage", "embeddings")
+    checks = ("models", "chat", "streaming", "stream_usage", "embeddings", "responses")
     return {check: bool((result.get(check) or {}).get("ok")) for check in checks}
 
 
@@ -85,6 +86,19 @@ async def _check_stream_usage(client: OpenAICompatibleProvider, model: str) -> d
     except GatewayError as exc:
         return {"ok": False, "error": client.describe(exc)}
     return {"ok": True} if saw_usage else {"ok": False, "error": "accepted, but no usage in the stream"}
+
+
+async def _check_responses(client: OpenAICompatibleProvider, model: str) -> dict[str, Any]:
+    """The Responses API (``POST /responses``); where it fails, anygate bridges ``/v1/responses`` over chat."""
+    started = time.perf_counter()
+    try:
+        reply = await client.request_json(
+            "POST", "responses", {"model": model, "input": "Say OK.", "max_output_tokens": 16}
+        )
+    except GatewayError as exc:
+        return {"ok": False, "error": client.describe(exc)}
+    ok = isinstance(reply, dict) and reply.get("object") == "response"
+    return {"ok": ok, "latency_ms": _ms(started)} if ok else {"ok": False, "error": "answered, but not with a response"}
 
 
 def _one_token(model: str) -> dict[str, Any]:

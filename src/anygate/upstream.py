@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from anygate.catalog import PRESETS, AuthStyle, detect_provider_name, join_url
+from anygate.catalog import ANTHROPIC_VERSION, PRESETS, ApiStyle, AuthStyle, detect_provider_name, join_url
 from anygate.errors import (
     GatewayError,
     UpstreamRedirect,
@@ -48,6 +48,8 @@ def auth_headers(auth: AuthStyle, api_key: str | None) -> dict[str, str]:
         return {}
     if auth == "api-key":
         return {"api-key": api_key}
+    if auth == "x-api-key":
+        return {"x-api-key": api_key}
     return {"Authorization": f"Bearer {api_key}"}
 
 
@@ -79,9 +81,12 @@ class OpenAICompatibleProvider:
         transport: Transport | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         other_keys: Iterable[str] = (),
+        api: ApiStyle = "openai",
     ) -> None:
         """``other_keys``: keys this client may be handed per request (the provider's ``api_keys``); like
-        its own key and header values, they are redacted from every upstream error it reports."""
+        its own key and header values, they are redacted from every upstream error it reports. ``api``:
+        ``anthropic`` for an upstream that speaks the Anthropic Messages API (it then gets an
+        ``anthropic-version`` header on every request that names none)."""
         check_url(base_url, allow_private_network)
         self.provider_id = provider_id
         self.base_url = base_url.rstrip("/")
@@ -96,6 +101,9 @@ class OpenAICompatibleProvider:
         self.max_event_bytes = max_event_bytes  # the largest SSE event a stream may carry
         self.is_configured = bool(api_key) or auth == "none"
         self.headers: dict[str, str] = {**dict(custom_headers or {}), **auth_headers(auth, api_key)}
+        self.api = api
+        # Sent unless the request names its own (a client's ``anthropic-version`` wins over this one).
+        self.default_headers = {"anthropic-version": ANTHROPIC_VERSION} if api == "anthropic" else {}
         self.secrets = sent_secrets([api_key or "", *other_keys], self.headers.values())
         self.timeouts = Timeouts(connect_timeout, self.first_byte_timeout, timeout, total_timeout)
         self.origin = f"Provider '{provider_id}'"  # how transport errors name it
@@ -142,6 +150,8 @@ class OpenAICompatibleProvider:
         ``api_key`` replaces the provider's own key for this request (a caller's own key).
         """
         merged = {**headers, **self.headers} if headers else self.headers
+        if self.default_headers:
+            merged = {**self.default_headers, **merged}
         if api_key is not None:
             merged = {**merged, **auth_headers(self.auth if self.auth != "none" else "bearer", api_key)}
         request = OutgoingRequest(
@@ -315,6 +325,7 @@ class OpenAICompatibleProvider:
             has_models_endpoint=preset.has_models_endpoint,
             ollama_tags_fallback=preset.ollama_tags_fallback,
             transport=transport,
+            api=config.api or preset.api,
         )
 
 

@@ -21,10 +21,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import anthropic
 import httpx2
 import openai
 
+from anygate.accounting.budgets import BudgetSource
 from anygate.app import Gateway, create_app
+from anygate.auth import Principal, hash_key
 from anygate.settings import Settings
 
 from .fake_upstream import FakeUpstream
@@ -89,19 +92,35 @@ class InProcessGateway:
         options.setdefault("http_client", httpx2.Client(transport=self.transport()))
         return openai.OpenAI(base_url=f"{BASE_URL}/v1", api_key=key, **options)
 
+    def anthropic(self, key: str = ADMIN_KEY, base_path: str = "", **options: Any) -> anthropic.Anthropic:
+        """The official Anthropic SDK against the in-process gateway (``base_path``: ``/anthropic``), its
+        own retries off."""
+        options.setdefault("max_retries", 0)
+        options.setdefault("http_client", httpx2.Client(transport=self.transport()))
+        return anthropic.Anthropic(base_url=f"{BASE_URL}{base_path}", api_key=key, **options)
+
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the gateway's loop (to reach its state between requests)."""
         return self.loop.run(coroutine)
 
 
 @contextmanager
-def inprocess_gateway(settings: Settings, upstream: FakeUpstream | None = None) -> Iterator[InProcessGateway]:
-    """The gateway started (lifespan and all) with ``upstream`` in memory as its only network."""
+def inprocess_gateway(
+    settings: Settings,
+    upstream: FakeUpstream | None = None,
+    *,
+    keys: dict[str, Principal] | None = None,
+    budget_source: BudgetSource | None = None,
+) -> Iterator[InProcessGateway]:
+    """The gateway started (lifespan and all) with ``upstream`` in memory as its only network; ``keys`` maps
+    secrets to the callers they stand for, ``budget_source`` gives their budgets (as the store would)."""
     loop = LoopThread()
     transport = upstream.transport() if upstream is not None else None
-    app = create_app(settings, transport)
+    app = create_app(settings, transport, budget_source)
     try:
         loop.run(app.startup())
+        for secret, principal in (keys or {}).items():
+            app.state.keyring.add(hash_key(secret), principal)
         loop.run(app.state.accounting.tokenizer.ready())  # its vocabularies load at start-up
         try:
             yield InProcessGateway(app, upstream, loop)

@@ -148,7 +148,7 @@ def providers_test(
     result = run_async(probe())
     result["capabilities"] = capabilities(result)
     table = Table("check", "result")
-    for check in ("models", "chat", "streaming", "stream_usage", "embeddings"):
+    for check in ("models", "chat", "streaming", "stream_usage", "embeddings", "responses"):
         outcome = result.get(check) or {}
         mark = "[green]ok[/green]" if outcome.get("ok") else f"[red]{escape(str(outcome.get('error', 'no')))}[/red]"
         table.add_row(check, mark)
