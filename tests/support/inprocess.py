@@ -90,7 +90,8 @@ class InProcessGateway:
         """The official SDK against the in-process gateway, its own retries off."""
         options.setdefault("max_retries", 0)
         options.setdefault("http_client", httpx2.Client(transport=self.transport()))
-        return openai.OpenAI(base_url=f"{BASE_URL}/v1", api_key=key, **options)
+        options.setdefault("base_url", f"{BASE_URL}/v1")
+        return openai.OpenAI(api_key=key, **options)
 
     def anthropic(self, key: str = ADMIN_KEY, base_path: str = "", **options: Any) -> anthropic.Anthropic:
         """The official Anthropic SDK against the in-process gateway (``base_path``: ``/anthropic``), its
