@@ -51,3 +51,16 @@ def ledger_rows(gw: RunningGateway, database: Path) -> list[tuple[Any, ...]]:
             break
         time.sleep(0.02)
     return rows
+
+
+def test_pings_keep_a_slow_translated_stream_alive_over_the_network() -> None:
+    with (
+        FakeUpstream.start_in_thread(event_delay=0.3) as upstream,
+        serve_gateway(gateway_settings(fake_provider(upstream), stream_keepalive_interval=0.03)) as gw,
+        gw.client() as http,
+    ):
+        body = {"model": MODEL, "max_tokens": 20, "messages": HI, "stream": True}
+        raw = http.post("/v1/messages", json=body).content
+    assert raw.startswith(b"event: message_start") and raw.endswith(b'data: {"type":"message_stop"}\n\n')
+    assert b"event: ping" in raw
+    assert raw.count(b"event: content_block_delta") == 3  # nothing lost between the pings
