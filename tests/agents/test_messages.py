@@ -363,3 +363,16 @@ def test_thinking_becomes_a_reasoning_effort_only_where_the_upstream_reasons() -
     assert reasoning["reasoning_effort"] == "medium" and reasoning["max_completion_tokens"] == 12_000
     assert "max_tokens" not in reasoning  # OpenAI's reasoning models refuse it
     assert "reasoning_effort" not in plain and plain["max_tokens"] == 12_000  # dropped, no error
+
+
+def test_messages_requests_are_in_the_metrics_with_their_tokens(
+    gateway: InProcessGateway, client: anthropic.Anthropic
+) -> None:
+    client.messages.create(model=MODEL, max_tokens=10, messages=HI)
+    with client.messages.stream(model=MODEL, max_tokens=10, messages=HI) as stream:
+        stream.get_final_message()
+    with gateway.client() as http:
+        metrics = http.get("/metrics").text
+    assert 'anygate_requests_total{model="fake-model",provider="fake",route="messages",status="200"} 2.0' in metrics
+    assert 'anygate_tokens_total{direction="input",model="fake-model",provider="fake"} 24.0' in metrics
+    assert 'anygate_tokens_total{direction="output",model="fake-model",provider="fake"} 14.0' in metrics
