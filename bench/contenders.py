@@ -70,12 +70,17 @@ class PrepareFailed(Exception):
 
 @dataclass(frozen=True)
 class Contender:
+    """`api`: what the load posts, `chat` (`/v1/chat/completions`) or `messages` (`/v1/messages`);
+    `along_with`: another contender whose selection (`--only`) selects this one too."""
+
     name: str
     about: str
     models: tuple[str, ...]
     unavailable: Callable[[], str | None]
     launch: Callable[[LaunchContext], Launch] | None
     prepare: Callable[[Serving], Credential] | None = None
+    api: str = "chat"
+    along_with: str | None = None
 
     def __repr__(self) -> str:
         return f"Contender({self.name})"
@@ -214,6 +219,17 @@ def _anygate_contenders(baseline: Baseline | None) -> list[Contender]:
             models,
             available,
             current,
+        ),
+        Contender(
+            "anygate-messages",
+            "the same server and config, posting Anthropic Messages requests to /v1/messages (translated to chat "
+            "completions and back)",
+            models,
+            available,
+            current,
+            make_budgeted_key,
+            api="messages",
+            along_with="anygate",
         ),
     ]
     if baseline is not None:

@@ -49,6 +49,7 @@ from upstream import MODEL, Upstream, nginx_config
 
 SCENARIOS = (Scenario(False, 1), Scenario(False, 16), Scenario(True, 1), Scenario(True, 16))
 CHAT_PATH = "/chat/completions"
+API_PATHS = {"chat": CHAT_PATH, "messages": "/messages"}  # under the gateway's /v1
 PROBE_GRACE = 5.0
 BUSY_LOAD = 0.5
 LITELLM_VERSION = "import importlib.metadata as m; print(m.version('litellm'))"
@@ -67,11 +68,12 @@ class Options:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a contender answers chat completions, with which key, streamed or not."""
+    """Where a contender answers, with which key, streamed or not, in which API (`chat` or `messages`)."""
 
     url: str
     key: str
     is_stream: bool
+    api: str = "chat"
 
 
 @dataclass(frozen=True)
@@ -141,10 +143,12 @@ def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
     raise Interrupted(signal.Signals(signum).name)
 
 
-def answer_problem(status: int, body: bytes, is_stream: bool) -> str | None:
-    """Why a response is not a successful chat completion, or None when it is one."""
+def answer_problem(status: int, body: bytes, is_stream: bool, api: str = "chat") -> str | None:
+    """Why a response is not a successful chat completion (or Anthropic message), or None when it is one."""
     if status != 200:
         return f"HTTP {status}: {body[:200]!r}"
+    if api == "messages":
+        return messages_problem(body, is_stream)
     if is_stream:
         # Usage is not required: LiteLLM relays it only when stream_options asks for it.
         is_complete = b"chat.completion.chunk" in body and b"data: [DONE]" in body
@@ -155,10 +159,21 @@ def answer_problem(status: int, body: bytes, is_stream: bool) -> str | None:
         return f"not JSON: {body[:200]!r}"
 
 
+def messages_problem(body: bytes, is_stream: bool) -> str | None:
+    """Why a 200 is not a whole Anthropic message (a stream: through `message_stop`), or None."""
+    if is_stream:
+        is_complete = b"event: message_start" in body and b"event: message_stop" in body
+        return None if is_complete else f"bad stream {body[:200]!r}"
+    try:
+        return None if json.loads(body).get("type") == "message" else f"not a message: {body[:200]!r}"
+    except ValueError:
+        return f"not JSON: {body[:200]!r}"
+
+
 def probe(endpoint: Endpoint, model: str) -> str | None:
     """Send one real request; None when it succeeded, else why not. Raises OSError when refused."""
-    status, body = post(endpoint.url, request_body(model, endpoint.is_stream), endpoint.key)
-    return answer_problem(status, body, endpoint.is_stream)
+    status, body = post(endpoint.url, request_body(model, endpoint.is_stream, endpoint.api), endpoint.key)
+    return answer_problem(status, body, endpoint.is_stream, endpoint.api)
 
 
 def wait_until_serving(
@@ -194,7 +209,7 @@ def measure(contender: str, target: Target, scenarios: Sequence[Scenario], opts:
     rows, idle, url = [], tree_rss_kib(target.pid), target.endpoint.url
     for scenario in scenarios:
         script = workdir / f"{contender}-{scenario.mode}.lua"
-        body = request_body(target.model, scenario.is_stream)
+        body = request_body(target.model, scenario.is_stream, target.endpoint.api)
         script.write_text(lua_script(body, target.endpoint.key))
         try:
             if opts.warmup:
@@ -259,7 +274,7 @@ def bench_gateway(
         launch = contender.launch(LaunchContext(upstream.base_for(is_stream), port, instance_dir, key))
         log = instance_dir / "server.log"
         origin = f"http://127.0.0.1:{port}"
-        endpoint = Endpoint(f"{origin}/v1{CHAT_PATH}", key, is_stream)
+        endpoint = Endpoint(f"{origin}/v1{API_PATHS[contender.api]}", key, is_stream, contender.api)
         with running(pinned(GATEWAY_CORE, launch.argv), log, launch.env) as process:
             try:
                 model = wait_until_serving(process, log, endpoint, contender.models, launch.ready_timeout)
@@ -353,7 +368,8 @@ def bench_all(opts: Options, workdir: Path) -> Outcome:
         upstream, nginx_pid = stack.enter_context(nginx_upstream(workdir))
         progress(f"nginx upstream: json {upstream.json_base}, sse {upstream.sse_base}")
         for contender in all_contenders(built):
-            if contender.name in opts.contenders or (built and contender.name == built.name):
+            chosen = contender.name in opts.contenders or contender.along_with in opts.contenders
+            if chosen or (built and contender.name == built.name):
                 one = bench_one(contender, upstream, nginx_pid, opts, workdir)
                 outcome.rows += one.rows
                 outcome.skipped.update(one.skipped)

@@ -1,4 +1,4 @@
-"""Load generation: wrk with a Lua script that posts one small chat request over and over.
+"""Load generation: wrk with a Lua script that posts one small chat (or Messages) request over and over.
 
 The script's `done` hook prints one machine-readable line, so nothing depends on the layout
 of wrk's human report. wrk times a request until its response has fully arrived, which for
@@ -65,8 +65,11 @@ class LoadFailed(Exception):
     """wrk did not run or printed no result line."""
 
 
-def request_body(model: str, is_stream: bool) -> str:
+def request_body(model: str, is_stream: bool, api: str = "chat") -> str:
+    """A small request: chat completions, or (`api="messages"`) the Anthropic Messages API."""
     body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    if api == "messages":
+        body["max_tokens"] = 64
     if is_stream:
         body["stream"] = True
     return json.dumps(body, separators=(",", ":"))

@@ -15,6 +15,7 @@ from anygate.upstream import OpenAICompatibleProvider, auth_headers
 
 CONTRACT_PRESETS = {
     "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com/v1",
     "openrouter": "https://openrouter.ai/api/v1",
     "together": "https://api.together.xyz/v1",
     "groq": "https://api.groq.com/openai/v1",
@@ -131,6 +132,7 @@ def test_join_url_never_doubles_or_drops_the_slash(base: str, endpoint: str) -> 
     [
         ("bearer", "sk-1", {"Authorization": "Bearer sk-1"}),
         ("api-key", "sk-1", {"api-key": "sk-1"}),
+        ("x-api-key", "sk-ant-1", {"x-api-key": "sk-ant-1"}),
         ("none", "sk-1", {}),
         ("bearer", None, {}),
         ("bearer", "", {}),
@@ -145,6 +147,7 @@ def test_auth_styles(auth: str, key: str | None, headers: dict[str, str]) -> Non
     [
         ("openai", "bearer", False, False),
         ("azure", "api-key", False, False),
+        ("anthropic", "x-api-key", False, False),
         ("ollama", "none", True, True),
         ("vllm", "none", True, True),
         ("lmstudio", "none", True, True),
@@ -181,6 +184,16 @@ def test_presets_without_a_base_url_require_one(preset_id: str) -> None:
         ProviderConfig(id="p", type=preset_id)
 
 
+def test_the_anthropic_preset_speaks_the_messages_api_with_its_own_key_header_and_version() -> None:
+    config = ProviderConfig(id="anthropic")
+    assert (config.api, config.auth, config.name) == ("anthropic", "x-api-key", "Anthropic")
+    client = OpenAICompatibleProvider.from_config(config, "sk-ant-secret")
+    assert client.headers == {"x-api-key": "sk-ant-secret"}
+    assert client.default_headers == {"anthropic-version": "2023-06-01"}
+    assert ProviderConfig(id="campus", base_url="https://llm.example.edu/v1").api == "openai"
+    assert ProviderConfig(id="campus", base_url="https://llm.example.edu/v1", api="anthropic").api == "anthropic"
+
+
 def test_custom_headers_and_auth_reach_the_client() -> None:
     config = ProviderConfig(
         id="campus", type="custom", base_url="https://llm.example.edu/v1", headers={"X-Tenant": "cs"}, auth="api-key"
@@ -205,6 +218,7 @@ CF = "https://gateway.ai.cloudflare.com/v1/acct/gw"
         ("xai", f"{CF}/grok/v1"),
         ("mistral", f"{CF}/mistral/v1"),
         ("cohere", f"{CF}/cohere/compatibility/v1"),
+        ("anthropic", f"{CF}/anthropic/v1"),
     ],
 )
 def test_cloudflare_urls_use_cloudflare_slugs_and_paths(preset_id: str, url: str) -> None:

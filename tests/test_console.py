@@ -567,6 +567,31 @@ def test_console_works_under_its_content_security_policy(page: Any, gateway: Ser
 
 
 @pytest.mark.browser
+def test_console_sets_the_api_a_provider_speaks(page: Any, gateway: Served) -> None:
+    """The Anthropic preset speaks the Messages API; a custom provider may say it does too."""
+    from playwright.sync_api import expect
+
+    sign_in(page, gateway)
+    expect(page.locator("#providers-list")).to_contain_text("Campus LLM")
+    page.select_option("#pf-type", "anthropic")
+    expect(page.locator("#pf-api")).to_have_value("anthropic")
+    page.select_option("#pf-type", "custom")
+    expect(page.locator("#pf-api")).to_have_value("openai")
+    page.fill("#pf-id", "claude-proxy")
+    page.fill("#pf-base-url", gateway.upstream.base_url)
+    page.select_option("#pf-api", "anthropic")
+    page.check("#pf-private")
+    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/v1/providers")) as sent:
+        page.click("#pf-submit")
+    assert sent.value.post_data_json["api"] == "anthropic"
+    expect(page.locator("#notice")).to_contain_text("Provider claude-proxy saved.")
+    stored = gateway.admin("GET", "/v1/providers/claude-proxy")
+    assert stored.status == 200, stored.text
+    assert stored.json()["api"] == "anthropic"
+    gateway.admin("DELETE", "/v1/providers/claude-proxy")
+
+
+@pytest.mark.browser
 def test_console_creates_custom_provider(page: Any, gateway: Served) -> None:
     """Needs the provider CRUD routes (POST /v1/providers, GET /v1/providers/{id})."""
     from playwright.sync_api import expect

@@ -11,8 +11,12 @@ from enum import StrEnum
 from typing import Literal
 from urllib.parse import urlsplit
 
-AuthStyle = Literal["bearer", "api-key", "none"]
+AuthStyle = Literal["bearer", "api-key", "x-api-key", "none"]
 QuotaFormat = Literal["neutral", "openrouter", "litellm"]
+# What a provider speaks besides chat completions: ``openai`` (the OpenAI API), or ``anthropic`` (the Anthropic
+# Messages API, to which ``/v1/messages`` requests pass through as they are).
+ApiStyle = Literal["openai", "anthropic"]
+ANTHROPIC_VERSION = "2023-06-01"  # sent to an ``anthropic`` provider when the client names no version
 
 DEFAULT_PROXY_ENDPOINTS: tuple[tuple[str, str], ...] = (
     ("POST", "chat/completions"),
@@ -44,6 +48,10 @@ class Preset:
     headers: dict[str, str] = field(default_factory=dict)
     # Accepts ``stream_options.include_usage`` on streams: True, False (refuses it), None (not known: tried).
     stream_usage: bool | None = None
+    api: ApiStyle = "openai"
+    # Serves the Responses API (``/responses``): True, False (bridged over chat completions), None (not known:
+    # tried, and bridged from its first 404 or 405).
+    responses: bool | None = None
 
 
 PRESETS: dict[str, Preset] = {
@@ -55,6 +63,16 @@ PRESETS: dict[str, Preset] = {
             "https://api.openai.com/v1",
             ("api.openai.com",),
             stream_usage=True,
+            responses=True,
+        ),
+        Preset(
+            "anthropic",
+            "Anthropic",
+            "https://api.anthropic.com/v1",
+            ("anthropic.com",),
+            auth="x-api-key",
+            api="anthropic",
+            responses=False,
         ),
         Preset(
             "openrouter",
@@ -72,6 +90,7 @@ PRESETS: dict[str, Preset] = {
             "https://api.deepseek.com/v1",
             ("deepseek.com",),
             stream_usage=True,
+            responses=False,
         ),
         Preset(
             "mistral",
@@ -79,6 +98,7 @@ PRESETS: dict[str, Preset] = {
             "https://api.mistral.ai/v1",
             ("mistral.ai",),
             stream_usage=False,  # refuses unknown fields (422); reports usage on streams unasked
+            responses=False,
         ),
         Preset(
             "xai",
@@ -96,7 +116,9 @@ PRESETS: dict[str, Preset] = {
             has_models_endpoint=False,
             static_models=("sonar", "sonar-pro", "sonar-reasoning", "sonar-reasoning-pro", "sonar-deep-research"),
         ),
-        Preset("cohere", "Cohere", "https://api.cohere.ai/compatibility/v1", ("cohere.ai", "cohere.com")),
+        Preset(
+            "cohere", "Cohere", "https://api.cohere.ai/compatibility/v1", ("cohere.ai", "cohere.com"), responses=False
+        ),
         Preset("minimax", "MiniMax", "https://api.minimax.io/v1", ("minimax.io", "minimaxi.com")),
         Preset("moonshot", "Moonshot AI", "https://api.moonshot.ai/v1", ("moonshot.ai", "moonshot.cn")),
         Preset(
@@ -206,6 +228,7 @@ CLOUDFLARE_ROUTES: dict[str, CloudflareRoute] = {
     "xai": CloudflareRoute("grok", "v1"),
     "perplexity": CloudflareRoute("perplexity-ai"),
     "cohere": CloudflareRoute("cohere", "compatibility/v1"),
+    "anthropic": CloudflareRoute("anthropic", "v1"),
 }
 
 

@@ -1,5 +1,5 @@
 """A live probe of one provider: what it lists and supports (models, chat, streaming, usage on streams,
-embeddings)."""
+embeddings, the Responses API)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from anygate.errors import GatewayError
 from anygate.upstream import DiscoveryFailed, OpenAICompatibleProvider
 
-CHECKS = ("models", "chat", "streaming", "stream_usage", "embeddings")
+CHECKS = ("models", "chat", "streaming", "stream_usage", "embeddings", "responses")
 
 
 async def probe_provider(client: OpenAICompatibleProvider, model: str | None = None) -> dict[str, Any]:
@@ -40,6 +40,7 @@ async def probe_steps(client: OpenAICompatibleProvider, model: str | None = None
     yield "streaming", await _check_stream(client, chosen)
     yield "stream_usage", await _check_stream_usage(client, chosen)
     yield "embeddings", await _check_embeddings(client, embedding_model(models) or chosen)
+    yield "responses", await _check_responses(client, chosen)
 
 
 def embedding_model(models: list[str]) -> str | None:
@@ -108,6 +109,19 @@ async def _check_stream_usage(client: OpenAICompatibleProvider, model: str) -> d
     except GatewayError as exc:
         return {"ok": False, "error": client.describe(exc)}
     return {"ok": True} if saw_usage else {"ok": False, "error": "accepted, but no usage in the stream"}
+
+
+async def _check_responses(client: OpenAICompatibleProvider, model: str) -> dict[str, Any]:
+    """The Responses API (``POST /responses``); where it fails, anygate bridges ``/v1/responses`` over chat."""
+    started = time.perf_counter()
+    try:
+        reply = await client.request_json(
+            "POST", "responses", {"model": model, "input": "Say OK.", "max_output_tokens": 16}
+        )
+    except GatewayError as exc:
+        return {"ok": False, "error": client.describe(exc)}
+    ok = isinstance(reply, dict) and reply.get("object") == "response"
+    return {"ok": ok, "latency_ms": _ms(started)} if ok else {"ok": False, "error": "answered, but not with a response"}
 
 
 def _one_token(model: str) -> dict[str, Any]:

@@ -47,6 +47,9 @@ class ProviderRuntime:
     capabilities: dict[str, Any] | None = None
     # What its last live probe found it cannot do (``streaming``, ``embeddings``): such requests go elsewhere.
     lacks: frozenset[str] = frozenset()
+    # The upstream answered 404 or 405 to ``/responses``: learned by this process, forgotten with the runtime
+    # (a provider changed in the store is a new runtime, and is tried again).
+    lacks_responses: bool = False
     _deployments: dict[str, list[Deployment]] = field(default_factory=dict, repr=False)
     _preferred_deployments: dict[str, list[Deployment]] = field(default_factory=dict, repr=False)
 
@@ -75,6 +78,20 @@ class ProviderRuntime:
     @property
     def models(self) -> list[str] | None:
         return None if self.models_source == "unknown" else list(self.model_entries)
+
+    def serves_responses(self) -> bool:
+        """Whether ``/v1/responses`` goes to the upstream's own ``/responses`` (else it is bridged over chat
+        completions): the provider's ``responses`` setting; else not for an Anthropic upstream, nor once it
+        answered 404 or 405 there; else what its last probe found; else its preset's; else yes (tried)."""
+        config = self.config
+        if config.responses is not None:
+            return config.responses
+        if config.api == "anthropic" or self.lacks_responses:
+            return False
+        probed = (self.capabilities or {}).get("responses")
+        if isinstance(probed, bool):
+            return probed
+        return PRESETS[config.type or "custom"].responses is not False
 
     def __repr__(self) -> str:
         return f"ProviderRuntime(id={self.id!r}, origin={self.origin}, models={self.models_source})"

@@ -31,6 +31,7 @@ from anygate.catalog import (
     CLOUDFLARE_ROUTES,
     DEFAULT_CLOUDFLARE_HOST,
     PRESETS,
+    ApiStyle,
     AuthStyle,
     Preset,
     QuotaFormat,
@@ -240,6 +241,13 @@ class ProviderConfig(Strict):
     # Whether to ask for usage on streams (``stream_options.include_usage``); None: the probe's finding,
     # else the preset's, else tried (and dropped for good if the upstream refuses it).
     stream_usage: bool | None = None
+    # ``anthropic``: the upstream speaks the Anthropic Messages API, and ``/v1/messages`` passes through to it
+    # as is (None: the preset's; ``openai`` for a custom provider).
+    api: ApiStyle | None = None
+    # Whether the upstream serves the Responses API (``/responses``); False: ``/v1/responses`` is bridged over
+    # chat completions. None: the probe's finding, else the preset's, else tried (and bridged from the
+    # upstream's first 404 or 405 on, in this process).
+    responses: bool | None = None
 
     @field_validator("type")
     @classmethod
@@ -303,6 +311,8 @@ class ProviderConfig(Strict):
             self.base_url = preset.base_url
         if self.auth is None:
             self.auth = "none" if preset.keyless else preset.auth
+        if self.api is None:
+            self.api = preset.api
         if self.allow_private_network is None:
             self.allow_private_network = preset.allow_private_network
         if self.quota is None and preset.quota is not None:
@@ -501,6 +511,9 @@ class Settings(Strict):
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
     # The largest SSE event an upstream may send; a larger one ends the stream with an error event.
     max_sse_event_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    # Seconds of upstream silence after which a stream translated to the Anthropic Messages API gets a
+    # ``ping`` event (clients and proxies between them may drop a connection that stays quiet).
+    stream_keepalive_interval: float = Field(5.0, gt=0)
     metrics_public: bool = True
     discovery_interval: float = Field(300.0, gt=0)
     store_poll_interval: float = Field(1.0, gt=0)  # seconds between checks of the store's revision

@@ -17,7 +17,15 @@ from typing import Any
 
 import orjson
 
-from anygate.catalog import PRESETS, AuthStyle, ProviderType, detect_provider_name, join_url
+from anygate.catalog import (
+    ANTHROPIC_VERSION,
+    PRESETS,
+    ApiStyle,
+    AuthStyle,
+    ProviderType,
+    detect_provider_name,
+    join_url,
+)
 from anygate.errors import (
     GatewayError,
     UpstreamRedirect,
@@ -48,6 +56,8 @@ def auth_headers(auth: AuthStyle, api_key: str | None) -> dict[str, str]:
         return {}
     if auth == "api-key":
         return {"api-key": api_key}
+    if auth == "x-api-key":
+        return {"x-api-key": api_key}
     return {"Authorization": f"Bearer {api_key}"}
 
 
@@ -81,12 +91,14 @@ class OpenAICompatibleProvider:
         other_keys: Iterable[str] = (),
         provider_type: ProviderType | None = None,
         proxy: Proxy | None = None,
+        api: ApiStyle = "openai",
     ) -> None:
         """``other_keys``: keys this client may be handed per request (the provider's ``api_keys``); like
         its own key and header values, they are redacted from every upstream error it reports.
         ``provider_type``: default, the preset whose host the base URL is on (else ``OPENAI_COMPATIBLE``).
         ``proxy``: the HTTP proxy every request of this client goes through (its credentials are redacted
-        like the key's)."""
+        like the key's). ``api``: ``anthropic`` for an upstream that speaks the Anthropic Messages API (it
+        then gets an ``anthropic-version`` header on every request that names none)."""
         check_url(base_url, allow_private_network)
         self.provider_id = provider_id
         self.provider_type = provider_type or ProviderType.detect(base_url)
@@ -105,6 +117,9 @@ class OpenAICompatibleProvider:
         self.proxy = proxy
         proxy_secrets = proxy.secrets if proxy is not None else ()
         self.secrets = sent_secrets([api_key or "", *other_keys, *proxy_secrets], self.headers.values())
+        self.api = api
+        # Sent unless the request names its own (a client's ``anthropic-version`` wins over this one).
+        self.default_headers = {"anthropic-version": ANTHROPIC_VERSION} if api == "anthropic" else {}
         self.timeouts = Timeouts(connect_timeout, self.first_byte_timeout, timeout, total_timeout)
         self.origin = f"Provider '{provider_id}'"  # how transport errors name it
         if transport is None:
@@ -150,6 +165,8 @@ class OpenAICompatibleProvider:
         ``api_key`` replaces the provider's own key for this request (a caller's own key).
         """
         merged = {**headers, **self.headers} if headers else self.headers
+        if self.default_headers:
+            merged = {**self.default_headers, **merged}
         if api_key is not None:
             merged = {**merged, **auth_headers(self.auth if self.auth != "none" else "bearer", api_key)}
         request = OutgoingRequest(
@@ -327,6 +344,7 @@ class OpenAICompatibleProvider:
             transport=transport,
             provider_type=ProviderType(config.type),
             proxy=proxy,
+            api=config.api or preset.api,
         )
 
 

@@ -22,6 +22,7 @@ SEED = 20261202  # a fixed seed: the same cases each run (change it to explore)
 MAX_EXAMPLES = 6
 MAX_SECONDS = 60
 ROUTES = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses")
+MESSAGES_ROUTES = ("/v1/messages", "/v1/messages/count_tokens")
 
 
 def stored_admin_key(tenancy: Tenancy) -> str:
@@ -82,16 +83,38 @@ def test_the_model_routes_answer_as_documented(tenancy: Tenancy, route: str) -> 
     assert set(operation["responses"]) >= {"200", "400", "401", "403", "404", "413", "429", "502", "504"}
 
 
+@pytest.mark.parametrize("prefix", ["", "/anthropic"])
+def test_the_messages_routes_answer_as_documented(tenancy: Tenancy, prefix: str) -> None:
+    messages = [{"role": "user", "content": "hi"}]
+    with tenancy.admin() as admin:
+        document = admin.get("/openapi.json").json()
+        answers = {
+            route: admin.post(prefix + route, json={"model": MODEL, "max_tokens": 16, "messages": messages})
+            for route in MESSAGES_ROUTES
+        }
+        refused = admin.post(prefix + "/v1/messages", json={"model": MODEL, "messages": messages})
+    for route, answer in answers.items():
+        assert answer.status_code == 200, answer.text
+        schema = document["paths"][route]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+        document_validator(document, schema["$ref"].rsplit("/", 1)[1]).validate(answer.json())
+    assert refused.status_code == 400
+    assert refused.json()["error"]["type"] == "invalid_request_error"
+    document_validator(document, "AnthropicError").validate(refused.json())
+
+
 def test_every_route_is_in_the_document_with_typed_answers(tenancy: Tenancy) -> None:
     from anygate.api.openapi import OPERATIONS
 
     with tenancy.admin() as admin:
         document = admin.get("/openapi.json").json()
     paths = document["paths"]
-    assert {*ROUTES, "/proxy/{provider}/v1/{endpoint}"} <= set(paths)
+    assert {*ROUTES, *MESSAGES_ROUTES, "/proxy/{provider}/v1/{endpoint}"} <= set(paths)
+    legacy = {f"/openai{r}" for r in ROUTES} | {f"/anthropic{r}" for r in MESSAGES_ROUTES}
+    assert legacy | {"/openai/v1/models", "/anthropic/v1/models"} <= set(paths)
     described = {(method, path) for path, item in paths.items() for method in item if method != "parameters"}
-    management = described - {("post", r) for r in ROUTES} - {("get", p) for p in paths if p.startswith("/proxy")}
-    management -= {("post", p) for p in paths if p.startswith("/proxy")}
+    model_routes = {(m, p) for m, p in described if paths[p][m].get("tags") == ["model routes"]}
+    assert {("post", r) for r in (*ROUTES, *MESSAGES_ROUTES, *legacy)} <= model_routes
+    management = described - model_routes
     assert management == set(OPERATIONS), "api/openapi.py OPERATIONS must describe every management route"
     for (method, path), operation in ((k, paths[k[1]][k[0]]) for k in described):
         for status, response in operation["responses"].items():

@@ -343,12 +343,14 @@ def test_openapi_document_says_400_and_describes_every_body(gateway) -> None:
         document = http.get("/openapi.json").json()
     paths, schemas = document["paths"], document["components"]["schemas"]
     error_ref = {"$ref": "#/components/schemas/Error"}
+    anthropic_error_ref = {"$ref": "#/components/schemas/AnthropicError"}  # the Messages API's own shape
     assert "422" not in str(document) and "HTTPValidationError" not in schemas
     for path, item in paths.items():
         for method, operation in item.items():
             if "requestBody" in operation:
                 bad = operation["responses"]["400"]
-                assert bad["content"]["application/json"]["schema"] == error_ref, (method, path)
+                expected = anthropic_error_ref if "/v1/messages" in path else error_ref
+                assert bad["content"]["application/json"]["schema"] == expected, (method, path)
     assert schemas["Error"]["properties"]["error"]["required"] == ["message", "type"]
 
     def body_schema(path: str, method: str) -> dict[str, object]:

@@ -210,7 +210,8 @@ def test_live_test_records_capabilities(upstream, make_settings, serve) -> None:
         result = http.post("/v1/providers/campus/test", json={"model": "fake-model"})
         assert result.status_code == 200, result.text
         found = result.json()["capabilities"]
-        assert found == {"models": True, "chat": True, "streaming": True, "stream_usage": True, "embeddings": False}
+        expected = {"models": True, "chat": True, "streaming": True, "stream_usage": True, "embeddings": False}
+        assert found == {**expected, "responses": True}
         shown = http.get("/v1/providers/campus").json()["capabilities"]
         assert {k: v for k, v in shown.items() if k != "checked_at"} == found
         again = http.post("/v1/providers/campus/test").json()

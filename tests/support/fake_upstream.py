@@ -37,8 +37,11 @@ from multidict import CIMultiDict
 
 from .openai_bodies import (
     CREATED,
+    ToolCall,
     Turn,
     Usage,
+    anthropic_events,
+    anthropic_message,
     chat_chunks,
     chat_completion,
     default_key_info,
@@ -54,7 +57,7 @@ from .openai_bodies import (
     text_completion,
 )
 
-__all__ = ["Answer", "FakeUpstream", "RecordedRequest", "Reply", "Usage", "priced_model"]
+__all__ = ["Answer", "FakeUpstream", "RecordedRequest", "Reply", "ToolCall", "Usage", "priced_model"]
 
 IN_MEMORY_URL = "http://upstream.test"
 ERROR_TYPES = {
@@ -90,6 +93,7 @@ class Reply:
     reset_before_headers: bool = False  # reset the TCP connection (RST) with no response
     reset_after_events: int | None = None  # reset the TCP connection after K events
     stable: bool = False  # the same id and "created" for every answer: two runs give the same bytes
+    tool_calls: Sequence[ToolCall] = ()  # chat answers (whole or streamed) call these tools
 
     def __repr__(self) -> str:
         default = Reply()
@@ -206,6 +210,7 @@ class FakeUpstream:
         has_tags_endpoint: bool = True,
         server_ssl: ssl.SSLContext | None = None,
         host_name: str = "127.0.0.1",
+        has_responses_endpoint: bool = True,
     ) -> None:
         """``server_ssl``: serve HTTPS with this context; ``host_name``: the host ``url`` names (a name a
         test resolves to loopback, for the certificate's sake)."""
@@ -218,6 +223,7 @@ class FakeUpstream:
         self.models: list[str | Mapping[str, Any]] = list(models)
         self.has_models_endpoint = has_models_endpoint
         self.has_tags_endpoint = has_tags_endpoint
+        self.has_responses_endpoint = has_responses_endpoint  # False: /v1/responses is a 404, as on most
         # Top-level request fields refused with 400 "Unrecognized request argument supplied: <field>",
         # as strict OpenAI-compatible servers do (e.g. {"stream_options"}).
         self.rejected_fields: set[str] = set()
@@ -325,6 +331,7 @@ class FakeUpstream:
             omit_usage=reply.omit_usage,
             stream=reply.stream,
             send_done=reply.send_done,
+            tool_calls=tuple(reply.tool_calls),
         )
 
     def _usage_for(self, parsed: Any) -> Usage:
@@ -348,9 +355,17 @@ class FakeUpstream:
         return json_answer(text_completion(turn))
 
     def _responses(self, turn: Turn) -> Answer:
+        if not self.has_responses_endpoint:
+            return not_found()
         if turn.wants_stream:
             return Answer(200, _stream_headers({}), None, response_events(turn))
         return json_answer(response_object(turn, done=True))
+
+    def _messages(self, turn: Turn) -> Answer:
+        """The Anthropic Messages API (an upstream that speaks it natively)."""
+        if turn.wants_stream:
+            return Answer(200, _stream_headers({}), None, anthropic_events(turn))
+        return json_answer(anthropic_message(turn))
 
     def _embeddings(self, turn: Turn) -> Answer:
         return json_answer(embeddings(turn))
@@ -499,6 +514,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v1/completions"): FakeUpstream._completions,
     ("POST", "/v1/embeddings"): FakeUpstream._embeddings,
     ("POST", "/v1/responses"): FakeUpstream._responses,
+    ("POST", "/v1/messages"): FakeUpstream._messages,
     ("GET", "/v1/models"): FakeUpstream._models,
     ("GET", "/api/tags"): FakeUpstream._tags,
     **{("GET", f"{prefix}/quota"): FakeUpstream._quota for prefix in ("", "/v1")},

@@ -21,10 +21,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import anthropic
 import httpx2
 import openai
 
+from anygate.accounting.budgets import BudgetSource
 from anygate.app import Gateway, create_app
+from anygate.auth import Principal, hash_key
 from anygate.settings import Settings
 from anygate.transport import Transport
 
@@ -88,7 +91,15 @@ class InProcessGateway:
         """The official SDK against the in-process gateway, its own retries off."""
         options.setdefault("max_retries", 0)
         options.setdefault("http_client", httpx2.Client(transport=self.transport()))
-        return openai.OpenAI(base_url=f"{BASE_URL}/v1", api_key=key, **options)
+        options.setdefault("base_url", f"{BASE_URL}/v1")
+        return openai.OpenAI(api_key=key, **options)
+
+    def anthropic(self, key: str = ADMIN_KEY, base_path: str = "", **options: Any) -> anthropic.Anthropic:
+        """The official Anthropic SDK against the in-process gateway (``base_path``: ``/anthropic``), its
+        own retries off."""
+        options.setdefault("max_retries", 0)
+        options.setdefault("http_client", httpx2.Client(transport=self.transport()))
+        return anthropic.Anthropic(base_url=f"{BASE_URL}{base_path}", api_key=key, **options)
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the gateway's loop (to reach its state between requests)."""
@@ -97,16 +108,24 @@ class InProcessGateway:
 
 @contextmanager
 def inprocess_gateway(
-    settings: Settings, upstream: FakeUpstream | None = None, transport: Transport | None = None
+    settings: Settings,
+    upstream: FakeUpstream | None = None,
+    transport: Transport | None = None,
+    *,
+    keys: dict[str, Principal] | None = None,
+    budget_source: BudgetSource | None = None,
 ) -> Iterator[InProcessGateway]:
     """The gateway started (lifespan and all) with ``upstream`` in memory as its only network (or
-    ``transport``: a real one, for upstreams and proxies on loopback sockets)."""
+    ``transport``: a real one, for upstreams and proxies on loopback sockets); ``keys`` maps secrets to
+    the callers they stand for, ``budget_source`` gives their budgets (as the store would)."""
     loop = LoopThread()
     if transport is None and upstream is not None:
         transport = upstream.transport()
-    app = create_app(settings, transport)
+    app = create_app(settings, transport, budget_source)
     try:
         loop.run(app.startup())
+        for secret, principal in (keys or {}).items():
+            app.state.keyring.add(hash_key(secret), principal)
         loop.run(app.state.accounting.tokenizer.ready())  # its vocabularies load at start-up
         try:
             yield InProcessGateway(app, upstream, loop)

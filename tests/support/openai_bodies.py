@@ -49,6 +49,25 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """A tool call the fake answers with; in a stream its arguments come in ``pieces`` fragments."""
+
+    id: str
+    name: str
+    arguments: str
+    pieces: int = 3
+
+    def as_message(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "function", "function": {"name": self.name, "arguments": self.arguments}}
+
+    def deltas(self, index: int) -> list[dict[str, Any]]:
+        """The chunks' ``tool_calls`` entries: the id and name first, then the arguments in pieces."""
+        head = {"index": index, "id": self.id, "type": "function", "function": {"name": self.name, "arguments": ""}}
+        rest = [{"index": index, "function": {"arguments": piece}} for piece in split_text(self.arguments, self.pieces)]
+        return [head, *rest]
+
+
+@dataclass(frozen=True)
 class Turn:
     """One request to answer: its JSON body and the resolved settings of the answer."""
 
@@ -62,6 +81,7 @@ class Turn:
     stream: bool | None = None  # None follows the request's "stream" flag
     created: int | None = None  # None: now
     send_done: bool = True  # False: a stream ends without "data: [DONE]"
+    tool_calls: tuple[ToolCall, ...] = ()  # with them, the answer is these calls (and ``content`` if any)
 
     @property
     def model(self) -> str:
@@ -180,7 +200,9 @@ def usage_chunks(turn: Turn, kind: str) -> list[dict[str, Any]]:
 
 
 def chat_completion(turn: Turn) -> dict[str, Any]:
-    message = {"role": "assistant", "content": turn.content, "refusal": None}
+    message: dict[str, Any] = {"role": "assistant", "content": turn.content or None, "refusal": None}
+    if turn.tool_calls:
+        message["tool_calls"] = [call.as_message() for call in turn.tool_calls]
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": turn.finish_reason}
     return envelope(turn, "chat.completion", [choice])
 
@@ -193,6 +215,8 @@ def chat_chunks(turn: Turn) -> list[dict[str, Any]]:
         return envelope(turn, "chat.completion.chunk", [choice])
 
     deltas = [chunk({"content": piece}) for piece in turn.pieces]
+    for index, call in enumerate(turn.tool_calls):
+        deltas += [chunk({"tool_calls": [fragment]}) for fragment in call.deltas(index)]
     return [
         chunk({"role": "assistant", "content": "", "refusal": None}),
         *deltas,
@@ -273,3 +297,50 @@ def response_events(turn: Turn) -> list[bytes]:
         ("response.completed", {"response": response_object(turn, done=True)}),
     ]
     return [sse({"type": name, "sequence_number": number, **data}, name) for number, (name, data) in enumerate(events)]
+
+
+# the Anthropic Messages API ---------------------------------------------------------------------
+
+
+def anthropic_usage(turn: Turn) -> dict[str, Any]:
+    """Anthropic's usage: ``input_tokens`` without the cache reads (``cached_tokens`` here)."""
+    cached = turn.usage.cached_tokens or 0
+    return {
+        "input_tokens": turn.usage.prompt_tokens - cached,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": cached,
+        "output_tokens": turn.usage.completion_tokens,
+    }
+
+
+def anthropic_message(turn: Turn) -> dict[str, Any]:
+    content: list[dict[str, Any]] = [{"type": "text", "text": turn.content}] if turn.content else []
+    for call in turn.tool_calls:
+        content.append({"type": "tool_use", "id": call.id, "name": call.name, "input": json.loads(call.arguments)})
+    return {
+        "id": f"msg_fake_{turn.number}",
+        "type": "message",
+        "role": "assistant",
+        "model": turn.model,
+        "content": content,
+        "stop_reason": "tool_use" if turn.tool_calls else "end_turn",
+        "stop_sequence": None,
+        "usage": anthropic_usage(turn),
+    }
+
+
+def anthropic_events(turn: Turn) -> list[bytes]:
+    """An Anthropic stream as the Messages API sends it: usage in ``message_start`` (input) and in
+    ``message_delta`` (output only), a ``ping``, and no ``[DONE]``."""
+    start = {**anthropic_message(turn), "content": [], "stop_reason": None}
+    start["usage"] = {**anthropic_usage(turn), "output_tokens": 1}
+    events: list[tuple[str, dict[str, Any]]] = [("message_start", {"message": start}), ("ping", {})]
+    if turn.content:
+        events.append(("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}))
+        for piece in turn.pieces:
+            events.append(("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": piece}}))
+        events.append(("content_block_stop", {"index": 0}))
+    delta = {"stop_reason": "end_turn", "stop_sequence": None}
+    events.append(("message_delta", {"delta": delta, "usage": {"output_tokens": turn.usage.completion_tokens}}))
+    events.append(("message_stop", {}))
+    return [sse({"type": name, **data}, name) for name, data in events]

@@ -13,7 +13,8 @@ from anthropic.types import RawMessageStreamEvent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from anygate.wire.anthropic_stream import PING_EVENT, AnthropicStreamTranslator
+from anygate.wire.anthropic_stream import PING_EVENT, AnthropicPassage, AnthropicStreamTranslator
+from anygate.wire.chat_stream import completion_chunk
 from anygate.wire.sse import EventSplitter
 from tests.wire.support import (
     DONE,
@@ -321,3 +322,62 @@ def test_byte_by_byte_and_small_pieces_give_the_same_events(name: str, size: int
 def test_a_failure_before_any_upstream_event_is_still_a_well_formed_stream() -> None:
     events = parsed_events(b"".join(AnthropicStreamTranslator("m").fail(502, "Upstream unreachable")))
     assert [kind for kind, _ in events] == ["message_start", "error"]
+
+
+# ---------------------------------------------------------------------------------------------- completeness
+
+
+def test_a_stream_is_complete_once_the_upstream_names_a_finish_reason() -> None:
+    translator = AnthropicStreamTranslator("m", new_id=counting_ids())
+    translator.feed([chat_chunk({"role": "assistant", "content": "Hi"})])
+    assert not translator.is_complete  # cut here, it would be a truncated answer
+    translator.feed([chat_chunk({}, "stop")])
+    assert translator.is_complete and not translator.finished  # usage and [DONE] may still come
+
+
+def test_a_whole_completion_as_one_chunk_gives_the_same_message_as_its_stream() -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "Read", "arguments": '{"p": 1}'}}
+    completion = {
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "Reading.",
+                    "tool_calls": [call],
+                },
+                "finish_reason": "tool_calls",
+            }
+        ],
+        "usage": {"prompt_tokens": 4, "completion_tokens": 2},
+    }  # fmt: skip
+    message = final_message(translate([completion_chunk(completion)]))
+    assert [block.type for block in message.content] == ["text", "tool_use"]
+    assert message.content[1].input == {"p": 1} and message.stop_reason == "tool_use"
+    assert (message.usage.input_tokens, message.usage.output_tokens) == (4, 2)
+
+
+def test_a_passed_through_stream_is_unchanged_and_ends_at_message_stop() -> None:
+    events = [
+        b'event: message_start\ndata: {"type":"message_start","message":{}}\n\n',
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":"message_stop"}}\n\n',
+    ]
+    passage = AnthropicPassage()
+    assert passage.feed(events) == events and not passage.is_complete
+    assert passage.feed([b'event: message_stop\ndata: {"type":"message_stop"}\n\n'])
+    assert passage.is_complete and passage.finished and passage.finish() == []
+
+
+def test_a_passed_through_stream_that_fails_ends_with_one_anthropic_error_event() -> None:
+    passage = AnthropicPassage()
+    [failure] = passage.fail(502, "Provider 'claude' ended the stream early")
+    assert parsed_events(failure) == [
+        (
+            "error",
+            {"type": "error", "error": {"type": "api_error", "message": "Provider 'claude' ended the stream early"}},
+        )
+    ]
+    assert passage.fail(502, "again") == []
+    upstream_error = AnthropicPassage()
+    upstream_error.feed([b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"x"}}\n\n'])
+    assert upstream_error.finished and upstream_error.fail(502, "late") == []  # the upstream already said it

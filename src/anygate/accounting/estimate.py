@@ -100,8 +100,16 @@ class Tokenizer:
 
 
 def prompt_text(payload: dict[str, Any]) -> tuple[str, int]:
-    """The text of a request's input and the number of chat messages in it."""
+    """The text of a request's input and the number of chat messages in it: in any of the APIs anygate
+    serves (chat, text completions, embeddings, Responses, Anthropic Messages), everything the model reads
+    as text: the system prompt or instructions, each message's or input item's text (tool calls and their
+    results included), and the tool definitions."""
     parts: list[str] = []
+    for field in ("system", "instructions"):  # Anthropic's system prompt, the Responses API's instructions
+        parts.extend(_texts(payload.get(field)))
+    tools = payload.get("tools")
+    if isinstance(tools, list) and tools:
+        parts.append(orjson.dumps(tools).decode())
     messages = payload.get("messages")
     if isinstance(messages, list):
         for message in messages:
@@ -113,15 +121,35 @@ def prompt_text(payload: dict[str, Any]) -> tuple[str, int]:
     return "\n".join(parts), 0
 
 
-def _texts(content: Any) -> Iterable[str]:
+MAX_NESTING = 6  # blocks inside blocks (a tool result's content): deeper than any API nests them
+
+
+def _texts(content: Any, depth: int = 0) -> Iterable[str]:
     if isinstance(content, str):
         yield content
-    elif isinstance(content, list):
+    elif isinstance(content, list) and depth < MAX_NESTING:
         for item in content:
             if isinstance(item, str):
                 yield item
-            elif isinstance(item, dict) and isinstance(item.get("text"), str):
-                yield item["text"]
+            elif isinstance(item, dict):
+                yield from _item_texts(item, depth + 1)
+
+
+def _item_texts(item: dict[str, Any], depth: int) -> Iterable[str]:
+    """A content part's or an input item's text, with what it holds: a tool result's or a message item's
+    ``content``, a call's ``output``, and a tool call's ``input`` (Anthropic) or ``arguments`` (Responses)."""
+    text = item.get("text")
+    if isinstance(text, str):
+        yield text
+    for nested in ("content", "output"):
+        if nested in item:
+            yield from _texts(item[nested], depth)
+    for raw in ("input", "arguments"):
+        value = item.get(raw)
+        if isinstance(value, str):
+            yield value
+        elif isinstance(value, dict):
+            yield orjson.dumps(value).decode()
 
 
 def estimate_prompt(tokenizer: Tokenizer, payload: dict[str, Any], model: str | None = None) -> int:
@@ -149,9 +177,13 @@ def stream_text(events: Iterable[bytes]) -> str:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError:
             continue
-        if isinstance(parsed, dict) and parsed.get("type") == "response.output_text.delta":
+        kind = parsed.get("type") if isinstance(parsed, dict) else None
+        if kind == "response.output_text.delta":
             delta = parsed.get("delta")
             parts.append(delta if isinstance(delta, str) else "")
+        elif kind == "content_block_delta":  # an Anthropic stream's text (or thinking) delta
+            delta = parsed.get("delta")
+            parts.extend(_texts([delta]))
         else:
             parts.extend(_generated(parsed))
     return "".join(parts)
@@ -173,6 +205,9 @@ def _generated(parsed: Any) -> Iterable[str]:
             for part in item.get("content") or []:
                 if isinstance(part, dict) and isinstance(part.get("text"), str):
                     yield part["text"]
+    content = parsed.get("content")  # an Anthropic message's blocks
+    if isinstance(content, list):
+        yield from _texts(content)
 
 
 def estimate(tokenizer: Tokenizer, payload: dict[str, Any], generated: str, model: str | None = None) -> TokenCount:

@@ -26,6 +26,7 @@ OUTPUT_LIMIT_FIELDS: Mapping[str, tuple[str, ...]] = {
     "chat/completions": ("max_completion_tokens", "max_tokens"),
     "completions": ("max_tokens",),
     "responses": ("max_output_tokens",),
+    "messages": ("max_tokens",),  # the Anthropic Messages API (required there)
 }
 OUTPUT_MULTIPLIERS: Mapping[str, tuple[str, ...]] = {
     "chat/completions": ("n",),

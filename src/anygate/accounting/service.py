@@ -34,6 +34,8 @@ from anygate.accounting.pricing import Price, PriceBook
 from anygate.accounting.stream_usage import REFUSING_STATUSES, StreamUsagePolicy, strip_null_usage
 from anygate.accounting.usage import (
     TokenCount,
+    anthropic_event_usage,
+    chat_usage_of_anthropic,
     count_of,
     event_usage,
     is_usage_only_event,
@@ -80,6 +82,7 @@ class Ticket:
         "_kept_events",
         "_kept_bytes",
         "_unreported_body",
+        "_anthropic_usage",
     )
 
     def __init__(self, route: str, body: bytes, payload: dict[str, Any]) -> None:
@@ -93,6 +96,7 @@ class Ticket:
         self._kept_events: list[bytes] = []
         self._kept_bytes = 0
         self._unreported_body: bytes | None = None
+        self._anthropic_usage: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"Ticket({self.route}, changes={sorted(self._changes)}, admitted={self.admission is not None})"
@@ -135,6 +139,20 @@ class Ticket:
             if strip:
                 forwarded.append(strip_null_usage(event) if b'"usage"' in event else event)
         return forwarded
+
+    def tap_anthropic(self, exchange: Exchange, events: list[bytes]) -> list[bytes]:
+        """``tap`` for an Anthropic Messages stream passed through as it is: its usage comes in parts
+        (``message_start``, then ``message_delta``, which may repeat or grow them, or send null for what it
+        does not repeat), merged into one usage in
+        the chat form (``usage.chat_usage_of_anthropic``). The events are the client's unchanged."""
+        for event in events:
+            usage = anthropic_event_usage(event)
+            if usage is not None:
+                self._anthropic_usage.update((name, value) for name, value in usage.items() if value is not None)
+                exchange.usage = chat_usage_of_anthropic(self._anthropic_usage)
+            elif exchange.usage is None:
+                self._keep(event)
+        return events
 
     def keep_body(self, body: bytes) -> None:
         """A whole answer that reported no usage: what it is charged is estimated from it."""

@@ -2,6 +2,9 @@
 
 Chat and text completions and embeddings carry ``usage: {prompt_tokens, completion_tokens}``; the
 Responses API carries ``usage: {input_tokens, output_tokens}`` (in a stream, inside ``response.completed``).
+The Anthropic Messages API counts its input without the prompt cache (``input_tokens`` beside
+``cache_read_input_tokens`` and ``cache_creation_input_tokens``), and a stream reports it in two parts
+(``message_start``, then ``message_delta``): ``chat_usage_of_anthropic`` gives it in the chat form.
 An explicit zero is a zero: only a missing usage is estimated (see ``estimate``).
 """
 
@@ -53,6 +56,36 @@ def event_usage(event: bytes) -> dict[str, Any] | None:
     if not USAGE_OBJECT.search(event):
         return None
     return extract_usage(event_data(event))
+
+
+def anthropic_event_usage(event: bytes) -> dict[str, Any] | None:
+    """``usage`` of one Anthropic stream event: ``message.usage`` of ``message_start``, ``usage`` of
+    ``message_delta`` (None for any other event, unparsed unless its usage is an object)."""
+    if not USAGE_OBJECT.search(event):
+        return None
+    try:
+        parsed = orjson.loads(event_data(event))
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(parsed, dict):
+        return None
+    holder = parsed.get("message") if parsed.get("type") == "message_start" else parsed
+    usage = holder.get("usage") if isinstance(holder, dict) else None
+    return usage if isinstance(usage, dict) else None
+
+
+def chat_usage_of_anthropic(usage: dict[str, Any]) -> dict[str, Any]:
+    """Anthropic ``usage`` in the chat form: ``prompt_tokens`` counts the cache reads and writes that
+    Anthropic's ``input_tokens`` leaves out (reported in ``prompt_tokens_details``)."""
+    fresh = _first_int(usage, ("input_tokens",)) or 0
+    read = _first_int(usage, ("cache_read_input_tokens",)) or 0
+    written = _first_int(usage, ("cache_creation_input_tokens",)) or 0
+    output = _first_int(usage, ("output_tokens",)) or 0
+    prompt = fresh + read + written
+    chat: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": output, "total_tokens": prompt + output}
+    if read or written:
+        chat["prompt_tokens_details"] = {"cached_tokens": read, "cache_write_tokens": written}
+    return chat
 
 
 def is_usage_only_event(event: bytes) -> bool:

@@ -4,10 +4,12 @@
      (tracing    an OpenTelemetry server span, only when tracing is on: ``api/tracing_layer.py``)
   2. access      one access line and the request metrics when the request ends (``api/access.py``)
   3. accounting  a model request is recorded in the ledger and settled, however it ended
-  4. errors      a GatewayError becomes the OpenAI error shape; anything else a logged 500
+  4. errors      a GatewayError becomes the OpenAI error shape (Anthropic's for a request in the Anthropic
+                 API: ``api/dialects.py``); anything else a logged 500
   5. auth        deny by default: every route but the public ones needs a key
   6. router      the model routes and ``/proxy`` as raw ASGI (``api/model_routes.py``); everything else
-                 the management app, its body read whole and capped
+                 the management app, its body read whole and capped. ``/openai/v1/...`` and
+                 ``/anthropic/v1/...`` are the routes of ``/v1/...``
 
 Bodies are capped while they are read (413), on both sides of the router. The layers share one
 ``RequestContext`` per request, kept in the ASGI scope.
@@ -27,6 +29,7 @@ from typing import Any
 from anygate.accounting.service import Accounting
 from anygate.api.access import observe
 from anygate.api.deps import PRINCIPAL_SCOPE_KEY
+from anygate.api.dialects import COUNT_TOKENS_PATH, LEGACY_PREFIXES, send_error_in_dialect, without_legacy_prefix
 from anygate.api.headers import relative_locations, security_headers
 from anygate.api.http import (
     ASGIApp,
@@ -36,7 +39,6 @@ from anygate.api.http import (
     Scope,
     Send,
     buffered_json_request,
-    send_error,
 )
 from anygate.api.model_routes import ModelCall, ModelRoutes
 from anygate.api.state import AppState
@@ -54,6 +56,7 @@ MODEL_ROUTES = {
     "/v1/completions": "completions",
     "/v1/embeddings": "embeddings",
     "/v1/responses": "responses",
+    "/v1/messages": "messages",
 }
 PUBLIC_PATHS = frozenset({"/", "/health", "/health/ready", "/openapi.json", "/docs"})
 PUBLIC_PREFIXES = ("/ui",)
@@ -191,19 +194,19 @@ class ErrorsLayer:
         try:
             await self.app(scope, receive, send)
         except GatewayError as error:
-            await self._answer(context, send, error)
+            await self._answer(scope, context, send, error)
         except ClientDisconnected:
             self._record(context, 499, None)  # the ledger and metrics record that the client left
         except Exception:
             log.exception("unhandled error")
-            await self._answer(context, send, GatewayError("Internal error"))
+            await self._answer(scope, context, send, GatewayError("Internal error"))
 
-    async def _answer(self, context: RequestContext, send: Send, error: GatewayError) -> None:
+    async def _answer(self, scope: Scope, context: RequestContext, send: Send, error: GatewayError) -> None:
         answered = context.has_answered
         self._record(context, error.status, error.code)
         if not answered:
             error.headers["x-request-id"] = context.request_id
-            await send_error(send, error)
+            await send_error_in_dialect(scope, send, error)
 
     @staticmethod
     def _record(context: RequestContext, status: int, code: str | None) -> None:
@@ -237,9 +240,16 @@ class Router:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         route = MODEL_ROUTES.get(path)
+        if route is None and path.startswith(LEGACY_PREFIXES):
+            scope = without_legacy_prefix(scope)
+            path = scope["path"]
+            route = MODEL_ROUTES.get(path)
         proxied = PROXY_PATH.match(path) if route is None else None
         if route is None and proxied is None:
-            await self._management(scope, receive, send)
+            if path == COUNT_TOKENS_PATH:
+                await self._count_tokens(scope, receive, send)
+            else:
+                await self._management(scope, receive, send)
             return
         context = context_of(scope)
         assert context.principal is not None  # the auth layer let no anonymous request through
@@ -253,6 +263,14 @@ class Router:
         else:
             assert proxied is not None
             await self.routes.proxy_route(scope, receive, send, call, proxied.group(1), proxied.group(2))
+
+    async def _count_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
+        context = context_of(scope)
+        assert context.principal is not None  # the auth layer let no anonymous request through
+        if scope["method"] != "POST":
+            raise MethodNotAllowed(scope["method"], scope["path"], ("POST",))
+        await self.routes.count_tokens(scope, receive, send, context.principal, context.request_id)
+        context.status = 200
 
     async def _management(self, scope: Scope, receive: Receive, send: Send) -> None:
         context = context_of(scope)

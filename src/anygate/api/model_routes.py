@@ -1,12 +1,16 @@
 """The model routes and the provider-scoped proxy: a request turned into a dispatch.
 
-    POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses     routed by ``model``
+    POST /v1/chat/completions, /v1/completions, /v1/embeddings                    routed by ``model``
+    POST /v1/responses, /v1/messages                                              the same, through a bridge
+    POST /v1/messages/count_tokens                                                answered here
     /proxy/{provider}/v1/{endpoint}                                               one provider, as is
 
 Each reads and checks the body (``api/http.py``), plans the deployments (``planning``), reserves with the
 accounting (its ``Ticket`` holds the body to send), and hands the ``Cycle``'s attempt to the dispatch loop
-(``dispatch``), watching for the client leaving. ``ModelCall`` is what the edge keeps of the request to
-settle it, however it ended.
+(``dispatch``), watching for the client leaving. A request in another API than an upstream may speak (the
+Responses and Anthropic Messages APIs) has a ``Bridge`` (``api/bridges.py``) that makes each attempt's
+request, and a ``BridgedCycle`` relays it. ``ModelCall`` is what the edge keeps of the request to settle it,
+however it ended.
 """
 
 from __future__ import annotations
@@ -15,9 +19,16 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from anygate.accounting.estimate import estimate_prompt
 from anygate.accounting.service import Ticket
+from anygate.api.bridged_relay import BridgedCycle
+from anygate.api.bridges import prepare_bridge
+from anygate.api.dialects import send_error_in_dialect
 from anygate.api.disconnect import DisconnectWatch
 from anygate.api.http import (
+    JSON_HEADERS,
     Receive,
     Scope,
     Send,
@@ -25,13 +36,15 @@ from anygate.api.http import (
     parse_json_object,
     read_body,
     refuse_duplicate_members,
-    send_error,
+    send_bytes,
 )
 from anygate.api.relay import Cycle, UpstreamRequest, shutting_down
+from anygate.auth import Principal
 from anygate.errors import InvalidRequest, PermissionDenied, RouteNotFound
 from anygate.exchange import Exchange
 from anygate.planning import needs_of
 from anygate.routing import Deployment
+from anygate.wire.anthropic_request import count_tokens_view
 
 if TYPE_CHECKING:
     from anygate.api.state import AppState
@@ -65,9 +78,27 @@ class ModelRoutes:
         groups = self.state.planner.plan(model, exchange.principal, needs_of(exchange.route, exchange.stream))
         timeout = self.request_timeout(scope, exchange)
         targets = [deployment for group in groups for deployment in group]
+        bridge = prepare_bridge(self.state, exchange, payload, targets)  # None for the OpenAI routes
         call.ticket = await self.state.accounting.reserve(exchange, body, payload, targets)
-        request = UpstreamRequest(scope, exchange.route, call.ticket, timeout)
+        bridged = bridge.bind(call.ticket) if bridge is not None else None
+        request = UpstreamRequest(scope, exchange.route, call.ticket, timeout, bridge=bridged)
         await self.dispatch(request, receive, send, exchange, groups)
+
+    async def count_tokens(
+        self, scope: Scope, receive: Receive, send: Send, principal: Principal, request_id: str
+    ) -> None:
+        """``/v1/messages/count_tokens``: the prompt's tokens as the accounting estimates them (``input_tokens``)
+        for a Messages request that is valid and names a model this key may use."""
+        body = await read_body(scope, receive, self.state.settings.max_body_bytes)
+        payload = parse_json_object(body)
+        refuse_duplicate_members(body, payload)
+        model = count_tokens_view(payload)["model"]  # refuses, naming the field, what a translation would
+        self.state.planner.plan(model, principal)  # 404 for a model not served, 403 for one not allowed
+        tokenizer = self.state.accounting.tokenizer
+        if not tokenizer.is_ready_for(model):
+            await tokenizer.ready(model)  # only in a process's first seconds
+        answer = orjson.dumps({"input_tokens": estimate_prompt(tokenizer, payload, model)})
+        await send_bytes(send, 200, answer, [*JSON_HEADERS, (b"x-request-id", request_id.encode())])
 
     async def proxy_route(
         self, scope: Scope, receive: Receive, send: Send, call: ModelCall, provider_id: str, endpoint: str
@@ -113,7 +144,12 @@ class ModelRoutes:
         once its stream has started (``Cycle``). The request then ends as answered.
         """
         dispatcher = self.state.dispatcher
-        cycle = Cycle(self.state, request, exchange, send)
+        bridge = request.bridge
+        cycle = (
+            Cycle(self.state, request, exchange, send)
+            if bridge is None
+            else BridgedCycle(self.state, request, exchange, send, bridge)
+        )
         async with DisconnectWatch(receive, exchange):
             try:
                 await dispatcher.dispatch(exchange, groups, cycle.attempt, dispatcher.deadline(request.timeout))
@@ -123,7 +159,7 @@ class ModelRoutes:
                 if not exchange.has_answered:
                     failure = shutting_down()
                     exchange.status, exchange.error = failure.status, failure.code
-                    await send_error(send, failure)
+                    await send_error_in_dialect(request.scope, send, failure)
                 task = asyncio.current_task()
                 if task is None or task.uncancel() > 0:
                     raise

@@ -8,13 +8,15 @@ the model routes and ``/proxy`` (raw ASGI in ``api/app.py``, so FastAPI never se
 - every answer has a typed schema (``api/views.py``), and every request body too: the provider's is made
   from ``settings.ProviderConfig`` itself, so the document cannot drift from what is accepted;
 - a key goes in ``Authorization: Bearer``, ``x-api-key`` or ``api-key``; the health routes (and
-  ``/metrics`` while ``metrics_public`` is true) need none.
+  ``/metrics`` while ``metrics_public`` is true) need none;
+- the Anthropic Messages routes answer in Anthropic's shapes (their errors ``AnthropicError``), and the
+  legacy prefixes (``/openai/v1/...``, ``/anthropic/v1/...``) are listed for the routes clients use there.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -73,6 +75,8 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("get", "/health/ready"): (200, views.Ready, (503,)),
     ("get", "/metrics"): (200, None, ()),
     ("get", "/v1/models"): (200, views.ModelList, ()),
+    ("get", "/openai/v1/models"): (200, views.ModelList, ()),
+    ("get", "/anthropic/v1/models"): (200, views.ModelList, ()),
     ("get", "/v1/models/{model_id}"): (200, views.ModelObject, (404,)),
     ("get", "/v1/providers"): (200, views.ProviderList, ()),
     ("get", "/v1/providers/{provider_id}/models"): (200, views.ProviderModels, (404,)),
@@ -113,6 +117,13 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
 # Other content types some answers have, besides JSON.
 # Statuses whose answer is not always the error shape: the public answer's model beside it.
 OTHER_ANSWERS: dict[tuple[str, str], dict[int, type[BaseModel]]] = {("get", "/health/ready"): {503: views.NotReady}}
+# Operations whose success has another shape too: the model list asked with ``anthropic-version``.
+ALTERNATIVE_ANSWERS: dict[str, type[BaseModel]] = {
+    "/v1/models": views.AnthropicModelList,
+    "/v1/models/{model_id}": views.AnthropicModelInfo,
+}
+# Paths under a legacy prefix, documented as the same operations as the path they stand for.
+LEGACY_MANAGEMENT_PATHS = {"/openai/v1/models": "/v1/models", "/anthropic/v1/models": "/v1/models"}
 EXTRA_CONTENT = {
     ("get", "/metrics"): {"text/plain": {"schema": {"type": "string"}}},
     ("get", "/v1/usage"): {"text/csv": {"schema": {"type": "string"}}},
@@ -124,6 +135,30 @@ MODEL_ROUTES: dict[str, tuple[str, type[BaseModel]]] = {
     "/v1/responses": ("Responses (OpenAI's Responses API)", views.ResponseObject),
 }
 MODEL_ROUTE_ERRORS = (400, 401, 403, 404, 413, 429, 502, 503, 504)
+
+
+class AnthropicRoute(NamedTuple):
+    summary: str
+    answer: type[BaseModel]
+    request: type[BaseModel]
+    errors: tuple[int, ...]
+    streams: bool
+
+
+ANTHROPIC_ROUTES: dict[str, AnthropicRoute] = {
+    "/v1/messages": AnthropicRoute(
+        "Messages (Anthropic's Messages API)", views.AnthropicMessage, views.AnthropicMessagesRequest,
+        MODEL_ROUTE_ERRORS, True,
+    ),
+    "/v1/messages/count_tokens": AnthropicRoute(
+        "The input tokens of a Messages request, as anygate estimates them", views.AnthropicTokenCount,
+        views.AnthropicCountTokensRequest, (400, 401, 403, 404, 413), False,
+    ),
+}  # fmt: skip
+LEGACY_MODEL_PATHS = {
+    **{f"/openai{path}": path for path in MODEL_ROUTES},
+    **{f"/anthropic{path}": path for path in ANTHROPIC_ROUTES},
+}
 UPSTREAM_STATUS = {
     "description": "Another status of the upstream's, passed on with its error body when that is well formed",
     "content": {"application/json": {"schema": ERROR_REF}},
@@ -134,6 +169,10 @@ VIEW_MODELS: tuple[type[BaseModel], ...] = (
     views.ProxyAnswer,
     views.NotReady,
     *(model for _, model in MODEL_ROUTES.values()),
+    *(route.answer for route in ANTHROPIC_ROUTES.values()),
+    *(route.request for route in ANTHROPIC_ROUTES.values()),
+    views.AnthropicError,
+    *ALTERNATIVE_ANSWERS.values(),
 )
 
 
@@ -187,10 +226,16 @@ def error_response(status: int, other: type[BaseModel] | None = None) -> dict[st
     return response
 
 
-def success_response(model: type[BaseModel] | None, extra: dict[str, Any]) -> dict[str, Any]:
+def success_response(
+    model: type[BaseModel] | None, extra: dict[str, Any], other: type[BaseModel] | None = None
+) -> dict[str, Any]:
+    """The success answer (``other``: a second shape it may have)."""
     if model is None:
         return {"description": "Success", "content": extra}
-    content = {"application/json": {"schema": {"$ref": REF.format(model=model.__name__)}}, **extra}
+    schema: dict[str, Any] = {"$ref": REF.format(model=model.__name__)}
+    if other is not None:
+        schema = {"anyOf": [schema, {"$ref": REF.format(model=other.__name__)}]}
+    content = {"application/json": {"schema": schema}, **extra}
     return {"description": (model.__doc__ or "Success").strip().splitlines()[0], "content": content}
 
 
@@ -209,7 +254,7 @@ def fix_operation(method: str, path: str, operation: dict[str, Any], public: boo
     if success < 400 and model is None and not extra:
         responses[str(success)] = operation.get("responses", {}).get(str(success), {"description": "Success"})
     elif success < 400:
-        responses[str(success)] = success_response(model, extra)
+        responses[str(success)] = success_response(model, extra, ALTERNATIVE_ANSWERS.get(path))
     others = OTHER_ANSWERS.get((method, path), {})
     for status in sorted({*errors, *(() if public else (401,)), *((success,) if success >= 400 else ())}):
         responses[str(status)] = error_response(status, others.get(status))
@@ -230,6 +275,34 @@ def model_route(summary: str, answer: type[BaseModel]) -> dict[str, Any]:
     body = {"required": True, "content": {"application/json": {"schema": {"$ref": REF.format(model="ModelRequest")}}}}
     responses = {"200": ok, **{str(s): error_response(s) for s in MODEL_ROUTE_ERRORS}, "default": UPSTREAM_STATUS}
     return {"post": {"tags": ["model routes"], "summary": summary, "requestBody": body, "responses": responses}}
+
+
+def anthropic_route(route: AnthropicRoute) -> dict[str, Any]:
+    """A route of the Anthropic Messages API: its request and answers in Anthropic's shapes."""
+    content: dict[str, Any] = {"application/json": {"schema": {"$ref": REF.format(model=route.answer.__name__)}}}
+    if route.streams:
+        content["text/event-stream"] = {"schema": {"type": "string"}}
+    ok = {"description": (route.answer.__doc__ or "Success").strip().splitlines()[0], "content": content}
+    body_schema = {"$ref": REF.format(model=route.request.__name__)}
+    body = {"required": True, "content": {"application/json": {"schema": body_schema}}}
+    error = {"application/json": {"schema": {"$ref": REF.format(model="AnthropicError")}}}
+    responses: dict[str, Any] = {"200": ok}
+    for status in route.errors:
+        responses[str(status)] = {**error_response(status), "content": error}
+    if route.streams:
+        responses["default"] = {**UPSTREAM_STATUS, "content": error}
+    operation = {"tags": ["model routes"], "summary": route.summary, "requestBody": body, "responses": responses}
+    return {"post": operation}
+
+
+def legacy_alias(item: dict[str, Any], path: str) -> dict[str, Any]:
+    """The operations of ``path``, documented again under a legacy prefix."""
+    copied = copy.deepcopy(item)
+    for operation in copied.values():
+        if isinstance(operation, dict):
+            operation["description"] = f"The same as `{path}` (a legacy prefix)."
+            operation.pop("operationId", None)
+    return copied
 
 
 def proxy_route() -> dict[str, Any]:
@@ -290,8 +363,13 @@ def build_openapi(app: FastAPI, metrics_public: bool = True) -> dict[str, Any]:
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
             fix_operation(method, path, operation, path in public)
+    paths = document["paths"]
     for path, (summary, answer) in MODEL_ROUTES.items():
-        document["paths"][path] = model_route(summary, answer)
-    document["paths"]["/proxy/{provider}/v1/{endpoint}"] = proxy_route()
+        paths[path] = model_route(summary, answer)
+    for path, route in ANTHROPIC_ROUTES.items():
+        paths[path] = anthropic_route(route)
+    for alias, path in {**LEGACY_MODEL_PATHS, **LEGACY_MANAGEMENT_PATHS}.items():
+        paths[alias] = legacy_alias(paths[path], path)
+    paths["/proxy/{provider}/v1/{endpoint}"] = proxy_route()
     app.openapi_schema = document
     return document

@@ -32,6 +32,7 @@ from anygate.wire.members import replace_model
 from anygate.wire.sse import EventSplitter, error_event, event_batches, is_done
 
 if TYPE_CHECKING:
+    from anygate.api.bridges import Bridge
     from anygate.api.state import AppState
     from anygate.registry import ProviderRuntime
 
@@ -42,13 +43,15 @@ DONE_TERMINATED = frozenset({"chat/completions", "completions"})  # streams an u
 @dataclass(frozen=True, slots=True)
 class UpstreamRequest:
     """What goes upstream, the same for every attempt: the ticket holds the body (the accounting's changes
-    in it); ``rewrite`` puts each deployment's own model id in it; ``timeout`` is the admin's cap."""
+    in it); ``rewrite`` puts each deployment's own model id in it; ``timeout`` is the admin's cap; ``bridge``
+    makes each attempt's request of a request in another API (``api/bridged_relay.py`` relays it)."""
 
     scope: Scope
     endpoint: str
     ticket: Ticket
     timeout: float | None = None
     rewrite: bool = True
+    bridge: Bridge | None = None
 
 
 class Cycle:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Header, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
 from anygate.api.deps import AdminDep, CallerDep, OptionalCallerDep, StateDep
@@ -13,6 +13,7 @@ from anygate.api.routes_providers import unavailable_view
 from anygate.auth import Principal
 from anygate.errors import ModelNotFound, NotFound, ServiceUnavailable
 from anygate.registry import ProviderRegistry
+from anygate.wire.anthropic_models import anthropic_model_info, anthropic_model_list
 
 router = APIRouter()
 CREATED = int(time.time())
@@ -73,19 +74,47 @@ def model_object(provider_id: str, model_id: str, entry: dict[str, Any]) -> dict
     return view
 
 
+def visible_aliases(registry: ProviderRegistry, principal: Principal) -> list[dict[str, Any]]:
+    """The configured aliases (``aliases:``) whose target this caller may use, as model objects named by the
+    alias: the names agents ask for (``claude-sonnet-4-5``) are what they find in the list."""
+    entries: list[dict[str, Any]] = []
+    for alias in registry.index.aliases:
+        try:
+            targets = registry.resolve(alias)
+        except ModelNotFound:
+            continue
+        if any(principal.may_use(t.provider_id, t.model) for t in targets):
+            entries.append({"id": alias, "object": "model", "created": CREATED, "owned_by": targets[0].provider_id})
+    return entries
+
+
+AnthropicVersion = Annotated[
+    str | None,
+    Header(description="Sent by Anthropic's clients (Claude Code): the answer then has the Anthropic shape."),
+]
+
+
 @router.get("/v1/models", tags=["models"])
-async def list_models(state: StateDep, caller: CallerDep) -> dict[str, Any]:
-    return {"object": "list", "data": visible_models(state.registry, caller)}
+async def list_models(state: StateDep, caller: CallerDep, anthropic_version: AnthropicVersion = None) -> dict[str, Any]:
+    models = visible_models(state.registry, caller)
+    if anthropic_version is not None:
+        return anthropic_model_list([*visible_aliases(state.registry, caller), *models])
+    return {"object": "list", "data": models}
 
 
 @router.get("/v1/models/{model_id:path}", tags=["models"])
-async def get_model(model_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
+async def get_model(
+    model_id: str, state: StateDep, caller: CallerDep, anthropic_version: AnthropicVersion = None
+) -> dict[str, Any]:
     registry = state.registry
     for target in registry.resolve(model_id):
         runtime = registry.get(target.provider_id)
         entry = runtime.model_entries.get(target.model)
         if entry is not None and caller.may_use(runtime.id, target.model):
-            return model_object(runtime.id, target.model, entry)
+            found = model_object(runtime.id, target.model, entry)
+            if anthropic_version is not None:
+                return anthropic_model_info({**found, "id": model_id})
+            return found
     raise ModelNotFound(model_id)
 
 

@@ -67,6 +67,8 @@ def provider_view(state: AppState, config: ProviderConfig, has_key: bool, origin
         "enabled": config.enabled,
         "quota": config.quota.model_dump() if config.quota else None,
         "stream_usage": config.stream_usage,
+        "api": config.api,
+        "responses": config.responses,
         "via": via_view(config),
         "cloudflare_access": access_view(config),
         "proxy": proxy_view(config),

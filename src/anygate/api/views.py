@@ -402,3 +402,133 @@ class ResponseObject(View):
 
 class ProxyAnswer(View):
     """The upstream's own answer, passed on as it came."""
+
+
+# ------------------------------------------------------------------------------ the Anthropic Messages API
+
+
+class AnthropicErrorDetail(View):
+    type: str = Field(examples=["invalid_request_error"])
+    message: str
+
+
+class AnthropicError(View):
+    """An error in Anthropic's shape (the Messages routes, and the model list asked with `anthropic-version`)."""
+
+    type: Literal["error"]
+    error: AnthropicErrorDetail
+
+
+class AnthropicTextBlock(View):
+    type: Literal["text"]
+    text: str
+
+
+class AnthropicImageSource(View):
+    type: Literal["base64", "url"]
+    media_type: str | None = Field(None, description="With `base64`: `image/png`, `image/jpeg`, ...")
+    data: str | None = Field(None, description="With `base64`: the image, base64-encoded.")
+    url: str | None = Field(None, description="With `url`: where the upstream fetches it.")
+
+
+class AnthropicImageBlock(View):
+    type: Literal["image"]
+    source: AnthropicImageSource
+
+
+class AnthropicToolUseBlock(View):
+    type: Literal["tool_use"]
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+class AnthropicToolResultBlock(View):
+    type: Literal["tool_result"]
+    tool_use_id: str
+    content: str | list[AnthropicTextBlock | AnthropicImageBlock] | None = None
+    is_error: bool | None = None
+
+
+class AnthropicUserMessage(View):
+    role: Literal["user"]
+    content: str | list[AnthropicTextBlock | AnthropicImageBlock | AnthropicToolResultBlock]
+
+
+class AnthropicAssistantMessage(View):
+    role: Literal["assistant"]
+    content: str | list[AnthropicTextBlock | AnthropicToolUseBlock]
+
+
+class AnthropicTool(View):
+    name: str
+    description: str | None = None
+    input_schema: dict[str, Any]
+
+
+class AnthropicToolChoice(View):
+    type: Literal["auto", "any", "tool", "none"]
+    name: str | None = Field(None, description="With `tool`: the tool to call.")
+
+
+class AnthropicCountTokensRequest(View):
+    """An Anthropic Messages request (see Anthropic's API reference); anygate translates it to chat completions
+    for OpenAI-compatible upstreams (docs/agents.md says what is translated) and passes it through to
+    providers with `api: anthropic`."""
+
+    model: str = Field(min_length=1, description="`<provider>/<model>`, a model a provider lists, or an alias.")
+    messages: list[AnthropicUserMessage | AnthropicAssistantMessage] = Field(min_length=1)
+    system: str | list[AnthropicTextBlock] | None = None
+    tools: list[AnthropicTool] | None = None
+    tool_choice: AnthropicToolChoice | None = None
+
+
+class AnthropicMessagesRequest(AnthropicCountTokensRequest):
+    max_tokens: int = Field(ge=1)
+    stream: bool | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop_sequences: list[str] | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class AnthropicUsage(View):
+    input_tokens: int
+    output_tokens: int
+    cache_creation_input_tokens: int | None = None
+    cache_read_input_tokens: int | None = None
+
+
+class AnthropicMessage(View):
+    """An Anthropic message (or, when the request asked to stream, its server-sent events)."""
+
+    id: str
+    type: Literal["message"]
+    role: Literal["assistant"]
+    model: str
+    content: list[dict[str, Any]]
+    stop_reason: str | None
+    stop_sequence: str | None = None
+    usage: AnthropicUsage
+
+
+class AnthropicTokenCount(View):
+    """The prompt's tokens as anygate's accounting estimates them."""
+
+    input_tokens: int
+
+
+class AnthropicModelInfo(View):
+    type: Literal["model"]
+    id: str
+    display_name: str
+    created_at: str
+
+
+class AnthropicModelList(View):
+    """The model list in Anthropic's shape (asked with `anthropic-version`); aliases the key may use first."""
+
+    data: list[AnthropicModelInfo]
+    has_more: bool
+    first_id: str | None
+    last_id: str | None

@@ -212,7 +212,14 @@ function applyPreset() {
   field("base_url").required = !preset.base_url;
   field("name").placeholder = preset.id === "custom" ? "" : preset.name || "";
   if (!editing) field("allow_private_network").checked = Boolean(preset.allow_private_network);
+  if (!editing) field("api").value = presetApi(preset.id);
   askForKeyWhenMoved();
+}
+
+/** The API a preset's upstream speaks ("openai" unless it says otherwise). */
+function presetApi(type) {
+  const preset = presets.find((p) => p.id === type) || {};
+  return preset.api || "openai";
 }
 
 /** The scheme, host and port of a URL ("" when it does not parse). */
@@ -261,6 +268,7 @@ function formValues() {
     api_key: field("api_key").value,
     headers,
     models: splitList(field("models").value),
+    api: field("api").value,
     allow_private_network: field("allow_private_network").checked,
   };
 }
@@ -270,6 +278,7 @@ function requestBody(values) {
   if (!editing) {
     const body = { id: values.id, type: values.type, allow_private_network: values.allow_private_network };
     for (const name of ["name", "base_url", "api_key"]) if (values[name]) body[name] = values[name];
+    if (values.api !== presetApi(values.type)) body.api = values.api;
     if (Object.keys(values.headers).length) body.headers = values.headers;
     if (values.models.length) body.models = values.models;
     return body;
@@ -335,6 +344,7 @@ async function edit(p) {
   field("base_url").value = detail.base_url || "";
   field("headers").value = detail.headers && Object.keys(detail.headers).length ? JSON.stringify(detail.headers) : "";
   field("models").value = Array.isArray(detail.models) ? detail.models.join(", ") : "";
+  if (detail.api) field("api").value = detail.api;
   field("allow_private_network").checked = Boolean(detail.allow_private_network);
   initial = formValues();
   storedOrigin = detail.api_key ? originOf(detail.base_url || effectiveBaseUrl()) : null;

@@ -1,6 +1,7 @@
 """``GET /v1/models`` in the Anthropic shape, for clients that send ``anthropic-version``.
 
     anthropic_model_list(openai_models) -> {"data": [...], "has_more": False, "first_id", "last_id"}
+    anthropic_model_info(openai_model) -> {"type": "model", ...}
 
 Each entry of the OpenAI list (``{"id", "created", "owned_by", ...}``) becomes
 ``{"type": "model", "id", "display_name", "created_at", "lifecycle": "active"}``; ``created_at`` is RFC 3339
@@ -15,7 +16,7 @@ from typing import Any
 
 
 def anthropic_model_list(openai_models: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    data = [_model_info(model) for model in openai_models if isinstance(model.get("id"), str)]
+    data = [anthropic_model_info(model) for model in openai_models if isinstance(model.get("id"), str)]
     return {
         "data": data,
         "has_more": False,
@@ -24,7 +25,7 @@ def anthropic_model_list(openai_models: Iterable[dict[str, Any]]) -> dict[str, A
     }
 
 
-def _model_info(model: dict[str, Any]) -> dict[str, Any]:
+def anthropic_model_info(model: dict[str, Any]) -> dict[str, Any]:
     name = model.get("name")
     return {
         "type": "model",

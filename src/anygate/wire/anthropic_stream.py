@@ -16,6 +16,10 @@ while the upstream is silent.
 
 ``message_start`` reports ``input_tokens`` as given (an estimate, or 0): the upstream reports usage only at
 the end, so ``message_delta`` carries the real ``input_tokens`` and ``output_tokens`` (the SDK takes both).
+
+``AnthropicPassage`` has the same interface for a stream that is already in the Anthropic form (an upstream
+that speaks the Messages API): its events pass unchanged; it only watches for the end (``message_stop``, or
+the upstream's own ``error`` event) and makes the ``error`` event of a stream that fails midway.
 """
 
 from __future__ import annotations
@@ -116,4 +120,53 @@ class AnthropicStreamTranslator(ChatStreamTranslator):
         return [sse_event("message_delta", message_delta), MESSAGE_STOP_EVENT]
 
     def _failure(self, status: int, message: str) -> list[bytes]:
+        return [error_event(status, message)]
+
+
+ENDING_EVENTS = frozenset({b"message_stop", b"error"})
+
+
+def event_name(event: bytes) -> bytes:
+    """The type an ``event:`` first line names (``b""`` when the event starts otherwise)."""
+    if not event.startswith(b"event:"):
+        return b""
+    end = event.find(b"\n")
+    return event[6 : end if end >= 0 else len(event)].strip()
+
+
+class AnthropicPassage:
+    """An Anthropic stream passed through as it is, with the translators' interface (``feed`` gives the
+    events back unchanged)."""
+
+    __slots__ = ("_ended", "_finished")
+
+    def __init__(self) -> None:
+        self._ended = False  # message_stop (or the upstream's own error event) went by
+        self._finished = False
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    @property
+    def is_complete(self) -> bool:
+        return self._ended
+
+    def start(self) -> list[bytes]:
+        return []
+
+    def feed(self, events: list[bytes]) -> list[bytes]:
+        for event in events:
+            if event.startswith(b"event:") and event_name(event) in ENDING_EVENTS:
+                self._ended = self._finished = True
+        return events
+
+    def finish(self) -> list[bytes]:
+        self._finished = True
+        return []
+
+    def fail(self, status: int, message: str) -> list[bytes]:
+        if self._finished:
+            return []
+        self._finished = True
         return [error_event(status, message)]

@@ -14,7 +14,8 @@ operations (START a block, DELTA text onto it, STOP it), in order, losing nothin
 
 ``ChatStreamTranslator`` is the loop both translators share: ``feed(events)`` reads whole SSE events,
 ``finish()`` closes what is open, ``fail(status, message)`` ends with the protocol's error event; subclasses
-only render operations as their protocol's events.
+only render operations as their protocol's events. ``completion_chunk`` makes a whole chat completion one
+chunk, for an upstream that answers a stream request with a completion.
 """
 
 from __future__ import annotations
@@ -257,6 +258,12 @@ class ChatStreamTranslator:
     def finished(self) -> bool:
         return self._finished
 
+    @property
+    def is_complete(self) -> bool:
+        """Whether the upstream said why it stopped (a finish reason): a stream that ends without
+        ``[DONE]`` after one is whole (llama.cpp's server sends none), one that ends before it was cut."""
+        return self._reader.finish_reason is not None
+
     def start(self) -> list[bytes]:
         """The opening events (once); ``feed`` sends them before anything else if the relay has not."""
         if self._started or self._finished:
@@ -324,6 +331,25 @@ class ChatStreamTranslator:
 
     def _failure(self, status: int, message: str) -> list[bytes]:
         raise NotImplementedError
+
+
+def completion_chunk(chat_response: dict[str, Any]) -> bytes:
+    """A whole chat completion as one chunk event: each choice's message as its delta (tool calls numbered as
+    a stream numbers them), with its finish reason and the usage."""
+    choices = []
+    for choice in chat_response.get("choices") or ():
+        if not isinstance(choice, dict):
+            continue
+        message = choice.get("message")
+        delta = dict(message) if isinstance(message, dict) else {}
+        calls = delta.get("tool_calls")
+        if isinstance(calls, list):
+            delta["tool_calls"] = [{**call, "index": i} for i, call in enumerate(calls) if isinstance(call, dict)]
+        choices.append({"index": choice.get("index", 0), "delta": delta, "finish_reason": choice.get("finish_reason")})
+    chunk: dict[str, Any] = {"object": "chat.completion.chunk", "choices": choices}
+    if isinstance(chat_response.get("usage"), dict):
+        chunk["usage"] = chat_response["usage"]
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
 
 def _upstream_failure(error: dict[str, Any]) -> tuple[int, str]:
