@@ -461,6 +461,7 @@ def test_console_edits_only_what_changed_and_shows_test_results(page: Any, gatew
     expect(page.locator("#provider-test dd").first).to_have_text("Yes")
 
     page.get_by_role("button", name="Edit Lab").click()
+    expect(page.locator("#pf-name")).to_be_focused()  # the form is filled; typing now cannot race it
     expect(page.locator("#provider-form-title")).to_have_text("Edit provider lab")
     expect(page.locator("#pf-headers")).to_have_value('{"X-Tenant":"cs"}')
     expect(page.locator("#pf-api-key-hint")).to_be_visible()
@@ -491,6 +492,7 @@ def test_console_asks_for_the_key_again_when_the_url_moves_to_another_host(page:
     page.route("**/v1/providers/lab", answer_provider)
     sign_in(page, gateway)
     page.get_by_role("button", name="Edit Lab").click()
+    expect(page.locator("#pf-name")).to_be_focused()  # the form is filled; typing now cannot race it
     expect(page.locator("#pf-api-key-moved")).to_be_hidden()
     page.fill("#pf-base-url", "http://10.0.0.5:8000/v2")  # the same host: the stored key stays
     expect(page.locator("#pf-api-key-moved")).to_be_hidden()
@@ -529,6 +531,7 @@ def test_console_shows_a_refused_move_and_points_at_the_secret(page: Any, gatewa
     page.route("**/v1/providers/lab", answer_provider)
     sign_in(page, gateway)
     page.get_by_role("button", name="Edit Lab").click()
+    expect(page.locator("#pf-name")).to_be_focused()  # the form is filled; typing now cannot race it
     page.fill("#pf-base-url", "https://elsewhere.example/v1")
     expect(page.locator("#pf-api-key-moved")).to_be_hidden()  # no stored key to ask for
     page.click("#pf-submit")

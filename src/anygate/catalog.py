@@ -154,6 +154,7 @@ class ProviderType(StrEnum):
 
     OPENAI_COMPATIBLE = "openai_compatible"
     OPENAI = "openai"
+    ANTHROPIC = "anthropic"
     OPENROUTER = "openrouter"
     TOGETHER = "together"
     GROQ = "groq"
