@@ -45,6 +45,8 @@ class DrainingServer(uvicorn.Server):
     then the listener closes and open requests drain. A SIGTERM it drained for is not re-raised (which
     exits 143)."""
 
+    refusing = False  # whether the listener refuses new connections yet
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         with super().capture_signals():
@@ -61,7 +63,9 @@ class DrainingServer(uvicorn.Server):
         return [sock.fileno() for server in servers for sock in server.sockets or ()]
 
     def refuse_new_connections(self) -> None:
-        if refuse_new_connections(self.listening_descriptors()):
+        # The signal and the shutdown both ask; the first that finds the listener open does it.
+        if not self.refusing and refuse_new_connections(self.listening_descriptors()):
+            self.refusing = True
             log.info("stopped accepting connections", extra={"fields": {"pid": os.getpid()}})
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
