@@ -51,7 +51,12 @@ def test_openai_cached_prompt_tokens_are_priced_at_the_cached_price() -> None:
 
 def test_anthropic_usage_counts_cache_reads_and_writes_beside_its_input_tokens() -> None:
     # Anthropic's input_tokens leaves the cache out: the prompt is 100 + 2000 + 500 = 2600 tokens.
-    usage = {"input_tokens": 100, "cache_read_input_tokens": 2000, "cache_creation_input_tokens": 500, "output_tokens": 300}
+    usage = {
+        "input_tokens": 100,
+        "cache_read_input_tokens": 2000,
+        "cache_creation_input_tokens": 500,
+        "output_tokens": 300,
+    }
     assert count_of(usage) == TokenCount(2600, 300, cached_input=2000, cache_write=500)
     expected = (100 * 3.00 + 2000 * 0.30 + 500 * 3.75 + 300 * 15.00) / 1e6  # = 0.007275
     assert cost_of(usage, CLAUDE) == pytest.approx(expected) == pytest.approx(0.007275)
@@ -68,7 +73,12 @@ def test_a_cache_write_in_the_chat_form_is_priced_at_the_write_price() -> None:
 
 
 def test_deepseek_cache_hits_are_cached_tokens() -> None:
-    usage = {"prompt_tokens": 1000, "completion_tokens": 10, "prompt_cache_hit_tokens": 900, "prompt_cache_miss_tokens": 100}
+    usage = {
+        "prompt_tokens": 1000,
+        "completion_tokens": 10,
+        "prompt_cache_hit_tokens": 900,
+        "prompt_cache_miss_tokens": 100,
+    }
     deepseek = price(0.27, 1.10, cached_input=0.07)
     assert count_of(usage) == TokenCount(1000, 10, cached_input=900)
     assert cost_of(usage, deepseek) == pytest.approx((100 * 0.27 + 900 * 0.07 + 10 * 1.10) / 1e6)

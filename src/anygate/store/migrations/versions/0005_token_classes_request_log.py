@@ -9,6 +9,8 @@ input and output) and no price source or error code.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -23,7 +25,7 @@ TOKEN_CLASSES = ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens"
 def upgrade() -> None:
     # A ledger that accounting's own ``create_all`` made (an older deployment) may have them already.
     present = {column["name"] for column in sa.inspect(op.get_bind()).get_columns("usage_ledger")}
-    wanted = [
+    wanted: list[sa.Column[Any]] = [
         *(sa.Column(name, sa.Integer(), nullable=False, server_default=sa.text("0")) for name in TOKEN_CLASSES),
         sa.Column("cost_source", sa.String(16), nullable=True),
         sa.Column("error", sa.String(64), nullable=True),
