@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -173,6 +174,29 @@ def record(row: Sequence[Any]) -> dict[str, Any]:
         "byok": bool(byok),
         "error": error,
     }
+
+
+def moment_of(text: str) -> float:
+    """UNIX seconds (``1764547200``, ``1764547200.5``) or an ISO 8601 date or time, as UNIX seconds;
+    ValueError for anything else."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        return iso_seconds(text)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(text)
+    return seconds
+
+
+def iso_seconds(text: str) -> float:
+    """An ISO 8601 date (``2026-12-01``) or date and time (RFC 3339; UTC when it names no zone) as UNIX
+    seconds; ValueError for anything else."""
+    # RFC 3339 allows a lowercase ``t``/``z`` and a leap second (``23:59:60``), which Python's parser does not.
+    try:
+        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00").replace(":60", ":59"))
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    except OverflowError:
+        raise ValueError(text) from None
 
 
 def iso_time(unix: float) -> str:

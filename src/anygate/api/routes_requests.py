@@ -9,7 +9,6 @@ gets 404 for a row it may not see, as for one that does not exist. A bad filter 
 
 from __future__ import annotations
 
-import math
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -22,9 +21,10 @@ from anygate.accounting.request_log import (
     RequestQuery,
     find_request,
     list_requests,
+    moment_of,
 )
 from anygate.api.deps import CallerDep, StateDep
-from anygate.api.routes_quota import json_response, unix_time
+from anygate.api.routes_quota import json_response
 from anygate.auth import Principal
 from anygate.errors import InvalidRequest, NotFound
 
@@ -42,16 +42,12 @@ def viewer_of(caller: Principal) -> str | None:
 
 
 def moment(value: str | None, name: str) -> float | None:
-    """UNIX seconds (``1764547200``, ``1764547200.5``) or ISO 8601 (``2026-12-01``, RFC 3339)."""
     if value is None:
         return None
     try:
-        seconds = float(value)
+        return moment_of(value)
     except ValueError:
-        return unix_time(value, name)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise InvalidRequest(f"{name} must be UNIX seconds or an ISO 8601 time, not '{value}'", param=name)
-    return seconds
+        raise InvalidRequest(f"{name} must be UNIX seconds or an ISO 8601 time, not '{value}'", param=name) from None
 
 
 def whole_number(value: str | None, name: str, low: int, high: int) -> int | None:
