@@ -21,6 +21,7 @@ import orjson
 from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from anygate.accounting.reports import UsageFilter
 from anygate.store.families import in_family
 from anygate.store.ledger_tables import usage_ledger as ledger
 
@@ -71,22 +72,12 @@ class RequestQuery:
     until: float | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
-        found: list[ColumnElement[bool]] = []
+        where = UsageFilter(self.key_id, self.user_id, self.provider_id, self.model, self.since, self.until)
+        found = where.conditions()
+        if self.status is not None:
+            found.append(ledger.c.status == self.status)
         if self.viewer is not None:
             found.append(in_family(ledger.c.key_id, self.viewer))
-        for column, value in (
-            (ledger.c.key_id, self.key_id),
-            (ledger.c.user_id, self.user_id),
-            (ledger.c.provider_id, self.provider_id),
-            (ledger.c.model, self.model),
-            (ledger.c.status, self.status),
-        ):
-            if value is not None:
-                found.append(column == value)
-        if self.since is not None:
-            found.append(ledger.c.created_at >= self.since)
-        if self.until is not None:
-            found.append(ledger.c.created_at < self.until)
         return found
 
 
