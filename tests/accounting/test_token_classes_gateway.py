@@ -139,3 +139,14 @@ def test_a_failed_request_records_its_error_code() -> None:
         [row] = ledger(gw, "error, cost_usd, cost_source")
     assert orjson.loads(failed.content)["error"]["message"] == "bad"  # the upstream's own error, passed on
     assert row == ("upstream_http_400", 0.0, None)  # and the ledger names the failure as the access log does
+
+
+def test_an_answer_without_usage_has_no_header_and_its_estimate_is_priced_when_settled() -> None:
+    up = FakeUpstream().in_memory()
+    up.script(Reply(omit_usage=True, content="four"), path="/v1/chat/completions")
+    with inprocess_gateway(gateway_settings(fake_provider(up), prices=PRICES), up) as gw, gw.client() as http:
+        answer = http.post("/v1/chat/completions", json=CHAT)
+        assert answer.status_code == 200 and "x-anygate-cost" not in answer.headers
+        [(tokens_in, tokens_out, cost, source)] = ledger(gw, "input_tokens, output_tokens, cost_usd, cost_source")
+    assert tokens_in > 0 and tokens_out > 0 and source == "configured"
+    assert cost == pytest.approx((tokens_in * 2.5 + tokens_out * 10) / 1e6)

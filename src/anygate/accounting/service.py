@@ -398,13 +398,11 @@ class Accounting:
 
     def answer_cost(self, exchange: Exchange, ticket: Ticket) -> bytes | None:
         """The ``x-anygate-cost`` of a whole answer about to be sent (USD as a decimal string), priced now
-        and kept for settling; None when its price is unknown (or its estimate would wait for the
-        tokenizer: settling prices it then)."""
+        and kept for settling; None when its price is unknown, or when the upstream reported no usage
+        (counting the tokens would delay the answer: settling estimates them once it is sent)."""
         count = count_of(exchange.usage)
         if count is None:
-            if not self.tokenizer.is_ready_for(exchange.model):
-                return None
-            count = estimate(self.tokenizer, ticket.client_payload, ticket.generated_text(), exchange.model)
+            return None
         cost, source = self.price(exchange, count)
         ticket.charge = Charge(count, cost, source)
         return None if cost is None else usd_text(cost).encode()
