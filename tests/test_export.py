@@ -22,6 +22,7 @@ CHAT = {"model": "fake/fake-model", "messages": [{"role": "user", "content": "Wh
 FIELDS = {
     "request_id", "time", "route", "key_id", "key_alias", "user_id", "provider", "model", "status", "stream",
     "input_tokens", "output_tokens", "cost_usd", "estimated", "byok", "latency_ms", "ttft_ms", "error",
+    "cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "audio_tokens", "image_tokens", "cost_source",
 }  # fmt: skip
 
 

@@ -473,10 +473,19 @@ class QuotaSource(Strict):
 
 
 class PriceConfig(Strict):
-    """A configured price in USD per million tokens; it wins over discovered and genai-prices prices."""
+    """A configured price in USD per million tokens; it wins over discovered and genai-prices prices.
+
+    A token class without a price of its own here is priced as plain ``input`` (cache reads and writes,
+    audio and image input) or ``output`` (audio and image output; reasoning is always output)."""
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)
+    cached_input: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+    audio_input: float | None = Field(None, ge=0)
+    audio_output: float | None = Field(None, ge=0)
+    image_input: float | None = Field(None, ge=0)
+    image_output: float | None = Field(None, ge=0)
 
 
 class Settings(Strict):

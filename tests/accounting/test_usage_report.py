@@ -73,14 +73,14 @@ def ledger(tmp_path: Path) -> tuple[Settings, dict[str, str]]:
 
 
 def run_report(settings: Settings, groups: list[Any]) -> list[dict[str, Any]]:
-    from anygate.accounting.setup import make_engine
+    from anygate.store.database import Database
 
     async def read() -> list[dict[str, Any]]:
-        engine = make_engine(settings)
+        db = Database(settings.resolved_database_url)
         try:
-            return await report(engine, UsageFilter(), groups)
+            return await report(db.engine, UsageFilter(), groups)
         finally:
-            await engine.dispose()
+            await db.close()
 
     return asyncio.run(read())
 

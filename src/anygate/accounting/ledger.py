@@ -38,6 +38,13 @@ class UsageRow(NamedTuple):
     status: int
     latency_ms: float
     ttft_ms: float | None
+    cached_input_tokens: int = 0  # of input_tokens: read from the prompt cache
+    cache_write_tokens: int = 0  # of input_tokens: written to the prompt cache
+    reasoning_tokens: int = 0  # of output_tokens (counted there once, never added to them)
+    audio_tokens: int = 0  # of input_tokens and output_tokens together
+    image_tokens: int = 0  # of input_tokens and output_tokens together
+    cost_source: str | None = None  # upstream | configured | catalog (None: no price was used)
+    error: str | None = None  # the failure's code, when the request failed
 
 
 class Ledger:

@@ -3,6 +3,11 @@
 An unknown price is ``None``, never zero: the ledger records the cost as unknown and the admin sees
 which models lack a price. Prices are USD per token; each (provider, model) is looked up once per model
 list: a discovery refresh of the provider drops its cached lookups.
+
+A price may have its own price for a token class (cache reads and writes, audio and image input and
+output: ``usage.TokenCount``); a class it has none for is priced as plain input or output. Reasoning
+tokens are output. Where a cost comes from (``CostSource``): ``configured``, or ``catalog`` (a price list:
+the upstream's model list or genai-prices); the accounting marks a cost the upstream reported ``upstream``.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 import genai_prices
+from genai_prices.types import TieredPrices
 
 from anygate.accounting.usage import TokenCount
 
 log = logging.getLogger("anygate.pricing")
 PriceOrigin = Literal["configured", "discovered", "genai-prices"]
+CostSource = Literal["upstream", "configured", "catalog"]
 # Providers anygate knows by preset whose ids genai-prices shares; self-hosted ones have no public price.
 GENAI_PROVIDERS = {
     "openai": "openai",
@@ -33,20 +40,48 @@ GENAI_PROVIDERS = {
     "cohere": "cohere",
     "azure": "azure",
     "moonshot": "moonshotai",
+    "anthropic": "anthropic",
 }
 MILLION = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
 class Price:
-    """USD per token."""
+    """USD per token; a class price None is the plain input (or output) price."""
 
     input: float
     output: float
     origin: PriceOrigin = "configured"
+    cached_input: float | None = None
+    cache_write: float | None = None
+    audio_input: float | None = None
+    audio_output: float | None = None
+    image_input: float | None = None
+    image_output: float | None = None
+
+    @property
+    def source(self) -> CostSource:
+        return "configured" if self.origin == "configured" else "catalog"
 
     def cost(self, count: TokenCount) -> float:
-        return count.input * self.input + count.output * self.output
+        if not count.has_priced_classes:
+            return count.input * self.input + count.output * self.output
+        plain_in = count.input - count.cached_input - count.cache_write - count.audio_input - count.image_input
+        plain_out = count.output - count.audio_output - count.image_output
+        return (
+            plain_in * self.input
+            + count.cached_input * _or(self.cached_input, self.input)
+            + count.cache_write * _or(self.cache_write, self.input)
+            + count.audio_input * _or(self.audio_input, self.input)
+            + count.image_input * _or(self.image_input, self.input)
+            + plain_out * self.output
+            + count.audio_output * _or(self.audio_output, self.output)
+            + count.image_output * _or(self.image_output, self.output)
+        )
+
+
+def _or(price: float | None, plain: float) -> float:
+    return plain if price is None else price
 
 
 def per_token(value: Any) -> float | None:
@@ -68,23 +103,46 @@ def discovered_price(entry: Mapping[str, Any] | None) -> Price | None:
     prompt, completion = per_token(pricing.get("prompt")), per_token(pricing.get("completion"))
     if prompt is None or completion is None:
         return None
-    return Price(prompt, completion, "discovered")
+    cache_read = per_token(pricing["input_cache_read"]) if "input_cache_read" in pricing else None
+    cache_write = per_token(pricing["input_cache_write"]) if "input_cache_write" in pricing else None
+    return Price(prompt, completion, "discovered", cached_input=cache_read, cache_write=cache_write)
 
 
 def genai_price(provider_type: str | None, model: str) -> Price | None:
+    """genai-prices' current price of the model, its classes included; a price in tiers by prompt size
+    is taken at its first tier (what a prompt under the first threshold pays)."""
     provider = GENAI_PROVIDERS.get(provider_type or "")
     if provider is None:
         return None
     try:
-        per_million_in = genai_prices.calc_price(genai_prices.Usage(input_tokens=MILLION), model, provider_id=provider)
-        per_million_out = genai_prices.calc_price(
-            genai_prices.Usage(output_tokens=MILLION), model, provider_id=provider
-        )
+        found = genai_prices.calc_price(genai_prices.Usage(input_tokens=1), model, provider_id=provider)
     except LookupError:
         return None
+    table = found.model_price
     return Price(
-        float(per_million_in.total_price) / MILLION, float(per_million_out.total_price) / MILLION, "genai-prices"
+        per_million(table.input_mtok) or 0.0,
+        per_million(table.output_mtok) or 0.0,
+        "genai-prices",
+        cached_input=per_million(table.cache_read_mtok),
+        cache_write=per_million(table.cache_write_mtok),
+        audio_input=per_million(table.input_audio_mtok),
+        audio_output=per_million(table.output_audio_mtok),
+        image_input=per_million(table.input_image_mtok),
+        image_output=per_million(table.output_image_mtok),
     )
+
+
+def per_million(value: Decimal | TieredPrices | None) -> float | None:
+    """A genai-prices price per million tokens as USD per token (a tiered one at its base)."""
+    if value is None:
+        return None
+    base = value.base if isinstance(value, TieredPrices) else value
+    return float(base) / MILLION
+
+
+def usd_text(cost: float) -> str:
+    """A cost as a plain decimal string (``0.000123``): never an exponent, to the nearest 1e-12 USD."""
+    return format(Decimal(repr(round(cost, 12))).normalize(), "f")
 
 
 def warm_up() -> None:
@@ -126,6 +184,11 @@ class PriceBook:
     def cost(self, provider_id: str, model: str, count: TokenCount) -> float | None:
         price = self.price(provider_id, model)
         return None if price is None else price.cost(count)
+
+    def charge(self, provider_id: str, model: str, count: TokenCount) -> tuple[float | None, CostSource | None]:
+        """The cost of ``count`` and where its price came from; (None, None) when the price is unknown."""
+        price = self.price(provider_id, model)
+        return (None, None) if price is None else (price.cost(count), price.source)
 
     def forget_discovered(self, provider_id: str | None = None) -> None:
         """Drop cached lookups after a model list refresh: the provider's, or all (configured prices stay).

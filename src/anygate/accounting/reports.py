@@ -20,6 +20,8 @@ from anygate.store.tables import api_keys, users
 
 GroupBy = Literal["day", "key", "model", "provider", "user"]
 GROUPS: tuple[GroupBy, ...] = ("day", "key", "model", "provider", "user")
+# Parts of input_tokens and output_tokens that have prices of their own (docs/budgets-and-quotas.md).
+TOKEN_CLASSES = ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "audio_tokens", "image_tokens")
 REPORT_FIELDS = (
     "requests",
     "served",
@@ -27,7 +29,9 @@ REPORT_FIELDS = (
     "refused_statuses",
     "input_tokens",
     "output_tokens",
+    *TOKEN_CLASSES,
     "estimated_requests",
+    "upstream_cost_requests",
     "cost_usd",
     "unpriced_requests",
     "byok_cost_usd",
@@ -114,7 +118,8 @@ NAMES = {"key": ("key_alias", api_keys.c.id, api_keys.c.alias), "user": ("user_n
 
 async def report(engine: AsyncEngine, where: UsageFilter, group_by: Sequence[GroupBy]) -> list[dict[str, Any]]:
     """Totals of the matching rows, one per group (one in all without grouping): ``requests`` of which
-    ``served`` and ``refused`` (with ``refused_statuses``: status -> count), tokens, and ``cost_usd`` (None
+    ``served`` and ``refused`` (with ``refused_statuses``: status -> count), tokens (and the classes inside
+    them, ``TOKEN_CLASSES``), ``upstream_cost_requests`` (costs the upstream reported), and ``cost_usd`` (None
     when no row's price is known; ``unpriced_requests`` counts those whose price is not). A key group has its
     ``key_alias`` beside, a user group its ``user_name``."""
     columns = group_columns(engine)
@@ -126,8 +131,12 @@ async def report(engine: AsyncEngine, where: UsageFilter, group_by: Sequence[Gro
         func.coalesce(func.sum(case((REFUSED, 1), else_=0)), 0).label("refused"),
         func.coalesce(func.sum(ledger.c.input_tokens), 0).label("input_tokens"),
         func.coalesce(func.sum(ledger.c.output_tokens), 0).label("output_tokens"),
+        *(func.coalesce(func.sum(ledger.c[name]), 0).label(name) for name in TOKEN_CLASSES),
         func.coalesce(func.sum(case((ledger.c.estimated, 1), else_=0)), 0).label("estimated_requests"),
         func.sum(ledger.c.cost_usd).label("cost_usd"),
+        func.coalesce(func.sum(case((ledger.c.cost_source == "upstream", 1), else_=0)), 0).label(
+            "upstream_cost_requests"
+        ),
         func.coalesce(
             func.sum(
                 case(

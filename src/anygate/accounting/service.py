@@ -9,8 +9,10 @@ refuses it), ``tap`` (usage from a stream's events, and the events as the client
 and ``keep_body`` (a body to estimate from when it reports no usage).
 
 ``Accounting.settle`` (when the request has ended, whatever happened) takes the usage the upstream
-reported (or estimates it, marked estimated), prices it, hands one row to the ledger and settles the
-reservations. Neither touches the database unless the SQL limiter was chosen.
+reported (or estimates it, marked estimated), prices it by token class (or takes the cost the upstream
+reported), hands one row to the ledger and settles the reservations. Neither touches the database unless
+the SQL limiter was chosen. ``Accounting.answer_cost`` prices a whole answer before it is sent (the
+``x-anygate-cost`` header); settling then uses that charge.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
@@ -30,7 +32,7 @@ from anygate.accounting.estimate import Tokenizer, completion_text, estimate, es
 from anygate.accounting.export import Exporter, Generation
 from anygate.accounting.ledger import Ledger, UsageRow
 from anygate.accounting.output_limits import OUTPUT_LIMIT_FIELDS, OutputRequest, limit_changes, requested_output
-from anygate.accounting.pricing import Price, PriceBook
+from anygate.accounting.pricing import CostSource, Price, PriceBook, usd_text
 from anygate.accounting.stream_usage import REFUSING_STATUSES, StreamUsagePolicy, strip_null_usage
 from anygate.accounting.usage import (
     TokenCount,
@@ -39,6 +41,7 @@ from anygate.accounting.usage import (
     count_of,
     event_usage,
     is_usage_only_event,
+    upstream_cost,
     wants_stream_usage,
     with_stream_usage,
 )
@@ -64,6 +67,15 @@ KEPT_STREAM_BYTES = 4 * 1024 * 1024  # events kept to estimate a stream that rep
 STREAM_USAGE_ROUTES = frozenset({"chat/completions", "completions"})
 PRICED_ROUTES = frozenset({*OUTPUT_LIMIT_FIELDS, "embeddings"})  # what a USD budget pays for
 ROUTE_LENGTH = 32  # the ledger's route column
+ERROR_LENGTH = 64  # the ledger's error column
+
+
+class Charge(NamedTuple):
+    """What a request is charged: its tokens, their cost (None: unknown) and where that cost came from."""
+
+    tokens: TokenCount
+    cost: float | None
+    source: CostSource | None
 
 
 class Ticket:
@@ -83,6 +95,7 @@ class Ticket:
         "_kept_bytes",
         "_unreported_body",
         "_anthropic_usage",
+        "charge",
     )
 
     def __init__(self, route: str, body: bytes, payload: dict[str, Any]) -> None:
@@ -97,6 +110,7 @@ class Ticket:
         self._kept_bytes = 0
         self._unreported_body: bytes | None = None
         self._anthropic_usage: dict[str, Any] = {}
+        self.charge: Charge | None = None  # priced before the answer was sent (a whole answer's header)
 
     def __repr__(self) -> str:
         return f"Ticket({self.route}, changes={sorted(self._changes)}, admitted={self.admission is not None})"
@@ -370,15 +384,40 @@ class Accounting:
         except (SQLAlchemyError, RedisError, OSError):
             log.exception("accounting failed for a request", extra={"fields": {"request_id": exchange.request_id}})
 
-    async def _settle(self, exchange: Exchange, ticket: Ticket | None, finished: float) -> None:
-        count = await self.count(exchange, ticket)
-        cost = None
+    def price(self, exchange: Exchange, count: TokenCount) -> tuple[float | None, CostSource | None]:
+        """The cost of ``count`` and its source: the upstream's own figure when it reported one, else the
+        price by token class; nothing generated costs nothing; (None, None) when the price is unknown."""
+        reported = upstream_cost(exchange.usage)
+        if reported is not None:
+            return reported, "upstream"
         if count.total == 0:
-            cost = 0.0
-        elif exchange.provider_id is not None and exchange.model is not None:
-            cost = self.prices.cost(exchange.provider_id, exchange.model, count)
+            return 0.0, None
+        if exchange.provider_id is None or exchange.model is None:
+            return None, None
+        return self.prices.charge(exchange.provider_id, exchange.model, count)
+
+    def answer_cost(self, exchange: Exchange, ticket: Ticket) -> bytes | None:
+        """The ``x-anygate-cost`` of a whole answer about to be sent (USD as a decimal string), priced now
+        and kept for settling; None when its price is unknown, or when the upstream reported no usage
+        (counting the tokens would delay the answer: settling estimates them once it is sent)."""
+        count = count_of(exchange.usage)
+        if count is None:
+            return None
+        cost, source = self.price(exchange, count)
+        ticket.charge = Charge(count, cost, source)
+        return None if cost is None else usd_text(cost).encode()
+
+    async def charge(self, exchange: Exchange, ticket: Ticket | None) -> Charge:
+        if ticket is not None and ticket.charge is not None:
+            return ticket.charge
+        count = await self.count(exchange, ticket)
+        return Charge(count, *self.price(exchange, count))
+
+    async def _settle(self, exchange: Exchange, ticket: Ticket | None, finished: float) -> None:
+        charge = await self.charge(exchange, ticket)
+        count, cost = charge.tokens, charge.cost
         # The ledger first: the record that survives holds the request whatever happens to the counters.
-        row = self.row(exchange, ticket, count, cost, finished)
+        row = self.row(exchange, ticket, charge, finished)
         self.ledger.record(row)
         if self.export is not None:
             self.export.offer(generation(row, exchange, ticket))
@@ -410,10 +449,9 @@ class Accounting:
             await self.retry_unsettled()
 
     @staticmethod
-    def row(
-        exchange: Exchange, ticket: Ticket | None, count: TokenCount, cost: float | None, finished: float
-    ) -> UsageRow:
+    def row(exchange: Exchange, ticket: Ticket | None, charge: Charge, finished: float) -> UsageRow:
         started = exchange.started
+        count = charge.tokens
         route = exchange.route
         if route == "proxy" and exchange.endpoint:
             route = f"proxy:{exchange.endpoint}"  # the endpoint passed through: proxy:chat/completions
@@ -428,11 +466,18 @@ class Accounting:
             input_tokens=count.input,
             output_tokens=count.output,
             estimated=count.estimated,
-            cost_usd=cost,
+            cost_usd=charge.cost,
             byok=exchange.byok,
             status=exchange.status,
             latency_ms=round((finished - started) * 1000, 3),
             ttft_ms=None if exchange.first_byte_at is None else round((exchange.first_byte_at - started) * 1000, 3),
+            cached_input_tokens=count.cached_input,
+            cache_write_tokens=count.cache_write,
+            reasoning_tokens=count.reasoning,
+            audio_tokens=count.audio_input + count.audio_output,
+            image_tokens=count.image_input + count.image_output,
+            cost_source=charge.source,
+            error=None if exchange.error is None else exchange.error[:ERROR_LENGTH],
         )
 
     async def close(self) -> None:

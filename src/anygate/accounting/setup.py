@@ -23,8 +23,22 @@ def configured_prices(settings: Settings) -> dict[tuple[str, str], Price]:
     prices: dict[tuple[str, str], Price] = {}
     for name, price in settings.prices.items():
         provider, _, model = name.partition("/")
-        prices[(provider, model or "*")] = Price(price.input / MILLION, price.output / MILLION)
+        prices[(provider, model or "*")] = Price(
+            price.input / MILLION,
+            price.output / MILLION,
+            "configured",
+            cached_input=per_token(price.cached_input),
+            cache_write=per_token(price.cache_write),
+            audio_input=per_token(price.audio_input),
+            audio_output=per_token(price.audio_output),
+            image_input=per_token(price.image_input),
+            image_output=per_token(price.image_output),
+        )
     return prices
+
+
+def per_token(per_million: float | None) -> float | None:
+    return None if per_million is None else per_million / MILLION
 
 
 def price_book(settings: Settings, registry: ProviderRegistry) -> PriceBook:

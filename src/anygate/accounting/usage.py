@@ -6,10 +6,20 @@ The Anthropic Messages API counts its input without the prompt cache (``input_to
 ``cache_read_input_tokens`` and ``cache_creation_input_tokens``), and a stream reports it in two parts
 (``message_start``, then ``message_delta``): ``chat_usage_of_anthropic`` gives it in the chat form.
 An explicit zero is a zero: only a missing usage is estimated (see ``estimate``).
+
+Token classes (``count_of``) are parts of the input and output, priced at their own prices where a price
+has them: cache reads (``prompt_tokens_details.cached_tokens``, ``input_tokens_details.cached_tokens``,
+DeepSeek's ``prompt_cache_hit_tokens``, Anthropic's ``cache_read_input_tokens``), cache writes
+(``cache_write_tokens``, ``cache_creation_input_tokens``), audio and image tokens of either side, and the
+reasoning tokens of the output. Reasoning is counted once, as output: inside ``completion_tokens`` as
+OpenAI reports it; added to it only when the upstream plainly left it out (more reasoning than completion,
+or a ``total_tokens`` that counts it beside). A class larger than what holds it is cut to fit, so no token
+is priced twice. ``upstream_cost`` is the cost the upstream reports itself (OpenRouter's ``usage.cost``).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -24,15 +34,33 @@ USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 @dataclass(frozen=True, slots=True)
 class TokenCount:
-    """Tokens of one request; ``estimated`` when anygate counted them because the upstream did not."""
+    """Tokens of one request; ``estimated`` when anygate counted them because the upstream did not.
+
+    ``input`` and ``output`` are every token of each side; the classes are parts of them (never added to
+    them): cache reads and writes, audio and image tokens of the input; reasoning, audio and image tokens
+    of the output.
+    """
 
     input: int
     output: int
     estimated: bool = False
+    cached_input: int = 0
+    cache_write: int = 0
+    reasoning: int = 0
+    audio_input: int = 0
+    audio_output: int = 0
+    image_input: int = 0
+    image_output: int = 0
 
     @property
     def total(self) -> int:
         return self.input + self.output
+
+    @property
+    def has_priced_classes(self) -> bool:
+        """Whether any token is of a class with a price of its own (reasoning is priced as output)."""
+        classes = (self.cached_input, self.cache_write, self.audio_input, self.audio_output, self.image_input)
+        return any(classes) or self.image_output > 0
 
 
 def extract_usage(body: bytes) -> dict[str, Any] | None:
@@ -99,8 +127,13 @@ def is_usage_only_event(event: bytes) -> bool:
     return isinstance(parsed, dict) and parsed.get("choices") == [] and isinstance(parsed.get("usage"), dict)
 
 
+ANTHROPIC_CACHE_FIELDS = ("cache_read_input_tokens", "cache_creation_input_tokens")
+CLASS_FIELDS = ("prompt_tokens_details", "input_tokens_details", "completion_tokens_details",
+                "output_tokens_details", "prompt_cache_hit_tokens", "cache_creation_input_tokens")  # fmt: skip
+
+
 def count_of(usage: dict[str, Any] | None) -> TokenCount | None:
-    """Input and output tokens of a usage object; None when it names neither."""
+    """Input and output tokens of a usage object, with their classes; None when it names neither."""
     if not usage:
         return None
     given_in = _first_int(usage, ("prompt_tokens", "input_tokens"))
@@ -108,7 +141,74 @@ def count_of(usage: dict[str, Any] | None) -> TokenCount | None:
     if given_in is None and given_out is None:
         total = _first_int(usage, ("total_tokens",))
         return TokenCount(total, 0) if total is not None else None
-    return TokenCount(given_in or 0, given_out or 0)
+    if "prompt_tokens" not in usage and any(name in usage for name in ANTHROPIC_CACHE_FIELDS):
+        usage = chat_usage_of_anthropic(usage)  # Anthropic's input_tokens leaves the cache out
+        given_in, given_out = usage["prompt_tokens"], usage["completion_tokens"]
+    if not any(name in usage for name in CLASS_FIELDS):
+        return TokenCount(given_in or 0, given_out or 0)  # the common case: no classes reported
+    return classified(usage, given_in or 0, given_out or 0)
+
+
+def classified(usage: dict[str, Any], prompt: int, completion: int) -> TokenCount:
+    """The count with its classes, each cut to what is left of its side (none priced twice)."""
+    given = _details(usage, "prompt_tokens_details", "input_tokens_details")
+    made = _details(usage, "completion_tokens_details", "output_tokens_details")
+    reasoning = _first_int(made, ("reasoning_tokens",)) or 0
+    output = completion
+    total = _first_int(usage, ("total_tokens",))
+    if reasoning > completion or (reasoning and total == prompt + completion + reasoning):
+        output = completion + reasoning  # the upstream counted reasoning beside the completion: once, here
+    left = [prompt]
+    cached = _take(left, _first_int(given, ("cached_tokens",)) or _first_int(usage, ("prompt_cache_hit_tokens",)))
+    written = _take(
+        left, _first_int(given, ("cache_write_tokens",)) or _first_int(usage, ("cache_creation_input_tokens",))
+    )
+    audio_in = _take(left, _first_int(given, ("audio_tokens",)))
+    image_in = _take(left, _first_int(given, ("image_tokens",)))
+    left_out = [output]
+    audio_out = _take(left_out, _first_int(made, ("audio_tokens",)))
+    image_out = _take(left_out, _first_int(made, ("image_tokens",)))
+    return TokenCount(
+        prompt, output, False, cached, written, min(reasoning, output), audio_in, audio_out, image_in, image_out
+    )
+
+
+def _details(usage: dict[str, Any], *names: str) -> dict[str, Any]:
+    for name in names:
+        details = usage.get(name)
+        if isinstance(details, dict):
+            return details
+    return {}
+
+
+def _take(left: list[int], wanted: int | None) -> int:
+    """As much of ``wanted`` as ``left[0]`` holds, taken from it."""
+    taken = min(wanted or 0, left[0])
+    left[0] -= taken
+    return taken
+
+
+def upstream_cost(usage: dict[str, Any] | None) -> float | None:
+    """USD the upstream says the request cost (OpenRouter's ``usage.cost``), when it says so.
+
+    With OpenRouter's own bring-your-own-key (``is_byok``), ``cost`` is OpenRouter's fee and the
+    provider bills ``cost_details.upstream_inference_cost``: the request cost both.
+    """
+    if not usage or "cost" not in usage:
+        return None
+    cost = _usd(usage.get("cost"))
+    if cost is None:
+        return None
+    details = usage.get("cost_details")
+    if usage.get("is_byok") is True and isinstance(details, dict):
+        cost += _usd(details.get("upstream_inference_cost")) or 0.0
+    return cost
+
+
+def _usd(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
 
 
 def _first_int(usage: dict[str, Any], names: tuple[str, ...]) -> int | None:

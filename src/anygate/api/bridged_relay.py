@@ -30,7 +30,7 @@ from anygate.accounting.stream_usage import REFUSING_STATUSES
 from anygate.api.bridges import ENDPOINT_MISSING, Answer, Bridge, Leg, StreamTranslator
 from anygate.api.headers import forwarded_headers, response_headers, retry_after_header
 from anygate.api.http import Send, send_bytes
-from anygate.api.relay import EVENT_STREAM, Cycle, UpstreamRequest, shutting_down
+from anygate.api.relay import COST_HEADER, EVENT_STREAM, Cycle, UpstreamRequest, shutting_down
 from anygate.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from anygate.exchange import Exchange
 from anygate.routing import Deployment
@@ -133,6 +133,9 @@ class BridgedCycle(Cycle):
         exchange.first_byte_at = time.perf_counter()
         exchange.status = response.status
         headers = self._headers(response, SSE if streamed is not None else JSON)
+        cost = self.state.accounting.answer_cost(exchange, self.request.ticket)
+        if cost is not None:
+            headers.append((COST_HEADER, cost))
         await send_bytes(self.send, response.status, body, headers)
 
     def _headers(self, response: Response, content_type: bytes) -> list[tuple[bytes, bytes]]:

@@ -20,6 +20,7 @@ from anygate.api import (
     routes_litellm,
     routes_providers,
     routes_quota,
+    routes_requests,
     routes_users,
 )
 from anygate.api.openapi import build_openapi
@@ -108,6 +109,7 @@ def build_management_app(metrics_public: bool = True) -> FastAPI:
     for module in (routes_providers, routes_keys, routes_users, routes_creds):
         app.include_router(module.router)
     app.include_router(routes_quota.router)
+    app.include_router(routes_requests.router)
     app.include_router(routes_litellm.router)
     return app
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 EVENT_STREAM = "text/event-stream"
 DONE_TERMINATED = frozenset({"chat/completions", "completions"})  # streams an upstream ends with [DONE]
+COST_HEADER = b"x-anygate-cost"  # a whole answer's cost in USD (absent when its price is unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +133,9 @@ class Cycle:
         if exchange.usage is None or ticket.keeps_text:  # to estimate from, or to export
             ticket.keep_body(data)
         headers = response_headers(response.headers, exchange.request_id.encode())
+        cost = self.state.accounting.answer_cost(exchange, ticket)
+        if cost is not None:
+            headers.append((COST_HEADER, cost))
         await send_bytes(self.send, response.status, data, headers)
 
     async def _relay_stream(self, runtime: ProviderRuntime, response: Response, first_byte_by: float) -> None:

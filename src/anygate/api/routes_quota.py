@@ -10,7 +10,6 @@ LiteLLM's shapes (``/key/info``, ``/user/info``, ``/team/info``) are in ``routes
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -18,6 +17,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from anygate.accounting.reports import GROUPS, UsageFilter, as_csv, report, unpriced_models
+from anygate.accounting.request_log import iso_seconds
 from anygate.api.deps import AdminDep, CallerDep, StateDep
 from anygate.api.state import AppState
 from anygate.auth import Principal
@@ -73,13 +73,10 @@ GROUPS_SCHEMA = {"type": "string", "pattern": f"^({GROUP}(,{GROUP})*)?$"}
 def unix_time(value: str | None, name: str) -> float | None:
     if value is None:
         return None
-    # RFC 3339 allows a lowercase ``t``/``z`` and a leap second (``23:59:60``), which Python's parser does not.
-    text = value.upper().replace("Z", "+00:00").replace(":60", ":59")
     try:
-        moment = datetime.fromisoformat(text)
+        return iso_seconds(value)
     except ValueError:
         raise InvalidRequest(f"{name} must be an ISO date or time, not '{value}'", param=name) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 @router.get("/v1/usage")

@@ -306,6 +306,39 @@ class UsageReport(View):
     unpriced_models: list[dict[str, Any]]
 
 
+class RequestRecord(View):
+    """One request of the request log (a row of the usage ledger)."""
+
+    request_id: str
+    created_at: str = Field(description="When it was recorded: ISO 8601, UTC")
+    route: str
+    key_id: str
+    user_id: str | None
+    provider: str | None
+    model: str | None
+    status: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int = Field(description="Of `input_tokens`: read from the prompt cache")
+    cache_write_tokens: int = Field(description="Of `input_tokens`: written to the prompt cache")
+    reasoning_tokens: int = Field(description="Of `output_tokens` (counted there once)")
+    audio_tokens: int = Field(description="Of the input and output tokens together")
+    image_tokens: int = Field(description="Of the input and output tokens together")
+    usage_source: Literal["reported", "estimated"]
+    cost_usd: float | None = Field(description="Null when the price is unknown")
+    cost_source: Literal["upstream", "configured", "catalog"] | None
+    latency_ms: float
+    ttft_ms: float | None
+    byok: bool
+    error: str | None = Field(description="The failure's code, when the request failed")
+
+
+class RequestList(View):
+    object: Literal["list"]
+    data: list[RequestRecord]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last")
+
+
 class LiteLLMKeyRow(View):
     """LiteLLM's key row: every field of it (see docs/compatibility.md), the main ones typed here."""
 

@@ -14,6 +14,7 @@ from anygate.cli.imports import import_app
 from anygate.cli.keys import keys_app, users_app
 from anygate.cli.providers import models, providers_app
 from anygate.cli.quota import quota_app
+from anygate.cli.requests import requests
 from anygate.cli.serve import serve
 from anygate.cli.usage import usage
 
@@ -25,6 +26,7 @@ app.command()(models)
 app.add_typer(providers_app, name="providers")
 app.add_typer(quota_app, name="quota")
 app.command("usage")(usage)
+app.command("requests")(requests)
 app.add_typer(db_app, name="db")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(keys_app, name="keys")

@@ -8,7 +8,7 @@ quota_polls           per provider: who last claimed the upstream quota poll, an
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Boolean, Column, Float, Index, Integer, MetaData, String, Table
+from sqlalchemy import JSON, Boolean, Column, Float, Index, Integer, MetaData, String, Table, text
 
 metadata = MetaData()
 
@@ -30,6 +30,15 @@ usage_ledger = Table(
     Column("status", Integer, nullable=False),
     Column("latency_ms", Float, nullable=False),
     Column("ttft_ms", Float, nullable=True),
+    # The token classes inside input_tokens (cache reads and writes, audio and image input) and
+    # output_tokens (reasoning, audio and image output): priced at their own prices where known.
+    Column("cached_input_tokens", Integer, nullable=False, server_default=text("0")),
+    Column("cache_write_tokens", Integer, nullable=False, server_default=text("0")),
+    Column("reasoning_tokens", Integer, nullable=False, server_default=text("0")),
+    Column("audio_tokens", Integer, nullable=False, server_default=text("0")),
+    Column("image_tokens", Integer, nullable=False, server_default=text("0")),
+    Column("cost_source", String(16), nullable=True),  # upstream | configured | catalog; NULL: no price used
+    Column("error", String(64), nullable=True),  # the failure's code, when the request failed
     Index("ix_usage_ledger_key_time", "key_id", "created_at"),
     Index("ix_usage_ledger_user_time", "user_id", "created_at"),
     Index("ix_usage_ledger_time", "created_at"),
