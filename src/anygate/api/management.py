@@ -20,6 +20,7 @@ from anygate.api import (
     routes_litellm,
     routes_providers,
     routes_quota,
+    routes_signin,
     routes_users,
 )
 from anygate.api.openapi import build_openapi
@@ -109,6 +110,7 @@ def build_management_app(metrics_public: bool = True) -> FastAPI:
         app.include_router(module.router)
     app.include_router(routes_quota.router)
     app.include_router(routes_litellm.router)
+    app.include_router(routes_signin.router)
     return app
 
 

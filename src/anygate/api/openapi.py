@@ -113,7 +113,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("get", "/key/info"): (200, views.LiteLLMKeyInfo, (403, 404, 503)),
     ("get", "/user/info"): (200, views.LiteLLMUserInfo, (403, 404, 503)),
     ("get", "/team/info"): (404, None, (400,)),  # no team exists until anygate has teams
+    ("get", "/auth/oidc"): (200, views.SignInInfo, ()),
+    ("get", "/auth/oidc/login"): (302, None, (404, 503)),
+    ("get", "/auth/oidc/callback"): (303, None, (404,)),
+    ("get", "/auth/session"): (200, views.SessionView, ()),
+    ("post", "/auth/session/logout"): (200, views.SessionView, (403,)),
 }
+# Console sign-in's routes: no key (a session cookie, where one is needed at all).
+SIGNIN_PATHS = ("/auth/oidc", "/auth/oidc/login", "/auth/oidc/callback", "/auth/session", "/auth/session/logout")
 # Other content types some answers have, besides JSON.
 # Statuses whose answer is not always the error shape: the public answer's model beside it.
 OTHER_ANSWERS: dict[tuple[str, str], dict[int, type[BaseModel]]] = {("get", "/health/ready"): {503: views.NotReady}}
@@ -359,7 +366,7 @@ def build_openapi(app: FastAPI, metrics_public: bool = True) -> dict[str, Any]:
         schemas.update(model_schemas(model, mode="serialization"))
     components["securitySchemes"] = SECURITY_SCHEMES
     document["security"] = KEY_REQUIRED
-    public = {"/health", "/health/ready", *(("/metrics",) if metrics_public else ())}
+    public = {"/health", "/health/ready", *SIGNIN_PATHS, *(("/metrics",) if metrics_public else ())}
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
             fix_operation(method, path, operation, path in public)
