@@ -15,7 +15,7 @@ from anygate.settings import Settings
 from anygate.transport.aiohttp_transport import AiohttpTransport
 from tests.support.gateway import gateway_settings
 from tests.support.inprocess import BASE_URL, InProcessGateway, inprocess_gateway
-from tests.support.oidc_issuer import TestIssuer
+from tests.support.oidc_issuer import LoopbackIssuer
 
 CALLBACK = BASE_URL + "/auth/oidc/callback"
 USERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -27,7 +27,7 @@ USERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def oidc_settings(issuer: TestIssuer, **fields: Any) -> Settings:
+def oidc_settings(issuer: LoopbackIssuer, **fields: Any) -> Settings:
     issuer.redirect_uris = [CALLBACK]
     oidc = {
         "issuer": issuer.url,
@@ -48,7 +48,7 @@ def gateway_with(settings: Settings) -> Iterator[InProcessGateway]:
         yield gw
 
 
-def browser(gw: InProcessGateway, issuer: TestIssuer) -> httpx2.Client:
+def browser(gw: InProcessGateway, issuer: LoopbackIssuer) -> httpx2.Client:
     """A client that reaches the gateway in-process and the issuer on its socket, keeping cookies."""
     return httpx2.Client(
         base_url=BASE_URL, mounts={BASE_URL: gw.transport(), issuer.url: httpx2.HTTPTransport()}, timeout=30
@@ -62,7 +62,7 @@ def login_form(page: httpx2.Response) -> str:
     return unescape(found.group(1))
 
 
-def open_login(client: httpx2.Client, issuer: TestIssuer, return_to: str | None = None) -> httpx2.Response:
+def open_login(client: httpx2.Client, issuer: LoopbackIssuer, return_to: str | None = None) -> httpx2.Response:
     """Press "Sign in with ...": to the issuer's login page."""
     params = {"return_to": return_to} if return_to is not None else None
     page = client.get("/auth/oidc/login", params=params, follow_redirects=True)
@@ -71,7 +71,7 @@ def open_login(client: httpx2.Client, issuer: TestIssuer, return_to: str | None 
 
 
 def submit_login(
-    client: httpx2.Client, issuer: TestIssuer, page: httpx2.Response, user: str, follow: bool = True
+    client: httpx2.Client, issuer: LoopbackIssuer, page: httpx2.Response, user: str, follow: bool = True
 ) -> httpx2.Response:
     password = USERS[user][0]
     return client.post(
@@ -79,7 +79,7 @@ def submit_login(
     )
 
 
-def sign_in(client: httpx2.Client, issuer: TestIssuer, user: str, return_to: str | None = None) -> httpx2.Response:
+def sign_in(client: httpx2.Client, issuer: LoopbackIssuer, user: str, return_to: str | None = None) -> httpx2.Response:
     """The whole code flow, following every redirect: where the browser ends up."""
     return submit_login(client, issuer, open_login(client, issuer, return_to), user)
 

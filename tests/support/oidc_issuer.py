@@ -103,7 +103,7 @@ class Code(AuthorizationCodeMixin):  # type: ignore[misc]
         return ["pwd"]
 
 
-class TestIssuer:
+class LoopbackIssuer:
     """The issuer's state: its users, clients, codes, signing key, and what it should get wrong."""
 
     def __init__(self, users: dict[str, tuple[str, dict[str, Any]]]) -> None:
@@ -237,8 +237,8 @@ class ServerThread:
 
 
 @contextmanager
-def running_issuer(users: dict[str, tuple[str, dict[str, Any]]]) -> Iterator[TestIssuer]:
-    issuer = TestIssuer(users)
+def running_issuer(users: dict[str, tuple[str, dict[str, Any]]]) -> Iterator[LoopbackIssuer]:
+    issuer = LoopbackIssuer(users)
     serving = ServerThread(issuer.app)
     issuer.url = f"http://127.0.0.1:{serving.port}"
     serving.thread.start()
