@@ -117,7 +117,9 @@ def test_an_admin_signs_in_with_the_issuer_and_out_again(
 
 
 @pytest.mark.parametrize("lang", ["en", "vi", "zh"])
-def test_a_person_no_rule_admits_is_told_why(page: Any, served: tuple[LoopbackIssuer, RunningGateway], lang: str) -> None:
+def test_a_person_no_rule_admits_is_told_why(
+    page: Any, served: tuple[LoopbackIssuer, RunningGateway], lang: str
+) -> None:
     from playwright.sync_api import expect
 
     _, gateway = served
