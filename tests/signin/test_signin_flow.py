@@ -273,3 +273,30 @@ def test_an_issuer_on_loopback_needs_allow_private_network() -> None:
             refused = anon.get("/auth/oidc/login")
             assert refused.status_code == 503 and refused.json()["error"]["code"] == "signin_unavailable"
             assert issuer.client_secret not in refused.text
+
+
+def test_a_rotated_signing_key_is_fetched_again() -> None:
+    with running_issuer(USERS) as issuer, gateway_with(oidc_settings(issuer)) as gw, browser(gw, issuer) as web:
+        sign_in(web, issuer, "ada")  # the issuer's keys are cached now
+        issuer.rotate_key()
+        web.cookies.clear()
+        landed = sign_in(web, issuer, "ada")
+        assert landed.url.path == "/ui/" and not landed.url.query
+        assert session_of(web)["role"] == "admin"
+
+
+def test_over_https_the_cookies_are_secure() -> None:
+    import httpx2
+
+    with running_issuer(USERS) as issuer, gateway_with(oidc_settings(issuer)) as gw:
+        issuer.redirect_uris = ["https://anygate.test/auth/oidc/callback"]
+        mounts = {"https://anygate.test": gw.transport(), issuer.url: httpx2.HTTPTransport()}
+        with httpx2.Client(base_url="https://anygate.test", mounts=mounts, timeout=30) as web:
+            started = web.get("/auth/oidc/login")
+            assert "Secure" in started.headers["set-cookie"]
+            assert "redirect_uri=https%3A%2F%2Fanygate.test%2Fauth%2Foidc%2Fcallback" in started.headers["location"]
+            page = web.get(started.headers["location"])
+            callback = submit_login(web, issuer, page, "ada", follow=False).headers["location"]
+            back = web.get(callback)
+            cookies = back.headers.get_list("set-cookie")
+            assert back.status_code == 303 and all("; Secure" in c for c in cookies)

@@ -104,7 +104,10 @@ class Code(AuthorizationCodeMixin):  # type: ignore[misc]
 
 
 class LoopbackIssuer:
-    """The issuer's state: its users, clients, codes, signing key, and what it should get wrong."""
+    """The issuer's state: its users, clients, codes, signing key, and what it should get wrong.
+
+    ``rotate_key()`` replaces its signing key with one under a new key id, as issuers do from time to time.
+    """
 
     def __init__(self, users: dict[str, tuple[str, dict[str, Any]]]) -> None:
         self.users = users
@@ -114,11 +117,15 @@ class LoopbackIssuer:
         self.codes: dict[str, Code] = {}
         self.key = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig", "alg": "RS256"})
         self.other_key = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig", "alg": "RS256"})
-        self.tamper: dict[str, Any] = {}
+        self.tamper: dict[str, Any] = {}  # claims the next ID tokens get wrong
         self.sign_with_other_key = False
         self.token_requests: list[dict[str, str]] = []
         self.url = ""
         self.app = self._build()
+
+    def rotate_key(self) -> None:
+        kid = f"k{int(str(self.key.kid)[1:]) + 1}"
+        self.key = RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": "RS256"})
 
     def _build(self) -> flask.Flask:
         app = flask.Flask("test-issuer")
@@ -161,7 +168,7 @@ class LoopbackIssuer:
                 return "RS256"
 
             def get_encode_header(self, client: Client) -> dict[str, str]:
-                return {"alg": "RS256", "kid": "k1"}
+                return {"alg": "RS256", "kid": str(issuer.key.kid)}
 
             def get_client_claims(self, client: Client) -> dict[str, Any]:
                 now = int(time.time())

@@ -121,6 +121,11 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
 }
 # Console sign-in's routes: no key (a session cookie, where one is needed at all).
 SIGNIN_PATHS = ("/auth/oidc", "/auth/oidc/login", "/auth/oidc/callback", "/auth/session", "/auth/session/logout")
+LOCATION = {"Location": {"description": "Where the browser goes next.", "schema": {"type": "string"}}}
+REDIRECTS: dict[int, dict[str, Any]] = {
+    302: {"description": "To the OpenID issuer's sign-in page", "headers": LOCATION},
+    303: {"description": "Back to the console: signed in, or `?signin_error=<reason>`", "headers": LOCATION},
+}
 # Other content types some answers have, besides JSON.
 # Statuses whose answer is not always the error shape: the public answer's model beside it.
 OTHER_ANSWERS: dict[tuple[str, str], dict[int, type[BaseModel]]] = {("get", "/health/ready"): {503: views.NotReady}}
@@ -258,7 +263,9 @@ def fix_operation(method: str, path: str, operation: dict[str, Any], public: boo
     success, model, errors = OPERATIONS.get((method, path)) or unlisted(path, operation)
     extra = EXTRA_CONTENT.get((method, path), {})
     responses: dict[str, Any] = {}
-    if success < 400 and model is None and not extra:
+    if success in REDIRECTS:
+        responses[str(success)] = REDIRECTS[success]
+    elif success < 400 and model is None and not extra:
         responses[str(success)] = operation.get("responses", {}).get(str(success), {"description": "Success"})
     elif success < 400:
         responses[str(success)] = success_response(model, extra, ALTERNATIVE_ANSWERS.get(path))

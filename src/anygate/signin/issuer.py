@@ -88,6 +88,7 @@ class IssuerClient:
         self._clock = clock
         self._metadata: tuple[float, Metadata] | None = None
         self._keys: tuple[float, dict[str, Any]] | None = None
+        self._refetched: float | None = None
         seconds = config.timeout
         self._timeouts = Timeouts(connect=seconds, first_byte=seconds, idle=seconds, total=seconds)
 
@@ -104,12 +105,16 @@ class IssuerClient:
         return found
 
     async def signing_keys(self, refetch: bool = False) -> dict[str, Any]:
-        """The published key set; ``refetch`` fetches it again unless it was fetched within the minute."""
+        """The published key set; ``refetch`` (a token named a key it lacks) fetches it again, at most once a
+        minute: tokens naming made-up keys cannot make anygate hammer the issuer."""
         now = self._clock()
         if self._keys is not None:
-            age = now - self._keys[0]
-            if age < (KEYS_REFETCH_SECONDS if refetch else KEYS_SECONDS):
+            if refetch and self._refetched is not None and now - self._refetched < KEYS_REFETCH_SECONDS:
                 return self._keys[1]
+            if not refetch and now - self._keys[0] < KEYS_SECONDS:
+                return self._keys[1]
+        if refetch:
+            self._refetched = now
         document = await self._call("GET", (await self.metadata()).jwks_uri)
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
             raise IssuerError("keys", "the issuer's key set is not a JSON object with keys")
