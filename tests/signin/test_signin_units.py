@@ -18,6 +18,7 @@ from anygate.signin.service import safe_return
 from anygate.store.crypto import SecretBox, generate_key
 
 ISSUER = "https://idp.example.edu/realms/campus"
+PHYSICS = Standing("team", "team:physics", "physics")
 
 
 def config(**fields: Any) -> OidcSettings:
@@ -36,7 +37,7 @@ def config(**fields: Any) -> OidcSettings:
         ({"user_claims": {"hd": ["x.edu"]}}, {"hd": "x.edu"}, Standing("user", "sub:s", "a@x.edu")),
         ({"user_claims": {"hd": ["x.edu"]}}, {"hd": "y.edu"}, None),
         ({"allow_everyone": True}, {}, Standing("user", "sub:s", "a@x.edu")),
-        ({"allow_everyone": True, "team_claim": "dept"}, {"dept": "physics"}, Standing("team", "team:physics", "physics")),
+        ({"allow_everyone": True, "team_claim": "dept"}, {"dept": "physics"}, PHYSICS),
         ({"team_claim": "dept"}, {"dept": "physics"}, None),  # a team claim alone admits no one
         ({"allow_everyone": True, "user_claim": "upn"}, {"upn": "ada@corp"}, Standing("user", "sub:s", "ada@corp")),
         ({"allow_everyone": True}, {"email": None, "name": "Ada"}, Standing("user", "sub:s", "Ada")),
