@@ -300,3 +300,14 @@ def test_over_https_the_cookies_are_secure() -> None:
             back = web.get(callback)
             cookies = back.headers.get_list("set-cookie")
             assert back.status_code == 303 and all("; Secure" in c for c in cookies)
+
+
+def test_behind_a_proxy_ending_tls_a_configured_https_callback_makes_the_cookies_secure() -> None:
+    with running_issuer(USERS) as issuer:
+        settings = oidc_settings(issuer, redirect_url="https://gateway.example.edu/auth/oidc/callback")
+        with gateway_with(settings) as gw, gw.client(key=None) as web:
+            started = web.get("/auth/oidc/login")
+            assert started.status_code == 302 and started.headers["set-cookie"].endswith("; Secure")
+            assert (
+                "redirect_uri=https%3A%2F%2Fgateway.example.edu%2Fauth%2Foidc%2Fcallback" in started.headers["location"]
+            )

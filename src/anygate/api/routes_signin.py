@@ -43,7 +43,11 @@ def signin_of(state: AppState) -> SignIn:
 
 
 def is_https(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """Whether the browser reaches this gateway over https (cookies are then ``Secure``): the request says
+    so, or the configured callback URL does (a proxy in front that ends TLS)."""
+    signin = request.app.state.anygate.signin
+    configured = signin.config.redirect_url if signin is not None else None
+    return request.url.scheme == "https" or (configured or "").startswith("https://")
 
 
 def redirect_uri(signin: SignIn, request: Request) -> str:
@@ -109,7 +113,8 @@ async def callback(
     except SignInFailed as exc:
         log.warning("console sign-in refused", extra={"fields": {"reason": exc.reason, "error": str(exc)}})
         return refused(exc.reason, secure)
-    await app_state.store_changed()  # a user record made now: this worker's cache knows it before the next request
+    if app_state.keyring.signed_in(session.user_id) is None:
+        await app_state.store_changed()  # a user record made now: this worker knows it before the next request
     response = RedirectResponse(target, status_code=303)
     max_age = int(signin.config.session_hours * 3600)
     response.headers.append("set-cookie", clear_cookie(FLOW_COOKIE, path=CALLBACK_PATH, secure=secure))

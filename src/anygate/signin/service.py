@@ -1,10 +1,10 @@
 """Sign-in as a flow: ``begin`` sends the browser to the issuer, ``finish`` takes it back, and
 ``read_session`` tells the edge who a session cookie is (no I/O: it runs on every console request).
 
-    begin    a state (used once: its hash is stored), a nonce and a PKCE verifier (S256), sealed with the
-             redirect URI and where to return into a short-lived cookie bound to this browser
-    finish   the cookie's state is the one the issuer sent back and is used now, with this code (a code
-             comes back once); the code is exchanged at the token endpoint; the ID token is checked; the
+    begin    a state, a nonce and a PKCE verifier (S256), sealed with the redirect URI and where to return
+             into a short-lived cookie bound to this browser (nothing is stored)
+    finish   the cookie's state is the one the issuer sent back; the store records it used, with this code
+             (each comes back once); the code is exchanged at the token endpoint; the ID token is checked; the
              claims decide the standing (``rules``); a user record is found or made; a session is sealed
     session  the admin, or a user record (its caller comes from the key ring's cache, which the store's
              sync keeps: a deleted user's sessions stop), a CSRF token, and an expiry
@@ -111,7 +111,6 @@ class SignIn:
             raise SignInFailed("issuer_" + exc.reason, str(exc)) from None
         state, nonce, verifier = (secrets.token_urlsafe(32) for _ in range(3))
         expires = time.time() + FLOW_SECONDS
-        await self.signins.begin_flow(digest(state), datetime.fromtimestamp(expires, UTC))
         flow = {"s": state, "n": nonce, "v": verifier, "r": redirect_uri, "t": safe_return(return_to), "exp": expires}
         query = {
             "response_type": "code",
@@ -133,7 +132,8 @@ class SignIn:
             raise SignInFailed("flow", "no sign-in under way in this browser (or it took over ten minutes)")
         if not secrets.compare_digest(str(flow.get("s", "")).encode(), state.encode()):
             raise SignInFailed("state", "the state is not the one this browser's sign-in sent")
-        if not await self.signins.finish_flow(digest(state), digest(code)):
+        expires = datetime.fromtimestamp(float(flow["exp"]), UTC)
+        if not await self.signins.use_flow(digest(state), digest(code), expires):
             raise SignInFailed("replayed", "this sign-in (its state or its code) was used already")
         try:
             answer = await self.issuer.exchange(code, str(flow["v"]), str(flow["r"]))

@@ -1,5 +1,6 @@
 """Console sign-in's rows: which user record a person signed in through OpenID Connect acts as, and the
-sign-ins under way, so that a state is used once and a code is exchanged once on every worker and replica.
+sign-ins that came back, so that a state is used once and a code is exchanged once on every worker and
+replica (the rows go once the sign-in's ten minutes are over: its sealed cookie has expired by then).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from anygate.store.database import Database
@@ -20,29 +21,18 @@ class SigninStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def begin_flow(self, state_hash: str, expires_at: datetime) -> None:
-        """Record a sign-in under way (and forget those that have expired)."""
-        async with self.db.connect() as connection:
-            await connection.execute(delete(signin_flows).where(signin_flows.c.expires_at < utcnow()))
-            await connection.execute(signin_flows.insert().values(state_hash=state_hash, expires_at=expires_at))
-
-    async def finish_flow(self, state_hash: str, code_hash: str) -> bool:
-        """Use the state once, with this code: False when the state is unknown, expired or used already, or
-        the code came back before (with any state)."""
+    async def use_flow(self, state_hash: str, code_hash: str, expires_at: datetime) -> bool:
+        """Record that a sign-in's state came back with this code (and forget records that have expired):
+        False when the state, or the code, came back before, on any worker or replica."""
         try:
             async with self.db.connect() as connection:
-                result = await connection.execute(
-                    update(signin_flows)
-                    .where(
-                        signin_flows.c.state_hash == state_hash,
-                        signin_flows.c.code_hash.is_(None),
-                        signin_flows.c.expires_at > utcnow(),
-                    )
-                    .values(code_hash=code_hash)
+                await connection.execute(delete(signin_flows).where(signin_flows.c.expires_at < utcnow()))
+                await connection.execute(
+                    signin_flows.insert().values(state_hash=state_hash, code_hash=code_hash, expires_at=expires_at)
                 )
-        except IntegrityError:  # the unique code hash: this code was used with another state
+        except IntegrityError:  # the state's or the code's hash is there already
             return False
-        return bool(result.rowcount)
+        return True
 
     async def user_for(self, issuer: str, subject: str, name: str, fields: dict[str, Any]) -> UserRecord:
         """The user record the identity acts as, made with ``name`` and ``fields`` (budget, limits) the

@@ -9,8 +9,8 @@ providers          providers added at runtime: the provider object as JSON witho
 provider_probes    what the last live probe of a provider found (any provider, file ones too)
 credentials        callers' own provider keys (bring your own key), encrypted
 signin_identities  people signed in through OpenID Connect: (issuer, subject) -> the user record they act as
-signin_flows       sign-ins under way: the state's hash (single use), then the hash of the code it came back
-                   with (a code is exchanged once)
+signin_flows       sign-ins that came back: the state's hash and the code's (each used once), until the
+                   sign-in would have expired anyway
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ signin_flows = Table(
     "signin_flows",
     metadata,
     Column("state_hash", String(64), primary_key=True),
-    Column("code_hash", String(64), nullable=True, unique=True),
+    Column("code_hash", String(64), nullable=False, unique=True),
     Column("expires_at", UtcDateTime, nullable=False),
 )
 

@@ -1,4 +1,4 @@
-"""Console sign-in through OpenID Connect: who signed in as which user, and the sign-ins under way.
+"""Console sign-in through OpenID Connect: who signed in as which user, and the sign-ins that came back.
 
 Revision ID: 0005_signin
 Revises: 0004_quota_polls
@@ -32,7 +32,7 @@ def upgrade() -> None:
     op.create_table(
         "signin_flows",
         sa.Column("state_hash", sa.String(64), nullable=False),
-        sa.Column("code_hash", sa.String(64), nullable=True),
+        sa.Column("code_hash", sa.String(64), nullable=False),
         sa.Column("expires_at", WHEN, nullable=False),
         sa.PrimaryKeyConstraint("state_hash", name="pk_signin_flows"),
         sa.UniqueConstraint("code_hash", name="uq_signin_flows_code_hash"),
