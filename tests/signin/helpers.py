@@ -27,9 +27,9 @@ USERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def oidc_settings(issuer: LoopbackIssuer, **fields: Any) -> Settings:
-    issuer.redirect_uris = [CALLBACK]
-    oidc = {
+def oidc_fields(issuer: LoopbackIssuer, **fields: Any) -> dict[str, Any]:
+    """``oidc:`` for the issuer: admins in ``anygate-admins``, users in ``students``."""
+    return {
         "issuer": issuer.url,
         "client_id": issuer.client_id,
         "client_secret": issuer.client_secret,
@@ -39,7 +39,12 @@ def oidc_settings(issuer: LoopbackIssuer, **fields: Any) -> Settings:
         "allow_private_network": True,
         **fields,
     }
-    return gateway_settings(oidc=oidc)
+
+
+def oidc_settings(issuer: LoopbackIssuer, **fields: Any) -> Settings:
+    """Gateway settings with sign-in through the issuer, reached in-process at ``BASE_URL``."""
+    issuer.redirect_uris = [CALLBACK]
+    return gateway_settings(oidc=oidc_fields(issuer, **fields))
 
 
 @contextmanager

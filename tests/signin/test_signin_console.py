@@ -3,22 +3,19 @@ English, Vietnamese and Chinese: an admin signs in and out, a person no rule adm
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.chromium import launched_chromium, new_page
 from tests.support.gateway import RunningGateway, gateway_settings, serve_gateway
 from tests.support.oidc_issuer import LoopbackIssuer, running_issuer
 
-from .helpers import USERS
+from .helpers import USERS, oidc_fields
 
 pytestmark = [pytest.mark.browser, pytest.mark.sockets]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 BUTTON = {"en": "Sign in with Test issuer", "vi": "Đăng nhập bằng Test issuer", "zh": "使用 Test issuer 登录"}
 SIGNED_IN_AS = {"en": "Signed in as {}", "vi": "Đã đăng nhập: {}", "zh": "已登录：{}"}
 NOT_ADMITTED = {"en": "does not admit your account", "vi": "không chấp nhận tài khoản", "zh": "未接纳你的账户"}
@@ -27,47 +24,21 @@ PROVIDERS = {"en": "Providers", "vi": "Nhà cung cấp", "zh": "提供商"}
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[LoopbackIssuer, RunningGateway]]:
-    with running_issuer(USERS) as issuer:
-        oidc = {
-            "issuer": issuer.url,
-            "client_id": issuer.client_id,
-            "client_secret": issuer.client_secret,
-            "display_name": "Test issuer",
-            "admin_groups": ["anygate-admins"],
-            "user_groups": ["students"],
-            "allow_private_network": True,
-        }
-        with serve_gateway(gateway_settings(oidc=oidc)) as gateway:
-            issuer.redirect_uris = [gateway.url + "/auth/oidc/callback"]
-            yield issuer, gateway
+    with running_issuer(USERS) as issuer, serve_gateway(gateway_settings(oidc=oidc_fields(issuer))) as gateway:
+        issuer.redirect_uris = [gateway.url + "/auth/oidc/callback"]
+        yield issuer, gateway
 
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        reason = f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
-        if os.environ.get("ANYGATE_TEST_REQUIRE_SERVICES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with launched_chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
 def page(chromium: Any) -> Iterator[Any]:
-    context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-    context.set_default_timeout(10_000)
-    opened = context.new_page()
-    try:
+    with new_page(chromium) as opened:
         yield opened
-    finally:
-        context.close()
 
 
 def sign_in_with_issuer(page: Any, gateway: RunningGateway, lang: str, user: str) -> None:

@@ -3,6 +3,7 @@ the code flow with PKCE end to end, what a signed-in admin and user may do, CSRF
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -15,7 +16,8 @@ from .helpers import USERS, browser, gateway_with, oidc_settings, open_login, se
 pytestmark = pytest.mark.sockets
 
 
-def test_an_admin_signs_in_with_the_code_flow_and_pkce() -> None:
+def test_an_admin_signs_in_with_the_code_flow_and_pkce(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="anygate")
     with running_issuer(USERS) as issuer, gateway_with(oidc_settings(issuer)) as gw, browser(gw, issuer) as web:
         landed = sign_in(web, issuer, "ada")
         assert landed.status_code == 200 and landed.url.path == "/ui/"
@@ -30,6 +32,13 @@ def test_an_admin_signs_in_with_the_code_flow_and_pkce() -> None:
         assert ADMIN_KEY not in cookies and ADMIN_KEY not in str(session)
         made = web.post("/v1/users", json={"name": "course"}, headers={"x-csrf-token": session["csrf_token"]})
         assert made.status_code == 201
+    # Nothing secret reached anygate's logs: the client secret, the code, the verifier, the session.
+    logged = "\n".join(
+        r.getMessage() + str(getattr(r, "fields", "")) for r in caplog.records if r.name.startswith("anygate")
+    )
+    assert "console sign-in" in logged
+    for secret in (issuer.client_secret, token_request["code"], token_request["code_verifier"], session["csrf_token"]):
+        assert secret not in logged
 
 
 def test_the_session_cookie_is_http_only_lax_and_expiring() -> None:
