@@ -251,3 +251,68 @@ def test_the_documented_issuer_examples_are_valid_settings() -> None:
     for block in examples:
         text = re.sub(r"\$\{\w+\}", "a-secret", block).replace("<", "x").replace(">", "x")
         OidcSettings.model_validate(yaml.safe_load(text)["oidc"])
+
+
+@pytest.mark.parametrize(
+    ("configured", "announced", "accepted"),
+    [
+        (ISSUER, ISSUER, True),
+        (ISSUER + "/", ISSUER, True),
+        (ISSUER, ISSUER + "/", True),  # Auth0 announces (and its tokens name) the issuer with a slash
+        (ISSUER, ISSUER + "/other", False),
+        (ISSUER, "https://evil.example/realms/campus", False),
+    ],
+)
+def test_discovery_must_name_the_configured_issuer(configured: str, announced: str, accepted: bool) -> None:
+    from anygate.signin.issuer import IssuerError, metadata_of
+
+    document = {
+        "issuer": announced,
+        "authorization_endpoint": ISSUER + "/auth",
+        "token_endpoint": ISSUER + "/token",
+        "jwks_uri": ISSUER + "/certs",
+    }
+    if accepted:
+        assert metadata_of(document, config(issuer=configured)).issuer == announced
+    else:
+        with pytest.raises(IssuerError):
+            metadata_of(document, config(issuer=configured))
+
+
+def test_discovery_endpoints_are_https_when_the_issuer_is() -> None:
+    from anygate.signin.issuer import IssuerError, metadata_of
+
+    document = {
+        "issuer": ISSUER,
+        "authorization_endpoint": ISSUER + "/auth",
+        "token_endpoint": "http://idp.example.edu/token",
+        "jwks_uri": ISSUER + "/certs",
+    }
+    with pytest.raises(IssuerError, match="token_endpoint"):
+        metadata_of(document, config())
+    with pytest.raises(IssuerError, match="jwks_uri"):
+        metadata_of({**document, "token_endpoint": ISSUER + "/token", "jwks_uri": None}, config())
+
+
+async def test_an_issuer_cannot_point_anygate_at_cloud_metadata() -> None:
+    from anygate.signin.issuer import IssuerClient, IssuerError
+
+    lab = "http://10.1.2.3:8443"
+    transport = JsonTransport(
+        {
+            f"{lab}/.well-known/openid-configuration": {
+                "issuer": lab,
+                "authorization_endpoint": lab + "/auth",
+                "token_endpoint": lab + "/token",
+                "jwks_uri": "http://169.254.169.254/latest/meta-data/",
+            }
+        }
+    )
+    client = IssuerClient(config(issuer=lab, allow_private_network=True), transport)
+    with pytest.raises(IssuerError) as refused:
+        await client.signing_keys()
+    assert refused.value.reason == "unsafe"
+    assert transport.asked == [f"{lab}/.well-known/openid-configuration"]  # nothing sent to the metadata address
+    with pytest.raises(IssuerError) as private:
+        await IssuerClient(config(issuer=lab), JsonTransport({})).metadata()
+    assert private.value.reason == "unsafe"  # a private issuer needs allow_private_network

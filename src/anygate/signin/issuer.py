@@ -38,7 +38,8 @@ class IssuerError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Metadata:
-    """The parts of the issuer's discovery document that sign-in uses."""
+    """The parts of the issuer's discovery document that sign-in uses. ``issuer`` is spelt as the document
+    spells it, which is how its ID tokens name it (Auth0's ends with a slash, most do not)."""
 
     issuer: str
     authorization_endpoint: str
@@ -72,7 +73,7 @@ def metadata_of(document: Any, config: OidcSettings) -> Metadata:
     algorithms = document.get("id_token_signing_alg_values_supported") or ["RS256"]
     methods = document.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
     return Metadata(
-        issuer=issuer.rstrip("/"),
+        issuer=issuer,  # as the issuer spells it (a trailing slash too): ID tokens must name it so
         algorithms=frozenset(a for a in algorithms if isinstance(a, str)),
         auth_methods=tuple(m for m in methods if isinstance(m, str)),
         **endpoints,

@@ -147,7 +147,7 @@ class SignIn:
 
     async def _checked(self, token: str, nonce: str) -> dict[str, Any]:
         metadata = await self.issuer.metadata()
-        check = {"issuer": self.config.issuer_url, "client_id": self.config.client_id, "nonce": nonce}
+        check = {"issuer": metadata.issuer, "client_id": self.config.client_id, "nonce": nonce}
         try:
             return validate_id_token(token, await self.issuer.signing_keys(), algorithms=metadata.algorithms, **check)
         except UnknownKey:
