@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from anygate.settings import OidcSettings
 from anygate.signin.id_tokens import TokenRefused, UnknownKey, validate_id_token
@@ -100,8 +100,6 @@ class SignIn:
 
     @property
     def display_name(self) -> str:
-        from urllib.parse import urlsplit
-
         return self.config.display_name or urlsplit(self.config.issuer_url).hostname or self.config.issuer_url
 
     async def begin(self, redirect_uri: str, return_to: str | None) -> Started:
