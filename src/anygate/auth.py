@@ -21,6 +21,7 @@ from anygate.files import make_private_dir
 ADMIN_KEY_FILE = "admin_key.sha256"
 KEY_PREFIX = "sk-ag-"
 CREDENTIAL_HEADERS = (b"authorization", b"x-api-key", b"api-key")
+SESSION_PREFIX = "session:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ class Principal:
     ``user_limits`` those of the user that owns it (a key counts against both). ``ancestors`` are the
     keys that made this one, its creator first: their allowlists bind it too, and its spend counts
     against their budgets and rate limits. ``expires_at`` is a UNIX time, the earliest along that chain;
-    past it the key stops working.
+    past it the key stops working. ``via_session``: a person signed in to the console (``session_principal``).
     """
 
     key_id: str
@@ -69,6 +70,7 @@ class Principal:
     user_budget: Budget | None = None
     user_limits: Limits | None = None
     ancestors: tuple[Principal, ...] = ()
+    via_session: bool = False  # a person signed in to the console (a cookie), not a key
     _decisions: dict[tuple[str, str], bool] = field(default_factory=dict, compare=False, repr=False)
 
     def may_use(self, provider_id: str, model: str) -> bool:
@@ -104,6 +106,20 @@ def _allowed(patterns: tuple[str, ...] | None, name: str) -> bool:
     return any(fnmatchcase(name, pattern) for pattern in patterns)
 
 
+def session_principal(user_id: str, name: str, budget: Budget | None, limits: Limits | None) -> Principal:
+    """The caller a person signed in as a user record is: that user, with its budget and limits, and no key
+    of its own (``key_id`` names the user, so the keys it makes stand on their own, owned by the user)."""
+    return Principal(
+        key_id=SESSION_PREFIX + user_id,
+        is_admin=False,
+        label=name,
+        user_id=user_id,
+        user_budget=budget,
+        user_limits=limits,
+        via_session=True,
+    )
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -131,10 +147,19 @@ class KeyRing:
         self._admin_digest = admin_digest
         self._no_auth = no_auth
         self._principals: dict[str, Principal] = {}
+        self._users: dict[str, Principal] = {}
         self.admin = Principal(key_id="admin", is_admin=True, label="admin")
+        self.signed_in_admin = Principal(key_id="admin", is_admin=True, label="admin", via_session=True)
 
-    def replace(self, principals: dict[str, Principal]) -> None:
+    def replace(self, principals: dict[str, Principal], users: dict[str, Principal] | None = None) -> None:
+        """Every key's caller by digest, and (``users``) every user record's caller for console sessions."""
         self._principals = principals
+        if users is not None:
+            self._users = users
+
+    def signed_in(self, user_id: str | None) -> Principal | None:
+        """The caller of a console session: the admin (``None``), or a user record that still exists."""
+        return self.signed_in_admin if user_id is None else self._users.get(user_id)
 
     def add(self, digest: str, principal: Principal) -> None:
         self._principals = {**self._principals, digest: principal}

@@ -488,6 +488,63 @@ class PriceConfig(Strict):
     image_output: float | None = Field(None, ge=0)
 
 
+class OidcSettings(Strict):
+    """Sign-in to the console with an OpenID Connect issuer (authorization code with PKCE): docs/console.md.
+
+    Who may sign in and as what, decided from the ID token's claims at sign-in: a person in
+    ``admin_groups`` (or matching ``admin_claims``) is an admin; otherwise one with a ``team_claim`` value
+    acts as that team's shared user record, and one in ``user_groups`` (or matching ``user_claims``) as
+    a user record of their own, made at first sign-in; with ``allow_everyone`` any person the issuer
+    vouches for does. Anyone else is refused. ``*_claims`` map a claim to the values that match it (a
+    list claim matches when it holds one of them)."""
+
+    issuer: str
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = Field(None, repr=False)  # absent: a public client (PKCE alone)
+    display_name: str | None = None  # the button says "Sign in with <display_name>"; default: the issuer's host
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
+    # The callback URL registered at the issuer (``https://gateway.example.com/auth/oidc/callback``); when
+    # unset it is made from the request's own scheme and host.
+    redirect_url: str | None = None
+    user_claim: str = "email"  # names a person's user record (falling back to ``name``, then ``sub``)
+    groups_claim: str = "groups"
+    admin_groups: list[str] = Field(default_factory=list)
+    admin_claims: dict[str, list[str]] = Field(default_factory=dict)
+    user_groups: list[str] = Field(default_factory=list)
+    user_claims: dict[str, list[str]] = Field(default_factory=dict)
+    team_claim: str | None = None
+    allow_everyone: bool = False
+    # What a user record made at first sign-in starts with (the shapes of a user's ``budget``/``limits``).
+    new_user_budget: dict[str, Any] | None = None
+    new_user_limits: dict[str, Any] | None = None
+    session_hours: float = Field(8.0, gt=0, le=24 * 30)
+    allow_private_network: bool = False  # an issuer on loopback or a private network (tests, a lab)
+    timeout: float = Field(10.0, gt=0)  # seconds for one request to the issuer
+
+    @field_validator("issuer", "redirect_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        from anygate.netguard import validate_url_shape
+
+        if value is not None:
+            validate_url_shape(value)
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid_scope(cls, value: list[str]) -> list[str]:
+        if "openid" not in value:
+            raise ValueError("must include 'openid'")
+        if any(not scope or " " in scope for scope in value):
+            raise ValueError("each scope is one word")
+        return value
+
+    @property
+    def issuer_url(self) -> str:
+        """The issuer as ID tokens name it: the configured URL without a trailing slash."""
+        return self.issuer.rstrip("/")
+
+
 class Settings(Strict):
     """Every setting, validated once and frozen: built by the CLI (or a test) and handed to ``create_app``."""
 
@@ -515,6 +572,7 @@ class Settings(Strict):
     quota_sources: list[QuotaSource] = Field(default_factory=list)
     export: ExportSettings | None = None  # per-generation telemetry records (docs/observability.md)
     otel: OtelSettings = Field(default_factory=OtelSettings)  # OpenTelemetry traces (docs/observability.md)
+    oidc: OidcSettings | None = None  # console sign-in with an OpenID Connect issuer (docs/console.md)
     # Cloudflare AI Gateway's host, and a gateway every preset it fronts goes through (``CF_AI_GATEWAY_*``).
     cloudflare_ai_gateway: CloudflareGateway = Field(default_factory=CloudflareGateway)
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)

@@ -6,7 +6,8 @@
   3. accounting  a model request is recorded in the ledger and settled, however it ended
   4. errors      a GatewayError becomes the OpenAI error shape (Anthropic's for a request in the Anthropic
                  API: ``api/dialects.py``); anything else a logged 500
-  5. auth        deny by default: every route but the public ones needs a key
+  5. auth        deny by default: every route but the public ones needs a key, or a console session (a
+                 sealed cookie, ``signin/``) whose state-changing requests carry its CSRF token
   6. router      the model routes and ``/proxy`` as raw ASGI (``api/model_routes.py``); everything else
                  the management app, its body read whole and capped. ``/openai/v1/...`` and
                  ``/anthropic/v1/...`` are the routes of ``/v1/...``
@@ -41,11 +42,13 @@ from anygate.api.http import (
     buffered_json_request,
 )
 from anygate.api.model_routes import ModelCall, ModelRoutes
+from anygate.api.sessions import SESSION_SCOPE_KEY, check_csrf, session_cookie
 from anygate.api.state import AppState
 from anygate.api.tracing_layer import TracingLayer
 from anygate.auth import KeyRing, Principal, extract_token
 from anygate.errors import AuthenticationFailed, GatewayError, MethodNotAllowed
 from anygate.exchange import Exchange
+from anygate.signin.service import SignIn
 from anygate.telemetry import REQUEST_ID
 
 log = logging.getLogger("anygate.access")
@@ -58,8 +61,22 @@ MODEL_ROUTES = {
     "/v1/responses": "responses",
     "/v1/messages": "messages",
 }
-PUBLIC_PATHS = frozenset({"/", "/health", "/health/ready", "/openapi.json", "/docs"})
+PUBLIC_PATHS = frozenset(
+    {
+        "/",
+        "/health",
+        "/health/ready",
+        "/openapi.json",
+        "/docs",
+        "/auth/oidc",
+        "/auth/oidc/login",
+        "/auth/oidc/callback",
+        "/auth/session",
+        "/auth/session/logout",
+    }
+)
 PUBLIC_PREFIXES = ("/ui",)
+ISSUER_REDIRECT_PATH = "/auth/oidc/login"
 PROXY_PATH = re.compile(r"^/proxy/([^/]+)/v1/(.+)$")
 SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -216,14 +233,29 @@ class ErrorsLayer:
 
 
 class AuthLayer:
-    def __init__(self, app: ASGIApp, keyring: KeyRing, public: frozenset[str]) -> None:
+    """A key in the headers wins; without one, a console session's cookie (read without I/O: a sealed
+    payload, and the caller from the key ring's cache), whose state-changing requests must prove they come
+    from the console (``api/sessions.check_csrf``)."""
+
+    def __init__(self, app: ASGIApp, keyring: KeyRing, public: frozenset[str], signin: SignIn | None) -> None:
         self.app = app
         self.keyring = keyring
         self.public = public
+        self.signin = signin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
-        principal = self.keyring.authenticate(extract_token(scope["headers"]))
+        token = extract_token(scope["headers"])
+        principal = self.keyring.authenticate(token)
+        if token is None and self.signin is not None:
+            cookie = session_cookie(scope["headers"])
+            session = self.signin.read_session(cookie) if cookie is not None else None
+            if session is not None:
+                signed_in = self.keyring.signed_in(session.user_id)
+                if signed_in is not None:
+                    check_csrf(scope, session)
+                    principal = signed_in
+                    scope[SESSION_SCOPE_KEY] = session
         if principal is None and path not in self.public and not path.startswith(PUBLIC_PREFIXES):
             raise AuthenticationFailed("Missing or invalid API key")
         context_of(scope).principal = principal
@@ -253,6 +285,8 @@ class Router:
             return
         context = context_of(scope)
         assert context.principal is not None  # the auth layer let no anonymous request through
+        if context.principal.via_session:
+            raise AuthenticationFailed("Model requests need an API key; a console session is for the console")
         exchange = Exchange(context.request_id, context.principal, route or "proxy", context.started)
         context.call = call = ModelCall(exchange)
         self.in_flight.started()
@@ -267,6 +301,8 @@ class Router:
     async def _count_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
         context = context_of(scope)
         assert context.principal is not None  # the auth layer let no anonymous request through
+        if context.principal.via_session:
+            raise AuthenticationFailed("Model requests need an API key; a console session is for the console")
         if scope["method"] != "POST":
             raise MethodNotAllowed(scope["method"], scope["path"], ("POST",))
         await self.routes.count_tokens(scope, receive, send, context.principal, context.request_id)
@@ -278,10 +314,14 @@ class Router:
         # Bodies capped like the model routes' (413), and taken as JSON whatever their content type.
         scope, receive = await buffered_json_request(scope, receive, self.state.settings.max_body_bytes)
         extra = [(b"x-request-id", context.request_id.encode()), *security_headers(scope["path"])]
+        # The one redirect to another site: sign-in's, to the issuer's authorization endpoint (from its
+        # discovery document, never from the request).
+        to_issuer = scope["path"] == ISSUER_REDIRECT_PATH
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*relative_locations(message.get("headers", [])), *extra]
+                headers = message.get("headers", [])
+                message["headers"] = [*(headers if to_issuer else relative_locations(headers)), *extra]
                 context.status = message["status"]
             await send(message)
 
@@ -292,7 +332,7 @@ def build_edge(state: AppState, management: ASGIApp, in_flight: InFlight) -> ASG
     """The layers above, outermost first, around the router."""
     public = PUBLIC_PATHS | ({"/metrics"} if state.settings.metrics_public else frozenset())
     app: Any = Router(state, management, in_flight)
-    app = AuthLayer(app, state.keyring, public)
+    app = AuthLayer(app, state.keyring, public, state.signin)
     app = ErrorsLayer(app)
     app = AccountingLayer(app, state.accounting, in_flight)
     app = AccessLayer(app, state)

@@ -21,6 +21,7 @@ from anygate.api import (
     routes_providers,
     routes_quota,
     routes_requests,
+    routes_signin,
     routes_users,
 )
 from anygate.api.openapi import build_openapi
@@ -111,6 +112,7 @@ def build_management_app(metrics_public: bool = True) -> FastAPI:
     app.include_router(routes_quota.router)
     app.include_router(routes_requests.router)
     app.include_router(routes_litellm.router)
+    app.include_router(routes_signin.router)
     return app
 
 

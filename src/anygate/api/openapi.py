@@ -115,6 +115,18 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("get", "/key/info"): (200, views.LiteLLMKeyInfo, (403, 404, 503)),
     ("get", "/user/info"): (200, views.LiteLLMUserInfo, (403, 404, 503)),
     ("get", "/team/info"): (404, None, (400,)),  # no team exists until anygate has teams
+    ("get", "/auth/oidc"): (200, views.SignInInfo, ()),
+    ("get", "/auth/oidc/login"): (302, None, (404, 503)),
+    ("get", "/auth/oidc/callback"): (303, None, (404,)),
+    ("get", "/auth/session"): (200, views.SessionView, ()),
+    ("post", "/auth/session/logout"): (200, views.SessionView, (403,)),
+}
+# Console sign-in's routes: no key (a session cookie, where one is needed at all).
+SIGNIN_PATHS = ("/auth/oidc", "/auth/oidc/login", "/auth/oidc/callback", "/auth/session", "/auth/session/logout")
+LOCATION = {"Location": {"description": "Where the browser goes next.", "schema": {"type": "string"}}}
+REDIRECTS: dict[int, dict[str, Any]] = {
+    302: {"description": "To the OpenID issuer's sign-in page", "headers": LOCATION},
+    303: {"description": "Back to the console: signed in, or `?signin_error=<reason>`", "headers": LOCATION},
 }
 # Other content types some answers have, besides JSON.
 # Statuses whose answer is not always the error shape: the public answer's model beside it.
@@ -253,7 +265,9 @@ def fix_operation(method: str, path: str, operation: dict[str, Any], public: boo
     success, model, errors = OPERATIONS.get((method, path)) or unlisted(path, operation)
     extra = EXTRA_CONTENT.get((method, path), {})
     responses: dict[str, Any] = {}
-    if success < 400 and model is None and not extra:
+    if success in REDIRECTS:
+        responses[str(success)] = REDIRECTS[success]
+    elif success < 400 and model is None and not extra:
         responses[str(success)] = operation.get("responses", {}).get(str(success), {"description": "Success"})
     elif success < 400:
         responses[str(success)] = success_response(model, extra, ALTERNATIVE_ANSWERS.get(path))
@@ -361,7 +375,7 @@ def build_openapi(app: FastAPI, metrics_public: bool = True) -> dict[str, Any]:
         schemas.update(model_schemas(model, mode="serialization"))
     components["securitySchemes"] = SECURITY_SCHEMES
     document["security"] = KEY_REQUIRED
-    public = {"/health", "/health/ready", *(("/metrics",) if metrics_public else ())}
+    public = {"/health", "/health/ready", *SIGNIN_PATHS, *(("/metrics",) if metrics_public else ())}
     for path, item in document.get("paths", {}).items():
         for method, operation in item.items():
             fix_operation(method, path, operation, path in public)

@@ -22,6 +22,7 @@ from anygate.readiness import Readiness
 from anygate.registry import ProviderRegistry
 from anygate.routing import HealthBook
 from anygate.settings import Settings
+from anygate.signin.service import SignIn
 from anygate.store.providers import StoredProvider
 from anygate.store.store import Store
 from anygate.telemetry import Metrics
@@ -73,6 +74,7 @@ class AppState:
     readiness: Readiness
     background: Background
     tracing: Tracing | None = None  # OpenTelemetry, when the settings turn it on
+    signin: SignIn | None = None  # console sign-in with an OpenID issuer, when the settings configure one
 
     def __repr__(self) -> str:
         return f"AppState(providers={sorted(self.registry.runtimes)})"

@@ -565,3 +565,26 @@ class AnthropicModelList(View):
     has_more: bool
     first_id: str | None
     last_id: str | None
+
+
+# ------------------------------------------------------------------------------ console sign-in
+
+
+class SignInInfo(View):
+    """Whether sign-in with an OpenID issuer is on, and the issuer's name for the console's button."""
+
+    enabled: bool
+    issuer: str | None
+    display_name: str | None
+    login_url: str | None
+
+
+class SessionView(View):
+    """The console session this browser holds (`signed_in: false` without one); never a key."""
+
+    signed_in: bool
+    role: Literal["admin", "user"] | None = None
+    name: str | None = None
+    user_id: str | None = None
+    csrf_token: str | None = Field(None, description="Sent back in `x-csrf-token` on every state-changing call")
+    expires_at: int | None = Field(None, description="UNIX time")

@@ -35,8 +35,10 @@ from anygate.readiness import Readiness
 from anygate.registry import ProviderRegistry
 from anygate.routing import Deployment, HealthBook
 from anygate.settings import Settings
+from anygate.signin.issuer import IssuerClient
+from anygate.signin.service import SignIn
 from anygate.store.notify import ChangeNotifier
-from anygate.store.store import open_store
+from anygate.store.store import Store, open_store
 from anygate.telemetry import Metrics
 from anygate.tracing import Tracing
 from anygate.transport import Transport
@@ -93,8 +95,16 @@ async def build_state(
         readiness=readiness,
         background=background,
         tracing=Tracing.start(settings.otel) if settings.otel.enabled else None,
+        signin=sign_in(settings, transport, store),
     )
     return state, store_sync
+
+
+def sign_in(settings: Settings, transport: Transport, store: Store) -> SignIn | None:
+    """Console sign-in with the configured OpenID issuer (None: not configured)."""
+    if settings.oidc is None:
+        return None
+    return SignIn(settings.oidc, IssuerClient(settings.oidc, transport), store.signins, store.box)
 
 
 async def start_background(state: AppState, store_sync: StoreSync) -> None:

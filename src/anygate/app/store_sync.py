@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
-from anygate.auth import KeyRing, Principal
+from anygate.auth import KeyRing, Principal, session_principal
 from anygate.background import Background
 from anygate.caller_keys import CallerKeys
 from anygate.errors import NotReady
@@ -25,7 +25,7 @@ from anygate.settings import ProviderConfig, describe_errors
 from anygate.store.crypto import SecretKeyError
 from anygate.store.families import lineages
 from anygate.store.notify import ChangeNotifier
-from anygate.store.principals import previous_secret_principal, principal_of
+from anygate.store.principals import budget_of, limits_of, previous_secret_principal, principal_of
 from anygate.store.providers import StoredProvider
 from anygate.store.records import KeyRecord, UserRecord
 from anygate.store.store import Store
@@ -113,7 +113,18 @@ class StoreSync:
             principals[key.key_hash] = principal
             if key.previous_hash is not None and key.previous_valid_until is not None:
                 principals[key.previous_hash] = previous_secret_principal(principal, key.previous_valid_until)
-        self.keyring.replace(principals)
+        self.keyring.replace(principals, self._signed_in_users(owners))
+
+    @staticmethod
+    def _signed_in_users(owners: dict[str, UserRecord]) -> dict[str, Principal]:
+        """Each user record's caller for a console session: a deleted user's session stops at once."""
+        users: dict[str, Principal] = {}
+        for user in owners.values():
+            try:
+                users[user.id] = session_principal(user.id, user.name, budget_of(user.budget), limits_of(user.limits))
+            except (TypeError, ValueError) as exc:
+                log.error("stored user skipped", extra={"fields": {"user": user.id, "error": type(exc).__name__}})
+        return users
 
     @staticmethod
     def _alone(made: dict[str, Principal], key: KeyRecord) -> Principal:

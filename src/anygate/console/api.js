@@ -16,12 +16,15 @@ export const session = {
     if (value) sessionStorage.setItem(KEY_STORAGE, value);
     else sessionStorage.removeItem(KEY_STORAGE);
   },
+  csrf: null, // a console session's CSRF token (signed in with the organisation's identity: signin.js)
+  get active() { return Boolean(this.key || this.csrf); },
 };
 
 /** Call the API; resolve to the parsed JSON body (null when empty), reject with ApiError. */
 export async function api(method, path, body = undefined) {
   const headers = { Accept: "application/json" };
   if (session.key) headers.Authorization = `Bearer ${session.key}`;
+  else if (session.csrf && method !== "GET") headers["X-CSRF-Token"] = session.csrf;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let response;
   try {

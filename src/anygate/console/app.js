@@ -8,6 +8,7 @@ import * as keys from "./keys.js";
 import * as models from "./models.js";
 import * as providers from "./providers.js";
 import * as quota from "./quota.js";
+import * as signin from "./signin.js";
 
 const SECTIONS = { providers, models, keys, quota, creds };
 const DEFAULT_SECTION = "providers";
@@ -103,6 +104,7 @@ async function start() {
     await providers.load();
   } catch (error) {
     session.key = null;
+    session.csrf = null;
     showSignedIn(false);
     ui.error(error);
     return;
@@ -123,7 +125,8 @@ async function signIn(event) {
 }
 
 /** Forget the key and start afresh, so nothing of this session (a new key's secret) stays on screen. */
-function signOut() {
+async function signOut() {
+  await signin.signOut();
   session.key = null;
   location.replace(location.pathname);
 }
@@ -143,13 +146,14 @@ async function main() {
   $("#sign-out").addEventListener("click", signOut);
   $("#error-close").addEventListener("click", () => { $("#error").hidden = true; });
   window.addEventListener("hashchange", () => {
-    if (!session.key) return;
+    if (!session.active) return;
     const name = currentSection();
     showSection(name);
     ui.clear();
     loadSection(name);
   });
-  if (session.key) await start();
+  await signin.init(ui);
+  if (session.active) await start();
   else showSignedIn(false);
   document.body.dataset.ready = "true";
 }

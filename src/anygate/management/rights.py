@@ -240,7 +240,10 @@ def check_change(caller: Principal, record: KeyRecord, fields: dict[str, Any]) -
 
 def manages(caller: Principal, lineage: Lineage) -> bool:
     """Whether ``caller`` may see, change and revoke the key: admins any, a user key itself and the keys
-    made from it (never its creator, nor other keys of its user)."""
+    made from it (never its creator, nor other keys of its user), a person signed in as a user the keys of
+    that user and the keys made from them."""
+    if caller.via_session and caller.user_id is not None:
+        return any(record.user_id == caller.user_id for record in (lineage.key, *lineage.ancestors))
     return caller.is_admin or lineage.key.id == caller.key_id or lineage.descends_from(caller.key_id)
 
 

@@ -17,7 +17,7 @@ from anygate.auth import hash_key, new_key
 from anygate.store.database import Database
 from anygate.store.families import MAX_DEPTH, Lineage, descendants_query, in_family, lineage_of, parent_id
 from anygate.store.records import KeyRecord, UserRecord
-from anygate.store.tables import api_keys, credentials, users, utcnow
+from anygate.store.tables import api_keys, credentials, signin_identities, users, utcnow
 
 ROTATION_GRACE = timedelta(hours=1)
 
@@ -192,6 +192,7 @@ class KeyStore:
                     .values(revoked_at=utcnow())
                 )
             await connection.execute(delete(credentials).where(credentials.c.owner_id == user_id))
+            await connection.execute(delete(signin_identities).where(signin_identities.c.user_id == user_id))
             await connection.execute(delete(api_keys).where(api_keys.c.user_id == user_id))
             result = await connection.execute(delete(users).where(users.c.id == user_id))
             await self.db.bump(connection)

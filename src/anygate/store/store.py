@@ -2,7 +2,7 @@
 repositories, and rotate the secret key.
 
     store = await open_store(settings)       # raises StoreUnavailable or SecretKeyError with a clear message
-    store.providers / store.keys / store.credentials
+    store.providers / store.keys / store.credentials / store.signins
     store.db.engine                          # an AsyncEngine, for other subsystems' own tables
 """
 
@@ -27,6 +27,7 @@ from anygate.store.crypto import (
 from anygate.store.database import Database
 from anygate.store.keys import KeyStore
 from anygate.store.providers import ProviderStore
+from anygate.store.signins import SigninStore
 from anygate.store.tables import credentials, providers
 
 # (table, primary key columns, encrypted column)
@@ -44,10 +45,11 @@ class Store:
     providers: ProviderStore
     keys: KeyStore
     credentials: CredentialStore
+    signins: SigninStore
 
     @classmethod
     def build(cls, db: Database, box: SecretBox) -> Store:
-        return cls(db, box, ProviderStore(db, box), KeyStore(db), CredentialStore(db, box))
+        return cls(db, box, ProviderStore(db, box), KeyStore(db), CredentialStore(db, box), SigninStore(db))
 
     async def close(self) -> None:
         await self.db.close()

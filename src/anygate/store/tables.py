@@ -8,6 +8,9 @@ providers          providers added at runtime: the provider object as JSON witho
                    its headers and extra keys, encrypted
 provider_probes    what the last live probe of a provider found (any provider, file ones too)
 credentials        callers' own provider keys (bring your own key), encrypted
+signin_identities  people signed in through OpenID Connect: (issuer, subject) -> the user record they act as
+signin_flows       sign-ins that came back: the state's hash and the code's (each used once), until the
+                   sign-in would have expired anyway
 """
 
 from __future__ import annotations
@@ -125,6 +128,23 @@ credentials = Table(
     Column("provider_id", String(64), primary_key=True),
     Column("secret", Text, nullable=False),  # ciphertext of the JSON section, e.g. {"apiKey": "..."}
     Column("updated_at", UtcDateTime, nullable=False),
+)
+
+signin_identities = Table(
+    "signin_identities",
+    metadata,
+    Column("issuer", String(255), primary_key=True),
+    Column("subject", String(255), primary_key=True),
+    Column("user_id", String(64), ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+signin_flows = Table(
+    "signin_flows",
+    metadata,
+    Column("state_hash", String(64), primary_key=True),
+    Column("code_hash", String(64), nullable=False, unique=True),
+    Column("expires_at", UtcDateTime, nullable=False),
 )
 
 
