@@ -69,7 +69,8 @@ class SqlLimiter:
                 made = await self._ensure_rows(conn, bucket, [c.counter for c in ordered], window, now)
                 if made and seed_from is not None:
                     await self._seed(conn, bucket, made, seed_from)
-                granted = {c.counter: await self._claim(conn, bucket, c) for c in ordered}
+                claimed = {c.counter: await self._claim(conn, bucket, c) for c in ordered}
+                granted = {counter: amount for counter, (amount, _) in claimed.items()}
                 rows = [
                     {"token": token, "counter": c, "bucket": bucket, "amount": a, "expires_at": now + ttl}
                     for c, a in granted.items()
@@ -78,7 +79,7 @@ class SqlLimiter:
                     await conn.execute(insert(reservations), rows)
         except _Rejected as rejected:
             return rejected.rejection
-        return Grant(bucket, token, granted)
+        return Grant(bucket, token, granted, {counter: left for counter, (_, left) in claimed.items()})
 
     async def _reclaim(self, conn: AsyncConnection, bucket: str, now: float) -> None:
         expired = await conn.execute(
@@ -119,7 +120,8 @@ class SqlLimiter:
                     .values(used=used[counter])
                 )
 
-    async def _claim(self, conn: AsyncConnection, bucket: str, claim: Claim) -> float:
+    async def _claim(self, conn: AsyncConnection, bucket: str, claim: Claim) -> tuple[float, float]:
+        """Reserve one claim: (the amount granted, what the counter has left after it), in one statement."""
         available: ColumnElement[Any] = literal(claim.limit) - counters.c.used - counters.c.reserved
         amount: ColumnElement[Any] = literal(claim.amount)
         condition: ColumnElement[bool] = literal(True)
@@ -132,17 +134,17 @@ class SqlLimiter:
             update(counters)
             .where(counters.c.bucket == bucket, counters.c.counter == claim.counter, condition)
             .values(reserved=counters.c.reserved + amount, granted=amount)
-            .returning(counters.c.granted)
+            .returning(counters.c.granted, literal(claim.limit) - counters.c.used - counters.c.reserved)
         )
-        granted = result.scalar_one_or_none()
-        if granted is None:
+        row = result.one_or_none()
+        if row is None:
             left = await conn.scalar(
                 select(claim.limit - counters.c.used - counters.c.reserved).where(
                     counters.c.bucket == bucket, counters.c.counter == claim.counter
                 )
             )
             raise _Rejected(Rejection(bucket, claim.counter, float(left or 0.0)))
-        return float(granted)
+        return float(row[0]), float(row[1])
 
     async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
         async with self._engine.begin() as conn:
