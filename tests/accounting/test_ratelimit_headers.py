@@ -282,6 +282,14 @@ def test_a_used_up_daily_budget_says_when_it_resets_and_not_to_retry(upstream: F
     assert abs(seconds(ratelimit(headers, "tokens")["reset"]) - seconds_to_midnight()) < 5
 
 
+def test_the_sdk_does_not_retry_a_used_up_budget(upstream: FakeUpstream) -> None:
+    with gateway(upstream, student(budget=Budget(tokens=1, period="daily"))) as gw:
+        with gw.sdk(STUDENT, max_retries=2) as client, pytest.raises(openai.RateLimitError):
+            client.chat.completions.create(model=MODEL, messages=HI)
+        refusals = gw.app.state.metrics.requests.labels("chat/completions", "", "", "429")._value.get()
+    assert refusals == 1  # asked once: x-should-retry and a Retry-After past the SDK's 2 minutes say not to
+
+
 def test_a_budget_that_never_resets_still_has_retry_after(upstream: FakeUpstream) -> None:
     with gateway(upstream, student(budget=Budget(usd=0.000001)), prices=True) as gw:
         with gw.sdk(STUDENT) as client, pytest.raises(openai.RateLimitError) as refused:
