@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from anygate.accounting.headroom import Headroom, Reading, amount, duration
+from anygate.accounting.headroom import Headroom, Reading, Unit, amount, duration
 from anygate.api.headers import retry_after_in_seconds
 
 NOW = 1_000_000.0
@@ -48,8 +48,8 @@ def test_amounts_are_whole_requests_and_tokens_and_dollars_to_the_millionth() ->
     ]
 
 
-def reading(unit: str, limit: float, left: float, resets_in: float | None, held: float = 0.0) -> Reading:
-    return Reading(unit, limit, left, held, None if resets_in is None else NOW + resets_in, "minute", "key:k")  # type: ignore[arg-type]
+def reading(unit: Unit, limit: float, left: float, resets_in: float | None, held: float = 0.0) -> Reading:
+    return Reading(unit, limit, left, held, None if resets_in is None else NOW + resets_in, "minute", "key:k")
 
 
 def test_each_unit_tells_its_tightest_reading() -> None:
