@@ -198,3 +198,14 @@ async def test_a_grant_says_what_each_counter_has_left_after_it(limiter: Limiter
     assert isinstance(third, Grant) and third.left == {"requests": 0.0, "tokens": 15.0}
     soft = await limiter.reserve(bucket(), [Claim("usd", 1.0, 1.5, hard=False)], ttl=60)
     assert isinstance(soft, Grant) and soft.left["usd"] == pytest.approx(-0.5)  # past a soft limit
+
+
+async def test_a_rejection_says_what_the_counters_checked_before_it_had(limiter: Limiter) -> None:
+    name = bucket()
+    held = await limiter.reserve(name, [Claim("requests", 3, 1), Claim("tokens", 100, 60)], ttl=60)
+    refused = await limiter.reserve(name, [Claim("requests", 3, 1), Claim("tokens", 100, 50)], ttl=60)
+    assert isinstance(held, Grant)
+    assert isinstance(refused, Rejection) and refused.counter == "tokens" and refused.available == 40.0
+    assert refused.left == {"requests": 2.0}  # nothing of the refused request was reserved
+    again = await limiter.reserve(name, [Claim("requests", 3, 1), Claim("tokens", 100, 40)], ttl=60)
+    assert isinstance(again, Grant) and again.left == {"requests": 1.0, "tokens": 0.0}

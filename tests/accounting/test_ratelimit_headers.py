@@ -254,6 +254,7 @@ def test_a_429_of_the_tpm_says_what_is_left(upstream: FakeUpstream) -> None:
             client.chat.completions.create(model=MODEL, messages=HI)
     headers = refused.value.response.headers
     assert ratelimit(headers, "tokens")["limit"] == "1" and ratelimit(headers, "tokens")["remaining"] == "1"
+    assert ratelimit(headers, "requests")["remaining"] == "60"  # checked before the tokens: nothing was held
     assert 1 <= int(headers["retry-after"]) <= 60
 
 

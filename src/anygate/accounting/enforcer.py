@@ -100,14 +100,15 @@ def note_readings(
     resets_at: float | None,
 ) -> None:
     """What the limiter's decision on ``claims`` tells of each counter: every counter of a grant (when the
-    limiter reports what is left), the refusing counter of a rejection."""
+    limiter reports what is left), the refusing counter of a rejection and those checked before it."""
     for claim in claims:
         unit = UNIT_OF_COUNTER.get(claim.counter)
         if unit is None:
             continue
         if isinstance(result, Rejection):
-            if claim.counter == result.counter:
-                headroom.note(Reading(unit, claim.limit, result.available, 0.0, resets_at, window, scope.name))
+            had = result.available if claim.counter == result.counter else result.left.get(claim.counter)
+            if had is not None:
+                headroom.note(Reading(unit, claim.limit, had, 0.0, resets_at, window, scope.name))
             continue
         left = result.left.get(claim.counter)
         if left is not None:

@@ -60,9 +60,13 @@ class Grant:
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
+    """A refused reservation: the claim on ``counter`` did not fit in what it had ``available``. ``left``: what
+    each counter checked before it had (nothing of this request was reserved on any)."""
+
     bucket: str
     counter: str
     available: float
+    left: Mapping[str, float] = field(default_factory=dict)
 
 
 class Limiter(Protocol):
@@ -186,7 +190,7 @@ class MemoryLimiter:
             available = claim.limit - state.used.get(claim.counter, 0.0) - state.reserved.get(claim.counter, 0.0)
             amount = claim.grant(available)
             if amount is None:
-                return Rejection(bucket, claim.counter, available)
+                return Rejection(bucket, claim.counter, available, {c: left[c] + granted[c] for c in granted})
             granted[claim.counter] = amount
             left[claim.counter] = available - amount
         for counter, amount in granted.items():

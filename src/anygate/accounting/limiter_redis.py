@@ -23,9 +23,10 @@ from anygate.accounting.limiter import Claim, Grant, Rejection, SharedRuns, Toke
 from anygate.accounting.windows import LedgerWindow, Seeder
 
 # Reclaim expired reservations of the bucket, then admit all claims or none: {1, counter, granted, left, ...}
-# (left: what the counter has left after this reservation), {0, counter, available} refused, {2} when the
-# bucket must be seeded first. KEYS: hash, exp, amt. ARGV: token, ttl_ms, window_ms (0: none), seeded (1: must exist),
-# then per claim: counter, limit, amount, minimum (-1: none), hard (1|0).
+# (left: what the counter has left after this reservation), {0, counter, available, counter, available, ...}
+# refused (the refusing counter, then those checked before it), {2} when the bucket must be seeded first.
+# KEYS: hash, exp, amt. ARGV: token, ttl_ms, window_ms (0: none), seeded (1: must exist), then per claim:
+# counter, limit, amount, minimum (-1: none), hard (1|0).
 RESERVE = """
 if ARGV[4] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
   return {2}
@@ -44,6 +45,7 @@ for _, tok in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
 end
 local granted = {}
 local parts = {}
+local checked = {}
 local i = 5
 while i <= #ARGV do
   local c, limit, amount = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
@@ -58,8 +60,10 @@ while i <= #ARGV do
     g = available
   end
   if g == nil then
-    return {0, c, tostring(available)}
+    return {0, c, tostring(available), unpack(checked)}
   end
+  checked[#checked + 1] = c
+  checked[#checked + 1] = tostring(available)
   granted[#granted + 1] = c
   granted[#granted + 1] = tostring(g)
   granted[#granted + 1] = tostring(available - g)
@@ -165,7 +169,9 @@ class RedisLimiter:
             args[3] = "0"  # seeded now (by this replica or another): reserve whatever happens next
             result = await self._reserve(keys=self.keys(bucket), args=args)
         if int(result[0]) == 0:
-            return Rejection(bucket, str(result[1]), float(result[2]))
+            before = result[3:]
+            left = {str(before[i]): float(before[i + 1]) for i in range(0, len(before), 2)}
+            return Rejection(bucket, str(result[1]), float(result[2]), left)
         triples = result[1:]
         granted = {str(triples[i]): float(triples[i + 1]) for i in range(0, len(triples), 3)}
         left = {str(triples[i]): float(triples[i + 2]) for i in range(0, len(triples), 3)}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, delete, insert, literal, select, update
@@ -69,7 +70,13 @@ class SqlLimiter:
                 made = await self._ensure_rows(conn, bucket, [c.counter for c in ordered], window, now)
                 if made and seed_from is not None:
                     await self._seed(conn, bucket, made, seed_from)
-                claimed = {c.counter: await self._claim(conn, bucket, c) for c in ordered}
+                claimed: dict[str, tuple[float, float]] = {}
+                for claim in ordered:
+                    try:
+                        claimed[claim.counter] = await self._claim(conn, bucket, claim)
+                    except _Rejected as rejected:  # with what each counter checked before had (rolled back)
+                        before = {c: left + amount for c, (amount, left) in claimed.items()}
+                        raise _Rejected(replace(rejected.rejection, left=before)) from None
                 granted = {counter: amount for counter, (amount, _) in claimed.items()}
                 rows = [
                     {"token": token, "counter": c, "bucket": bucket, "amount": a, "expires_at": now + ttl}
