@@ -188,6 +188,11 @@ def test_unknown_route_is_404(client: httpx2.Client, method: str, path: str) -> 
         ("DELETE", "/v1/keys", "GET, POST"),  # one route per method at this path: all are named
         ("POST", "/v1/keys/key_x", "DELETE, GET, PATCH"),
         ("POST", "/ui/", "GET, HEAD"),
+        ("POST", "/metrics", "GET"),
+        ("DELETE", "/health", "GET"),
+        # A path of its own, though /v1/providers/{provider_id} would take it: not a provider's.
+        ("GET", "/v1/providers/health-check", "POST"),
+        ("DELETE", "/v1/providers/health-check", "POST"),
     ],
 )
 def test_a_known_path_with_a_wrong_method_is_405_with_allow(

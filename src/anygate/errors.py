@@ -185,9 +185,16 @@ class RateLimited(GatewayError):
 
 
 class QuotaExceeded(RateLimited):
+    """A budget is used up: the official SDKs are told not to retry (``x-should-retry: false``), as seconds
+    of waiting do not free a budget."""
+
     type = "insufficient_quota"
     code = "insufficient_quota"
     retryable = False
+
+    def __init__(self, message: str, *, retry_after: float | None = None, code: str | None = None) -> None:
+        super().__init__(message, retry_after=retry_after, code=code)
+        self.headers["x-should-retry"] = "false"
 
 
 class UpstreamUnavailable(GatewayError):

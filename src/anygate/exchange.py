@@ -34,6 +34,7 @@ class Exchange:
     client_gone: bool = False  # the client disconnected
     broken_by_upstream: GatewayError | None = None  # the upstream's failure that ended a started stream
     group: int = 0  # the deployment group being tried: 0 the model's own, 1 its first fallback...
+    cost_usd: float | None = None  # what the accounting priced it at when it settled (None: unknown)
 
     @property
     def has_answered(self) -> bool:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from anygate.auth import Principal
 from anygate.errors import GatewayError, UpstreamStatusError, UpstreamTimeout, UpstreamUnavailable
 from anygate.settings import LogFormat
 
@@ -26,6 +27,11 @@ SECRET_PATTERNS = (
 # Upstream statuses counted under their own ``kind`` label; any other is counted as its class (4xx, 5xx).
 COUNTED_STATUSES = frozenset({400, 401, 402, 403, 404, 408, 409, 413, 422, 429, 500, 502, 503, 504})
 SERIES_CACHE_LIMIT = 10_000
+# Distinct key aliases ``anygate_spend_usd_total`` names; the keys spending after them are counted as ``other``.
+KEY_LABEL_LIMIT = 1_000
+OTHER_KEYS = "other"
+# Budget scopes (keys and users) ``anygate_budget_remaining`` follows; past it, new ones have no series.
+BUDGET_SERIES_LIMIT = 10_000
 K = TypeVar("K")
 V = TypeVar("V")
 UNCHECKED = -1  # ``anygate_provider_healthy`` of a provider not checked yet
@@ -103,6 +109,20 @@ class Metrics:
             ("sink", "outcome"),
             registry=self.registry,
         )
+        self.spend = Counter(
+            "anygate_spend_usd_total",
+            "USD the gateway's provider keys were charged (at the configured or discovered prices), by provider, "
+            "model and key alias.",
+            ("provider", "model", "key"),
+            registry=self.registry,
+        )
+        self.budget_remaining = Gauge(
+            "anygate_budget_remaining",
+            "What is left of a key's or user's budget in its current window (tokens or USD), as of its last "
+            "settled request.",
+            ("scope", "id", "alias", "unit"),
+            registry=self.registry,
+        )
         self._tracked_providers: set[str] = set()
         self.quota_remaining = Gauge(
             "anygate_upstream_quota_remaining",
@@ -115,6 +135,9 @@ class Metrics:
         # every call. Label values are bounded (models a provider lists, else ``unlisted``), and so is this.
         self._request_series: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
         self._token_series: dict[tuple[str, str, str], Counter] = {}
+        self._spend_series: dict[tuple[str, str, str], Counter] = {}
+        self._key_labels: set[str] = set()
+        self._budget_series: dict[tuple[str, str, str, str], Gauge] = {}
 
     def request_series(self, route: str, provider: str, model: str, status: str) -> tuple[Counter, Histogram]:
         """The request counter and latency histogram of one label set."""
@@ -124,6 +147,33 @@ class Metrics:
     def token_counter(self, provider: str, model: str, direction: str) -> Counter:
         key = (provider, model, direction)
         return cached(self._token_series, key, lambda: self.tokens.labels(*key))
+
+    def count_spend(self, provider: str, model: str, key: str, usd: float) -> None:
+        """Add a request's cost to ``anygate_spend_usd_total``; ``key`` is the key's alias."""
+        label = self.key_label(key)
+        series = (provider, model, label)
+        cached(self._spend_series, series, lambda: self.spend.labels(*series)).inc(usd)
+
+    def key_label(self, alias: str) -> str:
+        """The key as a label: its alias, for the first ``KEY_LABEL_LIMIT`` aliases seen; ``other`` after."""
+        if alias in self._key_labels:
+            return alias
+        if len(self._key_labels) >= KEY_LABEL_LIMIT:
+            return OTHER_KEYS
+        self._key_labels.add(alias)
+        return alias
+
+    def observe_budget_left(self, principal: Principal, scope: str, unit: str, left: float) -> None:
+        """Set ``anygate_budget_remaining`` of one budget of ``principal`` (``scope``: ``key:<id>`` or
+        ``user:<id>``) to what its last settled request left."""
+        kind, _, scope_id = scope.partition(":")
+        series = (kind, scope_id, scope_alias(principal, kind, scope_id), unit)
+        gauge = self._budget_series.get(series)
+        if gauge is None:
+            if len(self._budget_series) >= BUDGET_SERIES_LIMIT:
+                return
+            gauge = self._budget_series[series] = self.budget_remaining.labels(*series)
+        gauge.set(left)
 
     def count_upstream_failure(self, provider_id: str, error: GatewayError) -> None:
         """One failed attempt in ``anygate_upstream_errors_total``, when the failure is the upstream's."""
@@ -146,6 +196,17 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def scope_alias(principal: Principal, kind: str, scope_id: str) -> str:
+    """The alias of the key a budget scope names (the caller's own, or a key it was made from); ``""`` for a
+    user (the principal carries no user name)."""
+    if kind != "key":
+        return ""
+    for key in (principal, *principal.ancestors):
+        if key.key_id == scope_id:
+            return key.label or key.key_id
+    return scope_id
 
 
 def cached(cache: dict[K, V], key: K, make: Callable[[], V]) -> V:

@@ -184,3 +184,28 @@ async def test_one_of_many_concurrent_quota_poll_claims_wins_per_interval(
         await engine.dispose()
     assert (first.count(True), again.count(True), later.count(True)) == (1, 0, 1)
     assert stored == (1061.0, 1061.0, {"error": "HTTP 500"})
+
+
+async def test_a_grant_says_what_each_counter_has_left_after_it(limiter: Limiter) -> None:
+    name = bucket()
+    first = await limiter.reserve(name, [Claim("requests", 3, 1), Claim("tokens", 100, 30)], ttl=60)
+    second = await limiter.reserve(name, [Claim("requests", 3, 1), Claim("tokens", 100, 90, minimum=10)], ttl=60)
+    assert isinstance(first, Grant) and isinstance(second, Grant)
+    assert first.left == {"requests": 2.0, "tokens": 70.0}
+    assert second.amounts["tokens"] == 70.0 and second.left == {"requests": 1.0, "tokens": 0.0}  # clamped
+    await limiter.settle(first, {"requests": 1, "tokens": 10})  # 20 of its 30 tokens come back
+    third = await limiter.reserve(name, [Claim("requests", 3, 1), Claim("tokens", 100, 5)], ttl=60)
+    assert isinstance(third, Grant) and third.left == {"requests": 0.0, "tokens": 15.0}
+    soft = await limiter.reserve(bucket(), [Claim("usd", 1.0, 1.5, hard=False)], ttl=60)
+    assert isinstance(soft, Grant) and soft.left["usd"] == pytest.approx(-0.5)  # past a soft limit
+
+
+async def test_a_rejection_says_what_the_counters_checked_before_it_had(limiter: Limiter) -> None:
+    name = bucket()
+    held = await limiter.reserve(name, [Claim("requests", 3, 1), Claim("tokens", 100, 60)], ttl=60)
+    refused = await limiter.reserve(name, [Claim("requests", 3, 1), Claim("tokens", 100, 50)], ttl=60)
+    assert isinstance(held, Grant)
+    assert isinstance(refused, Rejection) and refused.counter == "tokens" and refused.available == 40.0
+    assert refused.left == {"requests": 2.0}  # nothing of the refused request was reserved
+    again = await limiter.reserve(name, [Claim("requests", 3, 1), Claim("tokens", 100, 40)], ttl=60)
+    assert isinstance(again, Grant) and again.left == {"requests": 1.0, "tokens": 0.0}

@@ -3,9 +3,12 @@
 For each scope (the key, each key it was made from, its user) the enforcer reserves, in this order: one
 concurrency slot, one request of the minute, the minute's tokens, then the budget window's tokens and USD.
 A rejection releases what was already reserved and raises ``RateLimited`` (rate limits) or
-``QuotaExceeded`` (budgets) with ``Retry-After`` where the time is known. A hard token budget with less
-left than asked, but more than the prompt, admits the request with its output clamped to what is left (at
-least one token for each answer it asks for: ``Ask.outputs``).
+``QuotaExceeded`` (budgets) with ``Retry-After`` (a budget that never resets: ``NEVER_RESETS_RETRY_AFTER``).
+A hard token budget with less left than asked, but more than the prompt, admits the request with its
+output clamped to what is left (at least one token for each answer it asks for: ``Ask.outputs``).
+
+Every counter reserved or refused leaves a ``Reading`` in the admission's ``Headroom``: the request's
+``x-ratelimit-*`` headers (a refusal carries them too) and the budget gauges, without another limiter call.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope
+from anygate.accounting.headroom import UNIT_OF_COUNTER, Headroom, Reading, Window
 from anygate.accounting.limiter import Claim, Grant, Limiter, MemoryLimiter, Rejection
 from anygate.accounting.periods import seconds_until_reset
 from anygate.accounting.unsettled import LIMITER_ERRORS, Settlement, UnsettledQueue
@@ -28,6 +32,9 @@ log = logging.getLogger("anygate.accounting")
 
 RESERVATION_TTL = 900.0  # a request holding budget longer than this is presumed crashed
 MINIMUM_USD = 1e-9  # a USD claim of an unknown price still needs a budget not yet spent
+# Retry-After of a used-up budget that never resets: waiting frees nothing (an admin must raise it), and
+# every 429 says when to come back.
+NEVER_RESETS_RETRY_AFTER = 86400
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +74,7 @@ class Admission:
     grants: list[tuple[Grant, str]] = field(default_factory=list)  # (grant, what it counts)
     max_tokens: int | None = None
     settled: bool = False
+    headroom: Headroom = field(default_factory=Headroom)  # what each counter had left: x-ratelimit-*
 
 
 def charges(grant: Grant, kind: str, tokens: int, usd: float | None) -> dict[str, float]:
@@ -81,6 +89,31 @@ def charges(grant: Grant, kind: str, tokens: int, usd: float | None) -> dict[str
     if kind == "budget" and "usd" in grant.amounts:
         actual["usd"] = usd or 0.0
     return actual
+
+
+def note_readings(
+    headroom: Headroom,
+    result: Grant | Rejection,
+    claims: Sequence[Claim],
+    window: Window,
+    scope: Scope,
+    resets_at: float | None,
+) -> None:
+    """What the limiter's decision on ``claims`` tells of each counter: every counter of a grant (when the
+    limiter reports what is left), the refusing counter of a rejection and those checked before it."""
+    for claim in claims:
+        unit = UNIT_OF_COUNTER.get(claim.counter)
+        if unit is None:
+            continue
+        if isinstance(result, Rejection):
+            had = result.available if claim.counter == result.counter else result.left.get(claim.counter)
+            if had is not None:
+                headroom.note(Reading(unit, claim.limit, had, 0.0, resets_at, window, scope.name))
+            continue
+        left = result.left.get(claim.counter)
+        if left is not None:
+            held = result.amounts.get(claim.counter, 0.0)
+            headroom.note(Reading(unit, claim.limit, left, held, resets_at, window, scope.name))
 
 
 def budget_bucket(scope: Scope, budget: BudgetSpec, now: datetime) -> str:
@@ -107,8 +140,11 @@ class Enforcer:
             for scope in scopes:
                 if scope.budget is not None:
                     await self._budget(admission, scope, scope.budget, ask)
-        except BaseException:
+        except BaseException as failure:
             await self.release(admission)
+            if isinstance(failure, RateLimited):  # what was held is given back: the headers say so
+                admission.headroom.given_back = True
+                failure.headers.update(admission.headroom.headers())
             raise
         return admission
 
@@ -120,6 +156,8 @@ class Enforcer:
         kind: str,
         window: float | None,
         seed_from: LedgerWindow | None = None,
+        scope: Scope | None = None,
+        resets_at: float | None = None,
     ) -> Grant | Rejection:
         if self._memory is not None and not self._memory.needs_seed(bucket, seed_from):
             result = self._memory.reserve_now(bucket, claims, RESERVATION_TTL, window)
@@ -127,6 +165,9 @@ class Enforcer:
             result = await self.limiter.reserve(bucket, claims, RESERVATION_TTL, window, seed_from)
         if isinstance(result, Grant):
             admission.grants.append((result, kind))
+        if scope is not None and kind != "concurrency":
+            counted: Window = "minute" if kind == "minute" else "budget"
+            note_readings(admission.headroom, result, claims, counted, scope, resets_at)
         return result
 
     async def _rate(self, admission: Admission, scope: Scope, limits: LimitSpec, ask: Ask) -> None:
@@ -147,7 +188,9 @@ class Enforcer:
             claims.append(Claim("tokens", limits.tpm, ask.tokens, minimum=ask.least_tokens))
         if not claims:
             return
-        result = await self._hold(admission, minute_bucket(scope, now), claims, "minute", 120.0)
+        result = await self._hold(
+            admission, minute_bucket(scope, now), claims, "minute", 120.0, scope=scope, resets_at=now + next_minute
+        )
         if isinstance(result, Rejection):
             unit = "requests" if result.counter == "requests" else "tokens"
             limit = limits.rpm if unit == "requests" else limits.tpm
@@ -178,11 +221,14 @@ class Enforcer:
         reset_in = seconds_until_reset(budget.period, now)
         window = None if reset_in is None else reset_in + 3600
         seed_from = ledger_window(scope.kind, scope.id, budget.period, now)
-        result = await self._hold(admission, budget_bucket(scope, budget, now), claims, "budget", window, seed_from)
+        resets_at = None if reset_in is None else now.timestamp() + reset_in
+        bucket = budget_bucket(scope, budget, now)
+        result = await self._hold(admission, bucket, claims, "budget", window, seed_from, scope, resets_at)
         if isinstance(result, Rejection):
             what = "token" if result.counter == "tokens" else "USD"
             period = "" if budget.period == "none" else f"{budget.period} "
-            raise QuotaExceeded(f"The {period}{what} budget of {scope.described} is used up", retry_after=reset_in)
+            retry_after = NEVER_RESETS_RETRY_AFTER if reset_in is None else reset_in
+            raise QuotaExceeded(f"The {period}{what} budget of {scope.described} is used up", retry_after=retry_after)
         self._clamp(admission, result, ask)
 
     @staticmethod

@@ -48,18 +48,25 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """An admitted reservation on one bucket."""
+    """An admitted reservation on one bucket. ``left``: what each counter had left once this reservation was
+    made (``limit - used - reserved``, as the limiter's decision saw it; negative past a soft limit), so that
+    a caller can be told its headroom without asking the limiter again."""
 
     bucket: str
     token: str
     amounts: Mapping[str, float]
+    left: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
+    """A refused reservation: the claim on ``counter`` did not fit in what it had ``available``. ``left``: what
+    each counter checked before it had (nothing of this request was reserved on any)."""
+
     bucket: str
     counter: str
     available: float
+    left: Mapping[str, float] = field(default_factory=dict)
 
 
 class Limiter(Protocol):
@@ -178,18 +185,20 @@ class MemoryLimiter:
         state = self._bucket(bucket, now, window)
         self._reclaim(state, now)
         granted: dict[str, float] = {}
+        left: dict[str, float] = {}
         for claim in claims:
             available = claim.limit - state.used.get(claim.counter, 0.0) - state.reserved.get(claim.counter, 0.0)
             amount = claim.grant(available)
             if amount is None:
-                return Rejection(bucket, claim.counter, available)
+                return Rejection(bucket, claim.counter, available, {c: left[c] + granted[c] for c in granted})
             granted[claim.counter] = amount
+            left[claim.counter] = available - amount
         for counter, amount in granted.items():
             state.reserved[counter] = state.reserved.get(counter, 0.0) + amount
         token = self._tokens.next()
         state.reservations[token] = (now + ttl, granted)
         state.next_expiry = min(state.next_expiry, now + ttl)
-        return Grant(bucket, token, granted)
+        return Grant(bucket, token, granted, left)
 
     def _bucket(self, bucket: str, now: float, window: float | None) -> _Bucket:
         state = self._buckets.get(bucket)

@@ -22,9 +22,11 @@ import redis.asyncio as redis
 from anygate.accounting.limiter import Claim, Grant, Rejection, SharedRuns, Tokens
 from anygate.accounting.windows import LedgerWindow, Seeder
 
-# Reclaim expired reservations of the bucket, then admit all claims or none; {2} when the bucket must be
-# seeded first. KEYS: hash, exp, amt. ARGV: token, ttl_ms, window_ms (0: none), seeded (1: must exist),
-# then per claim: counter, limit, amount, minimum (-1: none), hard (1|0).
+# Reclaim expired reservations of the bucket, then admit all claims or none: {1, counter, granted, left, ...}
+# (left: what the counter has left after this reservation), {0, counter, available, counter, available, ...}
+# refused (the refusing counter, then those checked before it), {2} when the bucket must be seeded first.
+# KEYS: hash, exp, amt. ARGV: token, ttl_ms, window_ms (0: none), seeded (1: must exist), then per claim:
+# counter, limit, amount, minimum (-1: none), hard (1|0).
 RESERVE = """
 if ARGV[4] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
   return {2}
@@ -43,6 +45,7 @@ for _, tok in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
 end
 local granted = {}
 local parts = {}
+local checked = {}
 local i = 5
 while i <= #ARGV do
   local c, limit, amount = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
@@ -57,14 +60,17 @@ while i <= #ARGV do
     g = available
   end
   if g == nil then
-    return {0, c, tostring(available)}
+    return {0, c, tostring(available), unpack(checked)}
   end
+  checked[#checked + 1] = c
+  checked[#checked + 1] = tostring(available)
   granted[#granted + 1] = c
   granted[#granted + 1] = tostring(g)
+  granted[#granted + 1] = tostring(available - g)
   parts[#parts + 1] = c .. '=' .. tostring(g)
   i = i + 5
 end
-for j = 1, #granted, 2 do
+for j = 1, #granted, 3 do
   redis.call('HINCRBYFLOAT', KEYS[1], 'r:' .. granted[j], granted[j + 1])
 end
 redis.call('HSET', KEYS[3], ARGV[1], table.concat(parts, ';'))
@@ -163,9 +169,13 @@ class RedisLimiter:
             args[3] = "0"  # seeded now (by this replica or another): reserve whatever happens next
             result = await self._reserve(keys=self.keys(bucket), args=args)
         if int(result[0]) == 0:
-            return Rejection(bucket, str(result[1]), float(result[2]))
-        pairs = result[1:]
-        return Grant(bucket, token, {str(pairs[i]): float(pairs[i + 1]) for i in range(0, len(pairs), 2)})
+            before = result[3:]
+            left = {str(before[i]): float(before[i + 1]) for i in range(0, len(before), 2)}
+            return Rejection(bucket, str(result[1]), float(result[2]), left)
+        triples = result[1:]
+        granted = {str(triples[i]): float(triples[i + 1]) for i in range(0, len(triples), 3)}
+        left = {str(triples[i]): float(triples[i + 2]) for i in range(0, len(triples), 3)}
+        return Grant(bucket, token, granted, left)
 
     async def seed(self, bucket: str, seed_from: LedgerWindow, window_ms: int) -> None:
         """Start an absent bucket from the ledger's count of its window (a no-op if it appeared meanwhile).

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, delete, insert, literal, select, update
@@ -69,7 +70,14 @@ class SqlLimiter:
                 made = await self._ensure_rows(conn, bucket, [c.counter for c in ordered], window, now)
                 if made and seed_from is not None:
                     await self._seed(conn, bucket, made, seed_from)
-                granted = {c.counter: await self._claim(conn, bucket, c) for c in ordered}
+                claimed: dict[str, tuple[float, float]] = {}
+                for claim in ordered:
+                    try:
+                        claimed[claim.counter] = await self._claim(conn, bucket, claim)
+                    except _Rejected as rejected:  # with what each counter checked before had (rolled back)
+                        before = {c: left + amount for c, (amount, left) in claimed.items()}
+                        raise _Rejected(replace(rejected.rejection, left=before)) from None
+                granted = {counter: amount for counter, (amount, _) in claimed.items()}
                 rows = [
                     {"token": token, "counter": c, "bucket": bucket, "amount": a, "expires_at": now + ttl}
                     for c, a in granted.items()
@@ -78,7 +86,7 @@ class SqlLimiter:
                     await conn.execute(insert(reservations), rows)
         except _Rejected as rejected:
             return rejected.rejection
-        return Grant(bucket, token, granted)
+        return Grant(bucket, token, granted, {counter: left for counter, (_, left) in claimed.items()})
 
     async def _reclaim(self, conn: AsyncConnection, bucket: str, now: float) -> None:
         expired = await conn.execute(
@@ -119,7 +127,8 @@ class SqlLimiter:
                     .values(used=used[counter])
                 )
 
-    async def _claim(self, conn: AsyncConnection, bucket: str, claim: Claim) -> float:
+    async def _claim(self, conn: AsyncConnection, bucket: str, claim: Claim) -> tuple[float, float]:
+        """Reserve one claim: (the amount granted, what the counter has left after it), in one statement."""
         available: ColumnElement[Any] = literal(claim.limit) - counters.c.used - counters.c.reserved
         amount: ColumnElement[Any] = literal(claim.amount)
         condition: ColumnElement[bool] = literal(True)
@@ -132,17 +141,17 @@ class SqlLimiter:
             update(counters)
             .where(counters.c.bucket == bucket, counters.c.counter == claim.counter, condition)
             .values(reserved=counters.c.reserved + amount, granted=amount)
-            .returning(counters.c.granted)
+            .returning(counters.c.granted, literal(claim.limit) - counters.c.used - counters.c.reserved)
         )
-        granted = result.scalar_one_or_none()
-        if granted is None:
+        row = result.one_or_none()
+        if row is None:
             left = await conn.scalar(
                 select(claim.limit - counters.c.used - counters.c.reserved).where(
                     counters.c.bucket == bucket, counters.c.counter == claim.counter
                 )
             )
             raise _Rejected(Rejection(bucket, claim.counter, float(left or 0.0)))
-        return float(granted)
+        return float(row[0]), float(row[1])
 
     async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
         async with self._engine.begin() as conn:

@@ -215,6 +215,8 @@ def generation(row: UsageRow, exchange: Exchange, ticket: Ticket | None) -> Gene
 
 
 ByokCheck = Callable[[Principal, str], bool]
+# Told, at settle, what a caller's budget has left: (caller, ``key:<id>`` or ``user:<id>``, unit, left).
+BudgetObserver = Callable[[Principal, str, str, float], None]
 
 
 def never_byok(principal: Principal, provider_id: str) -> bool:
@@ -235,6 +237,7 @@ class Accounting:
         stream_usage: StreamUsagePolicy | None = None,
         tokenizer: Tokenizer | None = None,
         export: Exporter | None = None,
+        budget_observer: BudgetObserver | None = None,
     ) -> None:
         self.tokenizer = tokenizer or Tokenizer()  # its vocabularies load at start-up (lifecycle)
         self.export = export  # beside the ledger: each settled request's record, to the telemetry sinks
@@ -245,6 +248,7 @@ class Accounting:
         self.is_byok = is_byok
         self.refuse_unpriced = refuse_unpriced
         self.stream_usage = stream_usage or StreamUsagePolicy(lambda provider_id: None)
+        self.budget_observer = budget_observer  # the budget gauges, from what the reservation knew
 
     # ------------------------------------------------------------------------------ before
 
@@ -416,6 +420,7 @@ class Accounting:
     async def _settle(self, exchange: Exchange, ticket: Ticket | None, finished: float) -> None:
         charge = await self.charge(exchange, ticket)
         count, cost = charge.tokens, charge.cost
+        exchange.cost_usd = cost
         # The ledger first: the record that survives holds the request whatever happens to the counters.
         row = self.row(exchange, ticket, charge, finished)
         self.ledger.record(row)
@@ -423,9 +428,14 @@ class Accounting:
             self.export.offer(generation(row, exchange, ticket))
         if ticket is not None and ticket.admission is not None:
             # The caller's own provider key pays for a BYOK request: it counts tokens, not the USD budget.
-            settled = await self.enforcer.settle(ticket.admission, count.total, 0.0 if exchange.byok else cost)
+            usd = 0.0 if exchange.byok else cost
+            settled = await self.enforcer.settle(ticket.admission, count.total, usd)
             if not settled:
                 self.ledger.write_soon()  # its row in the database before the counters can be rebuilt
+            if self.budget_observer is not None and ticket.admission.headroom:
+                charged = {"tokens": float(count.total), "usd": usd or 0.0}
+                for scope, unit, left in ticket.admission.headroom.budgets_after(charged):
+                    self.budget_observer(exchange.principal, scope, unit, left)
 
     async def retry_unsettled(self) -> int:
         """Apply the settlements the limiter refused earlier, once the ledger's rows are written (so that

@@ -12,7 +12,7 @@ from anygate.accounting.limiter import Limiter, MemoryLimiter
 from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.accounting.pricing import MILLION, Price, PriceBook
-from anygate.accounting.service import Accounting, ByokCheck, never_byok
+from anygate.accounting.service import Accounting, BudgetObserver, ByokCheck, never_byok
 from anygate.accounting.stream_usage import StreamUsagePolicy
 from anygate.accounting.windows import LedgerWindow, Seeder, engine_seeder
 from anygate.registry import ProviderRegistry
@@ -85,9 +85,11 @@ def build_accounting(
     budget_source: BudgetSource = scopes_of,
     is_byok: ByokCheck = never_byok,
     export: Exporter | None = None,
+    budget_observer: BudgetObserver | None = None,
 ) -> Accounting:
     """Accounting on the store's engine: its tables come from the store's migrations (0002_accounting);
-    ``export``: where each settled request's record goes besides the ledger."""
+    ``export``: where each settled request's record goes besides the ledger; ``budget_observer``: told what
+    each budget has left when a request settles (the metrics' gauges)."""
     ledger = Ledger(engine, interval=settings.ledger_interval)
     limiter = make_limiter(settings, engine, ledger)
     enforcer = Enforcer(limiter)
@@ -102,4 +104,5 @@ def build_accounting(
         refuse_unpriced=not settings.allow_unpriced_under_usd_budget,
         stream_usage=StreamUsagePolicy(registry.find),
         export=export,
+        budget_observer=budget_observer,
     )

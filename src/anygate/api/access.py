@@ -55,6 +55,8 @@ def measure(state: AppState, exchange: Exchange, status: int, elapsed: float) ->
     if exchange.stream and exchange.first_byte_at is not None:
         metrics.time_to_first_token.labels(provider, model).observe(exchange.first_byte_at - exchange.started)
     count_tokens(metrics, exchange, provider, model)
+    if exchange.cost_usd and not exchange.byok:  # what the gateway's own provider keys paid
+        metrics.count_spend(provider, model, exchange.principal.label or exchange.principal.key_id, exchange.cost_usd)
 
 
 def model_label(state: AppState, exchange: Exchange) -> str:

@@ -28,7 +28,7 @@ import orjson
 
 from anygate.accounting.stream_usage import REFUSING_STATUSES
 from anygate.api.bridges import ENDPOINT_MISSING, Answer, Bridge, Leg, StreamTranslator
-from anygate.api.headers import forwarded_headers, response_headers, retry_after_header
+from anygate.api.headers import forwarded_headers, limit_headers, response_headers, retry_after_header
 from anygate.api.http import Send, send_bytes
 from anygate.api.relay import COST_HEADER, EVENT_STREAM, Cycle, UpstreamRequest, shutting_down
 from anygate.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
@@ -139,7 +139,8 @@ class BridgedCycle(Cycle):
         await send_bytes(self.send, response.status, body, headers)
 
     def _headers(self, response: Response, content_type: bytes) -> list[tuple[bytes, bytes]]:
-        headers = response_headers(response.headers, self.exchange.request_id.encode())
+        own_limits = limit_headers(self.request.ticket.admission)
+        headers = response_headers(response.headers, self.exchange.request_id.encode(), own_limits)
         headers = [(name, value) for name, value in headers if name != b"content-type"]
         headers.append((b"content-type", content_type))
         if content_type == SSE:

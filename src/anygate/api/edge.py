@@ -31,7 +31,7 @@ from anygate.accounting.service import Accounting
 from anygate.api.access import observe
 from anygate.api.deps import PRINCIPAL_SCOPE_KEY
 from anygate.api.dialects import COUNT_TOKENS_PATH, LEGACY_PREFIXES, send_error_in_dialect, without_legacy_prefix
-from anygate.api.headers import relative_locations, security_headers
+from anygate.api.headers import answer_error_headers, relative_locations, security_headers
 from anygate.api.http import (
     ASGIApp,
     ClientDisconnected,
@@ -223,6 +223,9 @@ class ErrorsLayer:
         self._record(context, error.status, error.code)
         if not answered:
             error.headers["x-request-id"] = context.request_id
+            call = context.call
+            if call is not None or error.status == 429:
+                answer_error_headers(error, call.ticket.admission if call is not None and call.ticket else None)
             await send_error_in_dialect(scope, send, error)
 
     @staticmethod

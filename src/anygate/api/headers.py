@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
+from anygate.accounting.enforcer import Admission
 from anygate.api.http import NOSNIFF, Scope
+from anygate.errors import GatewayError
 from anygate.transport import Headers
 
 # Never sent upstream: hop-by-hop headers, the client's credentials, and what identifies the client.
@@ -58,13 +63,54 @@ def forwarded_headers(scope: Scope) -> dict[str, str]:
     return headers
 
 
-def response_headers(upstream: Headers, request_id: bytes) -> list[tuple[bytes, bytes]]:
+def response_headers(
+    upstream: Headers, request_id: bytes, own_limits: list[tuple[bytes, bytes]] | None = None
+) -> list[tuple[bytes, bytes]]:
+    """The headers of an upstream's answer that reach the client. ``own_limits``: the caller's own
+    ``x-ratelimit-*`` headers (a key with limits or budgets), which replace the upstream's: those describe
+    the gateway's account at the provider, not the caller."""
     headers = [(b"x-request-id", request_id), NOSNIFF]
     for name, value in upstream.raw:
         lowered = name.lower()
-        if lowered in PASSED_RESPONSE_HEADERS or lowered.startswith(PASSED_RESPONSE_PREFIXES):
+        if lowered in PASSED_RESPONSE_HEADERS or (lowered.startswith(PASSED_RESPONSE_PREFIXES) and own_limits is None):
             headers.append((lowered, value))
+    if own_limits is not None:
+        headers.extend(own_limits)
     return headers
+
+
+def answer_error_headers(error: GatewayError, admission: Admission | None) -> None:
+    """The headers an error answer of a model route carries besides its own: the caller's ``x-ratelimit-*``
+    (a refusal by the enforcer has them already), and on every 429 a ``Retry-After`` in whole seconds (an
+    upstream's date or fraction made so; none known: 1)."""
+    if admission is not None and admission.headroom and not any(n.startswith("x-ratelimit-") for n in error.headers):
+        error.headers.update(admission.headroom.headers())
+    if error.status == 429:
+        error.headers["retry-after"] = str(retry_after_in_seconds(error.headers.get("retry-after")))
+
+
+def retry_after_in_seconds(value: str | None, now: datetime | None = None) -> int:
+    """A ``Retry-After`` value (seconds, or an HTTP date) as whole seconds, at least 1."""
+    if value is None:
+        return 1
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return 1
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    return max(1, math.ceil(seconds)) if math.isfinite(seconds) else 1
+
+
+def limit_headers(admission: Admission | None) -> list[tuple[bytes, bytes]] | None:
+    """The caller's ``x-ratelimit-*`` headers from its reservation; None for a caller nothing limits."""
+    if admission is None or not admission.headroom:
+        return None
+    return [(name.encode(), value.encode()) for name, value in admission.headroom.headers()]
 
 
 def retry_after_header(upstream: Headers) -> dict[str, str] | None:

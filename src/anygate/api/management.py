@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from anygate import __version__
 from anygate.api import (
@@ -85,6 +86,42 @@ def allowed_methods(request: Request, headers: Mapping[str, str]) -> set[str]:
     return given
 
 
+class ShadowedPaths:
+    """A path a route spells out (``/v1/providers/health-check``) is that resource, even where a route with a
+    parameter (``/v1/providers/{provider_id}``) matches it too: asked with a method only the other answers,
+    it is a 405 naming its own methods, not a request about a provider called ``health-check``."""
+
+    def __init__(self, app: ASGIApp, routes_of: FastAPI) -> None:
+        self.app = app
+        self._routes_of = routes_of
+        self._allowed: dict[str, set[str]] | None = None  # made at the first request, once every route is in
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            allowed = self.shadowed().get(scope["path"])
+            if allowed is not None and scope["method"] not in allowed:
+                refusal = MethodNotAllowed(scope["method"], scope["path"], allowed)
+                await error_response(refusal)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def shadowed(self) -> dict[str, set[str]]:
+        """Each literal path some route with a parameter also matches, with the methods its own routes take."""
+        if self._allowed is None:
+            routes = [
+                (route.path, route.methods)
+                for route in iter_route_contexts(self._routes_of.routes)
+                if route.path and route.methods
+            ]
+            patterns = [compile_path(path)[0] for path, _ in routes if "{" in path]
+            allowed: dict[str, set[str]] = {}
+            for path, methods in routes:
+                if "{" not in path and any(pattern.match(path) for pattern in patterns):
+                    allowed.setdefault(path, set()).update(methods)
+            self._allowed = allowed
+        return self._allowed
+
+
 class ManagementApp(FastAPI):
     metrics_public = True  # whether the document says /metrics needs no key
 
@@ -113,6 +150,7 @@ def build_management_app(metrics_public: bool = True) -> FastAPI:
     app.include_router(routes_requests.router)
     app.include_router(routes_litellm.router)
     app.include_router(routes_signin.router)
+    app.add_middleware(ShadowedPaths, routes_of=app)
     return app
 
 

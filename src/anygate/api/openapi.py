@@ -54,12 +54,26 @@ ERROR_MEANINGS = {
     404: "Nothing by that name (or nothing this key may see)",
     409: "Conflicts with what exists (a duplicate id, a read-only provider, a concurrent rotation)",
     413: "The request body is over `max_body_bytes`",
-    429: "A rate limit or budget refuses the request now (`Retry-After` says when to retry, where known)",
+    429: "A rate limit or budget refuses the request now (`Retry-After` says when to retry, in seconds)",
     502: "The upstream could not be reached or answered badly (its own error is passed on when well formed)",
     503: "A part of the gateway this needs is not available (the store, accounting, a secret key)",
     504: "The upstream did not answer in time",
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "string"}}}
+# On a model route's answers to a key with limits or budgets: what it has left (docs/budgets-and-quotas.md).
+RATE_LIMIT_HEADERS = {
+    f"x-ratelimit-{part}-{unit}": {"description": f"{meaning} ({what}).", "schema": {"type": "string"}}
+    for unit, what in (
+        ("requests", "the tightest requests-per-minute limit"),
+        ("tokens", "the tightest tokens-per-minute limit or token budget"),
+        ("usd", "the tightest USD budget; anygate's own"),
+    )
+    for part, meaning in (
+        ("limit", "The limit"),
+        ("remaining", "What is left of it after this request's reservation"),
+        ("reset", "When it resets, as a duration (`1s`, `6m0s`)"),
+    )
+}
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "An anygate key (`sk-ag-...`)."},
     "x-api-key": {"type": "apiKey", "in": "header", "name": "x-api-key", "description": "The same key."},
@@ -290,7 +304,20 @@ def model_route(summary: str, answer: type[BaseModel]) -> dict[str, Any]:
     }
     body = {"required": True, "content": {"application/json": {"schema": {"$ref": REF.format(model="ModelRequest")}}}}
     responses = {"200": ok, **{str(s): error_response(s) for s in MODEL_ROUTE_ERRORS}, "default": UPSTREAM_STATUS}
-    return {"post": {"tags": ["model routes"], "summary": summary, "requestBody": body, "responses": responses}}
+    return {
+        "post": {"tags": ["model routes"], "summary": summary, "requestBody": body, "responses": limited(responses)}
+    }
+
+
+def limited(responses: dict[str, Any]) -> dict[str, Any]:
+    """A model route's answers, each with the ``x-ratelimit-*`` headers a limited key gets (refusals before
+    anything was reserved, 400 to 413, have none)."""
+    return {
+        status: {**answer, "headers": {**answer.get("headers", {}), **RATE_LIMIT_HEADERS}}
+        if status == "default" or int(status) == 200 or int(status) >= 429
+        else answer
+        for status, answer in responses.items()
+    }
 
 
 def anthropic_route(route: AnthropicRoute) -> dict[str, Any]:
@@ -307,6 +334,7 @@ def anthropic_route(route: AnthropicRoute) -> dict[str, Any]:
         responses[str(status)] = {**error_response(status), "content": error}
     if route.streams:
         responses["default"] = {**UPSTREAM_STATUS, "content": error}
+        responses = limited(responses)
     operation = {"tags": ["model routes"], "summary": route.summary, "requestBody": body, "responses": responses}
     return {"post": operation}
 
@@ -351,7 +379,7 @@ def proxy_route() -> dict[str, Any]:
             "tags": ["model routes"],
             "summary": f"{method.upper()} on a provider's own API",
             "description": description,
-            "responses": {"200": ok, **errors, "default": UPSTREAM_STATUS},
+            "responses": limited({"200": ok, **errors, "default": UPSTREAM_STATUS}),
         }
         if method == "post":
             schema = {"type": "object", "description": "Sent to the upstream as is"}

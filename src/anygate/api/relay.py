@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from anygate.accounting.service import Ticket
-from anygate.api.headers import forwarded_headers, response_headers, retry_after_header
+from anygate.api.headers import forwarded_headers, limit_headers, response_headers, retry_after_header
 from anygate.api.http import Scope, Send, send_bytes
 from anygate.api.tracing_layer import traced_attempt
 from anygate.errors import GatewayError, ServiceUnavailable, UpstreamTimeout, UpstreamUnavailable
@@ -132,7 +132,7 @@ class Cycle:
         ticket = self.request.ticket
         if exchange.usage is None or ticket.keeps_text:  # to estimate from, or to export
             ticket.keep_body(data)
-        headers = response_headers(response.headers, exchange.request_id.encode())
+        headers = response_headers(response.headers, exchange.request_id.encode(), limit_headers(ticket.admission))
         cost = self.state.accounting.answer_cost(exchange, ticket)
         if cost is not None:
             headers.append((COST_HEADER, cost))
@@ -151,7 +151,8 @@ class Cycle:
         except StopAsyncIteration:
             raise UpstreamUnavailable(f"Provider '{runtime.id}' ended the stream before any event") from None
         response.set_read_timeout(runtime.client.timeout)
-        headers = response_headers(response.headers, exchange.request_id.encode())
+        own_limits = limit_headers(self.request.ticket.admission)
+        headers = response_headers(response.headers, exchange.request_id.encode(), own_limits)
         headers.append((b"cache-control", b"no-cache"))
         exchange.status = response.status
         exchange.first_byte_at = time.perf_counter()

@@ -67,7 +67,13 @@ async def build_state(
     readiness.add("secrets", store_sync.check_secrets)
     exporter = telemetry_export(settings, transport, metrics)
     accounting = build_accounting(
-        settings, registry, store.db.engine, budget_source or scopes_of, caller_keys.has_key, exporter
+        settings,
+        registry,
+        store.db.engine,
+        budget_source or scopes_of,
+        caller_keys.has_key,
+        exporter,
+        budget_observer=metrics.observe_budget_left,
     )
     readiness.add("tokenizer", accounting.tokenizer.check_ready)
     if isinstance(accounting.enforcer.limiter, RedisLimiter):

@@ -1,0 +1,130 @@
+"""What a caller has left of its rate limits and budgets, as its reservation found it: OpenAI's
+``x-ratelimit-*`` headers, and the budget gauges.
+
+The enforcer notes one ``Reading`` for each counter it reserved (``requests`` and ``tokens`` of a minute,
+``tokens`` and ``usd`` of a budget window), from what the limiter's decision already computed
+(``Grant.left``) or, when it refused, what the counter had (``Rejection.available``): nothing more is
+asked of the limiter. Each unit's headers describe its tightest reading, the one with the least left:
+
+    x-ratelimit-limit-requests: 60         x-ratelimit-limit-tokens: 100000       x-ratelimit-limit-usd: 5
+    x-ratelimit-remaining-requests: 59     x-ratelimit-remaining-tokens: 99000    x-ratelimit-remaining-usd: 4.58
+    x-ratelimit-reset-requests: 21.4s      x-ratelimit-reset-tokens: 21.4s        x-ratelimit-reset-usd: 14h2m3s
+
+A reset is written as OpenAI writes it (Go's duration format: ``850ms``, ``1s``, ``6m0s``, ``1h2m3.5s``); a
+budget that never resets has no reset header. A unit nothing limits has no headers.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+Unit = Literal["requests", "tokens", "usd"]
+UNITS: tuple[Unit, ...] = ("requests", "tokens", "usd")
+UNIT_OF_COUNTER: Mapping[str, Unit] = {unit: unit for unit in UNITS}  # the limiter's counters of each unit
+Window = Literal["minute", "budget"]
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One counter of one scope as a reservation saw it. ``left`` is after this request's reservation
+    (``held``); ``resets_at`` a UNIX time (None: never)."""
+
+    unit: Unit
+    limit: float
+    left: float
+    held: float
+    resets_at: float | None
+    window: Window
+    scope: str  # ``key:<id>`` or ``user:<id>``
+
+
+class Headroom:
+    """The readings of one request's reservation."""
+
+    __slots__ = ("readings", "given_back")
+
+    def __init__(self) -> None:
+        self.readings: list[Reading] = []
+        self.given_back = False  # refused: what the request held was given back
+
+    def __repr__(self) -> str:
+        return f"Headroom({', '.join(f'{r.scope} {r.unit} {r.left:g}/{r.limit:g}' for r in self.readings)})"
+
+    def __bool__(self) -> bool:
+        return bool(self.readings)
+
+    def note(self, reading: Reading) -> None:
+        self.readings.append(reading)
+
+    def left(self, reading: Reading) -> float:
+        return reading.left + reading.held if self.given_back else reading.left
+
+    def tightest(self, unit: Unit) -> Reading | None:
+        """The reading of ``unit`` with the least left (on a tie, the later reset: the one that binds longer),
+        or None."""
+        found: Reading | None = None
+        for reading in self.readings:
+            if reading.unit == unit and (found is None or self._binds_more(reading, found)):
+                found = reading
+        return found
+
+    def _binds_more(self, reading: Reading, other: Reading) -> bool:
+        left, other_left = self.left(reading), self.left(other)
+        return left < other_left or (left == other_left and resets_in(reading) > resets_in(other))
+
+    def headers(self, now: float | None = None) -> list[tuple[str, str]]:
+        """The ``x-ratelimit-*`` headers of every unit something limits (none: an empty list)."""
+        if not self.readings:
+            return []
+        now = time.time() if now is None else now
+        headers: list[tuple[str, str]] = []
+        for unit in UNITS:
+            reading = self.tightest(unit)
+            if reading is None:
+                continue
+            headers.append((f"x-ratelimit-limit-{unit}", amount(unit, reading.limit)))
+            headers.append((f"x-ratelimit-remaining-{unit}", amount(unit, max(0.0, self.left(reading)))))
+            if reading.resets_at is not None:
+                headers.append((f"x-ratelimit-reset-{unit}", duration(reading.resets_at - now)))
+        return headers
+
+    def budgets_after(self, charged: Mapping[str, float]) -> Iterator[tuple[str, Unit, float]]:
+        """(scope, unit, what is left) of each budget counter once the request is charged ``charged``
+        (per unit) in place of what it held: the budget gauges' values, with no limiter read."""
+        for reading in self.readings:
+            if reading.window == "budget":
+                yield reading.scope, reading.unit, reading.left + reading.held - charged.get(reading.unit, 0.0)
+
+
+def resets_in(reading: Reading) -> float:
+    return math.inf if reading.resets_at is None else reading.resets_at
+
+
+def amount(unit: Unit, value: float) -> str:
+    """Requests and tokens as whole numbers (what is left rounded down); dollars to the millionth."""
+    if unit != "usd":
+        return str(math.floor(value + 1e-9))
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def duration(seconds: float) -> str:
+    """Seconds in Go's duration format, as OpenAI writes its resets: ``0s``, ``250ms``, ``1s``, ``1.5s``,
+    ``6m0s``, ``1h2m3.25s`` (to the millisecond)."""
+    millis = round(seconds * 1000)
+    if millis <= 0:
+        return "0s"
+    if millis < 1000:
+        return f"{millis}ms"
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    whole, fraction = divmod(millis, 1000)
+    text = f"{whole}.{fraction:03d}".rstrip("0") + "s" if fraction else f"{whole}s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    if minutes:
+        return f"{minutes}m{text}"
+    return text
