@@ -109,7 +109,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("get", "/v1/key"): (200, views.OpenRouterKey, (503,)),
     ("get", "/api/v1/credits"): (200, views.OpenRouterCredits, (403, 503)),
     ("get", "/v1/credits"): (200, views.OpenRouterCredits, (403, 503)),
-    ("get", "/v1/usage"): (200, views.UsageReport, (400, 403, 503)),
+    ("get", "/v1/usage"): (200, views.UsageReport, (400, 503)),
     ("get", "/key/info"): (200, views.LiteLLMKeyInfo, (403, 404, 503)),
     ("get", "/user/info"): (200, views.LiteLLMUserInfo, (403, 404, 503)),
     ("get", "/team/info"): (404, None, (400,)),  # no team exists until anygate has teams
