@@ -85,7 +85,12 @@ def run_report(settings: Settings, groups: list[Any]) -> list[dict[str, Any]]:
 
 def test_a_report_buckets_by_utc_hour_day_and_month(tmp_path: Path) -> None:
     settings = Settings.model_validate({"data_dir": tmp_path / "data"})
-    moments = [1_764_720_000.0, 1_764_721_800.0, 1_764_727_200.0, 1_767_225_600.0]  # 2025-12-03 00:00, 00:30, 02:00; 2026-01-01
+    moments = [
+        1_764_720_000.0,
+        1_764_721_800.0,
+        1_764_727_200.0,
+        1_767_225_600.0,
+    ]  # 2025-12-03 00:00, 00:30, 02:00; 2026-01-01
 
     async def fill() -> None:
         store = await open_store(settings)
