@@ -102,15 +102,44 @@ def usage_rows(group: str) -> list[dict[str, Any]]:
     base = {"served": 1, "refused": 0, "refused_statuses": {}, "estimated_requests": 0, "byok_cost_usd": 0.0}
     if group == "day":
         return [
-            {**base, "day": days[0], "requests": 4, "input_tokens": 300, "output_tokens": 100, "cost_usd": 0.5, "unpriced_requests": 0},
-            {**base, "day": days[1], "requests": 2, "input_tokens": 200, "output_tokens": 50, "cost_usd": None, "unpriced_requests": 2},
+            {
+                **base,
+                "day": days[0],
+                "requests": 4,
+                "input_tokens": 300,
+                "output_tokens": 100,
+                "cost_usd": 0.5,
+                "unpriced_requests": 0,
+            },
+            {
+                **base,
+                "day": days[1],
+                "requests": 2,
+                "input_tokens": 200,
+                "output_tokens": 50,
+                "cost_usd": None,
+                "unpriced_requests": 2,
+            },
         ]
     if group in ("hour", "month"):
         return []
-    names = {"model": ["gpt-4o", EVIL], "provider": ["campus", "groq"], "key": ["key_a", "key_b"], "user": ["usr_a", None]}
+    names = {
+        "model": ["gpt-4o", EVIL],
+        "provider": ["campus", "groq"],
+        "key": ["key_a", "key_b"],
+        "user": ["usr_a", None],
+    }
     rows = []
     for value, cost in zip(names[group], (0.5, 0.125), strict=True):
-        row = {**base, group: value, "requests": 3, "input_tokens": 250, "output_tokens": 75, "cost_usd": cost, "unpriced_requests": 0}
+        row = {
+            **base,
+            group: value,
+            "requests": 3,
+            "input_tokens": 250,
+            "output_tokens": 75,
+            "cost_usd": cost,
+            "unpriced_requests": 0,
+        }
         if group == "key":
             row["key_alias"] = f"alias-{value}"
         if group == "user":
@@ -166,7 +195,9 @@ def test_usage_draws_charts_with_tables_and_exports_csv(page: Any, gateway: Serv
     expect(options).to_have_count(4)  # key, user, model, provider: no teams on this gateway
     page.select_option("#usage-dimension", "key")
     expect(breakdown.locator("table")).to_contain_text("alias-key_a (key_a)")
-    expect(breakdown.locator("figcaption")).to_have_text(say(lang, "usage.spendBy", dimension=say(lang, "usage.by.key")))
+    expect(breakdown.locator("figcaption")).to_have_text(
+        say(lang, "usage.spendBy", dimension=say(lang, "usage.by.key"))
+    )
 
     with page.expect_download() as downloaded:
         page.click("#usage-breakdown-csv")
@@ -182,7 +213,9 @@ def test_usage_draws_charts_with_tables_and_exports_csv(page: Any, gateway: Serv
     page.click("#usage-filters button[type=submit]")
     expect(charts.first.locator("rect.chart-bar")).to_have_count(3)  # January to March
     month_query = next(q for q in reversed(asked) if q.get("group_by") == "month")
-    assert month_query["start"].startswith("2026-01-01T00:00:00") and month_query["end"].startswith("2026-04-01T00:00:00")
+    assert month_query["start"].startswith("2026-01-01T00:00:00") and month_query["end"].startswith(
+        "2026-04-01T00:00:00"
+    )
     assert month_query["provider"] == "campus"
     page.select_option("#uq-period", "30d")
     page.click("#usage-filters button[type=submit]")
@@ -239,7 +272,10 @@ def request_record(number: int, **fields: Any) -> dict[str, Any]:
 def test_requests_filter_page_and_open_one(page: Any, gateway: Served, lang: str) -> None:
     from playwright.sync_api import expect
 
-    first = [request_record(1), request_record(2, status=429, usage_source="estimated", cost_usd=None, error="budget", model=EVIL)]
+    first = [
+        request_record(1),
+        request_record(2, status=429, usage_source="estimated", cost_usd=None, error="budget", model=EVIL),
+    ]
     pages = {None: (first, "cur-2"), "cur-2": ([request_record(3)], None)}
     asked: list[dict[str, str]] = []
 
@@ -343,7 +379,9 @@ def test_users_and_keys_are_managed_against_the_gateway(page: Any, gateway: Serv
     expect(key_row).to_contain_text("2099")
 
     open_section(page, "people")
-    page.locator("#users-list tbody tr", has_text=name).get_by_role("button", name=f"{say(lang, 'users.showKeys')} {name}").click()
+    page.locator("#users-list tbody tr", has_text=name).get_by_role(
+        "button", name=f"{say(lang, 'users.showKeys')} {name}"
+    ).click()
     expect(page.locator("#user-detail")).to_contain_text(f"{alias}-2")
     expect(page.locator("#user-detail")).to_contain_text(say(lang, "keys.status.active"))
     shot(page, "people", lang)
@@ -364,7 +402,13 @@ def test_an_expired_key_is_shown_apart_and_may_get_a_later_expiry(page: Any, gat
 
     keys = [
         {"id": "key_live", "alias": "live", "status": "active", "created_by": "cli", "budget": None, "limits": None},
-        {"id": "key_old", "alias": "old", "status": "expired", "expires_at": "2026-01-01T00:00:00Z", "created_by": "key_live"},
+        {
+            "id": "key_old",
+            "alias": "old",
+            "status": "expired",
+            "expires_at": "2026-01-01T00:00:00Z",
+            "created_by": "key_live",
+        },
     ]
     page.route("**/v1/keys", lambda route: route.fulfill(status=200, json={"object": "list", "data": keys}))
     sign_in(page, gateway)
@@ -388,7 +432,10 @@ def test_teams_appear_when_the_gateway_has_them_and_import_a_roster(page: Any, g
     team = {
         "id": "team_cs",
         "name": "COMP318",
-        "budgets": [{"usd": 50.0, "window": "monthly", "mode": "hard"}, {"requests": 500, "window": "12h", "mode": "soft"}],
+        "budgets": [
+            {"usd": 50.0, "window": "monthly", "mode": "hard"},
+            {"requests": 500, "window": "12h", "mode": "soft"},
+        ],
         "limits": {"rpm": 60},
         "models": ["groq/*"],
         "providers": None,
@@ -437,8 +484,15 @@ def test_teams_appear_when_the_gateway_has_them_and_import_a_roster(page: Any, g
     budget.locator("[name=hours]").fill("24")
     page.click("#tf-submit")
     expect(page.locator("#notice")).to_have_text(say(lang, "teams.saved", name="COMP420"))
-    assert posted == [{"name": "COMP420", "models": None, "providers": None, "limits": None,
-                       "budgets": [{"usd": 20, "window": "24h", "mode": "hard"}]}]
+    assert posted == [
+        {
+            "name": "COMP420",
+            "models": None,
+            "providers": None,
+            "limits": None,
+            "budgets": [{"usd": 20, "window": "24h", "mode": "hard"}],
+        }
+    ]
 
 
 # ---------------------------------------------------------------------------------------- providers
@@ -490,7 +544,9 @@ def test_a_keyless_provider_is_added_priced_and_checked_in_words(page: Any, gate
     priced_row = prices.locator("tbody tr", has_text=f"{provider_id}/fake-model")
     expect(priced_row).to_contain_text(money(page, 0.5))
     expect(priced_row).to_contain_text(say(lang, "providers.price.from.configured"))
-    expect(prices.locator("tbody tr", has_text=f"{provider_id}/fake-embed")).to_contain_text(say(lang, "providers.price.unknown"))
+    expect(prices.locator("tbody tr", has_text=f"{provider_id}/fake-embed")).to_contain_text(
+        say(lang, "providers.price.unknown")
+    )
     shot(page, "providers", lang)
 
     listed.get_by_role("button", name=f"{say(lang, 'providers.edit')} {label}").click()
@@ -523,19 +579,26 @@ def test_api_errors_with_a_known_code_are_shown_in_the_chosen_language(page: Any
     expect(page.locator("#error-detail")).to_contain_text("read-only")  # the gateway's own words beside
 
     refusal = error("too_many_rights", "budget.usd: 9 is more than the calling key's 5", 403, "budget.usd")
-    page.route("**/v1/keys", lambda route: route.fulfill(status=403, json=refusal) if route.request.method == "POST" else route.continue_())
+    page.route(
+        "**/v1/keys",
+        lambda route: route.fulfill(status=403, json=refusal) if route.request.method == "POST" else route.continue_(),
+    )
     open_section(page, "keys")
     page.fill("#kf-alias", "greedy")
     page.click("#kf-submit")
     expect(page.locator("#error-text")).to_have_text(say(lang, "apiError.too_many_rights", param="budget.usd"))
 
-    unknown = {"error": {"message": "Something new went wrong", "type": "server_error", "param": None, "code": "brand_new"}}
+    unknown = {
+        "error": {"message": "Something new went wrong", "type": "server_error", "param": None, "code": "brand_new"}
+    }
     page.route("**/v1/users", lambda route: route.fulfill(status=500, json=unknown))
     open_section(page, "people")
     expect(page.locator("#error-text")).to_have_text("Something new went wrong")  # an unknown code: as it came
 
 
-def test_a_phone_screen_keeps_the_header_short_and_nothing_wider_than_the_screen(browser: Any, gateway: Served, lang: str) -> None:  # noqa: F811
+def test_a_phone_screen_keeps_the_header_short_and_nothing_wider_than_the_screen(
+    browser: Any, gateway: Served, lang: str
+) -> None:  # noqa: F811
     from playwright.sync_api import expect
 
     context = browser.new_context(viewport={"width": 375, "height": 667}, locale="en-US", is_mobile=True)
@@ -563,12 +626,29 @@ def test_a_phone_screen_keeps_the_header_short_and_nothing_wider_than_the_screen
 def test_untrusted_names_from_providers_are_only_text(page: Any, gateway: Served, lang: str) -> None:
     from playwright.sync_api import expect
 
-    evil = {"id": "evil", "name": EVIL, "type": "custom", "base_url": "http://x.example/v1", "configured": False,
-            "healthy": None, "default": False, "models": [EVIL], "origin": "store",
-            "capabilities": {"chat": True}}
+    evil = {
+        "id": "evil",
+        "name": EVIL,
+        "type": "custom",
+        "base_url": "http://x.example/v1",
+        "configured": False,
+        "healthy": None,
+        "default": False,
+        "models": [EVIL],
+        "origin": "store",
+        "capabilities": {"chat": True},
+    }
     page.route("**/v1/providers", lambda route: route.fulfill(status=200, json={"object": "list", "data": [evil]}))
-    page.route("**/v1/models", lambda route: route.fulfill(status=200, json={"object": "list", "data": [
-        {"id": f"evil/{EVIL}", "object": "model", "created": 0, "owned_by": "evil"}]}))
+    page.route(
+        "**/v1/models",
+        lambda route: route.fulfill(
+            status=200,
+            json={
+                "object": "list",
+                "data": [{"id": f"evil/{EVIL}", "object": "model", "created": 0, "owned_by": "evil"}],
+            },
+        ),
+    )
     sign_in(page, gateway)
     expect(page.locator("#providers-list")).to_contain_text(EVIL)
     open_section(page, "models")

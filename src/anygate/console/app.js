@@ -99,8 +99,10 @@ function currentSection() {
 function showSection(name) {
   for (const id of Object.keys(SECTIONS)) document.getElementById(id).hidden = id !== name;
   for (const link of document.querySelectorAll("#nav a")) {
-    if (link.dataset.section === name) link.setAttribute("aria-current", "page");
-    else link.removeAttribute("aria-current");
+    if (link.dataset.section === name) {
+      link.setAttribute("aria-current", "page");
+      link.scrollIntoView({ block: "nearest", inline: "nearest" }); // a phone's one-row menu scrolls to it
+    } else link.removeAttribute("aria-current");
   }
 }
 

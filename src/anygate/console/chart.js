@@ -30,17 +30,18 @@ function label(x, y, text, anchor = "start", kind = "axis") {
  * The first, middle and last labels sit under the axis; every column has its value as a tooltip.
  */
 export function columnChart(points, { title, format }) {
-  const width = 640;
-  const height = 200;
-  const left = 8;
-  const top = 22;
-  const bottom = 24;
+  // Drawn at about the size it is shown (a third of a wide screen, or a phone's width), so text stays legible.
+  const width = 320;
+  const height = 170;
+  const left = 4;
+  const top = 20;
+  const bottom = 22;
   const plot = height - top - bottom;
   const max = Math.max(0, ...points.map((p) => p.value || 0));
   const step = points.length ? (width - 2 * left) / points.length : 0;
   const gap = step > 6 ? Math.min(4, step * 0.2) : 0;
   const chart = svg("svg", {
-    viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": title, preserveAspectRatio: "none",
+    viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": title,
   });
   chart.append(tip(title));
   chart.append(svg("line", { x1: left, x2: width - left, y1: top + plot, y2: top + plot, class: "chart-baseline" }));
@@ -67,13 +68,13 @@ export function columnChart(points, { title, format }) {
   return chart;
 }
 
-/** Horizontal bars, largest first: rows = [{label, value}]; at most `limit` bars (the table has them all). */
-export function barChart(rows, { title, format, limit = 10 }) {
+/** Horizontal bars, largest first: rows = [{label, value}]; at most `limit` bars (the table has them all).
+ * `width`: the pixels it will be shown at (text is drawn at its real size). */
+export function barChart(rows, { title, format, limit = 10, width = 640 }) {
   const shown = [...rows].sort((a, b) => (b.value || 0) - (a.value || 0)).slice(0, limit);
-  const width = 640;
   const row = 26;
-  const labelWidth = 200;
-  const valueWidth = 110;
+  const labelWidth = Math.min(220, Math.round(width * 0.38));
+  const valueWidth = Math.min(110, Math.round(width * 0.22));
   const height = Math.max(row, shown.length * row) + 4;
   const max = Math.max(0, ...shown.map((r) => r.value || 0));
   const room = width - labelWidth - valueWidth;
@@ -83,7 +84,7 @@ export function barChart(rows, { title, format, limit = 10 }) {
     const y = i * row + 2;
     const value = r.value || 0;
     const w = max > 0 ? (value / max) * room : 0;
-    chart.append(label(labelWidth - 8, y + 17, shorten(r.label, 28), "end"));
+    chart.append(label(labelWidth - 8, y + 17, shorten(r.label, Math.floor(labelWidth / 7.5)), "end"));
     const bar = svg("rect", { x: labelWidth, y: y + 4, width: Math.max(w, value > 0 ? 1 : 0), height: row - 8, class: "chart-bar" },
       tip(`${r.label}: ${format(value)}`));
     bar.dataset.label = r.label;

@@ -220,7 +220,7 @@ function renderBreakdown() {
   view.replaceChildren(
     h("figure", { class: "chart-card card" },
       h("figcaption", {}, title),
-      barChart(rows.map((r) => ({ label: nameOf(r, d), value: costOf(r) })), { title, format: money })),
+      barChart(rows.map((r) => ({ label: nameOf(r, d), value: costOf(r) })), { title, format: money, width: chartWidth(view) })),
     table(columns, rows.map((r) => [
       h("span", { class: "break" }, nameOf(r, d)),
       count(r.requests || 0),
@@ -229,6 +229,11 @@ function renderBreakdown() {
       costCell(r),
     ]), title),
   );
+}
+
+/** The width a chart in `view` is shown at (its card's padding off), within reason. */
+function chartWidth(view) {
+  return Math.max(300, Math.min(960, (view.clientWidth || 640) - 42));
 }
 
 async function exportCsv(groupBy) {
