@@ -114,7 +114,9 @@ function renderDetail() {
   const keyCount = opened.key_count ?? opened.keys ?? null;
   const close = h("button", { type: "button", class: "icon", "aria-label": t("common.close"), onclick: () => { opened = null; roster = null; renderDetail(); } }, "×");
   const file = h("input", { type: "file", accept: ".csv,text/csv", id: "roster-file", "aria-label": t("teams.roster.file") });
+  const typed = $("#roster-text"); // a re-render (a language change, a reload) keeps what was typed
   const text = h("textarea", { id: "roster-text", rows: 4, spellcheck: "false", placeholder: "name,email\nAda Lovelace,ada@example.edu", "aria-label": t("teams.roster.text") });
+  text.value = typed ? typed.value : "";
   panel.replaceChildren(
     h("div", { class: "panel-head" }, h("h2", {}, opened.name || opened.id), close),
     h("div", { class: "stats" },
@@ -149,6 +151,7 @@ async function importRoster(text, file) {
     const answer = await api("POST", `/v1/teams/${encodeURIComponent(opened.id)}/roster`, csv, "text/csv");
     const created = items(answer).length ? items(answer) : (answer && (answer.keys || answer.created)) || [];
     roster = { team: opened.id, created };
+    text.value = "";
     ui.notice(t("teams.roster.done", { n: formatNumber(created.length) }));
     opened = await api("GET", `/v1/teams/${encodeURIComponent(opened.id)}`);
     renderDetail();
