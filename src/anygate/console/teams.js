@@ -54,7 +54,10 @@ export function render() {
     view.replaceChildren(table([...columns, t("common.actions")], teams.map(row), t("teams.title")));
   }
   $("#team-form-title").textContent = editing ? t("teams.form.editTitle", { name: editing.name }) : t("teams.form.title");
-  if (!$("#tf-budgets").children.length) addBudgetRow({});
+  // Rows are built in the language of their day: build them again (a language change), keeping what was typed.
+  const drafts = budgetDrafts();
+  $("#tf-budgets").replaceChildren();
+  for (const draft of drafts.length ? drafts : [{}]) addBudgetRow(draft);
   renderDetail();
 }
 
@@ -177,9 +180,18 @@ function rosterResult() {
 
 // --------------------------------------------------------------------------------------------- form
 
+/** The budget rows as typed (text, unchecked). */
+function budgetDrafts() {
+  return [...$("#tf-budgets").querySelectorAll(".budget-row")].map((rowEl) => {
+    const value = (name) => rowEl.querySelector(`[name=${name}]`).value;
+    return { tokens: value("tokens"), usd: value("usd"), requests: value("requests"), window: value("window"), hours: value("hours"), mode: value("mode") };
+  });
+}
+
 function addBudgetRow(budget) {
-  const windowValue = /^\d+h$/.test(String(budget.window || "")) ? "hours" : budget.window || "monthly";
-  const hours = windowValue === "hours" ? String(budget.window).slice(0, -1) : "";
+  const rolling = /^\d+h$/.exec(String(budget.window || ""));
+  const windowValue = rolling ? "hours" : budget.window || "monthly";
+  const hours = rolling ? String(budget.window).slice(0, -1) : budget.hours || "";
   const number = (name, labelKey, value, step = "1") => h("div", { class: "field" },
     h("label", {}, t(labelKey), h("input", { name, type: "number", min: "0", step, value: value ?? "" })));
   const select = h("select", { name: "window" }, WINDOWS.map((w) => h("option", { value: w }, w === "hours" ? t("teams.window.hours") : t(`period.${w}`))));
