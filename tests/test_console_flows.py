@@ -66,8 +66,10 @@ def sign_in(page: Any, gateway: Served, key: str = ADMIN_KEY) -> None:
 
 
 def open_section(page: Any, name: str) -> None:
+    """Open a section and let its loading finish (a late answer re-renders what a test may be typing in)."""
     page.click(f"#nav a[data-section={name}]")
     page.wait_for_selector(f"#{name}:not([hidden])")
+    page.wait_for_load_state("networkidle")
 
 
 def shot(page: Any, name: str, lang: str) -> None:

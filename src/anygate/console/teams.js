@@ -4,7 +4,7 @@
 
 import { ApiError, api, items } from "./api.js";
 import { $, h, splitList, table } from "./dom.js";
-import { formatMoney, formatNumber, t } from "./i18n.js";
+import { formatMoney, formatNumber, language, t } from "./i18n.js";
 import { describeBudget, describeLimits, fillLimits, readLimits } from "./limits.js";
 
 const WINDOWS = ["daily", "weekly", "monthly", "none", "hours"];
@@ -15,6 +15,7 @@ let teams = [];
 let editing = null;
 let opened = null; // the team detail shown
 let roster = null; // {team, created: [...]} the keys a roster import made, shown once
+let rowsLanguage = null; // the language the budget rows were built in
 
 export function init(context, callbacks) {
   ui = context;
@@ -54,10 +55,13 @@ export function render() {
     view.replaceChildren(table([...columns, t("common.actions")], teams.map(row), t("teams.title")));
   }
   $("#team-form-title").textContent = editing ? t("teams.form.editTitle", { name: editing.name }) : t("teams.form.title");
-  // Rows are built in the language of their day: build them again (a language change), keeping what was typed.
-  const drafts = budgetDrafts();
-  $("#tf-budgets").replaceChildren();
-  for (const draft of drafts.length ? drafts : [{}]) addBudgetRow(draft);
+  // Rows are built in the language of their day: after a language change build them again, keeping what was
+  // typed (only then: a row rebuilt under a typing hand would lose its focus).
+  if (rowsLanguage !== language() || !$("#tf-budgets").children.length) {
+    const drafts = budgetDrafts();
+    $("#tf-budgets").replaceChildren();
+    for (const draft of drafts.length ? drafts : [{}]) addBudgetRow(draft);
+  }
   renderDetail();
 }
 
@@ -212,6 +216,7 @@ function addBudgetRow(budget) {
       h("div", { class: "field" }, h("label", {}, t("keys.form.mode"), mode))),
     h("button", { type: "button", class: "danger", onclick: () => rowEl.remove() }, t("teams.form.removeBudget")));
   $("#tf-budgets").append(rowEl);
+  rowsLanguage = language();
 }
 
 function readBudgets() {
