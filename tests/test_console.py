@@ -72,8 +72,40 @@ def test_console_presets_match_the_catalog() -> None:
     presets = json.loads((CONSOLE_DIR / "presets.json").read_text(encoding="utf-8"))
     assert [p["id"] for p in presets] == list(PRESETS)
     for preset in presets:
-        assert preset["base_url"] == PRESETS[preset["id"]].base_url
-        assert preset["name"] == PRESETS[preset["id"]].name
+        known = PRESETS[preset["id"]]
+        assert preset["base_url"] == known.base_url
+        assert preset["name"] == known.name
+        assert preset["auth"] == ("none" if known.keyless else known.auth)
+
+
+# Ways a script turns text into markup: the console builds every element itself and sets text as text.
+MARKUP_SINKS = re.compile(
+    r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function|createContextualFragment"
+)
+
+
+def test_console_never_parses_text_as_markup() -> None:
+    for source in sorted(CONSOLE_DIR.glob("*.js")):
+        found = MARKUP_SINKS.findall(source.read_text(encoding="utf-8"))
+        assert not found, f"{source.name}: {found}"
+
+
+def test_console_page_has_no_inline_script_style_or_handler() -> None:
+    """What the Content-Security-Policy (script-src 'self'; style-src 'self') would refuse anyway."""
+    page = (CONSOLE_DIR / "index.html").read_text(encoding="utf-8")
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page), "an inline script"
+    assert "<style" not in page and not re.search(r"\sstyle=", page), "an inline style"
+    assert not re.search(r"\son[a-z]+=", page), "an inline event handler"
+    for source in CONSOLE_DIR.glob("*.js"):
+        assert not re.search(r"setAttribute\(\s*[\"']style", source.read_text(encoding="utf-8")), source.name
+
+
+def test_every_error_code_the_console_translates_is_one_anygate_answers() -> None:
+    """``apiError.<code>`` strings name codes the gateway has (a renamed code would show untranslated)."""
+    codes = {key.removeprefix("apiError.") for key in catalog("en") if key.startswith("apiError.")}
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (CONSOLE_DIR.parent).rglob("*.py"))
+    answered = set(re.findall(r'code\s*=\s*"([a-z_]+)"', source))
+    assert codes <= answered, sorted(codes - answered)
 
 
 # ------------------------------------------------------------------------------------ live gateway
@@ -557,6 +589,9 @@ def test_console_works_under_its_content_security_policy(page: Any, gateway: Ser
     expect(page.locator("#providers-list")).to_contain_text("Campus LLM")
     for section, shown in (
         ("models", "#models-list"),
+        ("usage", "#usage-time-view svg.chart >> nth=0"),
+        ("requests", "#requests"),
+        ("people", "#users-list"),
         ("keys", "#keys"),
         ("quota", "#quota-view"),
         ("creds", "#creds"),

@@ -15,7 +15,13 @@ CHECKS = ("models", "chat", "streaming", "stream_usage", "embeddings", "response
 
 async def probe_provider(client: OpenAICompatibleProvider, model: str | None = None) -> dict[str, Any]:
     """Run each check in turn; a failed check records its error and the probe goes on."""
-    result: dict[str, Any] = {"provider": client.provider_id, "checked_at": int(time.time())}
+    # ``key_sent``: whether the checks carried a key; one that passed without says nothing about a key.
+    result: dict[str, Any] = {
+        "provider": client.provider_id,
+        "checked_at": int(time.time()),
+        "auth": client.auth,
+        "key_sent": client.has_key,
+    }
     async for name, outcome in probe_steps(client, model):
         result[name] = outcome
     return result

@@ -274,6 +274,8 @@ class ProviderRegistry:
             "base_url": runtime.client.base_url,
             "api_base": runtime.client.base_url,
             "configured": runtime.client.is_configured,
+            "auth": config.auth,
+            "key_set": runtime.client.has_key,
             "healthy": runtime.health.healthy if runtime.health else None,
             "default": runtime.id == self.index.default_provider,
             "models": runtime.models or [],

@@ -211,6 +211,22 @@ class Timeouts(Strict):
     total: float = Field(600.0, gt=0)
 
 
+class PriceConfig(Strict):
+    """A configured price in USD per million tokens; it wins over discovered and genai-prices prices.
+
+    A token class without a price of its own here is priced as plain ``input`` (cache reads and writes,
+    audio and image input) or ``output`` (audio and image output; reasoning is always output)."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(None, ge=0)
+    cache_write: float | None = Field(None, ge=0)
+    audio_input: float | None = Field(None, ge=0)
+    audio_output: float | None = Field(None, ge=0)
+    image_input: float | None = Field(None, ge=0)
+    image_output: float | None = Field(None, ge=0)
+
+
 class ProviderConfig(Strict):
     """One upstream. The same object in the config file and in the management API."""
 
@@ -248,6 +264,9 @@ class ProviderConfig(Strict):
     # chat completions. None: the probe's finding, else the preset's, else tried (and bridged from the
     # upstream's first 404 or 405 on, in this process).
     responses: bool | None = None
+    # The provider's own prices, by its model id (``*``: every model without its own), USD per million
+    # tokens; a price under ``prices:`` at the top level (``provider/model``) wins over these.
+    prices: dict[Annotated[str, Field(min_length=1, max_length=256)], PriceConfig] = Field(default_factory=dict)
 
     @field_validator("type")
     @classmethod
@@ -470,22 +489,6 @@ class QuotaSource(Strict):
     # The quota client runs on the user's machine against gateways the user lists (often on loopback or a
     # LAN): private networks are allowed unless refused here; link-local and metadata never are.
     allow_private_network: bool = True
-
-
-class PriceConfig(Strict):
-    """A configured price in USD per million tokens; it wins over discovered and genai-prices prices.
-
-    A token class without a price of its own here is priced as plain ``input`` (cache reads and writes,
-    audio and image input) or ``output`` (audio and image output; reasoning is always output)."""
-
-    input: float = Field(ge=0)
-    output: float = Field(ge=0)
-    cached_input: float | None = Field(None, ge=0)
-    cache_write: float | None = Field(None, ge=0)
-    audio_input: float | None = Field(None, ge=0)
-    audio_output: float | None = Field(None, ge=0)
-    image_input: float | None = Field(None, ge=0)
-    image_output: float | None = Field(None, ge=0)
 
 
 class OidcSettings(Strict):

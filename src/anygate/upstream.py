@@ -113,6 +113,7 @@ class OpenAICompatibleProvider:
         self.ollama_tags_fallback = ollama_tags_fallback
         self.max_event_bytes = max_event_bytes  # the largest SSE event a stream may carry
         self.is_configured = bool(api_key) or auth == "none"
+        self.has_key = bool(api_key) and auth != "none"  # whether requests carry a key (checks say so)
         self.headers: dict[str, str] = {**dict(custom_headers or {}), **auth_headers(auth, api_key)}
         self.proxy = proxy
         proxy_secrets = proxy.secrets if proxy is not None else ()

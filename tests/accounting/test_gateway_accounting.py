@@ -269,7 +269,10 @@ def test_usage_report_groups_and_exports_csv(
         table = list(csv.DictReader(io.StringIO(exported.text)))
         assert table[0]["requests"] == "2" and len(table[0]["day"]) == 10
         assert admin_get(base, "/v1/usage", group_by="colour").status_code == 400
-        assert httpx.get(base + "/v1/usage", headers={"Authorization": f"Bearer {STUDENT}"}).status_code == 403
+        # A key holder sees its own usage only, whatever key it names.
+        own = key_get(base, "/v1/usage?group_by=key,hour")
+        assert [(r["key"], r["requests"], len(r["hour"])) for r in own["data"]] == [("student", 1, 16)]
+        assert key_get(base, "/v1/usage?key=admin")["data"] == []
 
 
 def test_200_concurrent_requests_against_a_budget_of_50_are_admitted_50_times(

@@ -85,6 +85,33 @@ def run_report(settings: Settings, groups: list[Any]) -> list[dict[str, Any]]:
     return asyncio.run(read())
 
 
+def test_a_report_buckets_by_utc_hour_day_and_month(tmp_path: Path) -> None:
+    settings = Settings.model_validate({"data_dir": tmp_path / "data"})
+    moments = [
+        1_764_720_000.0,
+        1_764_721_800.0,
+        1_764_727_200.0,
+        1_767_225_600.0,
+    ]  # 2025-12-03 00:00, 00:30, 02:00; 2026-01-01
+
+    async def fill() -> None:
+        store = await open_store(settings)
+        try:
+            rows = [ledger_row(n, "key_a", None, created_at=at) for n, at in enumerate(moments)]
+            async with store.db.connect() as connection:
+                await connection.execute(usage_ledger.insert(), rows)
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    hours = {row["hour"]: row["requests"] for row in run_report(settings, ["hour"])}
+    assert hours == {"2025-12-03T00:00": 2, "2025-12-03T02:00": 1, "2026-01-01T00:00": 1}
+    days = {row["day"]: row["requests"] for row in run_report(settings, ["day"])}
+    assert days == {"2025-12-03": 3, "2026-01-01": 1}
+    months = [(row["month"], row["requests"], row["cost_usd"]) for row in run_report(settings, ["month"])]
+    assert months == [("2025-12", 3, 0.75), ("2026-01", 1, 0.25)]
+
+
 def test_a_report_names_keys_and_users_and_counts_refusals_apart(ledger: tuple[Settings, dict[str, str]]) -> None:
     settings, ids = ledger
     by_key = {row["key"]: row for row in run_report(settings, ["key", "user"])}

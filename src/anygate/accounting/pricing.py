@@ -1,4 +1,5 @@
-"""What a request cost: configured prices win, then prices the upstream publishes, then genai-prices.
+"""What a request cost: configured prices win (the top-level ``prices:``, then the provider's own), then
+prices the upstream publishes, then genai-prices.
 
 An unknown price is ``None``, never zero: the ledger records the cost as unknown and the admin sees
 which models lack a price. Prices are USD per token; each (provider, model) is looked up once per model
@@ -161,19 +162,24 @@ class PriceBook:
         configured: Mapping[tuple[str, str], Price],
         discovered: Callable[[str, str], Mapping[str, Any] | None] = lambda provider, model: None,
         provider_type: Callable[[str], str | None] = lambda provider: None,
+        provider_prices: Callable[[str], Mapping[str, Price]] = lambda provider: {},
     ) -> None:
         self._configured = dict(configured)
         self._discovered = discovered
         self._provider_type = provider_type
+        self._provider_prices = provider_prices
         self._cache: dict[tuple[str, str], Price | None] = {}
 
     def price(self, provider_id: str, model: str) -> Price | None:
         key = (provider_id, model)
         if key in self._cache:
             return self._cache[key]
+        own = self._provider_prices(provider_id)
         found = (
             self._configured.get(key)
             or self._configured.get((provider_id, "*"))
+            or own.get(model)
+            or own.get("*")
             or discovered_price(self._discovered(provider_id, model))
             or genai_price(self._provider_type(provider_id), model)
         )

@@ -18,8 +18,14 @@ from anygate.store.families import in_family
 from anygate.store.ledger_tables import usage_ledger as ledger
 from anygate.store.tables import api_keys, users
 
-GroupBy = Literal["day", "key", "model", "provider", "user"]
-GROUPS: tuple[GroupBy, ...] = ("day", "key", "model", "provider", "user")
+GroupBy = Literal["hour", "day", "month", "key", "model", "provider", "user"]
+GROUPS: tuple[GroupBy, ...] = ("hour", "day", "month", "key", "model", "provider", "user")
+# Time buckets (UTC) as sortable text: 2026-12-03T14:00, 2026-12-03, 2026-12.
+BUCKET_FORMATS = {
+    "hour": ("%Y-%m-%dT%H:00", 'YYYY-MM-DD"T"HH24:00'),
+    "day": ("%Y-%m-%d", "YYYY-MM-DD"),
+    "month": ("%Y-%m", "YYYY-MM"),
+}
 # Parts of input_tokens and output_tokens that have prices of their own (docs/budgets-and-quotas.md).
 TOKEN_CLASSES = ("cached_input_tokens", "cache_write_tokens", "reasoning_tokens", "audio_tokens", "image_tokens")
 REPORT_FIELDS = (
@@ -46,9 +52,12 @@ class UsageFilter:
     model: str | None = None
     start: float | None = None  # UNIX time, inclusive
     end: float | None = None  # exclusive
+    family: str | None = None  # only this key and the keys made from it (what a key holder may see)
 
     def conditions(self) -> list[ColumnElement[bool]]:
         found: list[ColumnElement[bool]] = []
+        if self.family is not None:
+            found.append(in_family(ledger.c.key_id, self.family))
         for column, value in (
             (ledger.c.key_id, self.key_id),
             (ledger.c.user_id, self.user_id),
@@ -102,10 +111,12 @@ async def spend(engine: AsyncEngine, key_id: str, now: datetime | None = None) -
     return found[False], found[True]
 
 
-def day_of(engine: AsyncEngine) -> ColumnElement[Any]:
+def bucket_of(engine: AsyncEngine, bucket: str) -> ColumnElement[Any]:
+    """The UTC hour, day or month of each row as text (``BUCKET_FORMATS``), in the database's own terms."""
+    sqlite_format, postgres_format = BUCKET_FORMATS[bucket]
     if engine.dialect.name == "postgresql":
-        return func.to_char(func.timezone("UTC", func.to_timestamp(ledger.c.created_at)), "YYYY-MM-DD")
-    return func.date(ledger.c.created_at, literal_column("'unixepoch'"))
+        return func.to_char(func.timezone("UTC", func.to_timestamp(ledger.c.created_at)), postgres_format)
+    return func.strftime(sqlite_format, ledger.c.created_at, literal_column("'unixepoch'"))
 
 
 # A refused request: answered with an error and charged nothing (a budget, limit or permission refusal, an
@@ -160,7 +171,7 @@ async def report(engine: AsyncEngine, where: UsageFilter, group_by: Sequence[Gro
 
 def group_columns(engine: AsyncEngine) -> dict[str, ColumnElement[Any]]:
     return {
-        "day": day_of(engine),
+        **{bucket: bucket_of(engine, bucket) for bucket in BUCKET_FORMATS},
         "key": ledger.c.key_id,
         "model": ledger.c.model,
         "provider": ledger.c.provider_id,

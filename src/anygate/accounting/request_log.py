@@ -22,7 +22,6 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from anygate.accounting.reports import UsageFilter
-from anygate.store.families import in_family
 from anygate.store.ledger_tables import usage_ledger as ledger
 
 DEFAULT_LIMIT = 50
@@ -72,12 +71,12 @@ class RequestQuery:
     until: float | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
-        where = UsageFilter(self.key_id, self.user_id, self.provider_id, self.model, self.since, self.until)
+        where = UsageFilter(
+            self.key_id, self.user_id, self.provider_id, self.model, self.since, self.until, family=self.viewer
+        )
         found = where.conditions()
         if self.status is not None:
             found.append(ledger.c.status == self.status)
-        if self.viewer is not None:
-            found.append(in_family(ledger.c.key_id, self.viewer))
         return found
 
 

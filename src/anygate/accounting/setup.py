@@ -50,7 +50,12 @@ def price_book(settings: Settings, registry: ProviderRegistry) -> PriceBook:
         runtime = registry.find(provider_id)
         return runtime.config.type if runtime is not None else None
 
-    book = PriceBook(configured_prices(settings), discovered, provider_type)
+    def provider_prices(provider_id: str) -> dict[str, Price]:
+        runtime = registry.find(provider_id)
+        prices = runtime.config.prices if runtime is not None else {}
+        return {model: Price(p.input / MILLION, p.output / MILLION) for model, p in prices.items()}
+
+    book = PriceBook(configured_prices(settings), discovered, provider_type, provider_prices)
     registry.discovery_listeners.append(book.forget_discovered)
     return book
 

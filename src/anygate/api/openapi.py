@@ -123,7 +123,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("get", "/v1/key"): (200, views.OpenRouterKey, (503,)),
     ("get", "/api/v1/credits"): (200, views.OpenRouterCredits, (403, 503)),
     ("get", "/v1/credits"): (200, views.OpenRouterCredits, (403, 503)),
-    ("get", "/v1/usage"): (200, views.UsageReport, (400, 403, 503)),
+    ("get", "/v1/usage"): (200, views.UsageReport, (400, 503)),
     ("get", "/v1/requests"): (200, views.RequestList, (400, 503)),
     ("get", "/v1/requests/{request_id}"): (200, views.RequestRecord, (404, 503)),
     ("get", "/key/info"): (200, views.LiteLLMKeyInfo, (403, 404, 503)),

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from anygate.accounting.pricing import MILLION, Price
 from anygate.api.deps import AdminDep, CallerDep, OptionalCallerDep, StateDep
 from anygate.api.routes_providers import unavailable_view
 from anygate.auth import Principal
@@ -133,12 +134,24 @@ async def list_providers(state: StateDep, caller: CallerDep) -> dict[str, Any]:
     return {"object": "list", "data": data, "default_provider": registry.index.default_provider}
 
 
+def price_view(price: Price | None) -> dict[str, Any] | None:
+    """A price as people write it: USD per million tokens, and where it comes from."""
+    if price is None:
+        return None
+    return {"input": price.input * MILLION, "output": price.output * MILLION, "origin": price.origin}
+
+
 @router.get("/v1/providers/{provider_id}/models", tags=["providers"])
 async def provider_models(provider_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     runtime = state.registry.get(provider_id)
     if not caller.may_use_provider(runtime.id):
         raise NotFound(f"Unknown provider '{provider_id}'", code="provider_not_found")  # as in /v1/providers
-    data = [model_object(runtime.id, m, e) for m, e in runtime.model_entries.items() if caller.may_use(runtime.id, m)]
+    prices = state.accounting.prices
+    data = [
+        {**model_object(runtime.id, m, e), "price": price_view(prices.price(runtime.id, m))}
+        for m, e in runtime.model_entries.items()
+        if caller.may_use(runtime.id, m)
+    ]
     body: dict[str, Any] = {"object": "list", "data": data, "provider": runtime.id, "source": runtime.models_source}
     if runtime.discovery_error:
         body["error"] = runtime.discovery_error
@@ -156,6 +169,9 @@ async def health_check(state: StateDep, _: AdminDep) -> dict[str, Any]:
             "configured": runtime.client.is_configured,
             "healthy": result.healthy,
             "latency_ms": result.latency_ms,
+            # What was checked: the model list (GET /models), with the provider's key or without one.
+            "checked": "models",
+            "key_sent": runtime.client.has_key,
         }
         if result.error:
             item["error"] = result.error

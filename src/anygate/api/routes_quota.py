@@ -3,7 +3,8 @@
 GET /v1/quota, /quota                          neutral
 GET /api/v1/key, /api/v1/auth/key, /v1/key     OpenRouter: the key
 GET /api/v1/credits, /v1/credits               OpenRouter: the binding USD budget as credits
-GET /v1/usage[?format=csv]                     admin: ledger totals, filtered and grouped
+GET /v1/usage[?format=csv]                     ledger totals, filtered and grouped: the admin all,
+                                               a key holder its own key and the keys made from it
 
 LiteLLM's shapes (``/key/info``, ``/user/info``, ``/team/info``) are in ``routes_litellm``.
 """
@@ -18,7 +19,7 @@ from fastapi.responses import Response
 
 from anygate.accounting.reports import GROUPS, UsageFilter, as_csv, report, unpriced_models
 from anygate.accounting.request_log import iso_seconds
-from anygate.api.deps import AdminDep, CallerDep, StateDep
+from anygate.api.deps import CallerDep, StateDep
 from anygate.api.state import AppState
 from anygate.auth import Principal
 from anygate.errors import InvalidRequest, PermissionDenied
@@ -66,7 +67,7 @@ async def openrouter_credits(state: StateDep, caller: CallerDep) -> Response:
 MOMENT = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]}
 
 
-GROUP = "(day|key|model|provider|user)"
+GROUP = "(hour|day|month|key|model|provider|user)"
 GROUPS_SCHEMA = {"type": "string", "pattern": f"^({GROUP}(,{GROUP})*)?$"}
 
 
@@ -82,7 +83,7 @@ def unix_time(value: str | None, name: str) -> float | None:
 @router.get("/v1/usage")
 async def usage(
     state: StateDep,
-    _: AdminDep,
+    caller: CallerDep,
     key: str | None = None,
     user: str | None = None,
     provider: str | None = None,
@@ -91,7 +92,10 @@ async def usage(
     end: Annotated[str | None, Query(description="Until (exclusive)", json_schema_extra=MOMENT)] = None,
     group_by: Annotated[
         str | None,
-        Query(description="comma-separated: day, key, model, provider, user", json_schema_extra=GROUPS_SCHEMA),
+        Query(
+            description="comma-separated: hour, day, month (UTC buckets), key, model, provider, user",
+            json_schema_extra=GROUPS_SCHEMA,
+        ),
     ] = None,
     format: Literal["json", "csv"] = "json",
 ) -> Response:
@@ -100,7 +104,9 @@ async def usage(
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
         raise InvalidRequest(f"group_by: unknown group '{unknown[0]}' (known: {', '.join(GROUPS)})", param="group_by")
-    where = UsageFilter(key, user, provider, model, unix_time(start, "start"), unix_time(end, "end"))
+    # A key holder's report is confined to its own key and the keys made from it (filters narrow it further).
+    family = None if caller.is_admin else caller.key_id
+    where = UsageFilter(key, user, provider, model, unix_time(start, "start"), unix_time(end, "end"), family)
     await ledger.flush()
     rows = await report(ledger.engine, where, groups)  # type: ignore[arg-type]
     if format == "csv":

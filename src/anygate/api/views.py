@@ -60,6 +60,8 @@ class ProviderSummary(View):
     base_url: str | None
     api_base: str | None = Field(description="The same as `base_url` (the name older clients read).")
     configured: bool
+    auth: str | None = Field(None, description="How the key is sent: `bearer`, `api-key`, `x-api-key` or `none`.")
+    key_set: bool | None = Field(None, description="Whether a key is sent (false for `auth: none`).")
     healthy: bool | None
     default: bool
     models: list[str]
@@ -71,9 +73,15 @@ class ProviderList(View):
     default_provider: str | None
 
 
+class ProviderModel(ModelObject):
+    price: dict[str, Any] | None = Field(
+        None, description="USD per million tokens (`input`, `output`) and its `origin`; null when unknown."
+    )
+
+
 class ProviderModels(View):
     object: Literal["list"]
-    data: list[ModelObject]
+    data: list[ProviderModel]
     provider: str
     source: str = Field(description="`discovered`, `configured`, `last-known` or `unknown`")
     error: str | None = Field(None, description="Why discovery failed, when it did.")
@@ -85,6 +93,8 @@ class ProviderCheck(View):
     configured: bool
     healthy: bool
     latency_ms: float | None
+    checked: str = Field("models", description="What was checked: `models`, the provider's model list.")
+    key_sent: bool = Field(description="Whether the check carried the provider's key.")
     error: str | None = None
 
 
@@ -130,6 +140,10 @@ class Deleted(View):
 class ProbeResult(View):
     provider: str
     checked_at: int
+    auth: str = Field(description="How a key would be sent: `bearer`, `api-key`, `x-api-key` or `none`.")
+    key_sent: bool = Field(
+        description="Whether the checks carried a key (a check passed without one says nothing of a key)."
+    )
     models: dict[str, Any] | None = None
     model: str | None = None
     chat: dict[str, Any]

@@ -20,18 +20,15 @@ export const session = {
   get active() { return Boolean(this.key || this.csrf); },
 };
 
-/** Call the API; resolve to the parsed JSON body (null when empty), reject with ApiError. */
-export async function api(method, path, body = undefined) {
+/** Call the API; resolve to the parsed JSON body (null when empty), reject with ApiError.
+ * `contentType`: send `body` as that text (a CSV roster) instead of JSON. */
+export async function api(method, path, body = undefined, contentType = null) {
   const headers = { Accept: "application/json" };
   if (session.key) headers.Authorization = `Bearer ${session.key}`;
   else if (session.csrf && method !== "GET") headers["X-CSRF-Token"] = session.csrf;
-  if (body !== undefined) headers["Content-Type"] = "application/json";
-  let response;
-  try {
-    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  } catch (error) {
-    throw new ApiError(0, error.message || String(error));
-  }
+  if (body !== undefined) headers["Content-Type"] = contentType || "application/json";
+  const payload = body === undefined ? undefined : contentType ? body : JSON.stringify(body);
+  const response = await send(path, { method, headers, body: payload });
   const text = await response.text();
   let parsed = null;
   try {
@@ -41,6 +38,45 @@ export async function api(method, path, body = undefined) {
   }
   if (!response.ok) throw new ApiError(response.status, errorMessage(parsed), parsed);
   return parsed;
+}
+
+async function send(path, options) {
+  try {
+    return await fetch(path, options);
+  } catch (error) {
+    throw new ApiError(0, error.message || String(error));
+  }
+}
+
+/** Fetch a file the API makes (a CSV export) with the signed-in key, and hand it to the browser as a
+ * download: a link to the URL would not carry the key. */
+export async function download(path, filename) {
+  const headers = {};
+  if (session.key) headers.Authorization = `Bearer ${session.key}`;
+  const response = await send(path, { method: "GET", headers });
+  if (!response.ok) {
+    let parsed = null;
+    try { parsed = await response.json(); } catch { parsed = null; }
+    throw new ApiError(response.status, errorMessage(parsed), parsed);
+  }
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = filename;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
+}
+
+/** "?a=1&b=2" from the entries whose value is not empty. */
+export function query(params) {
+  const search = new URLSearchParams();
+  for (const [name, value] of Object.entries(params)) {
+    if (value !== null && value !== undefined && value !== "") search.set(name, String(value));
+  }
+  const text = search.toString();
+  return text ? `?${text}` : "";
 }
 
 /** The message of an OpenAI-style error body {"error": {"message": ...}}, else "". */

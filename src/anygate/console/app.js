@@ -2,23 +2,30 @@
 
 import { ApiError, session } from "./api.js";
 import { $ } from "./dom.js";
-import { preferredLanguage, setLanguage, t } from "./i18n.js";
+import { has, preferredLanguage, setLanguage, t } from "./i18n.js";
 import * as creds from "./creds.js";
 import * as keys from "./keys.js";
 import * as models from "./models.js";
+import * as people from "./users.js";
 import * as providers from "./providers.js";
 import * as quota from "./quota.js";
+import * as requests from "./requests.js";
 import * as signin from "./signin.js";
+import * as usage from "./usage.js";
 
-const SECTIONS = { providers, models, keys, quota, creds };
+const SECTIONS = { providers, models, usage, requests, people, keys, quota, creds };
 const DEFAULT_SECTION = "providers";
 
 /** What every section may use: messages, the caller's role and the provider list. */
 const ui = {
   isAdmin: null, // true | false | null (unknown: the keys API is not there to ask)
+  teamsAvailable: null, // true once GET /v1/teams answers 200, false on 404
   providers: [],
   error(error) {
-    $("#error-text").textContent = describeError(error);
+    const { text, detail } = describeError(error);
+    $("#error-text").textContent = text;
+    $("#error-detail").textContent = detail || "";
+    $("#error-detail").hidden = !detail;
     $("#error").hidden = false;
   },
   notice(text) {
@@ -36,12 +43,20 @@ const ui = {
   },
 };
 
+/** An error in the chosen language where anygate's error code is known ("apiError.<code>"), with the
+ * gateway's own message beside it when that says more; else the gateway's message as it is. */
 function describeError(error) {
   if (error instanceof ApiError) {
-    if (error.status === 0) return t("error.network", { detail: error.message });
-    return error.message || t("error.http", { status: error.status });
+    if (error.status === 0) return { text: t("error.network", { detail: error.message }) };
+    const body = error.body && typeof error.body.error === "object" ? error.body.error : {};
+    const key = typeof body.code === "string" ? `apiError.${body.code}` : null;
+    if (key && has(key)) {
+      const text = t(key, { param: body.param || "—" });
+      return { text, detail: error.message && error.message !== text ? error.message : null };
+    }
+    return { text: error.message || t("error.http", { status: error.status }) };
   }
-  return error && error.message ? error.message : String(error);
+  return { text: error && error.message ? error.message : String(error) };
 }
 
 /** Load a section; a 404 (not built here) or 403 (not for this key) shows "not available" instead. */
@@ -85,8 +100,10 @@ function currentSection() {
 function showSection(name) {
   for (const id of Object.keys(SECTIONS)) document.getElementById(id).hidden = id !== name;
   for (const link of document.querySelectorAll("#nav a")) {
-    if (link.dataset.section === name) link.setAttribute("aria-current", "page");
-    else link.removeAttribute("aria-current");
+    if (link.dataset.section === name) {
+      link.setAttribute("aria-current", "page");
+      link.scrollIntoView({ block: "nearest", inline: "nearest" }); // a phone's one-row menu scrolls to it
+    } else link.removeAttribute("aria-current");
   }
 }
 
@@ -112,7 +129,8 @@ async function start() {
   showSignedIn(true);
   await loadSection("keys"); // tells whether the key is an admin's
   providers.render();
-  await Promise.all(["models", "quota", "creds"].map(loadSection));
+  await loadSection("people"); // tells whether the gateway has teams (usage breaks down by team then)
+  await Promise.all(["models", "usage", "requests", "quota", "creds"].map(loadSection));
 }
 
 async function signIn(event) {

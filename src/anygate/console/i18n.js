@@ -34,6 +34,11 @@ export async function setLanguage(lang) {
 
 export const language = () => current;
 
+/** Whether a catalog has the key (error codes the console can say in words). */
+export function has(key) {
+  return key in catalog || key in fallback;
+}
+
 /** t("providers.modelCount", {count: 3}) → "3 models". */
 export function t(key, params = {}) {
   const text = catalog[key] ?? fallback[key] ?? key;

@@ -1,16 +1,22 @@
-// Keys (admins): the list, creating a key (its secret shown once) and revoking one.
+// Keys (admins): active keys apart from revoked and expired ones, creating a key (its secret shown once),
+// editing one (PATCH sends only what changed; the API refuses what the caller may not give) and revoking.
 
 import { ApiError, api, items } from "./api.js";
 import { $, badge, h, splitList, table } from "./dom.js";
-import { formatMoney, formatNumber, t } from "./i18n.js";
+import { formatDate, formatMoney, t } from "./i18n.js";
+import { describeBudget, describeLimits, fillBudget, fillLimits, readBudget, readLimits } from "./limits.js";
 
 let ui;
 let keys = [];
+let spend = {}; // key id -> USD, all time
 let secret = null; // {alias, key} of the key just created
+let editing = null; // the key being edited
+let initial = {}; // its fields as first shown in the form
 
 export function init(context) {
   ui = context;
   $("#key-form").addEventListener("submit", submit);
+  $("#kf-cancel").addEventListener("click", resetForm);
   $("#key-secret-copy").addEventListener("click", copySecret);
 }
 
@@ -23,16 +29,44 @@ export async function load() {
     throw error;
   }
   ui.setAdmin(true);
+  ui.keys = keys;
+  spend = await spendBy("key");
   render();
 }
 
-export function render() {
-  const list = $("#keys-list");
-  if (!keys.length) list.replaceChildren(h("p", { class: "empty" }, t("keys.empty")));
-  else {
-    const columns = ["alias", "id", "models", "budget", "limits"].map((c) => t(`keys.col.${c}`));
-    list.replaceChildren(table([...columns, t("common.actions")], keys.map(row), t("keys.title")));
+/** USD spent per key (or user, team) over all time, from the usage report; {} when it cannot be read. */
+export async function spendBy(group) {
+  try {
+    const rows = items(await api("GET", `/v1/usage?group_by=${group}`));
+    return Object.fromEntries(rows.map((row) => [row[group], row.cost_usd]));
+  } catch {
+    return {};
   }
+}
+
+/** "active", "expired" or "revoked": the API's word, else worked out from the key's own fields. */
+export function statusOf(k) {
+  if (k.status) return k.status;
+  if (k.revoked_at) return "revoked";
+  if (k.expires_at && new Date(k.expires_at) <= new Date()) return "expired";
+  return "active";
+}
+
+export function render() {
+  const active = keys.filter((k) => statusOf(k) === "active");
+  const inactive = keys.filter((k) => statusOf(k) !== "active");
+  const activeView = h("div", { id: "keys-active" }, h("h2", {}, t("keys.active")));
+  if (!active.length) activeView.append(h("p", { class: "empty" }, t("keys.empty")));
+  else {
+    const columns = ["alias", "id", "user", "models", "budget", "limits", "expires", "spend", "createdBy"].map((c) => t(`keys.col.${c}`));
+    activeView.append(table([...columns, t("common.actions")], active.map(activeRow), t("keys.active")));
+  }
+  const inactiveView = h("div", { id: "keys-inactive", class: "section-gap" }, h("h2", {}, t("keys.inactive")));
+  const columns = ["alias", "id", "user", "status", "when", "spend", "createdBy"].map((c) => t(`keys.col.${c}`));
+  inactiveView.append(table([...columns, t("common.actions")], inactive.map(inactiveRow), t("keys.inactive")));
+  inactiveView.hidden = !inactive.length;
+  $("#keys-list").replaceChildren(activeView, inactiveView);
+  $("#key-form-title").textContent = editing ? t("keys.form.editTitle", { alias: editing.alias || editing.id }) : t("keys.form.title");
   const panel = $("#key-secret");
   panel.hidden = secret === null;
   if (secret) {
@@ -41,63 +75,99 @@ export function render() {
   }
 }
 
-function row(k) {
+const mono = (text) => h("span", { class: "mono muted break" }, text || "—");
+const money = (value) => (typeof value === "number" ? formatMoney(value, "USD") : "—");
+
+function activeRow(k) {
   const label = k.alias || k.id;
   return [
-    h("strong", {}, k.alias || "—"),
-    h("span", { class: "mono muted" }, k.id || ""),
-    Array.isArray(k.models) && k.models.length
-      ? h("span", { class: "mono break" }, k.models.join(", "))
-      : badge(t("keys.allModels"), "muted"),
+    h("strong", { class: "break" }, k.alias || "—"),
+    mono(k.id),
+    mono(k.user_id),
+    allowlist(k),
     describeBudget(k.budget),
     describeLimits(k.limits),
-    h("button", { type: "button", class: "danger", onclick: () => revoke(k), "aria-label": `${t("keys.revoke")} ${label}` }, t("keys.revoke")),
+    k.expires_at ? formatDate(k.expires_at) : t("keys.never"),
+    money(spend[k.id]),
+    createdBy(k.created_by),
+    h("div", { class: "row-actions" },
+      h("button", { type: "button", onclick: () => edit(k), "aria-label": `${t("keys.edit")} ${label}` }, t("keys.edit")),
+      h("button", { type: "button", class: "danger", onclick: () => revoke(k), "aria-label": `${t("keys.revoke")} ${label}` }, t("keys.revoke"))),
   ];
 }
 
-function describeBudget(budget) {
-  if (!budget || (budget.tokens == null && budget.usd == null)) return t("common.unlimited");
+/** A revoked or expired key: never a Revoke button; an expired one may get a later expiry. */
+function inactiveRow(k) {
+  const status = statusOf(k);
+  const label = k.alias || k.id;
+  return [
+    h("span", { class: "break" }, k.alias || "—"),
+    mono(k.id),
+    mono(k.user_id),
+    badge(t(`keys.status.${status}`), status === "revoked" ? "bad" : "warn"),
+    formatDate(status === "revoked" && k.revoked_at ? k.revoked_at : k.expires_at || k.revoked_at || ""),
+    money(spend[k.id]),
+    createdBy(k.created_by),
+    status === "expired"
+      ? h("button", { type: "button", onclick: () => edit(k), "aria-label": `${t("keys.edit")} ${label}` }, t("keys.edit"))
+      : "—",
+  ];
+}
+
+function allowlist(k) {
   const parts = [];
-  if (budget.tokens != null) parts.push(t("keys.budget.tokens", { n: formatNumber(budget.tokens) }));
-  if (budget.usd != null) parts.push(formatMoney(budget.usd, "USD"));
-  parts.push(t(`period.${budget.period || "none"}`));
-  parts.push(t(`mode.${budget.mode || "hard"}`));
-  return parts.join(" · ");
+  if (Array.isArray(k.models) && k.models.length) parts.push(h("span", { class: "mono break" }, k.models.join(", ")));
+  if (Array.isArray(k.providers) && k.providers.length) {
+    parts.push(h("span", { class: "mono break muted" }, t("keys.providersList", { providers: k.providers.join(", ") })));
+  }
+  return parts.length ? h("div", { class: "provider-name" }, parts) : badge(t("keys.allModels"), "muted");
 }
 
-function describeLimits(limits) {
-  if (!limits) return "—";
-  const parts = ["rpm", "tpm", "concurrency"]
-    .filter((name) => limits[name] != null)
-    .map((name) => t(`keys.limits.${name}`, { n: formatNumber(limits[name]) }));
-  return parts.length ? parts.join(" · ") : "—";
+/** Who made the key: the admin key, the CLI, or another key (by alias when it is listed). */
+function createdBy(value) {
+  if (!value) return "—";
+  if (value === "admin") return t("keys.createdBy.admin");
+  if (value === "cli") return t("keys.createdBy.cli");
+  const maker = keys.find((k) => k.id === value);
+  return h("span", { class: "mono break" }, maker && maker.alias ? `${maker.alias} (${value})` : value);
 }
 
-function numberField(form, name, labelKey) {
-  const raw = form.elements[name].value.trim();
-  if (!raw) return null;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < 0) throw new Error(t("error.number", { field: t(labelKey) }));
-  return value;
+// --------------------------------------------------------------------------------------------- form
+
+function field(name) {
+  return $("#key-form").elements[name];
 }
 
-function requestBody(form) {
-  const body = { alias: form.elements.alias.value.trim() };
+/** datetime-local text (the viewer's local time) for an ISO time, and back. */
+function localInput(iso) {
+  if (!iso) return "";
+  const date = new Date(iso);
+  const local = new Date(date.getTime() - date.getTimezoneOffset() * 60_000);
+  return local.toISOString().slice(0, 16);
+}
+
+function formValues(form) {
+  const expires = form.elements.expires_at.value;
   const models = splitList(form.elements.models.value);
-  if (models.length) body.models = models;
-  const tokens = numberField(form, "tokens", "keys.form.tokens");
-  const usd = numberField(form, "usd", "keys.form.usd");
-  if (tokens !== null || usd !== null) {
-    body.budget = { period: form.elements.period.value, mode: form.elements.mode.value };
-    if (tokens !== null) body.budget.tokens = Math.round(tokens);
-    if (usd !== null) body.budget.usd = usd;
+  const providers = splitList(form.elements.providers.value);
+  return {
+    alias: form.elements.alias.value.trim(),
+    user_id: form.elements.user_id.value.trim() || null,
+    models: models.length ? models : null,
+    providers: providers.length ? providers : null,
+    expires_at: expires ? new Date(expires).toISOString() : null,
+    budget: readBudget(form),
+    limits: readLimits(form),
+  };
+}
+
+/** Creating sends what was filled in; editing sends only what changed. */
+function requestBody(values) {
+  if (!editing) return Object.fromEntries(Object.entries(values).filter(([, value]) => value !== null));
+  const body = {};
+  for (const [name, value] of Object.entries(values)) {
+    if (JSON.stringify(value) !== JSON.stringify(initial[name])) body[name] = value;
   }
-  const limits = {};
-  for (const [name, labelKey] of [["rpm", "keys.form.rpm"], ["tpm", "keys.form.tpm"], ["concurrency", "keys.form.concurrency"]]) {
-    const value = numberField(form, name, labelKey);
-    if (value !== null) limits[name] = Math.round(value);
-  }
-  if (Object.keys(limits).length) body.limits = limits;
   return body;
 }
 
@@ -106,15 +176,60 @@ async function submit(event) {
   ui.clear();
   const form = event.target;
   if (!form.reportValidity()) return;
+  let body;
   try {
-    const created = await api("POST", "/v1/keys", requestBody(form));
-    secret = { alias: created.alias || form.elements.alias.value, key: created.key };
-    form.reset();
+    body = requestBody(formValues(form));
+  } catch (error) {
+    ui.error(error);
+    return;
+  }
+  try {
+    if (editing) {
+      const saved = await api("PATCH", `/v1/keys/${encodeURIComponent(editing.id)}`, body);
+      ui.notice(t("keys.saved", { alias: (saved && saved.alias) || editing.alias || editing.id }));
+      resetForm();
+    } else {
+      const created = await api("POST", "/v1/keys", body);
+      secret = { alias: created.alias || body.alias, key: created.key };
+      form.reset();
+    }
     await load();
-    $("#key-secret-copy").focus();
+    if (secret && !editing) $("#key-secret-copy").focus();
   } catch (error) {
     ui.error(error);
   }
+}
+
+function edit(k) {
+  ui.clear();
+  secret = null;
+  editing = k;
+  const form = $("#key-form");
+  form.reset();
+  field("alias").value = k.alias || "";
+  field("user_id").value = k.user_id || "";
+  field("models").value = Array.isArray(k.models) ? k.models.join(", ") : "";
+  field("providers").value = Array.isArray(k.providers) ? k.providers.join(", ") : "";
+  field("expires_at").value = localInput(k.expires_at);
+  fillBudget(form, k.budget);
+  fillLimits(form, k.limits);
+  initial = formValues(form);
+  $("#kf-cancel").hidden = false;
+  $("#kf-submit").textContent = t("providers.form.submitEdit");
+  $("#kf-submit").dataset.i18n = "providers.form.submitEdit";
+  render();
+  form.scrollIntoView({ block: "start" });
+  field("alias").focus();
+}
+
+function resetForm() {
+  editing = null;
+  initial = {};
+  $("#key-form").reset();
+  $("#kf-cancel").hidden = true;
+  $("#kf-submit").textContent = t("keys.form.submit");
+  $("#kf-submit").dataset.i18n = "keys.form.submit";
+  render();
 }
 
 async function copySecret() {
@@ -135,6 +250,7 @@ async function revoke(k) {
   try {
     await api("DELETE", `/v1/keys/${encodeURIComponent(k.id)}`);
     ui.notice(t("keys.revoked", { alias }));
+    if (editing && editing.id === k.id) resetForm();
     await load();
   } catch (error) {
     ui.error(error);

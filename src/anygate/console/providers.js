@@ -2,7 +2,7 @@
 
 import { api, items } from "./api.js";
 import { $, badge, h, splitList, table } from "./dom.js";
-import { formatDate, formatNumber, t } from "./i18n.js";
+import { formatDate, formatMoney, formatNumber, t } from "./i18n.js";
 
 const READ_ONLY_ORIGINS = new Set(["file", "env"]);
 let ui;
@@ -13,6 +13,7 @@ let lastTest = null; // {id, result} | {id, running: true}
 let editing = null; // the id being edited, null when adding
 let initial = {}; // the edited provider's values as first shown in the form
 let storedOrigin = null; // where the edited provider's stored key goes (scheme, host, port); null: no key
+let priced = null; // {id, models: [...], error?} the price list shown
 
 export async function init(context) {
   ui = context;
@@ -24,6 +25,8 @@ export async function init(context) {
   }
   select.addEventListener("change", applyPreset);
   field("base_url").addEventListener("input", askForKeyWhenMoved);
+  field("auth").addEventListener("change", showKeyField);
+  $("#pf-add-price").addEventListener("click", () => addPriceRow());
   $("#provider-form").addEventListener("submit", submit);
   $("#pf-cancel").addEventListener("click", resetForm);
   $("#health-check").addEventListener("click", checkHealth);
@@ -45,6 +48,7 @@ export function render() {
     ? t("providers.form.editTitle", { id: editing })
     : t("providers.form.addTitle");
   renderTest();
+  renderPrices();
 }
 
 const mayManage = () => ui.isAdmin !== false;
@@ -80,25 +84,39 @@ function row(p) {
   return cells;
 }
 
+/** Whether a key goes with the provider's requests: "Key set" only when one does (a keyless backend
+ * needs none; a provider that is "configured" without a key is not one with a key). */
+function keyBadge(p) {
+  if (p.auth === "none") return badge(t("providers.keyless"), "info", t("providers.keylessHint"));
+  const hasKey = typeof p.key_set === "boolean" ? p.key_set : p.configured;
+  return hasKey ? badge(t("providers.configured"), "ok") : badge(t("providers.notConfigured"), "warn");
+}
+
 function statusBadges(p) {
   const checked = health[p.id];
   const healthy = checked ? checked.healthy : p.healthy;
   const out = [
-    p.configured ? badge(t("providers.configured"), "ok") : badge(t("providers.notConfigured"), "warn"),
+    keyBadge(p),
     healthy === true ? badge(t("providers.healthy"), "ok")
       : healthy === false ? badge(t("providers.unhealthy"), "bad", checked && checked.error)
       : badge(t("providers.healthUnknown"), "muted"),
   ];
-  if (checked && typeof checked.latency_ms === "number") {
-    out.push(h("span", { class: "muted small" }, t("providers.latency", { ms: formatNumber(Math.round(checked.latency_ms)) })));
-  }
+  if (checked) out.push(h("span", { class: "muted small" }, healthCheckSaid(checked)));
   if (checked && checked.error) out.push(h("span", { class: "small error-text" }, checked.error));
   if (p.capabilities && typeof p.capabilities === "object") out.push(...capabilityBadges(p.capabilities));
   return out;
 }
 
+/** What a health check did, in words: "Model list answered in 40 ms, without a key". */
+function healthCheckSaid(checked) {
+  const ms = typeof checked.latency_ms === "number" ? formatNumber(Math.round(checked.latency_ms)) : "?";
+  const what = checked.healthy ? t("providers.health.answered", { ms }) : t("providers.health.failed", { ms });
+  if (typeof checked.key_sent !== "boolean") return what;
+  return `${what} · ${checked.key_sent ? t("providers.health.withKey") : t("providers.health.withoutKey")}`;
+}
+
 /** What a provider's live test found, in words: "Streaming: no". */
-const CAPABILITIES = ["models", "chat", "streaming", "stream_usage", "embeddings"];
+const CAPABILITIES = ["models", "chat", "streaming", "stream_usage", "embeddings", "responses"];
 
 function capabilityName(name) {
   switch (name) {
@@ -107,7 +125,11 @@ function capabilityName(name) {
     case "streaming": return t("providers.capability.streaming");
     case "stream_usage": return t("providers.capability.stream_usage");
     case "embeddings": return t("providers.capability.embeddings");
+    case "responses": return t("providers.capability.responses");
     case "checked_at": return t("providers.capability.checked_at");
+    case "model": return t("providers.capability.model");
+    case "key_sent": return t("providers.capability.key_sent");
+    case "auth": return t("providers.capability.auth");
     default: return name;
   }
 }
@@ -122,6 +144,7 @@ function actions(p, readOnly) {
   const label = p.name || p.id;
   return h("div", { class: "row-actions" },
     h("button", { type: "button", onclick: () => test(p.id), "aria-label": `${t("providers.test")} ${label}` }, t("providers.test")),
+    h("button", { type: "button", onclick: () => showPrices(p.id), "aria-label": `${t("providers.prices")} ${label}` }, t("providers.prices")),
     readOnly ? null : h("button", { type: "button", onclick: () => edit(p), "aria-label": `${t("providers.edit")} ${label}` }, t("providers.edit")),
     readOnly ? null : h("button", { type: "button", class: "danger", onclick: () => remove(p.id), "aria-label": `${t("providers.delete")} ${label}` }, t("providers.delete")));
 }
@@ -170,21 +193,104 @@ function renderTest() {
     return;
   }
   const result = lastTest.result || {};
-  const shown = result.capabilities && typeof result.capabilities === "object" ? result.capabilities : result;
+  const found = result.capabilities && typeof result.capabilities === "object" ? result.capabilities : {};
+  const facts = [];
+  if (typeof result.key_sent === "boolean") {
+    facts.push([capabilityName("key_sent"), result.key_sent
+      ? badge(t("common.yes"), "ok")
+      : h("span", {}, badge(t("common.no"), "warn"), " ", h("span", { class: "small muted" }, t("providers.testWithoutKey")))]);
+  }
+  if (result.auth) facts.push([capabilityName("auth"), t(`providers.auth.${result.auth}`)]);
+  if (result.model) facts.push([capabilityName("model"), h("code", { class: "break" }, String(result.model))]);
+  for (const name of CAPABILITIES) {
+    const outcome = result[name];
+    const ok = outcome && typeof outcome === "object" ? outcome.ok : found[name];
+    if (typeof ok !== "boolean") continue;
+    facts.push([capabilityName(name), checkOutcome(ok, outcome)]);
+  }
+  if (typeof result.checked_at === "number") {
+    facts.push([capabilityName("checked_at"), formatDate(new Date(result.checked_at * 1000).toISOString())]);
+  }
   panel.replaceChildren(
     h("div", { class: "panel-head" }, title, close),
     h("h3", {}, t("providers.capabilities")),
-    h("dl", { class: "facts" }, Object.entries(shown).map(([name, value]) => [h("dt", {}, capabilityName(name)), h("dd", {}, describe(name, value))])),
+    h("dl", { class: "facts" }, facts.map(([name, value]) => [h("dt", {}, name), h("dd", {}, value)])),
   );
 }
 
-function describe(name, value) {
-  if (name === "checked_at" && typeof value === "number") return formatDate(new Date(value * 1000).toISOString());
-  if (value === true) return badge(t("common.yes"), "ok");
-  if (value === false) return badge(t("common.no"), "bad");
-  if (value === null || value === undefined) return "—";
-  if (typeof value === "object") return h("code", { class: "break" }, JSON.stringify(value));
-  return String(value);
+/** One check's outcome: yes or no, then what it saw (models listed, time taken, the error). */
+function checkOutcome(ok, outcome) {
+  const shown = badge(ok ? t("common.yes") : t("common.no"), ok ? "ok" : "bad");
+  if (!outcome || typeof outcome !== "object") return shown;
+  const notes = [];
+  if (typeof outcome.count === "number") notes.push(t("providers.modelCount", { count: formatNumber(outcome.count) }));
+  if (typeof outcome.latency_ms === "number") notes.push(t("providers.latency", { ms: formatNumber(Math.round(outcome.latency_ms)) }));
+  if (outcome.error) notes.push(String(outcome.error));
+  return notes.length ? h("span", {}, shown, " ", h("span", { class: "small muted break" }, notes.join(" · "))) : shown;
+}
+
+// ------------------------------------------------------------------------------------------- prices
+
+async function showPrices(id) {
+  ui.clear();
+  priced = { id, models: null };
+  renderPrices();
+  try {
+    const body = await api("GET", `/v1/providers/${encodeURIComponent(id)}/models`);
+    priced = { id, models: items(body), error: body && body.error };
+  } catch (error) {
+    priced = null;
+    ui.error(error);
+  }
+  renderPrices();
+}
+
+function renderPrices() {
+  const panel = $("#provider-prices");
+  panel.hidden = priced === null;
+  if (priced === null) return;
+  const close = h("button", { type: "button", class: "icon", "aria-label": t("common.close"), onclick: () => { priced = null; renderPrices(); } }, "×");
+  const head = h("div", { class: "panel-head" }, h("h2", {}, t("providers.pricesTitle", { id: priced.id })), close);
+  if (priced.models === null) return panel.replaceChildren(head, h("p", {}, t("common.loading")));
+  const columns = [t("models.col.id"), t("providers.price.input"), t("providers.price.output"), t("providers.price.origin")];
+  const perMillion = (value) => formatMoney(value, "USD");
+  panel.replaceChildren(
+    head,
+    h("p", { class: "hint" }, t("providers.pricesHelp")),
+    priced.models.length
+      ? table(columns, priced.models.map((m) => m.price
+        ? [h("span", { class: "mono break" }, m.id), perMillion(m.price.input), perMillion(m.price.output), t(`providers.price.from.${m.price.origin}`)]
+        : [h("span", { class: "mono break" }, m.id), "—", "—", badge(t("providers.price.unknown"), "warn")]), t("providers.pricesTitle", { id: priced.id }))
+      : h("p", { class: "empty" }, t("models.empty")),
+  );
+}
+
+function addPriceRow(model = "", price = null) {
+  const input = (name, labelKey, value, attrs = {}) => h("div", { class: "field" },
+    h("label", {}, t(labelKey), h("input", { name, value: value ?? "", spellcheck: "false", autocomplete: "off", ...attrs })));
+  const rowEl = h("div", { class: "price-row grid grid-4" },
+    input("price_model", "providers.price.model", model),
+    input("price_input", "providers.price.input", price ? price.input : "", { type: "number", min: "0", step: "any", inputmode: "decimal" }),
+    input("price_output", "providers.price.output", price ? price.output : "", { type: "number", min: "0", step: "any", inputmode: "decimal" }),
+    h("div", { class: "field field-end" }, h("button", { type: "button", class: "danger", onclick: () => rowEl.remove() }, t("providers.price.remove"))));
+  $("#pf-prices").append(rowEl);
+}
+
+/** {model: {input, output}} from the price rows (USD per million tokens); a row without a model is skipped. */
+function readPrices() {
+  const prices = {};
+  for (const rowEl of $("#pf-prices").querySelectorAll(".price-row")) {
+    const model = rowEl.querySelector("[name=price_model]").value.trim();
+    if (!model) continue;
+    const read = (name, labelKey) => {
+      const value = Number(rowEl.querySelector(`[name=${name}]`).value);
+      const raw = rowEl.querySelector(`[name=${name}]`).value.trim();
+      if (!raw || !Number.isFinite(value) || value < 0) throw new Error(t("error.number", { field: `${model}: ${t(labelKey)}` }));
+      return value;
+    };
+    prices[model] = { input: read("price_input", "providers.price.input"), output: read("price_output", "providers.price.output") };
+  }
+  return prices;
 }
 
 async function remove(id) {
@@ -213,7 +319,22 @@ function applyPreset() {
   field("name").placeholder = preset.id === "custom" ? "" : preset.name || "";
   if (!editing) field("allow_private_network").checked = Boolean(preset.allow_private_network);
   if (!editing) field("api").value = presetApi(preset.id);
+  if (!editing) field("auth").value = preset.auth || "bearer";
   askForKeyWhenMoved();
+  showKeyField();
+}
+
+/** With "no key" chosen, the key field has nothing to do. */
+function showKeyField() {
+  const keyless = field("auth").value === "none";
+  field("api_key").disabled = keyless;
+  $("#pf-auth-none").hidden = !keyless;
+}
+
+/** How a preset's upstream takes its key ("bearer" unless it says otherwise). */
+function presetAuth(type) {
+  const preset = presets.find((p) => p.id === type) || {};
+  return preset.auth || "bearer";
 }
 
 /** The API a preset's upstream speaks ("openai" unless it says otherwise). */
@@ -269,6 +390,8 @@ function formValues() {
     headers,
     models: splitList(field("models").value),
     api: field("api").value,
+    auth: field("auth").value,
+    prices: readPrices(),
     allow_private_network: field("allow_private_network").checked,
   };
 }
@@ -279,6 +402,8 @@ function requestBody(values) {
     const body = { id: values.id, type: values.type, allow_private_network: values.allow_private_network };
     for (const name of ["name", "base_url", "api_key"]) if (values[name]) body[name] = values[name];
     if (values.api !== presetApi(values.type)) body.api = values.api;
+    if (values.auth !== presetAuth(values.type)) body.auth = values.auth;
+    if (Object.keys(values.prices).length) body.prices = values.prices;
     if (Object.keys(values.headers).length) body.headers = values.headers;
     if (values.models.length) body.models = values.models;
     return body;
@@ -288,7 +413,7 @@ function requestBody(values) {
     if (name === "id" || name === "api_key") continue;
     if (JSON.stringify(value) !== JSON.stringify(initial[name])) body[name] = value;
   }
-  if (values.api_key) body.api_key = values.api_key; // empty keeps the stored key
+  if (values.api_key && values.auth !== "none") body.api_key = values.api_key; // empty keeps the stored key
   return body;
 }
 
@@ -345,6 +470,10 @@ async function edit(p) {
   field("headers").value = detail.headers && Object.keys(detail.headers).length ? JSON.stringify(detail.headers) : "";
   field("models").value = Array.isArray(detail.models) ? detail.models.join(", ") : "";
   if (detail.api) field("api").value = detail.api;
+  field("auth").value = detail.auth || presetAuth(detail.type);
+  $("#pf-prices").replaceChildren();
+  for (const [model, price] of Object.entries(detail.prices || {})) addPriceRow(model, price);
+  showKeyField();
   field("allow_private_network").checked = Boolean(detail.allow_private_network);
   initial = formValues();
   storedOrigin = detail.api_key ? originOf(detail.base_url || effectiveBaseUrl()) : null;
@@ -362,6 +491,7 @@ function resetForm() {
   initial = {};
   storedOrigin = null;
   $("#provider-form").reset();
+  $("#pf-prices").replaceChildren();
   field("id").readOnly = false;
   $("#pf-cancel").hidden = true;
   $("#pf-submit").dataset.i18n = "providers.form.submitAdd";

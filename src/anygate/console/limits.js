@@ -1,0 +1,73 @@
+// Budgets and rate limits, shared by the key, user and team forms: reading them from a form, filling a
+// form from them, and saying them in words.
+
+import { formatMoney, formatNumber, t } from "./i18n.js";
+
+const LIMIT_NAMES = ["rpm", "tpm", "concurrency"];
+
+/** A number field's value: null when empty; an Error naming the field when not a number of 0 or more. */
+export function numberField(form, name, labelKey) {
+  const raw = form.elements[name].value.trim();
+  if (!raw) return null;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0) throw new Error(t("error.number", { field: t(labelKey) }));
+  return value;
+}
+
+/** {tokens?, usd?, period, mode} from the form's tokens, usd, period and mode fields; null: no budget. */
+export function readBudget(form) {
+  const tokens = numberField(form, "tokens", "keys.form.tokens");
+  const usd = numberField(form, "usd", "keys.form.usd");
+  if (tokens === null && usd === null) return null;
+  const budget = { period: form.elements.period.value, mode: form.elements.mode.value };
+  if (tokens !== null) budget.tokens = Math.round(tokens);
+  if (usd !== null) budget.usd = usd;
+  return budget;
+}
+
+/** {rpm?, tpm?, concurrency?} from the form; null: no limit. */
+export function readLimits(form) {
+  const limits = {};
+  for (const name of LIMIT_NAMES) {
+    const value = numberField(form, name, `keys.form.${name}`);
+    if (value !== null) limits[name] = Math.round(value);
+  }
+  return Object.keys(limits).length ? limits : null;
+}
+
+export function fillBudget(form, budget) {
+  form.elements.tokens.value = budget && budget.tokens != null ? budget.tokens : "";
+  form.elements.usd.value = budget && budget.usd != null ? budget.usd : "";
+  form.elements.period.value = (budget && budget.period) || "none";
+  form.elements.mode.value = (budget && budget.mode) || "hard";
+}
+
+export function fillLimits(form, limits) {
+  for (const name of LIMIT_NAMES) form.elements[name].value = limits && limits[name] != null ? limits[name] : "";
+}
+
+export function describeBudget(budget) {
+  if (!budget || (budget.tokens == null && budget.usd == null && budget.requests == null)) return t("common.unlimited");
+  const parts = [];
+  if (budget.tokens != null) parts.push(t("keys.budget.tokens", { n: formatNumber(budget.tokens) }));
+  if (budget.usd != null) parts.push(formatMoney(budget.usd, "USD"));
+  if (budget.requests != null) parts.push(t("teams.budget.requests", { n: formatNumber(budget.requests) }));
+  parts.push(describeWindow(budget.window || budget.period || "none"));
+  parts.push(t(`mode.${budget.mode || "hard"}`));
+  return parts.join(" · ");
+}
+
+/** daily | weekly | monthly | none, or "<N>h" (a rolling window of N hours). */
+export function describeWindow(window) {
+  const hours = /^(\d+)h$/.exec(String(window));
+  if (hours) return t("period.hours", { n: formatNumber(Number(hours[1])) });
+  return t(`period.${["daily", "weekly", "monthly", "none"].includes(window) ? window : "none"}`);
+}
+
+export function describeLimits(limits) {
+  if (!limits) return "—";
+  const parts = LIMIT_NAMES
+    .filter((name) => limits[name] != null)
+    .map((name) => t(`keys.limits.${name}`, { n: formatNumber(limits[name]) }));
+  return parts.length ? parts.join(" · ") : "—";
+}

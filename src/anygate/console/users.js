@@ -1,0 +1,200 @@
+// Users (admins): the list with their keys and spend, creating and editing one (name, team, budget, limits),
+// one user's keys on a click. Teams (teams.js) share the page when the gateway has them.
+
+import { api, items } from "./api.js";
+import { $, badge, h, table } from "./dom.js";
+import { formatDate, formatMoney, formatNumber, t } from "./i18n.js";
+import { spendBy, statusOf } from "./keys.js";
+import { describeBudget, describeLimits, fillBudget, fillLimits, readBudget, readLimits } from "./limits.js";
+import * as teams from "./teams.js";
+
+let ui;
+let users = [];
+let keys = [];
+let spend = {}; // user id -> USD
+let keySpend = {}; // key id -> USD
+let editing = null;
+let initial = {};
+let opened = null; // {user, keys} shown in the detail panel
+
+export function init(context) {
+  ui = context;
+  $("#user-form").addEventListener("submit", submit);
+  $("#uf-cancel").addEventListener("click", resetForm);
+  teams.init(context, { onChange: () => load().catch(ui.error) });
+}
+
+export async function load() {
+  users = items(await api("GET", "/v1/users"));
+  await teams.load(); // sets ui.teamsAvailable (a gateway without teams answers 404)
+  const [allKeys, userSpend, perKey] = await Promise.all([
+    api("GET", "/v1/keys").then(items).catch(() => []),
+    spendBy("user"),
+    spendBy("key"),
+  ]);
+  keys = allKeys;
+  spend = userSpend;
+  keySpend = perKey;
+  render();
+}
+
+const money = (value) => (typeof value === "number" ? formatMoney(value, "USD") : "—");
+
+export function render() {
+  const list = $("#users-list");
+  const withTeams = ui.teamsAvailable === true;
+  $("#uf-team-field").hidden = !withTeams;
+  fillTeamOptions();
+  if (!users.length) list.replaceChildren(h("p", { class: "empty" }, t("users.empty")));
+  else {
+    const names = ["name", "id", ...(withTeams ? ["team"] : []), "budget", "limits", "keys", "spend"];
+    const columns = names.map((c) => t(`users.col.${c}`));
+    list.replaceChildren(table([...columns, t("common.actions")], users.map((u) => row(u, withTeams)), t("users.title")));
+  }
+  $("#user-form-title").textContent = editing ? t("users.form.editTitle", { name: editing.name }) : t("users.form.title");
+  renderDetail();
+  teams.render();
+}
+
+function row(u, withTeams) {
+  const own = keys.filter((k) => k.user_id === u.id);
+  const active = own.filter((k) => statusOf(k) === "active").length;
+  const cells = [
+    h("strong", { class: "break" }, u.name || "—"),
+    h("span", { class: "mono muted" }, u.id),
+  ];
+  if (withTeams) cells.push(teams.nameOf(u.team_id));
+  cells.push(
+    describeBudget(u.budget),
+    describeLimits(u.limits),
+    t("users.keyCount", { active: formatNumber(active), total: formatNumber(own.length) }),
+    money(spend[u.id]),
+    h("div", { class: "row-actions" },
+      h("button", { type: "button", onclick: () => open(u), "aria-label": `${t("users.showKeys")} ${u.name}` }, t("users.showKeys")),
+      h("button", { type: "button", onclick: () => edit(u), "aria-label": `${t("keys.edit")} ${u.name}` }, t("keys.edit")),
+      h("button", { type: "button", class: "danger", onclick: () => remove(u), "aria-label": `${t("providers.delete")} ${u.name}` }, t("providers.delete"))),
+  );
+  return cells;
+}
+
+function fillTeamOptions() {
+  const select = $("#uf-team");
+  const current = select.value;
+  select.replaceChildren(h("option", { value: "" }, t("users.noTeam")), ...teams.list().map((team) => h("option", { value: team.id }, team.name || team.id)));
+  select.value = current;
+}
+
+async function open(u) {
+  ui.clear();
+  try {
+    const detail = await api("GET", `/v1/users/${encodeURIComponent(u.id)}`);
+    opened = { user: detail, keys: Array.isArray(detail.keys) ? detail.keys : [] };
+  } catch (error) {
+    opened = null;
+    ui.error(error);
+  }
+  renderDetail();
+  if (opened) $("#user-detail").focus();
+}
+
+function renderDetail() {
+  const panel = $("#user-detail");
+  panel.hidden = opened === null;
+  if (!opened) return;
+  const close = h("button", { type: "button", class: "icon", "aria-label": t("common.close"), onclick: () => { opened = null; renderDetail(); } }, "×");
+  const columns = ["alias", "id", "status", "expires", "spend"].map((c) => t(`keys.col.${c}`));
+  panel.replaceChildren(
+    h("div", { class: "panel-head" }, h("h2", {}, t("users.keysOf", { name: opened.user.name || opened.user.id })), close),
+    opened.keys.length
+      ? table(columns, opened.keys.map((k) => {
+        const status = statusOf(k);
+        return [
+          h("span", { class: "break" }, k.alias || "—"),
+          h("span", { class: "mono muted" }, k.id),
+          badge(t(`keys.status.${status}`), status === "active" ? "ok" : status === "revoked" ? "bad" : "warn"),
+          k.expires_at ? formatDate(k.expires_at) : t("keys.never"),
+          money(keySpend[k.id]),
+        ];
+      }), t("users.keysOf", { name: opened.user.name || "" }))
+      : h("p", { class: "empty" }, t("users.noKeys")),
+  );
+}
+
+// --------------------------------------------------------------------------------------------- form
+
+function formValues(form) {
+  const values = { name: form.elements.name.value.trim(), budget: readBudget(form), limits: readLimits(form) };
+  if (ui.teamsAvailable === true) values.team_id = form.elements.team_id.value || null;
+  return values;
+}
+
+async function submit(event) {
+  event.preventDefault();
+  ui.clear();
+  const form = event.target;
+  if (!form.reportValidity()) return;
+  let values;
+  try {
+    values = formValues(form);
+  } catch (error) {
+    ui.error(error);
+    return;
+  }
+  try {
+    if (editing) {
+      const body = {};
+      for (const [name, value] of Object.entries(values)) {
+        if (JSON.stringify(value) !== JSON.stringify(initial[name])) body[name] = value;
+      }
+      await api("PATCH", `/v1/users/${encodeURIComponent(editing.id)}`, body);
+    } else {
+      await api("POST", "/v1/users", Object.fromEntries(Object.entries(values).filter(([, v]) => v !== null)));
+    }
+    ui.notice(t("users.saved", { name: values.name }));
+    resetForm();
+    await load();
+  } catch (error) {
+    ui.error(error);
+  }
+}
+
+function edit(u) {
+  ui.clear();
+  editing = u;
+  const form = $("#user-form");
+  form.reset();
+  form.elements.name.value = u.name || "";
+  form.elements.team_id.value = u.team_id || "";
+  fillBudget(form, u.budget);
+  fillLimits(form, u.limits);
+  initial = formValues(form);
+  $("#uf-cancel").hidden = false;
+  $("#uf-submit").textContent = t("providers.form.submitEdit");
+  $("#uf-submit").dataset.i18n = "providers.form.submitEdit";
+  render();
+  form.scrollIntoView({ block: "start" });
+  form.elements.name.focus();
+}
+
+function resetForm() {
+  editing = null;
+  initial = {};
+  $("#user-form").reset();
+  $("#uf-cancel").hidden = true;
+  $("#uf-submit").textContent = t("users.form.submit");
+  $("#uf-submit").dataset.i18n = "users.form.submit";
+  render();
+}
+
+async function remove(u) {
+  ui.clear();
+  if (!window.confirm(t("users.deleteConfirm", { name: u.name || u.id }))) return;
+  try {
+    await api("DELETE", `/v1/users/${encodeURIComponent(u.id)}`);
+    ui.notice(t("users.deleted", { name: u.name || u.id }));
+    if (opened && opened.user.id === u.id) opened = null;
+    await load();
+  } catch (error) {
+    ui.error(error);
+  }
+}
