@@ -126,9 +126,32 @@ def test_providers_from_the_zero_config_environment_and_dotenv() -> None:
 
 
 def test_providers_with_none_configured_says_how_to_add_one() -> None:
-    result = run("providers")
+    result = run("providers", ANYGATE_PORT=str(free_port()))  # no gateway answers there
     assert result.returncode == 0
     assert "No upstream provider is configured yet" in result.stderr
+    models = run("models", ANYGATE_PORT=str(free_port()))
+    assert models.returncode == 1
+    assert "No upstream provider is configured yet" in models.stderr
+
+
+def test_with_none_configured_here_the_running_gateways_providers_are_read_with_the_admin_key() -> None:
+    port, admin = free_port(), "sk-ag-admin-key-for-the-cli-test"
+    gateway_env = {"OPENAI_COMPATIBLE_BASE_URL": "", "OPENAI_COMPATIBLE_API_KEY": SECRET, "ANYGATE_ADMIN_KEY": admin}
+    with FakeUpstream.start_in_thread(models=["m-1"]) as up:
+        gateway_env["OPENAI_COMPATIBLE_BASE_URL"] = up.base_url
+        with serving("--port", str(port), **gateway_env) as (process, _):
+            wait_for_health(port, process)
+            unseen = run("providers", ANYGATE_PORT=str(port))
+            wrong_key = run("models", ANYGATE_PORT=str(port), ANYGATE_ADMIN_KEY="sk-ag-not-the-admin-key")
+            listed = run("providers", ANYGATE_PORT=str(port), ANYGATE_ADMIN_KEY=admin)
+    assert unseen.returncode == 0 and unseen.stdout == ""
+    assert f"though a gateway answers at http://127.0.0.1:{port}" in unseen.stderr
+    assert wrong_key.returncode == 1
+    assert "the running gateway could not be read" in wrong_key.stderr and "refused the key" in wrong_key.stderr
+    assert listed.returncode == 0, listed.stderr
+    [row] = [line for line in listed.stdout.splitlines() if "openai_compatible" in line]
+    assert "gateway (env)" in row and "yes" in row and row.rstrip(" │").endswith("1")
+    assert SECRET not in listed.stdout + listed.stderr + unseen.stderr
 
 
 def test_models_and_the_provider_probe_against_the_upstream() -> None:
@@ -195,7 +218,7 @@ def serving(*args: str, **env: str) -> Iterator[tuple[subprocess.Popen[str], que
 
 
 def wait_for_health(port: int, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # a start takes 25 s on a loaded 2-core machine
     while time.monotonic() < deadline:
         assert process.poll() is None, "the server exited"
         try:
