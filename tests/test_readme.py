@@ -182,3 +182,27 @@ def test_the_library_example_runs_as_written(tmp_path: Path) -> None:
     assert ran.returncode == 0, ran.stderr
     assert "Hello from the fake upstream!" in ran.stdout
     assert together.requests_to("/v1/chat/completions")[0].json["model"] == "m-1"
+
+
+def test_the_quick_starts_variables_in_a_dotenv_reach_a_command_run_in_that_folder(tmp_path: Path) -> None:
+    """The README: variables on the scripts/serve line reach that gateway only; in a .env in the folder, the
+    command line run there sees them too."""
+    said = " ".join((ROOT / README).read_text(encoding="utf-8").split())
+    assert "put them in a `.env` in the folder you run both from" in said
+    serve_line = code_block(README, "sh", "OPENAI_COMPATIBLE_BASE_URL=").splitlines()[0]
+    variables = [word for word in serve_line.split() if word.startswith("OPENAI_COMPATIBLE_")]
+    assert [v.split("=")[0] for v in variables] == ["OPENAI_COMPATIBLE_BASE_URL", "OPENAI_COMPATIBLE_API_KEY"]
+    with FakeUpstream.start_in_thread(models=[MODEL]) as groq:
+        dotenv = "\n".join(variables).replace("https://api.groq.com/openai/v1", groq.base_url)
+        (tmp_path / ".env").write_text(dotenv.replace("gsk_...", VENDOR_KEY) + "\n", encoding="utf-8")
+        listed = subprocess.run(
+            [str(ROOT / "scripts/anygate"), "models"],
+            cwd=tmp_path,
+            env=environment(tmp_path / "data"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert listed.returncode == 0, listed.stderr
+    assert any("openai_compatible" in line and MODEL in line for line in listed.stdout.splitlines())
+    assert groq.requests_to("/v1/models")[0].headers["authorization"] == f"Bearer {VENDOR_KEY}"
