@@ -268,8 +268,10 @@ def providers_test(
     probe = probe_within(routed, api_key, model or provider.default_model, timeout, settings.proxy_for(routed))
     result, finished = run_async(probe)
     table = Table("check", "result")
+    # Out of time: the first check without a result is the one that was waiting for an answer.
+    under_way = None if finished else next((check for check in CHECKS if check not in result), None)
     for check in CHECKS:
-        table.add_row(check, check_mark(result.get(check), finished, timeout))
+        table.add_row(check, check_mark(result.get(check), finished, timeout, check == under_way))
     Console().print(table)
     if not finished:
         fail(f"the probe of '{provider.id}' ran out of time after {timeout:g} s (--timeout); nothing was stored")
@@ -301,8 +303,11 @@ async def probe_within(
     return result, True
 
 
-def check_mark(outcome: dict[str, Any] | None, finished: bool, timeout: float) -> str:
-    """ok, the error, or "not tried" (and why) for a check that was never made."""
+def check_mark(outcome: dict[str, Any] | None, finished: bool, timeout: float, under_way: bool = False) -> str:
+    """ok, the error, "no answer" for the check the time ran out in, or "not tried" (and why) for a check
+    that was never made."""
+    if outcome is None and under_way:
+        return f"[red]no answer within {timeout:g} s (--timeout)[/red]"
     if outcome is None:
         return "[yellow]not tried[/yellow]" if finished else f"[yellow]not tried: out of time ({timeout:g} s)[/yellow]"
     if outcome.get("ok"):
