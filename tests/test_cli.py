@@ -73,6 +73,35 @@ def test_a_bad_config_stops_with_a_message_naming_the_field_and_the_file() -> No
     assert "Traceback" not in result.stderr
 
 
+def test_a_missing_config_file_named_by_a_relative_path_says_which_file_was_tried() -> None:
+    result = run("models", "--config", "nosuch.yaml")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"anygate: nosuch.yaml: cannot read the config file (No such file or directory, tried {Path.cwd()}/nosuch.yaml)"
+    )
+
+
+def test_version_and_help_read_as_text(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    from anygate import __version__
+
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout == f"anygate {__version__}\n"
+    from anygate.cli import app, plain_help
+
+    monkeypatch.setenv("COLUMNS", "250")
+    command = plain_help(typer_command(app))
+    command.main(args=["--help"], prog_name="anygate", standalone_mode=False)
+    shown = capsys.readouterr().out
+    [models_line] = [line for line in shown.splitlines() if line.startswith("│ models")]
+    assert "what the running gateway serves" in models_line  # a paragraph on one line, not cut where the source wraps
+
+
+def typer_command(app: object) -> object:
+    import typer
+
+    return typer.main.get_command(app)  # type: ignore[arg-type]
+
+
 def test_a_bad_config_named_by_anygate_config() -> None:
     config = write("anygate.yaml", "providers:\n  - id: x\n    type: custom\n    base_url: http://127.0.0.1:8000/v1\n")
     result = run("models", ANYGATE_CONFIG=str(config))
