@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from anygate.cli.common import ConfigOption, err_console_print, load, with_store
+from anygate.cli.common import ConfigOption, err_console_print, fail, load, with_store
 from anygate.cli.spend_options import (
     BudgetMode,
     BudgetPeriod,
@@ -157,6 +157,8 @@ def keys_update(
     cleared = {"user_id": no_user, "models": all_models, "providers": all_providers, "expires_at": no_expiry}
     changes |= {name: None for name, clear in cleared.items() if clear}
     spend = SpendOptions(budget_tokens, budget_usd, budget_period, budget_mode, rpm, tpm, concurrency)
+    if not changes and spend == SpendOptions() and not no_budget and not no_limits:
+        fail("nothing to change: give what to change (anygate keys update --help)")
     settings = load(config)
 
     async def update(store: Store) -> tuple[KeyRecord, list[str]]:
@@ -263,6 +265,8 @@ def users_update(
     from anygate.management.validation import validate
 
     spend = SpendOptions(budget_tokens, budget_usd, budget_period, budget_mode, rpm, tpm, concurrency)
+    if name is None and spend == SpendOptions() and not no_budget and not no_limits:
+        fail("nothing to change: give what to change (anygate users update --help)")
 
     async def update(store: Store) -> UserRecord:
         user = await store.keys.get_user(user_id)
