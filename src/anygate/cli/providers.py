@@ -66,10 +66,10 @@ def models(config: ConfigOption = None, timeout: TimeoutOption = DEFAULT_TIMEOUT
             show_models(served)
             return
     if not settings.providers and not stored:
-        served = nothing_configured_here(settings, timeout)
-        if served is None:
+        gateways = nothing_configured_here(settings, timeout)
+        if gateways is None:
             raise typer.Exit(1)
-        show_models(served)
+        show_models(gateways)
         return
     show_models(discover_here(settings, stored, timeout))
 
