@@ -41,8 +41,8 @@ from anygate.store.store import Store, open_store
 # A gateway answers, but this command sees no provider: the quick start's variables were given to the gateway only.
 UNSEEN_HERE = (
     "no provider is configured for this command, though a gateway answers at {url}: this command reads the"
-    " environment, a .env in this folder, --config and the store, not the environment the gateway was started"
-    " with. Give it the same variables (a .env in the folder you run both from does), or set ANYGATE_ADMIN_KEY"
+    " environment, a .env in this folder, --config and the store, not what the gateway was started with. Give"
+    " it the same variables (a .env in the folder you run both from does) or --config, or set ANYGATE_ADMIN_KEY"
     " to ask the gateway what it serves"
 )
 
