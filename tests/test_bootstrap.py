@@ -90,3 +90,18 @@ def test_bootstrap_without_ensurepip_takes_uv_from_its_wheel(tmp_path: Path) -> 
     assert_installed(tree, result)
     assert (tree / ".tools/uv/uv").exists()
     assert not (tree / ".tools/venv").exists()
+
+
+def test_a_python_reached_through_a_wrapper_is_set_up_once(tmp_path: Path) -> None:
+    """A python3.11 on PATH that is a wrapper script (as pyenv's shims are): the venv is made from the
+    interpreter it runs, so the next run finds it up to date instead of making it anew each time."""
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    shim = shims / "python3.11"
+    shim.write_text(f'#!/bin/sh\nexec {SYSTEM_PYTHON} "$@"\n')
+    shim.chmod(0o755)
+    tree = copy_tree(tmp_path / "tree")
+    env = {**clean_env(tmp_path / "home"), "PATH": f"{shims}:/usr/bin:/bin"}
+    assert_installed(tree, run_bootstrap(tree, env))
+    again = run_bootstrap(tree, env)
+    assert (again.returncode, again.stdout, again.stderr) == (0, "", "")

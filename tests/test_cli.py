@@ -73,6 +73,35 @@ def test_a_bad_config_stops_with_a_message_naming_the_field_and_the_file() -> No
     assert "Traceback" not in result.stderr
 
 
+def test_a_missing_config_file_named_by_a_relative_path_says_which_file_was_tried() -> None:
+    result = run("models", "--config", "nosuch.yaml")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"anygate: nosuch.yaml: cannot read the config file (No such file or directory, tried {Path.cwd()}/nosuch.yaml)"
+    )
+
+
+def test_version_and_help_read_as_text(capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    from anygate import __version__
+
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout == f"anygate {__version__}\n"
+    from anygate.cli import app, plain_help
+
+    monkeypatch.setenv("COLUMNS", "250")
+    command = plain_help(typer_command(app))
+    command.main(args=["--help"], prog_name="anygate", standalone_mode=False)
+    shown = capsys.readouterr().out
+    [models_line] = [line for line in shown.splitlines() if line.startswith("│ models")]
+    assert "what the running gateway serves" in models_line  # a paragraph on one line, not cut where the source wraps
+
+
+def typer_command(app: object) -> object:
+    import typer
+
+    return typer.main.get_command(app)  # type: ignore[arg-type]
+
+
 def test_a_bad_config_named_by_anygate_config() -> None:
     config = write("anygate.yaml", "providers:\n  - id: x\n    type: custom\n    base_url: http://127.0.0.1:8000/v1\n")
     result = run("models", ANYGATE_CONFIG=str(config))
@@ -126,9 +155,32 @@ def test_providers_from_the_zero_config_environment_and_dotenv() -> None:
 
 
 def test_providers_with_none_configured_says_how_to_add_one() -> None:
-    result = run("providers")
+    result = run("providers", ANYGATE_PORT=str(free_port()))  # no gateway answers there
     assert result.returncode == 0
     assert "No upstream provider is configured yet" in result.stderr
+    models = run("models", ANYGATE_PORT=str(free_port()))
+    assert models.returncode == 1
+    assert "No upstream provider is configured yet" in models.stderr
+
+
+def test_with_none_configured_here_the_running_gateways_providers_are_read_with_the_admin_key() -> None:
+    port, admin = free_port(), "sk-ag-admin-key-for-the-cli-test"
+    gateway_env = {"OPENAI_COMPATIBLE_BASE_URL": "", "OPENAI_COMPATIBLE_API_KEY": SECRET, "ANYGATE_ADMIN_KEY": admin}
+    with FakeUpstream.start_in_thread(models=["m-1"]) as up:
+        gateway_env["OPENAI_COMPATIBLE_BASE_URL"] = up.base_url
+        with serving("--port", str(port), **gateway_env) as (process, _):
+            wait_for_health(port, process)
+            unseen = run("providers", ANYGATE_PORT=str(port))
+            wrong_key = run("models", ANYGATE_PORT=str(port), ANYGATE_ADMIN_KEY="sk-ag-not-the-admin-key")
+            listed = run("providers", ANYGATE_PORT=str(port), ANYGATE_ADMIN_KEY=admin)
+    assert unseen.returncode == 0 and unseen.stdout == ""
+    assert f"though a gateway answers at http://127.0.0.1:{port}" in unseen.stderr
+    assert wrong_key.returncode == 1
+    assert "the running gateway could not be read" in wrong_key.stderr and "refused the key" in wrong_key.stderr
+    assert listed.returncode == 0, listed.stderr
+    [row] = [line for line in listed.stdout.splitlines() if "openai_compatible" in line]
+    assert "gateway (env)" in row and "yes" in row and row.rstrip(" │").endswith("1")
+    assert SECRET not in listed.stdout + listed.stderr + unseen.stderr
 
 
 def test_models_and_the_provider_probe_against_the_upstream() -> None:
@@ -195,7 +247,7 @@ def serving(*args: str, **env: str) -> Iterator[tuple[subprocess.Popen[str], que
 
 
 def wait_for_health(port: int, process: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # a start takes 25 s on a loaded 2-core machine
     while time.monotonic() < deadline:
         assert process.poll() is None, "the server exited"
         try:
@@ -364,7 +416,8 @@ def test_a_silent_upstream_is_given_up_on_at_the_timeout_with_one_line_and_check
     assert probed.returncode == 1
     checks = {line.split()[1]: line for line in probed.stdout.splitlines() if line.startswith("│")}
     assert "ok" in checks["models"]
-    assert all("not tried: out of time (2 s)" in checks[name] for name in ("chat", "streaming", "embeddings"))
+    assert "no answer within 2 s (--timeout)" in checks["chat"]  # the check the time ran out in
+    assert all("not tried: out of time (2 s)" in checks[name] for name in ("streaming", "embeddings"))
     assert probed.stderr.strip().splitlines() == [
         "anygate: the probe of 'slow' ran out of time after 2 s (--timeout); nothing was stored"
     ]

@@ -142,3 +142,20 @@ def test_nginx_as_documented_passes_a_stream_event_by_event_over_tls(tmp_path: P
             models = client.get("/v1/models", headers=headers)
     assert all('"chat.completion.chunk"' in event for event in events)
     assert models.status_code == 200 and models.json()["data"][0]["id"] == "fake/m"
+
+
+def test_the_install_steps_name_a_uv_a_checkout_has_and_export_the_locked_requirements(tmp_path: Path) -> None:
+    """The "Installing" block's uv is the one scripts/bootstrap leaves in .venv (no uv need be on PATH), and
+    its export writes the locked requirements without anygate itself and prints nothing (offline)."""
+    from tests.support.docs import ROOT
+
+    block = code_block(DOCUMENT, "sh", "uv build --wheel")
+    export = next(line for line in block.splitlines() if " export " in line and "uv" in line)
+    assert export.startswith(".venv/bin/uv ") and (ROOT / ".venv/bin/uv").exists()
+    command = export.replace("-o requirements.txt", f"-o {tmp_path / 'requirements.txt'}") + " --offline"
+    ran = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout == ""
+    requirements = (tmp_path / "requirements.txt").read_text(encoding="utf-8")
+    assert "\nfastapi==" in requirements and "\npytest==" not in requirements
+    assert not any(line.startswith("anygate") for line in requirements.splitlines())

@@ -93,6 +93,7 @@ def printed_until_ready(port: int, process: subprocess.Popen[str], lines: queue.
     return "".join(text)
 
 
+@pytest.mark.timeout(300)  # a gateway and six commands, each a process that imports anygate
 def test_the_quick_start_and_the_examples_work_as_written(tmp_path: Path) -> None:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -115,6 +116,21 @@ def test_the_quick_start_and_the_examples_work_as_written(tmp_path: Path) -> Non
             )
             assert created.returncode == 0, created.stderr
             [key] = re.findall(r"sk-ag-[\w-]+", created.stdout)
+            # In another terminal the provider given to scripts/serve's environment is not known: said so.
+            assert "one given only to the running gateway's environment is not seen here" in created.stderr
+
+            # `anygate models` in that terminal: why it sees nothing, then with the admin key what is served.
+            cli_env = {**env, "ANYGATE_PORT": str(port)}
+            models_cmd = ["bash", "-c", f"{ROOT}/scripts/anygate models"]
+            unseen = subprocess.run(models_cmd, env=cli_env, cwd=folder, capture_output=True, text=True, timeout=120)
+            listed = subprocess.run(
+                models_cmd,
+                env={**cli_env, "ANYGATE_ADMIN_KEY": admin_key.group(1)},
+                cwd=folder,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
 
             # A new key reaches the running gateway at its next look at the store (within a second or so).
             eventually(lambda: key_works(base_url, key), "the new key works")
@@ -133,6 +149,10 @@ def test_the_quick_start_and_the_examples_work_as_written(tmp_path: Path) -> Non
             with httpx2.Client(base_url=base_url, timeout=10) as browser:
                 opened = browser.get("/")
                 as_admin = browser.get("/v1/models", headers={"Authorization": f"Bearer {admin_key.group(1)}"})
+    assert unseen.returncode == 1
+    assert f"though a gateway answers at {base_url}" in unseen.stderr and "ANYGATE_ADMIN_KEY" in unseen.stderr
+    assert listed.returncode == 0, listed.stderr
+    assert "openai_compatible" in listed.stdout and MODEL in listed.stdout
     assert curled.returncode == 0, curled.stderr
     assert f'"id":"openai_compatible/{MODEL}"' in curled.stdout.replace(" ", "")
     assert "Hello from the fake upstream!" in curled.stdout
@@ -162,3 +182,27 @@ def test_the_library_example_runs_as_written(tmp_path: Path) -> None:
     assert ran.returncode == 0, ran.stderr
     assert "Hello from the fake upstream!" in ran.stdout
     assert together.requests_to("/v1/chat/completions")[0].json["model"] == "m-1"
+
+
+def test_the_quick_starts_variables_in_a_dotenv_reach_a_command_run_in_that_folder(tmp_path: Path) -> None:
+    """The README: variables on the scripts/serve line reach that gateway only; in a .env in the folder, the
+    command line run there sees them too."""
+    said = " ".join((ROOT / README).read_text(encoding="utf-8").split())
+    assert "put them in a `.env` in the folder you run both from" in said
+    serve_line = code_block(README, "sh", "OPENAI_COMPATIBLE_BASE_URL=").splitlines()[0]
+    variables = [word for word in serve_line.split() if word.startswith("OPENAI_COMPATIBLE_")]
+    assert [v.split("=")[0] for v in variables] == ["OPENAI_COMPATIBLE_BASE_URL", "OPENAI_COMPATIBLE_API_KEY"]
+    with FakeUpstream.start_in_thread(models=[MODEL]) as groq:
+        dotenv = "\n".join(variables).replace("https://api.groq.com/openai/v1", groq.base_url)
+        (tmp_path / ".env").write_text(dotenv.replace("gsk_...", VENDOR_KEY) + "\n", encoding="utf-8")
+        listed = subprocess.run(
+            [str(ROOT / "scripts/anygate"), "models"],
+            cwd=tmp_path,
+            env=environment(tmp_path / "data"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert listed.returncode == 0, listed.stderr
+    assert any("openai_compatible" in line and MODEL in line for line in listed.stdout.splitlines())
+    assert groq.requests_to("/v1/models")[0].headers["authorization"] == f"Bearer {VENDOR_KEY}"

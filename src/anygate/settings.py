@@ -838,7 +838,9 @@ def read_config_file(path: Path, env: Mapping[str, str]) -> tuple[dict[str, Any]
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror})") from exc
+        # A relative path is read from the current folder: say which file that was.
+        tried = "" if path.is_absolute() else f", tried {path.absolute()}"
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror}{tried})") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if raw is None:

@@ -190,6 +190,7 @@ def test_keys_and_users_are_checked_as_the_api_checks_them_and_can_be_updated(en
     user_id = run("users", "create", "ada", "--budget-usd", "10", "--budget-period", "monthly", "--rpm", "30").strip()
     created = run("keys", "create", "--alias", "laptop", "--user", user_id, "--provider", "grok")
     assert "warning: providers: 'grok' matches no provider (providers now: none)" in created
+    assert "warning: this command knows no provider" in created  # and why: none known here at all
     key_id = next(word for word in created.split() if word.startswith("key_"))
     twin = run("keys", "create", "--alias", "laptop", "--user", user_id)
     assert f"warning: alias: key {key_id} is 'laptop' too (among user '{user_id}')" in twin
@@ -198,6 +199,8 @@ def test_keys_and_users_are_checked_as_the_api_checks_them_and_can_be_updated(en
     run("users", "update", user_id, "--name", "Ada L.", "--budget-usd", "20", "--no-limits")
     assert "no key 'key_nope'" in fails("keys", "update", "key_nope", "--alias", "x")
     assert "no user 'usr_nope'" in fails("users", "update", "usr_nope", "--name", "x")
+    assert "nothing to change" in fails("keys", "update", key_id)
+    assert "nothing to change" in fails("users", "update", user_id)
     assert "--no-budget and --no-limits cannot be given" in fails(
         "users", "update", user_id, "--no-budget", "--budget-usd", "1"
     )

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from types import SimpleNamespace
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -21,6 +22,25 @@ from anygate.cli.usage import usage
 app = typer.Typer(
     help="anygate: any OpenAI-compatible LLM endpoint behind one OpenAI-compatible API.", no_args_is_help=True
 )
+
+
+def show_version(given: bool) -> None:
+    if given:
+        from anygate import __version__
+
+        typer.echo(f"anygate {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def version_option(
+    version: Annotated[
+        bool, typer.Option("--version", callback=show_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """anygate: any OpenAI-compatible LLM endpoint behind one OpenAI-compatible API."""
+
+
 app.command()(serve)
 app.command()(models)
 app.add_typer(providers_app, name="providers")
@@ -51,10 +71,18 @@ def no_type(ctx: Any) -> None:
     return None
 
 
+def reflowed(text: str) -> str:
+    """A docstring's paragraphs each on one line (the terminal wraps them), blank lines kept between."""
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in inspect.cleandoc(text).split("\n\n"))
+
+
 def plain_help(command: Any) -> Any:
     """Help that shows what to type, not Python's types: ``--alias TEXT``, ``--port INTEGER``, nothing after
     a flag (``--help`` included), an argument by its name (``PROVIDER_ID``); never ``<bool>`` or
-    ``<list[str]>``. Typer's own click objects, walked once before the program runs."""
+    ``<list[str]>``; a docstring's paragraphs as flowing text, not broken where the source wraps. Typer's
+    own click objects, walked once before the program runs."""
+    if command.help:
+        command.help = reflowed(command.help)
     help_option = command.get_help_option(SimpleNamespace(help_option_names=["--help"]))
     for param in [*command.params, *([help_option] if help_option is not None else [])]:
         if param.metavar is not None:

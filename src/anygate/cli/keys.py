@@ -7,13 +7,14 @@ refused here with the same message, and what it warns about is printed on stderr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from anygate.cli.common import ConfigOption, err_console_print, load, with_store
+from anygate.cli.common import ConfigOption, err_console_print, fail, load, with_store
 from anygate.cli.spend_options import (
     BudgetMode,
     BudgetPeriod,
@@ -44,9 +45,24 @@ ExpiresOption = Annotated[
 ]
 
 
+# Added to a pattern warning when this command knows no provider at all: the README's quick start gives the
+# gateway its provider in its own environment, which a command in another terminal does not share.
+NO_PROVIDER_SEEN = (
+    "this command knows no provider (none in the environment, a .env in this folder, --config or the store):"
+    " one given only to the running gateway's environment is not seen here, and the key works with it all the same"
+)
+
+
 def print_warnings(warnings: list[str]) -> None:
     for warning in warnings:
         err_console_print(f"warning: {warning}")
+
+
+def noting_unseen_providers(warnings: list[str], served: Mapping[str, object]) -> list[str]:
+    """``warnings``, and when a pattern matched nothing because no provider is known here at all, why."""
+    if not served and any(w.startswith(("models:", "providers:")) for w in warnings):
+        return [*warnings, NO_PROVIDER_SEEN]
+    return warnings
 
 
 async def served_by_configuration(settings: Settings, store: Store) -> dict[str, frozenset[str] | None]:
@@ -94,9 +110,10 @@ def keys_create(
 
     async def create(store: Store) -> tuple[str, str, list[str]]:
         fields = validate(KeyCreate, spec).model_dump()  # a bad field is reported like the API's 400
-        warnings = await check_key_fields(store.keys, fields, await served_by_configuration(settings, store))
+        served = await served_by_configuration(settings, store)
+        warnings = await check_key_fields(store.keys, fields, served)
         record, secret = await store.keys.create_key(fields, created_by="cli")
-        return record.id, secret, warnings
+        return record.id, secret, noting_unseen_providers(warnings, served)
 
     key_id, secret, warnings = with_store(settings, create)
     print_warnings(warnings)
@@ -140,6 +157,8 @@ def keys_update(
     cleared = {"user_id": no_user, "models": all_models, "providers": all_providers, "expires_at": no_expiry}
     changes |= {name: None for name, clear in cleared.items() if clear}
     spend = SpendOptions(budget_tokens, budget_usd, budget_period, budget_mode, rpm, tpm, concurrency)
+    if not changes and spend == SpendOptions() and not no_budget and not no_limits:
+        fail("nothing to change: give what to change (anygate keys update --help)")
     settings = load(config)
 
     async def update(store: Store) -> tuple[KeyRecord, list[str]]:
@@ -153,7 +172,7 @@ def keys_update(
         warnings = await check_key_fields(store.keys, patch, served, current)
         updated = await store.keys.update_key(key_id, patch)
         assert updated is not None
-        return updated, warnings
+        return updated, noting_unseen_providers(warnings, served)
 
     record, warnings = with_store(settings, update)
     print_warnings(warnings)
@@ -246,6 +265,8 @@ def users_update(
     from anygate.management.validation import validate
 
     spend = SpendOptions(budget_tokens, budget_usd, budget_period, budget_mode, rpm, tpm, concurrency)
+    if name is None and spend == SpendOptions() and not no_budget and not no_limits:
+        fail("nothing to change: give what to change (anygate users update --help)")
 
     async def update(store: Store) -> UserRecord:
         user = await store.keys.get_user(user_id)

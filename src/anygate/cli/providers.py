@@ -38,13 +38,21 @@ from anygate.store.database import StoreUnavailable
 from anygate.store.providers import KEEP, Keep, StoredProvider
 from anygate.store.store import Store, open_store
 
+# A gateway answers, but this command sees no provider: the quick start's variables were given to the gateway only.
+UNSEEN_HERE = (
+    "no provider is configured for this command, though a gateway answers at {url}: this command reads the"
+    " environment, a .env in this folder, --config and the store, not what the gateway was started with. Give"
+    " it the same variables (a .env in the folder you run both from does) or --config, or set ANYGATE_ADMIN_KEY"
+    " to ask the gateway what it serves"
+)
+
 providers_app = typer.Typer(help="List and test providers.", invoke_without_command=True)
 
 
 def models(config: ConfigOption = None, timeout: TimeoutOption = DEFAULT_TIMEOUT) -> None:
-    """What each provider serves. With providers in the store: what the running gateway serves (its
-    /v1/providers, asked with ANYGATE_ADMIN_KEY); otherwise, or when it cannot be read, each provider's list
-    discovered now. Exit status 1 when a list could not be had."""
+    """What each provider serves. With providers in the store, or none configured here: what the running
+    gateway serves (its /v1/providers, asked with ANYGATE_ADMIN_KEY); otherwise, or when it cannot be read,
+    each provider's list discovered now. Exit status 1 when a list could not be had."""
     settings = settings_or_exit(config_file=config)
     stored, problem = stored_providers(settings)
     if problem is not None:
@@ -58,9 +66,32 @@ def models(config: ConfigOption = None, timeout: TimeoutOption = DEFAULT_TIMEOUT
             show_models(served)
             return
     if not settings.providers and not stored:
-        err_console().print(NO_PROVIDER_HINT)
-        raise typer.Exit(1)
+        gateways = nothing_configured_here(settings, timeout)
+        if gateways is None:
+            raise typer.Exit(1)
+        show_models(gateways)
+        return
     show_models(discover_here(settings, stored, timeout))
+
+
+def nothing_configured_here(settings: Settings, timeout: float) -> list[dict[str, Any]] | None:
+    """No provider in this command's configuration nor in the store: what the running gateway serves, read
+    with ANYGATE_ADMIN_KEY when it is set (the README's quick start gives the gateway its provider in its own
+    environment, which a command in another terminal does not share). Else None, after a line saying why
+    nothing is seen (a gateway answers here) or how to add a provider (none does)."""
+    from anygate.cli.running_gateway import gateway_answers, gateway_url
+
+    if settings.admin_key is not None:
+        try:
+            return read_running_gateway(settings, timeout)
+        except GatewayUnreadable as exc:
+            err_console_print(f"no provider is configured here, and the running gateway could not be read ({exc})")
+            return None
+    if run_async(gateway_answers(settings, min(timeout, 2.0))):
+        err_console_print(UNSEEN_HERE.format(url=gateway_url(settings)))
+    else:
+        err_console().print(NO_PROVIDER_HINT)
+    return None
 
 
 def read_running_gateway(settings: Settings, timeout: float) -> list[dict[str, Any]]:
@@ -144,11 +175,15 @@ def show_models(providers: list[dict[str, Any]]) -> None:
 @providers_app.callback()
 def providers_list(ctx: typer.Context, config: ConfigOption = None, timeout: TimeoutOption = DEFAULT_TIMEOUT) -> None:
     """List the providers: the configured ones and the store's (no secrets). With providers in the store,
-    the models column counts what the running gateway serves (read with ANYGATE_ADMIN_KEY)."""
+    the models column counts what the running gateway serves (read with ANYGATE_ADMIN_KEY); with none
+    configured here, the running gateway's own (read with ANYGATE_ADMIN_KEY)."""
     if ctx.invoked_subcommand is not None:
         return
     settings = settings_or_exit(config_file=config)
     stored, problem = stored_providers(settings)
+    if not settings.providers and not stored and problem is None:
+        show_served_providers(nothing_configured_here(settings, timeout) or [])
+        return
     served = served_counts(settings, timeout) if stored else {}
     table = Table("id", "name", "type", "base_url", "origin", "key", "models")
     origin = "file" if settings.config_file else "env"
@@ -168,8 +203,19 @@ def providers_list(ctx: typer.Context, config: ConfigOption = None, timeout: Tim
     Console().print(table)
     if problem is not None:
         err_console_print(f"stored providers not shown: {problem}")
-    elif not settings.providers and not stored:
-        err_console().print(NO_PROVIDER_HINT)
+
+
+def show_served_providers(served: list[dict[str, Any]]) -> None:
+    """The running gateway's providers (``GET /v1/providers``), as the table of ``anygate providers``."""
+    if not served:
+        return
+    table = Table("id", "name", "type", "base_url", "origin", "key", "models")
+    for provider in served:
+        cells = [escape(str(provider.get(name) or "")) for name in ("id", "name", "type", "base_url")]
+        key = "yes" if provider.get("configured") else "[red]missing[/red]"
+        origin = f"gateway ({escape(str(provider.get('origin') or ''))})"
+        table.add_row(*cells, origin, key, str(len(provider.get("models") or [])))
+    Console().print(table)
 
 
 def served_counts(settings: Settings, timeout: float) -> dict[str, int]:
@@ -222,8 +268,10 @@ def providers_test(
     probe = probe_within(routed, api_key, model or provider.default_model, timeout, settings.proxy_for(routed))
     result, finished = run_async(probe)
     table = Table("check", "result")
+    # Out of time: the first check without a result is the one that was waiting for an answer.
+    under_way = None if finished else next((check for check in CHECKS if check not in result), None)
     for check in CHECKS:
-        table.add_row(check, check_mark(result.get(check), finished, timeout))
+        table.add_row(check, check_mark(result.get(check), finished, timeout, check == under_way))
     Console().print(table)
     if not finished:
         fail(f"the probe of '{provider.id}' ran out of time after {timeout:g} s (--timeout); nothing was stored")
@@ -255,8 +303,11 @@ async def probe_within(
     return result, True
 
 
-def check_mark(outcome: dict[str, Any] | None, finished: bool, timeout: float) -> str:
-    """ok, the error, or "not tried" (and why) for a check that was never made."""
+def check_mark(outcome: dict[str, Any] | None, finished: bool, timeout: float, under_way: bool = False) -> str:
+    """ok, the error, "no answer" for the check the time ran out in, or "not tried" (and why) for a check
+    that was never made."""
+    if outcome is None and under_way:
+        return f"[red]no answer within {timeout:g} s (--timeout)[/red]"
     if outcome is None:
         return "[yellow]not tried[/yellow]" if finished else f"[yellow]not tried: out of time ({timeout:g} s)[/yellow]"
     if outcome.get("ok"):

@@ -82,3 +82,24 @@ async def read_answer(transport: Any, request: OutgoingRequest, base: str) -> An
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         raise GatewayUnreadable(f"{base} did not answer JSON: is it an anygate?") from None
+
+
+async def gateway_answers(settings: Settings, timeout: float) -> bool:
+    """Whether something answers ``GET /health`` with 200 where a gateway started with these settings
+    listens (no key needed): a command that sees no provider can then say the gateway's are not seen."""
+    from anygate.transport.aiohttp_transport import AiohttpTransport
+
+    base = gateway_url(settings)
+    wait = Timeouts(connect=timeout, first_byte=timeout, idle=timeout, total=timeout)
+    request = OutgoingRequest("GET", f"{base}/health", {}, None, wait, True, f"the gateway at {base}")
+    transport = AiohttpTransport()
+    try:
+        response = await transport.send(request)
+        try:
+            return response.status == 200
+        finally:
+            await response.aclose()
+    except GatewayError:
+        return False
+    finally:
+        await transport.aclose()
