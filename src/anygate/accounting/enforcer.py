@@ -1,7 +1,10 @@
 """Reserve before dispatch, settle after: budgets and rate limits of every scope of a caller.
 
-For each scope (the key, each key it was made from, its user) the enforcer reserves, in this order: one
-concurrency slot, one request of the minute, the minute's tokens, then the budget window's tokens and USD.
+For each scope (the key, each key it was made from, its user, its team) the enforcer reserves, in this
+order: one concurrency slot, one request of the minute, the minute's tokens, then, for each of the scope's
+budgets (one per window), the window's tokens, USD and requests. Each bucket is reserved atomically by
+the limiter, and the request is admitted only when every bucket of every scope admitted it: a refusal
+anywhere releases what the others held, so no scope is ever charged for a request another refused.
 A rejection releases what was already reserved and raises ``RateLimited`` (rate limits) or
 ``QuotaExceeded`` (budgets) with ``Retry-After`` where the time is known. A hard token budget with less
 left than asked, but more than the prompt, admits the request with its output clamped to what is left (at
@@ -80,6 +83,8 @@ def charges(grant: Grant, kind: str, tokens: int, usd: float | None) -> dict[str
         actual["tokens"] = float(tokens)
     if kind == "budget" and "usd" in grant.amounts:
         actual["usd"] = usd or 0.0
+    if kind == "budget" and "requests" in grant.amounts:
+        actual["requests"] = 1.0 if tokens > 0 else 0.0  # a request that was answered (``windows``)
     return actual
 
 
@@ -105,8 +110,8 @@ class Enforcer:
                 if scope.limits is not None:
                     await self._rate(admission, scope, scope.limits, ask)
             for scope in scopes:
-                if scope.budget is not None:
-                    await self._budget(admission, scope, scope.budget, ask)
+                for budget in scope.all_budgets:
+                    await self._budget(admission, scope, budget, ask)
         except BaseException:
             await self.release(admission)
             raise
@@ -175,12 +180,14 @@ class Enforcer:
                     hard=budget.is_hard,
                 )
             )
+        if budget.requests is not None:
+            claims.append(Claim("requests", budget.requests, 1, hard=budget.is_hard))
         reset_in = seconds_until_reset(budget.period, now)
         window = None if reset_in is None else reset_in + 3600
         seed_from = ledger_window(scope.kind, scope.id, budget.period, now)
         result = await self._hold(admission, budget_bucket(scope, budget, now), claims, "budget", window, seed_from)
         if isinstance(result, Rejection):
-            what = "token" if result.counter == "tokens" else "USD"
+            what = {"tokens": "token", "usd": "USD", "requests": "request"}.get(result.counter, result.counter)
             period = "" if budget.period == "none" else f"{budget.period} "
             raise QuotaExceeded(f"The {period}{what} budget of {scope.described} is used up", retry_after=reset_in)
         self._clamp(admission, result, ask)

@@ -38,6 +38,7 @@ class UsageRow(NamedTuple):
     status: int
     latency_ms: float
     ttft_ms: float | None
+    team_id: str | None = None
 
 
 class Ledger:

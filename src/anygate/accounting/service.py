@@ -177,7 +177,7 @@ class Ticket:
 def estimates_prompt(scopes: Sequence[Scope]) -> bool:
     """Whether reserving for these scopes counts the prompt's tokens (a token or USD budget, a tpm limit)."""
     return any(
-        (s.budget is not None and (s.budget.tokens is not None or s.budget.usd is not None))
+        any(b.tokens is not None or b.usd is not None for b in s.all_budgets)
         or (s.limits is not None and s.limits.tpm is not None)
         for s in scopes
     )
@@ -187,10 +187,9 @@ def holds_output(scopes: Sequence[Scope], ask: Ask) -> bool:
     """Whether a hard budget holds what the request generates (its tokens, or its USD when anygate pays):
     then the upstream is told the limit, whatever the client sent."""
     return any(
-        s.budget is not None
-        and s.budget.is_hard
-        and (s.budget.tokens is not None or (s.budget.usd is not None and ask.counts_usd))
+        b.is_hard and (b.tokens is not None or (b.usd is not None and ask.counts_usd))
         for s in scopes
+        for b in s.all_budgets
     )
 
 
@@ -298,13 +297,13 @@ class Accounting:
         targets: Sequence[ModelRef],
     ) -> Ask:
         counts_tokens = any(
-            (s.budget is not None and s.budget.tokens is not None) or (s.limits is not None and s.limits.tpm)
+            any(b.tokens is not None for b in s.all_budgets) or (s.limits is not None and s.limits.tpm)
             for s in scopes
         )
         prompt = estimate_prompt(self.tokenizer, payload, exchange.requested_model) if counts_tokens else 0
         output = wanted.reserved if route in OUTPUT_LIMIT_FIELDS else 0
         outputs = wanted.outputs
-        usd_budgets = [s for s in scopes if s.budget is not None and s.budget.usd is not None]
+        usd_budgets = [s for s in scopes if any(b.usd is not None for b in s.all_budgets)]
         if not targets or not usd_budgets:
             return Ask(prompt, output, outputs=outputs)
         paid = [t for t in targets if not self.is_byok(exchange.principal, t.provider_id)]
@@ -333,7 +332,7 @@ class Accounting:
 
     def refuse_unpriced_model(self, route: str, provider_id: str, model: str, usd_budgets: Sequence[Scope]) -> None:
         """A hard USD budget cannot hold a request whose cost is unknown: refuse it, unless allowed."""
-        hard = next((s for s in usd_budgets if s.budget is not None and s.budget.is_hard), None)
+        hard = next((s for s in usd_budgets if any(b.usd is not None and b.is_hard for b in s.all_budgets)), None)
         if hard is None or not self.refuse_unpriced or route not in PRICED_ROUTES:
             return
         if not model:
@@ -433,6 +432,7 @@ class Accounting:
             status=exchange.status,
             latency_ms=round((finished - started) * 1000, 3),
             ttft_ms=None if exchange.first_byte_at is None else round((exchange.first_byte_at - started) * 1000, 3),
+            team_id=exchange.principal.team_id,
         )
 
     async def close(self) -> None:

@@ -14,12 +14,14 @@ from starlette.routing import compile_path
 
 from anygate import __version__
 from anygate.api import (
+    routes_audit,
     routes_creds,
     routes_info,
     routes_keys,
     routes_litellm,
     routes_providers,
     routes_quota,
+    routes_teams,
     routes_users,
 )
 from anygate.api.openapi import build_openapi
@@ -105,7 +107,7 @@ def build_management_app(metrics_public: bool = True) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected_error)
     app.include_router(routes_info.router)
-    for module in (routes_providers, routes_keys, routes_users, routes_creds):
+    for module in (routes_providers, routes_keys, routes_users, routes_teams, routes_audit, routes_creds):
         app.include_router(module.router)
     app.include_router(routes_quota.router)
     app.include_router(routes_litellm.router)

@@ -112,7 +112,14 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("get", "/v1/usage"): (200, views.UsageReport, (400, 403, 503)),
     ("get", "/key/info"): (200, views.LiteLLMKeyInfo, (403, 404, 503)),
     ("get", "/user/info"): (200, views.LiteLLMUserInfo, (403, 404, 503)),
-    ("get", "/team/info"): (404, None, (400,)),  # no team exists until anygate has teams
+    ("get", "/team/info"): (200, views.LiteLLMTeamInfo, (400, 403, 404, 503)),
+    ("get", "/v1/teams"): (200, views.TeamList, (403,)),
+    ("post", "/v1/teams"): (201, views.TeamView, (400, 403, 409, 413)),
+    ("get", "/v1/teams/{team_id}"): (200, views.TeamDetail, (403, 404)),
+    ("patch", "/v1/teams/{team_id}"): (200, views.TeamView, (400, 403, 404, 413)),
+    ("delete", "/v1/teams/{team_id}"): (200, views.Deleted, (403, 404)),
+    ("post", "/v1/teams/{team_id}/roster"): (200, views.RosterResult, (400, 403, 404, 413)),
+    ("get", "/v1/audit"): (200, views.AuditList, (400, 403)),
 }
 # Other content types some answers have, besides JSON.
 # Statuses whose answer is not always the error shape: the public answer's model beside it.

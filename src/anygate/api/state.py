@@ -23,6 +23,7 @@ from anygate.registry import ProviderRegistry
 from anygate.routing import HealthBook
 from anygate.settings import Settings
 from anygate.store.providers import StoredProvider
+from anygate.store.audit import AuditLog
 from anygate.store.store import Store
 from anygate.telemetry import Metrics
 from anygate.tracing import Tracing
@@ -76,6 +77,11 @@ class AppState:
 
     def __repr__(self) -> str:
         return f"AppState(providers={sorted(self.registry.runtimes)})"
+
+    @property
+    def audit(self) -> AuditLog:
+        """Where management routes record their changes (the store's audit log)."""
+        return self.store.audit
 
     async def store_changed(self) -> None:
         """After a management write: this worker reloads its caches now (the others are told, or poll),

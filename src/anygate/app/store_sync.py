@@ -27,7 +27,7 @@ from anygate.store.families import lineages
 from anygate.store.notify import ChangeNotifier
 from anygate.store.principals import previous_secret_principal, principal_of
 from anygate.store.providers import StoredProvider
-from anygate.store.records import KeyRecord, UserRecord
+from anygate.store.records import KeyRecord, TeamRecord, UserRecord
 from anygate.store.store import Store
 
 log = logging.getLogger("anygate.store")
@@ -76,7 +76,8 @@ class StoreSync:
 
     async def _reload(self) -> list[asyncio.Task[Any]]:
         revision = await self.store.db.revision()
-        self._load_keys(*await self.store.keys.all_keys())  # first: hashes and revocations always propagate
+        keys, owners = await self.store.keys.all_keys()
+        self._load_keys(keys, owners, await self.store.teams.all_teams())  # first: hashes and revocations
         byok, sealed_away = await self.store.credentials.all_keys()
         unreadable = {f"credentials of {owner} for '{p}'": problem for (owner, p), problem in sealed_away.items()}
         self.caller_keys.replace(byok, frozenset(sealed_away))
@@ -95,7 +96,9 @@ class StoreSync:
         self.revision = revision
         return discoveries
 
-    def _load_keys(self, keys: list[KeyRecord], owners: dict[str, UserRecord]) -> None:
+    def _load_keys(
+        self, keys: list[KeyRecord], owners: dict[str, UserRecord], teams: dict[str, TeamRecord] | None = None
+    ) -> None:
         principals: dict[str, Principal] = {}
         by_id = {key.id: key for key in keys}
         # Each key on its own (no user, no ancestors): what binds its descendants, made once and shared.
@@ -106,7 +109,9 @@ class StoreSync:
                 continue
             try:
                 ancestors = tuple(self._alone(alone, record) for record in lineage.ancestors)
-                principal = principal_of(key, owners.get(key.user_id or ""), ancestors)
+                owner = owners.get(key.user_id or "")
+                team = (teams or {}).get(owner.team_id or "") if owner is not None else None
+                principal = principal_of(key, owner, ancestors, team)
             except (TypeError, ValueError) as exc:
                 log.error("stored key skipped", extra={"fields": {"key": key.id, "error": type(exc).__name__}})
                 continue

@@ -30,7 +30,9 @@ usage_ledger = Table(
     Column("status", Integer, nullable=False),
     Column("latency_ms", Float, nullable=False),
     Column("ttft_ms", Float, nullable=True),
+    Column("team_id", String(64), nullable=True),  # the key's user's team when the request was made
     Index("ix_usage_ledger_key_time", "key_id", "created_at"),
+    Index("ix_usage_ledger_team_time", "team_id", "created_at"),
     Index("ix_usage_ledger_user_time", "user_id", "created_at"),
     Index("ix_usage_ledger_time", "created_at"),
 )
