@@ -46,7 +46,9 @@ def chat(base: str, key: str, **extra: Any) -> Any:
 
 
 def student(base: str, team: str | None, user_budgets: Any = None, **key_fields: Any) -> dict[str, Any]:
-    user = call(base, "POST", "/v1/users", {"name": "s", "team_id": team, **({"budgets": user_budgets} if user_budgets else {})})
+    user = call(
+        base, "POST", "/v1/users", {"name": "s", "team_id": team, **({"budgets": user_budgets} if user_budgets else {})}
+    )
     return call(base, "POST", "/v1/keys", {"alias": "s", "user_id": user["id"], **key_fields})  # type: ignore[no-any-return]
 
 
@@ -62,10 +64,19 @@ def forget_redis(*scopes: str) -> None:
 
 def test_a_team_is_made_shown_changed_and_deleted(upstream: FakeUpstream, tmp_path: Path) -> None:
     with running_gateway(fake_provider_settings(upstream.base_url, tmp_path)) as (base, _):
-        budgets = [{"usd": 200.0, "window": "monthly", "mode": "soft"}, {"tokens": 1000, "window": "5h", "mode": "soft"}]
-        made = call(base, "POST", "/v1/teams", {"id": "comp318", "name": "COMP318", "budgets": budgets, "models": ["fake/*"]})
+        budgets = [
+            {"usd": 200.0, "window": "monthly", "mode": "soft"},
+            {"tokens": 1000, "window": "5h", "mode": "soft"},
+        ]
+        made = call(
+            base, "POST", "/v1/teams", {"id": "comp318", "name": "COMP318", "budgets": budgets, "models": ["fake/*"]}
+        )
         assert made["id"] == "comp318" and made["budgets"][1] == {
-            "tokens": 1000, "usd": None, "requests": None, "window": "5h", "mode": "soft"
+            "tokens": 1000,
+            "usd": None,
+            "requests": None,
+            "window": "5h",
+            "mode": "soft",
         }
         call(base, "POST", "/v1/teams", {"id": "comp318", "name": "again"}, status=409)
         key = student(base, "comp318")
@@ -74,7 +85,9 @@ def test_a_team_is_made_shown_changed_and_deleted(upstream: FakeUpstream, tmp_pa
         assert [m["id"] for m in detail["members"]] == [key["user_id"]] and detail["key_count"] == 1
         assert detail["spend"]["tokens"] == 10 and detail["spend"]["requests"] == 1
         assert [use["used"]["tokens"] for use in detail["budget_use"]] == [10, 10]
-        changed = call(base, "PATCH", "/v1/teams/comp318", {"name": "COMP 318", "budget": {"tokens": 5, "period": "daily"}})
+        changed = call(
+            base, "PATCH", "/v1/teams/comp318", {"name": "COMP 318", "budget": {"tokens": 5, "period": "daily"}}
+        )
         assert changed["budgets"] == [{"tokens": 5, "usd": None, "requests": None, "window": "daily", "mode": "hard"}]
         assert [t["id"] for t in call(base, "GET", "/v1/teams")["data"]] == ["comp318"]
         call(base, "DELETE", "/v1/teams/comp318")
@@ -84,10 +97,14 @@ def test_a_team_is_made_shown_changed_and_deleted(upstream: FakeUpstream, tmp_pa
 
 def test_bad_budget_lists_are_refused_naming_the_field(upstream: FakeUpstream, tmp_path: Path) -> None:
     with running_gateway(fake_provider_settings(upstream.base_url, tmp_path)) as (base, _):
-        both = call(base, "POST", "/v1/keys", {"alias": "k", "budget": {"tokens": 1}, "budgets": [{"tokens": 1}]}, status=400)
+        both = call(
+            base, "POST", "/v1/keys", {"alias": "k", "budget": {"tokens": 1}, "budgets": [{"tokens": 1}]}, status=400
+        )
         assert both["error"]["param"] == "budgets"
         twice = [{"tokens": 1, "window": "daily"}, {"usd": 1, "window": "daily"}]
-        assert call(base, "POST", "/v1/users", {"name": "u", "budgets": twice}, status=400)["error"]["param"] == "budgets"
+        assert (
+            call(base, "POST", "/v1/users", {"name": "u", "budgets": twice}, status=400)["error"]["param"] == "budgets"
+        )
         window = call(base, "POST", "/v1/teams", {"name": "t", "budgets": [{"tokens": 1, "window": "5d"}]}, status=400)
         assert window["error"]["param"] == "budgets.0.window"
         empty = call(base, "POST", "/v1/keys", {"alias": "k", "budgets": [{"window": "daily"}]}, status=400)
@@ -121,7 +138,10 @@ def test_any_used_up_budget_of_key_user_or_team_refuses(upstream: FakeUpstream, 
             assert "5h request budget of this team is used up" in refusal.value.message
             quota = call(base, "GET", "/v1/quota", key=key["key"])
             assert quota["tokens"] == {
-                "limit": 500, "used": 20, "remaining": 480, "resets_at": quota["tokens"]["resets_at"]
+                "limit": 500,
+                "used": 20,
+                "remaining": 480,
+                "resets_at": quota["tokens"]["resets_at"],
             }  # the user's weekly budget has the least tokens left
             listed = {(b["scope"], b["window"]): b for b in quota["budgets"]}
             assert set(listed) == {("user", "weekly"), ("team", "daily"), ("team", "5h"), ("team", "monthly")}
@@ -152,7 +172,9 @@ def burst(base: str, keys: list[str]) -> list[int]:
         async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=200), timeout=120) as c:
             replies = await asyncio.gather(
                 *(
-                    c.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {keys[n % len(keys)]}"})
+                    c.post(
+                        "/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {keys[n % len(keys)]}"}
+                    )
                     for n in range(200)
                 )
             )
@@ -171,7 +193,10 @@ def test_200_concurrent_requests_admit_exactly_the_binding_budget_at_each_level(
     ask = PROMPT + 20
     upstream.usage = Usage(PROMPT, 20)
     if limiter == "sql-postgresql":
-        extra: dict[str, Any] = {"limiter": "sql", "database_url": request.getfixturevalue("postgres_url").replace("+asyncpg", "")}
+        extra: dict[str, Any] = {
+            "limiter": "sql",
+            "database_url": request.getfixturevalue("postgres_url").replace("+asyncpg", ""),
+        }
     else:
         extra = backend(limiter)
 
@@ -183,11 +208,21 @@ def test_200_concurrent_requests_admit_exactly_the_binding_budget_at_each_level(
         with running_gateway(fake_provider_settings(upstream.base_url, tmp_path, **extra)) as (base, _):
             team = call(base, "POST", "/v1/teams", {"name": "t", "budgets": budgets(level == "team")})
             users = [
-                call(base, "POST", "/v1/users", {"name": f"u{n}", "team_id": team["id"], "budgets": budgets(level == "user")})
+                call(
+                    base,
+                    "POST",
+                    "/v1/users",
+                    {"name": f"u{n}", "team_id": team["id"], "budgets": budgets(level == "user")},
+                )
                 for n in range(2 if level == "team" else 1)
             ]
             keys = [
-                call(base, "POST", "/v1/keys", {"alias": f"k{n}", "user_id": user["id"], "budgets": budgets(level == "key")})
+                call(
+                    base,
+                    "POST",
+                    "/v1/keys",
+                    {"alias": f"k{n}", "user_id": user["id"], "budgets": budgets(level == "key")},
+                )
                 for user in users
                 for n in range(1 if level == "key" else 2)
             ]

@@ -10,8 +10,8 @@ on where one ends without remembering when it began; an N that divides 24 starts
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 # A calendar period, ``none``, or ``<N>h`` (checked by ``is_period``): kept a str so stored windows load.

@@ -297,8 +297,7 @@ class Accounting:
         targets: Sequence[ModelRef],
     ) -> Ask:
         counts_tokens = any(
-            any(b.tokens is not None for b in s.all_budgets) or (s.limits is not None and s.limits.tpm)
-            for s in scopes
+            any(b.tokens is not None for b in s.all_budgets) or (s.limits is not None and s.limits.tpm) for s in scopes
         )
         prompt = estimate_prompt(self.tokenizer, payload, exchange.requested_model) if counts_tokens else 0
         output = wanted.reserved if route in OUTPUT_LIMIT_FIELDS else 0

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 
 from anygate.api.deps import AdminDep, StateDep
 from anygate.api.routes_keys import iso
-from anygate.api.routes_quota import unix_time
+from anygate.api.routes_quota import MOMENT, unix_time
 from anygate.errors import InvalidRequest
 from anygate.store.audit import MAX_PAGE, AuditEntry, AuditQuery
 
@@ -44,15 +44,20 @@ async def audit(
     _: AdminDep,
     actor: str | None = None,
     target: str | None = None,
-    since: Annotated[str | None, Query(description="From (inclusive), ISO 8601")] = None,
-    until: Annotated[str | None, Query(description="Until (exclusive), ISO 8601")] = None,
-    cursor: Annotated[str | None, Query(description="next_cursor of the page before")] = None,
+    since: Annotated[str | None, Query(description="From (inclusive), ISO 8601", json_schema_extra=MOMENT)] = None,
+    until: Annotated[str | None, Query(description="Until (exclusive), ISO 8601", json_schema_extra=MOMENT)] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the page before", pattern="^[0-9]*$")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> dict[str, Any]:
-    if cursor is not None and not cursor.isdigit():
+    if cursor and not cursor.isdigit():
         raise InvalidRequest("cursor: not a cursor this route gave", param="cursor")
     query = AuditQuery(
-        actor, target, moment(since, "since"), moment(until, "until"), int(cursor) if cursor else None, limit
+        actor or None,
+        target or None,
+        moment(since or None, "since"),
+        moment(until or None, "until"),
+        int(cursor) if cursor else None,
+        limit,
     )
     entries = await state.store.audit.entries(query)
     next_cursor = str(entries[-1].id) if len(entries) == limit else None

@@ -21,8 +21,8 @@ from anygate.management.key_checks import Served, check_key_fields
 from anygate.management.rights import check_change, check_new_key, inherit_limits, manages
 from anygate.management.schemas import KeyCreate, KeyUpdate, with_budget_list
 from anygate.management.team_rights import check_member, check_team_fields, outside_team
-from anygate.store.budget_lists import legacy_budget, stored_budgets
 from anygate.registry import ProviderRegistry
+from anygate.store.budget_lists import legacy_budget, stored_budgets
 from anygate.store.families import Lineage, lineages
 from anygate.store.keys import RotationRefused
 from anygate.store.records import KeyRecord
@@ -181,7 +181,6 @@ async def update_key(key_id: str, body: KeyUpdate, state: StateDep, caller: Call
     after = await view_of(state, key_id)
     await state.audit.record(caller, "key.update", "key", key_id, before, after)
     return with_warnings(after, warnings)
-
 
 
 @router.delete("/v1/keys/{key_id}")

@@ -22,8 +22,8 @@ from anygate.readiness import Readiness
 from anygate.registry import ProviderRegistry
 from anygate.routing import HealthBook
 from anygate.settings import Settings
-from anygate.store.providers import StoredProvider
 from anygate.store.audit import AuditLog
+from anygate.store.providers import StoredProvider
 from anygate.store.store import Store
 from anygate.telemetry import Metrics
 from anygate.tracing import Tracing

@@ -12,9 +12,9 @@ import typer
 from anygate.cli.database import db_app, secrets_app
 from anygate.cli.imports import import_app
 from anygate.cli.keys import keys_app, users_app
-from anygate.cli.roster import audit, users_import
 from anygate.cli.providers import models, providers_app
 from anygate.cli.quota import quota_app
+from anygate.cli.roster import audit, users_import
 from anygate.cli.serve import serve
 from anygate.cli.usage import usage
 

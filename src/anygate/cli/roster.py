@@ -95,7 +95,11 @@ def users_import(
     if not names:
         fail(f"{roster} names nobody")
     key: dict[str, Any] = {"expires_at": expires, "models": model or None}
-    spec = {"users": [{"name": n} for n in names], "budgets": [budget_option(b) for b in budget or []] or None, "key": key}
+    spec = {
+        "users": [{"name": n} for n in names],
+        "budgets": [budget_option(b) for b in budget or []] or None,
+        "key": key,
+    }
     body = validate(RosterImport, spec)
 
     async def run(store: Store) -> dict[str, Any]:

@@ -69,11 +69,17 @@ class BudgetIn(Strict):
 
 def window_text(value: Any) -> Any:
     if isinstance(value, str) and not is_period(value):
-        raise ValueError("Input should be 'daily', 'weekly', 'monthly', 'none' or '<N>h' (N from 1 to 8784), such as '5h'")
+        raise ValueError(
+            "Input should be 'daily', 'weekly', 'monthly', 'none' or '<N>h' (N from 1 to 8784), such as '5h'"
+        )
     return value
 
 
-Window = Annotated[str, BeforeValidator(window_text), Field(json_schema_extra={"pattern": "^(daily|weekly|monthly|none|[1-9][0-9]{0,3}h)$"})]
+Window = Annotated[
+    str,
+    BeforeValidator(window_text),
+    Field(json_schema_extra={"pattern": "^(daily|weekly|monthly|none|[1-9][0-9]{0,3}h)$"}),
+]
 MAX_BUDGETS = 8
 
 
@@ -122,7 +128,9 @@ def budget_list(body: BaseModel) -> list[dict[str, Any]] | None:
     budget = getattr(body, "budget", None)
     if budget is None or (budget.tokens is None and budget.usd is None):
         return None
-    return [{"tokens": budget.tokens, "usd": budget.usd, "requests": None, "window": budget.period, "mode": budget.mode}]
+    return [
+        {"tokens": budget.tokens, "usd": budget.usd, "requests": None, "window": budget.period, "mode": budget.mode}
+    ]
 
 
 def with_budget_list(body: BaseModel, fields: dict[str, Any], column: str = "budget") -> dict[str, Any]:

@@ -199,7 +199,7 @@ def team_answer(
     now = now or datetime.now(UTC)
     limits = LimitSpec(**team.limits) if team.limits else LimitSpec()
     duration, reset_at = budget_window(usd, now)
-    info = {
+    info: dict[str, Any] = {
         "team_id": team.id,
         "team_alias": team.name,
         "organization_id": None,

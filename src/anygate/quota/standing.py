@@ -107,7 +107,9 @@ async def every_budget(
             used: dict[str, float] = {}
             for unit, limit in units.items():
                 if limit is not None:
-                    used[unit] = counted[unit] if unit in counted else await window_used(engine, scope, budget, unit, now)
+                    used[unit] = (
+                        counted[unit] if unit in counted else await window_used(engine, scope, budget, unit, now)
+                    )
             entries.append(BudgetEntry(scope.kind, scope.id, budget.period, budget.mode, units, used))
     return tuple(entries)
 

@@ -30,7 +30,9 @@ def masked(value: Any, name: str = "") -> Any:
     if isinstance(value, dict):
         if name.lower() in SECRET_CONTAINERS:
             return {k: MASK for k in value}
-        return {k: (MASK if v is not None and SECRET_NAMES.search(str(k)) else masked(v, str(k))) for k, v in value.items()}
+        return {
+            k: (MASK if v is not None and SECRET_NAMES.search(str(k)) else masked(v, str(k))) for k, v in value.items()
+        }
     if isinstance(value, list):
         if name.lower() in SECRET_CONTAINERS:
             return [MASK for _ in value]

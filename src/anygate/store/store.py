@@ -51,9 +51,7 @@ class Store:
 
     @classmethod
     def build(cls, db: Database, box: SecretBox) -> Store:
-        return cls(
-            db, box, ProviderStore(db, box), KeyStore(db), CredentialStore(db, box), TeamStore(db), AuditLog(db)
-        )
+        return cls(db, box, ProviderStore(db, box), KeyStore(db), CredentialStore(db, box), TeamStore(db), AuditLog(db))
 
     async def close(self) -> None:
         await self.db.close()

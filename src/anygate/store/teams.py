@@ -142,7 +142,7 @@ async def _enrol(
     created_by: str,
 ) -> Enrolled:
     now = utcnow()
-    user_values = {
+    user_values: dict[str, Any] = {
         "id": "usr_" + secrets.token_hex(8),
         "name": entry.name,
         "budget": user_fields.get("budget"),
@@ -152,7 +152,7 @@ async def _enrol(
     }
     await connection.execute(users.insert().values(**user_values))
     secret = new_key()
-    key_values = {
+    key_values: dict[str, Any] = {
         "id": "key_" + secrets.token_hex(8),
         "key_hash": hash_key(secret),
         "key_prefix": secret[:12],
