@@ -239,3 +239,48 @@ def test_200_concurrent_requests_admit_exactly_the_binding_budget_at_each_level(
         if limiter == "redis":
             forget_redis(*scopes)
     assert len(upstream.requests_to("/v1/chat/completions")) == 50
+
+
+def test_a_roster_enrols_once_and_a_team_admin_manages_only_its_team(upstream: FakeUpstream, tmp_path: Path) -> None:
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path)) as (base, _):
+        team = call(base, "POST", "/v1/teams", {"id": "comp318", "name": "COMP318"})["id"]
+        other = call(base, "POST", "/v1/teams", {"id": "other", "name": "Other"})["id"]
+        roster = {
+            "users": [{"name": "ana"}, {"name": "bo"}, {"name": "ana"}],
+            "budgets": [{"requests": 1, "window": "daily"}],
+        }
+        first = call(base, "POST", f"/v1/teams/{team}/roster", roster)
+        assert (first["created"], first["kept"]) == (2, 0) and all(r["key"].startswith("sk-ag-") for r in first["data"])
+        again = call(base, "POST", f"/v1/teams/{team}/roster", {**roster, "users": [*roster["users"], {"name": "cy"}]})
+        assert (again["created"], again["kept"]) == (1, 2)
+        assert [r["key"] for r in again["data"] if r["status"] == "kept"] == [None, None]
+        assert len(call(base, "GET", f"/v1/users?team_id={team}")["data"]) == 3
+        chat(base, first["data"][0]["key"])
+        with pytest.raises(openai.RateLimitError):  # the per-student budget: one request a day
+            chat(base, first["data"][0]["key"])
+        ta_user = call(base, "POST", "/v1/users", {"name": "ta", "team_id": team})
+        ta = call(base, "POST", "/v1/keys", {"alias": "ta", "user_id": ta_user["id"], "role": "team_admin"})["key"]
+        outsider = call(base, "POST", "/v1/users", {"name": "x", "team_id": other})
+        assert {k["user_id"] for k in call(base, "GET", "/v1/keys", key=ta)["data"]} <= {
+            r["user_id"] for r in again["data"]
+        } | {ta_user["id"]}
+        made = call(base, "POST", "/v1/keys", {"alias": "extra", "user_id": first["data"][1]["user_id"]}, key=ta)
+        call(base, "DELETE", f"/v1/keys/{made['id']}", key=ta)
+        call(base, "POST", "/v1/keys", {"alias": "x", "user_id": outsider["id"]}, key=ta, status=403)
+        call(base, "GET", f"/v1/users/{outsider['id']}", key=ta, status=403)
+        call(base, "PATCH", f"/v1/users/{first['data'][1]['user_id']}", {"team_id": other}, key=ta, status=403)
+        call(base, "GET", "/v1/teams/other", key=ta, status=403)
+        call(base, "POST", "/v1/teams", {"name": "mine"}, key=ta, status=403)
+        call(base, "GET", "/v1/providers/fake", key=ta, status=403)
+        call(base, "GET", "/v1/audit", key=ta, status=403)
+        new_user = call(base, "POST", "/v1/users", {"name": "late"}, key=ta)
+        assert new_user["team_id"] == team
+        entries = call(base, "GET", "/v1/audit?limit=2")
+        assert entries["data"][0]["action"] == "user.create" and entries["data"][0]["actor"]["label"] == "ta"
+        assert entries["next_cursor"] is not None
+        older = call(base, "GET", f"/v1/audit?cursor={entries['next_cursor']}&target={team}")
+        assert [e["action"] for e in older["data"]] == ["team.roster", "team.roster", "team.create"]
+        assert "sk-ag-" not in str(older["data"])  # no secret recorded
+        call(base, "DELETE", "/v1/audit", status=405)
+        info = call(base, "GET", f"/team/info?team_id={team}")
+        assert info["team_info"]["team_alias"] == "COMP318" and len(info["team_memberships"]) == 5
