@@ -201,7 +201,9 @@ def test_200_concurrent_requests_admit_exactly_the_binding_budget_at_each_level(
         extra = backend(limiter)
 
     def budgets(binds: bool) -> list[dict[str, Any]]:
-        return [{"tokens": (50 if binds else 100_000) * ask, "window": "daily"}, {"requests": 10_000, "window": "24h"}]
+        # One budget a level (three buckets a request, as the key-family burst): the burst measures exactness;
+        # several windows a holder are covered by the test above.
+        return [{"tokens": (50 if binds else 100_000) * ask, "window": "daily"}]
 
     scopes: list[str] = []
     try:
@@ -234,7 +236,6 @@ def test_200_concurrent_requests_admit_exactly_the_binding_budget_at_each_level(
             quota = call(base, "GET", "/v1/quota", key=keys[0]["key"])
             used = {(b["scope"], b["id"], b["window"]): b for b in quota["budgets"]}
             assert used[(level, binding, "daily")]["tokens"]["used"] == 50 * ask
-            assert used[("team", team["id"], "24h")]["requests"]["used"] == 50
     finally:
         if limiter == "redis":
             forget_redis(*scopes)
