@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from anygate.accounting.alerts import Alerts
 from anygate.accounting.budgets import BudgetSource, Scope
 from anygate.accounting.enforcer import Admission, Ask, Enforcer
 from anygate.accounting.estimate import Tokenizer, completion_text, estimate, estimate_prompt, stream_text
@@ -220,7 +221,9 @@ class Accounting:
         stream_usage: StreamUsagePolicy | None = None,
         tokenizer: Tokenizer | None = None,
         export: Exporter | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
+        self.alerts = alerts  # budget alerts: settling notes the scopes, owned background work checks them
         self.tokenizer = tokenizer or Tokenizer()  # its vocabularies load at start-up (lifecycle)
         self.export = export  # beside the ledger: each settled request's record, to the telemetry sinks
         self.enforcer = enforcer
@@ -385,6 +388,8 @@ class Accounting:
             settled = await self.enforcer.settle(ticket.admission, count.total, 0.0 if exchange.byok else cost)
             if not settled:
                 self.ledger.write_soon()  # its row in the database before the counters can be rebuilt
+            if self.alerts is not None and self.alerts.active:
+                self.alerts.watch(self.budget_source(exchange.principal))
 
     async def retry_unsettled(self) -> int:
         """Apply the settlements the limiter refused earlier, once the ledger's rows are written (so that
@@ -441,6 +446,8 @@ class Accounting:
                 "budget counters unavailable at shutdown: settlements not applied (the ledger has their usage)",
                 extra={"fields": {"settlements": len(self.enforcer.unsettled)}},
             )
+        if self.alerts is not None:
+            await self.alerts.close()
         await self.ledger.close()  # the last batch; the engine is the store's, closed with it
         if self.export is not None:
             await self.export.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from anygate.accounting.alerts import Alerts
 from anygate.accounting.budgets import BudgetSource, scopes_of
 from anygate.accounting.enforcer import Enforcer
 from anygate.accounting.export import Exporter
@@ -17,6 +18,7 @@ from anygate.accounting.stream_usage import StreamUsagePolicy
 from anygate.accounting.windows import LedgerWindow, Seeder, engine_seeder
 from anygate.registry import ProviderRegistry
 from anygate.settings import Settings
+from anygate.transport import Transport
 
 
 def configured_prices(settings: Settings) -> dict[tuple[str, str], Price]:
@@ -71,9 +73,11 @@ def build_accounting(
     budget_source: BudgetSource = scopes_of,
     is_byok: ByokCheck = never_byok,
     export: Exporter | None = None,
+    transport: Transport | None = None,
 ) -> Accounting:
     """Accounting on the store's engine: its tables come from the store's migrations (0002_accounting);
-    ``export``: where each settled request's record goes besides the ledger."""
+    ``export``: where each settled request's record goes besides the ledger; ``transport``: what budget
+    alerts are sent through (None: no alerts)."""
     ledger = Ledger(engine, interval=settings.ledger_interval)
     limiter = make_limiter(settings, engine, ledger)
     enforcer = Enforcer(limiter)
@@ -88,4 +92,5 @@ def build_accounting(
         refuse_unpriced=not settings.allow_unpriced_under_usd_budget,
         stream_usage=StreamUsagePolicy(registry.find),
         export=export,
+        alerts=None if transport is None else Alerts(transport, engine, limiter, settings.alerts),
     )

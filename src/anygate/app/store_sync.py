@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from anygate.accounting.alerts import Alerts
 from anygate.auth import KeyRing, Principal
 from anygate.background import Background
 from anygate.caller_keys import CallerKeys
@@ -61,6 +62,7 @@ class StoreSync:
         # Stored providers left out of routing because they fail today's checks (a header refused since
         # they were saved, say): id -> (the row, why). Shown so that an admin can correct them.
         self.invalid_providers: dict[str, tuple[StoredProvider, str]] = {}
+        self.alerts: Alerts | None = None  # told each holder's own alerts and name at every reload
         self._lock = asyncio.Lock()  # one reload at a time, so an older read never lands after a newer one
 
     async def refresh(self, discovery_wait: float = 0.0) -> None:
@@ -77,7 +79,10 @@ class StoreSync:
     async def _reload(self) -> list[asyncio.Task[Any]]:
         revision = await self.store.db.revision()
         keys, owners = await self.store.keys.all_keys()
-        self._load_keys(keys, owners, await self.store.teams.all_teams())  # first: hashes and revocations
+        teams = await self.store.teams.all_teams()
+        self._load_keys(keys, owners, teams)  # first: hashes and revocations always propagate
+        if self.alerts is not None:
+            self._load_alerts(self.alerts, keys, owners, teams)
         byok, sealed_away = await self.store.credentials.all_keys()
         unreadable = {f"credentials of {owner} for '{p}'": problem for (owner, p), problem in sealed_away.items()}
         self.caller_keys.replace(byok, frozenset(sealed_away))
@@ -119,6 +124,20 @@ class StoreSync:
             if key.previous_hash is not None and key.previous_valid_until is not None:
                 principals[key.previous_hash] = previous_secret_principal(principal, key.previous_valid_until)
         self.keyring.replace(principals)
+
+    @staticmethod
+    def _load_alerts(
+        alerts: Alerts, keys: list[KeyRecord], owners: dict[str, UserRecord], teams: dict[str, TeamRecord]
+    ) -> None:
+        holders = [
+            *((f"key:{k.id}", k.alias, k.alerts) for k in keys),
+            *((f"user:{u.id}", u.name, u.alerts) for u in owners.values()),
+            *((f"team:{t.id}", t.name, t.alerts) for t in teams.values()),
+        ]
+        alerts.replace_targets(
+            {holder: (name, given) for holder, name, given in holders if given},
+            {holder: name for holder, name, _ in holders},
+        )
 
     @staticmethod
     def _alone(made: dict[str, Principal], key: KeyRecord) -> Principal:
