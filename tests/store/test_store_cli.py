@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from anygate.cli import app
+from anygate.store.budget_lists import legacy_budget
 
 runner = CliRunner()
 
@@ -212,11 +213,11 @@ def test_keys_and_users_are_checked_as_the_api_checks_them_and_can_be_updated(en
 
     key, user = asyncio.run(read())
     assert key.alias == "desk" and key.providers is None  # type: ignore[attr-defined]
-    assert key.budget == {"tokens": 1000, "usd": 2.0, "period": "weekly", "mode": "hard"}  # type: ignore[attr-defined]
+    assert legacy_budget(key.budget) == {"tokens": 1000, "usd": 2.0, "period": "weekly", "mode": "hard"}  # type: ignore[attr-defined]
     assert key.limits == {"tpm": 500}  # type: ignore[attr-defined]
     assert key.expires_at.year == 2999  # type: ignore[attr-defined]
     assert user.name == "Ada L." and user.limits is None  # type: ignore[attr-defined]
-    assert user.budget == {"tokens": None, "usd": 20.0, "period": "monthly", "mode": "hard"}  # type: ignore[attr-defined]
+    assert legacy_budget(user.budget) == {"tokens": None, "usd": 20.0, "period": "monthly", "mode": "hard"}  # type: ignore[attr-defined]
 
 
 def test_models_and_providers_read_what_the_running_gateway_serves_when_the_store_holds_providers(
