@@ -100,10 +100,10 @@ def users_import(
         "budgets": [budget_option(b) for b in budget or []] or None,
         "key": key,
     }
-    body = validate(RosterImport, spec)
 
     async def run(store: Store) -> dict[str, Any]:
-        return await enrol(store, "cli", team, body)
+        # Checked here, inside with_store: a bad field exits with the API's message.
+        return await enrol(store, "cli", team, validate(RosterImport, spec))
 
     answer = with_store(load(config), run)
     created = [row for row in answer["data"] if row["key"] is not None]
