@@ -148,13 +148,14 @@ def with_budget_list(body: BaseModel, fields: dict[str, Any], column: str = "bud
 
 
 class AlertsIn(Strict):
-    """Where budget alerts go: one JSON POST per threshold crossed per window."""
+    """Where budget alerts go: one JSON POST per threshold crossed per window. (``url`` last: a missing
+    url is reported after a wrong type in the fields given.)"""
 
-    url: str = Field(min_length=1, max_length=2000, pattern=r"^https?://")
     headers: dict[str, str] = Field(default_factory=dict)
     thresholds: list[Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)]] = Field(
         default_factory=lambda: [0.8, 1.0], min_length=1, max_length=10
     )
+    url: str = Field(min_length=1, max_length=2000, pattern=r"^https?://")
 
 
 class LimitsIn(Strict):
