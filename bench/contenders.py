@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from baseline import Baseline
 from client import post
@@ -200,6 +201,35 @@ def make_budgeted_key(serving: Serving) -> Credential:
     return Credential(key, BUDGET_NOTE)
 
 
+# A team with three budgets (daily tokens, 5-hour requests, monthly USD), none of which a run reaches.
+BENCH_TEAM = {
+    "name": "bench-course",
+    "budgets": [
+        {"tokens": 10_000_000_000, "window": "daily"},
+        {"requests": 1_000_000_000, "window": "5h"},
+        {"usd": 1_000_000, "window": "monthly"},
+    ],
+}
+TEAM_NOTE = BUDGET_NOTE + ", whose user is in a team with three budgets (daily tokens, 5h requests, monthly USD)"
+
+
+def make_team_key(serving: Serving) -> Credential:
+    """The bench key, owned by a user of a team with three budgets: five budget windows a request."""
+    made: list[Any] = []
+    for path, given in (("/v1/teams", BENCH_TEAM), ("/v1/users", {"name": "bench-student"})):
+        body = {**given, "team_id": made[0]["id"]} if path == "/v1/users" else given
+        status, answer = post(serving.origin + path, json.dumps(body), serving.admin_key)
+        if status != 201:
+            raise PrepareFailed(f"POST {path} answered {status}: {answer[:200]!r}")
+        made.append(json.loads(answer))
+    status, answer = post(
+        serving.origin + "/v1/keys", json.dumps({**BENCH_KEY, "user_id": made[1]["id"]}), serving.admin_key
+    )
+    if status != 201:
+        raise PrepareFailed(f"POST /v1/keys answered {status}: {answer[:200]!r}")
+    return Credential(json.loads(answer)["key"], TEAM_NOTE)
+
+
 def _anygate_contenders(baseline: Baseline | None) -> list[Contender]:
     models = (f"bench/{MODEL}", MODEL)
     current = partial(_launch_anygate, ANYGATE_BIN, accepts_prices(ROOT))
@@ -229,6 +259,15 @@ def _anygate_contenders(baseline: Baseline | None) -> list[Contender]:
             current,
             make_budgeted_key,
             api="messages",
+            along_with="anygate",
+        ),
+        Contender(
+            "anygate-team",
+            "the same server and config, loaded with a budgeted key whose user is in a team with three budgets",
+            models,
+            available,
+            current,
+            make_team_key,
             along_with="anygate",
         ),
     ]

@@ -24,8 +24,12 @@ PRICES = {"fake/*": {"input": 1000, "output": 2000}}  # USD per million tokens: 
 COST = 0.013
 
 
-def student(**fields: Any) -> Principal:
-    return Principal(key_id="key_student", is_admin=False, label="student-1", **fields)
+def student(budget: Budget | None = None, user_budget: Budget | None = None, **fields: Any) -> Principal:
+    budgets = {
+        "budgets": () if budget is None else (budget,),
+        "user_budgets": () if user_budget is None else (user_budget,),
+    }
+    return Principal(key_id="key_student", is_admin=False, label="student-1", **budgets, **fields)
 
 
 @contextmanager
@@ -116,7 +120,7 @@ def test_each_budget_of_a_key_and_its_user_tells_what_is_left(upstream: FakeUpst
 
 
 def test_a_key_made_by_another_names_both_budgets(upstream: FakeUpstream) -> None:
-    parent = Principal(key_id="key_parent", is_admin=False, label="course", budget=Budget(tokens=5000))
+    parent = Principal(key_id="key_parent", is_admin=False, label="course", budgets=(Budget(tokens=5000),))
     child = Principal(key_id="key_child", is_admin=False, label="team-a", ancestors=(parent,))
     with gateway(upstream, {CHILD: child}) as gw:
         chat(gw, CHILD)

@@ -26,15 +26,17 @@ SESSION_PREFIX = "session:"
 
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """A spend budget as stored on a key or a user (enforced by accounting, not here).
+    """A spend budget as stored on a key, a user or a team (enforced by accounting, not here).
 
-    ``None`` for ``tokens`` or ``usd`` means unlimited in that unit.
+    ``None`` for ``tokens``, ``usd`` or ``requests`` means unlimited in that unit. ``period`` is the
+    window: ``daily | weekly | monthly | none`` or ``<N>h`` (``accounting.periods``).
     """
 
     tokens: int | None = None
     usd: float | None = None
-    period: Literal["daily", "weekly", "monthly", "none"] = "none"
+    period: str = "none"
     mode: Literal["hard", "soft"] = "hard"
+    requests: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +53,9 @@ class Principal:
     """An authenticated caller. ``models``/``providers`` are glob allowlists; ``None`` allows all.
 
     A model pattern matches ``<provider id>/<model>`` (``groq/*`` is every model of provider ``groq``),
-    a provider pattern a provider id. ``budget``/``limits`` are the key's own; ``user_budget``/
-    ``user_limits`` those of the user that owns it (a key counts against both). ``ancestors`` are the
+    a provider pattern a provider id. ``budgets``/``limits`` are the key's own; ``user_budgets``/
+    ``user_limits`` those of the user that owns it, ``team_budgets``/``team_limits`` those of the user's
+    team (a key counts against all three); the team's allowlists bind the key too. ``ancestors`` are the
     keys that made this one, its creator first: their allowlists bind it too, and its spend counts
     against their budgets and rate limits. ``expires_at`` is a UNIX time, the earliest along that chain;
     past it the key stops working. ``via_session``: a person signed in to the console (``session_principal``).
@@ -65,22 +68,46 @@ class Principal:
     models: tuple[str, ...] | None = None
     providers: tuple[str, ...] | None = None
     expires_at: float | None = None
-    budget: Budget | None = None
+    budgets: tuple[Budget, ...] = ()
     limits: Limits | None = None
-    user_budget: Budget | None = None
+    user_budgets: tuple[Budget, ...] = ()
     user_limits: Limits | None = None
     ancestors: tuple[Principal, ...] = ()
     via_session: bool = False  # a person signed in to the console (a cookie), not a key
+    team_id: str | None = None
+    team_budgets: tuple[Budget, ...] = ()
+    team_limits: Limits | None = None
+    team_models: tuple[str, ...] | None = None
+    team_providers: tuple[str, ...] | None = None
+    is_team_admin: bool = False  # manages its team's users and keys (``team_id``), nothing else
     _decisions: dict[tuple[str, str], bool] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def budget(self) -> Budget | None:
+        """The key's first budget (the one a key had before keys had several)."""
+        return self.budgets[0] if self.budgets else None
+
+    @property
+    def user_budget(self) -> Budget | None:
+        return self.user_budgets[0] if self.user_budgets else None
 
     def may_use(self, provider_id: str, model: str) -> bool:
         """Whether this caller may reach ``model`` on ``provider_id`` (memoised: called per request)."""
-        if self.models is None and self.providers is None and not self.ancestors:
+        if (
+            self.models is None
+            and self.providers is None
+            and not self.ancestors
+            and self.team_models is None
+            and self.team_providers is None
+        ):
             return True
         decision = self._decisions.get((provider_id, model))
         if decision is None:
-            decision = self._allows(provider_id, model) and all(
-                ancestor.may_use(provider_id, model) for ancestor in self.ancestors
+            decision = (
+                self._allows(provider_id, model)
+                and _allowed(self.team_providers, provider_id)
+                and _allowed(self.team_models, f"{provider_id}/{model}")
+                and all(ancestor.may_use(provider_id, model) for ancestor in self.ancestors)
             )
             if len(self._decisions) < 4096:
                 self._decisions[(provider_id, model)] = decision
@@ -92,8 +119,10 @@ class Principal:
 
     def may_use_provider(self, provider_id: str) -> bool:
         """Whether this caller may reach ``provider_id`` at all (its provider allowlist; models aside)."""
-        return _allowed(self.providers, provider_id) and all(
-            ancestor.may_use_provider(provider_id) for ancestor in self.ancestors
+        return (
+            _allowed(self.providers, provider_id)
+            and _allowed(self.team_providers, provider_id)
+            and all(ancestor.may_use_provider(provider_id) for ancestor in self.ancestors)
         )
 
     def has_expired(self, now: float) -> bool:
@@ -106,7 +135,7 @@ def _allowed(patterns: tuple[str, ...] | None, name: str) -> bool:
     return any(fnmatchcase(name, pattern) for pattern in patterns)
 
 
-def session_principal(user_id: str, name: str, budget: Budget | None, limits: Limits | None) -> Principal:
+def session_principal(user_id: str, name: str, budgets: tuple[Budget, ...], limits: Limits | None) -> Principal:
     """The caller a person signed in as a user record is: that user, with its budget and limits, and no key
     of its own (``key_id`` names the user, so the keys it makes stand on their own, owned by the user)."""
     return Principal(
@@ -114,7 +143,7 @@ def session_principal(user_id: str, name: str, budget: Budget | None, limits: Li
         is_admin=False,
         label=name,
         user_id=user_id,
-        user_budget=budget,
+        user_budgets=budgets,
         user_limits=limits,
         via_session=True,
     )

@@ -419,6 +419,16 @@ class ExportSettings(Strict):
     text_keys: list[str] = Field(default_factory=list)
 
 
+class AlertSettings(Strict):
+    """Budget alerts: one JSON POST to ``url`` (with ``headers``) per threshold (a fraction of a budget's
+    limit) crossed per window. The default for every budget holder without ``alerts`` of its own."""
+
+    url: str = Field(min_length=1, pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict)
+    thresholds: list[Annotated[float, Field(gt=0, le=10)]] = Field(default_factory=lambda: [0.8, 1.0], min_length=1)
+    allow_private_network: bool = False
+
+
 OtelSampler = Literal[
     "always_on",
     "always_off",
@@ -574,6 +584,7 @@ class Settings(Strict):
     default_provider: str | None = None
     quota_sources: list[QuotaSource] = Field(default_factory=list)
     export: ExportSettings | None = None  # per-generation telemetry records (docs/observability.md)
+    alerts: AlertSettings | None = None  # budget alerts' default webhook (docs/budgets-and-quotas.md)
     otel: OtelSettings = Field(default_factory=OtelSettings)  # OpenTelemetry traces (docs/observability.md)
     oidc: OidcSettings | None = None  # console sign-in with an OpenID Connect issuer (docs/console.md)
     # Cloudflare AI Gateway's host, and a gateway every preset it fronts goes through (``CF_AI_GATEWAY_*``).

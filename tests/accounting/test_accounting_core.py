@@ -226,6 +226,7 @@ def test_served_quota_shapes() -> None:
         "key": "course-comp318",
         "tokens": {"limit": 5000000, "used": 250000, "remaining": 4750000, "resets_at": "2026-12-01T00:00:00Z"},
         "cost": {"currency": "USD", "limit": 5.0, "used": 0.42, "remaining": 4.58},
+        "budgets": [],
     }
     data = shapes.openrouter(quota, SATURDAY)["data"]
     assert (data["limit"], data["limit_remaining"], data["limit_reset"]) == (5.0, 4.58, "monthly")

@@ -42,9 +42,9 @@ def student(
         is_admin=False,
         label="student-1",
         user_id=None if user_budget is None and user_limits is None else "course",
-        budget=budget,
+        budgets=() if budget is None else (budget,),
         limits=limits,
-        user_budget=user_budget,
+        user_budgets=() if user_budget is None else (user_budget,),
         user_limits=user_limits,
     )
 

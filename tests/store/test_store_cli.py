@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from anygate.cli import app
+from anygate.store.budget_lists import legacy_budget
 
 runner = CliRunner()
 
@@ -215,11 +216,11 @@ def test_keys_and_users_are_checked_as_the_api_checks_them_and_can_be_updated(en
 
     key, user = asyncio.run(read())
     assert key.alias == "desk" and key.providers is None  # type: ignore[attr-defined]
-    assert key.budget == {"tokens": 1000, "usd": 2.0, "period": "weekly", "mode": "hard"}  # type: ignore[attr-defined]
+    assert legacy_budget(key.budget) == {"tokens": 1000, "usd": 2.0, "period": "weekly", "mode": "hard"}  # type: ignore[attr-defined]
     assert key.limits == {"tpm": 500}  # type: ignore[attr-defined]
     assert key.expires_at.year == 2999  # type: ignore[attr-defined]
     assert user.name == "Ada L." and user.limits is None  # type: ignore[attr-defined]
-    assert user.budget == {"tokens": None, "usd": 20.0, "period": "monthly", "mode": "hard"}  # type: ignore[attr-defined]
+    assert legacy_budget(user.budget) == {"tokens": None, "usd": 20.0, "period": "monthly", "mode": "hard"}  # type: ignore[attr-defined]
 
 
 def test_models_and_providers_read_what_the_running_gateway_serves_when_the_store_holds_providers(
@@ -301,3 +302,38 @@ def test_db_backup_copies_a_live_sqlite_database_and_points_at_the_secret_key(en
     with sqlite3.connect(target) as copy:
         assert copy.execute("SELECT name FROM users").fetchall() == [("ada",)]
     assert "exists already" in fails("db", "backup", str(target))
+
+
+def test_a_roster_is_imported_once_its_keys_written_0600_and_the_changes_audited(environment, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import csv
+    import os
+    import stat
+
+    from anygate.store.store import open_store
+
+    async def make_team() -> None:
+        store = await open_store(environment)
+        try:
+            await store.teams.create_team({"id": "comp318", "name": "COMP318"})
+        finally:
+            await store.close()
+
+    asyncio.run(make_team())
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student_id,name\n1,Ana\n2,Bo\n\n3,Ana\n")
+    keys = tmp_path / "keys.csv"
+    budget = ["--budget", "tokens=50000,window=daily", "--budget", "requests=40,window=5h"]
+    run("users", "import", str(roster), "--team", "comp318", *budget, "--expires", "2027-06-30", "--out", str(keys))
+    assert stat.S_IMODE(os.stat(keys).st_mode) == 0o600
+    with keys.open() as handle:
+        written = list(csv.DictReader(handle))
+    assert [row["name"] for row in written] == ["Ana", "Bo"] and all(r["key"].startswith("sk-ag-") for r in written)
+    roster.write_text("name\nAna\nBo\nCy\n")
+    printed = run("users", "import", str(roster), "--team", "comp318", *budget)
+    assert printed.count("sk-ag-") == 1 and "Cy," in printed
+    refused = runner.invoke(
+        app, ["users", "import", str(roster), "--team", "comp318", "--budget", "tokens=5,window=7d"]
+    )
+    assert refused.exit_code != 0 and "window" in refused.output
+    audit = run("audit", "--actor", "cli", "--json")
+    assert audit.count('"team.roster"') == 2 and "sk-ag-" not in audit

@@ -1,9 +1,10 @@
-"""Budgets and rate limits of a caller, as scopes (its key, the keys above it, its user) the enforcer
-reserves against.
+"""Budgets and rate limits of a caller, as scopes (its key, the keys above it, its user, its user's team)
+the enforcer reserves against. Each scope may hold several budgets, one per window.
 
-The store puts ``budget``/``limits`` (and ``user_budget``/``user_limits``) on a Principal. They are read
-here through ``scopes_of`` so that the accounting does not depend on how the store builds principals:
-``AppState.budget_source`` may be any callable from a Principal to its scopes.
+The store puts ``budgets``/``limits`` (and ``user_budgets``/``user_limits``, ``team_budgets``/
+``team_limits``) on a Principal. They are read here through ``scopes_of`` so that the accounting does not
+depend on how the store builds principals: ``AppState.budget_source`` may be any callable from a
+Principal to its scopes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
-from anygate.accounting.periods import PERIODS, Period
+from anygate.accounting.periods import Period, is_period
 from anygate.auth import Principal
 
 Mode = Literal["hard", "soft"]
@@ -21,12 +22,14 @@ Mode = Literal["hard", "soft"]
 
 @dataclass(frozen=True, slots=True)
 class BudgetSpec:
-    """A token and/or USD budget; ``None`` is unlimited in that unit."""
+    """A token and/or USD and/or request-count budget over one window (``period``); ``None`` is unlimited
+    in that unit."""
 
     tokens: int | None = None
     usd: float | None = None
     period: Period = "none"
     mode: Mode = "hard"
+    requests: int | None = None
 
     @property
     def is_hard(self) -> bool:
@@ -42,13 +45,28 @@ class LimitSpec:
 
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """One thing that has budgets: ``key:<id>`` or ``user:<id>``."""
+    """One thing that has budgets: ``key:<id>``, ``user:<id>`` or ``team:<id>``. ``budgets``: one
+    BudgetSpec or several (at most one per window; the store refuses two with the same one)."""
 
-    kind: Literal["key", "user"]
+    kind: Literal["key", "user", "team"]
     id: str
-    budget: BudgetSpec | None = None
+    budgets: tuple[BudgetSpec, ...] | BudgetSpec | None = ()
     limits: LimitSpec | None = None
     is_ancestor: bool = False  # a key above the caller's (see ``store.families``), not the caller's own
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.budgets, tuple):
+            object.__setattr__(self, "budgets", () if self.budgets is None else (self.budgets,))
+
+    @property
+    def all_budgets(self) -> tuple[BudgetSpec, ...]:
+        assert isinstance(self.budgets, tuple)
+        return self.budgets
+
+    @property
+    def budget(self) -> BudgetSpec | None:
+        """The first budget (None: none)."""
+        return self.all_budgets[0] if self.all_budgets else None
 
     @property
     def name(self) -> str:
@@ -64,21 +82,40 @@ BudgetSource = Callable[[Principal], Sequence[Scope]]
 
 
 def budget_spec(value: Any) -> BudgetSpec | None:
-    """A BudgetSpec from the store's Budget object, a mapping (the API's JSON), or None."""
+    """A BudgetSpec from the store's Budget object, a mapping (the API's JSON: ``period`` or ``window``),
+    or None."""
     if value is None:
         return None
     get = value.get if isinstance(value, Mapping) else lambda name, default=None: getattr(value, name, default)
-    period = get("period", "none") or "none"
+    period = get("window", None) or get("period", "none") or "none"
     mode = get("mode", "hard") or "hard"
-    if period not in PERIODS or mode not in ("hard", "soft"):
-        raise ValueError(f"invalid budget: period {period!r}, mode {mode!r}")
-    tokens, usd = get("tokens", None), get("usd", None)
-    if tokens is None and usd is None:
+    if not is_period(period) or mode not in ("hard", "soft"):
+        raise ValueError(f"invalid budget: window {period!r}, mode {mode!r}")
+    tokens, usd, requests = get("tokens", None), get("usd", None), get("requests", None)
+    if tokens is None and usd is None and requests is None:
         return None
     hard_or_soft: Mode = "soft" if mode == "soft" else "hard"
     return BudgetSpec(
-        None if tokens is None else int(tokens), None if usd is None else float(usd), period, hard_or_soft
+        None if tokens is None else int(tokens),
+        None if usd is None else float(usd),
+        period,
+        hard_or_soft,
+        None if requests is None else int(requests),
     )
+
+
+def budget_specs(value: Any) -> tuple[BudgetSpec, ...]:
+    """Every budget of a holder: from a list (or tuple) of budgets, one budget, or None."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, list | tuple) else (value,)
+    return tuple(spec for spec in map(budget_spec, items) if spec is not None)
+
+
+def _held_budgets(holder: Any, plural: str, singular: str) -> tuple[BudgetSpec, ...]:
+    """A holder's budgets: ``budgets`` (several), else ``budget`` (one), as principals of either kind have."""
+    several = getattr(holder, plural, None)
+    return budget_specs(several if several else getattr(holder, singular, None))
 
 
 def limit_spec(value: Any) -> LimitSpec | None:
@@ -90,8 +127,9 @@ def limit_spec(value: Any) -> LimitSpec | None:
 
 
 def scopes_of(principal: Principal) -> tuple[Scope, ...]:
-    """The key's own scope, each ancestor key's (its creator first) and its user's, each with the budget
-    and limits the store gave them: a key made by another key spends from its own budget and from theirs.
+    """The key's own scope, each ancestor key's (its creator first), its user's and its team's, each with
+    the budgets and limits the store gave them: a key made by another key spends from its own budgets and
+    from theirs, and a student's key from the student's and the course's.
 
     Memoised: a Principal is immutable, and the store makes new ones when a key or user changes.
     """
@@ -105,17 +143,21 @@ def _scopes(principal: Principal) -> tuple[Scope, ...]:
     scopes = []
     # The key's own, then each key above it with the very scope (and so the counters) its own requests use.
     for key in (principal, *getattr(principal, "ancestors", ())):
-        key_budget, key_limits = (
-            budget_spec(getattr(key, "budget", None)),
-            limit_spec(getattr(key, "limits", None)),
-        )
-        if key_budget is not None or key_limits is not None:
-            scopes.append(Scope("key", key.key_id, key_budget, key_limits, is_ancestor=key is not principal))
+        key_budgets = _held_budgets(key, "budgets", "budget")
+        key_limits = limit_spec(getattr(key, "limits", None))
+        if key_budgets or key_limits is not None:
+            scopes.append(Scope("key", key.key_id, key_budgets, key_limits, is_ancestor=key is not principal))
     if principal.user_id is not None:
-        user_budget = budget_spec(getattr(principal, "user_budget", None))
+        user_budgets = _held_budgets(principal, "user_budgets", "user_budget")
         user_limits = limit_spec(getattr(principal, "user_limits", None))
-        if user_budget is not None or user_limits is not None:
-            scopes.append(Scope("user", principal.user_id, user_budget, user_limits))
+        if user_budgets or user_limits is not None:
+            scopes.append(Scope("user", principal.user_id, user_budgets, user_limits))
+    team_id = getattr(principal, "team_id", None)
+    if team_id is not None:
+        team_budgets = budget_specs(getattr(principal, "team_budgets", None))
+        team_limits = limit_spec(getattr(principal, "team_limits", None))
+        if team_budgets or team_limits is not None:
+            scopes.append(Scope("team", team_id, team_budgets, team_limits))
     return tuple(scopes)
 
 

@@ -1,7 +1,10 @@
 """Reserve before dispatch, settle after: budgets and rate limits of every scope of a caller.
 
-For each scope (the key, each key it was made from, its user) the enforcer reserves, in this order: one
-concurrency slot, one request of the minute, the minute's tokens, then the budget window's tokens and USD.
+For each scope (the key, each key it was made from, its user, its team) the enforcer reserves, in this
+order: one concurrency slot, one request of the minute, the minute's tokens, then, for each of the scope's
+budgets (one per window), the window's tokens, USD and requests. Each bucket is reserved atomically by
+the limiter, and the request is admitted only when every bucket of every scope admitted it: a refusal
+anywhere releases what the others held, so no scope is ever charged for a request another refused.
 A rejection releases what was already reserved and raises ``RateLimited`` (rate limits) or
 ``QuotaExceeded`` (budgets) with ``Retry-After`` (a budget that never resets: ``NEVER_RESETS_RETRY_AFTER``).
 A hard token budget with less left than asked, but more than the prompt, admits the request with its
@@ -88,6 +91,8 @@ def charges(grant: Grant, kind: str, tokens: int, usd: float | None) -> dict[str
         actual["tokens"] = float(tokens)
     if kind == "budget" and "usd" in grant.amounts:
         actual["usd"] = usd or 0.0
+    if kind == "budget" and "requests" in grant.amounts:
+        actual["requests"] = 1.0 if tokens > 0 else 0.0  # a request that was answered (``windows``)
     return actual
 
 
@@ -138,8 +143,8 @@ class Enforcer:
                 if scope.limits is not None:
                     await self._rate(admission, scope, scope.limits, ask)
             for scope in scopes:
-                if scope.budget is not None:
-                    await self._budget(admission, scope, scope.budget, ask)
+                for budget in scope.all_budgets:
+                    await self._budget(admission, scope, budget, ask)
         except BaseException as failure:
             await self.release(admission)
             if isinstance(failure, RateLimited):  # what was held is given back: the headers say so
@@ -218,6 +223,8 @@ class Enforcer:
                     hard=budget.is_hard,
                 )
             )
+        if budget.requests is not None:
+            claims.append(Claim("requests", budget.requests, 1, hard=budget.is_hard))
         reset_in = seconds_until_reset(budget.period, now)
         window = None if reset_in is None else reset_in + 3600
         seed_from = ledger_window(scope.kind, scope.id, budget.period, now)
@@ -225,7 +232,7 @@ class Enforcer:
         bucket = budget_bucket(scope, budget, now)
         result = await self._hold(admission, bucket, claims, "budget", window, seed_from, scope, resets_at)
         if isinstance(result, Rejection):
-            what = "token" if result.counter == "tokens" else "USD"
+            what = {"tokens": "token", "usd": "USD", "requests": "request"}.get(result.counter, result.counter)
             period = "" if budget.period == "none" else f"{budget.period} "
             retry_after = NEVER_RESETS_RETRY_AFTER if reset_in is None else reset_in
             raise QuotaExceeded(f"The {period}{what} budget of {scope.described} is used up", retry_after=retry_after)

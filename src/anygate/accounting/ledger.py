@@ -45,6 +45,7 @@ class UsageRow(NamedTuple):
     image_tokens: int = 0  # of input_tokens and output_tokens together
     cost_source: str | None = None  # upstream | configured | catalog (None: no price was used)
     error: str | None = None  # the failure's code, when the request failed
+    team_id: str | None = None
 
 
 class Ledger:

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, Protocol
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
+from anygate.accounting.alerts import Alerts
 from anygate.accounting.budgets import BudgetSource, Scope
 from anygate.accounting.enforcer import Admission, Ask, Enforcer
 from anygate.accounting.estimate import Tokenizer, completion_text, estimate, estimate_prompt, stream_text
@@ -191,7 +192,7 @@ class Ticket:
 def estimates_prompt(scopes: Sequence[Scope]) -> bool:
     """Whether reserving for these scopes counts the prompt's tokens (a token or USD budget, a tpm limit)."""
     return any(
-        (s.budget is not None and (s.budget.tokens is not None or s.budget.usd is not None))
+        any(b.tokens is not None or b.usd is not None for b in s.all_budgets)
         or (s.limits is not None and s.limits.tpm is not None)
         for s in scopes
     )
@@ -201,10 +202,9 @@ def holds_output(scopes: Sequence[Scope], ask: Ask) -> bool:
     """Whether a hard budget holds what the request generates (its tokens, or its USD when anygate pays):
     then the upstream is told the limit, whatever the client sent."""
     return any(
-        s.budget is not None
-        and s.budget.is_hard
-        and (s.budget.tokens is not None or (s.budget.usd is not None and ask.counts_usd))
+        b.is_hard and (b.tokens is not None or (b.usd is not None and ask.counts_usd))
         for s in scopes
+        for b in s.all_budgets
     )
 
 
@@ -238,7 +238,9 @@ class Accounting:
         tokenizer: Tokenizer | None = None,
         export: Exporter | None = None,
         budget_observer: BudgetObserver | None = None,
+        alerts: Alerts | None = None,
     ) -> None:
+        self.alerts = alerts  # budget alerts: settling notes the scopes, owned background work checks them
         self.tokenizer = tokenizer or Tokenizer()  # its vocabularies load at start-up (lifecycle)
         self.export = export  # beside the ledger: each settled request's record, to the telemetry sinks
         self.enforcer = enforcer
@@ -316,13 +318,12 @@ class Accounting:
         targets: Sequence[ModelRef],
     ) -> Ask:
         counts_tokens = any(
-            (s.budget is not None and s.budget.tokens is not None) or (s.limits is not None and s.limits.tpm)
-            for s in scopes
+            any(b.tokens is not None for b in s.all_budgets) or (s.limits is not None and s.limits.tpm) for s in scopes
         )
         prompt = estimate_prompt(self.tokenizer, payload, exchange.requested_model) if counts_tokens else 0
         output = wanted.reserved if route in OUTPUT_LIMIT_FIELDS else 0
         outputs = wanted.outputs
-        usd_budgets = [s for s in scopes if s.budget is not None and s.budget.usd is not None]
+        usd_budgets = [s for s in scopes if any(b.usd is not None for b in s.all_budgets)]
         if not targets or not usd_budgets:
             return Ask(prompt, output, outputs=outputs)
         paid = [t for t in targets if not self.is_byok(exchange.principal, t.provider_id)]
@@ -351,7 +352,7 @@ class Accounting:
 
     def refuse_unpriced_model(self, route: str, provider_id: str, model: str, usd_budgets: Sequence[Scope]) -> None:
         """A hard USD budget cannot hold a request whose cost is unknown: refuse it, unless allowed."""
-        hard = next((s for s in usd_budgets if s.budget is not None and s.budget.is_hard), None)
+        hard = next((s for s in usd_budgets if any(b.usd is not None and b.is_hard for b in s.all_budgets)), None)
         if hard is None or not self.refuse_unpriced or route not in PRICED_ROUTES:
             return
         if not model:
@@ -436,6 +437,8 @@ class Accounting:
                 charged = {"tokens": float(count.total), "usd": usd or 0.0}
                 for scope, unit, left in ticket.admission.headroom.budgets_after(charged):
                     self.budget_observer(exchange.principal, scope, unit, left)
+            if self.alerts is not None and self.alerts.active:
+                self.alerts.watch(self.budget_source(exchange.principal))
 
     async def retry_unsettled(self) -> int:
         """Apply the settlements the limiter refused earlier, once the ledger's rows are written (so that
@@ -488,6 +491,7 @@ class Accounting:
             image_tokens=count.image_input + count.image_output,
             cost_source=charge.source,
             error=None if exchange.error is None else exchange.error[:ERROR_LENGTH],
+            team_id=exchange.principal.team_id,
         )
 
     async def close(self) -> None:
@@ -497,6 +501,8 @@ class Accounting:
                 "budget counters unavailable at shutdown: settlements not applied (the ledger has their usage)",
                 extra={"fields": {"settlements": len(self.enforcer.unsettled)}},
             )
+        if self.alerts is not None:
+            await self.alerts.close()
         await self.ledger.close()  # the last batch; the engine is the store's, closed with it
         if self.export is not None:
             await self.export.close()

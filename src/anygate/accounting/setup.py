@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from anygate.accounting.alerts import Alerts
 from anygate.accounting.budgets import BudgetSource, scopes_of
 from anygate.accounting.enforcer import Enforcer
 from anygate.accounting.export import Exporter
@@ -17,6 +18,7 @@ from anygate.accounting.stream_usage import StreamUsagePolicy
 from anygate.accounting.windows import LedgerWindow, Seeder, engine_seeder
 from anygate.registry import ProviderRegistry
 from anygate.settings import Settings
+from anygate.transport import Transport
 
 
 def configured_prices(settings: Settings) -> dict[tuple[str, str], Price]:
@@ -90,11 +92,13 @@ def build_accounting(
     budget_source: BudgetSource = scopes_of,
     is_byok: ByokCheck = never_byok,
     export: Exporter | None = None,
+    transport: Transport | None = None,
     budget_observer: BudgetObserver | None = None,
 ) -> Accounting:
     """Accounting on the store's engine: its tables come from the store's migrations (0002_accounting);
-    ``export``: where each settled request's record goes besides the ledger; ``budget_observer``: told what
-    each budget has left when a request settles (the metrics' gauges)."""
+    ``export``: where each settled request's record goes besides the ledger; ``transport``: what budget
+    alerts are sent through (None: no alerts); ``budget_observer``: told what each budget has left when a
+    request settles (the metrics' gauges)."""
     ledger = Ledger(engine, interval=settings.ledger_interval)
     limiter = make_limiter(settings, engine, ledger)
     enforcer = Enforcer(limiter)
@@ -110,4 +114,5 @@ def build_accounting(
         stream_usage=StreamUsagePolicy(registry.find),
         export=export,
         budget_observer=budget_observer,
+        alerts=None if transport is None else Alerts(transport, engine, limiter, settings.alerts),
     )

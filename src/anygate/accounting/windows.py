@@ -1,5 +1,5 @@
-"""Budget windows as the usage ledger counts them: what a key (and the keys made from it) or a user used
-since its window started.
+"""Budget windows as the usage ledger counts them: what a key (and the keys made from it), a user or a
+team used since its window started.
 
 The ledger is the record that survives: the limiters' counters are rebuilt from it when they are lost.
 
@@ -14,7 +14,9 @@ Every request's row is recorded before its reservations are settled, so a counte
 settlement waits to be retried (``unsettled``) already holds that request's usage.
 
 A window's tokens are input + output of every request; its USD leave out requests paid with the caller's
-own key (BYOK), as settling does.
+own key (BYOK), as settling does; its requests are the requests that used tokens (were answered), as
+settling charges them. A team's window counts the rows made while the key's user was in the team
+(``usage_ledger.team_id``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from anygate.accounting.periods import Period, window_id, window_start
 from anygate.store.families import in_family
 from anygate.store.ledger_tables import usage_ledger as ledger
 
-ScopeKind = Literal["key", "user"]
+ScopeKind = Literal["key", "user", "team"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,16 +69,28 @@ def _usd(since: float | None = None) -> ColumnElement[Any]:
     return func.coalesce(func.sum(counted), 0.0)
 
 
+def _answered() -> ColumnElement[Any]:
+    answered = case((ledger.c.input_tokens + ledger.c.output_tokens > 0, 1), else_=0)
+    return func.coalesce(func.sum(answered), 0)
+
+
+def _owner(window: LedgerWindow) -> ColumnElement[Any]:
+    if window.kind == "key":
+        return in_family(ledger.c.key_id, window.id)  # type: ignore[no-any-return]
+    column = ledger.c.user_id if window.kind == "user" else ledger.c.team_id
+    return column == window.id
+
+
 async def window_usage(connection: AsyncConnection, window: LedgerWindow) -> dict[str, float]:
-    """``{"tokens": ..., "usd": ...}`` the ledger holds for one window.
+    """``{"tokens": ..., "usd": ..., "requests": ...}`` the ledger holds for one window.
 
     A key's window counts its family: the key and every key made from it (``store.families``), whose
-    requests are reserved on the key's counters too; a user's, every request of its keys.
+    requests are reserved on the key's counters too; a user's, every request of its keys; a team's, every
+    request made under it.
     """
-    owner = in_family(ledger.c.key_id, window.id) if window.kind == "key" else ledger.c.user_id == window.id
-    statement = select(_tokens(), _usd()).where(owner, ledger.c.created_at >= window.start)
-    tokens, usd = (await connection.execute(statement)).one()
-    return {"tokens": float(tokens), "usd": float(usd)}
+    statement = select(_tokens(), _usd(), _answered()).where(_owner(window), ledger.c.created_at >= window.start)
+    tokens, usd, requests = (await connection.execute(statement)).one()
+    return {"tokens": float(tokens), "usd": float(usd), "requests": float(requests)}
 
 
 def engine_seeder(engine: AsyncEngine) -> Seeder:

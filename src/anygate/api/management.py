@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from anygate import __version__
 from anygate.api import (
+    routes_audit,
     routes_creds,
     routes_info,
     routes_keys,
@@ -23,6 +24,7 @@ from anygate.api import (
     routes_quota,
     routes_requests,
     routes_signin,
+    routes_teams,
     routes_users,
 )
 from anygate.api.openapi import build_openapi
@@ -144,7 +146,7 @@ def build_management_app(metrics_public: bool = True) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected_error)
     app.include_router(routes_info.router)
-    for module in (routes_providers, routes_keys, routes_users, routes_creds):
+    for module in (routes_providers, routes_keys, routes_users, routes_teams, routes_audit, routes_creds):
         app.include_router(module.router)
     app.include_router(routes_quota.router)
     app.include_router(routes_requests.router)

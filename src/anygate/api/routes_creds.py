@@ -101,7 +101,9 @@ async def put_credentials(state: StateDep, caller: CallerDep, body: JsonBody) ->
     """Merge the caller's provider keys (a value sets, ``null`` deletes, absent keeps); answer masked."""
     store = state.sealing_store()
     owner = owner_of(caller)
-    merged = merge_credentials(state, await store.credentials.get(owner), body)
+    current = await store.credentials.get(owner)
+    merged = merge_credentials(state, current, body)
     await store.credentials.replace(owner, merged)
     await state.store_changed()
+    await state.audit.record(caller, "credentials.update", "credentials", owner, masked(current), masked(merged))
     return masked(merged)

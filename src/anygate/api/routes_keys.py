@@ -2,7 +2,8 @@
 
 Admin keys manage every key and list them all. A user key may read, narrow and revoke itself and the keys
 made from it (its descendants) by id, gets 404 for any other, and can neither make nor change a key into
-one with more rights than its own (``rights``). Revoking a key revokes its descendants.
+one with more rights than its own (``rights``). Revoking a key revokes its descendants. A team admin
+manages the keys of its team's users as an admin would (``team_rights``), and lists only those.
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from anygate.api.deps import AdminDep, CallerDep, StateDep
+from anygate.api.deps import CallerDep, StateDep
 from anygate.api.state import AppState
 from anygate.auth import Principal, extract_token, hash_key
 from anygate.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from anygate.management.key_checks import Served, check_key_fields
 from anygate.management.rights import check_change, check_new_key, inherit_limits, manages
-from anygate.management.schemas import KeyCreate, KeyUpdate
+from anygate.management.schemas import KeyCreate, KeyUpdate, with_budget_list
+from anygate.management.team_rights import check_member, check_team_fields, outside_team
 from anygate.registry import ProviderRegistry
+from anygate.store.budget_lists import legacy_budget, stored_budgets
 from anygate.store.families import Lineage, lineages
 from anygate.store.keys import RotationRefused
 from anygate.store.records import KeyRecord
@@ -52,8 +55,10 @@ def key_view(lineage: Lineage) -> dict[str, Any]:
         "revoked_at": iso(record.revoked_at),
         "created_at": iso(record.created_at),
         "previous_secret_valid_until": iso(record.previous_valid_until),
-        "budget": record.budget,
+        "budget": legacy_budget(record.budget),
+        "budgets": stored_budgets(record.budget),
         "limits": record.limits,
+        "alerts": record.alerts,
         "status": lineage.status(utcnow()),
     }
 
@@ -65,19 +70,42 @@ async def view_of(state: AppState, key_id: str) -> dict[str, Any]:
     return key_view(lineage)
 
 
-async def key_views(state: AppState, user_id: str | None = None) -> list[dict[str, Any]]:
-    """Every key's view (or a user's keys'), their chains read from all the keys at once."""
+async def key_views(state: AppState, user_id: str | None = None, team_id: str | None = None) -> list[dict[str, Any]]:
+    """Every key's view (or a user's keys', or a team's members'), their chains read from all the keys at once."""
     records = await state.store.keys.list_keys()
     chains = lineages({r.id: r for r in records})
-    return [key_view(chains[r.id]) for r in records if user_id is None or r.user_id == user_id]
+    shown = records
+    if team_id is not None:
+        members = {r.id for r in await state.store.keys.list_keys(team_id=team_id)}
+        shown = [r for r in records if r.id in members]
+    return [key_view(chains[r.id]) for r in shown if user_id is None or r.user_id == user_id]
+
+
+async def team_manages(state: AppState, caller: Principal, record: KeyRecord) -> bool:
+    """Whether a team admin manages the key: its user is in the team admin's team."""
+    if not caller.is_team_admin or record.user_id is None:
+        return False
+    user = await state.store.keys.get_user(record.user_id)
+    return user is not None and user.team_id == caller.team_id
 
 
 async def managed_key(state: AppState, caller: Principal, key_id: str) -> KeyRecord:
     """The key, if ``caller`` manages it; else 404, as for a key that does not exist."""
     lineage = await state.store.keys.lineage(key_id)
-    if lineage is None or not manages(caller, lineage):
+    if lineage is None:
+        raise NotFound(f"Unknown key '{key_id}'", code="key_not_found")
+    if not manages(caller, lineage) and not await team_manages(state, caller, lineage.key):
         raise NotFound(f"Unknown key '{key_id}'", code="key_not_found")
     return lineage.key
+
+
+async def acts_for_team(state: AppState, caller: Principal, user_id: str | None) -> bool:
+    """Whether a team admin's key request is for a member of its team (checked as an admin's, scoped to the
+    team), rather than for a key of its own family (checked by ``rights``)."""
+    if not caller.is_team_admin or user_id is None or user_id == caller.user_id:
+        return False
+    check_member(caller, await state.store.keys.get_user(user_id), f"user '{user_id}' is not in its team")
+    return True
 
 
 def served_now(registry: ProviderRegistry) -> Served:
@@ -93,18 +121,31 @@ def with_warnings(view: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
 async def create_key(body: KeyCreate, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """Issue a key; ``key`` (``sk-ag-...``) is in this response only, and stored as a SHA-256 hash.
     ``warnings`` says what looks wrong but is allowed (``management.key_checks``)."""
-    fields = inherit_limits(caller, body.model_dump())
-    check_new_key(caller, fields)
-    warnings = await check_key_fields(state.store.keys, fields, served_now(state.registry), by_admin=caller.is_admin)
+    fields = with_budget_list(body, body.model_dump())
+    by_team_admin = await acts_for_team(state, caller, fields.get("user_id"))
+    if by_team_admin:
+        check_team_fields(caller, fields)
+    else:
+        fields = inherit_limits(caller, fields)
+        check_new_key(caller, fields)
+    by_admin = caller.is_admin or by_team_admin
+    warnings = await check_key_fields(state.store.keys, fields, served_now(state.registry), by_admin=by_admin)
     record, secret = await state.store.keys.create_key(fields, created_by=caller.key_id)
     await state.store_changed()
-    return with_warnings({**await view_of(state, record.id), "key": secret}, warnings)
+    view = await view_of(state, record.id)
+    await state.audit.record(caller, "key.create", "key", record.id, None, view)
+    return with_warnings({**view, "key": secret}, warnings)
 
 
 @router.get("/v1/keys")
-async def list_keys(state: StateDep, _: AdminDep, user_id: str | None = None) -> dict[str, Any]:
-    """Every key (admins only: the console tells admins from users by this route's 200 or 403)."""
-    return {"object": "list", "data": await key_views(state, user_id)}
+async def list_keys(state: StateDep, caller: CallerDep, user_id: str | None = None) -> dict[str, Any]:
+    """Every key (admins only: the console tells admins from users by this route's 200 or 403); a team
+    admin's team's keys."""
+    if caller.is_admin:
+        return {"object": "list", "data": await key_views(state, user_id)}
+    if caller.is_team_admin:
+        return {"object": "list", "data": await key_views(state, user_id, team_id=caller.team_id)}
+    raise PermissionDenied("This route needs an admin key", code="admin_required")
 
 
 @router.get("/v1/keys/{key_id}")
@@ -119,17 +160,27 @@ async def update_key(key_id: str, body: KeyUpdate, state: StateDep, caller: Call
 
     A user key only narrows: each field no wider than the key's current value nor than its own."""
     record = await managed_key(state, caller, key_id)
-    fields = body.model_dump(exclude_unset=True)
+    fields = with_budget_list(body, body.model_dump(exclude_unset=True))
     if "alias" in fields and fields["alias"] is None:
         raise InvalidRequest("alias: cannot be null", param="alias", code="invalid_field")
-    check_change(caller, record, fields)
+    by_team_admin = record.user_id != caller.user_id and await team_manages(state, caller, record)
+    if by_team_admin:
+        check_team_fields(caller, fields)
+        if "user_id" in fields and not await acts_for_team(state, caller, fields["user_id"]):
+            raise outside_team(f"a key of its team cannot move to user '{fields['user_id']}'")
+    else:
+        check_change(caller, record, fields)
     current = {"id": record.id, "alias": record.alias, "user_id": record.user_id}
     served = served_now(state.registry)
-    warnings = await check_key_fields(state.store.keys, fields, served, current, by_admin=caller.is_admin)
+    by_admin = caller.is_admin or by_team_admin
+    warnings = await check_key_fields(state.store.keys, fields, served, current, by_admin=by_admin)
+    before = await view_of(state, key_id)
     if await state.store.keys.update_key(key_id, fields) is None:
         raise NotFound(f"Unknown key '{key_id}'", code="key_not_found")
     await state.store_changed()
-    return with_warnings(await view_of(state, key_id), warnings)
+    after = await view_of(state, key_id)
+    await state.audit.record(caller, "key.update", "key", key_id, before, after)
+    return with_warnings(after, warnings)
 
 
 @router.delete("/v1/keys/{key_id}")
@@ -137,9 +188,12 @@ async def revoke_key(key_id: str, state: StateDep, caller: CallerDep) -> dict[st
     """Revoke a key and every key made from it: they stop working on every worker and replica within
     seconds (on this worker at once)."""
     await managed_key(state, caller, key_id)
+    before = await view_of(state, key_id)
     await state.store.keys.revoke_key(key_id)
     await state.store_changed()
-    return await view_of(state, key_id)
+    after = await view_of(state, key_id)
+    await state.audit.record(caller, "key.revoke", "key", key_id, before, after)
+    return after
 
 
 def presented_digest(request: Request) -> str | None:
@@ -171,6 +225,7 @@ async def rotate_own_key(request: Request, state: StateDep, caller: CallerDep) -
         raise Conflict("The key was rotated meanwhile; use its current secret", code="rotated_meanwhile") from None
     await state.store_changed()
     view = await view_of(state, record.id)
+    await state.audit.record(caller, "key.rotate", "key", record.id, None, view)
     if caller.expires_at is not None:  # never past the expiry of the keys above it either
         grace_end = min(grace_end, datetime.fromtimestamp(caller.expires_at, UTC))
     return {**view, "key": secret, "previous_key_expires_at": iso(grace_end)}

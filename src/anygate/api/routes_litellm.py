@@ -2,7 +2,7 @@
 
 GET /key/info[?key=]         a key: the caller's, or the one named (admins: any; others: their own)
 GET /user/info[?user_id=]    a user and its keys (admins: any, or every key; others: their own user)
-GET /team/info?team_id=      a team: 404 in LiteLLM's shape for any team until anygate has teams
+GET /team/info[?team_id=]    a team, its members and its keys (admins: any; others: their own team)
 
 ``?key=`` names a key by its secret (``sk-ag-...``), its SHA-256 (LiteLLM's clients send the hash) or
 its anygate id (``key_...``). Someone else's key is 403 for a non-admin whether it exists or not.
@@ -11,11 +11,13 @@ its anygate id (``key_...``). Someone else's key is 403 for a non-admin whether 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from anygate.accounting.budgets import Scope, budget_specs, limit_spec
 from anygate.accounting.ledger import Ledger
 from anygate.accounting.service import Accounting
 from anygate.api.deps import CallerDep, StateDep
@@ -25,6 +27,7 @@ from anygate.auth import KEY_PREFIX, Principal, extract_token, hash_key
 from anygate.errors import NotFound, PermissionDenied
 from anygate.management.rights import manages
 from anygate.quota import litellm, standing
+from anygate.quota.shapes import Allowance
 from anygate.store.principals import principal_of
 from anygate.store.records import KeyRecord, UserRecord
 
@@ -119,8 +122,30 @@ async def user_info(
 
 @router.get("/team/info")
 async def team_info(
-    _: CallerDep,
-    team_id: Annotated[str, Query(description="The team to describe")],
+    state: StateDep,
+    caller: CallerDep,
+    team_id: Annotated[str | None, Query(description="The team (default: the calling key's user's team)")] = None,
 ) -> Response:
-    """LiteLLM's team row. anygate has no teams yet: every team is unknown (404, as LiteLLM answers)."""
-    raise NotFound(f"Team not found, passed team id: {team_id}.", param="team_id", code="team_not_found")
+    """LiteLLM's team row: the team's USD budget that binds first, its limits, members and keys."""
+    wanted = team_id or caller.team_id
+    if wanted is None:
+        raise NotFound("This key's user is in no team", param="team_id", code="team_not_found")
+    if not caller.is_admin and wanted != caller.team_id:
+        raise PermissionDenied("This key may only ask about its own team", param="team_id", code="not_owner")
+    store = state.store
+    team = await store.teams.get_team(wanted)
+    if team is None:
+        raise NotFound(f"Team not found, passed team id: {wanted}.", param="team_id", code="team_not_found")
+    members = await store.keys.list_users(team.id)
+    owners = {user.id: user for user in members}
+    records = await store.keys.list_keys(team_id=team.id)
+    rows = [
+        {"token": r.id, **await key_row(state, principal_of(r, owners.get(r.user_id or ""), team=team), r)}
+        for r in records
+    ]
+    accounting, ledger = accounting_of(state)
+    spend = (await standing.all_time_use(ledger, "team", team.id))["usd"]
+    scope = Scope("team", team.id, budget_specs(team.budgets), limit_spec(team.limits))
+    usd = standing.least_left(await standing.budgets_of(accounting, ledger.engine, [scope], "usd", datetime.now(UTC)))
+    allowance = usd.allowance if usd is not None else Allowance()
+    return json_response(litellm.team_answer(team, [m.id for m in members], spend, allowance, rows))

@@ -159,7 +159,7 @@ def reject_read_only(state: AppState, provider_id: str) -> None:
 
 
 @router.post("/v1/providers", status_code=201, openapi_extra=request_body("ProviderCreate"))
-async def create_provider(body: JsonBody, state: StateDep, _: AdminDep) -> dict[str, Any]:
+async def create_provider(body: JsonBody, state: StateDep, caller: AdminDep) -> dict[str, Any]:
     """Add a provider (a preset id or ``custom``); its key, extra keys and headers are stored encrypted."""
     spec, api_key = split_key(translate_names(body))
     reject_kept_key(api_key)
@@ -171,7 +171,9 @@ async def create_provider(body: JsonBody, state: StateDep, _: AdminDep) -> dict[
     except DuplicateProvider:
         raise Conflict(f"Provider '{config.id}' already exists", param="id", code="duplicate_provider") from None
     await state.store_changed()
-    return provider_view(state, config, isinstance(api_key, str) and bool(api_key), "store")
+    view = provider_view(state, config, isinstance(api_key, str) and bool(api_key), "store")
+    await state.audit.record(caller, "provider.create", "provider", config.id, None, view)
+    return view
 
 
 @router.get("/v1/providers/{provider_id}")
@@ -188,7 +190,7 @@ async def get_provider(provider_id: str, state: StateDep, _: AdminDep) -> dict[s
 
 
 @router.put("/v1/providers/{provider_id}", openapi_extra=request_body("ProviderUpdate"))
-async def update_provider(provider_id: str, body: JsonBody, state: StateDep, _: AdminDep) -> dict[str, Any]:
+async def update_provider(provider_id: str, body: JsonBody, state: StateDep, caller: AdminDep) -> dict[str, Any]:
     """Merge the given fields into the stored provider; ``"***"`` or ``""`` for ``api_key``, a header
     value or an ``api_keys`` entry keeps the stored value, unless the change moves the provider to
     another scheme, host or port (then every stored secret must be given again: 400 ``api_key_required``)."""
@@ -206,18 +208,24 @@ async def update_provider(provider_id: str, body: JsonBody, state: StateDep, _: 
     require_secrets_on_move(stored, changes, api_key, config)
     if api_key in (MASK, ""):
         api_key = KEEP
+    before = stored_view(state, found)
     await store.providers.update(spec, api_key)
     await state.store_changed()
     has_key = bool(stored.api_key) if api_key is KEEP else bool(api_key)
-    return provider_view(state, config, has_key, "store")
+    view = provider_view(state, config, has_key, "store")
+    await state.audit.record(caller, "provider.update", "provider", provider_id, before, view)
+    return view
 
 
 @router.delete("/v1/providers/{provider_id}")
-async def delete_provider(provider_id: str, state: StateDep, _: AdminDep) -> dict[str, Any]:
+async def delete_provider(provider_id: str, state: StateDep, caller: AdminDep) -> dict[str, Any]:
     reject_read_only(state, provider_id)
+    found = await state.store.providers.get(provider_id)
+    before = stored_view(state, found) if found is not None and found.problem is None else {"id": provider_id}
     if not await state.store.providers.delete(provider_id):
         raise NotFound(f"Unknown provider '{provider_id}'", code="provider_not_found")
     await state.store_changed()
+    await state.audit.record(caller, "provider.delete", "provider", provider_id, before, None)
     return {"id": provider_id, "deleted": True}
 
 

@@ -23,6 +23,7 @@ from anygate.registry import ProviderRegistry
 from anygate.routing import HealthBook
 from anygate.settings import Settings
 from anygate.signin.service import SignIn
+from anygate.store.audit import AuditLog
 from anygate.store.providers import StoredProvider
 from anygate.store.store import Store
 from anygate.telemetry import Metrics
@@ -78,6 +79,11 @@ class AppState:
 
     def __repr__(self) -> str:
         return f"AppState(providers={sorted(self.registry.runtimes)})"
+
+    @property
+    def audit(self) -> AuditLog:
+        """Where management routes record their changes (the store's audit log)."""
+        return self.store.audit
 
     async def store_changed(self) -> None:
         """After a management write: this worker reloads its caches now (the others are told, or poll),

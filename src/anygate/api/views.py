@@ -160,15 +160,17 @@ class KeyView(View):
     alias: str
     key_prefix: str
     user_id: str | None
-    role: Literal["admin", "user"]
+    role: Literal["admin", "team_admin", "user"]
     models: list[str] | None
     providers: list[str] | None
     expires_at: str | None
     revoked_at: str | None
     created_at: str | None
     previous_secret_valid_until: str | None
-    budget: dict[str, Any] | None
+    budget: dict[str, Any] | None = Field(description="The first of budgets, in the single-budget shape")
+    budgets: list[dict[str, Any]]
     limits: dict[str, Any] | None
+    alerts: dict[str, Any] | None
     status: Literal["active", "expired", "revoked"]
     warnings: list[str] | None = Field(
         None,
@@ -194,8 +196,11 @@ class KeyList(View):
 class UserView(View):
     id: str
     name: str
-    budget: dict[str, Any] | None
+    budget: dict[str, Any] | None = Field(description="The first of budgets, in the single-budget shape")
+    budgets: list[dict[str, Any]]
     limits: dict[str, Any] | None
+    team_id: str | None
+    alerts: dict[str, Any] | None
     created_at: str | None
 
 
@@ -217,6 +222,73 @@ class UserWithKey(View):
 
 class UsersOnly(View):
     users: list[UserView]
+
+
+class BudgetUse(View):
+    budget: dict[str, Any]
+    used: dict[str, float]
+    resets_at: str | None
+
+
+class TeamView(View):
+    id: str
+    name: str
+    budgets: list[dict[str, Any]]
+    limits: dict[str, Any] | None
+    models: list[str] | None
+    providers: list[str] | None
+    alerts: dict[str, Any] | None
+    created_at: str | None
+
+
+class TeamDetail(TeamView):
+    members: list[UserView]
+    key_count: int
+    spend: dict[str, float] = Field(description="All time: tokens, usd, requests")
+    budget_use: list[BudgetUse] = Field(description="Each budget and what its current window used")
+
+
+class TeamList(View):
+    object: Literal["list"]
+    data: list[TeamView]
+
+
+class Enrolment(View):
+    user_id: str
+    name: str
+    status: Literal["created", "kept"]
+    key_id: str | None
+    key: str | None = Field(description="The new key's secret, in this answer only (null: the user was kept)")
+
+
+class RosterResult(View):
+    team_id: str
+    created: int
+    kept: int
+    data: list[Enrolment]
+
+
+class AuditEntryView(View):
+    id: int
+    at: str
+    actor: dict[str, Any]
+    action: str
+    target: dict[str, Any]
+    before: Any
+    after: Any
+
+
+class AuditList(View):
+    object: Literal["list"]
+    data: list[AuditEntryView]
+    next_cursor: str | None
+
+
+class LiteLLMTeamInfo(View):
+    team_id: str
+    team_info: dict[str, Any]
+    keys: list[dict[str, Any]]
+    team_memberships: list[dict[str, Any]]
 
 
 class Credentials(View):
@@ -242,10 +314,32 @@ class CostQuota(View):
     remaining: float | None
 
 
+class BudgetUnit(View):
+    limit: float
+    used: float
+    remaining: float
+
+
+class BudgetStanding(View):
+    """One budget the key counts against: whose (``key``, ``user``, ``team``), its window, and each unit."""
+
+    scope: str
+    id: str
+    window: str
+    mode: Literal["hard", "soft"]
+    resets_at: str | None
+    tokens: BudgetUnit | None
+    cost: BudgetUnit | None
+    requests: BudgetUnit | None
+
+
 class NeutralQuota(View):
     key: str
     tokens: TokenQuota
     cost: CostQuota
+    budgets: list[BudgetStanding] = Field(
+        default_factory=list, description="Every budget the key counts against; tokens and cost show the tightest."
+    )
 
 
 class OpenRouterBudget(View):

@@ -62,9 +62,6 @@ async def build_state(
     store = await open_store(settings)
     notifier = ChangeNotifier(settings.redis_url, settings.resolved_database_url) if settings.redis_url else None
     store_sync = StoreSync(store, keyring, caller_keys, registry, background, notifier)
-    await store_sync.refresh()
-    readiness.add("store", store.db.ping)
-    readiness.add("secrets", store_sync.check_secrets)
     exporter = telemetry_export(settings, transport, metrics)
     accounting = build_accounting(
         settings,
@@ -73,8 +70,13 @@ async def build_state(
         budget_source or scopes_of,
         caller_keys.has_key,
         exporter,
+        transport,
         budget_observer=metrics.observe_budget_left,
     )
+    store_sync.alerts = accounting.alerts
+    await store_sync.refresh()
+    readiness.add("store", store.db.ping)
+    readiness.add("secrets", store_sync.check_secrets)
     readiness.add("tokenizer", accounting.tokenizer.check_ready)
     if isinstance(accounting.enforcer.limiter, RedisLimiter):
         readiness.add("redis", accounting.enforcer.limiter.ping)
@@ -133,6 +135,8 @@ async def start_background(state: AppState, store_sync: StoreSync) -> None:
     if accounting.export is not None:
         background.spawn(accounting.export.run(), "telemetry-export")
     background.spawn(accounting.retry_unsettled_forever(), "unsettled-retries")
+    if accounting.alerts is not None:
+        background.spawn(accounting.alerts.run(), "budget-alerts")
     poller = QuotaPoller(settings, state.registry, state.transport, state.metrics, state.store.db.engine)
     background.spawn(poller.run(), "upstream-quota")
     background.spawn(asyncio.to_thread(warm_up), "price-catalogue")

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 
+from anygate.accounting.alerts import Alerts
 from anygate.auth import KeyRing, Principal, session_principal
 from anygate.background import Background
 from anygate.caller_keys import CallerKeys
@@ -22,12 +23,13 @@ from anygate.netguard import UnsafeURL, check_url
 from anygate.probe import missing_capabilities
 from anygate.registry import ProviderRegistry
 from anygate.settings import ProviderConfig, describe_errors
+from anygate.store.budget_lists import budget_objects
 from anygate.store.crypto import SecretKeyError
 from anygate.store.families import lineages
 from anygate.store.notify import ChangeNotifier
-from anygate.store.principals import budget_of, limits_of, previous_secret_principal, principal_of
+from anygate.store.principals import limits_of, previous_secret_principal, principal_of
 from anygate.store.providers import StoredProvider
-from anygate.store.records import KeyRecord, UserRecord
+from anygate.store.records import KeyRecord, TeamRecord, UserRecord
 from anygate.store.store import Store
 
 log = logging.getLogger("anygate.store")
@@ -61,6 +63,7 @@ class StoreSync:
         # Stored providers left out of routing because they fail today's checks (a header refused since
         # they were saved, say): id -> (the row, why). Shown so that an admin can correct them.
         self.invalid_providers: dict[str, tuple[StoredProvider, str]] = {}
+        self.alerts: Alerts | None = None  # told each holder's own alerts and name at every reload
         self._lock = asyncio.Lock()  # one reload at a time, so an older read never lands after a newer one
 
     async def refresh(self, discovery_wait: float = 0.0) -> None:
@@ -76,7 +79,11 @@ class StoreSync:
 
     async def _reload(self) -> list[asyncio.Task[Any]]:
         revision = await self.store.db.revision()
-        self._load_keys(*await self.store.keys.all_keys())  # first: hashes and revocations always propagate
+        keys, owners = await self.store.keys.all_keys()
+        teams = await self.store.teams.all_teams()
+        self._load_keys(keys, owners, teams)  # first: hashes and revocations always propagate
+        if self.alerts is not None:
+            self._load_alerts(self.alerts, keys, owners, teams)
         byok, sealed_away = await self.store.credentials.all_keys()
         unreadable = {f"credentials of {owner} for '{p}'": problem for (owner, p), problem in sealed_away.items()}
         self.caller_keys.replace(byok, frozenset(sealed_away))
@@ -95,7 +102,9 @@ class StoreSync:
         self.revision = revision
         return discoveries
 
-    def _load_keys(self, keys: list[KeyRecord], owners: dict[str, UserRecord]) -> None:
+    def _load_keys(
+        self, keys: list[KeyRecord], owners: dict[str, UserRecord], teams: dict[str, TeamRecord] | None = None
+    ) -> None:
         principals: dict[str, Principal] = {}
         by_id = {key.id: key for key in keys}
         # Each key on its own (no user, no ancestors): what binds its descendants, made once and shared.
@@ -106,7 +115,9 @@ class StoreSync:
                 continue
             try:
                 ancestors = tuple(self._alone(alone, record) for record in lineage.ancestors)
-                principal = principal_of(key, owners.get(key.user_id or ""), ancestors)
+                owner = owners.get(key.user_id or "")
+                team = (teams or {}).get(owner.team_id or "") if owner is not None else None
+                principal = principal_of(key, owner, ancestors, team)
             except (TypeError, ValueError) as exc:
                 log.error("stored key skipped", extra={"fields": {"key": key.id, "error": type(exc).__name__}})
                 continue
@@ -121,10 +132,26 @@ class StoreSync:
         users: dict[str, Principal] = {}
         for user in owners.values():
             try:
-                users[user.id] = session_principal(user.id, user.name, budget_of(user.budget), limits_of(user.limits))
+                users[user.id] = session_principal(
+                    user.id, user.name, budget_objects(user.budget), limits_of(user.limits)
+                )
             except (TypeError, ValueError) as exc:
                 log.error("stored user skipped", extra={"fields": {"user": user.id, "error": type(exc).__name__}})
         return users
+
+    @staticmethod
+    def _load_alerts(
+        alerts: Alerts, keys: list[KeyRecord], owners: dict[str, UserRecord], teams: dict[str, TeamRecord]
+    ) -> None:
+        holders = [
+            *((f"key:{k.id}", k.alias, k.alerts) for k in keys),
+            *((f"user:{u.id}", u.name, u.alerts) for u in owners.values()),
+            *((f"team:{t.id}", t.name, t.alerts) for t in teams.values()),
+        ]
+        alerts.replace_targets(
+            {holder: (name, given) for holder, name, given in holders if given},
+            {holder: name for holder, name, _ in holders},
+        )
 
     @staticmethod
     def _alone(made: dict[str, Principal], key: KeyRecord) -> Principal:

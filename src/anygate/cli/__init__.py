@@ -16,6 +16,7 @@ from anygate.cli.keys import keys_app, users_app
 from anygate.cli.providers import models, providers_app
 from anygate.cli.quota import quota_app
 from anygate.cli.requests import requests
+from anygate.cli.roster import audit, users_import
 from anygate.cli.serve import serve
 from anygate.cli.usage import usage
 
@@ -50,7 +51,9 @@ app.command("requests")(requests)
 app.add_typer(db_app, name="db")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(keys_app, name="keys")
+users_app.command("import")(users_import)
 app.add_typer(users_app, name="users")
+app.command("audit")(audit)
 app.add_typer(import_app, name="import")
 
 

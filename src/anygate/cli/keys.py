@@ -53,6 +53,14 @@ NO_PROVIDER_SEEN = (
 )
 
 
+def cli_view(record: object) -> dict[str, Any] | None:
+    """A key or user record for the audit log: its fields, never a hash."""
+    if record is None:
+        return None
+    fields = {k: v for k, v in vars(record).items() if k not in ("key_hash", "previous_hash")}
+    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in fields.items()}
+
+
 def print_warnings(warnings: list[str]) -> None:
     for warning in warnings:
         err_console_print(f"warning: {warning}")
@@ -92,7 +100,7 @@ def keys_create(
 ) -> None:
     """Issue a key and print it (shown this once)."""
     from anygate.management.key_checks import check_key_fields
-    from anygate.management.schemas import KeyCreate
+    from anygate.management.schemas import KeyCreate, with_budget_list
     from anygate.management.validation import validate
 
     spend = SpendOptions(budget_tokens, budget_usd, budget_period, budget_mode, rpm, tpm, concurrency)
@@ -109,10 +117,12 @@ def keys_create(
     settings = load(config)
 
     async def create(store: Store) -> tuple[str, str, list[str]]:
-        fields = validate(KeyCreate, spec).model_dump()  # a bad field is reported like the API's 400
+        body = validate(KeyCreate, spec)  # a bad field is reported like the API's 400
+        fields = with_budget_list(body, body.model_dump())
         served = await served_by_configuration(settings, store)
         warnings = await check_key_fields(store.keys, fields, served)
         record, secret = await store.keys.create_key(fields, created_by="cli")
+        await store.audit.record("cli", "key.create", "key", record.id, None, cli_view(record))
         return record.id, secret, noting_unseen_providers(warnings, served)
 
     key_id, secret, warnings = with_store(settings, create)
@@ -148,7 +158,7 @@ def keys_update(
     """Change a key; what is not given stays. A budget or limit option changes that one amount and keeps the
     others; a list given (--model, --provider) replaces the list."""
     from anygate.management.key_checks import check_key_fields
-    from anygate.management.schemas import KeyUpdate
+    from anygate.management.schemas import KeyUpdate, with_budget_list
     from anygate.management.validation import validate
 
     given: dict[str, Any] = {"alias": alias, "role": role, "models": model or None, "providers": provider or None}
@@ -166,11 +176,12 @@ def keys_update(
         if record is None:
             raise LookupError(f"no key '{key_id}'")
         fields = validate(KeyUpdate, changes | spend_changes(spend, record, no_budget, no_limits))
-        patch = fields.model_dump(exclude_unset=True)
+        patch = with_budget_list(fields, fields.model_dump(exclude_unset=True))
         current = {"id": record.id, "alias": record.alias, "user_id": record.user_id}
         served = await served_by_configuration(settings, store)
         warnings = await check_key_fields(store.keys, patch, served, current)
         updated = await store.keys.update_key(key_id, patch)
+        await store.audit.record("cli", "key.update", "key", key_id, None, cli_view(updated))
         assert updated is not None
         return updated, noting_unseen_providers(warnings, served)
 
@@ -211,7 +222,9 @@ def keys_revoke(key_id: str, config: ConfigOption = None) -> None:
     """Revoke a key and every key made from it: they stop working everywhere within seconds."""
 
     async def revoke(store: Store) -> Any:
-        return await store.keys.revoke_key(key_id)
+        revoked = await store.keys.revoke_key(key_id)
+        await store.audit.record("cli", "key.revoke", "key", key_id, None, cli_view(revoked))
+        return revoked
 
     if with_store(load(config), revoke) is None:
         err_console_print(f"no key '{key_id}'")
@@ -233,14 +246,17 @@ def users_create(
 ) -> None:
     """Add a user and print its id (then give it keys with `anygate keys create --user <id>`). Its budget
     and limits count every one of its keys together."""
-    from anygate.management.schemas import UserCreate
+    from anygate.management.schemas import UserCreate, with_budget_list
     from anygate.management.validation import validate
 
     spend = SpendOptions(budget_tokens, budget_usd, budget_period, budget_mode, rpm, tpm, concurrency)
     spec = {"name": name, "budget": spend.budget(), "limits": spend.limits()}
 
     async def create(store: Store) -> str:
-        return (await store.keys.create_user(validate(UserCreate, spec).model_dump())).id
+        body = validate(UserCreate, spec)
+        user = await store.keys.create_user(with_budget_list(body, body.model_dump()))
+        await store.audit.record("cli", "user.create", "user", user.id, None, cli_view(user))
+        return user.id
 
     Console().print(with_store(load(config), create))
 
@@ -261,7 +277,7 @@ def users_update(
     config: ConfigOption = None,
 ) -> None:
     """Change a user; what is not given stays (a budget or limit option changes that one amount)."""
-    from anygate.management.schemas import UserUpdate
+    from anygate.management.schemas import UserUpdate, with_budget_list
     from anygate.management.validation import validate
 
     spend = SpendOptions(budget_tokens, budget_usd, budget_period, budget_mode, rpm, tpm, concurrency)
@@ -273,8 +289,10 @@ def users_update(
         if user is None:
             raise LookupError(f"no user '{user_id}'")
         changes = ({"name": name} if name is not None else {}) | spend_changes(spend, user, no_budget, no_limits)
-        fields = validate(UserUpdate, changes).model_dump(exclude_unset=True)
+        body = validate(UserUpdate, changes)
+        fields = with_budget_list(body, body.model_dump(exclude_unset=True))
         updated = await store.keys.update_user(user_id, fields)
+        await store.audit.record("cli", "user.update", "user", user_id, cli_view(user), cli_view(updated))
         assert updated is not None
         return updated
 
@@ -298,7 +316,10 @@ def users_remove(user_id: str, config: ConfigOption = None) -> None:
     """Delete a user and every key it owns."""
 
     async def remove(store: Store) -> bool:
-        return await store.keys.delete_user(user_id)
+        deleted = await store.keys.delete_user(user_id)
+        if deleted:
+            await store.audit.record("cli", "user.delete", "user", user_id, None, None)
+        return deleted
 
     if not with_store(load(config), remove):
         err_console_print(f"no user '{user_id}'")

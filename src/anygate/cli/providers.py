@@ -401,6 +401,7 @@ def provider_add(
     async def add(store: Store) -> None:
         await checked(spec)
         await store.providers.create(spec, key if isinstance(key, str) else None)
+        await store.audit.record("cli", "provider.create", "provider", spec.get("id"), None, spec)
 
     with_store(settings, add)
     Console().print(f"added provider {provider_id}")
@@ -435,6 +436,7 @@ def provider_update(
         except GatewayError as exc:
             raise with_cli_hint(exc) from None
         await store.providers.update(spec, key)
+        await store.audit.record("cli", "provider.update", "provider", spec.get("id"), None, spec)
 
     with_store(load(config), update)
     Console().print(f"updated provider {provider_id}")
@@ -454,7 +456,10 @@ def provider_remove(provider_id: str, config: ConfigOption = None) -> None:
     """Remove a stored provider."""
 
     async def remove(store: Store) -> bool:
-        return await store.providers.delete(provider_id)
+        deleted = await store.providers.delete(provider_id)
+        if deleted:
+            await store.audit.record("cli", "provider.delete", "provider", provider_id, None, None)
+        return deleted
 
     if not with_store(load(config), remove):
         err_console_print(f"no stored provider '{provider_id}'")

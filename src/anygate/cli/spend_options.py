@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from anygate.cli.common import fail
+from anygate.store.budget_lists import legacy_budget
 
 BudgetTokens = Annotated[int | None, typer.Option("--budget-tokens", help="Token budget per period.")]
 BudgetUsd = Annotated[float | None, typer.Option("--budget-usd", help="USD budget per period.")]
@@ -58,6 +59,13 @@ class SpendOptions:
         return {**(current or {}), **given}
 
 
+def first_budget(stored: Any) -> dict[str, Any] | None:
+    """The first of a holder's budgets, in the single-budget shape these options change (they set one
+    budget: a holder's other budgets are replaced by it)."""
+    budget = legacy_budget(stored)
+    return None if budget is None else {k: v for k, v in budget.items() if k != "requests"}
+
+
 def spend_changes(
     options: SpendOptions, current: Any, no_budget: bool, no_limits: bool
 ) -> dict[str, dict[str, Any] | None]:
@@ -67,7 +75,7 @@ def spend_changes(
     changes: dict[str, dict[str, Any] | None] = {}
     if no_budget:
         changes["budget"] = None
-    elif (budget := options.budget(current.budget)) is not None:
+    elif (budget := options.budget(first_budget(current.budget))) is not None:
         changes["budget"] = budget
     if no_limits:
         changes["limits"] = None

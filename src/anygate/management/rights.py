@@ -5,10 +5,12 @@ the caller's own rights and (for a change) than the key's current value:
 
     models, providers   each pattern provably inside one of the bound's patterns (``pattern_within``);
                         never removed (``null`` allows everything)
-    budget              tokens and usd lower or equal, never removed (``null`` is unlimited); mode only
-                        soft -> hard; period equal, or one whose windows nest in the bound's
-                        (daily -> weekly, daily -> monthly, any -> none): a shorter period with the same
-                        amount allows more, and a monthly window straddles weekly ones
+    budget(s)           each of the bound's budgets kept by one of the new ones: tokens, usd and requests
+                        lower or equal, never removed (``null`` is unlimited); mode only soft -> hard;
+                        window equal, or one whose windows hold the bound's (daily -> weekly,
+                        daily -> monthly, Nh -> daily when N divides 24, Nh -> Mh when N divides M,
+                        any -> none): a shorter window with the same amount allows more, and a monthly
+                        window straddles weekly ones
     limits              rpm, tpm, concurrency lower or equal, never removed
     expires_at          earlier or equal, never removed
     user_id, role       never changed (an admin moves keys between users and makes admin keys)
@@ -24,13 +26,15 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from typing import Any
 
+from anygate.accounting.periods import hours_of
 from anygate.auth import Principal
 from anygate.errors import PermissionDenied
+from anygate.store.budget_lists import as_stored, stored_budgets
 from anygate.store.families import MAX_DEPTH, Lineage
 from anygate.store.records import KeyRecord
 
 GLOB_CHARACTERS = frozenset("*?[]")
-UNITS = ("tokens", "usd")
+UNITS = ("tokens", "usd", "requests")
 LIMIT_NAMES = ("rpm", "tpm", "concurrency")
 # Periods whose windows lie inside a longer one's: a narrower key may move from the first to the second.
 NESTED_PERIODS = {
@@ -92,15 +96,60 @@ def check_patterns(name: str, wanted: list[str] | None, bound: tuple[str, ...] |
 
 
 def budget_values(budget: Any) -> dict[str, Any] | None:
-    """A budget (the store's dict, a partial PATCH dict, or a Budget) with every field; ``None`` when it
-    limits nothing."""
+    """A budget (a stored or legacy dict, or a Budget) with every field (``period`` for its window);
+    ``None`` when it limits nothing."""
     if budget is None:
         return None
-    raw = budget if isinstance(budget, dict) else asdict(budget)
-    values = {"tokens": raw.get("tokens"), "usd": raw.get("usd")}
-    if values["tokens"] is None and values["usd"] is None:
+    raw = budget if isinstance(budget, dict) else as_stored(budget)
+    values = {unit: raw.get(unit) for unit in UNITS}
+    if all(value is None for value in values.values()):
         return None
-    return {**values, "period": raw.get("period") or "none", "mode": raw.get("mode") or "hard"}
+    return {**values, "period": raw.get("window") or raw.get("period") or "none", "mode": raw.get("mode") or "hard"}
+
+
+def budgets_of(value: Any) -> list[dict[str, Any]]:
+    """Every budget of a holder (a stored list, one dict, a tuple of Budgets, None) as ``budget_values``."""
+    if isinstance(value, tuple):
+        value = [as_stored(budget) for budget in value]
+    return [v for v in (budget_values(b) for b in stored_budgets(value)) if v is not None]
+
+
+def window_allowed(wanted: str, bound: str) -> bool:
+    """Whether a budget over ``wanted`` windows allows no more than the same amount over ``bound``'s: each
+    ``bound`` window lies inside one ``wanted`` window (a longer or equal window, or ``none``)."""
+    if wanted == bound or wanted == "none":
+        return True
+    wanted_hours, bound_hours = hours_of(wanted), hours_of(bound)
+    if wanted_hours is not None and bound_hours is not None:
+        return wanted_hours % bound_hours == 0
+    if wanted_hours is not None:
+        return bound == "daily" and wanted_hours % 24 == 0
+    if bound_hours is not None:
+        return 24 % bound_hours == 0 and wanted in NESTED_PERIODS["daily"]
+    return wanted in NESTED_PERIODS.get(bound, set())
+
+
+def check_budgets(wanted: Any, bound: Any, whose: str) -> None:
+    """Each budget of ``bound`` kept, no wider, by one of ``wanted`` (one against one: named by field)."""
+    mine, theirs = budgets_of(bound), budgets_of(wanted)
+    if len(mine) <= 1 and len(theirs) <= 1:
+        check_budget(theirs[0] if theirs else None, mine[0] if mine else None, whose)
+        return
+    for budget in mine:
+        if not any(_kept(candidate, budget, whose) for candidate in theirs):
+            raise too_many_rights(
+                "budgets",
+                f"none of the budgets given keeps {whose} {budget['period']} budget {budget} (as low, as hard, "
+                "over a window inside its own)",
+            )
+
+
+def _kept(candidate: dict[str, Any], bound: dict[str, Any], whose: str) -> bool:
+    try:
+        check_budget(candidate, bound, whose)
+    except PermissionDenied:
+        return False
+    return True
 
 
 def limit_values(limits: Any) -> dict[str, Any] | None:
@@ -121,7 +170,7 @@ def check_budget(wanted: Any, bound: Any, whose: str) -> None:
         check_amount(f"budget.{unit}", theirs[unit], mine[unit], whose)
     if mine["mode"] == "hard" and theirs["mode"] != "hard":
         raise too_many_rights("budget.mode", f"cannot be soft: {whose} budget is hard")
-    if theirs["period"] not in NESTED_PERIODS[mine["period"]]:
+    if not window_allowed(theirs["period"], mine["period"]):
         raise too_many_rights(
             "budget.period",
             f"'{theirs['period']}' allows more than {whose} '{mine['period']}' budget (a window must lie "
@@ -181,7 +230,7 @@ class Rights:
             "the calling key's",
             caller.models,
             caller.providers,
-            caller.budget,
+            caller.budgets,
             caller.limits,
             caller.expires_at,
             caller.user_id,
@@ -211,7 +260,7 @@ class Rights:
             if name in fields:
                 check_patterns(name, fields[name], getattr(self, name), self.whose)
         if "budget" in fields:
-            check_budget(fields["budget"], self.budget, self.whose)
+            check_budgets(fields["budget"], self.budget, self.whose)
         if "limits" in fields:
             check_limits(fields["limits"], self.limits, self.whose)
         if "expires_at" in fields:
@@ -257,9 +306,10 @@ def inherit_limits(caller: Principal, fields: dict[str, Any]) -> dict[str, Any]:
     for name in ("models", "providers"):
         if inherited.get(name) is None and getattr(caller, name) is not None:
             inherited[name] = list(getattr(caller, name))
-    for name in ("budget", "limits"):
-        if inherited.get(name) is None and getattr(caller, name) is not None:
-            inherited[name] = asdict(getattr(caller, name))
+    if inherited.get("budget") is None and caller.budgets:
+        inherited["budget"] = [as_stored(budget) for budget in caller.budgets]
+    if inherited.get("limits") is None and caller.limits is not None:
+        inherited["limits"] = asdict(caller.limits)
     if inherited.get("expires_at") is None and caller.expires_at is not None:
         inherited["expires_at"] = datetime.fromtimestamp(caller.expires_at, UTC)
     return inherited

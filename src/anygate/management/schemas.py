@@ -12,9 +12,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 from pydantic import Strict as StrictType
 
+from anygate.accounting.periods import is_period
+from anygate.errors import InvalidRequest
 from anygate.settings import whole_number
 
 Pattern = Annotated[str, Field(min_length=1, max_length=200)]
@@ -65,6 +67,97 @@ class BudgetIn(Strict):
         return value
 
 
+def window_text(value: Any) -> Any:
+    if isinstance(value, str) and not is_period(value):
+        raise ValueError(
+            "Input should be 'daily', 'weekly', 'monthly', 'none' or '<N>h' (N from 1 to 8784), such as '5h'"
+        )
+    return value
+
+
+Window = Annotated[
+    str,
+    BeforeValidator(window_text),
+    Field(json_schema_extra={"pattern": "^(daily|weekly|monthly|none|[1-9][0-9]{0,3}h)$"}),
+]
+MAX_BUDGETS = 8
+
+
+class BudgetItemIn(Strict):
+    """One of a holder's budgets: tokens and/or USD and/or requests over one window; ``none`` never resets,
+    ``<N>h`` is a window of N hours (``accounting.periods``)."""
+
+    tokens: Annotated[int, Field(ge=0), BeforeValidator(whole_number)] | None = None
+    usd: float | None = Field(None, ge=0, allow_inf_nan=False)
+    requests: Annotated[int, Field(ge=0), BeforeValidator(whole_number)] | None = None
+    window: Window = "none"
+    mode: Literal["hard", "soft"] = "hard"
+
+    @model_validator(mode="after")
+    def _limits_something(self) -> BudgetItemIn:
+        if self.tokens is None and self.usd is None and self.requests is None:
+            raise ValueError("a budget needs a limit: give tokens, usd or requests")
+        return self
+
+
+class BudgetsField(Strict):
+    """``budgets`` (a list) or ``budget`` (one, the shape from before lists): never both; one per window."""
+
+    budget: BudgetIn | None = None
+    budgets: list[BudgetItemIn] | None = Field(None, max_length=MAX_BUDGETS)
+
+    @field_validator("budgets")
+    @classmethod
+    def _one_window_each(cls, value: list[BudgetItemIn] | None) -> list[BudgetItemIn] | None:
+        return one_per_window(value)
+
+
+def one_per_window(value: list[BudgetItemIn] | None) -> list[BudgetItemIn] | None:
+    windows = [b.window for b in value or []]
+    repeated = next((w for w in windows if windows.count(w) > 1), None)
+    if repeated is not None:
+        raise ValueError(f"two budgets with window '{repeated}': put its tokens, usd and requests in one")
+    return value
+
+
+def budget_list(body: BaseModel) -> list[dict[str, Any]] | None:
+    """The budgets a body gives, in the stored shape (``store.budget_lists``); None: none."""
+    budgets = getattr(body, "budgets", None)
+    if budgets is not None:
+        return [b.model_dump() for b in budgets] or None
+    budget = getattr(body, "budget", None)
+    if budget is None or (budget.tokens is None and budget.usd is None):
+        return None
+    return [
+        {"tokens": budget.tokens, "usd": budget.usd, "requests": None, "window": budget.period, "mode": budget.mode}
+    ]
+
+
+def with_budget_list(body: BaseModel, fields: dict[str, Any], column: str = "budget") -> dict[str, Any]:
+    """``fields`` with ``budget``/``budgets`` replaced by the stored list under ``column``, when either was
+    given (400 when both are)."""
+    given = {"budget", "budgets"} & body.model_fields_set
+    if len(given) == 2:
+        raise InvalidRequest(
+            "budgets: give budgets (a list) or budget (one), not both", param="budgets", code="invalid_field"
+        )
+    out = {name: value for name, value in fields.items() if name not in ("budget", "budgets")}
+    if given:
+        out[column] = budget_list(body)
+    return out
+
+
+class AlertsIn(Strict):
+    """Where budget alerts go: one JSON POST per threshold crossed per window. (``url`` last: a missing
+    url is reported after a wrong type in the fields given.)"""
+
+    headers: dict[str, str] = Field(default_factory=dict)
+    thresholds: list[Annotated[float, Field(gt=0, le=10, allow_inf_nan=False)]] = Field(
+        default_factory=lambda: [0.8, 1.0], min_length=1, max_length=10
+    )
+    url: str = Field(min_length=1, max_length=2000, pattern=r"^https?://")
+
+
 class LimitsIn(Strict):
     rpm: PositiveWhole | None = None
     tpm: PositiveWhole | None = None
@@ -77,14 +170,14 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-class KeyFields(Strict):
+class KeyFields(BudgetsField):
     user_id: str | None = None
-    role: Literal["admin", "user"] = "user"
+    role: Literal["admin", "team_admin", "user"] = "user"
     models: list[Pattern] | None = None
     providers: list[Pattern] | None = None
     expires_at: IsoTime | None = None
-    budget: BudgetIn | None = None
     limits: LimitsIn | None = None
+    alerts: AlertsIn | None = None
 
     @field_validator("expires_at")
     @classmethod
@@ -98,13 +191,15 @@ class KeyCreate(KeyFields):
 
     alias: str = Field(min_length=1, max_length=200)
 
-    @field_validator("expires_at")
-    @classmethod
-    def _in_the_future(cls, value: datetime | None) -> datetime | None:
-        value = as_utc(value)
-        if value is not None and value <= datetime.now(UTC):
-            raise ValueError(f"{value.isoformat().replace('+00:00', 'Z')} is in the past: a new key must expire later")
-        return value
+    _in_the_future = field_validator("expires_at")(lambda value: new_expiry(value))
+
+
+def new_expiry(value: datetime | None) -> datetime | None:
+    """A new key's expiry: in UTC, and in the future."""
+    value = as_utc(value)
+    if value is not None and value <= datetime.now(UTC):
+        raise ValueError(f"{value.isoformat().replace('+00:00', 'Z')} is in the past: a new key must expire later")
+    return value
 
 
 class KeyUpdate(KeyFields):
@@ -115,18 +210,72 @@ class KeyUpdate(KeyFields):
     _alias_not_null = field_validator("alias")(refuse_null)
 
 
-class UserCreate(Strict):
+class UserCreate(BudgetsField):
     name: str = Field(min_length=1, max_length=200)
-    budget: BudgetIn | None = None
     limits: LimitsIn | None = None
+    team_id: str | None = Field(None, min_length=1, max_length=64)
+    alerts: AlertsIn | None = None
 
 
-class UserUpdate(Strict):
+class UserUpdate(BudgetsField):
     name: str | None = Field(None, min_length=1, max_length=200, json_schema_extra=never_null)
-    budget: BudgetIn | None = None
     limits: LimitsIn | None = None
+    team_id: str | None = Field(None, min_length=1, max_length=64)
+    alerts: AlertsIn | None = None
 
     _name_not_null = field_validator("name")(refuse_null)
+
+
+TeamId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+
+
+class TeamFields(BudgetsField):
+    limits: LimitsIn | None = None
+    models: list[Pattern] | None = None
+    providers: list[Pattern] | None = None
+    alerts: AlertsIn | None = None
+
+
+class TeamCreate(TeamFields):
+    """``POST /v1/teams``: ``id`` (a slug such as ``comp318``; made up when left out) and ``name``."""
+
+    id: TeamId | None = None
+    name: str = Field(min_length=1, max_length=200)
+
+
+class TeamUpdate(TeamFields):
+    name: str | None = Field(None, min_length=1, max_length=200, json_schema_extra=never_null)
+
+    _name_not_null = field_validator("name")(refuse_null)
+
+
+class RosterUser(Strict):
+    name: str = Field(min_length=1, max_length=200)
+
+
+class RosterKey(Strict):
+    """What each new key gets: an expiry, allowlists, and budgets and limits of its own."""
+
+    expires_at: IsoTime | None = None
+    models: list[Pattern] | None = None
+    providers: list[Pattern] | None = None
+    budgets: list[BudgetItemIn] | None = Field(None, max_length=MAX_BUDGETS)
+    limits: LimitsIn | None = None
+
+    _one_window_each = field_validator("budgets")(one_per_window)
+    _in_the_future = field_validator("expires_at")(lambda value: new_expiry(value))
+
+
+class RosterImport(Strict):
+    """``POST /v1/teams/{id}/roster``: a user per name not yet in the team (with ``budgets`` and ``limits``,
+    the per-student ones) and a key for each; names already in the team are kept."""
+
+    users: list[RosterUser] = Field(min_length=1, max_length=10_000)
+    budgets: list[BudgetItemIn] | None = Field(None, max_length=MAX_BUDGETS)
+    limits: LimitsIn | None = None
+    key: RosterKey = Field(default_factory=RosterKey)
+
+    _one_window_each = field_validator("budgets")(one_per_window)
 
 
 class AdminUserCreate(Strict):

@@ -21,6 +21,7 @@ from typing import Any
 from anygate.accounting.budgets import LimitSpec
 from anygate.accounting.periods import iso_utc
 from anygate.quota.shapes import Allowance, KeyQuota, iso_from_unix
+from anygate.store.records import TeamRecord
 
 BUDGET_DURATIONS = {"daily": "1d", "weekly": "7d", "monthly": "1mo"}
 KEY_TYPE = "default"  # LiteLLM's key type for a key with the usual routes
@@ -183,3 +184,44 @@ def user_answer(user: UserFacts | None, keys: list[dict[str, Any]], now: datetim
         "keys": keys,
         "teams": [],
     }
+
+
+def team_answer(
+    team: TeamRecord,
+    member_ids: list[str],
+    total_spend: float,
+    usd: Allowance,
+    keys: list[dict[str, Any]],
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """``/team/info``: the team's row (its USD budget that binds first as ``max_budget``), its keys' rows
+    and its memberships (every member a ``user``; a team admin is a key's role in anygate, not a member's)."""
+    now = now or datetime.now(UTC)
+    limits = LimitSpec(**team.limits) if team.limits else LimitSpec()
+    duration, reset_at = budget_window(usd, now)
+    info: dict[str, Any] = {
+        "team_id": team.id,
+        "team_alias": team.name,
+        "organization_id": None,
+        "admins": [],
+        "members": [],
+        "members_with_roles": [{"user_id": user_id, "user_email": None, "role": "user"} for user_id in member_ids],
+        "metadata": {},
+        "tpm_limit": limits.tpm,
+        "rpm_limit": limits.rpm,
+        "max_parallel_requests": limits.concurrency,
+        "max_budget": usd.limit,
+        "budget_duration": duration,
+        "budget_reset_at": reset_at,
+        "spend": windowed_spend(usd, total_spend),
+        "models": list(team.models or ()),
+        "blocked": False,
+        "created_at": iso_utc(team.created_at),
+        "model_max_budget": {},
+        "model_spend": {},
+    }
+    memberships = [
+        {"user_id": user_id, "team_id": team.id, "budget_id": None, "spend": 0.0, "litellm_budget_table": None}
+        for user_id in member_ids
+    ]
+    return {"team_id": team.id, "team_info": info, "keys": keys, "team_memberships": memberships}

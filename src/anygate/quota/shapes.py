@@ -59,6 +59,40 @@ class BudgetLayer:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetEntry:
+    """One budget a key counts against, for the neutral shape's ``budgets``: whose, its window, its limit
+    in each unit (None: not limited) and what the window used in each limited unit."""
+
+    kind: str  # "key" | "user" | "team"
+    owner_id: str
+    window: Period
+    mode: str
+    limits: dict[str, float | None]
+    used: dict[str, float]
+
+    def view(self, now: datetime) -> dict[str, Any]:
+        def unit(name: str) -> dict[str, Any] | None:
+            limit = self.limits.get(name)
+            if limit is None:
+                return None
+            used = self.used.get(name, 0.0)
+            if name == "usd":
+                return {"limit": limit, "used": round(used, 6), "remaining": round(limit - used, 6)}
+            return {"limit": round(limit), "used": round(used), "remaining": round(limit) - round(used)}
+
+        return {
+            "scope": self.kind,
+            "id": self.owner_id,
+            "window": self.window,
+            "mode": self.mode,
+            "resets_at": iso_utc(next_reset(self.window, now)),
+            "tokens": unit("tokens"),
+            "cost": unit("usd"),
+            "requests": unit("requests"),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class KeyQuota:
     key_id: str
     label: str
@@ -74,6 +108,7 @@ class KeyQuota:
     # Every USD budget the key counts against, in OpenRouter's order (see ``OPENROUTER_SCOPES``).
     usd_budgets: tuple[BudgetLayer, ...] = ()
     free_model_requests_today: int = 0  # requests to ``:free`` model variants this UTC day
+    budgets: tuple[BudgetEntry, ...] = ()  # every budget, for the neutral shape's ``budgets``
 
 
 def usd_amount(value: float | None) -> float | None:
@@ -98,6 +133,8 @@ def neutral(quota: KeyQuota, now: datetime | None = None) -> dict[str, Any]:
             "used": round(usd.used, 6),
             "remaining": usd_amount(usd.remaining),
         },
+        # Additive (readers of the two members above are unaffected): every budget the key counts against.
+        "budgets": [entry.view(now) for entry in quota.budgets],
     }
 
 

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope, budget_spec, limit_spec
+from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope, budget_specs, limit_spec
 from anygate.accounting.enforcer import budget_bucket
 from anygate.accounting.periods import Period
 from anygate.accounting.reports import UsageFilter, free_model_requests, last_request_at, spend, spend_by_model
 from anygate.accounting.windows import ScopeKind, ledger_window, window_usage
 from anygate.auth import Principal
 from anygate.quota.litellm import KeyFacts, UserFacts
-from anygate.quota.shapes import Allowance, BudgetLayer, KeyQuota
+from anygate.quota.shapes import Allowance, BudgetEntry, BudgetLayer, KeyQuota
 from anygate.store.families import Lineage
 from anygate.store.keys import ROTATION_GRACE
 from anygate.store.records import UserRecord
@@ -76,6 +76,7 @@ async def key_quota(
         is_admin=principal.is_admin,
         usd_budgets=tuple(openrouter_order(usd_budgets)),
         free_model_requests_today=free_requests,
+        budgets=await every_budget(accounting, ledger.engine, scopes, now),
     )
 
 
@@ -85,13 +86,37 @@ async def budgets_of(
     """Each budget limiting ``unit`` (the key's, then its user's), with what its window used."""
     found: list[Binding] = []
     for scope in scopes:
-        budget = scope.budget
-        limit = None if budget is None else (budget.tokens if unit == "tokens" else budget.usd)
-        if budget is None or limit is None:
-            continue
-        used = await used_in(accounting, engine, scope, budget, unit, now)
-        found.append(Binding(Allowance(limit, used, budget.period, scope.kind), scope.kind, scope.id))
+        for budget in scope.all_budgets:
+            limit = budget.tokens if unit == "tokens" else budget.usd
+            if limit is None:
+                continue
+            used = await used_in(accounting, engine, scope, budget, unit, now)
+            found.append(Binding(Allowance(limit, used, budget.period, scope.kind), scope.kind, scope.id))
     return found
+
+
+async def every_budget(
+    accounting: Accounting, engine: AsyncEngine, scopes: Sequence[Scope], now: datetime
+) -> tuple[BudgetEntry, ...]:
+    """Every budget the key counts against (its own, its ancestors', its user's, its team's), with use."""
+    entries = []
+    for scope in scopes:
+        for budget in scope.all_budgets:
+            counted = await accounting.enforcer.limiter.usage(budget_bucket(scope, budget, now))
+            units = {"tokens": budget.tokens, "usd": budget.usd, "requests": budget.requests}
+            used: dict[str, float] = {}
+            for unit, limit in units.items():
+                if limit is not None:
+                    used[unit] = (
+                        counted[unit] if unit in counted else await window_used(engine, scope, budget, unit, now)
+                    )
+            entries.append(BudgetEntry(scope.kind, scope.id, budget.period, budget.mode, units, used))
+    return tuple(entries)
+
+
+async def window_used(engine: AsyncEngine, scope: Scope, budget: BudgetSpec, unit: str, now: datetime) -> float:
+    async with engine.connect() as connection:
+        return (await window_usage(connection, ledger_window(scope.kind, scope.id, budget.period, now)))[unit]
 
 
 def least_left(budgets: Sequence[Binding]) -> Binding | None:
@@ -150,7 +175,7 @@ async def user_facts(
     """A user's USD allowance (its budget's window, else all time), limits and spend per model."""
     now = now or datetime.now(UTC)
     await ledger.flush()
-    scope = Scope("user", user.id, budget_spec(user.budget), limit_spec(user.limits))
+    scope = Scope("user", user.id, budget_specs(user.budget), limit_spec(user.limits))
     usd = least_left(await budgets_of(accounting, ledger.engine, [scope], "usd", now))
     if usd is None:
         period = scope.budget.period if scope.budget is not None else "none"
@@ -187,3 +212,36 @@ async def key_facts(ledger: Ledger, key_id: str, lineage: Lineage | None, now: d
         last_active=last_active,
         model_spend=by_model,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetUse:
+    """One budget of a holder and what its current window used, in each unit it limits."""
+
+    budget: BudgetSpec
+    used: dict[str, float]
+
+
+async def holder_budgets(
+    accounting: Accounting, ledger: Ledger, scope: Scope, now: datetime | None = None
+) -> list[BudgetUse]:
+    """Each of a holder's budgets with what its current window used (the limiter's count, else the ledger's)."""
+    now = now or datetime.now(UTC)
+    await ledger.flush()
+    found = []
+    for budget in scope.all_budgets:
+        counted = await accounting.enforcer.limiter.usage(budget_bucket(scope, budget, now))
+        async with ledger.engine.connect() as connection:
+            recorded = await window_usage(connection, ledger_window(scope.kind, scope.id, budget.period, now))
+        # The limiter counts only the units the budget limits (a seeded bucket holds the others' start).
+        limited = {"tokens": budget.tokens, "usd": budget.usd, "requests": budget.requests}
+        used = {u: counted[u] if limited.get(u) is not None and u in counted else recorded[u] for u in recorded}
+        found.append(BudgetUse(budget, used))
+    return found
+
+
+async def all_time_use(ledger: Ledger, kind: ScopeKind, scope_id: str) -> dict[str, float]:
+    """What a holder used since the ledger began (tokens, USD, answered requests)."""
+    await ledger.flush()
+    async with ledger.engine.connect() as connection:
+        return await window_usage(connection, ledger_window(kind, scope_id, "none", datetime.now(UTC)))

@@ -26,8 +26,8 @@ class RotationRefused(Exception):
     """The secret presented is not the key's current one: only the current secret may rotate a key."""
 
 
-KEY_FIELDS = ("alias", "user_id", "role", "models", "providers", "budget", "limits", "expires_at")
-USER_FIELDS = ("name", "budget", "limits")
+KEY_FIELDS = ("alias", "user_id", "role", "models", "providers", "budget", "limits", "expires_at", "alerts")
+USER_FIELDS = ("name", "budget", "limits", "team_id", "alerts")
 
 
 def _key(row: RowMapping) -> KeyRecord:
@@ -64,10 +64,12 @@ class KeyStore:
         assert record is not None
         return record, secret
 
-    async def list_keys(self, user_id: str | None = None) -> list[KeyRecord]:
+    async def list_keys(self, user_id: str | None = None, team_id: str | None = None) -> list[KeyRecord]:
         query = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
         if user_id is not None:
             query = query.where(api_keys.c.user_id == user_id)
+        if team_id is not None:
+            query = query.where(api_keys.c.user_id.in_(select(users.c.id).where(users.c.team_id == team_id)))
         async with self.db.connect() as connection:
             return [_key(row) for row in (await connection.execute(query)).mappings()]
 
@@ -160,9 +162,12 @@ class KeyStore:
         assert user is not None
         return user
 
-    async def list_users(self) -> list[UserRecord]:
+    async def list_users(self, team_id: str | None = None) -> list[UserRecord]:
+        query = select(users).order_by(users.c.created_at, users.c.id)
+        if team_id is not None:
+            query = query.where(users.c.team_id == team_id)
         async with self.db.connect() as connection:
-            rows = await connection.execute(select(users).order_by(users.c.created_at, users.c.id))
+            rows = await connection.execute(query)
             return [_user(row) for row in rows.mappings()]
 
     async def get_user(self, user_id: str) -> UserRecord | None:

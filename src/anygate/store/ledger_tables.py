@@ -39,7 +39,9 @@ usage_ledger = Table(
     Column("image_tokens", Integer, nullable=False, server_default=text("0")),
     Column("cost_source", String(16), nullable=True),  # upstream | configured | catalog; NULL: no price used
     Column("error", String(64), nullable=True),  # the failure's code, when the request failed
+    Column("team_id", String(64), nullable=True),  # the key's user's team when the request was made
     Index("ix_usage_ledger_key_time", "key_id", "created_at"),
+    Index("ix_usage_ledger_team_time", "team_id", "created_at"),
     Index("ix_usage_ledger_user_time", "user_id", "created_at"),
     Index("ix_usage_ledger_time", "created_at"),
 )

@@ -17,7 +17,7 @@ class KeyRecord:
     role: str
     models: list[str] | None
     providers: list[str] | None
-    budget: dict[str, Any] | None
+    budget: Any  # a list of budgets (``budget_lists``), or one budget object stored before 0006
     limits: dict[str, Any] | None
     expires_at: datetime | None
     revoked_at: datetime | None
@@ -25,6 +25,7 @@ class KeyRecord:
     created_by: str | None
     previous_hash: str | None = None
     previous_valid_until: datetime | None = None
+    alerts: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"KeyRecord(id={self.id!r}, alias={self.alias!r}, role={self.role!r}, user={self.user_id!r})"
@@ -34,6 +35,20 @@ class KeyRecord:
 class UserRecord:
     id: str
     name: str
-    budget: dict[str, Any] | None
+    budget: Any  # a list of budgets (``budget_lists``), or one budget object stored before 0006
     limits: dict[str, Any] | None
+    created_at: datetime
+    team_id: str | None = None
+    alerts: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TeamRecord:
+    id: str
+    name: str
+    budgets: list[dict[str, Any]] | None
+    limits: dict[str, Any] | None
+    models: list[str] | None
+    providers: list[str] | None
+    alerts: dict[str, Any] | None
     created_at: datetime

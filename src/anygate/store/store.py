@@ -2,7 +2,7 @@
 repositories, and rotate the secret key.
 
     store = await open_store(settings)       # raises StoreUnavailable or SecretKeyError with a clear message
-    store.providers / store.keys / store.credentials / store.signins
+    store.providers / store.keys / store.credentials / store.signins / store.teams / store.audit
     store.db.engine                          # an AsyncEngine, for other subsystems' own tables
 """
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import select, update
 
 from anygate.settings import Settings
+from anygate.store.audit import AuditLog
 from anygate.store.credentials import CredentialStore
 from anygate.store.crypto import (
     KEY_FILE,
@@ -29,6 +30,7 @@ from anygate.store.keys import KeyStore
 from anygate.store.providers import ProviderStore
 from anygate.store.signins import SigninStore
 from anygate.store.tables import credentials, providers
+from anygate.store.teams import TeamStore
 
 # (table, primary key columns, encrypted column)
 ENCRYPTED = (
@@ -46,10 +48,21 @@ class Store:
     keys: KeyStore
     credentials: CredentialStore
     signins: SigninStore
+    teams: TeamStore
+    audit: AuditLog
 
     @classmethod
     def build(cls, db: Database, box: SecretBox) -> Store:
-        return cls(db, box, ProviderStore(db, box), KeyStore(db), CredentialStore(db, box), SigninStore(db))
+        return cls(
+            db,
+            box,
+            ProviderStore(db, box),
+            KeyStore(db),
+            CredentialStore(db, box),
+            SigninStore(db),
+            TeamStore(db),
+            AuditLog(db),
+        )
 
     async def close(self) -> None:
         await self.db.close()

@@ -1,7 +1,8 @@
 """The store's tables (SQLAlchemy Core). Migrations in ``store/migrations`` build exactly this schema.
 
 store_revision     one row; bumped by every write so every worker knows when to reload its caches
-users              people or groups that own keys (budget and limits stored as JSON)
+users              people or groups that own keys (budgets and limits stored as JSON), each in at most one team
+teams              cohorts (a course, a department): budgets, limits and allowlists that bind every member
 api_keys           keys issued by anygate: SHA-256 hash only (and the previous secret's, for an hour after a
                    rotation), role, allowlists, expiry, budget, limits
 providers          providers added at runtime: the provider object as JSON without its secrets; its key, and
@@ -11,6 +12,8 @@ credentials        callers' own provider keys (bring your own key), encrypted
 signin_identities  people signed in through OpenID Connect: (issuer, subject) -> the user record they act as
 signin_flows       sign-ins that came back: the state's hash and the code's (each used once), until the
                    sign-in would have expired anyway
+audit_log          every management change: who, when, what, before and after (secrets masked); append-only
+alert_crossings    one row per budget threshold crossed per window: whoever inserts it sends the alert
 """
 
 from __future__ import annotations
@@ -78,6 +81,44 @@ users = Table(
     Column("budget", JSON, nullable=True),
     Column("limits", JSON, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
+    # No foreign key: SQLite cannot add one to an existing table; deleting a team clears it (``teams``).
+    Column("team_id", String(64), nullable=True, index=True),
+    Column("alerts", JSON, nullable=True),
+)
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("budgets", JSON, nullable=True),
+    Column("limits", JSON, nullable=True),
+    Column("models", JSON, nullable=True),
+    Column("providers", JSON, nullable=True),
+    Column("alerts", JSON, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime, nullable=False, index=True),
+    Column("actor_id", String(64), nullable=False, index=True),
+    Column("actor_label", String(200), nullable=True),
+    Column("action", String(64), nullable=False),
+    Column("target_type", String(32), nullable=False),
+    Column("target_id", String(128), nullable=True, index=True),
+    Column("before", JSON, nullable=True),
+    Column("after", JSON, nullable=True),
+)
+
+alert_crossings = Table(
+    "alert_crossings",
+    metadata,
+    # scope:id:window-id:unit:threshold, e.g. team:comp318:daily:2026-12-03:usd:0.8
+    Column("crossing", String(400), primary_key=True),
+    Column("claimed_at", UtcDateTime, nullable=False),
 )
 
 api_keys = Table(
@@ -97,6 +138,7 @@ api_keys = Table(
     Column("revoked_at", UtcDateTime, nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("created_by", String(64), nullable=True),
+    Column("alerts", JSON, nullable=True),
     # After POST /auth/rotate: the previous secret's hash, accepted until previous_valid_until.
     Column("previous_hash", String(64), nullable=True),
     Column("previous_valid_until", UtcDateTime, nullable=True),

@@ -1,0 +1,125 @@
+"""Budget alerts: one POST per threshold crossed per window, retried, claimed once across replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx2 as httpx
+import openai
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from anygate.accounting.alerts import Alerts
+from anygate.accounting.budgets import BudgetSpec, Scope
+from anygate.accounting.enforcer import budget_bucket
+from anygate.accounting.limiter import Claim, Grant, MemoryLimiter
+from anygate.settings import AlertSettings
+from anygate.store.tables import metadata
+from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_gateway
+from tests.support.fake_transport import FakeTransport
+from tests.support.fake_upstream import FakeUpstream, Reply, Usage
+
+MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeUpstream]:
+    with FakeUpstream.start_in_thread(usage=Usage(7, 3)) as up:
+        yield up
+
+
+def hook_path(hook: FakeUpstream) -> str:
+    return urlsplit(hook.base_url + "/hook").path
+
+
+@pytest.fixture
+def hook() -> Iterator[FakeUpstream]:
+    with FakeUpstream.start_in_thread() as up:
+        yield up
+
+
+def test_a_team_budget_alerts_once_per_threshold_and_window(
+    upstream: FakeUpstream, hook: FakeUpstream, tmp_path: Path
+) -> None:
+    hook.script(
+        Reply(status=500, json={"error": "busy"}), *(Reply(json={"ok": True}) for _ in range(5)), path=hook_path(hook)
+    )
+    alerts = AlertSettings(
+        url=hook.base_url + "/hook",
+        headers={"x-hook-token": "t0ken"},
+        thresholds=[0.5, 1.0],
+        allow_private_network=True,
+    )
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path, alerts=alerts)) as (base, _):
+        admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        team = httpx.post(
+            base + "/v1/teams",
+            json={"name": "COMP318", "budgets": [{"requests": 2, "window": "daily"}]},
+            headers=admin,
+        ).json()
+        user = httpx.post(base + "/v1/users", json={"name": "s", "team_id": team["id"]}, headers=admin).json()
+        key = httpx.post(base + "/v1/keys", json={"alias": "s", "user_id": user["id"]}, headers=admin).json()["key"]
+        with openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0) as client:
+            for _ in range(2):
+                client.chat.completions.create(model="fake/fake-model", messages=MESSAGES)
+            with pytest.raises(openai.RateLimitError):
+                client.chat.completions.create(model="fake/fake-model", messages=MESSAGES)
+        deadline = time.monotonic() + 15
+        while (
+            len({r.json["threshold"] for r in hook.requests_to(hook_path(hook)) if r.json}) < 2
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.1)
+        time.sleep(2.5)  # another pass or two: nothing more is sent for the same crossings
+    posted = hook.requests_to(hook_path(hook))
+    delivered = [r.json for r in posted if r.json is not None]
+    assert sorted({d["threshold"] for d in delivered}) == [0.5, 1.0]
+    assert len(posted) == 3  # two crossings, one of them retried once after the 500
+    first = next(d for d in delivered if d["threshold"] == 1.0)
+    assert first == {
+        "scope": "team",
+        "id": team["id"],
+        "name": "COMP318",
+        "threshold": 1.0,
+        "used": 2.0,
+        "limit": 2.0,
+        "unit": "requests",
+        "window": "daily",
+        "resets_at": first["resets_at"],
+    }
+    assert first["resets_at"].endswith("T00:00:00Z")
+    assert posted[0].headers["x-hook-token"] == "t0ken"
+
+
+async def test_two_replicas_send_each_crossing_once(tmp_path: Path, hook: FakeUpstream) -> None:
+    hook.script(*(Reply(json={"ok": True}) for _ in range(10)), path=hook_path(hook))
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'alerts.db'}")
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+    limiter = MemoryLimiter()
+    scope = Scope("user", "u1", BudgetSpec(tokens=100, period="weekly"))
+    now = datetime.now(UTC)
+    grant = await limiter.reserve(budget_bucket(scope, scope.all_budgets[0], now), [Claim("tokens", 100, 90)], 60)
+    assert isinstance(grant, Grant)
+    await limiter.settle(grant, {"tokens": 90.0})
+    settings = AlertSettings(url=hook.base_url + "/hook", thresholds=[0.8, 1.0], allow_private_network=True)
+    transport = FakeTransport(hook)
+    replicas = [Alerts(transport, engine, limiter, settings) for _ in range(2)]
+    for replica in replicas:
+        replica.watch([scope])
+    sent = await asyncio.gather(*(replica.check(now) for replica in replicas))
+    assert sum(sent) == 1  # 90 of 100: the 0.8 crossing, once in all
+    for replica in replicas:
+        replica.watch([scope])
+        assert await replica.check(now) == 0
+        await replica.close()
+    bodies = [json.loads(r.body or b"{}") for r in transport.sent]
+    assert [(b["threshold"], b["used"], b["unit"], b["window"]) for b in bodies] == [(0.8, 90.0, "tokens", "weekly")]
+    await engine.dispose()
