@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -24,11 +24,13 @@ from anygate.registry import ProviderRegistry
 from anygate.settings import ProviderConfig, describe_errors
 from anygate.store.crypto import SecretKeyError
 from anygate.store.families import lineages
-from anygate.store.notify import ChangeNotifier
 from anygate.store.principals import previous_secret_principal, principal_of
 from anygate.store.providers import StoredProvider
 from anygate.store.records import KeyRecord, UserRecord
 from anygate.store.store import Store
+
+if TYPE_CHECKING:
+    from anygate.store.notify import ChangeNotifier
 
 log = logging.getLogger("anygate.store")
 
