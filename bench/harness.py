@@ -51,6 +51,7 @@ from upstream import MODEL, Upstream, nginx_config
 SCENARIOS = (Scenario(False, 1), Scenario(False, 16), Scenario(True, 1), Scenario(True, 16))
 SLOW_STREAM_CONTENDERS = ("passthrough", "anygate")  # the slow-streams row: many streams open at once
 SLOW_INTERVAL = 0.1  # seconds between the slow upstream's events
+SLOW_MIN_SECONDS = 20  # a slow stream lasts a second or more: the row runs long enough for many of them
 CHAT_PATH = "/chat/completions"
 API_PATHS = {"chat": CHAT_PATH, "messages": "/messages"}  # under the gateway's /v1
 PROBE_GRACE = 5.0
@@ -229,9 +230,10 @@ def measure(contender: str, target: Target, scenarios: Sequence[Scenario], opts:
             if opts.warmup:
                 run_wrk(url, script, scenario.connections, opts.warmup)
             runs = []
+            seconds = max(opts.duration, SLOW_MIN_SECONDS) if scenario.is_paced else opts.duration
             for _ in range(opts.rounds):
                 cpu_before = tree_cpu_seconds(target.pid)
-                result = run_wrk(url, script, scenario.connections, opts.duration, midway)
+                result = run_wrk(url, script, scenario.connections, seconds, midway)
                 runs.append((result, tree_cpu_seconds(target.pid) - cpu_before))
             result, cpu = max(runs, key=lambda run: run[0].rps)
         except LoadFailed as exc:
