@@ -13,6 +13,7 @@ their usage, so what is charged is theirs).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -32,8 +33,10 @@ class Counter(Protocol):
 Loader = Callable[[], Counter]  # blocking: loads the vocabulary
 
 
+@functools.cache
 def load_vocabulary() -> Counter:
-    """Blocking: read the bundled vocabulary (runs in a thread, never on the event loop)."""
+    """Blocking: read the bundled vocabulary (runs in a thread, never on the event loop). Read once per
+    process: it never changes, and every app in the process (tests run many) counts with the same one."""
     return Vocabulary.load()
 
 
