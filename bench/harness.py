@@ -25,6 +25,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
@@ -42,12 +43,15 @@ from contenders import (
     all_contenders,
 )
 from load import LoadFailed, LoadResult, Scenario, lua_script, request_body, run_wrk
-from processes import GATEWAY_CORE, LOAD_CORE, free_port, log_tail, pinned, running, tree_rss_kib
+from processes import GATEWAY_CORE, LOAD_CORE, free_port, log_tail, pinned, running, tree_cpu_seconds, tree_rss_kib
 from report import Run, first_line, load_average, render
 from rows import Row
 from upstream import MODEL, Upstream, nginx_config
 
 SCENARIOS = (Scenario(False, 1), Scenario(False, 16), Scenario(True, 1), Scenario(True, 16))
+SLOW_STREAM_CONTENDERS = ("passthrough", "anygate")  # the slow-streams row: many streams open at once
+SLOW_INTERVAL = 0.1  # seconds between the slow upstream's events
+SLOW_MIN_SECONDS = 20  # a slow stream lasts a second or more: the row runs long enough for many of them
 CHAT_PATH = "/chat/completions"
 API_PATHS = {"chat": CHAT_PATH, "messages": "/messages"}  # under the gateway's /v1
 PROBE_GRACE = 5.0
@@ -60,6 +64,7 @@ class Options:
     duration: int
     warmup: int
     rounds: int
+    slow_streams: int
     contenders: tuple[str, ...]
     baseline: str | None
     output: Path
@@ -108,6 +113,12 @@ def parse_args(argv: Sequence[str]) -> Options:
         help="measured runs per row, keeping the best; 3 helps on a busy machine (default 1)",
     )
     parser.add_argument(
+        "--slow-streams",
+        type=int,
+        default=1000,
+        help="open streams in the slow-streams row (upstream events 100 ms apart); 0 skips it (default 1000)",
+    )
+    parser.add_argument(
         "--only",
         default=",".join(names),
         help=f"comma-separated contenders (default: {','.join(names)})",
@@ -132,7 +143,7 @@ def parse_args(argv: Sequence[str]) -> Options:
     duration = args.duration or (3 if args.quick else 10)
     warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     command = shlex.join(["bench/run", *argv])
-    return Options(duration, warmup, max(args.rounds, 1), chosen, rev, args.output, command)
+    return Options(duration, warmup, max(args.rounds, 1), max(args.slow_streams, 0), chosen, rev, args.output, command)
 
 
 def progress(message: str) -> None:
@@ -205,26 +216,42 @@ def wait_until_serving(
 
 
 def measure(contender: str, target: Target, scenarios: Sequence[Scenario], opts: Options, workdir: Path) -> list[Row]:
-    """Warm up and measure each scenario against a serving target, reading RSS around it."""
+    """Warm up and measure each scenario against a serving target, reading RSS and CPU time around it.
+
+    A slow-streams scenario reads RSS halfway through its run, while its streams are open."""
     rows, idle, url = [], tree_rss_kib(target.pid), target.endpoint.url
     for scenario in scenarios:
         script = workdir / f"{contender}-{scenario.mode}.lua"
         body = request_body(target.model, scenario.is_stream, target.endpoint.api)
         script.write_text(lua_script(body, target.endpoint.key))
+        open_rss: list[int] = []
+        midway = partial(_sample_rss, target.pid, open_rss) if scenario.is_paced else None
         try:
             if opts.warmup:
                 run_wrk(url, script, scenario.connections, opts.warmup)
-            runs = [run_wrk(url, script, scenario.connections, opts.duration) for _ in range(opts.rounds)]
-            result = max(runs, key=lambda run: run.rps)
+            runs = []
+            seconds = max(opts.duration, SLOW_MIN_SECONDS) if scenario.is_paced else opts.duration
+            for _ in range(opts.rounds):
+                cpu_before = tree_cpu_seconds(target.pid)
+                result = run_wrk(url, script, scenario.connections, seconds, midway)
+                runs.append((result, tree_cpu_seconds(target.pid) - cpu_before))
+            result, cpu = max(runs, key=lambda run: run[0].rps)
         except LoadFailed as exc:
             rows.append(Row(contender, scenario, None, idle, tree_rss_kib(target.pid), str(exc)))
             continue
-        rows.append(Row(contender, scenario, result, idle, tree_rss_kib(target.pid), _note(result)))
+        after = max(open_rss) if open_rss else tree_rss_kib(target.pid)
+        row = Row(contender, scenario, result, idle, after, _note(result), cpu)
+        rows.append(row)
         progress(
             f"  {contender} {scenario.mode} c={scenario.connections}: {result.rps:,.0f} rps, "
-            f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, {result.errors} errors"
+            f"p50 {result.p50_ms:.2f} ms, p99 {result.p99_ms:.2f} ms, {result.errors} errors, "
+            f"{row.cpu_us_per_request or 0:,.0f} us CPU/request"
         )
     return rows
+
+
+def _sample_rss(pid: int, into: list[int]) -> None:
+    into.append(tree_rss_kib(pid))
 
 
 def _note(result: LoadResult) -> str:
@@ -256,6 +283,17 @@ def loading_credential(contender: Contender, origin: str, endpoint: Endpoint, mo
     return credential
 
 
+def modes(contender: Contender, upstream: Upstream, opts: Options) -> list[tuple[str, list[Scenario]]]:
+    """Each instance to start: its upstream base URL and the scenarios measured against it."""
+    found = [
+        (upstream.base_for(is_stream), [s for s in SCENARIOS if s.is_stream == is_stream])
+        for is_stream in (False, True)
+    ]
+    if opts.slow_streams and upstream.slow_port and contender.name in SLOW_STREAM_CONTENDERS:
+        found.append((upstream.slow_base, [Scenario(True, opts.slow_streams, is_paced=True)]))
+    return found
+
+
 def bench_gateway(
     contender: Contender, upstream: Upstream, key: str, opts: Options, workdir: Path
 ) -> tuple[list[Row], list[str]]:
@@ -266,12 +304,12 @@ def bench_gateway(
     assert contender.launch is not None
     rows: list[Row] = []
     notes: list[str] = []
-    for is_stream in (False, True):
-        scenarios = [s for s in SCENARIOS if s.is_stream == is_stream]
-        instance_dir = workdir / f"{contender.name}-{'stream' if is_stream else 'json'}"
+    for upstream_base, scenarios in modes(contender, upstream, opts):
+        is_stream = scenarios[0].is_stream
+        instance_dir = workdir / f"{contender.name}-{scenarios[0].mode}"
         instance_dir.mkdir()
         port = free_port()
-        launch = contender.launch(LaunchContext(upstream.base_for(is_stream), port, instance_dir, key))
+        launch = contender.launch(LaunchContext(upstream_base, port, instance_dir, key))
         log = instance_dir / "server.log"
         origin = f"http://127.0.0.1:{port}"
         endpoint = Endpoint(f"{origin}/v1{API_PATHS[contender.api]}", key, is_stream, contender.api)
@@ -292,14 +330,22 @@ def bench_gateway(
 
 @contextlib.contextmanager
 def nginx_upstream(workdir: Path) -> Iterator[tuple[Upstream, int]]:
-    """Run the fixed nginx upstream on the load core; yields it and the master's pid."""
-    upstream = Upstream(free_port(), free_port())
+    """Run the fixed nginx upstream and the paced one on the load core; yields them and nginx's pid."""
+    upstream = Upstream(free_port(), free_port(), free_port())
     config = workdir / "nginx.conf"
     config.write_text(nginx_config(upstream, workdir))
     argv = ["nginx", "-p", str(workdir), "-c", str(config), "-e", str(workdir / "nginx-error.log")]
+    slow = [sys.executable, str(BENCH_DIR / "slow_upstream.py"), "--port", str(upstream.slow_port)]
+    slow += ["--interval", str(SLOW_INTERVAL)]
     log = workdir / "nginx.log"
-    with running(pinned(LOAD_CORE, argv), log) as process:
+    with (
+        running(pinned(LOAD_CORE, argv), log) as process,
+        running(pinned(LOAD_CORE, slow), workdir / "slow-upstream.log") as slow_process,
+    ):
         _wait_for_models(process, upstream, log)
+        _wait_for_models(
+            slow_process, replace(upstream, json_port=upstream.slow_port, sse_port=upstream.slow_port), log
+        )
         yield upstream, process.pid
 
 

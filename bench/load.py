@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,9 +34,12 @@ class Scenario:
 
     is_stream: bool
     connections: int
+    is_paced: bool = False  # against the slow upstream: events 100 ms apart, many streams open at once
 
     @property
     def mode(self) -> str:
+        if self.is_paced:
+            return "slow-stream"
         return "stream" if self.is_stream else "json"
 
     def __repr__(self) -> str:
@@ -103,8 +108,10 @@ def parse_result(stdout: str) -> LoadResult:
     raise LoadFailed(f"no {RESULT_MARK} line in wrk output: {stdout[-400:]!r}")
 
 
-def run_wrk(url: str, script: Path, connections: int, seconds: int) -> LoadResult:
-    """Run wrk on the load core for `seconds` and return what it measured."""
+def run_wrk(
+    url: str, script: Path, connections: int, seconds: int, midway: Callable[[], None] | None = None
+) -> LoadResult:
+    """Run wrk on the load core for `seconds` and return what it measured; `midway` is called halfway."""
     argv = pinned(
         LOAD_CORE,
         [
@@ -120,10 +127,15 @@ def run_wrk(url: str, script: Path, connections: int, seconds: int) -> LoadResul
             url,
         ],
     )
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise LoadFailed(f"wrk did not finish within {seconds + 30} s") from exc
-    if done.returncode != 0:
-        raise LoadFailed(f"wrk exited {done.returncode}: {done.stderr.strip()[-400:]}")
-    return parse_result(done.stdout)
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as wrk:
+        if midway is not None:
+            time.sleep(seconds / 2)
+            midway()
+        try:
+            stdout, stderr = wrk.communicate(timeout=seconds + 30)
+        except subprocess.TimeoutExpired as exc:
+            wrk.kill()
+            raise LoadFailed(f"wrk did not finish within {seconds + 30} s") from exc
+    if wrk.returncode != 0:
+        raise LoadFailed(f"wrk exited {wrk.returncode}: {stderr.strip()[-400:]}")
+    return parse_result(stdout)

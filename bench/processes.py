@@ -98,6 +98,26 @@ def _vmrss_kib(pid: int) -> int:
     return 0
 
 
+def _cpu_ticks(pid: int) -> int:
+    """utime + stime of one process, in clock ticks (0 when it has gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0
+    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of stat(5), counted after the name
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU time (user + system) of `root` and all its live descendants, in seconds."""
+    children = _parent_pids()
+    total, pending = 0, [root]
+    while pending:
+        pid = pending.pop()
+        total += _cpu_ticks(pid)
+        pending.extend(children.get(pid, []))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def tree_rss_kib(root: int) -> int:
     """VmRSS of `root` and all its descendants, in KiB (shared pages are counted per process)."""
     children = _parent_pids()

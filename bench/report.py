@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from load import Scenario
-from rows import Row, added_p50_ms, find_result, rps_ratio
+from rows import Row, added_p50_ms, cpu_ratio, find_result, rps_ratio
 from targets import GOAL_CONTENDER, goals_table
 
 
@@ -56,15 +56,23 @@ def _table_line(rows: Sequence[Row], row: Row) -> str:
     memory = f" {_mib(row.rss_idle_kib)} | {_mib(row.rss_after_kib)} |"
     if row.result is None:
         short = row.note if len(row.note) <= 60 else row.note[:57] + "..."
-        return head + f" failed: {short.replace('|', '/')} | | | | |" + memory
+        return head + f" failed: {short.replace('|', '/')} | | | | | |" + memory
     r = row.result
-    return head + f" {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {_added_p50(rows, row)} | {r.errors} |" + memory
+    cpu = _or_dash(row.cpu_us_per_request, ",.0f")
+    return (
+        head
+        + f" {r.rps:,.0f} | {r.p50_ms:.2f} | {r.p99_ms:.2f} | {_added_p50(rows, row)} | {r.errors} | {cpu} |"
+        + memory
+    )
 
 
 def results_table(rows: Sequence[Row]) -> str:
     lines = [
-        ("| contender | mode | conns | RPS | p50 ms | p99 ms | added p50 ms | errors | RSS idle MiB | RSS after MiB |"),
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        (
+            "| contender | mode | conns | RPS | p50 ms | p99 ms | added p50 ms | errors | CPU us/req "
+            "| RSS idle MiB | RSS after MiB |"
+        ),
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     return "\n".join(lines + [_table_line(rows, row) for row in rows])
 
@@ -75,8 +83,9 @@ REFERENCES = ("direct", "passthrough")
 def ratios_table(rows: Sequence[Row], scenarios: Sequence[Scenario]) -> str:
     """Every gateway's RPS over the passthrough's and LiteLLM's, and its added p50, per load."""
     lines = [
-        "| contender | mode | conns | RPS / passthrough | RPS / litellm | added p50 ms |",
-        "|---|---|---:|---:|---:|---:|",
+        "| contender | mode | conns | RPS / passthrough | RPS / litellm | CPU: passthrough / it | CPU: litellm / it "
+        "| added p50 ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     gateways = [name for name in dict.fromkeys(row.contender for row in rows) if name not in REFERENCES]
     for name in gateways:
@@ -86,8 +95,31 @@ def ratios_table(rows: Sequence[Row], scenarios: Sequence[Scenario]) -> str:
             passthrough = _or_dash(rps_ratio(rows, name, "passthrough", s), ".2f")
             litellm = "-" if name == "litellm" else _or_dash(rps_ratio(rows, name, "litellm", s), ".1f")
             added = _or_dash(added_p50_ms(rows, name, s), "+.2f")
-            lines.append(f"| {name} | {s.mode} | {s.connections} | {passthrough} | {litellm} | {added} |")
+            cpu_pass = _or_dash(cpu_ratio(rows, name, "passthrough", s), ".2f")
+            cpu_litellm = "-" if name == "litellm" else _or_dash(cpu_ratio(rows, name, "litellm", s), ".1f")
+            lines.append(
+                f"| {name} | {s.mode} | {s.connections} | {passthrough} | {litellm} | {cpu_pass} | {cpu_litellm} "
+                f"| {added} |"
+            )
     return "\n".join(lines)
+
+
+def streams_lines(rows: Sequence[Row]) -> str:
+    """Memory per open stream in the slow-streams rows."""
+    lines = []
+    for row in rows:
+        per_stream = row.kib_per_stream
+        if per_stream is not None and row.result is not None:
+            lines.append(
+                f"- {row.contender}: {row.scenario.connections} open streams, {per_stream:.1f} KiB each "
+                f"(RSS {_mib(row.rss_idle_kib)} MiB idle, {_mib(row.rss_after_kib)} MiB with them open), "
+                f"p99 {row.result.p99_ms:,.0f} ms"
+            )
+    return "\n".join(lines) or "- not run"
+
+
+def _paced(rows: Sequence[Row]) -> list[Scenario]:
+    return list(dict.fromkeys(row.scenario for row in rows if row.scenario.is_paced))
 
 
 def first_line(argv: list[str]) -> str:
@@ -150,9 +182,16 @@ Date: {run.started}
 {results_table(run.rows)}
 
 Added p50 is the contender's median latency minus the direct (nginx) median for the same load.
-RSS is VmRSS of the server process and its children: before load, and after that row's run.
+RSS is VmRSS of the server process and its children: before load, and after that row's run (for
+slow-stream rows, halfway through it, with the streams open). CPU us/req is the user + system time of
+the server's process tree over the measured run, divided by the requests it answered.
 
-{ratios_table(run.rows, scenarios)}
+{ratios_table(run.rows, [*scenarios, *_paced(run.rows)])}
+
+CPU ratios are the other contender's CPU per request over this one's (1.0: as cheap; 0.5: twice the
+CPU). Slow streams (the upstream sends an event every 100 ms; wrk holds that many streams open):
+
+{streams_lines(run.rows)}
 
 Targets for `{GOAL_CONTENDER}`:
 

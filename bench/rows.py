@@ -10,7 +10,9 @@ from load import LoadResult, Scenario
 
 @dataclass(frozen=True)
 class Row:
-    """One measured (or failed) contender and scenario; RSS in KiB, 0 when unknown."""
+    """One measured (or failed) contender and scenario; RSS in KiB, 0 when unknown; CPU in seconds of
+    the server's process tree over the measured run (None when unknown). For a slow-streams row,
+    `rss_after_kib` is read while the streams are open."""
 
     contender: str
     scenario: Scenario
@@ -18,6 +20,20 @@ class Row:
     rss_idle_kib: int = 0
     rss_after_kib: int = 0
     note: str = ""
+    cpu_seconds: float | None = None
+
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        if self.cpu_seconds is None or self.result is None or not self.result.requests:
+            return None
+        return self.cpu_seconds / self.result.requests * 1e6
+
+    @property
+    def kib_per_stream(self) -> float | None:
+        """Memory per open stream: RSS while they are open over idle, per connection (slow streams)."""
+        if not self.scenario.is_paced or not self.rss_idle_kib or not self.rss_after_kib:
+            return None
+        return (self.rss_after_kib - self.rss_idle_kib) / self.scenario.connections
 
 
 def find_result(rows: Sequence[Row], contender: str, scenario: Scenario) -> LoadResult | None:
@@ -38,6 +54,17 @@ def rps_ratio(rows: Sequence[Row], contender: str, other: str, scenario: Scenari
     if ours is None or theirs is None or not theirs.rps:
         return None
     return ours.rps / theirs.rps
+
+
+def cpu_ratio(rows: Sequence[Row], contender: str, other: str, scenario: Scenario) -> float | None:
+    """The other's CPU per request over the contender's: 0.6 means the contender spends 1/0.6 as much."""
+    ours, theirs = find_row(rows, contender, scenario), find_row(rows, other, scenario)
+    if ours is None or theirs is None:
+        return None
+    mine, other_cpu = ours.cpu_us_per_request, theirs.cpu_us_per_request
+    if mine is None or other_cpu is None or not mine:
+        return None
+    return other_cpu / mine
 
 
 def find_row(rows: Sequence[Row], contender: str, scenario: Scenario) -> Row | None:

@@ -12,13 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from load import Scenario
-from rows import Row, added_p50_ms, find_row, rps_ratio
+from rows import Row, added_p50_ms, cpu_ratio, find_row, rps_ratio
 
 GOAL_CONTENDER = "anygate"
 MIN_OF_PASSTHROUGH = 0.60
 MIN_OF_LITELLM = 30.0
 MAX_ADDED_P50_MS = 0.5
 MAX_IDLE_RSS_MB = 80.0
+MAX_LOADED_RSS_MB = 150.0  # after the budgeted rows
+MIN_CPU_OF_PASSTHROUGH = {GOAL_CONTENDER: 0.60, "anygate-admin": 0.75}  # passthrough CPU / anygate CPU
 BUSY, SINGLE = 16, 1
 
 
@@ -73,6 +75,29 @@ def _memory_target(rows: Sequence[Row]) -> Verdict:
     return Verdict(target, required, f"{megabytes:.1f} MB", "met" if megabytes < MAX_IDLE_RSS_MB else "missed")
 
 
+def _cpu_target(rows: Sequence[Row], contender: str, scenario: Scenario, minimum: float) -> Verdict:
+    target = f"{contender} {scenario.mode} CPU/request at {scenario.connections} conns: passthrough / it"
+    ratio = cpu_ratio(rows, contender, "passthrough", scenario)
+    if ratio is None:
+        return Verdict(target, f">= {minimum:.2f}", "-", f"not measured ({contender} or passthrough did not run)")
+    ours, theirs = find_row(rows, contender, scenario), find_row(rows, "passthrough", scenario)
+    return Verdict(target, f">= {minimum:.2f}", f"{ratio:.2f}", _judged(ratio >= minimum, [ours, theirs]))
+
+
+def _loaded_memory_target(rows: Sequence[Row]) -> Verdict:
+    """The largest RSS after a budgeted (non-paced) row, in decimal megabytes."""
+    target, required = "RSS after the budgeted rows", f"<= {MAX_LOADED_RSS_MB:.0f} MB"
+    after = [
+        row.rss_after_kib
+        for row in rows
+        if row.contender == GOAL_CONTENDER and row.rss_after_kib and not row.scenario.is_paced
+    ]
+    if not after:
+        return Verdict(target, required, "-", f"not measured ({GOAL_CONTENDER} did not run)")
+    megabytes = max(after) * 1024 / 1e6
+    return Verdict(target, required, f"{megabytes:.1f} MB", "met" if megabytes <= MAX_LOADED_RSS_MB else "missed")
+
+
 def verdicts(rows: Sequence[Row]) -> list[Verdict]:
     """Every target, in the order the report lists them."""
     found: list[Verdict] = []
@@ -83,7 +108,9 @@ def verdicts(rows: Sequence[Row]) -> list[Verdict]:
             _rps_target(rows, busy, "litellm", MIN_OF_LITELLM),
             _latency_target(rows, single),
         ]
-    return [*found, _memory_target(rows)]
+    for contender, minimum in MIN_CPU_OF_PASSTHROUGH.items():
+        found += [_cpu_target(rows, contender, Scenario(is_stream, BUSY), minimum) for is_stream in (False, True)]
+    return [*found, _memory_target(rows), _loaded_memory_target(rows)]
 
 
 def goals_table(rows: Sequence[Row]) -> str:

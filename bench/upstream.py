@@ -22,6 +22,11 @@ class Upstream:
 
     json_port: int
     sse_port: int
+    slow_port: int = 0  # the paced SSE upstream (slow_upstream.py), 0 when none runs
+
+    @property
+    def slow_base(self) -> str:
+        return f"http://127.0.0.1:{self.slow_port}/v1"
 
     @property
     def json_base(self) -> str:

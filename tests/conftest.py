@@ -11,10 +11,20 @@ from typing import Any
 import openai
 import pytest
 
+from anygate.accounting import estimate
+
 CLEARED_ENV = re.compile(
     r"^(ANYGATE_.*|OPENAI_.*|OPENROUTER_.*|OLLAMA_.*|PREFERRED_PROVIDER|.*_API_KEY|LOG_LEVEL|"
     r"(?i:https?_proxy|no_proxy)|CF_ACCESS_.*|CF_AI_GATEWAY_.*|OTEL_.*)$"
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def loaded_vocabulary() -> None:
+    """The estimator's vocabulary read once for the session: a gateway loads it when a request first needs
+    a count, and its ledger row and metrics then come a moment after the answer; tests that read them at
+    once would race that load. (tests/accounting/test_tokenizer.py tests the load itself.)"""
+    estimate.load_vocabulary()
 
 
 @pytest.fixture(autouse=True)

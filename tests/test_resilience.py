@@ -343,10 +343,11 @@ def test_reset_mid_stream_ends_with_an_error_event(upstream: FakeUpstream) -> No
     upstream.script(Reply(reset_after_events=2), path="/v1/chat/completions")
     with serve_gateway(gateway_settings(fake_provider(upstream, max_retries=2))) as gw:
         events = stream_events(gw, CHAT)
+        labels = {"route": "chat/completions", "provider": "fake", "model": "fake-model", "status": "502"}
+        # What was generated is estimated, which loads the vocabulary first: counted a moment after the end.
+        eventually(lambda: metric(gw, "anygate_requests_total", **labels) > 0)
         errors = metric(gw, "anygate_upstream_errors_total", provider="fake", kind="upstream_unavailable")
-        failed = metric(
-            gw, "anygate_requests_total", route="chat/completions", provider="fake", model="fake-model", status="502"
-        )
+        failed = metric(gw, "anygate_requests_total", **labels)
     assert len(events) >= 2
     final = orjson.loads(events[-1].removeprefix(b"data: "))
     assert final["error"]["type"] == "upstream_error"

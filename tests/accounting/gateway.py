@@ -17,7 +17,6 @@ from anygate.accounting.budgets import BudgetSource
 from anygate.app import Gateway, create_app
 from anygate.auth import Principal, hash_key
 from anygate.settings import ProviderConfig, Settings
-from tests.support.gateway import wait_until_ready as wait_for_tokenizer
 from tests.support.waiting import eventually
 
 ADMIN_KEY = "sk-ag-admin-test-key-000000000000"
@@ -43,11 +42,8 @@ def running_gateway(
     settings: Settings,
     keys: dict[str, Principal] | None = None,
     budget_source: BudgetSource | None = None,
-    wait_until_ready: bool = True,
 ) -> Iterator[tuple[str, Gateway]]:
-    """Serve ``settings`` on 127.0.0.1; ``keys`` maps secret → Principal; yields (base URL, gateway).
-
-    ``wait_until_ready``: until the tokenizer has loaded (``tests.support.gateway.wait_until_ready``)."""
+    """Serve ``settings`` on 127.0.0.1; ``keys`` maps secret → Principal; yields (base URL, gateway)."""
     gateway = create_app(settings)
     gateway.budget_source = budget_source
     sock = socket.socket()
@@ -64,8 +60,6 @@ def running_gateway(
         time.sleep(0.01)
     for secret, principal in (keys or {}).items():
         gateway.state.keyring.add(hash_key(secret), principal)
-    if wait_until_ready:
-        wait_for_tokenizer(gateway)
     try:
         yield f"http://127.0.0.1:{port}", gateway
     finally:

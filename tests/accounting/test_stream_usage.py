@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from anygate.accounting.stream_usage import strip_null_usage
-from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_gateway
+from tests.accounting.gateway import ADMIN_KEY, eventually, fake_provider_settings, running_gateway
 from tests.support.fake_upstream import FakeUpstream, Reply, Usage
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
@@ -89,7 +89,14 @@ def test_an_upstream_refusing_stream_options_is_asked_once_more_without_and_neve
                 model="fake/fake-model", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
             )
         assert len(upstream.requests_to(CHAT)) == 4
-        rows = httpx.get(base + "/v1/usage", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()["data"]
+
+        def usage_rows() -> list[dict[str, Any]]:
+            admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+            return list(httpx.get(base + "/v1/usage", headers=admin).json()["data"])
+
+        # Estimating loads the vocabulary first: those requests settle a moment after they ended.
+        eventually(lambda: bool(usage_rows()) and usage_rows()[0]["estimated_requests"] == 2, "two estimates")
+        rows = usage_rows()
     assert rows[0]["estimated_requests"] == 2  # no usage without asking: estimated, and marked so
 
 

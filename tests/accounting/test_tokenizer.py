@@ -1,5 +1,7 @@
-"""The tokenizer's vocabularies load off the event loop: the gateway answers while they load, is not ready
-until they have, and a budgeted request waits for them without holding anything else up."""
+"""The tokenizer's vocabulary loads off the event loop, when a request first needs a count: the gateway
+answers while it loads, a budgeted request waits for it without holding anything else up, and a process
+whose requests never need a count never loads it. The bundled vocabulary counts what tiktoken's cl100k_base
+counts on ordinary text."""
 
 from __future__ import annotations
 
@@ -8,15 +10,13 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx2 as httpx
 import pytest
 
-from anygate.accounting import estimate
+from anygate.accounting import bpe, estimate
 from anygate.accounting.budgets import BudgetSpec, StaticBudgets
 from anygate.auth import Principal
-from anygate.errors import NotReady
 from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_gateway
 from tests.support.fake_upstream import FakeUpstream
 
@@ -26,8 +26,8 @@ STUDENT = "sk-ag-student-tokenizer-333333333333"
 class WordCounter:
     """A vocabulary where every word is a token."""
 
-    def encode(self, text: str) -> list[int]:
-        return [len(word) for word in text.split()]
+    def count(self, text: str) -> int:
+        return len(text.split())
 
 
 class SlowLoader:
@@ -36,10 +36,10 @@ class SlowLoader:
     def __init__(self) -> None:
         self.release = threading.Event()
         self.started = threading.Event()
-        self.calls: list[str] = []
+        self.calls = 0
 
-    def __call__(self, name: str) -> WordCounter:
-        self.calls.append(name)
+    def __call__(self) -> WordCounter:
+        self.calls += 1
         self.started.set()
         if not self.release.wait(timeout=30):
             raise TimeoutError("the test never released the loader")
@@ -49,58 +49,94 @@ class SlowLoader:
 @pytest.fixture
 def loader(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlowLoader]:
     slow = SlowLoader()
-    monkeypatch.setattr(estimate, "load_encoding", slow)
+    monkeypatch.setattr(estimate, "load_vocabulary", slow)
     yield slow
     slow.release.set()
 
 
-def test_health_answers_while_the_vocabularies_load_and_a_budgeted_request_waits_for_them(
+def test_a_budgeted_request_loads_the_vocabulary_and_waits_for_it_while_the_gateway_answers(
     loader: SlowLoader, tmp_path: Path
 ) -> None:
     principal = Principal(key_id="student", is_admin=False, label="student")
     budgets = StaticBudgets({"student": BudgetSpec(tokens=100_000, period="daily")})
     with (
         FakeUpstream.start_in_thread() as upstream,
-        running_gateway(
-            fake_provider_settings(upstream.base_url, tmp_path), {STUDENT: principal}, budgets, wait_until_ready=False
-        ) as (base, _),
-        ThreadPoolExecutor(1) as pool,
+        running_gateway(fake_provider_settings(upstream.base_url, tmp_path), {STUDENT: principal}, budgets) as (
+            base,
+            gateway,
+        ),
+        ThreadPoolExecutor(2) as pool,
     ):
-        assert loader.started.wait(timeout=15)  # loading has begun, at start-up
         body = {"model": "fake/fake-model", "messages": [{"role": "user", "content": "one two three"}]}
-        headers = {"Authorization": f"Bearer {STUDENT}"}
-        budgeted = pool.submit(httpx.post, base + "/v1/chat/completions", json=body, headers=headers, timeout=30)
-        assert httpx.get(base + "/health", timeout=10).json() == {"status": "ok"}
         admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-        assert httpx.get(base + "/health/ready", timeout=10).json() == {"status": "not_ready"}
-        not_ready = httpx.get(base + "/health/ready", headers=admin, timeout=10)
-        assert not_ready.status_code == 503 and "tokenizer" in not_ready.json()["error"]["message"]
-        assert not budgeted.done()  # it waits for the vocabulary, the event loop does not
-        assert not upstream.requests_to("/v1/chat/completions")
-        loader.release.set()
-        assert budgeted.result(timeout=30).status_code == 200
+        unbudgeted = httpx.post(base + "/v1/chat/completions", json=body, headers=admin, timeout=10)
+        assert unbudgeted.status_code == 200 and loader.calls == 0  # the admin key needs no count
+        assert not gateway.state.accounting.tokenizer.is_loaded
+        headers = {"Authorization": f"Bearer {STUDENT}"}
+        budgeted = [
+            pool.submit(httpx.post, base + "/v1/chat/completions", json=body, headers=headers, timeout=30)
+            for _ in range(2)
+        ]
+        assert loader.started.wait(timeout=15)  # the first budgeted request began loading it
+        assert httpx.get(base + "/health", timeout=10).json() == {"status": "ok"}
         ready = httpx.get(base + "/health/ready", headers=admin, timeout=10)
-    assert ready.status_code == 200 and ready.json()["checks"]["tokenizer"] == "ok"
-    assert sorted(set(loader.calls)) == sorted(estimate.ENCODINGS)
-    assert len(loader.calls) == len(estimate.ENCODINGS)  # each loaded once, for everyone who waited
+        assert ready.status_code == 200 and "tokenizer" not in ready.json()["checks"]
+        assert not any(request.done() for request in budgeted)  # they wait for the vocabulary, the loop does not
+        assert len(upstream.requests_to("/v1/chat/completions")) == 1  # the admin key's alone
+        loader.release.set()
+        assert [request.result(timeout=30).status_code for request in budgeted] == [200, 200]
+    assert loader.calls == 1  # loaded once, for everyone who waited
 
 
 async def test_waiters_share_one_load_and_count_needs_the_vocabulary() -> None:
     calls: list[str] = []
 
-    def load(name: str) -> Any:
-        calls.append(name)
+    def load() -> WordCounter:
+        calls.append("load")
         return WordCounter()
 
     tokenizer = estimate.Tokenizer(load)
     with pytest.raises(RuntimeError):
         tokenizer.count("not loaded yet")
+    assert not tokenizer.is_ready_for("gpt-4o")
     await asyncio.gather(*(tokenizer.ready("gpt-4o") for _ in range(5)))
-    assert calls == ["o200k_base"]
-    assert tokenizer.is_ready_for("openai/gpt-4o") and not tokenizer.is_ready
+    assert calls == ["load"] and tokenizer.is_ready_for("openai/gpt-4o") and tokenizer.is_ready_for(None)
     assert tokenizer.count("three short words", "gpt-4o") == 3
-    with pytest.raises(NotReady):
-        await tokenizer.check_ready()
-    await tokenizer.load()
-    assert calls == ["o200k_base", "cl100k_base"] and tokenizer.is_ready
-    await tokenizer.check_ready()
+    await tokenizer.ready()
+    assert calls == ["load"]
+
+
+@pytest.fixture(scope="module")
+def cl100k() -> bpe.Vocabulary:
+    return bpe.Vocabulary.load()
+
+
+# The counts bpe-openai 0.1 gives with its cl100k_base vocabulary.
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("hi", 1),
+        ("Hello, world!", 4),
+        ("The quick brown fox jumps over the lazy dog.", 10),
+        ("def count(self, text: str) -> int:\n    return 0\n", 16),
+        ("Xin chào thế giới, tôi là một mô hình", 20),
+        ("你好，世界！这是一个测试。", 12),
+        ("a" * 5000, 625),
+        ("\n\n\n   \t x", 3),
+        ("HelloWorld CamelCase _under_score 12345", 10),
+        ("I'm sure they've said it's fine; we'll see.", 14),
+    ],
+)
+def test_the_bundled_vocabulary_counts_what_cl100k_base_counts(cl100k: bpe.Vocabulary, text: str, tokens: int) -> None:
+    assert cl100k.count(text) == tokens
+    assert cl100k.count(text) == tokens  # again, from what it remembers of the pieces
+
+
+def test_text_made_to_be_expensive_counts_at_most_a_token_per_byte_and_never_fewer_than_its_pieces(
+    cl100k: bpe.Vocabulary,
+) -> None:
+    symbols = "!@#$%^&*()-=+[]{};:,.<>?/|~`"
+    noise = "".join(symbols[(i * 7919) % len(symbols)] for i in range(3 * bpe.MERGE_BUDGET))
+    counted = cl100k.count(noise)
+    assert len(bpe.CL100K_PATTERN.findall(noise)) <= counted <= len(noise.encode())
+    assert cl100k.count("") == 0

@@ -88,22 +88,10 @@ def serve_gateway(settings: Settings) -> Iterator[RunningGateway]:
     thread.start()
     try:
         port = _wait_for_port(server, thread)
-        wait_until_ready(app)
         yield RunningGateway(app, server, port)
     finally:
         server.should_exit = True
         thread.join(timeout=STARTUP_TIMEOUT)
-
-
-def wait_until_ready(app: Gateway) -> None:
-    """Until the tokenizer's vocabularies have loaded (seconds for a test process's first gateway, then
-    at once): what ``/health/ready`` waits for, so tests of other things start from a ready gateway."""
-    accounting = app.state.accounting
-    for _ in range(int(STARTUP_TIMEOUT / 0.01)):
-        if accounting is None or accounting.tokenizer.is_ready:
-            return
-        threading.Event().wait(0.01)
-    raise RuntimeError("the gateway's tokenizer did not load")
 
 
 def _wait_for_port(server: uvicorn.Server, thread: threading.Thread) -> int:

@@ -27,7 +27,7 @@ from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope
 from anygate.accounting.headroom import UNIT_OF_COUNTER, Headroom, Reading, Window
 from anygate.accounting.limiter import Claim, Grant, Limiter, MemoryLimiter, Rejection
 from anygate.accounting.periods import seconds_until_reset
-from anygate.accounting.unsettled import LIMITER_ERRORS, Settlement, UnsettledQueue
+from anygate.accounting.unsettled import Settlement, UnsettledQueue, limiter_errors
 from anygate.accounting.windows import LedgerWindow, bucket_name, ledger_window
 from anygate.errors import QuotaExceeded, RateLimited
 
@@ -269,7 +269,7 @@ class Enforcer:
                 continue
             try:
                 await self.limiter.settle(grant, actual)
-            except LIMITER_ERRORS as exc:
+            except limiter_errors() as exc:
                 failed.append(Settlement(grant, actual))
                 log.warning(
                     "budget counters unavailable at settle; retried in the background",

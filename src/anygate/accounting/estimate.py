@@ -1,102 +1,87 @@
 """Token estimates, only for upstreams that report no usage (llama.cpp's server ignores include_usage),
 and for the prompt a budget reserves before a request goes upstream.
 
-bpe-openai bundles its vocabularies, so this works air-gapped. Loading them takes seconds of CPU (most of
-it importing the package), so it never runs on the event loop: a ``Tokenizer`` loads them in a thread at
-start-up (``load``, owned background work, and readiness waits for it), a request that needs a count
-before then awaits ``ready`` without blocking anything else, and ``count`` itself is synchronous and fast.
+The vocabulary (cl100k_base, shipped with anygate, so this works air-gapped; see ``bpe``) is loaded the
+first time a count is needed: a process whose requests never need an estimate (no token or USD budget,
+no tpm limit, upstreams that report usage) never holds it. Loading takes ~0.15 s of CPU, in a thread: a
+request that needs a count before then awaits ``ready`` without blocking anything else, and ``count``
+itself is synchronous and fast. Every model is counted with it: OpenAI's newer models use o200k_base,
+which splits text into as many or fewer tokens, so their estimates err towards reserving more (they report
+their usage, so what is charged is theirs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
+from anygate.accounting.bpe import Vocabulary
 from anygate.accounting.usage import TokenCount
-from anygate.errors import NotReady
 from anygate.wire.sse import event_data
 
 PER_MESSAGE_OVERHEAD = 3  # role and separators, as OpenAI counts chat messages
-O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
-ENCODINGS = ("cl100k_base", "o200k_base")
-
-Loader = Callable[[str], Any]  # an encoding's name -> an object with ``encode(text) -> list[int]``
 
 
-def load_encoding(name: str) -> Any:
-    """Blocking: the first call imports bpe-openai and reads its vocabulary (seconds of CPU).
-
-    It runs in a thread, so it must not touch the process's warning filters (``catch_warnings`` is not
-    thread-safe); bpe-openai's DeprecationWarning is ignored by Python's default filters anyway."""
-    import bpe_openai
-
-    return bpe_openai.get_encoding(name)
+class Counter(Protocol):
+    def count(self, text: str) -> int: ...
 
 
-def encoding_name(model: str | None) -> str:
-    bare = (model or "").rsplit("/", 1)[-1].lower()
-    return "o200k_base" if bare.startswith(O200K_PREFIXES) else "cl100k_base"
+Loader = Callable[[], Counter]  # blocking: loads the vocabulary
+
+
+@functools.cache
+def load_vocabulary() -> Counter:
+    """Blocking: read the bundled vocabulary (runs in a thread, never on the event loop). Read once per
+    process: it never changes, and every app in the process (tests run many) counts with the same one."""
+    return Vocabulary.load()
 
 
 class Tokenizer:
-    """Counts tokens; its vocabularies are loaded off the event loop, once.
+    """Counts tokens; its vocabulary is loaded off the event loop, once, when first needed.
 
-    ``load()`` loads every vocabulary (at start-up); ``ready(model)`` waits until the one ``model`` needs
-    is loaded, loading it if nobody is; ``count`` needs it loaded. ``loader`` replaces bpe-openai (tests).
+    ``ready(model)`` waits until the vocabulary ``model`` needs is loaded, loading it if nobody is;
+    ``count`` needs it loaded. ``loader`` replaces the bundled vocabulary (tests).
     """
 
     def __init__(self, loader: Loader | None = None) -> None:
-        self._loader = loader or load_encoding
-        self._encodings: dict[str, Any] = {}
-        self._loading: dict[str, asyncio.Future[Any]] = {}
+        self._loader = loader or load_vocabulary
+        self._vocabulary: Counter | None = None
+        self._loading: asyncio.Future[Counter] | None = None
 
     def __repr__(self) -> str:
-        return f"Tokenizer(loaded={sorted(self._encodings)})"
+        return f"Tokenizer(loaded={self._vocabulary is not None})"
 
     @property
-    def is_ready(self) -> bool:
-        return len(self._encodings) == len(ENCODINGS)
+    def is_loaded(self) -> bool:
+        return self._vocabulary is not None
 
     def is_ready_for(self, model: str | None) -> bool:
-        return encoding_name(model) in self._encodings
-
-    async def load(self) -> None:
-        for name in ENCODINGS:
-            await self._load(name)
+        return self._vocabulary is not None
 
     async def ready(self, model: str | None = None) -> None:
-        name = encoding_name(model)
-        if name not in self._encodings:
-            await self._load(name)
-
-    async def _load(self, name: str) -> None:
-        """Load one vocabulary in a thread; whoever asks meanwhile waits for the same load."""
-        loading = self._loading.get(name)
-        if loading is None:
-            loading = self._loading[name] = asyncio.ensure_future(asyncio.to_thread(self._loader, name))
-        self._encodings[name] = await asyncio.shield(loading)
+        """Load the vocabulary in a thread; whoever asks meanwhile waits for the same load."""
+        if self._vocabulary is not None:
+            return
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(asyncio.to_thread(self._loader))
+        self._vocabulary = await asyncio.shield(self._loading)
 
     def load_now(self) -> Tokenizer:
-        """Load every vocabulary in this thread: for command-line tools and tests, never on the loop."""
-        for name in ENCODINGS:
-            self._encodings.setdefault(name, self._loader(name))
+        """Load the vocabulary in this thread: for command-line tools and tests, never on the loop."""
+        if self._vocabulary is None:
+            self._vocabulary = self._loader()
         return self
-
-    async def check_ready(self) -> None:
-        """Readiness: not ready until every vocabulary is loaded."""
-        if not self.is_ready:
-            raise NotReady("loading the tokenizer's vocabularies")
 
     def count(self, text: str, model: str | None = None) -> int:
         if not text:
             return 0
-        encoding = self._encodings.get(encoding_name(model))
-        if encoding is None:
-            raise RuntimeError(f"the {encoding_name(model)} vocabulary is not loaded yet: await ready() first")
-        return len(encoding.encode(text))
+        if self._vocabulary is None:
+            raise RuntimeError("the vocabulary is not loaded yet: await ready() first")
+        return self._vocabulary.count(text)
 
 
 def prompt_text(payload: dict[str, Any]) -> tuple[str, int]:

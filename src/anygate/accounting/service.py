@@ -23,10 +23,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
-from redis import RedisError
-from sqlalchemy.exc import SQLAlchemyError
-
 from anygate.accounting.alerts import Alerts
+from anygate.accounting.backend_errors import counters_errors
 from anygate.accounting.budgets import BudgetSource, Scope
 from anygate.accounting.enforcer import Admission, Ask, Enforcer
 from anygate.accounting.estimate import Tokenizer, completion_text, estimate, estimate_prompt, stream_text
@@ -279,7 +277,7 @@ class Accounting:
             ask = self.ask(route, exchange, payload, scopes, wanted, targets)
             try:
                 ticket.admission = await self.enforcer.admit(scopes, ask)
-            except (SQLAlchemyError, RedisError) as exc:
+            except counters_errors() as exc:
                 log.exception("budget counters unavailable")
                 raise ServiceUnavailable("Budget counters are unavailable", code="limiter_unavailable") from exc
             model = exchange.requested_model or (targets[0].model if targets else "")
@@ -386,7 +384,7 @@ class Accounting:
         refused before reserving). A failing backend is logged, never the client's problem."""
         try:
             await self._settle(exchange, ticket, time.perf_counter())
-        except (SQLAlchemyError, RedisError, OSError):
+        except counters_errors(OSError):
             log.exception("accounting failed for a request", extra={"fields": {"request_id": exchange.request_id}})
 
     def price(self, exchange: Exchange, count: TokenCount) -> tuple[float | None, CostSource | None]:

@@ -10,7 +10,6 @@ from anygate.accounting.enforcer import Enforcer
 from anygate.accounting.export import Exporter
 from anygate.accounting.ledger import Ledger
 from anygate.accounting.limiter import Limiter, MemoryLimiter
-from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.accounting.pricing import MILLION, Price, PriceBook
 from anygate.accounting.service import Accounting, BudgetObserver, ByokCheck, never_byok
@@ -67,6 +66,8 @@ def make_limiter(settings: Settings, engine: AsyncEngine, ledger: Ledger) -> Lim
     if backend == "redis":
         if not settings.redis_url:
             raise ValueError("limiter 'redis' needs ANYGATE_REDIS_URL")
+        from anygate.accounting.limiter_redis import RedisLimiter  # imports Redis's client (~16 MB): only here
+
         return RedisLimiter.from_url(settings.redis_url, seeder=flushed_ledger_seeder(engine, ledger))
     if backend == "sql":
         return SqlLimiter(engine)
@@ -102,8 +103,11 @@ def build_accounting(
     ledger = Ledger(engine, interval=settings.ledger_interval)
     limiter = make_limiter(settings, engine, ledger)
     enforcer = Enforcer(limiter)
-    if isinstance(limiter, RedisLimiter):  # a bucket rebuilt from the ledger counts what waits to settle
-        limiter.seeded_listeners.append(enforcer.unsettled.forget_bucket)
+    if settings.limiter_backend == "redis":
+        from anygate.accounting.limiter_redis import RedisLimiter  # imported by make_limiter already
+
+        if isinstance(limiter, RedisLimiter):  # a bucket rebuilt from the ledger counts what waits to settle
+            limiter.seeded_listeners.append(enforcer.unsettled.forget_bucket)
     return Accounting(
         enforcer,
         ledger,

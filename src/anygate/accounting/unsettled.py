@@ -18,15 +18,17 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from redis import RedisError
-from sqlalchemy.exc import SQLAlchemyError
-
+from anygate.accounting.backend_errors import counters_errors
 from anygate.accounting.limiter import Grant, Limiter
 
 log = logging.getLogger("anygate.accounting")
 
-LIMITER_ERRORS = (RedisError, SQLAlchemyError, OSError)
 UNSETTLED_LIMIT = 100_000
+
+
+def limiter_errors() -> tuple[type[Exception], ...]:
+    """What a limiter raises when its backend cannot answer (evaluated when one is caught)."""
+    return counters_errors(OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,7 @@ class UnsettledQueue:
             settlement = self._waiting[0]
             try:
                 await limiter.settle(settlement.grant, settlement.actual)
-            except LIMITER_ERRORS:
+            except limiter_errors():
                 return applied
             if self._waiting and self._waiting[0] is settlement:
                 self._waiting.popleft()

@@ -3,21 +3,21 @@
 Building opens the store (migrating it), fills the caches from it (keys, callers' keys, stored
 providers) and wires the request path: planner, dispatch loop, accounting. Starting begins the owned
 background work: model discovery (waited for briefly, so the first requests see most lists), health
-checks, the store's revision poll (and Redis notices), the tokenizer load, the ledger writer, retries of
-unsettled reservations, the limiter's purge, the telemetry export, upstream quota polls and the price
-catalogue's warm-up.
+checks, the store's revision poll (and Redis notices), the ledger writer, retries of unsettled
+reservations, the limiter's purge, the telemetry export, upstream quota polls and the price catalogue's
+warm-up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from anygate.accounting.budgets import BudgetSource, scopes_of
 from anygate.accounting.export import Exporter, build_exporter
-from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.accounting.pricing import warm_up
 from anygate.accounting.setup import build_accounting
@@ -37,11 +37,13 @@ from anygate.routing import Deployment, HealthBook
 from anygate.settings import Settings
 from anygate.signin.issuer import IssuerClient
 from anygate.signin.service import SignIn
-from anygate.store.notify import ChangeNotifier
 from anygate.store.store import Store, open_store
 from anygate.telemetry import Metrics
 from anygate.tracing import Tracing
 from anygate.transport import Transport
+
+if TYPE_CHECKING:
+    from anygate.store.notify import ChangeNotifier
 
 log = logging.getLogger("anygate.startup")
 
@@ -60,7 +62,7 @@ async def build_state(
     background = Background()
     readiness = Readiness()
     store = await open_store(settings)
-    notifier = ChangeNotifier(settings.redis_url, settings.resolved_database_url) if settings.redis_url else None
+    notifier = change_notifier(settings)
     store_sync = StoreSync(store, keyring, caller_keys, registry, background, notifier)
     exporter = telemetry_export(settings, transport, metrics)
     accounting = build_accounting(
@@ -77,9 +79,11 @@ async def build_state(
     await store_sync.refresh()
     readiness.add("store", store.db.ping)
     readiness.add("secrets", store_sync.check_secrets)
-    readiness.add("tokenizer", accounting.tokenizer.check_ready)
-    if isinstance(accounting.enforcer.limiter, RedisLimiter):
-        readiness.add("redis", accounting.enforcer.limiter.ping)
+    if settings.limiter_backend == "redis":
+        from anygate.accounting.limiter_redis import RedisLimiter  # imported with the limiter already
+
+        if isinstance(accounting.enforcer.limiter, RedisLimiter):
+            readiness.add("redis", accounting.enforcer.limiter.ping)
     health = HealthBook()
 
     def rounds_of(deployment: Deployment) -> int:
@@ -127,8 +131,6 @@ async def start_background(state: AppState, store_sync: StoreSync) -> None:
     background.spawn(store_sync.poll_forever(settings.store_poll_interval), "store-sync")
     if store_sync.notifier is not None:
         background.spawn(store_sync.notifier.listen_forever(store_sync.refresh_safely), "store-notify")
-    # The tokenizer's vocabularies load in a thread; the process is not ready until they have.
-    background.spawn(accounting.tokenizer.load(), "tokenizer")
     if isinstance(accounting.enforcer.limiter, SqlLimiter):
         background.spawn(purge_forever(accounting.enforcer.limiter), "limiter-purge")
     background.spawn(accounting.ledger.run(), "usage-ledger")
@@ -160,6 +162,15 @@ def telemetry_export(settings: Settings, transport: Transport, metrics: Metrics)
     http = settings.export.http
     proxy = environment.for_url(http.url) if environment is not None and http is not None else None
     return build_exporter(settings.export, transport, metrics.count_export, proxy)
+
+
+def change_notifier(settings: Settings) -> ChangeNotifier | None:
+    """With Redis, the other workers hear of a store change at once; without, Redis's client is not imported."""
+    if not settings.redis_url:
+        return None
+    from anygate.store.notify import ChangeNotifier
+
+    return ChangeNotifier(settings.redis_url, settings.resolved_database_url)
 
 
 async def purge_forever(limiter: SqlLimiter, interval: float = 3600.0) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,11 +26,13 @@ from anygate.settings import ProviderConfig, describe_errors
 from anygate.store.budget_lists import budget_objects
 from anygate.store.crypto import SecretKeyError
 from anygate.store.families import lineages
-from anygate.store.notify import ChangeNotifier
 from anygate.store.principals import limits_of, previous_secret_principal, principal_of
 from anygate.store.providers import StoredProvider
 from anygate.store.records import KeyRecord, TeamRecord, UserRecord
 from anygate.store.store import Store
+
+if TYPE_CHECKING:
+    from anygate.store.notify import ChangeNotifier
 
 log = logging.getLogger("anygate.store")
 
