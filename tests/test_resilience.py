@@ -30,6 +30,9 @@ CHAT = {"model": "fake/fake-model", "messages": [{"role": "user", "content": "hi
 SHARED = {**CHAT, "model": "shared"}
 
 
+pytestmark = pytest.mark.sockets  # the gateway and its upstreams on loopback ports (to move in-process)
+
+
 @pytest.fixture
 def upstream() -> Iterator[FakeUpstream]:
     with FakeUpstream.start_in_thread() as up:

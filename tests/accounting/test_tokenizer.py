@@ -54,6 +54,7 @@ def loader(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlowLoader]:
     slow.release.set()
 
 
+@pytest.mark.sockets
 def test_health_answers_while_the_vocabularies_load_and_a_budgeted_request_waits_for_them(
     loader: SlowLoader, tmp_path: Path
 ) -> None:

@@ -85,6 +85,7 @@ def run_report(settings: Settings, groups: list[Any]) -> list[dict[str, Any]]:
     return asyncio.run(read())
 
 
+@pytest.mark.sockets
 def test_a_report_names_keys_and_users_and_counts_refusals_apart(ledger: tuple[Settings, dict[str, str]]) -> None:
     settings, ids = ledger
     by_key = {row["key"]: row for row in run_report(settings, ["key", "user"])}
