@@ -13,6 +13,9 @@ import pytest
 
 from anygate.accounting import estimate
 
+# The tiers (sockets, services, browser) and the guard that keeps unmarked tests in memory.
+pytest_plugins = ["tests.support.tiers"]
+
 CLEARED_ENV = re.compile(
     r"^(ANYGATE_.*|OPENAI_.*|OPENROUTER_.*|OLLAMA_.*|PREFERRED_PROVIDER|.*_API_KEY|LOG_LEVEL|"
     r"(?i:https?_proxy|no_proxy)|CF_ACCESS_.*|CF_AI_GATEWAY_.*|OTEL_.*)$"
@@ -52,7 +55,3 @@ def open_sdk() -> Iterator[Any]:
     yield open_client
     for client in clients:
         client.close()
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "sockets: starts real servers (the gateway, a fake upstream) on loopback")

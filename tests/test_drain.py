@@ -22,6 +22,8 @@ import yaml
 
 from tests.support.fake_upstream import FakeUpstream, Reply
 
+pytestmark = pytest.mark.sockets  # a gateway process, signals and connections as the server sees them
+
 ADMIN_KEY = "sk-ag-drain-test-admin-key"
 STREAMS = 20
 

@@ -15,6 +15,8 @@ import pytest
 
 from tests.support.fake_upstream import FakeUpstream, Reply, Usage, priced_model
 
+pytestmark = pytest.mark.sockets  # the fake upstream's own server, on a loopback port
+
 CHAT = {"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]}
 STREAM_WITH_USAGE = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
 SHORT = aiohttp.ClientTimeout(total=0.1)

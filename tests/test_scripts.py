@@ -7,7 +7,11 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.support.docs import ROOT
+
+pytestmark = pytest.mark.sockets  # the scripts, run as processes
 
 FAKE_APT = """#!/bin/sh
 echo "Reading package lists..."

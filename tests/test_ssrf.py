@@ -25,6 +25,8 @@ from tests.support.fake_upstream import FakeUpstream, Reply
 from tests.support.gateway import fake_provider, gateway_settings, serve_gateway
 from tests.support.waiting import eventually
 
+pytestmark = pytest.mark.sockets  # the SSRF guard of the real transport, against loopback ports
+
 HI = [{"role": "user", "content": "hi"}]
 LOOPBACK_BY_DNS = "llm.internal.test"  # resolves to 127.0.0.1 (see ``controlled_dns``)
 

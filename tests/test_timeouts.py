@@ -13,6 +13,8 @@ import pytest
 from tests.support.fake_upstream import FakeUpstream, Reply
 from tests.support.gateway import RunningGateway, default_retries, fake_provider, gateway_settings, serve_gateway
 
+pytestmark = pytest.mark.sockets  # the real transport's timers, against an upstream on a loopback port
+
 CHAT = {"model": "fake/fake-model", "messages": [{"role": "user", "content": "hi"}]}
 
 

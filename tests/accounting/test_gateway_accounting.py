@@ -23,6 +23,8 @@ from tests.accounting.gateway import ADMIN_KEY, eventually, fake_provider_settin
 from tests.support.fake_upstream import FakeUpstream, Reply, Usage, priced_model
 from tests.support.tokens import count_text, estimate_prompt
 
+pytestmark = pytest.mark.sockets  # the gateway and its upstream on loopback ports, called over HTTP
+
 STUDENT = "sk-ag-student-secret-key-1111111111"
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 MODEL = "fake/fake-model"

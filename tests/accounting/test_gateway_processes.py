@@ -159,6 +159,7 @@ def test_two_gateways_sharing_redis_and_postgresql_admit_exactly_the_budget(
     assert len(upstream.requests_to("/v1/chat/completions")) == 50
 
 
+@pytest.mark.sockets
 def test_sigterm_flushes_every_ledger_row(upstream: FakeUpstream, tmp_path: Path) -> None:
     secret = "sk-ag-" + uuid.uuid4().hex
     env = gateway_env(upstream, tmp_path, {secret: {"id": "student"}}, ANYGATE_TEST_LEDGER_INTERVAL="3600")

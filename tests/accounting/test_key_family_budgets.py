@@ -18,6 +18,8 @@ from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_
 from tests.support.fake_upstream import FakeUpstream, Reply, Usage
 from tests.support.tokens import estimate_prompt
 
+pytestmark = pytest.mark.sockets  # the gateway and its upstream on loopback ports, called over HTTP
+
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 MODEL = "fake/fake-model"
 PROMPT = estimate_prompt({"messages": MESSAGES})
@@ -88,7 +90,7 @@ def redis_cleanup() -> Iterator[list[dict[str, Any]]]:
         forget_redis_counters(*keys)
 
 
-@pytest.mark.parametrize("limiter", ["memory", "sql", "redis"])
+@pytest.mark.parametrize("limiter", ["memory", "sql", pytest.param("redis", marks=pytest.mark.services)])
 def test_children_and_grandchildren_spend_from_the_parents_budget(
     upstream: FakeUpstream, tmp_path: Path, limiter: str, redis_cleanup: list[dict[str, Any]]
 ) -> None:
@@ -111,7 +113,7 @@ def test_children_and_grandchildren_spend_from_the_parents_budget(
     assert len(upstream.requests_to("/v1/chat/completions")) == 2
 
 
-@pytest.mark.parametrize("limiter", ["memory", "sql", "redis"])
+@pytest.mark.parametrize("limiter", ["memory", "sql", pytest.param("redis", marks=pytest.mark.services)])
 def test_a_restart_counts_what_the_children_spent(
     upstream: FakeUpstream, tmp_path: Path, limiter: str, redis_cleanup: list[dict[str, Any]]
 ) -> None:
@@ -155,7 +157,11 @@ def test_a_childs_request_holds_the_parents_concurrency_slot(upstream: FakeUpstr
         assert asyncio.run(parent_while_child_runs()) == (200, 429, 200)
 
 
-BURST_BACKENDS = ["memory", "redis", "sql-postgresql"]
+BURST_BACKENDS = [
+    "memory",
+    pytest.param("redis", marks=pytest.mark.services),
+    pytest.param("sql-postgresql", marks=pytest.mark.services),
+]
 
 
 @pytest.mark.parametrize("limiter", BURST_BACKENDS)

@@ -34,7 +34,7 @@ def row(request_id: str, **changes: object) -> UsageRow:
     return base._replace(**changes)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
 async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     if request.param == "sqlite":
         made = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}")

@@ -18,7 +18,12 @@ from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.store.ledger_tables import metadata
 from tests.accounting.conftest import REDIS
 
-BACKENDS = ["memory", "sqlite", "postgres", "redis"]
+BACKENDS = [
+    "memory",
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.services),
+    pytest.param("redis", marks=pytest.mark.services),
+]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -139,6 +144,7 @@ WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.services
 def test_four_processes_share_one_budget_without_overrun(postgres_url: str, redis_prefix: str) -> None:
     """Four worker processes, 50 concurrent reserves each, one budget admitting 50: in PostgreSQL and Redis."""
     name = bucket()
@@ -163,7 +169,7 @@ async def test_the_sql_limiter_purges_counters_of_ended_windows(limiter: Limiter
     assert await limiter.usage(open_ended) == {"tokens": 10}
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.services)])
 async def test_one_of_many_concurrent_quota_poll_claims_wins_per_interval(
     request: pytest.FixtureRequest, backend: str
 ) -> None:

@@ -78,6 +78,7 @@ TEXT_PROMPT = estimate_prompt({"prompt": "hi"})
         ),
     ],
 )
+@pytest.mark.sockets
 def test_no_output_trick_overruns_a_hard_token_budget(
     upstream: FakeUpstream, tmp_path: Path, path: str, body: dict[str, Any], prompt: int, room: int
 ) -> None:
@@ -93,6 +94,7 @@ def test_no_output_trick_overruns_a_hard_token_budget(
     assert any(name in sent for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"))
 
 
+@pytest.mark.sockets
 def test_a_hard_usd_budget_holds_n_answers_too(upstream: FakeUpstream, tmp_path: Path) -> None:
     upstream.usage = Usage(CHAT_PROMPT, 0)
     settings = fake_provider_settings(upstream.base_url, tmp_path, prices={"fake/*": {"input": 1000, "output": 1000}})
@@ -105,6 +107,7 @@ def test_a_hard_usd_budget_holds_n_answers_too(upstream: FakeUpstream, tmp_path:
     assert sent["n"] == 10 and sent["max_tokens"] * 10 <= 500 - CHAT_PROMPT
 
 
+@pytest.mark.sockets
 def test_a_soft_budget_sends_the_clients_bytes(upstream: FakeUpstream, tmp_path: Path) -> None:
     raw = b'{"model":"fake/fake-model",  "messages":[{"role":"user","content":"hi"}], "n":2}'
     settings = fake_provider_settings(upstream.base_url, tmp_path)
@@ -119,6 +122,7 @@ def test_a_soft_budget_sends_the_clients_bytes(upstream: FakeUpstream, tmp_path:
     [("n", 0), ("n", 129), ("n", "2"), ("n", 1.5), ("n", True), ("max_tokens", -1), ("max_tokens", 0)]
     + [("max_completion_tokens", "100"), ("max_tokens", 10.0)],
 )
+@pytest.mark.sockets
 def test_a_limit_or_n_that_is_not_a_positive_integer_is_400_under_a_budget(
     upstream: FakeUpstream, tmp_path: Path, member: str, value: Any
 ) -> None:
@@ -130,6 +134,7 @@ def test_a_limit_or_n_that_is_not_a_positive_integer_is_400_under_a_budget(
     assert not upstream.requests_to("/v1/chat/completions")
 
 
+@pytest.mark.sockets
 def test_a_rate_limit_clamp_leaves_each_answer_its_share(upstream: FakeUpstream, tmp_path: Path) -> None:
     upstream.usage = Usage(CHAT_PROMPT, 0)
     settings = fake_provider_settings(upstream.base_url, tmp_path)

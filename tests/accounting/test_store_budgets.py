@@ -44,6 +44,7 @@ def chat(base: str, key: str, **extra: Any) -> Any:
         return client.chat.completions.create(model=MODEL, messages=MESSAGES, **extra)
 
 
+@pytest.mark.sockets
 def test_a_hard_usd_budget_refuses_a_model_without_a_price(upstream: FakeUpstream, tmp_path: Path) -> None:
     with running_gateway(fake_provider_settings(upstream.base_url, tmp_path)) as (base, _):
         hard = new_key(base, budget={"usd": 5, "period": "daily"})
@@ -60,6 +61,7 @@ def test_a_hard_usd_budget_refuses_a_model_without_a_price(upstream: FakeUpstrea
     assert len(upstream.requests_to("/v1/chat/completions")) == 2
 
 
+@pytest.mark.sockets
 def test_an_admin_may_let_unpriced_models_through_a_usd_budget(upstream: FakeUpstream, tmp_path: Path) -> None:
     settings = fake_provider_settings(upstream.base_url, tmp_path, allow_unpriced_under_usd_budget=True)
     with running_gateway(settings) as (base, _):
@@ -68,6 +70,7 @@ def test_an_admin_may_let_unpriced_models_through_a_usd_budget(upstream: FakeUps
         assert admin(base, "GET", "/v1/quota", key=key["key"])["cost"]["used"] == 0
 
 
+@pytest.mark.sockets
 def test_byok_spend_is_never_held_by_the_keys_usd_budget(upstream: FakeUpstream, tmp_path: Path) -> None:
     settings = fake_provider_settings(upstream.base_url, tmp_path, prices=PRICES)
     with running_gateway(settings) as (base, _):
@@ -85,6 +88,7 @@ def test_byok_spend_is_never_held_by_the_keys_usd_budget(upstream: FakeUpstream,
     assert data["usage_daily"] == 10 and data["byok_usage_daily"] == 10
 
 
+@pytest.mark.sockets
 def test_a_token_budget_still_holds_byok_requests(upstream: FakeUpstream, tmp_path: Path) -> None:
     settings = fake_provider_settings(upstream.base_url, tmp_path, prices=PRICES)
     with running_gateway(settings) as (base, _):
@@ -95,6 +99,7 @@ def test_a_token_budget_still_holds_byok_requests(upstream: FakeUpstream, tmp_pa
             chat(base, key)
 
 
+@pytest.mark.sockets
 def test_every_quota_shape_shows_the_budget_that_binds_in_both_units(upstream: FakeUpstream, tmp_path: Path) -> None:
     """The user's daily token budget binds (it has least left), the key's own monthly USD budget binds cost."""
     settings = fake_provider_settings(upstream.base_url, tmp_path, prices=PRICES)
@@ -118,6 +123,7 @@ def test_every_quota_shape_shows_the_budget_that_binds_in_both_units(upstream: F
     assert litellm["budget_reset_at"].endswith("-01T00:00:00Z")
 
 
+@pytest.mark.sockets
 def test_a_budget_in_one_unit_still_reports_the_other(upstream: FakeUpstream, tmp_path: Path) -> None:
     settings = fake_provider_settings(upstream.base_url, tmp_path, prices={"fake/*": {"input": 1, "output": 2}})
     with running_gateway(settings) as (base, _):
@@ -150,6 +156,7 @@ def spend_twenty_tokens_then_restart(upstream: FakeUpstream, tmp_path: Path, **s
 
 
 @pytest.mark.parametrize("limiter", ["memory", "sql"])
+@pytest.mark.sockets
 def test_a_restart_resets_no_budget(upstream: FakeUpstream, tmp_path: Path, limiter: str) -> None:
     """Counters come back from the usage ledger: in memory at start; in the database as rows are made
     (here the first run counted in memory, the second in the database)."""
@@ -167,6 +174,7 @@ def test_a_restart_resets_no_budget(upstream: FakeUpstream, tmp_path: Path, limi
 
 
 @pytest.mark.parametrize("limiter", ["memory", "sql"])
+@pytest.mark.sockets
 def test_a_budget_given_to_a_key_mid_day_counts_what_it_used_before(
     upstream: FakeUpstream, tmp_path: Path, limiter: str
 ) -> None:
@@ -214,6 +222,7 @@ def test_a_redis_that_lost_its_counters_rebuilds_them_from_the_ledger(upstream: 
     client.close()
 
 
+@pytest.mark.sockets
 def test_anygate_usage_names_keys_by_alias(
     upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

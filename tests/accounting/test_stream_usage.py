@@ -52,6 +52,7 @@ def raw_stream(url: str, body: dict[str, Any], key: str) -> bytes:
     ("endpoint", "request_body"),
     [("chat/completions", {"messages": MESSAGES}), ("completions", {"prompt": "hi"})],
 )
+@pytest.mark.sockets
 def test_a_client_that_did_not_ask_gets_the_bytes_the_upstream_sends_without_asking(
     upstream: FakeUpstream, tmp_path: Path, endpoint: str, request_body: dict[str, Any]
 ) -> None:
@@ -68,6 +69,7 @@ def test_a_client_that_did_not_ask_gets_the_bytes_the_upstream_sends_without_ask
     assert (rows[0]["input_tokens"], rows[0]["output_tokens"], rows[0]["estimated_requests"]) == (7, 3, 0)
 
 
+@pytest.mark.sockets
 def test_an_upstream_refusing_stream_options_is_asked_once_more_without_and_never_again(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
@@ -100,6 +102,7 @@ def test_an_upstream_refusing_stream_options_is_asked_once_more_without_and_neve
     assert rows[0]["estimated_requests"] == 2  # no usage without asking: estimated, and marked so
 
 
+@pytest.mark.sockets
 def test_a_request_the_upstream_refuses_for_another_reason_is_its_error(upstream: FakeUpstream, tmp_path: Path) -> None:
     upstream.script(Reply.error(400, "messages: bad role"), Reply.error(400, "messages: bad role"), path=CHAT)
     with (
@@ -120,6 +123,7 @@ def test_a_request_the_upstream_refuses_for_another_reason_is_its_error(upstream
         {"type": "mistral", "base_url": None},  # the preset's: Mistral refuses unknown fields
     ],
 )
+@pytest.mark.sockets
 def test_a_provider_known_not_to_take_stream_options_is_not_asked(
     upstream: FakeUpstream, tmp_path: Path, provider: dict[str, Any]
 ) -> None:
@@ -135,6 +139,7 @@ def test_a_provider_known_not_to_take_stream_options_is_not_asked(
     assert [("stream_options" in r.json) for r in upstream.requests_to(CHAT)] == [False]
 
 
+@pytest.mark.sockets
 def test_the_probe_tests_streaming_and_stream_usage_apart_and_its_finding_is_followed(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:

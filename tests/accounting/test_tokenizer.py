@@ -54,6 +54,7 @@ def loader(monkeypatch: pytest.MonkeyPatch) -> Iterator[SlowLoader]:
     slow.release.set()
 
 
+@pytest.mark.sockets
 def test_a_budgeted_request_loads_the_vocabulary_and_waits_for_it_while_the_gateway_answers(
     loader: SlowLoader, tmp_path: Path
 ) -> None:

@@ -15,6 +15,8 @@ from anygate.auth import Principal
 from tests.accounting.gateway import fake_provider_settings, running_gateway
 from tests.support.fake_upstream import FakeUpstream, Usage
 
+pytestmark = pytest.mark.sockets  # the gateway and its upstream on loopback ports, called over HTTP
+
 STUDENT = "sk-ag-student-unpriced-22222222222"
 HEADERS = {"Authorization": f"Bearer {STUDENT}"}
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]

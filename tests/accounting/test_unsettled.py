@@ -112,6 +112,8 @@ def used_tokens(base: str) -> float:
     return float(httpx.get(base + "/v1/quota", headers=HEADERS).json()["tokens"]["used"])
 
 
+@pytest.mark.sockets  # a Redis server of its own, killed and started again
+@pytest.mark.services
 def test_redis_dying_mid_request_and_coming_back_empty_loses_no_usage(
     private_redis: PrivateRedis, upstream: FakeUpstream, tmp_path: Path
 ) -> None:
@@ -145,6 +147,7 @@ def test_redis_dying_mid_request_and_coming_back_empty_loses_no_usage(
     assert used == BUDGET_REQUESTS * PER_REQUEST
 
 
+@pytest.mark.sockets
 def test_the_sql_limiter_failing_at_settle_loses_no_usage(upstream: FakeUpstream, tmp_path: Path) -> None:
     settings = fake_provider_settings(upstream.base_url, tmp_path, limiter="sql")
     with running_gateway(settings, *budgeted()) as (base, gateway):

@@ -43,6 +43,7 @@ def test_numbers_stay_numbers_even_negative_and_plain_text_is_unchanged() -> Non
     assert row[-3] == "-0.5" and row[-1] == "0.25"
 
 
+@pytest.mark.sockets
 def test_the_export_route_quotes_a_model_name_a_client_sent(tmp_path: Path) -> None:
     with (
         FakeUpstream.start_in_thread(usage=Usage(7, 3)) as upstream,

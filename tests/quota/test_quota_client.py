@@ -99,6 +99,7 @@ async def fetch(base: str, kind: str, timeout: float = 5.0) -> Any:
         await transport.aclose()
 
 
+@pytest.mark.sockets
 async def test_request_carries_bearer_and_accept_and_joins_with_one_slash(server: str) -> None:
     quota = await fetch(server, "/ok")
     assert quota.tokens is not None and quota.tokens.remaining == 75
@@ -121,6 +122,7 @@ async def test_request_carries_bearer_and_accept_and_joins_with_one_slash(server
         ("shape", "unexpected shape"),
     ],
 )
+@pytest.mark.sockets
 async def test_every_failure_has_its_contract_message_without_the_key(server: str, kind: str, message: str) -> None:
     with pytest.raises(QuotaFetchError) as caught:
         await fetch(server, kind)
@@ -128,6 +130,7 @@ async def test_every_failure_has_its_contract_message_without_the_key(server: st
     assert KEY not in repr(caught.value)
 
 
+@pytest.mark.sockets
 async def test_strings_a_source_echoes_are_validated_and_never_carry_the_key(server: str) -> None:
     echoed = await fetch(server, "echo-fields")
     assert KEY not in json.dumps(echoed.as_dict())
@@ -138,6 +141,7 @@ async def test_strings_a_source_echoes_are_validated_and_never_carry_the_key(ser
     assert odd.tokens is not None and odd.tokens.resets_at == "2026-12-01T00:00:00Z"
 
 
+@pytest.mark.sockets
 async def test_a_connection_failure_says_so_without_the_key_or_the_url() -> None:
     with socket.socket() as sock:  # a port nothing listens on once closed
         sock.bind(("127.0.0.1", 0))
@@ -147,6 +151,7 @@ async def test_a_connection_failure_says_so_without_the_key_or_the_url() -> None
     assert str(caught.value) == "Connection failed"
 
 
+@pytest.mark.sockets
 async def test_a_redirect_is_not_followed(server: str) -> None:
     with pytest.raises(QuotaFetchError, match="Redirect rejected"):
         await fetch(server, "redirect")
@@ -154,6 +159,7 @@ async def test_a_redirect_is_not_followed(server: str) -> None:
 
 
 @pytest.mark.parametrize("kind", ["slow", "slow-body"])
+@pytest.mark.sockets
 async def test_the_timeout_covers_headers_and_body(server: str, kind: str) -> None:
     with pytest.raises(QuotaFetchError) as caught:
         await fetch(server, kind, timeout=0.2)
@@ -279,6 +285,7 @@ def cli_env(home: Path, **extra: str) -> dict[str, str]:
     return {**environ(home), "HOME": str(home), **extra}
 
 
+@pytest.mark.sockets
 def test_cli_polls_every_source_and_never_prints_a_key(home: Path, upstream: FakeUpstream) -> None:
     write_user_config(
         home,
@@ -320,6 +327,7 @@ def test_cli_polls_every_source_and_never_prints_a_key(home: Path, upstream: Fak
     assert "secret" not in as_json.output
 
 
+@pytest.mark.sockets
 def test_a_project_config_reusing_a_global_id_never_receives_the_global_key(
     home: Path, upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -366,6 +374,7 @@ def test_cli_status_keeps_long_paths_on_one_line_in_80_columns(tmp_path: Path) -
     assert line.endswith(str(deep / "data" / "auth.json")), result.output
 
 
+@pytest.mark.sockets
 async def test_poll_sources_skips_sources_without_a_key(home: Path, server: str) -> None:
     write_user_config(home, [{"id": "gw", "base_url": server, "quota_path": "ok"}])
     settings = load_settings(environ=environ(home))
@@ -376,6 +385,7 @@ async def test_poll_sources_skips_sources_without_a_key(home: Path, server: str)
     assert result.quota is not None and result.quota.tokens is not None
 
 
+@pytest.mark.sockets
 async def test_poll_sources_go_through_the_ssrf_guard(home: Path, server: str) -> None:
     """Loopback is reached by default (the user's own gateway), refused when the source says so; the
     refused poll never reaches the server."""

@@ -1,5 +1,6 @@
 """Fixtures for the store tests: a database per test (a SQLite file, or a fresh PostgreSQL database that
-is dropped afterwards) and gateways served on real loopback ports."""
+is dropped afterwards) and gateways in-process, their upstreams in memory (on loopback ports where a test
+needs a socket)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from typing import Any
 import pytest
 
 from anygate.settings import Settings
+from tests.support.fake_transport import FakeNetwork
 from tests.support.gateway import ADMIN_KEY, RunningGateway, serve_gateway
+from tests.support.inprocess import InProcessGateway, inprocess_gateway
 from tests.support.waiting import eventually
 
 PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -81,7 +84,11 @@ async def empty_tables(url: str) -> None:
         await run_sql(database, "TRUNCATE " + ", ".join(f'"{row[0]}"' for row in rows) + " CASCADE")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# The PostgreSQL half of every store test is in the services tier (tests/support/tiers.py).
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.services)]
+
+
+@pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """SQLite: a new file per test. PostgreSQL: one database per session, emptied before each test."""
     if request.param == "sqlite":
@@ -92,7 +99,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A database nothing has touched yet (PostgreSQL: created for this test alone)."""
     if request.param == "sqlite":
@@ -119,8 +126,23 @@ def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[[Settings], RunningGateway]]:
-    """Start gateways (several may share one database, like replicas); all stop after the test."""
+def network() -> FakeNetwork:
+    """The in-memory upstreams the test's gateways reach: ``up = network.add(FakeUpstream(...))``."""
+    return FakeNetwork()
+
+
+@pytest.fixture
+def serve(network: FakeNetwork) -> Iterator[Callable[[Settings], InProcessGateway]]:
+    """Start gateways in-process, their upstreams in ``network`` (several gateways may share one
+    database, like replicas); all stop after the test."""
+    with ExitStack() as stack:
+        yield lambda settings: stack.enter_context(inprocess_gateway(settings, transport=network))
+
+
+@pytest.fixture
+def serve_on_socket() -> Iterator[Callable[[Settings], RunningGateway]]:
+    """Start gateways on loopback ports (for a test in the sockets tier: a CLI that reads the running
+    gateway, a process of its own); all stop after the test."""
     with ExitStack() as stack:
         yield lambda settings: stack.enter_context(serve_gateway(settings))
 

@@ -85,6 +85,7 @@ def test_providers_add_update_remove(environment, serve) -> None:
     assert runner.invoke(app, ["providers", "remove", "lab"]).exit_code == 1
 
 
+@pytest.mark.sockets  # `anygate serve` binds its port before it opens the store
 def test_serve_refuses_to_start_with_a_wrong_secret_key(environment, serve, monkeypatch) -> None:
     gateway = serve(environment)
     with gateway.client() as http:
@@ -135,6 +136,7 @@ def test_providers_lists_the_stored_ones_too(environment, monkeypatch) -> None:
     assert "No upstream provider" not in listing
 
 
+@pytest.mark.sockets  # `anygate serve` binds its port
 def test_serve_hints_at_adding_a_provider_only_when_there_is_none(environment, monkeypatch) -> None:
     import anygate.server
 
@@ -152,6 +154,7 @@ def test_serve_hints_at_adding_a_provider_only_when_there_is_none(environment, m
     assert len(started) == 2
 
 
+@pytest.mark.sockets  # the probe goes over the network
 def test_providers_test_stores_the_capabilities_and_fails_when_the_probe_does(environment, serve) -> None:
     from tests.support.fake_upstream import FakeUpstream
 
@@ -223,8 +226,9 @@ def test_keys_and_users_are_checked_as_the_api_checks_them_and_can_be_updated(en
     assert legacy_budget(user.budget) == {"tokens": None, "usd": 20.0, "period": "monthly", "mode": "hard"}  # type: ignore[attr-defined]
 
 
+@pytest.mark.sockets  # the command line reads the running gateway on its port
 def test_models_and_providers_read_what_the_running_gateway_serves_when_the_store_holds_providers(
-    environment, serve, monkeypatch
+    environment, serve_on_socket, monkeypatch
 ) -> None:
     from tests.store.conftest import ADMIN_KEY
     from tests.support.fake_upstream import FakeUpstream
@@ -232,7 +236,7 @@ def test_models_and_providers_read_what_the_running_gateway_serves_when_the_stor
 
     monkeypatch.setenv("COLUMNS", "200")
     with FakeUpstream.start_in_thread(models=("lab-model",)) as upstream:
-        gateway = serve(environment)
+        gateway = serve_on_socket(environment)
         run(
             "providers",
             "add",

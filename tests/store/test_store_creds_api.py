@@ -6,14 +6,13 @@ extraction from Authorization / x-api-key / api-key; plus the validation of prov
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import openai
 import pytest
 
 from anygate.api.routes_creds import mask_secret
 from anygate.auth import extract_token
 from tests.store.conftest import ADMIN_KEY, upstream_provider
+from tests.support.fake_transport import FakeNetwork
 from tests.support.fake_upstream import FakeUpstream
 
 HI = [{"role": "user", "content": "hi"}]
@@ -50,9 +49,8 @@ def test_token_extraction(headers: list[tuple[bytes, bytes]], token: str | None)
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream.start_in_thread() as up:
-        yield up
+def upstream(network: FakeNetwork) -> FakeUpstream:
+    return network.add(FakeUpstream())
 
 
 @pytest.fixture
@@ -114,7 +112,7 @@ def test_bad_credentials_are_400_and_change_nothing(gateway) -> None:
 
 def test_callers_key_is_used_upstream_and_missing_key_is_401(open_sdk, gateway, upstream) -> None:
     alice, bob = user_key(gateway, "alice"), user_key(gateway, "bob")
-    client = open_sdk(base_url=f"{gateway.url}/v1", api_key=bob, max_retries=0)
+    client = gateway.sdk(bob)
     with pytest.raises(openai.AuthenticationError, match="No API key configured for keyless"):
         client.chat.completions.create(model="keyless/fake-model", messages=HI)
     with gateway.client(bob) as http:
@@ -128,7 +126,7 @@ def test_callers_key_is_used_upstream_and_missing_key_is_401(open_sdk, gateway, 
     seen = upstream.requests_to("/v1/chat/completions")[-1]
     assert seen.headers["authorization"] == "Bearer sk-alice-own-key-0001"
     assert alice not in str(seen.headers)
-    alice_client = open_sdk(base_url=f"{gateway.url}/v1", api_key=alice, max_retries=0)
+    alice_client = gateway.sdk(alice)
     alice_client.chat.completions.create(model="owned/fake-model", messages=HI)
     assert upstream.requests_to("/v1/chat/completions")[-1].headers["authorization"] == "Bearer sk-alice-own-key-0002"
     client.chat.completions.create(model="owned/fake-model", messages=HI)  # bob: the operator's key

@@ -4,7 +4,6 @@ allowlist means provider and model."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,15 +11,15 @@ import openai
 import pytest
 
 from tests.store.conftest import upstream_provider
+from tests.support.fake_transport import FakeNetwork
 from tests.support.fake_upstream import FakeUpstream
 
 HI = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream.start_in_thread(models=("fake-model", "other-model", "vendor/model-x")) as up:
-        yield up
+def upstream(network: FakeNetwork) -> FakeUpstream:
+    return network.add(FakeUpstream(models=("fake-model", "other-model", "vendor/model-x")))
 
 
 @pytest.fixture
@@ -38,7 +37,7 @@ def gateway(upstream, make_settings, serve):  # type: ignore[no-untyped-def]
 
 
 def chat(gateway, key: str, model: str = "campus/fake-model") -> str:  # type: ignore[no-untyped-def]
-    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0) as client:
+    with gateway.sdk(key) as client:
         return client.chat.completions.create(model=model, messages=HI).choices[0].message.content or ""
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import openai
@@ -13,15 +12,15 @@ from anygate.auth import hash_key
 from anygate.store.database import Database
 from anygate.store.keys import KeyStore
 from tests.store.conftest import ADMIN_KEY, eventually, upstream_provider
+from tests.support.fake_transport import FakeNetwork
 from tests.support.fake_upstream import FakeUpstream
 
 HI = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream.start_in_thread(models=("fake-model", "other-model")) as up:
-        yield up
+def upstream(network: FakeNetwork) -> FakeUpstream:
+    return network.add(FakeUpstream(models=("fake-model", "other-model")))
 
 
 @pytest.fixture
@@ -32,7 +31,7 @@ def gateway(upstream, make_settings, serve):  # type: ignore[no-untyped-def]
 
 
 def chat(gateway, key: str, model: str = "campus/fake-model") -> str:  # type: ignore[no-untyped-def]
-    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0) as client:
+    with gateway.sdk(key) as client:
         return client.chat.completions.create(model=model, messages=HI).choices[0].message.content or ""
 
 

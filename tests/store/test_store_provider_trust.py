@@ -5,22 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from anygate.settings import Settings
 from anygate.store.store import open_store
+from tests.support.fake_transport import FakeNetwork
 from tests.support.fake_upstream import FakeUpstream
 
 HI = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream.start_in_thread() as up:
-        yield up
+def upstream(network: FakeNetwork) -> FakeUpstream:
+    return network.add(FakeUpstream())
 
 
 def custom(upstream: FakeUpstream, provider_id: str = "campus", **fields: Any) -> dict[str, Any]:
@@ -119,10 +118,9 @@ def test_a_stored_row_with_a_refused_header_is_skipped_with_a_logged_error(
 
 
 @pytest.fixture
-def elsewhere() -> Iterator[FakeUpstream]:
+def elsewhere(network: FakeNetwork) -> FakeUpstream:
     """Another host (another port on loopback): where an admin session would like the key to go."""
-    with FakeUpstream.start_in_thread() as up:
-        yield up
+    return network.add(FakeUpstream())
 
 
 def required(response: Any, param: str) -> None:
@@ -134,12 +132,12 @@ def required(response: Any, param: str) -> None:
 
 def test_moving_a_provider_to_another_host_needs_its_key_again(upstream, elsewhere, make_settings, serve) -> None:
     gateway = serve(make_settings())
-    port = elsewhere.url.rsplit(":", 1)[1]
     with gateway.client() as http, gateway.sdk() as sdk:
         assert http.post("/v1/providers", json=custom(upstream)).status_code == 201
         for kept in ({}, {"api_key": "***"}, {"api_key": ""}):
             required(http.put("/v1/providers/campus", json={"base_url": elsewhere.base_url, **kept}), "api_key")
-        for other in (f"https://127.0.0.1:{port}/v1", f"http://localhost:{port}/v1"):  # scheme, host
+        https = upstream.base_url.replace("http://", "https://", 1)
+        for other in (https, "http://localhost/v1"):  # another scheme, another host
             required(http.put("/v1/providers/campus", json={"base_url": other}), "api_key")
         # the same scheme, host and port: a change of path alone keeps the key
         assert http.put("/v1/providers/campus", json={"base_url": upstream.base_url + "/"}).status_code == 200

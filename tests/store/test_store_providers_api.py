@@ -6,19 +6,18 @@ listing) plus our own cases (masking, merging, read-only file providers, SSRF, l
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.store.conftest import ADMIN_KEY, upstream_provider
+from tests.support.fake_transport import FakeNetwork
 from tests.support.fake_upstream import FakeUpstream, Reply
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream.start_in_thread(models=("fake-model", "fake-embed")) as up:
-        yield up
+def upstream(network: FakeNetwork) -> FakeUpstream:
+    return network.add(FakeUpstream(models=("fake-model", "fake-embed")))
 
 
 def custom(upstream: FakeUpstream, provider_id: str = "campus", **fields: Any) -> dict[str, Any]:
@@ -43,7 +42,7 @@ def test_create_custom_provider_persists_masks_key_and_serves_chat(open_sdk, ups
         listed = http.get("/v1/providers").json()
         assert "campus" in [p["id"] for p in listed["data"]]
         assert "sk-upstream-secret-1" not in http.get("/v1/providers/campus").text
-    client = open_sdk(base_url=f"{gateway.url}/v1", api_key=ADMIN_KEY)
+    client = gateway.sdk(ADMIN_KEY)
     reply = client.chat.completions.create(model="campus/fake-model", messages=[{"role": "user", "content": "hi"}])
     assert reply.choices[0].message.content
     chat = upstream.requests_to("/v1/chat/completions")[-1]
@@ -159,7 +158,7 @@ def test_file_provider_is_shown_read_only_and_cannot_change(upstream, make_setti
 
 def test_put_merges_and_masked_or_empty_key_keeps_the_stored_key(open_sdk, upstream, make_settings, serve) -> None:
     gateway = serve(make_settings())
-    client = open_sdk(base_url=f"{gateway.url}/v1", api_key=ADMIN_KEY)
+    client = gateway.sdk(ADMIN_KEY)
 
     def key_seen_upstream() -> str:
         client.chat.completions.create(model="campus/fake-model", messages=[{"role": "user", "content": "hi"}])

@@ -3,20 +3,18 @@ within seconds (by the revision poll), with no restart."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from tests.store.conftest import eventually, require_redis, upstream_provider
+from tests.support.fake_transport import FakeNetwork
 from tests.support.fake_upstream import FakeUpstream
 
 HI = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream.start_in_thread() as up:
-        yield up
+def upstream(network: FakeNetwork) -> FakeUpstream:
+    return network.add(FakeUpstream())
 
 
 def test_changes_on_one_replica_reach_the_other(upstream, make_settings, serve) -> None:
@@ -66,6 +64,7 @@ def subscribers(redis_url: str, channel: str) -> int:
         client.close()
 
 
+@pytest.mark.services
 def test_with_redis_a_change_is_pushed_without_waiting_for_the_poll(make_settings, serve, database_url) -> None:
     from anygate.store.notify import channel_for
 

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import MetaData
@@ -110,6 +111,7 @@ def test_sqlite_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-d
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+@pytest.mark.sockets  # a process of its own
 def test_a_database_already_at_the_head_is_opened_without_alembic(fresh_database_url: str) -> None:
     """Alembic stays out of a server whose database needs no migration (it would stay in memory)."""
     script = """

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from anygate.settings import Settings
 from anygate.store.crypto import KEY_FILE, SecretBox, SecretKeyError, ciphertext_key_id, generate_key
 from anygate.store.store import Store, encrypted_values, open_store, rotate_secrets
 from tests.store.conftest import eventually, run_sql, upstream_provider
+from tests.support.fake_transport import FakeNetwork
 from tests.support.fake_upstream import FakeUpstream
 
 PROVIDER_SECRET = "sk-provider-plaintext-canary-7f3a"
@@ -53,9 +53,8 @@ def test_several_keys_decrypt_and_the_first_encrypts() -> None:
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream.start_in_thread() as up:
-        yield up
+def upstream(network: FakeNetwork) -> FakeUpstream:
+    return network.add(FakeUpstream())
 
 
 def store_secrets(gateway: Any, upstream: FakeUpstream) -> str:
@@ -178,7 +177,7 @@ def test_wrong_or_missing_key_is_a_clear_error_at_start(upstream, make_settings,
         open_with(settings)
     assert not (settings.data_dir / KEY_FILE).exists()  # never a new key over old ciphertexts
     with pytest.raises(RuntimeError, match="did not start"):
-        serve(wrong)
+        serve(wrong)  # as a server reports a failed start-up
     assert f"encrypted with key id {key_id}, which is not among the keys in ANYGATE_SECRET_KEY" in caplog.text
 
 

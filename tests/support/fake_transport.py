@@ -5,6 +5,9 @@ with the same failures the aiohttp transport raises for them (``anygate.transpor
 a wait past the first-byte or read timeout is ``UpstreamTimeout``, a reset before the headers is a
 closed connection, a reset in the body an incomplete response. A response given back before its end is
 counted in ``FakeUpstream.disconnects``, as the server counts a client that went away.
+
+A ``FakeNetwork`` holds several in-memory upstreams, each at its own origin, behind one transport: for a
+gateway with several providers, or whose providers are added while it runs.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from anygate.errors import UpstreamTimeout, UpstreamUnavailable
 from anygate.transport import Headers, OutgoingRequest
@@ -41,6 +45,30 @@ class FakeTransport:
             await self.upstream.hang()
         if answer.reset_before_headers or answer.hang_before_headers:
             raise UpstreamUnavailable(f"{request.origin} closed the connection")
+
+    async def aclose(self) -> None:
+        return None
+
+
+class FakeNetwork:
+    """In-memory upstreams by origin (``http://upstream-1.test``, ``http://upstream-2.test``...); a
+    request to any other origin fails as a refused connection does."""
+
+    def __init__(self) -> None:
+        self.transports: dict[str, FakeTransport] = {}
+
+    def add(self, upstream: FakeUpstream) -> FakeUpstream:
+        """``upstream`` in memory at an origin of its own; returned, for ``up = network.add(FakeUpstream())``."""
+        upstream.in_memory(f"http://upstream-{len(self.transports) + 1}.test")
+        self.transports[upstream.url] = FakeTransport(upstream)
+        return upstream
+
+    async def send(self, request: OutgoingRequest) -> FakeResponse:
+        parts = urlsplit(request.url)
+        transport = self.transports.get(f"{parts.scheme}://{parts.netloc}")
+        if transport is None:
+            raise UpstreamUnavailable(f"{request.origin} refused the connection")
+        return await transport.send(request)
 
     async def aclose(self) -> None:
         return None

@@ -388,9 +388,9 @@ class FakeUpstream:
 
     # in memory ---------------------------------------------------------------------------------
 
-    def in_memory(self) -> Self:
-        """Serve without a socket, at ``IN_MEMORY_URL``: reach it through ``transport()``."""
-        self._base = IN_MEMORY_URL
+    def in_memory(self, url: str = IN_MEMORY_URL) -> Self:
+        """Serve without a socket, at ``url``: reach it through ``transport()`` (or a ``FakeNetwork``)."""
+        self._base = url
         self._closing = asyncio.Event()
         return self
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -55,6 +55,17 @@ class LoopThread:
         self.loop.close()
 
 
+class Chunks(httpx2.AsyncByteStream):
+    """A request body sent as the chunks a sync iterator gave (each its own ASGI ``http.request`` message)."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self._chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks:
+            yield chunk
+
+
 class BridgedTransport(httpx2.BaseTransport):
     """A sync httpx transport whose requests the app answers on the loop thread, in-process."""
 
@@ -63,6 +74,8 @@ class BridgedTransport(httpx2.BaseTransport):
         self._loop = loop
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        if not isinstance(request.stream, httpx2.AsyncByteStream):
+            request.stream = Chunks(list(request.stream))  # type: ignore[arg-type]  # a sync iterator: chunked
         return self._loop.run(self._answer(request))
 
     async def _answer(self, request: httpx2.Request) -> httpx2.Response:
@@ -122,14 +135,42 @@ def inprocess_gateway(
     if transport is None and upstream is not None:
         transport = upstream.transport()
     app = create_app(settings, transport, budget_source)
+    lifespan = Lifespan(app)
     try:
-        loop.run(app.startup())
+        loop.run(lifespan.start())
         for secret, principal in (keys or {}).items():
             app.state.keyring.add(hash_key(secret), principal)
         loop.run(app.state.accounting.tokenizer.ready())  # its vocabularies load at start-up
         try:
             yield InProcessGateway(app, upstream, loop)
         finally:
-            loop.run(app.shutdown())
+            loop.run(lifespan.stop())
     finally:
         loop.close()
+
+
+class Lifespan:
+    """The app's ASGI lifespan, driven as a server drives it (a failed start-up is logged by the app and
+    raised here as the server reports it)."""
+
+    def __init__(self, app: Gateway) -> None:
+        self.app = app
+        self._task: asyncio.Task[None] | None = None
+        self._inbox: asyncio.Queue[dict[str, Any]] | None = None
+        self._outbox: asyncio.Queue[dict[str, Any]] | None = None
+
+    async def start(self) -> None:
+        inbox, outbox = self._inbox, self._outbox = asyncio.Queue(), asyncio.Queue()
+        scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}
+        self._task = asyncio.create_task(self.app(scope, inbox.get, outbox.put))  # type: ignore[arg-type]
+        await inbox.put({"type": "lifespan.startup"})
+        answer = await outbox.get()
+        if answer["type"] == "lifespan.startup.failed":
+            await self._task
+            raise RuntimeError(f"the gateway did not start: {answer['message']}")
+
+    async def stop(self) -> None:
+        assert self._task is not None and self._inbox is not None and self._outbox is not None
+        await self._inbox.put({"type": "lifespan.shutdown"})
+        await self._outbox.get()
+        await self._task

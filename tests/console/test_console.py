@@ -28,6 +28,7 @@ from anygate.app.gateway import CONSOLE_DIR
 from anygate.catalog import PRESETS
 from anygate.settings import ProviderConfig, Settings
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.inprocess import InProcessGateway, inprocess_gateway
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -180,6 +181,38 @@ class Served:
         return fetch(method, self.url + path, {"Authorization": f"Bearer {ADMIN_KEY}"})
 
 
+class InProcess:
+    """The same gateway in-process, its upstream in memory: for what needs no socket (headers, redirects)."""
+
+    def __init__(self, gateway: InProcessGateway) -> None:
+        self.gateway = gateway
+
+    def fetch(self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b"") -> Answer:
+        with self.gateway.client(None) as http:
+            response = http.request(method, path, headers=headers or {}, content=body)
+        return Answer(response.status_code, {k.lower(): v for k, v in response.headers.items()}, response.content)
+
+    def admin(self, method: str, path: str) -> Answer:
+        return self.fetch(method, path, {"Authorization": f"Bearer {ADMIN_KEY}"})
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
+    upstream = FakeUpstream(models=["fake-model", "fake-embed"]).in_memory()
+    provider = ProviderConfig(
+        id="campus",
+        type="custom",
+        name="Campus LLM",
+        base_url=upstream.base_url,
+        api_key=SecretStr("sk-upstream"),
+        allow_private_network=True,
+    )
+    data_dir = tmp_path_factory.mktemp("console-data")
+    settings = Settings(admin_key=SecretStr(ADMIN_KEY), data_dir=data_dir, providers=[provider])
+    with inprocess_gateway(settings, upstream) as gateway:
+        yield InProcess(gateway)
+
+
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with FakeUpstream.start_in_thread(models=["fake-model", "fake-embed"]) as upstream:
@@ -191,19 +224,19 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             served.stop()
 
 
-def test_console_is_served_without_a_key(gateway: Served) -> None:
-    redirect = fetch("GET", gateway.url + "/ui")
+def test_console_is_served_without_a_key(console: InProcess) -> None:
+    redirect = console.fetch("GET", "/ui")
     assert redirect.status in (301, 302, 307, 308)
     assert redirect.headers["location"].endswith("/ui/")
-    page = fetch("GET", gateway.url + "/ui/")
+    page = console.fetch("GET", "/ui/")
     assert page.status == 200
     assert page.headers["content-type"].startswith("text/html")
     assert '<script type="module" src="app.js">' in page.text
-    script = fetch("GET", gateway.url + "/ui/app.js")
+    script = console.fetch("GET", "/ui/app.js")
     assert script.status == 200
     assert "javascript" in script.headers["content-type"]
-    assert fetch("GET", gateway.url + "/ui/i18n/zh.json").json()["providers.type.custom"] == "自定义提供商"
-    missing = fetch("GET", gateway.url + "/ui/nope.js")
+    assert console.fetch("GET", "/ui/i18n/zh.json").json()["providers.type.custom"] == "自定义提供商"
+    missing = console.fetch("GET", "/ui/nope.js")
     assert missing.status == 404
     assert "error" in missing.json()
 
@@ -215,40 +248,37 @@ CSP = (
 
 
 @pytest.mark.parametrize("path", ["/ui/", "/ui/app.js", "/ui/style.css", "/ui/i18n/en.json", "/ui/nope.js"])
-def test_console_is_served_with_security_headers(gateway: Served, path: str) -> None:
-    answer = fetch("GET", gateway.url + path)
+def test_console_is_served_with_security_headers(console: InProcess, path: str) -> None:
+    answer = console.fetch("GET", path)
     assert answer.headers["content-security-policy"] == CSP
     assert answer.headers["x-frame-options"] == "DENY"
     assert answer.headers["x-content-type-options"] == "nosniff"
     assert answer.headers["referrer-policy"] == "no-referrer"
 
 
-def test_management_and_model_responses_are_not_sniffed_or_framed(gateway: Served) -> None:
-    listed = gateway.admin("GET", "/v1/providers")
+def test_management_and_model_responses_are_not_sniffed_or_framed(console: InProcess) -> None:
+    listed = console.admin("GET", "/v1/providers")
     assert listed.headers["x-content-type-options"] == "nosniff" and listed.headers["x-frame-options"] == "DENY"
     assert "content-security-policy" not in listed.headers  # the console's alone (/docs loads its own assets)
     auth = {"Authorization": f"Bearer {ADMIN_KEY}", "Content-Type": "application/json"}
     body = json.dumps({"model": "campus/fake-model", "messages": [{"role": "user", "content": "hi"}]}).encode()
     for model_path in ("/v1/chat/completions", "/v1/embeddings"):
-        request = urllib.request.Request(gateway.url + model_path, data=body, method="POST", headers=auth)
-        with urllib.request.urlopen(request, timeout=10) as response:
-            assert response.headers["x-content-type-options"] == "nosniff"
-    refused = fetch("POST", gateway.url + "/v1/chat/completions")  # no key: the edge's own error
+        answer = console.fetch("POST", model_path, auth, body)
+        assert answer.status == 200 and answer.headers["x-content-type-options"] == "nosniff"
+    refused = console.fetch("POST", "/v1/chat/completions")  # no key: the edge's own error
     assert refused.status == 401 and refused.headers["x-content-type-options"] == "nosniff"
 
 
 @pytest.mark.parametrize(("path", "location"), [("/ui", "/ui/"), ("/ui?lang=zh", "/ui/?lang=zh")])
-def test_console_redirects_never_name_the_host_a_request_claims(gateway: Served, path: str, location: str) -> None:
+def test_console_redirects_never_name_the_host_a_request_claims(console: InProcess, path: str, location: str) -> None:
     for host in ("evil.example", "evil.example:8080"):
-        answer = fetch("GET", gateway.url + path, {"Host": host})
+        answer = console.fetch("GET", path, {"Host": host})
         assert answer.status in (301, 302, 307, 308)
         assert answer.headers["location"] == location
 
 
-def test_api_redirects_never_name_the_host_a_request_claims(gateway: Served) -> None:
-    answer = fetch(
-        "GET", gateway.url + "/v1/providers/", {"Host": "evil.example", "Authorization": f"Bearer {ADMIN_KEY}"}
-    )
+def test_api_redirects_never_name_the_host_a_request_claims(console: InProcess) -> None:
+    answer = console.fetch("GET", "/v1/providers/", {"Host": "evil.example", "Authorization": f"Bearer {ADMIN_KEY}"})
     assert answer.status in (301, 302, 307, 308)
     assert answer.headers["location"] == "/v1/providers"
 

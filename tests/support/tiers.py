@@ -1,0 +1,66 @@
+"""The test tiers, and the guard that keeps the fast one honest.
+
+A test is in the fast tier unless it is marked with one of ``TIER_MARKERS``:
+
+- ``sockets``: real I/O beyond this process's memory: servers on loopback ports, subprocesses, signals;
+- ``services``: the real PostgreSQL and Redis servers;
+- ``browser``: headless Chromium.
+
+In the fast tier the gateway runs in-process (``tests/support/inprocess.py``) with an in-memory upstream
+(``tests/support/fake_transport.py``). A fast-tier test that opens an internet socket or starts a
+subprocess fails at once, saying so, rather than quietly slowing the tier down: mark it, or drive it
+in-process. ``scripts/test --fast`` runs the fast tier alone.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import pytest
+
+TIER_MARKERS = ("sockets", "services", "browser")
+FAST_TIER = " and ".join(f"not {marker}" for marker in TIER_MARKERS)
+NETWORK_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+
+
+class RealIOInFastTier(AssertionError):
+    """A fast-tier test reached for a socket or a subprocess."""
+
+
+def in_fast_tier(item: pytest.Item) -> bool:
+    return not any(item.get_closest_marker(marker) for marker in TIER_MARKERS)
+
+
+def refuse(what: str) -> NoReturn:
+    raise RealIOInFastTier(
+        f"{what} in a fast-tier test: drive the gateway in-process (tests/support/inprocess.py), "
+        f"or mark the test with one of {', '.join(TIER_MARKERS)} (tests/support/tiers.py)"
+    )
+
+
+def guarded(method: Callable[..., Any], action: str) -> Callable[..., Any]:
+    """``method`` of ``socket.socket``, refusing on internet sockets (a Unix socket pair, which every
+    event loop makes for itself, stays allowed)."""
+
+    def guard(sock: socket.socket, address: Any, *args: Any) -> Any:
+        if sock.family in NETWORK_FAMILIES:
+            refuse(f"{action} {address!r}")
+        return method(sock, address, *args)
+
+    return guard
+
+
+@pytest.fixture(autouse=True)
+def fast_tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not in_fast_tier(request.node):
+        return
+    for name, action in (("connect", "connecting to"), ("connect_ex", "connecting to"), ("bind", "binding")):
+        monkeypatch.setattr(socket.socket, name, guarded(getattr(socket.socket, name), action))
+
+    def no_subprocess(*args: Any, **kwargs: Any) -> NoReturn:
+        refuse(f"starting a subprocess ({args[1] if len(args) > 1 else kwargs.get('args')!r})")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", no_subprocess)
