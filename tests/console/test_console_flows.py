@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests import test_console
-from tests.test_console import ADMIN_KEY, SCREENSHOTS, Served, catalog
+from tests.console import test_console
+from tests.console.test_console import ADMIN_KEY, SCREENSHOTS, Served, catalog
 
 # The browser and the gateway on a loopback port, as test_console has them (one of each per module).
 browser = test_console.browser
