@@ -26,6 +26,8 @@ from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_
 from tests.support.fake_transport import FakeTransport
 from tests.support.fake_upstream import FakeUpstream, Reply, Usage
 
+pytestmark = [pytest.mark.sockets]  # real upstreams, webhooks and limiter servers on loopback
+
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 
 

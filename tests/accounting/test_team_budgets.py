@@ -20,6 +20,8 @@ from tests.accounting.test_key_family_budgets import backend
 from tests.support.fake_upstream import FakeUpstream, Usage
 from tests.support.tokens import estimate_prompt
 
+pytestmark = [pytest.mark.sockets, pytest.mark.services]  # real upstreams, webhooks and limiter servers on loopback
+
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 MODEL = "fake/fake-model"
 PROMPT = estimate_prompt({"messages": MESSAGES})

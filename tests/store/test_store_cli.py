@@ -113,6 +113,7 @@ def test_a_key_created_with_a_budget_from_the_cli_has_its_quota(environment, ser
     assert bad.exit_code != 0 and "period" in bad.output
 
 
+@pytest.mark.sockets  # with nothing configured, the command looks for a running gateway on its port
 def test_providers_lists_the_stored_ones_too(environment, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "250")
     empty = runner.invoke(app, ["providers"])
