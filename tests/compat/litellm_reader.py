@@ -13,9 +13,16 @@ import sys
 from typing import Any
 
 import requests
-from litellm.proxy._types import LiteLLM_UserTable, LiteLLM_VerificationToken, UserInfoResponse
+from litellm.proxy._types import (
+    LiteLLM_UserTable,
+    LiteLLM_VerificationToken,
+    TeamInfoResponseObject,
+    TeamInfoResponseObjectTeamTable,
+    UserInfoResponse,
+)
 from litellm.proxy.client import Client, UsersManagementClient
 from litellm.proxy.client.exceptions import NotFoundError
+from pydantic import TypeAdapter
 
 # LiteLLM's /key/info removes the hashed token from the row it answers.
 KEY_FIELDS = set(LiteLLM_VerificationToken.model_fields) - {"token"}
@@ -48,6 +55,18 @@ def user_answer(answer: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def team_answer(answer: dict[str, Any]) -> dict[str, Any]:
+    """A ``/team/info`` answer as LiteLLM's response types read it."""
+    parsed = TypeAdapter(TeamInfoResponseObject).validate_python(answer)
+    team = TeamInfoResponseObjectTeamTable.model_validate(answer["team_info"])
+    return {
+        "team_id": parsed["team_id"],
+        "team": team.model_dump(mode="json"),
+        "keys": [key_row({"key": None, "info": row}) for row in parsed["keys"]],
+        "memberships": [dict(m) for m in parsed["team_memberships"]],
+    }
+
+
 def status_of(call: Any) -> int:
     try:
         call()
@@ -77,6 +96,16 @@ def main() -> None:
     }
     team = requests.get(f"{base}/team/info", params={"team_id": "t1"}, headers={"Authorization": f"Bearer {admin}"})
     found["team"] = {"status": team.status_code, "body": team.json()}
+    if given.get("team_id"):
+        known = requests.get(
+            f"{base}/team/info", params={"team_id": given["team_id"]}, headers={"Authorization": f"Bearer {admin}"}
+        )
+        known.raise_for_status()
+        found["team_known"] = team_answer(known.json())
+        own = requests.get(
+            f"{base}/team/info", params={"team_id": given["team_id"]}, headers={"Authorization": f"Bearer {student}"}
+        )
+        found["team_as_member"] = own.status_code
     sys.stdout.write(json.dumps(found) + "\n")
 
 

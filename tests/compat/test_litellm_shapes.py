@@ -20,8 +20,9 @@ READER = Path(__file__).with_name("litellm_reader.py")
 COST = (7 * 1000 + 3 * 2000) / 1_000_000
 
 
-def read_with_litellm(python: Path, tenancy: Tenancy) -> Any:
+def read_with_litellm(python: Path, tenancy: Tenancy, team_id: str | None = None) -> Any:
     given = {
+        "team_id": team_id,
         "base_url": tenancy.gateway.url,
         "admin": ADMIN_KEY,
         "student": tenancy.student,
@@ -79,3 +80,32 @@ def test_litellm_reads_keys_users_and_teams_with_its_own_clients_and_models(
     team = found["team"]
     assert team["status"] == 404
     assert team["body"]["error"]["code"] == "team_not_found" and team["body"]["error"]["param"] == "team_id"
+
+
+def test_litellm_reads_a_real_team_with_its_own_response_types(litellm_python: Path, tenancy: Tenancy) -> None:
+    with tenancy.admin() as admin:
+        team = {
+            "id": "comp318",
+            "name": "COMP318",
+            "budgets": [{"usd": 50.0, "window": "monthly"}],
+            "limits": {"rpm": 100},
+        }
+        assert admin.post("/v1/teams", json=team).status_code == 201
+        joined = admin.patch(f"/v1/users/{tenancy.user_id}", json={"team_id": "comp318"})
+        assert joined.status_code == 200, joined.text
+    tenancy.chat(tenancy.student)
+    found = read_with_litellm(litellm_python, tenancy, team_id="comp318")
+
+    known = found["team_known"]
+    assert known["team_id"] == "comp318"
+    row = known["team"]
+    assert (row["team_alias"], row["max_budget"], row["budget_duration"], row["rpm_limit"]) == (
+        "COMP318",
+        50.0,
+        "1mo",
+        100,
+    )
+    assert [m["user_id"] for m in row["members_with_roles"]] == [tenancy.user_id]
+    assert [m["user_id"] for m in known["memberships"]] == [tenancy.user_id]
+    assert [k["row"]["key_alias"] for k in known["keys"]] == ["student-1"]
+    assert tenancy.student not in json.dumps(found)

@@ -221,7 +221,14 @@ def team_answer(
         "model_spend": {},
     }
     memberships = [
-        {"user_id": user_id, "team_id": team.id, "budget_id": None, "spend": 0.0, "litellm_budget_table": None}
+        {
+            "user_id": user_id,
+            "team_id": team.id,
+            "budget_id": None,
+            "spend": 0.0,
+            "litellm_budget_table": None,
+            "budget_source": "none",  # a member has no team budget of its own: the team's binds
+        }
         for user_id in member_ids
     ]
     return {"team_id": team.id, "team_info": info, "keys": keys, "team_memberships": memberships}
