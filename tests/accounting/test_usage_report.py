@@ -154,3 +154,33 @@ def test_anygate_usage_fits_80_columns_and_says_what_it_cannot_show_in_numbers(
     by_user = CliRunner().invoke(app, ["usage", "--by", "day,user,model"], env=env)
     assert by_user.exit_code == 0 and "Ada" in by_user.output and ids["user"] not in by_user.output
     assert max(len(line) for line in by_user.output.splitlines()) <= 80
+
+
+def test_a_report_groups_by_team_with_its_name(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from anygate.store.tables import teams
+
+    settings = Settings.model_validate({"data_dir": tmp_path / "data"})
+
+    async def fill() -> None:
+        store = await open_store(settings)
+        try:
+            rows = [
+                ledger_row(0, "key_a", "usr_a", team_id="comp318"),
+                ledger_row(1, "key_b", "usr_b", team_id="comp318"),
+                ledger_row(2, "key_c", "usr_c", team_id=None),
+            ]
+            async with store.db.connect() as connection:
+                await connection.execute(
+                    teams.insert(), [{"id": "comp318", "name": "COMP318", "created_at": datetime.now(UTC)}]
+                )
+                await connection.execute(usage_ledger.insert(), rows)
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    found = {
+        (row["team"], row["team_name"]): (row["requests"], row["cost_usd"]) for row in run_report(settings, ["team"])
+    }
+    assert found == {("comp318", "COMP318"): (2, 0.5), (None, None): (1, 0.25)}

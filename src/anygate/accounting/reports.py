@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from anygate.accounting.periods import window_start
 from anygate.store.families import in_family
 from anygate.store.ledger_tables import usage_ledger as ledger
-from anygate.store.tables import api_keys, users
+from anygate.store.tables import api_keys, teams, users
 
-GroupBy = Literal["hour", "day", "month", "key", "model", "provider", "user"]
-GROUPS: tuple[GroupBy, ...] = ("hour", "day", "month", "key", "model", "provider", "user")
+GroupBy = Literal["hour", "day", "month", "key", "model", "provider", "user", "team"]
+GROUPS: tuple[GroupBy, ...] = ("hour", "day", "month", "key", "model", "provider", "user", "team")
 # Time buckets (UTC) as sortable text: 2026-12-03T14:00, 2026-12-03, 2026-12.
 BUCKET_FORMATS = {
     "hour": ("%Y-%m-%dT%H:00", 'YYYY-MM-DD"T"HH24:00'),
@@ -124,7 +124,11 @@ def bucket_of(engine: AsyncEngine, bucket: str) -> ColumnElement[Any]:
 # left, 499, or the upstream broke off) was served in part, and charged for it: it counts as served.
 REFUSED = and_(ledger.c.status >= 400, ledger.c.status != 499, ledger.c.input_tokens + ledger.c.output_tokens == 0)
 # Where each group's display name comes from: a key's alias, a user's name.
-NAMES = {"key": ("key_alias", api_keys.c.id, api_keys.c.alias), "user": ("user_name", users.c.id, users.c.name)}
+NAMES = {
+    "key": ("key_alias", api_keys.c.id, api_keys.c.alias),
+    "user": ("user_name", users.c.id, users.c.name),
+    "team": ("team_name", teams.c.id, teams.c.name),
+}
 
 
 async def report(engine: AsyncEngine, where: UsageFilter, group_by: Sequence[GroupBy]) -> list[dict[str, Any]]:
@@ -176,6 +180,7 @@ def group_columns(engine: AsyncEngine) -> dict[str, ColumnElement[Any]]:
         "model": ledger.c.model,
         "provider": ledger.c.provider_id,
         "user": ledger.c.user_id,
+        "team": ledger.c.team_id,  # the team of the key's user when the request was made
     }
 
 
@@ -200,8 +205,8 @@ async def refused_statuses(
 
 
 async def add_names(engine: AsyncEngine, rows: list[dict[str, Any]], group_by: Sequence[GroupBy]) -> None:
-    """Put each key's alias (``key_alias``) and each user's name (``user_name``) beside its id; None for one
-    the store no longer has (a deleted user)."""
+    """Put each key's alias (``key_alias``), user's name (``user_name``) and team's name (``team_name``) beside its
+    id; None for one the store no longer has (a deleted user)."""
     for group in group_by:
         if group not in NAMES:
             continue

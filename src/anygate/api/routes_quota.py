@@ -67,7 +67,7 @@ async def openrouter_credits(state: StateDep, caller: CallerDep) -> Response:
 MOMENT = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "format": "date"}]}
 
 
-GROUP = "(hour|day|month|key|model|provider|user)"
+GROUP = "(hour|day|month|key|model|provider|user|team)"
 GROUPS_SCHEMA = {"type": "string", "pattern": f"^({GROUP}(,{GROUP})*)?$"}
 
 
@@ -93,7 +93,7 @@ async def usage(
     group_by: Annotated[
         str | None,
         Query(
-            description="comma-separated: hour, day, month (UTC buckets), key, model, provider, user",
+            description="comma-separated: hour, day, month (UTC buckets), key, model, provider, user, team",
             json_schema_extra=GROUPS_SCHEMA,
         ),
     ] = None,
