@@ -195,7 +195,7 @@ def test_usage_draws_charts_with_tables_and_exports_csv(page: Any, gateway: Serv
     expect(breakdown.locator("table")).to_contain_text(EVIL)  # a client's model name, shown as text
     assert page.evaluate("window.pwned") is None
     options = page.locator("#usage-dimension option")
-    expect(options).to_have_count(4)  # key, user, model, provider: no teams on this gateway
+    expect(options).to_have_count(5)  # key, user, team, model, provider: this gateway has teams
     page.select_option("#usage-dimension", "key")
     expect(breakdown.locator("table")).to_contain_text("alias-key_a (key_a)")
     expect(breakdown.locator("figcaption")).to_have_text(
