@@ -2,8 +2,9 @@
 and CSV export, the request log, users and keys, teams and roster import, providers (key style, prices,
 what checks checked), API errors in the chosen language, a phone-sized screen, and untrusted text.
 
-Users, keys and providers run against the real gateway; the request log and teams, built beside this
-console, are answered by the browser in their documented shapes (``page.route``).
+Users, keys and providers run against the real gateway; some request log and teams cases are answered by
+the browser in the gateway's shapes (``page.route``, api/views.py); test_console_real runs those pages
+against the real gateway with nothing made up.
 With ``ANYGATE_CONSOLE_SCREENSHOTS=<folder>`` each screen is saved there (``scripts/console-screenshots``).
 """
 
@@ -194,7 +195,7 @@ def test_usage_draws_charts_with_tables_and_exports_csv(page: Any, gateway: Serv
     expect(breakdown.locator("table")).to_contain_text(EVIL)  # a client's model name, shown as text
     assert page.evaluate("window.pwned") is None
     options = page.locator("#usage-dimension option")
-    expect(options).to_have_count(4)  # key, user, model, provider: no teams on this gateway
+    expect(options).to_have_count(5)  # key, user, team, model, provider: this gateway has teams
     page.select_option("#usage-dimension", "key")
     expect(breakdown.locator("table")).to_contain_text("alias-key_a (key_a)")
     expect(breakdown.locator("figcaption")).to_have_text(
@@ -334,7 +335,7 @@ def test_users_and_keys_are_managed_against_the_gateway(page: Any, gateway: Serv
     page.on("dialog", lambda dialog: dialog.accept())
     sign_in(page, gateway)
     open_section(page, "people")
-    expect(page.locator("#teams-panel")).to_be_hidden()  # this gateway has no teams (404)
+    expect(page.locator("#teams-panel")).to_be_visible()  # this gateway has teams (GET /v1/teams answers 200)
     name = f"Ada {lang}"
     page.fill("#uf-name", name)
     page.fill("#uf-usd", "5")
@@ -444,9 +445,13 @@ def test_teams_appear_when_the_gateway_has_them_and_import_a_roster(page: Any, g
         "models": ["groq/*"],
         "providers": None,
     }
-    detail = {**team, "members": [{"id": "usr_1", "name": "Grace"}], "key_count": 1, "spend": 1.25}
+    # TeamDetail, RosterResult (api/views.py)
+    grace = {"id": "usr_1", "name": "Grace", "budget": None, "budgets": [], "limits": None, "team_id": "team_cs"}
+    spend = {"tokens": 1200, "usd": 1.25, "requests": 7}
+    detail = {**team, "members": [grace], "key_count": 1, "spend": spend, "budget_use": []}
     posted: list[Any] = []
-    rosters: list[tuple[str, str]] = []
+    rosters: list[tuple[str, Any]] = []
+    secret = "sk-ag-roster-secret-2"
 
     def answer_teams(route: Any) -> None:
         if route.request.method == "POST":
@@ -456,9 +461,12 @@ def test_teams_appear_when_the_gateway_has_them_and_import_a_roster(page: Any, g
             route.fulfill(status=200, json={"object": "list", "data": [team]})
 
     def answer_roster(route: Any) -> None:
-        rosters.append((route.request.headers["content-type"], route.request.post_data or ""))
-        created = [{"name": "Alan", "user_id": "usr_2", "key_id": "key_2", "key": "sk-ag-roster-secret-2"}]
-        route.fulfill(status=201, json={"object": "list", "data": created})
+        rosters.append((route.request.headers["content-type"], route.request.post_data_json))
+        rows = [
+            {"user_id": "usr_2", "name": "Alan", "status": "created", "key_id": "key_2", "key": secret},
+            {"user_id": "usr_1", "name": "Grace", "status": "kept", "key_id": None, "key": None},
+        ]
+        route.fulfill(status=200, json={"team_id": "team_cs", "created": 1, "kept": 1, "data": rows})
 
     page.route("**/v1/teams", answer_teams)
     page.route("**/v1/teams/team_cs", lambda route: route.fulfill(status=200, json=detail))
@@ -475,10 +483,11 @@ def test_teams_appear_when_the_gateway_has_them_and_import_a_roster(page: Any, g
     team_detail = page.locator("#team-detail")
     expect(team_detail).to_contain_text("Grace")
     expect(team_detail).to_contain_text(money(page, 1.25))
-    page.fill("#roster-text", "name,email\nAlan,alan@example.edu\n")
+    page.fill("#roster-text", "name,email\nAlan,alan@example.edu\nGrace,grace@example.edu\n")
     page.click("#roster-import")
-    expect(page.locator("#roster-result input")).to_have_value("sk-ag-roster-secret-2")
-    assert rosters == [("text/csv", "name,email\nAlan,alan@example.edu\n")]
+    expect(page.locator("#roster-result input")).to_have_value("sk-ag-roster-secret-2")  # the kept one has none
+    expect(page.locator("#notice")).to_have_text(say(lang, "teams.roster.done", n=1, kept=1))
+    assert rosters == [("application/json", {"users": [{"name": "Alan"}, {"name": "Grace"}]})]
     shot(page, "teams", lang)
 
     page.fill("#tf-name", "COMP420")

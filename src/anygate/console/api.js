@@ -21,7 +21,7 @@ export const session = {
 };
 
 /** Call the API; resolve to the parsed JSON body (null when empty), reject with ApiError.
- * `contentType`: send `body` as that text (a CSV roster) instead of JSON. */
+ * `contentType`: send `body` as that text instead of JSON. */
 export async function api(method, path, body = undefined, contentType = null) {
   const headers = { Accept: "application/json" };
   if (session.key) headers.Authorization = `Bearer ${session.key}`;

@@ -105,20 +105,14 @@ async function open(team) {
   if (opened) $("#team-detail").focus();
 }
 
-function spendOf(detail) {
-  const spend = detail.spend;
-  if (typeof spend === "number") return spend;
-  if (spend && typeof spend === "object") return spend.usd ?? spend.cost_usd ?? spend.total ?? null;
-  return null;
-}
-
 function renderDetail() {
   const panel = $("#team-detail");
   panel.hidden = opened === null;
   if (!opened) return;
+  // TeamDetail (api/views.py): members are users, key_count the team's live keys, spend all time
   const members = Array.isArray(opened.members) ? opened.members : [];
-  const spend = spendOf(opened);
-  const keyCount = opened.key_count ?? opened.keys ?? null;
+  const spend = opened.spend && typeof opened.spend.usd === "number" ? opened.spend.usd : null;
+  const keyCount = typeof opened.key_count === "number" ? opened.key_count : null;
   const close = h("button", { type: "button", class: "icon", "aria-label": t("common.close"), onclick: () => { opened = null; roster = null; renderDetail(); } }, "×");
   const file = h("input", { type: "file", accept: ".csv,text/csv", id: "roster-file", "aria-label": t("teams.roster.file") });
   const typed = $("#roster-text"); // a re-render (a language change, a reload) keeps what was typed
@@ -128,11 +122,11 @@ function renderDetail() {
     h("div", { class: "panel-head" }, h("h2", {}, opened.name || opened.id), close),
     h("div", { class: "stats" },
       stat(t("teams.members"), formatNumber(members.length)),
-      stat(t("teams.keys"), keyCount === null ? "—" : formatNumber(Number(keyCount) || 0)),
+      stat(t("teams.keys"), keyCount === null ? "—" : formatNumber(keyCount)),
       stat(t("usage.cost"), spend === null ? "—" : formatMoney(spend, "USD"))),
     members.length
       ? table([t("users.col.name"), t("users.col.id")], members.map((m) => [
-        h("span", { class: "break" }, m.name || m.email || "—"), h("span", { class: "mono muted" }, m.id || m.user_id || ""),
+        h("span", { class: "break" }, m.name || "—"), h("span", { class: "mono muted" }, m.id),
       ]), t("teams.members"))
       : h("p", { class: "empty" }, t("teams.noMembers")),
     h("h3", {}, t("teams.roster.title")),
@@ -150,22 +144,60 @@ function stat(name, value) {
 async function importRoster(text, file) {
   ui.clear();
   const csv = file.files && file.files[0] ? await file.files[0].text() : text.value;
-  if (!csv.trim()) {
+  const names = rosterNames(csv);
+  if (!names.length) {
     ui.error(new Error(t("teams.roster.emptyInput")));
     return;
   }
   try {
-    const answer = await api("POST", `/v1/teams/${encodeURIComponent(opened.id)}/roster`, csv, "text/csv");
-    const created = items(answer).length ? items(answer) : (answer && (answer.keys || answer.created)) || [];
+    // RosterImport: {users: [{name}]}; the answer (RosterResult) has a row per name, "created" with its
+    // key's secret or "kept" (already in the team, no new key)
+    const answer = await api("POST", `/v1/teams/${encodeURIComponent(opened.id)}/roster`, { users: names.map((name) => ({ name })) });
+    const created = items(answer).filter((entry) => entry.status === "created");
     roster = { team: opened.id, created };
     text.value = "";
-    ui.notice(t("teams.roster.done", { n: formatNumber(created.length) }));
+    file.value = "";
+    ui.notice(t("teams.roster.done", { n: formatNumber(created.length), kept: formatNumber(answer.kept) }));
     opened = await api("GET", `/v1/teams/${encodeURIComponent(opened.id)}`);
     renderDetail();
     hooks.onChange();
   } catch (error) {
     ui.error(error);
   }
+}
+
+/** The names of a roster CSV, as `anygate users import` reads them (cli/roster.py): its `name` column,
+ * else its first column; blank lines skipped. Cells may be quoted ("Lovelace, Ada"). */
+export function rosterNames(text) {
+  const rows = parseCsv(text).filter((cells) => cells.some((cell) => cell.trim()));
+  if (!rows.length) return [];
+  const header = rows[0].map((cell) => cell.trim().toLowerCase());
+  const column = header.indexOf("name");
+  const names = column >= 0 ? rows.slice(1).map((cells) => cells[column] || "") : rows.map((cells) => cells[0]);
+  return names.map((name) => name.trim()).filter(Boolean);
+}
+
+/** RFC 4180 rows: quoted cells may hold commas, newlines and doubled quotes. */
+function parseCsv(text) {
+  const rows = [];
+  let cells = [];
+  let cell = "";
+  let quoted = false;
+  for (let i = 0; i < text.length; i += 1) {
+    const c = text[i];
+    if (quoted) {
+      if (c === '"' && text[i + 1] === '"') { cell += '"'; i += 1; }
+      else if (c === '"') quoted = false;
+      else cell += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ",") { cells.push(cell); cell = ""; }
+    else if (c === "\n" || c === "\r") {
+      if (c === "\r" && text[i + 1] === "\n") i += 1;
+      cells.push(cell); rows.push(cells); cells = []; cell = "";
+    } else cell += c;
+  }
+  if (cell || cells.length) { cells.push(cell); rows.push(cells); }
+  return rows;
 }
 
 /** The keys the import made: their secrets are in this answer only. */
@@ -176,8 +208,8 @@ function rosterResult() {
     h("h3", {}, t("teams.roster.created")),
     h("p", { class: "hint" }, t("keys.secret.help")),
     table(columns, roster.created.map((entry) => [
-      h("span", { class: "break" }, entry.name || entry.alias || entry.email || entry.user_name || "—"),
-      h("span", { class: "mono muted" }, entry.key_id || entry.id || ""),
+      h("span", { class: "break" }, entry.name),
+      h("span", { class: "mono muted" }, entry.key_id),
       h("input", { readonly: true, value: entry.key || "", class: "mono", spellcheck: "false", "aria-label": t("teams.roster.secret") }),
     ]), t("teams.roster.created")));
 }

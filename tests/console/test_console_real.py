@@ -1,0 +1,189 @@
+"""The Requests and Teams pages against the real served gateway, with no answer made up in the browser:
+requests go through the gateway to the fake upstream, then the console lists, filters, pages and opens
+them; a team is created in the console with two budgets, a CSV roster imported, its keys shown once and
+usable, its members and key count read back. Each in English, Vietnamese and Chinese.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+
+from tests.console import test_console, test_console_flows
+from tests.console.test_console import ADMIN_KEY, Served
+from tests.console.test_console_flows import LANGS, money, open_section, say, sign_in
+from tests.support.fake_upstream import Reply
+
+# One browser and one gateway for this module (test_console's fixtures); every language shares the gateway,
+# so each test names what it makes after its language.
+browser = test_console.browser
+gateway = test_console.gateway
+page = test_console_flows.page
+
+pytestmark = pytest.mark.browser
+
+PAGE_SIZE = 50  # requests.js
+
+
+@pytest.fixture(params=LANGS)
+def lang(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def call(gateway: Served, method: str, path: str, key: str, body: Any = None) -> tuple[int, Any]:
+    """One JSON request to the gateway with ``key``: the status and the parsed body."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    request = urllib.request.Request(gateway.url + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, json.loads(error.read() or b"null")
+
+
+def chat(gateway: Served, key: str) -> int:
+    body = {"model": "campus/fake-model", "messages": [{"role": "user", "content": "hi"}]}
+    return call(gateway, "POST", "/v1/chat/completions", key, body)[0]
+
+
+# ------------------------------------------------------------------------------------------ requests
+
+
+def test_the_request_log_lists_filters_pages_and_opens_real_requests(page: Any, gateway: Served, lang: str) -> None:
+    from playwright.sync_api import expect
+
+    status, made = call(gateway, "POST", "/v1/keys", ADMIN_KEY, {"alias": f"log-{lang}"})
+    assert status in (200, 201), made
+    key, key_id = made["key"], made["id"]
+    for _ in range(PAGE_SIZE):
+        assert chat(gateway, key) == 200
+    gateway.upstream.script(Reply.error(400, "the upstream refused"))
+    assert chat(gateway, key) == 400  # one row of another status, the newest
+
+    sign_in(page, gateway)
+    open_section(page, "requests")
+    page.fill("#rq-key", key_id)
+    page.click("#requests-filters button[type=submit]")
+    rows = page.locator("#requests-list tbody tr")
+    expect(rows).to_have_count(PAGE_SIZE)
+    expect(rows.first).to_contain_text("400")
+    expect(page.locator("#requests-page")).to_have_text(say(lang, "requests.page", n=1))
+    expect(page.locator("#requests-prev")).to_be_disabled()
+
+    page.click("#requests-next")  # the 51st row, the oldest, on a page of its own
+    expect(rows).to_have_count(1)
+    expect(page.locator("#requests-page")).to_have_text(say(lang, "requests.page", n=2))
+    expect(page.locator("#requests-next")).to_be_disabled()
+    page.click("#requests-prev")
+    expect(rows).to_have_count(PAGE_SIZE)
+
+    page.fill("#rq-status", "400")
+    page.click("#requests-filters button[type=submit]")
+    expect(rows).to_have_count(1)
+    expect(page.locator("#requests-next")).to_be_disabled()
+    rows.first.locator("button.link").click()
+    detail = page.locator("#request-detail")
+    expect(detail).to_be_visible()
+    expect(detail).to_contain_text(key_id)
+    expect(detail).to_contain_text("fake-model")
+    expect(detail).to_contain_text("upstream_http_400")  # the error's code, never the upstream's text
+    listed = gateway.admin("GET", f"/v1/requests?key_id={key_id}&status=400").json()["data"]
+    expect(detail).to_contain_text(listed[0]["request_id"])
+
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/v1/requests" in r.url else None)
+    page.fill("#rq-status", "4xx")  # not a status: the form says so and asks the API nothing
+    page.click("#requests-filters button[type=submit]")
+    page.wait_for_timeout(300)
+    assert asked == []
+    assert page.locator("#rq-status").evaluate("input => input.validity.patternMismatch")
+
+    page.fill("#rq-status", "404")
+    page.click("#requests-filters button[type=submit]")
+    expect(page.locator("#requests-list")).to_have_text(say(lang, "requests.empty"))
+
+
+# --------------------------------------------------------------------------------------------- teams
+
+
+def test_a_team_is_created_with_two_budgets_and_a_roster_is_imported(page: Any, gateway: Served, lang: str) -> None:
+    from playwright.sync_api import expect
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    sign_in(page, gateway)
+    open_section(page, "people")
+    expect(page.locator("#teams-panel")).to_be_visible()  # this gateway has teams
+
+    name = f"COMP318 {lang}"
+    page.fill("#tf-name", name)
+    first = page.locator("#tf-budgets .budget-row").first
+    first.locator("[name=usd]").fill("20")
+    first.locator("[name=window]").select_option("monthly")
+    page.click("#tf-add-budget")
+    second = page.locator("#tf-budgets .budget-row").nth(1)
+    second.locator("[name=requests]").fill("100")
+    second.locator("[name=window]").select_option("hours")
+    second.locator("[name=hours]").fill("12")
+    second.locator("[name=mode]").select_option("soft")
+    page.click("#tf-submit")
+    expect(page.locator("#notice")).to_have_text(say(lang, "teams.saved", name=name))
+
+    team_row = page.locator("#teams-list tbody tr", has_text=name)
+    expect(team_row).to_contain_text(say(lang, "period.hours", n=12))
+    team_id = team_row.locator("td").nth(1).inner_text().strip()
+    stored = gateway.admin("GET", f"/v1/teams/{team_id}").json()
+    assert stored["name"] == name
+    assert [(b.get("usd"), b.get("requests"), b["window"], b["mode"]) for b in stored["budgets"]] == [
+        (20.0, None, "monthly", "hard"),
+        (None, 100, "12h", "soft"),
+    ]
+
+    team_row.get_by_role("button", name=f"{say(lang, 'teams.open')} {name}").click()
+    detail = page.locator("#team-detail")
+    expect(detail).to_be_visible()
+    expect(detail).to_contain_text(say(lang, "teams.noMembers"))
+    roster = 'name,email\nAlan Turing,alan@example.edu\n"Lovelace, Ada",ada@example.edu\n'
+    page.fill("#roster-text", roster)
+    with page.expect_request(lambda r: r.url.endswith("/roster")) as posted:
+        page.click("#roster-import")
+    assert posted.value.post_data_json == {"users": [{"name": "Alan Turing"}, {"name": "Lovelace, Ada"}]}
+    secrets = page.locator("#roster-result input")
+    expect(secrets).to_have_count(2)
+    expect(page.locator("#notice")).to_have_text(say(lang, "teams.roster.done", n=2, kept=0))
+    shown = [secrets.nth(i).input_value() for i in range(2)]
+    assert all(secret.startswith("sk-") for secret in shown) and shown[0] != shown[1]
+    assert call(gateway, "GET", "/v1/models", shown[0])[0] == 200  # a roster key works...
+    asked = {"model": "campus/fake-model", "messages": [{"role": "user", "content": "hi"}]}
+    status, refused = call(gateway, "POST", "/v1/chat/completions", shown[0], asked)
+    assert (status, refused["error"]["code"]) == (403, "price_unknown")  # ...bound by the team's hard USD budget
+
+    members_table = detail.locator("table").first  # the roster's result is the other one
+    expect(members_table.locator("tbody tr", has_text="Alan Turing")).to_have_count(1)
+    expect(members_table.locator("tbody tr", has_text="Lovelace, Ada")).to_have_count(1)
+    stats = detail.locator(".stat strong")
+    expect(stats.nth(0)).to_have_text("2")  # members
+    expect(stats.nth(1)).to_have_text("2")  # keys
+    members = {m["name"]: m["id"] for m in gateway.admin("GET", f"/v1/teams/{team_id}").json()["members"]}
+    expect(detail).to_contain_text(members["Alan Turing"])
+
+    # shown once: the same roster again makes nothing, and the secrets are gone from the page
+    page.fill("#roster-text", roster)
+    page.click("#roster-import")
+    expect(page.locator("#notice")).to_have_text(say(lang, "teams.roster.done", n=0, kept=2))
+    expect(secrets).to_have_count(0)
+    page.reload()
+    page.wait_for_selector("#nav:not([hidden])")
+    assert not any(secret in page.content() for secret in shown)
+
+    open_section(page, "people")
+    spent = gateway.admin("GET", f"/v1/teams/{team_id}").json()["spend"]["usd"]
+    page.locator("#teams-list tbody tr", has_text=name).get_by_role(
+        "button", name=f"{say(lang, 'teams.open')} {name}"
+    ).click()
+    expect(detail.locator(".stat strong").nth(2)).to_have_text(money(page, spent))
