@@ -42,3 +42,25 @@ async def test_a_failing_check_is_asked_once_and_the_probe_goes_on() -> None:
     # One plain chat request (the failed check, not retried), then the two streams.
     assert len(upstream.requests_to("/v1/chat/completions")) == 3
     assert client.max_retries == 3  # the gateway's client keeps its retries for real traffic
+
+
+def test_the_api_answers_a_timed_out_probe_naming_the_check_and_stores_nothing(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from functools import partial
+
+    from anygate import probe
+    from anygate.api import routes_providers
+    from tests.support.gateway import gateway_settings
+    from tests.support.inprocess import inprocess_gateway
+
+    # The route's probe with a short deadline, so that the test waits half a second, not PROBE_DEADLINE.
+    monkeypatch.setattr(routes_providers, "probe_provider", partial(probe.probe_provider, deadline=0.5))
+    upstream = FakeUpstream(models=("m",)).in_memory()
+    with inprocess_gateway(gateway_settings(fake_provider(upstream, max_retries=3)), upstream) as gw:
+        upstream.script(Reply(hang_before_headers=True), path="/v1/chat/completions")
+        with gw.client() as http:
+            found = http.post("/v1/providers/fake/test", json={"model": "m"}).json()
+            shown = http.get("/v1/providers").json()["data"]
+    assert found["timed_out"] == "chat" and "no answer within 0.5 s" in found["chat"]["error"]
+    assert found["capabilities"]["chat"] is False
+    assert [p.get("capabilities") for p in shown if p["id"] == "fake"] == [None]  # nothing stored
+    assert len(upstream.requests_to("/v1/chat/completions")) == 1
