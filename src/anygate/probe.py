@@ -3,18 +3,26 @@ embeddings, the Responses API)."""
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from anygate.errors import GatewayError
 from anygate.upstream import DiscoveryFailed, OpenAICompatibleProvider
 
 CHECKS = ("models", "chat", "streaming", "stream_usage", "embeddings", "responses")
+# The whole probe's time, every check together: an upstream that never answers is reported as such in
+# seconds, not after each check's own timeouts and retries (four 30 s attempts were two minutes).
+PROBE_DEADLINE = 20.0
 
 
-async def probe_provider(client: OpenAICompatibleProvider, model: str | None = None) -> dict[str, Any]:
-    """Run each check in turn; a failed check records its error and the probe goes on."""
+async def probe_provider(
+    client: OpenAICompatibleProvider, model: str | None = None, deadline: float = PROBE_DEADLINE
+) -> dict[str, Any]:
+    """Run each check in turn within ``deadline`` seconds in all; a failed check records its error and the
+    probe goes on. Out of time, the check under way says so (and ``timed_out`` names it)."""
     # ``key_sent``: whether the checks carried a key; one that passed without says nothing about a key.
     result: dict[str, Any] = {
         "provider": client.provider_id,
@@ -22,9 +30,42 @@ async def probe_provider(client: OpenAICompatibleProvider, model: str | None = N
         "auth": client.auth,
         "key_sent": client.has_key,
     }
-    async for name, outcome in probe_steps(client, model):
-        result[name] = outcome
+    await probe_until(client, model, deadline, result)
     return result
+
+
+def without_retries(client: OpenAICompatibleProvider) -> OpenAICompatibleProvider:
+    """The client, on the same transport, making each request once: a probe reports what one request
+    gets, and a retry would only spend the probe's time."""
+    single = copy.copy(client)
+    single.max_retries = 0
+    return single
+
+
+async def probe_until(
+    client: OpenAICompatibleProvider,
+    model: str | None,
+    deadline: float,
+    result: dict[str, Any],
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+    why: str = "the probe's deadline",
+) -> bool:
+    """Fill ``result`` with each check's outcome (``probe_steps``, no retries) until done or ``deadline``
+    seconds have passed; False when the time ran out, with the check under way marked ``no answer within
+    N s (why)`` and named in ``result["timed_out"]``. ``on_step`` sees ``result`` after each check."""
+    try:
+        async with asyncio.timeout(deadline):
+            async for name, outcome in probe_steps(without_retries(client), model):
+                result[name] = outcome
+                if on_step is not None:
+                    on_step(result)
+    except TimeoutError:
+        under_way = next((check for check in CHECKS if check not in result), None)
+        if under_way is not None:
+            result[under_way] = {"ok": False, "error": f"no answer within {deadline:g} s ({why})"}
+            result["timed_out"] = under_way
+        return False
+    return True
 
 
 async def probe_steps(client: OpenAICompatibleProvider, model: str | None = None) -> AsyncIterator[tuple[str, Any]]:

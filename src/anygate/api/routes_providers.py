@@ -234,7 +234,9 @@ async def test_provider(
     provider_id: str, state: StateDep, _: AdminDep, body: ProbeRequest | None = None
 ) -> dict[str, Any]:
     """Probe the provider live (model list, 1-token chat, streaming, usage on streams, embeddings) and
-    store what it supports; the result shows as ``capabilities`` on the provider."""
+    store what it supports; the result shows as ``capabilities`` on the provider. The probe has
+    ``probe.PROBE_DEADLINE`` seconds in all and makes each request once; out of time, ``timed_out`` names
+    the check that got no answer and nothing is stored."""
     model = body.model if body is not None else None
     store = state.store
     runtime = state.registry.find(provider_id)
@@ -249,6 +251,9 @@ async def test_provider(
         client = state.registry.make_client(config, stored.api_key)
         result = await probe_provider(client, model or config.default_model)
     result["capabilities"] = capabilities(result)
+    if "timed_out" in result:
+        # Checks never made say nothing about what the provider lacks: routing keeps what it knew.
+        return result
     await store.providers.save_probe(runtime.id if runtime else provider_id, result)
     await state.store_changed()
     return result

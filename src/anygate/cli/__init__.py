@@ -18,6 +18,7 @@ from anygate.cli.quota import quota_app
 from anygate.cli.requests import requests
 from anygate.cli.roster import audit, users_import
 from anygate.cli.serve import serve
+from anygate.cli.teams import teams_app
 from anygate.cli.usage import usage
 
 app = typer.Typer(
@@ -53,6 +54,7 @@ app.add_typer(secrets_app, name="secrets")
 app.add_typer(keys_app, name="keys")
 users_app.command("import")(users_import)
 app.add_typer(users_app, name="users")
+app.add_typer(teams_app, name="teams")
 app.command("audit")(audit)
 app.add_typer(import_app, name="import")
 

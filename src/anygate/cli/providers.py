@@ -250,8 +250,9 @@ def providers_test(
         str | None, typer.Option(help="Model to try (default: the provider's default_model, else the first listed).")
     ] = None,
     timeout: Annotated[
-        float, typer.Option("--timeout", min=0.1, help="Give up on the probe after this many seconds.")
-    ] = 60.0,
+        float,
+        typer.Option("--timeout", min=0.1, help="Seconds for the whole probe, every check together (no retries)."),
+    ] = DEFAULT_TIMEOUT,  # the probe's deadline as the API has it (``probe.PROBE_DEADLINE``)
 ) -> None:
     """Probe one provider live: model list, a 1-token chat, streaming, usage on streams, embeddings.
 
@@ -268,10 +269,8 @@ def providers_test(
     probe = probe_within(routed, api_key, model or provider.default_model, timeout, settings.proxy_for(routed))
     result, finished = run_async(probe)
     table = Table("check", "result")
-    # Out of time: the first check without a result is the one that was waiting for an answer.
-    under_way = None if finished else next((check for check in CHECKS if check not in result), None)
-    for check in CHECKS:
-        table.add_row(check, check_mark(result.get(check), finished, timeout, check == under_way))
+    for check in CHECKS:  # out of time, the check under way says so (``probe_until``)
+        table.add_row(check, check_mark(result.get(check), finished, timeout))
     Console().print(table)
     if not finished:
         fail(f"the probe of '{provider.id}' ran out of time after {timeout:g} s (--timeout); nothing was stored")
@@ -286,28 +285,25 @@ async def probe_within(
 ) -> tuple[dict[str, Any], bool]:
     """The probe's results so far, and whether it finished within ``timeout`` seconds; the spinner names
     the check under way."""
-    from anygate.probe import CHECKS, probe_steps
+    from anygate.probe import CHECKS, probe_until
     from anygate.upstream import OpenAICompatibleProvider
 
     result: dict[str, Any] = {"provider": provider.id, "checked_at": int(time.time())}
+
     with progress(f"Probing {provider.id}: models") as describe:
+
+        def show(so_far: dict[str, Any]) -> None:
+            after = [c for c in CHECKS if c not in so_far]
+            describe(f"Probing {provider.id} with {so_far.get('model')}: {after[0] if after else ''}")
+
         async with OpenAICompatibleProvider.from_config(provider, api_key, proxy=proxy) as client:
-            try:
-                async with asyncio.timeout(timeout):
-                    async for name, outcome in probe_steps(client, model):
-                        result[name] = outcome
-                        after = [c for c in CHECKS if c not in result]
-                        describe(f"Probing {provider.id} with {result.get('model')}: {after[0] if after else ''}")
-            except TimeoutError:
-                return result, False
-    return result, True
+            finished = await probe_until(client, model, timeout, result, show, why="--timeout")
+    return result, finished
 
 
-def check_mark(outcome: dict[str, Any] | None, finished: bool, timeout: float, under_way: bool = False) -> str:
-    """ok, the error, "no answer" for the check the time ran out in, or "not tried" (and why) for a check
-    that was never made."""
-    if outcome is None and under_way:
-        return f"[red]no answer within {timeout:g} s (--timeout)[/red]"
+def check_mark(outcome: dict[str, Any] | None, finished: bool, timeout: float) -> str:
+    """ok, the error ("no answer within N s" for the check the time ran out in), or "not tried" (and why)
+    for a check that was never made."""
     if outcome is None:
         return "[yellow]not tried[/yellow]" if finished else f"[yellow]not tried: out of time ({timeout:g} s)[/yellow]"
     if outcome.get("ok"):
