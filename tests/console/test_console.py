@@ -27,11 +27,10 @@ from anygate.app import create_app
 from anygate.app.gateway import CONSOLE_DIR
 from anygate.catalog import PRESETS
 from anygate.settings import ProviderConfig, Settings
+from tests.support.chromium import launched_chromium
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.inprocess import InProcessGateway, inprocess_gateway
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 ADMIN_KEY = "sk-ag-console-test-admin"
 CUSTOM_LABELS = {"en": "Custom Provider", "vi": "Nhà cung cấp tùy chỉnh", "zh": "自定义提供商"}
 LANGUAGE_NAMES = {"en": "English", "vi": "Tiếng Việt", "zh": "中文"}
@@ -288,19 +287,8 @@ def test_api_redirects_never_name_the_host_a_request_claims(console: InProcess) 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        reason = f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
-        if os.environ.get("ANYGATE_TEST_REQUIRE_SERVICES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with launched_chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
