@@ -49,8 +49,10 @@ def test_schemathesis_finds_nothing_the_document_does_not_say(tenancy: Tenancy, 
         str(MAX_SECONDS),
         "--seed",
         str(SEED),
+        # One worker: schemathesis's threads trip CPython 3.11's AST recursion check ("AST constructor
+        # recursion depth mismatch", fixed in 3.12) while hypothesis describes its filters.
         "--workers",
-        "2",
+        "1",
         "--no-color",
         "--report",
         "ndjson",

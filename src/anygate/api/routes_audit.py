@@ -46,17 +46,17 @@ async def audit(
     target: str | None = None,
     since: Annotated[str | None, Query(description="From (inclusive), ISO 8601", json_schema_extra=MOMENT)] = None,
     until: Annotated[str | None, Query(description="Until (exclusive), ISO 8601", json_schema_extra=MOMENT)] = None,
-    cursor: Annotated[str | None, Query(description="next_cursor of the page before", pattern="^[0-9]*$")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the page before", pattern="^[0-9]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> dict[str, Any]:
-    if cursor and not cursor.isdigit():
+    if cursor is not None and not cursor.isdigit():
         raise InvalidRequest("cursor: not a cursor this route gave", param="cursor")
     query = AuditQuery(
         actor or None,
         target or None,
-        moment(since or None, "since"),
-        moment(until or None, "until"),
-        int(cursor) if cursor else None,
+        moment(since, "since"),
+        moment(until, "until"),
+        int(cursor) if cursor is not None else None,
         limit,
     )
     entries = await state.store.audit.entries(query)
