@@ -342,3 +342,16 @@ def test_a_roster_is_imported_once_its_keys_written_0600_and_the_changes_audited
     assert refused.exit_code != 0 and "window" in refused.output
     audit = run("audit", "--actor", "cli", "--json")
     assert audit.count('"team.roster"') == 2 and "sk-ag-" not in audit
+
+
+def test_the_key_and_user_lists_show_each_holders_budgets(environment) -> None:
+    user_id = run("users", "create", "grace", "--budget-usd", "10", "--budget-period", "monthly").strip()
+    run("keys", "create", "--alias", "windowed", "--budget-tokens", "5000", "--budget-period", "weekly")
+    run("keys", "create", "--alias", "unbudgeted")
+    wide = {"COLUMNS": "200"}
+    keys = runner.invoke(app, ["keys", "list"], env=wide).output
+    users = runner.invoke(app, ["users", "list"], env=wide).output
+    lines = keys.splitlines()
+    assert any("windowed" in line and "5000 tok / weekly" in line for line in lines), keys
+    assert not any("unbudgeted" in line and "tok" in line for line in lines), keys
+    assert "$10 / monthly" in next(line for line in users.splitlines() if user_id in line)

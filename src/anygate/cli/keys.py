@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -26,6 +27,7 @@ from anygate.cli.spend_options import (
     Rpm,
     SpendOptions,
     Tpm,
+    budgets_text,
     spend_changes,
 )
 from anygate.settings import Settings
@@ -59,6 +61,14 @@ def cli_view(record: object) -> dict[str, Any] | None:
         return None
     fields = {k: v for k, v in vars(record).items() if k not in ("key_hash", "previous_hash")}
     return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in fields.items()}
+
+
+def compact_table(*columns: str) -> Table:
+    """A table that fits 80 columns: the first (an id, to copy) whole, the others folding in their column."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, collapse_padding=True)
+    for index, name in enumerate(columns):
+        table.add_column(name, no_wrap=index == 0, overflow="fold")
+    return table
 
 
 def print_warnings(warnings: list[str]) -> None:
@@ -193,6 +203,7 @@ def keys_update(
 @keys_app.command("list")
 def keys_list(config: ConfigOption = None) -> None:
     """Every key (never the secret); a key made by another key is revoked or expired with it."""
+    from anygate.store.budget_lists import stored_budgets
     from anygate.store.families import lineages
     from anygate.store.tables import utcnow
 
@@ -201,7 +212,8 @@ def keys_list(config: ConfigOption = None) -> None:
 
     records = with_store(load(config), listing)
     chains = lineages({record.id: record for record in records})
-    table = Table("id", "alias", "prefix", "user", "role", "created by", "status", "expires")
+    table = compact_table("id", "alias", "prefix", "user", "role", "created by", "status", "expires")
+    budgets = compact_table("key", "alias", "budgets")
     for record in records:
         expires = record.expires_at.isoformat() if record.expires_at else ""
         table.add_row(
@@ -214,7 +226,12 @@ def keys_list(config: ConfigOption = None) -> None:
             chains[record.id].status(utcnow()),
             expires,
         )
-    Console().print(table)
+        if stored_budgets(record.budget):
+            budgets.add_row(record.id, record.alias, budgets_text(record.budget))
+    Console().print(table, highlight=False)
+    # The budgets apart: a ninth column would fold every cell of an 80-column terminal.
+    if budgets.row_count:
+        Console().print(budgets, highlight=False)
 
 
 @keys_app.command("revoke")
@@ -305,10 +322,10 @@ def users_list(config: ConfigOption = None) -> None:
     async def listing(store: Store) -> list[Any]:
         return await store.keys.list_users()
 
-    table = Table("id", "name", "created")
+    table = compact_table("id", "name", "created", "budgets")
     for user in with_store(load(config), listing):
-        table.add_row(user.id, user.name, user.created_at.isoformat())
-    Console().print(table)
+        table.add_row(user.id, user.name, user.created_at.isoformat(), budgets_text(user.budget))
+    Console().print(table, highlight=False)
 
 
 @users_app.command("remove")

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from anygate.cli.common import fail
-from anygate.store.budget_lists import legacy_budget
+from anygate.store.budget_lists import legacy_budget, stored_budgets
 
 BudgetTokens = Annotated[int | None, typer.Option("--budget-tokens", help="Token budget per period.")]
 BudgetUsd = Annotated[float | None, typer.Option("--budget-usd", help="USD budget per period.")]
@@ -82,3 +82,21 @@ def spend_changes(
     elif (limits := options.limits(current.limits)) is not None:
         changes["limits"] = limits
     return changes
+
+
+def budget_text(budget: dict[str, Any]) -> str:
+    """One stored budget, short: ``50000 tok + $2 / daily (soft)``."""
+    amounts = []
+    if budget.get("tokens") is not None:
+        amounts.append(f"{budget['tokens']} tok")
+    if budget.get("usd") is not None:
+        amounts.append(f"${budget['usd']:g}")
+    if budget.get("requests") is not None:
+        amounts.append(f"{budget['requests']} req")
+    text = " + ".join(amounts) + f" / {budget['window']}"
+    return text + " (soft)" if budget.get("mode") == "soft" else text
+
+
+def budgets_text(stored: object) -> str:
+    """A holder's stored budgets, one a line (``-`` for none)."""
+    return "\n".join(budget_text(b) for b in stored_budgets(stored)) or "-"

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from anygate.cli.common import ConfigOption, err_console_print, fail, load, with_store
 from anygate.cli.roster import budget_option
-from anygate.cli.spend_options import Concurrency, NoBudget, NoLimits, Rpm, Tpm
+from anygate.cli.spend_options import Concurrency, NoBudget, NoLimits, Rpm, Tpm, budgets_text
 from anygate.store.records import TeamRecord
 from anygate.store.store import Store
 
@@ -43,19 +43,6 @@ def limits_given(rpm: int | None, tpm: int | None, concurrency: int | None) -> d
     return {name: value for name, value in given.items() if value is not None}
 
 
-def budget_text(budget: dict[str, Any]) -> str:
-    """One stored budget, short: ``50000 tok + $2 / daily (soft)``."""
-    amounts = []
-    if budget.get("tokens") is not None:
-        amounts.append(f"{budget['tokens']} tok")
-    if budget.get("usd") is not None:
-        amounts.append(f"${budget['usd']:g}")
-    if budget.get("requests") is not None:
-        amounts.append(f"{budget['requests']} req")
-    text = " + ".join(amounts) + f" / {budget['window']}"
-    return text + " (soft)" if budget.get("mode") == "soft" else text
-
-
 def audited(team: TeamRecord | None) -> dict[str, Any] | None:
     from anygate.api.routes_teams import team_view
 
@@ -65,7 +52,6 @@ def audited(team: TeamRecord | None) -> dict[str, Any] | None:
 @teams_app.command("list")
 def teams_list(config: ConfigOption = None) -> None:
     """Every team: its id, name, member count and budgets."""
-    from anygate.store.budget_lists import stored_budgets
 
     async def listing(store: Store) -> list[tuple[TeamRecord, int]]:
         return [(team, len(await store.teams.member_ids(team.id))) for team in await store.teams.list_teams()]
@@ -81,8 +67,7 @@ def teams_list(config: ConfigOption = None) -> None:
     table.add_column("members", justify="right", no_wrap=True)
     table.add_column("budgets", overflow="fold")
     for team, members in rows:
-        budgets = "\n".join(budget_text(b) for b in stored_budgets(team.budgets)) or "-"
-        table.add_row(team.id, team.name, str(members), budgets)
+        table.add_row(team.id, team.name, str(members), budgets_text(team.budgets))
     Console().print(table, highlight=False)
 
 
