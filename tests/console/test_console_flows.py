@@ -415,7 +415,9 @@ def test_an_expired_key_is_shown_apart_and_may_get_a_later_expiry(page: Any, gat
             "created_by": "key_live",
         },
     ]
-    page.route("**/v1/keys", lambda route: route.fulfill(status=200, json={"object": "list", "data": keys}))
+    caller = {"key_id": "admin", "role": "admin", "user_id": None, "team_id": None}
+    answer = {"object": "list", "data": keys, "caller": caller}
+    page.route("**/v1/keys", lambda route: route.fulfill(status=200, json=answer))
     sign_in(page, gateway)
     open_section(page, "keys")
     active, inactive = page.locator("#keys-active"), page.locator("#keys-inactive")

@@ -15,7 +15,7 @@ import pytest
 
 from tests.console import test_console, test_console_flows
 from tests.console.test_console import ADMIN_KEY, Served
-from tests.console.test_console_flows import LANGS, money, open_section, say, sign_in
+from tests.console.test_console_flows import LANGS, money, open_section, say, shot, sign_in
 from tests.support.fake_upstream import Reply
 
 # One browser and one gateway for this module (test_console's fixtures); every language shares the gateway,
@@ -187,3 +187,68 @@ def test_a_team_is_created_with_two_budgets_and_a_roster_is_imported(page: Any, 
         "button", name=f"{say(lang, 'teams.open')} {name}"
     ).click()
     expect(detail.locator(".stat strong").nth(2)).to_have_text(money(page, spent))
+
+
+# ---------------------------------------------------------------------------------------------- keys
+
+
+def row_of(page: Any, table: Any, key_id: str) -> Any:
+    """The row of the key ``key_id`` (by its id column: other rows may name it as their maker)."""
+    return table.locator("tbody tr").filter(has=page.locator("td:nth-child(2)", has_text=key_id))
+
+
+def test_a_key_holder_manages_its_own_key_and_the_keys_it_made(page: Any, gateway: Served, lang: str) -> None:
+    """Signed in with a user key: the Keys page lists that key and its family only, makes a child, narrows
+    it (a widening is refused in the chosen language) and revokes it; its own key has no Revoke button."""
+    from playwright.sync_api import expect
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    status, user = call(gateway, "POST", "/v1/users", ADMIN_KEY, {"name": f"holder {lang}"})
+    assert status == 201, user
+    own_alias, other_alias = f"mine-{lang}", f"theirs-{lang}"
+    _, own = call(gateway, "POST", "/v1/keys", ADMIN_KEY, {"alias": own_alias, "user_id": user["id"], "limits": {"rpm": 60}})
+    _, other = call(gateway, "POST", "/v1/keys", ADMIN_KEY, {"alias": other_alias, "user_id": user["id"]})
+    _, older_child = call(gateway, "POST", "/v1/keys", own["key"], {"alias": f"ci-{lang}"})
+    _, grandchild = call(gateway, "POST", "/v1/keys", older_child["key"], {"alias": f"ci-job-{lang}"})
+
+    sign_in(page, gateway, own["key"])
+    expect(page.locator("body")).to_have_attribute("data-role", "user")
+    expect(page.locator("#admin-badge")).to_be_hidden()
+    open_section(page, "keys")
+    active = page.locator("#keys-active")
+    expect(active.locator("tbody tr")).to_have_count(3)  # itself, its child and grandchild; not its user's other key
+    expect(active).not_to_contain_text(other_alias)
+    mine = row_of(page, active, own["id"])
+    expect(mine).to_contain_text(say(lang, "keys.thisKey"))
+    expect(mine.get_by_role("button", name=f"{say(lang, 'keys.revoke')} {own_alias}")).to_have_count(0)
+    expect(row_of(page, active, grandchild["id"])).to_contain_text(f"ci-{lang} ({older_child['id']})")
+    expect(page.locator("#kf-user")).to_be_hidden()  # a key holder's keys are its user's
+
+    alias = f"laptop-{lang}"
+    page.fill("#kf-alias", alias)
+    page.click("#kf-submit")
+    expect(page.locator("#key-secret")).to_be_visible()
+    child_row = active.locator("tbody tr", has_text=alias)
+    expect(child_row).to_contain_text(f"{own_alias} ({own['id']})")  # made by the signed-in key, named by its alias
+    child_id = child_row.locator("td").nth(1).inner_text().strip()
+    assert chat(gateway, page.locator("#key-secret-value").input_value()) == 200
+
+    child_row.get_by_role("button", name=f"{say(lang, 'keys.edit')} {alias}").click()
+    page.fill("#kf-rpm", "100")  # wider than its maker's 60: refused
+    page.click("#kf-submit")
+    expect(page.locator("#error-text")).to_have_text(say(lang, "apiError.too_many_rights", param="limits.rpm"))
+    page.fill("#kf-rpm", "30")
+    page.click("#kf-submit")
+    expect(page.locator("#notice")).to_have_text(say(lang, "keys.saved", alias=alias))
+    expect(child_row).to_contain_text(say(lang, "keys.limits.rpm", n=30))
+    assert gateway.admin("GET", f"/v1/keys/{child_id}").json()["limits"]["rpm"] == 30
+
+    child_row.get_by_role("button", name=f"{say(lang, 'keys.revoke')} {alias}").click()
+    expect(page.locator("#notice")).to_have_text(say(lang, "keys.revoked", alias=alias))
+    revoked = page.locator("#keys-inactive tbody tr", has_text=alias)
+    expect(revoked).to_contain_text(say(lang, "keys.status.revoked"))
+    expect(revoked.get_by_role("button")).to_have_count(0)
+    assert gateway.admin("GET", f"/v1/keys/{child_id}").json()["status"] == "revoked"
+    assert gateway.admin("GET", f"/v1/keys/{own['id']}").json()["status"] == "active"
+    assert gateway.admin("GET", f"/v1/keys/{grandchild['id']}").json()["status"] == "active"
+    shot(page, "keys-holder", lang)

@@ -1,5 +1,7 @@
-// Keys (admins): active keys apart from revoked and expired ones, creating a key (its secret shown once),
-// editing one (PATCH sends only what changed; the API refuses what the caller may not give) and revoking.
+// Keys: the keys the caller manages (an admin: every key; a team admin: its team's; a key holder: its own key
+// and the keys it made), active ones apart from revoked and expired ones, creating a key (its secret shown
+// once), editing one (PATCH sends only what changed; the API refuses what the caller may not give: a key
+// holder only narrows) and revoking one (never the key signed in with: that would lock the caller out).
 
 import { ApiError, api, items } from "./api.js";
 import { $, badge, h, splitList, table } from "./dom.js";
@@ -20,15 +22,19 @@ export function init(context) {
   $("#key-secret-copy").addEventListener("click", copySecret);
 }
 
-/** Also tells the console whether the caller is an admin: 200 yes, 403 no, 404 unknown. */
+/** Also tells the console who the caller is: the answer's `caller.role` (admin, team_admin or user); a
+ * gateway without the keys API (404) leaves it unknown. */
 export async function load() {
+  let answer;
   try {
-    keys = items(await api("GET", "/v1/keys"));
+    answer = await api("GET", "/v1/keys");
   } catch (error) {
-    if (error instanceof ApiError) ui.setAdmin(error.status === 403 ? false : error.status === 404 ? null : ui.isAdmin);
+    if (error instanceof ApiError) ui.setRole(error.status === 403 ? "user" : error.status === 404 ? null : ui.role);
     throw error;
   }
-  ui.setAdmin(true);
+  keys = items(answer);
+  ui.caller = answer && answer.caller ? answer.caller : null;
+  ui.setRole(ui.caller ? ui.caller.role : null);
   ui.keys = keys;
   spend = await spendBy("key");
   render();
@@ -78,10 +84,13 @@ export function render() {
 const mono = (text) => h("span", { class: "mono muted break" }, text || "—");
 const money = (value) => (typeof value === "number" ? formatMoney(value, "USD") : "—");
 
+/** Whether `k` is the key the console is signed in with. */
+const isOwn = (k) => Boolean(ui.caller && ui.caller.key_id === k.id);
+
 function activeRow(k) {
   const label = k.alias || k.id;
   return [
-    h("strong", { class: "break" }, k.alias || "—"),
+    h("strong", { class: "break" }, k.alias || "—", isOwn(k) ? [" ", badge(t("keys.thisKey"), "muted")] : null),
     mono(k.id),
     mono(k.user_id),
     allowlist(k),
@@ -92,7 +101,7 @@ function activeRow(k) {
     createdBy(k.created_by),
     h("div", { class: "row-actions" },
       h("button", { type: "button", onclick: () => edit(k), "aria-label": `${t("keys.edit")} ${label}` }, t("keys.edit")),
-      h("button", { type: "button", class: "danger", onclick: () => revoke(k), "aria-label": `${t("keys.revoke")} ${label}` }, t("keys.revoke"))),
+      isOwn(k) ? null : h("button", { type: "button", class: "danger", onclick: () => revoke(k), "aria-label": `${t("keys.revoke")} ${label}` }, t("keys.revoke"))),
   ];
 }
 
