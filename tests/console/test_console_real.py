@@ -252,3 +252,58 @@ def test_a_key_holder_manages_its_own_key_and_the_keys_it_made(page: Any, gatewa
     assert gateway.admin("GET", f"/v1/keys/{own['id']}").json()["status"] == "active"
     assert gateway.admin("GET", f"/v1/keys/{grandchild['id']}").json()["status"] == "active"
     shot(page, "keys-holder", lang)
+
+
+def test_a_users_and_a_teams_keys_are_reissued_after_a_confirmation(page: Any, gateway: Served, lang: str) -> None:
+    from playwright.sync_api import expect
+
+    team_id = f"reissue-{lang}"
+    assert call(gateway, "POST", "/v1/teams", ADMIN_KEY, {"id": team_id, "name": f"Reissue {lang}"})[0] == 201
+    names = [f"Ana {lang}", f"Bo {lang}"]
+    roster = {"users": [{"name": n} for n in names], "key": {"models": ["campus/*"], "limits": {"rpm": 50}}}
+    status, enrolled = call(gateway, "POST", f"/v1/teams/{team_id}/roster", ADMIN_KEY, roster)
+    assert status == 200, enrolled
+    first = {row["name"]: row for row in enrolled["data"]}
+
+    sign_in(page, gateway)
+    open_section(page, "people")
+    button = page.locator("#users-list tbody tr", has_text=names[0]).get_by_role(
+        "button", name=f"{say(lang, 'reissue.user')} {names[0]}"
+    )
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if r.url.endswith("/reissue") else None)
+    page.once("dialog", lambda dialog: dialog.dismiss())  # not confirmed: nothing happens
+    button.click()
+    page.wait_for_timeout(300)
+    assert asked == [] and chat(gateway, first[names[0]]["key"]) == 200
+
+    questions: list[str] = []
+    page.on("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
+    button.click()
+    expect(page.locator("#notice")).to_have_text(say(lang, "reissue.done", n=1))
+    assert questions == [say(lang, "reissue.confirmUser", name=names[0])]
+    secret = page.locator("#user-detail .reissued input")
+    expect(secret).to_have_count(1)
+    new_key = secret.input_value()
+    assert chat(gateway, new_key) == 200 and chat(gateway, first[names[0]]["key"]) == 401
+    listed = gateway.admin("GET", f"/v1/keys?user_id={first[names[0]]['user_id']}").json()["data"]
+    assert sorted((k["alias"], k["status"], k["limits"]["rpm"]) for k in listed) == [
+        (names[0], "active", 50),  # the same settings
+        (names[0], "revoked", 50),
+    ]
+
+    page.get_by_role("button", name=f"{say(lang, 'teams.open')} Reissue {lang}").click()
+    page.click("#team-reissue")
+    expect(page.locator("#notice")).to_have_text(say(lang, "reissue.done", n=2))
+    assert questions[-1] == say(lang, "reissue.confirmTeam", name=f"Reissue {lang}")
+    secrets = page.locator("#team-detail .reissued input")
+    expect(secrets).to_have_count(2)
+    shown = [secrets.nth(i).input_value() for i in range(2)]
+    assert all(chat(gateway, s) == 200 for s in shown)
+    assert chat(gateway, new_key) == 401 and chat(gateway, first[names[1]]["key"]) == 401
+    kept = gateway.admin("GET", f"/v1/teams/{team_id}").json()
+    assert kept["key_count"] == 2  # one live key per member, as before
+    shot(page, "reissue", lang)
+    page.reload()
+    page.wait_for_selector("#nav:not([hidden])")
+    assert not any(s in page.content() for s in shown)  # shown once

@@ -6,6 +6,7 @@ import { ApiError, api, items } from "./api.js";
 import { $, h, splitList, table } from "./dom.js";
 import { formatMoney, formatNumber, language, t } from "./i18n.js";
 import { describeBudget, describeLimits, fillLimits, readLimits } from "./limits.js";
+import { reissue, reissuedCard } from "./reissue.js";
 
 const WINDOWS = ["daily", "weekly", "monthly", "none", "hours"];
 
@@ -15,6 +16,7 @@ let teams = [];
 let editing = null;
 let opened = null; // the team detail shown
 let roster = null; // {team, created: [...]} the keys a roster import made, shown once
+let reissued = null; // {team, rows: [...]} the keys a re-issue made, shown once
 let rowsLanguage = null; // the language the budget rows were built in
 
 export function init(context, callbacks) {
@@ -95,6 +97,7 @@ function allowlists(team) {
 async function open(team) {
   ui.clear();
   roster = null;
+  reissued = null;
   try {
     opened = await api("GET", `/v1/teams/${encodeURIComponent(team.id)}`);
   } catch (error) {
@@ -113,7 +116,7 @@ function renderDetail() {
   const members = Array.isArray(opened.members) ? opened.members : [];
   const spend = opened.spend && typeof opened.spend.usd === "number" ? opened.spend.usd : null;
   const keyCount = typeof opened.key_count === "number" ? opened.key_count : null;
-  const close = h("button", { type: "button", class: "icon", "aria-label": t("common.close"), onclick: () => { opened = null; roster = null; renderDetail(); } }, "×");
+  const close = h("button", { type: "button", class: "icon", "aria-label": t("common.close"), onclick: () => { opened = null; roster = null; reissued = null; renderDetail(); } }, "×");
   const file = h("input", { type: "file", accept: ".csv,text/csv", id: "roster-file", "aria-label": t("teams.roster.file") });
   const typed = $("#roster-text"); // a re-render (a language change, a reload) keeps what was typed
   const text = h("textarea", { id: "roster-text", rows: 4, spellcheck: "false", placeholder: "name,email\nAda Lovelace,ada@example.edu", "aria-label": t("teams.roster.text") });
@@ -129,6 +132,8 @@ function renderDetail() {
         h("span", { class: "break" }, m.name || "—"), h("span", { class: "mono muted" }, m.id),
       ]), t("teams.members"))
       : h("p", { class: "empty" }, t("teams.noMembers")),
+    h("div", { class: "actions" }, h("button", { type: "button", id: "team-reissue", onclick: () => reissueKeys() }, t("reissue.team"))),
+    reissued && reissued.team === opened.id ? reissuedCard(reissued.rows) : "",
     h("h3", {}, t("teams.roster.title")),
     h("p", { class: "hint" }, t("teams.roster.help")),
     h("div", { class: "grid" }, h("div", { class: "field wide" }, text), h("div", { class: "field wide" }, file)),
@@ -139,6 +144,22 @@ function renderDetail() {
 
 function stat(name, value) {
   return h("div", { class: "stat card" }, h("span", { class: "muted" }, name), h("strong", {}, value));
+}
+
+/** Re-issue every member's keys (after a confirmation); the new ones are shown in the panel, once. */
+async function reissueKeys() {
+  const team = opened;
+  try {
+    const rows = await reissue(ui, `/v1/teams/${encodeURIComponent(team.id)}/keys/reissue`, t("reissue.confirmTeam", { name: team.name || team.id }));
+    if (rows === null) return;
+    reissued = { team: team.id, rows };
+    roster = null;
+    opened = await api("GET", `/v1/teams/${encodeURIComponent(team.id)}`);
+    renderDetail();
+    hooks.onChange();
+  } catch (error) {
+    ui.error(error);
+  }
 }
 
 async function importRoster(text, file) {
@@ -155,6 +176,7 @@ async function importRoster(text, file) {
     const answer = await api("POST", `/v1/teams/${encodeURIComponent(opened.id)}/roster`, { users: names.map((name) => ({ name })) });
     const created = items(answer).filter((entry) => entry.status === "created");
     roster = { team: opened.id, created };
+    reissued = null;
     text.value = "";
     file.value = "";
     ui.notice(t("teams.roster.done", { n: formatNumber(created.length), kept: formatNumber(answer.kept) }));

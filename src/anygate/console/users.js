@@ -6,6 +6,7 @@ import { $, badge, h, table } from "./dom.js";
 import { formatDate, formatMoney, formatNumber, t } from "./i18n.js";
 import { spendBy, statusOf } from "./keys.js";
 import { describeBudget, describeLimits, fillBudget, fillLimits, readBudget, readLimits } from "./limits.js";
+import { reissue, reissuedCard } from "./reissue.js";
 import * as teams from "./teams.js";
 
 let ui;
@@ -15,7 +16,7 @@ let spend = {}; // user id -> USD
 let keySpend = {}; // key id -> USD
 let editing = null;
 let initial = {};
-let opened = null; // {user, keys} shown in the detail panel
+let opened = null; // {user, keys, reissued?} shown in the detail panel (reissued: new secrets, shown once)
 
 export function init(context) {
   ui = context;
@@ -72,6 +73,7 @@ function row(u, withTeams) {
     h("div", { class: "row-actions" },
       h("button", { type: "button", onclick: () => open(u), "aria-label": `${t("users.showKeys")} ${u.name}` }, t("users.showKeys")),
       h("button", { type: "button", onclick: () => edit(u), "aria-label": `${t("keys.edit")} ${u.name}` }, t("keys.edit")),
+      h("button", { type: "button", onclick: () => reissueKeys(u), "aria-label": `${t("reissue.user")} ${u.name}` }, t("reissue.user")),
       h("button", { type: "button", class: "danger", onclick: () => remove(u), "aria-label": `${t("providers.delete")} ${u.name}` }, t("providers.delete"))),
   );
   return cells;
@@ -84,11 +86,11 @@ function fillTeamOptions() {
   select.value = current;
 }
 
-async function open(u) {
-  ui.clear();
+async function open(u, reissued = null) {
+  if (!reissued) ui.clear();
   try {
     const detail = await api("GET", `/v1/users/${encodeURIComponent(u.id)}`);
-    opened = { user: detail, keys: Array.isArray(detail.keys) ? detail.keys : [] };
+    opened = { user: detail, keys: Array.isArray(detail.keys) ? detail.keys : [], reissued };
   } catch (error) {
     opened = null;
     ui.error(error);
@@ -117,7 +119,21 @@ function renderDetail() {
         ];
       }), t("users.keysOf", { name: opened.user.name || "" }))
       : h("p", { class: "empty" }, t("users.noKeys")),
+    opened.reissued ? reissuedCard(opened.reissued) : "",
   );
+}
+
+/** Re-issue the user's keys (after a confirmation) and show the new ones in its panel, once. */
+async function reissueKeys(u) {
+  const name = u.name || u.id;
+  try {
+    const rows = await reissue(ui, `/v1/users/${encodeURIComponent(u.id)}/keys/reissue`, t("reissue.confirmUser", { name }));
+    if (rows === null) return;
+    await load();
+    await open(u, rows);
+  } catch (error) {
+    ui.error(error);
+  }
 }
 
 // --------------------------------------------------------------------------------------------- form
