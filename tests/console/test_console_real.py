@@ -307,3 +307,139 @@ def test_a_users_and_a_teams_keys_are_reissued_after_a_confirmation(page: Any, g
     page.reload()
     page.wait_for_selector("#nav:not([hidden])")
     assert not any(s in page.content() for s in shown)  # shown once
+
+
+# ------------------------------------------------------------------------------------------- budgets
+
+
+def test_every_budget_of_a_user_and_a_key_is_edited_and_none_is_dropped(page: Any, gateway: Served, lang: str) -> None:
+    """A user and a key with three budgets each: the forms show all three; a change elsewhere sends none of
+    them; a budget changed, one removed and one added are saved as the list shown."""
+    from playwright.sync_api import expect
+
+    three = [
+        {"tokens": 50000, "window": "daily"},
+        {"usd": 20, "window": "monthly", "mode": "soft"},
+        {"requests": 40, "window": "5h"},
+    ]
+    name = f"Budgets {lang}"
+    status, user = call(gateway, "POST", "/v1/users", ADMIN_KEY, {"name": name, "budgets": three})
+    assert status == 201, user
+    alias = f"budgets-{lang}"
+    status, key = call(gateway, "POST", "/v1/keys", ADMIN_KEY, {"alias": alias, "user_id": user["id"], "budgets": three})
+    assert status == 201, key
+
+    sign_in(page, gateway)
+    open_section(page, "people")
+    user_row = page.locator("#users-list tbody tr", has_text=name)
+    expect(user_row).to_contain_text(say(lang, "period.hours", n=5))  # every budget listed, not the first only
+    user_row.get_by_role("button", name=f"{say(lang, 'keys.edit')} {name}").click()
+    rows = page.locator("#uf-budgets .budget-row")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(2).locator("[name=hours]")).to_have_value("5")
+    page.fill("#uf-rpm", "30")
+    with page.expect_request(lambda r: r.method == "PATCH") as patched:
+        page.click("#uf-submit")
+    assert patched.value.post_data_json == {"limits": {"rpm": 30}}  # the budgets not touched: not sent
+    expect(page.locator("#notice")).to_have_text(say(lang, "users.saved", name=name))
+    assert len(gateway.admin("GET", f"/v1/users/{user['id']}").json()["budgets"]) == 3
+
+    user_row.get_by_role("button", name=f"{say(lang, 'keys.edit')} {name}").click()
+    expect(rows).to_have_count(3)
+    rows.nth(1).locator("[name=usd]").fill("25")
+    rows.nth(0).get_by_role("button", name=say(lang, "teams.form.removeBudget")).click()
+    page.click("#uf-add-budget")
+    added = rows.nth(2)
+    added.locator("[name=tokens]").fill("300000")
+    added.locator("[name=window]").select_option("weekly")
+    with page.expect_response(lambda r: r.request.method == "PATCH") as answered:
+        page.click("#uf-submit")
+    assert answered.value.status == 200
+    stored = gateway.admin("GET", f"/v1/users/{user['id']}").json()["budgets"]
+    assert [(b.get("tokens"), b.get("usd"), b.get("requests"), b["window"], b["mode"]) for b in stored] == [
+        (None, 25.0, None, "monthly", "soft"),
+        (None, None, 40, "5h", "hard"),
+        (300000, None, None, "weekly", "hard"),
+    ]
+
+    open_section(page, "keys")
+    key_row = page.locator("#keys-active tbody tr", has_text=alias)
+    key_row.get_by_role("button", name=f"{say(lang, 'keys.edit')} {alias}").click()
+    key_rows = page.locator("#kf-budgets .budget-row")
+    expect(key_rows).to_have_count(3)
+    page.fill("#kf-alias", f"{alias}-2")
+    with page.expect_request(lambda r: r.method == "PATCH") as patched:
+        page.click("#kf-submit")
+    assert patched.value.post_data_json == {"alias": f"{alias}-2"}
+    expect(page.locator("#notice")).to_have_text(say(lang, "keys.saved", alias=f"{alias}-2"))
+    key_row = page.locator("#keys-active tbody tr", has_text=f"{alias}-2")
+    key_row.get_by_role("button", name=f"{say(lang, 'keys.edit')} {alias}-2").click()
+    key_rows.nth(2).locator("[name=requests]").fill("20")
+    with page.expect_response(lambda r: r.request.method == "PATCH") as answered:
+        page.click("#kf-submit")
+    assert answered.value.status == 200
+    assert answered.value.request.post_data_json == {
+        "budgets": [
+            {"tokens": 50000, "window": "daily", "mode": "hard"},
+            {"usd": 20, "window": "monthly", "mode": "soft"},
+            {"requests": 20, "window": "5h", "mode": "hard"},
+        ]
+    }
+    assert [b.get("requests") for b in gateway.admin("GET", f"/v1/keys/{key['id']}").json()["budgets"]] == [None, None, 20]
+    shot(page, "budgets", lang)
+
+
+def test_a_roster_is_imported_with_budgets_limits_and_expiry_for_each_student(page: Any, gateway: Served, lang: str) -> None:
+    from playwright.sync_api import expect
+
+    team_id = f"options-{lang}"
+    assert call(gateway, "POST", "/v1/teams", ADMIN_KEY, {"id": team_id, "name": f"Options {lang}"})[0] == 201
+    sign_in(page, gateway)
+    open_section(page, "people")
+    page.get_by_role("button", name=f"{say(lang, 'teams.open')} Options {lang}").click()
+    options = page.locator("#team-detail #roster-options")
+    options.locator("summary").click()
+    expect(options.locator("summary")).to_have_text(say(lang, "teams.roster.options"))
+    user_budget = page.locator("#ro-user-budgets .budget-row").first
+    user_budget.locator("[name=requests]").fill("2")
+    user_budget.locator("[name=window]").select_option("daily")
+    page.click("#ro-add-user-budget")
+    second = page.locator("#ro-user-budgets .budget-row").nth(1)
+    second.locator("[name=tokens]").fill("40000")
+    second.locator("[name=window]").select_option("hours")
+    second.locator("[name=hours]").fill("5")
+    page.fill("#ro-u-rpm", "30")
+    key_budget = page.locator("#ro-key-budgets .budget-row").first
+    key_budget.locator("[name=tokens]").fill("100000")  # USD would refuse this unpriced model
+    key_budget.locator("[name=window]").select_option("weekly")
+    page.fill("#ro-k-concurrency", "2")
+    page.fill("#ro-expires", "2099-01-15T12:00")
+    page.fill("#ro-models", "campus/*")
+    page.fill("#roster-text", f"name\nGrace {lang}\n")
+    with page.expect_request(lambda r: r.url.endswith("/roster")) as posted:
+        page.click("#roster-import")
+    body = posted.value.post_data_json
+    assert body["users"] == [{"name": f"Grace {lang}"}]
+    assert body["budgets"] == [
+        {"requests": 2, "window": "daily", "mode": "hard"},
+        {"tokens": 40000, "window": "5h", "mode": "hard"},
+    ]
+    assert body["limits"] == {"rpm": 30}
+    key = body["key"]
+    assert (key["budgets"], key["limits"], key["models"]) == (
+        [{"tokens": 100000, "window": "weekly", "mode": "hard"}],
+        {"concurrency": 2},
+        ["campus/*"],
+    )
+    assert key["expires_at"].startswith("2099-01-15") and "providers" not in key
+    expect(page.locator("#roster-result input")).to_have_count(1)
+    secret = page.locator("#roster-result input").input_value()
+
+    member = gateway.admin("GET", f"/v1/teams/{team_id}").json()["members"][0]
+    assert [(b.get("requests"), b.get("tokens"), b["window"]) for b in member["budgets"]] == [(2, None, "daily"), (None, 40000, "5h")]
+    assert member["limits"]["rpm"] == 30
+    made = gateway.admin("GET", f"/v1/keys?user_id={member['id']}").json()["data"][0]
+    assert (made["models"], made["limits"]["concurrency"], made["budgets"][0]["tokens"]) == (["campus/*"], 2, 100000)
+    assert made["expires_at"].startswith("2099-01-15")
+    assert chat(gateway, secret) == 200 and chat(gateway, secret) == 200
+    assert chat(gateway, secret) == 429  # the student's 2 requests a day, from the roster form

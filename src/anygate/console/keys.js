@@ -6,7 +6,8 @@
 import { ApiError, api, items } from "./api.js";
 import { $, badge, h, splitList, table } from "./dom.js";
 import { formatDate, formatMoney, t } from "./i18n.js";
-import { describeBudget, describeLimits, fillBudget, fillLimits, readBudget, readLimits } from "./limits.js";
+import { addBudgetRow, describeBudgets, fillBudgets, readBudgets, relabelBudgets } from "./budgets.js";
+import { describeLimits, fillLimits, readLimits } from "./limits.js";
 
 let ui;
 let keys = [];
@@ -19,6 +20,7 @@ export function init(context) {
   ui = context;
   $("#key-form").addEventListener("submit", submit);
   $("#kf-cancel").addEventListener("click", resetForm);
+  $("#kf-add-budget").addEventListener("click", () => addBudgetRow($("#kf-budgets")));
   $("#key-secret-copy").addEventListener("click", copySecret);
 }
 
@@ -72,6 +74,7 @@ export function render() {
   inactiveView.append(table([...columns, t("common.actions")], inactive.map(inactiveRow), t("keys.inactive")));
   inactiveView.hidden = !inactive.length;
   $("#keys-list").replaceChildren(activeView, inactiveView);
+  relabelBudgets($("#kf-budgets"));
   $("#key-form-title").textContent = editing ? t("keys.form.editTitle", { alias: editing.alias || editing.id }) : t("keys.form.title");
   const panel = $("#key-secret");
   panel.hidden = secret === null;
@@ -94,7 +97,7 @@ function activeRow(k) {
     mono(k.id),
     mono(k.user_id),
     allowlist(k),
-    describeBudget(k.budget),
+    describeBudgets(k),
     describeLimits(k.limits),
     k.expires_at ? formatDate(k.expires_at) : t("keys.never"),
     money(spend[k.id]),
@@ -165,14 +168,14 @@ function formValues(form) {
     models: models.length ? models : null,
     providers: providers.length ? providers : null,
     expires_at: expires ? new Date(expires).toISOString() : null,
-    budget: readBudget(form),
+    budgets: readBudgets($("#kf-budgets")),
     limits: readLimits(form),
   };
 }
 
 /** Creating sends what was filled in; editing sends only what changed. */
 function requestBody(values) {
-  if (!editing) return Object.fromEntries(Object.entries(values).filter(([, value]) => value !== null));
+  if (!editing) return Object.fromEntries(Object.entries(values).filter(([, value]) => value !== null && !(Array.isArray(value) && !value.length)));
   const body = {};
   for (const [name, value] of Object.entries(values)) {
     if (JSON.stringify(value) !== JSON.stringify(initial[name])) body[name] = value;
@@ -201,6 +204,7 @@ async function submit(event) {
       const created = await api("POST", "/v1/keys", body);
       secret = { alias: created.alias || body.alias, key: created.key };
       form.reset();
+      fillBudgets($("#kf-budgets"), []);
     }
     await load();
     if (secret && !editing) $("#key-secret-copy").focus();
@@ -220,7 +224,7 @@ function edit(k) {
   field("models").value = Array.isArray(k.models) ? k.models.join(", ") : "";
   field("providers").value = Array.isArray(k.providers) ? k.providers.join(", ") : "";
   field("expires_at").value = localInput(k.expires_at);
-  fillBudget(form, k.budget);
+  fillBudgets($("#kf-budgets"), k.budgets);
   fillLimits(form, k.limits);
   initial = formValues(form);
   $("#kf-cancel").hidden = false;
@@ -235,6 +239,7 @@ function resetForm() {
   editing = null;
   initial = {};
   $("#key-form").reset();
+  $("#kf-budgets").replaceChildren();
   $("#kf-cancel").hidden = true;
   $("#kf-submit").textContent = t("keys.form.submit");
   $("#kf-submit").dataset.i18n = "keys.form.submit";

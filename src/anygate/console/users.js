@@ -1,11 +1,12 @@
-// Users (admins): the list with their keys and spend, creating and editing one (name, team, budget, limits),
+// Users (admins): the list with their keys and spend, creating and editing one (name, team, budgets, limits),
 // one user's keys on a click. Teams (teams.js) share the page when the gateway has them.
 
 import { api, items } from "./api.js";
 import { $, badge, h, table } from "./dom.js";
 import { formatDate, formatMoney, formatNumber, t } from "./i18n.js";
 import { spendBy, statusOf } from "./keys.js";
-import { describeBudget, describeLimits, fillBudget, fillLimits, readBudget, readLimits } from "./limits.js";
+import { addBudgetRow, describeBudgets, fillBudgets, readBudgets, relabelBudgets } from "./budgets.js";
+import { describeLimits, fillLimits, readLimits } from "./limits.js";
 import { reissue, reissuedCard } from "./reissue.js";
 import * as teams from "./teams.js";
 
@@ -22,6 +23,7 @@ export function init(context) {
   ui = context;
   $("#user-form").addEventListener("submit", submit);
   $("#uf-cancel").addEventListener("click", resetForm);
+  $("#uf-add-budget").addEventListener("click", () => addBudgetRow($("#uf-budgets")));
   teams.init(context, { onChange: () => load().catch(ui.error) });
 }
 
@@ -52,6 +54,7 @@ export function render() {
     const columns = names.map((c) => t(`users.col.${c}`));
     list.replaceChildren(table([...columns, t("common.actions")], users.map((u) => row(u, withTeams)), t("users.title")));
   }
+  relabelBudgets($("#uf-budgets"));
   $("#user-form-title").textContent = editing ? t("users.form.editTitle", { name: editing.name }) : t("users.form.title");
   renderDetail();
   teams.render();
@@ -66,7 +69,7 @@ function row(u, withTeams) {
   ];
   if (withTeams) cells.push(teams.nameOf(u.team_id));
   cells.push(
-    describeBudget(u.budget),
+    describeBudgets(u),
     describeLimits(u.limits),
     t("users.keyCount", { active: formatNumber(active), total: formatNumber(own.length) }),
     money(spend[u.id]),
@@ -139,7 +142,7 @@ async function reissueKeys(u) {
 // --------------------------------------------------------------------------------------------- form
 
 function formValues(form) {
-  const values = { name: form.elements.name.value.trim(), budget: readBudget(form), limits: readLimits(form) };
+  const values = { name: form.elements.name.value.trim(), budgets: readBudgets($("#uf-budgets")), limits: readLimits(form) };
   if (ui.teamsAvailable === true) values.team_id = form.elements.team_id.value || null;
   return values;
 }
@@ -164,7 +167,7 @@ async function submit(event) {
       }
       await api("PATCH", `/v1/users/${encodeURIComponent(editing.id)}`, body);
     } else {
-      await api("POST", "/v1/users", Object.fromEntries(Object.entries(values).filter(([, v]) => v !== null)));
+      await api("POST", "/v1/users", Object.fromEntries(Object.entries(values).filter(([, v]) => v !== null && !(Array.isArray(v) && !v.length))));
     }
     ui.notice(t("users.saved", { name: values.name }));
     resetForm();
@@ -181,7 +184,7 @@ function edit(u) {
   form.reset();
   form.elements.name.value = u.name || "";
   form.elements.team_id.value = u.team_id || "";
-  fillBudget(form, u.budget);
+  fillBudgets($("#uf-budgets"), u.budgets);
   fillLimits(form, u.limits);
   initial = formValues(form);
   $("#uf-cancel").hidden = false;
@@ -196,6 +199,7 @@ function resetForm() {
   editing = null;
   initial = {};
   $("#user-form").reset();
+  $("#uf-budgets").replaceChildren();
   $("#uf-cancel").hidden = true;
   $("#uf-submit").textContent = t("users.form.submit");
   $("#uf-submit").dataset.i18n = "users.form.submit";
