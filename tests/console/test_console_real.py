@@ -206,7 +206,9 @@ def test_a_key_holder_manages_its_own_key_and_the_keys_it_made(page: Any, gatewa
     status, user = call(gateway, "POST", "/v1/users", ADMIN_KEY, {"name": f"holder {lang}"})
     assert status == 201, user
     own_alias, other_alias = f"mine-{lang}", f"theirs-{lang}"
-    _, own = call(gateway, "POST", "/v1/keys", ADMIN_KEY, {"alias": own_alias, "user_id": user["id"], "limits": {"rpm": 60}})
+    _, own = call(
+        gateway, "POST", "/v1/keys", ADMIN_KEY, {"alias": own_alias, "user_id": user["id"], "limits": {"rpm": 60}}
+    )
     _, other = call(gateway, "POST", "/v1/keys", ADMIN_KEY, {"alias": other_alias, "user_id": user["id"]})
     _, older_child = call(gateway, "POST", "/v1/keys", own["key"], {"alias": f"ci-{lang}"})
     _, grandchild = call(gateway, "POST", "/v1/keys", older_child["key"], {"alias": f"ci-job-{lang}"})
@@ -326,7 +328,9 @@ def test_every_budget_of_a_user_and_a_key_is_edited_and_none_is_dropped(page: An
     status, user = call(gateway, "POST", "/v1/users", ADMIN_KEY, {"name": name, "budgets": three})
     assert status == 201, user
     alias = f"budgets-{lang}"
-    status, key = call(gateway, "POST", "/v1/keys", ADMIN_KEY, {"alias": alias, "user_id": user["id"], "budgets": three})
+    status, key = call(
+        gateway, "POST", "/v1/keys", ADMIN_KEY, {"alias": alias, "user_id": user["id"], "budgets": three}
+    )
     assert status == 201, key
 
     sign_in(page, gateway)
@@ -385,11 +389,17 @@ def test_every_budget_of_a_user_and_a_key_is_edited_and_none_is_dropped(page: An
             {"requests": 20, "window": "5h", "mode": "hard"},
         ]
     }
-    assert [b.get("requests") for b in gateway.admin("GET", f"/v1/keys/{key['id']}").json()["budgets"]] == [None, None, 20]
+    assert [b.get("requests") for b in gateway.admin("GET", f"/v1/keys/{key['id']}").json()["budgets"]] == [
+        None,
+        None,
+        20,
+    ]
     shot(page, "budgets", lang)
 
 
-def test_a_roster_is_imported_with_budgets_limits_and_expiry_for_each_student(page: Any, gateway: Served, lang: str) -> None:
+def test_a_roster_is_imported_with_budgets_limits_and_expiry_for_each_student(
+    page: Any, gateway: Served, lang: str
+) -> None:
     from playwright.sync_api import expect
 
     team_id = f"options-{lang}"
@@ -436,7 +446,10 @@ def test_a_roster_is_imported_with_budgets_limits_and_expiry_for_each_student(pa
     secret = page.locator("#roster-result input").input_value()
 
     member = gateway.admin("GET", f"/v1/teams/{team_id}").json()["members"][0]
-    assert [(b.get("requests"), b.get("tokens"), b["window"]) for b in member["budgets"]] == [(2, None, "daily"), (None, 40000, "5h")]
+    assert [(b.get("requests"), b.get("tokens"), b["window"]) for b in member["budgets"]] == [
+        (2, None, "daily"),
+        (None, 40000, "5h"),
+    ]
     assert member["limits"]["rpm"] == 30
     made = gateway.admin("GET", f"/v1/keys?user_id={member['id']}").json()["data"][0]
     assert (made["models"], made["limits"]["concurrency"], made["budgets"][0]["tokens"]) == (["campus/*"], 2, 100000)

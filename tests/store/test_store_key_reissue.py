@@ -40,7 +40,10 @@ def ok(response: Any, status: int = 200) -> Any:
 
 def enrol(admin: Any, team: str, name: str, **key_fields: Any) -> tuple[str, dict[str, Any]]:
     """A user in ``team`` with a user budget of 3 requests a day, and a key for it."""
-    user = ok(admin.post("/v1/users", json={"name": name, "team_id": team, "budgets": [{"requests": 3, "window": "daily"}]}), 201)
+    user = ok(
+        admin.post("/v1/users", json={"name": name, "team_id": team, "budgets": [{"requests": 3, "window": "daily"}]}),
+        201,
+    )
     key = ok(admin.post("/v1/keys", json={"alias": f"{name}-laptop", "user_id": user["id"], **key_fields}), 201)
     return user["id"], key
 
@@ -54,7 +57,10 @@ def test_a_users_keys_are_reissued_with_the_same_fields_and_the_old_ones_stop(ga
         "expires_at": "2099-06-30T00:00:00Z",
     }
     with gateway.client() as admin:
-        team = ok(admin.post("/v1/teams", json={"id": "cs", "name": "CS", "budgets": [{"requests": 100, "window": "daily"}]}), 201)["id"]
+        team = ok(
+            admin.post("/v1/teams", json={"id": "cs", "name": "CS", "budgets": [{"requests": 100, "window": "daily"}]}),
+            201,
+        )["id"]
         ada, old = enrol(admin, team, "ada", **fields)
         _, bob_key = enrol(admin, team, "bob")
     with gateway.client(old["key"]) as own:
@@ -110,7 +116,10 @@ def test_a_teams_keys_are_reissued_by_its_team_admin_and_no_other_team(gateway) 
         with pytest.raises(openai.AuthenticationError):
             chat(gateway, old["key"])
     with gateway.client() as admin:
-        assert ok(admin.get(f"/v1/keys/{[r for r in answer['data'] if r['name'] == 'cy'][0]['key_id']}"))["limits"]["rpm"] == 10
+        assert (
+            ok(admin.get(f"/v1/keys/{[r for r in answer['data'] if r['name'] == 'cy'][0]['key_id']}"))["limits"]["rpm"]
+            == 10
+        )
         assert admin.post("/v1/users/usr_nobody/keys/reissue").status_code == 404
         assert admin.post("/v1/teams/nobody/keys/reissue").status_code == 404
         again = ok(admin.post(f"/v1/users/{dan}/keys/reissue"))

@@ -141,7 +141,9 @@ class KeyStore:
             for old in records:
                 now = utcnow()
                 revoked = await connection.execute(
-                    update(api_keys).where(api_keys.c.id == old.id, api_keys.c.revoked_at.is_(None)).values(revoked_at=now)
+                    update(api_keys)
+                    .where(api_keys.c.id == old.id, api_keys.c.revoked_at.is_(None))
+                    .values(revoked_at=now)
                 )
                 if revoked.rowcount == 0:
                     continue
