@@ -24,7 +24,8 @@ export function init(context) {
   $("#user-form").addEventListener("submit", submit);
   $("#uf-cancel").addEventListener("click", resetForm);
   $("#uf-add-budget").addEventListener("click", () => addBudgetRow($("#uf-budgets")));
-  teams.init(context, { onChange: () => load().catch(ui.error) });
+  // A team's change (a roster, a re-issue) may change any member's keys: a user's open panel would be stale.
+  teams.init(context, { onChange: () => { opened = null; return load().catch(ui.error); } });
 }
 
 export async function load() {
