@@ -338,8 +338,9 @@ def test_users_and_keys_are_managed_against_the_gateway(page: Any, gateway: Serv
     expect(page.locator("#teams-panel")).to_be_visible()  # this gateway has teams (GET /v1/teams answers 200)
     name = f"Ada {lang}"
     page.fill("#uf-name", name)
-    page.fill("#uf-usd", "5")
-    page.select_option("#uf-period", "monthly")
+    budget = page.locator("#uf-budgets .budget-row").first
+    budget.locator("[name=usd]").fill("5")
+    budget.locator("[name=window]").select_option("monthly")
     page.click("#uf-submit")
     expect(page.locator("#notice")).to_have_text(say(lang, "users.saved", name=name))
     user_row = page.locator("#users-list tbody tr", has_text=name)
@@ -382,7 +383,7 @@ def test_users_and_keys_are_managed_against_the_gateway(page: Any, gateway: Serv
 
     open_section(page, "people")
     page.locator("#users-list tbody tr", has_text=name).get_by_role(
-        "button", name=f"{say(lang, 'users.showKeys')} {name}"
+        "button", name=f"{say(lang, 'users.showKeys')} {name}", exact=True
     ).click()
     expect(page.locator("#user-detail")).to_contain_text(f"{alias}-2")
     expect(page.locator("#user-detail")).to_contain_text(say(lang, "keys.status.active"))
@@ -415,7 +416,9 @@ def test_an_expired_key_is_shown_apart_and_may_get_a_later_expiry(page: Any, gat
             "created_by": "key_live",
         },
     ]
-    page.route("**/v1/keys", lambda route: route.fulfill(status=200, json={"object": "list", "data": keys}))
+    caller = {"key_id": "admin", "role": "admin", "user_id": None, "team_id": None}
+    answer = {"object": "list", "data": keys, "caller": caller}
+    page.route("**/v1/keys", lambda route: route.fulfill(status=200, json=answer))
     sign_in(page, gateway)
     open_section(page, "keys")
     active, inactive = page.locator("#keys-active"), page.locator("#keys-inactive")

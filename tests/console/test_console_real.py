@@ -15,7 +15,7 @@ import pytest
 
 from tests.console import test_console, test_console_flows
 from tests.console.test_console import ADMIN_KEY, Served
-from tests.console.test_console_flows import LANGS, money, open_section, say, sign_in
+from tests.console.test_console_flows import LANGS, money, open_section, say, shot, sign_in
 from tests.support.fake_upstream import Reply
 
 # One browser and one gateway for this module (test_console's fixtures); every language shares the gateway,
@@ -187,3 +187,273 @@ def test_a_team_is_created_with_two_budgets_and_a_roster_is_imported(page: Any, 
         "button", name=f"{say(lang, 'teams.open')} {name}"
     ).click()
     expect(detail.locator(".stat strong").nth(2)).to_have_text(money(page, spent))
+
+
+# ---------------------------------------------------------------------------------------------- keys
+
+
+def row_of(page: Any, table: Any, key_id: str) -> Any:
+    """The row of the key ``key_id`` (by its id column: other rows may name it as their maker)."""
+    return table.locator("tbody tr").filter(has=page.locator("td:nth-child(2)", has_text=key_id))
+
+
+def test_a_key_holder_manages_its_own_key_and_the_keys_it_made(page: Any, gateway: Served, lang: str) -> None:
+    """Signed in with a user key: the Keys page lists that key and its family only, makes a child, narrows
+    it (a widening is refused in the chosen language) and revokes it; its own key has no Revoke button."""
+    from playwright.sync_api import expect
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    status, user = call(gateway, "POST", "/v1/users", ADMIN_KEY, {"name": f"holder {lang}"})
+    assert status == 201, user
+    own_alias, other_alias = f"mine-{lang}", f"theirs-{lang}"
+    _, own = call(
+        gateway, "POST", "/v1/keys", ADMIN_KEY, {"alias": own_alias, "user_id": user["id"], "limits": {"rpm": 60}}
+    )
+    _, other = call(gateway, "POST", "/v1/keys", ADMIN_KEY, {"alias": other_alias, "user_id": user["id"]})
+    _, older_child = call(gateway, "POST", "/v1/keys", own["key"], {"alias": f"ci-{lang}"})
+    _, grandchild = call(gateway, "POST", "/v1/keys", older_child["key"], {"alias": f"ci-job-{lang}"})
+
+    sign_in(page, gateway, own["key"])
+    expect(page.locator("body")).to_have_attribute("data-role", "user")
+    expect(page.locator("#admin-badge")).to_be_hidden()
+    open_section(page, "keys")
+    active = page.locator("#keys-active")
+    expect(active.locator("tbody tr")).to_have_count(3)  # itself, its child and grandchild; not its user's other key
+    expect(active).not_to_contain_text(other_alias)
+    mine = row_of(page, active, own["id"])
+    expect(mine).to_contain_text(say(lang, "keys.thisKey"))
+    expect(mine.get_by_role("button", name=f"{say(lang, 'keys.revoke')} {own_alias}")).to_have_count(0)
+    expect(row_of(page, active, grandchild["id"])).to_contain_text(f"ci-{lang} ({older_child['id']})")
+    expect(page.locator("#kf-user")).to_be_hidden()  # a key holder's keys are its user's
+
+    alias = f"laptop-{lang}"
+    page.fill("#kf-alias", alias)
+    page.click("#kf-submit")
+    expect(page.locator("#key-secret")).to_be_visible()
+    child_row = active.locator("tbody tr", has_text=alias)
+    expect(child_row).to_contain_text(f"{own_alias} ({own['id']})")  # made by the signed-in key, named by its alias
+    child_id = child_row.locator("td").nth(1).inner_text().strip()
+    assert chat(gateway, page.locator("#key-secret-value").input_value()) == 200
+
+    child_row.get_by_role("button", name=f"{say(lang, 'keys.edit')} {alias}").click()
+    page.fill("#kf-rpm", "100")  # wider than its maker's 60: refused
+    page.click("#kf-submit")
+    expect(page.locator("#error-text")).to_have_text(say(lang, "apiError.too_many_rights", param="limits.rpm"))
+    page.fill("#kf-rpm", "30")
+    page.click("#kf-submit")
+    expect(page.locator("#notice")).to_have_text(say(lang, "keys.saved", alias=alias))
+    expect(child_row).to_contain_text(say(lang, "keys.limits.rpm", n=30))
+    assert gateway.admin("GET", f"/v1/keys/{child_id}").json()["limits"]["rpm"] == 30
+
+    child_row.get_by_role("button", name=f"{say(lang, 'keys.revoke')} {alias}").click()
+    expect(page.locator("#notice")).to_have_text(say(lang, "keys.revoked", alias=alias))
+    revoked = page.locator("#keys-inactive tbody tr", has_text=alias)
+    expect(revoked).to_contain_text(say(lang, "keys.status.revoked"))
+    expect(revoked.get_by_role("button")).to_have_count(0)
+    assert gateway.admin("GET", f"/v1/keys/{child_id}").json()["status"] == "revoked"
+    assert gateway.admin("GET", f"/v1/keys/{own['id']}").json()["status"] == "active"
+    assert gateway.admin("GET", f"/v1/keys/{grandchild['id']}").json()["status"] == "active"
+    shot(page, "keys-holder", lang)
+
+
+def test_a_users_and_a_teams_keys_are_reissued_after_a_confirmation(page: Any, gateway: Served, lang: str) -> None:
+    from playwright.sync_api import expect
+
+    team_id = f"reissue-{lang}"
+    assert call(gateway, "POST", "/v1/teams", ADMIN_KEY, {"id": team_id, "name": f"Reissue {lang}"})[0] == 201
+    names = [f"Ana {lang}", f"Bo {lang}"]
+    roster = {"users": [{"name": n} for n in names], "key": {"models": ["campus/*"], "limits": {"rpm": 50}}}
+    status, enrolled = call(gateway, "POST", f"/v1/teams/{team_id}/roster", ADMIN_KEY, roster)
+    assert status == 200, enrolled
+    first = {row["name"]: row for row in enrolled["data"]}
+
+    sign_in(page, gateway)
+    open_section(page, "people")
+    button = page.locator("#users-list tbody tr", has_text=names[0]).get_by_role(
+        "button", name=f"{say(lang, 'reissue.user')} {names[0]}"
+    )
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if r.url.endswith("/reissue") else None)
+    page.once("dialog", lambda dialog: dialog.dismiss())  # not confirmed: nothing happens
+    button.click()
+    page.wait_for_timeout(300)
+    assert asked == [] and chat(gateway, first[names[0]]["key"]) == 200
+
+    questions: list[str] = []
+    page.on("dialog", lambda dialog: (questions.append(dialog.message), dialog.accept()))
+    button.click()
+    expect(page.locator("#notice")).to_have_text(say(lang, "reissue.done", n=1))
+    assert questions == [say(lang, "reissue.confirmUser", name=names[0])]
+    secret = page.locator("#user-detail .reissued input")
+    expect(secret).to_have_count(1)
+    new_key = secret.input_value()
+    assert chat(gateway, new_key) == 200 and chat(gateway, first[names[0]]["key"]) == 401
+    listed = gateway.admin("GET", f"/v1/keys?user_id={first[names[0]]['user_id']}").json()["data"]
+    assert sorted((k["alias"], k["status"], k["limits"]["rpm"]) for k in listed) == [
+        (names[0], "active", 50),  # the same settings
+        (names[0], "revoked", 50),
+    ]
+
+    page.get_by_role("button", name=f"{say(lang, 'teams.open')} Reissue {lang}").click()
+    page.click("#team-reissue")
+    expect(page.locator("#notice")).to_have_text(say(lang, "reissue.done", n=2))
+    assert questions[-1] == say(lang, "reissue.confirmTeam", name=f"Reissue {lang}")
+    secrets = page.locator("#team-detail .reissued input")
+    expect(secrets).to_have_count(2)
+    expect(page.locator("#user-detail")).to_be_hidden()  # its keys changed: the user's panel is not left stale
+    shown = [secrets.nth(i).input_value() for i in range(2)]
+    assert all(chat(gateway, s) == 200 for s in shown)
+    assert chat(gateway, new_key) == 401 and chat(gateway, first[names[1]]["key"]) == 401
+    kept = gateway.admin("GET", f"/v1/teams/{team_id}").json()
+    assert kept["key_count"] == 2  # one live key per member, as before
+    shot(page, "reissue", lang)
+    page.reload()
+    page.wait_for_selector("#nav:not([hidden])")
+    assert not any(s in page.content() for s in shown)  # shown once
+
+
+# ------------------------------------------------------------------------------------------- budgets
+
+
+def test_every_budget_of_a_user_and_a_key_is_edited_and_none_is_dropped(page: Any, gateway: Served, lang: str) -> None:
+    """A user and a key with three budgets each: the forms show all three; a change elsewhere sends none of
+    them; a budget changed, one removed and one added are saved as the list shown."""
+    from playwright.sync_api import expect
+
+    three = [
+        {"tokens": 50000, "window": "daily"},
+        {"usd": 20, "window": "monthly", "mode": "soft"},
+        {"requests": 40, "window": "5h"},
+    ]
+    name = f"Budgets {lang}"
+    status, user = call(gateway, "POST", "/v1/users", ADMIN_KEY, {"name": name, "budgets": three})
+    assert status == 201, user
+    alias = f"budgets-{lang}"
+    status, key = call(
+        gateway, "POST", "/v1/keys", ADMIN_KEY, {"alias": alias, "user_id": user["id"], "budgets": three}
+    )
+    assert status == 201, key
+
+    sign_in(page, gateway)
+    open_section(page, "people")
+    user_row = page.locator("#users-list tbody tr", has_text=name)
+    expect(user_row).to_contain_text(say(lang, "period.hours", n=5))  # every budget listed, not the first only
+    user_row.get_by_role("button", name=f"{say(lang, 'keys.edit')} {name}").click()
+    rows = page.locator("#uf-budgets .budget-row")
+    expect(rows).to_have_count(3)
+    expect(rows.nth(2).locator("[name=hours]")).to_have_value("5")
+    page.fill("#uf-rpm", "30")
+    with page.expect_request(lambda r: r.method == "PATCH") as patched:
+        page.click("#uf-submit")
+    assert patched.value.post_data_json == {"limits": {"rpm": 30}}  # the budgets not touched: not sent
+    expect(page.locator("#notice")).to_have_text(say(lang, "users.saved", name=name))
+    assert len(gateway.admin("GET", f"/v1/users/{user['id']}").json()["budgets"]) == 3
+
+    user_row.get_by_role("button", name=f"{say(lang, 'keys.edit')} {name}").click()
+    expect(rows).to_have_count(3)
+    rows.nth(1).locator("[name=usd]").fill("25")
+    rows.nth(0).get_by_role("button", name=say(lang, "teams.form.removeBudget")).click()
+    page.click("#uf-add-budget")
+    added = rows.nth(2)
+    added.locator("[name=tokens]").fill("300000")
+    added.locator("[name=window]").select_option("weekly")
+    with page.expect_response(lambda r: r.request.method == "PATCH") as answered:
+        page.click("#uf-submit")
+    assert answered.value.status == 200
+    stored = gateway.admin("GET", f"/v1/users/{user['id']}").json()["budgets"]
+    assert [(b.get("tokens"), b.get("usd"), b.get("requests"), b["window"], b["mode"]) for b in stored] == [
+        (None, 25.0, None, "monthly", "soft"),
+        (None, None, 40, "5h", "hard"),
+        (300000, None, None, "weekly", "hard"),
+    ]
+
+    open_section(page, "keys")
+    key_row = page.locator("#keys-active tbody tr", has_text=alias)
+    key_row.get_by_role("button", name=f"{say(lang, 'keys.edit')} {alias}").click()
+    key_rows = page.locator("#kf-budgets .budget-row")
+    expect(key_rows).to_have_count(3)
+    page.fill("#kf-alias", f"{alias}-2")
+    with page.expect_request(lambda r: r.method == "PATCH") as patched:
+        page.click("#kf-submit")
+    assert patched.value.post_data_json == {"alias": f"{alias}-2"}
+    expect(page.locator("#notice")).to_have_text(say(lang, "keys.saved", alias=f"{alias}-2"))
+    key_row = page.locator("#keys-active tbody tr", has_text=f"{alias}-2")
+    key_row.get_by_role("button", name=f"{say(lang, 'keys.edit')} {alias}-2").click()
+    key_rows.nth(2).locator("[name=requests]").fill("20")
+    with page.expect_response(lambda r: r.request.method == "PATCH") as answered:
+        page.click("#kf-submit")
+    assert answered.value.status == 200
+    assert answered.value.request.post_data_json == {
+        "budgets": [
+            {"tokens": 50000, "window": "daily", "mode": "hard"},
+            {"usd": 20, "window": "monthly", "mode": "soft"},
+            {"requests": 20, "window": "5h", "mode": "hard"},
+        ]
+    }
+    assert [b.get("requests") for b in gateway.admin("GET", f"/v1/keys/{key['id']}").json()["budgets"]] == [
+        None,
+        None,
+        20,
+    ]
+    shot(page, "budgets", lang)
+
+
+def test_a_roster_is_imported_with_budgets_limits_and_expiry_for_each_student(
+    page: Any, gateway: Served, lang: str
+) -> None:
+    from playwright.sync_api import expect
+
+    team_id = f"options-{lang}"
+    assert call(gateway, "POST", "/v1/teams", ADMIN_KEY, {"id": team_id, "name": f"Options {lang}"})[0] == 201
+    sign_in(page, gateway)
+    open_section(page, "people")
+    page.get_by_role("button", name=f"{say(lang, 'teams.open')} Options {lang}").click()
+    options = page.locator("#team-detail #roster-options")
+    options.locator("summary").click()
+    expect(options.locator("summary")).to_have_text(say(lang, "teams.roster.options"))
+    user_budget = page.locator("#ro-user-budgets .budget-row").first
+    user_budget.locator("[name=requests]").fill("2")
+    user_budget.locator("[name=window]").select_option("daily")
+    page.click("#ro-add-user-budget")
+    second = page.locator("#ro-user-budgets .budget-row").nth(1)
+    second.locator("[name=tokens]").fill("40000")
+    second.locator("[name=window]").select_option("hours")
+    second.locator("[name=hours]").fill("5")
+    page.fill("#ro-u-rpm", "30")
+    key_budget = page.locator("#ro-key-budgets .budget-row").first
+    key_budget.locator("[name=tokens]").fill("100000")  # USD would refuse this unpriced model
+    key_budget.locator("[name=window]").select_option("weekly")
+    page.fill("#ro-k-concurrency", "2")
+    page.fill("#ro-expires", "2099-01-15T12:00")
+    page.fill("#ro-models", "campus/*")
+    page.fill("#roster-text", f"name\nGrace {lang}\n")
+    with page.expect_request(lambda r: r.url.endswith("/roster")) as posted:
+        page.click("#roster-import")
+    body = posted.value.post_data_json
+    assert body["users"] == [{"name": f"Grace {lang}"}]
+    assert body["budgets"] == [
+        {"requests": 2, "window": "daily", "mode": "hard"},
+        {"tokens": 40000, "window": "5h", "mode": "hard"},
+    ]
+    assert body["limits"] == {"rpm": 30}
+    key = body["key"]
+    assert (key["budgets"], key["limits"], key["models"]) == (
+        [{"tokens": 100000, "window": "weekly", "mode": "hard"}],
+        {"concurrency": 2},
+        ["campus/*"],
+    )
+    assert key["expires_at"].startswith("2099-01-15") and "providers" not in key
+    expect(page.locator("#roster-result input")).to_have_count(1)
+    secret = page.locator("#roster-result input").input_value()
+
+    member = gateway.admin("GET", f"/v1/teams/{team_id}").json()["members"][0]
+    assert [(b.get("requests"), b.get("tokens"), b["window"]) for b in member["budgets"]] == [
+        (2, None, "daily"),
+        (None, 40000, "5h"),
+    ]
+    assert member["limits"]["rpm"] == 30
+    made = gateway.admin("GET", f"/v1/keys?user_id={member['id']}").json()["data"][0]
+    assert (made["models"], made["limits"]["concurrency"], made["budgets"][0]["tokens"]) == (["campus/*"], 2, 100000)
+    assert made["expires_at"].startswith("2099-01-15")
+    assert chat(gateway, secret) == 200 and chat(gateway, secret) == 200
+    assert chat(gateway, secret) == 429  # the student's 2 requests a day, from the roster form

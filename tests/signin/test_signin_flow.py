@@ -80,9 +80,11 @@ def test_a_user_gets_a_record_of_their_own_and_only_its_rights() -> None:
         with gw.client() as admin:
             user = admin.get(f"/v1/users/{user_id}").json()
             assert user["name"] == "bob@example.edu"
-        assert web.get("/v1/keys").status_code == 403  # admins only
+        assert web.get("/v1/keys").json()["data"] == []  # nobody else's keys
         made = web.post("/v1/keys", json={"alias": "laptop"}, headers={"x-csrf-token": session["csrf_token"]})
         assert made.status_code == 201 and made.json()["user_id"] == user_id
+        mine = web.get("/v1/keys").json()
+        assert [k["id"] for k in mine["data"]] == [made.json()["id"]] and mine["caller"]["role"] == "user"
         assert web.get(f"/v1/keys/{made.json()['id']}").status_code == 200
         # Model traffic needs a key: the console session does not call models.
         chat = web.post("/v1/chat/completions", json={"model": "m", "messages": []}, headers=session_headers(session))

@@ -355,3 +355,43 @@ def test_the_key_and_user_lists_show_each_holders_budgets(environment) -> None:
     assert any("windowed" in line and "5000 tok / weekly" in line for line in lines), keys
     assert not any("unbudgeted" in line and "tok" in line for line in lines), keys
     assert "$10 / monthly" in next(line for line in users.splitlines() if user_id in line)
+
+
+def test_a_users_and_a_teams_keys_are_reissued_from_the_cli(environment, serve, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import csv
+    import os
+    import stat
+
+    run("teams", "create", "--id", "comp318", "--name", "COMP318")
+    roster, enrolled = tmp_path / "roster.csv", tmp_path / "enrolled.csv"
+    roster.write_text("name\nana\nbo\n")
+    run("users", "import", str(roster), "--team", "comp318", "--model", "x/*", "--out", str(enrolled))
+    with enrolled.open() as handle:
+        ids = {row["name"]: row["user_id"] for row in csv.DictReader(handle)}
+    with enrolled.open() as handle:
+        first = {row["user_id"]: row["key"] for row in csv.DictReader(handle)}
+    ana, bo = ids["ana"], ids["bo"]
+
+    printed = run("users", "reissue", ana)
+    assert printed.count("sk-ag-") == 1 and f"ana,{ana},key_" in printed
+    ana_new = next(w for w in printed.split(",") if w.strip().startswith("sk-ag-")).strip()
+    keys = tmp_path / "keys.csv"
+    run("teams", "reissue", "comp318", "--out", str(keys))
+    assert stat.S_IMODE(os.stat(keys).st_mode) == 0o600
+    with keys.open() as handle:
+        written = {row["user_id"]: row for row in csv.DictReader(handle)}
+    assert set(written) == {ana, bo} and all(row["key"].startswith("sk-ag-") for row in written.values())
+
+    gateway = serve(environment)
+    for secret in (first[ana], first[bo], ana_new):  # every earlier key stopped
+        with gateway.client(secret) as http:
+            assert http.get("/v1/models").status_code == 401
+    for row in written.values():
+        with gateway.client(row["key"]) as http:
+            assert http.get("/v1/models").status_code == 200
+        with gateway.client() as admin:
+            assert admin.get(f"/v1/keys/{row['key_id']}").json()["models"] == ["x/*"]  # the same settings
+    assert runner.invoke(app, ["teams", "reissue", "nobody"]).exit_code == 1
+    assert runner.invoke(app, ["users", "reissue", "usr_nobody"]).exit_code == 1
+    audit = run("audit", "--actor", "cli", "--json")
+    assert audit.count('"user.reissue"') == 1 and audit.count('"team.reissue"') == 1 and "sk-ag-" not in audit

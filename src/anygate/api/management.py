@@ -22,6 +22,7 @@ from anygate.api import (
     routes_litellm,
     routes_providers,
     routes_quota,
+    routes_reissue,
     routes_requests,
     routes_signin,
     routes_teams,
@@ -146,7 +147,15 @@ def build_management_app(metrics_public: bool = True) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected_error)
     app.include_router(routes_info.router)
-    for module in (routes_providers, routes_keys, routes_users, routes_teams, routes_audit, routes_creds):
+    for module in (
+        routes_providers,
+        routes_keys,
+        routes_users,
+        routes_teams,
+        routes_reissue,
+        routes_audit,
+        routes_creds,
+    ):
         app.include_router(module.router)
     app.include_router(routes_quota.router)
     app.include_router(routes_requests.router)

@@ -139,13 +139,27 @@ async def create_key(body: KeyCreate, state: StateDep, caller: CallerDep) -> dic
 
 @router.get("/v1/keys")
 async def list_keys(state: StateDep, caller: CallerDep, user_id: str | None = None) -> dict[str, Any]:
-    """Every key (admins only: the console tells admins from users by this route's 200 or 403); a team
-    admin's team's keys."""
-    if caller.is_admin:
-        return {"object": "list", "data": await key_views(state, user_id)}
+    """The keys the caller manages: every key for an admin; its team's keys and its own family for a team
+    admin; for any other key, itself and the keys made from it (children, grandchildren). ``caller`` says
+    who asks (``caller_view``): the console reads the caller's role there."""
+    records = await state.store.keys.list_keys()
+    chains = lineages({r.id: r for r in records})
+    team: set[str] = set()
     if caller.is_team_admin:
-        return {"object": "list", "data": await key_views(state, user_id, team_id=caller.team_id)}
-    raise PermissionDenied("This route needs an admin key", code="admin_required")
+        team = {r.id for r in await state.store.keys.list_keys(team_id=caller.team_id)}
+    shown = [
+        key_view(chains[r.id])
+        for r in records
+        if (caller.is_admin or r.id in team or manages(caller, chains[r.id]))
+        and (user_id is None or r.user_id == user_id)
+    ]
+    return {"object": "list", "data": shown, "caller": caller_view(caller)}
+
+
+def caller_view(caller: Principal) -> dict[str, Any]:
+    """Who is asking: its key id (``admin`` for the admin key), role, user and team."""
+    role = "admin" if caller.is_admin else "team_admin" if caller.is_team_admin else "user"
+    return {"key_id": caller.key_id, "role": role, "user_id": caller.user_id, "team_id": caller.team_id}
 
 
 @router.get("/v1/keys/{key_id}")

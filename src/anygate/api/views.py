@@ -188,9 +188,22 @@ class KeyRotated(KeyCreated):
     previous_key_expires_at: str | None
 
 
+class Caller(View):
+    """Who asked: the console tells an admin, a team admin and a key holder apart by ``role``."""
+
+    key_id: str = Field(description="The calling key's id (`admin` for the admin key).")
+    role: Literal["admin", "team_admin", "user"]
+    user_id: str | None
+    team_id: str | None
+
+
 class KeyList(View):
+    """The keys the caller manages: every key (admin), its team's and its own family (team admin), or the
+    calling key and the keys made from it (any other key)."""
+
     object: Literal["list"]
     data: list[KeyView]
+    caller: Caller
 
 
 class UserView(View):
@@ -266,6 +279,21 @@ class RosterResult(View):
     created: int
     kept: int
     data: list[Enrolment]
+
+
+class ReissuedKey(View):
+    user_id: str | None
+    name: str = Field(description="The user's name")
+    alias: str
+    old_key_id: str = Field(description="The key revoked (with the keys it made)")
+    key_id: str = Field(description="The key made in its place: same alias, allowlists, budgets, limits, expiry")
+    key: str = Field(description="The new key's secret, in this answer only")
+
+
+class ReissueResult(View):
+    object: Literal["list"]
+    reissued: int
+    data: list[ReissuedKey]
 
 
 class AuditEntryView(View):

@@ -15,6 +15,7 @@ from anygate.cli.imports import import_app
 from anygate.cli.keys import keys_app, users_app
 from anygate.cli.providers import models, providers_app
 from anygate.cli.quota import quota_app
+from anygate.cli.reissue import teams_reissue, users_reissue
 from anygate.cli.requests import requests
 from anygate.cli.roster import audit, users_import
 from anygate.cli.serve import serve
@@ -53,6 +54,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(keys_app, name="keys")
 users_app.command("import")(users_import)
+users_app.command("reissue")(users_reissue)
+teams_app.command("reissue")(teams_reissue)
 app.add_typer(users_app, name="users")
 app.add_typer(teams_app, name="teams")
 app.command("audit")(audit)

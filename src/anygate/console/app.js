@@ -19,6 +19,8 @@ const DEFAULT_SECTION = "providers";
 /** What every section may use: messages, the caller's role and the provider list. */
 const ui = {
   isAdmin: null, // true | false | null (unknown: the keys API is not there to ask)
+  role: null, // "admin" | "team_admin" | "user" | null (unknown), from GET /v1/keys (keys.js)
+  caller: null, // {key_id, role, user_id, team_id}: who is signed in, as GET /v1/keys says
   teamsAvailable: null, // true once GET /v1/teams answers 200, false on 404
   providers: [],
   error(error) {
@@ -36,10 +38,13 @@ const ui = {
     $("#error").hidden = true;
     $("#notice").hidden = true;
   },
-  setAdmin(value) {
-    ui.isAdmin = value;
-    document.body.dataset.admin = value === true ? "yes" : value === false ? "no" : "unknown";
-    $("#admin-badge").hidden = value !== true;
+  /** The caller's role: [data-admin] parts show for admins only, [data-manager] ones for (team) admins. */
+  setRole(role) {
+    ui.role = role;
+    ui.isAdmin = role === null ? null : role === "admin";
+    document.body.dataset.admin = role === null ? "unknown" : role === "admin" ? "yes" : "no";
+    document.body.dataset.role = role || "unknown";
+    $("#admin-badge").hidden = role !== "admin";
   },
 };
 
@@ -127,7 +132,7 @@ async function start() {
     return;
   }
   showSignedIn(true);
-  await loadSection("keys"); // tells whether the key is an admin's
+  await loadSection("keys"); // tells who the caller is (admin, team admin or key holder)
   providers.render();
   await loadSection("people"); // tells whether the gateway has teams (usage breaks down by team then)
   await Promise.all(["models", "usage", "requests", "quota", "creds"].map(loadSection));

@@ -1,10 +1,13 @@
-// Keys (admins): active keys apart from revoked and expired ones, creating a key (its secret shown once),
-// editing one (PATCH sends only what changed; the API refuses what the caller may not give) and revoking.
+// Keys: the keys the caller manages (an admin: every key; a team admin: its team's; a key holder: its own key
+// and the keys it made), active ones apart from revoked and expired ones, creating a key (its secret shown
+// once), editing one (PATCH sends only what changed; the API refuses what the caller may not give: a key
+// holder only narrows) and revoking one (never the key signed in with: that would lock the caller out).
 
 import { ApiError, api, items } from "./api.js";
 import { $, badge, h, splitList, table } from "./dom.js";
 import { formatDate, formatMoney, t } from "./i18n.js";
-import { describeBudget, describeLimits, fillBudget, fillLimits, readBudget, readLimits } from "./limits.js";
+import { addBudgetRow, describeBudgets, fillBudgets, readBudgets, relabelBudgets } from "./budgets.js";
+import { describeLimits, fillLimits, readLimits } from "./limits.js";
 
 let ui;
 let keys = [];
@@ -17,18 +20,23 @@ export function init(context) {
   ui = context;
   $("#key-form").addEventListener("submit", submit);
   $("#kf-cancel").addEventListener("click", resetForm);
+  $("#kf-add-budget").addEventListener("click", () => addBudgetRow($("#kf-budgets")));
   $("#key-secret-copy").addEventListener("click", copySecret);
 }
 
-/** Also tells the console whether the caller is an admin: 200 yes, 403 no, 404 unknown. */
+/** Also tells the console who the caller is: the answer's `caller.role` (admin, team_admin or user); a
+ * gateway without the keys API (404) leaves it unknown. */
 export async function load() {
+  let answer;
   try {
-    keys = items(await api("GET", "/v1/keys"));
+    answer = await api("GET", "/v1/keys");
   } catch (error) {
-    if (error instanceof ApiError) ui.setAdmin(error.status === 403 ? false : error.status === 404 ? null : ui.isAdmin);
+    if (error instanceof ApiError) ui.setRole(error.status === 403 ? "user" : error.status === 404 ? null : ui.role);
     throw error;
   }
-  ui.setAdmin(true);
+  keys = items(answer);
+  ui.caller = answer && answer.caller ? answer.caller : null;
+  ui.setRole(ui.caller ? ui.caller.role : null);
   ui.keys = keys;
   spend = await spendBy("key");
   render();
@@ -66,6 +74,7 @@ export function render() {
   inactiveView.append(table([...columns, t("common.actions")], inactive.map(inactiveRow), t("keys.inactive")));
   inactiveView.hidden = !inactive.length;
   $("#keys-list").replaceChildren(activeView, inactiveView);
+  relabelBudgets($("#kf-budgets"));
   $("#key-form-title").textContent = editing ? t("keys.form.editTitle", { alias: editing.alias || editing.id }) : t("keys.form.title");
   const panel = $("#key-secret");
   panel.hidden = secret === null;
@@ -78,21 +87,24 @@ export function render() {
 const mono = (text) => h("span", { class: "mono muted break" }, text || "—");
 const money = (value) => (typeof value === "number" ? formatMoney(value, "USD") : "—");
 
+/** Whether `k` is the key the console is signed in with. */
+const isOwn = (k) => Boolean(ui.caller && ui.caller.key_id === k.id);
+
 function activeRow(k) {
   const label = k.alias || k.id;
   return [
-    h("strong", { class: "break" }, k.alias || "—"),
+    h("strong", { class: "break" }, k.alias || "—", isOwn(k) ? [" ", badge(t("keys.thisKey"), "muted")] : null),
     mono(k.id),
     mono(k.user_id),
     allowlist(k),
-    describeBudget(k.budget),
+    describeBudgets(k),
     describeLimits(k.limits),
     k.expires_at ? formatDate(k.expires_at) : t("keys.never"),
     money(spend[k.id]),
     createdBy(k.created_by),
     h("div", { class: "row-actions" },
       h("button", { type: "button", onclick: () => edit(k), "aria-label": `${t("keys.edit")} ${label}` }, t("keys.edit")),
-      h("button", { type: "button", class: "danger", onclick: () => revoke(k), "aria-label": `${t("keys.revoke")} ${label}` }, t("keys.revoke"))),
+      isOwn(k) ? null : h("button", { type: "button", class: "danger", onclick: () => revoke(k), "aria-label": `${t("keys.revoke")} ${label}` }, t("keys.revoke"))),
   ];
 }
 
@@ -156,14 +168,14 @@ function formValues(form) {
     models: models.length ? models : null,
     providers: providers.length ? providers : null,
     expires_at: expires ? new Date(expires).toISOString() : null,
-    budget: readBudget(form),
+    budgets: readBudgets($("#kf-budgets")),
     limits: readLimits(form),
   };
 }
 
 /** Creating sends what was filled in; editing sends only what changed. */
 function requestBody(values) {
-  if (!editing) return Object.fromEntries(Object.entries(values).filter(([, value]) => value !== null));
+  if (!editing) return Object.fromEntries(Object.entries(values).filter(([, value]) => value !== null && !(Array.isArray(value) && !value.length)));
   const body = {};
   for (const [name, value] of Object.entries(values)) {
     if (JSON.stringify(value) !== JSON.stringify(initial[name])) body[name] = value;
@@ -192,6 +204,7 @@ async function submit(event) {
       const created = await api("POST", "/v1/keys", body);
       secret = { alias: created.alias || body.alias, key: created.key };
       form.reset();
+      fillBudgets($("#kf-budgets"), []);
     }
     await load();
     if (secret && !editing) $("#key-secret-copy").focus();
@@ -211,7 +224,7 @@ function edit(k) {
   field("models").value = Array.isArray(k.models) ? k.models.join(", ") : "";
   field("providers").value = Array.isArray(k.providers) ? k.providers.join(", ") : "";
   field("expires_at").value = localInput(k.expires_at);
-  fillBudget(form, k.budget);
+  fillBudgets($("#kf-budgets"), k.budgets);
   fillLimits(form, k.limits);
   initial = formValues(form);
   $("#kf-cancel").hidden = false;
@@ -226,6 +239,7 @@ function resetForm() {
   editing = null;
   initial = {};
   $("#key-form").reset();
+  $("#kf-budgets").replaceChildren();
   $("#kf-cancel").hidden = true;
   $("#kf-submit").textContent = t("keys.form.submit");
   $("#kf-submit").dataset.i18n = "keys.form.submit";

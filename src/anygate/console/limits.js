@@ -1,5 +1,5 @@
-// Budgets and rate limits, shared by the key, user and team forms: reading them from a form, filling a
-// form from them, and saying them in words.
+// Rate limits, shared by the key, user and team forms: reading them from a form, filling a form from them,
+// and saying them and budgets in words (budgets.js edits the lists of budgets).
 
 import { formatMoney, formatNumber, t } from "./i18n.js";
 
@@ -14,17 +14,6 @@ export function numberField(form, name, labelKey) {
   return value;
 }
 
-/** {tokens?, usd?, period, mode} from the form's tokens, usd, period and mode fields; null: no budget. */
-export function readBudget(form) {
-  const tokens = numberField(form, "tokens", "keys.form.tokens");
-  const usd = numberField(form, "usd", "keys.form.usd");
-  if (tokens === null && usd === null) return null;
-  const budget = { period: form.elements.period.value, mode: form.elements.mode.value };
-  if (tokens !== null) budget.tokens = Math.round(tokens);
-  if (usd !== null) budget.usd = usd;
-  return budget;
-}
-
 /** {rpm?, tpm?, concurrency?} from the form; null: no limit. */
 export function readLimits(form) {
   const limits = {};
@@ -35,11 +24,17 @@ export function readLimits(form) {
   return Object.keys(limits).length ? limits : null;
 }
 
-export function fillBudget(form, budget) {
-  form.elements.tokens.value = budget && budget.tokens != null ? budget.tokens : "";
-  form.elements.usd.value = budget && budget.usd != null ? budget.usd : "";
-  form.elements.period.value = (budget && budget.period) || "none";
-  form.elements.mode.value = (budget && budget.mode) || "hard";
+/** {rpm?, tpm?, concurrency?} from the fields named so inside `root` (any element); null: no limit. */
+export function readLimitsIn(root) {
+  const limits = {};
+  for (const name of LIMIT_NAMES) {
+    const raw = root.querySelector(`[name=${name}]`).value.trim();
+    if (!raw) continue;
+    const value = Number(raw);
+    if (!Number.isFinite(value) || value < 0) throw new Error(t("error.number", { field: t(`keys.form.${name}`) }));
+    limits[name] = Math.round(value);
+  }
+  return Object.keys(limits).length ? limits : null;
 }
 
 export function fillLimits(form, limits) {

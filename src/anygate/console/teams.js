@@ -3,11 +3,11 @@
 // and a roster import whose new keys are shown once.
 
 import { ApiError, api, items } from "./api.js";
+import { addBudgetRow, describeBudgets, fillBudgets, readBudgets, relabelBudgets } from "./budgets.js";
 import { $, h, splitList, table } from "./dom.js";
-import { formatMoney, formatNumber, language, t } from "./i18n.js";
-import { describeBudget, describeLimits, fillLimits, readLimits } from "./limits.js";
-
-const WINDOWS = ["daily", "weekly", "monthly", "none", "hours"];
+import { formatMoney, formatNumber, t } from "./i18n.js";
+import { describeLimits, fillLimits, readLimits, readLimitsIn } from "./limits.js";
+import { reissue, reissuedCard } from "./reissue.js";
 
 let ui;
 let hooks;
@@ -15,14 +15,18 @@ let teams = [];
 let editing = null;
 let opened = null; // the team detail shown
 let roster = null; // {team, created: [...]} the keys a roster import made, shown once
-let rowsLanguage = null; // the language the budget rows were built in
+let reissued = null; // {team, rows: [...]} the keys a re-issue made, shown once
+let rosterOptions = null; // the roster import's options (index.html): one element, moved into the open team's panel
 
 export function init(context, callbacks) {
   ui = context;
   hooks = callbacks;
   $("#team-form").addEventListener("submit", submit);
   $("#tf-cancel").addEventListener("click", resetForm);
-  $("#tf-add-budget").addEventListener("click", () => addBudgetRow({}));
+  $("#tf-add-budget").addEventListener("click", () => addBudgetRow($("#tf-budgets")));
+  $("#ro-add-user-budget").addEventListener("click", () => addBudgetRow($("#ro-user-budgets")));
+  $("#ro-add-key-budget").addEventListener("click", () => addBudgetRow($("#ro-key-budgets")));
+  rosterOptions = $("#roster-options");
 }
 
 export const list = () => teams;
@@ -55,23 +59,16 @@ export function render() {
     view.replaceChildren(table([...columns, t("common.actions")], teams.map(row), t("teams.title")));
   }
   $("#team-form-title").textContent = editing ? t("teams.form.editTitle", { name: editing.name }) : t("teams.form.title");
-  // Rows are built in the language of their day: after a language change build them again, keeping what was
-  // typed (only then: a row rebuilt under a typing hand would lose its focus).
-  if (rowsLanguage !== language() || !$("#tf-budgets").children.length) {
-    const drafts = budgetDrafts();
-    $("#tf-budgets").replaceChildren();
-    for (const draft of drafts.length ? drafts : [{}]) addBudgetRow(draft);
-  }
+  relabelBudgets($("#tf-budgets"));
   renderDetail();
 }
 
 function row(team) {
   const label = team.name || team.id;
-  const budgets = Array.isArray(team.budgets) && team.budgets.length ? team.budgets : [];
   return [
     h("strong", { class: "break" }, label),
     h("span", { class: "mono muted" }, team.id),
-    budgets.length ? h("div", { class: "provider-name" }, budgets.map((b) => h("span", {}, describeBudget(b)))) : t("common.unlimited"),
+    describeBudgets(team),
     describeLimits(team.limits),
     allowlists(team),
     h("div", { class: "row-actions" },
@@ -95,6 +92,7 @@ function allowlists(team) {
 async function open(team) {
   ui.clear();
   roster = null;
+  reissued = null;
   try {
     opened = await api("GET", `/v1/teams/${encodeURIComponent(team.id)}`);
   } catch (error) {
@@ -113,7 +111,7 @@ function renderDetail() {
   const members = Array.isArray(opened.members) ? opened.members : [];
   const spend = opened.spend && typeof opened.spend.usd === "number" ? opened.spend.usd : null;
   const keyCount = typeof opened.key_count === "number" ? opened.key_count : null;
-  const close = h("button", { type: "button", class: "icon", "aria-label": t("common.close"), onclick: () => { opened = null; roster = null; renderDetail(); } }, "×");
+  const close = h("button", { type: "button", class: "icon", "aria-label": t("common.close"), onclick: () => { opened = null; roster = null; reissued = null; renderDetail(); } }, "×");
   const file = h("input", { type: "file", accept: ".csv,text/csv", id: "roster-file", "aria-label": t("teams.roster.file") });
   const typed = $("#roster-text"); // a re-render (a language change, a reload) keeps what was typed
   const text = h("textarea", { id: "roster-text", rows: 4, spellcheck: "false", placeholder: "name,email\nAda Lovelace,ada@example.edu", "aria-label": t("teams.roster.text") });
@@ -129,16 +127,37 @@ function renderDetail() {
         h("span", { class: "break" }, m.name || "—"), h("span", { class: "mono muted" }, m.id),
       ]), t("teams.members"))
       : h("p", { class: "empty" }, t("teams.noMembers")),
+    h("div", { class: "actions" }, h("button", { type: "button", id: "team-reissue", onclick: () => reissueKeys() }, t("reissue.team"))),
+    reissued && reissued.team === opened.id ? reissuedCard(reissued.rows) : "",
     h("h3", {}, t("teams.roster.title")),
     h("p", { class: "hint" }, t("teams.roster.help")),
     h("div", { class: "grid" }, h("div", { class: "field wide" }, text), h("div", { class: "field wide" }, file)),
+    rosterOptions,
     h("div", { class: "actions" }, h("button", { type: "button", class: "primary", id: "roster-import", onclick: () => importRoster(text, file) }, t("teams.roster.import"))),
     rosterResult() || "",
   );
+  relabelBudgets($("#ro-user-budgets"));
+  relabelBudgets($("#ro-key-budgets"));
 }
 
 function stat(name, value) {
   return h("div", { class: "stat card" }, h("span", { class: "muted" }, name), h("strong", {}, value));
+}
+
+/** Re-issue every member's keys (after a confirmation); the new ones are shown in the panel, once. */
+async function reissueKeys() {
+  const team = opened;
+  try {
+    const rows = await reissue(ui, `/v1/teams/${encodeURIComponent(team.id)}/keys/reissue`, t("reissue.confirmTeam", { name: team.name || team.id }));
+    if (rows === null) return;
+    reissued = { team: team.id, rows };
+    roster = null;
+    opened = await api("GET", `/v1/teams/${encodeURIComponent(team.id)}`);
+    renderDetail();
+    hooks.onChange();
+  } catch (error) {
+    ui.error(error);
+  }
 }
 
 async function importRoster(text, file) {
@@ -150,11 +169,13 @@ async function importRoster(text, file) {
     return;
   }
   try {
-    // RosterImport: {users: [{name}]}; the answer (RosterResult) has a row per name, "created" with its
-    // key's secret or "kept" (already in the team, no new key)
-    const answer = await api("POST", `/v1/teams/${encodeURIComponent(opened.id)}/roster`, { users: names.map((name) => ({ name })) });
+    // RosterImport: {users: [{name}], budgets?, limits?, key?}; the answer (RosterResult) has a row per
+    // name, "created" with its key's secret or "kept" (already in the team, no new key)
+    const body = { users: names.map((name) => ({ name })), ...rosterSettings() };
+    const answer = await api("POST", `/v1/teams/${encodeURIComponent(opened.id)}/roster`, body);
     const created = items(answer).filter((entry) => entry.status === "created");
     roster = { team: opened.id, created };
+    reissued = null;
     text.value = "";
     file.value = "";
     ui.notice(t("teams.roster.done", { n: formatNumber(created.length), kept: formatNumber(answer.kept) }));
@@ -164,6 +185,29 @@ async function importRoster(text, file) {
   } catch (error) {
     ui.error(error);
   }
+}
+
+/** What each new user (budgets, limits) and key (budgets, limits, expiry, allowlists) gets: only what was
+ * filled in, so an empty form sends {}. Throws an Error naming a field that is not a number. */
+function rosterSettings() {
+  const settings = {};
+  const userBudgets = readBudgets($("#ro-user-budgets"));
+  const userLimits = readLimitsIn($("#ro-user-limits"));
+  if (userBudgets.length) settings.budgets = userBudgets;
+  if (userLimits) settings.limits = userLimits;
+  const expires = $("#ro-expires").value;
+  const models = splitList($("#ro-models").value);
+  const providers = splitList($("#ro-providers").value);
+  const key = {
+    budgets: readBudgets($("#ro-key-budgets")),
+    limits: readLimitsIn($("#ro-key-limits")),
+    expires_at: expires ? new Date(expires).toISOString() : null,
+    models: models.length ? models : null,
+    providers: providers.length ? providers : null,
+  };
+  const given = Object.entries(key).filter(([, value]) => value !== null && !(Array.isArray(value) && !value.length));
+  if (given.length) settings.key = Object.fromEntries(given);
+  return settings;
 }
 
 /** The names of a roster CSV, as `anygate users import` reads them (cli/roster.py): its `name` column,
@@ -216,67 +260,6 @@ function rosterResult() {
 
 // --------------------------------------------------------------------------------------------- form
 
-/** The budget rows as typed (text, unchecked). */
-function budgetDrafts() {
-  return [...$("#tf-budgets").querySelectorAll(".budget-row")].map((rowEl) => {
-    const value = (name) => rowEl.querySelector(`[name=${name}]`).value;
-    return { tokens: value("tokens"), usd: value("usd"), requests: value("requests"), window: value("window"), hours: value("hours"), mode: value("mode") };
-  });
-}
-
-function addBudgetRow(budget) {
-  const rolling = /^\d+h$/.exec(String(budget.window || ""));
-  const windowValue = rolling ? "hours" : budget.window || "monthly";
-  const hours = rolling ? String(budget.window).slice(0, -1) : budget.hours || "";
-  const number = (name, labelKey, value, step = "1") => h("div", { class: "field" },
-    h("label", {}, t(labelKey), h("input", { name, type: "number", min: "0", step, value: value ?? "" })));
-  const select = h("select", { name: "window" }, WINDOWS.map((w) => h("option", { value: w }, w === "hours" ? t("teams.window.hours") : t(`period.${w}`))));
-  select.value = windowValue;
-  const hoursField = h("div", { class: "field" }, h("label", {}, t("teams.window.count"), h("input", { name: "hours", type: "number", min: "1", step: "1", value: hours })));
-  hoursField.hidden = windowValue !== "hours";
-  select.addEventListener("change", () => { hoursField.hidden = select.value !== "hours"; });
-  const mode = h("select", { name: "mode" }, ["hard", "soft"].map((m) => h("option", { value: m }, t(`mode.${m}`))));
-  mode.value = budget.mode || "hard";
-  const rowEl = h("fieldset", { class: "budget-row" },
-    h("legend", {}, t("keys.form.budget")),
-    h("div", { class: "grid grid-4" },
-      number("tokens", "keys.form.tokens", budget.tokens),
-      number("usd", "keys.form.usd", budget.usd, "0.01"),
-      number("requests", "teams.form.requests", budget.requests),
-      h("div", { class: "field" }, h("label", {}, t("keys.form.period"), select)),
-      hoursField,
-      h("div", { class: "field" }, h("label", {}, t("keys.form.mode"), mode))),
-    h("button", { type: "button", class: "danger", onclick: () => rowEl.remove() }, t("teams.form.removeBudget")));
-  $("#tf-budgets").append(rowEl);
-  rowsLanguage = language();
-}
-
-function readBudgets() {
-  const budgets = [];
-  for (const rowEl of $("#tf-budgets").querySelectorAll(".budget-row")) {
-    const value = (name) => {
-      const raw = rowEl.querySelector(`[name=${name}]`).value.trim();
-      if (!raw) return null;
-      const n = Number(raw);
-      if (!Number.isFinite(n) || n < 0) throw new Error(t("error.number", { field: t(`teams.field.${name}`) }));
-      return n;
-    };
-    const budget = {};
-    for (const name of ["tokens", "usd", "requests"]) {
-      const n = value(name);
-      if (n !== null) budget[name] = name === "usd" ? n : Math.round(n);
-    }
-    if (!Object.keys(budget).length) continue;
-    const window = rowEl.querySelector("[name=window]").value;
-    const hours = value("hours");
-    if (window === "hours" && !hours) throw new Error(t("error.number", { field: t("teams.window.count") }));
-    budget.window = window === "hours" ? `${Math.round(hours)}h` : window;
-    budget.mode = rowEl.querySelector("[name=mode]").value;
-    budgets.push(budget);
-  }
-  return budgets;
-}
-
 function formValues(form) {
   const models = splitList(form.elements.models.value);
   const providers = splitList(form.elements.providers.value);
@@ -285,7 +268,7 @@ function formValues(form) {
     models: models.length ? models : null,
     providers: providers.length ? providers : null,
     limits: readLimits(form),
-    budgets: readBudgets(),
+    budgets: readBudgets($("#tf-budgets")),
   };
 }
 
@@ -321,8 +304,7 @@ function edit(team) {
   form.elements.models.value = Array.isArray(team.models) ? team.models.join(", ") : "";
   form.elements.providers.value = Array.isArray(team.providers) ? team.providers.join(", ") : "";
   fillLimits(form, team.limits);
-  $("#tf-budgets").replaceChildren();
-  for (const budget of Array.isArray(team.budgets) && team.budgets.length ? team.budgets : [{}]) addBudgetRow(budget);
+  fillBudgets($("#tf-budgets"), team.budgets);
   $("#tf-cancel").hidden = false;
   render();
   form.scrollIntoView({ block: "start" });

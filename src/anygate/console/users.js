@@ -1,11 +1,13 @@
-// Users (admins): the list with their keys and spend, creating and editing one (name, team, budget, limits),
+// Users (admins): the list with their keys and spend, creating and editing one (name, team, budgets, limits),
 // one user's keys on a click. Teams (teams.js) share the page when the gateway has them.
 
 import { api, items } from "./api.js";
 import { $, badge, h, table } from "./dom.js";
 import { formatDate, formatMoney, formatNumber, t } from "./i18n.js";
 import { spendBy, statusOf } from "./keys.js";
-import { describeBudget, describeLimits, fillBudget, fillLimits, readBudget, readLimits } from "./limits.js";
+import { addBudgetRow, describeBudgets, fillBudgets, readBudgets, relabelBudgets } from "./budgets.js";
+import { describeLimits, fillLimits, readLimits } from "./limits.js";
+import { reissue, reissuedCard } from "./reissue.js";
 import * as teams from "./teams.js";
 
 let ui;
@@ -15,13 +17,15 @@ let spend = {}; // user id -> USD
 let keySpend = {}; // key id -> USD
 let editing = null;
 let initial = {};
-let opened = null; // {user, keys} shown in the detail panel
+let opened = null; // {user, keys, reissued?} shown in the detail panel (reissued: new secrets, shown once)
 
 export function init(context) {
   ui = context;
   $("#user-form").addEventListener("submit", submit);
   $("#uf-cancel").addEventListener("click", resetForm);
-  teams.init(context, { onChange: () => load().catch(ui.error) });
+  $("#uf-add-budget").addEventListener("click", () => addBudgetRow($("#uf-budgets")));
+  // A team's change (a roster, a re-issue) may change any member's keys: a user's open panel would be stale.
+  teams.init(context, { onChange: () => { opened = null; return load().catch(ui.error); } });
 }
 
 export async function load() {
@@ -51,6 +55,7 @@ export function render() {
     const columns = names.map((c) => t(`users.col.${c}`));
     list.replaceChildren(table([...columns, t("common.actions")], users.map((u) => row(u, withTeams)), t("users.title")));
   }
+  relabelBudgets($("#uf-budgets"));
   $("#user-form-title").textContent = editing ? t("users.form.editTitle", { name: editing.name }) : t("users.form.title");
   renderDetail();
   teams.render();
@@ -65,13 +70,14 @@ function row(u, withTeams) {
   ];
   if (withTeams) cells.push(teams.nameOf(u.team_id));
   cells.push(
-    describeBudget(u.budget),
+    describeBudgets(u),
     describeLimits(u.limits),
     t("users.keyCount", { active: formatNumber(active), total: formatNumber(own.length) }),
     money(spend[u.id]),
     h("div", { class: "row-actions" },
       h("button", { type: "button", onclick: () => open(u), "aria-label": `${t("users.showKeys")} ${u.name}` }, t("users.showKeys")),
       h("button", { type: "button", onclick: () => edit(u), "aria-label": `${t("keys.edit")} ${u.name}` }, t("keys.edit")),
+      h("button", { type: "button", onclick: () => reissueKeys(u), "aria-label": `${t("reissue.user")} ${u.name}` }, t("reissue.user")),
       h("button", { type: "button", class: "danger", onclick: () => remove(u), "aria-label": `${t("providers.delete")} ${u.name}` }, t("providers.delete"))),
   );
   return cells;
@@ -84,11 +90,11 @@ function fillTeamOptions() {
   select.value = current;
 }
 
-async function open(u) {
-  ui.clear();
+async function open(u, reissued = null) {
+  if (!reissued) ui.clear();
   try {
     const detail = await api("GET", `/v1/users/${encodeURIComponent(u.id)}`);
-    opened = { user: detail, keys: Array.isArray(detail.keys) ? detail.keys : [] };
+    opened = { user: detail, keys: Array.isArray(detail.keys) ? detail.keys : [], reissued };
   } catch (error) {
     opened = null;
     ui.error(error);
@@ -117,13 +123,27 @@ function renderDetail() {
         ];
       }), t("users.keysOf", { name: opened.user.name || "" }))
       : h("p", { class: "empty" }, t("users.noKeys")),
+    opened.reissued ? reissuedCard(opened.reissued) : "",
   );
+}
+
+/** Re-issue the user's keys (after a confirmation) and show the new ones in its panel, once. */
+async function reissueKeys(u) {
+  const name = u.name || u.id;
+  try {
+    const rows = await reissue(ui, `/v1/users/${encodeURIComponent(u.id)}/keys/reissue`, t("reissue.confirmUser", { name }));
+    if (rows === null) return;
+    await load();
+    await open(u, rows);
+  } catch (error) {
+    ui.error(error);
+  }
 }
 
 // --------------------------------------------------------------------------------------------- form
 
 function formValues(form) {
-  const values = { name: form.elements.name.value.trim(), budget: readBudget(form), limits: readLimits(form) };
+  const values = { name: form.elements.name.value.trim(), budgets: readBudgets($("#uf-budgets")), limits: readLimits(form) };
   if (ui.teamsAvailable === true) values.team_id = form.elements.team_id.value || null;
   return values;
 }
@@ -148,7 +168,7 @@ async function submit(event) {
       }
       await api("PATCH", `/v1/users/${encodeURIComponent(editing.id)}`, body);
     } else {
-      await api("POST", "/v1/users", Object.fromEntries(Object.entries(values).filter(([, v]) => v !== null)));
+      await api("POST", "/v1/users", Object.fromEntries(Object.entries(values).filter(([, v]) => v !== null && !(Array.isArray(v) && !v.length))));
     }
     ui.notice(t("users.saved", { name: values.name }));
     resetForm();
@@ -165,7 +185,7 @@ function edit(u) {
   form.reset();
   form.elements.name.value = u.name || "";
   form.elements.team_id.value = u.team_id || "";
-  fillBudget(form, u.budget);
+  fillBudgets($("#uf-budgets"), u.budgets);
   fillLimits(form, u.limits);
   initial = formValues(form);
   $("#uf-cancel").hidden = false;
@@ -180,6 +200,7 @@ function resetForm() {
   editing = null;
   initial = {};
   $("#user-form").reset();
+  $("#uf-budgets").replaceChildren();
   $("#uf-cancel").hidden = true;
   $("#uf-submit").textContent = t("users.form.submit");
   $("#uf-submit").dataset.i18n = "users.form.submit";

@@ -2,11 +2,14 @@
 
 Rotation gives a key record a new secret and keeps everything else (id, budget, usage, the key's own
 provider credentials, alias, expiry); the previous secret's hash stays valid for ``ROTATION_GRACE``.
+Re-issuing revokes keys (with their descendants) and makes a new key with the same fields for each, at once.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,6 +27,15 @@ ROTATION_GRACE = timedelta(hours=1)
 
 class RotationRefused(Exception):
     """The secret presented is not the key's current one: only the current secret may rotate a key."""
+
+
+@dataclass(frozen=True)
+class Reissued:
+    """A key re-issued: the revoked one, its replacement and the replacement's secret (shown once)."""
+
+    old: KeyRecord
+    new: KeyRecord
+    secret: str
 
 
 KEY_FIELDS = ("alias", "user_id", "role", "models", "providers", "budget", "limits", "expires_at", "alerts")
@@ -119,6 +131,41 @@ class KeyStore:
             )
             await self.db.bump(connection)
         return await self.get_key(key_id)
+
+    async def reissue_keys(self, records: Sequence[KeyRecord], created_by: str) -> list[Reissued]:
+        """In one transaction, revoke each key and its descendants and make a key with the same fields (alias,
+        user, role, allowlists, budgets, limits, expiry, alerts) in its place. A key revoked meanwhile is
+        left out: it gets no replacement."""
+        done: list[Reissued] = []
+        async with self.db.connect() as connection:
+            for old in records:
+                now = utcnow()
+                revoked = await connection.execute(
+                    update(api_keys)
+                    .where(api_keys.c.id == old.id, api_keys.c.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                )
+                if revoked.rowcount == 0:
+                    continue
+                await connection.execute(
+                    update(api_keys)
+                    .where(api_keys.c.id.in_(descendants_query(old.id)), api_keys.c.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                )
+                secret = new_key()
+                values = {name: getattr(old, name) for name in KEY_FIELDS}
+                values.update(
+                    id="key_" + secrets.token_hex(8),
+                    key_hash=hash_key(secret),
+                    key_prefix=secret[:12],
+                    created_at=now,
+                    created_by=created_by,
+                )
+                await connection.execute(api_keys.insert().values(**values))
+                new = KeyRecord(**{**values, "revoked_at": None})
+                done.append(Reissued(replace(old, revoked_at=now), new, secret))
+            await self.db.bump(connection)
+        return done
 
     async def rotate_key(self, key_id: str, current_hash: str) -> tuple[KeyRecord, str, datetime]:
         """Give the key a new secret; the one whose hash is ``current_hash`` keeps working for
