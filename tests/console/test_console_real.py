@@ -457,3 +457,25 @@ def test_a_roster_is_imported_with_budgets_limits_and_expiry_for_each_student(
     assert made["expires_at"].startswith("2099-01-15")
     assert chat(gateway, secret) == 200 and chat(gateway, secret) == 200
     assert chat(gateway, secret) == 429  # the student's 2 requests a day, from the roster form
+
+
+def test_a_team_admin_manages_its_members_but_is_offered_no_team_changes(page: Any, gateway: Served, lang: str) -> None:
+    from playwright.sync_api import expect
+
+    team_id = f"ta-{lang}"
+    assert call(gateway, "POST", "/v1/teams", ADMIN_KEY, {"id": team_id, "name": f"TA {lang}"})[0] == 201
+    status, user = call(gateway, "POST", "/v1/users", ADMIN_KEY, {"name": f"ta {lang}", "team_id": team_id})
+    assert status == 201, user
+    status, made = call(
+        gateway, "POST", "/v1/keys", ADMIN_KEY, {"alias": "ta", "user_id": user["id"], "role": "team_admin"}
+    )
+    assert status == 201, made
+
+    sign_in(page, gateway, made["key"])
+    open_section(page, "people")
+    row = page.locator("#teams-list tr", has_text=f"TA {lang}")
+    expect(row.get_by_role("button", name=f"{say(lang, 'teams.open')} TA {lang}")).to_be_visible()
+    expect(row.get_by_role("button", name=f"{say(lang, 'keys.edit')} TA {lang}")).to_be_hidden()
+    expect(row.get_by_role("button", name=f"{say(lang, 'providers.delete')} TA {lang}")).to_be_hidden()
+    expect(page.locator("#team-form")).to_be_hidden()  # the server refuses a team admin any team change
+    expect(page.locator("#user-form")).to_be_visible()  # its members it does manage

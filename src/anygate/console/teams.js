@@ -73,8 +73,9 @@ function row(team) {
     allowlists(team),
     h("div", { class: "row-actions" },
       h("button", { type: "button", onclick: () => open(team), "aria-label": `${t("teams.open")} ${label}` }, t("teams.open")),
-      h("button", { type: "button", onclick: () => edit(team), "aria-label": `${t("keys.edit")} ${label}` }, t("keys.edit")),
-      h("button", { type: "button", class: "danger", onclick: () => remove(team), "aria-label": `${t("providers.delete")} ${label}` }, t("providers.delete"))),
+      // Only an admin changes or deletes a team: a team admin manages its members and their keys.
+      h("button", { type: "button", "data-admin": "", onclick: () => edit(team), "aria-label": `${t("keys.edit")} ${label}` }, t("keys.edit")),
+      h("button", { type: "button", "data-admin": "", class: "danger", onclick: () => remove(team), "aria-label": `${t("providers.delete")} ${label}` }, t("providers.delete"))),
   ];
 }
 
