@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from tests.accounting.conftest import REDIS
-from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_gateway
+from tests.accounting.gateway import ADMIN_KEY, eventually, fake_provider_settings, running_gateway
 from tests.accounting.test_key_family_budgets import backend
 from tests.support.fake_upstream import FakeUpstream, Usage
 from tests.support.tokens import estimate_prompt
@@ -235,9 +235,13 @@ def test_200_concurrent_requests_admit_exactly_the_binding_budget_at_each_level(
             assert statuses.count(200) == 50, statuses
             assert statuses.count(429) == 150
             binding = {"team": team["id"], "user": users[0]["id"], "key": keys[0]["id"]}[level]
-            quota = call(base, "GET", "/v1/quota", key=keys[0]["key"])
-            used = {(b["scope"], b["id"], b["window"]): b for b in quota["budgets"]}
-            assert used[(level, binding, "daily")]["tokens"]["used"] == 50 * ask
+
+            def used() -> float:  # once the last answers have settled (after they were sent)
+                quota = call(base, "GET", "/v1/quota", key=keys[0]["key"])
+                budgets = {(b["scope"], b["id"], b["window"]): b for b in quota["budgets"]}
+                return float(budgets[(level, binding, "daily")]["tokens"]["used"])
+
+            eventually(lambda: used() == 50 * ask, "the binding budget charged 50 requests")
     finally:
         if limiter == "redis":
             forget_redis(*scopes)
@@ -287,3 +291,47 @@ def test_a_roster_enrols_once_and_a_team_admin_manages_only_its_team(upstream: F
         call(base, "DELETE", "/v1/audit", status=405)
         info = call(base, "GET", f"/team/info?team_id={team}")
         assert info["team_info"]["team_alias"] == "COMP318" and len(info["team_memberships"]) == 5
+
+
+LOOSE = {"rpm": 100_000, "tpm": 100_000_000, "concurrency": 1000}  # rate limits that never bind: more buckets
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_the_sql_limiter_refuses_with_429_never_503_when_a_key_counts_against_nine_budgets(
+    upstream: FakeUpstream, tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> None:
+    """A key under a user and a team, three windows each (nine budget buckets a request): 200 concurrent
+    requests on the SQL limiter admit exactly what the binding budget allows and refuse the rest with 429,
+    none with 503 (a request's reservations share one connection and one transaction)."""
+    ask = PROMPT + 20
+    upstream.usage = Usage(PROMPT, 20)
+    extra: dict[str, Any] = {"limiter": "sql"}
+    if database == "postgresql":
+        extra["database_url"] = request.getfixturevalue("postgres_url").replace("+asyncpg", "")
+
+    def budgets(binding: int) -> list[dict[str, Any]]:
+        wide = 100_000 * ask
+        return [
+            {"tokens": binding * ask, "window": "daily"},
+            {"tokens": wide, "window": "weekly"},
+            {"tokens": wide, "requests": 100_000, "window": "monthly"},
+        ]
+
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path, **extra)) as (base, _):
+        team = call(base, "POST", "/v1/teams", {"name": "t", "budgets": budgets(50), "limits": LOOSE})
+        user = call(
+            base, "POST", "/v1/users", {"name": "u", "team_id": team["id"], "budgets": budgets(1000), "limits": LOOSE}
+        )
+        key = call(
+            base, "POST", "/v1/keys", {"alias": "k", "user_id": user["id"], "budgets": budgets(1000), "limits": LOOSE}
+        )
+        statuses = burst(base, [key["key"]])
+        assert statuses.count(200) == 50, sorted(statuses)
+        assert statuses.count(429) == 150, sorted(statuses)
+
+        def used() -> set[float]:  # every bucket, once the last answers have settled
+            quota = call(base, "GET", "/v1/quota", key=key["key"])
+            return {b["tokens"]["used"] for b in quota["budgets"]}
+
+        eventually(lambda: used() == {50 * ask}, "nine budgets charged 50 requests each")
+    assert len(upstream.requests_to("/v1/chat/completions")) == 50

@@ -25,6 +25,8 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from anygate.accounting.backend_errors import counters_errors
+
 if TYPE_CHECKING:
     from anygate.accounting.windows import LedgerWindow, Seeder
 
@@ -69,6 +71,23 @@ class Rejection:
     left: Mapping[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """One bucket's claims within a request's reservation (``reserve_all``): ``window`` and ``seed_from``
+    as for ``Limiter.reserve``."""
+
+    bucket: str
+    claims: Sequence[Claim]
+    window: float | None = None
+    seed_from: LedgerWindow | None = None
+
+
+# What ``reserve_all`` decided: a Grant for each hold, in order; or the grants of the holds before the one
+# refused and its Rejection, last, when nothing of the request is held any more.
+Decisions = list[Grant | Rejection]
+Settling = tuple[Grant, Mapping[str, float]]  # a grant and what its request used
+
+
 class Limiter(Protocol):
     async def reserve(
         self,
@@ -83,8 +102,14 @@ class Limiter(Protocol):
         ``seed_from``: the ledger rows a new budget bucket starts from (None: it starts from zero).
         """
 
+    async def reserve_all(self, holds: Sequence[Hold], ttl: float) -> Decisions:
+        """Admit a whole request, every hold or none (``Decisions``)."""
+
     async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
         """Replace the reservation by what was used (a reclaimed reservation is still charged)."""
+
+    async def settle_all(self, settlements: Sequence[Settling]) -> list[Settling]:
+        """Settle a whole request's grants; return those its backend could not settle now."""
 
     async def release(self, grant: Grant) -> None:
         """Drop the reservation; nothing is charged."""
@@ -93,6 +118,30 @@ class Limiter(Protocol):
         """``used`` of each counter, for quota answers."""
 
     async def close(self) -> None: ...
+
+
+async def reserve_in_turn(limiter: Limiter, holds: Sequence[Hold], ttl: float) -> Decisions:
+    """``reserve_all`` one bucket after the other: a refusal releases what the holds before it got."""
+    decisions: Decisions = []
+    for hold in holds:
+        decision = await limiter.reserve(hold.bucket, hold.claims, ttl, hold.window, hold.seed_from)
+        decisions.append(decision)
+        if isinstance(decision, Rejection):
+            for grant in decisions[:-1]:
+                assert isinstance(grant, Grant)
+                await limiter.release(grant)
+            break
+    return decisions
+
+
+async def settle_in_turn(limiter: Limiter, settlements: Sequence[Settling]) -> list[Settling]:
+    failed = []
+    for grant, actual in settlements:
+        try:
+            await limiter.settle(grant, actual)
+        except counters_errors(OSError):
+            failed.append((grant, actual))
+    return failed
 
 
 class Tokens:
@@ -224,8 +273,16 @@ class MemoryLimiter:
                 state.reserved[counter] -= amount
         state.next_expiry = min((expires for expires, _ in state.reservations.values()), default=float("inf"))
 
+    async def reserve_all(self, holds: Sequence[Hold], ttl: float) -> Decisions:
+        return await reserve_in_turn(self, holds, ttl)
+
     async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
         self.settle_now(grant, actual)
+
+    async def settle_all(self, settlements: Sequence[Settling]) -> list[Settling]:
+        for grant, actual in settlements:
+            self.settle_now(grant, actual)
+        return []
 
     def settle_now(self, grant: Grant, actual: Mapping[str, float]) -> None:
         state = self._buckets.get(grant.bucket)

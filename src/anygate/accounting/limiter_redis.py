@@ -19,7 +19,18 @@ from typing import Any
 
 import redis.asyncio as redis
 
-from anygate.accounting.limiter import Claim, Grant, Rejection, SharedRuns, Tokens
+from anygate.accounting.limiter import (
+    Claim,
+    Decisions,
+    Grant,
+    Hold,
+    Rejection,
+    Settling,
+    SharedRuns,
+    Tokens,
+    reserve_in_turn,
+    settle_in_turn,
+)
 from anygate.accounting.windows import LedgerWindow, Seeder
 
 # Reclaim expired reservations of the bucket, then admit all claims or none: {1, counter, granted, left, ...}
@@ -177,6 +188,10 @@ class RedisLimiter:
         left = {str(triples[i]): float(triples[i + 2]) for i in range(0, len(triples), 3)}
         return Grant(bucket, token, granted, left)
 
+    async def reserve_all(self, holds: Sequence[Hold], ttl: float) -> Decisions:
+        """One script a bucket (a request's buckets may live on different nodes of a cluster)."""
+        return await reserve_in_turn(self, holds, ttl)
+
     async def seed(self, bucket: str, seed_from: LedgerWindow, window_ms: int) -> None:
         """Start an absent bucket from the ledger's count of its window (a no-op if it appeared meanwhile).
 
@@ -199,6 +214,9 @@ class RedisLimiter:
         for counter, amount in actual.items():
             args += [counter, repr(float(amount))]
         await self._settle(keys=self.keys(grant.bucket), args=args)
+
+    async def settle_all(self, settlements: Sequence[Settling]) -> list[Settling]:
+        return await settle_in_turn(self, settlements)
 
     async def release(self, grant: Grant) -> None:
         await self.settle(grant, {})

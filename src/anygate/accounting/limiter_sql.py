@@ -2,8 +2,11 @@
 
 Each claim is one conditional ``UPDATE ... SET reserved = reserved + x WHERE used + reserved + x <= limit``:
 PostgreSQL re-checks the condition after waiting for the row lock, SQLite has one writer at a time, so
-concurrent reserves never overrun a limit. A bucket's claims run in one transaction, in counter order.
-This backend costs a database round trip per request: choose it only for multi-worker without Redis.
+concurrent reserves never overrun a limit. All the buckets of a request (its key's, user's and team's,
+every window) are reserved in one transaction on one connection (``reserve_all``), and settled in one
+(``settle_all``): its counter rows are locked first, in (bucket, counter) order, so two requests sharing
+buckets wait for each other and never deadlock, and a request holds one pooled connection at a time.
+This backend costs a database transaction per request: choose it only for multi-worker without Redis.
 Counters persist in the database; a budget bucket's rows, when first made, start from what the usage
 ledger holds for the window (within the same transaction), so switching to this backend mid-period
 resets nothing either.
@@ -16,13 +19,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, delete, insert, literal, select, update
+from sqlalchemy import ColumnElement, bindparam, case, delete, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from anygate.accounting.limiter import Claim, Grant, Rejection, Tokens
+from anygate.accounting.backend_errors import counters_errors
+from anygate.accounting.limiter import Claim, Decisions, Grant, Hold, Rejection, Settling, Tokens
 from anygate.accounting.windows import LedgerWindow, window_usage
 from anygate.store.ledger_tables import limiter_counters as counters
 from anygate.store.ledger_tables import limiter_reservations as reservations
@@ -33,6 +37,24 @@ DEADLOCK_ATTEMPTS = 3
 class _Rejected(Exception):
     def __init__(self, rejection: Rejection) -> None:
         self.rejection = rejection
+
+
+async def _add(conn: AsyncConnection, changes: Mapping[tuple[str, str], tuple[float, float]]) -> None:
+    """Add (used, reserved) to each (bucket, counter) row, in that order, in one batch."""
+    rows = [
+        {"b": bucket, "c": counter, "u": used, "r": reserved}
+        for (bucket, counter), (used, reserved) in sorted(changes.items())
+        if used or reserved
+    ]
+    if rows:
+        await conn.execute(_ADD, rows)
+
+
+_ADD = (
+    update(counters)
+    .where(counters.c.bucket == bindparam("b"), counters.c.counter == bindparam("c"))
+    .values(used=counters.c.used + bindparam("u"), reserved=counters.c.reserved + bindparam("r"))
+)
 
 
 class SqlLimiter:
@@ -49,71 +71,108 @@ class SqlLimiter:
         window: float | None = None,
         seed_from: LedgerWindow | None = None,
     ) -> Grant | Rejection:
+        return (await self.reserve_all([Hold(bucket, claims, window, seed_from)], ttl))[-1]
+
+    async def reserve_all(self, holds: Sequence[Hold], ttl: float) -> Decisions:
         for attempt in range(DEADLOCK_ATTEMPTS):
             try:
-                return await self._reserve(bucket, claims, ttl, window, seed_from)
+                return await self._reserve_all(holds, ttl)
             except DBAPIError as exc:
-                # Two reclaims of one bucket's expired reservations may deadlock; PostgreSQL aborts one.
+                # Locks are taken in one order, so this is not expected; PostgreSQL would abort one of two.
                 if attempt + 1 == DEADLOCK_ATTEMPTS or "deadlock" not in str(exc.orig).lower():
                     raise
         raise AssertionError("unreachable")
 
-    async def _reserve(
-        self, bucket: str, claims: Sequence[Claim], ttl: float, window: float | None, seed_from: LedgerWindow | None
-    ) -> Grant | Rejection:
+    async def _reserve_all(self, holds: Sequence[Hold], ttl: float) -> Decisions:
         now = time.time()
-        token = self._tokens.next()
-        ordered = sorted(claims, key=lambda c: c.counter)
+        decisions: Decisions = []
         try:
             async with self._engine.begin() as conn:
-                await self._reclaim(conn, bucket, now)
-                made = await self._ensure_rows(conn, bucket, [c.counter for c in ordered], window, now)
-                if made and seed_from is not None:
-                    await self._seed(conn, bucket, made, seed_from)
-                claimed: dict[str, tuple[float, float]] = {}
-                for claim in ordered:
-                    try:
-                        claimed[claim.counter] = await self._claim(conn, bucket, claim)
-                    except _Rejected as rejected:  # with what each counter checked before had (rolled back)
-                        before = {c: left + amount for c, (amount, left) in claimed.items()}
-                        raise _Rejected(replace(rejected.rejection, left=before)) from None
-                granted = {counter: amount for counter, (amount, _) in claimed.items()}
-                rows = [
-                    {"token": token, "counter": c, "bucket": bucket, "amount": a, "expires_at": now + ttl}
-                    for c, a in granted.items()
-                ]
+                made = await self._ensure_rows(conn, holds, now)
+                await self._lock(conn, {hold.bucket for hold in holds})
+                await self._reclaim(conn, {hold.bucket for hold in holds}, now)
+                for hold in holds:
+                    if made.get(hold.bucket) and hold.seed_from is not None:
+                        await self._seed(conn, hold.bucket, made[hold.bucket], hold.seed_from)
+                rows: list[dict[str, Any]] = []
+                for hold in holds:
+                    decision = await self._claim_all(conn, hold)
+                    decisions.append(decision)
+                    if isinstance(decision, Rejection):
+                        raise _Rejected(decision)  # rolls back every hold of the request
+                    expires = now + ttl
+                    rows += [
+                        {
+                            "token": decision.token,
+                            "counter": c,
+                            "bucket": hold.bucket,
+                            "amount": a,
+                            "expires_at": expires,
+                        }
+                        for c, a in decision.amounts.items()
+                    ]
                 if rows:
                     await conn.execute(insert(reservations), rows)
-        except _Rejected as rejected:
-            return rejected.rejection
-        return Grant(bucket, token, granted, {counter: left for counter, (_, left) in claimed.items()})
+        except _Rejected:
+            pass
+        return decisions
 
-    async def _reclaim(self, conn: AsyncConnection, bucket: str, now: float) -> None:
+    async def _ensure_rows(self, conn: AsyncConnection, holds: Sequence[Hold], now: float) -> dict[str, list[str]]:
+        """Make the buckets' missing counter rows, in (bucket, counter) order; return the counters made now.
+
+        The first statement of the transaction writes, so SQLite takes its one write lock at once."""
+        wanted: dict[tuple[str, str], float | None] = {}
+        for hold in holds:
+            for claim in hold.claims:
+                wanted[(hold.bucket, claim.counter)] = None if hold.window is None else now + hold.window
+        if not wanted:
+            return {}
+        values = [
+            {
+                "bucket": bucket,
+                "counter": counter,
+                "used": 0.0,
+                "reserved": 0.0,
+                "expires_at": wanted[(bucket, counter)],
+            }
+            for bucket, counter in sorted(wanted)
+        ]
+        statement = (
+            self._insert(counters)
+            .values(values)
+            .on_conflict_do_nothing()
+            .returning(counters.c.bucket, counters.c.counter)
+        )
+        made: dict[str, list[str]] = {}
+        for bucket, counter in await conn.execute(statement):
+            made.setdefault(bucket, []).append(counter)
+        return made
+
+    @staticmethod
+    async def _lock(conn: AsyncConnection, buckets: set[str]) -> None:
+        """Lock every counter row of the request in one order (PostgreSQL; SQLite has one writer at a
+        time): two requests sharing buckets wait for each other, and never deadlock."""
+        if conn.dialect.name != "postgresql":
+            return
+        await conn.execute(
+            select(counters.c.bucket)
+            .where(counters.c.bucket.in_(sorted(buckets)))
+            .order_by(counters.c.bucket, counters.c.counter)
+            .with_for_update()
+        )
+
+    @staticmethod
+    async def _reclaim(conn: AsyncConnection, buckets: set[str], now: float) -> None:
+        """Give back the expired reservations of the buckets (whose rows this transaction has locked)."""
         expired = await conn.execute(
             delete(reservations)
-            .where(reservations.c.bucket == bucket, reservations.c.expires_at <= now)
-            .returning(reservations.c.counter, reservations.c.amount)
+            .where(reservations.c.bucket.in_(sorted(buckets)), reservations.c.expires_at <= now)
+            .returning(reservations.c.bucket, reservations.c.counter, reservations.c.amount)
         )
-        totals: dict[str, float] = {}
-        for counter, amount in expired:
-            totals[counter] = totals.get(counter, 0.0) + amount
-        for counter in sorted(totals):
-            await conn.execute(
-                update(counters)
-                .where(counters.c.bucket == bucket, counters.c.counter == counter)
-                .values(reserved=counters.c.reserved - totals[counter])
-            )
-
-    async def _ensure_rows(
-        self, conn: AsyncConnection, bucket: str, names: list[str], window: float | None, now: float
-    ) -> list[str]:
-        """Make the bucket's missing counter rows; return the counters made now."""
-        expires = None if window is None else now + window
-        values = [{"bucket": bucket, "counter": n, "used": 0.0, "reserved": 0.0, "expires_at": expires} for n in names]
-        if not values:
-            return []
-        statement = self._insert(counters).values(values).on_conflict_do_nothing().returning(counters.c.counter)
-        return [counter for (counter,) in await conn.execute(statement)]
+        totals: dict[tuple[str, str], float] = {}
+        for bucket, counter, amount in expired:
+            totals[(bucket, counter)] = totals.get((bucket, counter), 0.0) + amount
+        await _add(conn, {name: (0.0, -amount) for name, amount in totals.items()})
 
     @staticmethod
     async def _seed(conn: AsyncConnection, bucket: str, made: list[str], seed_from: LedgerWindow) -> None:
@@ -126,6 +185,18 @@ class SqlLimiter:
                     .where(counters.c.bucket == bucket, counters.c.counter == counter)
                     .values(used=used[counter])
                 )
+
+    async def _claim_all(self, conn: AsyncConnection, hold: Hold) -> Grant | Rejection:
+        claimed: dict[str, tuple[float, float]] = {}
+        for claim in hold.claims:
+            try:
+                claimed[claim.counter] = await self._claim(conn, hold.bucket, claim)
+            except _Rejected as rejected:  # with what each counter checked before had (rolled back)
+                before = {c: left + amount for c, (amount, left) in claimed.items()}
+                return replace(rejected.rejection, left=before)
+        granted = {counter: amount for counter, (amount, _) in claimed.items()}
+        left = {counter: left for counter, (_, left) in claimed.items()}
+        return Grant(hold.bucket, self._tokens.next(), granted, left)
 
     async def _claim(self, conn: AsyncConnection, bucket: str, claim: Claim) -> tuple[float, float]:
         """Reserve one claim: (the amount granted, what the counter has left after it), in one statement."""
@@ -154,22 +225,36 @@ class SqlLimiter:
         return float(row[0]), float(row[1])
 
     async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
+        await self._settle_all([(grant, actual)])
+
+    async def settle_all(self, settlements: Sequence[Settling]) -> list[Settling]:
+        try:
+            await self._settle_all(settlements)
+        except counters_errors(OSError):
+            return list(settlements)
+        return []
+
+    async def _settle_all(self, settlements: Sequence[Settling]) -> None:
+        """One transaction: the counter rows locked in the order reserves lock them, then the reservations
+        dropped and the counters moved by what was used and what was held."""
+        if not settlements:
+            return
         async with self._engine.begin() as conn:
+            await self._lock(conn, {grant.bucket for grant, _ in settlements})
             held = await conn.execute(
                 delete(reservations)
-                .where(reservations.c.token == grant.token)
-                .returning(reservations.c.counter, reservations.c.amount)
+                .where(reservations.c.token.in_([grant.token for grant, _ in settlements]))
+                .returning(reservations.c.bucket, reservations.c.counter, reservations.c.amount)
             )
-            changes: dict[str, tuple[float, float]] = {c: (0.0, a) for c, a in held}
-            for counter, amount in actual.items():
-                changes[counter] = (amount, changes.get(counter, (0.0, 0.0))[1])
-            for counter in sorted(changes):
-                used, reserved = changes[counter]
-                await conn.execute(
-                    update(counters)
-                    .where(counters.c.bucket == grant.bucket, counters.c.counter == counter)
-                    .values(used=counters.c.used + used, reserved=counters.c.reserved - reserved)
-                )
+            changes: dict[tuple[str, str], tuple[float, float]] = {}
+            for bucket, counter, amount in held:
+                used, reserved = changes.get((bucket, counter), (0.0, 0.0))
+                changes[(bucket, counter)] = (used, reserved - amount)
+            for grant, actual in settlements:
+                for counter, amount in actual.items():
+                    used, reserved = changes.get((grant.bucket, counter), (0.0, 0.0))
+                    changes[(grant.bucket, counter)] = (used + amount, reserved)
+            await _add(conn, changes)
 
     async def release(self, grant: Grant) -> None:
         await self.settle(grant, {})
