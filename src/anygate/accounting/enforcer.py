@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope
 from anygate.accounting.headroom import UNIT_OF_COUNTER, Headroom, Reading, Window
 from anygate.accounting.limiter import Claim, Grant, Hold, Limiter, MemoryLimiter, Rejection, Settling
-from anygate.accounting.periods import seconds_until_reset
+from anygate.accounting.periods import SLOTS, seconds_until_reset, slot_width
 from anygate.accounting.unsettled import Settlement, UnsettledQueue
 from anygate.accounting.windows import bucket_name, ledger_window
 from anygate.errors import GatewayError, QuotaExceeded, RateLimited
@@ -174,7 +174,11 @@ def _budget_step(scope: Scope, budget: BudgetSpec, ask: Ask, now: datetime) -> S
     if budget.requests is not None:
         claims.append(Claim("requests", budget.requests, 1, hard=budget.is_hard))
     reset_in = seconds_until_reset(budget.period, now)
-    window = None if reset_in is None else reset_in + 3600
+    slot = slot_width(budget.period)
+    if slot is not None:  # rolling: its counters live while it is used, and two slots more
+        window: float | None = slot * (SLOTS + 2)
+    else:
+        window = None if reset_in is None else reset_in + 3600
     seed_from = ledger_window(scope.kind, scope.id, budget.period, now)
     resets_at = None if reset_in is None else now.timestamp() + reset_in
 
@@ -184,7 +188,7 @@ def _budget_step(scope: Scope, budget: BudgetSpec, ask: Ask, now: datetime) -> S
         retry_after = NEVER_RESETS_RETRY_AFTER if reset_in is None else reset_in
         return QuotaExceeded(f"The {period}{what} budget of {scope.described} is used up", retry_after=retry_after)
 
-    hold = Hold(budget_bucket(scope, budget, now), claims, window, seed_from)
+    hold = Hold(budget_bucket(scope, budget, now), claims, window, seed_from, slot)
     return Step(hold, "budget", scope, resets_at, used_up)
 
 
@@ -243,8 +247,8 @@ class Enforcer:
     @staticmethod
     async def _hold_in_memory(memory: MemoryLimiter, hold: Hold) -> Grant | Rejection:
         if not memory.needs_seed(hold.bucket, hold.seed_from):
-            return memory.reserve_now(hold.bucket, hold.claims, RESERVATION_TTL, hold.window)
-        return await memory.reserve(hold.bucket, hold.claims, RESERVATION_TTL, hold.window, hold.seed_from)
+            return memory.reserve_now(hold.bucket, hold.claims, RESERVATION_TTL, hold.window, hold.slot)
+        return await memory.reserve(hold.bucket, hold.claims, RESERVATION_TTL, hold.window, hold.seed_from, hold.slot)
 
     def _take(self, admission: Admission, step: Step, decision: Grant | Rejection, ask: Ask) -> None:
         """Keep a bucket's grant (and clamp the output to it), or raise its refusal."""

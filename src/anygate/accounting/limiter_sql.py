@@ -15,11 +15,11 @@ resets nothing either.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, case, delete, insert, literal, select, update
+from sqlalchemy import ColumnElement, bindparam, case, delete, func, insert, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
@@ -27,7 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from anygate.accounting.backend_errors import counters_errors
 from anygate.accounting.limiter import Claim, Decisions, Grant, Hold, Rejection, Settling, Tokens
-from anygate.accounting.windows import LedgerWindow, window_usage
+from anygate.accounting.periods import SLOTS, oldest_counted_slot, slot_of
+from anygate.accounting.windows import LedgerWindow, rolling_width, window_count
 from anygate.store.ledger_tables import limiter_counters as counters
 from anygate.store.ledger_tables import limiter_reservations as reservations
 
@@ -57,9 +58,25 @@ _ADD = (
 )
 
 
+SLOT_ROW_LIFE = 3  # windows a slot row outlives its making: purged only after a reserve has dropped it
+
+
+def slot_row(bucket: str, slot: int) -> str:
+    """The row of one slot of a rolling bucket: ``key:k1:5h:rolling@000005900123`` (names sort as numbers)."""
+    return f"{bucket}@{slot:012d}"
+
+
+def _slot_rows(bucket: str, first: int | None, before: int | None) -> list[ColumnElement[bool]]:
+    """A rolling bucket's slot rows from slot ``first`` to before slot ``before`` (None: unbounded)."""
+    low = counters.c.bucket >= slot_row(bucket, first) if first is not None else counters.c.bucket > f"{bucket}@"
+    high = counters.c.bucket < slot_row(bucket, before) if before is not None else counters.c.bucket < f"{bucket}A"
+    return [low, high]
+
+
 class SqlLimiter:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time) -> None:
         self._engine = engine
+        self._clock = clock
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
         self._tokens = Tokens()
 
@@ -70,8 +87,9 @@ class SqlLimiter:
         ttl: float,
         window: float | None = None,
         seed_from: LedgerWindow | None = None,
+        slot: float | None = None,
     ) -> Grant | Rejection:
-        return (await self.reserve_all([Hold(bucket, claims, window, seed_from)], ttl))[-1]
+        return (await self.reserve_all([Hold(bucket, claims, window, seed_from, slot)], ttl))[-1]
 
     async def reserve_all(self, holds: Sequence[Hold], ttl: float) -> Decisions:
         for attempt in range(DEADLOCK_ATTEMPTS):
@@ -84,7 +102,7 @@ class SqlLimiter:
         raise AssertionError("unreachable")
 
     async def _reserve_all(self, holds: Sequence[Hold], ttl: float) -> Decisions:
-        now = time.time()
+        now = self._clock()
         decisions: Decisions = []
         try:
             async with self._engine.begin() as conn:
@@ -93,7 +111,9 @@ class SqlLimiter:
                 await self._reclaim(conn, {hold.bucket for hold in holds}, now)
                 for hold in holds:
                     if made.get(hold.bucket) and hold.seed_from is not None:
-                        await self._seed(conn, hold.bucket, made[hold.bucket], hold.seed_from)
+                        await self._seed(conn, hold, made[hold.bucket], now)
+                    elif hold.slot is not None:
+                        await self._advance(conn, hold, now)
                 rows: list[dict[str, Any]] = []
                 for hold in holds:
                     decision = await self._claim_all(conn, hold)
@@ -174,17 +194,56 @@ class SqlLimiter:
             totals[(bucket, counter)] = totals.get((bucket, counter), 0.0) + amount
         await _add(conn, {name: (0.0, -amount) for name, amount in totals.items()})
 
-    @staticmethod
-    async def _seed(conn: AsyncConnection, bucket: str, made: list[str], seed_from: LedgerWindow) -> None:
-        """New rows start from the ledger's count (other transactions wait on the rows until commit)."""
-        used = await window_usage(conn, seed_from)
+    async def _seed(self, conn: AsyncConnection, hold: Hold, made: list[str], now: float) -> None:
+        """New rows start from the ledger's count (other transactions wait on the rows until commit); a
+        rolling window's slot rows too, in place of any left from before."""
+        assert hold.seed_from is not None
+        count = await window_count(conn, hold.seed_from)
         for counter in sorted(made):
-            if used.get(counter):
+            if count.used.get(counter):
                 await conn.execute(
                     update(counters)
-                    .where(counters.c.bucket == bucket, counters.c.counter == counter)
-                    .values(used=used[counter])
+                    .where(counters.c.bucket == hold.bucket, counters.c.counter == counter)
+                    .values(used=count.used[counter])
                 )
+        if hold.slot is None:
+            return
+        await conn.execute(delete(counters).where(*_slot_rows(hold.bucket, None, None), counters.c.counter.in_(made)))
+        expires = None if hold.window is None else now + SLOT_ROW_LIFE * hold.window
+        rows = [
+            {
+                "bucket": slot_row(hold.bucket, n),
+                "counter": c,
+                "used": counted[c],
+                "reserved": 0.0,
+                "expires_at": expires,
+            }
+            for n, counted in sorted(count.slots.items())
+            for c in sorted(made)
+            if counted.get(c)
+        ]
+        if rows:
+            await conn.execute(insert(counters), rows)
+
+    async def _advance(self, conn: AsyncConnection, hold: Hold, now: float) -> None:
+        """A rolling bucket (its rows locked): drop the slots the window no longer counts from its running
+        sum, and keep its rows alive while it is used."""
+        assert hold.slot is not None
+        oldest = oldest_counted_slot(hold.slot, now)
+        left = await conn.execute(
+            delete(counters)
+            .where(*_slot_rows(hold.bucket, None, oldest))
+            .returning(counters.c.counter, counters.c.used)
+        )
+        gone: dict[tuple[str, str], tuple[float, float]] = {}
+        for counter, used in left:
+            old = gone.get((hold.bucket, counter), (0.0, 0.0))[0]
+            gone[(hold.bucket, counter)] = (old - used, 0.0)
+        await _add(conn, gone)
+        if hold.window is not None:
+            await conn.execute(
+                update(counters).where(counters.c.bucket == hold.bucket).values(expires_at=now + hold.window)
+            )
 
     async def _claim_all(self, conn: AsyncConnection, hold: Hold) -> Grant | Rejection:
         claimed: dict[str, tuple[float, float]] = {}
@@ -196,7 +255,7 @@ class SqlLimiter:
                 return replace(rejected.rejection, left=before)
         granted = {counter: amount for counter, (amount, _) in claimed.items()}
         left = {counter: left for counter, (_, left) in claimed.items()}
-        return Grant(hold.bucket, self._tokens.next(), granted, left)
+        return Grant(hold.bucket, self._tokens.next(), granted, left, hold.slot)
 
     async def _claim(self, conn: AsyncConnection, bucket: str, claim: Claim) -> tuple[float, float]:
         """Reserve one claim: (the amount granted, what the counter has left after it), in one statement."""
@@ -255,14 +314,59 @@ class SqlLimiter:
                     used, reserved = changes.get((grant.bucket, counter), (0.0, 0.0))
                     changes[(grant.bucket, counter)] = (used + amount, reserved)
             await _add(conn, changes)
+            await self._count_in_slots(conn, [(g, a) for g, a in settlements if g.slot is not None and a])
+
+    async def _count_in_slots(self, conn: AsyncConnection, settlements: Sequence[Settling]) -> None:
+        """What rolling buckets' requests used, in the slot in progress (their main rows locked)."""
+        rows = []
+        now = self._clock()
+        for grant, actual in settlements:
+            assert grant.slot is not None
+            name = slot_row(grant.bucket, slot_of(grant.slot, now))
+            life = SLOT_ROW_LIFE * (SLOTS + 2) * grant.slot
+            rows += [
+                {"bucket": name, "counter": c, "used": a, "reserved": 0.0, "expires_at": now + life}
+                for c, a in sorted(actual.items())
+                if a
+            ]
+        for row in sorted(rows, key=lambda r: (r["bucket"], r["counter"])):
+            statement = self._insert(counters).values(row)
+            await conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=[counters.c.bucket, counters.c.counter],
+                    set_={"used": counters.c.used + statement.excluded.used},
+                )
+            )
 
     async def release(self, grant: Grant) -> None:
         await self.settle(grant, {})
 
     async def usage(self, bucket: str) -> dict[str, float]:
+        width = rolling_width(bucket)
         async with self._engine.connect() as conn:
-            rows = await conn.execute(select(counters.c.counter, counters.c.used).where(counters.c.bucket == bucket))
+            if width is None:
+                query = select(counters.c.counter, counters.c.used).where(counters.c.bucket == bucket)
+            else:  # what its slots still counted hold, whether or not a reserve has dropped the others yet
+                oldest = oldest_counted_slot(width, self._clock())
+                query = (
+                    select(counters.c.counter, func.sum(counters.c.used))
+                    .where(*_slot_rows(bucket, oldest, None))
+                    .group_by(counters.c.counter)
+                )
+            rows = await conn.execute(query)
             return {counter: float(used) for counter, used in rows}
+
+    async def oldest_slot(self, bucket: str) -> int | None:
+        width = rolling_width(bucket)
+        if width is None:
+            return None
+        async with self._engine.connect() as conn:
+            first = await conn.scalar(
+                select(func.min(counters.c.bucket)).where(
+                    *_slot_rows(bucket, oldest_counted_slot(width, self._clock()), None), counters.c.used != 0
+                )
+            )
+        return None if first is None else int(str(first).rsplit("@", 1)[1])
 
     async def purge_expired(self) -> int:
         """Drop the counters of windows that have ended (run now and then, off the request path)."""
