@@ -62,7 +62,7 @@ class Rig:
         if isinstance(self.limiter, MemoryLimiter):
             return MemoryLimiter(engine_seeder(self.engine), self.clock)
         if isinstance(self.limiter, RedisLimiter):
-            await self.limiter._redis.delete(*self.limiter.keys(bucket))  # noqa: SLF001
+            await self.limiter._redis.delete(*self.limiter.keys(bucket))
             return self.limiter
         async with self.engine.begin() as conn:
             await conn.execute(delete(limiter_counters).where(limiter_counters.c.bucket.startswith(bucket)))
