@@ -140,6 +140,8 @@ def test_any_used_up_budget_of_key_user_or_team_refuses(upstream: FakeUpstream, 
             with pytest.raises(openai.RateLimitError) as refusal:
                 chat(base, key["key"])
             assert "5h request budget of this team is used up" in refusal.value.message
+            # a rolling window's headroom grows when its oldest request leaves it, 5 hours (and a slot) on
+            assert 5 * 3600 - 300 <= int(refusal.value.response.headers["retry-after"]) <= 5 * 3600 + 300
             quota = call(base, "GET", "/v1/quota", key=key["key"])
             assert quota["tokens"] == {
                 "limit": 500,

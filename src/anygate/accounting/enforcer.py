@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope
 from anygate.accounting.headroom import UNIT_OF_COUNTER, Headroom, Reading, Window
 from anygate.accounting.limiter import Claim, Grant, Hold, Limiter, MemoryLimiter, Rejection, Settling
-from anygate.accounting.periods import SLOTS, seconds_until_reset, slot_width
+from anygate.accounting.periods import SLOTS, rolling_reset, seconds_until_reset, slot_width
 from anygate.accounting.unsettled import Settlement, UnsettledQueue
 from anygate.accounting.windows import bucket_name, ledger_window
 from anygate.errors import GatewayError, QuotaExceeded, RateLimited
@@ -127,7 +127,7 @@ def _rate_steps(scope: Scope, limits: LimitSpec, ask: Ask, now: float) -> list[S
     if limits.concurrency is not None:
         concurrency = limits.concurrency
 
-        def too_many(_: Rejection) -> GatewayError:
+        def too_many(_: Rejection, __: float | None) -> GatewayError:
             return RateLimited(
                 f"Too many concurrent requests for {scope.described} (limit {concurrency})", retry_after=1
             )
@@ -141,7 +141,7 @@ def _rate_steps(scope: Scope, limits: LimitSpec, ask: Ask, now: float) -> list[S
         claims.append(Claim("tokens", limits.tpm, ask.tokens, minimum=ask.least_tokens))
     if claims:
 
-        def per_minute(rejection: Rejection) -> GatewayError:
+        def per_minute(rejection: Rejection, _: float | None) -> GatewayError:
             unit = "requests" if rejection.counter == "requests" else "tokens"
             limit = limits.rpm if unit == "requests" else limits.tpm
             return RateLimited(
@@ -182,10 +182,10 @@ def _budget_step(scope: Scope, budget: BudgetSpec, ask: Ask, now: datetime) -> S
     seed_from = ledger_window(scope.kind, scope.id, budget.period, now)
     resets_at = None if reset_in is None else now.timestamp() + reset_in
 
-    def used_up(rejection: Rejection) -> GatewayError:
+    def used_up(rejection: Rejection, grows_in: float | None) -> GatewayError:
         what = {"tokens": "token", "usd": "USD", "requests": "request"}.get(rejection.counter, rejection.counter)
         period = "" if budget.period == "none" else f"{budget.period} "
-        retry_after = NEVER_RESETS_RETRY_AFTER if reset_in is None else reset_in
+        retry_after = NEVER_RESETS_RETRY_AFTER if reset_in is None else (grows_in or reset_in)
         return QuotaExceeded(f"The {period}{what} budget of {scope.described} is used up", retry_after=retry_after)
 
     hold = Hold(budget_bucket(scope, budget, now), claims, window, seed_from, slot)
@@ -209,7 +209,7 @@ class Step:
     kind: str
     scope: Scope
     resets_at: float | None
-    refusal: Callable[[Rejection], GatewayError]
+    refusal: Callable[[Rejection, float | None], GatewayError]  # and the seconds until headroom grows, if known
 
 
 class Enforcer:
@@ -227,14 +227,17 @@ class Enforcer:
                 for step in steps:
                     decision = await self._hold_in_memory(self._memory, step.hold)
                     self._note(admission, step, decision)
+                    if isinstance(decision, Rejection):
+                        raise await self._refusal(step, decision)
                     self._take(admission, step, decision, ask)
             else:  # one call for the whole request: the SQL limiter makes it one transaction
                 decisions = await self.limiter.reserve_all([step.hold for step in steps], RESERVATION_TTL)
                 for step, decision in zip(steps, decisions, strict=False):
                     self._note(admission, step, decision)
                 if isinstance(decisions[-1], Rejection):  # nothing of the request is held
-                    raise steps[len(decisions) - 1].refusal(decisions[-1])
+                    raise await self._refusal(steps[len(decisions) - 1], decisions[-1])
                 for step, decision in zip(steps, decisions, strict=True):
+                    assert isinstance(decision, Grant)
                     self._take(admission, step, decision, ask)
         except BaseException as failure:
             await self.release(admission)
@@ -250,10 +253,18 @@ class Enforcer:
             return memory.reserve_now(hold.bucket, hold.claims, RESERVATION_TTL, hold.window, hold.slot)
         return await memory.reserve(hold.bucket, hold.claims, RESERVATION_TTL, hold.window, hold.seed_from, hold.slot)
 
-    def _take(self, admission: Admission, step: Step, decision: Grant | Rejection, ask: Ask) -> None:
-        """Keep a bucket's grant (and clamp the output to it), or raise its refusal."""
-        if isinstance(decision, Rejection):
-            raise step.refusal(decision)
+    async def _refusal(self, step: Step, rejection: Rejection) -> GatewayError:
+        """The error refusing the request; a rolling window's says when its oldest usage leaves it (one more
+        limiter call, on a refusal only)."""
+        grows_in = None
+        if step.hold.slot is not None:
+            oldest = await self.limiter.oldest_slot(step.hold.bucket)
+            if oldest is not None:
+                grows_in = max(1.0, rolling_reset(step.hold.slot, oldest) - time.time())
+        return step.refusal(rejection, grows_in)
+
+    def _take(self, admission: Admission, step: Step, decision: Grant, ask: Ask) -> None:
+        """Keep a bucket's grant (and clamp the output to it)."""
         admission.grants.append((decision, step.kind))
         if step.kind != "concurrency":
             self._clamp(admission, decision, ask)
