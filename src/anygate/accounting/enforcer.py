@@ -309,8 +309,9 @@ class Enforcer:
             return True
         admission.settled = True
         settlements = [(grant, charges(grant, kind, tokens, usd)) for grant, kind in admission.grants]
-        if self._memory is not None:
-            await self._memory.settle_all(settlements)
+        if self._memory is not None:  # directly: no coroutine
+            for grant, actual in settlements:
+                self._memory.settle_now(grant, actual)
             return True
         return self._wait(await self.limiter.settle_all(settlements))
 

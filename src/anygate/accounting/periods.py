@@ -17,6 +17,7 @@ hours and one slot after it was counted. Headroom grows when a slot leaves, at a
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -30,6 +31,7 @@ SLOTS = 60  # slots a rolling window is counted in; it counts one more, the slot
 _HOURS = re.compile(r"([1-9][0-9]{0,3})h")
 
 
+@lru_cache(maxsize=256)  # asked several times per request, of a handful of distinct periods
 def hours_of(period: str) -> int | None:
     """N for a ``<N>h`` window, else None."""
     match = _HOURS.fullmatch(period)
