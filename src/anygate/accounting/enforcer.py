@@ -4,7 +4,9 @@ For each scope (the key, each key it was made from, its user, its team) the enfo
 order: one concurrency slot, one request of the minute, the minute's tokens, then, for each of the scope's
 budgets (one per window), the window's tokens, USD and requests. Each bucket is reserved atomically by
 the limiter, and the request is admitted only when every bucket of every scope admitted it: a refusal
-anywhere releases what the others held, so no scope is ever charged for a request another refused.
+anywhere releases what the others held, so no scope is ever charged for a request another refused. The
+in-process limiter is asked bucket by bucket, without I/O; the others once for the whole request
+(``reserve_all``: the SQL limiter's one transaction), and settle it in one call (``settle_all``).
 A rejection releases what was already reserved and raises ``RateLimited`` (rate limits) or
 ``QuotaExceeded`` (budgets) with ``Retry-After`` (a budget that never resets: ``NEVER_RESETS_RETRY_AFTER``).
 A hard token budget with less left than asked, but more than the prompt, admits the request with its
@@ -230,7 +232,7 @@ class Enforcer:
                     if isinstance(decision, Rejection):
                         raise await self._refusal(step, decision)
                     self._take(admission, step, decision, ask)
-            else:  # one call for the whole request: the SQL limiter makes it one transaction
+            elif steps:  # one call for the whole request: the SQL limiter makes it one transaction
                 decisions = await self.limiter.reserve_all([step.hold for step in steps], RESERVATION_TTL)
                 for step, decision in zip(steps, decisions, strict=False):
                     self._note(admission, step, decision)

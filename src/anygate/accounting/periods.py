@@ -17,8 +17,8 @@ hours and one slot after it was counted. Headroom grows when a slot leaves, at a
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Literal
 
 # A calendar period, ``none``, or ``<N>h`` (checked by ``is_period``): kept a str so stored windows load.
