@@ -20,6 +20,7 @@ from anygate.accounting.alerts import Alerts
 from anygate.accounting.budgets import BudgetSpec, Scope
 from anygate.accounting.enforcer import budget_bucket
 from anygate.accounting.limiter import Claim, Grant, MemoryLimiter
+from anygate.accounting.periods import iso_utc
 from anygate.settings import AlertSettings
 from anygate.store.tables import metadata
 from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_gateway
@@ -124,4 +125,47 @@ async def test_two_replicas_send_each_crossing_once(tmp_path: Path, hook: FakeUp
         await replica.close()
     bodies = [json.loads(r.body or b"{}") for r in transport.sent]
     assert [(b["threshold"], b["used"], b["unit"], b["window"]) for b in bodies] == [(0.8, 90.0, "tokens", "weekly")]
+    await engine.dispose()
+
+
+async def test_a_rolling_window_alerts_again_once_its_usage_fell_below_the_threshold(
+    tmp_path: Path, hook: FakeUpstream
+) -> None:
+    """A 5-hour window never starts again: its crossing is re-armed when what made it cross has left."""
+    hook.script(*(Reply(json={"ok": True}) for _ in range(10)), path=hook_path(hook))
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'alerts.db'}")
+    async with engine.begin() as connection:
+        await connection.run_sync(metadata.create_all)
+    clock = [1_800_000_123.0]
+    limiter = MemoryLimiter(clock=lambda: clock[0])
+    scope = Scope("user", "u1", BudgetSpec(tokens=100, period="5h"))
+    bucket = budget_bucket(scope, scope.all_budgets[0], datetime.now(UTC))
+
+    async def use(tokens: float) -> None:
+        grant = await limiter.reserve(bucket, [Claim("tokens", 100, tokens)], 60, slot=300)
+        assert isinstance(grant, Grant)
+        await limiter.settle(grant, {"tokens": tokens})
+
+    settings = AlertSettings(url=hook.base_url + "/hook", thresholds=[0.8], allow_private_network=True)
+    transport = FakeTransport(hook)
+    alerts = Alerts(transport, engine, limiter, settings)
+
+    async def check() -> int:
+        alerts.watch([scope])
+        return await alerts.check()
+
+    await use(90)
+    assert await check() == 1
+    clock[0] += 3600
+    await use(5)
+    assert await check() == 0  # still above: the same crossing
+    clock[0] += 5 * 3600 - 3600 + 300  # the 90 have left the window, the 5 have not
+    assert await check() == 0  # below: re-armed, nothing sent
+    await use(80)
+    assert await check() == 1  # a new crossing
+    await alerts.close()
+    bodies = [json.loads(r.body or b"{}") for r in transport.sent]
+    assert [(b["used"], b["window"]) for b in bodies] == [(90.0, "5h"), (85.0, "5h")]
+    first_slot = int(1_800_000_123.0 // 300)
+    assert bodies[0]["resets_at"] == iso_utc(datetime.fromtimestamp((first_slot + 61) * 300, UTC))
     await engine.dispose()

@@ -10,9 +10,10 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from anygate.accounting.limiter import Claim, Grant, Limiter, MemoryLimiter, Rejection
+from anygate.accounting.limiter import Claim, Grant, Hold, Limiter, MemoryLimiter, Rejection
 from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.store.ledger_tables import metadata
@@ -215,3 +216,63 @@ async def test_a_rejection_says_what_the_counters_checked_before_it_had(limiter:
     assert refused.left == {"requests": 2.0}  # nothing of the refused request was reserved
     again = await limiter.reserve(name, [Claim("requests", 3, 1), Claim("tokens", 100, 40)], ttl=60)
     assert isinstance(again, Grant) and again.left == {"requests": 1.0, "tokens": 0.0}
+
+
+def holds_of_a_request(names: list[str], binding: str) -> list[Hold]:
+    """A key's, its user's and its team's windows: ``binding`` admits 50 requests, the others thousands."""
+    return [
+        Hold(name, [Claim("tokens", 5000 if name == binding else 10**6, 100), Claim("requests", 10**6, 1)], 3600.0)
+        for name in names
+    ]
+
+
+async def test_200_concurrent_requests_on_nine_buckets_admit_exactly_what_the_tightest_allows(
+    limiter: Limiter,
+) -> None:
+    names = [bucket() for _ in range(9)]
+    holds = holds_of_a_request(names, binding=names[4])
+    decisions = await asyncio.gather(*(limiter.reserve_all(holds, ttl=60) for _ in range(200)))
+    admitted = [d for d in decisions if not isinstance(d[-1], Rejection)]
+    assert len(admitted) == 50
+    assert all(len(d) == 9 for d in admitted)
+    refused = [d[-1] for d in decisions if isinstance(d[-1], Rejection)]
+    assert {r.bucket for r in refused} == {names[4]}
+    for d in admitted:
+        assert await limiter.settle_all([(grant, {"tokens": 100, "requests": 1}) for grant in d]) == []  # type: ignore[misc]
+    for name in names:  # a refused request held nothing on the buckets before the one that refused it
+        assert await limiter.usage(name) == {"tokens": 5000.0, "requests": 50.0}
+        assert await limiter.reserve(name, [Claim("tokens", 5000, 1)], ttl=60) == Rejection(name, "tokens", 0.0, {})
+
+
+async def test_a_request_refused_by_its_last_bucket_holds_nothing_on_the_others(limiter: Limiter) -> None:
+    names = [bucket() for _ in range(3)]
+    full = await limiter.reserve(names[2], [Claim("tokens", 5000, 4950)], ttl=60)
+    assert isinstance(full, Grant)
+    decisions = await limiter.reserve_all(holds_of_a_request(names, binding=names[2]), ttl=60)
+    assert isinstance(decisions[-1], Rejection) and decisions[-1].bucket == names[2]
+    again = await limiter.reserve_all([Hold(names[0], [Claim("tokens", 100, 100)])], ttl=60)
+    assert isinstance(again[0], Grant)  # the refused request's 100 tokens on it were given back
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.services)])
+async def test_the_sql_limiter_takes_one_connection_to_reserve_a_request_and_one_to_settle_it(
+    request: pytest.FixtureRequest, backend: str
+) -> None:
+    """Nine buckets a request (key, user, team; three windows each): a connection per bucket made 200
+    concurrent requests wait on the pool until it timed out (503); one transaction a request does not."""
+    url = request.getfixturevalue("postgres_url") if backend == "postgres" else sqlite_url(request)
+    engine = create_async_engine(url, pool_size=5, max_overflow=0)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    checkouts: list[object] = []
+    event.listen(engine.sync_engine, "checkout", lambda *args: checkouts.append(args))
+    limiter = SqlLimiter(engine)
+    names = [bucket() for _ in range(9)]
+    try:
+        decisions = await limiter.reserve_all(holds_of_a_request(names, binding=names[0]), ttl=60)
+        assert len(checkouts) == 1 and len(decisions) == 9
+        assert await limiter.settle_all([(grant, {"tokens": 100}) for grant in decisions]) == []  # type: ignore[misc]
+        assert len(checkouts) == 2
+        assert await limiter.usage(names[8]) == {"tokens": 100.0, "requests": 0.0}
+    finally:
+        await engine.dispose()

@@ -5,7 +5,9 @@ admit exactly what the binding level allows, at each level."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import pytest
 import redis
 
 from tests.accounting.conftest import REDIS
-from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_gateway
+from tests.accounting.gateway import ADMIN_KEY, eventually, fake_provider_settings, running_gateway
 from tests.accounting.test_key_family_budgets import backend
 from tests.support.fake_upstream import FakeUpstream, Usage
 from tests.support.tokens import estimate_prompt
@@ -138,6 +140,8 @@ def test_any_used_up_budget_of_key_user_or_team_refuses(upstream: FakeUpstream, 
             with pytest.raises(openai.RateLimitError) as refusal:
                 chat(base, key["key"])
             assert "5h request budget of this team is used up" in refusal.value.message
+            # a rolling window's headroom grows when its oldest request leaves it, 5 hours (and a slot) on
+            assert 5 * 3600 - 300 <= int(refusal.value.response.headers["retry-after"]) <= 5 * 3600 + 300
             quota = call(base, "GET", "/v1/quota", key=key["key"])
             assert quota["tokens"] == {
                 "limit": 500,
@@ -185,13 +189,14 @@ def burst(base: str, keys: list[str]) -> list[int]:
     return asyncio.run(run())
 
 
-@pytest.mark.parametrize("level", ["key", "user", "team"])
+@pytest.mark.parametrize(("level", "window"), [("key", "daily"), ("user", "daily"), ("team", "daily"), ("team", "5h")])
 @pytest.mark.parametrize("limiter", BURST_BACKENDS)
 def test_200_concurrent_requests_admit_exactly_the_binding_budget_at_each_level(
-    upstream: FakeUpstream, tmp_path: Path, limiter: str, level: str, request: pytest.FixtureRequest
+    upstream: FakeUpstream, tmp_path: Path, limiter: str, level: str, window: str, request: pytest.FixtureRequest
 ) -> None:
     """Every level has a budget; the one under test allows 50 requests, the others far more. Four keys
-    (two users of one team) share the burst when the user or team binds; one key when the key binds."""
+    (two users of one team) share the burst when the user or team binds; one key when the key binds. A
+    rolling window (``5h``) is as exact as a calendar one."""
     ask = PROMPT + 20
     upstream.usage = Usage(PROMPT, 20)
     if limiter == "sql-postgresql":
@@ -205,7 +210,7 @@ def test_200_concurrent_requests_admit_exactly_the_binding_budget_at_each_level(
     def budgets(binds: bool) -> list[dict[str, Any]]:
         # One budget a level (three buckets a request, as the key-family burst): the burst measures exactness;
         # several windows a holder are covered by the test above.
-        return [{"tokens": (50 if binds else 100_000) * ask, "window": "daily"}]
+        return [{"tokens": (50 if binds else 100_000) * ask, "window": window}]
 
     scopes: list[str] = []
     try:
@@ -235,9 +240,16 @@ def test_200_concurrent_requests_admit_exactly_the_binding_budget_at_each_level(
             assert statuses.count(200) == 50, statuses
             assert statuses.count(429) == 150
             binding = {"team": team["id"], "user": users[0]["id"], "key": keys[0]["id"]}[level]
-            quota = call(base, "GET", "/v1/quota", key=keys[0]["key"])
-            used = {(b["scope"], b["id"], b["window"]): b for b in quota["budgets"]}
-            assert used[(level, binding, "daily")]["tokens"]["used"] == 50 * ask
+
+            def entry() -> dict[str, Any]:
+                quota = call(base, "GET", "/v1/quota", key=keys[0]["key"])
+                return {(b["scope"], b["id"], b["window"]): b for b in quota["budgets"]}[(level, binding, window)]
+
+            # once the last answers have settled (after they were sent)
+            eventually(lambda: entry()["tokens"]["used"] == 50 * ask, "the binding budget charged 50 requests")
+            if window == "5h":  # headroom grows when the burst's usage leaves the window, 5 hours on
+                resets_at = datetime.fromisoformat(entry()["resets_at"]).timestamp() - time.time()
+                assert 5 * 3600 - 300 <= resets_at <= 5 * 3600 + 300
     finally:
         if limiter == "redis":
             forget_redis(*scopes)
@@ -287,3 +299,47 @@ def test_a_roster_enrols_once_and_a_team_admin_manages_only_its_team(upstream: F
         call(base, "DELETE", "/v1/audit", status=405)
         info = call(base, "GET", f"/team/info?team_id={team}")
         assert info["team_info"]["team_alias"] == "COMP318" and len(info["team_memberships"]) == 5
+
+
+LOOSE = {"rpm": 100_000, "tpm": 100_000_000, "concurrency": 1000}  # rate limits that never bind: more buckets
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_the_sql_limiter_refuses_with_429_never_503_when_a_key_counts_against_nine_budgets(
+    upstream: FakeUpstream, tmp_path: Path, database: str, request: pytest.FixtureRequest
+) -> None:
+    """A key under a user and a team, three windows each (nine budget buckets a request): 200 concurrent
+    requests on the SQL limiter admit exactly what the binding budget allows and refuse the rest with 429,
+    none with 503 (a request's reservations share one connection and one transaction)."""
+    ask = PROMPT + 20
+    upstream.usage = Usage(PROMPT, 20)
+    extra: dict[str, Any] = {"limiter": "sql"}
+    if database == "postgresql":
+        extra["database_url"] = request.getfixturevalue("postgres_url").replace("+asyncpg", "")
+
+    def budgets(binding: int) -> list[dict[str, Any]]:
+        wide = 100_000 * ask
+        return [
+            {"tokens": binding * ask, "window": "daily"},
+            {"tokens": wide, "window": "weekly"},
+            {"tokens": wide, "requests": 100_000, "window": "monthly"},
+        ]
+
+    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path, **extra)) as (base, _):
+        team = call(base, "POST", "/v1/teams", {"name": "t", "budgets": budgets(50), "limits": LOOSE})
+        user = call(
+            base, "POST", "/v1/users", {"name": "u", "team_id": team["id"], "budgets": budgets(1000), "limits": LOOSE}
+        )
+        key = call(
+            base, "POST", "/v1/keys", {"alias": "k", "user_id": user["id"], "budgets": budgets(1000), "limits": LOOSE}
+        )
+        statuses = burst(base, [key["key"]])
+        assert statuses.count(200) == 50, sorted(statuses)
+        assert statuses.count(429) == 150, sorted(statuses)
+
+        def used() -> set[float]:  # every bucket, once the last answers have settled
+            quota = call(base, "GET", "/v1/quota", key=key["key"])
+            return {b["tokens"]["used"] for b in quota["budgets"]}
+
+        eventually(lambda: used() == {50 * ask}, "nine budgets charged 50 requests each")
+    assert len(upstream.requests_to("/v1/chat/completions")) == 50

@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 
 from anygate.accounting.budgets import BudgetSpec, StaticBudgets
 from anygate.accounting.limiter import Grant
+from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.accounting.unsettled import Settlement, UnsettledQueue
 from anygate.auth import Principal
 from tests.accounting.gateway import eventually, fake_provider_settings, running_gateway
@@ -154,15 +155,16 @@ def test_the_sql_limiter_failing_at_settle_loses_no_usage(upstream: FakeUpstream
         accounting = gateway.state.accounting
         assert accounting is not None
         limiter = accounting.enforcer.limiter
-        settle = limiter.settle
+        assert isinstance(limiter, SqlLimiter)
+        settle = limiter._settle_all  # the one transaction settling a request's grants
         failing = True
 
-        async def failing_settle(grant: Grant, actual: Any) -> None:
+        async def failing_settle(settlements: Any) -> None:
             if failing:
                 raise OperationalError("UPDATE limiter_counters", {}, Exception("database is locked"))
-            await settle(grant, actual)
+            await settle(settlements)
 
-        limiter.settle = failing_settle  # type: ignore[method-assign]
+        limiter._settle_all = failing_settle  # type: ignore[method-assign]
         failed = 3
         for _ in range(failed):
             assert httpx.post(base + "/v1/chat/completions", json=BODY, headers=HEADERS).status_code == 200

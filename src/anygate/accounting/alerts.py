@@ -10,6 +10,12 @@ replica whose insert succeeds sends the alert, so it goes out once per crossing 
 never again in that window. The POST is retried with backoff; a failure is logged (never its headers)
 and nothing waits for it.
 
+A rolling window (``5h``) never starts again, so its crossing is re-armed instead: a pass that finds its
+usage back below the threshold (what made it cross has left the window) deletes the crossing's row, and
+the next time usage reaches the threshold is a new crossing, sent once again. A window hovering about a
+threshold is so alerted once per rise past it, never twice while it stays above. Its ``resets_at`` is when
+its oldest counted usage leaves it, when its headroom next grows.
+
     {"scope": "team", "id": "comp318", "name": "COMP318", "threshold": 0.8, "used": 41.2, "limit": 50.0,
      "unit": "usd", "window": "weekly", "resets_at": "2026-12-07T00:00:00Z"}
 """
@@ -31,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from anygate.accounting.budgets import BudgetSpec, Scope
 from anygate.accounting.enforcer import budget_bucket
 from anygate.accounting.limiter import Limiter
-from anygate.accounting.periods import iso_utc, next_reset
+from anygate.accounting.periods import is_rolling, iso_utc, next_reset, rolling_reset, slot_width
 from anygate.errors import GatewayError
 from anygate.settings import AlertSettings
 from anygate.store.tables import alert_crossings
@@ -99,7 +105,26 @@ def crossings(
     return found
 
 
-def payload(crossing: Crossing, name: str, now: datetime) -> dict[str, Any]:
+def rearmed(
+    scope: Scope, budget: BudgetSpec, used: Mapping[str, float], thresholds: Sequence[float], now: datetime
+) -> list[str]:
+    """The crossings of a rolling window whose usage is back below their threshold: to be claimed anew."""
+    if not is_rolling(budget.period):
+        return []
+    limits = {"tokens": budget.tokens, "usd": budget.usd, "requests": budget.requests}
+    bucket = budget_bucket(scope, budget, now)
+    return [
+        f"{bucket}:{unit}:{threshold:g}"
+        for unit in UNITS
+        if (limit := limits[unit]) is not None and limit > 0
+        for threshold in thresholds
+        if used.get(unit, 0.0) < threshold * limit
+    ]
+
+
+def payload(crossing: Crossing, name: str, now: datetime, resets_at: datetime | None = None) -> dict[str, Any]:
+    """The alert's body; ``resets_at``: when the window's headroom next grows, when known better than its
+    period says (a rolling window's oldest usage)."""
     return {
         "scope": crossing.scope.kind,
         "id": crossing.scope.id,
@@ -109,7 +134,7 @@ def payload(crossing: Crossing, name: str, now: datetime) -> dict[str, Any]:
         "limit": crossing.limit,
         "unit": crossing.unit,
         "window": crossing.budget.period,
-        "resets_at": iso_utc(next_reset(crossing.budget.period, now)),
+        "resets_at": iso_utc(resets_at or next_reset(crossing.budget.period, now)),
     }
 
 
@@ -171,23 +196,49 @@ class Alerts:
         now = now or datetime.now(UTC)
         watched, self._watched = self._watched, {}
         sent = 0
+        below: list[str] = []
         for scope in watched.values():
             target = self.target(scope)
             if target is None:
                 continue
             for budget in scope.all_budgets:
+                bucket = budget_bucket(scope, budget, now)
                 try:
-                    used = await self._limiter.usage(budget_bucket(scope, budget, now))
+                    used = await self._limiter.usage(bucket)
                 except (SQLAlchemyError, OSError) as exc:
                     log.warning(
                         "alert check failed", extra={"fields": {"scope": scope.name, "error": type(exc).__name__}}
                     )
                     continue
+                below += rearmed(scope, budget, used, target.thresholds, now)
                 for crossing in crossings(scope, budget, used, target.thresholds, now):
                     if await self._claim(crossing):
-                        self._send_soon(crossing, target, now)
+                        self._send_soon(crossing, target, now, await self._rolling_reset(budget, bucket))
                         sent += 1
+        await self._rearm(below)
         return sent
+
+    async def _rolling_reset(self, budget: BudgetSpec, bucket: str) -> datetime | None:
+        width = slot_width(budget.period)
+        if width is None:
+            return None
+        try:
+            oldest = await self._limiter.oldest_slot(bucket)
+        except (SQLAlchemyError, OSError):
+            return None
+        return None if oldest is None else datetime.fromtimestamp(rolling_reset(width, oldest), UTC)
+
+    async def _rearm(self, names: list[str]) -> None:
+        """Forget the crossings of rolling windows back below their thresholds (one statement a pass)."""
+        if not names:
+            return
+        try:
+            async with self._engine.begin() as connection:
+                await connection.execute(alert_crossings.delete().where(alert_crossings.c.crossing.in_(names)))
+        except SQLAlchemyError as exc:
+            log.warning("alert re-arm failed", extra={"fields": {"error": type(exc).__name__}})
+            return
+        self._claimed.difference_update(names)
 
     async def _claim(self, crossing: Crossing) -> bool:
         """Whether this process won the crossing (its row inserted now)."""
@@ -211,9 +262,11 @@ class Alerts:
         self._claimed.add(crossing.name)
         return True
 
-    def _send_soon(self, crossing: Crossing, target: AlertTarget, now: datetime) -> None:
+    def _send_soon(
+        self, crossing: Crossing, target: AlertTarget, now: datetime, resets_at: datetime | None = None
+    ) -> None:
         name = self._names.get(crossing.scope.name) or crossing.scope.id
-        body = orjson.dumps(payload(crossing, name, now))
+        body = orjson.dumps(payload(crossing, name, now, resets_at))
         task = asyncio.ensure_future(self.send(target, body, crossing.name))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)

@@ -4,7 +4,9 @@ For each scope (the key, each key it was made from, its user, its team) the enfo
 order: one concurrency slot, one request of the minute, the minute's tokens, then, for each of the scope's
 budgets (one per window), the window's tokens, USD and requests. Each bucket is reserved atomically by
 the limiter, and the request is admitted only when every bucket of every scope admitted it: a refusal
-anywhere releases what the others held, so no scope is ever charged for a request another refused.
+anywhere releases what the others held, so no scope is ever charged for a request another refused. The
+in-process limiter is asked bucket by bucket, without I/O; the others once for the whole request
+(``reserve_all``: the SQL limiter's one transaction), and settle it in one call (``settle_all``).
 A rejection releases what was already reserved and raises ``RateLimited`` (rate limits) or
 ``QuotaExceeded`` (budgets) with ``Retry-After`` (a budget that never resets: ``NEVER_RESETS_RETRY_AFTER``).
 A hard token budget with less left than asked, but more than the prompt, admits the request with its
@@ -19,17 +21,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope
 from anygate.accounting.headroom import UNIT_OF_COUNTER, Headroom, Reading, Window
-from anygate.accounting.limiter import Claim, Grant, Limiter, MemoryLimiter, Rejection
-from anygate.accounting.periods import seconds_until_reset
-from anygate.accounting.unsettled import Settlement, UnsettledQueue, limiter_errors
-from anygate.accounting.windows import LedgerWindow, bucket_name, ledger_window
-from anygate.errors import QuotaExceeded, RateLimited
+from anygate.accounting.limiter import Claim, Grant, Hold, Limiter, MemoryLimiter, Rejection, Settling
+from anygate.accounting.periods import SLOTS, rolling_reset, seconds_until_reset, slot_width
+from anygate.accounting.unsettled import Settlement, UnsettledQueue
+from anygate.accounting.windows import bucket_name, ledger_window
+from anygate.errors import GatewayError, QuotaExceeded, RateLimited
 
 log = logging.getLogger("anygate.accounting")
 
@@ -121,12 +123,95 @@ def note_readings(
             headroom.note(Reading(unit, claim.limit, left, held, resets_at, window, scope.name))
 
 
+def _rate_steps(scope: Scope, limits: LimitSpec, ask: Ask, now: float) -> list[Step]:
+    steps = []
+    next_minute = 60 - now % 60
+    if limits.concurrency is not None:
+        concurrency = limits.concurrency
+
+        def too_many(_: Rejection, __: float | None) -> GatewayError:
+            return RateLimited(
+                f"Too many concurrent requests for {scope.described} (limit {concurrency})", retry_after=1
+            )
+
+        hold = Hold(f"{scope.name}:concurrency", [Claim("inflight", concurrency, 1)])
+        steps.append(Step(hold, "concurrency", scope, None, too_many))
+    claims = []
+    if limits.rpm is not None:
+        claims.append(Claim("requests", limits.rpm, 1))
+    if limits.tpm is not None:
+        claims.append(Claim("tokens", limits.tpm, ask.tokens, minimum=ask.least_tokens))
+    if claims:
+
+        def per_minute(rejection: Rejection, _: float | None) -> GatewayError:
+            unit = "requests" if rejection.counter == "requests" else "tokens"
+            limit = limits.rpm if unit == "requests" else limits.tpm
+            return RateLimited(
+                f"Rate limit of {limit} {unit} per minute reached for {scope.described}", retry_after=next_minute
+            )
+
+        hold = Hold(minute_bucket(scope, now), claims, 120.0)
+        steps.append(Step(hold, "minute", scope, now + next_minute, per_minute))
+    return steps
+
+
+def _budget_step(scope: Scope, budget: BudgetSpec, ask: Ask, now: datetime) -> Step:
+    claims = []
+    if budget.tokens is not None:
+        claims.append(Claim("tokens", budget.tokens, ask.tokens, minimum=ask.least_tokens, hard=budget.is_hard))
+    if budget.usd is not None and not ask.counts_usd:
+        # Nothing held and never refused; a request that ends up paid by anygate's key is still charged.
+        claims.append(Claim("usd", budget.usd, 0.0, hard=False))
+    elif budget.usd is not None:
+        least = ask.least_usd
+        claims.append(
+            Claim(
+                "usd",
+                budget.usd,
+                max(ask.usd or 0.0, MINIMUM_USD),
+                minimum=None if least is None else max(least, MINIMUM_USD),
+                hard=budget.is_hard,
+            )
+        )
+    if budget.requests is not None:
+        claims.append(Claim("requests", budget.requests, 1, hard=budget.is_hard))
+    reset_in = seconds_until_reset(budget.period, now)
+    slot = slot_width(budget.period)
+    if slot is not None:  # rolling: its counters live while it is used, and two slots more
+        window: float | None = slot * (SLOTS + 2)
+    else:
+        window = None if reset_in is None else reset_in + 3600
+    seed_from = ledger_window(scope.kind, scope.id, budget.period, now)
+    resets_at = None if reset_in is None else now.timestamp() + reset_in
+
+    def used_up(rejection: Rejection, grows_in: float | None) -> GatewayError:
+        what = {"tokens": "token", "usd": "USD", "requests": "request"}.get(rejection.counter, rejection.counter)
+        period = "" if budget.period == "none" else f"{budget.period} "
+        retry_after = NEVER_RESETS_RETRY_AFTER if reset_in is None else (grows_in or reset_in)
+        return QuotaExceeded(f"The {period}{what} budget of {scope.described} is used up", retry_after=retry_after)
+
+    hold = Hold(budget_bucket(scope, budget, now), claims, window, seed_from, slot)
+    return Step(hold, "budget", scope, resets_at, used_up)
+
+
 def budget_bucket(scope: Scope, budget: BudgetSpec, now: datetime) -> str:
     return bucket_name(scope.kind, scope.id, budget.period, now)
 
 
 def minute_bucket(scope: Scope, now: float) -> str:
     return f"{scope.name}:minute:{int(now // 60)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One bucket of a request's admission: what it holds, what it counts (``concurrency``, ``minute`` or
+    ``budget``), and the refusal it raises."""
+
+    hold: Hold
+    kind: str
+    scope: Scope
+    resets_at: float | None
+    refusal: Callable[[Rejection, float | None], GatewayError]  # and the seconds until headroom grows, if known
 
 
 class Enforcer:
@@ -138,13 +223,24 @@ class Enforcer:
 
     async def admit(self, scopes: Sequence[Scope], ask: Ask) -> Admission:
         admission = Admission()
+        steps = self.steps(scopes, ask)
         try:
-            for scope in scopes:
-                if scope.limits is not None:
-                    await self._rate(admission, scope, scope.limits, ask)
-            for scope in scopes:
-                for budget in scope.all_budgets:
-                    await self._budget(admission, scope, budget, ask)
+            if self._memory is not None:
+                for step in steps:
+                    decision = await self._hold_in_memory(self._memory, step.hold)
+                    self._note(admission, step, decision)
+                    if isinstance(decision, Rejection):
+                        raise await self._refusal(step, decision)
+                    self._take(admission, step, decision, ask)
+            elif steps:  # one call for the whole request: the SQL limiter makes it one transaction
+                decisions = await self.limiter.reserve_all([step.hold for step in steps], RESERVATION_TTL)
+                for step, decision in zip(steps, decisions, strict=False):
+                    self._note(admission, step, decision)
+                if isinstance(decisions[-1], Rejection):  # nothing of the request is held
+                    raise await self._refusal(steps[len(decisions) - 1], decisions[-1])
+                for step, decision in zip(steps, decisions, strict=True):
+                    assert isinstance(decision, Grant)
+                    self._take(admission, step, decision, ask)
         except BaseException as failure:
             await self.release(admission)
             if isinstance(failure, RateLimited):  # what was held is given back: the headers say so
@@ -153,90 +249,43 @@ class Enforcer:
             raise
         return admission
 
-    async def _hold(
-        self,
-        admission: Admission,
-        bucket: str,
-        claims: list[Claim],
-        kind: str,
-        window: float | None,
-        seed_from: LedgerWindow | None = None,
-        scope: Scope | None = None,
-        resets_at: float | None = None,
-    ) -> Grant | Rejection:
-        if self._memory is not None and not self._memory.needs_seed(bucket, seed_from):
-            result = self._memory.reserve_now(bucket, claims, RESERVATION_TTL, window)
-        else:
-            result = await self.limiter.reserve(bucket, claims, RESERVATION_TTL, window, seed_from)
-        if isinstance(result, Grant):
-            admission.grants.append((result, kind))
-        if scope is not None and kind != "concurrency":
-            counted: Window = "minute" if kind == "minute" else "budget"
-            note_readings(admission.headroom, result, claims, counted, scope, resets_at)
-        return result
+    @staticmethod
+    async def _hold_in_memory(memory: MemoryLimiter, hold: Hold) -> Grant | Rejection:
+        if not memory.needs_seed(hold.bucket, hold.seed_from):
+            return memory.reserve_now(hold.bucket, hold.claims, RESERVATION_TTL, hold.window, hold.slot)
+        return await memory.reserve(hold.bucket, hold.claims, RESERVATION_TTL, hold.window, hold.seed_from, hold.slot)
 
-    async def _rate(self, admission: Admission, scope: Scope, limits: LimitSpec, ask: Ask) -> None:
+    async def _refusal(self, step: Step, rejection: Rejection) -> GatewayError:
+        """The error refusing the request; a rolling window's says when its oldest usage leaves it (one more
+        limiter call, on a refusal only)."""
+        grows_in = None
+        if step.hold.slot is not None:
+            oldest = await self.limiter.oldest_slot(step.hold.bucket)
+            if oldest is not None:
+                grows_in = max(1.0, rolling_reset(step.hold.slot, oldest) - time.time())
+        return step.refusal(rejection, grows_in)
+
+    def _take(self, admission: Admission, step: Step, decision: Grant, ask: Ask) -> None:
+        """Keep a bucket's grant (and clamp the output to it)."""
+        admission.grants.append((decision, step.kind))
+        if step.kind != "concurrency":
+            self._clamp(admission, decision, ask)
+
+    @staticmethod
+    def _note(admission: Admission, step: Step, decision: Grant | Rejection) -> None:
+        if step.kind != "concurrency":
+            counted: Window = "minute" if step.kind == "minute" else "budget"
+            note_readings(admission.headroom, decision, step.hold.claims, counted, step.scope, step.resets_at)
+
+    def steps(self, scopes: Sequence[Scope], ask: Ask) -> list[Step]:
+        """Every bucket of the request, in order: each scope's rate limits, then each scope's budgets."""
         now = time.time()
-        next_minute = 60 - now % 60
-        if limits.concurrency is not None:
-            claims = [Claim("inflight", limits.concurrency, 1)]
-            if isinstance(
-                await self._hold(admission, f"{scope.name}:concurrency", claims, "concurrency", None), Rejection
-            ):
-                raise RateLimited(
-                    f"Too many concurrent requests for {scope.described} (limit {limits.concurrency})", retry_after=1
-                )
-        claims = []
-        if limits.rpm is not None:
-            claims.append(Claim("requests", limits.rpm, 1))
-        if limits.tpm is not None:
-            claims.append(Claim("tokens", limits.tpm, ask.tokens, minimum=ask.least_tokens))
-        if not claims:
-            return
-        result = await self._hold(
-            admission, minute_bucket(scope, now), claims, "minute", 120.0, scope=scope, resets_at=now + next_minute
-        )
-        if isinstance(result, Rejection):
-            unit = "requests" if result.counter == "requests" else "tokens"
-            limit = limits.rpm if unit == "requests" else limits.tpm
-            raise RateLimited(
-                f"Rate limit of {limit} {unit} per minute reached for {scope.described}", retry_after=next_minute
-            )
-        self._clamp(admission, result, ask)
-
-    async def _budget(self, admission: Admission, scope: Scope, budget: BudgetSpec, ask: Ask) -> None:
-        now = datetime.now(UTC)
-        claims = []
-        if budget.tokens is not None:
-            claims.append(Claim("tokens", budget.tokens, ask.tokens, minimum=ask.least_tokens, hard=budget.is_hard))
-        if budget.usd is not None and not ask.counts_usd:
-            # Nothing held and never refused; a request that ends up paid by anygate's key is still charged.
-            claims.append(Claim("usd", budget.usd, 0.0, hard=False))
-        elif budget.usd is not None:
-            least = ask.least_usd
-            claims.append(
-                Claim(
-                    "usd",
-                    budget.usd,
-                    max(ask.usd or 0.0, MINIMUM_USD),
-                    minimum=None if least is None else max(least, MINIMUM_USD),
-                    hard=budget.is_hard,
-                )
-            )
-        if budget.requests is not None:
-            claims.append(Claim("requests", budget.requests, 1, hard=budget.is_hard))
-        reset_in = seconds_until_reset(budget.period, now)
-        window = None if reset_in is None else reset_in + 3600
-        seed_from = ledger_window(scope.kind, scope.id, budget.period, now)
-        resets_at = None if reset_in is None else now.timestamp() + reset_in
-        bucket = budget_bucket(scope, budget, now)
-        result = await self._hold(admission, bucket, claims, "budget", window, seed_from, scope, resets_at)
-        if isinstance(result, Rejection):
-            what = {"tokens": "token", "usd": "USD", "requests": "request"}.get(result.counter, result.counter)
-            period = "" if budget.period == "none" else f"{budget.period} "
-            retry_after = NEVER_RESETS_RETRY_AFTER if reset_in is None else reset_in
-            raise QuotaExceeded(f"The {period}{what} budget of {scope.described} is used up", retry_after=retry_after)
-        self._clamp(admission, result, ask)
+        steps = [
+            step for scope in scopes if scope.limits is not None for step in _rate_steps(scope, scope.limits, ask, now)
+        ]
+        moment = datetime.fromtimestamp(now, UTC)
+        steps += [_budget_step(scope, budget, ask, moment) for scope in scopes for budget in scope.all_budgets]
+        return steps
 
     @staticmethod
     def _clamp(admission: Admission, grant: Grant, ask: Ask) -> None:
@@ -256,36 +305,32 @@ class Enforcer:
     async def settle(self, admission: Admission, tokens: int, usd: float | None) -> bool:
         """Charge what the request used (tokens in + out, USD when priced) and free the rest.
 
-        A grant the limiter cannot settle now (its backend is unavailable) waits in ``unsettled`` to be
-        retried; False when one did."""
+        Grants the limiter cannot settle now (its backend is unavailable) wait in ``unsettled`` to be
+        retried; False when they did."""
         if admission.settled:
             return True
         admission.settled = True
-        failed: list[Settlement] = []
-        for grant, kind in admission.grants:
-            actual = charges(grant, kind, tokens, usd)
-            if self._memory is not None:
+        settlements = [(grant, charges(grant, kind, tokens, usd)) for grant, kind in admission.grants]
+        if self._memory is not None:  # directly: no coroutine
+            for grant, actual in settlements:
                 self._memory.settle_now(grant, actual)
-                continue
-            try:
-                await self.limiter.settle(grant, actual)
-            except limiter_errors() as exc:
-                failed.append(Settlement(grant, actual))
-                log.warning(
-                    "budget counters unavailable at settle; retried in the background",
-                    extra={"fields": {"bucket": grant.bucket, "error": type(exc).__name__}},
-                )
-        if failed:
-            self.unsettled.add(failed)
-        return not failed
+            return True
+        return self._wait(await self.limiter.settle_all(settlements))
 
     async def release(self, admission: Admission) -> None:
         """Give everything back: the request never reached an upstream."""
         if admission.settled:
             return
         admission.settled = True
-        for grant, _ in admission.grants:
-            if self._memory is not None:
-                self._memory.settle_now(grant, {})
-            else:
-                await self.limiter.release(grant)
+        self._wait(await self.limiter.settle_all([(grant, {}) for grant, _ in admission.grants]))
+
+    def _wait(self, failed: Sequence[Settling]) -> bool:
+        """Queue what the limiter could not settle, to be retried; False when anything was."""
+        if not failed:
+            return True
+        self.unsettled.add(Settlement(grant, actual) for grant, actual in failed)
+        log.warning(
+            "budget counters unavailable at settle; retried in the background",
+            extra={"fields": {"buckets": sorted({grant.bucket for grant, _ in failed})}},
+        )
+        return False

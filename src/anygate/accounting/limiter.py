@@ -25,8 +25,11 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from anygate.accounting.backend_errors import counters_errors
+from anygate.accounting.periods import SLOTS, oldest_counted_slot, slot_of
+
 if TYPE_CHECKING:
-    from anygate.accounting.windows import LedgerWindow, Seeder
+    from anygate.accounting.windows import LedgerWindow, Seeder, WindowCount
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +59,7 @@ class Grant:
     token: str
     amounts: Mapping[str, float]
     left: Mapping[str, float] = field(default_factory=dict)
+    slot: float | None = None  # a rolling window's slot width: what is used is counted in the slot of its settling
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +73,24 @@ class Rejection:
     left: Mapping[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """One bucket's claims within a request's reservation (``reserve_all``): ``window`` and ``seed_from``
+    as for ``Limiter.reserve``."""
+
+    bucket: str
+    claims: Sequence[Claim]
+    window: float | None = None
+    seed_from: LedgerWindow | None = None
+    slot: float | None = None
+
+
+# What ``reserve_all`` decided: a Grant for each hold, in order; or the grants of the holds before the one
+# refused and its Rejection, last, when nothing of the request is held any more.
+Decisions = list[Grant | Rejection]
+Settling = tuple[Grant, Mapping[str, float]]  # a grant and what its request used
+
+
 class Limiter(Protocol):
     async def reserve(
         self,
@@ -77,14 +99,24 @@ class Limiter(Protocol):
         ttl: float,
         window: float | None = None,
         seed_from: LedgerWindow | None = None,
+        slot: float | None = None,
     ) -> Grant | Rejection:
-        """Admit every claim or none. ``window``: seconds the bucket lives (None: forever).
+        """Admit every claim or none. ``window``: seconds the bucket lives (None: forever); a rolling bucket's
+        lives on while it is used.
 
         ``seed_from``: the ledger rows a new budget bucket starts from (None: it starts from zero).
+        ``slot``: the slot width of a rolling window (``periods``): what is used leaves the bucket once its
+        slot is older than the ``SLOTS`` before the one in progress.
         """
+
+    async def reserve_all(self, holds: Sequence[Hold], ttl: float) -> Decisions:
+        """Admit a whole request, every hold or none (``Decisions``)."""
 
     async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
         """Replace the reservation by what was used (a reclaimed reservation is still charged)."""
+
+    async def settle_all(self, settlements: Sequence[Settling]) -> list[Settling]:
+        """Settle a whole request's grants; return those its backend could not settle now."""
 
     async def release(self, grant: Grant) -> None:
         """Drop the reservation; nothing is charged."""
@@ -92,7 +124,34 @@ class Limiter(Protocol):
     async def usage(self, bucket: str) -> dict[str, float]:
         """``used`` of each counter, for quota answers."""
 
+    async def oldest_slot(self, bucket: str) -> int | None:
+        """A rolling bucket's oldest slot holding usage (its usage leaves it first); None: none."""
+
     async def close(self) -> None: ...
+
+
+async def reserve_in_turn(limiter: Limiter, holds: Sequence[Hold], ttl: float) -> Decisions:
+    """``reserve_all`` one bucket after the other: a refusal releases what the holds before it got."""
+    decisions: Decisions = []
+    for hold in holds:
+        decision = await limiter.reserve(hold.bucket, hold.claims, ttl, hold.window, hold.seed_from, hold.slot)
+        decisions.append(decision)
+        if isinstance(decision, Rejection):
+            for grant in decisions[:-1]:
+                assert isinstance(grant, Grant)
+                await limiter.release(grant)
+            break
+    return decisions
+
+
+async def settle_in_turn(limiter: Limiter, settlements: Sequence[Settling]) -> list[Settling]:
+    failed = []
+    for grant, actual in settlements:
+        try:
+            await limiter.settle(grant, actual)
+        except counters_errors(OSError):
+            failed.append((grant, actual))
+    return failed
 
 
 class Tokens:
@@ -132,6 +191,11 @@ class _Bucket:
     reservations: dict[str, tuple[float, dict[str, float]]] = field(default_factory=dict)
     expires_at: float | None = None
     next_expiry: float = float("inf")  # the earliest expiry of an open reservation: nothing to reclaim before
+    # A rolling window's: ``used`` is the running sum of ``slots`` (slot number -> counters used in it);
+    # slots older than ``current - SLOTS`` leave it when the slot in progress changes.
+    slots: dict[int, dict[str, float]] | None = None
+    width: float = 0.0
+    current: int = 0
 
 
 class MemoryLimiter:
@@ -143,12 +207,13 @@ class MemoryLimiter:
     false.
     """
 
-    def __init__(self, seeder: Seeder | None = None) -> None:
+    def __init__(self, seeder: Seeder | None = None, clock: Callable[[], float] = time.time) -> None:
         self._buckets: dict[str, _Bucket] = {}
-        self._seeds: dict[str, dict[str, float]] = {}
+        self._seeds: dict[str, WindowCount] = {}
         self._seeder = seeder
         self._seeding = SharedRuns()
-        self._now = time.monotonic
+        self._now = time.monotonic  # reservations' expiry
+        self._clock = clock  # the slots of rolling windows: UNIX time, as the ledger's
         self._tokens = Tokens()
 
     def needs_seed(self, bucket: str, seed_from: LedgerWindow | None) -> bool:
@@ -172,17 +237,25 @@ class MemoryLimiter:
         ttl: float,
         window: float | None = None,
         seed_from: LedgerWindow | None = None,
+        slot: float | None = None,
     ) -> Grant | Rejection:
         if seed_from is not None and self.needs_seed(bucket, seed_from):
             await self._seeding.run(bucket, lambda: self._read_seed(bucket, seed_from))
-        return self.reserve_now(bucket, claims, ttl, window)
+        return self.reserve_now(bucket, claims, ttl, window, slot)
 
     def reserve_now(
-        self, bucket: str, claims: Sequence[Claim], ttl: float, window: float | None = None
+        self,
+        bucket: str,
+        claims: Sequence[Claim],
+        ttl: float,
+        window: float | None = None,
+        slot: float | None = None,
     ) -> Grant | Rejection:
         """``reserve`` without a coroutine, once the bucket is seeded: the enforcer calls it directly."""
         now = self._now()
-        state = self._bucket(bucket, now, window)
+        state = self._bucket(bucket, now, window, slot)
+        if state.slots is not None:
+            self._advance(state)
         self._reclaim(state, now)
         granted: dict[str, float] = {}
         left: dict[str, float] = {}
@@ -198,16 +271,33 @@ class MemoryLimiter:
         token = self._tokens.next()
         state.reservations[token] = (now + ttl, granted)
         state.next_expiry = min(state.next_expiry, now + ttl)
-        return Grant(bucket, token, granted, left)
+        return Grant(bucket, token, granted, left, slot)
 
-    def _bucket(self, bucket: str, now: float, window: float | None) -> _Bucket:
+    def _bucket(self, bucket: str, now: float, window: float | None, slot: float | None) -> _Bucket:
         state = self._buckets.get(bucket)
         if state is None or (state.expires_at is not None and state.expires_at <= now):
             if len(self._buckets) > 100_000:
                 self._purge(now)
-            used = self._seeds.pop(bucket, {})
-            state = self._buckets[bucket] = _Bucket(used, expires_at=None if window is None else now + window)
+            seed = self._seeds.pop(bucket, None)
+            used = {} if seed is None else dict(seed.used)
+            if slot is None:
+                state = _Bucket(used, expires_at=None if window is None else now + window)
+            else:  # lives on: its usage leaves it slot by slot
+                slots = {} if seed is None else {n: dict(counted) for n, counted in seed.slots.items()}
+                state = _Bucket(used, slots=slots, width=slot, current=oldest_counted_slot(slot, 0.0))
+            self._buckets[bucket] = state
         return state
+
+    def _advance(self, state: _Bucket) -> None:
+        """Drop the slots the window no longer counts from its running sum: once a slot, not per request."""
+        current = slot_of(state.width, self._clock())
+        if current == state.current or state.slots is None:
+            return
+        state.current = current
+        oldest = current - SLOTS
+        for number in [n for n in state.slots if n < oldest]:
+            for counter, amount in state.slots.pop(number).items():
+                state.used[counter] = state.used.get(counter, 0.0) - amount
 
     def _purge(self, now: float) -> None:
         for name in [n for n, b in self._buckets.items() if b.expires_at is not None and b.expires_at <= now]:
@@ -224,8 +314,16 @@ class MemoryLimiter:
                 state.reserved[counter] -= amount
         state.next_expiry = min((expires for expires, _ in state.reservations.values()), default=float("inf"))
 
+    async def reserve_all(self, holds: Sequence[Hold], ttl: float) -> Decisions:
+        return await reserve_in_turn(self, holds, ttl)
+
     async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
         self.settle_now(grant, actual)
+
+    async def settle_all(self, settlements: Sequence[Settling]) -> list[Settling]:
+        for grant, actual in settlements:
+            self.settle_now(grant, actual)
+        return []
 
     def settle_now(self, grant: Grant, actual: Mapping[str, float]) -> None:
         state = self._buckets.get(grant.bucket)
@@ -237,6 +335,10 @@ class MemoryLimiter:
                 state.reserved[counter] -= amount
         for counter, amount in actual.items():
             state.used[counter] = state.used.get(counter, 0.0) + amount
+        if state.slots is not None and actual:
+            counted = state.slots.setdefault(slot_of(state.width, self._clock()), {})
+            for counter, amount in actual.items():
+                counted[counter] = counted.get(counter, 0.0) + amount
 
     async def release(self, grant: Grant) -> None:
         self.settle_now(grant, {})
@@ -244,10 +346,21 @@ class MemoryLimiter:
     async def usage(self, bucket: str) -> dict[str, float]:
         state = self._buckets.get(bucket)
         if state is None:
-            return dict(self._seeds.get(bucket, {}))
+            seed = self._seeds.get(bucket)
+            return {} if seed is None else dict(seed.used)
         if state.expires_at is not None and state.expires_at <= self._now():
             return {}
+        if state.slots is not None:
+            self._advance(state)
         return dict(state.used)
+
+    async def oldest_slot(self, bucket: str) -> int | None:
+        """The oldest slot of a rolling bucket that holds usage (None: none, or not rolling)."""
+        state = self._buckets.get(bucket)
+        if state is None or state.slots is None:
+            return None
+        self._advance(state)
+        return min((n for n, counted in state.slots.items() if any(counted.values())), default=None)
 
     async def close(self) -> None:
         self._buckets.clear()

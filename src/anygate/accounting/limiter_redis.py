@@ -1,12 +1,15 @@
 """The Redis limiter: one Lua script per decision, a bucket's keys on one hash slot (``{budget:<id>}``).
 
-    {budget:<id>}       hash: ``u:<counter>`` used, ``r:<counter>`` reserved
+    {budget:<id>}       hash: ``u:<counter>`` used, ``r:<counter>`` reserved; a rolling window's also
+                        ``s:<slot>:<counter>`` used in each slot (``u:`` their running sum) and ``at``,
+                        the slot in progress when the slots were last dropped
     {budget:<id>}:exp   sorted set: reservation token scored by its expiry (server time, ms)
     {budget:<id>}:amt   hash: token -> ``counter=amount;...`` of the reservation
 
-Time is Redis's own (``TIME``), so replicas with skewed clocks agree on expiries. Redis may keep nothing
-on disk: a budget bucket found absent is seeded from the usage ledger (``SEED``: set only if still
-absent) before its first reservation, this process's buffered ledger rows written first, so a Redis
+Time is Redis's own (``TIME``), so replicas with skewed clocks agree on expiries and slots. A rolling
+window's slots leave its running sum in the first reserve of a new slot; its keys live while it is used.
+Redis may keep nothing on disk: a budget bucket found absent is seeded from the usage ledger (``SEED``: set
+only if still absent) before its first reservation, this process's buffered ledger rows written first, so a Redis
 restart resets no budget. Settling on a bucket that has gone changes nothing (the ledger row of that
 request, recorded before it settles, seeds it again); a settlement Redis refused is retried
 (``unsettled``), and dropped when this process rebuilt its bucket from the ledger meanwhile.
@@ -14,25 +17,61 @@ request, recorded before it settles, seeds it again); a settlement Redis refused
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as redis
 
-from anygate.accounting.limiter import Claim, Grant, Rejection, SharedRuns, Tokens
-from anygate.accounting.windows import LedgerWindow, Seeder
+from anygate.accounting.limiter import (
+    Claim,
+    Decisions,
+    Grant,
+    Hold,
+    Rejection,
+    Settling,
+    SharedRuns,
+    Tokens,
+    reserve_in_turn,
+    settle_in_turn,
+)
+from anygate.accounting.periods import SLOTS, oldest_counted_slot
+from anygate.accounting.windows import LedgerWindow, Seeder, rolling_width
+
+
+def _ms(seconds: float | None) -> int:
+    return 0 if seconds is None else int(seconds * 1000)
+
 
 # Reclaim expired reservations of the bucket, then admit all claims or none: {1, counter, granted, left, ...}
 # (left: what the counter has left after this reservation), {0, counter, available, counter, available, ...}
 # refused (the refusing counter, then those checked before it), {2} when the bucket must be seeded first.
-# KEYS: hash, exp, amt. ARGV: token, ttl_ms, window_ms (0: none), seeded (1: must exist), then per claim:
-# counter, limit, amount, minimum (-1: none), hard (1|0).
+# KEYS: hash, exp, amt. ARGV: token, ttl_ms, window_ms (0: none), seeded (1: must exist), slot_ms (a rolling
+# window's slot width; 0: none), now_ms (0: Redis's TIME), then per claim: counter, limit, amount, minimum
+# (-1: none), hard (1|0).
 RESERVE = """
 if ARGV[4] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
   return {2}
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(ARGV[6])
+if now == 0 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local slot = tonumber(ARGV[5])
+if slot > 0 then
+  local current = math.floor(now / slot)
+  if tonumber(redis.call('HGET', KEYS[1], 'at') or '-1') ~= current then
+    redis.call('HSET', KEYS[1], 'at', current)
+    for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
+      local n, c = string.match(f, '^s:(%-?%d+):(.+)$')
+      if n and tonumber(n) < current - SLOTS then
+        redis.call('HINCRBYFLOAT', KEYS[1], 'u:' .. c, -tonumber(redis.call('HGET', KEYS[1], f)))
+        redis.call('HDEL', KEYS[1], f)
+      end
+    end
+  end
+end
 for _, tok in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
   local held = redis.call('HGET', KEYS[3], tok)
   if held then
@@ -46,7 +85,7 @@ end
 local granted = {}
 local parts = {}
 local checked = {}
-local i = 5
+local i = 7
 while i <= #ARGV do
   local c, limit, amount = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
   local minimum, hard = tonumber(ARGV[i + 3]), ARGV[i + 4] == '1'
@@ -78,21 +117,22 @@ redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
 local window = tonumber(ARGV[3])
 if window > 0 then
   for k = 1, 3 do
-    if redis.call('PTTL', KEYS[k]) < 0 then redis.call('PEXPIRE', KEYS[k], window) end
+    if slot > 0 or redis.call('PTTL', KEYS[k]) < 0 then redis.call('PEXPIRE', KEYS[k], window) end
   end
 end
 return {1, unpack(granted)}
 """
 
 # A bucket absent (never made, or lost with a Redis restart) starts from the ledger's count, unless another
-# replica seeded it first. KEYS: hash. ARGV: window_ms (0: none), then counter, used, ...
+# replica seeded it first. KEYS: hash. ARGV: window_ms (0: none), then field, value, ... (``u:<counter>``, and
+# a rolling window's ``s:<slot>:<counter>``).
 SEED = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 redis.call('HSET', KEYS[1], 'seeded', '1')
 for i = 2, #ARGV, 2 do
-  redis.call('HSET', KEYS[1], 'u:' .. ARGV[i], ARGV[i + 1])
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
 end
 if tonumber(ARGV[1]) > 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
@@ -100,8 +140,9 @@ end
 return 1
 """
 
-# Drop the reservation (if not reclaimed already) and add what was used; nothing on a bucket that has gone.
-# ARGV: token, counter, amount, ...
+# Drop the reservation (if not reclaimed already) and add what was used (a rolling window's: in the slot in
+# progress too); nothing on a bucket that has gone. ARGV: token, slot_ms (0: none), now_ms (0: Redis's
+# TIME), counter, amount, ...
 SETTLE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
@@ -114,9 +155,22 @@ if held then
   redis.call('HDEL', KEYS[3], ARGV[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
 end
-for i = 2, #ARGV, 2 do
+local slot = tonumber(ARGV[2])
+local current = nil
+if slot > 0 then
+  local now = tonumber(ARGV[3])
+  if now == 0 then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  current = math.floor(now / slot)
+end
+for i = 4, #ARGV, 2 do
   if tonumber(ARGV[i + 1]) ~= 0 then
     redis.call('HINCRBYFLOAT', KEYS[1], 'u:' .. ARGV[i], ARGV[i + 1])
+    if current then
+      redis.call('HINCRBYFLOAT', KEYS[1], 's:' .. current .. ':' .. ARGV[i], ARGV[i + 1])
+    end
   end
 end
 return 1
@@ -126,22 +180,35 @@ return 1
 class RedisLimiter:
     """Buckets shared by every replica that talks to the same Redis."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "anygate:", seeder: Seeder | None = None) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "anygate:",
+        seeder: Seeder | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
         self._redis = client
+        self._clock = clock  # None: Redis's own time
         self._prefix = prefix
         self._seeder = seeder
         self._seeding = SharedRuns()
         self._tokens = Tokens()
-        self._reserve = client.register_script(RESERVE)
+        self._reserve = client.register_script(RESERVE.replace("SLOTS", str(SLOTS)))
         self._seed = client.register_script(SEED)
         self._settle = client.register_script(SETTLE)
         # Called with a bucket's name when this process has rebuilt it from the ledger.
         self.seeded_listeners: list[Callable[[str], None]] = []
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "anygate:", seeder: Seeder | None = None) -> RedisLimiter:
+    def from_url(
+        cls,
+        url: str,
+        prefix: str = "anygate:",
+        seeder: Seeder | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> RedisLimiter:
         pool = redis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=10, decode_responses=True)
-        return cls(redis.Redis(connection_pool=pool), prefix, seeder)
+        return cls(redis.Redis(connection_pool=pool), prefix, seeder, clock)
 
     def keys(self, bucket: str) -> list[str]:
         base = f"{self._prefix}{{budget:{bucket}}}"
@@ -154,11 +221,12 @@ class RedisLimiter:
         ttl: float,
         window: float | None = None,
         seed_from: LedgerWindow | None = None,
+        slot: float | None = None,
     ) -> Grant | Rejection:
         token = self._tokens.next()
         window_ms = int(window * 1000) if window else 0
         seeded = "1" if seed_from is not None and self._seeder is not None else "0"
-        args: list[Any] = [token, int(ttl * 1000), window_ms, seeded]
+        args: list[Any] = [token, int(ttl * 1000), window_ms, seeded, _ms(slot), self._now_ms()]
         for claim in claims:
             minimum = -1 if claim.minimum is None else claim.minimum
             args += [claim.counter, repr(float(claim.limit)), repr(float(claim.amount)), repr(float(minimum))]
@@ -175,7 +243,14 @@ class RedisLimiter:
         triples = result[1:]
         granted = {str(triples[i]): float(triples[i + 1]) for i in range(0, len(triples), 3)}
         left = {str(triples[i]): float(triples[i + 2]) for i in range(0, len(triples), 3)}
-        return Grant(bucket, token, granted, left)
+        return Grant(bucket, token, granted, left, slot)
+
+    def _now_ms(self) -> int:
+        return 0 if self._clock is None else int(self._clock() * 1000)
+
+    async def reserve_all(self, holds: Sequence[Hold], ttl: float) -> Decisions:
+        """One script a bucket (a request's buckets may live on different nodes of a cluster)."""
+        return await reserve_in_turn(self, holds, ttl)
 
     async def seed(self, bucket: str, seed_from: LedgerWindow, window_ms: int) -> None:
         """Start an absent bucket from the ledger's count of its window (a no-op if it appeared meanwhile).
@@ -186,26 +261,55 @@ class RedisLimiter:
 
     async def _seed_bucket(self, bucket: str, seed_from: LedgerWindow, window_ms: int) -> None:
         assert self._seeder is not None
-        used = await self._seeder(seed_from)
+        count = await self._seeder(seed_from)
         args: list[Any] = [window_ms]
-        for counter, amount in used.items():
-            args += [counter, repr(float(amount))]
+        for counter, amount in count.used.items():
+            args += [f"u:{counter}", repr(float(amount))]
+        for number, counted in count.slots.items():
+            for counter, amount in counted.items():
+                args += [f"s:{number}:{counter}", repr(float(amount))]
         if int(await self._seed(keys=self.keys(bucket)[:1], args=args)) == 1:
             for listener in self.seeded_listeners:
                 listener(bucket)
 
     async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
-        args: list[Any] = [grant.token]
+        args: list[Any] = [grant.token, _ms(grant.slot), self._now_ms()]
         for counter, amount in actual.items():
             args += [counter, repr(float(amount))]
         await self._settle(keys=self.keys(grant.bucket), args=args)
+
+    async def settle_all(self, settlements: Sequence[Settling]) -> list[Settling]:
+        return await settle_in_turn(self, settlements)
 
     async def release(self, grant: Grant) -> None:
         await self.settle(grant, {})
 
     async def usage(self, bucket: str) -> dict[str, float]:
         fields: dict[str, str] = await self._redis.hgetall(self.keys(bucket)[0])  # type: ignore[assignment]
-        return {str(name)[2:]: float(value) for name, value in fields.items() if str(name).startswith("u:")}
+        width = rolling_width(bucket)
+        if width is None:
+            return {str(name)[2:]: float(value) for name, value in fields.items() if str(name).startswith("u:")}
+        used: dict[str, float] = {}  # its counted slots, whether or not a reserve has dropped the others yet
+        for _, counter, amount in self._counted_slots(fields, width):
+            used[counter] = used.get(counter, 0.0) + amount
+        return used
+
+    async def oldest_slot(self, bucket: str) -> int | None:
+        width = rolling_width(bucket)
+        if width is None:
+            return None
+        fields: dict[str, str] = await self._redis.hgetall(self.keys(bucket)[0])  # type: ignore[assignment]
+        return min((n for n, _, amount in self._counted_slots(fields, width) if amount), default=None)
+
+    def _counted_slots(self, fields: Mapping[str, str], width: float) -> list[tuple[int, str, float]]:
+        oldest = oldest_counted_slot(width, time.time() if self._clock is None else self._clock())
+        counted = []
+        for name, value in fields.items():
+            kind, _, rest = str(name).partition(":")
+            number, _, counter = rest.partition(":")
+            if kind == "s" and int(number) >= oldest:
+                counted.append((int(number), counter, float(value)))
+        return counted
 
     async def ping(self) -> None:
         """Readiness: raise OSError when Redis does not answer."""

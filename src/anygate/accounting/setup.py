@@ -14,7 +14,7 @@ from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.accounting.pricing import MILLION, Price, PriceBook
 from anygate.accounting.service import Accounting, BudgetObserver, ByokCheck, never_byok
 from anygate.accounting.stream_usage import StreamUsagePolicy
-from anygate.accounting.windows import LedgerWindow, Seeder, engine_seeder
+from anygate.accounting.windows import LedgerWindow, Seeder, WindowCount, engine_seeder
 from anygate.registry import ProviderRegistry
 from anygate.settings import Settings
 from anygate.transport import Transport
@@ -79,7 +79,7 @@ def flushed_ledger_seeder(engine: AsyncEngine, ledger: Ledger) -> Seeder:
     (those whose settlement failed included: their rows are recorded before they settle)."""
     read = engine_seeder(engine)
 
-    async def seed(window: LedgerWindow) -> dict[str, float]:
+    async def seed(window: LedgerWindow) -> WindowCount:
         await ledger.flush()
         return await read(window)
 

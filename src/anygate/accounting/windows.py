@@ -2,6 +2,8 @@
 team used since its window started.
 
 The ledger is the record that survives: the limiters' counters are rebuilt from it when they are lost.
+A rolling window's counter is rebuilt slot by slot (``window_count``), each row in the slot of its
+``created_at``, so that its usage leaves the rebuilt counter when it would have left the lost one.
 
     one process (memory)   a budget counter the process has not counted yet is read from the ledger
                            (its buffer written first) before the first reservation on it
@@ -22,14 +24,14 @@ settling charges them. A team's window counts the rows made while the key's user
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, Integer, case, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from anygate.accounting.periods import Period, window_id, window_start
+from anygate.accounting.periods import Period, slot_width, window_id, window_start
 from anygate.store.families import in_family
 from anygate.store.ledger_tables import usage_ledger as ledger
 
@@ -38,14 +40,25 @@ ScopeKind = Literal["key", "user", "team"]
 
 @dataclass(frozen=True, slots=True)
 class LedgerWindow:
-    """The ledger rows one budget bucket counts: one key family's or one user's, since ``start`` (UNIX time)."""
+    """The ledger rows one budget bucket counts: one key family's or one user's, since ``start`` (UNIX time);
+    ``slot``: a rolling window's slot width (seconds), its rows counted slot by slot."""
 
     kind: ScopeKind
     id: str
     start: float
+    slot: float | None = None
 
 
-Seeder = Callable[[LedgerWindow], Awaitable[dict[str, float]]]
+@dataclass(frozen=True, slots=True)
+class WindowCount:
+    """What a window holds: ``used`` of each counter; for a rolling window, also ``slots``: slot number ->
+    the counters used in it (together ``used``)."""
+
+    used: dict[str, float]
+    slots: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+Seeder = Callable[[LedgerWindow], Awaitable[WindowCount]]
 
 
 def bucket_name(kind: ScopeKind, scope_id: str, period: Period, now: datetime) -> str:
@@ -53,8 +66,15 @@ def bucket_name(kind: ScopeKind, scope_id: str, period: Period, now: datetime) -
     return f"{kind}:{scope_id}:{period}:{window_id(period, now)}"
 
 
+def rolling_width(bucket: str) -> float | None:
+    """The slot width of a rolling window's bucket (named by ``bucket_name``); None for any other."""
+    if not bucket.endswith(":rolling"):
+        return None
+    return slot_width(bucket.rsplit(":", 2)[1])
+
+
 def ledger_window(kind: ScopeKind, scope_id: str, period: Period, now: datetime) -> LedgerWindow:
-    return LedgerWindow(kind, scope_id, window_start(period, now).timestamp())
+    return LedgerWindow(kind, scope_id, window_start(period, now).timestamp(), slot_width(period))
 
 
 def _tokens(since: float | None = None) -> ColumnElement[Any]:
@@ -93,11 +113,38 @@ async def window_usage(connection: AsyncConnection, window: LedgerWindow) -> dic
     return {"tokens": float(tokens), "usd": float(usd), "requests": float(requests)}
 
 
+def _slot(width: float, dialect: str) -> ColumnElement[Any]:
+    """The slot of a row's ``created_at`` (non-negative: a cast truncates, as floor does)."""
+    if dialect == "postgresql":
+        return func.floor(ledger.c.created_at / width)
+    return cast(ledger.c.created_at / width, Integer)
+
+
+async def window_count(connection: AsyncConnection, window: LedgerWindow) -> WindowCount:
+    """``window_usage``, and for a rolling window each slot's (a counter rebuilt from the ledger)."""
+    if window.slot is None:
+        return WindowCount(await window_usage(connection, window))
+    slot = _slot(window.slot, connection.dialect.name).label("slot")
+    statement = (
+        select(slot, _tokens(), _usd(), _answered())
+        .where(_owner(window), ledger.c.created_at >= window.start)
+        .group_by(slot)
+    )
+    slots: dict[int, dict[str, float]] = {}
+    used = {"tokens": 0.0, "usd": 0.0, "requests": 0.0}
+    for number, tokens, usd, requests in await connection.execute(statement):
+        counted = {"tokens": float(tokens), "usd": float(usd), "requests": float(requests)}
+        slots[int(number)] = counted
+        for counter, amount in counted.items():
+            used[counter] += amount
+    return WindowCount(used, slots)
+
+
 def engine_seeder(engine: AsyncEngine) -> Seeder:
     """A Seeder reading the ledger through its own connection (the Redis limiter's)."""
 
-    async def seed(window: LedgerWindow) -> dict[str, float]:
+    async def seed(window: LedgerWindow) -> WindowCount:
         async with engine.connect() as connection:
-            return await window_usage(connection, window)
+            return await window_count(connection, window)
 
     return seed

@@ -19,7 +19,6 @@ from typing import Any
 from fastapi import APIRouter
 
 from anygate.accounting.budgets import Scope, budget_specs, limit_spec
-from anygate.accounting.periods import iso_utc, next_reset
 from anygate.api.deps import AdminDep, CallerDep, StateDep
 from anygate.api.routes_keys import iso
 from anygate.api.routes_users import user_view
@@ -80,7 +79,7 @@ async def team_detail(state: AppState, team: TeamRecord) -> dict[str, Any]:
             {
                 "budget": as_stored(Budget(b.tokens, b.usd, b.period, b.mode, b.requests)),
                 "used": use.used,
-                "resets_at": iso_utc(next_reset(b.period, now)),
+                "resets_at": use.resets_at(now),
             }
             for use in uses
             for b in (use.budget,)

@@ -34,13 +34,22 @@ class Allowance:
     used: float = 0.0
     period: Period = "none"
     binds: str = "key"  # whose budget it is: "key" or "user"
+    reset: float | None = None  # a rolling window's: when its oldest usage leaves it (UNIX time)
 
     @property
     def remaining(self) -> float | None:
         return None if self.limit is None else self.limit - self.used
 
     def resets_at(self, now: datetime) -> str | None:
-        return iso_utc(next_reset(self.period, now))
+        return resets_at(self.period, self.reset, now)
+
+
+def resets_at(period: Period, reset: float | None, now: datetime) -> str | None:
+    """When a window's headroom next grows: ``reset`` when known (a rolling window's oldest usage
+    leaving it), else when its period says."""
+    if reset is not None:
+        return iso_utc(datetime.fromtimestamp(reset, UTC))
+    return iso_utc(next_reset(period, now))
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +61,7 @@ class BudgetLayer:
     limit: float
     used: float
     period: Period = "none"
+    reset: float | None = None
 
     @property
     def remaining(self) -> float:
@@ -69,6 +79,7 @@ class BudgetEntry:
     mode: str
     limits: dict[str, float | None]
     used: dict[str, float]
+    reset: float | None = None
 
     def view(self, now: datetime) -> dict[str, Any]:
         def unit(name: str) -> dict[str, Any] | None:
@@ -85,7 +96,7 @@ class BudgetEntry:
             "id": self.owner_id,
             "window": self.window,
             "mode": self.mode,
-            "resets_at": iso_utc(next_reset(self.window, now)),
+            "resets_at": resets_at(self.window, self.reset, now),
             "tokens": unit("tokens"),
             "cost": unit("usd"),
             "requests": unit("requests"),
@@ -193,7 +204,7 @@ def openrouter_budget(layer: BudgetLayer, now: datetime) -> dict[str, Any]:
         "spend_usd": round(layer.used, 6),
         "remaining_usd": round(layer.remaining, 6),
         "reset_interval": None if layer.period == "none" else layer.period,
-        "resets_at": iso_utc(next_reset(layer.period, now)),
+        "resets_at": resets_at(layer.period, layer.reset, now),
     }
 
 

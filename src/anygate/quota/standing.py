@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Literal
 
 from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope, budget_specs, limit_spec
 from anygate.accounting.enforcer import budget_bucket
-from anygate.accounting.periods import Period
+from anygate.accounting.periods import Period, rolling_reset, slot_width
 from anygate.accounting.reports import UsageFilter, free_model_requests, last_request_at, spend, spend_by_model
 from anygate.accounting.windows import ScopeKind, ledger_window, window_usage
 from anygate.auth import Principal
 from anygate.quota.litellm import KeyFacts, UserFacts
-from anygate.quota.shapes import Allowance, BudgetEntry, BudgetLayer, KeyQuota
+from anygate.quota.shapes import Allowance, BudgetEntry, BudgetLayer, KeyQuota, resets_at
 from anygate.store.families import Lineage
 from anygate.store.keys import ROTATION_GRACE
 from anygate.store.records import UserRecord
@@ -91,7 +91,9 @@ async def budgets_of(
             if limit is None:
                 continue
             used = await used_in(accounting, engine, scope, budget, unit, now)
-            found.append(Binding(Allowance(limit, used, budget.period, scope.kind), scope.kind, scope.id))
+            reset = await rolling_reset_of(accounting, scope, budget, now)
+            allowance = Allowance(limit, used, budget.period, scope.kind, reset)
+            found.append(Binding(allowance, scope.kind, scope.id))
     return found
 
 
@@ -110,8 +112,19 @@ async def every_budget(
                     used[unit] = (
                         counted[unit] if unit in counted else await window_used(engine, scope, budget, unit, now)
                     )
-            entries.append(BudgetEntry(scope.kind, scope.id, budget.period, budget.mode, units, used))
+            reset = await rolling_reset_of(accounting, scope, budget, now)
+            entries.append(BudgetEntry(scope.kind, scope.id, budget.period, budget.mode, units, used, reset))
     return tuple(entries)
+
+
+async def rolling_reset_of(accounting: Accounting, scope: Scope, budget: BudgetSpec, now: datetime) -> float | None:
+    """When a rolling window's oldest counted usage leaves it, its headroom growing (None: not rolling, or
+    nothing counted: its period's next slot boundary stands)."""
+    width = slot_width(budget.period)
+    if width is None:
+        return None
+    oldest = await accounting.enforcer.limiter.oldest_slot(budget_bucket(scope, budget, now))
+    return None if oldest is None else rolling_reset(width, oldest)
 
 
 async def window_used(engine: AsyncEngine, scope: Scope, budget: BudgetSpec, unit: str, now: datetime) -> float:
@@ -127,7 +140,10 @@ def least_left(budgets: Sequence[Binding]) -> Binding | None:
 def openrouter_order(budgets: Sequence[Binding]) -> list[BudgetLayer]:
     """USD budgets as OpenRouter lists them: a member's (the user's) before the key's own."""
     layers = [
-        BudgetLayer(b.kind, b.scope_id, b.allowance.limit or 0.0, b.allowance.used, b.allowance.period) for b in budgets
+        BudgetLayer(
+            b.kind, b.scope_id, b.allowance.limit or 0.0, b.allowance.used, b.allowance.period, b.allowance.reset
+        )
+        for b in budgets
     ]
     return sorted(layers, key=lambda layer: LAYER_ORDER.get(layer.kind, len(LAYER_ORDER)))
 
@@ -220,6 +236,10 @@ class BudgetUse:
 
     budget: BudgetSpec
     used: dict[str, float]
+    reset: float | None = None  # a rolling window's: when its oldest usage leaves it
+
+    def resets_at(self, now: datetime) -> str | None:
+        return resets_at(self.budget.period, self.reset, now)
 
 
 async def holder_budgets(
@@ -236,7 +256,7 @@ async def holder_budgets(
         # The limiter counts only the units the budget limits (a seeded bucket holds the others' start).
         limited = {"tokens": budget.tokens, "usd": budget.usd, "requests": budget.requests}
         used = {u: counted[u] if limited.get(u) is not None and u in counted else recorded[u] for u in recorded}
-        found.append(BudgetUse(budget, used))
+        found.append(BudgetUse(budget, used, await rolling_reset_of(accounting, scope, budget, now)))
     return found
 
 
