@@ -117,6 +117,15 @@ class Principal:
         # Only the provider-qualified name: a bare upstream name would let `vendor/*` match `other/vendor/x`.
         return _allowed(self.providers, provider_id) and _allowed(self.models, f"{provider_id}/{model}")
 
+    @property
+    def restricts_models(self) -> bool:
+        """Whether some model allowlist binds this caller: its own, its team's or a key's above it."""
+        return (
+            self.models is not None
+            or self.team_models is not None
+            or any(ancestor.restricts_models for ancestor in self.ancestors)
+        )
+
     def may_use_provider(self, provider_id: str) -> bool:
         """Whether this caller may reach ``provider_id`` at all (its provider allowlist; models aside)."""
         return (

@@ -120,8 +120,9 @@ class ModelRoutes:
             exchange.requested_model = model
             if not exchange.principal.may_use(runtime.id, model):
                 raise PermissionDenied(f"This key may not use model '{model}'", param="model", code="model_not_allowed")
-        elif method == "POST" and exchange.principal.models is not None:
-            # A key held to some models names one: an upstream's default model is not on its list.
+        elif method == "POST" and exchange.principal.restricts_models:
+            # A key held to some models (its own list, its team's or an ancestor's) names one: an upstream's
+            # default model is not on its list.
             raise InvalidRequest(
                 "This key may only use the models it is allowed: 'model' must be a non-empty string",
                 param="model",
