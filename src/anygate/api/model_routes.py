@@ -45,6 +45,7 @@ from anygate.exchange import Exchange
 from anygate.planning import needs_of
 from anygate.routing import Deployment
 from anygate.wire.anthropic_request import count_tokens_view
+from anygate.wire.responses_request import refuse_background
 
 if TYPE_CHECKING:
     from anygate.api.state import AppState
@@ -75,6 +76,8 @@ class ModelRoutes:
             raise InvalidRequest(message, param="model", code="invalid_model")
         exchange.requested_model = model
         exchange.stream = payload.get("stream") is True
+        if exchange.route == "responses":
+            refuse_background(payload)
         groups = self.state.planner.plan(model, exchange.principal, needs_of(exchange.route, exchange.stream))
         timeout = self.request_timeout(scope, exchange)
         targets = [deployment for group in groups for deployment in group]
@@ -129,6 +132,8 @@ class ModelRoutes:
                 code="invalid_model",
             )
         exchange.stream = payload.get("stream") is True
+        if endpoint == "responses":
+            refuse_background(payload)
         deployments = runtime.deployments(model if isinstance(model, str) else "")
         timeout = self.request_timeout(scope, exchange)
         call.ticket = await self.state.accounting.reserve(exchange, body, payload, deployments, endpoint)
