@@ -259,12 +259,14 @@ class Accounting:
         payload: dict[str, Any],
         targets: Sequence[ModelRef] = (),
         endpoint: str | None = None,
+        billed_tool: str | None = None,
     ) -> Ticket:
         """Reserve and prepare the request; its ticket holds the body to send upstream.
 
         ``targets``: every deployment that may serve it, in order (fallbacks included): a USD budget
         reserves at the dearest price among them. ``endpoint`` is the upstream endpoint
-        (``chat/completions``...) when the route does not say it.
+        (``chat/completions``...) when the route does not say it. ``billed_tool``: the member that asks the
+        upstream for a tool it bills by the call (``wire.billed_tools``), refused under a hard USD budget.
         """
         route = endpoint or exchange.route
         ticket = Ticket(route, body, payload)
@@ -274,7 +276,7 @@ class Accounting:
             wanted = requested_output(route, payload)
             if not self.tokenizer.is_ready_for(exchange.requested_model) and estimates_prompt(scopes):
                 await self.tokenizer.ready(exchange.requested_model)  # only in a process's first seconds
-            ask = self.ask(route, exchange, payload, scopes, wanted, targets)
+            ask = self.ask(route, exchange, payload, scopes, wanted, targets, billed_tool)
             try:
                 ticket.admission = await self.enforcer.admit(scopes, ask)
             except counters_errors() as exc:
@@ -314,6 +316,7 @@ class Accounting:
         scopes: Sequence[Scope],
         wanted: OutputRequest,
         targets: Sequence[ModelRef],
+        billed_tool: str | None = None,
     ) -> Ask:
         counts_tokens = any(
             any(b.tokens is not None for b in s.all_budgets) or (s.limits is not None and s.limits.tpm) for s in scopes
@@ -327,6 +330,8 @@ class Accounting:
         paid = [t for t in targets if not self.is_byok(exchange.principal, t.provider_id)]
         if not paid:
             return Ask(prompt, output, counts_usd=False, outputs=outputs)  # the caller's own key pays: tokens only
+        if billed_tool is not None:
+            self.refuse_billed_tool(billed_tool, usd_budgets)
         if not counts_tokens:
             prompt = estimate_prompt(self.tokenizer, payload, exchange.requested_model)
         price = self.dearest_price(route, paid, usd_budgets, TokenCount(prompt, output))
@@ -362,6 +367,18 @@ class Accounting:
             f"Model '{model}' of provider '{provider_id}' has no known price, and "
             f"{hard.described} has a hard USD budget: ask an admin to configure its price",
             param="model",
+        )
+
+    def refuse_billed_tool(self, member: str, usd_budgets: Sequence[Scope]) -> None:
+        """A tool the upstream bills by the call costs what no price here knows: a hard USD budget cannot
+        hold it (unless unpriced requests are let through)."""
+        hard = next((s for s in usd_budgets if any(b.usd is not None and b.is_hard for b in s.all_budgets)), None)
+        if hard is None or not self.refuse_unpriced:
+            return
+        raise PriceUnknown(
+            f"'{member}' asks the upstream for a tool it bills by the call, which anygate cannot price, and "
+            f"{hard.described} has a hard USD budget: send the request without it",
+            param=member,
         )
 
     # ------------------------------------------------------------------------------ after

@@ -45,6 +45,7 @@ from anygate.exchange import Exchange
 from anygate.planning import needs_of
 from anygate.routing import Deployment
 from anygate.wire.anthropic_request import count_tokens_view
+from anygate.wire.billed_tools import billed_tool
 from anygate.wire.responses_request import refuse_background
 
 if TYPE_CHECKING:
@@ -82,7 +83,9 @@ class ModelRoutes:
         timeout = self.request_timeout(scope, exchange)
         targets = [deployment for group in groups for deployment in group]
         bridge = prepare_bridge(self.state, exchange, payload, targets)  # None for the OpenAI routes
-        call.ticket = await self.state.accounting.reserve(exchange, body, payload, targets)
+        # A translation to chat drops the tools an upstream bills by the call; a request passed on keeps them.
+        billed = billed_tool(exchange.route, payload) if bridge is None or bridge.passes_through else None
+        call.ticket = await self.state.accounting.reserve(exchange, body, payload, targets, billed_tool=billed)
         bridged = bridge.bind(call.ticket) if bridge is not None else None
         request = UpstreamRequest(scope, exchange.route, call.ticket, timeout, bridge=bridged)
         await self.dispatch(request, receive, send, exchange, groups)
@@ -136,7 +139,8 @@ class ModelRoutes:
             refuse_background(payload)
         deployments = runtime.deployments(model if isinstance(model, str) else "")
         timeout = self.request_timeout(scope, exchange)
-        call.ticket = await self.state.accounting.reserve(exchange, body, payload, deployments, endpoint)
+        billed = billed_tool(endpoint, payload)
+        call.ticket = await self.state.accounting.reserve(exchange, body, payload, deployments, endpoint, billed)
         request = UpstreamRequest(scope, endpoint, call.ticket, timeout, rewrite=False)
         await self.dispatch(request, receive, send, exchange, [deployments])
 
