@@ -139,7 +139,40 @@ def _item_texts(item: dict[str, Any], depth: int) -> Iterable[str]:
 
 def estimate_prompt(tokenizer: Tokenizer, payload: dict[str, Any], model: str | None = None) -> int:
     text, messages = prompt_text(payload)
-    return tokenizer.count(text, model) + PER_MESSAGE_OVERHEAD * messages
+    return tokenizer.count(text, model) + PER_MESSAGE_OVERHEAD * messages + unseen_tokens(payload)
+
+
+# An image part, as a large image costs: OpenAI's high detail tops out near 1,500 tokens (85 + 170 a tile),
+# Anthropic's about 1,600 (1.15 megapixels / 750). Settling charges what the upstream reports.
+IMAGE_PART_TOKENS = 1_600
+IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
+
+
+def unseen_tokens(payload: dict[str, Any]) -> int:
+    """What a prompt reads that is not text: token ids (``prompt``/``input`` as an array of integers, or of
+    such arrays: a token each) and image parts (``IMAGE_PART_TOKENS`` each). Without them a hard budget
+    would reserve next to nothing for a request that reads thousands of tokens."""
+    total = 0
+    for field in ("prompt", "input", "messages"):
+        total += _unseen(payload.get(field), 0)
+    return total
+
+
+def _unseen(content: Any, depth: int) -> int:
+    if not isinstance(content, list) or depth >= MAX_NESTING:
+        return 0
+    total = 0
+    for item in content:
+        if isinstance(item, int) and not isinstance(item, bool):
+            total += 1  # a token id
+        elif isinstance(item, list):
+            total += _unseen(item, depth + 1)  # an array of token ids (one input of several)
+        elif isinstance(item, dict):
+            if item.get("type") in IMAGE_PART_TYPES:
+                total += IMAGE_PART_TOKENS
+            for nested in ("content", "output"):
+                total += _unseen(item.get(nested), depth + 1)
+    return total
 
 
 def completion_text(body: bytes) -> str:
