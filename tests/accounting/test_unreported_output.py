@@ -28,7 +28,9 @@ def gw() -> Iterator[InProcessGateway]:
     up = FakeUpstream().in_memory()
     student = Principal(key_id="student", is_admin=False, label="student")
     budgets = StaticBudgets({"student": BudgetSpec(tokens=1_000_000, period="daily")})
-    with inprocess_gateway(gateway_settings(fake_provider(up)), up, keys={STUDENT: student}, budget_source=budgets) as g:
+    with inprocess_gateway(
+        gateway_settings(fake_provider(up)), up, keys={STUDENT: student}, budget_source=budgets
+    ) as g:
         yield g
 
 
@@ -55,3 +57,19 @@ def test_reasoning_is_counted_when_the_upstream_reports_no_usage(gw: InProcessGa
     with gw.client(STUDENT) as http:
         assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
     assert used(gw) >= Tokenizer().load_now().count(REASONING)
+
+
+def test_a_stream_longer_than_what_is_kept_is_counted_whole(
+    gw: InProcessGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past ``KEPT_STREAM_BYTES`` the events are no longer kept, but they are still counted: the rest is
+    charged at the tokens per byte of what was kept."""
+    from anygate.accounting import service
+
+    monkeypatch.setattr(service, "KEPT_STREAM_BYTES", 20_000)
+    assert gw.upstream is not None
+    text = "the quick brown fox jumps over the lazy dog " * 800
+    gw.upstream.script(Reply(omit_usage=True, content=text, chunks=800))
+    with gw.client(STUDENT) as http:
+        assert http.post("/v1/chat/completions", json={**CHAT, "stream": True}).status_code == 200
+    assert used(gw) >= 0.9 * Tokenizer().load_now().count(text)

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, NamedTuple, Protocol
 
 from anygate.accounting.alerts import Alerts
@@ -92,6 +93,7 @@ class Ticket:
         "_changes",
         "_kept_events",
         "_kept_bytes",
+        "_unkept_bytes",
         "_unreported_body",
         "_anthropic_usage",
         "charge",
@@ -107,6 +109,7 @@ class Ticket:
         self._changes: dict[str, Any] = {}
         self._kept_events: list[bytes] = []
         self._kept_bytes = 0
+        self._unkept_bytes = 0  # events past KEPT_STREAM_BYTES: counted at the kept ones' tokens per byte
         self._unreported_body: bytes | None = None
         self._anthropic_usage: dict[str, Any] = {}
         self.charge: Charge | None = None  # priced before the answer was sent (a whole answer's header)
@@ -175,6 +178,15 @@ class Ticket:
         if self._kept_bytes < KEPT_STREAM_BYTES:
             self._kept_events.append(event)
             self._kept_bytes += len(event)
+        else:
+            self._unkept_bytes += len(event)
+
+    def with_unkept(self, tokens: int) -> int:
+        """``tokens`` counted in the kept events, with the events past the cap at the same tokens per byte:
+        a stream longer than what is kept is still charged whole."""
+        if not self._unkept_bytes or not self._kept_bytes:
+            return tokens
+        return tokens + -(-tokens * self._unkept_bytes // self._kept_bytes)
 
     def generated_text(self) -> str:
         """What the upstream generated, as far as it was kept (for an estimate)."""
@@ -394,7 +406,8 @@ class Accounting:
             return TokenCount(0, 0)
         if not self.tokenizer.is_ready_for(exchange.model):
             await self.tokenizer.ready(exchange.model)
-        return estimate(self.tokenizer, ticket.client_payload, ticket.generated_text(), exchange.model)
+        count = estimate(self.tokenizer, ticket.client_payload, ticket.generated_text(), exchange.model)
+        return replace(count, output=ticket.with_unkept(count.output))
 
     async def settle(self, exchange: Exchange, ticket: Ticket | None) -> None:
         """Record the request in the ledger and settle its reservations (``ticket``: None when it was
