@@ -18,25 +18,34 @@ from tests.support.gateway import fake_provider, gateway_settings
 from tests.support.inprocess import InProcessGateway, inprocess_gateway
 
 STUDENT = "sk-ag-student-hosted-tools-0000000"
-PRICES = {"fake/*": {"input": 1, "output": 2}, "chatonly/*": {"input": 1, "output": 2}, "claude/*": {"input": 1, "output": 2}}
+PRICES = {
+    "fake/*": {"input": 1, "output": 2},
+    "chatonly/*": {"input": 1, "output": 2},
+    "claude/*": {"input": 1, "output": 2},
+}
 MESSAGES = [{"role": "user", "content": "hi"}]
 
+WEB_SEARCH = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 50}]
+CODE_TOOLS = [{"type": "function", "name": "f"}, {"type": "code_interpreter"}]
 CASES = [
     ("/v1/responses", {"model": "fake/fake-model", "input": "hi", "tools": [{"type": "web_search"}]}, "tools[0].type"),
-    (
-        "/v1/responses",
-        {"model": "fake/fake-model", "input": "hi", "tools": [{"type": "function", "name": "f"}, {"type": "code_interpreter"}]},
-        "tools[1].type",
-    ),
+    ("/v1/responses", {"model": "fake/fake-model", "input": "hi", "tools": CODE_TOOLS}, "tools[1].type"),
     (
         "/v1/messages",
-        {"model": "claude/fake-model", "max_tokens": 50, "messages": MESSAGES,
-         "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 50}]},
+        {"model": "claude/fake-model", "max_tokens": 50, "messages": MESSAGES, "tools": WEB_SEARCH},
         "tools[0].type",
     ),
-    ("/v1/chat/completions", {"model": "fake/fake-model", "messages": MESSAGES, "web_search_options": {}}, "web_search_options"),
-    ("/proxy/fake/v1/chat/completions", {"model": "fake-model", "messages": MESSAGES, "web_search_options": {}}, "web_search_options"),
-]  # fmt: skip
+    (
+        "/v1/chat/completions",
+        {"model": "fake/fake-model", "messages": MESSAGES, "web_search_options": {}},
+        "web_search_options",
+    ),
+    (
+        "/proxy/fake/v1/chat/completions",
+        {"model": "fake-model", "messages": MESSAGES, "web_search_options": {}},
+        "web_search_options",
+    ),
+]
 
 
 def gateway(budget: BudgetSpec) -> Any:

@@ -28,7 +28,9 @@ def gw() -> Iterator[InProcessGateway]:
     up = FakeUpstream(usage=Usage(11, 7)).in_memory()
     student = Principal(key_id="student", is_admin=False, label="student")
     budgets = StaticBudgets({"student": BudgetSpec(tokens=BUDGET, period="daily")})
-    with inprocess_gateway(gateway_settings(fake_provider(up)), up, keys={STUDENT: student}, budget_source=budgets) as g:
+    with inprocess_gateway(
+        gateway_settings(fake_provider(up)), up, keys={STUDENT: student}, budget_source=budgets
+    ) as g:
         yield g
 
 
