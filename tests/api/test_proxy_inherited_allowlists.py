@@ -69,3 +69,20 @@ def test_an_inherited_model_allowlist_needs_a_model_through_the_proxy(
     assert refused.json()["error"]["code"] == "invalid_model"
     assert named.status_code == 200, named.text
     assert len(gw.upstream.requests_to(f"/v1/{endpoint}")) == 1
+
+
+@pytest.mark.parametrize("models", [["fake/*"], ["fa*"], ["fake/fake-model"]])
+def test_a_provider_no_model_pattern_reaches_is_closed_to_the_proxy(models: list[str]) -> None:
+    """A key (or its team) held to models of one provider lists no other provider's models through the proxy."""
+    up = FakeUpstream(usage=Usage(11, 7)).in_memory()
+    settings = gateway_settings(fake_provider(up), fake_provider(up, "other"))
+    with inprocess_gateway(settings, up) as gw:
+        created(gw, "/v1/teams", {"id": "comp318", "name": "COMP318", "models": models})
+        user = created(gw, "/v1/users", {"name": "student", "team_id": "comp318"})
+        key = created(gw, "/v1/keys", {"alias": "student", "user_id": user["id"]})["key"]
+        with gw.client(key) as http:
+            closed = http.get("/proxy/other/v1/models")
+            opened = http.get("/proxy/fake/v1/models")
+    assert closed.status_code == 403, closed.text
+    assert closed.json()["error"]["code"] == "provider_not_allowed"
+    assert opened.status_code == 200, opened.text

@@ -115,7 +115,7 @@ class ModelRoutes:
         method = scope["method"]
         if runtime is None or (method, endpoint) not in runtime.proxy_endpoints:
             raise RouteNotFound(scope["path"])
-        if not exchange.principal.may_use_provider(runtime.id):
+        if not exchange.principal.may_reach_provider(runtime.id):
             raise PermissionDenied(f"This key may not use provider '{provider_id}'", code="provider_not_allowed")
         body = await read_body(scope, receive, self.state.settings.max_body_bytes) if method != "GET" else b""
         payload: dict[str, Any] = parse_json_object(body) if body else {}
