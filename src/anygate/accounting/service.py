@@ -46,7 +46,7 @@ from anygate.accounting.usage import (
     with_stream_usage,
 )
 from anygate.auth import Principal
-from anygate.errors import PriceUnknown, ServiceUnavailable
+from anygate.errors import InvalidRequest, PriceUnknown, ServiceUnavailable
 from anygate.exchange import Exchange
 from anygate.wire.members import add_members, replace_model
 
@@ -208,6 +208,31 @@ def estimates_prompt(scopes: Sequence[Scope]) -> bool:
     )
 
 
+# Responses members that make the upstream read input it stored: nothing here can see (or reserve) it.
+STORED_INPUT_MEMBERS = ("previous_response_id", "conversation", "prompt")
+
+
+def refuse_stored_input(route: str, payload: dict[str, Any], scopes: Sequence[Scope]) -> None:
+    """400 for a Responses request reading stored input under a hard token or USD budget: its reservation
+    would be its few visible tokens and its charge the whole stored conversation (concurrent ones all
+    admitted at once)."""
+    if route != "responses":
+        return
+    member = next((name for name in STORED_INPUT_MEMBERS if payload.get(name) is not None), None)
+    if member is None:
+        return
+    hard = next(
+        (s for s in scopes for b in s.all_budgets if b.is_hard and (b.tokens is not None or b.usd is not None)), None
+    )
+    if hard is not None:
+        raise InvalidRequest(
+            f"'{member}' makes the upstream read input it stored, which anygate cannot see or reserve, and "
+            f"{hard.described} has a hard budget: send the whole conversation in 'input'",
+            param=member,
+            code="stored_input_under_budget",
+        )
+
+
 def holds_output(scopes: Sequence[Scope], ask: Ask) -> bool:
     """Whether a hard budget holds what the request generates (its tokens, or its USD when anygate pays):
     then the upstream is told the limit, whatever the client sent."""
@@ -288,6 +313,7 @@ class Accounting:
             wanted = requested_output(route, payload)
             if not self.tokenizer.is_ready_for(exchange.requested_model) and estimates_prompt(scopes):
                 await self.tokenizer.ready(exchange.requested_model)  # only in a process's first seconds
+            refuse_stored_input(route, payload, scopes)
             ask = self.ask(route, exchange, payload, scopes, wanted, targets, billed_tool)
             try:
                 ticket.admission = await self.enforcer.admit(scopes, ask)
