@@ -115,7 +115,7 @@ class ModelRoutes:
         method = scope["method"]
         if runtime is None or (method, endpoint) not in runtime.proxy_endpoints:
             raise RouteNotFound(scope["path"])
-        if not exchange.principal.may_reach_provider(runtime.id):
+        if not exchange.principal.may_use_provider(runtime.id):
             raise PermissionDenied(f"This key may not use provider '{provider_id}'", code="provider_not_allowed")
         body = await read_body(scope, receive, self.state.settings.max_body_bytes) if method != "GET" else b""
         payload: dict[str, Any] = parse_json_object(body) if body else {}
@@ -126,6 +126,9 @@ class ModelRoutes:
             exchange.requested_model = model
             if not exchange.principal.may_use(runtime.id, model):
                 raise PermissionDenied(f"This key may not use model '{model}'", param="model", code="model_not_allowed")
+        elif not exchange.principal.may_reach_provider(runtime.id):
+            # No model named (a GET of the model list): a provider no model pattern can match stays closed.
+            raise PermissionDenied(f"This key may not use provider '{provider_id}'", code="provider_not_allowed")
         elif method == "POST" and exchange.principal.restricts_models:
             # A key held to some models (its own list, its team's or an ancestor's) names one: an upstream's
             # default model is not on its list.
