@@ -117,6 +117,15 @@ class Principal:
         # Only the provider-qualified name: a bare upstream name would let `vendor/*` match `other/vendor/x`.
         return _allowed(self.providers, provider_id) and _allowed(self.models, f"{provider_id}/{model}")
 
+    @property
+    def restricts_models(self) -> bool:
+        """Whether some model allowlist binds this caller: its own, its team's or a key's above it."""
+        return (
+            self.models is not None
+            or self.team_models is not None
+            or any(ancestor.restricts_models for ancestor in self.ancestors)
+        )
+
     def may_use_provider(self, provider_id: str) -> bool:
         """Whether this caller may reach ``provider_id`` at all (its provider allowlist; models aside)."""
         return (
@@ -125,8 +134,32 @@ class Principal:
             and all(ancestor.may_use_provider(provider_id) for ancestor in self.ancestors)
         )
 
+    def may_reach_provider(self, provider_id: str) -> bool:
+        """Whether some model of ``provider_id`` may be allowed: its provider allowlists, and every model
+        allowlist (its own, its team's, its ancestors') has a pattern that could match ``<provider>/...``.
+        For a request that names no model (``GET /proxy/{provider}/v1/models``)."""
+        return (
+            self.may_use_provider(provider_id)
+            and _may_match_provider(self.models, provider_id)
+            and _may_match_provider(self.team_models, provider_id)
+            and all(ancestor.may_reach_provider(provider_id) for ancestor in self.ancestors)
+        )
+
     def has_expired(self, now: float) -> bool:
         return self.expires_at is not None and now >= self.expires_at
+
+
+def _may_match_provider(patterns: tuple[str, ...] | None, provider_id: str) -> bool:
+    """Whether a pattern may match a name ``<provider_id>/...``: its text before the first glob character
+    and ``<provider_id>/`` agree as far as both go (over-approximate: never closes a reachable provider)."""
+    if patterns is None:
+        return True
+    qualified = provider_id + "/"
+    for pattern in patterns:
+        literal = pattern[: next((i for i, c in enumerate(pattern) if c in "*?["), len(pattern))]
+        if qualified.startswith(literal) or literal.startswith(qualified):
+            return True
+    return False
 
 
 def _allowed(patterns: tuple[str, ...] | None, name: str) -> bool:

@@ -139,7 +139,40 @@ def _item_texts(item: dict[str, Any], depth: int) -> Iterable[str]:
 
 def estimate_prompt(tokenizer: Tokenizer, payload: dict[str, Any], model: str | None = None) -> int:
     text, messages = prompt_text(payload)
-    return tokenizer.count(text, model) + PER_MESSAGE_OVERHEAD * messages
+    return tokenizer.count(text, model) + PER_MESSAGE_OVERHEAD * messages + unseen_tokens(payload)
+
+
+# An image part, as a large image costs: OpenAI's high detail tops out near 1,500 tokens (85 + 170 a tile),
+# Anthropic's about 1,600 (1.15 megapixels / 750). Settling charges what the upstream reports.
+IMAGE_PART_TOKENS = 1_600
+IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
+
+
+def unseen_tokens(payload: dict[str, Any]) -> int:
+    """What a prompt reads that is not text: token ids (``prompt``/``input`` as an array of integers, or of
+    such arrays: a token each) and image parts (``IMAGE_PART_TOKENS`` each). Without them a hard budget
+    would reserve next to nothing for a request that reads thousands of tokens."""
+    total = 0
+    for field in ("prompt", "input", "messages"):
+        total += _unseen(payload.get(field), 0)
+    return total
+
+
+def _unseen(content: Any, depth: int) -> int:
+    if not isinstance(content, list) or depth >= MAX_NESTING:
+        return 0
+    total = 0
+    for item in content:
+        if isinstance(item, int) and not isinstance(item, bool):
+            total += 1  # a token id
+        elif isinstance(item, list):
+            total += _unseen(item, depth + 1)  # an array of token ids (one input of several)
+        elif isinstance(item, dict):
+            if item.get("type") in IMAGE_PART_TYPES:
+                total += IMAGE_PART_TOKENS
+            for nested in ("content", "output"):
+                total += _unseen(item.get(nested), depth + 1)
+    return total
 
 
 def completion_text(body: bytes) -> str:
@@ -163,15 +196,37 @@ def stream_text(events: Iterable[bytes]) -> str:
         except orjson.JSONDecodeError:
             continue
         kind = parsed.get("type") if isinstance(parsed, dict) else None
-        if kind == "response.output_text.delta":
+        if isinstance(kind, str) and kind.startswith("response.") and kind.endswith(".delta"):
+            # the Responses API's deltas: output text, function call arguments, reasoning, refusals
             delta = parsed.get("delta")
             parts.append(delta if isinstance(delta, str) else "")
-        elif kind == "content_block_delta":  # an Anthropic stream's text (or thinking) delta
+        elif kind == "content_block_delta":  # an Anthropic stream's text, thinking or tool input delta
             delta = parsed.get("delta")
-            parts.extend(_texts([delta]))
+            if isinstance(delta, dict):
+                parts.extend(v for name in ANTHROPIC_DELTA_FIELDS if isinstance(v := delta.get(name), str))
         else:
             parts.extend(_generated(parsed))
     return "".join(parts)
+
+
+ANTHROPIC_DELTA_FIELDS = ("text", "thinking", "partial_json")
+# What a chat message or delta generates besides its text: reasoning (``reasoning_content``: DeepSeek,
+# vLLM; ``reasoning``: OpenRouter, Ollama) and refusals; tool calls' arguments are read apart.
+GENERATED_FIELDS = ("content", "reasoning_content", "reasoning", "refusal")
+
+
+def _message_texts(holder: dict[str, Any]) -> Iterable[str]:
+    """Everything a chat message or delta generated: its text, reasoning, refusal and tool calls' arguments."""
+    for name in GENERATED_FIELDS:
+        value = holder.get(name)
+        if isinstance(value, str):
+            yield value
+    calls = holder.get("tool_calls")
+    functions = [c.get("function") for c in calls if isinstance(c, dict)] if isinstance(calls, list) else []
+    functions.append(holder.get("function_call"))  # the legacy single call
+    for function in functions:
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            yield function["arguments"]
 
 
 def _generated(parsed: Any) -> Iterable[str]:
@@ -181,18 +236,22 @@ def _generated(parsed: Any) -> Iterable[str]:
         if not isinstance(choice, dict):
             continue
         for holder in (choice.get("message"), choice.get("delta")):
-            if isinstance(holder, dict) and isinstance(holder.get("content"), str):
-                yield holder["content"]
+            if isinstance(holder, dict):
+                yield from _message_texts(holder)
         if isinstance(choice.get("text"), str):
             yield choice["text"]
-    for item in parsed.get("output") or []:
+    for item in parsed.get("output") or []:  # a Responses answer: messages, function calls, reasoning
         if isinstance(item, dict):
-            for part in item.get("content") or []:
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    yield part["text"]
+            if isinstance(item.get("arguments"), str):
+                yield item["arguments"]
+            for parts in (item.get("content"), item.get("summary")):
+                for part in parts if isinstance(parts, list) else []:
+                    if isinstance(part, dict) and isinstance(part.get("text"), str):
+                        yield part["text"]
     content = parsed.get("content")  # an Anthropic message's blocks
     if isinstance(content, list):
         yield from _texts(content)
+        yield from (b["thinking"] for b in content if isinstance(b, dict) and isinstance(b.get("thinking"), str))
 
 
 def estimate(tokenizer: Tokenizer, payload: dict[str, Any], generated: str, model: str | None = None) -> TokenCount:

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, NamedTuple, Protocol
 
 from anygate.accounting.alerts import Alerts
@@ -45,7 +46,7 @@ from anygate.accounting.usage import (
     with_stream_usage,
 )
 from anygate.auth import Principal
-from anygate.errors import PriceUnknown, ServiceUnavailable
+from anygate.errors import InvalidRequest, PriceUnknown, ServiceUnavailable
 from anygate.exchange import Exchange
 from anygate.wire.members import add_members, replace_model
 
@@ -92,6 +93,7 @@ class Ticket:
         "_changes",
         "_kept_events",
         "_kept_bytes",
+        "_unkept_bytes",
         "_unreported_body",
         "_anthropic_usage",
         "charge",
@@ -107,6 +109,7 @@ class Ticket:
         self._changes: dict[str, Any] = {}
         self._kept_events: list[bytes] = []
         self._kept_bytes = 0
+        self._unkept_bytes = 0  # events past KEPT_STREAM_BYTES: counted at the kept ones' tokens per byte
         self._unreported_body: bytes | None = None
         self._anthropic_usage: dict[str, Any] = {}
         self.charge: Charge | None = None  # priced before the answer was sent (a whole answer's header)
@@ -175,6 +178,15 @@ class Ticket:
         if self._kept_bytes < KEPT_STREAM_BYTES:
             self._kept_events.append(event)
             self._kept_bytes += len(event)
+        else:
+            self._unkept_bytes += len(event)
+
+    def with_unkept(self, tokens: int) -> int:
+        """``tokens`` counted in the kept events, with the events past the cap at the same tokens per byte:
+        a stream longer than what is kept is still charged whole."""
+        if not self._unkept_bytes or not self._kept_bytes:
+            return tokens
+        return tokens + -(-tokens * self._unkept_bytes // self._kept_bytes)
 
     def generated_text(self) -> str:
         """What the upstream generated, as far as it was kept (for an estimate)."""
@@ -194,6 +206,31 @@ def estimates_prompt(scopes: Sequence[Scope]) -> bool:
         or (s.limits is not None and s.limits.tpm is not None)
         for s in scopes
     )
+
+
+# Responses members that make the upstream read input it stored: nothing here can see (or reserve) it.
+STORED_INPUT_MEMBERS = ("previous_response_id", "conversation", "prompt")
+
+
+def refuse_stored_input(route: str, payload: dict[str, Any], scopes: Sequence[Scope]) -> None:
+    """400 for a Responses request reading stored input under a hard token or USD budget: its reservation
+    would be its few visible tokens and its charge the whole stored conversation (concurrent ones all
+    admitted at once)."""
+    if route != "responses":
+        return
+    member = next((name for name in STORED_INPUT_MEMBERS if payload.get(name) is not None), None)
+    if member is None:
+        return
+    hard = next(
+        (s for s in scopes for b in s.all_budgets if b.is_hard and (b.tokens is not None or b.usd is not None)), None
+    )
+    if hard is not None:
+        raise InvalidRequest(
+            f"'{member}' makes the upstream read input it stored, which anygate cannot see or reserve, and "
+            f"{hard.described} has a hard budget: send the whole conversation in 'input'",
+            param=member,
+            code="stored_input_under_budget",
+        )
 
 
 def holds_output(scopes: Sequence[Scope], ask: Ask) -> bool:
@@ -259,12 +296,14 @@ class Accounting:
         payload: dict[str, Any],
         targets: Sequence[ModelRef] = (),
         endpoint: str | None = None,
+        billed_tool: str | None = None,
     ) -> Ticket:
         """Reserve and prepare the request; its ticket holds the body to send upstream.
 
         ``targets``: every deployment that may serve it, in order (fallbacks included): a USD budget
         reserves at the dearest price among them. ``endpoint`` is the upstream endpoint
-        (``chat/completions``...) when the route does not say it.
+        (``chat/completions``...) when the route does not say it. ``billed_tool``: the member that asks the
+        upstream for a tool it bills by the call (``wire.billed_tools``), refused under a hard USD budget.
         """
         route = endpoint or exchange.route
         ticket = Ticket(route, body, payload)
@@ -274,7 +313,8 @@ class Accounting:
             wanted = requested_output(route, payload)
             if not self.tokenizer.is_ready_for(exchange.requested_model) and estimates_prompt(scopes):
                 await self.tokenizer.ready(exchange.requested_model)  # only in a process's first seconds
-            ask = self.ask(route, exchange, payload, scopes, wanted, targets)
+            refuse_stored_input(route, payload, scopes)
+            ask = self.ask(route, exchange, payload, scopes, wanted, targets, billed_tool)
             try:
                 ticket.admission = await self.enforcer.admit(scopes, ask)
             except counters_errors() as exc:
@@ -314,6 +354,7 @@ class Accounting:
         scopes: Sequence[Scope],
         wanted: OutputRequest,
         targets: Sequence[ModelRef],
+        billed_tool: str | None = None,
     ) -> Ask:
         counts_tokens = any(
             any(b.tokens is not None for b in s.all_budgets) or (s.limits is not None and s.limits.tpm) for s in scopes
@@ -327,6 +368,8 @@ class Accounting:
         paid = [t for t in targets if not self.is_byok(exchange.principal, t.provider_id)]
         if not paid:
             return Ask(prompt, output, counts_usd=False, outputs=outputs)  # the caller's own key pays: tokens only
+        if billed_tool is not None:
+            self.refuse_billed_tool(billed_tool, usd_budgets)
         if not counts_tokens:
             prompt = estimate_prompt(self.tokenizer, payload, exchange.requested_model)
         price = self.dearest_price(route, paid, usd_budgets, TokenCount(prompt, output))
@@ -364,6 +407,18 @@ class Accounting:
             param="model",
         )
 
+    def refuse_billed_tool(self, member: str, usd_budgets: Sequence[Scope]) -> None:
+        """A tool the upstream bills by the call costs what no price here knows: a hard USD budget cannot
+        hold it (unless unpriced requests are let through)."""
+        hard = next((s for s in usd_budgets if any(b.usd is not None and b.is_hard for b in s.all_budgets)), None)
+        if hard is None or not self.refuse_unpriced:
+            return
+        raise PriceUnknown(
+            f"'{member}' asks the upstream for a tool it bills by the call, which anygate cannot price, and "
+            f"{hard.described} has a hard USD budget: send the request without it",
+            param=member,
+        )
+
     # ------------------------------------------------------------------------------ after
 
     async def count(self, exchange: Exchange, ticket: Ticket | None) -> TokenCount:
@@ -377,7 +432,8 @@ class Accounting:
             return TokenCount(0, 0)
         if not self.tokenizer.is_ready_for(exchange.model):
             await self.tokenizer.ready(exchange.model)
-        return estimate(self.tokenizer, ticket.client_payload, ticket.generated_text(), exchange.model)
+        count = estimate(self.tokenizer, ticket.client_payload, ticket.generated_text(), exchange.model)
+        return replace(count, output=ticket.with_unkept(count.output))
 
     async def settle(self, exchange: Exchange, ticket: Ticket | None) -> None:
         """Record the request in the ledger and settle its reservations (``ticket``: None when it was

@@ -204,6 +204,7 @@ class Bridge:
         self._chat = chat  # the client's request as chat, when a deployment needed it before the attempts
         self._asks_usage = asks_usage
         self._ticket: Ticket | None = None
+        self.passes_through = True  # some deployment takes the client's request in its own API (as it is)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(translated={self._chat is not None})"
@@ -343,7 +344,10 @@ def prepare_bridge(
     registry = state.registry
     needed = any(kind.needs_chat(runtime) for t in targets if (runtime := registry.find(t.provider_id)) is not None)
     chat = kind.to_chat(payload) if needed else None
-    return kind(payload, chat, state.accounting.stream_usage.asks)
+    bridge = kind(payload, chat, state.accounting.stream_usage.asks)
+    runtimes = [runtime for t in targets if (runtime := registry.find(t.provider_id)) is not None]
+    bridge.passes_through = any(not kind.needs_chat(runtime) for runtime in runtimes)
+    return bridge
 
 
 def supports_reasoning(runtime: ProviderRuntime, model: str) -> bool:

@@ -13,7 +13,8 @@ from anygate.api.http import NOSNIFF, Scope
 from anygate.errors import GatewayError
 from anygate.transport import Headers
 
-# Never sent upstream: hop-by-hop headers, the client's credentials, and what identifies the client.
+# Never sent upstream: hop-by-hop headers, the client's credentials, what identifies the client, and what
+# chooses the account the provider's key bills.
 DROPPED_HEADERS = frozenset(
     {
         b"host",
@@ -38,6 +39,11 @@ DROPPED_HEADERS = frozenset(
         b"x-client-ip",
         b"x-request-id",
         b"x-anygate-timeout",
+        # Which account the operator's provider key bills: the provider's ``headers`` set these, never a
+        # client (it would move its spend to another organization or project of the operator's).
+        b"openai-organization",
+        b"openai-project",
+        b"x-goog-user-project",
     }
 )
 DROPPED_PREFIXES = (b"cf-", b"x-forwarded-", b"x-amzn-", b"x-envoy-")

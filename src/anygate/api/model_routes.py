@@ -45,6 +45,8 @@ from anygate.exchange import Exchange
 from anygate.planning import needs_of
 from anygate.routing import Deployment
 from anygate.wire.anthropic_request import count_tokens_view
+from anygate.wire.billed_tools import billed_tool
+from anygate.wire.responses_request import refuse_background
 
 if TYPE_CHECKING:
     from anygate.api.state import AppState
@@ -75,11 +77,15 @@ class ModelRoutes:
             raise InvalidRequest(message, param="model", code="invalid_model")
         exchange.requested_model = model
         exchange.stream = payload.get("stream") is True
+        if exchange.route == "responses":
+            refuse_background(payload)
         groups = self.state.planner.plan(model, exchange.principal, needs_of(exchange.route, exchange.stream))
         timeout = self.request_timeout(scope, exchange)
         targets = [deployment for group in groups for deployment in group]
         bridge = prepare_bridge(self.state, exchange, payload, targets)  # None for the OpenAI routes
-        call.ticket = await self.state.accounting.reserve(exchange, body, payload, targets)
+        # A translation to chat drops the tools an upstream bills by the call; a request passed on keeps them.
+        billed = billed_tool(exchange.route, payload) if bridge is None or bridge.passes_through else None
+        call.ticket = await self.state.accounting.reserve(exchange, body, payload, targets, billed_tool=billed)
         bridged = bridge.bind(call.ticket) if bridge is not None else None
         request = UpstreamRequest(scope, exchange.route, call.ticket, timeout, bridge=bridged)
         await self.dispatch(request, receive, send, exchange, groups)
@@ -120,17 +126,24 @@ class ModelRoutes:
             exchange.requested_model = model
             if not exchange.principal.may_use(runtime.id, model):
                 raise PermissionDenied(f"This key may not use model '{model}'", param="model", code="model_not_allowed")
-        elif method == "POST" and exchange.principal.models is not None:
-            # A key held to some models names one: an upstream's default model is not on its list.
+        elif not exchange.principal.may_reach_provider(runtime.id):
+            # No model named (a GET of the model list): a provider no model pattern can match stays closed.
+            raise PermissionDenied(f"This key may not use provider '{provider_id}'", code="provider_not_allowed")
+        elif method == "POST" and exchange.principal.restricts_models:
+            # A key held to some models (its own list, its team's or an ancestor's) names one: an upstream's
+            # default model is not on its list.
             raise InvalidRequest(
                 "This key may only use the models it is allowed: 'model' must be a non-empty string",
                 param="model",
                 code="invalid_model",
             )
         exchange.stream = payload.get("stream") is True
+        if endpoint == "responses":
+            refuse_background(payload)
         deployments = runtime.deployments(model if isinstance(model, str) else "")
         timeout = self.request_timeout(scope, exchange)
-        call.ticket = await self.state.accounting.reserve(exchange, body, payload, deployments, endpoint)
+        billed = billed_tool(endpoint, payload)
+        call.ticket = await self.state.accounting.reserve(exchange, body, payload, deployments, endpoint, billed)
         request = UpstreamRequest(scope, endpoint, call.ticket, timeout, rewrite=False)
         await self.dispatch(request, receive, send, exchange, [deployments])
 

@@ -20,7 +20,13 @@ from anygate.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from anygate.management.key_checks import Served, check_key_fields
 from anygate.management.rights import check_change, check_new_key, inherit_limits, manages
 from anygate.management.schemas import KeyCreate, KeyUpdate, with_budget_list
-from anygate.management.team_rights import check_member, check_team_fields, outside_team
+from anygate.management.team_rights import (
+    ELEVATED_ROLES,
+    check_member,
+    check_not_peer,
+    check_team_fields,
+    outside_team,
+)
 from anygate.registry import ProviderRegistry
 from anygate.store.budget_lists import legacy_budget, stored_budgets
 from anygate.store.families import Lineage, lineages
@@ -81,12 +87,26 @@ async def key_views(state: AppState, user_id: str | None = None, team_id: str | 
     return [key_view(chains[r.id]) for r in shown if user_id is None or r.user_id == user_id]
 
 
+async def held_roles(state: AppState, user_id: str) -> set[str]:
+    """The roles of a user's live keys (a user holding an admin or team admin key is no team admin's)."""
+    return {k.role for k in await state.store.keys.list_keys(user_id) if k.revoked_at is None}
+
+
+async def check_student(state: AppState, caller: Principal, user_id: str, what: str) -> None:
+    """403 unless a team admin may change the user: not a peer holding an admin or team admin key."""
+    if caller.is_team_admin and not caller.is_admin:
+        check_not_peer(caller, user_id, await held_roles(state, user_id), what)
+
+
 async def team_manages(state: AppState, caller: Principal, record: KeyRecord) -> bool:
-    """Whether a team admin manages the key: its user is in the team admin's team."""
-    if not caller.is_team_admin or record.user_id is None:
+    """Whether a team admin manages the key: a user key, whose user is in the team admin's team and holds no
+    admin or team admin key (unless it is the team admin's own user)."""
+    if not caller.is_team_admin or record.user_id is None or record.role != "user":
         return False
     user = await state.store.keys.get_user(record.user_id)
-    return user is not None and user.team_id == caller.team_id
+    if user is None or user.team_id != caller.team_id:
+        return False
+    return record.user_id == caller.user_id or not (ELEVATED_ROLES & await held_roles(state, user.id))
 
 
 async def managed_key(state: AppState, caller: Principal, key_id: str) -> KeyRecord:
@@ -105,6 +125,7 @@ async def acts_for_team(state: AppState, caller: Principal, user_id: str | None)
     if not caller.is_team_admin or user_id is None or user_id == caller.user_id:
         return False
     check_member(caller, await state.store.keys.get_user(user_id), f"user '{user_id}' is not in its team")
+    await check_student(state, caller, user_id, f"user '{user_id}'")
     return True
 
 

@@ -1,8 +1,10 @@
 """LiteLLM's management reads, for the tools that follow ``/key/info`` to ``user_id`` to ``/user/info``.
 
 GET /key/info[?key=]         a key: the caller's, or the one named (admins: any; others: their own)
-GET /user/info[?user_id=]    a user and its keys (admins: any, or every key; others: their own user)
-GET /team/info[?team_id=]    a team, its members and its keys (admins: any; others: their own team)
+GET /user/info[?user_id=]    a user and its keys (admins: any, or every key; others: their own user, and the
+                             rows of the keys they manage only)
+GET /team/info[?team_id=]    a team, its members and its keys (admins: any; the team's admin: its team; others:
+                             their own team, and the rows of the keys they manage only)
 
 ``?key=`` names a key by its secret (``sk-ag-...``), its SHA-256 (LiteLLM's clients send the hash) or
 its anygate id (``key_...``). Someone else's key is 403 for a non-admin whether it exists or not.
@@ -62,6 +64,20 @@ async def owner_of(state: AppState, record: KeyRecord) -> UserRecord | None:
     return await state.store.keys.get_user(record.user_id) if record.user_id is not None else None
 
 
+async def shown(state: AppState, caller: Principal, records: list[KeyRecord]) -> list[KeyRecord]:
+    """The keys whose rows ``caller`` may read: all for an admin or the team's admin (``records`` are then
+    its team's), else those it manages (itself and the keys made from it), as ``/key/info?key=`` answers.
+    Another key of the same user or team is someone else's (a course's students share its user)."""
+    if caller.is_admin or caller.is_team_admin:
+        return records
+    kept = []
+    for record in records:
+        lineage = await state.store.keys.lineage(record.id)
+        if lineage is not None and manages(caller, lineage):
+            kept.append(record)
+    return kept
+
+
 async def key_row(state: AppState, principal: Principal, record: KeyRecord | None) -> dict[str, Any]:
     """LiteLLM's row of one key: its quota, and what the store and the ledger know of it."""
     lineage = await state.store.keys.lineage(record.id) if record is not None else None
@@ -115,7 +131,8 @@ async def user_info(
     user = await store.keys.get_user(wanted)
     if user is None:
         raise NotFound(f"User {wanted} not found", param="user_id", code="user_not_found")
-    rows = [await stored_key_row(state, record, user) for record in await store.keys.list_keys(user.id)]
+    records = await shown(state, caller, await store.keys.list_keys(user.id))
+    rows = [await stored_key_row(state, record, user) for record in records]
     accounting, ledger = accounting_of(state)
     return json_response(litellm.user_answer(await standing.user_facts(accounting, ledger, user), rows))
 
@@ -138,7 +155,7 @@ async def team_info(
         raise NotFound(f"Team not found, passed team id: {wanted}.", param="team_id", code="team_not_found")
     members = await store.keys.list_users(team.id)
     owners = {user.id: user for user in members}
-    records = await store.keys.list_keys(team_id=team.id)
+    records = await shown(state, caller, await store.keys.list_keys(team_id=team.id))
     rows = [
         {"token": r.id, **await key_row(state, principal_of(r, owners.get(r.user_id or ""), team=team), r)}
         for r in records

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from anygate.api.deps import AdminDep, CallerDep, StateDep
-from anygate.api.routes_keys import iso, key_views
+from anygate.api.routes_keys import check_student, iso, key_views
 from anygate.api.state import AppState
 from anygate.auth import Principal
 from anygate.errors import InvalidRequest, NotFound
@@ -88,6 +88,7 @@ async def get_user(user_id: str, state: StateDep, caller: CallerDep) -> dict[str
 @router.patch("/v1/users/{user_id}")
 async def update_user(user_id: str, body: UserUpdate, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     before = await member(state, caller, user_id)
+    await check_student(state, caller, user_id, f"user '{user_id}'")
     fields = with_budget_list(body, body.model_dump(exclude_unset=True))
     check_team_fields(caller, fields)
     await known_team(state, fields.get("team_id"))
@@ -104,6 +105,7 @@ async def update_user(user_id: str, body: UserUpdate, state: StateDep, caller: C
 async def delete_user(user_id: str, state: StateDep, caller: CallerDep) -> dict[str, Any]:
     """Delete a user and every key it owns."""
     before = await member(state, caller, user_id)
+    await check_student(state, caller, user_id, f"user '{user_id}'")
     if not await state.store.keys.delete_user(user_id):
         raise unknown_user(user_id)
     await state.store_changed()

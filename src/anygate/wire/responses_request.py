@@ -99,9 +99,17 @@ def _refuse_stored_state(body: dict[str, Any]) -> None:
                 param=name,
                 code="unsupported_parameter",
             )
+    refuse_background(body)
+
+
+def refuse_background(body: dict[str, Any]) -> None:
+    """A background run is answered ``queued`` and generates after the answer, where anygate never sees it:
+    nothing would count it, and its result is reachable only with the provider's key. Refused on every route
+    that passes a Responses request on, native (``api/model_routes``) or bridged."""
     if body.get("background") is True:
         raise InvalidRequest(
-            "'background' responses need responses stored by the server, and anygate does not store responses",
+            "'background' responses run after the answer and are stored by the server, where anygate cannot "
+            "relay or count them: send the request without 'background'",
             param="background",
             code="unsupported_parameter",
         )

@@ -1,0 +1,60 @@
+"""``/user/info`` and ``/team/info`` list key rows (alias, spend, budget, allowlists): a key holder sees the
+rows of the keys it manages (itself and the keys made from it), as ``/key/info?key=`` answers, and never
+those of another key of its user or its team; admins and the team's admin see them all."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.support.fake_upstream import FakeUpstream, Usage
+from tests.support.gateway import fake_provider, gateway_settings
+from tests.support.inprocess import InProcessGateway, inprocess_gateway
+
+
+@pytest.fixture
+def gw() -> Iterator[InProcessGateway]:
+    up = FakeUpstream(usage=Usage(11, 7)).in_memory()
+    with inprocess_gateway(gateway_settings(fake_provider(up)), up) as gateway:
+        yield gateway
+
+
+def made(gw: InProcessGateway, path: str, body: dict[str, Any], key: str | None = None) -> dict[str, Any]:
+    with gw.client(key) if key else gw.client() as http:
+        answer = http.post(path, json=body)
+    assert answer.status_code == 201, answer.text
+    created: dict[str, Any] = answer.json()
+    return created
+
+
+def rows(gw: InProcessGateway, key: str | None, path: str) -> set[str]:
+    """The keys an answer lists a row of: by alias (``/user/info``), by id (``/team/info``)."""
+    with gw.client(key) if key else gw.client() as http:
+        answer = http.get(path)
+    assert answer.status_code == 200, answer.text
+    return {row.get("token") or row["key_alias"] for row in answer.json()["keys"]}
+
+
+def test_a_key_reads_only_the_rows_of_the_keys_it_manages(gw: InProcessGateway) -> None:
+    # A course as one user with a key per student (docs/budgets-and-quotas.md's first worked example).
+    course = made(gw, "/v1/users", {"name": "comp318"})
+    alice = made(gw, "/v1/keys", {"alias": "comp318-alice", "user_id": course["id"]})
+    made(gw, "/v1/keys", {"alias": "comp318-bob", "user_id": course["id"]})
+    made(gw, "/v1/keys", {"alias": "alice-laptop"}, key=alice["key"])
+    assert rows(gw, alice["key"], "/user/info") == {"comp318-alice", "alice-laptop"}
+    assert rows(gw, None, f"/user/info?user_id={course['id']}") == {"comp318-alice", "comp318-bob", "alice-laptop"}
+
+
+def test_a_team_member_reads_only_its_own_keys_rows_of_the_team(gw: InProcessGateway) -> None:
+    made(gw, "/v1/teams", {"id": "comp318", "name": "COMP318"})
+    carol_user = made(gw, "/v1/users", {"name": "carol", "team_id": "comp318"})
+    dave_user = made(gw, "/v1/users", {"name": "dave", "team_id": "comp318"})
+    ta_user = made(gw, "/v1/users", {"name": "ta", "team_id": "comp318"})
+    carol = made(gw, "/v1/keys", {"alias": "carol", "user_id": carol_user["id"]})
+    dave = made(gw, "/v1/keys", {"alias": "dave", "user_id": dave_user["id"]})
+    ta = made(gw, "/v1/keys", {"alias": "ta", "user_id": ta_user["id"], "role": "team_admin"})
+    assert rows(gw, carol["key"], "/team/info") == {carol["id"]}
+    assert rows(gw, ta["key"], "/team/info") == {carol["id"], dave["id"], ta["id"]}
+    assert rows(gw, None, "/team/info?team_id=comp318") == {carol["id"], dave["id"], ta["id"]}
