@@ -24,6 +24,7 @@ from anygate.api.state import AppState
 from anygate.app.startup import build_state, start_background
 from anygate.app.store_sync import StoreSync
 from anygate.settings import Settings
+from anygate.telemetry import flush_logs
 from anygate.transport import Transport
 
 log = logging.getLogger("anygate.app")
@@ -109,6 +110,7 @@ class Gateway:
         await state.transport.aclose()
         await store_sync.close()
         await state.store.close()
+        flush_logs()
 
 
 def network_transport() -> Transport:
