@@ -84,7 +84,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run(UV, "venv", "--quiet", venv)
     wheels = list((work / "dist").glob("anygate-*.whl"))
     assert len(wheels) == 1
-    run(UV, "pip", "install", "--quiet", "--python", venv / "bin/python", "-r", requirements, wheels[0])
+    run(UV, "pip", "install", "--quiet", "--compile-bytecode", "--python", venv / "bin/python", "-r", requirements, wheels[0])
     return venv
 
 
