@@ -29,10 +29,10 @@ from typing import Any
 
 from anygate.accounting.service import Accounting
 from anygate.api.access import observe
-from anygate.api.deps import PRINCIPAL_SCOPE_KEY
 from anygate.api.dialects import COUNT_TOKENS_PATH, LEGACY_PREFIXES, send_error_in_dialect, without_legacy_prefix
 from anygate.api.headers import answer_error_headers, relative_locations, security_headers
 from anygate.api.http import (
+    PRINCIPAL_SCOPE_KEY,
     ASGIApp,
     ClientDisconnected,
     Message,
