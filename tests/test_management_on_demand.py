@@ -17,8 +17,10 @@ from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway import fake_provider, gateway_settings
 from tests.support.inprocess import inprocess_gateway
 
+MANAGEMENT = ("fastapi", "anygate.api.management", "anygate.management.schemas")
+
 def loaded():
-    return sorted(name for name in ("fastapi", "anygate.api.management", "anygate.management.schemas") if name in sys.modules)
+    return sorted(name for name in MANAGEMENT if name in sys.modules)
 
 up = FakeUpstream().in_memory()
 with inprocess_gateway(gateway_settings(fake_provider(up)), up) as gw, gw.client() as client:

@@ -12,7 +12,6 @@ import asyncio
 import gc
 import logging
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from anygate.accounting.budgets import BudgetSource
