@@ -28,8 +28,10 @@ with inprocess_gateway(gateway_settings(fake_provider(up)), up) as gw, gw.client
         answer = client.post(path, json={"model": "fake/fake-model", "messages": [{"role": "user", "content": "hi"}]})
         assert answer.status_code == 200, answer.text
     print("after model requests:", loaded())
-    assert client.get("/health").json() == {"status": "ok"}
+    assert client.get("/health").json() == {"status": "ok"}  # a liveness probe
     print("after /health:", loaded())
+    assert client.get("/v1/models").status_code == 200
+    print("after /v1/models:", loaded())
 """
 
 
@@ -42,5 +44,6 @@ def test_model_requests_never_import_the_management_app(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "after model requests: []",
-        "after /health: ['anygate.api.management', 'anygate.management.schemas', 'fastapi']",
+        "after /health: []",
+        "after /v1/models: ['anygate.api.management', 'anygate.management.schemas', 'fastapi']",
     ]

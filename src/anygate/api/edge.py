@@ -61,6 +61,9 @@ MODEL_ROUTES = {
     "/v1/responses": "responses",
     "/v1/messages": "messages",
 }
+HEALTH_PATH = "/health"
+HEALTHY = b'{"status":"ok"}'
+HEALTHY_HEADERS = ((b"content-length", str(len(HEALTHY)).encode()), (b"content-type", b"application/json"))
 PUBLIC_PATHS = frozenset(
     {
         "/",
@@ -283,6 +286,8 @@ class Router:
         if route is None and proxied is None:
             if path == COUNT_TOKENS_PATH:
                 await self._count_tokens(scope, receive, send)
+            elif path == HEALTH_PATH and scope["method"] == "GET":
+                await self._health(scope, send)
             else:
                 await self._management(scope, receive, send)
             return
@@ -309,6 +314,15 @@ class Router:
         if scope["method"] != "POST":
             raise MethodNotAllowed(scope["method"], scope["path"], ("POST",))
         await self.routes.count_tokens(scope, receive, send, context.principal, context.request_id)
+        context.status = 200
+
+    async def _health(self, scope: Scope, send: Send) -> None:
+        """``GET /health``, answered as the management app answers it (which still documents it): a liveness
+        probe never has the management app made (``ManagementOnDemand``)."""
+        context = context_of(scope)
+        headers = [*HEALTHY_HEADERS, (b"x-request-id", context.request_id.encode()), *security_headers(HEALTH_PATH)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": HEALTHY})
         context.status = 200
 
     async def _management(self, scope: Scope, receive: Receive, send: Send) -> None:
