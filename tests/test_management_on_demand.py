@@ -29,7 +29,8 @@ with inprocess_gateway(gateway_settings(fake_provider(up)), up) as gw, gw.client
         assert answer.status_code == 200, answer.text
     print("after model requests:", loaded())
     assert client.get("/health").json() == {"status": "ok"}  # a liveness probe
-    print("after /health:", loaded())
+    assert "anygate_requests_total" in client.get("/metrics").text  # a scrape
+    print("after /health and /metrics:", loaded())
     assert client.get("/v1/models").status_code == 200
     print("after /v1/models:", loaded())
 """
@@ -44,6 +45,6 @@ def test_model_requests_never_import_the_management_app(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "after model requests: []",
-        "after /health: []",
+        "after /health and /metrics: []",
         "after /v1/models: ['anygate.api.management', 'anygate.management.schemas', 'fastapi']",
     ]

@@ -62,8 +62,10 @@ MODEL_ROUTES = {
     "/v1/messages": "messages",
 }
 HEALTH_PATH = "/health"
+SIMPLE_ROUTES = frozenset({HEALTH_PATH, "/metrics"})  # GET answered by the router, not the management app
 HEALTHY = b'{"status":"ok"}'
-HEALTHY_HEADERS = ((b"content-length", str(len(HEALTHY)).encode()), (b"content-type", b"application/json"))
+JSON_TYPE = b"application/json"
+METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 PUBLIC_PATHS = frozenset(
     {
         "/",
@@ -286,8 +288,8 @@ class Router:
         if route is None and proxied is None:
             if path == COUNT_TOKENS_PATH:
                 await self._count_tokens(scope, receive, send)
-            elif path == HEALTH_PATH and scope["method"] == "GET":
-                await self._health(scope, send)
+            elif path in SIMPLE_ROUTES and scope["method"] == "GET":
+                await self._answer_simply(scope, send, path)
             else:
                 await self._management(scope, receive, send)
             return
@@ -316,13 +318,19 @@ class Router:
         await self.routes.count_tokens(scope, receive, send, context.principal, context.request_id)
         context.status = 200
 
-    async def _health(self, scope: Scope, send: Send) -> None:
-        """``GET /health``, answered as the management app answers it (which still documents it): a liveness
-        probe never has the management app made (``ManagementOnDemand``)."""
+    async def _answer_simply(self, scope: Scope, send: Send, path: str) -> None:
+        """``GET /health`` and ``GET /metrics``, answered as the management app answers them (which still
+        documents them): a liveness probe or a Prometheus scrape never has that app made (``ManagementOnDemand``).
+        Who may read them the auth layer has decided already, as for the management app."""
         context = context_of(scope)
-        headers = [*HEALTHY_HEADERS, (b"x-request-id", context.request_id.encode()), *security_headers(HEALTH_PATH)]
+        if path == HEALTH_PATH:
+            body, content_type = HEALTHY, JSON_TYPE
+        else:
+            body, content_type = self.state.metrics.render(), METRICS_TYPE
+        headers = [(b"content-length", str(len(body)).encode()), (b"content-type", content_type)]
+        headers += [(b"x-request-id", context.request_id.encode()), *security_headers(path)]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": HEALTHY})
+        await send({"type": "http.response.body", "body": body})
         context.status = 200
 
     async def _management(self, scope: Scope, receive: Receive, send: Send) -> None:
