@@ -16,7 +16,7 @@ COPY src ./src
 RUN uv export --frozen --no-dev --no-emit-project --no-hashes -o /tmp/requirements.txt \
     && uv build --wheel -o /dist \
     && uv venv /opt/anygate \
-    && uv pip install --python /opt/anygate/bin/python -r /tmp/requirements.txt /dist/*.whl
+    && uv pip install --compile-bytecode --python /opt/anygate/bin/python -r /tmp/requirements.txt /dist/*.whl
 
 FROM python:3.12-slim
 RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin anygate \

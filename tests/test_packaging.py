@@ -84,7 +84,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run(UV, "venv", "--quiet", venv)
     wheels = list((work / "dist").glob("anygate-*.whl"))
     assert len(wheels) == 1
-    run(UV, "pip", "install", "--quiet", "--python", venv / "bin/python", "-r", requirements, wheels[0])
+    python = venv / "bin/python"
+    run(UV, "pip", "install", "--quiet", "--compile-bytecode", "--python", python, "-r", requirements, wheels[0])
     return venv
 
 

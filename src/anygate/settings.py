@@ -698,6 +698,11 @@ def read_environment(dotenv_path: Path = Path(".env")) -> dict[str, str]:
     return merged
 
 
+def environment_with(values: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with ``values`` set: for a process anygate starts of itself."""
+    return {**os.environ, **values}
+
+
 def load_settings(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Build Settings from flags, the environment and the config file it names; raise ConfigError."""
     env = read_environment() if environ is None else dict(environ)

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from anygate.auth import Principal
 from anygate.errors import GatewayError, UpstreamStatusError, UpstreamTimeout, UpstreamUnavailable
+from anygate.log_batches import BatchedStreamHandler
 from anygate.settings import LogFormat
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("anygate_request_id", default=None)
@@ -287,7 +288,7 @@ def formatter_for(log_format: LogFormat, is_terminal: bool) -> logging.Formatter
 
 
 def configure_logging(level: str, log_format: LogFormat = "auto") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BatchedStreamHandler(sys.stderr)
     handler.setFormatter(formatter_for(log_format, sys.stderr.isatty()))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -296,6 +297,13 @@ def configure_logging(level: str, log_format: LogFormat = "auto") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+
+
+def flush_logs() -> None:
+    """Write what the log handlers hold (the access lines of the last requests): at the lifespan's end, so
+    that a worker process, however it exits, has written them."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
 
 
 def upstream_error_kind(error: GatewayError) -> str | None:

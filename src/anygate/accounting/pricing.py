@@ -17,12 +17,12 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
-
-import genai_prices
-from genai_prices.types import TieredPrices
+from typing import TYPE_CHECKING, Any, Literal
 
 from anygate.accounting.usage import TokenCount
+
+if TYPE_CHECKING:
+    from genai_prices.types import TieredPrices
 
 log = logging.getLogger("anygate.pricing")
 PriceOrigin = Literal["configured", "discovered", "genai-prices"]
@@ -115,6 +115,10 @@ def genai_price(provider_type: str | None, model: str) -> Price | None:
     provider = GENAI_PROVIDERS.get(provider_type or "")
     if provider is None:
         return None
+    # Imported here: genai-prices (its client included) and its catalogue hold ~12 MiB, which a gateway
+    # whose providers have no public price never needs.
+    import genai_prices
+
     try:
         found = genai_prices.calc_price(genai_prices.Usage(input_tokens=1), model, provider_id=provider)
     except LookupError:
@@ -137,7 +141,9 @@ def per_million(value: Decimal | TieredPrices | None) -> float | None:
     """A genai-prices price per million tokens as USD per token (a tiered one at its base)."""
     if value is None:
         return None
-    base = value.base if isinstance(value, TieredPrices) else value
+    from genai_prices import types
+
+    base = value.base if isinstance(value, types.TieredPrices) else value
     return float(base) / MILLION
 
 
@@ -146,10 +152,15 @@ def usd_text(cost: float) -> str:
     return format(Decimal(repr(round(cost, 12))).normalize(), "f")
 
 
+def has_catalogue_price(provider_type: str | None) -> bool:
+    """Whether genai-prices may price a provider of this type (self-hosted ones have no public price)."""
+    return (provider_type or "") in GENAI_PROVIDERS
+
+
 def warm_up() -> None:
     """Load genai-prices' catalogue (half a second), so the first priced request does not wait for it.
 
-    Run in a thread at startup.
+    Run in a thread, once a provider genai-prices may price is configured (``has_catalogue_price``).
     """
     genai_price("openai", "gpt-4o-mini")
 

@@ -6,12 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from anygate.api.http import parse_json_object
+from anygate.api.http import PRINCIPAL_SCOPE_KEY, parse_json_object
 from anygate.api.state import AppState
 from anygate.auth import Principal
 from anygate.errors import AuthenticationFailed, PermissionDenied
-
-PRINCIPAL_SCOPE_KEY = "anygate.principal"
 
 
 def get_state(request: Request) -> AppState:

@@ -29,10 +29,10 @@ from typing import Any
 
 from anygate.accounting.service import Accounting
 from anygate.api.access import observe
-from anygate.api.deps import PRINCIPAL_SCOPE_KEY
 from anygate.api.dialects import COUNT_TOKENS_PATH, LEGACY_PREFIXES, send_error_in_dialect, without_legacy_prefix
 from anygate.api.headers import answer_error_headers, relative_locations, security_headers
 from anygate.api.http import (
+    PRINCIPAL_SCOPE_KEY,
     ASGIApp,
     ClientDisconnected,
     Message,
@@ -61,6 +61,11 @@ MODEL_ROUTES = {
     "/v1/responses": "responses",
     "/v1/messages": "messages",
 }
+HEALTH_PATH = "/health"
+SIMPLE_ROUTES = frozenset({HEALTH_PATH, "/metrics"})  # GET answered by the router, not the management app
+HEALTHY = b'{"status":"ok"}'
+JSON_TYPE = b"application/json"
+METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 PUBLIC_PATHS = frozenset(
     {
         "/",
@@ -283,6 +288,8 @@ class Router:
         if route is None and proxied is None:
             if path == COUNT_TOKENS_PATH:
                 await self._count_tokens(scope, receive, send)
+            elif path in SIMPLE_ROUTES and scope["method"] == "GET":
+                await self._answer_simply(scope, send, path)
             else:
                 await self._management(scope, receive, send)
             return
@@ -309,6 +316,21 @@ class Router:
         if scope["method"] != "POST":
             raise MethodNotAllowed(scope["method"], scope["path"], ("POST",))
         await self.routes.count_tokens(scope, receive, send, context.principal, context.request_id)
+        context.status = 200
+
+    async def _answer_simply(self, scope: Scope, send: Send, path: str) -> None:
+        """``GET /health`` and ``GET /metrics``, answered as the management app answers them (which still
+        documents them): a liveness probe or a Prometheus scrape never has that app made (``ManagementOnDemand``).
+        Who may read them the auth layer has decided already, as for the management app."""
+        context = context_of(scope)
+        if path == HEALTH_PATH:
+            body, content_type = HEALTHY, JSON_TYPE
+        else:
+            body, content_type = self.state.metrics.render(), METRICS_TYPE
+        headers = [(b"content-length", str(len(body)).encode()), (b"content-type", content_type)]
+        headers += [(b"x-request-id", context.request_id.encode()), *security_headers(path)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
         context.status = 200
 
     async def _management(self, scope: Scope, receive: Receive, send: Send) -> None:

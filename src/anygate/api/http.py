@@ -20,6 +20,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # On every response: a browser never guesses another content type than the one declared.
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 JSON_HEADERS = [(b"content-type", b"application/json"), NOSNIFF]
+# Where the edge leaves the authenticated caller for the management app's dependencies (``api/deps.py``).
+PRINCIPAL_SCOPE_KEY = "anygate.principal"
 
 
 class ClientDisconnected(Exception):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from anygate.accounting.budgets import BudgetSource, scopes_of
 from anygate.accounting.export import Exporter, build_exporter
 from anygate.accounting.limiter_sql import SqlLimiter
-from anygate.accounting.pricing import warm_up
+from anygate.accounting.pricing import has_catalogue_price, warm_up
 from anygate.accounting.setup import build_accounting
 from anygate.api.state import AppState
 from anygate.app.store_sync import StoreSync
@@ -141,7 +142,24 @@ async def start_background(state: AppState, store_sync: StoreSync) -> None:
         background.spawn(accounting.alerts.run(), "budget-alerts")
     poller = QuotaPoller(settings, state.registry, state.transport, state.metrics, state.store.db.engine)
     background.spawn(poller.run(), "upstream-quota")
-    background.spawn(asyncio.to_thread(warm_up), "price-catalogue")
+    state.registry.listen_to_membership(price_catalogue_warm_up(state))
+
+
+def price_catalogue_warm_up(state: AppState) -> Callable[[Iterable[str]], None]:
+    """A membership listener that loads genai-prices' catalogue in a thread the first time a provider it may
+    price is there (at start-up, or added at runtime); a gateway of self-hosted upstreams never loads it."""
+    started = False
+
+    def on_membership(provider_ids: Iterable[str]) -> None:
+        nonlocal started
+        if started:
+            return
+        types = (runtime.config.type for runtime in map(state.registry.find, provider_ids) if runtime is not None)
+        if any(map(has_catalogue_price, types)):
+            started = True
+            state.background.spawn(asyncio.to_thread(warm_up), "price-catalogue")
+
+    return on_membership
 
 
 async def warn_after_discovery(state: AppState, discovery: asyncio.Task[None]) -> None:

@@ -4,15 +4,17 @@ admin key comes from, and what in the configuration looks wrong."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from anygate.cli.common import ConfigOption, err_console, err_console_print, settings_or_exit, with_store
+from anygate.cli.common import ConfigOption, err_console, err_console_print, run_async, settings_or_exit, with_store
 from anygate.cli.running_gateway import local_url
-from anygate.settings import Settings
+from anygate.settings import Settings, environment_with
 from anygate.store.store import Store
 
 NO_PROVIDER_HINT = """[yellow]No upstream provider is configured yet.[/yellow] Add one of these and start again:
@@ -113,7 +115,37 @@ def check_store(settings: Settings) -> int:
     async def count(store: Store) -> int:
         return len(await store.providers.list())
 
+    migrate_apart(settings)
     try:
         return with_store(settings, count)
     except typer.Exit:
         raise typer.Exit(2) from None
+
+
+def migrate_apart(settings: Settings) -> None:
+    """A database not at the newest revision (a first start, or after an upgrade of anygate) is migrated by
+    ``anygate db upgrade`` in a process of its own: alembic and mako, imported to migrate, would otherwise stay
+    in the gateway's memory (~9 MiB) for as long as it runs. A database that cannot be read is left to
+    ``check_store``, which says why."""
+    from anygate.store.database import SHIPPED_HEAD, Database, StoreUnavailable
+
+    database = Database(settings.resolved_database_url)
+
+    async def read() -> str | None:
+        try:
+            return await database.recorded()
+        finally:
+            await database.close()
+
+    try:
+        if run_async(read()) == SHIPPED_HEAD:
+            return
+    except StoreUnavailable:
+        return
+    argv = [sys.executable, "-m", "anygate", "db", "upgrade"]
+    argv += ["--config", str(settings.config_file)] if settings.config_file is not None else []
+    # The very database and data dir (its secret key file) these settings name, however they were given.
+    place = {"ANYGATE_DATABASE_URL": settings.resolved_database_url, "ANYGATE_DATA_DIR": str(settings.data_dir)}
+    done = subprocess.run(argv, env=environment_with(place), stdout=subprocess.DEVNULL, check=False)
+    if done.returncode != 0:
+        raise typer.Exit(2)  # its message is on stderr

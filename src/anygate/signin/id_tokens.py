@@ -9,8 +9,6 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-import jwt
-
 # Public-key algorithms only: with an HMAC algorithm the "key" would be the client secret, and ``none``
 # signs nothing.
 ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"})
@@ -34,6 +32,8 @@ class UnknownKey(TokenRefused):
 
 def signing_key(token: str, jwks: dict[str, Any], algorithms: frozenset[str]) -> tuple[Any, str]:
     """The published key the token's header names, and its algorithm (refused unless announced)."""
+    import jwt  # PyJWT and cryptography (~9 MiB resident): imported when a sign-in's token is first checked
+
     try:
         header = jwt.get_unverified_header(token)
     except jwt.DecodeError as exc:
@@ -63,6 +63,8 @@ def validate_id_token(
 ) -> dict[str, Any]:
     """The token's claims once every check passed; raises TokenRefused (UnknownKey for a key not published)."""
     key, algorithm = signing_key(token, jwks, algorithms & ASYMMETRIC)
+    import jwt
+
     try:
         claims: dict[str, Any] = jwt.decode(
             token,

@@ -13,15 +13,14 @@ import base64
 import binascii
 import secrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from anygate.store.crypto import SecretBox
+from anygate.store.crypto import SecretBox, aead
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_BYTES = 12
 
@@ -43,8 +42,12 @@ class Sealer:
             material = self._box.keys.get(kid)
             if material is None:
                 return None
+            # cryptography is imported when a seal is first made or opened (see ``store.crypto.aead``).
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
             derive = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"anygate cookie: " + self._purpose)
-            cipher = self._keys[kid] = AESGCM(derive.derive(material))
+            cipher = self._keys[kid] = aead(derive.derive(material))
         return cipher
 
     def seal(self, payload: dict[str, Any]) -> str:
@@ -61,6 +64,8 @@ class Sealer:
         cipher = self._cipher(kid) if dot else None
         if cipher is None:
             return None
+        from cryptography.exceptions import InvalidTag
+
         try:
             blob = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
             plain = cipher.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], self._purpose + kid.encode())

@@ -17,11 +17,12 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from typing import TYPE_CHECKING
 
 from anygate.files import make_private_dir
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 VERSION = "v1"
 KEY_FILE = "secret.keys"
@@ -44,6 +45,14 @@ class SecretKeyError(Exception):
         if self.key_id is not None:
             return f"secret key mismatch: key id {self.key_id} unknown"
         return str(self)
+
+
+def aead(material: bytes) -> AESGCM:
+    """AES-GCM under ``material``. cryptography (its own OpenSSL, ~7 MiB resident) is imported the first
+    time a secret is sealed or opened: a gateway whose store holds none never loads it."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(material)
 
 
 def generate_key() -> str:
@@ -88,7 +97,7 @@ class SecretBox:
 
     def encrypt(self, plaintext: str) -> str:
         nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = AESGCM(self.keys[self.current]).encrypt(nonce, plaintext.encode(), self.current.encode())
+        sealed = aead(self.keys[self.current]).encrypt(nonce, plaintext.encode(), self.current.encode())
         return f"{VERSION}:{self.current}:{base64.urlsafe_b64encode(nonce + sealed).decode()}"
 
     def decrypt(self, ciphertext: str) -> str:
@@ -104,8 +113,11 @@ class SecretBox:
                 key_id=kid,
             )
         blob = base64.urlsafe_b64decode(ciphertext.split(":", 2)[2])
+        cipher = aead(material)
+        from cryptography.exceptions import InvalidTag
+
         try:
-            return AESGCM(material).decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], kid.encode()).decode()
+            return cipher.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], kid.encode()).decode()
         except InvalidTag:
             raise SecretKeyError(f"a stored secret under key id {kid} failed its integrity check") from None
 
