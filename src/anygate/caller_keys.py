@@ -1,16 +1,27 @@
 """Callers' own provider keys (bring your own key), as the request path reads them: no database query.
 
-The store's sync fills it; a key is found by its owner (the caller's user, else its key) and provider.
+The store's sync fills it. A caller's key for a provider is the first set along its chain: its own key's,
+then those of the keys that made it (nearest first), then its user's (set by the person signed in to the
+console as that user). A user's other keys never see a key's own: see ``api.routes_creds``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from anygate.auth import Principal
 from anygate.errors import ServiceUnavailable
 
 Owner = tuple[str, str]  # (user id or key id, provider id)
+
+
+def owners(principal: Principal) -> Iterator[str]:
+    """Whose provider keys a caller may use, first choice first."""
+    yield principal.key_id
+    for ancestor in principal.ancestors:
+        yield ancestor.key_id
+    if principal.user_id:
+        yield principal.user_id
 
 
 class CallerKeys:
@@ -29,13 +40,17 @@ class CallerKeys:
         worker cannot decrypt."""
         if not self._keys and not self._unreadable:
             return None
-        owner = (principal.user_id or principal.key_id, provider_id)
-        if owner in self._unreadable:
-            raise ServiceUnavailable(
-                f"Your own key for {provider_id} cannot be decrypted by this gateway (secret key mismatch)",
-                code="secret_key_mismatch",
-            )
-        return self._keys.get(owner)
+        for owner_id in owners(principal):
+            owner = (owner_id, provider_id)
+            if owner in self._unreadable:
+                raise ServiceUnavailable(
+                    f"Your own key for {provider_id} cannot be decrypted by this gateway (secret key mismatch)",
+                    code="secret_key_mismatch",
+                )
+            found = self._keys.get(owner)
+            if found is not None:
+                return found
+        return None
 
     def has_key(self, principal: Principal, provider_id: str) -> bool:
         return self.key_for(principal, provider_id) is not None

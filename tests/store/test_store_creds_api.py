@@ -9,8 +9,9 @@ from __future__ import annotations
 import openai
 import pytest
 
-from anygate.api.routes_creds import mask_secret
-from anygate.auth import extract_token
+from anygate.api.routes_creds import mask_secret, owner_of
+from anygate.auth import Principal, extract_token, session_principal
+from anygate.caller_keys import CallerKeys
 from tests.store.conftest import ADMIN_KEY, upstream_provider
 from tests.support.fake_transport import FakeNetwork
 from tests.support.fake_upstream import FakeUpstream
@@ -133,16 +134,36 @@ def test_callers_key_is_used_upstream_and_missing_key_is_401(open_sdk, gateway, 
     assert upstream.requests_to("/v1/chat/completions")[-1].headers["authorization"] == "Bearer sk-operator-key-123"
 
 
-def test_users_share_credentials_across_their_keys_but_not_with_others(gateway) -> None:
+def test_a_keys_credentials_are_its_own_and_its_childrens_never_its_users_other_keys(gateway, upstream) -> None:
+    """Several people may share one user record (a course): one of them must not choose where the others'
+    prompts go, or move their spend off the user's budget with a provider key of their own."""
     with gateway.client() as http:
-        user = http.post("/v1/users", json={"name": "ada"}).json()["id"]
-        first = http.post("/v1/keys", json={"alias": "a1", "user_id": user}).json()["key"]
-        second = http.post("/v1/keys", json={"alias": "a2", "user_id": user}).json()["key"]
-    with gateway.client(first) as http:
-        http.put("/auth/creds", json={"providers": {"keyless": {"apiKey": LONG}}})
-    with gateway.client(second) as http:
-        assert http.get("/auth/creds").json() == {"providers": {"keyless": {"apiKey": "sk-ant-a...mnop"}}}
+        user = http.post("/v1/users", json={"name": "comp318"}).json()["id"]
+        alice = http.post("/v1/keys", json={"alias": "alice", "user_id": user}).json()["key"]
+        bob = http.post("/v1/keys", json={"alias": "bob", "user_id": user}).json()["key"]
+    with gateway.client(alice) as http:
+        assert http.put("/auth/creds", json={"providers": {"owned": {"apiKey": LONG}}}).is_success
+        child = http.post("/v1/keys", json={"alias": "alice-laptop"}).json()["key"]
+    with gateway.client(bob) as http:
+        assert http.get("/auth/creds").json() == {}
+    for key, sent in ((bob, "sk-operator-key-123"), (alice, LONG), (child, LONG)):
+        gateway.sdk(key).chat.completions.create(model="owned/fake-model", messages=HI)
+        assert upstream.requests_to("/v1/chat/completions")[-1].headers["authorization"] == f"Bearer {sent}"
     with gateway.client(user_key(gateway, "stranger")) as http:
         assert http.get("/auth/creds").json() == {}
     with gateway.client(ADMIN_KEY) as http:
         assert http.get("/auth/creds").json() == {}
+
+
+def test_a_person_signed_in_as_a_user_sets_what_every_key_of_the_user_falls_back_on() -> None:
+    user_keys = CallerKeys()
+    person = session_principal("usr_1", "ada", (), None)
+    key = Principal(key_id="key_a", is_admin=False, user_id="usr_1")
+    child = Principal(key_id="key_c", is_admin=False, user_id="usr_1", ancestors=(key,))
+    assert owner_of(person) == "usr_1" and owner_of(key) == "key_a"
+    user_keys.replace({("usr_1", "p"): "sk-users-own-key-1", ("key_a", "p"): "sk-keys-own-key-1"}, frozenset())
+    assert user_keys.key_for(person, "p") == "sk-users-own-key-1"
+    assert user_keys.key_for(key, "p") == "sk-keys-own-key-1"  # its own first
+    assert user_keys.key_for(child, "p") == "sk-keys-own-key-1"  # then its maker's
+    other = Principal(key_id="key_b", is_admin=False, user_id="usr_1")
+    assert user_keys.key_for(other, "p") == "sk-users-own-key-1"  # then the user's, never a sibling's

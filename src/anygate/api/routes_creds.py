@@ -4,8 +4,12 @@
     PUT {"providers": {"groq": {"apiKey": null}}}         deletes the field (an empty section disappears)
     PUT {"providers": {"groq": null}}                     deletes the section
     PUT {"providers": null}                               deletes every section
-Absent keys are kept; unknown provider ids are 400; every response is masked. The owner is the
-caller's user when it has one, else the key itself.
+Absent keys are kept; unknown provider ids are 400; every response is masked.
+
+Who owns what is set: a key sets its own (used by it and the keys it made, never by its user's other
+keys: several people may share one user record, a course for one, and one of them must not choose where
+the others' prompts go, or move their spend off the budget); a person signed in to the console as a user
+record sets that user's, which every key of the user falls back on (``caller_keys.CallerKeys.key_for``).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ def masked(sections: Sections) -> dict[str, Any]:
 
 
 def owner_of(caller: Principal) -> str:
-    return caller.user_id or caller.key_id
+    return caller.user_id if caller.via_session and caller.user_id else caller.key_id
 
 
 def merge_section(provider: str, current: dict[str, Any], changes: Any) -> dict[str, Any]:
