@@ -13,7 +13,10 @@ their usage, so what is charged is theirs).
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import functools
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -146,6 +149,16 @@ def estimate_prompt(tokenizer: Tokenizer, payload: dict[str, Any], model: str | 
 # Anthropic's about 1,600 (1.15 megapixels / 750). Settling charges what the upstream reports.
 IMAGE_PART_TOKENS = 1_600
 IMAGE_PART_TYPES = frozenset({"image_url", "image", "input_image"})
+# Audio, by its size: speech bills near 25 tokens a second (gpt-4o audio: about 1,500 a minute), and no
+# common format carries a second in under 2,500 bytes, so one token per 100 bytes reserves more than it costs.
+AUDIO_BYTES_PER_TOKEN = 100
+AUDIO_PART_TYPES = frozenset({"input_audio"})
+# A document (PDF) is billed per page, as text (up to about 3,000 tokens) and as an image (about 1,600).
+# Its pages are counted where the file says them plainly, else every byte is taken for a token (a page of
+# text is rarely under 5,000 bytes): reservations err high, settling charges what the upstream reports.
+DOCUMENT_PAGE_TOKENS = 4_600
+DOCUMENT_PART_TYPES = frozenset({"file", "input_file", "document"})
+_PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
 
 
 def unseen_tokens(payload: dict[str, Any]) -> int:
@@ -168,11 +181,43 @@ def _unseen(content: Any, depth: int) -> int:
         elif isinstance(item, list):
             total += _unseen(item, depth + 1)  # an array of token ids (one input of several)
         elif isinstance(item, dict):
-            if item.get("type") in IMAGE_PART_TYPES:
+            kind = item.get("type")
+            if kind in IMAGE_PART_TYPES:
                 total += IMAGE_PART_TOKENS
+            elif kind in AUDIO_PART_TYPES:
+                total += _decoded_size(_inline_data(item)) // AUDIO_BYTES_PER_TOKEN
+            elif kind in DOCUMENT_PART_TYPES:
+                total += _document_tokens(_inline_data(item))
             for nested in ("content", "output"):
                 total += _unseen(item.get(nested), depth + 1)
     return total
+
+
+def _inline_data(part: dict[str, Any]) -> str:
+    """The base64 a part carries inline: chat's ``input_audio.data`` and ``file.file_data``, the Responses
+    API's ``file_data``, Anthropic's ``source.data`` (a ``data:`` URL's prefix left on)."""
+    for holder in (part, part.get("input_audio"), part.get("file"), part.get("source")):
+        if isinstance(holder, dict):
+            for name in ("data", "file_data"):
+                value = holder.get(name)
+                if isinstance(value, str):
+                    return value
+    return ""
+
+
+def _decoded_size(data: str) -> int:
+    return (len(data) - data.find(",") - 1) * 3 // 4 if data.startswith("data:") else len(data) * 3 // 4
+
+
+def _document_tokens(data: str) -> int:
+    if not data:
+        return DOCUMENT_PAGE_TOKENS  # a file by id or URL: its size is not known here, count a page
+    try:
+        content = base64.b64decode(data.partition(",")[2] if data.startswith("data:") else data)
+    except (ValueError, binascii.Error):
+        return _decoded_size(data)
+    pages = len(_PAGE.findall(content))
+    return pages * DOCUMENT_PAGE_TOKENS if pages else len(content)
 
 
 def completion_text(body: bytes) -> str:
