@@ -53,6 +53,21 @@ def guarded(method: Callable[..., Any], action: str) -> Callable[..., Any]:
     return guard
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with a test of a marked tier run first, each module's tests still together and in order.
+
+    ``scripts/test`` hands each worker a module at a time (pytest-xdist's ``--dist loadscope``): begun
+    first, the long modules (browser flows, worker processes, drains, schemathesis) overlap each other,
+    and the many short in-memory modules fill the workers' last minutes, where otherwise one worker would
+    finish a long module alone while the other waits."""
+    marked = {module_of(item) for item in items if not in_fast_tier(item)}
+    items.sort(key=lambda item: module_of(item) not in marked)  # stable: the order within each part stays
+
+
+def module_of(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
 @pytest.fixture(autouse=True)
 def fast_tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     if not in_fast_tier(request.node):
