@@ -53,15 +53,44 @@ def guarded(method: Callable[..., Any], action: str) -> Callable[..., Any]:
     return guard
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Modules with a test of a marked tier run first, each module's tests still together and in order.
+# The longest modules, longest first (``scripts/test --durations=0`` sums them; refresh the list when a
+# module grows long or stops being so): begun first, they overlap each other, and no worker starts one of
+# them while the others run out of work.
+LONGEST_FIRST = (
+    "tests/test_drain.py",
+    "tests/cli/test_cli.py",
+    "tests/console/test_console_flows.py",
+    "tests/compat/test_openapi_conformance.py",
+    "tests/accounting/test_team_budgets.py",
+    "tests/test_readme.py",
+    "tests/test_bootstrap.py",
+    "tests/compat/test_litellm_shapes.py",
+    "tests/signin/test_signin_flow.py",
+    "tests/signin/test_signin_console.py",
+    "tests/console/test_console.py",
+    "tests/accounting/test_gateway_processes.py",
+    "tests/test_packaging.py",
+    "tests/console/test_console_real.py",
+)
 
-    ``scripts/test`` hands each worker a module at a time (pytest-xdist's ``--dist loadscope``): begun
-    first, the long modules (browser flows, worker processes, drains, schemathesis) overlap each other,
-    and the many short in-memory modules fill the workers' last minutes, where otherwise one worker would
-    finish a long module alone while the other waits."""
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The order the modules run in: the longest first, then the others with a test of a marked tier,
+    then those all in memory; each module's tests together and in their order.
+
+    ``scripts/test`` hands each worker a module at a time (pytest-xdist's ``--dist loadscope``): the many
+    short in-memory modules then fill the workers' last minutes, where otherwise one worker would finish a
+    long module alone while the other waits."""
     marked = {module_of(item) for item in items if not in_fast_tier(item)}
-    items.sort(key=lambda item: module_of(item) not in marked)  # stable: the order within each part stays
+    longest = {module: rank for rank, module in enumerate(LONGEST_FIRST)}
+
+    def place(item: pytest.Item) -> tuple[int, int]:
+        module = module_of(item)
+        if module in longest:
+            return (0, longest[module])
+        return (1 if module in marked else 2, 0)
+
+    items.sort(key=place)  # stable: within each place, the collection order stays
 
 
 def module_of(item: pytest.Item) -> str:
