@@ -58,16 +58,17 @@ def start_gateway(
         process = subprocess.Popen(
             [*command, "--workers", str(workers), *extra], env=env, stderr=log, start_new_session=True
         )
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     log_path = tmp_path / "gateway.log"
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             # Every worker has started (the first answering /health says nothing of the others).
             started = log_path.read_bytes().count(b"Application startup complete") >= workers
             if started and httpx2.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                 return process, port
         except httpx2.TransportError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.05)  # never a busy loop: it would take the CPU from the workers it waits for
     stop(process)
     raise AssertionError(f"gateway did not start: {(tmp_path / 'gateway.log').read_text()}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import openai
 import pytest
@@ -12,9 +13,8 @@ import pytest
 from anygate.errors import UpstreamStatusError, redact_secrets
 from anygate.upstream import DiscoveryFailed, OpenAICompatibleProvider
 from tests.support.fake_upstream import FakeUpstream, Reply
-from tests.support.gateway import RunningGateway, fake_provider, gateway_settings, serve_gateway
-
-pytestmark = pytest.mark.sockets
+from tests.support.gateway import fake_provider, gateway_settings
+from tests.support.inprocess import InProcessGateway, inprocess_gateway
 
 GROQ_KEY = "gsk_" + "Zq8x" * 12  # a Groq-style key: nothing like ``sk-...``
 SECOND_KEY = "gsk_" + "Yb7w" * 12
@@ -25,9 +25,15 @@ CHAT = {"model": "fake/fake-model", "messages": [{"role": "user", "content": "hi
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream.start_in_thread() as up:
-        yield up
+def upstream() -> FakeUpstream:
+    """In memory: what the gateway makes of an upstream's answer needs no socket between them."""
+    return FakeUpstream().in_memory()
+
+
+@contextmanager
+def gateway(upstream: FakeUpstream, *other_keys: str) -> Iterator[InProcessGateway]:
+    with inprocess_gateway(gateway_settings(keyed_provider(upstream, *other_keys)), upstream) as gw:
+        yield gw
 
 
 def keyed_provider(upstream: FakeUpstream, *other_keys: str) -> dict[str, object]:
@@ -63,7 +69,7 @@ def test_an_upstream_error_echoing_a_secret_reaches_the_client_redacted(
     upstream: FakeUpstream, status: int, echoed: str
 ) -> None:
     upstream.script(Reply.error(status, f"Invalid credentials: {echoed}"), path="/v1/chat/completions")
-    with serve_gateway(gateway_settings(keyed_provider(upstream))) as gw, gw.client() as client:
+    with gateway(upstream) as gw, gw.client() as client:
         response = client.post("/v1/chat/completions", json=CHAT)
     assert response.status_code == status
     for secret in (GROQ_KEY, HEADER_TOKEN, CF_TOKEN):
@@ -74,7 +80,7 @@ def test_an_upstream_error_echoing_a_secret_reaches_the_client_redacted(
 def test_the_other_key_of_a_provider_is_redacted_when_it_is_the_one_used(upstream: FakeUpstream) -> None:
     upstream.script(Reply.error(401, "first key refused"), path="/v1/chat/completions")
     upstream.script(Reply.error(400, f"quota of {SECOND_KEY} exceeded"), path="/v1/chat/completions")
-    with serve_gateway(gateway_settings(keyed_provider(upstream, SECOND_KEY))) as gw, gw.client() as client:
+    with gateway(upstream, SECOND_KEY) as gw, gw.client() as client:
         response = client.post("/v1/chat/completions", json=CHAT)
     assert response.status_code == 400
     assert SECOND_KEY not in response.text and "quota of *** exceeded" in response.text
@@ -82,7 +88,7 @@ def test_the_other_key_of_a_provider_is_redacted_when_it_is_the_one_used(upstrea
 
 def test_a_callers_own_key_echoed_by_the_upstream_is_redacted(upstream: FakeUpstream) -> None:
     upstream.script(Reply.error(401, f"API key not valid: {OWN_KEY}"), path="/v1/chat/completions")
-    with serve_gateway(gateway_settings(keyed_provider(upstream))) as gw:
+    with gateway(upstream) as gw:
         key = tenant_with_own_key(gw)
         with gw.sdk(key) as client, pytest.raises(openai.AuthenticationError) as refused:
             client.chat.completions.create(**CHAT)
@@ -91,7 +97,7 @@ def test_a_callers_own_key_echoed_by_the_upstream_is_redacted(upstream: FakeUpst
     assert refused.value.body["message"] == "API key not valid: ***"  # type: ignore[index]
 
 
-def tenant_with_own_key(gw: RunningGateway) -> str:
+def tenant_with_own_key(gw: InProcessGateway) -> str:
     with gw.client() as admin:
         key = str(admin.post("/v1/keys", json={"alias": "alice"}).json()["key"])
     with gw.client(key) as http:
@@ -104,7 +110,7 @@ def test_a_discovery_error_echoing_the_key_is_redacted_in_the_provider_view_and_
 ) -> None:
     upstream.script(Reply.error(401, f"Invalid API Key {GROQ_KEY}"), path="/v1/models")
     caplog.set_level(logging.WARNING, logger="anygate.registry")
-    with serve_gateway(gateway_settings(keyed_provider(upstream))) as gw, gw.client() as client:
+    with gateway(upstream) as gw, gw.client() as client:
         providers = client.get("/v1/providers")
     (view,) = [p for p in providers.json()["data"] if p["id"] == "fake"]
     assert view["discovery_error"] == "Upstream returned HTTP 401: Invalid API Key ***"
@@ -114,6 +120,7 @@ def test_a_discovery_error_echoing_the_key_is_redacted_in_the_provider_view_and_
     assert all(GROQ_KEY not in record.getMessage() + str(record.__dict__) for record in caplog.records)
 
 
+@pytest.mark.sockets  # the library client on its own, against a fake upstream on loopback
 async def test_the_library_client_redacts_its_key_from_errors_discovery_and_health() -> None:
     async with FakeUpstream() as up:
         up.script(Reply.error(400, f"bad key {GROQ_KEY}"), path="/v1/chat/completions")

@@ -7,6 +7,7 @@ limit it was sent (up to 32768 tokens each when it was sent none), and reports t
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,37 +18,45 @@ from anygate.accounting.budgets import BudgetSpec, LimitSpec, StaticBudgets
 from anygate.accounting.output_limits import OutputRequest, limit_changes, requested_output
 from anygate.auth import Principal
 from anygate.errors import InvalidRequest
-from tests.accounting.gateway import fake_provider_settings, running_gateway
+from anygate.settings import Settings
+from tests.accounting.gateway import fake_provider_settings
 from tests.support.fake_upstream import FakeUpstream, Usage
+from tests.support.inprocess import InProcessGateway, inprocess_gateway
 from tests.support.tokens import estimate_prompt
 
 STUDENT = "sk-ag-student-output-limits-1111111"
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 MODEL = "fake/fake-model"
-HEADERS = {"Authorization": f"Bearer {STUDENT}"}
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream.start_in_thread() as up:
-        up.generate_to_limit = True
-        yield up
+def upstream() -> FakeUpstream:
+    up = FakeUpstream().in_memory()
+    up.generate_to_limit = True
+    return up
 
 
-def keyed(budget: BudgetSpec | None = None, limits: LimitSpec | None = None) -> tuple[dict[str, Principal], Any]:
+@contextmanager
+def gateway(
+    settings: Settings, upstream: FakeUpstream, budget: BudgetSpec | None = None, limits: LimitSpec | None = None
+) -> Iterator[InProcessGateway]:
+    """The gateway in-process (what it writes upstream and counts needs no socket), with the student's key
+    under ``budget`` and ``limits``."""
     principal = Principal(key_id="student", is_admin=False, label="student")
-    return {STUDENT: principal}, StaticBudgets(
-        {"student": budget} if budget else None, {"student": limits} if limits else None
-    )
+    budgets = StaticBudgets({"student": budget} if budget else None, {"student": limits} if limits else None)
+    with inprocess_gateway(settings, upstream, keys={STUDENT: principal}, budget_source=budgets) as gw:
+        yield gw
 
 
-def used_tokens(base: str) -> int:
-    quota = httpx.get(base + "/v1/quota", headers=HEADERS).json()
+def used_tokens(gw: InProcessGateway) -> int:
+    with gw.client(STUDENT) as http:
+        quota = http.get("/v1/quota").json()
     return int(quota["tokens"]["used"])
 
 
-def post(base: str, path: str, body: dict[str, Any]) -> httpx.Response:
-    return httpx.post(base + path, json=body, headers=HEADERS, timeout=30)
+def post(gw: InProcessGateway, path: str, body: dict[str, Any]) -> httpx.Response:
+    with gw.client(STUDENT) as http:
+        return http.post(path, json=body)
 
 
 CHAT_PROMPT = estimate_prompt({"messages": MESSAGES})
@@ -78,42 +87,42 @@ TEXT_PROMPT = estimate_prompt({"prompt": "hi"})
         ),
     ],
 )
-@pytest.mark.sockets
 def test_no_output_trick_overruns_a_hard_token_budget(
     upstream: FakeUpstream, tmp_path: Path, path: str, body: dict[str, Any], prompt: int, room: int
 ) -> None:
     upstream.usage = Usage(prompt, 0)
     limit = prompt + room
     settings = fake_provider_settings(upstream.base_url, tmp_path)
-    with running_gateway(settings, *keyed(BudgetSpec(tokens=limit, period="daily"))) as (base, _):
-        answer = post(base, path, body)
+    with gateway(settings, upstream, BudgetSpec(tokens=limit, period="daily")) as gw:
+        answer = post(gw, path, body)
         assert answer.status_code == 200, answer.text
-        used = used_tokens(base)
+        used = used_tokens(gw)
     assert prompt < used <= limit  # the upstream generated all it was allowed, and no more
     sent = upstream.requests[-1].json
     assert any(name in sent for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"))
 
 
-@pytest.mark.sockets
 def test_a_hard_usd_budget_holds_n_answers_too(upstream: FakeUpstream, tmp_path: Path) -> None:
     upstream.usage = Usage(CHAT_PROMPT, 0)
     settings = fake_provider_settings(upstream.base_url, tmp_path, prices={"fake/*": {"input": 1000, "output": 1000}})
-    with running_gateway(settings, *keyed(BudgetSpec(usd=0.5, period="daily"))) as (base, _):
-        answer = post(base, "/v1/chat/completions", {"model": MODEL, "messages": MESSAGES, "n": 10, "max_tokens": 400})
+    with gateway(settings, upstream, BudgetSpec(usd=0.5, period="daily")) as gw, gw.client(STUDENT) as http:
+        answer = http.post(
+            "/v1/chat/completions", json={"model": MODEL, "messages": MESSAGES, "n": 10, "max_tokens": 400}
+        )
         assert answer.status_code == 200, answer.text
-        cost = httpx.get(base + "/v1/quota", headers=HEADERS).json()["cost"]
+        cost = http.get("/v1/quota").json()["cost"]
     assert 0 < cost["used"] <= 0.5
     sent = upstream.requests[-1].json
     assert sent["n"] == 10 and sent["max_tokens"] * 10 <= 500 - CHAT_PROMPT
 
 
-@pytest.mark.sockets
 def test_a_soft_budget_sends_the_clients_bytes(upstream: FakeUpstream, tmp_path: Path) -> None:
     raw = b'{"model":"fake/fake-model",  "messages":[{"role":"user","content":"hi"}], "n":2}'
     settings = fake_provider_settings(upstream.base_url, tmp_path)
-    with running_gateway(settings, *keyed(BudgetSpec(tokens=10, period="daily", mode="soft"))) as (base, _):
-        headers = {**HEADERS, "content-type": "application/json"}
-        assert httpx.post(base + "/v1/chat/completions", content=raw, headers=headers).status_code == 200
+    with gateway(settings, upstream, BudgetSpec(tokens=10, period="daily", mode="soft")) as gw:
+        with gw.client(STUDENT) as http:
+            answer = http.post("/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
+        assert answer.status_code == 200
     assert upstream.requests[-1].body == raw.replace(b"fake/fake-model", b"fake-model")
 
 
@@ -122,25 +131,23 @@ def test_a_soft_budget_sends_the_clients_bytes(upstream: FakeUpstream, tmp_path:
     [("n", 0), ("n", 129), ("n", "2"), ("n", 1.5), ("n", True), ("max_tokens", -1), ("max_tokens", 0)]
     + [("max_completion_tokens", "100"), ("max_tokens", 10.0)],
 )
-@pytest.mark.sockets
 def test_a_limit_or_n_that_is_not_a_positive_integer_is_400_under_a_budget(
     upstream: FakeUpstream, tmp_path: Path, member: str, value: Any
 ) -> None:
     settings = fake_provider_settings(upstream.base_url, tmp_path)
-    with running_gateway(settings, *keyed(BudgetSpec(tokens=100_000, period="daily"))) as (base, _):
-        answer = post(base, "/v1/chat/completions", {"model": MODEL, "messages": MESSAGES, member: value})
+    with gateway(settings, upstream, BudgetSpec(tokens=100_000, period="daily")) as gw:
+        answer = post(gw, "/v1/chat/completions", {"model": MODEL, "messages": MESSAGES, member: value})
     assert answer.status_code == 400
     assert answer.json()["error"]["param"] == member
     assert not upstream.requests_to("/v1/chat/completions")
 
 
-@pytest.mark.sockets
 def test_a_rate_limit_clamp_leaves_each_answer_its_share(upstream: FakeUpstream, tmp_path: Path) -> None:
     upstream.usage = Usage(CHAT_PROMPT, 0)
     settings = fake_provider_settings(upstream.base_url, tmp_path)
-    with running_gateway(settings, *keyed(limits=LimitSpec(tpm=CHAT_PROMPT + 40))) as (base, _):
+    with gateway(settings, upstream, limits=LimitSpec(tpm=CHAT_PROMPT + 40)) as gw:
         body = {"model": MODEL, "messages": MESSAGES, "n": 4, "max_tokens": 100}
-        assert post(base, "/v1/chat/completions", body).status_code == 200
+        assert post(gw, "/v1/chat/completions", body).status_code == 200
     assert upstream.requests[-1].json["max_tokens"] == 10
 
 

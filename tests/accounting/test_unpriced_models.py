@@ -4,6 +4,7 @@ named, or with a fallback nobody priced."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,20 +13,27 @@ import pytest
 
 from anygate.accounting.budgets import BudgetSpec, StaticBudgets
 from anygate.auth import Principal
-from tests.accounting.gateway import fake_provider_settings, running_gateway
+from anygate.settings import Settings
+from tests.accounting.gateway import fake_provider_settings
 from tests.support.fake_upstream import FakeUpstream, Usage
-
-pytestmark = pytest.mark.sockets  # the gateway and its upstream on loopback ports, called over HTTP
+from tests.support.inprocess import inprocess_gateway
 
 STUDENT = "sk-ag-student-unpriced-22222222222"
-HEADERS = {"Authorization": f"Bearer {STUDENT}"}
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream.start_in_thread(usage=Usage(7, 3), models=["fake-model", "free-model"]) as up:
-        yield up
+def upstream() -> FakeUpstream:
+    return FakeUpstream(usage=Usage(7, 3), models=["fake-model", "free-model"]).in_memory()
+
+
+@contextmanager
+def student(
+    settings: Settings, upstream: FakeUpstream, keys: dict[str, Principal], budgets: StaticBudgets
+) -> Iterator[httpx.Client]:
+    """The student's client of the gateway in-process (what it refuses and reserves needs no socket)."""
+    with inprocess_gateway(settings, upstream, keys=keys, budget_source=budgets) as gw, gw.client(STUDENT) as http:
+        yield http
 
 
 def hard_usd(mode: str = "hard") -> tuple[dict[str, Principal], StaticBudgets]:
@@ -49,12 +57,11 @@ def test_the_proxy_refuses_what_a_hard_usd_budget_cannot_price(
     settings = fake_provider_settings(
         upstream.base_url, tmp_path, prices={"fake/fake-model": {"input": 1, "output": 2}}
     )
-    with running_gateway(settings, *hard_usd()) as (base, _):
-        refused = httpx.post(base + "/proxy/fake/v1/chat/completions", json=body, headers=HEADERS)
-        priced = httpx.post(
-            base + "/proxy/fake/v1/chat/completions",
+    with student(settings, upstream, *hard_usd()) as http:
+        refused = http.post("/proxy/fake/v1/chat/completions", json=body)
+        priced = http.post(
+            "/proxy/fake/v1/chat/completions",
             json={"model": "fake-model", "messages": MESSAGES},
-            headers=HEADERS,
         )
     assert refused.status_code == 403, refused.text
     assert refused.json()["error"]["code"] == "price_unknown"
@@ -64,8 +71,8 @@ def test_the_proxy_refuses_what_a_hard_usd_budget_cannot_price(
 
 def test_a_soft_usd_budget_lets_an_unpriced_proxy_request_through(upstream: FakeUpstream, tmp_path: Path) -> None:
     settings = fake_provider_settings(upstream.base_url, tmp_path)
-    with running_gateway(settings, *hard_usd("soft")) as (base, _):
-        answer = httpx.post(base + "/proxy/fake/v1/chat/completions", json={"messages": MESSAGES}, headers=HEADERS)
+    with student(settings, upstream, *hard_usd("soft")) as http:
+        answer = http.post("/proxy/fake/v1/chat/completions", json={"messages": MESSAGES})
     assert answer.status_code == 200
 
 
@@ -76,10 +83,8 @@ def test_a_fallback_nobody_priced_is_refused_under_a_hard_usd_budget(upstream: F
         prices={"fake/fake-model": {"input": 1, "output": 2}},
         fallbacks={"fake/fake-model": ["fake/free-model"]},
     )
-    with running_gateway(settings, *hard_usd()) as (base, _):
-        answer = httpx.post(
-            base + "/v1/chat/completions", json={"model": "fake/fake-model", "messages": MESSAGES}, headers=HEADERS
-        )
+    with student(settings, upstream, *hard_usd()) as http:
+        answer = http.post("/v1/chat/completions", json={"model": "fake/fake-model", "messages": MESSAGES})
     assert answer.status_code == 403, answer.text
     assert "free-model" in answer.json()["error"]["message"]
     assert not upstream.requests_to("/v1/chat/completions")
@@ -96,11 +101,10 @@ def test_a_hard_usd_budget_reserves_at_the_dearest_price_a_fallback_may_cost(
     )
     principal = Principal(key_id="student", is_admin=False, label="student")
     budgets = StaticBudgets({"student": BudgetSpec(usd=0.1, period="daily")})
-    with running_gateway(settings, {STUDENT: principal}, budgets) as (base, _):
-        answer = httpx.post(
-            base + "/v1/chat/completions",
+    with student(settings, upstream, {STUDENT: principal}, budgets) as http:
+        answer = http.post(
+            "/v1/chat/completions",
             json={"model": "fake/fake-model", "messages": MESSAGES, "max_tokens": 500},
-            headers=HEADERS,
         )
     assert answer.status_code == 200, answer.text
     assert upstream.requests_to("/v1/chat/completions")[0].json["max_tokens"] == 10

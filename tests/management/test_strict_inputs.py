@@ -17,9 +17,8 @@ from pydantic import BaseModel
 from anygate.management.schemas import AdminUserCreate, KeyCreate, KeyUpdate, ProbeRequest, UserCreate, UserUpdate
 from anygate.settings import ProviderConfig
 from tests.support.fake_upstream import FakeUpstream
-from tests.support.gateway import RunningGateway, fake_provider, gateway_settings, serve_gateway
-
-pytestmark = pytest.mark.sockets
+from tests.support.gateway import fake_provider, gateway_settings
+from tests.support.inprocess import InProcessGateway, inprocess_gateway
 
 # A provider body's URL: on loopback, so that nothing here ever looks up or reaches another host.
 LOOPBACK = "http://127.0.0.1:9/v1"
@@ -128,14 +127,14 @@ def wrong_values(field: Field) -> st.SearchStrategy[tuple[Any, str]]:
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream.start_in_thread() as up:
-        yield up
+def upstream() -> FakeUpstream:
+    return FakeUpstream().in_memory()
 
 
 @pytest.fixture
-def gateway(upstream: FakeUpstream) -> Iterator[RunningGateway]:
-    with serve_gateway(gateway_settings(fake_provider(upstream))) as gw:
+def gateway(upstream: FakeUpstream) -> Iterator[InProcessGateway]:
+    """In-process: every check is one request and its whole answer, which needs no socket."""
+    with inprocess_gateway(gateway_settings(fake_provider(upstream)), upstream) as gw:
         yield gw
 
 
@@ -147,7 +146,7 @@ CREDENTIAL_FIELDS = [
 ]
 
 
-def bodies(gateway: RunningGateway, upstream: FakeUpstream) -> list[Body]:
+def bodies(gateway: InProcessGateway, upstream: FakeUpstream) -> list[Body]:
     """Every management body, with a valid one to spoil."""
     with gateway.client() as admin:
         key_id = admin.post("/v1/keys", json={"alias": "target"}).json()["id"]
@@ -168,7 +167,7 @@ def bodies(gateway: RunningGateway, upstream: FakeUpstream) -> list[Body]:
     ]
 
 
-def test_a_wrong_type_in_any_field_is_a_400_naming_the_field(gateway: RunningGateway, upstream: FakeUpstream) -> None:
+def test_a_wrong_type_in_any_field_is_a_400_naming_the_field(gateway: InProcessGateway, upstream: FakeUpstream) -> None:
     routes = bodies(gateway, upstream)
     cases = st.sampled_from(routes).flatmap(
         lambda body: st.sampled_from(body.fields).flatmap(
@@ -188,7 +187,7 @@ def test_a_wrong_type_in_any_field_is_a_400_naming_the_field(gateway: RunningGat
     check()
 
 
-def test_an_unknown_field_anywhere_is_a_400_naming_it(gateway: RunningGateway, upstream: FakeUpstream) -> None:
+def test_an_unknown_field_anywhere_is_a_400_naming_it(gateway: InProcessGateway, upstream: FakeUpstream) -> None:
     routes = bodies(gateway, upstream)
     names = st.from_regex(r"[a-z][a-z_]{0,10}", fullmatch=True)
 
@@ -220,14 +219,14 @@ def test_an_unknown_field_anywhere_is_a_400_naming_it(gateway: RunningGateway, u
         ({"alias": "k", "colour": "red"}, "colour"),
     ],
 )
-def test_the_examples_from_the_contract(gateway: RunningGateway, body: dict[str, Any], param: str) -> None:
+def test_the_examples_from_the_contract(gateway: InProcessGateway, body: dict[str, Any], param: str) -> None:
     with gateway.client() as admin:
         answer = admin.post("/v1/keys", json=body)
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"]["param"] == param
 
 
-def test_a_provider_given_through_the_api_is_strict(gateway: RunningGateway) -> None:
+def test_a_provider_given_through_the_api_is_strict(gateway: InProcessGateway) -> None:
     base = {"id": "strict-two", "type": "custom", "base_url": LOOPBACK, "allow_private_network": True}
     with gateway.client() as admin:
         for field, value in (("allow_private_network", "true"), ("timeout", "30"), ("max_retries", True)):
@@ -244,7 +243,7 @@ def test_a_provider_given_through_the_api_is_strict(gateway: RunningGateway) -> 
     ],
 )
 def test_a_field_that_may_be_left_out_may_not_be_null(
-    gateway: RunningGateway, target: str, body: dict[str, Any], param: str
+    gateway: InProcessGateway, target: str, body: dict[str, Any], param: str
 ) -> None:
     with gateway.client() as admin:
         made = admin.post(f"/v1/{target}s", json={"name": "n"} if target == "user" else {"alias": "a"})

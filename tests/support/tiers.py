@@ -53,6 +53,50 @@ def guarded(method: Callable[..., Any], action: str) -> Callable[..., Any]:
     return guard
 
 
+# The longest modules, longest first (``scripts/test --durations=0`` sums them; refresh the list when a
+# module grows long or stops being so): begun first, they overlap each other, and no worker starts one of
+# them while the others run out of work.
+LONGEST_FIRST = (
+    "tests/test_drain.py",
+    "tests/cli/test_cli.py",
+    "tests/console/test_console_flows.py",
+    "tests/compat/test_openapi_conformance.py",
+    "tests/accounting/test_team_budgets.py",
+    "tests/test_readme.py",
+    "tests/test_bootstrap.py",
+    "tests/compat/test_litellm_shapes.py",
+    "tests/signin/test_signin_flow.py",
+    "tests/signin/test_signin_console.py",
+    "tests/console/test_console.py",
+    "tests/accounting/test_gateway_processes.py",
+    "tests/test_packaging.py",
+    "tests/console/test_console_real.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The order the modules run in: the longest first, then the others with a test of a marked tier,
+    then those all in memory; each module's tests together and in their order.
+
+    ``scripts/test`` hands each worker a module at a time (pytest-xdist's ``--dist loadscope``): the many
+    short in-memory modules then fill the workers' last minutes, where otherwise one worker would finish a
+    long module alone while the other waits."""
+    marked = {module_of(item) for item in items if not in_fast_tier(item)}
+    longest = {module: rank for rank, module in enumerate(LONGEST_FIRST)}
+
+    def place(item: pytest.Item) -> tuple[int, int]:
+        module = module_of(item)
+        if module in longest:
+            return (0, longest[module])
+        return (1 if module in marked else 2, 0)
+
+    items.sort(key=place)  # stable: within each place, the collection order stays
+
+
+def module_of(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
 @pytest.fixture(autouse=True)
 def fast_tier_guard(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     if not in_fast_tier(request.node):

@@ -132,7 +132,7 @@ def unavailable_view(stored: StoredProvider, reason: str | None = None) -> dict[
 
 def stored_view(state: AppState, stored: StoredProvider) -> dict[str, Any]:
     try:
-        config = ProviderConfig.model_validate(stored.config)
+        config = stored.validated()
     except ValidationError as exc:
         return unavailable_view(stored, f"invalid: {describe_errors(exc)}")
     return provider_view(state, config, bool(stored.api_key), "store")
@@ -141,7 +141,7 @@ def stored_view(state: AppState, stored: StoredProvider) -> dict[str, Any]:
 def stored_config(stored: StoredProvider) -> ProviderConfig:
     """The stored provider object, validated; a row that fails today's checks is a 409 saying how to fix it."""
     try:
-        return ProviderConfig.model_validate(stored.config)
+        return stored.validated()
     except ValidationError as exc:
         message = f"Provider '{stored.id}' as stored is invalid ({describe_errors(exc)}); correct it with PUT"
         raise Conflict(message, code="invalid_stored_provider") from None

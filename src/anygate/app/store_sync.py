@@ -217,7 +217,7 @@ class StoreSync:
         invalid: dict[str, tuple[StoredProvider, str]] = {}
         for provider in stored:
             try:
-                config = ProviderConfig.model_validate(provider.config)
+                config = provider.validated()
                 check_url(config.base_url or "", bool(config.allow_private_network))
             except (ValidationError, UnsafeURL) as exc:
                 reason = str(exc) if isinstance(exc, UnsafeURL) else describe_errors(exc)

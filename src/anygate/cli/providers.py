@@ -128,7 +128,7 @@ def readable_configs(stored: list[StoredProvider]) -> list[tuple[ProviderConfig,
     for entry in stored:
         if entry.error is None:
             try:
-                entries.append((ProviderConfig.model_validate(entry.config), entry.api_key))
+                entries.append((entry.validated(), entry.api_key))
             except ValidationError:
                 err_console_print(f"stored provider '{entry.id}' is invalid: skipped")
     return entries
@@ -195,7 +195,7 @@ def providers_list(ctx: typer.Context, config: ConfigOption = None, timeout: Tim
         if entry.id in configured:
             continue  # the file wins
         try:
-            shown = ProviderConfig.model_validate(entry.config)
+            shown = entry.validated()
         except ValidationError:
             shown = ProviderConfig.model_construct(**entry.config)
         state = f"[red]{escape(entry.error)}[/red]" if entry.error else key_state(entry.api_key, shown.auth)
@@ -475,7 +475,7 @@ def stored_provider(settings: Settings, provider_id: str) -> tuple[ProviderConfi
         err_console_print(f"no provider '{provider_id}' is configured or stored")
         raise typer.Exit(1)
     try:
-        return ProviderConfig.model_validate(stored.config), stored.api_key
+        return stored.validated(), stored.api_key
     except ValidationError as exc:
         from anygate.settings import describe_errors
 

@@ -241,11 +241,11 @@ def destination(config: ProviderConfig) -> tuple[object, ...]:
     return where
 
 
-def stored_destination(stored: dict[str, Any]) -> tuple[object, ...] | None:
+def stored_destination(stored: StoredProvider) -> tuple[object, ...] | None:
     """The destination of a provider as stored; None for a row that no longer validates (then any change
     counts as a move). Its headers and extra keys play no part in where it goes."""
     try:
-        return destination(ProviderConfig.model_validate({**stored, "headers": {}, "api_keys": []}))
+        return destination(stored.validated(headers={}, api_keys=[]))
     except ValidationError:
         return None
 
@@ -259,7 +259,7 @@ def require_secrets_on_move(
     anew with the same change, or removed; else a 400 ``api_key_required``.
     Otherwise an admin session, or whoever stole one, could send the stored key to a host of its choosing.
     A change of path alone keeps them. ``changes`` and ``api_key`` are as given, before any merge."""
-    if stored_destination(stored.config) == destination(moved):
+    if stored_destination(stored) == destination(moved):
         return
     missing = secrets_not_given(stored, changes, api_key)
     if missing:

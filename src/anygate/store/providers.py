@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
+from anygate.settings import ProviderConfig
 from anygate.store.crypto import SecretBox, SecretKeyError
 from anygate.store.database import Database
 from anygate.store.tables import provider_probes, providers, utcnow
@@ -53,6 +54,12 @@ class StoredProvider:
     @property
     def id(self) -> str:
         return str(self.config.get("id"))
+
+    def validated(self, **overrides: Any) -> ProviderConfig:
+        """The stored object as the provider it configures (``overrides`` replace fields first): the one
+        place a stored provider is validated. A row saved before a check it now fails raises pydantic's
+        ``ValidationError``; each caller says what that means for it (skipped, shown as invalid, a 409)."""
+        return ProviderConfig.model_validate({**self.config, **overrides})
 
     def readable(self) -> StoredProvider:
         """This provider, or SecretKeyError when its secrets could not be decrypted."""
