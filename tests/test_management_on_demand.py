@@ -30,7 +30,10 @@ with inprocess_gateway(gateway_settings(fake_provider(up)), up) as gw, gw.client
     print("after model requests:", loaded())
     assert client.get("/health").json() == {"status": "ok"}  # a liveness probe
     assert "anygate_requests_total" in client.get("/metrics").text  # a scrape
-    print("after /health and /metrics:", loaded())
+    with gw.client(None) as anonymous:  # a readiness probe
+        ready = anonymous.get("/health/ready")
+    assert ready.json() == {"status": "ready" if ready.status_code == 200 else "not_ready"}, ready.text
+    print("after /health, /health/ready and /metrics:", loaded())
     assert client.get("/v1/models").status_code == 200
     print("after /v1/models:", loaded())
 """
@@ -45,6 +48,6 @@ def test_model_requests_never_import_the_management_app(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "after model requests: []",
-        "after /health and /metrics: []",
+        "after /health, /health/ready and /metrics: []",
         "after /v1/models: ['anygate.api.management', 'anygate.management.schemas', 'fastapi']",
     ]

@@ -62,8 +62,13 @@ MODEL_ROUTES = {
     "/v1/messages": "messages",
 }
 HEALTH_PATH = "/health"
-SIMPLE_ROUTES = frozenset({HEALTH_PATH, "/metrics"})  # GET answered by the router, not the management app
+READY_PATH = "/health/ready"
+# GET answered by the router, not the management app (``/health/ready`` for all but the admin, whose answer
+# has the detail the management app gives)
+SIMPLE_ROUTES = frozenset({HEALTH_PATH, READY_PATH, "/metrics"})
 HEALTHY = b'{"status":"ok"}'
+READY = b'{"status":"ready"}'
+NOT_READY = b'{"status":"not_ready"}'
 JSON_TYPE = b"application/json"
 METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 PUBLIC_PATHS = frozenset(
@@ -288,7 +293,7 @@ class Router:
         if route is None and proxied is None:
             if path == COUNT_TOKENS_PATH:
                 await self._count_tokens(scope, receive, send)
-            elif path in SIMPLE_ROUTES and scope["method"] == "GET":
+            elif path in SIMPLE_ROUTES and scope["method"] == "GET" and not self._wants_detail(scope, path):
                 await self._answer_simply(scope, send, path)
             else:
                 await self._management(scope, receive, send)
@@ -318,20 +323,32 @@ class Router:
         await self.routes.count_tokens(scope, receive, send, context.principal, context.request_id)
         context.status = 200
 
+    @staticmethod
+    def _wants_detail(scope: Scope, path: str) -> bool:
+        """The admin's ``/health/ready`` names every check and provider: the management app answers it."""
+        principal = context_of(scope).principal
+        return path == READY_PATH and principal is not None and principal.is_admin
+
     async def _answer_simply(self, scope: Scope, send: Send, path: str) -> None:
-        """``GET /health`` and ``GET /metrics``, answered as the management app answers them (which still
-        documents them): a liveness probe or a Prometheus scrape never has that app made (``ManagementOnDemand``).
-        Who may read them the auth layer has decided already, as for the management app."""
+        """``GET /health``, ``/health/ready`` (naming nothing) and ``/metrics``, answered as the management app
+        answers them (which still documents them): a liveness or readiness probe or a Prometheus scrape never
+        has that app made (``ManagementOnDemand``). Who may read them the auth layer has decided already, as
+        for the management app."""
         context = context_of(scope)
+        status = 200
         if path == HEALTH_PATH:
             body, content_type = HEALTHY, JSON_TYPE
+        elif path == READY_PATH:
+            checks = await self.state.readiness.check()
+            ready = all(check == "ok" for check in checks.values())
+            body, content_type, status = (READY, JSON_TYPE, 200) if ready else (NOT_READY, JSON_TYPE, 503)
         else:
             body, content_type = self.state.metrics.render(), METRICS_TYPE
         headers = [(b"content-length", str(len(body)).encode()), (b"content-type", content_type)]
         headers += [(b"x-request-id", context.request_id.encode()), *security_headers(path)]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        context.status = 200
+        context.status = status
 
     async def _management(self, scope: Scope, receive: Receive, send: Send) -> None:
         context = context_of(scope)
