@@ -32,25 +32,16 @@ def db_upgrade(config: ConfigOption = None) -> None:
 @db_app.command("current")
 def db_current(config: ConfigOption = None) -> None:
     """The revision the database is at, and the newest this anygate ships (nothing is changed)."""
-    from anygate.store.database import Database, StoreUnavailable, safe_url, shipped_revisions
+    from anygate.store.database import StoreUnavailable, async_url, revision_at, safe_url, shipped_revisions
 
     settings = load(config)
-    database = Database(settings.resolved_database_url)
-
-    async def read() -> str | None:
-        try:
-            return await database.recorded()
-        finally:
-            await database.close()
-
     try:
-        recorded = run_async(read())
+        recorded = run_async(revision_at(settings.resolved_database_url))
     except StoreUnavailable as exc:
         fail(str(exc))
     shipped = shipped_revisions()
-    Console(soft_wrap=True).print(
-        describe_revision(safe_url(database.url), recorded, shipped), highlight=False, markup=False
-    )
+    where = safe_url(async_url(settings.resolved_database_url))
+    Console(soft_wrap=True).print(describe_revision(where, recorded, shipped), highlight=False, markup=False)
 
 
 def describe_revision(where: str, recorded: str | None, shipped: list[str]) -> str:

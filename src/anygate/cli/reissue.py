@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
-from anygate.cli.common import ConfigOption, err_console_print, load, with_store
-from anygate.cli.roster import write_private
+from anygate.cli.common import ConfigOption, load, with_store
+from anygate.cli.roster import hand_out
 from anygate.errors import NotFound
 from anygate.store.store import Store
 
@@ -54,11 +53,4 @@ def teams_reissue(
 
 
 def show(answer: dict[str, Any], out: Path | None) -> None:
-    rows = answer["data"]
-    if out is not None:
-        write_private(out, rows)
-        err_console_print(f"{answer['reissued']} keys re-issued; the new keys are in {out} (mode 0600)")
-        return
-    err_console_print(f"{answer['reissued']} keys re-issued; each new key below is shown this once")
-    for row in rows:
-        Console().print(f"{row['name']},{row['user_id']},{row['key_id']},{row['key']}", highlight=False, markup=False)
+    hand_out(answer["data"], out, f"{answer['reissued']} keys re-issued")

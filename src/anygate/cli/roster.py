@@ -74,6 +74,17 @@ def write_private(path: Path, rows: list[dict[str, Any]]) -> None:
             writer.writerow([row["name"], row["user_id"], row["key_id"], row["key"]])
 
 
+def hand_out(rows: list[dict[str, Any]], out: Path | None, summary: str) -> None:
+    """New keys, shown this once: written to ``out`` (0600), else printed as ``name,user_id,key_id,key``."""
+    if out is not None:
+        write_private(out, rows)
+        err_console_print(f"{summary}; the new keys are in {out} (mode 0600)")
+        return
+    err_console_print(f"{summary}; each key below is shown this once")
+    for row in rows:
+        Console().print(f"{row['name']},{row['user_id']},{row['key_id']},{row['key']}", highlight=False, markup=False)
+
+
 def users_import(
     roster: Annotated[Path, typer.Argument(help="CSV with a 'name' column (or names in the first column).")],
     team: Annotated[str, typer.Option("--team", help="The team to enrol them in (it must exist).")],
@@ -107,13 +118,7 @@ def users_import(
 
     answer = with_store(load(config), run)
     created = [row for row in answer["data"] if row["key"] is not None]
-    if out is not None:
-        write_private(out, created)
-        err_console_print(f"{answer['created']} created, {answer['kept']} kept; the new keys are in {out} (mode 0600)")
-        return
-    err_console_print(f"{answer['created']} created, {answer['kept']} kept; each key below is shown this once")
-    for row in created:
-        Console().print(f"{row['name']},{row['user_id']},{row['key_id']},{row['key']}", highlight=False, markup=False)
+    hand_out(created, out, f"{answer['created']} created, {answer['kept']} kept")
 
 
 def audit(

@@ -127,18 +127,10 @@ def migrate_apart(settings: Settings) -> None:
     ``anygate db upgrade`` in a process of its own: alembic and mako, imported to migrate, would otherwise stay
     in the gateway's memory (~9 MiB) for as long as it runs. A database that cannot be read is left to
     ``check_store``, which says why."""
-    from anygate.store.database import SHIPPED_HEAD, Database, StoreUnavailable
-
-    database = Database(settings.resolved_database_url)
-
-    async def read() -> str | None:
-        try:
-            return await database.recorded()
-        finally:
-            await database.close()
+    from anygate.store.database import SHIPPED_HEAD, StoreUnavailable, revision_at
 
     try:
-        if run_async(read()) == SHIPPED_HEAD:
+        if run_async(revision_at(settings.resolved_database_url)) == SHIPPED_HEAD:
             return
     except StoreUnavailable:
         return

@@ -195,6 +195,16 @@ class Database:
         await self.engine.dispose()
 
 
+async def revision_at(url: str) -> str | None:
+    """The revision the database at ``url`` is at (None: no anygate tables yet), read and let go; raises
+    StoreUnavailable when it cannot be read."""
+    database = Database(url)
+    try:
+        return await database.recorded()
+    finally:
+        await database.close()
+
+
 def alembic_config(connection: Connection | None = None) -> Config:
     from alembic.config import Config
 
