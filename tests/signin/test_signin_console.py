@@ -107,5 +107,6 @@ def test_a_user_signs_in_and_sees_no_admin_sections(page: Any, served: tuple[Loo
     sign_in_with_issuer(page, gateway, "en", "bob")
     expect(page.locator("#nav")).to_be_visible()
     expect(page.locator("#admin-badge")).to_be_hidden()
-    expect(page.locator("#nav a[data-section=keys]")).to_be_hidden()
+    expect(page.locator("#nav a[data-section=people]")).to_be_hidden()  # users and teams: an admin's
+    expect(page.locator("#nav a[data-section=keys]")).to_be_visible()  # the keys this person made, and only those
     expect(page.locator("#signed-in-as")).to_have_text("Signed in as bob@example.edu")

@@ -167,3 +167,14 @@ def test_a_person_signed_in_as_a_user_sets_what_every_key_of_the_user_falls_back
     assert user_keys.key_for(child, "p") == "sk-keys-own-key-1"  # then its maker's
     other = Principal(key_id="key_b", is_admin=False, user_id="usr_1")
     assert user_keys.key_for(other, "p") == "sk-users-own-key-1"  # then the user's, never a sibling's
+
+
+def test_revoking_a_key_drops_its_own_provider_keys(gateway) -> None:
+    with gateway.client() as http:
+        made = http.post("/v1/keys", json={"alias": "leaving"}).json()
+    with gateway.client(made["key"]) as http:
+        assert http.put("/auth/creds", json={"providers": {"owned": {"apiKey": LONG}}}).is_success
+    assert (made["id"], "owned") in gateway.app.state.caller_keys.as_dict()
+    with gateway.client() as http:
+        assert http.delete(f"/v1/keys/{made['id']}").status_code == 200
+    assert (made["id"], "owned") not in gateway.app.state.caller_keys.as_dict()

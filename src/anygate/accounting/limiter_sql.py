@@ -14,8 +14,10 @@ resets nothing either.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import replace
 from typing import Any
 
@@ -77,6 +79,12 @@ class SqlLimiter:
     def __init__(self, engine: AsyncEngine, clock: Callable[[], float] = time.time) -> None:
         self._engine = engine
         self._clock = clock
+        # SQLite has one writer at a time, and a transaction here holds the write lock across several
+        # awaits: a burst queued on SQLite's busy handler gives up after its timeout ("database is locked",
+        # a 503), so this process's transactions queue here instead, in order and without a deadline.
+        self._writer: AbstractAsyncContextManager[Any] = (
+            nullcontext() if engine.dialect.name == "postgresql" else asyncio.Lock()
+        )
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
         self._tokens = Tokens()
 
@@ -105,7 +113,7 @@ class SqlLimiter:
         now = self._clock()
         decisions: Decisions = []
         try:
-            async with self._engine.begin() as conn:
+            async with self._writer, self._engine.begin() as conn:
                 made = await self._ensure_rows(conn, holds, now)
                 await self._lock(conn, {hold.bucket for hold in holds})
                 await self._reclaim(conn, {hold.bucket for hold in holds}, now)
@@ -298,7 +306,7 @@ class SqlLimiter:
         dropped and the counters moved by what was used and what was held."""
         if not settlements:
             return
-        async with self._engine.begin() as conn:
+        async with self._writer, self._engine.begin() as conn:
             await self._lock(conn, {grant.bucket for grant, _ in settlements})
             held = await conn.execute(
                 delete(reservations)
@@ -370,7 +378,7 @@ class SqlLimiter:
 
     async def purge_expired(self) -> int:
         """Drop the counters of windows that have ended (run now and then, off the request path)."""
-        async with self._engine.begin() as conn:
+        async with self._writer, self._engine.begin() as conn:
             result = await conn.execute(delete(counters).where(counters.c.expires_at <= time.time()))
             return result.rowcount
 

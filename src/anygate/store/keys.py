@@ -122,13 +122,15 @@ class KeyStore:
         return lineage_of(record, found.get)
 
     async def revoke_key(self, key_id: str) -> KeyRecord | None:
-        """Revoke the key and every descendant (keys it made, and theirs) in one statement."""
+        """Revoke the key and every descendant (keys it made, and theirs) in one statement; their own provider
+        keys (``/auth/creds``) go with them: a revoked key never uses them again."""
         async with self.db.connect() as connection:
             await connection.execute(
                 update(api_keys)
                 .where(in_family(api_keys.c.id, key_id), api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=utcnow())
             )
+            await connection.execute(delete(credentials).where(in_family(credentials.c.owner_id, key_id)))
             await self.db.bump(connection)
         return await self.get_key(key_id)
 
@@ -243,7 +245,10 @@ class KeyStore:
                     .where(api_keys.c.id.in_(descendants_query(key_id)), api_keys.c.revoked_at.is_(None))
                     .values(revoked_at=utcnow())
                 )
-            await connection.execute(delete(credentials).where(credentials.c.owner_id == user_id))
+            owners = select(api_keys.c.id).where(api_keys.c.user_id == user_id)  # its keys' own provider keys too
+            await connection.execute(
+                delete(credentials).where((credentials.c.owner_id == user_id) | credentials.c.owner_id.in_(owners))
+            )
             await connection.execute(delete(signin_identities).where(signin_identities.c.user_id == user_id))
             await connection.execute(delete(api_keys).where(api_keys.c.user_id == user_id))
             result = await connection.execute(delete(users).where(users.c.id == user_id))
