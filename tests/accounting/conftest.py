@@ -23,6 +23,13 @@ from anygate.store.ledger_tables import metadata
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 # A database number of its own: gateways under test use anygate's default key prefix, never in db 0.
 REDIS = "redis://127.0.0.1:6379/13"
+# Every limiter backend, for tests that run on each (PostgreSQL and Redis are services).
+LIMITER_BACKENDS = [
+    "memory",
+    "sqlite",
+    pytest.param("postgres", marks=pytest.mark.services),
+    pytest.param("redis", marks=pytest.mark.services),
+]
 
 
 def run_sync(coroutine: Coroutine[Any, Any, Any]) -> Any:

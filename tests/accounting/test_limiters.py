@@ -17,17 +17,10 @@ from anygate.accounting.limiter import Claim, Grant, Hold, Limiter, MemoryLimite
 from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.store.ledger_tables import metadata
-from tests.accounting.conftest import REDIS
-
-BACKENDS = [
-    "memory",
-    "sqlite",
-    pytest.param("postgres", marks=pytest.mark.services),
-    pytest.param("redis", marks=pytest.mark.services),
-]
+from tests.accounting.conftest import LIMITER_BACKENDS, REDIS
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=LIMITER_BACKENDS)
 async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[Limiter]:
     if request.param == "memory":
         yield MemoryLimiter()

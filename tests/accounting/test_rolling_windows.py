@@ -20,7 +20,7 @@ from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.accounting.periods import SLOTS, next_reset, rolling_reset, slot_width, window_start
 from anygate.accounting.windows import LedgerWindow, bucket_name, engine_seeder, ledger_window, window_count
 from anygate.store.ledger_tables import limiter_counters, metadata, usage_ledger
-from tests.accounting.conftest import REDIS
+from tests.accounting.conftest import LIMITER_BACKENDS, REDIS
 
 HOURS = 5
 N = HOURS * 3600.0
@@ -69,15 +69,7 @@ class Rig:
         return self.limiter
 
 
-BACKENDS = [
-    "memory",
-    "sqlite",
-    pytest.param("postgres", marks=pytest.mark.services),
-    pytest.param("redis", marks=pytest.mark.services),
-]
-
-
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=LIMITER_BACKENDS)
 async def rig(request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
     clock = Clock()
     if request.param == "postgres":

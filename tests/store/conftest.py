@@ -151,6 +151,15 @@ def upstream_provider(provider_id: str, base_url: str, **fields: Any) -> dict[st
     return {"id": provider_id, "type": "custom", "base_url": base_url, "allow_private_network": True, **fields}
 
 
+def campus_gateway(
+    base_url: str, make_settings: Callable[..., Settings], serve: Callable[[Settings], InProcessGateway]
+) -> InProcessGateway:
+    """A gateway with one provider, ``campus``, with the operator's key and a price of $0: keys with hard USD
+    budgets refuse a model without a price (``price_unknown``)."""
+    provider = upstream_provider("campus", base_url, api_key="sk-upstream-key-xyz")
+    return serve(make_settings(providers=[provider], prices={"campus/*": {"input": 0, "output": 0}}))
+
+
 def require_redis() -> str:
     """The test Redis URL, or a skip (a failure under ANYGATE_TEST_REQUIRE_SERVICES=1) when it is absent."""
     try:

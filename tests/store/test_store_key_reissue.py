@@ -9,7 +9,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.store.conftest import upstream_provider
+from tests.store.conftest import campus_gateway
 from tests.support.fake_transport import FakeNetwork
 from tests.support.fake_upstream import FakeUpstream
 
@@ -24,8 +24,7 @@ def upstream(network: FakeNetwork) -> FakeUpstream:
 
 @pytest.fixture
 def gateway(upstream, make_settings, serve):  # type: ignore[no-untyped-def]
-    provider = upstream_provider("campus", upstream.base_url, api_key="sk-upstream-key-xyz")
-    return serve(make_settings(providers=[provider], prices={"campus/*": {"input": 0, "output": 0}}))
+    return campus_gateway(upstream.base_url, make_settings, serve)
 
 
 def chat(gateway, key: str) -> str:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ import pytest
 from anygate.auth import hash_key
 from anygate.store.database import Database
 from anygate.store.keys import KeyStore
-from tests.store.conftest import ADMIN_KEY, eventually, upstream_provider
+from tests.store.conftest import ADMIN_KEY, campus_gateway, eventually
 from tests.support.fake_transport import FakeNetwork
 from tests.support.fake_upstream import FakeUpstream
 
@@ -25,9 +25,7 @@ def upstream(network: FakeNetwork) -> FakeUpstream:
 
 @pytest.fixture
 def gateway(upstream, make_settings, serve):  # type: ignore[no-untyped-def]
-    provider = upstream_provider("campus", upstream.base_url, api_key="sk-upstream-key-xyz")
-    # Keys below have hard USD budgets, which refuse models without a price (price_unknown).
-    return serve(make_settings(providers=[provider], prices={"campus/*": {"input": 0, "output": 0}}))
+    return campus_gateway(upstream.base_url, make_settings, serve)
 
 
 def chat(gateway, key: str, model: str = "campus/fake-model") -> str:  # type: ignore[no-untyped-def]
