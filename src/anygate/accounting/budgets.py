@@ -10,7 +10,7 @@ Principal to its scopes.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -53,10 +53,21 @@ class Scope:
     budgets: tuple[BudgetSpec, ...] | BudgetSpec | None = ()
     limits: LimitSpec | None = None
     is_ancestor: bool = False  # a key above the caller's (see ``store.families``), not the caller's own
+    # What the accounting asks of every request's scopes, worked out once (a scope never changes):
+    counts_tokens: bool = field(init=False, repr=False, compare=False)  # a token budget or a tpm limit
+    counts_usd: bool = field(init=False, repr=False, compare=False)  # a USD budget
+    hard_tokens: bool = field(init=False, repr=False, compare=False)  # a hard token budget
+    hard_usd: bool = field(init=False, repr=False, compare=False)  # a hard USD budget
 
     def __post_init__(self) -> None:
         if not isinstance(self.budgets, tuple):
             object.__setattr__(self, "budgets", () if self.budgets is None else (self.budgets,))
+        budgets = self.all_budgets
+        tpm = self.limits is not None and self.limits.tpm is not None
+        object.__setattr__(self, "counts_tokens", tpm or any(b.tokens is not None for b in budgets))
+        object.__setattr__(self, "counts_usd", any(b.usd is not None for b in budgets))
+        object.__setattr__(self, "hard_tokens", any(b.is_hard and b.tokens is not None for b in budgets))
+        object.__setattr__(self, "hard_usd", any(b.is_hard and b.usd is not None for b in budgets))
 
     @property
     def all_budgets(self) -> tuple[BudgetSpec, ...]:

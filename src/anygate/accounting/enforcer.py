@@ -30,7 +30,7 @@ from anygate.accounting.headroom import UNIT_OF_COUNTER, Headroom, Reading, Wind
 from anygate.accounting.limiter import Claim, Grant, Hold, Limiter, MemoryLimiter, Rejection, Settling
 from anygate.accounting.periods import SLOTS, rolling_reset, seconds_until_reset, slot_width
 from anygate.accounting.unsettled import Settlement, UnsettledQueue
-from anygate.accounting.windows import bucket_name, ledger_window
+from anygate.accounting.windows import LedgerWindow, bucket_name, ledger_window
 from anygate.errors import GatewayError, QuotaExceeded, RateLimited
 
 log = logging.getLogger("anygate.accounting")
@@ -123,39 +123,67 @@ def note_readings(
             headroom.note(Reading(unit, claim.limit, left, held, resets_at, window, scope.name))
 
 
-def _rate_steps(scope: Scope, limits: LimitSpec, ask: Ask, now: float) -> list[Step]:
-    steps = []
-    next_minute = 60 - now % 60
-    if limits.concurrency is not None:
-        concurrency = limits.concurrency
+class RatePlan:
+    """What a scope's rate limits make of every request, worked out once per scope: its concurrency step
+    (the same for every request) and the names and refusals of its minute's counters."""
 
-        def too_many(_: Rejection, __: float | None) -> GatewayError:
-            return RateLimited(
-                f"Too many concurrent requests for {scope.described} (limit {concurrency})", retry_after=1
-            )
+    __slots__ = ("scope", "limits", "concurrency", "minute_prefix")
 
-        hold = Hold(f"{scope.name}:concurrency", [Claim("inflight", concurrency, 1)])
-        steps.append(Step(hold, "concurrency", scope, None, too_many))
-    claims = []
-    if limits.rpm is not None:
-        claims.append(Claim("requests", limits.rpm, 1))
-    if limits.tpm is not None:
-        claims.append(Claim("tokens", limits.tpm, ask.tokens, minimum=ask.least_tokens))
-    if claims:
+    def __init__(self, scope: Scope, limits: LimitSpec) -> None:
+        self.scope, self.limits = scope, limits
+        self.minute_prefix = f"{scope.name}:minute:"
+        self.concurrency: Step | None = None
+        if limits.concurrency is not None:
+            hold = Hold(f"{scope.name}:concurrency", [Claim("inflight", limits.concurrency, 1)])
+            self.concurrency = Step(hold, "concurrency", scope, None, self.too_many)
 
-        def per_minute(rejection: Rejection, _: float | None) -> GatewayError:
-            unit = "requests" if rejection.counter == "requests" else "tokens"
-            limit = limits.rpm if unit == "requests" else limits.tpm
-            return RateLimited(
-                f"Rate limit of {limit} {unit} per minute reached for {scope.described}", retry_after=next_minute
-            )
+    def steps(self, ask: Ask, now: float) -> list[Step]:
+        steps = [] if self.concurrency is None else [self.concurrency]
+        limits, claims = self.limits, []
+        if limits.rpm is not None:
+            claims.append(Claim("requests", limits.rpm, 1))
+        if limits.tpm is not None:
+            claims.append(Claim("tokens", limits.tpm, ask.tokens, minimum=ask.least_tokens))
+        if claims:
+            minute = now // 60
+            hold = Hold(f"{self.minute_prefix}{int(minute)}", claims, 120.0)
+            steps.append(Step(hold, "minute", self.scope, (minute + 1) * 60, self.per_minute))
+        return steps
 
-        hold = Hold(minute_bucket(scope, now), claims, 120.0)
-        steps.append(Step(hold, "minute", scope, now + next_minute, per_minute))
-    return steps
+    def too_many(self, _: Rejection, __: float | None) -> GatewayError:
+        return RateLimited(
+            f"Too many concurrent requests for {self.scope.described} (limit {self.limits.concurrency})",
+            retry_after=1,
+        )
+
+    def per_minute(self, rejection: Rejection, _: float | None) -> GatewayError:
+        unit = "requests" if rejection.counter == "requests" else "tokens"
+        limit = self.limits.rpm if unit == "requests" else self.limits.tpm
+        return RateLimited(
+            f"Rate limit of {limit} {unit} per minute reached for {self.scope.described}",
+            retry_after=60 - time.time() % 60,
+        )
 
 
-def _budget_step(scope: Scope, budget: BudgetSpec, ask: Ask, now: datetime) -> Step:
+class RatePlans:
+    """Each scope's ``RatePlan``, by the scope itself (the store makes a new one when a key or user changes,
+    and the caller's scopes are memoised: the same objects request after request)."""
+
+    LIMIT = 50_000  # plans kept: past that, the cache starts afresh
+
+    def __init__(self) -> None:
+        self._plans: dict[int, RatePlan] = {}
+
+    def of(self, scope: Scope, limits: LimitSpec) -> RatePlan:
+        plan = self._plans.get(id(scope))
+        if plan is None or plan.scope is not scope:  # an id is only reused once the scope is gone
+            if len(self._plans) >= self.LIMIT:
+                self._plans.clear()
+            plan = self._plans[id(scope)] = RatePlan(scope, limits)
+        return plan
+
+
+def _budget_step(scope: Scope, budget: BudgetSpec, ask: Ask, window: BudgetWindow) -> Step:
     claims = []
     if budget.tokens is not None:
         claims.append(Claim("tokens", budget.tokens, ask.tokens, minimum=ask.least_tokens, hard=budget.is_hard))
@@ -175,31 +203,72 @@ def _budget_step(scope: Scope, budget: BudgetSpec, ask: Ask, now: datetime) -> S
         )
     if budget.requests is not None:
         claims.append(Claim("requests", budget.requests, 1, hard=budget.is_hard))
-    reset_in = seconds_until_reset(budget.period, now)
-    slot = slot_width(budget.period)
-    if slot is not None:  # rolling: its counters live while it is used, and two slots more
-        window: float | None = slot * (SLOTS + 2)
-    else:
-        window = None if reset_in is None else reset_in + 3600
-    seed_from = ledger_window(scope.kind, scope.id, budget.period, now)
-    resets_at = None if reset_in is None else now.timestamp() + reset_in
+    resets_at = window.resets_at
 
     def used_up(rejection: Rejection, grows_in: float | None) -> GatewayError:
         what = {"tokens": "token", "usd": "USD", "requests": "request"}.get(rejection.counter, rejection.counter)
         period = "" if budget.period == "none" else f"{budget.period} "
-        retry_after = NEVER_RESETS_RETRY_AFTER if reset_in is None else (grows_in or reset_in)
+        if resets_at is None:
+            retry_after: float = NEVER_RESETS_RETRY_AFTER
+        else:
+            retry_after = grows_in or max(0.0, resets_at - time.time())
         return QuotaExceeded(f"The {period}{what} budget of {scope.described} is used up", retry_after=retry_after)
 
-    hold = Hold(budget_bucket(scope, budget, now), claims, window, seed_from, slot)
+    hold = Hold(window.bucket, claims, window.lifetime, window.seed_from, window.slot)
     return Step(hold, "budget", scope, resets_at, used_up)
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetWindow:
+    """One budget's window as it stands until ``turns_at`` (UNIX time): its bucket, how long the bucket
+    lives, the ledger rows it starts from, a rolling window's slot width, and when it resets (None:
+    never). Worked out from the calendar once a window, not once a request (``BudgetWindows``)."""
+
+    bucket: str
+    lifetime: float | None
+    seed_from: LedgerWindow
+    slot: float | None
+    resets_at: float | None
+    turns_at: float
+
+
+def budget_window(scope: Scope, budget: BudgetSpec, now: float) -> BudgetWindow:
+    """The window of ``budget`` holding ``now``. A calendar window turns when it resets; a rolling window's
+    bucket stays, but what it counts (and when it next grows) moves at every slot boundary."""
+    moment = datetime.fromtimestamp(now, UTC)
+    reset_in = seconds_until_reset(budget.period, moment)
+    slot = slot_width(budget.period)
+    if slot is not None:  # rolling: its counters live while it is used, and two slots more
+        lifetime: float | None = slot * (SLOTS + 2)
+    else:
+        lifetime = None if reset_in is None else reset_in + 3600
+    resets_at = None if reset_in is None else now + reset_in
+    seed_from = ledger_window(scope.kind, scope.id, budget.period, moment)
+    turns_at = math.inf if resets_at is None else resets_at
+    return BudgetWindow(budget_bucket(scope, budget, moment), lifetime, seed_from, slot, resets_at, turns_at)
+
+
+class BudgetWindows:
+    """Each budget's current window, kept until it turns: a request's budget steps then cost no calendar
+    arithmetic. Keyed by scope and period (a scope has at most one budget per window)."""
+
+    LIMIT = 50_000  # windows kept: past that (as many budgets in use at once), the cache starts afresh
+
+    def __init__(self) -> None:
+        self._windows: dict[tuple[str, str, str], BudgetWindow] = {}
+
+    def current(self, scope: Scope, budget: BudgetSpec, now: float) -> BudgetWindow:
+        key = (scope.kind, scope.id, budget.period)
+        window = self._windows.get(key)
+        if window is None or now >= window.turns_at:
+            if len(self._windows) >= self.LIMIT:
+                self._windows.clear()
+            window = self._windows[key] = budget_window(scope, budget, now)
+        return window
 
 
 def budget_bucket(scope: Scope, budget: BudgetSpec, now: datetime) -> str:
     return bucket_name(scope.kind, scope.id, budget.period, now)
-
-
-def minute_bucket(scope: Scope, now: float) -> str:
-    return f"{scope.name}:minute:{int(now // 60)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +289,8 @@ class Enforcer:
         # The in-process limiter decides without I/O: called directly, not through a coroutine each time.
         self._memory = limiter if isinstance(limiter, MemoryLimiter) else None
         self.unsettled = UnsettledQueue()  # what the limiter could not settle yet
+        self.windows = BudgetWindows()
+        self.rates = RatePlans()
 
     async def admit(self, scopes: Sequence[Scope], ask: Ask) -> Admission:
         admission = Admission()
@@ -281,10 +352,17 @@ class Enforcer:
         """Every bucket of the request, in order: each scope's rate limits, then each scope's budgets."""
         now = time.time()
         steps = [
-            step for scope in scopes if scope.limits is not None for step in _rate_steps(scope, scope.limits, ask, now)
+            step
+            for scope in scopes
+            if scope.limits is not None
+            for step in self.rates.of(scope, scope.limits).steps(ask, now)
         ]
-        moment = datetime.fromtimestamp(now, UTC)
-        steps += [_budget_step(scope, budget, ask, moment) for scope in scopes for budget in scope.all_budgets]
+        windows = self.windows
+        steps += [
+            _budget_step(scope, budget, ask, windows.current(scope, budget, now))
+            for scope in scopes
+            for budget in scope.all_budgets
+        ]
         return steps
 
     @staticmethod

@@ -26,6 +26,9 @@ Unit = Literal["requests", "tokens", "usd"]
 UNITS: tuple[Unit, ...] = ("requests", "tokens", "usd")
 UNIT_OF_COUNTER: Mapping[str, Unit] = {unit: unit for unit in UNITS}  # the limiter's counters of each unit
 Window = Literal["minute", "budget"]
+HEADER_NAMES: Mapping[Unit, tuple[str, str, str]] = {
+    unit: (f"x-ratelimit-limit-{unit}", f"x-ratelimit-remaining-{unit}", f"x-ratelimit-reset-{unit}") for unit in UNITS
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,16 +66,8 @@ class Headroom:
     def left(self, reading: Reading) -> float:
         return reading.left + reading.held if self.given_back else reading.left
 
-    def tightest(self, unit: Unit) -> Reading | None:
-        """The reading of ``unit`` with the least left (on a tie, the later reset: the one that binds longer),
-        or None."""
-        found: Reading | None = None
-        for reading in self.readings:
-            if reading.unit == unit and (found is None or self._binds_more(reading, found)):
-                found = reading
-        return found
-
     def _binds_more(self, reading: Reading, other: Reading) -> bool:
+        """Whether ``reading`` has less left than ``other`` (on a tie, the later reset: it binds longer)."""
         left, other_left = self.left(reading), self.left(other)
         return left < other_left or (left == other_left and resets_in(reading) > resets_in(other))
 
@@ -80,16 +75,22 @@ class Headroom:
         """The ``x-ratelimit-*`` headers of every unit something limits (none: an empty list)."""
         if not self.readings:
             return []
+        tightest: dict[Unit, Reading] = {}  # one pass: the reading of each unit that binds most
+        for reading in self.readings:
+            found = tightest.get(reading.unit)
+            if found is None or self._binds_more(reading, found):
+                tightest[reading.unit] = reading
         now = time.time() if now is None else now
         headers: list[tuple[str, str]] = []
         for unit in UNITS:
-            reading = self.tightest(unit)
-            if reading is None:
+            binding = tightest.get(unit)
+            if binding is None:
                 continue
-            headers.append((f"x-ratelimit-limit-{unit}", amount(unit, reading.limit)))
-            headers.append((f"x-ratelimit-remaining-{unit}", amount(unit, max(0.0, self.left(reading)))))
-            if reading.resets_at is not None:
-                headers.append((f"x-ratelimit-reset-{unit}", duration(reading.resets_at - now)))
+            limit, remaining, reset = HEADER_NAMES[unit]
+            headers.append((limit, amount(unit, binding.limit)))
+            headers.append((remaining, amount(unit, max(0.0, self.left(binding)))))
+            if binding.resets_at is not None:
+                headers.append((reset, duration(binding.resets_at - now)))
         return headers
 
     def budgets_after(self, charged: Mapping[str, float]) -> Iterator[tuple[str, Unit, float]]:

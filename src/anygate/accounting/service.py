@@ -201,11 +201,7 @@ class Ticket:
 
 def estimates_prompt(scopes: Sequence[Scope]) -> bool:
     """Whether reserving for these scopes counts the prompt's tokens (a token or USD budget, a tpm limit)."""
-    return any(
-        any(b.tokens is not None or b.usd is not None for b in s.all_budgets)
-        or (s.limits is not None and s.limits.tpm is not None)
-        for s in scopes
-    )
+    return any(s.counts_tokens or s.counts_usd for s in scopes)
 
 
 # Responses members that make the upstream read input it stored: nothing here can see (or reserve) it.
@@ -221,9 +217,7 @@ def refuse_stored_input(route: str, payload: dict[str, Any], scopes: Sequence[Sc
     member = next((name for name in STORED_INPUT_MEMBERS if payload.get(name) is not None), None)
     if member is None:
         return
-    hard = next(
-        (s for s in scopes for b in s.all_budgets if b.is_hard and (b.tokens is not None or b.usd is not None)), None
-    )
+    hard = next((s for s in scopes if s.hard_tokens or s.hard_usd), None)
     if hard is not None:
         raise InvalidRequest(
             f"'{member}' makes the upstream read input it stored, which anygate cannot see or reserve, and "
@@ -236,11 +230,7 @@ def refuse_stored_input(route: str, payload: dict[str, Any], scopes: Sequence[Sc
 def holds_output(scopes: Sequence[Scope], ask: Ask) -> bool:
     """Whether a hard budget holds what the request generates (its tokens, or its USD when anygate pays):
     then the upstream is told the limit, whatever the client sent."""
-    return any(
-        b.is_hard and (b.tokens is not None or (b.usd is not None and ask.counts_usd))
-        for s in scopes
-        for b in s.all_budgets
-    )
+    return any(s.hard_tokens or (s.hard_usd and ask.counts_usd) for s in scopes)
 
 
 def generation(row: UsageRow, exchange: Exchange, ticket: Ticket | None) -> Generation:
@@ -356,13 +346,11 @@ class Accounting:
         targets: Sequence[ModelRef],
         billed_tool: str | None = None,
     ) -> Ask:
-        counts_tokens = any(
-            any(b.tokens is not None for b in s.all_budgets) or (s.limits is not None and s.limits.tpm) for s in scopes
-        )
+        counts_tokens = any(s.counts_tokens for s in scopes)
         prompt = estimate_prompt(self.tokenizer, payload, exchange.requested_model) if counts_tokens else 0
         output = wanted.reserved if route in OUTPUT_LIMIT_FIELDS else 0
         outputs = wanted.outputs
-        usd_budgets = [s for s in scopes if any(b.usd is not None for b in s.all_budgets)]
+        usd_budgets = [s for s in scopes if s.counts_usd]
         if not targets or not usd_budgets:
             return Ask(prompt, output, outputs=outputs)
         paid = [t for t in targets if not self.is_byok(exchange.principal, t.provider_id)]
@@ -393,7 +381,7 @@ class Accounting:
 
     def refuse_unpriced_model(self, route: str, provider_id: str, model: str, usd_budgets: Sequence[Scope]) -> None:
         """A hard USD budget cannot hold a request whose cost is unknown: refuse it, unless allowed."""
-        hard = next((s for s in usd_budgets if any(b.usd is not None and b.is_hard for b in s.all_budgets)), None)
+        hard = next((s for s in usd_budgets if s.hard_usd), None)
         if hard is None or not self.refuse_unpriced or route not in PRICED_ROUTES:
             return
         if not model:
@@ -410,7 +398,7 @@ class Accounting:
     def refuse_billed_tool(self, member: str, usd_budgets: Sequence[Scope]) -> None:
         """A tool the upstream bills by the call costs what no price here knows: a hard USD budget cannot
         hold it (unless unpriced requests are let through)."""
-        hard = next((s for s in usd_budgets if any(b.usd is not None and b.is_hard for b in s.all_budgets)), None)
+        hard = next((s for s in usd_budgets if s.hard_usd), None)
         if hard is None or not self.refuse_unpriced:
             return
         raise PriceUnknown(
