@@ -149,6 +149,8 @@ def per_million(value: Decimal | TieredPrices | None) -> float | None:
 
 def usd_text(cost: float) -> str:
     """A cost as a plain decimal string (``0.000123``): never an exponent, to the nearest 1e-12 USD."""
+    if -1000 < cost < 1000:  # 15 digits at most: the fixed-point form is exact, and a request's cost is here
+        return f"{cost:.12f}".rstrip("0").rstrip(".")
     return format(Decimal(repr(round(cost, 12))).normalize(), "f")
 
 
