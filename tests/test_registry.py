@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from anygate.errors import ModelNotFound
+from anygate.management.provider_view import routed_view
 from anygate.models import Target
 from anygate.registry import ProviderRegistry
 from anygate.transport.aiohttp_transport import AiohttpTransport
@@ -85,9 +86,9 @@ async def test_disabled_providers_are_not_run(up: FakeUpstream, pool: AiohttpTra
     assert registry.find("off") is None
 
 
-async def test_describe_never_shows_a_secret(up: FakeUpstream, pool: AiohttpTransport) -> None:
+async def test_the_listed_view_never_shows_a_secret(up: FakeUpstream, pool: AiohttpTransport) -> None:
     registry = ProviderRegistry(gateway_settings(fake_provider(up, headers={"X-Secret-Header": "hdr-secret"})), pool)
-    view = registry.describe(registry.get("fake"))
+    view = routed_view(registry, registry.get("fake"))
     assert "sk-fake" not in repr(view) and "hdr-secret" not in repr(view)
 
 

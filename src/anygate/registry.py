@@ -262,36 +262,6 @@ class ProviderRegistry:
         results = await asyncio.gather(*(self.health_check(r) for r in runtimes))
         return list(zip(runtimes, results, strict=True))
 
-    def describe(self, runtime: ProviderRuntime) -> dict[str, Any]:
-        """The public view of a provider: never a secret. ``provider_type`` and ``api_base`` repeat ``type``
-        and ``base_url`` under seed 002's names."""
-        config = runtime.config
-        view: dict[str, Any] = {
-            "id": runtime.id,
-            "name": config.name,
-            "type": config.type,
-            "provider_type": config.type,
-            "base_url": runtime.client.base_url,
-            "api_base": runtime.client.base_url,
-            "configured": runtime.client.is_configured,
-            "auth": config.auth,
-            "key_set": runtime.client.has_key,
-            "healthy": runtime.health.healthy if runtime.health else None,
-            "default": runtime.id == self.index.default_provider,
-            "models": runtime.models or [],
-            "models_source": runtime.models_source,
-            "origin": runtime.origin,
-        }
-        if config.default_model:
-            view["default_model"] = config.default_model
-        if runtime.discovery_error:
-            view["discovery_error"] = runtime.discovery_error
-        if runtime.quota is not None:
-            view["quota"] = runtime.quota
-        if runtime.capabilities is not None:
-            view["capabilities"] = runtime.capabilities
-        return view
-
 
 def _headers_for(config: ProviderConfig, key: str | None) -> Mapping[str, str]:
     from anygate.upstream import auth_headers

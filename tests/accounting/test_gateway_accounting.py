@@ -18,6 +18,7 @@ import pytest
 
 from anygate.accounting.budgets import BudgetSpec, LimitSpec, StaticBudgets
 from anygate.auth import Principal
+from anygate.management.provider_view import routed_view
 from anygate.settings import QuotaConfig
 from tests.accounting.gateway import ADMIN_KEY, eventually, fake_provider_settings, running_gateway
 from tests.support.fake_upstream import FakeUpstream, Reply, Usage, priced_model
@@ -459,7 +460,7 @@ def test_upstream_quota_is_polled_into_providers_and_metrics(upstream: FakeUpstr
         quota: dict[str, Any] | None = None
         for _ in range(100):  # the first poll runs as the gateway starts
             # What /v1/providers shows for each provider (the route itself is the lead's, tested there).
-            quota = registry.describe(registry.runtimes["fake"]).get("quota")
+            quota = routed_view(registry, registry.runtimes["fake"]).get("quota")
             if quota:
                 break
             asyncio.run(asyncio.sleep(0.05))

@@ -252,7 +252,7 @@ CLOUDFLARE_TOKEN = "cf-aig-token-0123456789"
 
 def test_a_via_gateway_token_is_encrypted_at_rest_and_kept_when_sent_back_masked(make_settings, database_url) -> None:
     """``via.cloudflare.token`` is a credential like the provider key: sealed with the other secrets."""
-    from anygate.api.routes_providers import via_view
+    from anygate.management.provider_view import via_view
     from anygate.management.providers import merge_provider
     from anygate.settings import ProviderConfig
 

@@ -10,9 +10,9 @@ from fastapi.responses import JSONResponse, RedirectResponse
 
 from anygate.accounting.pricing import MILLION, Price
 from anygate.api.deps import AdminDep, CallerDep, OptionalCallerDep, StateDep
-from anygate.api.routes_providers import unavailable_view
 from anygate.auth import Principal
 from anygate.errors import ModelNotFound, NotFound, ServiceUnavailable
+from anygate.management.provider_view import routed_view, unavailable_view
 from anygate.registry import ProviderRegistry
 from anygate.wire.anthropic_models import anthropic_model_info, anthropic_model_list
 
@@ -123,7 +123,7 @@ async def get_model(
 async def list_providers(state: StateDep, caller: CallerDep) -> dict[str, Any]:
     registry = state.registry
     data = [
-        {**registry.describe(r), "read_only": r.origin != "store", "routing": state.health.provider_health(r.id)}
+        routed_view(registry, r, state.health.provider_health(r.id))
         for r in registry.runtimes.values()
         if caller.may_use_provider(r.id)
     ]

@@ -15,10 +15,10 @@ from anygate.api.deps import AdminDep, JsonBody, StateDep
 from anygate.api.openapi import request_body
 from anygate.api.state import AppState
 from anygate.errors import Conflict, InvalidRequest, NotFound
+from anygate.management.provider_view import configured_view, stored_view, unavailable_view
 from anygate.management.providers import (
     MASK,
     checked,
-    is_secret_header,
     merge_provider,
     reject_kept_key,
     require_secrets_on_move,
@@ -31,111 +31,6 @@ from anygate.settings import ProviderConfig, describe_errors
 from anygate.store.providers import KEEP, DuplicateProvider, StoredProvider
 
 router = APIRouter(tags=["providers"])
-
-
-def provider_view(state: AppState, config: ProviderConfig, has_key: bool, origin: str) -> dict[str, Any]:
-    """The management view of a provider: its settings, with ``api_key``, each ``api_keys`` entry and
-    credential-like headers as ``"***"``."""
-    runtime = state.registry.find(config.id)
-    live = state.registry.describe(runtime) if runtime is not None and runtime.origin == origin else {}
-    view: dict[str, Any] = {
-        "id": config.id,
-        "name": config.name,
-        "type": config.type,
-        "provider_type": config.type,
-        "base_url": config.base_url,
-        "api_base": config.base_url,
-        "configured": has_key or config.auth == "none",
-        "key_set": has_key and config.auth != "none",
-        "healthy": None,
-        "default": False,
-        "models": list(config.models),
-        **live,
-        "origin": origin,
-        "read_only": origin != "store",
-        "api_key": MASK if has_key else None,
-        "api_keys": [MASK] * len(config.api_keys),
-        "auth": config.auth,
-        "headers": {name: MASK if is_secret_header(name) else value for name, value in configured_headers(config)},
-        "allow_private_network": config.allow_private_network,
-        "timeout": config.timeout,
-        "timeouts": config.timeouts.model_dump(),
-        "max_retries": config.max_retries,
-        "weight": config.weight,
-        "priority": config.priority,
-        "default_model": config.default_model,
-        "proxy_endpoints": config.proxy_endpoints,
-        "enabled": config.enabled,
-        "quota": config.quota.model_dump() if config.quota else None,
-        "stream_usage": config.stream_usage,
-        "api": config.api,
-        "responses": config.responses,
-        "prices": {model: price.model_dump(exclude_none=True) for model, price in config.prices.items()},
-        "via": via_view(config),
-        "cloudflare_access": access_view(config),
-        "proxy": proxy_view(config),
-    }
-    return view
-
-
-def configured_headers(config: ProviderConfig) -> list[tuple[str, str]]:
-    """The headers the provider was given, without those ``via`` and ``cloudflare_access`` add (shown there)."""
-    added = {"cf-access-client-id", "cf-access-client-secret"} if config.cloudflare_access is not None else set()
-    if config.via is not None and config.via.cloudflare.token is not None:
-        added.add("cf-aig-authorization")
-    return [(name, value) for name, value in config.headers.items() if name.lower() not in added]
-
-
-def access_view(config: ProviderConfig) -> dict[str, Any] | None:
-    """The Cloudflare Access service token: its id, its secret masked."""
-    access = config.cloudflare_access
-    return None if access is None else {"client_id": access.client_id, "client_secret": MASK}
-
-
-def proxy_view(config: ProviderConfig) -> dict[str, Any] | None:
-    """The provider's own egress proxy: its URL (credentials never in it) and headers, credentials masked."""
-    proxy = config.proxy
-    if proxy is None:
-        return None
-    return {"url": proxy.url, "headers": {n: MASK if is_secret_header(n) else v for n, v in proxy.headers.items()}}
-
-
-def via_view(config: ProviderConfig) -> dict[str, Any] | None:
-    """The gateway a provider goes through, with its token masked."""
-    if config.via is None:
-        return None
-    cloudflare = config.via.cloudflare
-    token = MASK if cloudflare.token is not None else None
-    return {"cloudflare": {"account_id": cloudflare.account_id, "gateway_id": cloudflare.gateway_id, "token": token}}
-
-
-def unavailable_view(stored: StoredProvider, reason: str | None = None) -> dict[str, Any]:
-    """A stored provider out of routing, and why: its secrets cannot be decrypted here, or (``reason``)
-    it fails a check added since it was saved."""
-    config = stored.config
-    return {
-        "id": stored.id,
-        "name": config.get("name"),
-        "type": config.get("type"),
-        "provider_type": config.get("type"),
-        "base_url": config.get("base_url"),
-        "api_base": config.get("base_url"),
-        "configured": False,
-        "healthy": False,
-        "default": False,
-        "models": [],
-        "origin": "store",
-        "read_only": False,
-        "unavailable": reason or stored.error,
-    }
-
-
-def stored_view(state: AppState, stored: StoredProvider) -> dict[str, Any]:
-    try:
-        config = stored.validated()
-    except ValidationError as exc:
-        return unavailable_view(stored, f"invalid: {describe_errors(exc)}")
-    return provider_view(state, config, bool(stored.api_key), "store")
 
 
 def stored_config(stored: StoredProvider) -> ProviderConfig:
@@ -171,7 +66,7 @@ async def create_provider(body: JsonBody, state: StateDep, caller: AdminDep) -> 
     except DuplicateProvider:
         raise Conflict(f"Provider '{config.id}' already exists", param="id", code="duplicate_provider") from None
     await state.store_changed()
-    view = provider_view(state, config, isinstance(api_key, str) and bool(api_key), "store")
+    view = configured_view(state.registry, config, isinstance(api_key, str) and bool(api_key), "store")
     await state.audit.record(caller, "provider.create", "provider", config.id, None, view)
     return view
 
@@ -180,13 +75,13 @@ async def create_provider(body: JsonBody, state: StateDep, caller: AdminDep) -> 
 async def get_provider(provider_id: str, state: StateDep, _: AdminDep) -> dict[str, Any]:
     runtime = state.registry.find(provider_id)
     if runtime is not None and runtime.origin != "store":
-        return provider_view(state, runtime.config, runtime.client.is_configured, runtime.origin)
+        return configured_view(state.registry, runtime.config, runtime.client.is_configured, runtime.origin)
     stored = await state.store.providers.get(provider_id)
     if stored is None:
         raise NotFound(f"Unknown provider '{provider_id}'", code="provider_not_found")
     if stored.problem is not None:
         return unavailable_view(stored)
-    return stored_view(state, stored)
+    return stored_view(state.registry, stored)
 
 
 @router.put("/v1/providers/{provider_id}", openapi_extra=request_body("ProviderUpdate"))
@@ -208,11 +103,11 @@ async def update_provider(provider_id: str, body: JsonBody, state: StateDep, cal
     require_secrets_on_move(stored, changes, api_key, config)
     if api_key in (MASK, ""):
         api_key = KEEP
-    before = stored_view(state, found)
+    before = stored_view(state.registry, found)
     await store.providers.update(spec, api_key)
     await state.store_changed()
     has_key = bool(stored.api_key) if api_key is KEEP else bool(api_key)
-    view = provider_view(state, config, has_key, "store")
+    view = configured_view(state.registry, config, has_key, "store")
     await state.audit.record(caller, "provider.update", "provider", provider_id, before, view)
     return view
 
@@ -221,7 +116,7 @@ async def update_provider(provider_id: str, body: JsonBody, state: StateDep, cal
 async def delete_provider(provider_id: str, state: StateDep, caller: AdminDep) -> dict[str, Any]:
     reject_read_only(state, provider_id)
     found = await state.store.providers.get(provider_id)
-    before = stored_view(state, found) if found is not None and found.problem is None else {"id": provider_id}
+    before = stored_view(state.registry, found) if found is not None and found.problem is None else {"id": provider_id}
     if not await state.store.providers.delete(provider_id):
         raise NotFound(f"Unknown provider '{provider_id}'", code="provider_not_found")
     await state.store_changed()

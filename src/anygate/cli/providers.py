@@ -105,6 +105,7 @@ def read_running_gateway(settings: Settings, timeout: float) -> list[dict[str, A
 def discover_here(settings: Settings, stored: list[StoredProvider], timeout: float) -> list[dict[str, Any]]:
     """Every provider's list, discovered now from this machine (each given ``timeout`` seconds), in the shape
     of the gateway's ``/v1/providers``."""
+    from anygate.management.provider_view import routed_view
     from anygate.registry import ProviderRegistry
     from anygate.transport.aiohttp_transport import AiohttpTransport
 
@@ -117,7 +118,7 @@ def discover_here(settings: Settings, stored: list[StoredProvider], timeout: flo
                 await discover_showing_progress(registry, describe, timeout)
         finally:
             await transport.aclose()
-        return [registry.describe(runtime) for runtime in registry.runtimes.values()]
+        return [routed_view(registry, runtime) for runtime in registry.runtimes.values()]
 
     described: list[dict[str, Any]] = run_async(discover())
     return described
