@@ -183,7 +183,7 @@ class RatePlans:
         return plan
 
 
-def _budget_step(scope: Scope, budget: BudgetSpec, ask: Ask, window: BudgetWindow) -> Step:
+def _budget_step(scope: Scope, budget: BudgetSpec, ask: Ask, window: BudgetWindow, now: float) -> Step:
     claims = []
     if budget.tokens is not None:
         claims.append(Claim("tokens", budget.tokens, ask.tokens, minimum=ask.least_tokens, hard=budget.is_hard))
@@ -214,22 +214,28 @@ def _budget_step(scope: Scope, budget: BudgetSpec, ask: Ask, window: BudgetWindo
             retry_after = grows_in or max(0.0, resets_at - time.time())
         return QuotaExceeded(f"The {period}{what} budget of {scope.described} is used up", retry_after=retry_after)
 
-    hold = Hold(window.bucket, claims, window.lifetime, window.seed_from, window.slot)
+    hold = Hold(window.bucket, claims, window.lifetime(now), window.seed_from, window.slot)
     return Step(hold, "budget", scope, resets_at, used_up)
 
 
 @dataclass(frozen=True, slots=True)
 class BudgetWindow:
-    """One budget's window as it stands until ``turns_at`` (UNIX time): its bucket, how long the bucket
-    lives, the ledger rows it starts from, a rolling window's slot width, and when it resets (None:
-    never). Worked out from the calendar once a window, not once a request (``BudgetWindows``)."""
+    """One budget's window as it stands until ``turns_at`` (UNIX time): its bucket, the ledger rows it
+    starts from, a rolling window's slot width, and when it resets (None: never). Worked out from the
+    calendar once a window, not once a request (``BudgetWindows``)."""
 
     bucket: str
-    lifetime: float | None
     seed_from: LedgerWindow
     slot: float | None
     resets_at: float | None
     turns_at: float
+
+    def lifetime(self, now: float) -> float | None:
+        """Seconds the bucket lives from ``now``: a calendar window's until an hour past its reset; a rolling
+        one's while it is used, and two slots more; None: forever."""
+        if self.slot is not None:
+            return self.slot * (SLOTS + 2)
+        return None if self.resets_at is None else self.resets_at - now + 3600
 
 
 def budget_window(scope: Scope, budget: BudgetSpec, now: float) -> BudgetWindow:
@@ -237,15 +243,11 @@ def budget_window(scope: Scope, budget: BudgetSpec, now: float) -> BudgetWindow:
     bucket stays, but what it counts (and when it next grows) moves at every slot boundary."""
     moment = datetime.fromtimestamp(now, UTC)
     reset_in = seconds_until_reset(budget.period, moment)
-    slot = slot_width(budget.period)
-    if slot is not None:  # rolling: its counters live while it is used, and two slots more
-        lifetime: float | None = slot * (SLOTS + 2)
-    else:
-        lifetime = None if reset_in is None else reset_in + 3600
     resets_at = None if reset_in is None else now + reset_in
     seed_from = ledger_window(scope.kind, scope.id, budget.period, moment)
     turns_at = math.inf if resets_at is None else resets_at
-    return BudgetWindow(budget_bucket(scope, budget, moment), lifetime, seed_from, slot, resets_at, turns_at)
+    bucket = budget_bucket(scope, budget, moment)
+    return BudgetWindow(bucket, seed_from, slot_width(budget.period), resets_at, turns_at)
 
 
 class BudgetWindows:
@@ -359,7 +361,7 @@ class Enforcer:
         ]
         windows = self.windows
         steps += [
-            _budget_step(scope, budget, ask, windows.current(scope, budget, now))
+            _budget_step(scope, budget, ask, windows.current(scope, budget, now), now)
             for scope in scopes
             for budget in scope.all_budgets
         ]
