@@ -58,3 +58,26 @@ def test_a_team_member_reads_only_its_own_keys_rows_of_the_team(gw: InProcessGat
     assert rows(gw, carol["key"], "/team/info") == {carol["id"]}
     assert rows(gw, ta["key"], "/team/info") == {carol["id"], dave["id"], ta["id"]}
     assert rows(gw, None, "/team/info?team_id=comp318") == {carol["id"], dave["id"], ta["id"]}
+
+
+def members(gw: InProcessGateway, key: str | None) -> tuple[set[str], set[str]]:
+    """The user ids ``/team/info`` names: in ``members_with_roles`` and in ``team_memberships``."""
+    with gw.client(key) if key else gw.client() as http:
+        answer = http.get("/team/info?team_id=comp318")
+    assert answer.status_code == 200, answer.text
+    info = answer.json()
+    listed = {member["user_id"] for member in info["team_info"]["members_with_roles"]}
+    return listed, {membership["user_id"] for membership in info["team_memberships"]}
+
+
+def test_a_team_member_learns_no_other_members_id(gw: InProcessGateway) -> None:
+    made(gw, "/v1/teams", {"id": "comp318", "name": "COMP318"})
+    carol_user = made(gw, "/v1/users", {"name": "carol", "team_id": "comp318"})
+    dave_user = made(gw, "/v1/users", {"name": "dave", "team_id": "comp318"})
+    ta_user = made(gw, "/v1/users", {"name": "ta", "team_id": "comp318"})
+    carol = made(gw, "/v1/keys", {"alias": "carol", "user_id": carol_user["id"]})
+    ta = made(gw, "/v1/keys", {"alias": "ta", "user_id": ta_user["id"], "role": "team_admin"})
+    everyone = {carol_user["id"], dave_user["id"], ta_user["id"]}
+    assert members(gw, carol["key"]) == ({carol_user["id"]}, {carol_user["id"]})
+    assert members(gw, ta["key"]) == (everyone, everyone)
+    assert members(gw, None) == (everyone, everyone)

@@ -4,7 +4,7 @@ GET /key/info[?key=]         a key: the caller's, or the one named (admins: any;
 GET /user/info[?user_id=]    a user and its keys (admins: any, or every key; others: their own user, and the
                              rows of the keys they manage only)
 GET /team/info[?team_id=]    a team, its members and its keys (admins: any; the team's admin: its team; others:
-                             their own team, and the rows of the keys they manage only)
+                             their own team, themselves as its only member, and the rows of the keys they manage)
 
 ``?key=`` names a key by its secret (``sk-ag-...``), its SHA-256 (LiteLLM's clients send the hash) or
 its anygate id (``key_...``). Someone else's key is 403 for a non-admin whether it exists or not.
@@ -165,4 +165,12 @@ async def team_info(
     scope = Scope("team", team.id, budget_specs(team.budgets), limit_spec(team.limits))
     usd = standing.least_left(await standing.budgets_of(accounting, ledger.engine, [scope], "usd", datetime.now(UTC)))
     allowance = usd.allowance if usd is not None else Allowance()
-    return json_response(litellm.team_answer(team, [m.id for m in members], spend, allowance, rows))
+    return json_response(litellm.team_answer(team, shown_members(caller, members), spend, allowance, rows))
+
+
+def shown_members(caller: Principal, members: list[UserRecord]) -> list[str]:
+    """The members whose ids ``caller`` may read: all for an admin or the team's admin; for anyone else, its
+    own user only (a course's students do not learn each other's ids)."""
+    if caller.is_admin or caller.is_team_admin:
+        return [member.id for member in members]
+    return [member.id for member in members if member.id == caller.user_id]
