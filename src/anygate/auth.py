@@ -24,9 +24,12 @@ CREDENTIAL_HEADERS = (b"authorization", b"x-api-key", b"api-key")
 SESSION_PREFIX = "session:"
 
 
+BudgetMode = Literal["hard", "soft"]
+
+
 @dataclass(frozen=True, slots=True)
 class Budget:
-    """A spend budget as stored on a key, a user or a team (enforced by accounting, not here).
+    """A spend budget of a key, a user or a team: as stored, and as the accounting enforces it.
 
     ``None`` for ``tokens``, ``usd`` or ``requests`` means unlimited in that unit. ``period`` is the
     window: ``daily | weekly | monthly | none`` or ``<N>h`` (``accounting.periods``).
@@ -35,8 +38,12 @@ class Budget:
     tokens: int | None = None
     usd: float | None = None
     period: str = "none"
-    mode: Literal["hard", "soft"] = "hard"
+    mode: BudgetMode = "hard"
     requests: int | None = None
+
+    @property
+    def is_hard(self) -> bool:
+        return self.mode == "hard"
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from anygate.accounting import reports
-from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope, StaticBudgets, budget_spec, scopes_of
+from anygate.accounting.budgets import Scope, StaticBudgets, budget_spec, scopes_of
 from anygate.accounting.enforcer import Ask, Enforcer
 from anygate.accounting.estimate import completion_text, stream_text
 from anygate.accounting.limiter import MemoryLimiter
@@ -24,7 +24,7 @@ from anygate.accounting.usage import (
     is_usage_only_event,
     with_stream_usage,
 )
-from anygate.auth import Principal
+from anygate.auth import Budget, Limits, Principal
 from anygate.errors import QuotaExceeded, RateLimited
 from anygate.quota import litellm, shapes
 from tests.support.tokens import count_text, estimate_prompt
@@ -179,21 +179,21 @@ def test_malformed_discovered_prices_are_no_price(pricing: Any) -> None:
 
 
 def test_budget_specs_from_the_store_or_json() -> None:
-    assert budget_spec({"tokens": 100, "period": "daily"}) == BudgetSpec(100, None, "daily", "hard")
-    assert budget_spec({"usd": 5, "mode": "soft"}) == BudgetSpec(None, 5.0, "none", "soft")
+    assert budget_spec({"tokens": 100, "period": "daily"}) == Budget(100, None, "daily", "hard")
+    assert budget_spec({"usd": 5, "mode": "soft"}) == Budget(None, 5.0, "none", "soft")
     assert budget_spec({"period": "daily"}) is None
     with pytest.raises(ValueError, match="invalid budget"):
         budget_spec({"tokens": 1, "period": "hourly"})
     assert scopes_of(Principal(key_id="k", is_admin=False)) == ()
-    source = StaticBudgets({"k": BudgetSpec(tokens=5)})
-    assert source(Principal(key_id="k", is_admin=False)) == (Scope("key", "k", BudgetSpec(tokens=5), None),)
+    source = StaticBudgets({"k": Budget(tokens=5)})
+    assert source(Principal(key_id="k", is_admin=False)) == (Scope("key", "k", Budget(tokens=5), None),)
 
 
 async def test_enforcer_checks_every_scope_and_gives_back_on_refusal() -> None:
     limiter = MemoryLimiter()
     enforcer = Enforcer(limiter)
-    key = Scope("key", "k", BudgetSpec(tokens=1000, period="daily"))
-    user = Scope("user", "u", BudgetSpec(tokens=150, period="daily"))
+    key = Scope("key", "k", Budget(tokens=1000, period="daily"))
+    user = Scope("user", "u", Budget(tokens=150, period="daily"))
     first = await enforcer.admit([key, user], Ask(10, 100))
     await enforcer.settle(first, 110, None)
     with pytest.raises(QuotaExceeded) as refused:
@@ -202,7 +202,7 @@ async def test_enforcer_checks_every_scope_and_gives_back_on_refusal() -> None:
     clamped = await enforcer.admit([key, user], Ask(20, 100))
     assert clamped.max_tokens == 150 - 110 - 20  # the user's budget clamps it
     await enforcer.release(clamped)
-    rate = Scope("key", "r", limits=LimitSpec(rpm=1, concurrency=1))
+    rate = Scope("key", "r", limits=Limits(rpm=1, concurrency=1))
     held = await enforcer.admit([rate], Ask(0, 0))
     with pytest.raises(RateLimited, match="concurrent"):
         await enforcer.admit([rate], Ask(0, 0))
@@ -217,7 +217,7 @@ def test_served_quota_shapes() -> None:
         label="course-comp318",
         tokens=shapes.Allowance(5_000_000, 250_000, "monthly"),
         usd=shapes.Allowance(5.0, 0.42, "monthly"),
-        limits=LimitSpec(rpm=60, tpm=1000),
+        limits=Limits(rpm=60, tpm=1000),
         spend=reports.Spend(1.5, 0.1, 0.2, 0.42),
         byok=reports.Spend(0.3, 0.0, 0.3, 0.3),
         expires_at=datetime(2027, 1, 1, tzinfo=UTC).timestamp(),
@@ -261,7 +261,7 @@ def test_served_quota_shapes() -> None:
 
 async def test_a_usd_budget_clamps_max_tokens_to_what_it_can_still_pay() -> None:
     enforcer = Enforcer(MemoryLimiter())
-    scope = Scope("key", "k", BudgetSpec(usd=1.0, period="daily"))
+    scope = Scope("key", "k", Budget(usd=1.0, period="daily"))
     # prompt 10 tokens at $0.01, output at $0.01 per token: 100 tokens would cost $1.10
     admission = await enforcer.admit([scope], Ask(10, 100, usd=1.10, usd_per_output_token=0.01))
     assert admission.max_tokens == 90
@@ -302,6 +302,6 @@ def test_scopes_come_from_principals_shaped_like_the_stores() -> None:
         user_budget=StoreBudget(usd=2.0, period="monthly", mode="soft"),
     )
     assert scopes_of(principal) == (
-        Scope("key", "k1", BudgetSpec(100, None, "daily", "hard"), LimitSpec(rpm=5)),
-        Scope("user", "u1", BudgetSpec(None, 2.0, "monthly", "soft"), None),
+        Scope("key", "k1", Budget(100, None, "daily", "hard"), Limits(rpm=5)),
+        Scope("user", "u1", Budget(None, 2.0, "monthly", "soft"), None),
     )

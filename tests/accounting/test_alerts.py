@@ -17,10 +17,11 @@ import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from anygate.accounting.alerts import Alerts
-from anygate.accounting.budgets import BudgetSpec, Scope
+from anygate.accounting.budgets import Scope
 from anygate.accounting.enforcer import budget_bucket
 from anygate.accounting.limiter import Claim, Grant, MemoryLimiter
 from anygate.accounting.periods import iso_utc
+from anygate.auth import Budget
 from anygate.settings import AlertSettings
 from anygate.store.tables import metadata
 from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_gateway
@@ -107,7 +108,7 @@ async def test_two_replicas_send_each_crossing_once(tmp_path: Path, hook: FakeUp
     async with engine.begin() as connection:
         await connection.run_sync(metadata.create_all)
     limiter = MemoryLimiter()
-    scope = Scope("user", "u1", BudgetSpec(tokens=100, period="weekly"))
+    scope = Scope("user", "u1", Budget(tokens=100, period="weekly"))
     now = datetime.now(UTC)
     grant = await limiter.reserve(budget_bucket(scope, scope.all_budgets[0], now), [Claim("tokens", 100, 90)], 60)
     assert isinstance(grant, Grant)
@@ -138,7 +139,7 @@ async def test_a_rolling_window_alerts_again_once_its_usage_fell_below_the_thres
         await connection.run_sync(metadata.create_all)
     clock = [1_800_000_123.0]
     limiter = MemoryLimiter(clock=lambda: clock[0])
-    scope = Scope("user", "u1", BudgetSpec(tokens=100, period="5h"))
+    scope = Scope("user", "u1", Budget(tokens=100, period="5h"))
     bucket = budget_bucket(scope, scope.all_budgets[0], datetime.now(UTC))
 
     async def use(tokens: float) -> None:

@@ -16,8 +16,8 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from anygate.accounting.budgets import BudgetSpec, LimitSpec, StaticBudgets
-from anygate.auth import Principal
+from anygate.accounting.budgets import StaticBudgets
+from anygate.auth import Budget, Limits, Principal
 from anygate.management.provider_view import routed_view
 from anygate.settings import QuotaConfig
 from tests.accounting.gateway import ADMIN_KEY, eventually, fake_provider_settings, running_gateway
@@ -80,7 +80,7 @@ def key_get(base: str, path: str, key: str = STUDENT) -> Any:
 def test_usage_of_responses_and_streams_is_counted_and_the_extra_usage_event_hidden(
     open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    keys, budgets = student(budget=BudgetSpec(tokens=100_000, period="daily"))
+    keys, budgets = student(budget=Budget(tokens=100_000, period="daily"))
     with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
         client = open_sdk(base_url=base + "/v1", api_key=STUDENT)
         reply = client.chat.completions.create(model=MODEL, messages=MESSAGES)
@@ -157,7 +157,7 @@ def test_a_hard_budget_clamps_max_tokens_then_refuses_with_retry_after(
     open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     prompt = estimate_prompt({"messages": MESSAGES})
-    keys, budgets = student(budget=BudgetSpec(tokens=10 + prompt + 50, period="daily"))
+    keys, budgets = student(budget=Budget(tokens=10 + prompt + 50, period="daily"))
     with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
         client = open_sdk(base_url=base + "/v1", api_key=STUDENT, max_retries=0)
         client.chat.completions.create(model=MODEL, messages=MESSAGES)  # uses 10 of the budget
@@ -177,7 +177,7 @@ def test_a_hard_budget_clamps_max_tokens_then_refuses_with_retry_after(
 def test_a_soft_budget_lets_requests_through_and_reports_negative_remaining(
     open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    keys, budgets = student(budget=BudgetSpec(tokens=15, usd=None, period="weekly", mode="soft"))
+    keys, budgets = student(budget=Budget(tokens=15, usd=None, period="weekly", mode="soft"))
     with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
         client = open_sdk(base_url=base + "/v1", api_key=STUDENT, max_retries=0)
         for _ in range(3):
@@ -190,7 +190,7 @@ def test_a_soft_budget_lets_requests_through_and_reports_negative_remaining(
 def test_rate_limits_apply_to_model_routes_and_the_proxy(
     open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
 ) -> None:
-    keys, budgets = student(limits=LimitSpec(rpm=2))
+    keys, budgets = student(limits=Limits(rpm=2))
     with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
         client = open_sdk(base_url=base + "/v1", api_key=STUDENT, max_retries=0)
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
@@ -227,7 +227,7 @@ def test_quota_endpoints_in_every_shape(
     settings = fake_provider_settings(
         upstream.base_url, tmp_path, prices={"fake/fake-model": {"input": 1, "output": 2}}
     )
-    keys, budgets = student(budget=BudgetSpec(usd=5.0, period="monthly"), limits=LimitSpec(rpm=60, tpm=100_000))
+    keys, budgets = student(budget=Budget(usd=5.0, period="monthly"), limits=Limits(rpm=60, tpm=100_000))
     with running_gateway(settings, keys, budgets) as (base, _):
         client = open_sdk(base_url=base + "/v1", api_key=STUDENT)
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
@@ -288,7 +288,7 @@ def test_200_concurrent_requests_against_a_budget_of_50_are_admitted_50_times(
 ) -> None:
     prompt = estimate_prompt({"messages": MESSAGES})
     ask = prompt + 20
-    keys, budgets = student(budget=BudgetSpec(tokens=50 * ask, period="daily"))
+    keys, budgets = student(budget=Budget(tokens=50 * ask, period="daily"))
     upstream.usage = Usage(prompt, 20)
     with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
 
@@ -316,7 +316,7 @@ def test_the_quota_client_reads_anygates_own_endpoints_in_every_format(
 
     from anygate.cli import app as cli_app
 
-    keys, budgets = student(budget=BudgetSpec(tokens=1000, usd=2.0, period="daily"), limits=LimitSpec(rpm=100))
+    keys, budgets = student(budget=Budget(tokens=1000, usd=2.0, period="daily"), limits=Limits(rpm=100))
     settings = fake_provider_settings(upstream.base_url, tmp_path, prices={"fake/*": {"input": 1000, "output": 1000}})
     with running_gateway(settings, keys, budgets) as (base, _):
         with openai.OpenAI(base_url=base + "/v1", api_key=STUDENT) as client:
@@ -506,7 +506,7 @@ def test_the_responses_api_is_counted_streamed_or_not(upstream: FakeUpstream, tm
 
 def test_a_concurrency_limit_refuses_the_request_over_it(upstream: FakeUpstream, tmp_path: Path) -> None:
     upstream.script(Reply(first_byte_delay=2.0), path="/v1/chat/completions")
-    keys, budgets = student(limits=LimitSpec(concurrency=1))
+    keys, budgets = student(limits=Limits(concurrency=1))
     with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
 
         async def two_at_once() -> list[int]:

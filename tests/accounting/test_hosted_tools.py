@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from anygate.accounting.budgets import BudgetSpec, StaticBudgets
-from anygate.auth import Principal
+from anygate.accounting.budgets import StaticBudgets
+from anygate.auth import Budget, Principal
 from tests.support.fake_upstream import FakeUpstream, Usage
 from tests.support.gateway import fake_provider, gateway_settings
 from tests.support.inprocess import InProcessGateway, inprocess_gateway
@@ -48,7 +48,7 @@ CASES = [
 ]
 
 
-def gateway(budget: BudgetSpec) -> Any:
+def gateway(budget: Budget) -> Any:
     up = FakeUpstream(usage=Usage(11, 7)).in_memory()
     providers = [
         fake_provider(up),
@@ -64,7 +64,7 @@ def gateway(budget: BudgetSpec) -> Any:
 
 @pytest.fixture
 def hard_usd() -> Iterator[InProcessGateway]:
-    with gateway(BudgetSpec(usd=10.0, period="daily")) as gw:
+    with gateway(Budget(usd=10.0, period="daily")) as gw:
         yield gw
 
 
@@ -87,8 +87,8 @@ def test_a_bridged_request_drops_hosted_tools_and_passes(hard_usd: InProcessGate
         assert http.post("/v1/responses", json=body).status_code == 200
 
 
-@pytest.mark.parametrize("budget", [BudgetSpec(tokens=100_000, period="daily"), BudgetSpec(usd=10.0, mode="soft")])
-def test_without_a_hard_usd_budget_hosted_tools_pass(budget: BudgetSpec) -> None:
+@pytest.mark.parametrize("budget", [Budget(tokens=100_000, period="daily"), Budget(usd=10.0, mode="soft")])
+def test_without_a_hard_usd_budget_hosted_tools_pass(budget: Budget) -> None:
     with gateway(budget) as gw, gw.client(STUDENT) as http:
         for path, body, _ in CASES:
             assert http.post(path, json=body).status_code == 200, path

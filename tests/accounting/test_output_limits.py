@@ -14,9 +14,9 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from anygate.accounting.budgets import BudgetSpec, LimitSpec, StaticBudgets
+from anygate.accounting.budgets import StaticBudgets
 from anygate.accounting.output_limits import OutputRequest, limit_changes, requested_output
-from anygate.auth import Principal
+from anygate.auth import Budget, Limits, Principal
 from anygate.errors import InvalidRequest
 from anygate.settings import Settings
 from tests.accounting.gateway import fake_provider_settings
@@ -38,7 +38,7 @@ def upstream() -> FakeUpstream:
 
 @contextmanager
 def gateway(
-    settings: Settings, upstream: FakeUpstream, budget: BudgetSpec | None = None, limits: LimitSpec | None = None
+    settings: Settings, upstream: FakeUpstream, budget: Budget | None = None, limits: Limits | None = None
 ) -> Iterator[InProcessGateway]:
     """The gateway in-process (what it writes upstream and counts needs no socket), with the student's key
     under ``budget`` and ``limits``."""
@@ -93,7 +93,7 @@ def test_no_output_trick_overruns_a_hard_token_budget(
     upstream.usage = Usage(prompt, 0)
     limit = prompt + room
     settings = fake_provider_settings(upstream.base_url, tmp_path)
-    with gateway(settings, upstream, BudgetSpec(tokens=limit, period="daily")) as gw:
+    with gateway(settings, upstream, Budget(tokens=limit, period="daily")) as gw:
         answer = post(gw, path, body)
         assert answer.status_code == 200, answer.text
         used = used_tokens(gw)
@@ -105,7 +105,7 @@ def test_no_output_trick_overruns_a_hard_token_budget(
 def test_a_hard_usd_budget_holds_n_answers_too(upstream: FakeUpstream, tmp_path: Path) -> None:
     upstream.usage = Usage(CHAT_PROMPT, 0)
     settings = fake_provider_settings(upstream.base_url, tmp_path, prices={"fake/*": {"input": 1000, "output": 1000}})
-    with gateway(settings, upstream, BudgetSpec(usd=0.5, period="daily")) as gw, gw.client(STUDENT) as http:
+    with gateway(settings, upstream, Budget(usd=0.5, period="daily")) as gw, gw.client(STUDENT) as http:
         answer = http.post(
             "/v1/chat/completions", json={"model": MODEL, "messages": MESSAGES, "n": 10, "max_tokens": 400}
         )
@@ -119,7 +119,7 @@ def test_a_hard_usd_budget_holds_n_answers_too(upstream: FakeUpstream, tmp_path:
 def test_a_soft_budget_sends_the_clients_bytes(upstream: FakeUpstream, tmp_path: Path) -> None:
     raw = b'{"model":"fake/fake-model",  "messages":[{"role":"user","content":"hi"}], "n":2}'
     settings = fake_provider_settings(upstream.base_url, tmp_path)
-    with gateway(settings, upstream, BudgetSpec(tokens=10, period="daily", mode="soft")) as gw:
+    with gateway(settings, upstream, Budget(tokens=10, period="daily", mode="soft")) as gw:
         with gw.client(STUDENT) as http:
             answer = http.post("/v1/chat/completions", content=raw, headers={"content-type": "application/json"})
         assert answer.status_code == 200
@@ -135,7 +135,7 @@ def test_a_limit_or_n_that_is_not_a_positive_integer_is_400_under_a_budget(
     upstream: FakeUpstream, tmp_path: Path, member: str, value: Any
 ) -> None:
     settings = fake_provider_settings(upstream.base_url, tmp_path)
-    with gateway(settings, upstream, BudgetSpec(tokens=100_000, period="daily")) as gw:
+    with gateway(settings, upstream, Budget(tokens=100_000, period="daily")) as gw:
         answer = post(gw, "/v1/chat/completions", {"model": MODEL, "messages": MESSAGES, member: value})
     assert answer.status_code == 400
     assert answer.json()["error"]["param"] == member
@@ -145,7 +145,7 @@ def test_a_limit_or_n_that_is_not_a_positive_integer_is_400_under_a_budget(
 def test_a_rate_limit_clamp_leaves_each_answer_its_share(upstream: FakeUpstream, tmp_path: Path) -> None:
     upstream.usage = Usage(CHAT_PROMPT, 0)
     settings = fake_provider_settings(upstream.base_url, tmp_path)
-    with gateway(settings, upstream, limits=LimitSpec(tpm=CHAT_PROMPT + 40)) as gw:
+    with gateway(settings, upstream, limits=Limits(tpm=CHAT_PROMPT + 40)) as gw:
         body = {"model": MODEL, "messages": MESSAGES, "n": 4, "max_tokens": 100}
         assert post(gw, "/v1/chat/completions", body).status_code == 200
     assert upstream.requests[-1].json["max_tokens"] == 10

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from anygate.accounting.budgets import BudgetSpec, StaticBudgets
-from anygate.auth import Principal
+from anygate.accounting.budgets import StaticBudgets
+from anygate.auth import Budget, Principal
 from tests.support.fake_upstream import FakeUpstream, Usage
 from tests.support.gateway import fake_provider, gateway_settings
 from tests.support.inprocess import InProcessGateway, inprocess_gateway
@@ -19,7 +19,7 @@ from tests.support.inprocess import InProcessGateway, inprocess_gateway
 STUDENT = "sk-ag-student-stored-input-0000000"
 
 
-def gateway(budget: BudgetSpec) -> Any:
+def gateway(budget: Budget) -> Any:
     up = FakeUpstream(usage=Usage(11, 7)).in_memory()
     provider = fake_provider(up, proxy_endpoints=["POST responses"])
     student = Principal(key_id="student", is_admin=False, label="student")
@@ -28,7 +28,7 @@ def gateway(budget: BudgetSpec) -> Any:
     return inprocess_gateway(settings, up, keys={STUDENT: student}, budget_source=budgets)
 
 
-@pytest.fixture(params=[BudgetSpec(tokens=100_000, period="daily"), BudgetSpec(usd=5.0, period="daily")])
+@pytest.fixture(params=[Budget(tokens=100_000, period="daily"), Budget(usd=5.0, period="daily")])
 def hard(request: pytest.FixtureRequest) -> Iterator[InProcessGateway]:
     with gateway(request.param) as gw:
         yield gw
@@ -50,6 +50,6 @@ def test_stored_input_is_refused_under_a_hard_budget(
 
 
 def test_a_soft_budget_passes_stored_input_on() -> None:
-    with gateway(BudgetSpec(tokens=100_000, period="daily", mode="soft")) as gw, gw.client(STUDENT) as http:
+    with gateway(Budget(tokens=100_000, period="daily", mode="soft")) as gw, gw.client(STUDENT) as http:
         body = {"model": "fake/fake-model", "input": "go on", "previous_response_id": "resp_1"}
         assert http.post("/v1/responses", json=body).status_code == 200

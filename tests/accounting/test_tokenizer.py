@@ -15,8 +15,8 @@ import httpx2 as httpx
 import pytest
 
 from anygate.accounting import bpe, estimate
-from anygate.accounting.budgets import BudgetSpec, StaticBudgets
-from anygate.auth import Principal
+from anygate.accounting.budgets import StaticBudgets
+from anygate.auth import Budget, Principal
 from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_gateway
 from tests.support.fake_upstream import FakeUpstream
 
@@ -59,7 +59,7 @@ def test_a_budgeted_request_loads_the_vocabulary_and_waits_for_it_while_the_gate
     loader: SlowLoader, tmp_path: Path
 ) -> None:
     principal = Principal(key_id="student", is_admin=False, label="student")
-    budgets = StaticBudgets({"student": BudgetSpec(tokens=100_000, period="daily")})
+    budgets = StaticBudgets({"student": Budget(tokens=100_000, period="daily")})
     with (
         FakeUpstream.start_in_thread() as upstream,
         running_gateway(fake_provider_settings(upstream.base_url, tmp_path), {STUDENT: principal}, budgets) as (

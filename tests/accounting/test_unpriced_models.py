@@ -11,8 +11,8 @@ from typing import Any
 import httpx2 as httpx
 import pytest
 
-from anygate.accounting.budgets import BudgetSpec, StaticBudgets
-from anygate.auth import Principal
+from anygate.accounting.budgets import StaticBudgets
+from anygate.auth import Budget, Principal
 from anygate.settings import Settings
 from tests.accounting.gateway import fake_provider_settings
 from tests.support.fake_upstream import FakeUpstream, Usage
@@ -38,7 +38,7 @@ def student(
 
 def hard_usd(mode: str = "hard") -> tuple[dict[str, Principal], StaticBudgets]:
     principal = Principal(key_id="student", is_admin=False, label="student")
-    return {STUDENT: principal}, StaticBudgets({"student": BudgetSpec(usd=1.0, period="daily", mode=mode)})  # type: ignore[arg-type]
+    return {STUDENT: principal}, StaticBudgets({"student": Budget(usd=1.0, period="daily", mode=mode)})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ def test_a_hard_usd_budget_reserves_at_the_dearest_price_a_fallback_may_cost(
         upstream.base_url, tmp_path, prices=prices, fallbacks={"fake/fake-model": ["fake/free-model"]}
     )
     principal = Principal(key_id="student", is_admin=False, label="student")
-    budgets = StaticBudgets({"student": BudgetSpec(usd=0.1, period="daily")})
+    budgets = StaticBudgets({"student": Budget(usd=0.1, period="daily")})
     with student(settings, upstream, {STUDENT: principal}, budgets) as http:
         answer = http.post(
             "/v1/chat/completions",

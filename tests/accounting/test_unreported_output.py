@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from anygate.accounting.budgets import BudgetSpec, StaticBudgets
+from anygate.accounting.budgets import StaticBudgets
 from anygate.accounting.estimate import Tokenizer
-from anygate.auth import Principal
+from anygate.auth import Budget, Principal
 from tests.support.fake_upstream import FakeUpstream, Reply
 from tests.support.gateway import fake_provider, gateway_settings
 from tests.support.inprocess import InProcessGateway, inprocess_gateway
@@ -27,7 +27,7 @@ GENERATED = Tokenizer().load_now().count(ARGUMENTS)
 def gw() -> Iterator[InProcessGateway]:
     up = FakeUpstream().in_memory()
     student = Principal(key_id="student", is_admin=False, label="student")
-    budgets = StaticBudgets({"student": BudgetSpec(tokens=1_000_000, period="daily")})
+    budgets = StaticBudgets({"student": Budget(tokens=1_000_000, period="daily")})
     with inprocess_gateway(
         gateway_settings(fake_provider(up)), up, keys={STUDENT: student}, budget_source=budgets
     ) as g:

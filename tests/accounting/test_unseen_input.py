@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from anygate.accounting.budgets import BudgetSpec, StaticBudgets
+from anygate.accounting.budgets import StaticBudgets
 from anygate.accounting.estimate import (
     AUDIO_BYTES_PER_TOKEN,
     DOCUMENT_PAGE_TOKENS,
@@ -19,7 +19,7 @@ from anygate.accounting.estimate import (
     Tokenizer,
     estimate_prompt,
 )
-from anygate.auth import Principal
+from anygate.auth import Budget, Principal
 from tests.support.fake_upstream import FakeUpstream, Usage
 from tests.support.gateway import fake_provider, gateway_settings
 from tests.support.inprocess import InProcessGateway, inprocess_gateway
@@ -38,7 +38,7 @@ PDF_PART = {"type": "file", "file": {"file_data": "data:application/pdf;base64,"
 def gw() -> Iterator[InProcessGateway]:
     up = FakeUpstream(usage=Usage(11, 7)).in_memory()
     student = Principal(key_id="student", is_admin=False, label="student")
-    budgets = StaticBudgets({"student": BudgetSpec(tokens=BUDGET, period="daily")})
+    budgets = StaticBudgets({"student": Budget(tokens=BUDGET, period="daily")})
     with inprocess_gateway(
         gateway_settings(fake_provider(up)), up, keys={STUDENT: student}, budget_source=budgets
     ) as g:

@@ -22,11 +22,11 @@ import pytest
 import redis
 from sqlalchemy.exc import OperationalError
 
-from anygate.accounting.budgets import BudgetSpec, StaticBudgets
+from anygate.accounting.budgets import StaticBudgets
 from anygate.accounting.limiter import Grant
 from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.accounting.unsettled import Settlement, UnsettledQueue
-from anygate.auth import Principal
+from anygate.auth import Budget, Principal
 from tests.accounting.gateway import eventually, fake_provider_settings, running_gateway
 from tests.store.conftest import postgres_database, run_sql
 from tests.support.fake_upstream import FakeUpstream, Reply, Usage
@@ -95,7 +95,7 @@ def upstream() -> Iterator[FakeUpstream]:
 def budgeted() -> tuple[dict[str, Principal], StaticBudgets]:
     principal = Principal(key_id="student", is_admin=False, label="student")
     return {STUDENT: principal}, StaticBudgets(
-        {"student": BudgetSpec(tokens=BUDGET_REQUESTS * PER_REQUEST, period="daily")}
+        {"student": Budget(tokens=BUDGET_REQUESTS * PER_REQUEST, period="daily")}
     )
 
 

@@ -13,8 +13,8 @@ import anthropic
 import openai
 import pytest
 
-from anygate.accounting.budgets import BudgetSpec, LimitSpec, StaticBudgets
-from anygate.auth import Principal
+from anygate.accounting.budgets import StaticBudgets
+from anygate.auth import Budget, Limits, Principal
 from tests.support.fake_upstream import FakeUpstream, Usage
 from tests.support.gateway import fake_provider, gateway_settings
 from tests.support.inprocess import InProcessGateway, inprocess_gateway
@@ -28,7 +28,7 @@ ROOM = 300  # tokens a budget leaves beyond the prompt
 
 @contextmanager
 def student_gateway(
-    upstream: FakeUpstream, budget: BudgetSpec | None = None, limits: LimitSpec | None = None, **provider: Any
+    upstream: FakeUpstream, budget: Budget | None = None, limits: Limits | None = None, **provider: Any
 ) -> Iterator[InProcessGateway]:
     principal = Principal(key_id="student", is_admin=False, label="student")
     budgets = StaticBudgets({"student": budget} if budget else None, {"student": limits} if limits else None)
@@ -61,7 +61,7 @@ def test_a_hard_budget_writes_its_limit_into_the_translated_request(upstream: Fa
     body = {"model": MODEL, "max_tokens": 16_000, "system": "Be brief.", "messages": HI}
     prompt = estimate_prompt(body, MODEL)
     upstream.usage = Usage(prompt, 0)
-    with student_gateway(upstream, BudgetSpec(tokens=prompt + ROOM, period="daily")) as gw:
+    with student_gateway(upstream, Budget(tokens=prompt + ROOM, period="daily")) as gw:
         with gw.anthropic(key=STUDENT) as client:
             if stream:
                 with client.messages.stream(**body) as events:
@@ -81,7 +81,7 @@ def test_a_hard_budget_writes_its_limit_into_a_passed_through_request(upstream: 
     body = {"model": MODEL, "max_tokens": 16_000, "messages": HI}
     prompt = estimate_prompt(body, MODEL)
     upstream.usage = Usage(prompt, 0)
-    with student_gateway(upstream, BudgetSpec(tokens=prompt + ROOM), api="anthropic") as gw:
+    with student_gateway(upstream, Budget(tokens=prompt + ROOM), api="anthropic") as gw:
         with gw.anthropic(key=STUDENT) as client:
             client.messages.create(**body)
         used = tokens_used(gw)
@@ -94,7 +94,7 @@ def test_a_bridged_responses_request_is_budgeted_and_in_the_ledger_as_responses(
     body = {"model": MODEL, "input": "hi"}
     prompt = estimate_prompt(body, MODEL)
     upstream.usage = Usage(prompt, 0)
-    with student_gateway(upstream, BudgetSpec(tokens=prompt + ROOM), responses=False) as gw:
+    with student_gateway(upstream, Budget(tokens=prompt + ROOM), responses=False) as gw:
         with gw.sdk(key=STUDENT) as client:
             response = client.responses.create(**body)
         rows = ledger(gw)
@@ -107,7 +107,7 @@ def test_a_bridged_responses_request_is_budgeted_and_in_the_ledger_as_responses(
 def test_an_exhausted_budget_is_a_rate_limit_error_for_the_anthropic_sdk(upstream: FakeUpstream) -> None:
     upstream.generate_to_limit = False
     upstream.usage = Usage(5, 3)
-    with student_gateway(upstream, BudgetSpec(tokens=8, period="daily")) as gw, gw.anthropic(key=STUDENT) as client:
+    with student_gateway(upstream, Budget(tokens=8, period="daily")) as gw, gw.anthropic(key=STUDENT) as client:
         client.messages.create(model=MODEL, max_tokens=1, messages=HI)
         with pytest.raises(anthropic.RateLimitError) as refused:
             client.messages.create(model=MODEL, max_tokens=1, messages=HI)
@@ -118,7 +118,7 @@ def test_an_exhausted_budget_is_a_rate_limit_error_for_the_anthropic_sdk(upstrea
 
 def test_rate_limits_count_messages_and_responses_requests(upstream: FakeUpstream) -> None:
     upstream.generate_to_limit = False
-    with student_gateway(upstream, limits=LimitSpec(rpm=2), responses=False) as gw:
+    with student_gateway(upstream, limits=Limits(rpm=2), responses=False) as gw:
         with gw.anthropic(key=STUDENT) as client:
             client.messages.create(model=MODEL, max_tokens=10, messages=HI)
         with gw.sdk(key=STUDENT) as sdk:

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from anygate.accounting.budgets import BudgetSpec, StaticBudgets
-from anygate.auth import Principal
+from anygate.accounting.budgets import StaticBudgets
+from anygate.auth import Budget, Principal
 from tests.support.fake_upstream import FakeUpstream, Usage
 from tests.support.gateway import fake_provider, gateway_settings
 from tests.support.inprocess import InProcessGateway, inprocess_gateway
@@ -22,7 +22,7 @@ def gw() -> Iterator[InProcessGateway]:
     up = FakeUpstream(usage=Usage(11, 7)).in_memory()
     provider = fake_provider(up, proxy_endpoints=["POST responses"])
     student = Principal(key_id="student", is_admin=False, label="student")
-    budgets = StaticBudgets({"student": BudgetSpec(tokens=100_000, period="daily")})
+    budgets = StaticBudgets({"student": Budget(tokens=100_000, period="daily")})
     with inprocess_gateway(gateway_settings(provider), up, keys={STUDENT: student}, budget_source=budgets) as g:
         yield g
 

@@ -34,10 +34,11 @@ import orjson
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from anygate.accounting.budgets import BudgetSpec, Scope
+from anygate.accounting.budgets import Scope
 from anygate.accounting.enforcer import budget_bucket
 from anygate.accounting.limiter import Limiter
 from anygate.accounting.periods import is_rolling, iso_utc, next_reset, rolling_reset, slot_width
+from anygate.auth import Budget
 from anygate.errors import GatewayError
 from anygate.settings import AlertSettings
 from anygate.store.tables import alert_crossings
@@ -75,7 +76,7 @@ class AlertTarget:
 @dataclass(frozen=True)
 class Crossing:
     scope: Scope
-    budget: BudgetSpec
+    budget: Budget
     unit: str
     threshold: float
     used: float
@@ -88,7 +89,7 @@ class Crossing:
 
 
 def crossings(
-    scope: Scope, budget: BudgetSpec, used: Mapping[str, float], thresholds: Sequence[float], now: datetime
+    scope: Scope, budget: Budget, used: Mapping[str, float], thresholds: Sequence[float], now: datetime
 ) -> list[Crossing]:
     """Every threshold the budget's window has reached, in each unit it limits."""
     limits = {"tokens": budget.tokens, "usd": budget.usd, "requests": budget.requests}
@@ -106,7 +107,7 @@ def crossings(
 
 
 def rearmed(
-    scope: Scope, budget: BudgetSpec, used: Mapping[str, float], thresholds: Sequence[float], now: datetime
+    scope: Scope, budget: Budget, used: Mapping[str, float], thresholds: Sequence[float], now: datetime
 ) -> list[str]:
     """The crossings of a rolling window whose usage is back below their threshold: to be claimed anew."""
     if not is_rolling(budget.period):
@@ -218,7 +219,7 @@ class Alerts:
         await self._rearm(below)
         return sent
 
-    async def _rolling_reset(self, budget: BudgetSpec, bucket: str) -> datetime | None:
+    async def _rolling_reset(self, budget: Budget, bucket: str) -> datetime | None:
         width = slot_width(budget.period)
         if width is None:
             return None

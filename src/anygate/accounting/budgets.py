@@ -14,44 +14,19 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
-from anygate.accounting.periods import Period, is_period
-from anygate.auth import Principal
-
-Mode = Literal["hard", "soft"]
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetSpec:
-    """A token and/or USD and/or request-count budget over one window (``period``); ``None`` is unlimited
-    in that unit."""
-
-    tokens: int | None = None
-    usd: float | None = None
-    period: Period = "none"
-    mode: Mode = "hard"
-    requests: int | None = None
-
-    @property
-    def is_hard(self) -> bool:
-        return self.mode == "hard"
-
-
-@dataclass(frozen=True, slots=True)
-class LimitSpec:
-    rpm: int | None = None
-    tpm: int | None = None
-    concurrency: int | None = None
+from anygate.accounting.periods import is_period
+from anygate.auth import Budget, BudgetMode, Limits, Principal
 
 
 @dataclass(frozen=True, slots=True)
 class Scope:
     """One thing that has budgets: ``key:<id>``, ``user:<id>`` or ``team:<id>``. ``budgets``: one
-    BudgetSpec or several (at most one per window; the store refuses two with the same one)."""
+    Budget or several (at most one per window; the store refuses two with the same one)."""
 
     kind: Literal["key", "user", "team"]
     id: str
-    budgets: tuple[BudgetSpec, ...] | BudgetSpec | None = ()
-    limits: LimitSpec | None = None
+    budgets: tuple[Budget, ...] | Budget | None = ()
+    limits: Limits | None = None
     is_ancestor: bool = False  # a key above the caller's (see ``store.families``), not the caller's own
     # What the accounting asks of every request's scopes, worked out once (a scope never changes):
     counts_tokens: bool = field(init=False, repr=False, compare=False)  # a token budget or a tpm limit
@@ -70,12 +45,12 @@ class Scope:
         object.__setattr__(self, "hard_usd", any(b.is_hard and b.usd is not None for b in budgets))
 
     @property
-    def all_budgets(self) -> tuple[BudgetSpec, ...]:
+    def all_budgets(self) -> tuple[Budget, ...]:
         assert isinstance(self.budgets, tuple)
         return self.budgets
 
     @property
-    def budget(self) -> BudgetSpec | None:
+    def budget(self) -> Budget | None:
         """The first budget (None: none)."""
         return self.all_budgets[0] if self.all_budgets else None
 
@@ -92,8 +67,8 @@ class Scope:
 BudgetSource = Callable[[Principal], Sequence[Scope]]
 
 
-def budget_spec(value: Any) -> BudgetSpec | None:
-    """A BudgetSpec from the store's Budget object, a mapping (the API's JSON: ``period`` or ``window``),
+def budget_spec(value: Any) -> Budget | None:
+    """A Budget from the store's Budget object, a mapping (the API's JSON: ``period`` or ``window``),
     or None."""
     if value is None:
         return None
@@ -105,8 +80,8 @@ def budget_spec(value: Any) -> BudgetSpec | None:
     tokens, usd, requests = get("tokens", None), get("usd", None), get("requests", None)
     if tokens is None and usd is None and requests is None:
         return None
-    hard_or_soft: Mode = "soft" if mode == "soft" else "hard"
-    return BudgetSpec(
+    hard_or_soft: BudgetMode = "soft" if mode == "soft" else "hard"
+    return Budget(
         None if tokens is None else int(tokens),
         None if usd is None else float(usd),
         period,
@@ -115,7 +90,7 @@ def budget_spec(value: Any) -> BudgetSpec | None:
     )
 
 
-def budget_specs(value: Any) -> tuple[BudgetSpec, ...]:
+def budget_specs(value: Any) -> tuple[Budget, ...]:
     """Every budget of a holder: from a list (or tuple) of budgets, one budget, or None."""
     if value is None:
         return ()
@@ -123,18 +98,18 @@ def budget_specs(value: Any) -> tuple[BudgetSpec, ...]:
     return tuple(spec for spec in map(budget_spec, items) if spec is not None)
 
 
-def _held_budgets(holder: Any, plural: str, singular: str) -> tuple[BudgetSpec, ...]:
+def _held_budgets(holder: Any, plural: str, singular: str) -> tuple[Budget, ...]:
     """A holder's budgets: ``budgets`` (several), else ``budget`` (one), as principals of either kind have."""
     several = getattr(holder, plural, None)
     return budget_specs(several if several else getattr(holder, singular, None))
 
 
-def limit_spec(value: Any) -> LimitSpec | None:
+def limit_spec(value: Any) -> Limits | None:
     if value is None:
         return None
     get = value.get if isinstance(value, Mapping) else lambda name, default=None: getattr(value, name, default)
-    spec = LimitSpec(get("rpm", None), get("tpm", None), get("concurrency", None))
-    return None if spec == LimitSpec() else spec
+    spec = Limits(get("rpm", None), get("tpm", None), get("concurrency", None))
+    return None if spec == Limits() else spec
 
 
 def scopes_of(principal: Principal) -> tuple[Scope, ...]:
@@ -180,8 +155,8 @@ class StaticBudgets:
 
     def __init__(
         self,
-        budgets: Mapping[str, BudgetSpec] | None = None,
-        limits: Mapping[str, LimitSpec] | None = None,
+        budgets: Mapping[str, Budget] | None = None,
+        limits: Mapping[str, Limits] | None = None,
         fallback: BudgetSource = scopes_of,
     ) -> None:
         self._budgets = dict(budgets or {})

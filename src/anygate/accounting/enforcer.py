@@ -25,12 +25,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope
+from anygate.accounting.budgets import Scope
 from anygate.accounting.headroom import UNIT_OF_COUNTER, Headroom, Reading, Window
 from anygate.accounting.limiter import Claim, Grant, Hold, Limiter, MemoryLimiter, Rejection, Settling
 from anygate.accounting.periods import SLOTS, rolling_reset, seconds_until_reset, slot_width
 from anygate.accounting.unsettled import Settlement, UnsettledQueue
 from anygate.accounting.windows import LedgerWindow, bucket_name, ledger_window
+from anygate.auth import Budget, Limits
 from anygate.errors import GatewayError, QuotaExceeded, RateLimited
 
 log = logging.getLogger("anygate.accounting")
@@ -129,7 +130,7 @@ class RatePlan:
 
     __slots__ = ("scope", "limits", "concurrency", "minute_prefix")
 
-    def __init__(self, scope: Scope, limits: LimitSpec) -> None:
+    def __init__(self, scope: Scope, limits: Limits) -> None:
         self.scope, self.limits = scope, limits
         self.minute_prefix = f"{scope.name}:minute:"
         self.concurrency: Step | None = None
@@ -174,7 +175,7 @@ class RatePlans:
     def __init__(self) -> None:
         self._plans: dict[int, RatePlan] = {}
 
-    def of(self, scope: Scope, limits: LimitSpec) -> RatePlan:
+    def of(self, scope: Scope, limits: Limits) -> RatePlan:
         plan = self._plans.get(id(scope))
         if plan is None or plan.scope is not scope:  # an id is only reused once the scope is gone
             if len(self._plans) >= self.LIMIT:
@@ -183,7 +184,7 @@ class RatePlans:
         return plan
 
 
-def _budget_step(scope: Scope, budget: BudgetSpec, ask: Ask, window: BudgetWindow, now: float) -> Step:
+def _budget_step(scope: Scope, budget: Budget, ask: Ask, window: BudgetWindow, now: float) -> Step:
     claims = []
     if budget.tokens is not None:
         claims.append(Claim("tokens", budget.tokens, ask.tokens, minimum=ask.least_tokens, hard=budget.is_hard))
@@ -238,7 +239,7 @@ class BudgetWindow:
         return None if self.resets_at is None else self.resets_at - now + 3600
 
 
-def budget_window(scope: Scope, budget: BudgetSpec, now: float) -> BudgetWindow:
+def budget_window(scope: Scope, budget: Budget, now: float) -> BudgetWindow:
     """The window of ``budget`` holding ``now``. A calendar window turns when it resets; a rolling window's
     bucket stays, but what it counts (and when it next grows) moves at every slot boundary."""
     moment = datetime.fromtimestamp(now, UTC)
@@ -259,7 +260,7 @@ class BudgetWindows:
     def __init__(self) -> None:
         self._windows: dict[tuple[str, str, str], BudgetWindow] = {}
 
-    def current(self, scope: Scope, budget: BudgetSpec, now: float) -> BudgetWindow:
+    def current(self, scope: Scope, budget: Budget, now: float) -> BudgetWindow:
         key = (scope.kind, scope.id, budget.period)
         window = self._windows.get(key)
         if window is None or now >= window.turns_at:
@@ -269,7 +270,7 @@ class BudgetWindows:
         return window
 
 
-def budget_bucket(scope: Scope, budget: BudgetSpec, now: datetime) -> str:
+def budget_bucket(scope: Scope, budget: Budget, now: datetime) -> str:
     return bucket_name(scope.kind, scope.id, budget.period, now)
 
 

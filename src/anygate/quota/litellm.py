@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from anygate.accounting.budgets import LimitSpec
 from anygate.accounting.periods import iso_utc
+from anygate.auth import Limits
 from anygate.quota.shapes import Allowance, KeyQuota, iso_from_unix
 from anygate.store.records import TeamRecord
 
@@ -101,7 +101,7 @@ class UserFacts:
     name: str
     usd: Allowance
     total_spend: float = 0.0
-    limits: LimitSpec | None = None
+    limits: Limits | None = None
     created_at: datetime | None = None
     model_spend: Mapping[str, float] = field(default_factory=dict)
 
@@ -126,7 +126,7 @@ def key_info(quota: KeyQuota, facts: KeyFacts, now: datetime | None = None) -> d
     """One key as LiteLLM's key row (what ``/key/info`` puts under ``info``)."""
     now = now or datetime.now(UTC)
     usd = quota.usd
-    limits = quota.limits or LimitSpec()
+    limits = quota.limits or Limits()
     duration, reset_at = budget_window(usd, now)
     return {
         **EMPTY_KEY_FIELDS,
@@ -157,7 +157,7 @@ def key_info(quota: KeyQuota, facts: KeyFacts, now: datetime | None = None) -> d
 def user_info(user: UserFacts, now: datetime | None = None) -> dict[str, Any]:
     """One user as LiteLLM's user row."""
     now = now or datetime.now(UTC)
-    limits = user.limits or LimitSpec()
+    limits = user.limits or Limits()
     duration, reset_at = budget_window(user.usd, now)
     return {
         **EMPTY_USER_FIELDS,
@@ -197,7 +197,7 @@ def team_answer(
     """``/team/info``: the team's row (its USD budget that binds first as ``max_budget``), its keys' rows
     and its memberships (every member a ``user``; a team admin is a key's role in anygate, not a member's)."""
     now = now or datetime.now(UTC)
-    limits = LimitSpec(**team.limits) if team.limits else LimitSpec()
+    limits = Limits(**team.limits) if team.limits else Limits()
     duration, reset_at = budget_window(usd, now)
     info: dict[str, Any] = {
         "team_id": team.id,

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from anygate.accounting.budgets import LimitSpec
 from anygate.accounting.periods import Period, iso_utc, next_reset
 from anygate.accounting.reports import Spend
+from anygate.auth import Limits
 
 # OpenRouter's name for each layer of budget a key counts against, in the order its enforcement checks
 # them: a member's guardrail (anygate: the key's user), a workspace budget (a team), the key's own limit.
@@ -109,7 +109,7 @@ class KeyQuota:
     label: str
     tokens: Allowance = field(default_factory=Allowance)
     usd: Allowance = field(default_factory=Allowance)
-    limits: LimitSpec | None = None  # the tightest of the key's and its user's rate limits
+    limits: Limits | None = None  # the tightest of the key's and its user's rate limits
     spend: Spend = field(default_factory=Spend)
     byok: Spend = field(default_factory=Spend)
     user_id: str | None = None

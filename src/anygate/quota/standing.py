@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from anygate.accounting.budgets import BudgetSpec, LimitSpec, Scope, budget_specs, limit_spec
+from anygate.accounting.budgets import Scope, budget_specs, limit_spec
 from anygate.accounting.enforcer import budget_bucket
 from anygate.accounting.periods import Period, rolling_reset, slot_width
 from anygate.accounting.reports import UsageFilter, free_model_requests, last_request_at, spend, spend_by_model
 from anygate.accounting.windows import ScopeKind, ledger_window, window_usage
-from anygate.auth import Principal
+from anygate.auth import Budget, Limits, Principal
 from anygate.quota.litellm import KeyFacts, UserFacts
 from anygate.quota.shapes import Allowance, BudgetEntry, BudgetLayer, KeyQuota, resets_at
 from anygate.store.families import Lineage
@@ -117,7 +117,7 @@ async def every_budget(
     return tuple(entries)
 
 
-async def rolling_reset_of(accounting: Accounting, scope: Scope, budget: BudgetSpec, now: datetime) -> float | None:
+async def rolling_reset_of(accounting: Accounting, scope: Scope, budget: Budget, now: datetime) -> float | None:
     """When a rolling window's oldest counted usage leaves it, its headroom growing (None: not rolling, or
     nothing counted: its period's next slot boundary stands)."""
     width = slot_width(budget.period)
@@ -127,7 +127,7 @@ async def rolling_reset_of(accounting: Accounting, scope: Scope, budget: BudgetS
     return None if oldest is None else rolling_reset(width, oldest)
 
 
-async def window_used(engine: AsyncEngine, scope: Scope, budget: BudgetSpec, unit: str, now: datetime) -> float:
+async def window_used(engine: AsyncEngine, scope: Scope, budget: Budget, unit: str, now: datetime) -> float:
     async with engine.connect() as connection:
         return (await window_usage(connection, ledger_window(scope.kind, scope.id, budget.period, now)))[unit]
 
@@ -149,7 +149,7 @@ def openrouter_order(budgets: Sequence[Binding]) -> list[BudgetLayer]:
 
 
 async def used_in(
-    accounting: Accounting, engine: AsyncEngine, scope: Scope, budget: BudgetSpec, unit: Unit, now: datetime
+    accounting: Accounting, engine: AsyncEngine, scope: Scope, budget: Budget, unit: Unit, now: datetime
 ) -> float:
     counted = await accounting.enforcer.limiter.usage(budget_bucket(scope, budget, now))
     if unit in counted:
@@ -170,7 +170,7 @@ async def ledger_used(
         return (await window_usage(connection, ledger_window(kind, scope_id, period, now)))[unit]
 
 
-def tightest(scopes: Sequence[Scope]) -> LimitSpec | None:
+def tightest(scopes: Sequence[Scope]) -> Limits | None:
     """The lowest of each rate limit the key and its user have."""
     specs = [s.limits for s in scopes if s.limits is not None]
     if not specs:
@@ -180,7 +180,7 @@ def tightest(scopes: Sequence[Scope]) -> LimitSpec | None:
         given = [v for v in values if v is not None]
         return min(given) if given else None
 
-    return LimitSpec(
+    return Limits(
         lowest([s.rpm for s in specs]), lowest([s.tpm for s in specs]), lowest([s.concurrency for s in specs])
     )
 
@@ -234,7 +234,7 @@ async def key_facts(ledger: Ledger, key_id: str, lineage: Lineage | None, now: d
 class BudgetUse:
     """One budget of a holder and what its current window used, in each unit it limits."""
 
-    budget: BudgetSpec
+    budget: Budget
     used: dict[str, float]
     reset: float | None = None  # a rolling window's: when its oldest usage leaves it
 
