@@ -78,6 +78,12 @@ TEXT_PROMPT = estimate_prompt({"prompt": "hi"})
         ("/v1/chat/completions", {"model": MODEL, "messages": MESSAGES}, CHAT_PROMPT, 10_000),
         ("/v1/chat/completions", {"model": MODEL, "messages": MESSAGES, "max_tokens": None}, CHAT_PROMPT, 10_000),
         ("/v1/completions", {"model": MODEL, "prompt": "hi", "best_of": 5, "max_tokens": 300}, TEXT_PROMPT, 1000),
+        (
+            "/v1/chat/completions",
+            {"model": MODEL, "messages": MESSAGES, "best_of": 8, "max_tokens": 300},
+            CHAT_PROMPT,
+            1000,
+        ),  # vLLM generates best_of answers on chat completions too
         ("/v1/responses", {"model": MODEL, "input": "hi"}, TEXT_PROMPT, 10_000),
         (
             "/proxy/fake/v1/chat/completions",
@@ -159,6 +165,7 @@ def test_a_rate_limit_clamp_leaves_each_answer_its_share(upstream: FakeUpstream,
             ("max_completion_tokens", "max_tokens"), 9, 3)),
         ("chat/completions", {"max_tokens": None}, OutputRequest(("max_tokens",), None, 1)),
         ("completions", {"n": 2, "best_of": 4, "max_tokens": 7}, OutputRequest(("max_tokens",), 7, 4)),
+        ("chat/completions", {"best_of": 3, "max_tokens": 7}, OutputRequest(("max_tokens",), 7, 3)),
         ("responses", {"max_output_tokens": 50, "n": 1000}, OutputRequest(("max_output_tokens",), 50, 1)),
         ("embeddings", {"max_tokens": "anything"}, OutputRequest()),
     ],

@@ -1,7 +1,7 @@
 """How much a request may generate: read from its body, reserved, and written back when a budget needs it.
 
-A request generates ``outputs`` answers (``n``; for text completions also ``best_of``, which the upstream
-generates and bills in full), each at most ``per_output`` tokens: the largest of the output-limit fields it
+A request generates ``outputs`` answers (``n``; also ``best_of``, which the upstream generates and bills in
+full: text completions have it, and vLLM takes it on chat completions too), each at most ``per_output`` tokens: the largest of the output-limit fields it
 sends (``max_tokens``, ``max_completion_tokens``, ``max_output_tokens``, by route), since an upstream may
 honour any of them. The reservation is ``per_output x outputs`` (``DEFAULT_PER_OUTPUT`` per answer when no
 limit is sent).
@@ -29,7 +29,7 @@ OUTPUT_LIMIT_FIELDS: Mapping[str, tuple[str, ...]] = {
     "messages": ("max_tokens",),  # the Anthropic Messages API (required there)
 }
 OUTPUT_MULTIPLIERS: Mapping[str, tuple[str, ...]] = {
-    "chat/completions": ("n",),
+    "chat/completions": ("n", "best_of"),
     "completions": ("n", "best_of"),
 }
 # OpenAI's reasoning models refuse ``max_tokens``; every other chat upstream takes it.
