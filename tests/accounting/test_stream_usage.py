@@ -77,7 +77,6 @@ def test_a_client_that_did_not_ask_gets_the_bytes_the_upstream_sends_without_ask
     assert (rows[0]["input_tokens"], rows[0]["output_tokens"], rows[0]["estimated_requests"]) == (7, 3, 0)
 
 
-@pytest.mark.sockets
 def test_an_upstream_refusing_stream_options_is_asked_once_more_without_and_never_again(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
