@@ -1,5 +1,5 @@
 """Usage on streams: asked only where welcome, and what asking added never reaches a client that did not ask
-(the gateway in-process; the bytes as sent on the wire over real sockets)."""
+(the gateway in-process; compared byte for byte with the upstream's own stream on real sockets)."""
 
 from __future__ import annotations
 
