@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx2 as httpx
 import openai
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -24,19 +21,13 @@ from anygate.accounting.periods import iso_utc
 from anygate.auth import Budget
 from anygate.settings import AlertSettings
 from anygate.store.tables import metadata
-from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_gateway
-from tests.support.fake_transport import FakeTransport
+from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings
+from tests.support.fake_transport import FakeNetwork, FakeTransport
 from tests.support.fake_upstream import FakeUpstream, Reply, Usage
-
-pytestmark = [pytest.mark.sockets]  # real upstreams, webhooks and limiter servers on loopback
+from tests.support.inprocess import inprocess_gateway
+from tests.support.waiting import eventually
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream.start_in_thread(usage=Usage(7, 3)) as up:
-        yield up
 
 
 def hook_path(hook: FakeUpstream) -> str:
@@ -44,14 +35,13 @@ def hook_path(hook: FakeUpstream) -> str:
 
 
 @pytest.fixture
-def hook() -> Iterator[FakeUpstream]:
-    with FakeUpstream.start_in_thread() as up:
-        yield up
+def hook() -> FakeUpstream:
+    return FakeUpstream().in_memory()
 
 
-def test_a_team_budget_alerts_once_per_threshold_and_window(
-    upstream: FakeUpstream, hook: FakeUpstream, tmp_path: Path
-) -> None:
+def test_a_team_budget_alerts_once_per_threshold_and_window(tmp_path: Path) -> None:
+    network = FakeNetwork()  # the provider and the webhook, each at an origin of its own
+    upstream, hook = network.add(FakeUpstream(usage=Usage(7, 3))), network.add(FakeUpstream())
     hook.script(
         Reply(status=500, json={"error": "busy"}), *(Reply(json={"ok": True}) for _ in range(5)), path=hook_path(hook)
     )
@@ -61,27 +51,21 @@ def test_a_team_budget_alerts_once_per_threshold_and_window(
         thresholds=[0.5, 1.0],
         allow_private_network=True,
     )
-    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path, alerts=alerts)) as (base, _):
-        admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-        team = httpx.post(
-            base + "/v1/teams",
-            json={"name": "COMP318", "budgets": [{"requests": 2, "window": "daily"}]},
-            headers=admin,
-        ).json()
-        user = httpx.post(base + "/v1/users", json={"name": "s", "team_id": team["id"]}, headers=admin).json()
-        key = httpx.post(base + "/v1/keys", json={"alias": "s", "user_id": user["id"]}, headers=admin).json()["key"]
-        with openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0) as client:
+    settings = fake_provider_settings(upstream.base_url, tmp_path, alerts=alerts)
+    with inprocess_gateway(settings, transport=network) as gw, gw.client(ADMIN_KEY) as admin:
+        team = admin.post("/v1/teams", json={"name": "COMP318", "budgets": [{"requests": 2, "window": "daily"}]}).json()
+        user = admin.post("/v1/users", json={"name": "s", "team_id": team["id"]}).json()
+        key = admin.post("/v1/keys", json={"alias": "s", "user_id": user["id"]}).json()["key"]
+        with gw.sdk(key) as client:
             for _ in range(2):
                 client.chat.completions.create(model="fake/fake-model", messages=MESSAGES)
             with pytest.raises(openai.RateLimitError):
                 client.chat.completions.create(model="fake/fake-model", messages=MESSAGES)
-        deadline = time.monotonic() + 15
-        while (
-            len({r.json["threshold"] for r in hook.requests_to(hook_path(hook)) if r.json}) < 2
-            and time.monotonic() < deadline
-        ):
-            time.sleep(0.1)
-        time.sleep(2.5)  # another pass or two: nothing more is sent for the same crossings
+        # The passes run each second; the refused POST is tried again after a backoff.
+        eventually(lambda: len(hook.requests_to(hook_path(hook))) >= 3, "both crossings sent, the refused one again")
+        for _ in range(2):  # another pass or two: nothing more is sent for the same crossings
+            gw.run(gw.app.state.accounting.alerts.check())
+    # Stopped, the gateway has waited for every POST under way.
     posted = hook.requests_to(hook_path(hook))
     delivered = [r.json for r in posted if r.json is not None]
     assert sorted({d["threshold"] for d in delivered}) == [0.5, 1.0]

@@ -1,4 +1,5 @@
-"""Accounting end to end: the gateway on a real port, the fake upstream as provider, the openai SDK as client."""
+"""Accounting end to end: the gateway in-process, the fake upstream in memory as provider, the openai SDK as
+client; on real ports where the socket is the subject (a client hanging up, a stream broken off, the CLI)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import csv
 import io
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2 as httpx
 import openai
@@ -19,12 +21,11 @@ import pytest
 from anygate.accounting.budgets import StaticBudgets
 from anygate.auth import Budget, Limits, Principal
 from anygate.management.provider_view import routed_view
-from anygate.settings import QuotaConfig
+from anygate.settings import QuotaConfig, Settings
 from tests.accounting.gateway import ADMIN_KEY, eventually, fake_provider_settings, running_gateway
 from tests.support.fake_upstream import FakeUpstream, Reply, Usage, priced_model
+from tests.support.inprocess import InProcessGateway, inprocess_gateway
 from tests.support.tokens import count_text, estimate_prompt
-
-pytestmark = pytest.mark.sockets  # the gateway and its upstream on loopback ports, called over HTTP
 
 STUDENT = "sk-ag-student-secret-key-1111111111"
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
@@ -32,9 +33,28 @@ MODEL = "fake/fake-model"
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
+def upstream() -> FakeUpstream:
+    return FakeUpstream(usage=Usage(7, 3)).in_memory()
+
+
+@pytest.fixture
+def served_upstream() -> Iterator[FakeUpstream]:
     with FakeUpstream.start_in_thread(usage=Usage(7, 3)) as up:
         yield up
+
+
+class Caller(Protocol):
+    def client(self, key: str | None = ...) -> httpx.Client: ...
+
+
+@dataclass
+class Served:
+    """The gateway on a real port, called as the in-process one is."""
+
+    url: str
+
+    def client(self, key: str | None = ADMIN_KEY) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {key}"} if key else {})
 
 
 def student(**budgets: Any) -> tuple[dict[str, Principal], StaticBudgets]:
@@ -43,6 +63,17 @@ def student(**budgets: Any) -> tuple[dict[str, Principal], StaticBudgets]:
         {"student": budgets["budget"]} if "budget" in budgets else None,
         {"student": budgets["limits"]} if "limits" in budgets else None,
     )
+
+
+@contextmanager
+def gateway(
+    settings: Settings,
+    upstream: FakeUpstream,
+    keys: dict[str, Principal] | None = None,
+    budgets: StaticBudgets | None = None,
+) -> Iterator[InProcessGateway]:
+    with inprocess_gateway(settings, upstream, keys=keys, budget_source=budgets) as gw:
+        yield gw
 
 
 @pytest.fixture(autouse=True)
@@ -67,22 +98,24 @@ def ledger_rows(data_dir: Path, columns: str) -> list[tuple[Any, ...]]:
         return db.execute(f"select {columns} from usage_ledger order by created_at").fetchall()
 
 
-def admin_get(base: str, path: str, **params: Any) -> httpx.Response:
-    return httpx.get(base + path, params=params, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+def admin_get(gw: Caller, path: str, **params: Any) -> httpx.Response:
+    with gw.client(ADMIN_KEY) as http:
+        return http.get(path, params=params)
 
 
-def key_get(base: str, path: str, key: str = STUDENT) -> Any:
-    response = httpx.get(base + path, headers={"Authorization": f"Bearer {key}"})
+def key_get(gw: Caller, path: str, key: str = STUDENT) -> Any:
+    with gw.client(key) as http:
+        response = http.get(path)
     assert response.status_code == 200, response.text
     return response.json()
 
 
 def test_usage_of_responses_and_streams_is_counted_and_the_extra_usage_event_hidden(
-    open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
+    upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     keys, budgets = student(budget=Budget(tokens=100_000, period="daily"))
-    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
-        client = open_sdk(base_url=base + "/v1", api_key=STUDENT)
+    with gateway(fake_provider_settings(upstream.base_url, tmp_path), upstream, keys, budgets) as gw:
+        client = gw.sdk(STUDENT)
         reply = client.chat.completions.create(model=MODEL, messages=MESSAGES)
         assert reply.usage is not None and reply.usage.total_tokens == 10
 
@@ -102,9 +135,9 @@ def test_usage_of_responses_and_streams_is_counted_and_the_extra_usage_event_hid
         client.embeddings.create(model=MODEL, input="hello")
         client.completions.create(model=MODEL, prompt="hello")
 
-        quota = key_get(base, "/v1/quota")
+        quota = key_get(gw, "/v1/quota")
         assert quota["tokens"]["used"] == 10 + 10 + 10 + 7 + 10
-        rows = admin_get(base, "/v1/usage", group_by="key").json()["data"]
+        rows = admin_get(gw, "/v1/usage", group_by="key").json()["data"]
         assert rows == [
             {
                 "key": "student",
@@ -129,20 +162,18 @@ def test_usage_of_responses_and_streams_is_counted_and_the_extra_usage_event_hid
         ]
 
 
-def test_a_silent_upstream_is_estimated_and_an_explicit_zero_is_zero(
-    open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
-) -> None:
+def test_a_silent_upstream_is_estimated_and_an_explicit_zero_is_zero(upstream: FakeUpstream, tmp_path: Path) -> None:
     chat = "/v1/chat/completions"
     upstream.script(Reply(omit_usage=True, content="one two three four"), Reply(usage=Usage(0, 0)), path=chat)
     upstream.script(Reply(omit_usage=True, content="streamed words here"), path=chat)
-    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), *student()) as (base, _):
-        client = open_sdk(base_url=base + "/v1", api_key=STUDENT)
+    with gateway(fake_provider_settings(upstream.base_url, tmp_path), upstream, *student()) as gw:
+        client = gw.sdk(STUDENT)
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
         list(client.chat.completions.create(model=MODEL, messages=MESSAGES, stream=True))
 
         def usage_rows() -> list[dict[str, Any]]:
-            return list(admin_get(base, "/v1/usage", group_by="key,day").json()["data"])
+            return list(admin_get(gw, "/v1/usage", group_by="key,day").json()["data"])
 
         # The first estimate loads the vocabulary, so those requests settle a moment after they answered.
         eventually(lambda: sum(row["requests"] for row in usage_rows()) == 3, "three requests in the ledger")
@@ -153,17 +184,15 @@ def test_a_silent_upstream_is_estimated_and_an_explicit_zero_is_zero(
         assert rows[0]["output_tokens"] == count_text("one two three four") + count_text("streamed words here")
 
 
-def test_a_hard_budget_clamps_max_tokens_then_refuses_with_retry_after(
-    open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
-) -> None:
+def test_a_hard_budget_clamps_max_tokens_then_refuses_with_retry_after(upstream: FakeUpstream, tmp_path: Path) -> None:
     prompt = estimate_prompt({"messages": MESSAGES})
     keys, budgets = student(budget=Budget(tokens=10 + prompt + 50, period="daily"))
-    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
-        client = open_sdk(base_url=base + "/v1", api_key=STUDENT, max_retries=0)
+    with gateway(fake_provider_settings(upstream.base_url, tmp_path), upstream, keys, budgets) as gw:
+        client = gw.sdk(STUDENT)
         client.chat.completions.create(model=MODEL, messages=MESSAGES)  # uses 10 of the budget
         client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=500)
         assert upstream.requests_to("/v1/chat/completions")[-1].json["max_tokens"] == 50
-        assert key_get(base, "/v1/quota")["tokens"]["remaining"] == prompt + 50 - 10
+        assert key_get(gw, "/v1/quota")["tokens"]["remaining"] == prompt + 50 - 10
         upstream.script(Reply(usage=Usage(prompt, 50)), path="/v1/chat/completions")
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
         with pytest.raises(openai.RateLimitError) as refused:
@@ -171,47 +200,38 @@ def test_a_hard_budget_clamps_max_tokens_then_refuses_with_retry_after(
         error = refused.value.body
         assert isinstance(error, dict) and error["type"] == "insufficient_quota"
         assert int(refused.value.response.headers["retry-after"]) > 0
-        assert key_get(base, "/v1/quota")["tokens"]["remaining"] <= 0
+        assert key_get(gw, "/v1/quota")["tokens"]["remaining"] <= 0
 
 
 def test_a_soft_budget_lets_requests_through_and_reports_negative_remaining(
-    open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
+    upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     keys, budgets = student(budget=Budget(tokens=15, usd=None, period="weekly", mode="soft"))
-    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
-        client = open_sdk(base_url=base + "/v1", api_key=STUDENT, max_retries=0)
+    with gateway(fake_provider_settings(upstream.base_url, tmp_path), upstream, keys, budgets) as gw:
+        client = gw.sdk(STUDENT)
         for _ in range(3):
             client.chat.completions.create(model=MODEL, messages=MESSAGES)
-        tokens = key_get(base, "/quota")["tokens"]
+        tokens = key_get(gw, "/quota")["tokens"]
         assert (tokens["limit"], tokens["used"], tokens["remaining"]) == (15, 30, -15)
         assert tokens["resets_at"].endswith("T00:00:00Z")
 
 
-def test_rate_limits_apply_to_model_routes_and_the_proxy(
-    open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
-) -> None:
+def test_rate_limits_apply_to_model_routes_and_the_proxy(upstream: FakeUpstream, tmp_path: Path) -> None:
     keys, budgets = student(limits=Limits(rpm=2))
-    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
-        client = open_sdk(base_url=base + "/v1", api_key=STUDENT, max_retries=0)
+    with gateway(fake_provider_settings(upstream.base_url, tmp_path), upstream, keys, budgets) as gw:
+        client = gw.sdk(STUDENT)
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
-        proxied = httpx.post(
-            base + "/proxy/fake/v1/chat/completions",
-            json={"model": "fake-model", "messages": MESSAGES},
-            headers={"Authorization": f"Bearer {STUDENT}"},
-        )
-        assert proxied.status_code == 200
-        refused = httpx.post(
-            base + "/proxy/fake/v1/chat/completions",
-            json={"model": "fake-model", "messages": MESSAGES},
-            headers={"Authorization": f"Bearer {STUDENT}"},
-        )
+        with gw.client(STUDENT) as http:
+            proxied = http.post("/proxy/fake/v1/chat/completions", json={"model": "fake-model", "messages": MESSAGES})
+            assert proxied.status_code == 200
+            refused = http.post("/proxy/fake/v1/chat/completions", json={"model": "fake-model", "messages": MESSAGES})
         assert refused.status_code == 429
         assert refused.json()["error"]["type"] == "rate_limit_error"
         assert 1 <= int(refused.headers["retry-after"]) <= 60
         with pytest.raises(openai.RateLimitError):
             client.chat.completions.create(model=MODEL, messages=MESSAGES)
         assert len(upstream.requests_to("/v1/chat/completions")) == 2
-        admin_get(base, "/v1/usage")  # flushes the ledger
+        admin_get(gw, "/v1/usage")  # flushes the ledger
     routes = sorted(ledger_rows(tmp_path, "route, status"))
     assert routes == [
         ("chat/completions", 200),
@@ -221,22 +241,20 @@ def test_rate_limits_apply_to_model_routes_and_the_proxy(
     ]
 
 
-def test_quota_endpoints_in_every_shape(
-    open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
-) -> None:
+def test_quota_endpoints_in_every_shape(upstream: FakeUpstream, tmp_path: Path) -> None:
     settings = fake_provider_settings(
         upstream.base_url, tmp_path, prices={"fake/fake-model": {"input": 1, "output": 2}}
     )
     keys, budgets = student(budget=Budget(usd=5.0, period="monthly"), limits=Limits(rpm=60, tpm=100_000))
-    with running_gateway(settings, keys, budgets) as (base, _):
-        client = open_sdk(base_url=base + "/v1", api_key=STUDENT)
+    with gateway(settings, upstream, keys, budgets) as gw:
+        client = gw.sdk(STUDENT)
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
         cost = (7 * 1 + 3 * 2) / 1_000_000
-        neutral = key_get(base, "/v1/quota")
+        neutral = key_get(gw, "/v1/quota")
         assert neutral["cost"] == {"currency": "USD", "limit": 5.0, "used": cost, "remaining": round(5.0 - cost, 6)}
         assert neutral["tokens"]["limit"] is None
         for path in ("/api/v1/key", "/api/v1/auth/key", "/v1/key"):
-            data = key_get(base, path)["data"]
+            data = key_get(gw, path)["data"]
             assert set(data) == {
                 "label", "limit", "limit_remaining", "limit_reset", "usage", "usage_daily", "usage_weekly",
                 "usage_monthly", "byok_usage", "byok_usage_daily", "byok_usage_weekly", "byok_usage_monthly",
@@ -247,40 +265,38 @@ def test_quota_endpoints_in_every_shape(
             assert data["limit"] == 5.0 and data["limit_reset"] == "monthly"
             assert data["usage"] == data["usage_daily"] == data["usage_monthly"] == cost
             assert data["rate_limit"]["requests"] == 60
-        info = key_get(base, "/key/info")
+        info = key_get(gw, "/key/info")
         assert info["key"] == "student" and STUDENT not in json.dumps(info)
         assert info["info"]["max_budget"] == 5.0 and info["info"]["spend"] == cost
         assert info["info"]["budget_duration"] == "1mo" and info["info"]["budget_reset_at"].endswith("01T00:00:00Z")
         assert (info["info"]["tpm_limit"], info["info"]["rpm_limit"]) == (100_000, 60)
 
 
-def test_usage_report_groups_and_exports_csv(
-    open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
-) -> None:
-    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), *student()) as (base, _):
-        client = open_sdk(base_url=base + "/v1", api_key=STUDENT)
+def test_usage_report_groups_and_exports_csv(upstream: FakeUpstream, tmp_path: Path) -> None:
+    with gateway(fake_provider_settings(upstream.base_url, tmp_path), upstream, *student()) as gw:
+        client = gw.sdk(STUDENT)
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
-        admin = open_sdk(base_url=base + "/v1", api_key=ADMIN_KEY)
+        admin = gw.sdk(ADMIN_KEY)
         admin.chat.completions.create(model=MODEL, messages=MESSAGES)
-        by_key = admin_get(base, "/v1/usage", group_by="key,model,provider").json()
+        by_key = admin_get(gw, "/v1/usage", group_by="key,model,provider").json()
         assert [(r["key"], r["model"], r["provider"]) for r in by_key["data"]] == [
             ("admin", "fake-model", "fake"),
             ("student", "fake-model", "fake"),
         ]
         assert by_key["unpriced_models"] == [{"provider_id": "fake", "model": "fake-model", "requests": 2}]
-        only_student = admin_get(base, "/v1/usage", key="student").json()
+        only_student = admin_get(gw, "/v1/usage", key="student").json()
         assert only_student["data"][0]["requests"] == 1
         assert only_student["unpriced_models"] == [{"provider_id": "fake", "model": "fake-model", "requests": 1}]
-        assert admin_get(base, "/v1/usage", key="nobody").json()["unpriced_models"] == []
-        exported = admin_get(base, "/v1/usage", group_by="day", format="csv")
+        assert admin_get(gw, "/v1/usage", key="nobody").json()["unpriced_models"] == []
+        exported = admin_get(gw, "/v1/usage", group_by="day", format="csv")
         assert exported.headers["content-type"].startswith("text/csv")
         table = list(csv.DictReader(io.StringIO(exported.text)))
         assert table[0]["requests"] == "2" and len(table[0]["day"]) == 10
-        assert admin_get(base, "/v1/usage", group_by="colour").status_code == 400
+        assert admin_get(gw, "/v1/usage", group_by="colour").status_code == 400
         # A key holder sees its own usage only, whatever key it names.
-        own = key_get(base, "/v1/usage?group_by=key,hour")
+        own = key_get(gw, "/v1/usage?group_by=key,hour")
         assert [(r["key"], r["requests"], len(r["hour"])) for r in own["data"]] == [("student", 1, 16)]
-        assert key_get(base, "/v1/usage?key=admin")["data"] == []
+        assert key_get(gw, "/v1/usage?key=admin")["data"] == []
 
 
 def test_200_concurrent_requests_against_a_budget_of_50_are_admitted_50_times(
@@ -290,34 +306,33 @@ def test_200_concurrent_requests_against_a_budget_of_50_are_admitted_50_times(
     ask = prompt + 20
     keys, budgets = student(budget=Budget(tokens=50 * ask, period="daily"))
     upstream.usage = Usage(prompt, 20)
-    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
+    with gateway(fake_provider_settings(upstream.base_url, tmp_path), upstream, keys, budgets) as gw:
 
         async def burst() -> list[int]:
-            limits = httpx.Limits(max_connections=200)
-            async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+            async with gw.async_client(STUDENT) as client:
                 body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 20}
-                headers = {"Authorization": f"Bearer {STUDENT}"}
-                replies = await asyncio.gather(
-                    *(client.post("/v1/chat/completions", json=body, headers=headers) for _ in range(200))
-                )
+                replies = await asyncio.gather(*(client.post("/v1/chat/completions", json=body) for _ in range(200)))
                 return [r.status_code for r in replies]
 
-        statuses = asyncio.run(burst())
+        statuses = gw.run(burst())
         assert statuses.count(200) == 50
         assert statuses.count(429) == 150
-        assert key_get(base, "/v1/quota")["tokens"]["used"] == 50 * ask
+        assert key_get(gw, "/v1/quota")["tokens"]["used"] == 50 * ask
         assert len(upstream.requests_to("/v1/chat/completions")) == 50
 
 
+@pytest.mark.sockets  # the quota client calls the gateway over HTTP
 def test_the_quota_client_reads_anygates_own_endpoints_in_every_format(
-    upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    served_upstream: FakeUpstream, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from typer.testing import CliRunner
 
     from anygate.cli import app as cli_app
 
     keys, budgets = student(budget=Budget(tokens=1000, usd=2.0, period="daily"), limits=Limits(rpm=100))
-    settings = fake_provider_settings(upstream.base_url, tmp_path, prices={"fake/*": {"input": 1000, "output": 1000}})
+    settings = fake_provider_settings(
+        served_upstream.base_url, tmp_path, prices={"fake/*": {"input": 1000, "output": 1000}}
+    )
     with running_gateway(settings, keys, budgets) as (base, _):
         with openai.OpenAI(base_url=base + "/v1", api_key=STUDENT) as client:
             client.chat.completions.create(model=MODEL, messages=MESSAGES)  # 10 tokens, $0.01
@@ -351,22 +366,26 @@ def test_the_quota_client_reads_anygates_own_endpoints_in_every_format(
 
 
 def test_prices_an_upstream_publishes_later_are_used_from_the_next_discovery_on(
-    open_sdk: Callable[..., openai.OpenAI], upstream: FakeUpstream, tmp_path: Path
+    upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     settings = fake_provider_settings(upstream.base_url, tmp_path, discovery_interval=0.2)
-    with running_gateway(settings, *student()) as (base, gateway):
-        client = open_sdk(base_url=base + "/v1", api_key=STUDENT)
+    with gateway(settings, upstream, *student()) as gw:
+        client = gw.sdk(STUDENT)
         client.chat.completions.create(model=MODEL, messages=MESSAGES)  # no price published yet
         upstream.models = [priced_model("fake-model", "0.000001", "0.000002")]
-        runtime = gateway.state.registry.runtimes["fake"]
+        runtime = gw.app.state.registry.runtimes["fake"]
         eventually(lambda: "pricing" in runtime.model_entries["fake-model"], "the priced model list is discovered")
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
-        (row,) = admin_get(base, "/v1/usage", group_by="key").json()["data"]
+        (row,) = admin_get(gw, "/v1/usage", group_by="key").json()["data"]
     assert row["requests"] == 2 and row["unpriced_requests"] == 1
     assert row["cost_usd"] == pytest.approx(7 * 0.000001 + 3 * 0.000002)
 
 
-def test_a_client_leaving_mid_stream_is_charged_for_what_was_generated(upstream: FakeUpstream, tmp_path: Path) -> None:
+@pytest.mark.sockets  # a client hanging up mid-stream
+def test_a_client_leaving_mid_stream_is_charged_for_what_was_generated(
+    served_upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    upstream = served_upstream
     upstream.script(Reply(chunks=40, event_delay=0.05, content="word " * 40), path="/v1/chat/completions")
     with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), *student()) as (base, _):
 
@@ -388,7 +407,7 @@ def test_a_client_leaving_mid_stream_is_charged_for_what_was_generated(upstream:
         asyncio.run(leave_early())
         rows: list[dict[str, Any]] = []
         for _ in range(100):  # the gateway notices the hang-up on its next write
-            rows = admin_get(base, "/v1/usage", key="student").json()["data"]
+            rows = admin_get(Served(base), "/v1/usage", key="student").json()["data"]
             if rows:
                 break
             asyncio.run(asyncio.sleep(0.05))
@@ -398,9 +417,11 @@ def test_a_client_leaving_mid_stream_is_charged_for_what_was_generated(upstream:
     assert ledger_rows(tmp_path, "status") == [(499,)]  # recorded as the client's leaving, not a 200
 
 
+@pytest.mark.sockets  # a stream broken off on the wire, read as it arrives
 def test_a_stream_the_upstream_breaks_off_is_charged_for_what_was_generated(
-    upstream: FakeUpstream, tmp_path: Path
+    served_upstream: FakeUpstream, tmp_path: Path
 ) -> None:
+    upstream = served_upstream
     upstream.script(
         Reply(chunks=20, content="word " * 20, omit_usage=True, reset_after_events=6), path="/v1/chat/completions"
     )
@@ -413,7 +434,7 @@ def test_a_stream_the_upstream_breaks_off_is_charged_for_what_was_generated(
                 pass
 
         def usage_rows() -> list[dict[str, Any]]:
-            return list(admin_get(base, "/v1/usage", key="student").json()["data"])
+            return list(admin_get(Served(base), "/v1/usage", key="student").json()["data"])
 
         # Estimating loads the vocabulary first: the request settles a moment after it ended.
         eventually(lambda: bool(usage_rows()), "the request in the ledger")
@@ -433,8 +454,8 @@ def test_anygate_usage_prints_the_ledger(
 
     settings = fake_provider_settings(upstream.base_url, tmp_path)
     with (
-        running_gateway(settings, *student()) as (base, _),
-        openai.OpenAI(base_url=base + "/v1", api_key=STUDENT) as client,
+        gateway(settings, upstream, *student()) as gw,
+        gw.sdk(STUDENT) as client,
     ):
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
         client.chat.completions.create(model=MODEL, messages=MESSAGES)
@@ -455,8 +476,8 @@ def test_anygate_usage_prints_the_ledger(
 def test_upstream_quota_is_polled_into_providers_and_metrics(upstream: FakeUpstream, tmp_path: Path) -> None:
     settings = fake_provider_settings(upstream.base_url, tmp_path)
     settings.providers[0].quota = QuotaConfig(path="/quota", format="neutral")
-    with running_gateway(settings) as (base, gateway):
-        registry = gateway.state.registry
+    with gateway(settings, upstream) as gw:
+        registry = gw.app.state.registry
         quota: dict[str, Any] | None = None
         for _ in range(100):  # the first poll runs as the gateway starts
             # What /v1/providers shows for each provider (the route itself is the lead's, tested there).
@@ -464,7 +485,8 @@ def test_upstream_quota_is_polled_into_providers_and_metrics(upstream: FakeUpstr
             if quota:
                 break
             asyncio.run(asyncio.sleep(0.05))
-        metrics = httpx.get(base + "/metrics").text
+        with gw.client(None) as http:
+            metrics = http.get("/metrics").text
     assert quota is not None
     assert quota["tokens"] == {"limit": 5000000, "used": 250000, "remaining": 4750000, "resets_at": None}
     assert quota["cost"]["remaining"] == 4.58 and "checked_at" in quota
@@ -478,7 +500,7 @@ def test_gateways_sharing_a_database_poll_an_upstream_quota_once_and_all_show_it
     settings = fake_provider_settings(upstream.base_url, tmp_path)
     settings.providers[0].quota = QuotaConfig(path="/quota", format="neutral")
     with ExitStack() as stack:
-        gateways = [stack.enter_context(running_gateway(settings))[1] for _ in range(3)]
+        gateways = [stack.enter_context(gateway(settings, upstream)).app for _ in range(3)]
 
         def shown() -> bool:
             return all(g.state.registry.runtimes["fake"].quota for g in gateways)
@@ -491,36 +513,35 @@ def test_gateways_sharing_a_database_poll_an_upstream_quota_once_and_all_show_it
 
 def test_the_responses_api_is_counted_streamed_or_not(upstream: FakeUpstream, tmp_path: Path) -> None:
     with (
-        running_gateway(fake_provider_settings(upstream.base_url, tmp_path), *student()) as (base, _),
-        openai.OpenAI(base_url=base + "/v1", api_key=STUDENT) as client,
+        gateway(fake_provider_settings(upstream.base_url, tmp_path), upstream, *student()) as gw,
+        gw.sdk(STUDENT) as client,
     ):
         client.responses.create(model=MODEL, input="hi")
         list(client.responses.create(model=MODEL, input="hi", stream=True))
         assert "stream_options" not in (upstream.requests_to("/v1/responses")[-1].json or {})
-        rows = admin_get(base, "/v1/usage", key="student").json()["data"]
-        admin_view = httpx.get(base + "/v1/quota", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).json()
+        rows = admin_get(gw, "/v1/usage", key="student").json()["data"]
+        admin_view = admin_get(gw, "/v1/quota").json()
     assert (rows[0]["requests"], rows[0]["input_tokens"], rows[0]["output_tokens"]) == (2, 14, 6)
     assert rows[0]["estimated_requests"] == 0
     assert admin_view["tokens"]["limit"] is None and admin_view["cost"]["remaining"] is None
 
 
 def test_a_concurrency_limit_refuses_the_request_over_it(upstream: FakeUpstream, tmp_path: Path) -> None:
-    upstream.script(Reply(first_byte_delay=2.0), path="/v1/chat/completions")
+    upstream.script(Reply(first_byte_delay=1.0), path="/v1/chat/completions")
     keys, budgets = student(limits=Limits(concurrency=1))
-    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path), keys, budgets) as (base, _):
+    with gateway(fake_provider_settings(upstream.base_url, tmp_path), upstream, keys, budgets) as gw:
 
         async def two_at_once() -> list[int]:
-            headers = {"Authorization": f"Bearer {STUDENT}"}
             body = {"model": MODEL, "messages": MESSAGES}
-            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
-                first = asyncio.create_task(client.post("/v1/chat/completions", json=body, headers=headers))
-                # The fake runs in another thread: poll until the first request holds its slot upstream.
+            async with gw.async_client(STUDENT) as client:
+                first = asyncio.create_task(client.post("/v1/chat/completions", json=body))
+                # Poll until the first request holds its slot upstream.
                 while not upstream.requests_to("/v1/chat/completions"):  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
-                second = await client.post("/v1/chat/completions", json=body, headers=headers)
+                second = await client.post("/v1/chat/completions", json=body)
                 first_status = (await first).status_code
-                again = await client.post("/v1/chat/completions", json=body, headers=headers)
+                again = await client.post("/v1/chat/completions", json=body)
                 return [first_status, second.status_code, again.status_code]
 
-        first, second, after = asyncio.run(two_at_once())
+        first, second, after = gw.run(two_at_once())
     assert (first, second, after) == (200, 429, 200)

@@ -8,17 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2 as httpx
 import openai
 import pytest
 import redis
 
 from tests.accounting.conftest import REDIS, unavailable
-from tests.accounting.gateway import ADMIN_KEY, eventually, fake_provider_settings, running_gateway
+from tests.accounting.gateway import ADMIN_KEY, eventually, fake_provider_settings
 from tests.support.fake_upstream import FakeUpstream, Reply, Usage
+from tests.support.inprocess import InProcessGateway, inprocess_gateway
 from tests.support.tokens import estimate_prompt
-
-pytestmark = pytest.mark.sockets  # the gateway and its upstream on loopback ports, called over HTTP
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 MODEL = "fake/fake-model"
@@ -26,36 +24,38 @@ PROMPT = estimate_prompt({"messages": MESSAGES})
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
-    with FakeUpstream.start_in_thread(usage=Usage(7, 3)) as up:  # 10 tokens a request
-        yield up
+def upstream() -> FakeUpstream:
+    return FakeUpstream(usage=Usage(7, 3)).in_memory()  # 10 tokens a request
 
 
-def call(base: str, method: str, path: str, key: str, body: Any = None) -> Any:
-    reply = httpx.request(method, base + path, json=body, headers={"Authorization": f"Bearer {key}"})
+def call(gw: InProcessGateway, method: str, path: str, key: str, body: Any = None) -> Any:
+    with gw.client(key) as http:
+        reply = http.request(method, path, json=body)
     assert reply.status_code in (200, 201), reply.text
     return reply.json()
 
 
-def mint(base: str, key: str, **fields: Any) -> dict[str, Any]:
+def mint(gw: InProcessGateway, key: str, **fields: Any) -> dict[str, Any]:
     """A key made with ``key``'s own secret (the admin key makes the first of a family)."""
-    return call(base, "POST", "/v1/keys", key, {"alias": "k", **fields})  # type: ignore[no-any-return]
+    return call(gw, "POST", "/v1/keys", key, {"alias": "k", **fields})  # type: ignore[no-any-return]
 
 
-def three_generations(base: str, **parent_fields: Any) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    parent = mint(base, ADMIN_KEY, **parent_fields)
-    child = mint(base, parent["key"])
-    grandchild = mint(base, child["key"])
+def three_generations(
+    gw: InProcessGateway, **parent_fields: Any
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    parent = mint(gw, ADMIN_KEY, **parent_fields)
+    child = mint(gw, parent["key"])
+    grandchild = mint(gw, child["key"])
     return parent, child, grandchild
 
 
-def chat(base: str, key: str, **extra: Any) -> Any:
-    with openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0) as client:
+def chat(gw: InProcessGateway, key: str, **extra: Any) -> Any:
+    with gw.sdk(key) as client:
         return client.chat.completions.create(model=MODEL, messages=MESSAGES, **extra)
 
 
-def tokens_used(base: str, key: str) -> float:
-    return call(base, "GET", "/v1/quota", key)["tokens"]["used"]  # type: ignore[no-any-return]
+def tokens_used(gw: InProcessGateway, key: str) -> float:
+    return call(gw, "GET", "/v1/quota", key)["tokens"]["used"]  # type: ignore[no-any-return]
 
 
 def backend(limiter: str) -> dict[str, Any]:
@@ -83,10 +83,11 @@ def forget_redis_counters(*keys: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def redis_cleanup() -> Iterator[list[dict[str, Any]]]:
+def redis_cleanup(limiter: str) -> Iterator[list[dict[str, Any]]]:
+    """The keys whose Redis counters go when the test ends (on the Redis backend; the others use none)."""
     keys: list[dict[str, Any]] = []
     yield keys
-    if keys:
+    if keys and limiter == "redis":
         forget_redis_counters(*keys)
 
 
@@ -96,20 +97,20 @@ def test_children_and_grandchildren_spend_from_the_parents_budget(
 ) -> None:
     """Each made key gets a copy of the 20-token budget; the family still has 20 tokens in all."""
     settings = fake_provider_settings(upstream.base_url, tmp_path, **backend(limiter))
-    with running_gateway(settings) as (base, _):
-        family = three_generations(base, budget={"tokens": 20, "period": "daily"})
+    with inprocess_gateway(settings, upstream) as gw:
+        family = three_generations(gw, budget={"tokens": 20, "period": "daily"})
         redis_cleanup.extend(family)
         parent, child, grandchild = family
         assert grandchild["budget"]["tokens"] == 20 and grandchild["created_by"] == child["id"]
-        chat(base, grandchild["key"])
-        chat(base, child["key"])
+        chat(gw, grandchild["key"])
+        chat(gw, child["key"])
         with pytest.raises(openai.RateLimitError) as refusal:
-            chat(base, grandchild["key"])  # its own copy has 10 left; the keys above it have none
+            chat(gw, grandchild["key"])  # its own copy has 10 left; the keys above it have none
         assert "which this key was made from" in refusal.value.message
         with pytest.raises(openai.RateLimitError):
-            chat(base, parent["key"])
-        assert tokens_used(base, parent["key"]) == 20
-        assert tokens_used(base, grandchild["key"]) == 20  # the budget that binds it: its ancestors'
+            chat(gw, parent["key"])
+        assert tokens_used(gw, parent["key"]) == 20
+        assert tokens_used(gw, grandchild["key"]) == 20  # the budget that binds it: its ancestors'
     assert len(upstream.requests_to("/v1/chat/completions")) == 2
 
 
@@ -119,33 +120,33 @@ def test_a_restart_counts_what_the_children_spent(
 ) -> None:
     """The parent's window is rebuilt from the ledger rows of the whole family (here the first run
     counted in memory; the second run's counters start from the ledger)."""
-    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path)) as (base, _):
-        family = three_generations(base, budget={"tokens": 25, "period": "daily"})
+    with inprocess_gateway(fake_provider_settings(upstream.base_url, tmp_path), upstream) as gw:
+        family = three_generations(gw, budget={"tokens": 25, "period": "daily"})
         parent, child, grandchild = family
-        chat(base, grandchild["key"])
-        chat(base, child["key"])
+        chat(gw, grandchild["key"])
+        chat(gw, child["key"])
     redis_cleanup.extend(family)
-    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path, **backend(limiter))) as (base, _):
-        chat(base, parent["key"], max_tokens=100)
+    with inprocess_gateway(fake_provider_settings(upstream.base_url, tmp_path, **backend(limiter)), upstream) as gw:
+        chat(gw, parent["key"], max_tokens=100)
         assert upstream.requests_to("/v1/chat/completions")[-1].json["max_tokens"] == 25 - 20 - PROMPT
         with pytest.raises(openai.RateLimitError):
-            chat(base, grandchild["key"])
-        assert tokens_used(base, parent["key"]) == 30
+            chat(gw, grandchild["key"])
+        assert tokens_used(gw, parent["key"]) == 30
 
 
 def test_a_childs_request_holds_the_parents_concurrency_slot(upstream: FakeUpstream, tmp_path: Path) -> None:
-    upstream.script(Reply(first_byte_delay=2.0), path="/v1/chat/completions")
-    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path)) as (base, _):
-        parent = mint(base, ADMIN_KEY, limits={"concurrency": 1})
-        child = mint(base, parent["key"])
+    upstream.script(Reply(first_byte_delay=1.0), path="/v1/chat/completions")
+    with inprocess_gateway(fake_provider_settings(upstream.base_url, tmp_path), upstream) as gw:
+        parent = mint(gw, ADMIN_KEY, limits={"concurrency": 1})
+        child = mint(gw, parent["key"])
 
         async def parent_while_child_runs() -> tuple[int, int, int]:
             body = {"model": MODEL, "messages": MESSAGES}
-            async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+            async with gw.async_client(None) as client:
                 running = asyncio.create_task(
                     client.post("/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {child['key']}"})
                 )
-                # The fake runs in another thread: poll until the child's request holds its slot upstream.
+                # Poll until the child's request holds its slot upstream.
                 while not upstream.requests_to("/v1/chat/completions"):  # noqa: ASYNC110
                     await asyncio.sleep(0.01)
                 headers = {"Authorization": f"Bearer {parent['key']}"}
@@ -154,7 +155,7 @@ def test_a_childs_request_holds_the_parents_concurrency_slot(upstream: FakeUpstr
                 after = await client.post("/v1/chat/completions", json=body, headers=headers)
                 return first, during.status_code, after.status_code
 
-        assert asyncio.run(parent_while_child_runs()) == (200, 429, 200)
+        assert gw.run(parent_while_child_runs()) == (200, 429, 200)
 
 
 BURST_BACKENDS = [
@@ -178,12 +179,12 @@ def test_200_concurrent_requests_of_a_family_admit_exactly_the_parents_budget(
         extra = backend(limiter)
     family: tuple[dict[str, Any], ...] = ()
     try:
-        with running_gateway(fake_provider_settings(upstream.base_url, tmp_path, **extra)) as (base, _):
-            family = three_generations(base, budget={"tokens": 50 * ask, "period": "daily"})
+        with inprocess_gateway(fake_provider_settings(upstream.base_url, tmp_path, **extra), upstream) as gw:
+            family = three_generations(gw, budget={"tokens": 50 * ask, "period": "daily"})
 
             async def burst() -> list[int]:
                 body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 20}
-                async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_connections=200), timeout=120) as c:
+                async with gw.async_client(None) as c:
                     replies = await asyncio.gather(
                         *(
                             c.post(
@@ -196,10 +197,10 @@ def test_200_concurrent_requests_of_a_family_admit_exactly_the_parents_budget(
                     )
                 return [r.status_code for r in replies]
 
-            statuses = asyncio.run(burst())
+            statuses = gw.run(burst())
             assert statuses.count(200) == 50, statuses
             assert statuses.count(429) == 150
-            eventually(lambda: tokens_used(base, family[0]["key"]) == 50 * ask, "the parent charged 50 requests")
+            eventually(lambda: tokens_used(gw, family[0]["key"]) == 50 * ask, "the parent charged 50 requests")
     finally:
         if limiter == "redis" and family:
             forget_redis_counters(*family)

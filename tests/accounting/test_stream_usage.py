@@ -1,4 +1,5 @@
-"""Usage on streams: asked only where welcome, and what asking added never reaches a client that did not ask."""
+"""Usage on streams: asked only where welcome, and what asking added never reaches a client that did not ask
+(the gateway in-process; compared byte for byte with the upstream's own stream on real sockets)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,19 @@ import pytest
 from anygate.accounting.stream_usage import strip_null_usage
 from tests.accounting.gateway import ADMIN_KEY, eventually, fake_provider_settings, running_gateway
 from tests.support.fake_upstream import FakeUpstream, Reply, Usage
+from tests.support.inprocess import inprocess_gateway
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 CHAT = "/v1/chat/completions"
 
 
 @pytest.fixture
-def upstream() -> Iterator[FakeUpstream]:
+def upstream() -> FakeUpstream:
+    return FakeUpstream(usage=Usage(7, 3)).in_memory()
+
+
+@pytest.fixture
+def served_upstream() -> Iterator[FakeUpstream]:
     with FakeUpstream.start_in_thread(usage=Usage(7, 3)) as up:
         yield up
 
@@ -52,10 +59,11 @@ def raw_stream(url: str, body: dict[str, Any], key: str) -> bytes:
     ("endpoint", "request_body"),
     [("chat/completions", {"messages": MESSAGES}), ("completions", {"prompt": "hi"})],
 )
-@pytest.mark.sockets
+@pytest.mark.sockets  # the bytes as the upstream sends them on the wire, read straight from it
 def test_a_client_that_did_not_ask_gets_the_bytes_the_upstream_sends_without_asking(
-    upstream: FakeUpstream, tmp_path: Path, endpoint: str, request_body: dict[str, Any]
+    served_upstream: FakeUpstream, tmp_path: Path, endpoint: str, request_body: dict[str, Any]
 ) -> None:
+    upstream = served_upstream
     path = f"/v1/{endpoint}"
     upstream.script(Reply(stable=True, chunks=4), Reply(stable=True, chunks=4), path=path)
     direct = raw_stream(f"{upstream.base_url}/{endpoint}", {"model": "fake-model", **request_body, "stream": True}, "k")
@@ -69,14 +77,13 @@ def test_a_client_that_did_not_ask_gets_the_bytes_the_upstream_sends_without_ask
     assert (rows[0]["input_tokens"], rows[0]["output_tokens"], rows[0]["estimated_requests"]) == (7, 3, 0)
 
 
-@pytest.mark.sockets
 def test_an_upstream_refusing_stream_options_is_asked_once_more_without_and_never_again(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     upstream.rejected_fields = {"stream_options"}
     with (
-        running_gateway(fake_provider_settings(upstream.base_url, tmp_path)) as (base, _),
-        openai.OpenAI(base_url=base + "/v1", api_key=ADMIN_KEY, max_retries=0) as client,
+        inprocess_gateway(fake_provider_settings(upstream.base_url, tmp_path), upstream) as gw,
+        gw.sdk(ADMIN_KEY) as client,
     ):
         chunks = list(client.chat.completions.create(model="fake/fake-model", messages=MESSAGES, stream=True))
         assert "".join(c.choices[0].delta.content or "" for c in chunks) == upstream.content
@@ -93,8 +100,8 @@ def test_an_upstream_refusing_stream_options_is_asked_once_more_without_and_neve
         assert len(upstream.requests_to(CHAT)) == 4
 
         def usage_rows() -> list[dict[str, Any]]:
-            admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-            return list(httpx.get(base + "/v1/usage", headers=admin).json()["data"])
+            with gw.client(ADMIN_KEY) as http:
+                return list(http.get("/v1/usage").json()["data"])
 
         # Estimating loads the vocabulary first: those requests settle a moment after they ended.
         eventually(lambda: bool(usage_rows()) and usage_rows()[0]["estimated_requests"] == 2, "two estimates")
@@ -102,12 +109,11 @@ def test_an_upstream_refusing_stream_options_is_asked_once_more_without_and_neve
     assert rows[0]["estimated_requests"] == 2  # no usage without asking: estimated, and marked so
 
 
-@pytest.mark.sockets
 def test_a_request_the_upstream_refuses_for_another_reason_is_its_error(upstream: FakeUpstream, tmp_path: Path) -> None:
     upstream.script(Reply.error(400, "messages: bad role"), Reply.error(400, "messages: bad role"), path=CHAT)
     with (
-        running_gateway(fake_provider_settings(upstream.base_url, tmp_path)) as (base, _),
-        openai.OpenAI(base_url=base + "/v1", api_key=ADMIN_KEY, max_retries=0) as client,
+        inprocess_gateway(fake_provider_settings(upstream.base_url, tmp_path), upstream) as gw,
+        gw.sdk(ADMIN_KEY) as client,
     ):
         with pytest.raises(openai.BadRequestError, match="bad role"):
             client.chat.completions.create(model="fake/fake-model", messages=MESSAGES, stream=True)
@@ -123,7 +129,6 @@ def test_a_request_the_upstream_refuses_for_another_reason_is_its_error(upstream
         {"type": "mistral", "base_url": None},  # the preset's: Mistral refuses unknown fields
     ],
 )
-@pytest.mark.sockets
 def test_a_provider_known_not_to_take_stream_options_is_not_asked(
     upstream: FakeUpstream, tmp_path: Path, provider: dict[str, Any]
 ) -> None:
@@ -132,27 +137,25 @@ def test_a_provider_known_not_to_take_stream_options_is_not_asked(
     fields["base_url"] = upstream.base_url
     settings = settings.model_copy(update={"providers": [type(settings.providers[0]).model_validate(fields)]})
     with (
-        running_gateway(settings) as (base, _),
-        openai.OpenAI(base_url=base + "/v1", api_key=ADMIN_KEY, max_retries=0) as client,
+        inprocess_gateway(settings, upstream) as gw,
+        gw.sdk(ADMIN_KEY) as client,
     ):
         list(client.chat.completions.create(model="fake/fake-model", messages=MESSAGES, stream=True))
     assert [("stream_options" in r.json) for r in upstream.requests_to(CHAT)] == [False]
 
 
-@pytest.mark.sockets
 def test_the_probe_tests_streaming_and_stream_usage_apart_and_its_finding_is_followed(
     upstream: FakeUpstream, tmp_path: Path
 ) -> None:
     upstream.rejected_fields = {"stream_options"}
-    with running_gateway(fake_provider_settings(upstream.base_url, tmp_path)) as (base, _):
-        probe = httpx.post(
-            base + "/v1/providers/fake/test", json={}, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
-        ).json()
+    with inprocess_gateway(fake_provider_settings(upstream.base_url, tmp_path), upstream) as gw:
+        with gw.client(ADMIN_KEY) as http:
+            probe = http.post("/v1/providers/fake/test", json={}).json()
         assert probe["streaming"]["ok"] is True
         assert probe["stream_usage"]["ok"] is False
         assert probe["stream_usage"]["error"].startswith("Upstream returned HTTP 400")
         assert probe["capabilities"]["streaming"] is True and probe["capabilities"]["stream_usage"] is False
         before = len(upstream.requests_to(CHAT))
-        with openai.OpenAI(base_url=base + "/v1", api_key=ADMIN_KEY, max_retries=0) as client:
+        with gw.sdk(ADMIN_KEY) as client:
             list(client.chat.completions.create(model="fake/fake-model", messages=MESSAGES, stream=True))
     assert [("stream_options" in r.json) for r in upstream.requests_to(CHAT)[before:]] == [False]

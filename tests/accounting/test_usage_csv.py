@@ -6,12 +6,12 @@ import csv
 import io
 from pathlib import Path
 
-import httpx2 as httpx
 import pytest
 
 from anygate.accounting.reports import as_csv
-from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings, running_gateway
+from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings
 from tests.support.fake_upstream import FakeUpstream, Usage
+from tests.support.inprocess import inprocess_gateway
 
 HOSTILE_MODELS = ['=HYPERLINK("http://evil.example","x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1)", "\tx", "\rx"]
 
@@ -43,12 +43,11 @@ def test_numbers_stay_numbers_even_negative_and_plain_text_is_unchanged() -> Non
     assert row[-3] == "-0.5" and row[-1] == "0.25"
 
 
-@pytest.mark.sockets
 def test_the_export_route_quotes_a_model_name_a_client_sent(tmp_path: Path) -> None:
+    upstream = FakeUpstream(usage=Usage(7, 3)).in_memory()
     with (
-        FakeUpstream.start_in_thread(usage=Usage(7, 3)) as upstream,
-        running_gateway(fake_provider_settings(upstream.base_url, tmp_path)) as (base, _),
-        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30) as http,
+        inprocess_gateway(fake_provider_settings(upstream.base_url, tmp_path), upstream) as gw,
+        gw.client(ADMIN_KEY) as http,
     ):
         for model in HOSTILE_MODELS[:4]:
             body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}

@@ -112,7 +112,6 @@ def test_a_report_buckets_by_utc_hour_day_and_month(tmp_path: Path) -> None:
     assert months == [("2025-12", 3, 0.75), ("2026-01", 1, 0.25)]
 
 
-@pytest.mark.sockets
 def test_a_report_names_keys_and_users_and_counts_refusals_apart(ledger: tuple[Settings, dict[str, str]]) -> None:
     settings, ids = ledger
     by_key = {row["key"]: row for row in run_report(settings, ["key", "user"])}

@@ -1,28 +1,20 @@
-"""The read-only views: /v1/models, /v1/models/{id}, /v1/providers, /v1/providers/{id}/models."""
+"""The read-only views: /v1/models, /v1/models/{id}, /v1/providers, /v1/providers/{id}/models (the gateway
+in-process, its upstreams in memory)."""
 
 from __future__ import annotations
 
-import socket
-
-import pytest
-
+from tests.support.fake_transport import FakeNetwork
 from tests.support.fake_upstream import FakeUpstream, Reply, priced_model
-from tests.support.gateway import PROVIDER_KEY, fake_provider, gateway_settings, serve_gateway
-
-pytestmark = pytest.mark.sockets
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.gateway import PROVIDER_KEY, fake_provider, gateway_settings
+from tests.support.inprocess import inprocess_gateway
 
 
 def dead_provider(provider_id: str, **fields: object) -> dict[str, object]:
+    """A provider at an origin nothing answers at (``FakeNetwork`` refuses the connection)."""
     return {
         "id": provider_id,
         "type": "custom",
-        "base_url": f"http://127.0.0.1:{closed_port()}/v1",
+        "base_url": f"http://{provider_id}.test/v1",
         "api_key": PROVIDER_KEY,
         "allow_private_network": True,
         "max_retries": 0,
@@ -31,21 +23,22 @@ def dead_provider(provider_id: str, **fields: object) -> dict[str, object]:
 
 
 def test_models_and_providers_views() -> None:
-    with FakeUpstream.start_in_thread(models=[priced_model("anthropic/claude-3.5-sonnet"), "plain"]) as up:
-        settings = gateway_settings(
-            fake_provider(up, models=["configured-only"]),
-            dead_provider("dead", models=["fallback-model"]),
-            dead_provider("unknown"),
-            default_provider="fake",
-        )
-        with serve_gateway(settings) as gw, gw.client() as client:
-            models = client.get("/v1/models").json()
-            providers = client.get("/v1/providers")
-            fake_models = client.get("/v1/providers/fake/models").json()
-            dead_models = client.get("/v1/providers/dead/models").json()
-            unknown_models = client.get("/v1/providers/unknown/models").json()
-            one = client.get("/v1/models/fake/anthropic/claude-3.5-sonnet")
-            bare = client.get("/v1/models/plain")
+    network = FakeNetwork()
+    up = network.add(FakeUpstream(models=[priced_model("anthropic/claude-3.5-sonnet"), "plain"]))
+    settings = gateway_settings(
+        fake_provider(up, models=["configured-only"]),
+        dead_provider("dead", models=["fallback-model"]),
+        dead_provider("unknown"),
+        default_provider="fake",
+    )
+    with inprocess_gateway(settings, transport=network) as gw, gw.client() as client:
+        models = client.get("/v1/models").json()
+        providers = client.get("/v1/providers")
+        fake_models = client.get("/v1/providers/fake/models").json()
+        dead_models = client.get("/v1/providers/dead/models").json()
+        unknown_models = client.get("/v1/providers/unknown/models").json()
+        one = client.get("/v1/models/fake/anthropic/claude-3.5-sonnet")
+        bare = client.get("/v1/models/plain")
 
     assert models["object"] == "list"
     ids = {m["id"]: m for m in models["data"]}
@@ -89,7 +82,8 @@ def test_models_and_providers_views() -> None:
 
 
 def test_unknown_provider_models_is_404() -> None:
-    with FakeUpstream.start_in_thread() as up, serve_gateway(gateway_settings(fake_provider(up))) as gw:
+    up = FakeUpstream().in_memory()
+    with inprocess_gateway(gateway_settings(fake_provider(up)), up) as gw:
         with gw.client() as client:
             response = client.get("/v1/providers/nope/models")
     assert response.status_code == 404
@@ -97,13 +91,11 @@ def test_unknown_provider_models_is_404() -> None:
 
 
 def test_a_provider_without_a_key_is_listed_as_not_configured() -> None:
-    with FakeUpstream.start_in_thread() as up:
-        up.script(Reply.error(401, "no key"), path="/v1/models")
-        settings = gateway_settings(
-            fake_provider(up, api_key=None), fake_provider(up, "open", auth="none", api_key=None)
-        )
-        with serve_gateway(settings) as gw, gw.client() as client:
-            by_id = {p["id"]: p for p in client.get("/v1/providers").json()["data"]}
+    up = FakeUpstream().in_memory()
+    up.script(Reply.error(401, "no key"), path="/v1/models")
+    settings = gateway_settings(fake_provider(up, api_key=None), fake_provider(up, "open", auth="none", api_key=None))
+    with inprocess_gateway(settings, up) as gw, gw.client() as client:
+        by_id = {p["id"]: p for p in client.get("/v1/providers").json()["data"]}
     assert by_id["fake"]["configured"] is False
     assert by_id["open"]["configured"] is True
 
@@ -111,19 +103,19 @@ def test_a_provider_without_a_key_is_listed_as_not_configured() -> None:
 def test_env_provider_and_its_alias_in_the_views() -> None:
     from anygate.settings import load_settings
 
-    with FakeUpstream.start_in_thread() as up:
-        env = {
-            "OPENROUTER_API_KEY": PROVIDER_KEY,
-            "OPENROUTER_BASE_URL": up.base_url,
-            "PREFERRED_PROVIDER": "openai_compatible",
-            "OPENAI_COMPATIBLE_DEFAULT_MODEL": "fake-model",
-            "ANYGATE_ADMIN_KEY": "admin-key-for-views",
-            "ANYGATE_DATA_DIR": "data",
-        }
-        with serve_gateway(load_settings({}, env)) as gw, gw.client(key="admin-key-for-views") as client:
-            providers = client.get("/v1/providers").json()
-            aliased = client.get("/v1/providers/openai_compatible/models")
-            chat = client.post("/v1/chat/completions", json={"model": "openai_compatible:fake-model", "messages": []})
+    up = FakeUpstream().in_memory()
+    env = {
+        "OPENROUTER_API_KEY": PROVIDER_KEY,
+        "OPENROUTER_BASE_URL": up.base_url,
+        "PREFERRED_PROVIDER": "openai_compatible",
+        "OPENAI_COMPATIBLE_DEFAULT_MODEL": "fake-model",
+        "ANYGATE_ADMIN_KEY": "admin-key-for-views",
+        "ANYGATE_DATA_DIR": "data",
+    }
+    with inprocess_gateway(load_settings({}, env), up) as gw, gw.client(key="admin-key-for-views") as client:
+        providers = client.get("/v1/providers").json()
+        aliased = client.get("/v1/providers/openai_compatible/models")
+        chat = client.post("/v1/chat/completions", json={"model": "openai_compatible:fake-model", "messages": []})
     assert providers["default_provider"] == "openrouter"
     assert [p["id"] for p in providers["data"]] == ["openrouter"]
     assert providers["data"][0]["default_model"] == "fake-model"
@@ -134,18 +126,18 @@ def test_env_provider_and_its_alias_in_the_views() -> None:
 def test_views_are_filtered_to_what_the_key_may_use() -> None:
     from anygate.auth import Principal, hash_key
 
-    with FakeUpstream.start_in_thread(models=["allowed-model", "other-model"]) as up:
-        settings = gateway_settings(fake_provider(up), fake_provider(up, "second"))
-        with serve_gateway(settings) as gw:
-            limited = Principal(key_id="k1", is_admin=False, models=("fake/allowed-*",), providers=("fake",))
-            gw.app.state.keyring.add(hash_key("limited-key"), limited)
-            with gw.client(key="limited-key") as client:
-                models = [m["id"] for m in client.get("/v1/models").json()["data"]]
-                providers = [p["id"] for p in client.get("/v1/providers").json()["data"]]
-                denied = client.post("/v1/chat/completions", json={"model": "fake/other-model", "messages": []})
-                allowed = client.post("/v1/chat/completions", json={"model": "allowed-model", "messages": []})
-                proxy_denied = client.post("/proxy/second/v1/chat/completions", json={"model": "x", "messages": []})
-                hidden = client.get("/v1/providers/second/models")
+    up = FakeUpstream(models=["allowed-model", "other-model"]).in_memory()
+    settings = gateway_settings(fake_provider(up), fake_provider(up, "second"))
+    with inprocess_gateway(settings, up) as gw:
+        limited = Principal(key_id="k1", is_admin=False, models=("fake/allowed-*",), providers=("fake",))
+        gw.app.state.keyring.add(hash_key("limited-key"), limited)
+        with gw.client(key="limited-key") as client:
+            models = [m["id"] for m in client.get("/v1/models").json()["data"]]
+            providers = [p["id"] for p in client.get("/v1/providers").json()["data"]]
+            denied = client.post("/v1/chat/completions", json={"model": "fake/other-model", "messages": []})
+            allowed = client.post("/v1/chat/completions", json={"model": "allowed-model", "messages": []})
+            proxy_denied = client.post("/proxy/second/v1/chat/completions", json={"model": "x", "messages": []})
+            hidden = client.get("/v1/providers/second/models")
     assert models == ["fake/allowed-model"]
     assert providers == ["fake"]
     assert denied.status_code == 403 and denied.json()["error"]["type"] == "permission_error"
@@ -166,17 +158,18 @@ def health_samples(client: object) -> dict[str, float]:
 
 
 def test_every_provider_has_a_health_sample_from_start_up() -> None:
-    with FakeUpstream.start_in_thread() as up:
-        settings = gateway_settings(fake_provider(up), dead_provider("dead"))
-        with serve_gateway(settings) as gw, gw.client() as client:
-            assert health_samples(client) == {"fake": -1.0, "dead": -1.0}  # registered, not checked yet
-            assert client.post("/v1/providers/health-check").status_code == 200
-            assert health_samples(client) == {"fake": 1.0, "dead": 0.0}
-            stored = {"id": "later", "type": "custom", "base_url": up.base_url, "allow_private_network": True}
-            assert client.post("/v1/providers", json=stored).status_code == 201
-            assert health_samples(client) == {"fake": 1.0, "dead": 0.0, "later": -1.0}
-            assert client.delete("/v1/providers/later").status_code == 200
-            assert health_samples(client) == {"fake": 1.0, "dead": 0.0}
+    network = FakeNetwork()
+    up = network.add(FakeUpstream())
+    settings = gateway_settings(fake_provider(up), dead_provider("dead"))
+    with inprocess_gateway(settings, transport=network) as gw, gw.client() as client:
+        assert health_samples(client) == {"fake": -1.0, "dead": -1.0}  # registered, not checked yet
+        assert client.post("/v1/providers/health-check").status_code == 200
+        assert health_samples(client) == {"fake": 1.0, "dead": 0.0}
+        stored = {"id": "later", "type": "custom", "base_url": up.base_url, "allow_private_network": True}
+        assert client.post("/v1/providers", json=stored).status_code == 201
+        assert health_samples(client) == {"fake": 1.0, "dead": 0.0, "later": -1.0}
+        assert client.delete("/v1/providers/later").status_code == 200
+        assert health_samples(client) == {"fake": 1.0, "dead": 0.0}
 
 
 def test_public_readiness_names_nothing_and_the_admin_key_sees_the_detail() -> None:
@@ -186,7 +179,8 @@ def test_public_readiness_names_nothing_and_the_admin_key_sees_the_detail() -> N
     async def failing() -> None:
         raise NotReady("secret key mismatch: key id 142d7432 unknown (cannot decrypt provider 'campus')")
 
-    with FakeUpstream.start_in_thread() as up, serve_gateway(gateway_settings(fake_provider(up, "campus"))) as gw:
+    up = FakeUpstream().in_memory()
+    with inprocess_gateway(gateway_settings(fake_provider(up, "campus")), up) as gw:
         gw.app.state.keyring.add(hash_key("user-key"), Principal(key_id="u1", is_admin=False))
         with gw.client(key=None) as bare, gw.client(key="user-key") as user, gw.client() as admin:
             public = [bare.get("/health/ready"), user.get("/health/ready")]
@@ -204,8 +198,6 @@ def test_public_readiness_names_nothing_and_the_admin_key_sees_the_detail() -> N
 
 
 def test_the_root_leads_a_browser_to_the_console_without_a_key_and_without_naming_a_host() -> None:
-    from tests.support.inprocess import inprocess_gateway
-
     with inprocess_gateway(gateway_settings()) as gw, gw.client(key=None) as browser:
         opened = browser.get("/", headers={"Host": "evil.example"})
         probed = browser.head("/")

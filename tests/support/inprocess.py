@@ -100,6 +100,13 @@ class InProcessGateway:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         return httpx2.Client(base_url=BASE_URL, headers=headers, transport=self.transport(), **options)
 
+    def async_client(self, key: str | None = ADMIN_KEY, **options: Any) -> httpx2.AsyncClient:
+        """An async httpx client for coroutines run on the gateway's loop (``gw.run(...)``): requests sent
+        at once are served at once, as by a server (``asyncio.gather`` of many, one held open meanwhile)."""
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        transport = httpx2.ASGITransport(app=self.app)
+        return httpx2.AsyncClient(base_url=BASE_URL, headers=headers, transport=transport, **options)
+
     def sdk(self, key: str = ADMIN_KEY, **options: Any) -> openai.OpenAI:
         """The official SDK against the in-process gateway, its own retries off."""
         options.setdefault("max_retries", 0)

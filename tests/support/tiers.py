@@ -57,20 +57,25 @@ def guarded(method: Callable[..., Any], action: str) -> Callable[..., Any]:
 # module grows long or stops being so): begun first, they overlap each other, and no worker starts one of
 # them while the others run out of work.
 LONGEST_FIRST = (
-    "tests/test_drain.py",
-    "tests/cli/test_cli.py",
     "tests/console/test_console_flows.py",
+    "tests/console/test_console_real.py",
     "tests/compat/test_openapi_conformance.py",
     "tests/accounting/test_team_budgets.py",
-    "tests/test_readme.py",
+    "tests/store/test_store_cli.py",
+    "tests/test_drain.py",
     "tests/test_bootstrap.py",
-    "tests/compat/test_litellm_shapes.py",
-    "tests/signin/test_signin_flow.py",
-    "tests/signin/test_signin_console.py",
+    "tests/test_readme.py",
     "tests/console/test_console.py",
+    "tests/store/test_store_keys_api.py",
+    "tests/signin/test_signin_flow.py",
+    "tests/cli/test_cli.py",
+    "tests/test_resilience.py",
+    "tests/store/test_store_key_families.py",
+    "tests/store/test_store_provider_trust.py",
+    "tests/accounting/test_limiters.py",
     "tests/accounting/test_gateway_processes.py",
-    "tests/test_packaging.py",
-    "tests/console/test_console_real.py",
+    "tests/signin/test_signin_console.py",
+    "tests/compat/test_litellm_shapes.py",
 )
 
 
