@@ -3,8 +3,8 @@
 A request generates ``outputs`` answers (``n``; also ``best_of``, which the upstream generates and bills in
 full: text completions have it, and vLLM takes it on chat completions too), each at most ``per_output``
 tokens: the largest of the output-limit fields it sends (``max_tokens``, ``max_completion_tokens``,
-``max_output_tokens``, by route), since an upstream may honour any of them. The reservation is ``per_output x outputs`` (``DEFAULT_PER_OUTPUT`` per answer when no
-limit is sent).
+``max_output_tokens``, by route), since an upstream may honour any of them. The reservation is
+``per_output x outputs`` (``DEFAULT_PER_OUTPUT`` per answer when no limit is sent).
 
 Under a hard token or USD budget the upstream must never generate more than was reserved, so every limit
 field the request sent is written down to the per-answer allowance, and a request that sent none gets
