@@ -74,7 +74,7 @@ CATALOG = index(
         ("openai_compatible/openai/gpt-4o", [Target("openrouter", "openai/gpt-4o")]),
         ("ollama:llama3:8b", [Target("ollama", "llama3:8b")]),
         ("ollama/llama3:8b", [Target("ollama", "llama3:8b")]),
-        # A bare name with a colon is a model some provider lists, not provider "llama2" (seed-003 bug).
+        # A bare name with a colon is a model some provider lists, not provider "llama2" (a bug once).
         ("llama2:latest", [Target("ollama", "llama2:latest")]),
         # A bare name with a slash that is not a provider prefix is looked up whole.
         ("anthropic/claude-3.5-sonnet", [Target("openrouter", "anthropic/claude-3.5-sonnet")]),
@@ -127,7 +127,7 @@ def test_no_preferred_provider_means_no_guessing_even_with_unknown_lists() -> No
 
 
 def test_preferred_provider_may_be_named_by_its_alias() -> None:
-    # PREFERRED_PROVIDER=openrouter names the env provider whose id is openai_compatible (seed-003 bug).
+    # PREFERRED_PROVIDER=openrouter names the env provider whose id is openai_compatible (a bug once).
     idx = index({"openai_compatible": None}, provider_aliases={"openrouter": "openai_compatible"}, default="openrouter")
     assert idx.default_provider == "openai_compatible"
     assert resolve_model("anthropic/claude", idx) == [Target("openai_compatible", "anthropic/claude")]

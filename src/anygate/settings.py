@@ -1,7 +1,7 @@
 """The one Settings object: command-line flags > environment (and ``.env``) > YAML config file > defaults.
 
 This is the only module that reads the environment. ``load_settings`` takes the environment as a mapping
-so that tests (and the seed-003 compatibility rules) read exactly what they are given.
+so that tests (and the zero-config rules for OpenAI-compatible variables) read exactly what they are given.
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ def test_api_key_auth_style_and_custom_headers(gw_client: httpx2.Client, up: Fak
 def test_the_gateway_key_never_goes_upstream(
     gw_client: httpx2.Client, up: FakeUpstream, upstream: FakeUpstream, credential: str
 ) -> None:
-    # seed-004 bug: the gateway's own token forwarded upstream in x-api-key
+    # A bug once: the gateway's own token forwarded upstream in x-api-key
     value = f"Bearer {ADMIN_KEY}" if credential == "authorization" else ADMIN_KEY
     with httpx2.Client(base_url=str(gw_client.base_url)) as bare:
         response = bare.post("/proxy/open/v1/chat/completions", content=CHAT, headers={credential: value})

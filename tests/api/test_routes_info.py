@@ -75,7 +75,7 @@ def test_models_and_providers_views() -> None:
         "fake/plain",
         "fake/configured-only",
     }
-    # seed-002 bug: a failed listing is not an empty list: the configured list, with the error.
+    # A bug once: a failed listing is not an empty list: the configured list, with the error.
     assert [m["id"] for m in dead_models["data"]] == ["dead/fallback-model"]
     assert dead_models.get("error")
     assert unknown_models["data"] == [] and unknown_models.get("error")
