@@ -1,4 +1,4 @@
-"""Settings: flags > environment (and .env) > YAML file > defaults, the seed-003 zero-config env, bad configs."""
+"""Settings: flags > environment (and .env) > YAML file > defaults, the zero-config OpenAI-compatible environment, bad configs."""
 
 from __future__ import annotations
 
@@ -314,7 +314,7 @@ def test_openai_compatible_variables_define_one_provider() -> None:
     assert provider.headers == {"X-Title": "course"}
     assert (provider.default_model, provider.timeout, provider.max_retries) == ("meta-llama/Llama-3-8b", 12.5, 1)
     assert settings.provider_key(provider) == "sk-oc"
-    # seed-003 bug: no invented fallback model list
+    # A bug once: no invented fallback model list
     assert provider.models == []
     assert settings.provider_aliases == {"openrouter": "openai_compatible"}
 
@@ -380,7 +380,7 @@ def test_new_names_win_over_legacy_names() -> None:
 )
 @pytest.mark.parametrize("prefix", ["openrouter:", "openrouter/", "openai_compatible:", "openai_compatible/"])
 def test_both_prefixes_reach_the_env_provider(env: dict[str, str], provider_id: str, prefix: str) -> None:
-    # seed-003 bug: openrouter:<model> failing under the new env names
+    # A bug once: openrouter:<model> failing under the new env names
     settings = load(env)
     assert resolve(settings, prefix + "anthropic/claude-3.5-sonnet") == [
         Target(provider_id, "anthropic/claude-3.5-sonnet")
@@ -395,7 +395,7 @@ def test_both_prefixes_reach_the_env_provider(env: dict[str, str], provider_id: 
 def test_preferred_provider_names_the_env_provider_whichever_id_it_has(
     preferred: str, env: dict[str, str], provider_id: str
 ) -> None:
-    # seed-003 bug: PREFERRED_PROVIDER=openrouter never matching
+    # A bug once: PREFERRED_PROVIDER=openrouter never matching
     settings = load({**env, "PREFERRED_PROVIDER": preferred})
     assert settings.default_provider == provider_id
     assert resolve(settings, "some/model") == [Target(provider_id, "some/model")]
@@ -411,7 +411,7 @@ def test_ollama_variables() -> None:
 
 
 def test_llama2_latest_goes_to_ollama_not_to_a_provider_named_llama2() -> None:
-    # seed-003 bug: llama2:latest read as provider llama2
+    # A bug once: llama2:latest read as provider llama2
     settings = load({"OLLAMA_ENABLED": "true", "PREFERRED_PROVIDER": "ollama", "OPENROUTER_API_KEY": "k"})
     assert settings.default_provider == "ollama"
     assert resolve(settings, "llama2:latest") == [Target("ollama", "llama2:latest")]
