@@ -1,4 +1,4 @@
-"""Settings: flags > environment (and .env) > YAML file > defaults, the zero-config OpenAI-compatible environment, bad configs."""
+"""Settings: flags > environment (and .env) > YAML file > defaults, zero-config OpenAI-compatible env, bad configs."""
 
 from __future__ import annotations
 
