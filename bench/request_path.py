@@ -26,7 +26,7 @@ from anygate.app import create_app
 from anygate.settings import Settings
 from anygate.transport import Headers, OutgoingRequest
 
-from tracing_overhead import ANSWER, KEY, FixedResponse, FixedTransport
+from tracing_overhead import ANSWER, KEY, FixedResponse, FixedTransport, http_scope
 
 BUDGETED_KEY = {
     "alias": "bench",
@@ -74,19 +74,7 @@ def settings(data_dir: Path) -> Settings:
 
 
 async def call(app: Any, key: str, path: str, body: bytes) -> tuple[int, bytes]:
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [(b"authorization", f"Bearer {key}".encode()), (b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 8080),
-    }
+    scope = http_scope(path, key)
     messages = [{"type": "http.request", "body": body, "more_body": False}]
     answer: dict[str, Any] = {"status": 0, "body": b""}
 

@@ -97,20 +97,25 @@ def settings(data_dir: Path, traced: bool) -> Settings:
     return Settings.model_validate(values)
 
 
-async def one_request(app: Any) -> None:
-    scope = {
+def http_scope(path: str, key: str) -> dict[str, Any]:
+    """The ASGI scope of a JSON ``POST path`` made with ``key``."""
+    return {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/v1/chat/completions",
-        "raw_path": b"/v1/chat/completions",
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": b"",
-        "headers": [(b"authorization", f"Bearer {KEY}".encode()), (b"content-type", b"application/json")],
+        "headers": [(b"authorization", f"Bearer {key}".encode()), (b"content-type", b"application/json")],
         "client": ("127.0.0.1", 1),
         "server": ("127.0.0.1", 8080),
     }
+
+
+async def one_request(app: Any) -> None:
+    scope = http_scope("/v1/chat/completions", KEY)
     sent = False
 
     async def receive() -> dict[str, Any]:

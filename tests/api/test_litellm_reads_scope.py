@@ -47,14 +47,21 @@ def test_a_key_reads_only_the_rows_of_the_keys_it_manages(gw: InProcessGateway) 
     assert rows(gw, None, f"/user/info?user_id={course['id']}") == {"comp318-alice", "comp318-bob", "alice-laptop"}
 
 
-def test_a_team_member_reads_only_its_own_keys_rows_of_the_team(gw: InProcessGateway) -> None:
+def course(gw: InProcessGateway) -> dict[str, dict[str, Any]]:
+    """Team comp318: users carol, dave and ta, each with a key (ta's the team admin's); by name, the users
+    (``<name>_user``) and the keys (``<name>``) as they were made."""
     made(gw, "/v1/teams", {"id": "comp318", "name": "COMP318"})
-    carol_user = made(gw, "/v1/users", {"name": "carol", "team_id": "comp318"})
-    dave_user = made(gw, "/v1/users", {"name": "dave", "team_id": "comp318"})
-    ta_user = made(gw, "/v1/users", {"name": "ta", "team_id": "comp318"})
-    carol = made(gw, "/v1/keys", {"alias": "carol", "user_id": carol_user["id"]})
-    dave = made(gw, "/v1/keys", {"alias": "dave", "user_id": dave_user["id"]})
-    ta = made(gw, "/v1/keys", {"alias": "ta", "user_id": ta_user["id"], "role": "team_admin"})
+    people: dict[str, dict[str, Any]] = {}
+    for name in ("carol", "dave", "ta"):
+        user = people[f"{name}_user"] = made(gw, "/v1/users", {"name": name, "team_id": "comp318"})
+        role = {"role": "team_admin"} if name == "ta" else {}
+        people[name] = made(gw, "/v1/keys", {"alias": name, "user_id": user["id"], **role})
+    return people
+
+
+def test_a_team_member_reads_only_its_own_keys_rows_of_the_team(gw: InProcessGateway) -> None:
+    people = course(gw)
+    carol, dave, ta = people["carol"], people["dave"], people["ta"]
     assert rows(gw, carol["key"], "/team/info") == {carol["id"]}
     assert rows(gw, ta["key"], "/team/info") == {carol["id"], dave["id"], ta["id"]}
     assert rows(gw, None, "/team/info?team_id=comp318") == {carol["id"], dave["id"], ta["id"]}
@@ -71,13 +78,9 @@ def members(gw: InProcessGateway, key: str | None) -> tuple[set[str], set[str]]:
 
 
 def test_a_team_member_learns_no_other_members_id(gw: InProcessGateway) -> None:
-    made(gw, "/v1/teams", {"id": "comp318", "name": "COMP318"})
-    carol_user = made(gw, "/v1/users", {"name": "carol", "team_id": "comp318"})
-    dave_user = made(gw, "/v1/users", {"name": "dave", "team_id": "comp318"})
-    ta_user = made(gw, "/v1/users", {"name": "ta", "team_id": "comp318"})
-    carol = made(gw, "/v1/keys", {"alias": "carol", "user_id": carol_user["id"]})
-    ta = made(gw, "/v1/keys", {"alias": "ta", "user_id": ta_user["id"], "role": "team_admin"})
-    everyone = {carol_user["id"], dave_user["id"], ta_user["id"]}
-    assert members(gw, carol["key"]) == ({carol_user["id"]}, {carol_user["id"]})
-    assert members(gw, ta["key"]) == (everyone, everyone)
+    people = course(gw)
+    carol_id = people["carol_user"]["id"]
+    everyone = {carol_id, people["dave_user"]["id"], people["ta_user"]["id"]}
+    assert members(gw, people["carol"]["key"]) == ({carol_id}, {carol_id})
+    assert members(gw, people["ta"]["key"]) == (everyone, everyone)
     assert members(gw, None) == (everyone, everyone)

@@ -3,14 +3,12 @@ row from before skipped with a logged error), and secrets that do not follow it 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import pytest
 
-from anygate.settings import Settings
-from anygate.store.store import open_store
+from tests.store.conftest import store_directly
 from tests.support.fake_transport import FakeNetwork
 from tests.support.fake_upstream import FakeUpstream
 
@@ -32,19 +30,6 @@ def custom(upstream: FakeUpstream, provider_id: str = "campus", **fields: Any) -
         "models": ["fake-model"],
         **fields,
     }
-
-
-def store_directly(settings: Settings, spec: dict[str, Any], api_key: str | None) -> None:
-    """Write a row as an older anygate did, without today's checks."""
-
-    async def write() -> None:
-        store = await open_store(settings)
-        try:
-            await store.providers.create(spec, api_key)
-        finally:
-            await store.close()
-
-    asyncio.run(write())
 
 
 # ------------------------------------------------------------------------------------------ headers

@@ -4,15 +4,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
 
-from anygate.settings import Settings
 from anygate.store.crypto import SecretBox, generate_key
-from anygate.store.store import open_store
-from tests.store.conftest import eventually, upstream_provider
+from tests.store.conftest import eventually, store_directly, upstream_provider
 from tests.support.fake_transport import FakeNetwork
 from tests.support.fake_upstream import FakeUpstream
 
@@ -41,19 +38,6 @@ DEFAULTS = {
 @pytest.fixture
 def upstream(network: FakeNetwork) -> FakeUpstream:
     return network.add(FakeUpstream(models=("fake-model", "fake-embed")))
-
-
-def store_directly(settings: Settings, spec: dict[str, Any], api_key: str | None) -> None:
-    """Write a row without today's checks (as an older anygate, or another replica, did)."""
-
-    async def write() -> None:
-        store = await open_store(settings)
-        try:
-            await store.providers.create(spec, api_key)
-        finally:
-            await store.close()
-
-    asyncio.run(write())
 
 
 def out_of_routing(provider_id: str, name: str | None, reason: str) -> dict[str, Any]:
