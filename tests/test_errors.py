@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from anygate.auth import Principal, hash_key
+from anygate.management import provider_view
 from anygate.telemetry import JsonFormatter, mask_secrets
 from tests.support.fake_upstream import FakeUpstream, Reply
 from tests.support.gateway import (
@@ -530,10 +531,10 @@ def test_an_unexpected_failure_in_a_management_route_is_a_contract_shaped_500(
 ) -> None:
     with serve_gateway(gateway_settings(fake_provider(upstream))) as gw:
 
-        def broken(runtime: object) -> dict[str, Any]:
+        def broken(registry: object, runtime: object) -> dict[str, Any]:
             raise RuntimeError("simulated bug")
 
-        monkeypatch.setattr(gw.app.state.registry, "describe", broken)
+        monkeypatch.setattr(provider_view, "live_of", broken)  # what every provider's view reads of the registry
         with gw.client() as client:
             response = client.get("/v1/providers")
             after = client.get("/health")
