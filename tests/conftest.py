@@ -12,6 +12,9 @@ import openai
 import pytest
 
 from anygate.accounting import estimate
+from tests.support.fake_upstream import FakeUpstream, Usage
+from tests.support.gateway import fake_provider, gateway_settings
+from tests.support.inprocess import InProcessGateway, inprocess_gateway
 
 # The tiers (sockets, services, browser) and the guard that keeps unmarked tests in memory.
 pytest_plugins = ["tests.support.tiers"]
@@ -55,3 +58,12 @@ def open_sdk() -> Iterator[Any]:
     yield open_client
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def gw() -> Iterator[InProcessGateway]:
+    """The gateway in-process with one in-memory provider (``fake``) answering with usage 11 + 7; a module
+    that needs other settings defines its own ``gw``."""
+    up = FakeUpstream(usage=Usage(11, 7)).in_memory()
+    with inprocess_gateway(gateway_settings(fake_provider(up)), up) as gateway:
+        yield gateway

@@ -4,29 +4,9 @@ those of another key of its user or its team; admins and the team's admin see th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-
-from tests.support.fake_upstream import FakeUpstream, Usage
-from tests.support.gateway import fake_provider, gateway_settings
-from tests.support.inprocess import InProcessGateway, inprocess_gateway
-
-
-@pytest.fixture
-def gw() -> Iterator[InProcessGateway]:
-    up = FakeUpstream(usage=Usage(11, 7)).in_memory()
-    with inprocess_gateway(gateway_settings(fake_provider(up)), up) as gateway:
-        yield gateway
-
-
-def made(gw: InProcessGateway, path: str, body: dict[str, Any], key: str | None = None) -> dict[str, Any]:
-    with gw.client(key) if key else gw.client() as http:
-        answer = http.post(path, json=body)
-    assert answer.status_code == 201, answer.text
-    created: dict[str, Any] = answer.json()
-    return created
+from tests.support.inprocess import InProcessGateway
 
 
 def rows(gw: InProcessGateway, key: str | None, path: str) -> set[str]:
@@ -39,10 +19,10 @@ def rows(gw: InProcessGateway, key: str | None, path: str) -> set[str]:
 
 def test_a_key_reads_only_the_rows_of_the_keys_it_manages(gw: InProcessGateway) -> None:
     # A course as one user with a key per student (docs/budgets-and-quotas.md's first worked example).
-    course = made(gw, "/v1/users", {"name": "comp318"})
-    alice = made(gw, "/v1/keys", {"alias": "comp318-alice", "user_id": course["id"]})
-    made(gw, "/v1/keys", {"alias": "comp318-bob", "user_id": course["id"]})
-    made(gw, "/v1/keys", {"alias": "alice-laptop"}, key=alice["key"])
+    course = gw.created("/v1/users", {"name": "comp318"})
+    alice = gw.created("/v1/keys", {"alias": "comp318-alice", "user_id": course["id"]})
+    gw.created("/v1/keys", {"alias": "comp318-bob", "user_id": course["id"]})
+    gw.created("/v1/keys", {"alias": "alice-laptop"}, key=alice["key"])
     assert rows(gw, alice["key"], "/user/info") == {"comp318-alice", "alice-laptop"}
     assert rows(gw, None, f"/user/info?user_id={course['id']}") == {"comp318-alice", "comp318-bob", "alice-laptop"}
 
@@ -50,12 +30,12 @@ def test_a_key_reads_only_the_rows_of_the_keys_it_manages(gw: InProcessGateway) 
 def course(gw: InProcessGateway) -> dict[str, dict[str, Any]]:
     """Team comp318: users carol, dave and ta, each with a key (ta's the team admin's); by name, the users
     (``<name>_user``) and the keys (``<name>``) as they were made."""
-    made(gw, "/v1/teams", {"id": "comp318", "name": "COMP318"})
+    gw.created("/v1/teams", {"id": "comp318", "name": "COMP318"})
     people: dict[str, dict[str, Any]] = {}
     for name in ("carol", "dave", "ta"):
-        user = people[f"{name}_user"] = made(gw, "/v1/users", {"name": name, "team_id": "comp318"})
+        user = people[f"{name}_user"] = gw.created("/v1/users", {"name": name, "team_id": "comp318"})
         role = {"role": "team_admin"} if name == "ta" else {}
-        people[name] = made(gw, "/v1/keys", {"alias": name, "user_id": user["id"], **role})
+        people[name] = gw.created("/v1/keys", {"alias": name, "user_id": user["id"], **role})
     return people
 
 

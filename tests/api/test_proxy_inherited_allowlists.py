@@ -3,7 +3,6 @@ must name a model the allowlist holds, never leave the upstream to pick its defa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,32 +14,17 @@ from tests.support.inprocess import InProcessGateway, inprocess_gateway
 MESSAGES = [{"role": "user", "content": "hi"}]
 
 
-@pytest.fixture
-def gw() -> Iterator[InProcessGateway]:
-    up = FakeUpstream(usage=Usage(11, 7)).in_memory()
-    with inprocess_gateway(gateway_settings(fake_provider(up)), up) as gateway:
-        yield gateway
-
-
-def created(gw: InProcessGateway, path: str, body: dict[str, Any], key: str | None = None) -> dict[str, Any]:
-    with gw.client(key) if key else gw.client() as http:
-        answer = http.post(path, json=body)
-    assert answer.status_code == 201, answer.text
-    made: dict[str, Any] = answer.json()
-    return made
-
-
 def team_member_key(gw: InProcessGateway) -> str:
     """A key with no allowlist of its own, whose user's team may use one model."""
-    created(gw, "/v1/teams", {"id": "comp318", "name": "COMP318", "models": ["fake/fake-model"]})
-    user = created(gw, "/v1/users", {"name": "student", "team_id": "comp318"})
-    return str(created(gw, "/v1/keys", {"alias": "student", "user_id": user["id"]})["key"])
+    gw.created("/v1/teams", {"id": "comp318", "name": "COMP318", "models": ["fake/fake-model"]})
+    user = gw.created("/v1/users", {"name": "student", "team_id": "comp318"})
+    return str(gw.created("/v1/keys", {"alias": "student", "user_id": user["id"]})["key"])
 
 
 def child_of_a_narrowed_key(gw: InProcessGateway) -> str:
     """A key made (with no allowlist) by a key an admin narrowed afterwards."""
-    parent = created(gw, "/v1/keys", {"alias": "parent"})
-    child = created(gw, "/v1/keys", {"alias": "child"}, key=parent["key"])
+    parent = gw.created("/v1/keys", {"alias": "parent"})
+    child = gw.created("/v1/keys", {"alias": "child"}, key=parent["key"])
     with gw.client() as http:
         assert http.patch(f"/v1/keys/{parent['id']}", json={"models": ["fake/fake-model"]}).status_code == 200
     return str(child["key"])
@@ -77,9 +61,9 @@ def test_a_provider_no_model_pattern_reaches_is_closed_to_the_proxy(models: list
     up = FakeUpstream(usage=Usage(11, 7)).in_memory()
     settings = gateway_settings(fake_provider(up), fake_provider(up, "other"))
     with inprocess_gateway(settings, up) as gw:
-        created(gw, "/v1/teams", {"id": "comp318", "name": "COMP318", "models": models})
-        user = created(gw, "/v1/users", {"name": "student", "team_id": "comp318"})
-        key = created(gw, "/v1/keys", {"alias": "student", "user_id": user["id"]})["key"]
+        gw.created("/v1/teams", {"id": "comp318", "name": "COMP318", "models": models})
+        user = gw.created("/v1/users", {"name": "student", "team_id": "comp318"})
+        key = gw.created("/v1/keys", {"alias": "student", "user_id": user["id"]})["key"]
         with gw.client(key) as http:
             closed = http.get("/proxy/other/v1/models")
             opened = http.get("/proxy/fake/v1/models")

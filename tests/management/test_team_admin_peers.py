@@ -4,43 +4,25 @@ its to change, delete or make keys for, and neither are such keys: 403 ``team_ad
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.support.fake_upstream import FakeUpstream, Usage
-from tests.support.gateway import fake_provider, gateway_settings
-from tests.support.inprocess import InProcessGateway, inprocess_gateway
-
-
-@pytest.fixture
-def gw() -> Iterator[InProcessGateway]:
-    up = FakeUpstream(usage=Usage(11, 7)).in_memory()
-    with inprocess_gateway(gateway_settings(fake_provider(up)), up) as gateway:
-        yield gateway
-
-
-def made(gw: InProcessGateway, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    with gw.client() as http:
-        answer = http.post(path, json=body)
-    assert answer.status_code == 201, answer.text
-    created: dict[str, Any] = answer.json()
-    return created
+from tests.support.inprocess import InProcessGateway
 
 
 @pytest.fixture
 def team(gw: InProcessGateway) -> dict[str, dict[str, Any]]:
-    made(gw, "/v1/teams", {"id": "comp318", "name": "COMP318"})
-    ta_user = made(gw, "/v1/users", {"name": "ta", "team_id": "comp318"})
-    peer_user = made(gw, "/v1/users", {"name": "ta2", "team_id": "comp318"})
-    prof_user = made(gw, "/v1/users", {"name": "prof", "team_id": "comp318"})
-    student_user = made(gw, "/v1/users", {"name": "student", "team_id": "comp318"})
+    gw.created("/v1/teams", {"id": "comp318", "name": "COMP318"})
+    ta_user = gw.created("/v1/users", {"name": "ta", "team_id": "comp318"})
+    peer_user = gw.created("/v1/users", {"name": "ta2", "team_id": "comp318"})
+    prof_user = gw.created("/v1/users", {"name": "prof", "team_id": "comp318"})
+    student_user = gw.created("/v1/users", {"name": "student", "team_id": "comp318"})
     return {
-        "ta": made(gw, "/v1/keys", {"alias": "ta", "user_id": ta_user["id"], "role": "team_admin"}),
-        "peer": made(gw, "/v1/keys", {"alias": "ta2", "user_id": peer_user["id"], "role": "team_admin"}),
-        "prof": made(gw, "/v1/keys", {"alias": "prof", "user_id": prof_user["id"], "role": "admin"}),
-        "student": made(gw, "/v1/keys", {"alias": "student", "user_id": student_user["id"]}),
+        "ta": gw.created("/v1/keys", {"alias": "ta", "user_id": ta_user["id"], "role": "team_admin"}),
+        "peer": gw.created("/v1/keys", {"alias": "ta2", "user_id": peer_user["id"], "role": "team_admin"}),
+        "prof": gw.created("/v1/keys", {"alias": "prof", "user_id": prof_user["id"], "role": "admin"}),
+        "student": gw.created("/v1/keys", {"alias": "student", "user_id": student_user["id"]}),
         "peer_user": peer_user,
         "prof_user": prof_user,
         "student_user": student_user,

@@ -107,6 +107,14 @@ class InProcessGateway:
         transport = httpx2.ASGITransport(app=self.app)
         return httpx2.AsyncClient(base_url=BASE_URL, headers=headers, transport=transport, **options)
 
+    def created(self, path: str, body: dict[str, Any], key: str | None = ADMIN_KEY) -> dict[str, Any]:
+        """``POST path`` with ``key`` (the admin's by default), which must answer 201: what it made."""
+        with self.client(key) as http:
+            answer = http.post(path, json=body)
+        assert answer.status_code == 201, answer.text
+        made: dict[str, Any] = answer.json()
+        return made
+
     def sdk(self, key: str = ADMIN_KEY, **options: Any) -> openai.OpenAI:
         """The official SDK against the in-process gateway, its own retries off."""
         options.setdefault("max_retries", 0)
