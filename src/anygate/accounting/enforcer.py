@@ -221,7 +221,7 @@ def _budget_step(scope: Scope, budget: Budget, ask: Ask, window: BudgetWindow, n
 
 @dataclass(frozen=True, slots=True)
 class BudgetWindow:
-    """One budget's window as it stands until ``turns_at`` (UNIX time): its bucket, the ledger rows it
+    """One budget's window as it stands until ``resets_at`` (UNIX time): its bucket, the ledger rows it
     starts from, a rolling window's slot width, and when it resets (None: never). Worked out from the
     calendar once a window, not once a request (``BudgetWindows``)."""
 
@@ -229,7 +229,6 @@ class BudgetWindow:
     seed_from: LedgerWindow
     slot: float | None
     resets_at: float | None
-    turns_at: float
 
     def lifetime(self, now: float) -> float | None:
         """Seconds the bucket lives from ``now``: a calendar window's until an hour past its reset; a rolling
@@ -246,9 +245,8 @@ def budget_window(scope: Scope, budget: Budget, now: float) -> BudgetWindow:
     reset_in = seconds_until_reset(budget.period, moment)
     resets_at = None if reset_in is None else now + reset_in
     seed_from = ledger_window(scope.kind, scope.id, budget.period, moment)
-    turns_at = math.inf if resets_at is None else resets_at
     bucket = budget_bucket(scope, budget, moment)
-    return BudgetWindow(bucket, seed_from, slot_width(budget.period), resets_at, turns_at)
+    return BudgetWindow(bucket, seed_from, slot_width(budget.period), resets_at)
 
 
 class BudgetWindows:
@@ -263,7 +261,7 @@ class BudgetWindows:
     def current(self, scope: Scope, budget: Budget, now: float) -> BudgetWindow:
         key = (scope.kind, scope.id, budget.period)
         window = self._windows.get(key)
-        if window is None or now >= window.turns_at:
+        if window is None or (window.resets_at is not None and now >= window.resets_at):
             if len(self._windows) >= self.LIMIT:
                 self._windows.clear()
             window = self._windows[key] = budget_window(scope, budget, now)
