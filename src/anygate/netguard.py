@@ -1,10 +1,10 @@
 """SSRF guard: what a provider URL may point at, checked when saved and again on every connect.
 
 Saving checks the URL's shape and any literal address (and, through the API, every address the host
-resolves to). Connecting goes through the transport's guarded resolver
-(``anygate.transport.aiohttp_transport.GuardedResolver``): every address a host name resolves to is
-checked, and aiohttp connects to exactly the addresses the resolver returned, so a DNS answer cannot swap
-a checked address for an unchecked one. Both use ``classify``, one function.
+resolves to). Connecting goes through the transport's guard (``anygate.transport.pool.GuardedAddresses``;
+through a proxy, ``anygate.transport.aiohttp_transport.GuardedResolver``): every address a host name
+resolves to is checked, and the connection is made to exactly the addresses checked, so a DNS answer
+cannot swap a checked address for an unchecked one. Both use ``classify``, one function.
 
 An address is one of three kinds:
 - never allowed: link-local (cloud metadata at 169.254.169.254), the metadata addresses of other clouds,
@@ -235,7 +235,7 @@ def check_url(url: str, allow_private_network: bool) -> None:
 async def check_url_resolved(url: str, allow_private_network: bool) -> None:
     """``check_url`` plus every address the host resolves to now (when saving a provider).
 
-    A host that does not resolve yet passes: the connect-time check in ``GuardedResolver`` still applies.
+    A host that does not resolve yet passes: the check at every connect still applies.
     """
     check_url(url, allow_private_network)
     parts = urlsplit(url)

@@ -124,9 +124,9 @@ class OpenAICompatibleProvider:
         self.timeouts = Timeouts(connect_timeout, self.first_byte_timeout, timeout, total_timeout)
         self.origin = f"Provider '{provider_id}'"  # how transport errors name it
         if transport is None:
-            from anygate.transport.aiohttp_transport import AiohttpTransport
+            from anygate.transport.network import NetworkTransport
 
-            transport = AiohttpTransport(connection_limit=100)
+            transport = NetworkTransport(connection_limit=100)
             self._owns_transport = True
         else:
             self._owns_transport = False

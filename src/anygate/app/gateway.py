@@ -156,9 +156,9 @@ class ManagementOnDemand:
 
 
 def network_transport() -> Transport:
-    from anygate.transport.aiohttp_transport import AiohttpTransport
+    from anygate.transport.network import NetworkTransport
 
-    return AiohttpTransport()
+    return NetworkTransport()
 
 
 def create_app(

@@ -107,10 +107,10 @@ def discover_here(settings: Settings, stored: list[StoredProvider], timeout: flo
     of the gateway's ``/v1/providers``."""
     from anygate.management.provider_view import routed_view
     from anygate.registry import ProviderRegistry
-    from anygate.transport.aiohttp_transport import AiohttpTransport
+    from anygate.transport.network import NetworkTransport
 
     async def discover() -> list[dict[str, Any]]:
-        transport = AiohttpTransport()
+        transport = NetworkTransport()
         registry = ProviderRegistry(settings, transport)
         registry.replace_store_providers(readable_configs(stored))
         try:

@@ -38,7 +38,7 @@ def local_url(host: str, port: int) -> str:
 async def served_providers(settings: Settings, timeout: float) -> list[dict[str, Any]]:
     """``GET /v1/providers`` of the running gateway: each provider with its models, their source and any
     discovery error. Raise GatewayUnreadable."""
-    from anygate.transport.aiohttp_transport import AiohttpTransport  # aiohttp loads only when needed
+    from anygate.transport.network import NetworkTransport
 
     base = gateway_url(settings)
     headers = {"Accept": "application/json"}
@@ -50,7 +50,7 @@ async def served_providers(settings: Settings, timeout: float) -> list[dict[str,
         )
     wait = Timeouts(connect=timeout, first_byte=timeout, idle=timeout, total=timeout)
     request = OutgoingRequest("GET", f"{base}/v1/providers", headers, None, wait, True, f"the gateway at {base}")
-    transport = AiohttpTransport()
+    transport = NetworkTransport()
     try:
         body = await read_answer(transport, request, base)
     finally:
@@ -87,12 +87,12 @@ async def read_answer(transport: Any, request: OutgoingRequest, base: str) -> An
 async def gateway_answers(settings: Settings, timeout: float) -> bool:
     """Whether something answers ``GET /health`` with 200 where a gateway started with these settings
     listens (no key needed): a command that sees no provider can then say the gateway's are not seen."""
-    from anygate.transport.aiohttp_transport import AiohttpTransport
+    from anygate.transport.network import NetworkTransport
 
     base = gateway_url(settings)
     wait = Timeouts(connect=timeout, first_byte=timeout, idle=timeout, total=timeout)
     request = OutgoingRequest("GET", f"{base}/health", {}, None, wait, True, f"the gateway at {base}")
-    transport = AiohttpTransport()
+    transport = NetworkTransport()
     try:
         response = await transport.send(request)
         try:

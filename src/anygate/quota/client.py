@@ -262,9 +262,9 @@ async def poll_sources(settings: Settings, timeout: float = DEFAULT_TIMEOUT) -> 
     """Every configured source, polled concurrently; sources without a key are skipped."""
     user_sources = read_user_config(settings.user_config_file)
     sources = configured_sources(settings, user_sources)
-    from anygate.transport.aiohttp_transport import AiohttpTransport  # loads aiohttp only when polling
+    from anygate.transport.network import NetworkTransport
 
-    transport = AiohttpTransport(connection_limit=max(1, len(sources)))
+    transport = NetworkTransport(connection_limit=max(1, len(sources)))
 
     async def poll(source: Source) -> QuotaResult:
         resolved = resolve_key(settings, source, user_sources)

@@ -1,0 +1,300 @@
+"""One HTTP/1.1 connection to an upstream: it writes a request and parses the response as it arrives.
+
+The connection is an asyncio ``Protocol`` with httptools' response parser (the C parser uvicorn uses for
+requests) fed straight from ``data_received``: no stream reader, no per-chunk task. A response's body
+waits in a buffer until it is read; past ``HIGH_WATER`` buffered bytes the socket stops being read, so a
+slow client holds a stream's upstream back instead of growing memory.
+
+Timers. An exchange has a read timeout (from sending until the first byte: the first-byte timeout; then,
+after ``set_read_timeout``, between reads) and an optional deadline for the whole exchange. Both are
+watched by one timer that is re-armed lazily: data arriving only notes the time, and the timer, when it
+fires early, sets itself again for the new deadline. The read timeout counts only while the connection
+waits for the upstream: not while a body sits unread or the socket is paused for a slow reader.
+
+Upstream bytes are untrusted: the response head is bounded (``MAX_HEAD_BYTES``), a response the parser
+refuses ends the exchange, and every failure is a gateway error naming the origin, never a URL or a header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections import deque
+
+import httptools
+
+from anygate.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+
+HIGH_WATER = 256 * 1024  # buffered body bytes past which the socket is paused
+LOW_WATER = 64 * 1024  # ... and below which it is read again
+MAX_HEAD_BYTES = 256 * 1024  # status line and headers together
+ENCODINGS = {b"gzip": 16 + zlib.MAX_WBITS, b"x-gzip": 16 + zlib.MAX_WBITS, b"deflate": 32 + zlib.MAX_WBITS}
+
+
+class Connection(asyncio.Protocol):
+    """A connection and the one exchange it carries at a time. ``key`` names the pool it belongs to."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, key: object) -> None:
+        self.loop = loop
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.idle_since = 0.0
+        self.is_open = False  # connected and not lost
+        self.exchanges = 0  # how many exchanges it has carried (a reused connection may be stale)
+        self._parser = httptools.HttpResponseParser(self)
+        self._lost: asyncio.Future[None] | None = None
+        self._reset_exchange()
+
+    def _reset_exchange(self) -> None:
+        self.origin = "upstream"
+        self.status = 0
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self.received_any = False  # a byte of this exchange's response has arrived
+        self.lost_before_answer = False  # the upstream closed the connection before a byte of the answer
+        self.complete = False  # the whole response has arrived
+        self._keep_alive = False  # the upstream keeps the connection open after it
+        self.error: GatewayError | None = None
+        self._head: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._body: deque[bytes] = deque()
+        self._buffered = 0
+        self._paused = False
+        self._head_bytes = 0
+        self._head_done = False
+        self._framed = False  # the body's end is declared (length or chunked), so EOF before it is an error
+        self._decoder: zlib._Decompress | None = None
+        self._read_timeout = 0.0
+        self._last_data = 0.0
+        self._total_deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+
+    # -------------------------------------------------------------------------------- the exchange
+
+    def begin(self, origin: str, data: bytes, first_byte: float, total: float | None) -> asyncio.Future[None]:
+        """Send a request (``data``: head and body) and return a future that is done when the response's
+        head has arrived (or the exchange failed: ``error`` says how)."""
+        assert self.transport is not None
+        self._reset_exchange()
+        self.origin = origin
+        self.exchanges += 1
+        now = self.loop.time()
+        self._read_timeout = first_byte
+        self._last_data = now
+        self._total_deadline = None if total is None else now + total
+        self._head = self.loop.create_future()
+        self._arm(self._next_deadline())
+        self.transport.write(data)
+        return self._head
+
+    def take(self) -> bytes | None:
+        """The body that has arrived and not been taken (b"" when none yet), or None at its end."""
+        if self._body:
+            data = b"".join(self._body) if len(self._body) > 1 else self._body[0]
+            self._body.clear()
+            self._buffered = 0
+            if self._paused and self.transport is not None:
+                self._paused = False
+                self.transport.resume_reading()
+            return data
+        if self.error is not None:
+            raise self.error
+        return None if self.complete else b""
+
+    async def wait_for_body(self) -> None:
+        """Until more body arrives, the body ends, or the exchange fails."""
+        if self._body or self.complete or self.error is not None:
+            return
+        self._waiter = self.loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def set_read_timeout(self, seconds: float) -> None:
+        self._read_timeout = max(seconds, 0.001)
+        self._last_data = self.loop.time()
+        deadline = self._next_deadline()
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(deadline)
+
+    @property
+    def reusable(self) -> bool:
+        """Whether another exchange may use this connection: its last response ended cleanly and the
+        upstream keeps the connection alive."""
+        return (
+            self.is_open
+            and self.complete
+            and self.error is None
+            and not self._body
+            and self._keep_alive
+            and self.transport is not None
+            and not self.transport.is_closing()
+        )
+
+    def finish(self) -> None:
+        """The exchange is over for its caller: stop its timers."""
+        self._disarm()
+        self._head = self._waiter = None
+
+    def close(self) -> None:
+        self._disarm()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    def abort(self) -> None:
+        self._disarm()
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def wait_closed(self) -> None:
+        if self.is_open and self._lost is not None:
+            await asyncio.shield(self._lost)
+
+    # -------------------------------------------------------------------------------- protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no asyncio.Transport subclass
+        self.is_open = True
+        self._lost = self.loop.create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.is_open = False
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
+        if self.complete or self._head is None and self._waiter is None and not self.received_any:
+            return  # idle, or the response had ended
+        if not self._head_done:
+            self.lost_before_answer = not self.received_any and self.error is None
+            self._fail(UpstreamUnavailable(f"{self.origin} closed the connection"))
+        elif self._framed:
+            self._fail(UpstreamUnavailable(f"{self.origin} sent an incomplete response"))
+        else:  # a body delimited by the connection's end has ended
+            self._flush_decoder()
+            self.complete = True
+            self._wake()
+
+    def eof_received(self) -> bool | None:
+        return False  # close our side too: connection_lost follows
+
+    def data_received(self, data: bytes) -> None:
+        self.received_any = True
+        self._last_data = self.loop.time()
+        if not self._head_done:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._fail(UpstreamUnavailable(f"{self.origin} sent response headers that are too large"))
+                return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._fail(UpstreamUnavailable(f"{self.origin} sent an invalid HTTP response"))
+
+    def pause_writing(self) -> None:  # the request body waits in the transport's buffer: nothing to do
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # -------------------------------------------------------------------------------- parser callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.raw_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:  # an interim answer (100 Continue, 103 Early Hints): the real one follows
+            self.raw_headers = []
+            return
+        self.status = status
+        self._head_done = True
+        for name, value in self.raw_headers:
+            lowered = name.lower()
+            if lowered == b"content-length" or lowered == b"transfer-encoding":
+                self._framed = True
+            elif lowered == b"content-encoding":
+                wbits = ENCODINGS.get(value.strip().lower())
+                if wbits is not None:
+                    self._decoder = zlib.decompressobj(wbits)
+        if self._head is not None and not self._head.done():
+            self._head.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        if self._decoder is not None:
+            try:
+                body = self._decoder.decompress(body)
+            except zlib.error:
+                self._fail(UpstreamUnavailable(f"{self.origin} sent a body that does not decompress"))
+                return
+            if not body:
+                return
+        self._body.append(body)
+        self._buffered += len(body)
+        if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if not self._head_done:  # the end of an interim answer
+            return
+        self._flush_decoder()
+        self._keep_alive = self._parser.should_keep_alive()  # asked now: the parser forgets it after
+        self.complete = True
+        self._disarm()
+        self._wake()
+
+    # -------------------------------------------------------------------------------- helpers
+
+    def _flush_decoder(self) -> None:
+        if self._decoder is not None:
+            rest = self._decoder.flush()
+            self._decoder = None
+            if rest:
+                self._body.append(rest)
+
+    def _fail(self, error: GatewayError) -> None:
+        if self.error is None and not self.complete:
+            self.error = error
+        self.abort()
+        if self._head is not None and not self._head.done():
+            self._head.set_result(None)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _next_deadline(self) -> float:
+        deadline = self._last_data + self._read_timeout
+        if self._total_deadline is not None and self._total_deadline < deadline:
+            return self._total_deadline
+        return deadline
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.complete or self.error is not None:
+            return
+        now = self.loop.time()
+        if self._total_deadline is not None and now >= self._total_deadline:
+            self._fail(UpstreamTimeout(f"{self.origin} did not answer in time"))
+            return
+        waiting_for_upstream = not self._body and not self._paused
+        if waiting_for_upstream and now >= self._last_data + self._read_timeout:
+            self._fail(UpstreamTimeout(f"{self.origin} did not answer in time"))
+            return
+        if not waiting_for_upstream:
+            self._last_data = now  # the read timeout counts again once the reader has caught up
+        self._arm(self._next_deadline())

@@ -1,0 +1,256 @@
+"""The transport that talks to the network: HTTP/1.1 over pooled, SSRF-guarded connections.
+
+A request to an upstream is written as one buffer (head and body) on a kept-alive connection
+(``anygate.transport.pool``), and its response is parsed as it arrives (``anygate.transport.connection``).
+It is the hot path's client: the library aiohttp costs several times more CPU per request, most of it
+in machinery a gateway does not use (cookies, multidicts, redirects, per-request timer objects).
+
+What it does not do itself: a request through an HTTP proxy (``OutgoingRequest.proxy``) goes through the
+aiohttp transport, loaded on first use, which speaks ``CONNECT`` and checks the upstream's host before
+anything is sent to the proxy (``anygate.transport.aiohttp_transport``).
+
+A reused connection may turn out closed by the upstream just as the request is written. When it ends
+before a single byte of the answer, the request is written once more on a new connection: the upstream
+cannot have answered it, and a kept-alive connection closing while idle is ordinary HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from anygate.errors import UpstreamUnavailable
+from anygate.transport.base import Headers, OutgoingRequest, Response
+from anygate.transport.connection import Connection
+from anygate.transport.pool import ConnectionPool, Origin, Resolver, SystemResolver
+
+if TYPE_CHECKING:
+    from anygate.transport.aiohttp_transport import AiohttpTransport
+
+USER_AGENT = "anygate/0.1"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# Framing and connection management are the transport's own: never taken from a request's headers.
+OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te"})
+TARGETS_LIMIT = 4096
+
+
+class Target:
+    """What a URL means on the wire: where to connect, the request target and the ``Host`` header."""
+
+    __slots__ = ("scheme", "host", "port", "path", "host_header")
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+            raise ValueError("not an http(s) URL with a host")
+        host = parts.hostname
+        if not host.isascii():
+            host = host.encode("idna").decode("ascii")
+        port = parts.port or DEFAULT_PORTS[parts.scheme]
+        shown = f"[{host}]" if ":" in host else host
+        self.scheme = parts.scheme
+        self.host = host
+        self.port = port
+        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.host_header = shown if port == DEFAULT_PORTS[parts.scheme] else f"{shown}:{port}"
+
+
+def request_head(method: str, target: Target, headers: Mapping[str, str], body_length: int | None) -> bytes:
+    """The request line and headers, ending with the blank line. A header that would add a line of its
+    own (CR or LF in a name or value) raises ValueError: nothing is sent."""
+    lines = [f"{method} {target.path} HTTP/1.1", f"Host: {target.host_header}"]
+    has_agent = has_accept = has_encoding = False
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered in OWN_HEADERS:
+            continue
+        has_agent = has_agent or lowered == "user-agent"
+        has_accept = has_accept or lowered == "accept"
+        has_encoding = has_encoding or lowered == "accept-encoding"
+        lines.append(f"{name}: {value}")
+    if not has_agent:
+        lines.append(f"User-Agent: {USER_AGENT}")
+    if not has_accept:
+        lines.append("Accept: */*")
+    if not has_encoding:
+        lines.append("Accept-Encoding: gzip, deflate")
+    if body_length is not None:
+        lines.append(f"Content-Length: {body_length}")
+    text = "\r\n".join(lines) + "\r\n\r\n"
+    # Every line break is one this function wrote: one CR and one LF per line and the blank line.
+    breaks = len(lines) + 1
+    if text.count("\n") != breaks or text.count("\r") != breaks:
+        raise ValueError("a request header holds a line break")
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8")
+
+
+def body_length(method: str, body: bytes | None) -> int | None:
+    """The ``Content-Length`` to send: the body's, or 0 for a method that has a body (some servers answer
+    411 Length Required to a POST without one); None for a request without a body."""
+    if body is not None:
+        return len(body)
+    return 0 if method in ("POST", "PUT", "PATCH") else None
+
+
+class NetworkResponse:
+    """An open response on a pooled connection. Reading the body to its end gives the connection back."""
+
+    __slots__ = ("status", "headers", "_connection", "_pool")
+
+    def __init__(self, connection: Connection, pool: ConnectionPool) -> None:
+        self.status = connection.status
+        self.headers = Headers(connection.raw_headers)
+        self._connection: Connection | None = connection
+        self._pool = pool
+
+    async def read(self) -> bytes:
+        connection = self._connection
+        if connection is None:
+            return b""
+        parts: list[bytes] = []
+        try:
+            while (data := connection.take()) is not None:
+                if data:
+                    parts.append(data)
+                else:
+                    await connection.wait_for_body()
+        except BaseException:
+            self._drop()
+            raise
+        self._give_back()
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        connection = self._connection
+        if connection is None:
+            return
+        try:
+            while (data := connection.take()) is not None:
+                if data:
+                    yield data
+                else:
+                    await connection.wait_for_body()
+        except BaseException:
+            self._drop()
+            raise
+        self._give_back()
+
+    def set_read_timeout(self, seconds: float) -> None:
+        if self._connection is not None:
+            self._connection.set_read_timeout(seconds)
+
+    async def aclose(self) -> None:
+        connection = self._connection
+        if connection is None:
+            return
+        if connection.complete and connection.error is None:
+            connection.take()  # an answer read in whole but not taken: the connection may still serve
+        if connection.reusable:
+            self._give_back()
+        else:
+            self._drop()
+
+    def _give_back(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._pool.release(connection)
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._pool.discard(connection)
+
+    def __repr__(self) -> str:
+        return f"NetworkResponse(status={self.status})"
+
+
+class NetworkTransport:
+    """The process's connections to upstreams; ``aclose()`` closes them. ``ssl``: the TLS context for
+    upstreams (None: the system's trust store); ``resolver``: makes the DNS resolver the guard asks
+    (default: the system's; tests map names to loopback)."""
+
+    def __init__(
+        self,
+        connection_limit: int = 1000,
+        ssl: ssl.SSLContext | None = None,
+        resolver: Callable[[], Resolver] | None = None,
+    ) -> None:
+        self._limit = connection_limit
+        self._ssl = ssl
+        self._make_resolver = resolver
+        self._pool = ConnectionPool(connection_limit, ssl, resolver() if resolver else SystemResolver())
+        self._targets: dict[str, Target] = {}
+        self._proxied: AiohttpTransport | None = None
+
+    async def send(self, request: OutgoingRequest) -> Response:
+        if request.proxy is not None:
+            return await self._through_proxy().send(request)
+        target = self._target(request)
+        body = request.body
+        try:
+            head = request_head(request.method, target, request.headers, body_length(request.method, body))
+        except ValueError:
+            raise UpstreamUnavailable(f"{request.origin} was not sent a request: a header holds a line break") from None
+        data = head if body is None else head + body
+        origin = Origin(target.scheme, target.host, target.port, request.allow_private_network)
+        timeouts = request.timeouts
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        connection = await self._pool.acquire(origin, timeouts.connect, request.origin)
+        reused = connection.exchanges > 0
+        await self._exchange(connection, request, data, started)
+        if reused and connection.lost_before_answer:
+            # The upstream had closed the kept-alive connection: it never saw this request.
+            self._pool.discard(connection)
+            connection = await self._pool.open_fresh(origin, timeouts.connect, request.origin)
+            await self._exchange(connection, request, data, started)
+        if connection.error is not None:
+            self._pool.discard(connection)
+            raise connection.error
+        return NetworkResponse(connection, self._pool)
+
+    async def _exchange(self, connection: Connection, request: OutgoingRequest, data: bytes, started: float) -> None:
+        """Write the request and wait for the response's head (or the exchange's failure)."""
+        timeouts = request.timeouts
+        total = timeouts.total
+        if total is not None:
+            total = max(total - (connection.loop.time() - started), 0.001)
+        try:
+            await connection.begin(request.origin, data, timeouts.first_byte, total)
+        except BaseException:  # cancelled (the client went away): the connection is mid-exchange
+            self._pool.discard(connection)
+            raise
+
+    def _target(self, request: OutgoingRequest) -> Target:
+        target = self._targets.get(request.url)
+        if target is None:
+            try:
+                target = Target(request.url)
+            except ValueError:
+                raise UpstreamUnavailable(f"{request.origin} has an invalid URL") from None
+            if len(self._targets) >= TARGETS_LIMIT:
+                self._targets.clear()
+            self._targets[request.url] = target
+        return target
+
+    def _through_proxy(self) -> AiohttpTransport:
+        if self._proxied is None:
+            from anygate.transport.aiohttp_transport import AiohttpTransport
+
+            if self._make_resolver is None:
+                self._proxied = AiohttpTransport(self._limit, self._ssl)
+            else:
+                self._proxied = AiohttpTransport(self._limit, self._ssl, self._make_resolver)  # type: ignore[arg-type]
+        return self._proxied
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+        proxied, self._proxied = self._proxied, None
+        if proxied is not None:
+            await proxied.aclose()
