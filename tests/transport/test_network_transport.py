@@ -151,6 +151,12 @@ async def never_answers(connection: RawConnection) -> None:
     await asyncio.Event().wait()  # until the server stops
 
 
+async def everything_sent_is_received(transport: Transport, server: RawServer) -> None:
+    """Close the transport and wait until the server has read every connection to its end."""
+    await within(transport.aclose())
+    await server.wait_until(lambda: server.closed == server.accepted, "every connection was read to its end")
+
+
 def assert_names_origin_only(error: GatewayError, request: OutgoingRequest) -> None:
     message = str(error)
     assert ORIGIN in message
@@ -278,12 +284,17 @@ async def test_a_status_without_a_body_reads_empty_without_waiting_for_a_close(
 
 
 @BODY_READS
-async def test_a_gzip_encoded_body_is_decoded(make_transport: TransportFactory, how: str) -> None:
-    payload = b'{"choices": [' + b'{"text": "gzip me"},' * 2000 + b"{}]}"
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+async def test_a_gzip_encoded_body_is_decoded(make_transport: TransportFactory, how: str, framing: str) -> None:
+    words = random.Random(3).choices(["token", "stream", "gateway", "model", "usage", "choice"], k=20_000)
+    payload = " ".join(words).encode()
     packed = gzip.compress(payload)
 
     async def answer(connection: RawConnection) -> None:
         await connection.read_request()
+        if framing == "content-length":
+            await connection.send(response(200, packed, (("Content-Encoding", "gzip"),)))
+            return
         await connection.send(head(200, (("Content-Encoding", "gzip"), *CHUNKED)))
         for start in range(0, len(packed), 1000):  # pieces that split the gzip stream anywhere
             await connection.send(chunk(packed[start : start + 1000]))
@@ -517,6 +528,17 @@ async def test_enormous_response_headers_are_refused(make_transport: TransportFa
 # ------------------------------------------------------------------------------ timers
 
 
+async def test_a_connect_that_never_completes_is_a_timeout(make_transport: TransportFactory) -> None:
+    with socket.socket() as listener, socket.socket() as filler:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        filler.connect(listener.getsockname())  # takes the one place in the queue; nothing is accepted
+        request = outgoing(f"http://127.0.0.1:{listener.getsockname()[1]}{SECRET_PATH}", timeouts=Timeouts(connect=0.3))
+        with pytest.raises(UpstreamTimeout) as caught:
+            await fetched(make_transport(), request)
+    assert_names_origin_only(caught.value, request)
+
+
 async def test_no_first_byte_in_time_is_a_timeout(make_transport: TransportFactory) -> None:
     async with RawServer(never_answers) as server:
         request = outgoing(server.url(SECRET_PATH), timeouts=Timeouts(first_byte=0.3))
@@ -700,9 +722,10 @@ async def test_a_header_with_a_line_break_is_refused_and_nothing_of_it_is_sent(
     # The contract the gateway needs: the injected line never reaches the upstream. aiohttp (and the
     # network transport) raise ValueError before writing the head; a GatewayError would do as well.
     async with RawServer(answers_by_target()) as server:
+        transport = make_transport()
         with pytest.raises((GatewayError, ValueError)):
-            await fetched(make_transport(), outgoing(server.url(), "POST", headers=headers, body=b"{}"))
-        await asyncio.sleep(0.05)  # were anything sent, the server has read it by now
+            await fetched(transport, outgoing(server.url(), "POST", headers=headers, body=b"{}"))
+        await everything_sent_is_received(transport, server)
     assert b"X-Injected" not in server.received
     assert server.requests == []
 
@@ -713,11 +736,12 @@ async def test_a_url_with_spaces_and_line_breaks_never_splits_the_request_line(
     # A path built from a client's input (a deployment or model name): either refused, or sent escaped.
     async with RawServer(answers_by_target()) as server:
         url = server.url("/v1/models/m HTTP/1.1\r\nX-Injected: yes\r\nX-Tail: z")
+        transport = make_transport()
         try:
-            await fetched(make_transport(), outgoing(url))
+            await fetched(transport, outgoing(url))
         except (GatewayError, ValueError):
             pass
-        await asyncio.sleep(0.05)  # were anything sent, the server has read it by now
+        await everything_sent_is_received(transport, server)
     assert b"\nX-Injected" not in server.received
     for sent in server.requests:
         assert " " not in sent.target and sent.raw.split(b"\r\n", 1)[0].endswith(b" HTTP/1.1")
