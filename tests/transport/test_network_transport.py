@@ -178,6 +178,7 @@ async def test_a_content_length_body_is_read_whole_with_its_status_and_raw_heade
         ("X-Trace-ID", "abc"),
         ("Set-Cookie", "a=1"),
         ("Set-Cookie", "b=2"),
+        ("X-Place", "café"),  # a byte past ASCII (obs-text), sent as latin-1
     )
 
     async def answer(connection: RawConnection) -> None:
@@ -194,6 +195,8 @@ async def test_a_content_length_body_is_read_whole_with_its_status_and_raw_heade
     assert reply.headers.get("CONTENT-LENGTH") == str(len(body))
     assert reply.headers.get("x-absent") is None
     assert reply.headers.content_type == "application/json"
+    assert (b"X-Place", b"caf\xe9") in reply.headers.raw
+    assert reply.headers.get("x-place") == "café"
 
 
 async def test_a_chunked_body_comes_out_of_chunks_as_it_arrives(make_transport: TransportFactory) -> None:
@@ -283,6 +286,18 @@ async def test_a_status_without_a_body_reads_empty_without_waiting_for_a_close(
         assert server.accepted == 1
 
 
+async def test_an_interim_answer_is_skipped_for_the_final_one(make_transport: TransportFactory) -> None:
+    async def answer(connection: RawConnection) -> None:
+        await connection.read_request()
+        await connection.send(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+        await connection.send(response(200, b"final", (("X-Final", "yes"),)))
+
+    async with RawServer(answer) as server:
+        async with opened(make_transport(), outgoing(server.url())) as reply:
+            assert (reply.status, reply.headers.get("x-final")) == (200, "yes")
+            assert await within(reply.read()) == b"final"
+
+
 @BODY_READS
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
 async def test_a_gzip_encoded_body_is_decoded(make_transport: TransportFactory, how: str, framing: str) -> None:
@@ -341,6 +356,26 @@ async def test_sequential_requests_read_whole_share_one_connection(make_transpor
             async with opened(transport, outgoing(server.url(f"/{number}"))) as reply:
                 assert await body_of(reply, how) == f"answer to /{number}".encode()
         assert server.accepted == 1
+
+
+@pytest.mark.parametrize(
+    "ending", [b"HTTP/1.1 200 OK\r\nConnection: close\r\n", b"HTTP/1.0 200 OK\r\n"], ids=["close", "http-1.0"]
+)
+async def test_a_connection_the_response_says_will_close_is_not_reused(
+    make_transport: TransportFactory, ending: bytes
+) -> None:
+    async def answer_then_ignore(connection: RawConnection) -> None:
+        request = await connection.read_request()
+        if request is not None:
+            body = f"answer to {request.target}".encode()
+            await connection.send(ending + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            await asyncio.Event().wait()  # open, but deaf: a request sent here would never be answered
+
+    async with RawServer(answer_then_ignore) as server:
+        transport = make_transport()
+        for number in range(2):
+            assert await fetched(transport, outgoing(server.url(f"/{number}"))) == f"answer to /{number}".encode()
+        assert server.accepted == 2
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
@@ -477,6 +512,24 @@ async def test_a_chunked_body_cut_before_its_last_chunk_is_an_incomplete_respons
         async with opened(make_transport(), request) as reply:
             with pytest.raises(UpstreamUnavailable, match="incomplete") as caught:
                 await within(joined(reply))
+    assert_names_origin_only(caught.value, request)
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [b"Content-Length: 5\r\nContent-Length: 50\r\n", b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n"],
+    ids=["two-lengths", "length-and-chunked"],
+)
+async def test_an_ambiguous_body_length_is_refused(make_transport: TransportFactory, framing: bytes) -> None:
+    # Two readings of where the body ends are two readings of where the next response starts.
+    async def answer(connection: RawConnection) -> None:
+        await connection.read_request()
+        await connection.send(b"HTTP/1.1 200 OK\r\n" + framing + b"\r\n5\r\nhello\r\n0\r\n\r\n")
+
+    async with RawServer(answer) as server:
+        request = outgoing(server.url(SECRET_PATH))
+        with pytest.raises(UpstreamUnavailable) as caught:
+            await fetched(make_transport(), request)
     assert_names_origin_only(caught.value, request)
 
 
