@@ -20,7 +20,7 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from anygate.errors import UpstreamUnavailable
 from anygate.transport.base import Headers, OutgoingRequest, Response
@@ -35,6 +35,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 # Framing and connection management are the transport's own: never taken from a request's headers.
 OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te"})
 TARGETS_LIMIT = 4096
+URL_SAFE = "/?#[]@!$&'()*+,;=%-._~:"  # RFC 3986's reserved and unreserved characters, and existing escapes
 
 
 class Target:
@@ -54,7 +55,10 @@ class Target:
         self.scheme = parts.scheme
         self.host = host
         self.port = port
-        self.path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        # Spaces, control characters and non-ASCII in a path built from a client's input (a model name) are
+        # sent percent-encoded: never a second word or a line break in the request line.
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.path = quote(target, safe=URL_SAFE)
         self.host_header = shown if port == DEFAULT_PORTS[parts.scheme] else f"{shown}:{port}"
 
 
