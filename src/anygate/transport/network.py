@@ -39,11 +39,12 @@ URL_SAFE = "/?#[]@!$&'()*+,;=%-._~:"  # RFC 3986's reserved and unreserved chara
 
 
 class Target:
-    """What a URL means on the wire: where to connect, the request target and the ``Host`` header."""
+    """What a URL means on the wire: where to connect (under which guard), the request target and the
+    ``Host`` header. Made once per URL and kept: a provider's requests go to a handful of URLs."""
 
-    __slots__ = ("scheme", "host", "port", "path", "host_header")
+    __slots__ = ("origin", "path", "host_header")
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, allow_private_network: bool) -> None:
         parts = urlsplit(url)
         if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
             raise ValueError("not an http(s) URL with a host")
@@ -52,9 +53,7 @@ class Target:
             host = host.encode("idna").decode("ascii")
         port = parts.port or DEFAULT_PORTS[parts.scheme]
         shown = f"[{host}]" if ":" in host else host
-        self.scheme = parts.scheme
-        self.host = host
-        self.port = port
+        self.origin = Origin(parts.scheme, host, port, allow_private_network)
         # Spaces, control characters and non-ASCII in a path built from a client's input (a model name) are
         # sent percent-encoded: never a second word or a line break in the request line.
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -189,7 +188,7 @@ class NetworkTransport:
         self._ssl = ssl
         self._make_resolver = resolver
         self._pool = ConnectionPool(connection_limit, ssl, resolver() if resolver else SystemResolver())
-        self._targets: dict[str, Target] = {}
+        self._targets: dict[tuple[str, bool], Target] = {}
         self._proxied: AiohttpTransport | None = None
 
     async def send(self, request: OutgoingRequest) -> Response:
@@ -202,7 +201,7 @@ class NetworkTransport:
         except ValueError:
             raise UpstreamUnavailable(f"{request.origin} was not sent a request: a header holds a line break") from None
         data = head if body is None else head + body
-        origin = Origin(target.scheme, target.host, target.port, request.allow_private_network)
+        origin = target.origin
         timeouts = request.timeouts
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -232,15 +231,16 @@ class NetworkTransport:
             raise
 
     def _target(self, request: OutgoingRequest) -> Target:
-        target = self._targets.get(request.url)
+        key = (request.url, request.allow_private_network)
+        target = self._targets.get(key)
         if target is None:
             try:
-                target = Target(request.url)
+                target = Target(request.url, request.allow_private_network)
             except ValueError:
                 raise UpstreamUnavailable(f"{request.origin} has an invalid URL") from None
             if len(self._targets) >= TARGETS_LIMIT:
                 self._targets.clear()
-            self._targets[request.url] = target
+            self._targets[key] = target
         return target
 
     def _through_proxy(self) -> AiohttpTransport:
