@@ -151,6 +151,14 @@ class RatePlan:
             steps.append(Step(hold, "minute", self.scope, (minute + 1) * 60, self.per_minute))
         return steps
 
+    def request_steps(self, now: float) -> list[Step]:
+        """The minute's requests counter alone (a request that asks for no tokens)."""
+        if self.limits.rpm is None:
+            return []
+        minute = now // 60
+        hold = Hold(f"{self.minute_prefix}{int(minute)}", [Claim("requests", self.limits.rpm, 1)], 120.0)
+        return [Step(hold, "minute", self.scope, (minute + 1) * 60, self.per_minute)]
+
     def too_many(self, _: Rejection, __: float | None) -> GatewayError:
         return RateLimited(
             f"Too many concurrent requests for {self.scope.described} (limit {self.limits.concurrency})",
@@ -294,8 +302,23 @@ class Enforcer:
         self.rates = RatePlans()
 
     async def admit(self, scopes: Sequence[Scope], ask: Ask) -> Admission:
+        return await self._admit(self.steps(scopes, ask), ask)
+
+    async def count_request(self, scopes: Sequence[Scope]) -> None:
+        """Count one request that uses no tokens and spends nothing (a key making, changing or revoking
+        keys) against every scope's requests-per-minute limit: refused with RateLimited past it."""
+        now, ask = time.time(), Ask(0, 0)
+        steps = [
+            step
+            for scope in scopes
+            if scope.limits is not None and scope.limits.rpm is not None
+            for step in self.rates.of(scope, scope.limits).request_steps(now)
+        ]
+        if steps:
+            await self.settle(await self._admit(steps, ask), 0, None)
+
+    async def _admit(self, steps: list[Step], ask: Ask) -> Admission:
         admission = Admission()
-        steps = self.steps(scopes, ask)
         try:
             if self._memory is not None:
                 for step in steps:

@@ -321,6 +321,20 @@ class Accounting:
             ticket.keeps_text = self.export.wants_text(exchange.principal)
         return ticket
 
+    async def count_request(self, principal: Principal) -> None:
+        """A request of ``principal``'s that reaches no upstream but changes what it may do (making,
+        changing or revoking keys): it counts against the requests-per-minute limit of the key, its
+        ancestors, its user and its team, as a model request does, so a limited key cannot mint keys
+        without limit. Raises RateLimited past a limit."""
+        scopes = self.budget_source(principal)
+        if not scopes:
+            return
+        try:
+            await self.enforcer.count_request(scopes)
+        except counters_errors() as exc:
+            log.exception("budget counters unavailable")
+            raise ServiceUnavailable("Budget counters are unavailable", code="limiter_unavailable") from exc
+
     def asks_stream_usage(
         self, exchange: Exchange, route: str, payload: dict[str, Any], target: ModelRef | None
     ) -> bool:

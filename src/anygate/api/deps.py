@@ -11,6 +11,8 @@ from anygate.api.state import AppState
 from anygate.auth import Principal
 from anygate.errors import AuthenticationFailed, PermissionDenied
 
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 def get_state(request: Request) -> AppState:
     state: AppState = request.app.state.anygate
@@ -21,6 +23,17 @@ def get_principal(request: Request) -> Principal:
     principal = request.scope.get(PRINCIPAL_SCOPE_KEY)
     if not isinstance(principal, Principal):
         raise AuthenticationFailed("Missing or invalid API key")
+    return principal
+
+
+async def get_caller(request: Request) -> Principal:
+    """The authenticated caller. A key's request that changes something (making, changing or revoking
+    keys, storing its provider keys) counts against its requests-per-minute limits, as its model requests
+    do: every limit a key has holds against everything it can do. Reads are not counted (the console
+    reads a page's worth at a time)."""
+    principal = get_principal(request)
+    if not principal.is_admin and request.method not in READ_METHODS:
+        await get_state(request).accounting.count_request(principal)
     return principal
 
 
@@ -37,7 +50,7 @@ def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Pr
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
-CallerDep = Annotated[Principal, Depends(get_principal)]
+CallerDep = Annotated[Principal, Depends(get_caller)]
 OptionalCallerDep = Annotated[Principal | None, Depends(get_optional_principal)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 
