@@ -63,8 +63,9 @@ async def test_bytes_after_a_complete_response_never_become_part_of_it_or_of_the
     # same segment. It must not change the first answer's status, headers or body, nor be taken as the
     # answer to the next request on the connection.
     async def answers_twice_then_normally(connection: RawConnection) -> None:
-        await connection.read_request()
-        await connection.send(response(200, b"one") + response(500, b"smuggled", (("X-Smuggled", "yes"),)))
+        if server.accepted == 1:
+            await connection.read_request()
+            await connection.send(response(200, b"one") + response(500, b"smuggled", (("X-Smuggled", "yes"),)))
         while (request := await connection.read_request()) is not None:
             await connection.send(response(200, f"answer to {request.target}".encode()))
 

@@ -198,6 +198,10 @@ class Connection(asyncio.Protocol):
 
     # -------------------------------------------------------------------------------- parser callbacks
 
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second answer to one request (or bytes while idle): never a next exchange's
+            raise ConnectionError("a response after the exchange's own")  # the parser refuses: closed
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.raw_headers.append((name, value))
 
