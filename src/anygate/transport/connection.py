@@ -93,6 +93,7 @@ class Connection(asyncio.Protocol):
             data = b"".join(self._body) if len(self._body) > 1 else self._body[0]
             self._body.clear()
             self._buffered = 0
+            self._last_data = self.loop.time()  # the reader has caught up: the read timeout starts afresh
             if self._paused and self.transport is not None:
                 self._paused = False
                 self.transport.resume_reading()
