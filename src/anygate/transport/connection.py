@@ -24,11 +24,11 @@ from collections import deque
 import httptools
 
 from anygate.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from anygate.transport.decoding import BodyDecoder
 
 HIGH_WATER = 256 * 1024  # buffered body bytes past which the socket is paused
 LOW_WATER = 64 * 1024  # ... and below which it is read again
 MAX_HEAD_BYTES = 256 * 1024  # status line and headers together
-ENCODINGS = {b"gzip": 16 + zlib.MAX_WBITS, b"x-gzip": 16 + zlib.MAX_WBITS, b"deflate": 32 + zlib.MAX_WBITS}
 
 
 class Connection(asyncio.Protocol):
@@ -62,7 +62,7 @@ class Connection(asyncio.Protocol):
         self._head_bytes = 0
         self._head_done = False
         self._framed = False  # the body's end is declared (length or chunked), so EOF before it is an error
-        self._decoder: zlib._Decompress | None = None
+        self._decoder: BodyDecoder | None = None
         self._read_timeout = 0.0
         self._last_data = 0.0
         self._total_deadline: float | None = None
@@ -89,18 +89,22 @@ class Connection(asyncio.Protocol):
 
     def take(self) -> bytes | None:
         """The body that has arrived and not been taken (b"" when none yet), or None at its end."""
+        if not self._body and self._decoder is not None:
+            self._decode()  # compressed bytes held back until the reader caught up
+        data: bytes | None = None
         if self._body:
             data = b"".join(self._body) if len(self._body) > 1 else self._body[0]
             self._body.clear()
             self._buffered = 0
             self._last_data = self.loop.time()  # the reader has caught up: the read timeout starts afresh
-            if self._paused and self.transport is not None:
-                self._paused = False
-                self.transport.resume_reading()
+        if self._paused and not self._holds_undecoded and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        if data is not None:
             return data
         if self.error is not None:
             raise self.error
-        return None if self.complete else b""
+        return None if self.complete and self._decoder is None else b""
 
     async def wait_for_body(self) -> None:
         """Until more body arrives, the body ends, or the exchange fails."""
@@ -128,6 +132,7 @@ class Connection(asyncio.Protocol):
             and self.complete
             and self.error is None
             and not self._body
+            and self._decoder is None
             and self._keep_alive
             and self.transport is not None
             and not self.transport.is_closing()
@@ -171,8 +176,8 @@ class Connection(asyncio.Protocol):
         elif self._framed:
             self._fail(UpstreamUnavailable(f"{self.origin} sent an incomplete response"))
         else:  # a body delimited by the connection's end has ended
-            self._flush_decoder()
             self.complete = True
+            self._flush_decoder()
             self._wake()
 
     def eof_received(self) -> bool | None:
@@ -218,45 +223,70 @@ class Connection(asyncio.Protocol):
             if lowered == b"content-length" or lowered == b"transfer-encoding":
                 self._framed = True
             elif lowered == b"content-encoding":
-                wbits = ENCODINGS.get(value.strip().lower())
-                if wbits is not None:
-                    self._decoder = zlib.decompressobj(wbits)
+                self._decoder = BodyDecoder.for_encoding(value)
         if self._head is not None and not self._head.done():
             self._head.set_result(None)
 
     def on_body(self, body: bytes) -> None:
         if self._decoder is not None:
-            try:
-                body = self._decoder.decompress(body)
-            except zlib.error:
-                self._fail(UpstreamUnavailable(f"{self.origin} sent a body that does not decompress"))
-                return
-            if not body:
-                return
+            self._decoder.feed(body)
+            if self._buffered < HIGH_WATER:
+                self._decode()
+            else:
+                self._pause_if_behind()
+            return
+        self._add_body(body)
+
+    def _add_body(self, body: bytes) -> None:
         self._body.append(body)
         self._buffered += len(body)
-        if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
+        self._pause_if_behind()
+        self._wake()
+
+    def _pause_if_behind(self) -> None:
+        behind = self._buffered > HIGH_WATER or self._holds_undecoded
+        if behind and not self._paused and self.transport is not None:
             self._paused = True
             self.transport.pause_reading()
-        self._wake()
+
+    @property
+    def _holds_undecoded(self) -> bool:
+        return self._decoder is not None and self._decoder.has_input
+
+    def _decode(self) -> None:
+        """Decode a bounded piece of the compressed body held (all of it flushed once the body ended)."""
+        decoder = self._decoder
+        assert decoder is not None
+        try:
+            data = decoder.decode(HIGH_WATER)
+            if self.complete and not decoder.has_input:
+                data += decoder.flush()
+                self._decoder = None
+        except zlib.error:
+            self._decoder = None
+            self.complete = False  # a body that does not decode did not end well, wherever its bytes stopped
+            self._fail(UpstreamUnavailable(f"{self.origin} sent a body that does not decompress"))
+            return
+        if data:
+            self._add_body(data)
+        else:
+            self._pause_if_behind()
 
     def on_message_complete(self) -> None:
         if not self._head_done:  # the end of an interim answer
             return
-        self._flush_decoder()
         self._keep_alive = self._parser.should_keep_alive()  # asked now: the parser forgets it after
         self.complete = True
+        self._flush_decoder()
         self._disarm()
         self._wake()
 
     # -------------------------------------------------------------------------------- helpers
 
     def _flush_decoder(self) -> None:
-        if self._decoder is not None:
-            rest = self._decoder.flush()
-            self._decoder = None
-            if rest:
-                self._body.append(rest)
+        """At the body's end: decode what is left now, unless the reader is behind (``take`` will)."""
+        if self._decoder is not None and not self._holds_undecoded and not self._body:
+            self._decode()
 
     def _fail(self, error: GatewayError) -> None:
         if self.error is None and not self.complete:

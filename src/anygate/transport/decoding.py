@@ -1,0 +1,64 @@
+"""A response body's ``Content-Encoding`` (gzip, deflate) undone in bounded pieces.
+
+Compressed bytes are untrusted: 64 KiB of them can hold 64 MiB of zeros. The decoder keeps what it was
+fed and gives back at most ``limit`` decoded bytes per call, so a connection decodes only as fast as its
+reader takes the body (the rest waits compressed, the socket paused). A gzip body may hold several
+members (RFC 1952): each is decoded in turn.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+GZIP_MAGIC = b"\x1f\x8b"
+WBITS = {b"gzip": 16 + zlib.MAX_WBITS, b"x-gzip": 16 + zlib.MAX_WBITS, b"deflate": 32 + zlib.MAX_WBITS}
+
+
+class BodyDecoder:
+    """Decodes one body. ``feed`` compressed bytes, take ``decode(limit)`` until ``has_input`` is False,
+    ``flush`` at the body's end. A corrupt body raises ``zlib.error``."""
+
+    __slots__ = ("_wbits", "_zlib", "_input")
+
+    def __init__(self, wbits: int) -> None:
+        self._wbits = wbits
+        self._zlib = zlib.decompressobj(wbits)
+        self._input = b""
+
+    @classmethod
+    def for_encoding(cls, encoding: bytes) -> BodyDecoder | None:
+        """The decoder for a ``Content-Encoding`` value, or None for one passed on as it is."""
+        wbits = WBITS.get(encoding.strip().lower())
+        return None if wbits is None else cls(wbits)
+
+    @property
+    def has_input(self) -> bool:
+        return bool(self._input)
+
+    def feed(self, data: bytes) -> None:
+        self._input = self._input + data if self._input else data
+
+    def decode(self, limit: int) -> bytes:
+        """At most ``limit`` decoded bytes of what was fed (b"" when it needs more input)."""
+        pieces: list[bytes] = []
+        produced = 0
+        while self._input and produced < limit:
+            piece = self._zlib.decompress(self._input, limit - produced)
+            produced += len(piece)
+            pieces.append(piece)
+            if self._zlib.eof:
+                self._input = self._next_member(self._zlib.unused_data)
+            else:
+                self._input = self._zlib.unconsumed_tail
+        return b"".join(pieces)
+
+    def flush(self) -> bytes:
+        """What the decoder still holds, once the whole body was fed and decoded."""
+        return self._zlib.flush()
+
+    def _next_member(self, rest: bytes) -> bytes:
+        """After a gzip member, the next one's bytes; anything else after the end is dropped."""
+        if self._wbits & 16 and rest.startswith(GZIP_MAGIC):
+            self._zlib = zlib.decompressobj(self._wbits)
+            return rest
+        return b""
