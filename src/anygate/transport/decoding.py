@@ -11,19 +11,22 @@ from __future__ import annotations
 import zlib
 
 GZIP_MAGIC = b"\x1f\x8b"
-WBITS = {b"gzip": 16 + zlib.MAX_WBITS, b"x-gzip": 16 + zlib.MAX_WBITS, b"deflate": 32 + zlib.MAX_WBITS}
+DEFLATE = 32 + zlib.MAX_WBITS  # a zlib stream (or gzip, detected by its header)
+RAW_DEFLATE = -zlib.MAX_WBITS  # what some servers send as "deflate": no zlib header at all
+WBITS = {b"gzip": 16 + zlib.MAX_WBITS, b"x-gzip": 16 + zlib.MAX_WBITS, b"deflate": DEFLATE}
 
 
 class BodyDecoder:
     """Decodes one body. ``feed`` compressed bytes, take ``decode(limit)`` until ``has_input`` is False,
     ``flush`` at the body's end. A corrupt body raises ``zlib.error``."""
 
-    __slots__ = ("_wbits", "_zlib", "_input")
+    __slots__ = ("_wbits", "_zlib", "_input", "_has_begun")
 
     def __init__(self, wbits: int) -> None:
         self._wbits = wbits
         self._zlib = zlib.decompressobj(wbits)
         self._input = b""
+        self._has_begun = False  # a byte was fed: the stream's header has been looked at
 
     @classmethod
     def for_encoding(cls, encoding: bytes) -> BodyDecoder | None:
@@ -36,6 +39,13 @@ class BodyDecoder:
         return bool(self._input)
 
     def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        if not self._has_begun:
+            self._has_begun = True
+            if self._wbits == DEFLATE and data[0] & 0x0F != 8 and data[0] != GZIP_MAGIC[0]:
+                self._wbits = RAW_DEFLATE  # the first byte is no zlib header (its method nibble is not 8)
+                self._zlib = zlib.decompressobj(RAW_DEFLATE)
         self._input = self._input + data if self._input else data
 
     def decode(self, limit: int) -> bytes:
@@ -58,7 +68,7 @@ class BodyDecoder:
 
     def _next_member(self, rest: bytes) -> bytes:
         """After a gzip member, the next one's bytes; anything else after the end is dropped."""
-        if self._wbits & 16 and rest.startswith(GZIP_MAGIC):
+        if self._wbits & 16 and rest and GZIP_MAGIC.startswith(rest[:2]):  # (its first byte may come alone)
             self._zlib = zlib.decompressobj(self._wbits)
             return rest
         return b""
