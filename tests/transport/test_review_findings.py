@@ -245,3 +245,24 @@ async def test_a_post_the_upstream_read_and_then_dropped_is_not_sent_twice(trans
         with pytest.raises(UpstreamUnavailable):
             await fetched(transport, outgoing(server.url("/v1/chat/completions"), "POST", body=b"{}"))
         assert len(server.requests) == 2
+
+
+# ------------------------------------------------------------------------------ answers without a body
+
+
+@pytest.mark.parametrize(("method", "status"), [("HEAD", 200), ("HEAD", 404), ("GET", 204), ("GET", 304)], ids=str)
+async def test_an_answer_without_a_body_ends_at_its_head_even_with_a_content_length(
+    transport: NetworkTransport, method: str, status: int
+) -> None:
+    # The answer to HEAD (and a 204 or 304) has no body whatever its Content-Length says (RFC 9110
+    # 9.3.2, 6.4.1): reading it must not wait for bytes that never come, nor take the next answer's.
+    async def answer_by_target(connection: RawConnection) -> None:
+        while (request := await connection.read_request()) is not None:
+            if request.target == "/bodiless":
+                await connection.send(head(status, (("Content-Length", "1000"),)))
+            else:
+                await connection.send(response(200, f"answer to {request.target}".encode()))
+
+    async with RawServer(answer_by_target) as server:
+        assert await fetched(transport, outgoing(server.url("/bodiless"), method)) == (status, b"")
+        assert await fetched(transport, outgoing(server.url("/next"))) == (200, b"answer to /next")

@@ -62,6 +62,7 @@ class Connection(asyncio.Protocol):
         self._head_bytes = 0
         self._head_done = False
         self._framed = False  # the body's end is declared (length or chunked), so EOF before it is an error
+        self._expects_body = True  # False for HEAD: the answer's Content-Length describes a body never sent
         self._decoder: BodyDecoder | None = None
         self._read_timeout = 0.0
         self._last_data = 0.0
@@ -71,12 +72,15 @@ class Connection(asyncio.Protocol):
 
     # -------------------------------------------------------------------------------- the exchange
 
-    def begin(self, origin: str, data: bytes, first_byte: float, total: float | None) -> asyncio.Future[None]:
+    def begin(
+        self, origin: str, data: bytes, first_byte: float, total: float | None, method: str = "GET"
+    ) -> asyncio.Future[None]:
         """Send a request (``data``: head and body) and return a future that is done when the response's
         head has arrived (or the exchange failed: ``error`` says how)."""
         assert self.transport is not None
         self._reset_exchange()
         self.origin = origin
+        self._expects_body = method != "HEAD"
         self.exchanges += 1
         now = self.loop.time()
         self._read_timeout = first_byte
@@ -224,10 +228,18 @@ class Connection(asyncio.Protocol):
                 self._framed = True
             elif lowered == b"content-encoding":
                 self._decoder = BodyDecoder.for_encoding(value)
+        if not self._expects_body:
+            # The parser cannot be told the request was HEAD: it would wait for the body the length
+            # describes. The answer ends here, and the connection with it (its parser is mid-message).
+            self.complete = True
+            self._decoder = None
+            self._disarm()
         if self._head is not None and not self._head.done():
             self._head.set_result(None)
 
     def on_body(self, body: bytes) -> None:
+        if self.complete:  # bytes sent as the body of an answer to HEAD: never part of any answer
+            return
         if self._decoder is not None:
             self._decoder.feed(body)
             if self._buffered < HIGH_WATER:
@@ -273,7 +285,7 @@ class Connection(asyncio.Protocol):
             self._pause_if_behind()
 
     def on_message_complete(self) -> None:
-        if not self._head_done:  # the end of an interim answer
+        if not self._head_done or self.complete:  # the end of an interim answer; of a HEAD answer's bogus body
             return
         self._keep_alive = self._parser.should_keep_alive()  # asked now: the parser forgets it after
         self.complete = True
