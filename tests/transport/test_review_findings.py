@@ -266,3 +266,55 @@ async def test_an_answer_without_a_body_ends_at_its_head_even_with_a_content_len
     async with RawServer(answer_by_target) as server:
         assert await fetched(transport, outgoing(server.url("/bodiless"), method)) == (status, b"")
         assert await fetched(transport, outgoing(server.url("/next"))) == (200, b"answer to /next")
+
+
+# ------------------------------------------------------------------------------ cancellation (guards)
+
+
+@pytest.mark.parametrize("moment", ["waiting for the head", "in read", "in chunks", "chunks left unfinished"])
+async def test_a_client_going_away_at_any_await_gives_its_connection_up(moment: str) -> None:
+    # Limit 1: whatever await the caller is cancelled at, the connection is dropped (its exchange is
+    # mid-message) and the next request gets a new one.
+    async def answer_by_target(connection: RawConnection) -> None:
+        while (request := await connection.read_request()) is not None:
+            if request.target == "/next":
+                await connection.send(response(200, b"answer to /next"))
+            elif moment == "waiting for the head":
+                await asyncio.Event().wait()
+            else:
+                await connection.send(head(200, CHUNKED) + chunk(b"first"))
+                await asyncio.Event().wait()
+
+    transport = make(connection_limit=1)
+    try:
+        async with RawServer(answer_by_target) as server:
+
+            async def go_away_mid_exchange() -> None:
+                reply = await transport.send(outgoing(server.url("/hangs")))
+                try:
+                    if moment == "in read":
+                        await reply.read()
+                    elif moment == "in chunks":
+                        async for _ in reply.chunks():
+                            pass
+                    else:
+                        chunks = reply.chunks()
+                        assert await anext(chunks) == b"first"
+                        await asyncio.Event().wait()  # cancelled here, the generator never finished
+                finally:
+                    await reply.aclose()
+
+            task = asyncio.ensure_future(go_away_mid_exchange())
+            await server.wait_until(lambda: len(server.requests) == 1, "the first request was sent")
+            await asyncio.sleep(0.1)  # the caller is at its await
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            timeouts = Timeouts(connect=HANG_BOUND / 2)
+            assert await fetched(transport, outgoing(server.url("/next"), timeouts=timeouts)) == (
+                200,
+                b"answer to /next",
+            )
+            assert server.accepted == 2  # the dropped connection was not reused
+    finally:
+        await transport.aclose()
