@@ -318,3 +318,21 @@ async def test_a_client_going_away_at_any_await_gives_its_connection_up(moment: 
             assert server.accepted == 2  # the dropped connection was not reused
     finally:
         await transport.aclose()
+
+
+@pytest.mark.parametrize("framing", ["content-length", "connection close"])
+async def test_a_gzip_body_cut_before_its_end_is_an_error_not_a_shorter_body(
+    transport: NetworkTransport, framing: str
+) -> None:
+    # The gzip stream's own end is the one sign a body delimited by the connection's end was cut.
+    whole = gzip.compress(bytes(range(256)) * 64)
+    cut = whole[: len(whole) // 2]
+
+    async def answer(connection: RawConnection) -> None:
+        await connection.read_request()
+        length = (("Content-Length", str(len(cut))),) if framing == "content-length" else ()
+        await connection.send(head(200, (("Content-Encoding", "gzip"), ("Connection", "close"), *length)) + cut)
+
+    async with RawServer(answer) as server:
+        with pytest.raises(UpstreamUnavailable):
+            await fetched(transport, outgoing(server.url("/")))

@@ -63,8 +63,12 @@ class BodyDecoder:
         return b"".join(pieces)
 
     def flush(self) -> bytes:
-        """What the decoder still holds, once the whole body was fed and decoded."""
-        return self._zlib.flush()
+        """What the decoder still holds, once the whole body was fed and decoded. A stream that stops
+        before its own end raises ``zlib.error``: the body was cut."""
+        rest = self._zlib.flush()
+        if self._has_begun and not self._zlib.eof:
+            raise zlib.error("the compressed body ends before its stream does")
+        return rest
 
     def _next_member(self, rest: bytes) -> bytes:
         """After a gzip member, the next one's bytes; anything else after the end is dropped."""
