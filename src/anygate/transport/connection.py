@@ -3,7 +3,8 @@
 The connection is an asyncio ``Protocol`` with httptools' response parser (the C parser uvicorn uses for
 requests) fed straight from ``data_received``: no stream reader, no per-chunk task. A response's body
 waits in a buffer until it is read; past ``HIGH_WATER`` buffered bytes the socket stops being read, so a
-slow client holds a stream's upstream back instead of growing memory.
+slow client holds a stream's upstream back instead of growing memory. A compressed body is decoded the
+same way, a bounded piece at a time as the reader takes it (``anygate.transport.decoding``).
 
 Timers. An exchange has a read timeout (from sending until the first byte: the first-byte timeout; then,
 after ``set_read_timeout``, between reads) and an optional deadline for the whole exchange. Both are
