@@ -3,7 +3,8 @@
 The connection is an asyncio ``Protocol`` with httptools' response parser (the C parser uvicorn uses for
 requests) fed straight from ``data_received``: no stream reader, no per-chunk task. A response's body
 waits in a buffer until it is read; past ``HIGH_WATER`` buffered bytes the socket stops being read, so a
-slow client holds a stream's upstream back instead of growing memory.
+slow client holds a stream's upstream back instead of growing memory. A compressed body is decoded the
+same way, a bounded piece at a time as the reader takes it (``anygate.transport.decoding``).
 
 Timers. An exchange has a read timeout (from sending until the first byte: the first-byte timeout; then,
 after ``set_read_timeout``, between reads) and an optional deadline for the whole exchange. Both are
@@ -24,11 +25,11 @@ from collections import deque
 import httptools
 
 from anygate.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from anygate.transport.decoding import BodyDecoder
 
 HIGH_WATER = 256 * 1024  # buffered body bytes past which the socket is paused
 LOW_WATER = 64 * 1024  # ... and below which it is read again
 MAX_HEAD_BYTES = 256 * 1024  # status line and headers together
-ENCODINGS = {b"gzip": 16 + zlib.MAX_WBITS, b"x-gzip": 16 + zlib.MAX_WBITS, b"deflate": 32 + zlib.MAX_WBITS}
 
 
 class Connection(asyncio.Protocol):
@@ -62,7 +63,8 @@ class Connection(asyncio.Protocol):
         self._head_bytes = 0
         self._head_done = False
         self._framed = False  # the body's end is declared (length or chunked), so EOF before it is an error
-        self._decoder: zlib._Decompress | None = None
+        self._expects_body = True  # False for HEAD: the answer's Content-Length describes a body never sent
+        self._decoder: BodyDecoder | None = None
         self._read_timeout = 0.0
         self._last_data = 0.0
         self._total_deadline: float | None = None
@@ -71,12 +73,15 @@ class Connection(asyncio.Protocol):
 
     # -------------------------------------------------------------------------------- the exchange
 
-    def begin(self, origin: str, data: bytes, first_byte: float, total: float | None) -> asyncio.Future[None]:
+    def begin(
+        self, origin: str, data: bytes, first_byte: float, total: float | None, method: str = "GET"
+    ) -> asyncio.Future[None]:
         """Send a request (``data``: head and body) and return a future that is done when the response's
         head has arrived (or the exchange failed: ``error`` says how)."""
         assert self.transport is not None
         self._reset_exchange()
         self.origin = origin
+        self._expects_body = method != "HEAD"
         self.exchanges += 1
         now = self.loop.time()
         self._read_timeout = first_byte
@@ -89,17 +94,22 @@ class Connection(asyncio.Protocol):
 
     def take(self) -> bytes | None:
         """The body that has arrived and not been taken (b"" when none yet), or None at its end."""
+        if not self._body and self._decoder is not None:
+            self._decode()  # compressed bytes held back until the reader caught up
+        data: bytes | None = None
         if self._body:
             data = b"".join(self._body) if len(self._body) > 1 else self._body[0]
             self._body.clear()
             self._buffered = 0
-            if self._paused and self.transport is not None:
-                self._paused = False
-                self.transport.resume_reading()
+            self._last_data = self.loop.time()  # the reader has caught up: the read timeout starts afresh
+        if self._paused and not self._holds_undecoded and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        if data is not None:
             return data
         if self.error is not None:
             raise self.error
-        return None if self.complete else b""
+        return None if self.complete and self._decoder is None else b""
 
     async def wait_for_body(self) -> None:
         """Until more body arrives, the body ends, or the exchange fails."""
@@ -127,6 +137,7 @@ class Connection(asyncio.Protocol):
             and self.complete
             and self.error is None
             and not self._body
+            and self._decoder is None
             and self._keep_alive
             and self.transport is not None
             and not self.transport.is_closing()
@@ -170,8 +181,8 @@ class Connection(asyncio.Protocol):
         elif self._framed:
             self._fail(UpstreamUnavailable(f"{self.origin} sent an incomplete response"))
         else:  # a body delimited by the connection's end has ended
-            self._flush_decoder()
             self.complete = True
+            self._flush_decoder()
             self._wake()
 
     def eof_received(self) -> bool | None:
@@ -198,6 +209,10 @@ class Connection(asyncio.Protocol):
 
     # -------------------------------------------------------------------------------- parser callbacks
 
+    def on_message_begin(self) -> None:
+        if self.complete:  # a second answer to one request (or bytes while idle): never a next exchange's
+            raise ConnectionError("a response after the exchange's own")  # the parser refuses: closed
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.raw_headers.append((name, value))
 
@@ -213,45 +228,78 @@ class Connection(asyncio.Protocol):
             if lowered == b"content-length" or lowered == b"transfer-encoding":
                 self._framed = True
             elif lowered == b"content-encoding":
-                wbits = ENCODINGS.get(value.strip().lower())
-                if wbits is not None:
-                    self._decoder = zlib.decompressobj(wbits)
+                self._decoder = BodyDecoder.for_encoding(value)
+        if not self._expects_body:
+            # The parser cannot be told the request was HEAD: it would wait for the body the length
+            # describes. The answer ends here, and the connection with it (its parser is mid-message).
+            self.complete = True
+            self._decoder = None
+            self._disarm()
         if self._head is not None and not self._head.done():
             self._head.set_result(None)
 
     def on_body(self, body: bytes) -> None:
+        if self.complete:  # bytes sent as the body of an answer to HEAD: never part of any answer
+            return
         if self._decoder is not None:
-            try:
-                body = self._decoder.decompress(body)
-            except zlib.error:
-                self._fail(UpstreamUnavailable(f"{self.origin} sent a body that does not decompress"))
-                return
-            if not body:
-                return
+            self._decoder.feed(body)
+            if self._buffered < HIGH_WATER:
+                self._decode()
+            else:
+                self._pause_if_behind()
+            return
+        self._add_body(body)
+
+    def _add_body(self, body: bytes) -> None:
         self._body.append(body)
         self._buffered += len(body)
-        if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
-            self._paused = True
-            self.transport.pause_reading()
+        self._pause_if_behind()
         self._wake()
 
-    def on_message_complete(self) -> None:
-        if not self._head_done:  # the end of an interim answer
+    def _pause_if_behind(self) -> None:
+        behind = self._buffered > HIGH_WATER or self._holds_undecoded
+        if behind and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    @property
+    def _holds_undecoded(self) -> bool:
+        return self._decoder is not None and self._decoder.has_input
+
+    def _decode(self) -> None:
+        """Decode a bounded piece of the compressed body held (all of it flushed once the body ended)."""
+        decoder = self._decoder
+        assert decoder is not None
+        try:
+            data = decoder.decode(HIGH_WATER)
+            if self.complete and not decoder.has_input:
+                data += decoder.flush()
+                self._decoder = None
+        except zlib.error:
+            self._decoder = None
+            self.complete = False  # a body that does not decode did not end well, wherever its bytes stopped
+            self._fail(UpstreamUnavailable(f"{self.origin} sent a body that does not decompress"))
             return
-        self._flush_decoder()
+        if data:
+            self._add_body(data)
+        else:
+            self._pause_if_behind()
+
+    def on_message_complete(self) -> None:
+        if not self._head_done or self.complete:  # the end of an interim answer; of a HEAD answer's bogus body
+            return
         self._keep_alive = self._parser.should_keep_alive()  # asked now: the parser forgets it after
         self.complete = True
+        self._flush_decoder()
         self._disarm()
         self._wake()
 
     # -------------------------------------------------------------------------------- helpers
 
     def _flush_decoder(self) -> None:
-        if self._decoder is not None:
-            rest = self._decoder.flush()
-            self._decoder = None
-            if rest:
-                self._body.append(rest)
+        """At the body's end: decode what is left now, unless the reader is behind (``take`` will)."""
+        if self._decoder is not None and not self._holds_undecoded and not self._body:
+            self._decode()
 
     def _fail(self, error: GatewayError) -> None:
         if self.error is None and not self.complete:

@@ -225,7 +225,7 @@ class NetworkTransport:
         if total is not None:
             total = max(total - (connection.loop.time() - started), 0.001)
         try:
-            await connection.begin(request.origin, data, timeouts.first_byte, total)
+            await connection.begin(request.origin, data, timeouts.first_byte, total, request.method)
         except BaseException:  # cancelled (the client went away): the connection is mid-exchange
             self._pool.discard(connection)
             raise

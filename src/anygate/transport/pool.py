@@ -129,8 +129,12 @@ class ConnectionPool:
         try:
             async with asyncio.timeout_at(until):
                 await waiter
-        except TimeoutError:
-            raise UpstreamTimeout(f"{label} did not answer in time (every connection was busy)") from None
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self._wake_one()  # given room but leaving (cancelled, timed out): the room is the next waiter's
+            if isinstance(exc, TimeoutError):
+                raise UpstreamTimeout(f"{label} did not answer in time (every connection was busy)") from None
+            raise
         finally:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
