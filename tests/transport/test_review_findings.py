@@ -222,10 +222,6 @@ async def test_a_gzip_bomb_is_decoded_in_bounded_pieces(transport: NetworkTransp
 # ------------------------------------------------------------------------------ the retry
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a reused connection lost before any answer byte resends a POST the upstream may have processed",
-)
 async def test_a_post_the_upstream_read_and_then_dropped_is_not_sent_twice(transport: NetworkTransport) -> None:
     # The upstream reads the whole request on a reused connection, works on it (a completion: billed),
     # then its side dies without answering. Resending it runs (and bills) the completion twice.
@@ -336,3 +332,28 @@ async def test_a_gzip_body_cut_before_its_end_is_an_error_not_a_shorter_body(
     async with RawServer(answer) as server:
         with pytest.raises(UpstreamUnavailable):
             await fetched(transport, outgoing(server.url("/")))
+
+
+# ------------------------------------------------------------------------------ the limit and lost connections
+
+
+async def test_a_response_never_given_back_frees_its_place_once_its_connection_is_lost() -> None:
+    # A caller that never closes a response (a bug) must not hold a place under the connection limit
+    # after the upstream has closed that connection: the next request gets a connection.
+    async def head_then_close_once(connection: RawConnection) -> None:
+        if server.accepted == 1:
+            await connection.read_request()
+            await connection.send(head(200, (("Content-Length", "100"),)) + b"partial")
+            return  # the connection closes with the body unfinished
+        while (request := await connection.read_request()) is not None:
+            await connection.send(response(200, f"answer to {request.target}".encode()))
+
+    transport = make(connection_limit=1)
+    try:
+        async with RawServer(head_then_close_once) as server:
+            forgotten = await within(transport.send(outgoing(server.url("/first"))))
+            assert forgotten.status == 200  # ... and never read nor closed
+            request = outgoing(server.url("/second"), timeouts=Timeouts(connect=5.0))
+            assert await fetched(transport, request) == (200, b"answer to /second")
+    finally:
+        await transport.aclose()

@@ -94,8 +94,9 @@ class Cycle:
         if resend is not None:  # the upstream refuses what the accounting added: once more without it
             await response.aclose()
             response = await self._open(client, resend, timeouts, api_key)
-            self.state.accounting.answered_after_retry(request.ticket, runtime.id, response.status)
         try:
+            if resend is not None:
+                self.state.accounting.answered_after_retry(request.ticket, runtime.id, response.status)
             if response.status >= 400:
                 error_body = await response.read()
                 raise client.status_error(response.status, error_body, retry_after_header(response.headers), api_key)

@@ -19,8 +19,10 @@ refuses ends the exchange, and every failure is a gateway error naming the origi
 from __future__ import annotations
 
 import asyncio
+import select
 import zlib
 from collections import deque
+from collections.abc import Callable
 
 import httptools
 
@@ -35,9 +37,12 @@ MAX_HEAD_BYTES = 256 * 1024  # status line and headers together
 class Connection(asyncio.Protocol):
     """A connection and the one exchange it carries at a time. ``key`` names the pool it belongs to."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, key: object) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, key: object, on_lost: Callable[[Connection], None] | None = None
+    ) -> None:
         self.loop = loop
         self.key = key
+        self._on_lost = on_lost  # the pool forgets a lost connection, whoever still holds it
         self.transport: asyncio.Transport | None = None
         self.idle_since = 0.0
         self.is_open = False  # connected and not lost
@@ -143,6 +148,18 @@ class Connection(asyncio.Protocol):
             and not self.transport.is_closing()
         )
 
+    def has_news(self) -> bool:
+        """Whether the upstream has sent anything (its close, most often) that the event loop has not
+        delivered yet: an idle connection with news is not reused. One ``select`` with no wait."""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is None:
+            return False
+        try:
+            readable, _, _ = select.select([sock.fileno()], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
+
     def finish(self) -> None:
         """The exchange is over for its caller: stop its timers."""
         self._disarm()
@@ -173,6 +190,8 @@ class Connection(asyncio.Protocol):
         self.is_open = False
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
+        if self._on_lost is not None:
+            self._on_lost(self)
         if self.complete or self._head is None and self._waiter is None and not self.received_any:
             return  # idle, or the response had ended
         if not self._head_done:

@@ -9,9 +9,11 @@ What it does not do itself: a request through an HTTP proxy (``OutgoingRequest.p
 aiohttp transport, loaded on first use, which speaks ``CONNECT`` and checks the upstream's host before
 anything is sent to the proxy (``anygate.transport.aiohttp_transport``).
 
-A reused connection may turn out closed by the upstream just as the request is written. When it ends
-before a single byte of the answer, the request is written once more on a new connection: the upstream
-cannot have answered it, and a kept-alive connection closing while idle is ordinary HTTP.
+A kept-alive connection the upstream closed while it was idle is not reused: the pool drops it when the
+close has reached the event loop, and asks the socket itself of one idle for more than a second. When a
+reused connection still ends before a single byte of the answer, an idempotent request (GET...) is written
+once more on a new connection; a POST is not: an upstream that read it and died before answering may
+have run (and billed) it, so the failure goes to the dispatcher, whose retry policy decides.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 # Framing and connection management are the transport's own: never taken from a request's headers.
 OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te"})
 TARGETS_LIMIT = 4096
+# Resent once when a kept-alive connection turns out closed: a POST is not, since an upstream that read it
+# and died before answering may have run (and billed) it; the dispatcher's own retries decide for it.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 URL_SAFE = "/?#[]@!$&'()*+,;=%-._~:"  # RFC 3986's reserved and unreserved characters, and existing escapes
 
 
@@ -208,7 +213,7 @@ class NetworkTransport:
         connection = await self._pool.acquire(origin, timeouts.connect, request.origin)
         reused = connection.exchanges > 0
         await self._exchange(connection, request, data, started)
-        if reused and connection.lost_before_answer:
+        if reused and connection.lost_before_answer and request.method in IDEMPOTENT_METHODS:
             # The upstream had closed the kept-alive connection: it never saw this request.
             self._pool.discard(connection)
             connection = await self._pool.open_fresh(origin, timeouts.connect, request.origin)

@@ -26,6 +26,7 @@ from anygate.transport.connection import Connection
 
 DNS_CACHE_SECONDS = 30.0
 KEEPALIVE_SECONDS = 30.0
+STALE_AFTER_SECONDS = 1.0  # idle longer than this: checked for a close not yet seen before reuse
 CHECKED_HOSTS_LIMIT = 4096
 
 
@@ -181,7 +182,10 @@ class ConnectionPool:
         idle = self._idle.get(origin)
         while idle:
             connection = idle.pop()
-            if connection.reusable:
+            # A connection idle for a while may have been closed by the upstream a moment ago (its idle
+            # timeout): asked directly, since the close may not have reached the event loop yet.
+            fresh = connection.loop.time() - connection.idle_since < STALE_AFTER_SECONDS
+            if connection.reusable and (fresh or not connection.has_news()):
                 return connection
             connection.close()
             self._forget(connection)
@@ -219,7 +223,7 @@ class ConnectionPool:
         for address in addresses:
             try:
                 _, connection = await loop.create_connection(
-                    lambda: Connection(loop, origin),
+                    lambda: Connection(loop, origin, self._lost),
                     address,
                     origin.port,
                     ssl=context,
@@ -237,6 +241,13 @@ class ConnectionPool:
 
     def _forget(self, connection: Connection) -> None:
         self._connections.discard(connection)
+
+    def _lost(self, connection: Connection) -> None:
+        """A connection closed (by either side): its place under the limit is free at once, even when a
+        response on it is never given back."""
+        if connection in self._connections:
+            self._forget(connection)
+            self._wake_one()
 
     def _close_one_idle(self) -> bool:
         """Close the longest-idle connection of any origin to make room; False when none is idle."""
