@@ -43,7 +43,7 @@ MINIMUM_USD = 1e-9  # a USD claim of an unknown price still needs a budget not y
 NEVER_RESETS_RETRY_AFTER = 86400
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request (docs/architecture.md, Hot path)
 class Ask:
     """What a request may use: its prompt and the most it may generate (all ``outputs`` answers
     together); USD when a price is known."""
@@ -280,7 +280,7 @@ def budget_bucket(scope: Scope, budget: Budget, now: datetime) -> str:
     return bucket_name(scope.kind, scope.id, budget.period, now)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request (docs/architecture.md, Hot path)
 class Step:
     """One bucket of a request's admission: what it holds, what it counts (``concurrency``, ``minute`` or
     ``budget``), and the refusal it raises."""

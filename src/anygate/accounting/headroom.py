@@ -31,7 +31,7 @@ HEADER_NAMES: Mapping[Unit, tuple[str, str, str]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request (docs/architecture.md, Hot path)
 class Reading:
     """One counter of one scope as a reservation saw it. ``left`` is after this request's reservation
     (``held``); ``resets_at`` a UNIX time (None: never)."""

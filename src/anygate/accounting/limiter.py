@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from anygate.accounting.windows import LedgerWindow, Seeder, WindowCount
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request (docs/architecture.md, Hot path)
 class Claim:
     counter: str
     limit: float
@@ -49,7 +49,7 @@ class Claim:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request (docs/architecture.md, Hot path)
 class Grant:
     """An admitted reservation on one bucket. ``left``: what each counter had left once this reservation was
     made (``limit - used - reserved``, as the limiter's decision saw it; negative past a soft limit), so that
@@ -73,7 +73,7 @@ class Rejection:
     left: Mapping[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request (docs/architecture.md, Hot path)
 class Hold:
     """One bucket's claims within a request's reservation (``reserve_all``): ``window`` and ``seed_from``
     as for ``Limiter.reserve``."""

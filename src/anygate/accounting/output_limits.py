@@ -36,7 +36,7 @@ OUTPUT_MULTIPLIERS: Mapping[str, tuple[str, ...]] = {
 MAX_COMPLETION_TOKENS_MODELS = ("o1", "o3", "o4", "gpt-5")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request (docs/architecture.md, Hot path)
 class OutputRequest:
     """What a request asks to generate."""
 

@@ -32,7 +32,7 @@ from anygate.wire.sse import event_data
 USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request (docs/architecture.md, Hot path)
 class TokenCount:
     """Tokens of one request; ``estimated`` when anygate counted them because the upstream did not.
 

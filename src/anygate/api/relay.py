@@ -41,7 +41,7 @@ DONE_TERMINATED = frozenset({"chat/completions", "completions"})  # streams an u
 COST_HEADER = b"x-anygate-cost"  # a whole answer's cost in USD (absent when its price is unknown)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request (docs/architecture.md, Hot path)
 class UpstreamRequest:
     """What goes upstream, the same for every attempt: the ticket holds the body (the accounting's changes
     in it); ``rewrite`` puts each deployment's own model id in it; ``timeout`` is the admin's cap; ``bridge``

@@ -43,7 +43,7 @@ class Timeouts:
         return Timeouts(min(self.connect, seconds), min(self.first_byte, seconds), self.idle, total)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per request (docs/architecture.md, Hot path)
 class OutgoingRequest:
     """One request to an upstream. ``origin`` is how errors name the peer (``Provider 'groq'``).
 
