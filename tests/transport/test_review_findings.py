@@ -7,6 +7,7 @@ is a strict xfail saying what is wrong, so the test turns green (and the xfail r
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
 import zlib
 from collections.abc import AsyncIterator, Awaitable
@@ -16,6 +17,7 @@ import pytest
 
 from anygate.errors import UpstreamUnavailable
 from anygate.transport.base import OutgoingRequest, Timeouts
+from anygate.transport.connection import Connection
 from anygate.transport.network import NetworkTransport
 from tests.support.names import MappedResolver
 from tests.support.raw_server import CHUNKED, LAST_CHUNK, RawConnection, RawServer, chunk, head, response
@@ -356,4 +358,29 @@ async def test_a_response_never_given_back_frees_its_place_once_its_connection_i
             request = outgoing(server.url("/second"), timeouts=Timeouts(connect=5.0))
             assert await fetched(transport, request) == (200, b"answer to /second")
     finally:
+        await transport.aclose()
+
+
+async def test_a_closed_connection_is_freed_without_waiting_for_the_cyclic_collector() -> None:
+    # The parser calls back into its connection, which holds it: unless the cycle is broken when the
+    # connection is lost, every dropped connection (and its buffers) lives until a full collection, which
+    # the gateway runs rarely (GC_THRESHOLDS): memory grows with every stream a client abandons.
+    async def answer_slowly(connection: RawConnection) -> None:
+        while await connection.read_request() is not None:
+            await connection.send(head(200, (("Transfer-Encoding", "chunked"),)) + chunk(b"first"))
+            await asyncio.sleep(5)
+
+    transport = make()
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        async with RawServer(answer_slowly) as server:
+            for _ in range(5):
+                reply = await within(transport.send(outgoing(server.url("/stream"))))
+                await within(reply.aclose())  # given back mid-body: the connection is dropped
+            await asyncio.sleep(0.1)  # the loop delivers connection_lost
+            assert [o for o in gc.get_objects() if isinstance(o, Connection)] == []
+    finally:
+        if collecting:
+            gc.enable()
         await transport.aclose()

@@ -47,7 +47,10 @@ class Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.is_open = False  # connected and not lost
         self.exchanges = 0  # how many exchanges it has carried (a reused connection may be stale)
-        self._parser = httptools.HttpResponseParser(self)
+        # The parser calls back into this connection, which holds it: a cycle, broken when the connection
+        # is lost, or every closed connection would wait for the cyclic collector (which anygate runs
+        # rarely) with its buffers (``connection_lost``).
+        self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._lost: asyncio.Future[None] | None = None
         self._reset_exchange()
 
@@ -188,6 +191,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.is_open = False
+        self._parser = None
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(None)
         if self._on_lost is not None:
@@ -215,8 +219,11 @@ class Connection(asyncio.Protocol):
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._fail(UpstreamUnavailable(f"{self.origin} sent response headers that are too large"))
                 return
+        parser = self._parser
+        if parser is None:
+            return
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserError:
             self._fail(UpstreamUnavailable(f"{self.origin} sent an invalid HTTP response"))
 
@@ -236,6 +243,7 @@ class Connection(asyncio.Protocol):
         self.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        assert self._parser is not None  # called from inside its feed_data
         status = self._parser.get_status_code()
         if 100 <= status < 200:  # an interim answer (100 Continue, 103 Early Hints): the real one follows
             self.raw_headers = []
@@ -307,7 +315,9 @@ class Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if not self._head_done or self.complete:  # the end of an interim answer; of a HEAD answer's bogus body
             return
-        self._keep_alive = self._parser.should_keep_alive()  # asked now: the parser forgets it after
+        self._keep_alive = (
+            self._parser is not None and self._parser.should_keep_alive()
+        )  # asked now: the parser forgets it after
         self.complete = True
         self._flush_decoder()
         self._disarm()
