@@ -119,6 +119,13 @@ class Connection(asyncio.Protocol):
             raise self.error
         return None if self.complete and self._decoder is None else b""
 
+    async def next_piece(self) -> bytes | None:
+        """The next part of the body as soon as there is one, or None at its end (raises the exchange's
+        failure)."""
+        while (data := self.take()) == b"":
+            await self.wait_for_body()
+        return data
+
     async def wait_for_body(self) -> None:
         """Until more body arrives, the body ends, or the exchange fails."""
         if self._body or self.complete or self.error is not None:

@@ -123,11 +123,8 @@ class NetworkResponse:
             return b""
         parts: list[bytes] = []
         try:
-            while (data := connection.take()) is not None:
-                if data:
-                    parts.append(data)
-                else:
-                    await connection.wait_for_body()
+            while (piece := await connection.next_piece()) is not None:
+                parts.append(piece)
         except BaseException:
             self._drop()
             raise
@@ -139,11 +136,8 @@ class NetworkResponse:
         if connection is None:
             return
         try:
-            while (data := connection.take()) is not None:
-                if data:
-                    yield data
-                else:
-                    await connection.wait_for_body()
+            while (piece := await connection.next_piece()) is not None:
+                yield piece
         except BaseException:
             self._drop()
             raise
