@@ -247,6 +247,18 @@ def test_a_large_response_comes_back_whole(client: openai.OpenAI, upstream: Fake
     assert reply.choices[0].message.content == "x" * 3_000_000
 
 
+def test_an_answer_longer_than_max_response_bytes_is_a_502_not_a_buffer(upstream: FakeUpstream) -> None:
+    upstream.script(Reply.huge(3_000_000), path="/v1/chat/completions")
+    settings = gateway_settings(fake_provider(upstream), max_response_bytes=1_000_000)
+    with serve_gateway(settings) as gw, openai.OpenAI(base_url=f"{gw.url}/v1", api_key=ADMIN_KEY, max_retries=0) as sdk:
+        with pytest.raises(openai.APIStatusError) as caught:
+            sdk.chat.completions.create(model="fake/fake-model", messages=[{"role": "user", "content": "a lot"}])
+    assert caught.value.status_code == 502
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["code"] == "upstream_response_too_large"
+    assert "1000000 bytes" in caught.value.body["message"]
+
+
 def test_an_alias_is_rewritten_to_the_upstream_model(upstream: FakeUpstream) -> None:
     settings = gateway_settings(fake_provider(upstream), aliases={"fast": "fake/fake-model"})
     upstream.requests.clear()

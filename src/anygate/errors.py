@@ -245,6 +245,16 @@ class UpstreamEventTooLarge(UpstreamUnavailable):
         self.events = events or []
 
 
+class UpstreamResponseTooLarge(UpstreamUnavailable):
+    """A whole (not streamed) answer longer than ``max_response_bytes``: read no further, never buffered."""
+
+    code = "upstream_response_too_large"
+    retryable = False
+
+    def __init__(self, origin: str, limit: int) -> None:
+        super().__init__(f"{origin} sent an answer larger than the limit of {limit} bytes")
+
+
 class AllDeploymentsFailed(UpstreamUnavailable):
     code = "all_deployments_failed"
 

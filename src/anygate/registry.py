@@ -151,7 +151,11 @@ class ProviderRegistry:
         """A client for ``config`` on the process's transport, as its requests go: through the gateway-wide
         Cloudflare settings (``Settings.routed``) and the proxy its settings give it."""
         config = self._settings.routed(config)
-        return OpenAICompatibleProvider.from_config(config, api_key, self._transport, self._settings.proxy_for(config))
+        settings = self._settings
+        proxy = settings.proxy_for(config)
+        return OpenAICompatibleProvider.from_config(
+            config, api_key, self._transport, proxy, settings.max_response_bytes
+        )
 
     def _runtime(self, config: ProviderConfig, origin: ProviderOrigin, api_key: str | None) -> ProviderRuntime:
         """The provider's runtime; its ``config`` is the provider as its requests go (``Settings.routed``)."""

@@ -592,6 +592,8 @@ class Settings(Strict):
     max_body_bytes: int = Field(32 * 1024 * 1024, gt=0)
     # The largest SSE event an upstream may send; a larger one ends the stream with an error event.
     max_sse_event_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    # The longest answer an upstream may send that is read whole (not streamed): past it, a 502.
+    max_response_bytes: int = Field(64 * 1024 * 1024, gt=0)
     # Seconds of upstream silence after which a stream translated to the Anthropic Messages API gets a
     # ``ping`` event (clients and proxies between them may drop a connection that stays quiet).
     stream_keepalive_interval: float = Field(5.0, gt=0)
@@ -792,6 +794,7 @@ ANYGATE_ENV_FIELDS = {
     "ANYGATE_NO_AUTH": "no_auth",
     "ANYGATE_LIMITER": "limiter",
     "ANYGATE_MAX_SSE_EVENT_BYTES": "max_sse_event_bytes",
+    "ANYGATE_MAX_RESPONSE_BYTES": "max_response_bytes",
     "ANYGATE_PROXY_FROM_ENVIRONMENT": "proxy_from_environment",
 }
 

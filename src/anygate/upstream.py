@@ -38,6 +38,7 @@ from anygate.transport import OutgoingRequest, Proxy, Response, Timeouts, Transp
 from anygate.wire.sse import DEFAULT_MAX_EVENT_BYTES, EventSplitter, event_data, is_done
 
 DEFAULT_BASE_URL = "https://openrouter.ai/api/v1"
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # an answer read whole; a stream is bounded per event
 
 
 class DiscoveryFailed(Exception):
@@ -88,6 +89,7 @@ class OpenAICompatibleProvider:
         ollama_tags_fallback: bool = False,
         transport: Transport | None = None,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         other_keys: Iterable[str] = (),
         provider_type: ProviderType | None = None,
         proxy: Proxy | None = None,
@@ -112,6 +114,7 @@ class OpenAICompatibleProvider:
         self.has_models_endpoint = has_models_endpoint
         self.ollama_tags_fallback = ollama_tags_fallback
         self.max_event_bytes = max_event_bytes  # the largest SSE event a stream may carry
+        self.max_response_bytes = max_response_bytes  # the longest answer read whole (upstream bytes are untrusted)
         self.is_configured = bool(api_key) or auth == "none"
         self.has_key = bool(api_key) and auth != "none"  # whether requests carry a key (checks say so)
         self.headers: dict[str, str] = {**dict(custom_headers or {}), **auth_headers(auth, api_key)}
@@ -179,6 +182,7 @@ class OpenAICompatibleProvider:
             self.allow_private_network,
             self.origin,
             self.proxy,
+            self.max_response_bytes,
         )
         response = await self.transport.send(request)
         if 300 <= response.status < 400:  # never followed (SSRF), and never handed on as if it were an answer
@@ -320,10 +324,16 @@ class OpenAICompatibleProvider:
 
     @classmethod
     def from_config(
-        cls, config: Any, api_key: str | None, transport: Transport | None = None, proxy: Proxy | None = None
+        cls,
+        config: Any,
+        api_key: str | None,
+        transport: Transport | None = None,
+        proxy: Proxy | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> OpenAICompatibleProvider:
         """Build from a ``settings.ProviderConfig`` (typed ``Any`` to keep this module free of settings);
-        ``proxy``: the one its requests go through (``Settings.proxy_for``)."""
+        ``proxy``: the one its requests go through (``Settings.proxy_for``); ``max_response_bytes``: the
+        longest answer it reads whole (``Settings.max_response_bytes``)."""
         preset = PRESETS[config.type]
         timeouts = config.timeouts
         return cls(
@@ -346,6 +356,7 @@ class OpenAICompatibleProvider:
             provider_type=ProviderType(config.type),
             proxy=proxy,
             api=config.api or preset.api,
+            max_response_bytes=max_response_bytes,
         )
 
 

@@ -11,6 +11,7 @@ from itertools import accumulate
 
 import pytest
 
+from anygate.errors import UpstreamResponseTooLarge
 from anygate.transport.base import Response
 from tests.support.raw_server import CHUNKED, LAST_CHUNK, RawConnection, RawServer, chunk, head, response
 from tests.transport.contract import BODY_READS, MiB, TransportFactory, body_of, opened, outgoing, within
@@ -192,3 +193,35 @@ async def test_a_large_body_read_slowly_arrives_intact(make_transport: Transport
     async with RawServer(answer) as server:
         async with opened(make_transport(), outgoing(server.url())) as reply:
             assert await within(consume_slowly(reply), 60) == payload
+
+
+# ------------------------------------------------------------------------------ the longest answer read whole
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["by its length", "as it arrives"])
+async def test_an_answer_longer_than_max_body_is_refused_and_the_next_request_is_answered(
+    make_transport: TransportFactory, declared: bool
+) -> None:
+    # Upstream bytes are untrusted: an answer read whole is bounded, whether its Content-Length says it
+    # is too long (refused before reading) or it is chunked and grows past the limit (refused as it does).
+    big = b"x" * (3 * MiB)
+
+    async def answer(connection: RawConnection) -> None:
+        while (request := await connection.read_request()) is not None:
+            if request.target != "/big":
+                await connection.send(response(200, b"small"))
+            elif declared:
+                await connection.send(response(200, big))
+            else:
+                pieces = b"".join(chunk(big[i : i + 65536]) for i in range(0, len(big), 65536))
+                await connection.send(head(200, CHUNKED) + pieces + LAST_CHUNK)
+
+    async with RawServer(answer) as server:
+        transport = make_transport()
+        async with opened(transport, outgoing(server.url("/big"), max_body=MiB)) as reply:
+            with pytest.raises(UpstreamResponseTooLarge) as caught:
+                await within(reply.read())
+        assert caught.value.code == "upstream_response_too_large"
+        assert "Provider 'scripted'" in str(caught.value) and "/big" not in str(caught.value)
+        async with opened(transport, outgoing(server.url("/small"), max_body=MiB)) as reply:
+            assert await within(reply.read()) == b"small"

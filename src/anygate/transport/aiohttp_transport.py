@@ -25,9 +25,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from anygate.egress import Proxy
-from anygate.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
+from anygate.errors import GatewayError, UpstreamResponseTooLarge, UpstreamTimeout, UpstreamUnavailable
 from anygate.netguard import UnsafeURL, check_address, check_url, literal_address
-from anygate.transport.base import Headers, OutgoingRequest, Timeouts
+from anygate.transport.base import Headers, OutgoingRequest, Timeouts, check_declared_length
 
 USER_AGENT = "anygate/0.1"
 DNS_CACHE_SECONDS = 30
@@ -88,17 +88,28 @@ def map_error(exc: BaseException, origin: str) -> GatewayError:
 class AiohttpResponse:
     """An aiohttp response behind the transport's ``Response`` interface."""
 
-    __slots__ = ("status", "headers", "_response", "_origin")
+    __slots__ = ("status", "headers", "_response", "_origin", "_max_body")
 
-    def __init__(self, response: aiohttp.ClientResponse, origin: str) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, origin: str, max_body: int | None = None) -> None:
         self.status = response.status
         self.headers = Headers(response.raw_headers)
         self._response = response
         self._origin = origin
+        self._max_body = max_body
 
     async def read(self) -> bytes:
+        limit = self._max_body
         try:
-            return await self._response.read()
+            if limit is None:
+                return await self._response.read()
+            check_declared_length(self.headers, limit, self._origin)
+            body = bytearray()
+            async for chunk in self._response.content.iter_any():
+                body += chunk
+                if len(body) > limit:
+                    self._response.close()  # the rest is never read: the connection is dropped
+                    raise UpstreamResponseTooLarge(self._origin, limit)
+            return bytes(body)
         except NETWORK_ERRORS as exc:
             raise map_error(exc, self._origin) from exc
 
@@ -197,7 +208,7 @@ class AiohttpTransport:
                 response = await self._send_through(proxy, request)
         except NETWORK_ERRORS as exc:
             raise map_error(exc, request.origin) from exc
-        return AiohttpResponse(response, request.origin)
+        return AiohttpResponse(response, request.origin, request.max_body)
 
     async def _send_through(self, proxy: Proxy, request: OutgoingRequest) -> aiohttp.ClientResponse:
         """Through ``proxy``: its headers go on the ``CONNECT`` of an ``https://`` tunnel, or with the request

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from anygate.egress import Proxy
+from anygate.errors import UpstreamResponseTooLarge
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,9 @@ class OutgoingRequest:
     """One request to an upstream. ``origin`` is how errors name the peer (``Provider 'groq'``).
 
     ``proxy``: the HTTP proxy it goes through (None: directly). The upstream's host is still resolved and
-    checked here, under ``allow_private_network``, before anything is sent to the proxy."""
+    checked here, under ``allow_private_network``, before anything is sent to the proxy. ``max_body``: an
+    answer read whole (``read()``) longer than this raises ``UpstreamResponseTooLarge`` as soon as it is
+    known (its ``Content-Length``, or the bytes read so far), and the connection is dropped."""
 
     method: str
     url: str
@@ -58,6 +61,7 @@ class OutgoingRequest:
     allow_private_network: bool = False
     origin: str = "upstream"
     proxy: Proxy | None = None
+    max_body: int | None = None  # the most bytes ``read()`` returns (None: no limit): past it, an error
 
 
 class Headers:
@@ -83,6 +87,13 @@ class Headers:
 
     def __repr__(self) -> str:
         return f"Headers({[k.decode('latin-1') for k, _ in self.raw]})"
+
+
+def check_declared_length(headers: Headers, limit: int, origin: str) -> None:
+    """Refuse an answer whose ``Content-Length`` says it is longer than ``limit``, before reading it."""
+    declared = headers.get("content-length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+        raise UpstreamResponseTooLarge(origin, limit)
 
 
 class Response(Protocol):

@@ -24,8 +24,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
-from anygate.errors import UpstreamUnavailable
-from anygate.transport.base import Headers, OutgoingRequest, Response
+from anygate.errors import UpstreamResponseTooLarge, UpstreamUnavailable
+from anygate.transport.base import Headers, OutgoingRequest, Response, check_declared_length
 from anygate.transport.connection import Connection
 from anygate.transport.pool import ConnectionPool, Origin, Resolver, SystemResolver
 
@@ -109,22 +109,29 @@ def body_length(method: str, body: bytes | None) -> int | None:
 class NetworkResponse:
     """An open response on a pooled connection. Reading the body to its end gives the connection back."""
 
-    __slots__ = ("status", "headers", "_connection", "_pool")
+    __slots__ = ("status", "headers", "_connection", "_pool", "_request")
 
-    def __init__(self, connection: Connection, pool: ConnectionPool) -> None:
+    def __init__(self, connection: Connection, pool: ConnectionPool, request: OutgoingRequest) -> None:
         self.status = connection.status
         self.headers = Headers(connection.raw_headers)
         self._connection: Connection | None = connection
         self._pool = pool
+        self._request = request
 
     async def read(self) -> bytes:
         connection = self._connection
         if connection is None:
             return b""
         parts: list[bytes] = []
+        limit, size = self._request.max_body, 0
         try:
+            if limit is not None:
+                check_declared_length(self.headers, limit, self._request.origin)
             while (piece := await connection.next_piece()) is not None:
                 parts.append(piece)
+                size += len(piece)
+                if limit is not None and size > limit:
+                    raise UpstreamResponseTooLarge(self._request.origin, limit)
         except BaseException:
             self._drop()
             raise
@@ -215,7 +222,7 @@ class NetworkTransport:
         if connection.error is not None:
             self._pool.discard(connection)
             raise connection.error
-        return NetworkResponse(connection, self._pool)
+        return NetworkResponse(connection, self._pool, request)
 
     async def _exchange(self, connection: Connection, request: OutgoingRequest, data: bytes, started: float) -> None:
         """Write the request and wait for the response's head (or the exchange's failure)."""
