@@ -27,9 +27,8 @@ from aiohttp.resolver import DefaultResolver
 from anygate.egress import Proxy
 from anygate.errors import GatewayError, UpstreamResponseTooLarge, UpstreamTimeout, UpstreamUnavailable
 from anygate.netguard import UnsafeURL, check_address, check_url, literal_address
-from anygate.transport.base import Headers, OutgoingRequest, Timeouts, check_declared_length
+from anygate.transport.base import USER_AGENT, Headers, OutgoingRequest, Timeouts, check_declared_length
 
-USER_AGENT = "anygate/0.1"
 DNS_CACHE_SECONDS = 30
 PROXY_AUTHENTICATION_REQUIRED = 407
 CHECKED_HOSTS_LIMIT = 4096

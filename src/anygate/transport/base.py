@@ -24,6 +24,8 @@ from typing import Protocol
 from anygate.egress import Proxy
 from anygate.errors import UpstreamResponseTooLarge
 
+USER_AGENT = "anygate/0.1"  # sent unless a request names its own
+
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:

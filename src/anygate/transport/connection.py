@@ -29,8 +29,7 @@ import httptools
 from anygate.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from anygate.transport.decoding import BodyDecoder
 
-HIGH_WATER = 256 * 1024  # buffered body bytes past which the socket is paused
-LOW_WATER = 64 * 1024  # ... and below which it is read again
+HIGH_WATER = 256 * 1024  # buffered body bytes past which the socket is paused (until the reader takes them)
 MAX_HEAD_BYTES = 256 * 1024  # status line and headers together
 
 
@@ -233,12 +232,6 @@ class Connection(asyncio.Protocol):
             parser.feed_data(data)
         except httptools.HttpParserError:
             self._fail(UpstreamUnavailable(f"{self.origin} sent an invalid HTTP response"))
-
-    def pause_writing(self) -> None:  # the request body waits in the transport's buffer: nothing to do
-        pass
-
-    def resume_writing(self) -> None:
-        pass
 
     # -------------------------------------------------------------------------------- parser callbacks
 

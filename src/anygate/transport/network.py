@@ -25,14 +25,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from anygate.errors import UpstreamResponseTooLarge, UpstreamUnavailable
-from anygate.transport.base import Headers, OutgoingRequest, Response, check_declared_length
+from anygate.transport.base import USER_AGENT, Headers, OutgoingRequest, Response, check_declared_length
 from anygate.transport.connection import Connection
 from anygate.transport.pool import ConnectionPool, Origin, Resolver, SystemResolver
 
 if TYPE_CHECKING:
     from anygate.transport.aiohttp_transport import AiohttpTransport
 
-USER_AGENT = "anygate/0.1"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # Framing and connection management are the transport's own: never taken from a request's headers.
 OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade", "te"})

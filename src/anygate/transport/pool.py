@@ -141,7 +141,8 @@ class ConnectionPool:
                 self._waiters.remove(waiter)
 
     async def open_fresh(self, origin: Origin, connect_timeout: float, label: str) -> Connection:
-        """A new connection, whatever is idle (after a reused one turned out stale); within the limit."""
+        """A new connection, whatever is idle: in place of a reused one that turned out stale (and was dropped,
+        so the count under the limit stays the same)."""
         return await self._open(origin, connect_timeout, label)
 
     def release(self, connection: Connection) -> None:
