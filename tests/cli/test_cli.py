@@ -192,6 +192,26 @@ def test_serve_without_providers_says_how_to_add_one_and_prints_an_admin_key() -
     assert process.returncode is not None
 
 
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads the process's command line in /proc")
+def test_serve_hands_its_process_over_to_the_server_and_stops_cleanly_on_sigterm() -> None:
+    port = free_port()
+    config = write("anygate.yaml", "log_format: json\n")
+    with serving("--port", str(port), "--config", str(config), "--log-level", "debug") as (process, lines):
+        wait_for_health(port, process)
+        # The same process (a supervisor's pid stays right), now running the server module alone.
+        command = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
+        assert command[1:3] == [b"-m", b"anygate.server_process"]
+        assert b"--listener-fd" in command
+        flags = command[command.index(b"--flags") + 1].decode()
+        # The flags the command was given, the config file named, nothing else: settings are loaded again.
+        assert f'"port": {port}' in flags and str(config) in flags and '"log_level": "debug"' in flags
+        process.terminate()
+        assert process.wait(timeout=30) == 0
+        printed = drain(lines)
+    assert f"listening on http://127.0.0.1:{port}" in printed  # the banner, written before the exec
+    assert '"msg":"Application shutdown complete."' in printed  # JSON logs, as the config asked
+
+
 def test_serve_prints_where_it_listens_logs_as_asked_and_refuses_a_busy_port_in_one_line() -> None:
     port = free_port()
     config = write(

@@ -139,15 +139,15 @@ def test_providers_lists_the_stored_ones_too(environment, monkeypatch) -> None:
 
 @pytest.mark.sockets  # `anygate serve` binds its port
 def test_serve_hints_at_adding_a_provider_only_when_there_is_none(environment, monkeypatch) -> None:
-    import anygate.server
+    import anygate.server_process
 
     started: list[object] = []
 
-    def run_server(settings: object, listener: socket.socket) -> None:
+    def exec_server(flags: object, listener: socket.socket) -> None:
         listener.close()
-        started.append(settings)
+        started.append(flags)
 
-    monkeypatch.setattr(anygate.server, "run_server", run_server)
+    monkeypatch.setattr(anygate.server_process, "exec_server", exec_server)
     monkeypatch.setenv("ANYGATE_PORT", "0")
     assert "No upstream provider is configured yet" in run("serve")
     run("providers", "add", "lab", "--type", "custom", "--base-url", "http://127.0.0.1:9/v1", "--allow-private-network")

@@ -96,7 +96,9 @@ class Gateway:
         self._store_sync = store_sync
         await start_background(state, store_sync)
         # What start-up made lives as long as the process: keep the collector from walking it again and
-        # again under load (a full collection over it is a pause every request in flight waits for).
+        # again under load (a full collection over it is a pause every request in flight waits for). Its
+        # garbage is collected first: frozen, it would never be.
+        gc.collect()
         gc.freeze()
         # A request allocates a few hundred objects, most of them gone when it ends: at the default threshold
         # (700) the young generation is collected every couple of requests, each time walking the objects of

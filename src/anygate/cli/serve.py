@@ -45,7 +45,8 @@ def serve(
     ] = None,
 ) -> None:
     """Run the gateway."""
-    from anygate.server import CannotListen, bind_listener, run_server
+    from anygate.server import CannotListen, bind_listener
+    from anygate.server_process import exec_server
 
     flags: dict[str, Any] = {"config_file": config, "host": host, "port": port, "workers": workers}
     flags |= {"log_level": log_level, "log_format": log_format, "drain_grace": drain_grace}
@@ -61,7 +62,7 @@ def serve(
     except BaseException:
         listener.close()  # a failed start gives the port back at once
         raise
-    run_server(settings, listener=listener)
+    exec_server(flags, listener)  # the gateway runs without the command line's libraries (server_process.py)
 
 
 def prepare(settings: Settings, listener: socket.socket, console: Console) -> None:
