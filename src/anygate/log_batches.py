@@ -33,11 +33,23 @@ class BatchedStreamHandler(logging.StreamHandler[TextIO]):
     def emit(self, record: logging.LogRecord) -> None:
         # ``Handler.handle`` holds the handler's lock around this call.
         try:
-            self._lines.append(self.format(record))
+            line = self.format(record)
         except Exception:  # noqa: BLE001 - logging's own contract: a bad record is reported, never raised
             self.handleError(record)
             return
-        if record.levelno >= logging.WARNING or len(self._lines) >= self.capacity or self._stopped.is_set():
+        self._keep(line, record.levelno)
+
+    def write_line(self, line: str, level: int) -> None:
+        """A line its caller formatted without a record (``telemetry.direct_handler``), kept as ``emit`` keeps one."""
+        self.acquire()
+        try:
+            self._keep(line, level)
+        finally:
+            self.release()
+
+    def _keep(self, line: str, level: int) -> None:
+        self._lines.append(line)
+        if level >= logging.WARNING or len(self._lines) >= self.capacity or self._stopped.is_set():
             self.flush()
         elif self._timer is None:
             self._timer = threading.Thread(target=self._flush_every_interval, name="log-batches", daemon=True)

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -53,7 +53,7 @@ def may_hold_secret(lowered: str) -> bool:
     return (
         "bearer" in lowered
         or "sk-" in lowered
-        or "key" in lowered
+        or "api" in lowered  # api_key, api-key, apikey; not every "key" (a key id's "key_" prefix)
         or "token" in lowered
         or "secret" in lowered
         or "password" in lowered
@@ -226,25 +226,31 @@ class JsonFormatter(logging.Formatter):
         self._second = -1  # the second ``_second_text`` spells: many lines share it
         self._second_text = ""
 
-    def timestamp(self, record: logging.LogRecord) -> str:
-        second = int(record.created)
+    def timestamp(self, created: float) -> str:
+        second = int(created)
         if second != self._second:
             self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._second_text}.{int(record.msecs):03d}Z"
+        return f"{self._second_text}.{int((created - second) * 1000):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
+        exc = self.formatException(record.exc_info) if record.exc_info else None
+        return self.line(record.created, record.levelname, record.name, record.getMessage(), fields_of(record), exc)
+
+    def line(
+        self, created: float, level: str, logger: str, message: str, fields: dict[str, Any], exc: str | None = None
+    ) -> str:
         entry: dict[str, Any] = {
-            "ts": self.timestamp(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": mask_secrets(record.getMessage()),
+            "ts": self.timestamp(created),
+            "level": level.lower(),
+            "logger": logger,
+            "msg": mask_secrets(message),
         }
         request_id = REQUEST_ID.get()
         if request_id is not None:
             entry["request_id"] = request_id
-        entry.update(masked_fields(record))
-        if record.exc_info:
-            entry["exc"] = mask_secrets(self.formatException(record.exc_info))
+        entry.update(masked(fields))
+        if exc is not None:
+            entry["exc"] = mask_secrets(exc)
         return orjson.dumps(entry, default=str).decode()
 
 
@@ -256,22 +262,37 @@ class TextFormatter(logging.Formatter):
     """
 
     def format(self, record: logging.LogRecord) -> str:
-        parts = [time.strftime("%H:%M:%S", time.localtime(record.created)), f"{record.levelname:<8}"]
-        parts.append(mask_secrets(record.getMessage()))
-        fields = [f"{name}={text_value(value)}" for name, value in masked_fields(record).items()]
+        exc = self.formatException(record.exc_info) if record.exc_info else None
+        return self.line(record.created, record.levelname, record.name, record.getMessage(), fields_of(record), exc)
+
+    def line(
+        self, created: float, level: str, logger: str, message: str, fields: dict[str, Any], exc: str | None = None
+    ) -> str:
+        parts = [time.strftime("%H:%M:%S", time.localtime(created)), f"{level:<8}", mask_secrets(message)]
+        shown = [f"{name}={text_value(value)}" for name, value in masked(fields).items()]
         request_id = REQUEST_ID.get()
         if request_id is not None:
-            fields.append(f"request_id={request_id}")
-        line = " ".join(parts) + ("  " + " ".join(fields) if fields else "")
-        if record.exc_info:
-            line += "\n" + mask_secrets(self.formatException(record.exc_info))
-        return line
+            shown.append(f"request_id={request_id}")
+        text = " ".join(parts) + ("  " + " ".join(shown) if shown else "")
+        if exc is not None:
+            text += "\n" + mask_secrets(exc)
+        return text
 
 
-def masked_fields(record: logging.LogRecord) -> dict[str, Any]:
+class LineFormatter(Protocol):
+    """A formatter that also makes a line from its parts, without a ``LogRecord`` (``direct_handler``)."""
+
+    def line(
+        self, created: float, level: str, logger: str, message: str, fields: dict[str, Any], exc: str | None = None
+    ) -> str: ...
+
+
+def fields_of(record: logging.LogRecord) -> dict[str, Any]:
     fields = getattr(record, "fields", None)
-    if not isinstance(fields, dict):
-        return {}
+    return fields if isinstance(fields, dict) else {}
+
+
+def masked(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: mask_secrets(v) if isinstance(v, str) else v for k, v in fields.items()}
 
 
@@ -297,6 +318,27 @@ def configure_logging(level: str, log_format: LogFormat = "auto") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+
+
+def direct_handler(logger: logging.Logger, level: int) -> tuple[BatchedStreamHandler, LineFormatter] | None:
+    """Where a record of ``logger`` at ``level`` goes, when that is all that would become of it: anygate's
+    batched handler with one of its formatters, the root's only handler, and no filter or other handler on
+    the way. A line for it can then be made and kept without a ``LogRecord`` (the access line: two thirds
+    of its cost, docs/benchmarks.md). None otherwise (a test capturing records, an embedder's handler)."""
+    node: logging.Logger | None = logger
+    while node is not None and node.parent is not None:  # up to the root
+        if node.handlers or node.filters or not node.propagate:
+            return None
+        node = node.parent
+    if node is None or node.filters or len(node.handlers) != 1:
+        return None
+    handler = node.handlers[0]
+    if not isinstance(handler, BatchedStreamHandler) or handler.filters or handler.level > level:
+        return None
+    formatter = handler.formatter
+    if not isinstance(formatter, JsonFormatter | TextFormatter):
+        return None
+    return handler, formatter
 
 
 def flush_logs() -> None:

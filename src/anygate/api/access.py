@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from anygate.api.http import Scope
 from anygate.exchange import Exchange
-from anygate.telemetry import Metrics
+from anygate.telemetry import Metrics, direct_handler
 
 if TYPE_CHECKING:
     from anygate.api.state import AppState
@@ -41,9 +42,12 @@ def observe(state: AppState, scope: Scope, elapsed: float, exchange: Exchange | 
             "duration_ms": round(elapsed * 1000, 2),
             **fields,
         }
-        # One access line a request: made and handled directly, without logging's search of the stack for
-        # the caller (a third of a line's cost, and the formatter shows no caller).
-        log.handle(log.makeRecord(log.name, logging.INFO, "", 0, "request", (), None, extra={"fields": line}))
+        direct = direct_handler(log, logging.INFO)
+        if direct is not None:  # the line made by the formatter and kept, without a LogRecord
+            handler, formatter = direct
+            handler.write_line(formatter.line(time.time(), "INFO", log.name, "request", line), logging.INFO)
+        else:  # without logging's search of the stack for the caller (the formatter shows none)
+            log.handle(log.makeRecord(log.name, logging.INFO, "", 0, "request", (), None, extra={"fields": line}))
 
 
 def measure(state: AppState, exchange: Exchange, status: int, elapsed: float) -> None:
