@@ -49,10 +49,17 @@ class DisconnectWatch:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         self._closed = True
+        task, self._task = self._task, None
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
         if self._watcher is not None:
+            # Let go of, not only cancelled: a cancelled task keeps its CancelledError, whose traceback keeps
+            # ``_watch``'s frame and so this watch; holding the task here would close a cycle through it that
+            # keeps every object of the request (its task's frames, the exchange, the ticket) until a full
+            # collection: ~60 KiB a stream of garbage under load (docs/benchmarks.md).
             self._watcher.cancel()
-        if self.fired and exc_type is asyncio.CancelledError and self._task is not None:
-            self._task.uncancel()
+            self._watcher = None
+        if self.fired and exc_type is asyncio.CancelledError and task is not None:
+            task.uncancel()
             raise ClientDisconnected from exc
