@@ -78,6 +78,47 @@ class WatchedFlowControl(FlowControl):
             self._on_change(False)
 
 
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class HeadWithBody:
+    """What a request's response is written through: its head is held until the first piece of body and
+    both go out in one write, one system call and one segment instead of two (an answer read whole goes
+    out in a single write). A head with no body by the end of the event loop's turn (a HEAD request, a
+    stream whose first event is not ready) goes out alone then; closing writes it first."""
+
+    __slots__ = ("_transport", "_loop", "_head", "_headed")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._head: bytes | None = None
+        self._headed = False  # the head has come (held or written)
+
+    def write(self, data: bytes) -> None:
+        if self._headed:
+            head, self._head = self._head, None
+            self._transport.write(data if head is None else head + data)
+        elif data == CONTINUE:  # before the head, and must not wait for it: the client waits for it
+            self._transport.write(data)
+        else:
+            self._headed = True
+            self._head = data
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        head, self._head = self._head, None
+        if head is not None and not self._transport.is_closing():
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """One client connection: uvicorn's protocol with a deadline on each request's headers and body and
     limits on the headers' size and number."""
@@ -170,6 +211,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.receiving_headers = False
         self.start_deadline(self.limits.body_timeout)  # stopped at once when there is no body
         super().on_headers_complete()
+        if self.cycle is not None:  # the transport the response is written through
+            self.cycle.transport = HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
         if self.last_request and self.cycle is not None:
             self.cycle.keep_alive = False  # the server is stopping: this answer closes the connection
 
