@@ -29,6 +29,7 @@ Window = Literal["minute", "budget"]
 HEADER_NAMES: Mapping[Unit, tuple[str, str, str]] = {
     unit: (f"x-ratelimit-limit-{unit}", f"x-ratelimit-remaining-{unit}", f"x-ratelimit-reset-{unit}") for unit in UNITS
 }
+HEADER_NAME_BYTES: Mapping[str, bytes] = {name: name.encode() for names in HEADER_NAMES.values() for name in names}
 
 
 @dataclass(slots=True)  # not frozen: made per request (docs/architecture.md, Hot path)
@@ -63,34 +64,35 @@ class Headroom:
     def note(self, reading: Reading) -> None:
         self.readings.append(reading)
 
-    def left(self, reading: Reading) -> float:
-        return reading.left + reading.held if self.given_back else reading.left
-
-    def _binds_more(self, reading: Reading, other: Reading) -> bool:
-        """Whether ``reading`` has less left than ``other`` (on a tie, the later reset: it binds longer)."""
-        left, other_left = self.left(reading), self.left(other)
-        return left < other_left or (left == other_left and resets_in(reading) > resets_in(other))
-
     def headers(self, now: float | None = None) -> list[tuple[str, str]]:
         """The ``x-ratelimit-*`` headers of every unit something limits (none: an empty list)."""
         if not self.readings:
             return []
-        tightest: dict[Unit, Reading] = {}  # one pass: the reading of each unit that binds most
+        given_back = self.given_back
+        # One pass: each unit's reading with the least left (on a tie, the later reset: it binds longer).
+        tightest: dict[Unit, tuple[float, Reading]] = {}
         for reading in self.readings:
+            left = reading.left + reading.held if given_back else reading.left
             found = tightest.get(reading.unit)
-            if found is None or self._binds_more(reading, found):
-                tightest[reading.unit] = reading
+            if found is None or left < found[0] or (left == found[0] and resets_in(reading) > resets_in(found[1])):
+                tightest[reading.unit] = (left, reading)
         now = time.time() if now is None else now
         headers: list[tuple[str, str]] = []
+        resets: dict[float, str] = {}  # units that reset together (a budget's tokens and USD) share the text
         for unit in UNITS:
-            binding = tightest.get(unit)
-            if binding is None:
+            found = tightest.get(unit)
+            if found is None:
                 continue
+            left, binding = found
             limit, remaining, reset = HEADER_NAMES[unit]
             headers.append((limit, amount(unit, binding.limit)))
-            headers.append((remaining, amount(unit, max(0.0, self.left(binding)))))
-            if binding.resets_at is not None:
-                headers.append((reset, duration(binding.resets_at - now)))
+            headers.append((remaining, amount(unit, max(0.0, left))))
+            resets_at = binding.resets_at
+            if resets_at is not None:
+                text = resets.get(resets_at)
+                if text is None:
+                    text = resets[resets_at] = duration(resets_at - now)
+                headers.append((reset, text))
         return headers
 
     def budgets_after(self, charged: Mapping[str, float]) -> Iterator[tuple[str, Unit, float]]:

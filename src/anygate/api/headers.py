@@ -9,6 +9,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
 from anygate.accounting.enforcer import Admission
+from anygate.accounting.headroom import HEADER_NAME_BYTES
 from anygate.api.http import NOSNIFF, Scope
 from anygate.errors import GatewayError
 from anygate.transport import Headers
@@ -116,7 +117,7 @@ def limit_headers(admission: Admission | None) -> list[tuple[bytes, bytes]] | No
     """The caller's ``x-ratelimit-*`` headers from its reservation; None for a caller nothing limits."""
     if admission is None or not admission.headroom:
         return None
-    return [(name.encode(), value.encode()) for name, value in admission.headroom.headers()]
+    return [(HEADER_NAME_BYTES[name], value.encode()) for name, value in admission.headroom.headers()]
 
 
 def retry_after_header(upstream: Headers) -> dict[str, str] | None:
