@@ -34,10 +34,10 @@ class Answer:
 
 
 @contextmanager
-def served(**limits: Any) -> Iterator[int]:
+def served(timeout_keep_alive: float = 5, **limits: Any) -> Iterator[int]:
     """The gateway under ``anygate serve``'s own server configuration, on an ephemeral port."""
     settings = gateway_settings(port=0, request_limits=limits)
-    server = uvicorn.Server(server_config(create_app(settings), settings))
+    server = uvicorn.Server(server_config(create_app(settings), settings, timeout_keep_alive=timeout_keep_alive))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15
@@ -144,6 +144,26 @@ def test_header_lines_sent_one_by_one_slowly_get_a_408() -> None:
     assert json.loads(answer.body)["error"]["type"] == "invalid_request_error"
 
 
+def test_a_slow_request_after_a_quick_one_on_the_same_connection_gets_its_408_in_time() -> None:
+    """The deadline timer outlives a request (one timer a connection): a later request is still held to
+    its own deadline, counted from its first byte."""
+    stop = threading.Event()
+    with served(header_timeout=1) as port, connect(port) as sock:
+        reader = Reader(sock)
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n")
+        assert reader.answer().status == 200
+        time.sleep(0.6)  # the first request's timer is still armed, for before the second one's deadline
+        started = time.monotonic()
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: gateway\r\n")
+        sender = trickle(sock, (b"X-Slow-%d: 1\r\n" % i for i in range(10_000)), 0.2, stop)
+        answer = reader.answer()
+        waited = time.monotonic() - started
+        stop.set()
+        sender.join()
+    assert answer.status == 408 and answer.error_code() == "request_timeout"
+    assert 0.9 <= waited < 5  # its own second, not the first request's deadline nor none at all
+
+
 def test_a_connection_that_sends_nothing_gets_a_408() -> None:
     with served(header_timeout=1) as port, connect(port) as sock:
         answer = read_answer(sock)
@@ -206,6 +226,20 @@ def test_a_kept_alive_connection_waits_between_requests_under_the_keep_alive_tim
         sock.sendall(request)
         second = reader.answer()
     assert (first.status, second.status) == (200, 200)
+
+
+def test_a_kept_alive_connection_left_idle_is_closed_after_the_keep_alive_timeout() -> None:
+    request = b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n"
+    with served(timeout_keep_alive=1, header_timeout=30) as port, connect(port) as sock:
+        reader = Reader(sock)
+        for _ in range(3):  # each request pushes the idle deadline back
+            sock.sendall(request)
+            assert reader.answer().status == 200
+            time.sleep(0.5)
+        started = time.monotonic()
+        assert sock.recv(1) == b""  # closed by the server, not by the 20 s socket timeout
+        waited = time.monotonic() - started
+    assert waited < 5
 
 
 def test_pipelined_requests_are_each_answered() -> None:

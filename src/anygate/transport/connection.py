@@ -95,7 +95,7 @@ class Connection(asyncio.Protocol):
         self._last_data = now
         self._total_deadline = None if total is None else now + total
         self._head = self.loop.create_future()
-        self._arm(self._next_deadline())
+        self._arm_by(self._next_deadline())
         self.transport.write(data)
         return self._head
 
@@ -138,9 +138,7 @@ class Connection(asyncio.Protocol):
     def set_read_timeout(self, seconds: float) -> None:
         self._read_timeout = max(seconds, 0.001)
         self._last_data = self.loop.time()
-        deadline = self._next_deadline()
-        if self._timer is None or deadline < self._timer_at:
-            self._arm(deadline)
+        self._arm_by(self._next_deadline())
 
     @property
     def reusable(self) -> bool:
@@ -170,8 +168,11 @@ class Connection(asyncio.Protocol):
         return bool(readable)
 
     def finish(self) -> None:
-        """The exchange is over for its caller: stop its timers."""
-        self._disarm()
+        """The exchange is over for its caller. An answer read whole leaves its timer be: it finds the
+        exchange complete when it fires, or the next exchange's deadlines (one timer a connection, not one
+        a request: creating and cancelling a timer costs ~2 µs)."""
+        if not self.complete:
+            self._disarm()
         self._head = self._waiter = None
 
     def close(self) -> None:
@@ -203,6 +204,7 @@ class Connection(asyncio.Protocol):
         if self._on_lost is not None:
             self._on_lost(self)
         if self.complete or self._head is None and self._waiter is None and not self.received_any:
+            self._disarm()  # a timer left armed (``finish``) would keep this closed connection until it fires
             return  # idle, or the response had ended
         if not self._head_done:
             self.lost_before_answer = not self.received_any and self.error is None
@@ -320,8 +322,7 @@ class Connection(asyncio.Protocol):
         )  # asked now: the parser forgets it after
         self.complete = True
         self._flush_decoder()
-        self._disarm()
-        self._wake()
+        self._wake()  # the timer is left to find the exchange complete (``finish``)
 
     # -------------------------------------------------------------------------------- helpers
 
@@ -348,6 +349,11 @@ class Connection(asyncio.Protocol):
         if self._total_deadline is not None and self._total_deadline < deadline:
             return self._total_deadline
         return deadline
+
+    def _arm_by(self, when: float) -> None:
+        """Have the timer fire by ``when``: one that fires sooner already does (and re-arms for the rest)."""
+        if self._timer is None or when < self._timer_at:
+            self._arm(when)
 
     def _arm(self, when: float) -> None:
         if self._timer is not None:
