@@ -4,6 +4,7 @@ JSON error shape; ordinary, kept-alive and pipelined requests are untouched."""
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 import threading
@@ -240,6 +241,26 @@ def test_a_kept_alive_connection_left_idle_is_closed_after_the_keep_alive_timeou
         assert sock.recv(1) == b""  # closed by the server, not by the 20 s socket timeout
         waited = time.monotonic() - started
     assert waited < 5
+
+
+def test_a_kept_alive_connection_keeps_one_timer_however_many_requests_it_carries() -> None:
+    """The deadlines and the keep-alive timeout move one timer a connection: none is left behind a request."""
+    request = b"GET /health HTTP/1.1\r\nHost: gateway\r\n\r\n"
+    with served() as port, connect(port) as sock:
+        reader = Reader(sock)
+        sock.sendall(request)
+        assert reader.answer().status == 200
+        before = live_timers()
+        for _ in range(50):
+            sock.sendall(request)
+            assert reader.answer().status == 200
+        after = live_timers()
+    assert after <= before + 2
+
+
+def live_timers() -> int:
+    """Timers scheduled and not yet fired or cancelled (the served gateway's loop runs in this process)."""
+    return sum(1 for thing in gc.get_objects() if type(thing).__name__ == "TimerHandle" and not thing.cancelled())
 
 
 def test_pipelined_requests_are_each_answered() -> None:

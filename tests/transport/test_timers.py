@@ -4,6 +4,7 @@ with ``UpstreamTimeout`` naming the origin only."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 
 import pytest
@@ -14,6 +15,7 @@ from tests.support.raw_server import CHUNKED, RawConnection, RawServer, chunk, h
 from tests.transport.contract import (
     SECRET_PATH,
     TransportFactory,
+    answers_by_target,
     assert_names_origin_only,
     fetched,
     never_answers,
@@ -79,3 +81,23 @@ async def test_a_body_trickling_past_the_total_timeout_is_a_timeout(make_transpo
         with pytest.raises(UpstreamTimeout) as caught:  # from send() or from the body: either is in time
             await within(fetched(make_transport(), request, "chunks"))
     assert_names_origin_only(caught.value, request)
+
+
+def live_timers() -> int:
+    """Timers scheduled and not yet fired or cancelled, whatever the event loop (asyncio's or uvloop's)."""
+    return sum(1 for thing in gc.get_objects() if type(thing).__name__ == "TimerHandle" and not thing.cancelled())
+
+
+async def test_a_kept_alive_connection_keeps_one_timer_however_many_exchanges_it_carries(
+    make_transport: TransportFactory,
+) -> None:
+    async with RawServer(answers_by_target()) as server:
+        transport = make_transport()
+        assert await fetched(transport, outgoing(server.url("/warm"))) == b"answer to /warm"
+        before = live_timers()
+        for n in range(50):
+            assert await fetched(transport, outgoing(server.url(f"/{n}"))) == f"answer to /{n}".encode()
+        after = live_timers()
+        await transport.aclose()
+    assert server.accepted == 1
+    assert after <= before + 1  # not one a request (a timer dropped but still scheduled stays alive)

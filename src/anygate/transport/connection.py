@@ -51,6 +51,10 @@ class Connection(asyncio.Protocol):
         # rarely) with its buffers (``connection_lost``).
         self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._lost: asyncio.Future[None] | None = None
+        # One timer for the connection's exchanges, left armed from one to the next (``finish``): never
+        # dropped by ``_reset_exchange``, or it would fire, unreferenced, for an exchange long over.
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._reset_exchange()
 
     def _reset_exchange(self) -> None:
@@ -75,8 +79,6 @@ class Connection(asyncio.Protocol):
         self._read_timeout = 0.0
         self._last_data = 0.0
         self._total_deadline: float | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
 
     # -------------------------------------------------------------------------------- the exchange
 
