@@ -29,6 +29,7 @@ import uvicorn
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from anygate.deadline_timer import DeadlineTimer
 from anygate.errors import GatewayError, HeadersTooLarge, RequestTimeout
 from anygate.settings import RequestLimits
 
@@ -132,8 +133,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.header_bytes = 0  # the request line and header fields parsed so far
         self.header_count = 0
         self.deadline: float | None = None  # when the headers or the body being received are due
-        self.deadline_timer: asyncio.TimerHandle | None = None
-        self.deadline_timer_at = 0.0  # when ``deadline_timer`` fires
+        self.deadline_timer = DeadlineTimer(self.loop)  # for the deadlines and the keep-alive wait alike
         self.idle_until: float | None = None  # kept alive between requests: closed if nothing comes by then
         self.paused_at: float | None = None
         self.refused = False
@@ -280,17 +280,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.paused_at = None
 
     def arm_by(self, deadline: float) -> None:
-        """Have the timer fire by ``deadline``: one that fires sooner already does (and re-arms for the rest)."""
-        if self.deadline_timer is None or deadline < self.deadline_timer_at:
-            if self.deadline_timer is not None:
-                self.deadline_timer.cancel()
-            self.deadline_timer_at = deadline
-            self.deadline_timer = self.loop.call_at(deadline, self.check_deadline)
+        self.deadline_timer.fire_by(deadline, self.check_deadline)
 
     def disarm(self) -> None:
-        if self.deadline_timer is not None:
-            self.deadline_timer.cancel()
-            self.deadline_timer = None
+        self.deadline_timer.cancel()
 
     def reading_paused(self, paused: bool) -> None:
         """The gateway paused or resumed reading: the client cannot send meanwhile, so the clock stops."""
@@ -304,7 +297,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.arm_by(self.deadline)
 
     def check_deadline(self) -> None:
-        self.deadline_timer = None
+        self.deadline_timer.fired()
         if self.idle_until is not None:  # between requests: uvicorn's keep-alive timeout, on this timer
             if self.loop.time() < self.idle_until:
                 self.arm_by(self.idle_until)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import httptools
 
+from anygate.deadline_timer import DeadlineTimer
 from anygate.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from anygate.transport.decoding import BodyDecoder
 
@@ -51,10 +52,9 @@ class Connection(asyncio.Protocol):
         # rarely) with its buffers (``connection_lost``).
         self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._lost: asyncio.Future[None] | None = None
-        # One timer for the connection's exchanges, left armed from one to the next (``finish``): never
-        # dropped by ``_reset_exchange``, or it would fire, unreferenced, for an exchange long over.
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
+        # One timer for the connection's exchanges, left set from one to the next (``finish``): the
+        # connection's, not an exchange's, so ``_reset_exchange`` never drops it while it is scheduled.
+        self._timer = DeadlineTimer(loop)
         self._reset_exchange()
 
     def _reset_exchange(self) -> None:
@@ -353,23 +353,13 @@ class Connection(asyncio.Protocol):
         return deadline
 
     def _arm_by(self, when: float) -> None:
-        """Have the timer fire by ``when``: one that fires sooner already does (and re-arms for the rest)."""
-        if self._timer is None or when < self._timer_at:
-            self._arm(when)
-
-    def _arm(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = when
-        self._timer = self.loop.call_at(when, self._on_timer)
+        self._timer.fire_by(when, self._on_timer)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.cancel()
 
     def _on_timer(self) -> None:
-        self._timer = None
+        self._timer.fired()
         if self.complete or self.error is not None:
             return
         now = self.loop.time()
@@ -382,4 +372,4 @@ class Connection(asyncio.Protocol):
             return
         if not waiting_for_upstream:
             self._last_data = now  # the read timeout counts again once the reader has caught up
-        self._arm(self._next_deadline())
+        self._timer.fire_at(self._next_deadline(), self._on_timer)
