@@ -301,7 +301,10 @@ def test_requests_filter_page_and_open_one(page: Any, gateway: Served, lang: str
 
     page.fill("#rq-provider", "campus")
     page.fill("#rq-status", "429")
-    page.click("#requests-filters button[type=submit]")
+    # The rows are two before and after: wait for the filtered request's answer (given by ``answer_list``,
+    # which records the query), not for the rows.
+    with page.expect_response(lambda answer: "/v1/requests?" in answer.url and "provider=campus" in answer.url):
+        page.click("#requests-filters button[type=submit]")
     expect(rows).to_have_count(2)
     assert asked[-1]["provider"] == "campus" and asked[-1]["status"] == "429" and asked[-1]["limit"] == "50"
 

@@ -41,6 +41,7 @@ class RecordingProxy:
         self.require_authorization = require_authorization
         self.requests: list[ProxiedRequest] = []
         self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._port = 0
@@ -67,6 +68,10 @@ class RecordingProxy:
         if self._server is not None:
             self._server.close()
             self._server = None
+        handlers = list(self._handlers)
+        for task in handlers:
+            task.cancel()
+        await asyncio.gather(*handlers, return_exceptions=True)
 
     @classmethod
     def start_in_thread(cls, **options: object) -> Self:
@@ -95,6 +100,19 @@ class RecordingProxy:
     # ------------------------------------------------------------------------------ serving
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Tracked, so that stopping cancels what is still under way and closes its sockets: a handler left
+        # pending when the loop stops is destroyed later by the collector, in some other test, with
+        # "Task was destroyed but it is pending" and unclosed sockets.
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            await self._handle(reader, writer)
+        finally:
+            self._handlers.discard(task)
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
