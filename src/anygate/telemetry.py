@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -220,7 +220,20 @@ def cached(cache: dict[K, V], key: K, make: Callable[[], V]) -> V:
     return found
 
 
-class JsonFormatter(logging.Formatter):
+class LineFormatter(logging.Formatter):
+    """A formatter whose line can also be made from its parts, without a ``LogRecord`` (``direct_handler``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        exc = self.formatException(record.exc_info) if record.exc_info else None
+        return self.line(record.created, record.levelname, record.name, record.getMessage(), fields_of(record), exc)
+
+    def line(
+        self, created: float, level: str, logger: str, message: str, fields: dict[str, Any], exc: str | None = None
+    ) -> str:
+        raise NotImplementedError
+
+
+class JsonFormatter(LineFormatter):
     def __init__(self) -> None:
         super().__init__()
         self._second = -1  # the second ``_second_text`` spells: many lines share it
@@ -231,10 +244,6 @@ class JsonFormatter(logging.Formatter):
         if second != self._second:
             self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return f"{self._second_text}.{int((created - second) * 1000):03d}Z"
-
-    def format(self, record: logging.LogRecord) -> str:
-        exc = self.formatException(record.exc_info) if record.exc_info else None
-        return self.line(record.created, record.levelname, record.name, record.getMessage(), fields_of(record), exc)
 
     def line(
         self, created: float, level: str, logger: str, message: str, fields: dict[str, Any], exc: str | None = None
@@ -254,16 +263,12 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(LineFormatter):
     """One line a person reads on a terminal: local time, level, the message, then its fields as
     ``name=value`` (quoted when they hold a space), secrets masked as in the JSON lines.
 
         10:42:07 WARNING  model discovery failed  provider=groq error="HTTP 401"
     """
-
-    def format(self, record: logging.LogRecord) -> str:
-        exc = self.formatException(record.exc_info) if record.exc_info else None
-        return self.line(record.created, record.levelname, record.name, record.getMessage(), fields_of(record), exc)
 
     def line(
         self, created: float, level: str, logger: str, message: str, fields: dict[str, Any], exc: str | None = None
@@ -277,14 +282,6 @@ class TextFormatter(logging.Formatter):
         if exc is not None:
             text += "\n" + mask_secrets(exc)
         return text
-
-
-class LineFormatter(Protocol):
-    """A formatter that also makes a line from its parts, without a ``LogRecord`` (``direct_handler``)."""
-
-    def line(
-        self, created: float, level: str, logger: str, message: str, fields: dict[str, Any], exc: str | None = None
-    ) -> str: ...
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, Any]:
@@ -336,7 +333,7 @@ def direct_handler(logger: logging.Logger, level: int) -> tuple[BatchedStreamHan
     if not isinstance(handler, BatchedStreamHandler) or handler.filters or handler.level > level:
         return None
     formatter = handler.formatter
-    if not isinstance(formatter, JsonFormatter | TextFormatter):
+    if not isinstance(formatter, LineFormatter):
         return None
     return handler, formatter
 

@@ -178,8 +178,7 @@ class Cycle:
         saw_done = False
         try:
             while True:
-                if not saw_done and b"[DONE]" in b"".join(pending):  # rare: looked at event by event only then
-                    saw_done = any(is_done(event) for event in pending)
+                saw_done = saw_done or any(b"[DONE]" in event and is_done(event) for event in pending)
                 pending = ticket.tap(exchange, pending)  # usage, and the events as the client would have had them
                 await send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
                 pending = await anext(batches)
