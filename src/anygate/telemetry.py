@@ -7,12 +7,14 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from anygate.auth import Principal
 from anygate.errors import GatewayError, UpstreamStatusError, UpstreamTimeout, UpstreamUnavailable
@@ -117,13 +119,8 @@ class Metrics:
             ("provider", "model", "key"),
             registry=self.registry,
         )
-        self.budget_remaining = Gauge(
-            "anygate_budget_remaining",
-            "What is left of a key's or user's budget in its current window (tokens or USD), as of its last "
-            "settled request.",
-            ("scope", "id", "alias", "unit"),
-            registry=self.registry,
-        )
+        self.budget_remaining = BudgetsLeft()
+        self.registry.register(self.budget_remaining)
         self._tracked_providers: set[str] = set()
         self.quota_remaining = Gauge(
             "anygate_upstream_quota_remaining",
@@ -138,7 +135,6 @@ class Metrics:
         self._token_series: dict[tuple[str, str, str], Counter] = {}
         self._spend_series: dict[tuple[str, str, str], Counter] = {}
         self._key_labels: set[str] = set()
-        self._budget_series: dict[tuple[str, str, str, str], Gauge] = {}
 
     def request_series(self, route: str, provider: str, model: str, status: str) -> tuple[Counter, Histogram]:
         """The request counter and latency histogram of one label set."""
@@ -168,13 +164,7 @@ class Metrics:
         """Set ``anygate_budget_remaining`` of one budget of ``principal`` (``scope``: ``key:<id>`` or
         ``user:<id>``) to what its last settled request left."""
         kind, _, scope_id = scope.partition(":")
-        series = (kind, scope_id, scope_alias(principal, kind, scope_id), unit)
-        gauge = self._budget_series.get(series)
-        if gauge is None:
-            if len(self._budget_series) >= BUDGET_SERIES_LIMIT:
-                return
-            gauge = self._budget_series[series] = self.budget_remaining.labels(*series)
-        gauge.set(left)
+        self.budget_remaining.set((kind, scope_id, scope_alias(principal, kind, scope_id), unit), left)
 
     def count_upstream_failure(self, provider_id: str, error: GatewayError) -> None:
         """One failed attempt in ``anygate_upstream_errors_total``, when the failure is the upstream's."""
@@ -197,6 +187,30 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class BudgetsLeft(Collector):
+    """``anygate_budget_remaining``: each budget's last value, kept in a dict and turned into samples when
+    scraped. Every settled request of a budgeted caller sets two or more of them; a plain dict costs less
+    than a Gauge child's lock and checks, and only the scrape needs samples."""
+
+    def __init__(self) -> None:
+        self._left: dict[tuple[str, str, str, str], float] = {}  # (scope, id, alias, unit) -> what is left
+
+    def set(self, series: tuple[str, str, str, str], left: float) -> None:
+        if series in self._left or len(self._left) < BUDGET_SERIES_LIMIT:
+            self._left[series] = left
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "anygate_budget_remaining",
+            "What is left of a key's or user's budget in its current window (tokens or USD), as of its last "
+            "settled request.",
+            labels=("scope", "id", "alias", "unit"),
+        )
+        for series, left in list(self._left.items()):
+            family.add_metric(series, left)
+        yield family
 
 
 def scope_alias(principal: Principal, kind: str, scope_id: str) -> str:

@@ -33,6 +33,7 @@ class Scope:
     counts_usd: bool = field(init=False, repr=False, compare=False)  # a USD budget
     hard_tokens: bool = field(init=False, repr=False, compare=False)  # a hard token budget
     hard_usd: bool = field(init=False, repr=False, compare=False)  # a hard USD budget
+    name: str = field(init=False, repr=False, compare=False)  # ``key:<id>``: its counters' prefix
 
     def __post_init__(self) -> None:
         if not isinstance(self.budgets, tuple):
@@ -43,6 +44,7 @@ class Scope:
         object.__setattr__(self, "counts_usd", any(b.usd is not None for b in budgets))
         object.__setattr__(self, "hard_tokens", any(b.is_hard and b.tokens is not None for b in budgets))
         object.__setattr__(self, "hard_usd", any(b.is_hard and b.usd is not None for b in budgets))
+        object.__setattr__(self, "name", f"{self.kind}:{self.id}")
 
     @property
     def all_budgets(self) -> tuple[Budget, ...]:
@@ -53,10 +55,6 @@ class Scope:
     def budget(self) -> Budget | None:
         """The first budget (None: none)."""
         return self.all_budgets[0] if self.all_budgets else None
-
-    @property
-    def name(self) -> str:
-        return f"{self.kind}:{self.id}"
 
     @property
     def described(self) -> str:

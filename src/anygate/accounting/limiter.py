@@ -251,41 +251,52 @@ class MemoryLimiter:
         window: float | None = None,
         slot: float | None = None,
     ) -> Grant | Rejection:
-        """``reserve`` without a coroutine, once the bucket is seeded: the enforcer calls it directly."""
+        """``reserve`` without a coroutine, once the bucket is seeded: the enforcer calls it directly.
+
+        Written for the hot path (one call per bucket of every limited request): the bucket is looked up
+        once, reclaiming is skipped until a reservation may have expired, and ``Claim.grant`` is inlined."""
         now = self._now()
-        state = self._bucket(bucket, now, window, slot)
-        if state.slots is not None:
+        state = self._buckets.get(bucket)
+        if state is None or (state.expires_at is not None and state.expires_at <= now):
+            state = self._new_bucket(bucket, now, window, slot)
+        elif state.slots is not None:
             self._advance(state)
-        self._reclaim(state, now)
+        if now >= state.next_expiry:
+            self._reclaim(state, now)
+        used, reserved = state.used, state.reserved
         granted: dict[str, float] = {}
         left: dict[str, float] = {}
         for claim in claims:
-            available = claim.limit - state.used.get(claim.counter, 0.0) - state.reserved.get(claim.counter, 0.0)
-            amount = claim.grant(available)
-            if amount is None:
-                return Rejection(bucket, claim.counter, available, {c: left[c] + granted[c] for c in granted})
-            granted[claim.counter] = amount
-            left[claim.counter] = available - amount
+            counter, amount = claim.counter, claim.amount
+            available = claim.limit - used.get(counter, 0.0) - reserved.get(counter, 0.0)
+            if claim.hard and amount > available:
+                if claim.minimum is None or claim.minimum > available:
+                    return Rejection(bucket, counter, available, {c: left[c] + granted[c] for c in granted})
+                amount = available  # clamped down to what is left
+            granted[counter] = amount
+            left[counter] = available - amount
         for counter, amount in granted.items():
-            state.reserved[counter] = state.reserved.get(counter, 0.0) + amount
+            reserved[counter] = reserved.get(counter, 0.0) + amount
         token = self._tokens.next()
-        state.reservations[token] = (now + ttl, granted)
-        state.next_expiry = min(state.next_expiry, now + ttl)
+        expires = now + ttl
+        state.reservations[token] = (expires, granted)
+        if expires < state.next_expiry:
+            state.next_expiry = expires
         return Grant(bucket, token, granted, left, slot)
 
-    def _bucket(self, bucket: str, now: float, window: float | None, slot: float | None) -> _Bucket:
-        state = self._buckets.get(bucket)
-        if state is None or (state.expires_at is not None and state.expires_at <= now):
-            if len(self._buckets) > 100_000:
-                self._purge(now)
-            seed = self._seeds.pop(bucket, None)
-            used = {} if seed is None else dict(seed.used)
-            if slot is None:
-                state = _Bucket(used, expires_at=None if window is None else now + window)
-            else:  # lives on: its usage leaves it slot by slot
-                slots = {} if seed is None else {n: dict(counted) for n, counted in seed.slots.items()}
-                state = _Bucket(used, slots=slots, width=slot, current=oldest_counted_slot(slot, 0.0))
-            self._buckets[bucket] = state
+    def _new_bucket(self, bucket: str, now: float, window: float | None, slot: float | None) -> _Bucket:
+        """A bucket not counted yet here (or expired): from its seed, if the ledger gave one."""
+        if len(self._buckets) > 100_000:
+            self._purge(now)
+        seed = self._seeds.pop(bucket, None)
+        used = {} if seed is None else dict(seed.used)
+        if slot is None:
+            state = _Bucket(used, expires_at=None if window is None else now + window)
+        else:  # lives on: its usage leaves it slot by slot
+            slots = {} if seed is None else {n: dict(counted) for n, counted in seed.slots.items()}
+            state = _Bucket(used, slots=slots, width=slot, current=oldest_counted_slot(slot, 0.0))
+            self._advance(state)
+        self._buckets[bucket] = state
         return state
 
     def _advance(self, state: _Bucket) -> None:
@@ -305,9 +316,7 @@ class MemoryLimiter:
 
     @staticmethod
     def _reclaim(state: _Bucket, now: float) -> None:
-        """Drop expired reservations; a scan only when one may have expired, not on every reserve."""
-        if now < state.next_expiry:
-            return
+        """Drop expired reservations (called once one may have expired, not on every reserve)."""
         for token in [t for t, (expires, _) in state.reservations.items() if expires <= now]:
             _, amounts = state.reservations.pop(token)
             for counter, amount in amounts.items():

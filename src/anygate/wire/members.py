@@ -17,7 +17,6 @@ def replace_model(body: bytes, payload: dict[str, Any], model: str) -> bytes:
     candidate is checked: the rewritten body must parse to the payload with only ``model`` changed.
     When no candidate passes, the payload is re-encoded (same JSON, other spacing).
     """
-    wanted = {**payload, "model": model}
     replacement = orjson.dumps(model)
     if body.count(b'"model"') == 1 and b"\\u" not in body:
         # With no escape in the body, the top-level key is spelt ``"model"``, and a string holding those
@@ -26,6 +25,7 @@ def replace_model(body: bytes, payload: dict[str, Any], model: str) -> bytes:
         match = MODEL_MEMBER.search(body)
         if match is not None:
             return body[: match.start(1)] + replacement + body[match.end(1) :]
+    wanted = {**payload, "model": model}
     for match in MODEL_MEMBER.finditer(body):
         if orjson.loads(match.group(1)) != payload.get("model"):
             continue
