@@ -7,18 +7,17 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from anygate.auth import Principal
 from anygate.errors import GatewayError, UpstreamStatusError, UpstreamTimeout, UpstreamUnavailable
 from anygate.log_batches import BatchedStreamHandler
+from anygate.loop_metrics import LoopCounter, LoopGauge, LoopHistogram
 from anygate.settings import LogFormat
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("anygate_request_id", default=None)
@@ -29,14 +28,11 @@ SECRET_PATTERNS = (
 )
 # Upstream statuses counted under their own ``kind`` label; any other is counted as its class (4xx, 5xx).
 COUNTED_STATUSES = frozenset({400, 401, 402, 403, 404, 408, 409, 413, 422, 429, 500, 502, 503, 504})
-SERIES_CACHE_LIMIT = 10_000
 # Distinct key aliases ``anygate_spend_usd_total`` names; the keys spending after them are counted as ``other``.
 KEY_LABEL_LIMIT = 1_000
 OTHER_KEYS = "other"
 # Budget scopes (keys and users) ``anygate_budget_remaining`` follows; past it, new ones have no series.
 BUDGET_SERIES_LIMIT = 10_000
-K = TypeVar("K")
-V = TypeVar("V")
 UNCHECKED = -1  # ``anygate_provider_healthy`` of a provider not checked yet
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -67,25 +63,23 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "anygate_requests_total",
+        # Counted by every request, in the event loop: without prometheus_client's locks (``loop_metrics``).
+        self.requests = LoopCounter(
+            "anygate_requests",
             "Requests answered, by route, provider, model and status.",
             ("route", "provider", "model", "status"),
-            registry=self.registry,
         )
-        self.latency = Histogram(
+        self.latency = LoopHistogram(
             "anygate_request_duration_seconds",
             "Time from request to the last byte of the response, by route, provider, model and status.",
             ("route", "provider", "model", "status"),
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            LATENCY_BUCKETS,
         )
-        self.time_to_first_token = Histogram(
+        self.time_to_first_token = LoopHistogram(
             "anygate_time_to_first_token_seconds",
             "Time from request to the first streamed event.",
             ("provider", "model"),
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            LATENCY_BUCKETS,
         )
         self.upstream_errors = Counter(
             "anygate_upstream_errors_total",
@@ -93,11 +87,10 @@ class Metrics:
             ("provider", "kind"),
             registry=self.registry,
         )
-        self.tokens = Counter(
-            "anygate_tokens_total",
+        self.tokens = LoopCounter(
+            "anygate_tokens",
             "Tokens reported by upstreams (or estimated), by provider, model and direction.",
             ("provider", "model", "direction"),
-            registry=self.registry,
         )
         self.provider_healthy = Gauge(
             "anygate_provider_healthy",
@@ -112,14 +105,22 @@ class Metrics:
             ("sink", "outcome"),
             registry=self.registry,
         )
-        self.spend = Counter(
-            "anygate_spend_usd_total",
+        self.spend = LoopCounter(
+            "anygate_spend_usd",
             "USD the gateway's provider keys were charged (at the configured or discovered prices), by provider, "
             "model and key alias.",
             ("provider", "model", "key"),
-            registry=self.registry,
         )
-        self.budget_remaining = BudgetsLeft()
+        # Set by every settled request of a budgeted caller (two series or more): a loop gauge, too.
+        self.budget_remaining = LoopGauge(
+            "anygate_budget_remaining",
+            "What is left of a key's or user's budget in its current window (tokens or USD), as of its last "
+            "settled request.",
+            ("scope", "id", "alias", "unit"),
+            limit=BUDGET_SERIES_LIMIT,
+        )
+        for collector in (self.requests, self.latency, self.time_to_first_token, self.tokens, self.spend):
+            self.registry.register(collector)
         self.registry.register(self.budget_remaining)
         self._tracked_providers: set[str] = set()
         self.quota_remaining = Gauge(
@@ -129,27 +130,20 @@ class Metrics:
             registry=self.registry,
         )
 
-        # Label children, looked up once per label set: ``labels()`` takes a lock and checks its arguments on
-        # every call. Label values are bounded (models a provider lists, else ``unlisted``), and so is this.
-        self._request_series: dict[tuple[str, str, str, str], tuple[Counter, Histogram]] = {}
-        self._token_series: dict[tuple[str, str, str], Counter] = {}
-        self._spend_series: dict[tuple[str, str, str], Counter] = {}
         self._key_labels: set[str] = set()
 
-    def request_series(self, route: str, provider: str, model: str, status: str) -> tuple[Counter, Histogram]:
-        """The request counter and latency histogram of one label set."""
-        key = (route, provider, model, status)
-        return cached(self._request_series, key, lambda: (self.requests.labels(*key), self.latency.labels(*key)))
+    def count_request(self, route: str, provider: str, model: str, status: str, seconds: float) -> None:
+        """One answered request: ``anygate_requests_total`` and ``anygate_request_duration_seconds``."""
+        series = (route, provider, model, status)
+        self.requests.inc(series)
+        self.latency.observe(series, seconds)
 
-    def token_counter(self, provider: str, model: str, direction: str) -> Counter:
-        key = (provider, model, direction)
-        return cached(self._token_series, key, lambda: self.tokens.labels(*key))
+    def count_tokens(self, provider: str, model: str, direction: str, tokens: int) -> None:
+        self.tokens.inc((provider, model, direction), tokens)
 
     def count_spend(self, provider: str, model: str, key: str, usd: float) -> None:
         """Add a request's cost to ``anygate_spend_usd_total``; ``key`` is the key's alias."""
-        label = self.key_label(key)
-        series = (provider, model, label)
-        cached(self._spend_series, series, lambda: self.spend.labels(*series)).inc(usd)
+        self.spend.inc((provider, model, self.key_label(key)), usd)
 
     def key_label(self, alias: str) -> str:
         """The key as a label: its alias, for the first ``KEY_LABEL_LIMIT`` aliases seen; ``other`` after."""
@@ -189,30 +183,6 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class BudgetsLeft(Collector):
-    """``anygate_budget_remaining``: each budget's last value, kept in a dict and turned into samples when
-    scraped. Every settled request of a budgeted caller sets two or more of them; a plain dict costs less
-    than a Gauge child's lock and checks, and only the scrape needs samples."""
-
-    def __init__(self) -> None:
-        self._left: dict[tuple[str, str, str, str], float] = {}  # (scope, id, alias, unit) -> what is left
-
-    def set(self, series: tuple[str, str, str, str], left: float) -> None:
-        if series in self._left or len(self._left) < BUDGET_SERIES_LIMIT:
-            self._left[series] = left
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
-            "anygate_budget_remaining",
-            "What is left of a key's or user's budget in its current window (tokens or USD), as of its last "
-            "settled request.",
-            labels=("scope", "id", "alias", "unit"),
-        )
-        for series, left in list(self._left.items()):
-            family.add_metric(series, left)
-        yield family
-
-
 def scope_alias(principal: Principal, kind: str, scope_id: str) -> str:
     """The alias of the key a budget scope names (the caller's own, or a key it was made from); ``""`` for a
     user (the principal carries no user name)."""
@@ -222,16 +192,6 @@ def scope_alias(principal: Principal, kind: str, scope_id: str) -> str:
         if key.key_id == scope_id:
             return key.label or key.key_id
     return scope_id
-
-
-def cached(cache: dict[K, V], key: K, make: Callable[[], V]) -> V:
-    """``cache[key]``, made on first use; past ``SERIES_CACHE_LIMIT`` entries, made each time."""
-    found = cache.get(key)
-    if found is None:
-        found = make()
-        if len(cache) < SERIES_CACHE_LIMIT:
-            cache[key] = found
-    return found
 
 
 class LineFormatter(logging.Formatter):

@@ -62,7 +62,7 @@ def test_each_unit_tells_its_tightest_reading() -> None:
         reading("usd", 5.0, 4.5, None),  # never resets
     ):
         headroom.note(r)
-    assert dict(headroom.headers(NOW)) == {
+    assert headroom.error_headers(NOW) == {
         "x-ratelimit-limit-requests": "10",
         "x-ratelimit-remaining-requests": "3",
         "x-ratelimit-reset-requests": "30s",
@@ -80,19 +80,19 @@ def test_on_a_tie_the_longer_wait_binds_and_nothing_is_told_below_zero() -> None
     headroom.note(reading("requests", 100, -2, 40))  # past a soft limit
     headroom.note(reading("tokens", 10, 0, 5))
     headroom.note(reading("tokens", 20, 0, 50))
-    assert dict(headroom.headers(NOW))["x-ratelimit-remaining-requests"] == "0"
-    assert dict(headroom.headers(NOW))["x-ratelimit-reset-tokens"] == "50s"
+    assert headroom.error_headers(NOW)["x-ratelimit-remaining-requests"] == "0"
+    assert headroom.error_headers(NOW)["x-ratelimit-reset-tokens"] == "50s"
 
 
 def test_a_refusal_tells_what_was_held_as_given_back() -> None:
     headroom = Headroom()
     headroom.note(reading("requests", 60, 41, 10, held=1))
     headroom.given_back = True
-    assert dict(headroom.headers(NOW))["x-ratelimit-remaining-requests"] == "42"
+    assert headroom.error_headers(NOW)["x-ratelimit-remaining-requests"] == "42"
 
 
 def test_nothing_limited_tells_nothing() -> None:
-    assert not Headroom() and Headroom().headers() == []
+    assert not Headroom() and Headroom().headers() == [] and Headroom().error_headers() == {}
 
 
 def test_budgets_after_a_charge() -> None:

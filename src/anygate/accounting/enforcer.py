@@ -109,19 +109,20 @@ def note_readings(
 ) -> None:
     """What the limiter's decision on ``claims`` tells of each counter: every counter of a grant (when the
     limiter reports what is left), the refusing counter of a rejection and those checked before it."""
+    readings, name = headroom.readings, scope.name
+    if isinstance(result, Rejection):
+        for claim in claims:
+            unit = UNIT_OF_COUNTER.get(claim.counter)
+            had = result.available if claim.counter == result.counter else result.left.get(claim.counter)
+            if unit is not None and had is not None:
+                readings.append(Reading(unit, claim.limit, had, 0.0, resets_at, window, name))
+        return
+    left_of, held_of = result.left, result.amounts
     for claim in claims:
         unit = UNIT_OF_COUNTER.get(claim.counter)
-        if unit is None:
-            continue
-        if isinstance(result, Rejection):
-            had = result.available if claim.counter == result.counter else result.left.get(claim.counter)
-            if had is not None:
-                headroom.note(Reading(unit, claim.limit, had, 0.0, resets_at, window, scope.name))
-            continue
-        left = result.left.get(claim.counter)
-        if left is not None:
-            held = result.amounts.get(claim.counter, 0.0)
-            headroom.note(Reading(unit, claim.limit, left, held, resets_at, window, scope.name))
+        left = left_of.get(claim.counter)
+        if unit is not None and left is not None:
+            readings.append(Reading(unit, claim.limit, left, held_of.get(claim.counter, 0.0), resets_at, window, name))
 
 
 class RatePlan:
@@ -321,8 +322,15 @@ class Enforcer:
         admission = Admission()
         try:
             if self._memory is not None:
+                memory = self._memory
                 for step in steps:
-                    decision = await self._hold_in_memory(self._memory, step.hold)
+                    hold = step.hold
+                    if memory.needs_seed(hold.bucket, hold.seed_from):
+                        decision = await memory.reserve(
+                            hold.bucket, hold.claims, RESERVATION_TTL, hold.window, hold.seed_from, hold.slot
+                        )
+                    else:  # directly: no coroutine for a decision made without I/O
+                        decision = memory.reserve_now(hold.bucket, hold.claims, RESERVATION_TTL, hold.window, hold.slot)
                     self._note(admission, step, decision)
                     if isinstance(decision, Rejection):
                         raise await self._refusal(step, decision)
@@ -340,15 +348,9 @@ class Enforcer:
             await self.release(admission)
             if isinstance(failure, RateLimited):  # what was held is given back: the headers say so
                 admission.headroom.given_back = True
-                failure.headers.update(admission.headroom.headers())
+                failure.headers.update(admission.headroom.error_headers())
             raise
         return admission
-
-    @staticmethod
-    async def _hold_in_memory(memory: MemoryLimiter, hold: Hold) -> Grant | Rejection:
-        if not memory.needs_seed(hold.bucket, hold.seed_from):
-            return memory.reserve_now(hold.bucket, hold.claims, RESERVATION_TTL, hold.window, hold.slot)
-        return await memory.reserve(hold.bucket, hold.claims, RESERVATION_TTL, hold.window, hold.seed_from, hold.slot)
 
     async def _refusal(self, step: Step, rejection: Rejection) -> GatewayError:
         """The error refusing the request; a rolling window's says when its oldest usage leaves it (one more

@@ -26,10 +26,14 @@ Unit = Literal["requests", "tokens", "usd"]
 UNITS: tuple[Unit, ...] = ("requests", "tokens", "usd")
 UNIT_OF_COUNTER: Mapping[str, Unit] = {unit: unit for unit in UNITS}  # the limiter's counters of each unit
 Window = Literal["minute", "budget"]
-HEADER_NAMES: Mapping[Unit, tuple[str, str, str]] = {
-    unit: (f"x-ratelimit-limit-{unit}", f"x-ratelimit-remaining-{unit}", f"x-ratelimit-reset-{unit}") for unit in UNITS
+HEADER_NAMES: Mapping[Unit, tuple[bytes, bytes, bytes]] = {
+    unit: (
+        b"x-ratelimit-limit-%s" % unit.encode(),
+        b"x-ratelimit-remaining-%s" % unit.encode(),
+        b"x-ratelimit-reset-%s" % unit.encode(),
+    )
+    for unit in UNITS
 }
-HEADER_NAME_BYTES: Mapping[str, bytes] = {name: name.encode() for names in HEADER_NAMES.values() for name in names}
 
 
 @dataclass(slots=True)  # not frozen: made per request (docs/architecture.md, Hot path)
@@ -64,8 +68,13 @@ class Headroom:
     def note(self, reading: Reading) -> None:
         self.readings.append(reading)
 
-    def headers(self, now: float | None = None) -> list[tuple[str, str]]:
-        """The ``x-ratelimit-*`` headers of every unit something limits (none: an empty list)."""
+    def error_headers(self, now: float | None = None) -> dict[str, str]:
+        """``headers`` as an error answer carries them (``GatewayError.headers``)."""
+        return {name.decode(): value.decode() for name, value in self.headers(now)}
+
+    def headers(self, now: float | None = None) -> list[tuple[bytes, bytes]]:
+        """The ``x-ratelimit-*`` headers of every unit something limits (none: an empty list), as they are
+        written: made on every limited request, so straight to bytes."""
         if not self.readings:
             return []
         given_back = self.given_back
@@ -77,21 +86,21 @@ class Headroom:
             if found is None or left < found[0] or (left == found[0] and resets_in(reading) > resets_in(found[1])):
                 tightest[reading.unit] = (left, reading)
         now = time.time() if now is None else now
-        headers: list[tuple[str, str]] = []
-        resets: dict[float, str] = {}  # units that reset together (a budget's tokens and USD) share the text
+        headers: list[tuple[bytes, bytes]] = []
+        resets: dict[float, bytes] = {}  # units that reset together (a budget's tokens and USD) share the text
         for unit in UNITS:
             found = tightest.get(unit)
             if found is None:
                 continue
             left, binding = found
             limit, remaining, reset = HEADER_NAMES[unit]
-            headers.append((limit, amount(unit, binding.limit)))
-            headers.append((remaining, amount(unit, max(0.0, left))))
+            headers.append((limit, amount(unit, binding.limit).encode()))
+            headers.append((remaining, amount(unit, max(0.0, left)).encode()))
             resets_at = binding.resets_at
             if resets_at is not None:
                 text = resets.get(resets_at)
                 if text is None:
-                    text = resets[resets_at] = duration(resets_at - now)
+                    text = resets[resets_at] = duration(resets_at - now).encode()
                 headers.append((reset, text))
         return headers
 

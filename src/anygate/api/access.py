@@ -33,7 +33,7 @@ def observe(state: AppState, scope: Scope, elapsed: float, exchange: Exchange | 
         if exchange.error is not None:
             fields["error"] = exchange.error
     else:
-        state.metrics.requests.labels("management", "", "", str(status)).inc()
+        state.metrics.requests.inc(("management", "", "", str(status)))
     if log.isEnabledFor(logging.INFO):
         line = {
             "method": scope["method"],
@@ -53,11 +53,9 @@ def observe(state: AppState, scope: Scope, elapsed: float, exchange: Exchange | 
 def measure(state: AppState, exchange: Exchange, status: int, elapsed: float) -> None:
     metrics = state.metrics
     provider, model = exchange.provider_id or "", model_label(state, exchange)
-    requests, latency = metrics.request_series(exchange.route, provider, model, str(status))
-    requests.inc()
-    latency.observe(elapsed)
+    metrics.count_request(exchange.route, provider, model, str(status), elapsed)
     if exchange.stream and exchange.first_byte_at is not None:
-        metrics.time_to_first_token.labels(provider, model).observe(exchange.first_byte_at - exchange.started)
+        metrics.time_to_first_token.observe((provider, model), exchange.first_byte_at - exchange.started)
     count_tokens(metrics, exchange, provider, model)
     if exchange.cost_usd and not exchange.byok:  # what the gateway's own provider keys paid
         metrics.count_spend(provider, model, exchange.principal.label or exchange.principal.key_id, exchange.cost_usd)
@@ -80,4 +78,4 @@ def count_tokens(metrics: Metrics, exchange: Exchange, provider: str, model: str
     for field, direction in (("prompt_tokens", "input"), ("completion_tokens", "output")):
         value = usage.get(field)
         if isinstance(value, int) and value > 0:
-            metrics.token_counter(provider, model, direction).inc(value)
+            metrics.count_tokens(provider, model, direction, value)

@@ -9,7 +9,6 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
 from anygate.accounting.enforcer import Admission
-from anygate.accounting.headroom import HEADER_NAME_BYTES
 from anygate.api.http import NOSNIFF, Scope
 from anygate.errors import GatewayError
 from anygate.transport import Headers
@@ -91,7 +90,7 @@ def answer_error_headers(error: GatewayError, admission: Admission | None) -> No
     (a refusal by the enforcer has them already), and on every 429 a ``Retry-After`` in whole seconds (an
     upstream's date or fraction made so; none known: 1)."""
     if admission is not None and admission.headroom and not any(n.startswith("x-ratelimit-") for n in error.headers):
-        error.headers.update(admission.headroom.headers())
+        error.headers.update(admission.headroom.error_headers())
     if error.status == 429:
         error.headers["retry-after"] = str(retry_after_in_seconds(error.headers.get("retry-after")))
 
@@ -117,7 +116,7 @@ def limit_headers(admission: Admission | None) -> list[tuple[bytes, bytes]] | No
     """The caller's ``x-ratelimit-*`` headers from its reservation; None for a caller nothing limits."""
     if admission is None or not admission.headroom:
         return None
-    return [(HEADER_NAME_BYTES[name], value.encode()) for name, value in admission.headroom.headers()]
+    return admission.headroom.headers()
 
 
 def retry_after_header(upstream: Headers) -> dict[str, str] | None:
