@@ -129,7 +129,7 @@ class RatePlan:
     """What a scope's rate limits make of every request, worked out once per scope: its concurrency step
     (the same for every request) and the names and refusals of its minute's counters."""
 
-    __slots__ = ("scope", "limits", "concurrency", "minute_prefix")
+    __slots__ = ("scope", "limits", "concurrency", "requests", "minute_prefix", "_minute", "_minute_bucket")
 
     def __init__(self, scope: Scope, limits: Limits) -> None:
         self.scope, self.limits = scope, limits
@@ -138,27 +138,28 @@ class RatePlan:
         if limits.concurrency is not None:
             hold = Hold(f"{scope.name}:concurrency", [Claim("inflight", limits.concurrency, 1)])
             self.concurrency = Step(hold, "concurrency", scope, None, self.too_many)
+        # The same for every request (claims are never changed once made): made once.
+        self.requests = None if limits.rpm is None else Claim("requests", limits.rpm, 1)
+        self._minute, self._minute_bucket = -1.0, ""
 
     def steps(self, ask: Ask, now: float) -> list[Step]:
         steps = [] if self.concurrency is None else [self.concurrency]
-        limits, claims = self.limits, []
-        if limits.rpm is not None:
-            claims.append(Claim("requests", limits.rpm, 1))
-        if limits.tpm is not None:
-            claims.append(Claim("tokens", limits.tpm, ask.tokens, minimum=ask.least_tokens))
+        claims = [] if self.requests is None else [self.requests]
+        if self.limits.tpm is not None:
+            claims.append(Claim("tokens", self.limits.tpm, ask.tokens, ask.least_tokens))
         if claims:
-            minute = now // 60
-            hold = Hold(f"{self.minute_prefix}{int(minute)}", claims, 120.0)
-            steps.append(Step(hold, "minute", self.scope, (minute + 1) * 60, self.per_minute))
+            steps.append(self.minute_step(claims, now))
         return steps
 
     def request_steps(self, now: float) -> list[Step]:
         """The minute's requests counter alone (a request that asks for no tokens)."""
-        if self.limits.rpm is None:
-            return []
+        return [] if self.requests is None else [self.minute_step([self.requests], now)]
+
+    def minute_step(self, claims: list[Claim], now: float) -> Step:
         minute = now // 60
-        hold = Hold(f"{self.minute_prefix}{int(minute)}", [Claim("requests", self.limits.rpm, 1)], 120.0)
-        return [Step(hold, "minute", self.scope, (minute + 1) * 60, self.per_minute)]
+        if minute != self._minute:  # the bucket's name, once a minute
+            self._minute, self._minute_bucket = minute, f"{self.minute_prefix}{int(minute)}"
+        return Step(Hold(self._minute_bucket, claims, 120.0), "minute", self.scope, (minute + 1) * 60, self.per_minute)
 
     def too_many(self, _: Rejection, __: float | None) -> GatewayError:
         return RateLimited(
@@ -193,39 +194,41 @@ class RatePlans:
         return plan
 
 
-def _budget_step(scope: Scope, budget: Budget, ask: Ask, window: BudgetWindow, now: float) -> Step:
-    claims = []
-    if budget.tokens is not None:
-        claims.append(Claim("tokens", budget.tokens, ask.tokens, minimum=ask.least_tokens, hard=budget.is_hard))
-    if budget.usd is not None and not ask.counts_usd:
-        # Nothing held and never refused; a request that ends up paid by anygate's key is still charged.
-        claims.append(Claim("usd", budget.usd, 0.0, hard=False))
-    elif budget.usd is not None:
-        least = ask.least_usd
-        claims.append(
-            Claim(
-                "usd",
-                budget.usd,
-                max(ask.usd or 0.0, MINIMUM_USD),
-                minimum=None if least is None else max(least, MINIMUM_USD),
-                hard=budget.is_hard,
-            )
-        )
-    if budget.requests is not None:
-        claims.append(Claim("requests", budget.requests, 1, hard=budget.is_hard))
-    resets_at = window.resets_at
+class BudgetPlan:
+    """What one budget makes of every request in its current window, worked out once a window: its bucket,
+    its requests claim (the same for every request) and its refusal."""
 
-    def used_up(rejection: Rejection, grows_in: float | None) -> GatewayError:
+    __slots__ = ("scope", "budget", "window", "requests")
+
+    def __init__(self, scope: Scope, budget: Budget, window: BudgetWindow) -> None:
+        self.scope, self.budget, self.window = scope, budget, window
+        self.requests = None if budget.requests is None else Claim("requests", budget.requests, 1, hard=budget.is_hard)
+
+    def step(self, ask: Ask, now: float) -> Step:
+        budget, window, claims = self.budget, self.window, []
+        if budget.tokens is not None:
+            claims.append(Claim("tokens", budget.tokens, ask.tokens, ask.least_tokens, budget.is_hard))
+        if budget.usd is not None and not ask.counts_usd:
+            # Nothing held and never refused; a request that ends up paid by anygate's key is still charged.
+            claims.append(Claim("usd", budget.usd, 0.0, hard=False))
+        elif budget.usd is not None:
+            least = ask.least_usd
+            least = None if least is None else max(least, MINIMUM_USD)
+            claims.append(Claim("usd", budget.usd, max(ask.usd or 0.0, MINIMUM_USD), least, budget.is_hard))
+        if self.requests is not None:
+            claims.append(self.requests)
+        hold = Hold(window.bucket, claims, window.lifetime(now), window.seed_from, window.slot)
+        return Step(hold, "budget", self.scope, window.resets_at, self.used_up)
+
+    def used_up(self, rejection: Rejection, grows_in: float | None) -> GatewayError:
         what = {"tokens": "token", "usd": "USD", "requests": "request"}.get(rejection.counter, rejection.counter)
-        period = "" if budget.period == "none" else f"{budget.period} "
+        period = "" if self.budget.period == "none" else f"{self.budget.period} "
+        resets_at = self.window.resets_at
         if resets_at is None:
             retry_after: float = NEVER_RESETS_RETRY_AFTER
         else:
             retry_after = grows_in or max(0.0, resets_at - time.time())
-        return QuotaExceeded(f"The {period}{what} budget of {scope.described} is used up", retry_after=retry_after)
-
-    hold = Hold(window.bucket, claims, window.lifetime(now), window.seed_from, window.slot)
-    return Step(hold, "budget", scope, resets_at, used_up)
+        return QuotaExceeded(f"The {period}{what} budget of {self.scope.described} is used up", retry_after=retry_after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,12 +263,24 @@ def budget_window(scope: Scope, budget: Budget, now: float) -> BudgetWindow:
 
 class BudgetWindows:
     """Each budget's current window, kept until it turns: a request's budget steps then cost no calendar
-    arithmetic. Keyed by scope and period (a scope has at most one budget per window)."""
+    arithmetic. Keyed by scope and period (a scope has at most one budget per window). ``plan`` gives the
+    window's ``BudgetPlan``, made again when the window turns or the budget changes."""
 
     LIMIT = 50_000  # windows kept: past that (as many budgets in use at once), the cache starts afresh
 
     def __init__(self) -> None:
         self._windows: dict[tuple[str, str, str], BudgetWindow] = {}
+        self._plans: dict[tuple[str, str, str], BudgetPlan] = {}
+
+    def plan(self, scope: Scope, budget: Budget, now: float) -> BudgetPlan:
+        window = self.current(scope, budget, now)
+        key = (scope.kind, scope.id, budget.period)
+        plan = self._plans.get(key)
+        if plan is None or plan.window is not window or plan.budget is not budget or plan.scope is not scope:
+            if len(self._plans) >= self.LIMIT:
+                self._plans.clear()
+            plan = self._plans[key] = BudgetPlan(scope, budget, window)
+        return plan
 
     def current(self, scope: Scope, budget: Budget, now: float) -> BudgetWindow:
         key = (scope.kind, scope.id, budget.period)
@@ -384,11 +399,7 @@ class Enforcer:
             for step in self.rates.of(scope, scope.limits).steps(ask, now)
         ]
         windows = self.windows
-        steps += [
-            _budget_step(scope, budget, ask, windows.current(scope, budget, now), now)
-            for scope in scopes
-            for budget in scope.all_budgets
-        ]
+        steps += [windows.plan(scope, budget, now).step(ask, now) for scope in scopes for budget in scope.all_budgets]
         return steps
 
     @staticmethod

@@ -59,11 +59,19 @@ def requested_output(route: str, payload: Mapping[str, Any]) -> OutputRequest:
     names = OUTPUT_LIMIT_FIELDS.get(route)
     if names is None:
         return OutputRequest()
-    fields = tuple(name for name in names if name in payload)
-    limits = [positive_int(payload, name) for name in fields if payload[name] is not None]
-    multipliers = OUTPUT_MULTIPLIERS.get(route, ())
-    outputs = [positive_int(payload, name, MAX_OUTPUTS) for name in multipliers if payload.get(name) is not None]
-    return OutputRequest(fields, max(limits, default=None), max(outputs, default=1))
+    fields: tuple[str, ...] = ()
+    per_output: int | None = None
+    for name in names:
+        if name in payload:
+            fields += (name,)
+            if payload[name] is not None:
+                limit = positive_int(payload, name)
+                per_output = limit if per_output is None else max(per_output, limit)
+    outputs = 1
+    for name in OUTPUT_MULTIPLIERS.get(route, ()):
+        if payload.get(name) is not None:
+            outputs = max(outputs, positive_int(payload, name, MAX_OUTPUTS))
+    return OutputRequest(fields, per_output, outputs)
 
 
 def positive_int(payload: Mapping[str, Any], name: str, maximum: int | None = None) -> int:

@@ -391,6 +391,8 @@ class Accounting:
                 self.refuse_unpriced_model(route, provider_id, model, usd_budgets)
             else:
                 prices.append(price)
+        if len(prices) == 1:  # most requests have one deployment: nothing to compare
+            return prices[0]
         return max(prices, key=lambda p: p.cost(count), default=None)
 
     def refuse_unpriced_model(self, route: str, provider_id: str, model: str, usd_budgets: Sequence[Scope]) -> None:
