@@ -26,7 +26,7 @@ from anygate.accounting.service import Ticket
 from anygate.api.bridged_relay import BridgedCycle
 from anygate.api.bridges import prepare_bridge
 from anygate.api.dialects import send_error_in_dialect
-from anygate.api.disconnect import DisconnectWatch
+from anygate.api.disconnect import DisconnectWatch, DisconnectWatches
 from anygate.api.http import (
     JSON_HEADERS,
     Receive,
@@ -65,6 +65,7 @@ class ModelCall:
 class ModelRoutes:
     def __init__(self, state: AppState) -> None:
         self.state = state
+        self.disconnects = DisconnectWatches()  # the requests whose client may leave, watched by one timer
 
     async def model_route(self, scope: Scope, receive: Receive, send: Send, call: ModelCall) -> None:
         exchange = call.exchange
@@ -163,7 +164,7 @@ class ModelRoutes:
             if bridge is None
             else BridgedCycle(self.state, request, exchange, send, bridge)
         )
-        async with DisconnectWatch(receive, exchange):
+        async with DisconnectWatch(receive, exchange, self.disconnects):
             try:
                 await dispatcher.dispatch(exchange, groups, cycle.attempt, dispatcher.deadline(request.timeout))
             except asyncio.CancelledError:
