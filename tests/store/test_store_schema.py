@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import subprocess
 import sys
@@ -134,3 +135,41 @@ print("alembic loaded" if "alembic" in sys.modules else "alembic not loaded")
 
     assert open_in_a_new_process() == "alembic loaded"  # a new database: migrated
     assert open_in_a_new_process() == "alembic not loaded"  # at the head already
+
+
+def test_the_ledgers_user_and_team_indexes_hold_only_rows_with_one_and_serve_lookups(fresh_database_url: str) -> None:
+    """Migration 0008: a row with no user or team costs those indexes nothing, and a lookup of a given user
+    or team still reads its index (both databases infer ``user_id IS NOT NULL`` from ``user_id = ?``)."""
+    from sqlalchemy import text
+
+    async def inspect() -> tuple[dict[str, str], list[str]]:
+        db = Database(fresh_database_url)
+        try:
+            await db.upgrade()
+            async with db.engine.connect() as connection:
+                if db.dialect == "sqlite":
+                    found = await connection.execute(
+                        text("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'usage_ledger'")
+                    )
+                    plans = [
+                        " ".join(str(row[-1]) for row in await connection.execute(text(f"EXPLAIN QUERY PLAN {query}")))
+                        for query in (
+                            "SELECT sum(input_tokens) FROM usage_ledger WHERE user_id = 'u1' AND created_at >= 0",
+                            "SELECT sum(input_tokens) FROM usage_ledger WHERE team_id = 't1' AND created_at >= 0",
+                        )
+                    ]
+                else:
+                    found = await connection.execute(
+                        text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'usage_ledger'")
+                    )
+                    plans = []
+                return {str(name): str(definition) for name, definition in found}, plans
+        finally:
+            await db.close()
+
+    definitions, plans = asyncio.run(inspect())
+    for name, column in (("ix_usage_ledger_user_time", "user_id"), ("ix_usage_ledger_team_time", "team_id")):
+        assert re.search(rf"WHERE \(?{column} IS NOT NULL\)?", definitions[name]), definitions[name]
+    assert "WHERE" not in definitions["ix_usage_ledger_key_time"] and "WHERE" not in definitions["ix_usage_ledger_time"]
+    if plans:  # SQLite: each lookup searches its partial index
+        assert "ix_usage_ledger_user_time" in plans[0] and "ix_usage_ledger_team_time" in plans[1], plans

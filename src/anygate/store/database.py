@@ -29,7 +29,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD = "head"
 # The newest migration shipped (a test holds it to alembic's head): a database already there is opened
 # without loading alembic, which costs start-up time and memory for the life of the process.
-SHIPPED_HEAD = "0007_teams_budgets_audit"
+SHIPPED_HEAD = "0008_partial_ledger_indexes"
 MIGRATION_LOCK = 0x616E7967  # PostgreSQL advisory lock id ("anyg")
 
 

@@ -8,9 +8,17 @@ quota_polls           per provider: who last claimed the upstream quota poll, an
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import JSON, Boolean, Column, Float, Index, Integer, MetaData, String, Table, text
 
 metadata = MetaData()
+
+
+def partial(condition: str) -> dict[str, Any]:
+    """An index's options holding only the rows ``condition`` admits, on SQLite and PostgreSQL alike."""
+    return {"sqlite_where": text(condition), "postgresql_where": text(condition)}
+
 
 usage_ledger = Table(
     "usage_ledger",
@@ -41,8 +49,9 @@ usage_ledger = Table(
     Column("error", String(64), nullable=True),  # the failure's code, when the request failed
     Column("team_id", String(64), nullable=True),  # the key's user's team when the request was made
     Index("ix_usage_ledger_key_time", "key_id", "created_at"),
-    Index("ix_usage_ledger_team_time", "team_id", "created_at"),
-    Index("ix_usage_ledger_user_time", "user_id", "created_at"),
+    # Only the rows with a team, and with a user: the queries look up a given one (migration 0008).
+    Index("ix_usage_ledger_team_time", "team_id", "created_at", **partial("team_id IS NOT NULL")),
+    Index("ix_usage_ledger_user_time", "user_id", "created_at", **partial("user_id IS NOT NULL")),
     Index("ix_usage_ledger_time", "created_at"),
 )
 
