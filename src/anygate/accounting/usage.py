@@ -141,10 +141,10 @@ def count_of(usage: dict[str, Any] | None) -> TokenCount | None:
     if given_in is None and given_out is None:
         total = _first_int(usage, ("total_tokens",))
         return TokenCount(total, 0) if total is not None else None
-    if "prompt_tokens" not in usage and any(name in usage for name in ANTHROPIC_CACHE_FIELDS):
+    if "prompt_tokens" not in usage and not usage.keys().isdisjoint(ANTHROPIC_CACHE_FIELDS):
         usage = chat_usage_of_anthropic(usage)  # Anthropic's input_tokens leaves the cache out
         given_in, given_out = usage["prompt_tokens"], usage["completion_tokens"]
-    if not any(name in usage for name in CLASS_FIELDS):
+    if usage.keys().isdisjoint(CLASS_FIELDS):
         return TokenCount(given_in or 0, given_out or 0)  # the common case: no classes reported
     return classified(usage, given_in or 0, given_out or 0)
 

@@ -90,7 +90,11 @@ def refuse_duplicate_members(body: bytes, payload: dict[str, Any]) -> None:
     Only a member the parsed body has at its top level can be there twice, so the check is a byte count
     of each of those (and a search for escaped letters); a body naming one twice anywhere is parsed again,
     keeping every member, to look at its top level."""
-    suspicious = any(body.count(quoted) > 1 for name, quoted in _QUOTED_MEMBERS.items() if name in payload)
+    suspicious = False
+    for member in payload.keys() & _QUOTED_MEMBERS.keys():  # a set operation: no generator a request
+        if body.count(_QUOTED_MEMBERS[member]) > 1:
+            suspicious = True
+            break
     if not suspicious and _ESCAPED_NAME_CHARACTER.search(body) is None:
         return
     name = duplicated_member(body)
