@@ -218,16 +218,26 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if not self.receiving_headers:
             self.start_headers()
 
+    # The next two are uvicorn's, with the limits counted in the same call: they run for every header of
+    # every request, where a call into the base class and one to count the bytes cost more than their work.
+
     def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        self.count_header_bytes(len(url))
+        self.url += url
+        self.header_bytes += len(url)
+        if self.header_bytes > self.limits.max_header_bytes:
+            raise Refused(self.headers_too_large())
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.header_count += 1
         if self.header_count > self.limits.max_headers:
             raise Refused(HeadersTooLarge(f"Request has more than {self.limits.max_headers} header fields"))
-        self.count_header_bytes(len(name) + len(value) + 4)
-        super().on_header(name, value)
+        self.header_bytes += len(name) + len(value) + 4
+        if self.header_bytes > self.limits.max_header_bytes:
+            raise Refused(self.headers_too_large())
+        name = name.lower()
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.receiving_headers = False
@@ -255,11 +265,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.header_bytes = 0
         self.header_count = 0
         self.start_deadline(self.limits.header_timeout)
-
-    def count_header_bytes(self, size: int) -> None:
-        self.header_bytes += size
-        if self.header_bytes > self.limits.max_header_bytes:
-            raise Refused(self.headers_too_large())
 
     def headers_too_large(self) -> HeadersTooLarge:
         return HeadersTooLarge(f"Request headers are larger than the limit of {self.limits.max_header_bytes} bytes")
