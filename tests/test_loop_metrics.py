@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 import threading
 
+import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import metrics as prometheus_metrics
 
-from anygate.loop_metrics import SERIES_LIMIT, LoopCounter, LoopGauge, LoopHistogram
-from anygate.telemetry import LATENCY_BUCKETS
+from anygate.loop_metrics import LoopCounter, LoopGauge, LoopHistogram
+from anygate.telemetry import LATENCY_BUCKETS, Metrics
 
 CREATED = re.compile(r"^(\S+_created\{[^}]*\}) \S+$", re.MULTILINE)
 OBSERVATIONS = [0.0004, 0.001, 0.0011, 0.003, 0.05, 0.7, 2.5, 9.9, 31.0, 500.0, 0.02, 0.02]
@@ -74,19 +76,46 @@ def test_a_gauge_reads_as_prometheus_clients_gauge() -> None:
     assert exposition(ours) == generate_latest(theirs_registry).decode()
 
 
-def test_past_the_series_limit_new_label_sets_are_not_counted_and_known_ones_still_are() -> None:
-    counter = LoopCounter("many", "Many.", ("n",))
-    for n in range(SERIES_LIMIT + 5):
-        counter.inc((str(n),))
-    counter.inc(("0",))
+def test_counters_never_drop_a_count_however_many_label_sets_there_are() -> None:
+    """Spend past a thousand keys goes to ``other`` (``Metrics.key_label``), and every model's spend is kept:
+    no label set is ever refused a count (only a gauge may be given a limit)."""
+    metrics = Metrics()
+    for key in range(1_000):
+        for model in range(12):
+            metrics.count_spend("openai", f"model-{model}", f"key-{key}", 0.5)
+    metrics.count_spend("openai", "a-new-model", "key-1", 5.0)
+    metrics.count_spend("openai", "a-new-model", "one-key-too-many", 2.0)
 
-    assert counter.value(("0",)) == 2
-    assert counter.value((str(SERIES_LIMIT),)) == 0
+    assert metrics.spend.value(("openai", "a-new-model", "key-1")) == 5.0
+    assert metrics.spend.value(("openai", "a-new-model", "other")) == 2.0
+    histogram = LoopHistogram("many_seconds", "Many.", ("n",), LATENCY_BUCKETS)
+    for n in range(12_000):
+        histogram.observe((str(n),), 0.1)
+    assert histogram.count(("11999",)) == 1
+
+
+def test_a_gauge_given_a_limit_keeps_that_many_label_sets() -> None:
     gauge = LoopGauge("few", "Few.", ("n",), limit=2)
     for n in range(4):
         gauge.set((str(n),), n)
     gauge.set(("1",), 10)
     assert exposition(gauge).count("few{") == 2 and 'few{n="1"} 10.0' in exposition(gauge)
+
+
+def test_without_created_series_neither_kind_shows_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``PROMETHEUS_DISABLE_CREATED_SERIES`` (read by prometheus_client into ``_use_created``) holds for the
+    loop metrics as for prometheus_client's own."""
+    monkeypatch.setattr(prometheus_metrics, "_use_created", False)
+    theirs_registry = CollectorRegistry()
+    Counter("c_total", "C.", ("a",), registry=theirs_registry).labels("x").inc()
+    Histogram("h_seconds", "H.", ("a",), buckets=LATENCY_BUCKETS, registry=theirs_registry).labels("x").observe(0.2)
+    counter, histogram = LoopCounter("c", "C.", ("a",)), LoopHistogram("h_seconds", "H.", ("a",), LATENCY_BUCKETS)
+    counter.inc(("x",))
+    histogram.observe(("x",), 0.2)
+
+    ours = exposition(counter, histogram)
+    assert "_created" not in ours
+    assert ours == generate_latest(theirs_registry).decode()
 
 
 def test_a_scrape_from_another_thread_while_the_loop_counts_never_fails() -> None:

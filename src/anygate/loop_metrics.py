@@ -11,6 +11,11 @@ before.
 
 Only one thread may count (the event loop's). A scrape may run in another thread: it reads a copy of each
 series made in one step, so it never sees a dict change size under it.
+
+Counters and histograms count every label set, as prometheus_client's would: their labels are kept few
+where they are made (a model its provider does not list is ``unlisted``, key aliases past a thousand are
+``other``), and a count must never be lost. A gauge may be given a ``limit`` of label sets.
+``PROMETHEUS_DISABLE_CREATED_SERIES`` is honoured as prometheus_client honours it.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 
+from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 Labels = tuple[str, ...]
-SERIES_LIMIT = 10_000  # label sets a metric keeps; past it, new ones are not counted (label values must stay few)
+GAUGE_SERIES_LIMIT = 10_000  # label sets a gauge keeps unless told otherwise; past it, new ones are not set
 
 
 class LoopCounter(Collector):
@@ -40,7 +46,7 @@ class LoopCounter(Collector):
         values = self._values
         if labels in values:
             values[labels] += amount
-        elif len(values) < SERIES_LIMIT:
+        else:
             self._created[labels] = time.time()
             values[labels] = amount
 
@@ -50,7 +56,7 @@ class LoopCounter(Collector):
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        created = self._created
+        created = self._created if shows_created() else {}
         for labels, value in list(self._values.items()):
             family.add_metric(labels, value, created=created.get(labels))
         yield family
@@ -59,7 +65,9 @@ class LoopCounter(Collector):
 class LoopGauge(Collector):
     """A gauge of label sets, set from the event loop's thread (``limit``: the label sets it keeps)."""
 
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], limit: int = SERIES_LIMIT) -> None:
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], limit: int = GAUGE_SERIES_LIMIT
+    ) -> None:
         self.name, self.documentation, self.labelnames, self.limit = name, documentation, tuple(labelnames), limit
         self._values: dict[Labels, float] = {}
 
@@ -89,8 +97,6 @@ class LoopHistogram(Collector):
     def observe(self, labels: Labels, value: float) -> None:
         series = self._series.get(labels)
         if series is None:
-            if len(self._series) >= SERIES_LIMIT:
-                return
             self._created[labels] = time.time()
             series = self._series[labels] = [0.0] * (len(self._bounds) + 1)
         series[bisect_left(self._bounds, value)] += 1  # the first bucket whose bound is >= value
@@ -103,6 +109,7 @@ class LoopHistogram(Collector):
 
     def collect(self) -> Iterator[HistogramMetricFamily]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        created_times = self._created if shows_created() else {}
         for labels, series in list(self._series.items()):
             counts = series.copy()  # one step: the loop's thread may be counting meanwhile
             cumulative, buckets = 0.0, []
@@ -110,7 +117,7 @@ class LoopHistogram(Collector):
                 cumulative += count
                 buckets.append((text, cumulative))
             family.add_metric(labels, buckets, counts[-1])
-            created = self._created.get(labels)
+            created = created_times.get(labels)
             if created is not None:
                 family.samples.append(
                     Sample(f"{self.name}_created", dict(zip(self.labelnames, labels, strict=True)), created)
@@ -122,3 +129,9 @@ def le_text(bound: float) -> str:
     """A bucket's ``le`` label as prometheus_client writes it (``0.5``, ``1.0``, ``+Inf``)."""
     text: str = floatToGoString(bound)  # type: ignore[no-untyped-call]
     return text
+
+
+def shows_created() -> bool:
+    """Whether ``_created`` samples are exposed: prometheus_client's own switch
+    (``PROMETHEUS_DISABLE_CREATED_SERIES``), read as its metrics read it."""
+    return bool(getattr(prometheus_metrics, "_use_created", True))

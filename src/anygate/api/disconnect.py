@@ -55,6 +55,8 @@ class DisconnectWatches:
             watch.start_watching()
         if self._waiting:
             self._timer = loop.call_later(SWEEP_SECONDS, self._sweep, loop)
+        else:
+            self._loop = None  # nothing waits: the next watch arms a timer on its own loop
 
 
 class DisconnectWatch:
