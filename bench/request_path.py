@@ -48,7 +48,10 @@ EVENTS = (
 class StreamResponse(FixedResponse):
     headers = Headers([(b"content-type", b"text/event-stream")])
 
+    ended = False  # set once the one chunk is handed out, as a network response's
+
     async def chunks(self) -> AsyncIterator[bytes]:
+        self.ended = True
         yield EVENTS
 
 

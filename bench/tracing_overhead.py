@@ -48,7 +48,10 @@ class FixedResponse:
     async def read(self) -> bytes:
         return ANSWER
 
+    ended = False  # set once the one chunk is handed out, as a network response's
+
     async def chunks(self) -> AsyncIterator[bytes]:
+        self.ended = True
         yield ANSWER
 
     def set_read_timeout(self, seconds: float) -> None:

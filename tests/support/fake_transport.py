@@ -85,6 +85,7 @@ class FakeResponse:
         total = request.timeouts.total
         self._deadline = None if total is None else asyncio.get_running_loop().time() + total
         self._finished = False
+        self._given = 0  # events handed out
         self._closed = False
 
     async def read(self) -> bytes:
@@ -99,9 +100,20 @@ class FakeResponse:
             return
         for index, event in enumerate(answer.events):
             await self._before_event(index)
+            self._given = index + 1
             yield event
         await self._before_event(len(answer.events))
         self._finished = True
+
+    @property
+    def ended(self) -> bool:
+        """As a network response's: every event handed out, and nothing scripted after the last (a hang or
+        a reset there is the network's failure, found by the next read)."""
+        answer = self._answer
+        if self._finished or not answer.is_stream:
+            return self._finished
+        last = len(answer.events)
+        return self._given == last and last not in (answer.hang_after_events, answer.reset_after_events)
 
     async def _before_event(self, index: int) -> None:
         """Wait as the upstream paces its events; a stop scripted here fails the read as the network would."""

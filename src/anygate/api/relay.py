@@ -159,7 +159,7 @@ class Cycle:
         exchange.first_byte_at = time.perf_counter()
         await self.send({"type": "http.response.start", "status": response.status, "headers": headers})
         try:
-            await self._relay_events(runtime, pending, splitter, batches)
+            await self._relay_events(runtime, response, pending, splitter, batches)
         except asyncio.CancelledError:
             if not exchange.client_gone:  # the server stops: the drain's grace period is over
                 await self.end_stream_with_error(shutting_down())
@@ -168,31 +168,47 @@ class Cycle:
     async def _relay_events(
         self,
         runtime: ProviderRuntime,
+        response: Response,
         pending: list[bytes],
         splitter: EventSplitter,
         batches: AsyncIterator[list[bytes]],
     ) -> None:
         """The rest of a started stream; a failure (an event over ``max_sse_event_bytes`` included) becomes
-        one final SSE error event."""
+        one final SSE error event. The events that arrive with the end of the upstream's body (a fast
+        upstream's whole stream, often the last event and the end of the chunked body) go out with the end
+        of the answer: one write to the client, not two."""
         exchange, ticket, send = self.exchange, self.request.ticket, self.send
         saw_done = False
+        held = b""  # the last events, once the upstream's body has ended
         try:
             while True:
                 saw_done = saw_done or any(b"[DONE]" in event and is_done(event) for event in pending)
                 pending = ticket.tap(exchange, pending)  # usage, and the events as the client would have had them
-                await send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
+                if response.ended:
+                    held = b"".join(pending)
+                elif pending:  # (none left when anygate's own usage event was all the batch held)
+                    await send({"type": "http.response.body", "body": b"".join(pending), "more_body": True})
                 pending = await anext(batches)
+                if held:  # more came after all: what was held goes first
+                    await send({"type": "http.response.body", "body": held, "more_body": True})
+                    held = b""
         except StopAsyncIteration:
             pass
         except (UpstreamUnavailable, UpstreamTimeout) as failure:
+            await self.send_held(held)
             await self.end_stream_with_error(failure)
             return
         rest = splitter.flush()
         if not saw_done and self.request.endpoint in DONE_TERMINATED and not is_done(rest):
             truncated = UpstreamUnavailable(f"Provider '{runtime.id}' ended the stream early", code="stream_truncated")
+            await self.send_held(held)
             await self.end_stream_with_error(truncated)
             return
-        await send({"type": "http.response.body", "body": rest, "more_body": False})
+        await send({"type": "http.response.body", "body": held + rest if held else rest, "more_body": False})
+
+    async def send_held(self, held: bytes) -> None:
+        if held:
+            await self.send({"type": "http.response.body", "body": held, "more_body": True})
 
     async def end_stream_with_error(self, failure: GatewayError) -> None:
         """End a started stream with one SSE error event (no ``[DONE]``). The request is recorded with the

@@ -119,6 +119,10 @@ class AiohttpResponse:
         except NETWORK_ERRORS as exc:
             raise map_error(exc, self._origin) from exc
 
+    @property
+    def ended(self) -> bool:
+        return self._response.content.at_eof()
+
     def set_read_timeout(self, seconds: float) -> None:
         # aiohttp's read timer (``sock_read``) lives on the connection's protocol and restarts with every
         # byte that arrives; a body already read whole has no connection left and needs no timer.

@@ -112,6 +112,12 @@ class Response(Protocol):
         """The body as it arrives, chunk by chunk."""
         ...
 
+    @property
+    def ended(self) -> bool:
+        """Whether the whole body has arrived and ``chunks`` has handed all of it out (the next step of
+        ``chunks`` ends at once): what a relay sends last can then go out with the end of its answer."""
+        ...
+
     def set_read_timeout(self, seconds: float) -> None:
         """From now on, fail when no byte arrives for ``seconds``."""
         ...

@@ -143,6 +143,11 @@ class Connection(asyncio.Protocol):
         self._arm_by(self._next_deadline())
 
     @property
+    def body_ended(self) -> bool:
+        """Whether the whole body has arrived and been taken: the next ``take`` returns None."""
+        return self.complete and self.error is None and not self._body and self._decoder is None
+
+    @property
     def reusable(self) -> bool:
         """Whether another exchange may use this connection: its last response ended cleanly and the
         upstream keeps the connection alive."""

@@ -149,6 +149,10 @@ class NetworkResponse:
             raise
         self._give_back()
 
+    @property
+    def ended(self) -> bool:
+        return self._connection is None or self._connection.body_ended
+
     def set_read_timeout(self, seconds: float) -> None:
         if self._connection is not None:
             self._connection.set_read_timeout(seconds)
