@@ -242,6 +242,10 @@ class BudgetWindow:
     slot: float | None
     resets_at: float | None
 
+    def turned(self, now: float) -> bool:
+        """Whether ``now`` is past this window: it has reset, and another one counts now."""
+        return self.resets_at is not None and now >= self.resets_at
+
     def lifetime(self, now: float) -> float | None:
         """Seconds the bucket lives from ``now``: a calendar window's until an hour past its reset; a rolling
         one's while it is used, and two slots more; None: forever."""
@@ -263,33 +267,28 @@ def budget_window(scope: Scope, budget: Budget, now: float) -> BudgetWindow:
 
 class BudgetWindows:
     """Each budget's current window, kept until it turns: a request's budget steps then cost no calendar
-    arithmetic. Keyed by scope and period (a scope has at most one budget per window). ``plan`` gives the
-    window's ``BudgetPlan``, made again when the window turns or the budget changes."""
+    arithmetic. Keyed by scope and period (a scope has at most one budget per window), each held in its
+    ``BudgetPlan``: made again when the window turns, or with the same window when the budget changes."""
 
     LIMIT = 50_000  # windows kept: past that (as many budgets in use at once), the cache starts afresh
 
     def __init__(self) -> None:
-        self._windows: dict[tuple[str, str, str], BudgetWindow] = {}
         self._plans: dict[tuple[str, str, str], BudgetPlan] = {}
 
     def plan(self, scope: Scope, budget: Budget, now: float) -> BudgetPlan:
-        window = self.current(scope, budget, now)
         key = (scope.kind, scope.id, budget.period)
         plan = self._plans.get(key)
-        if plan is None or plan.window is not window or plan.budget is not budget or plan.scope is not scope:
-            if len(self._plans) >= self.LIMIT:
-                self._plans.clear()
-            plan = self._plans[key] = BudgetPlan(scope, budget, window)
+        current = plan is not None and not plan.window.turned(now)
+        if plan is not None and current and plan.budget is budget and plan.scope is scope:
+            return plan
+        window = plan.window if plan is not None and current else budget_window(scope, budget, now)
+        if len(self._plans) >= self.LIMIT:
+            self._plans.clear()
+        plan = self._plans[key] = BudgetPlan(scope, budget, window)
         return plan
 
     def current(self, scope: Scope, budget: Budget, now: float) -> BudgetWindow:
-        key = (scope.kind, scope.id, budget.period)
-        window = self._windows.get(key)
-        if window is None or (window.resets_at is not None and now >= window.resets_at):
-            if len(self._windows) >= self.LIMIT:
-                self._windows.clear()
-            window = self._windows[key] = budget_window(scope, budget, now)
-        return window
+        return self.plan(scope, budget, now).window
 
 
 def budget_bucket(scope: Scope, budget: Budget, now: datetime) -> str:

@@ -34,19 +34,14 @@ if TYPE_CHECKING:
 
 @dataclass(slots=True)  # not frozen: made per request (docs/architecture.md, Hot path)
 class Claim:
+    """What a request asks of one counter: ``amount`` is admitted when that much is left (always, when
+    soft), else what is left when at least ``minimum`` is, else the request is refused."""
+
     counter: str
     limit: float
     amount: float
     minimum: float | None = None  # None: all or nothing; else the least amount worth admitting
     hard: bool = True
-
-    def grant(self, available: float) -> float | None:
-        """The amount admitted when ``available`` is left, or None to reject."""
-        if not self.hard or self.amount <= available:
-            return self.amount
-        if self.minimum is not None and self.minimum <= available:
-            return available
-        return None
 
 
 @dataclass(slots=True)  # not frozen: made per request (docs/architecture.md, Hot path)
@@ -254,7 +249,7 @@ class MemoryLimiter:
         """``reserve`` without a coroutine, once the bucket is seeded: the enforcer calls it directly.
 
         Written for the hot path (one call per bucket of every limited request): the bucket is looked up
-        once, reclaiming is skipped until a reservation may have expired, and ``Claim.grant`` is inlined."""
+        once, reclaiming is skipped until a reservation may have expired."""
         now = self._now()
         state = self._buckets.get(bucket)
         if state is None or (state.expires_at is not None and state.expires_at <= now):
