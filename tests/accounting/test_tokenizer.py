@@ -26,7 +26,7 @@ STUDENT = "sk-ag-student-tokenizer-333333333333"
 class WordCounter:
     """A vocabulary where every word is a token."""
 
-    def count(self, text: str) -> int:
+    def count(self, text: str, budget: object = None) -> int:
         return len(text.split())
 
 
@@ -141,3 +141,82 @@ def test_text_made_to_be_expensive_counts_at_most_a_token_per_byte_and_never_few
     counted = cl100k.count(noise)
     assert len(bpe.CL100K_PATTERN.findall(noise)) <= counted <= len(noise.encode())
     assert cl100k.count("") == 0
+
+
+class CountingVocabulary:
+    """Words as tokens, and every text it was asked to count, with the merge budget it was given."""
+
+    def __init__(self) -> None:
+        self.counted: list[tuple[str, object]] = []
+
+    def count(self, text: str, budget: object = None) -> int:
+        self.counted.append((text, budget))
+        return len(text.split())
+
+
+def a_conversation(turns: int) -> dict[str, object]:
+    """An agent's request: a long system prompt and tool list, long tool results, short replies."""
+    messages: list[dict[str, object]] = []
+    for turn in range(turns):
+        listing = "\n".join(f"def handler_{turn}_{line}(request): return answer({line}, 'ok')" for line in range(40))
+        result = {"type": "tool_result", "tool_use_id": f"t{turn}", "content": listing}
+        messages.append({"role": "user", "content": [result]})
+        messages.append({"role": "assistant", "content": "Read it; next file."})
+    return {
+        "system": "You are a careful coding agent. Follow the repository's conventions.\n" * 40,
+        "tools": [{"name": f"tool_{n}", "description": "Reads a file of the repository. " * 20} for n in range(8)],
+        "messages": messages,
+    }
+
+
+async def test_a_long_part_is_counted_once_and_its_count_remembered_across_requests() -> None:
+    vocabulary = CountingVocabulary()
+    tokenizer = estimate.Tokenizer(lambda: vocabulary)
+    await tokenizer.ready()
+    first = estimate.estimate_prompt(tokenizer, a_conversation(3))
+    counted_first = [text for text, _ in vocabulary.counted]
+    vocabulary.counted.clear()
+    next_turn = a_conversation(4)  # the same conversation, one turn longer
+    second = estimate.estimate_prompt(tokenizer, next_turn)
+    counted_again = [text for text, _ in vocabulary.counted]
+    long_parts = [t for t in counted_first if len(t) >= estimate.LONG_PART]
+    assert len(long_parts) == 5  # the system prompt, the tools, three tool results
+    assert not set(long_parts) & set(counted_again)  # none of them counted again
+    assert len([t for t in counted_again if len(t) >= estimate.LONG_PART]) == 1  # the new tool result
+    assert second > first
+    # One request's counts share one merge budget, as one text's would.
+    assert len({id(budget) for _, budget in vocabulary.counted}) == 1
+
+
+def test_counting_long_parts_alone_errs_high_by_at_most_a_token_or_two_a_part(cl100k: bpe.Vocabulary) -> None:
+    tokenizer = estimate.Tokenizer(lambda: cl100k).load_now()
+    payload = a_conversation(6)
+    parts, messages = estimate.prompt_parts(payload)
+    joined = cl100k.count("\n".join(parts))
+    long_parts = sum(len(part) >= estimate.LONG_PART for part in parts)
+    assert long_parts >= 6
+    by_parts = tokenizer.count_parts(parts)
+    assert joined <= by_parts <= joined + 2 * long_parts
+    assert tokenizer.count_parts(parts) == by_parts  # from what it remembers, the same count
+    assert estimate.estimate_prompt(tokenizer, payload) == by_parts + estimate.PER_MESSAGE_OVERHEAD * messages
+
+
+def test_remembered_parts_are_bounded_by_their_characters_least_recently_used_forgotten_first() -> None:
+    parts = estimate.PartCounts(characters=3_000)
+    a, b, c, d, e = ("abcde"[n] * 700 for n in range(5))
+    for part in (a, b, c, d):
+        parts.remember(part, 1)
+    assert parts.get(a) == 1  # a is now the most recently used: b goes first
+    parts.remember(e, 2)  # 3,500 characters: one part has to go
+    assert parts.get(b) is None and [parts.get(part) for part in (a, c, d, e)] == [1, 1, 1, 2]
+    parts.remember("f" * 751, 3)  # longer than a quarter of what it may hold: never remembered
+    assert parts.get("f" * 751) is None and len(parts) == 4
+
+
+def test_a_long_part_counted_past_the_merge_budget_is_not_remembered(cl100k: bpe.Vocabulary) -> None:
+    tokenizer = estimate.Tokenizer(lambda: cl100k).load_now()
+    symbols = "!@#$%^&*()-=+[]{};:,.<>?/|~`"
+    noise = "".join(symbols[(i * 7919) % len(symbols)] for i in range(2 * bpe.MERGE_BUDGET))
+    counted = tokenizer.count_parts([noise])
+    assert counted <= len(noise.encode()) + 1
+    assert len(tokenizer.parts) == 0  # counted a token a byte past the budget: not a count to keep

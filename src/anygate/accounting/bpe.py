@@ -41,6 +41,15 @@ MEMO_SIZE = 16_384  # pieces not in the vocabulary whose counts are remembered
 _NO_MERGE = 1 << 62
 
 
+class MergeBudget:
+    """Bytes of unseen pieces still to be merged by the counts that share it."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int = MERGE_BUDGET) -> None:
+        self.left = left
+
+
 class Vocabulary:
     """A BPE vocabulary (token bytes -> merge rank) that counts a text's tokens."""
 
@@ -63,9 +72,13 @@ class Vocabulary:
                     ranks[base64.b64decode(token)] = int(rank)
         return cls(ranks, path.name.split(".", 1)[0])
 
-    def count(self, text: str) -> int:
+    def count(self, text: str, budget: MergeBudget | None = None) -> int:
+        """The tokens of ``text``, merging at most what ``budget`` has left (None: ``MERGE_BUDGET``) of pieces
+        not seen before; texts counted as one share a budget."""
         ranks, memo = self._ranks, self._memo
-        total, budget = 0, MERGE_BUDGET
+        total = 0
+        if budget is None:
+            budget = MergeBudget()
         for piece in CL100K_PATTERN.findall(text):
             known = memo.get(piece)
             if known is not None:
@@ -75,10 +88,10 @@ class Vocabulary:
             if encoded in ranks:
                 total += 1
                 continue
-            if budget <= 0:
+            if budget.left <= 0:
                 total += len(encoded)
                 continue
-            budget -= len(encoded)
+            budget.left -= len(encoded)
             tokens = sum(self._merge(encoded[at : at + SLICE]) for at in range(0, len(encoded), SLICE))
             if len(memo) < MEMO_SIZE:
                 memo[piece] = tokens

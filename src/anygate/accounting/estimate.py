@@ -8,6 +8,11 @@ request that needs a count before then awaits ``ready`` without blocking anythin
 itself is synchronous and fast. Every model is counted with it: OpenAI's newer models use o200k_base,
 which splits text into as many or fewer tokens, so their estimates err towards reserving more (they report
 their usage, so what is charged is theirs).
+
+A coding agent sends its whole conversation again with every turn: the same system prompt, tool
+definitions and earlier messages, 100-500 KB, one new message more. Counting 200 KB takes ~18 ms of the
+event loop, so a prompt's long parts are counted one by one and their counts remembered (``PartCounts``):
+a turn then costs what its new parts cost.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from anygate.accounting.bpe import Vocabulary
+from anygate.accounting.bpe import MergeBudget, Vocabulary
 from anygate.accounting.usage import TokenCount
 from anygate.wire.sse import event_data
 
@@ -30,7 +35,7 @@ PER_MESSAGE_OVERHEAD = 3  # role and separators, as OpenAI counts chat messages
 
 
 class Counter(Protocol):
-    def count(self, text: str) -> int: ...
+    def count(self, text: str, budget: MergeBudget | None = None) -> int: ...
 
 
 Loader = Callable[[], Counter]  # blocking: loads the vocabulary
@@ -41,6 +46,43 @@ def load_vocabulary() -> Counter:
     """Blocking: read the bundled vocabulary (runs in a thread, never on the event loop). Read once per
     process: it never changes, and every app in the process (tests run many) counts with the same one."""
     return Vocabulary.load()
+
+
+# A prompt part at least this long (characters) is counted alone and its count remembered; shorter ones
+# count in a few microseconds together, and would only churn what is remembered.
+LONG_PART = 1_024
+REMEMBERED_CHARACTERS = 8_000_000  # of long parts, at most: the least recently used are forgotten first
+
+
+class PartCounts:
+    """The token counts of long prompt parts, by their text, least recently used forgotten first. A part
+    is found by its whole text (no digest that two texts could share); what is remembered is bounded by
+    the characters it holds, and a part longer than a quarter of that is counted every time."""
+
+    def __init__(self, characters: int = REMEMBERED_CHARACTERS) -> None:
+        self._counts: dict[str, int] = {}
+        self._characters = 0
+        self._limit = characters
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def get(self, part: str) -> int | None:
+        known = self._counts.pop(part, None)
+        if known is not None:
+            self._counts[part] = known  # the most recently used, now
+        return known
+
+    def remember(self, part: str, tokens: int) -> None:
+        if len(part) > self._limit // 4 or part in self._counts:
+            return
+        counts = self._counts
+        counts[part] = tokens
+        self._characters += len(part)
+        while self._characters > self._limit:
+            oldest = next(iter(counts))
+            del counts[oldest]
+            self._characters -= len(oldest)
 
 
 class Tokenizer:
@@ -54,6 +96,7 @@ class Tokenizer:
         self._loader = loader or load_vocabulary
         self._vocabulary: Counter | None = None
         self._loading: asyncio.Future[Counter] | None = None
+        self.parts = PartCounts()
 
     def __repr__(self) -> str:
         return f"Tokenizer(loaded={self._vocabulary is not None})"
@@ -86,9 +129,39 @@ class Tokenizer:
             raise RuntimeError("the vocabulary is not loaded yet: await ready() first")
         return self._vocabulary.count(text)
 
+    def count_parts(self, parts: list[str], model: str | None = None) -> int:
+        """The tokens of ``parts`` joined by newlines, as one text. Each long part is counted alone (its count
+        remembered), with a token for the newline that joined it: a piece that straddled the join is
+        counted as two, so the estimate errs high, by a token or two a long part. The parts counted in one
+        call share one ``MergeBudget``, as one text would."""
+        if self._vocabulary is None:
+            raise RuntimeError("the vocabulary is not loaded yet: await ready() first")
+        vocabulary, remembered = self._vocabulary, self.parts
+        short: list[str] = []
+        total, budget = 0, MergeBudget()
+        for part in parts:
+            if len(part) < LONG_PART:
+                short.append(part)
+                continue
+            tokens = remembered.get(part)
+            if tokens is None:
+                tokens = vocabulary.count(part, budget)
+                if budget.left > 0:  # counted whole, none of it as a token a byte: worth remembering
+                    remembered.remember(part, tokens)
+            total += tokens + 1
+        if short:
+            total += vocabulary.count("\n".join(short), budget)
+        return total
+
 
 def prompt_text(payload: dict[str, Any]) -> tuple[str, int]:
-    """The text of a request's input and the number of chat messages in it: in any of the APIs anygate
+    """``prompt_parts`` as one text."""
+    parts, messages = prompt_parts(payload)
+    return "\n".join(parts), messages
+
+
+def prompt_parts(payload: dict[str, Any]) -> tuple[list[str], int]:
+    """The texts of a request's input and the number of chat messages in it: in any of the APIs anygate
     serves (chat, text completions, embeddings, Responses, Anthropic Messages), everything the model reads
     as text: the system prompt or instructions, each message's or input item's text (tool calls and their
     results included), and the tool definitions."""
@@ -103,10 +176,10 @@ def prompt_text(payload: dict[str, Any]) -> tuple[str, int]:
         for message in messages:
             if isinstance(message, dict):
                 parts.extend(_texts(message.get("content")))
-        return "\n".join(parts), len(messages)
+        return parts, len(messages)
     for field in ("prompt", "input"):
         parts.extend(_texts(payload.get(field)))
-    return "\n".join(parts), 0
+    return parts, 0
 
 
 MAX_NESTING = 6  # blocks inside blocks (a tool result's content): deeper than any API nests them
@@ -141,8 +214,8 @@ def _item_texts(item: dict[str, Any], depth: int) -> Iterable[str]:
 
 
 def estimate_prompt(tokenizer: Tokenizer, payload: dict[str, Any], model: str | None = None) -> int:
-    text, messages = prompt_text(payload)
-    return tokenizer.count(text, model) + PER_MESSAGE_OVERHEAD * messages + unseen_tokens(payload)
+    parts, messages = prompt_parts(payload)
+    return tokenizer.count_parts(parts, model) + PER_MESSAGE_OVERHEAD * messages + unseen_tokens(payload)
 
 
 # An image part, as a large image costs: OpenAI's high detail tops out near 1,500 tokens (85 + 170 a tile),
