@@ -188,6 +188,20 @@ async def test_a_long_part_is_counted_once_and_its_count_remembered_across_reque
     assert len({id(budget) for _, budget in vocabulary.counted}) == 1
 
 
+async def test_a_conversation_of_short_messages_sent_again_counts_only_its_last_run_and_what_is_new() -> None:
+    vocabulary = CountingVocabulary()
+    tokenizer = estimate.Tokenizer(lambda: vocabulary)
+    await tokenizer.ready()
+    chat = [{"role": "user", "content": f"Question {n}: what does line {n} of the file do?"} for n in range(200)]
+    first = estimate.estimate_prompt(tokenizer, {"messages": chat})
+    vocabulary.counted.clear()
+    chat.append({"role": "user", "content": "And the next one?"})
+    second = estimate.estimate_prompt(tokenizer, {"messages": chat})
+    counted_again = sum(len(text) for text, _ in vocabulary.counted)
+    assert counted_again < 2 * estimate.LONG_PART  # not the 10,000 characters of the whole chat
+    assert second > first
+
+
 def test_counting_long_parts_alone_errs_high_by_at_most_a_token_or_two_a_part(cl100k: bpe.Vocabulary) -> None:
     tokenizer = estimate.Tokenizer(lambda: cl100k).load_now()
     payload = a_conversation(6)

@@ -7,6 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from anygate.api.http import refuse_duplicate_members
+from anygate.errors import InvalidRequest
 from anygate.wire.members import add_members, replace_model
 
 CASES = [
@@ -72,3 +74,45 @@ def test_an_escaped_top_level_key_is_never_confused_with_a_nested_one() -> None:
     payload = orjson.loads(body)
     rewritten = orjson.loads(replace_model(body, payload, "b"))
     assert rewritten == {"model": "b", "metadata": {"model": "a"}}
+
+
+@pytest.mark.parametrize("key", [b"mod\\u0065l", b"\\u006Dodel", b"\\u006d\\u006f\\u0064\\u0065\\u006c"])
+def test_a_key_spelt_with_escaped_letters_beside_escaped_text_is_never_confused_with_a_nested_one(
+    key: bytes,
+) -> None:
+    body = b'{"' + key + b'": "a", "metadata": {"model": "a"}, "note": "caf\\u00e9 \\u4e2d"}'
+    payload = orjson.loads(body)
+    assert payload["model"] == "a"
+    rewritten = orjson.loads(replace_model(body, payload, "b"))
+    assert rewritten == {**payload, "model": "b"}
+
+
+def test_non_ascii_text_written_as_escapes_keeps_every_other_byte() -> None:
+    # What ``json.dumps`` writes by default (ensure_ascii): every accent and CJK character an escape, none
+    # of them a letter of a member's name. The one "model" is the key: its value changes, nothing else.
+    body = b'{"messages":[{"role":"user","content":"caf\\u00e9 \\u4e2d\\u6587 \\"quoted\\""}],"model":"groq/llama"}'
+    assert replace_model(body, orjson.loads(body), "llama") == body.replace(b'"groq/llama"', b'"llama"')
+
+
+SOLE_CASES = [
+    (b'{"messages":[{"role":"user","content":"say \\"model\\""}],"model":"groq/llama"}', True),
+    (b'{"model" : "groq/llama", "note": "caf\\u00e9"}', True),  # an escape that spells no letter
+    (b'{"model":"groq/llama","metadata":{"model":"groq/llama"}}', False),  # named twice: not known alone
+    (b'{"mod\\u0065l":"groq/llama","metadata":{"model":"groq/llama"}}', False),  # spelt with an escape
+    (b'{"messages":[]}', False),  # no model at all
+]
+
+
+@pytest.mark.parametrize(("body", "sole"), SOLE_CASES)
+def test_the_duplicate_check_tells_when_the_body_names_its_model_once(body: bytes, sole: bool) -> None:
+    payload = orjson.loads(body)
+    assert refuse_duplicate_members(body, payload) is sole
+    if sole:  # what the rewrite then skips changes nothing of what it writes
+        assert replace_model(body, payload, "llama", sole=True) == replace_model(body, payload, "llama")
+
+
+def test_a_top_level_member_twice_is_refused() -> None:
+    body = b'{"model":"a","messages":[],"model":"b"}'
+    with pytest.raises(InvalidRequest) as refused:
+        refuse_duplicate_members(body, orjson.loads(body))
+    assert refused.value.code == "duplicate_member" and refused.value.param == "model"

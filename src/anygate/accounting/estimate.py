@@ -130,28 +130,38 @@ class Tokenizer:
         return self._vocabulary.count(text)
 
     def count_parts(self, parts: list[str], model: str | None = None) -> int:
-        """The tokens of ``parts`` joined by newlines, as one text. Each long part is counted alone (its count
-        remembered), with a token for the newline that joined it: a piece that straddled the join is
-        counted as two, so the estimate errs high, by a token or two a long part. The parts counted in one
-        call share one ``MergeBudget``, as one text would."""
+        """The tokens of ``parts`` joined by newlines, as one text. Each long part, and each run of short
+        ones joined until it is as long, is counted alone (its count remembered), with a token for the
+        newline that joined it: a piece that straddled the join is counted as two, so the estimate errs
+        high, by a token or two a long part. A conversation sent again with one message more forms the same
+        runs, and only its new ones are counted. One call's counts share one ``MergeBudget``, as one
+        text's would."""
         if self._vocabulary is None:
             raise RuntimeError("the vocabulary is not loaded yet: await ready() first")
-        vocabulary, remembered = self._vocabulary, self.parts
-        short: list[str] = []
         total, budget = 0, MergeBudget()
+        run: list[str] = []
+        run_length = 0
         for part in parts:
-            if len(part) < LONG_PART:
-                short.append(part)
+            if len(part) >= LONG_PART:
+                total += self._long_part(part, budget) + 1
                 continue
-            tokens = remembered.get(part)
-            if tokens is None:
-                tokens = vocabulary.count(part, budget)
-                if budget.left > 0:  # counted whole, none of it as a token a byte: worth remembering
-                    remembered.remember(part, tokens)
-            total += tokens + 1
-        if short:
-            total += vocabulary.count("\n".join(short), budget)
+            run.append(part)
+            run_length += len(part) + 1
+            if run_length >= LONG_PART:
+                total += self._long_part("\n".join(run), budget) + 1
+                run, run_length = [], 0
+        if run:  # what is left is short: counted, not remembered
+            total += self._vocabulary.count("\n".join(run), budget)
         return total
+
+    def _long_part(self, part: str, budget: MergeBudget) -> int:
+        tokens = self.parts.get(part)
+        if tokens is None:
+            assert self._vocabulary is not None
+            tokens = self._vocabulary.count(part, budget)
+            if budget.left > 0:  # counted whole, none of it as a token a byte: worth remembering
+                self.parts.remember(part, tokens)
+        return tokens
 
 
 def prompt_text(payload: dict[str, Any]) -> tuple[str, int]:

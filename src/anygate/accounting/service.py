@@ -88,6 +88,7 @@ class Ticket:
         "admission",
         "strip_usage_event",
         "keeps_text",
+        "sole_model",
         "_client_body",
         "_client_payload",
         "_changes",
@@ -105,6 +106,9 @@ class Ticket:
         self.admission: Admission | None = None
         self.strip_usage_event = False  # anygate asked for stream usage the client did not ask for
         self.keeps_text = False  # the export records this request's completion: keep what it generates
+        # The client's body names ``model`` once, spelt plainly (``refuse_duplicate_members``), and so does
+        # what goes upstream (members anygate adds never name it): ``replace_model`` need not search it.
+        self.sole_model = False
         self._client_body, self._client_payload = body, payload
         self._changes: dict[str, Any] = {}
         self._kept_events: list[bytes] = []
@@ -132,7 +136,9 @@ class Ticket:
         changes = {name: value for name, value in self._changes.items() if name != "stream_options"}
         body = add_members(self._client_body, self._client_payload, changes) if changes else self._client_body
         payload = {**self._client_payload, **changes}
-        return replace_model(body, payload, model) if model is not None and model != payload.get("model") else body
+        if model is None or model == payload.get("model"):
+            return body
+        return replace_model(body, payload, model, sole=self.sole_model)
 
     def tap(self, exchange: Exchange, events: list[bytes]) -> list[bytes]:
         """Take usage from a stream's events; return the events for the client.

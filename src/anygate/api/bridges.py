@@ -242,7 +242,7 @@ class Bridge:
         ticket = self.ticket
         body = ticket.body
         if model != ticket.payload.get("model"):
-            body = replace_model(body, ticket.payload, model)
+            body = replace_model(body, ticket.payload, model, sole=ticket.sole_model)
         return Leg(endpoint, body, answer)
 
     def chat_leg(self, runtime: ProviderRuntime, model: str, answer: Answer) -> Leg:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import orjson
 
 from anygate.errors import BodyTooLarge, GatewayError, InvalidRequest
+from anygate.wire.members import spells_names_plainly
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -80,27 +80,29 @@ GUARDED_MEMBERS = frozenset(
      "max_output_tokens", "messages"}
 )  # fmt: skip
 _QUOTED_MEMBERS = {name: f'"{name}"'.encode() for name in GUARDED_MEMBERS}
-# A letter or ``_`` written as ``\u00XX``: no serializer does that, but a key so written names a member too.
-_ESCAPED_NAME_CHARACTER = re.compile(rb"\\u00(?:[46][0-9a-fA-F]|[57][0-9afAF])")
 
 
-def refuse_duplicate_members(body: bytes, payload: dict[str, Any]) -> None:
+def refuse_duplicate_members(body: bytes, payload: dict[str, Any]) -> bool:
     """400 ``duplicate_member`` when a guarded member appears twice at the top level of the JSON body.
 
     Only a member the parsed body has at its top level can be there twice, so the check is a byte count
     of each of those (and a search for escaped letters); a body naming one twice anywhere is parsed again,
-    keeping every member, to look at its top level."""
+    keeping every member, to look at its top level.
+
+    Returns whether the body names ``model`` once, spelt plainly: that one is its top-level member, and
+    ``replace_model`` need not search the body again (``sole``)."""
     suspicious = False
     for member in payload.keys() & _QUOTED_MEMBERS.keys():  # a set operation: no generator a request
         if body.count(_QUOTED_MEMBERS[member]) > 1:
             suspicious = True
             break
-    if not suspicious and _ESCAPED_NAME_CHARACTER.search(body) is None:
-        return
+    if not suspicious and spells_names_plainly(body):
+        return "model" in payload
     name = duplicated_member(body)
     if name is not None:
         message = f"The request body has the member '{name}' more than once; send it once"
         raise InvalidRequest(message, param=name, code="duplicate_member")
+    return False
 
 
 def duplicated_member(body: bytes) -> str | None:

@@ -71,7 +71,7 @@ class ModelRoutes:
         exchange = call.exchange
         body = await read_body(scope, receive, self.state.settings.max_body_bytes)
         payload = parse_json_object(body)
-        refuse_duplicate_members(body, payload)
+        sole_model = refuse_duplicate_members(body, payload)
         model = payload.get("model")
         if not isinstance(model, str) or not model:
             message = "Missing required parameter: 'model'" if model is None else "'model' must be a non-empty string"
@@ -87,6 +87,7 @@ class ModelRoutes:
         # A translation to chat drops the tools an upstream bills by the call; a request passed on keeps them.
         billed = billed_tool(exchange.route, payload) if bridge is None or bridge.passes_through else None
         call.ticket = await self.state.accounting.reserve(exchange, body, payload, targets, billed_tool=billed)
+        call.ticket.sole_model = sole_model
         bridged = bridge.bind(call.ticket) if bridge is not None else None
         request = UpstreamRequest(scope, exchange.route, call.ticket, timeout, bridge=bridged)
         await self.dispatch(request, receive, send, exchange, groups)

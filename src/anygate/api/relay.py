@@ -87,7 +87,7 @@ class Cycle:
         body = request.ticket.body
         model = deployment.model if request.rewrite else None
         if model is not None and model != request.ticket.payload.get("model"):
-            body = replace_model(body, request.ticket.payload, model)
+            body = replace_model(body, request.ticket.payload, model, sole=request.ticket.sole_model)
         first_byte_by = time.monotonic() + timeouts.first_byte
         response = await self._open(client, body, timeouts, api_key)
         resend = request.ticket.retry_body(response.status, model)

@@ -8,21 +8,31 @@ from typing import Any
 import orjson
 
 MODEL_MEMBER = re.compile(rb'"model"\s*:\s*("(?:[^"\\]|\\.)*")')
+# A letter or ``_`` written as ``\u00XX``: no serializer does that, but a key so written names a member too.
+_ESCAPED_NAME_CHARACTER = re.compile(rb"\\u00(?:[46][0-9a-fA-F]|[57][0-9afAF])")
 
 
-def replace_model(body: bytes, payload: dict[str, Any], model: str) -> bytes:
+def spells_names_plainly(body: bytes) -> bool:
+    """Whether no letter (nor ``_``) of ``body`` is written as a ``\\u00XX`` escape: a member's name is then
+    spelt only as itself (``"model"``), and a byte search finds every member so named. Other escapes
+    (non-ASCII text, quotes) change nothing: none of them spells a letter."""
+    return b"\\u00" not in body or _ESCAPED_NAME_CHARACTER.search(body) is None
+
+
+def replace_model(body: bytes, payload: dict[str, Any], model: str, *, sole: bool = False) -> bytes:
     """``body`` with its top-level ``model`` string replaced by ``model``.
 
     A ``"model": "..."`` member may also stand inside nested objects (metadata, tool schemas), so each
     candidate is checked: the rewritten body must parse to the payload with only ``model`` changed.
-    When no candidate passes, the payload is re-encoded (same JSON, other spacing).
+    When no candidate passes, the payload is re-encoded (same JSON, other spacing). ``sole``: the caller
+    knows the body names ``model`` once, spelt plainly (``refuse_duplicate_members`` found it so): no search
+    of an agent's 200 KB body for others, and no candidate to check.
     """
     replacement = orjson.dumps(model)
-    if body.count(b'"model"') == 1 and b"\\u" not in body:
-        # With no escape in the body, the top-level key is spelt ``"model"``, and a string holding those
-        # bytes would have escaped its quotes: the one there is the key. Replace its value; no candidate
-        # to check.
-        match = MODEL_MEMBER.search(body)
+    if sole or (body.count(b'"model"') == 1 and spells_names_plainly(body)):
+        # The top-level key is spelt ``"model"``, and a string holding those bytes would have escaped its
+        # quotes: the one there is the key. Replace its value; no candidate to check.
+        match = MODEL_MEMBER.match(body, max(0, body.find(b'"model"')))
         if match is not None:
             return body[: match.start(1)] + replacement + body[match.end(1) :]
     wanted = {**payload, "model": model}
