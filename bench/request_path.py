@@ -71,7 +71,6 @@ def agent_conversation() -> dict[str, Any]:
     return {"model": "up/m", "messages": messages, "tools": tools}
 
 
-
 class StreamResponse(FixedResponse):
     headers = Headers([(b"content-type", b"text/event-stream")])
 
