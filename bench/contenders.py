@@ -71,7 +71,8 @@ class PrepareFailed(Exception):
 
 @dataclass(frozen=True)
 class Contender:
-    """`api`: what the load posts, `chat` (`/v1/chat/completions`) or `messages` (`/v1/messages`);
+    """`api`: what the load posts, `chat` (`/v1/chat/completions`), `messages` (`/v1/messages`) or `agent` (a
+    coding agent's ~190 KB chat request);
     `along_with`: another contender whose selection (`--only`) selects this one too."""
 
     name: str
@@ -275,6 +276,17 @@ def _anygate_contenders(baseline: Baseline | None) -> list[Contender]:
             make_team_key,
             along_with="anygate",
         ),
+        Contender(
+            "anygate-agent",
+            "the same server and config, loaded with the budgeted key, posting a coding agent's ~190 KB chat "
+            "request (compared with passthrough-agent)",
+            models,
+            available,
+            current,
+            make_budgeted_key,
+            api="agent",
+            along_with="anygate",
+        ),
     ]
     if baseline is not None:
         with_prices = accepts_prices(baseline.root)
@@ -335,6 +347,15 @@ def all_contenders(baseline: Baseline | None = None) -> list[Contender]:
             (MODEL,),
             _always_available,
             _launch_passthrough,
+        ),
+        Contender(
+            "passthrough-agent",
+            "the same passthrough, posting a coding agent's ~190 KB chat request",
+            (MODEL,),
+            _always_available,
+            _launch_passthrough,
+            api="agent",
+            along_with="passthrough",
         ),
         *_anygate_contenders(baseline),
         Contender(

@@ -71,8 +71,11 @@ class LoadFailed(Exception):
 
 
 def request_body(model: str, is_stream: bool, api: str = "chat") -> str:
-    """A small request: chat completions, or (`api="messages"`) the Anthropic Messages API."""
+    """A small request: chat completions, or (`api="messages"`) the Anthropic Messages API; `api="agent"`: a
+    coding agent's ~190 KB chat request (`agent_conversation`)."""
     body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+    if api == "agent":
+        body = agent_conversation(model)
     if api == "messages":
         body["max_tokens"] = 64
     if is_stream:
@@ -139,3 +142,28 @@ def run_wrk(
     if wrk.returncode != 0:
         raise LoadFailed(f"wrk exited {wrk.returncode}: {stderr.strip()[-400:]}")
     return parse_result(stdout)
+
+
+def agent_conversation(model: str) -> dict[str, object]:
+    """A coding agent's chat request (~190 KB), as Claude Code or Codex send one every turn: a long system
+    prompt, twenty tools, and fifty turns of tool results (code) and replies; the same every time, as a
+    conversation sent again. A body that names `model` again inside (a tool's parameter) costs anygate
+    more: its members are checked by a second, slower parse."""
+    words = [f"{stem}{n % 97}" for n, stem in enumerate(("handler", "request", "budget", "answer", "cache") * 60)]
+    code = "\n".join(f"def {words[n]}(value):  # café {n}\n    return {words[n + 1]}(value) + {n}" for n in range(45))
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": f"tool_{n}",
+                "description": f"Tool {n}: reads, edits and searches the repository. " * 12,
+                "parameters": {"type": "object", "properties": {"path": {"type": "string"}}},
+            },
+        }
+        for n in range(20)
+    ]
+    messages: list[dict[str, str]] = [{"role": "system", "content": "You are a careful coding agent. " * 450}]
+    for turn in range(50):
+        messages.append({"role": "assistant", "content": f"Reading file {turn} next."})
+        messages.append({"role": "user", "content": f"{code}\n# file {turn}"})
+    return {"model": model, "messages": messages, "tools": tools}

@@ -77,7 +77,12 @@ def results_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines + [_table_line(rows, row) for row in rows])
 
 
-REFERENCES = ("direct", "passthrough")
+REFERENCES = ("direct", "passthrough", "passthrough-agent")
+
+
+def reference_of(contender: str) -> str:
+    """The passthrough a contender's CPU and RPS are compared with: the one posting the same requests."""
+    return "passthrough-agent" if contender.endswith("-agent") else "passthrough"
 
 
 def ratios_table(rows: Sequence[Row], scenarios: Sequence[Scenario]) -> str:
@@ -92,11 +97,14 @@ def ratios_table(rows: Sequence[Row], scenarios: Sequence[Scenario]) -> str:
         for s in scenarios:
             if find_result(rows, name, s) is None:
                 continue
-            passthrough = _or_dash(rps_ratio(rows, name, "passthrough", s), ".2f")
-            litellm = "-" if name == "litellm" else _or_dash(rps_ratio(rows, name, "litellm", s), ".1f")
+            reference = reference_of(name)
+            passthrough = _or_dash(rps_ratio(rows, name, reference, s), ".2f")
+            # LiteLLM posts the small request only: an agent row has nothing of its to compare with.
+            versus_litellm = name != "litellm" and reference == "passthrough"
+            litellm = _or_dash(rps_ratio(rows, name, "litellm", s), ".1f") if versus_litellm else "-"
             added = _or_dash(added_p50_ms(rows, name, s), "+.2f")
-            cpu_pass = _or_dash(cpu_ratio(rows, name, "passthrough", s), ".2f")
-            cpu_litellm = "-" if name == "litellm" else _or_dash(cpu_ratio(rows, name, "litellm", s), ".1f")
+            cpu_pass = _or_dash(cpu_ratio(rows, name, reference, s), ".2f")
+            cpu_litellm = _or_dash(cpu_ratio(rows, name, "litellm", s), ".1f") if versus_litellm else "-"
             lines.append(
                 f"| {name} | {s.mode} | {s.connections} | {passthrough} | {litellm} | {cpu_pass} | {cpu_litellm} "
                 f"| {added} |"

@@ -27,6 +27,7 @@ from anygate.app import create_app
 from anygate.settings import Settings
 from anygate.transport import Headers, OutgoingRequest
 
+from load import agent_conversation
 from tracing_overhead import ANSWER, KEY, FixedResponse, FixedTransport, http_scope
 
 BUDGETED_KEY = {
@@ -45,30 +46,6 @@ EVENTS = (
     + b"data: [DONE]\n\n"
 )
 AGENT_REQUESTS = 400  # a round of agent-sized requests: each costs ten times a small one
-
-
-def agent_conversation() -> dict[str, Any]:
-    """A coding agent's request (~190 KB), as Claude Code or Codex send one every turn: a long system
-    prompt, twenty tools, and fifty turns of tool results (code) and replies. A body that names ``model``
-    again inside (a tool's parameter) costs more: its members are checked by a second, slower parse."""
-    words = [f"{stem}{n % 97}" for n, stem in enumerate(("handler", "request", "budget", "answer", "cache") * 60)]
-    code = "\n".join(f"def {words[n]}(value):  # café {n}\n    return {words[n + 1]}(value) + {n}" for n in range(45))
-    tools = [
-        {
-            "type": "function",
-            "function": {
-                "name": f"tool_{n}",
-                "description": f"Tool {n}: reads, edits and searches the repository. " * 12,
-                "parameters": {"type": "object", "properties": {"path": {"type": "string"}}},
-            },
-        }
-        for n in range(20)
-    ]
-    messages: list[dict[str, Any]] = [{"role": "system", "content": "You are a careful coding agent. " * 450}]
-    for turn in range(50):
-        messages.append({"role": "assistant", "content": f"Reading file {turn} next."})
-        messages.append({"role": "user", "content": f"{code}\n# file {turn}"})
-    return {"model": "up/m", "messages": messages, "tools": tools}
 
 
 class StreamResponse(FixedResponse):
@@ -137,7 +114,7 @@ async def measure(requests: int, rounds: int) -> dict[str, float]:
                 body = {"model": "up/m", "messages": [{"role": "user", "content": "hi"}], "stream": mode == "stream"}
                 for name, key in keys.items():
                     best[f"{name} {mode}"] = await best_round(app, key, orjson.dumps(body), requests, rounds)
-            agent = orjson.dumps(agent_conversation())  # the same conversation every time, as a turn resent
+            agent = orjson.dumps(agent_conversation("up/m"))  # the same conversation every time, as a turn resent
             for name, key in keys.items():
                 best[f"{name} agent"] = await best_round(app, key, agent, AGENT_REQUESTS, rounds)
             return best

@@ -42,9 +42,10 @@ def find_result(rows: Sequence[Row], contender: str, scenario: Scenario) -> Load
 
 
 def added_p50_ms(rows: Sequence[Row], contender: str, scenario: Scenario) -> float | None:
-    """The contender's median latency minus the direct median for the same load, when both ran."""
+    """The contender's median latency minus the direct median for the same load, when both ran (none for an
+    agent row: nginx is posted the small request only)."""
     ours, direct = find_result(rows, contender, scenario), find_result(rows, "direct", scenario)
-    if ours is None or direct is None or contender == "direct":
+    if ours is None or direct is None or contender == "direct" or contender.endswith("-agent"):
         return None
     return ours.p50_ms - direct.p50_ms
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from anygate.api.http import refuse_duplicate_members
+from anygate.api.http import GUARDED_MEMBERS, refuse_duplicate_members
 from anygate.errors import InvalidRequest
 from anygate.wire.members import add_members, replace_model
 
@@ -116,3 +116,16 @@ def test_a_top_level_member_twice_is_refused() -> None:
     with pytest.raises(InvalidRequest) as refused:
         refuse_duplicate_members(body, orjson.loads(body))
     assert refused.value.code == "duplicate_member" and refused.value.param == "model"
+
+
+@pytest.mark.parametrize("member", sorted(GUARDED_MEMBERS))
+def test_every_guarded_member_given_twice_at_the_top_level_is_refused(member: str) -> None:
+    body = b'{"%s": 1, "metadata": {"%s": 2}, "%s": 3}' % (member.encode(), member.encode(), member.encode())
+    with pytest.raises(InvalidRequest) as refused:
+        refuse_duplicate_members(body, orjson.loads(body))
+    assert refused.value.param == member
+
+
+def test_a_guarded_name_repeated_only_inside_is_not_a_duplicate() -> None:
+    body = b'{"model":"a","tools":[{"model":"x"},{"model":"y"}],"messages":[{"role":"user","content":"n"}]}'
+    assert refuse_duplicate_members(body, orjson.loads(body)) is False  # allowed, but not known alone

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -79,25 +81,27 @@ GUARDED_MEMBERS = frozenset(
     {"model", "stream", "stream_options", "n", "best_of", "max_tokens", "max_completion_tokens",
      "max_output_tokens", "messages"}
 )  # fmt: skip
-_QUOTED_MEMBERS = {name: f'"{name}"'.encode() for name in GUARDED_MEMBERS}
+# Each guarded name written as a JSON string, found in one pass: strings cannot hold these bytes unescaped,
+# so every match is a member's name or a string value equal to one. One regular expression over an agent's
+# 200 KB body costs what one byte count costs; a count per member cost one each.
+_GUARDED_NAMES = re.compile(b'"(' + b"|".join(re.escape(name.encode()) for name in sorted(GUARDED_MEMBERS)) + b')"')
 
 
 def refuse_duplicate_members(body: bytes, payload: dict[str, Any]) -> bool:
     """400 ``duplicate_member`` when a guarded member appears twice at the top level of the JSON body.
 
-    Only a member the parsed body has at its top level can be there twice, so the check is a byte count
-    of each of those (and a search for escaped letters); a body naming one twice anywhere is parsed again,
-    keeping every member, to look at its top level.
+    Only a member the parsed body has at its top level can be there twice, so the check looks for the
+    names of those written more than once anywhere (and for escaped letters, which spell a name another
+    way); a body naming one twice anywhere is parsed again, keeping every member, to look at its top level.
 
     Returns whether the body names ``model`` once, spelt plainly: that one is its top-level member, and
     ``replace_model`` need not search the body again (``sole``)."""
-    suspicious = False
-    for member in payload.keys() & _QUOTED_MEMBERS.keys():  # a set operation: no generator a request
-        if body.count(_QUOTED_MEMBERS[member]) > 1:
-            suspicious = True
-            break
+    found = _GUARDED_NAMES.findall(body)
+    suspicious = len(found) != len(set(found)) and any(
+        count > 1 and name.decode() in payload for name, count in Counter(found).items()
+    )
     if not suspicious and spells_names_plainly(body):
-        return "model" in payload
+        return found.count(b"model") == 1 and "model" in payload
     name = duplicated_member(body)
     if name is not None:
         message = f"The request body has the member '{name}' more than once; send it once"
