@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from anygate.api.http import GUARDED_MEMBERS, refuse_duplicate_members
+from anygate.api.http import GUARDED_MEMBERS, ONE_PASS_BODY, refuse_duplicate_members
 from anygate.errors import InvalidRequest
 from anygate.wire.members import add_members, replace_model
 
@@ -118,14 +118,31 @@ def test_a_top_level_member_twice_is_refused() -> None:
     assert refused.value.code == "duplicate_member" and refused.value.param == "model"
 
 
+# A small body is searched once a member; a large one (an agent's) by one expression over it all.
+PADDINGS = [0, ONE_PASS_BODY]
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
 @pytest.mark.parametrize("member", sorted(GUARDED_MEMBERS))
-def test_every_guarded_member_given_twice_at_the_top_level_is_refused(member: str) -> None:
-    body = b'{"%s": 1, "metadata": {"%s": 2}, "%s": 3}' % (member.encode(), member.encode(), member.encode())
+def test_every_guarded_member_given_twice_at_the_top_level_is_refused(member: str, padding: int) -> None:
+    name = member.encode()
+    body = b'{"%s": 1, "pad": "%s", "metadata": {"%s": 2}, "%s": 3}' % (name, b"x" * padding, name, name)
     with pytest.raises(InvalidRequest) as refused:
         refuse_duplicate_members(body, orjson.loads(body))
     assert refused.value.param == member
 
 
-def test_a_guarded_name_repeated_only_inside_is_not_a_duplicate() -> None:
-    body = b'{"model":"a","tools":[{"model":"x"},{"model":"y"}],"messages":[{"role":"user","content":"n"}]}'
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_a_guarded_name_repeated_only_inside_is_not_a_duplicate(padding: int) -> None:
+    body = b'{"model":"a","tools":[{"model":"x"},{"model":"y"}],"messages":[{"role":"user","content":"%s"}]}' % (
+        b"n" * max(1, padding)
+    )
     assert refuse_duplicate_members(body, orjson.loads(body)) is False  # allowed, but not known alone
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_a_body_naming_its_model_once_is_known_to_whatever_its_size(padding: int) -> None:
+    body = b'{"messages":[{"role":"user","content":"%s"}],"n":1,"model":"groq/llama"}' % (b"y" * padding)
+    payload = orjson.loads(body)
+    assert refuse_duplicate_members(body, payload) is True
+    assert orjson.loads(replace_model(body, payload, "llama", sole=True)) == {**payload, "model": "llama"}
