@@ -147,7 +147,8 @@ def run_wrk(
 def agent_conversation(model: str) -> dict[str, object]:
     """A coding agent's chat request (~190 KB), as Claude Code or Codex send one every turn: a long system
     prompt, twenty tools, and fifty turns of tool results (code) and replies; the same every time, as a
-    conversation sent again. A body that names `model` again inside (a tool's parameter) costs anygate
+    conversation sent again (the best case: every long part's token count already remembered, where a real
+    turn adds a message or two to count). A body that names `model` again inside (a tool's parameter) costs anygate
     more: its members are checked by a second, slower parse."""
     words = [f"{stem}{n % 97}" for n, stem in enumerate(("handler", "request", "budget", "answer", "cache") * 60)]
     code = "\n".join(f"def {words[n]}(value):  # café {n}\n    return {words[n + 1]}(value) + {n}" for n in range(45))

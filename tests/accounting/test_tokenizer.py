@@ -6,6 +6,7 @@ counts on ordinary text."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -215,16 +216,40 @@ def test_counting_long_parts_alone_errs_high_by_at_most_a_token_or_two_a_part(cl
     assert estimate.estimate_prompt(tokenizer, payload) == by_parts + estimate.PER_MESSAGE_OVERHEAD * messages
 
 
-def test_remembered_parts_are_bounded_by_their_characters_least_recently_used_forgotten_first() -> None:
-    parts = estimate.PartCounts(characters=3_000)
+def test_remembered_parts_are_bounded_by_their_memory_least_recently_used_forgotten_first() -> None:
     a, b, c, d, e = ("abcde"[n] * 700 for n in range(5))
+    size = sys.getsizeof(a)
+    parts = estimate.PartCounts(limit=4 * size + size // 2)  # room for four
     for part in (a, b, c, d):
-        parts.remember(part, 1)
-    assert parts.get(a) == 1  # a is now the most recently used: b goes first
-    parts.remember(e, 2)  # 3,500 characters: one part has to go
-    assert parts.get(b) is None and [parts.get(part) for part in (a, c, d, e)] == [1, 1, 1, 2]
-    parts.remember("f" * 751, 3)  # longer than a quarter of what it may hold: never remembered
-    assert parts.get("f" * 751) is None and len(parts) == 4
+        parts.remember("me", part, 1)
+    assert parts.get("me", a) == 1  # a is now the most recently used: b goes first
+    parts.remember("me", e, 2)
+    assert parts.get("me", b) is None and [parts.get("me", part) for part in (a, c, d, e)] == [1, 1, 1, 2]
+    parts.remember("me", "f" * 900, 3)  # larger than a quarter of what it may hold: never remembered
+    assert parts.get("me", "f" * 900) is None and len(parts) == 4
+    assert parts.get("you", a) is None  # another caller's
+
+
+async def test_a_part_remembered_for_one_caller_is_counted_again_for_another() -> None:
+    # How fast a part counts must not tell a caller whether someone else sent it.
+    vocabulary = CountingVocabulary()
+    tokenizer = estimate.Tokenizer(lambda: vocabulary)
+    await tokenizer.ready()
+    payload = a_conversation(2)
+    first = estimate.estimate_prompt(tokenizer, payload, owner="user:alice")
+    vocabulary.counted.clear()
+    assert estimate.estimate_prompt(tokenizer, payload, owner="user:alice") == first
+    assert not any(len(text) >= estimate.LONG_PART for text, _ in vocabulary.counted)
+    assert estimate.estimate_prompt(tokenizer, payload, owner="user:bob") == first
+    assert any(len(text) >= estimate.LONG_PART for text, _ in vocabulary.counted)
+
+
+def test_a_caller_remembers_under_its_user_else_its_key_family() -> None:
+    root = Principal(key_id="root", is_admin=False)
+    child = Principal(key_id="child", is_admin=False, ancestors=(Principal(key_id="mid", is_admin=False), root))
+    student = Principal(key_id="k1", is_admin=False, user_id="u1", ancestors=(root,))
+    assert estimate.counting_owner(root) == estimate.counting_owner(child) == "key:root"
+    assert estimate.counting_owner(student) == "user:u1"
 
 
 def test_a_long_part_counted_past_the_merge_budget_is_not_remembered(cl100k: bpe.Vocabulary) -> None:
@@ -233,4 +258,4 @@ def test_a_long_part_counted_past_the_merge_budget_is_not_remembered(cl100k: bpe
     noise = "".join(symbols[(i * 7919) % len(symbols)] for i in range(2 * bpe.MERGE_BUDGET))
     counted = tokenizer.count_parts([noise])
     assert counted <= len(noise.encode()) + 1
-    assert len(tokenizer.parts) == 0  # counted a token a byte past the budget: not a count to keep
+    assert tokenizer.remembered_parts == 0  # counted a token a byte past the budget: not a count to keep

@@ -100,6 +100,9 @@ SOLE_CASES = [
     (b'{"model":"groq/llama","metadata":{"model":"groq/llama"}}', False),  # named twice: not known alone
     (b'{"mod\\u0065l":"groq/llama","metadata":{"model":"groq/llama"}}', False),  # spelt with an escape
     (b'{"messages":[]}', False),  # no model at all
+    # a quote written as an escape: encoded again, ``"\u0022model"`` becomes ``"\"model"``, a "model" more
+    (b'{"metadata":{"\\u0022model":"x"},"model":"groq/llama","max_tokens":9}', False),
+    (b'{"metadata":{"\\u005c\\u0022model":"x"},"model":"groq/llama"}', False),
 ]
 
 
@@ -146,3 +149,16 @@ def test_a_body_naming_its_model_once_is_known_to_whatever_its_size(padding: int
     payload = orjson.loads(body)
     assert refuse_duplicate_members(body, payload) is True
     assert orjson.loads(replace_model(body, payload, "llama", sole=True)) == {**payload, "model": "llama"}
+
+
+@pytest.mark.parametrize(("body", "sole"), SOLE_CASES)
+def test_the_top_level_model_is_rewritten_in_a_body_encoded_again_with_a_member_replaced(
+    body: bytes, sole: bool
+) -> None:
+    # A clamp of max_tokens replaces a member the client sent: the whole payload is encoded again, and what
+    # the duplicate check said of the client's body must still hold of this one.
+    payload = orjson.loads(body)
+    told = refuse_duplicate_members(body, payload)
+    changed = {**payload, "max_tokens": 5}
+    sent = add_members(body, payload, {"max_tokens": 5})
+    assert orjson.loads(replace_model(sent, changed, "llama", sole=told)) == {**changed, "model": "llama"}

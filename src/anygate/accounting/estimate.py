@@ -22,6 +22,8 @@ import base64
 import binascii
 import functools
 import re
+import sys
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -29,6 +31,7 @@ import orjson
 
 from anygate.accounting.bpe import MergeBudget, Vocabulary
 from anygate.accounting.usage import TokenCount
+from anygate.auth import Principal
 from anygate.wire.sse import event_data
 
 PER_MESSAGE_OVERHEAD = 3  # role and separators, as OpenAI counts chat messages
@@ -51,38 +54,46 @@ def load_vocabulary() -> Counter:
 # A prompt part at least this long (characters) is counted alone and its count remembered; shorter ones
 # count in a few microseconds together, and would only churn what is remembered.
 LONG_PART = 1_024
-REMEMBERED_CHARACTERS = 8_000_000  # of long parts, at most: the least recently used are forgotten first
+REMEMBERED_BYTES = 16 * 1024 * 1024  # of long parts' text, at most: the least recently used are forgotten first
 
 
 class PartCounts:
-    """The token counts of long prompt parts, by their text, least recently used forgotten first. A part
-    is found by its whole text (no digest that two texts could share); what is remembered is bounded by
-    the characters it holds, and a part longer than a quarter of that is counted every time."""
+    """The token counts of long prompt parts, by whose they are and their whole text (no digest that two
+    texts could share), least recently used forgotten first. What is remembered is bounded by the memory
+    its texts hold; a part larger than a quarter of that is counted every time."""
 
-    def __init__(self, characters: int = REMEMBERED_CHARACTERS) -> None:
-        self._counts: dict[str, int] = {}
-        self._characters = 0
-        self._limit = characters
+    def __init__(self, limit: int = REMEMBERED_BYTES) -> None:
+        self._counts: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._bytes = 0
+        self._limit = limit
 
     def __len__(self) -> int:
         return len(self._counts)
 
-    def get(self, part: str) -> int | None:
-        known = self._counts.pop(part, None)
+    def get(self, owner: str, part: str) -> int | None:
+        known = self._counts.get((owner, part))
         if known is not None:
-            self._counts[part] = known  # the most recently used, now
+            self._counts.move_to_end((owner, part))  # the most recently used, now
         return known
 
-    def remember(self, part: str, tokens: int) -> None:
-        if len(part) > self._limit // 4 or part in self._counts:
+    def remember(self, owner: str, part: str, tokens: int) -> None:
+        size = sys.getsizeof(part)
+        if size > self._limit // 4 or (owner, part) in self._counts:
             return
-        counts = self._counts
-        counts[part] = tokens
-        self._characters += len(part)
-        while self._characters > self._limit:
-            oldest = next(iter(counts))
-            del counts[oldest]
-            self._characters -= len(oldest)
+        self._counts[owner, part] = tokens
+        self._bytes += size
+        while self._bytes > self._limit:
+            (_, oldest), _ = self._counts.popitem(last=False)
+            self._bytes -= sys.getsizeof(oldest)
+
+
+def counting_owner(principal: Principal) -> str:
+    """Whose remembered part counts a caller's estimates use (``PartCounts``): its user's, else its key
+    family's. Shared more widely, how fast (or, past the merge budget, how exactly) a long part counts
+    would tell a caller whether someone else sent it."""
+    if principal.user_id is not None:
+        return f"user:{principal.user_id}"
+    return f"key:{(principal.ancestors[-1] if principal.ancestors else principal).key_id}"
 
 
 class Tokenizer:
@@ -96,7 +107,7 @@ class Tokenizer:
         self._loader = loader or load_vocabulary
         self._vocabulary: Counter | None = None
         self._loading: asyncio.Future[Counter] | None = None
-        self.parts = PartCounts()
+        self._parts = PartCounts()
 
     def __repr__(self) -> str:
         return f"Tokenizer(loaded={self._vocabulary is not None})"
@@ -129,13 +140,17 @@ class Tokenizer:
             raise RuntimeError("the vocabulary is not loaded yet: await ready() first")
         return self._vocabulary.count(text)
 
-    def count_parts(self, parts: list[str], model: str | None = None) -> int:
-        """The tokens of ``parts`` joined by newlines, as one text. Each long part, and each run of short
-        ones joined until it is as long, is counted alone (its count remembered), with a token for the
-        newline that joined it: a piece that straddled the join is counted as two, so the estimate errs
-        high, by a token or two a long part. A conversation sent again with one message more forms the same
-        runs, and only its new ones are counted. One call's counts share one ``MergeBudget``, as one
-        text's would."""
+    @property
+    def remembered_parts(self) -> int:
+        return len(self._parts)
+
+    def count_parts(self, parts: list[str], model: str | None = None, owner: str = "") -> int:
+        """The tokens of ``parts`` joined by newlines, as one text, never fewer than the text holds. Each long
+        part, and each run of short ones joined until it is as long, is counted alone and its count
+        remembered for ``owner`` (``counting_owner``), with a token for the newline that joined it: a piece
+        that straddled the join is counted as two, so the estimate errs high, by a token or two a long
+        part. A conversation sent again with one message more forms the same runs, and only its new ones
+        are counted. One call's counts share one ``MergeBudget``, as one text's would."""
         if self._vocabulary is None:
             raise RuntimeError("the vocabulary is not loaded yet: await ready() first")
         total, budget = 0, MergeBudget()
@@ -143,24 +158,24 @@ class Tokenizer:
         run_length = 0
         for part in parts:
             if len(part) >= LONG_PART:
-                total += self._long_part(part, budget) + 1
+                total += self._remembered_count(owner, part, budget) + 1
                 continue
             run.append(part)
             run_length += len(part) + 1
             if run_length >= LONG_PART:
-                total += self._long_part("\n".join(run), budget) + 1
+                total += self._remembered_count(owner, "\n".join(run), budget) + 1
                 run, run_length = [], 0
         if run:  # what is left is short: counted, not remembered
             total += self._vocabulary.count("\n".join(run), budget)
         return total
 
-    def _long_part(self, part: str, budget: MergeBudget) -> int:
-        tokens = self.parts.get(part)
+    def _remembered_count(self, owner: str, part: str, budget: MergeBudget) -> int:
+        tokens = self._parts.get(owner, part)
         if tokens is None:
             assert self._vocabulary is not None
             tokens = self._vocabulary.count(part, budget)
             if budget.left > 0:  # counted whole, none of it as a token a byte: worth remembering
-                self.parts.remember(part, tokens)
+                self._parts.remember(owner, part, tokens)
         return tokens
 
 
@@ -223,9 +238,10 @@ def _item_texts(item: dict[str, Any], depth: int) -> Iterable[str]:
             yield orjson.dumps(value).decode()
 
 
-def estimate_prompt(tokenizer: Tokenizer, payload: dict[str, Any], model: str | None = None) -> int:
+def estimate_prompt(tokenizer: Tokenizer, payload: dict[str, Any], model: str | None = None, owner: str = "") -> int:
+    """The prompt's tokens, as a reservation counts them; ``owner``: whose remembered part counts to use."""
     parts, messages = prompt_parts(payload)
-    return tokenizer.count_parts(parts, model) + PER_MESSAGE_OVERHEAD * messages + unseen_tokens(payload)
+    return tokenizer.count_parts(parts, model, owner) + PER_MESSAGE_OVERHEAD * messages + unseen_tokens(payload)
 
 
 # An image part, as a large image costs: OpenAI's high detail tops out near 1,500 tokens (85 + 170 a tile),
@@ -382,7 +398,9 @@ def _generated(parsed: Any) -> Iterable[str]:
         yield from (b["thinking"] for b in content if isinstance(b, dict) and isinstance(b.get("thinking"), str))
 
 
-def estimate(tokenizer: Tokenizer, payload: dict[str, Any], generated: str, model: str | None = None) -> TokenCount:
+def estimate(
+    tokenizer: Tokenizer, payload: dict[str, Any], generated: str, model: str | None = None, owner: str = ""
+) -> TokenCount:
     """An estimated count for a request whose upstream reported no usage."""
-    prompt = estimate_prompt(tokenizer, payload, model)
+    prompt = estimate_prompt(tokenizer, payload, model, owner)
     return TokenCount(prompt, tokenizer.count(generated, model), estimated=True)

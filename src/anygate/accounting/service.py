@@ -28,7 +28,14 @@ from anygate.accounting.alerts import Alerts
 from anygate.accounting.backend_errors import counters_errors
 from anygate.accounting.budgets import BudgetSource, Scope
 from anygate.accounting.enforcer import Admission, Ask, Enforcer
-from anygate.accounting.estimate import Tokenizer, completion_text, estimate, estimate_prompt, stream_text
+from anygate.accounting.estimate import (
+    Tokenizer,
+    completion_text,
+    counting_owner,
+    estimate,
+    estimate_prompt,
+    stream_text,
+)
 from anygate.accounting.export import Exporter, Generation
 from anygate.accounting.ledger import Ledger, UsageRow
 from anygate.accounting.output_limits import OUTPUT_LIMIT_FIELDS, OutputRequest, limit_changes, requested_output
@@ -107,7 +114,9 @@ class Ticket:
         self.strip_usage_event = False  # anygate asked for stream usage the client did not ask for
         self.keeps_text = False  # the export records this request's completion: keep what it generates
         # The client's body names ``model`` once, spelt plainly (``refuse_duplicate_members``), and so does
-        # what goes upstream (members anygate adds never name it): ``replace_model`` need not search it.
+        # what goes upstream: members anygate adds never name it, and the body encoded again (a member
+        # replaced) names it as often, since no quote or backslash of it was an escape
+        # (``spells_names_plainly``). ``replace_model`` need not search it.
         self.sole_model = False
         self._client_body, self._client_payload = body, payload
         self._changes: dict[str, Any] = {}
@@ -367,7 +376,7 @@ class Accounting:
         billed_tool: str | None = None,
     ) -> Ask:
         counts_tokens = any(s.counts_tokens for s in scopes)
-        prompt = estimate_prompt(self.tokenizer, payload, exchange.requested_model) if counts_tokens else 0
+        prompt = self.estimate_prompt(exchange, payload) if counts_tokens else 0
         output = wanted.reserved if route in OUTPUT_LIMIT_FIELDS else 0
         outputs = wanted.outputs
         usd_budgets = [s for s in scopes if s.counts_usd]
@@ -379,11 +388,15 @@ class Accounting:
         if billed_tool is not None:
             self.refuse_billed_tool(billed_tool, usd_budgets)
         if not counts_tokens:
-            prompt = estimate_prompt(self.tokenizer, payload, exchange.requested_model)
+            prompt = self.estimate_prompt(exchange, payload)
         price = self.dearest_price(route, paid, usd_budgets, TokenCount(prompt, output))
         if price is None:
             return Ask(prompt, output, outputs=outputs)
         return Ask(prompt, output, price.cost(TokenCount(prompt, output)), price.output, outputs=outputs)
+
+    def estimate_prompt(self, exchange: Exchange, payload: dict[str, Any]) -> int:
+        owner = counting_owner(exchange.principal)
+        return estimate_prompt(self.tokenizer, payload, exchange.requested_model, owner)
 
     def dearest_price(
         self, route: str, targets: Sequence[ModelRef], usd_budgets: Sequence[Scope], count: TokenCount
@@ -442,7 +455,8 @@ class Accounting:
             return TokenCount(0, 0)
         if not self.tokenizer.is_ready_for(exchange.model):
             await self.tokenizer.ready(exchange.model)
-        count = estimate(self.tokenizer, ticket.client_payload, ticket.generated_text(), exchange.model)
+        owner = counting_owner(exchange.principal)
+        count = estimate(self.tokenizer, ticket.client_payload, ticket.generated_text(), exchange.model, owner)
         return replace(count, output=ticket.with_unkept(count.output))
 
     async def settle(self, exchange: Exchange, ticket: Ticket | None) -> None:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from anygate.accounting.estimate import estimate_prompt
+from anygate.accounting.estimate import counting_owner, estimate_prompt
 from anygate.accounting.service import Ticket
 from anygate.api.bridged_relay import BridgedCycle
 from anygate.api.bridges import prepare_bridge
@@ -105,7 +105,8 @@ class ModelRoutes:
         tokenizer = self.state.accounting.tokenizer
         if not tokenizer.is_ready_for(model):
             await tokenizer.ready(model)  # only in a process's first seconds
-        answer = orjson.dumps({"input_tokens": estimate_prompt(tokenizer, payload, model)})
+        tokens = estimate_prompt(tokenizer, payload, model, counting_owner(principal))
+        answer = orjson.dumps({"input_tokens": tokens})
         await send_bytes(send, 200, answer, [*JSON_HEADERS, (b"x-request-id", request_id.encode())])
 
     async def proxy_route(

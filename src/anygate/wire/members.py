@@ -9,13 +9,17 @@ import orjson
 
 MODEL_MEMBER = re.compile(rb'"model"\s*:\s*("(?:[^"\\]|\\.)*")')
 # A letter or ``_`` written as ``\u00XX``: no serializer does that, but a key so written names a member too.
-_ESCAPED_NAME_CHARACTER = re.compile(rb"\\u00(?:[46][0-9a-fA-F]|[57][0-9afAF])")
+# A quote or a backslash so written (``\u0022``, ``\u005c``) hides nothing from a byte search of this body,
+# but a body encoded again (``add_members``) writes them ``\"`` and ``\\``: a key ``\u0022model`` would then
+# read ``\"model"``, one ``"model"`` more than was counted.
+_ESCAPED_NAME_CHARACTER = re.compile(rb"\\u00(?:[46][0-9a-fA-F]|[57][0-9afAF]|22|5[cC])")
 
 
 def spells_names_plainly(body: bytes) -> bool:
-    """Whether no letter (nor ``_``) of ``body`` is written as a ``\\u00XX`` escape: a member's name is then
-    spelt only as itself (``"model"``), and a byte search finds every member so named. Other escapes
-    (non-ASCII text, quotes) change nothing: none of them spells a letter."""
+    """Whether no letter (nor ``_``), quote or backslash of ``body`` is written as a ``\\u00XX`` escape: a
+    member's name is then spelt only as itself (``"model"``), a byte search finds every member so named,
+    and the body encoded again names them as often. Other escapes (non-ASCII text) change nothing: none of
+    them spells a letter, a quote or a backslash."""
     return b"\\u00" not in body or _ESCAPED_NAME_CHARACTER.search(body) is None
 
 
