@@ -162,3 +162,23 @@ def test_the_top_level_model_is_rewritten_in_a_body_encoded_again_with_a_member_
     changed = {**payload, "max_tokens": 5}
     sent = add_members(body, payload, {"max_tokens": 5})
     assert orjson.loads(replace_model(sent, changed, "llama", sole=told)) == {**changed, "model": "llama"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # a tool's ``model`` parameter: named twice, but only the top-level member has a string value
+        b'{"tools":[{"parameters":{"properties":{"model":{"type":"string"}}}}],"model":"groq/llama"}',
+        # a key that ends in an escaped quote and "model", with another value
+        b'{"metadata":{"\\"model":"other"},"model":"groq/llama"}',
+        # the same, with the same value: two candidates, checked by parsing each
+        b'{"metadata":{"\\"model":"groq/llama"},"model":"groq/llama"}',
+        b'{"metadata":{"model":"groq/llama"},"model":"groq/llama","note":"caf\\u00e9"}',
+    ],
+)
+def test_a_body_naming_model_inside_too_has_only_its_top_level_member_rewritten(body: bytes) -> None:
+    payload = orjson.loads(body)
+    assert refuse_duplicate_members(body, payload) is False
+    rewritten = replace_model(body, payload, "llama")
+    assert orjson.loads(rewritten) == {**payload, "model": "llama"}
+    assert len(rewritten) == len(body) - len(b"groq/")  # every other byte as the client sent it
