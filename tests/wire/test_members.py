@@ -182,3 +182,11 @@ def test_a_body_naming_model_inside_too_has_only_its_top_level_member_rewritten(
     rewritten = replace_model(body, payload, "llama")
     assert orjson.loads(rewritten) == {**payload, "model": "llama"}
     assert len(rewritten) == len(body) - len(b"groq/")  # every other byte as the client sent it
+
+
+def test_a_body_nested_deeper_than_the_standard_library_reads_is_a_400_not_a_crash() -> None:
+    # orjson reads it; an escaped letter sends it to the slower check, which parses it again.
+    body = b'{"model":"m","note":"\\u0061","deep":' + b"[" * 1000 + b"]" * 1000 + b"}"
+    with pytest.raises(InvalidRequest) as refused:
+        refuse_duplicate_members(body, orjson.loads(body))
+    assert refused.value.code == "invalid_json"

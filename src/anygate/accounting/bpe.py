@@ -9,8 +9,9 @@ merged by rank as BPE does. Short prompts count faster than through bpe-openai's
 ids is built); long ones at about its speed once their pieces are known.
 
 The merge is quadratic in a piece's length, so a piece is merged in slices of ``SLICE`` bytes, and one
-call merges at most ``MERGE_BUDGET`` bytes of pieces not seen before: past that (only text made to be
-expensive gets there) a piece counts as one token per byte, which no tokenization exceeds. Slicing keeps
+call merges at most ``MERGE_BUDGET`` bytes of pieces not seen before, a long piece's included: past that
+(only text made to be expensive gets there) a piece counts as one token per byte, which no tokenization
+exceeds. Slicing keeps
 apart only the pairs that straddle a slice's edge, so both err towards more tokens, never fewer: an
 estimate reserves more, not less.
 """
@@ -38,6 +39,7 @@ CL100K_PATTERN = re.compile(
 SLICE = 64  # bytes of one piece merged at a time
 MERGE_BUDGET = 64 * 1024  # bytes of unseen pieces one count merges; the rest count a token per byte
 MEMO_SIZE = 16_384  # pieces not in the vocabulary whose counts are remembered
+MEMO_PIECE = 256  # bytes: a longer piece (a blob, a run made to be expensive) is never remembered
 _NO_MERGE = 1 << 62
 
 
@@ -81,7 +83,9 @@ class Vocabulary:
             budget = MergeBudget()
         for piece in CL100K_PATTERN.findall(text):
             known = memo.get(piece)
-            if known is not None:
+            # Once the budget is spent, a piece counts a token a byte whether or not it was seen: what the
+            # memo holds (pieces of every caller's texts) must not show in one caller's count.
+            if known is not None and budget.left > 0:
                 total += known
                 continue
             encoded = piece.encode()
@@ -91,9 +95,13 @@ class Vocabulary:
             if budget.left <= 0:
                 total += len(encoded)
                 continue
-            budget.left -= len(encoded)
-            tokens = sum(self._merge(encoded[at : at + SLICE]) for at in range(0, len(encoded), SLICE))
-            if len(memo) < MEMO_SIZE:
+            # At most what the budget has left of the piece is merged, the rest a token a byte: one piece of
+            # a megabyte (a run of one letter) would otherwise take a second of the event loop.
+            merged = encoded[: budget.left]
+            budget.left -= len(merged)
+            tokens = sum(self._merge(merged[at : at + SLICE]) for at in range(0, len(merged), SLICE))
+            tokens += len(encoded) - len(merged)
+            if len(merged) == len(encoded) <= MEMO_PIECE and len(memo) < MEMO_SIZE:
                 memo[piece] = tokens
             total += tokens
         return total

@@ -141,6 +141,8 @@ def duplicated_member(body: bytes) -> str | None:
         members = json.loads(body, object_pairs_hook=lambda pairs: pairs)
     except ValueError as exc:  # orjson took it: only a body stdlib json reads otherwise lands here
         raise InvalidRequest(f"Request body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:  # orjson reads 1,024 levels deep, the standard library fewer
+        raise InvalidRequest("Request body is nested too deeply", code="invalid_json") from None
     seen: set[str] = set()
     for name, _ in members if isinstance(members, list) else ():
         if name in GUARDED_MEMBERS:
