@@ -18,6 +18,7 @@ from processes import LOAD_CORE, pinned
 
 RESULT_MARK = "WRK_RESULT"
 
+TURN_MARK = "@TURN@"  # where an agent's request gets its turn's number (``lua_script``)
 _DONE_HOOK = """
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -75,7 +76,7 @@ def request_body(model: str, is_stream: bool, api: str = "chat") -> str:
     coding agent's ~190 KB chat request (`agent_conversation`)."""
     body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
     if api == "agent":
-        body = agent_conversation(model)
+        body = agent_conversation(model, TURN_MARK)
     if api == "messages":
         body["max_tokens"] = 64
     if is_stream:
@@ -84,12 +85,21 @@ def request_body(model: str, is_stream: bool, api: str = "chat") -> str:
 
 
 def lua_script(body: str, key: str) -> str:
-    """The wrk script: method, body, headers, and the result hook."""
+    """The wrk script: method, body, headers, and the result hook. A body holding ``TURN_MARK`` gets a
+    number there, one more each request (an agent's turn: its newest part never seen before)."""
+    head, marked, tail = body.partition(TURN_MARK)
+    each = (
+        f"local head, tail, turn = [==[{head}]==], [==[{tail}]==], 0\n"
+        "request = function()\n  turn = turn + 1\n  return wrk.format(nil, nil, nil, head .. turn .. tail)\nend\n"
+        if marked
+        else f"wrk.body = [==[{body}]==]\n"
+    )
     return (
         'wrk.method = "POST"\n'
-        f"wrk.body = [==[{body}]==]\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["Authorization"] = "Bearer {key}"\n' + _DONE_HOOK.replace("{mark}", RESULT_MARK)
+        + each
+        + 'wrk.headers["Content-Type"] = "application/json"\n'
+        + f'wrk.headers["Authorization"] = "Bearer {key}"\n'
+        + _DONE_HOOK.replace("{mark}", RESULT_MARK)
     )
 
 
@@ -144,12 +154,12 @@ def run_wrk(
     return parse_result(stdout)
 
 
-def agent_conversation(model: str) -> dict[str, object]:
+def agent_conversation(model: str, turn: str = "") -> dict[str, object]:
     """A coding agent's chat request (~190 KB), as Claude Code or Codex send one every turn: a long system
-    prompt, twenty tools, and fifty turns of tool results (code) and replies; the same every time, as a
-    conversation sent again (the best case: every long part's token count already remembered, where a real
-    turn adds a message or two to count). A body that names `model` again inside (a tool's parameter) costs anygate
-    more: its members are checked by a second, slower parse."""
+    prompt, twenty tools, and fifty turns of tool results (code) and replies, the last one marked with
+    ``turn`` (the load makes it new every request, ``TURN_MARK``: a turn's newest tool result, counted,
+    where the rest was counted before). A body that names `model` again inside (a tool's parameter) costs
+    anygate more: its members are checked by a second, slower parse."""
     words = [f"{stem}{n % 97}" for n, stem in enumerate(("handler", "request", "budget", "answer", "cache") * 60)]
     code = "\n".join(f"def {words[n]}(value):  # café {n}\n    return {words[n + 1]}(value) + {n}" for n in range(45))
     tools = [
@@ -164,7 +174,8 @@ def agent_conversation(model: str) -> dict[str, object]:
         for n in range(20)
     ]
     messages: list[dict[str, str]] = [{"role": "system", "content": "You are a careful coding agent. " * 450}]
-    for turn in range(50):
-        messages.append({"role": "assistant", "content": f"Reading file {turn} next."})
-        messages.append({"role": "user", "content": f"{code}\n# file {turn}"})
+    for number in range(50):
+        messages.append({"role": "assistant", "content": f"Reading file {number} next."})
+        messages.append({"role": "user", "content": f"{code}\n# file {number}"})
+    messages[-1]["content"] += f" (turn {turn})"
     return {"model": model, "messages": messages, "tools": tools}
