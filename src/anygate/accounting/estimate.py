@@ -60,7 +60,7 @@ LONG_PART = 1_024
 # join was seen to add, over 60,000 random joins of letters, symbols and whitespace.
 JOIN_TOKENS = 2
 REMEMBERED_BYTES = 16 * 1024 * 1024  # of long parts' text, at most: the least recently used are forgotten first
-ENTRY_BYTES = 256  # what remembering a part costs besides its text: its key, its count, the ordering's node
+ENTRY_BYTES = 256  # what remembering a part costs besides its text: its owner, key, count, the ordering's node
 
 
 class PartCounts:
@@ -86,7 +86,7 @@ class PartCounts:
         size = sys.getsizeof(part) + ENTRY_BYTES
         if size > self._limit // 4 or (owner, part) in self._counts:
             return
-        self._counts[sys.intern(owner), part] = tokens  # one owner string, however many parts
+        self._counts[owner, part] = tokens
         self._bytes += size
         while self._bytes > self._limit:
             (_, oldest), _ = self._counts.popitem(last=False)
