@@ -376,7 +376,7 @@ class Accounting:
         billed_tool: str | None = None,
     ) -> Ask:
         counts_tokens = any(s.counts_tokens for s in scopes)
-        prompt = self.estimate_prompt(exchange, payload) if counts_tokens else 0
+        prompt = self.prompt_tokens(exchange, payload) if counts_tokens else 0
         output = wanted.reserved if route in OUTPUT_LIMIT_FIELDS else 0
         outputs = wanted.outputs
         usd_budgets = [s for s in scopes if s.counts_usd]
@@ -388,13 +388,14 @@ class Accounting:
         if billed_tool is not None:
             self.refuse_billed_tool(billed_tool, usd_budgets)
         if not counts_tokens:
-            prompt = self.estimate_prompt(exchange, payload)
+            prompt = self.prompt_tokens(exchange, payload)
         price = self.dearest_price(route, paid, usd_budgets, TokenCount(prompt, output))
         if price is None:
             return Ask(prompt, output, outputs=outputs)
         return Ask(prompt, output, price.cost(TokenCount(prompt, output)), price.output, outputs=outputs)
 
-    def estimate_prompt(self, exchange: Exchange, payload: dict[str, Any]) -> int:
+    def prompt_tokens(self, exchange: Exchange, payload: dict[str, Any]) -> int:
+        """The prompt's estimate, from the counts remembered for this caller (``counting_owner``)."""
         owner = counting_owner(exchange.principal)
         return estimate_prompt(self.tokenizer, payload, exchange.requested_model, owner)
 

@@ -93,8 +93,9 @@ def refuse_duplicate_members(body: bytes, payload: dict[str, Any]) -> bool:
     """400 ``duplicate_member`` when a guarded member appears twice at the top level of the JSON body.
 
     Only a member the parsed body has at its top level can be there twice, so the check looks for the
-    names of those written more than once anywhere (and for escaped letters, which spell a name another
-    way); a body naming one twice anywhere is parsed again, keeping every member, to look at its top level.
+    names of those written more than once anywhere (and for escaped letters, quotes and backslashes, which
+    spell a name another way, or another way once encoded again: ``spells_names_plainly``); a body naming
+    one twice anywhere is parsed again, keeping every member, to look at its top level.
 
     Returns whether the body names ``model`` once, spelt plainly: that one is its top-level member, and
     ``replace_model`` need not search the body again (``sole``)."""

@@ -33,24 +33,28 @@ def replace_model(body: bytes, payload: dict[str, Any], model: str, *, sole: boo
     of an agent's 200 KB body for others, and no candidate to check.
     """
     replacement = orjson.dumps(model)
-    plain = sole or spells_names_plainly(body)
-    if sole or (plain and body.count(b'"model"') == 1):
+    if sole:
         # The top-level key is spelt ``"model"``, and a string holding those bytes would have escaped its
-        # quotes: the one there is the key. Replace its value; no candidate to check.
+        # quotes: the one there is the key.
         match = MODEL_MEMBER.match(body, max(0, body.find(b'"model"')))
         if match is not None:
-            return body[: match.start(1)] + replacement + body[match.end(1) :]
+            return _with_value(body, match, replacement)
     candidates = [m for m in MODEL_MEMBER.finditer(body) if orjson.loads(m.group(1)) == payload.get("model")]
-    if plain and len(candidates) == 1:
+    if len(candidates) == 1 and spells_names_plainly(body):
         # Spelt plainly, the top-level key is among the members named ``model`` whose value is the payload's
         # model (a tool's ``model`` parameter has an object for its value): when only one is, it is that.
-        return body[: candidates[0].start(1)] + replacement + body[candidates[0].end(1) :]
+        return _with_value(body, candidates[0], replacement)
     wanted = {**payload, "model": model}
     for match in candidates:
-        candidate = body[: match.start(1)] + replacement + body[match.end(1) :]
+        candidate = _with_value(body, match, replacement)
         if orjson.loads(candidate) == wanted:
             return candidate
     return orjson.dumps(wanted)
+
+
+def _with_value(body: bytes, member: re.Match[bytes], value: bytes) -> bytes:
+    """``body`` with the value ``member`` matched (``MODEL_MEMBER``'s group) replaced by ``value``."""
+    return body[: member.start(1)] + value + body[member.end(1) :]
 
 
 def add_members(body: bytes, payload: dict[str, Any], members: dict[str, Any]) -> bytes:
