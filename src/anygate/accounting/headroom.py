@@ -94,8 +94,10 @@ class Headroom:
                 continue
             left, binding = found
             limit, remaining, reset = HEADER_NAMES[unit]
-            headers.append((limit, amount(unit, binding.limit).encode()))
-            headers.append((remaining, amount(unit, max(0.0, left)).encode()))
+            if unit == "usd":
+                headers += ((limit, usd_amount(binding.limit)), (remaining, usd_amount(max(0.0, left))))
+            else:  # whole requests and tokens: what is left rounded down
+                headers += ((limit, b"%d" % math.floor(binding.limit + 1e-9)), (remaining, b"%d" % max(0, math.floor(left + 1e-9))))
             resets_at = binding.resets_at
             if resets_at is not None:
                 text = resets.get(resets_at)
@@ -121,6 +123,11 @@ def amount(unit: Unit, value: float) -> str:
     if unit != "usd":
         return str(math.floor(value + 1e-9))
     return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def usd_amount(value: float) -> bytes:
+    """``amount`` of dollars, as a header's bytes."""
+    return (b"%.6f" % value).rstrip(b"0").rstrip(b".")
 
 
 def duration(seconds: float) -> str:

@@ -42,6 +42,7 @@ from anygate.accounting.output_limits import OUTPUT_LIMIT_FIELDS, OutputRequest,
 from anygate.accounting.pricing import CostSource, Price, PriceBook, usd_text
 from anygate.accounting.stream_usage import REFUSING_STATUSES, StreamUsagePolicy, strip_null_usage
 from anygate.accounting.usage import (
+    USAGE_NAME,
     TokenCount,
     anthropic_event_usage,
     chat_usage_of_anthropic,
@@ -160,7 +161,8 @@ class Ticket:
         strip = self.strip_usage_event
         forwarded = [] if strip else events
         for event in events:
-            usage = event_usage(event)
+            named = USAGE_NAME in event  # most events never name usage: nothing more to look for in them
+            usage = event_usage(event) if named else None
             if usage is not None:
                 exchange.usage = usage
                 if strip and is_usage_only_event(event):
@@ -168,7 +170,7 @@ class Ticket:
             elif exchange.usage is None or self.keeps_text:
                 self._keep(event)
             if strip:
-                forwarded.append(strip_null_usage(event) if b'"usage"' in event else event)
+                forwarded.append(strip_null_usage(event) if named else event)
         return forwarded
 
     def tap_anthropic(self, exchange: Exchange, events: list[bytes]) -> list[bytes]:

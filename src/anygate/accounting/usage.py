@@ -30,6 +30,7 @@ from anygate.wire.sse import event_data
 
 # Only an event whose usage is an object is parsed; ``"usage": null`` on every chunk is skipped unread.
 USAGE_OBJECT = re.compile(rb'"usage"\s*:\s*\{')
+USAGE_NAME = b'"usage"'  # what every match of USAGE_OBJECT holds: a byte search rules most events out first
 
 
 @dataclass(slots=True)  # not frozen: made per request (docs/architecture.md, Hot path)
@@ -81,7 +82,7 @@ def extract_usage(body: bytes) -> dict[str, Any] | None:
 
 def event_usage(event: bytes) -> dict[str, Any] | None:
     """``usage`` of one SSE event when it is an object (never parses chunks with ``"usage": null``)."""
-    if not USAGE_OBJECT.search(event):
+    if USAGE_NAME not in event or not USAGE_OBJECT.search(event):
         return None
     return extract_usage(event_data(event))
 
@@ -89,7 +90,7 @@ def event_usage(event: bytes) -> dict[str, Any] | None:
 def anthropic_event_usage(event: bytes) -> dict[str, Any] | None:
     """``usage`` of one Anthropic stream event: ``message.usage`` of ``message_start``, ``usage`` of
     ``message_delta`` (None for any other event, unparsed unless its usage is an object)."""
-    if not USAGE_OBJECT.search(event):
+    if USAGE_NAME not in event or not USAGE_OBJECT.search(event):
         return None
     try:
         parsed = orjson.loads(event_data(event))
@@ -118,7 +119,7 @@ def chat_usage_of_anthropic(usage: dict[str, Any]) -> dict[str, Any]:
 
 def is_usage_only_event(event: bytes) -> bool:
     """The extra chunk ``include_usage`` adds: ``choices`` empty and ``usage`` an object."""
-    if not USAGE_OBJECT.search(event):
+    if USAGE_NAME not in event or not USAGE_OBJECT.search(event):
         return False
     try:
         parsed = orjson.loads(event_data(event))

@@ -29,7 +29,7 @@ from anygate.telemetry import upstream_error_kind
 from anygate.transport import Response, Timeouts
 from anygate.upstream import OpenAICompatibleProvider
 from anygate.wire.members import replace_model
-from anygate.wire.sse import EventSplitter, error_event, event_batches, is_done
+from anygate.wire.sse import EventSplitter, error_event, event_batches, has_done, is_done
 
 if TYPE_CHECKING:
     from anygate.api.bridges import Bridge
@@ -182,7 +182,8 @@ class Cycle:
         held = b""  # the last events, once the upstream's body has ended
         try:
             while True:
-                saw_done = saw_done or any(b"[DONE]" in event and is_done(event) for event in pending)
+                if not saw_done:
+                    saw_done = has_done(pending)
                 pending = ticket.tap(exchange, pending)  # usage, and the events as the client would have had them
                 if response.ended:
                     held = b"".join(pending)

@@ -128,5 +128,13 @@ def is_done(event: bytes) -> bool:
     return event_data(event).strip() == b"[DONE]"
 
 
+def has_done(events: list[bytes]) -> bool:
+    """Whether any of ``events`` is ``[DONE]`` (a loop, not a generator: it runs for every batch of a stream)."""
+    for event in events:
+        if b"[DONE]" in event and is_done(event):
+            return True
+    return False
+
+
 def error_event(body: bytes) -> bytes:
     return b"data: " + body + b"\n\n"
