@@ -21,9 +21,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 from anygate.accounting.budgets import Scope
 from anygate.accounting.headroom import UNIT_OF_COUNTER, Headroom, Reading, Window
@@ -83,10 +84,13 @@ class Admission:
     headroom: Headroom = field(default_factory=Headroom)  # what each counter had left: x-ratelimit-*
 
 
-def charges(grant: Grant, kind: str, tokens: int, usd: float | None) -> dict[str, float]:
+NOTHING_USED: Mapping[str, float] = MappingProxyType({})
+
+
+def charges(grant: Grant, kind: str, tokens: int, usd: float | None) -> Mapping[str, float]:
     """What a request that used ``tokens`` (and ``usd``) is charged on one of its grants."""
     if kind == "concurrency":
-        return {}  # a slot is only held, never used up
+        return NOTHING_USED  # a slot is only held, never used up
     actual: dict[str, float] = {}
     if kind == "minute" and "requests" in grant.amounts:
         actual["requests"] = 1.0
@@ -336,19 +340,7 @@ class Enforcer:
         admission = Admission()
         try:
             if self._memory is not None:
-                memory = self._memory
-                for step in steps:
-                    hold = step.hold
-                    if memory.needs_seed(hold.bucket, hold.seed_from):
-                        decision = await memory.reserve(
-                            hold.bucket, hold.claims, RESERVATION_TTL, hold.window, hold.seed_from, hold.slot
-                        )
-                    else:  # directly: no coroutine for a decision made without I/O
-                        decision = memory.reserve_now(hold.bucket, hold.claims, RESERVATION_TTL, hold.window, hold.slot)
-                    self._note(admission, step, decision)
-                    if isinstance(decision, Rejection):
-                        raise await self._refusal(step, decision)
-                    self._take(admission, step, decision, ask)
+                await self._admit_in_memory(self._memory, admission, steps, ask)
             elif steps:  # one call for the whole request: the SQL limiter makes it one transaction
                 decisions = await self.limiter.reserve_all([step.hold for step in steps], RESERVATION_TTL)
                 for step, decision in zip(steps, decisions, strict=False):
@@ -365,6 +357,27 @@ class Enforcer:
                 failure.headers.update(admission.headroom.error_headers())
             raise
         return admission
+
+    async def _admit_in_memory(self, memory: MemoryLimiter, admission: Admission, steps: list[Step], ask: Ask) -> None:
+        """``_admit`` with the in-process limiter: bucket by bucket, each decided without a coroutine once
+        seeded (``_note`` and ``_take`` written out: this runs for every bucket of every limited request)."""
+        grants, headroom = admission.grants, admission.headroom
+        for step in steps:
+            hold, kind = step.hold, step.kind
+            if memory.needs_seed(hold.bucket, hold.seed_from):
+                decision = await memory.reserve(
+                    hold.bucket, hold.claims, RESERVATION_TTL, hold.window, hold.seed_from, hold.slot
+                )
+            else:
+                decision = memory.reserve_now(hold.bucket, hold.claims, RESERVATION_TTL, hold.window, hold.slot)
+            if kind != "concurrency":
+                window: Window = "minute" if kind == "minute" else "budget"
+                note_readings(headroom, decision, hold.claims, window, step.scope, step.resets_at)
+            if isinstance(decision, Rejection):
+                raise await self._refusal(step, decision)
+            grants.append((decision, kind))
+            if kind != "concurrency":
+                self._clamp(admission, decision, ask)
 
     async def _refusal(self, step: Step, rejection: Rejection) -> GatewayError:
         """The error refusing the request; a rolling window's says when its oldest usage leaves it (one more
@@ -424,11 +437,11 @@ class Enforcer:
         if admission.settled:
             return True
         admission.settled = True
-        settlements = [(grant, charges(grant, kind, tokens, usd)) for grant, kind in admission.grants]
         if self._memory is not None:  # directly: no coroutine
-            for grant, actual in settlements:
-                self._memory.settle_now(grant, actual)
+            for grant, kind in admission.grants:
+                self._memory.settle_now(grant, charges(grant, kind, tokens, usd))
             return True
+        settlements = [(grant, charges(grant, kind, tokens, usd)) for grant, kind in admission.grants]
         return self._wait(await self.limiter.settle_all(settlements))
 
     async def release(self, admission: Admission) -> None:

@@ -97,7 +97,7 @@ class Headroom:
             if unit == "usd":
                 headers += ((limit, usd_amount(binding.limit)), (remaining, usd_amount(max(0.0, left))))
             else:  # whole requests and tokens: what is left rounded down
-                headers += ((limit, b"%d" % math.floor(binding.limit + 1e-9)), (remaining, b"%d" % max(0, math.floor(left + 1e-9))))
+                headers += ((limit, whole_amount(binding.limit)), (remaining, whole_amount(max(0.0, left))))
             resets_at = binding.resets_at
             if resets_at is not None:
                 text = resets.get(resets_at)
@@ -123,6 +123,11 @@ def amount(unit: Unit, value: float) -> str:
     if unit != "usd":
         return str(math.floor(value + 1e-9))
     return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def whole_amount(value: float) -> bytes:
+    """``amount`` of requests or tokens, as a header's bytes."""
+    return b"%d" % math.floor(value + 1e-9)
 
 
 def usd_amount(value: float) -> bytes:

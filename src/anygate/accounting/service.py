@@ -46,9 +46,8 @@ from anygate.accounting.usage import (
     TokenCount,
     anthropic_event_usage,
     chat_usage_of_anthropic,
+    chunk_usage,
     count_of,
-    event_usage,
-    is_usage_only_event,
     upstream_cost,
     wants_stream_usage,
     with_stream_usage,
@@ -162,10 +161,10 @@ class Ticket:
         forwarded = [] if strip else events
         for event in events:
             named = USAGE_NAME in event  # most events never name usage: nothing more to look for in them
-            usage = event_usage(event) if named else None
+            usage, usage_only = chunk_usage(event) if named else (None, False)
             if usage is not None:
                 exchange.usage = usage
-                if strip and is_usage_only_event(event):
+                if strip and usage_only:
                     continue
             elif exchange.usage is None or self.keeps_text:
                 self._keep(event)

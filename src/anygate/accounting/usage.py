@@ -66,12 +66,16 @@ class TokenCount:
 
 def extract_usage(body: bytes) -> dict[str, Any] | None:
     """``usage`` of a JSON response or SSE event payload, when it holds one (Responses API included)."""
-    if b'"usage"' not in body:
+    if USAGE_NAME not in body:
         return None
     try:
         parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
+    return _usage_member(parsed)
+
+
+def _usage_member(parsed: Any) -> dict[str, Any] | None:
     if not isinstance(parsed, dict):
         return None
     usage = parsed.get("usage")
@@ -82,9 +86,22 @@ def extract_usage(body: bytes) -> dict[str, Any] | None:
 
 def event_usage(event: bytes) -> dict[str, Any] | None:
     """``usage`` of one SSE event when it is an object (never parses chunks with ``"usage": null``)."""
+    return chunk_usage(event)[0]
+
+
+def chunk_usage(event: bytes) -> tuple[dict[str, Any] | None, bool]:
+    """``event_usage``, and whether the event is the extra chunk ``include_usage`` adds (``is_usage_only_event``),
+    from one parse."""
     if USAGE_NAME not in event or not USAGE_OBJECT.search(event):
-        return None
-    return extract_usage(event_data(event))
+        return None, False
+    try:
+        parsed = orjson.loads(event_data(event))
+    except orjson.JSONDecodeError:
+        return None, False
+    usage = _usage_member(parsed)
+    if usage is None:
+        return None, False
+    return usage, parsed.get("choices") == [] and isinstance(parsed.get("usage"), dict)
 
 
 def anthropic_event_usage(event: bytes) -> dict[str, Any] | None:

@@ -130,7 +130,7 @@ def is_done(event: bytes) -> bool:
 
 def has_done(events: list[bytes]) -> bool:
     """Whether any of ``events`` is ``[DONE]`` (a loop, not a generator: it runs for every batch of a stream)."""
-    for event in events:
+    for event in events:  # noqa: SIM110
         if b"[DONE]" in event and is_done(event):
             return True
     return False
