@@ -111,6 +111,16 @@ def test_any_bytes_cut_anywhere_give_the_events_of_one_feed_and_lose_nothing(str
     assert b"".join(events) + rest == stream
 
 
+@given(
+    stream=st.lists(st.sampled_from([b"\n", b"a", b"data: x", b":"]), max_size=40).map(b"".join),
+    cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=12),
+)
+def test_chunks_of_whole_events_split_in_one_call_give_the_same_events(stream: bytes, cuts: list[int]) -> None:
+    # Without a \r, a chunk that ends where an event does is split at once (runs of \n of any length:
+    # the same events, left to right, as the search finds).
+    assert feed_all([stream]) == reference_events(stream) == feed_all(cut(stream, cuts))
+
+
 class CountingSplitter(EventSplitter):
     """Counts the bytes every search for a terminator may look at."""
 
