@@ -294,7 +294,9 @@ def _unseen(content: Any, depth: int) -> int:
             elif kind in DOCUMENT_PART_TYPES:
                 total += _document_tokens(_inline_data(item))
             for nested in ("content", "output"):
-                total += _unseen(item.get(nested), depth + 1)
+                value = item.get(nested)
+                if isinstance(value, list):  # (most are text: no call to find nothing in it)
+                    total += _unseen(value, depth + 1)
     return total
 
 
