@@ -80,9 +80,10 @@ def test_every_anygate_variable_is_read() -> None:
             "ANYGATE_REDIS_URL": "redis://127.0.0.1:6379/0",
             "ANYGATE_DATA_DIR": "/tmp/anygate-data",
             "ANYGATE_MAX_SSE_EVENT_BYTES": "65536",
+            "ANYGATE_REMEMBERED_PROMPT_BYTES": "1048576",
         }
     )
-    assert settings.max_sse_event_bytes == 65536
+    assert (settings.max_sse_event_bytes, settings.remembered_prompt_bytes) == (65536, 1048576)
     assert (settings.host, settings.port, settings.workers, settings.log_level) == ("127.0.0.2", 9001, 3, "debug")
     assert settings.admin_key is not None and settings.admin_key.get_secret_value() == "sk-admin"
     assert settings.secret_key is not None and settings.secret_key.get_secret_value() == "secret"

@@ -611,6 +611,9 @@ class Settings(Strict):
     allow_unpriced_under_usd_budget: bool = False
     quota_poll_interval: float = Field(60.0, ge=60.0)
     ledger_interval: float = Field(1.0, gt=0)  # seconds between usage-ledger batch writes
+    # Text of long prompt parts whose token counts are remembered (a coding agent's conversation, sent again
+    # every turn, is then counted once): about 80 agents' conversations of 200 KB by default.
+    remembered_prompt_bytes: int = Field(16 * 1024 * 1024, ge=0)
     # Provider-key environment variables (``<ID>_API_KEY``) are looked up here, at start, once.
     provider_key_env: dict[str, SecretStr] = Field(default_factory=dict, repr=False)
     # Every ``*_API_KEY`` variable of the environment, by name: the quota client's first key source.
@@ -795,6 +798,7 @@ ANYGATE_ENV_FIELDS = {
     "ANYGATE_LIMITER": "limiter",
     "ANYGATE_MAX_SSE_EVENT_BYTES": "max_sse_event_bytes",
     "ANYGATE_MAX_RESPONSE_BYTES": "max_response_bytes",
+    "ANYGATE_REMEMBERED_PROMPT_BYTES": "remembered_prompt_bytes",
     "ANYGATE_PROXY_FROM_ENVIRONMENT": "proxy_from_environment",
 }
 

@@ -111,3 +111,23 @@ def test_another_callers_identical_conversation_is_counted_for_it_alone(
             counts.append(http.post("/v1/messages/count_tokens", json=payload).json()["input_tokens"])
             assert remembered.remembered_parts > before  # bob's parts are his own, not alice's
     assert counts[0] == counts[1]
+
+
+@pytest.mark.parametrize("remembered", [0, 256 * 1024])
+def test_the_remembered_counts_hold_no_more_text_than_the_setting_allows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, remembered: int
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    upstream = FakeUpstream().in_memory()
+    settings = gateway_settings(fake_provider(upstream), remembered_prompt_bytes=remembered)
+    with inprocess_gateway(settings, upstream) as gw:
+        tokenizer = gw.app.state.accounting.tokenizer
+        counted = []
+        for turns in (30, 30, 60, 60):  # ~90 KB, then ~180 KB of long parts
+            with gw.client(budgeted_key(gw, f"agent-{len(counted)}")) as http:
+                answer = http.post("/v1/messages/count_tokens", json=conversation(turns, "messages"))
+                assert answer.status_code == 200, answer.text
+                counted.append(answer.json()["input_tokens"])
+            assert tokenizer.remembered_bytes <= remembered
+        assert counted[0] == counted[1] < counted[2] == counted[3]  # remembered or not, the same estimate
+        assert (tokenizer.remembered_parts == 0) is (remembered == 0)

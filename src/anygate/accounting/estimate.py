@@ -76,6 +76,11 @@ class PartCounts:
     def __len__(self) -> int:
         return len(self._counts)
 
+    @property
+    def size(self) -> int:
+        """What the remembered counts hold: their texts and bookkeeping, in bytes."""
+        return self._bytes
+
     def get(self, owner: str, part: str) -> int | None:
         known = self._counts.get((owner, part))
         if known is not None:
@@ -109,11 +114,11 @@ class Tokenizer:
     ``count`` needs it loaded. ``loader`` replaces the bundled vocabulary (tests).
     """
 
-    def __init__(self, loader: Loader | None = None) -> None:
+    def __init__(self, loader: Loader | None = None, remembered_bytes: int = REMEMBERED_BYTES) -> None:
         self._loader = loader or load_vocabulary
         self._vocabulary: Counter | None = None
         self._loading: asyncio.Future[Counter] | None = None
-        self._parts = PartCounts()
+        self._parts = PartCounts(remembered_bytes)
 
     def __repr__(self) -> str:
         return f"Tokenizer(loaded={self._vocabulary is not None})"
@@ -149,6 +154,10 @@ class Tokenizer:
     @property
     def remembered_parts(self) -> int:
         return len(self._parts)
+
+    @property
+    def remembered_bytes(self) -> int:
+        return self._parts.size
 
     def count_parts(self, parts: list[str], model: str | None = None, owner: str = "") -> int:
         """The tokens of ``parts`` joined by newlines, as one text. Each long part, and each run of short ones

@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from anygate.accounting.alerts import Alerts
 from anygate.accounting.budgets import BudgetSource, scopes_of
 from anygate.accounting.enforcer import Enforcer
+from anygate.accounting.estimate import Tokenizer
 from anygate.accounting.export import Exporter
 from anygate.accounting.ledger import Ledger
 from anygate.accounting.limiter import Limiter, MemoryLimiter
@@ -116,6 +117,7 @@ def build_accounting(
         is_byok,
         refuse_unpriced=not settings.allow_unpriced_under_usd_budget,
         stream_usage=StreamUsagePolicy(registry.find),
+        tokenizer=Tokenizer(remembered_bytes=settings.remembered_prompt_bytes),
         export=export,
         budget_observer=budget_observer,
         alerts=None if transport is None else Alerts(transport, engine, limiter, settings.alerts),
