@@ -19,8 +19,10 @@ def spells_names_plainly(body: bytes) -> bool:
     """Whether no letter (nor ``_``), quote or backslash of ``body`` is written as a ``\\u00XX`` escape: a
     member's name is then spelt only as itself (``"model"``), a byte search finds every member so named,
     and the body encoded again names them as often. Other escapes (non-ASCII text) change nothing: none of
-    them spells a letter, a quote or a backslash."""
-    return b"\\u00" not in body or _ESCAPED_NAME_CHARACTER.search(body) is None
+    them spells a letter, a quote or a backslash. (The expression alone: a byte search for ``\\u00`` first
+    takes longer than it does, ~98 against ~58 µs on a coding agent's 184 KB, as a four-byte needle skips
+    at most five bytes a step.)"""
+    return _ESCAPED_NAME_CHARACTER.search(body) is None
 
 
 def replace_model(body: bytes, payload: dict[str, Any], model: str, *, sole: bool = False) -> bytes:
