@@ -19,7 +19,6 @@ before it can still be retried or replaced by a fallback.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -30,6 +29,7 @@ from anygate.accounting.stream_usage import REFUSING_STATUSES
 from anygate.api.bridges import ENDPOINT_MISSING, Answer, Bridge, Leg, StreamTranslator
 from anygate.api.headers import forwarded_headers, limit_headers, response_headers, retry_after_header
 from anygate.api.http import Send, send_bytes
+from anygate.api.keepalive import KeepAlive
 from anygate.api.relay import COST_HEADER, EVENT_STREAM, Cycle, UpstreamRequest, shutting_down
 from anygate.errors import GatewayError, UpstreamTimeout, UpstreamUnavailable
 from anygate.exchange import Exchange
@@ -186,13 +186,21 @@ class BridgedCycle(Cycle):
         and so does an upstream that stops before it said it was done."""
         exchange, ticket, send = self.exchange, self.request.ticket, self.send
         batch: list[bytes] | None = pending
+        interval = self.state.settings.stream_keepalive_interval
+        keepalive = None if answer.keepalive is None else KeepAlive(send, answer.keepalive, interval)
         try:
-            while batch is not None and not translator.finished:
-                out = translator.feed(answer.tap(ticket, exchange, batch))
-                if out:
-                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
-                if not translator.finished:
-                    batch = await self._next_batch(batches, answer.keepalive)
+            try:
+                while batch is not None and not translator.finished:
+                    out = translator.feed(answer.tap(ticket, exchange, batch))
+                    if out:
+                        await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+                    if not translator.finished:
+                        batch = await anext(batches, None)
+                        if keepalive is not None:
+                            keepalive.heard()
+            finally:  # no ping after the stream's last message, whoever sends it
+                if keepalive is not None:
+                    await keepalive.stop()
         except (UpstreamUnavailable, UpstreamTimeout) as failure:
             await self._end_translated(translator, failure)
             return
@@ -204,25 +212,6 @@ class BridgedCycle(Cycle):
         else:
             out.extend(translator.finish())
         await send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
-
-    async def _next_batch(self, batches: AsyncIterator[list[bytes]], keepalive: bytes | None) -> list[bytes] | None:
-        """The upstream's next batch of events (None at its end); with ``keepalive``, that event goes out
-        each time the upstream stays silent for the keep-alive interval."""
-        if keepalive is None:
-            return await anext(batches, None)
-        interval = self.state.settings.stream_keepalive_interval
-        waiting = asyncio.ensure_future(next_or_none(batches))
-        try:
-            while True:
-                done, _ = await asyncio.wait({waiting}, timeout=interval)
-                if done:
-                    return waiting.result()
-                await self.send({"type": "http.response.body", "body": keepalive, "more_body": True})
-        finally:
-            if not waiting.done():
-                waiting.cancel()
-                with contextlib.suppress(asyncio.CancelledError, UpstreamUnavailable, UpstreamTimeout):
-                    await waiting
 
     def _failed(self, translator: StreamTranslator, failure: GatewayError) -> list[bytes]:
         """Record the failure that ends a started stream (as ``Cycle.end_stream_with_error`` does) and give
@@ -236,7 +225,3 @@ class BridgedCycle(Cycle):
     async def _end_translated(self, translator: StreamTranslator, failure: GatewayError) -> None:
         body = b"".join(self._failed(translator, failure))
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
-
-
-async def next_or_none(batches: AsyncIterator[list[bytes]]) -> list[bytes] | None:
-    return await anext(batches, None)

@@ -1,0 +1,78 @@
+"""A translated stream's keep-alive: a ping each interval of the upstream's silence, none while it talks,
+and none after ``stop``, even one held up by a slow client (it goes out before the stream's last message)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from anygate.api.keepalive import KeepAlive
+
+PING = b"event: ping\ndata: {}\n\n"
+INTERVAL = 0.02
+
+
+class Client:
+    """An ASGI ``send`` that records what it is sent; ``slow`` holds each send until ``reads`` is set."""
+
+    def __init__(self, slow: bool = False) -> None:
+        self.sent: list[bytes] = []
+        self.reads = asyncio.Event()
+        if not slow:
+            self.reads.set()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.reads.wait()
+        self.sent.append(message["body"])
+
+
+async def test_pings_go_out_while_the_upstream_is_silent_and_stop_with_the_stream() -> None:
+    client = Client()
+    keepalive = KeepAlive(client.send, PING, INTERVAL)
+    await asyncio.sleep(INTERVAL * 5.5)
+    await keepalive.stop()
+    pinged = len(client.sent)
+    assert 3 <= pinged <= 6 and set(client.sent) == {PING}
+    await asyncio.sleep(INTERVAL * 3)
+    assert len(client.sent) == pinged  # none after stop
+
+
+async def test_no_ping_while_the_upstream_keeps_talking() -> None:
+    client = Client()
+    keepalive = KeepAlive(client.send, PING, INTERVAL)
+    for _ in range(10):
+        await asyncio.sleep(INTERVAL / 4)
+        keepalive.heard()
+    await keepalive.stop()
+    assert client.sent == []
+
+
+async def test_a_ping_held_up_by_a_slow_client_goes_out_before_stop_returns() -> None:
+    client = Client(slow=True)
+    keepalive = KeepAlive(client.send, PING, INTERVAL)
+    await asyncio.sleep(INTERVAL * 1.5)  # a ping is on its way, waiting for the client to read
+    stopping = asyncio.ensure_future(keepalive.stop())
+    await asyncio.sleep(INTERVAL)
+    assert not stopping.done()  # the relay's last message must wait for it
+    client.reads.set()
+    await stopping
+    assert client.sent == [PING]
+    client.sent.append(b"the stream's last message")
+    await asyncio.sleep(INTERVAL * 3)
+    assert client.sent[-1] == b"the stream's last message"
+
+
+async def test_a_relay_cancelled_while_it_waits_for_a_ping_takes_the_ping_back() -> None:
+    client = Client(slow=True)
+    keepalive = KeepAlive(client.send, PING, INTERVAL)
+    await asyncio.sleep(INTERVAL * 1.5)
+    stopping = asyncio.ensure_future(keepalive.stop())
+    await asyncio.sleep(INTERVAL / 2)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    client.reads.set()
+    await asyncio.sleep(INTERVAL * 3)
+    assert client.sent == []  # the held ping never went out, and no other followed
