@@ -49,7 +49,9 @@ from rows import Row
 from upstream import MODEL, Upstream, nginx_config
 
 SCENARIOS = (Scenario(False, 1), Scenario(False, 16), Scenario(True, 1), Scenario(True, 16))
-SLOW_STREAM_CONTENDERS = ("passthrough", "anygate")  # the slow-streams row: many streams open at once
+# The slow-streams row: many streams open at once, each event arriving alone; anygate-messages translates
+# each to Anthropic events, as a Claude Code stream over a chat upstream is.
+SLOW_STREAM_CONTENDERS = ("passthrough", "anygate", "anygate-messages")
 SLOW_INTERVAL = 0.1  # seconds between the slow upstream's events
 SLOW_MIN_SECONDS = 20  # a slow stream lasts a second or more: the row runs long enough for many of them
 CHAT_PATH = "/chat/completions"
