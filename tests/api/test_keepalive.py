@@ -76,3 +76,19 @@ async def test_a_relay_cancelled_while_it_waits_for_a_ping_takes_the_ping_back()
     client.reads.set()
     await asyncio.sleep(INTERVAL * 3)
     assert client.sent == []  # the held ping never went out, and no other followed
+
+
+async def test_a_ping_that_fails_is_dropped_and_the_next_one_still_goes(caplog: pytest.LogCaptureFixture) -> None:
+    sent: list[bytes] = []
+
+    async def failing_once(message: dict[str, Any]) -> None:
+        if not sent:
+            sent.append(b"failed")
+            raise RuntimeError("the client's socket broke")
+        sent.append(message["body"])
+
+    keepalive = KeepAlive(failing_once, PING, INTERVAL)
+    await asyncio.sleep(INTERVAL * 3.5)
+    await keepalive.stop()
+    assert sent[0] == b"failed" and PING in sent[1:]
+    assert "never retrieved" not in caplog.text

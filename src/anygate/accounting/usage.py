@@ -136,13 +136,7 @@ def chat_usage_of_anthropic(usage: dict[str, Any]) -> dict[str, Any]:
 
 def is_usage_only_event(event: bytes) -> bool:
     """The extra chunk ``include_usage`` adds: ``choices`` empty and ``usage`` an object."""
-    if USAGE_NAME not in event or not USAGE_OBJECT.search(event):
-        return False
-    try:
-        parsed = orjson.loads(event_data(event))
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(parsed, dict) and parsed.get("choices") == [] and isinstance(parsed.get("usage"), dict)
+    return chunk_usage(event)[1]
 
 
 ANTHROPIC_CACHE_FIELDS = ("cache_read_input_tokens", "cache_creation_input_tokens")

@@ -46,7 +46,10 @@ class KeepAlive:
 
     async def _send_ping(self) -> None:
         try:
-            await self._send({"type": "http.response.body", "body": self._event, "more_body": True})
+            # A failed ping changes nothing (the relay's own next send meets the same client), and is never
+            # left for the loop to report as an exception nobody retrieved.
+            with contextlib.suppress(Exception):
+                await self._send({"type": "http.response.body", "body": self._event, "more_body": True})
         finally:
             self._ping = None
 
@@ -59,10 +62,7 @@ class KeepAlive:
         if ping is None:
             return
         try:
-            # A ping waiting for the client to read (flow control) goes out first; a failed one changes
-            # nothing: the relay's own next send meets the same client.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(ping)
+            await asyncio.shield(ping)  # a ping waiting for the client to read (flow control) goes out first
         except asyncio.CancelledError:
             ping.cancel()  # cancelled while waiting: the ping never goes out, after the last message or not
             raise
