@@ -29,6 +29,7 @@ import uvicorn
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from anygate.client_gone import CLIENT_GONE, ClientGone, client_gone
 from anygate.deadline_timer import DeadlineTimer
 from anygate.errors import GatewayError, HeadersTooLarge, RequestTimeout
 from anygate.settings import RequestLimits
@@ -150,6 +151,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.stop_deadline()
         self.disarm()
         super().connection_lost(exc)
+        self.tell_client_gone()
 
     def data_received(self, data: bytes) -> None:
         if self.refused:
@@ -206,6 +208,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         super().shutdown()
 
+    def tell_client_gone(self) -> None:
+        """The request under way has lost its client (uvicorn marked its cycle): tell its app at once."""
+        cycle = self.cycle
+        if cycle is not None and cycle.disconnected:
+            signal = client_gone(cycle.scope)
+            if signal is not None:
+                signal.fire()
+
     def invalid_request(self) -> None:
         self.stop_deadline()
         log.warning("invalid HTTP request received")
@@ -245,6 +255,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         if self.cycle is not None:  # the transport the response is written through
             self.cycle.transport = HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
+            # Before the app's task first runs (it was only made): the app may listen for the client leaving.
+            self.cycle.scope.setdefault("extensions", {})[CLIENT_GONE] = {"signal": ClientGone()}
         if self.last_request and self.cycle is not None:
             self.cycle.keep_alive = False  # the server is stopping: this answer closes the connection
 
@@ -333,6 +345,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             if cycle is not None:
                 cycle.disconnected = True
                 cycle.message_event.set()
+                self.tell_client_gone()
         if answered_already:  # another answer is (being) written on this connection: no room for ours
             self.transport.close()
             return

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from anygate.api.http import ClientDisconnected, Receive
+from anygate.client_gone import ClientGone
 from anygate.exchange import Exchange
 
 # Most requests are answered sooner than this: they never pay for a watcher task. A client that leaves
@@ -62,17 +63,22 @@ class DisconnectWatches:
 class DisconnectWatch:
     """Cancels the request's task when the client goes away, so its upstream request stops at once.
 
-    uvicorn's ``send`` ignores a gone client silently; only ``receive`` tells, so a watcher waits on it
-    (the request body has been read by then), from ``WATCH_AFTER_SECONDS`` into the request on (its app's
-    ``DisconnectWatches`` starts it). On exit the watcher is stopped before anything else runs.
+    anygate's server says so itself (``gone``: the scope's ``ClientGone``), the moment the connection is
+    lost. Under another server only ``receive`` tells (uvicorn's ``send`` ignores a gone client silently),
+    so a watcher waits on it (the request body has been read by then), from ``WATCH_AFTER_SECONDS`` into the
+    request on (its app's ``DisconnectWatches`` starts it). On exit the watcher is stopped before anything
+    else runs.
     """
 
-    __slots__ = ("_receive", "_exchange", "_watches", "_task", "_watcher", "fired", "_closed")
+    __slots__ = ("_receive", "_exchange", "_watches", "_gone", "_task", "_watcher", "fired", "_closed")
 
-    def __init__(self, receive: Receive, exchange: Exchange, watches: DisconnectWatches) -> None:
+    def __init__(
+        self, receive: Receive, exchange: Exchange, watches: DisconnectWatches, gone: ClientGone | None = None
+    ) -> None:
         self._receive = receive
         self._exchange = exchange
         self._watches = watches
+        self._gone = gone
         self._task: asyncio.Task[Any] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.fired = False
@@ -80,7 +86,10 @@ class DisconnectWatch:
 
     async def __aenter__(self) -> DisconnectWatch:
         self._task = asyncio.current_task()
-        self._watches.add(self, asyncio.get_running_loop())
+        if self._gone is not None:
+            self._gone.listen(self._client_left)  # no watcher, ever: the server tells
+        else:
+            self._watches.add(self, asyncio.get_running_loop())
         return self
 
     def start_watching(self) -> None:
@@ -89,13 +98,19 @@ class DisconnectWatch:
 
     async def _watch(self) -> None:
         message = await self._receive()
-        if message["type"] == "http.disconnect" and not self._closed and self._task is not None:
+        if message["type"] == "http.disconnect":
+            self._client_left()
+
+    def _client_left(self) -> None:
+        if not self._closed and self._task is not None:
             self.fired = self._exchange.client_gone = True
             self._task.cancel()
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         self._closed = True
         task, self._task = self._task, None
+        if self._gone is not None:
+            self._gone.listen(None)
         self._watches.discard(self)
         if self._watcher is not None:
             # Let go of, not only cancelled: a cancelled task keeps its CancelledError, whose traceback keeps

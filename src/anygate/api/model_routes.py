@@ -40,6 +40,7 @@ from anygate.api.http import (
 )
 from anygate.api.relay import Cycle, UpstreamRequest, shutting_down
 from anygate.auth import Principal
+from anygate.client_gone import client_gone
 from anygate.errors import InvalidRequest, PermissionDenied, RouteNotFound
 from anygate.exchange import Exchange
 from anygate.planning import needs_of
@@ -166,7 +167,7 @@ class ModelRoutes:
             if bridge is None
             else BridgedCycle(self.state, request, exchange, send, bridge)
         )
-        async with DisconnectWatch(receive, exchange, self.disconnects):
+        async with DisconnectWatch(receive, exchange, self.disconnects, client_gone(request.scope)):
             try:
                 await dispatcher.dispatch(exchange, groups, cycle.attempt, dispatcher.deadline(request.timeout))
             except asyncio.CancelledError:
