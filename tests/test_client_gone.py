@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,15 +15,15 @@ from typing import Any
 
 import httpx2
 import pytest
-import uvicorn
 
 from anygate.api.disconnect import WATCH_AFTER_SECONDS, DisconnectWatch, DisconnectWatches
 from anygate.api.http import ClientDisconnected
 from anygate.app import create_app
 from anygate.client_gone import ClientGone, client_gone
-from anygate.server import server_config
+from anygate.settings import Settings
 from tests.support.fake_upstream import FakeUpstream, Reply
 from tests.support.gateway import ADMIN_KEY, fake_provider, gateway_settings
+from tests.support.served import served_with_own_server
 from tests.support.waiting import eventually
 
 CHAT = {"model": "fake/fake-model", "messages": [{"role": "user", "content": "hi"}]}
@@ -81,20 +80,10 @@ async def test_a_watch_that_ended_ignores_a_late_signal() -> None:
 
 
 @contextmanager
-def served(app: Any) -> Iterator[int]:
+def served(app: Any, settings: Settings | None = None) -> Iterator[int]:
     """``app`` under ``anygate serve``'s own server configuration (its protocol), on an ephemeral port."""
-    server = uvicorn.Server(server_config(app, gateway_settings(port=0)))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    try:
-        yield int(server.servers[0].sockets[0].getsockname()[1])
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with served_with_own_server(app, settings or gateway_settings(port=0)) as port:
+        yield port
 
 
 @pytest.mark.sockets
@@ -143,7 +132,7 @@ def test_a_client_that_leaves_the_served_gateway_cancels_its_upstream_request(tm
     with FakeUpstream.start_in_thread() as upstream:
         upstream.script(Reply(hang_before_headers=True), path="/v1/chat/completions")
         settings = gateway_settings(fake_provider(upstream), data_dir=tmp_path / "data", port=0)
-        with served(create_app(settings)) as port:
+        with served(create_app(settings), settings) as port:
             with (
                 httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=0.5) as client,
                 pytest.raises(httpx2.ReadTimeout),

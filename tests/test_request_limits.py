@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
 
 from anygate.app import create_app
-from anygate.server import server_config
 from tests.support.gateway import ADMIN_KEY, gateway_settings
+from tests.support.served import served_with_own_server
 
 pytestmark = pytest.mark.sockets
 
@@ -38,18 +37,8 @@ class Answer:
 def served(timeout_keep_alive: float = 5, **limits: Any) -> Iterator[int]:
     """The gateway under ``anygate serve``'s own server configuration, on an ephemeral port."""
     settings = gateway_settings(port=0, request_limits=limits)
-    server = uvicorn.Server(server_config(create_app(settings), settings, timeout_keep_alive=timeout_keep_alive))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the gateway did not start"
-        time.sleep(0.01)
-    try:
-        yield int(server.servers[0].sockets[0].getsockname()[1])
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with served_with_own_server(create_app(settings), settings, timeout_keep_alive=timeout_keep_alive) as port:
+        yield port
 
 
 class Reader:
