@@ -18,10 +18,9 @@ from anygate.accounting.periods import next_reset, window_id, window_start
 from anygate.accounting.pricing import Price, PriceBook, discovered_price, genai_price
 from anygate.accounting.usage import (
     TokenCount,
+    chunk_usage,
     count_of,
-    event_usage,
     extract_usage,
-    is_usage_only_event,
     with_stream_usage,
 )
 from anygate.auth import Budget, Limits, Principal
@@ -92,12 +91,10 @@ def test_usage_from_responses_and_events() -> None:
     assert extract_usage(b"not json usage") is None
     usage_event = b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\n'
     content_event = b'data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}\n\n'
-    assert event_usage(usage_event) == {"prompt_tokens": 3, "completion_tokens": 1}
-    assert event_usage(content_event) is None
-    assert is_usage_only_event(usage_event)
-    assert not is_usage_only_event(content_event)
+    assert chunk_usage(usage_event) == ({"prompt_tokens": 3, "completion_tokens": 1}, True)
+    assert chunk_usage(content_event) == (None, False)
     with_usage = b'data: {"choices":[{"delta":{}}],"usage":{"prompt_tokens":3}}\n\n'
-    assert not is_usage_only_event(with_usage)  # a chunk that also carries choices is never dropped
+    assert chunk_usage(with_usage) == ({"prompt_tokens": 3}, False)  # it also carries choices: never dropped
 
 
 def test_stream_usage_is_asked_without_losing_the_clients_options() -> None:

@@ -360,24 +360,19 @@ class Enforcer:
 
     async def _admit_in_memory(self, memory: MemoryLimiter, admission: Admission, steps: list[Step], ask: Ask) -> None:
         """``_admit`` with the in-process limiter: bucket by bucket, each decided without a coroutine once
-        seeded (``_note`` and ``_take`` written out: this runs for every bucket of every limited request)."""
-        grants, headroom = admission.grants, admission.headroom
+        seeded (no I/O in the decision)."""
         for step in steps:
-            hold, kind = step.hold, step.kind
+            hold = step.hold
             if memory.needs_seed(hold.bucket, hold.seed_from):
                 decision = await memory.reserve(
                     hold.bucket, hold.claims, RESERVATION_TTL, hold.window, hold.seed_from, hold.slot
                 )
             else:
                 decision = memory.reserve_now(hold.bucket, hold.claims, RESERVATION_TTL, hold.window, hold.slot)
-            if kind != "concurrency":
-                window: Window = "minute" if kind == "minute" else "budget"
-                note_readings(headroom, decision, hold.claims, window, step.scope, step.resets_at)
+            self._note(admission, step, decision)
             if isinstance(decision, Rejection):
                 raise await self._refusal(step, decision)
-            grants.append((decision, kind))
-            if kind != "concurrency":
-                self._clamp(admission, decision, ask)
+            self._take(admission, step, decision, ask)
 
     async def _refusal(self, step: Step, rejection: Rejection) -> GatewayError:
         """The error refusing the request; a rolling window's says when its oldest usage leaves it (one more

@@ -84,14 +84,9 @@ def _usage_member(parsed: Any) -> dict[str, Any] | None:
     return usage if isinstance(usage, dict) else None
 
 
-def event_usage(event: bytes) -> dict[str, Any] | None:
-    """``usage`` of one SSE event when it is an object (never parses chunks with ``"usage": null``)."""
-    return chunk_usage(event)[0]
-
-
 def chunk_usage(event: bytes) -> tuple[dict[str, Any] | None, bool]:
-    """``event_usage``, and whether the event is the extra chunk ``include_usage`` adds (``is_usage_only_event``),
-    from one parse."""
+    """``usage`` of one SSE event when it is an object (chunks with ``"usage": null`` are never parsed), and
+    whether the event is the extra chunk ``include_usage`` adds (``choices`` empty, ``usage`` an object)."""
     if USAGE_NAME not in event or not USAGE_OBJECT.search(event):
         return None, False
     try:
@@ -132,11 +127,6 @@ def chat_usage_of_anthropic(usage: dict[str, Any]) -> dict[str, Any]:
     if read or written:
         chat["prompt_tokens_details"] = {"cached_tokens": read, "cache_write_tokens": written}
     return chat
-
-
-def is_usage_only_event(event: bytes) -> bool:
-    """The extra chunk ``include_usage`` adds: ``choices`` empty and ``usage`` an object."""
-    return chunk_usage(event)[1]
 
 
 ANTHROPIC_CACHE_FIELDS = ("cache_read_input_tokens", "cache_creation_input_tokens")
