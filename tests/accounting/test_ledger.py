@@ -80,3 +80,31 @@ async def test_a_batch_larger_than_one_statement_is_written_whole(engine: AsyncE
     async with engine.connect() as conn:
         stored = (await conn.execute(select(usage_ledger.c.request_id))).scalars().all()
     assert sorted(stored) == [f"bulk-{n:05d}" for n in range(2500)]
+
+
+async def test_a_write_that_fails_keeps_its_rows_for_the_next(tmp_path: Path) -> None:
+    engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'ledger.db'}")
+    ledger = Ledger(engine)
+    try:
+        for n in range(3):
+            ledger.record(row(f"kept-{n}"))
+        assert await ledger.flush() == 0  # no table yet: the write fails
+        assert (ledger.pending, ledger.is_writing) == (3, False)
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        ledger.record(row("kept-3"))
+        assert await ledger.flush() == 4
+        assert (ledger.pending, ledger.is_writing) == (0, True)
+        async with engine.connect() as conn:
+            stored = (await conn.execute(select(usage_ledger.c.request_id))).scalars().all()
+        assert sorted(stored) == [f"kept-{n}" for n in range(4)]
+    finally:
+        await ledger.close()
+        await engine.dispose()
+
+
+async def test_a_ledger_closed_still_writes_what_it_is_given(engine: AsyncEngine) -> None:
+    ledger = Ledger(engine)
+    await ledger.close()
+    ledger.record(row("late"))
+    assert await ledger.flush() == 1

@@ -3,12 +3,16 @@
 ``record`` only appends to a buffer. ``run`` (owned by AppState) writes the buffer every ``interval``
 seconds or as soon as ``batch_size`` rows wait; ``close`` writes what is left, so a graceful stop
 (SIGTERM) loses nothing. A failed write keeps its rows for the next attempt.
+
+On a SQLite file the batches go through the store's ``SqliteAppender`` (the standard library's driver on a
+thread of its own, many rows a statement); on PostgreSQL, and SQLite in memory, through the engine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -16,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from anygate.store.ledger_tables import usage_ledger
+from anygate.store.sqlite_appender import SqliteAppender, file_of
 
 log = logging.getLogger("anygate.ledger")
 
@@ -48,6 +53,9 @@ class UsageRow(NamedTuple):
     team_id: str | None = None
 
 
+CONFLICT = "ON CONFLICT (request_id) DO NOTHING"  # a request id seen twice keeps its first row
+
+
 class Ledger:
     def __init__(self, engine: AsyncEngine, batch_size: int = 500, interval: float = 1.0) -> None:
         self.engine = engine
@@ -57,6 +65,8 @@ class Ledger:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._insert = insert_statement(engine.dialect.paramstyle)
+        path = file_of(engine.url)
+        self._appender = None if path is None else SqliteAppender(path, usage_ledger.name, UsageRow._fields, CONFLICT)
         self.is_writing = True  # False while writes fail (the rows wait in the buffer)
 
     def record(self, row: UsageRow) -> None:
@@ -89,7 +99,7 @@ class Ledger:
                 return 0
             try:
                 await self._write(rows)
-            except SQLAlchemyError:
+            except (SQLAlchemyError, sqlite3.Error):
                 log.exception("usage ledger write failed; rows kept for the next attempt")
                 self._buffer[:0] = rows
                 self.is_writing = False
@@ -98,6 +108,9 @@ class Ledger:
             return len(rows)
 
     async def _write(self, rows: Sequence[UsageRow]) -> None:
+        if self._appender is not None:
+            await self._appender.append(rows)
+            return
         # The rows go to the driver as they are (tuples in column order): no statement compiled and no
         # parameters processed per row, which at thousands of rows a second is most of a write's cost.
         async with self.engine.begin() as conn:
@@ -108,6 +121,9 @@ class Ledger:
         await self.flush()
         if self._buffer:
             log.error("usage ledger lost rows at shutdown", extra={"fields": {"rows": len(self._buffer)}})
+        if self._appender is not None:
+            appender, self._appender = self._appender, None  # a write after this goes through the engine
+            await appender.close()
 
 
 def insert_statement(paramstyle: str) -> str:
@@ -122,6 +138,4 @@ def insert_statement(paramstyle: str) -> str:
         marks = ", ".join("?" for _ in columns)
     else:
         raise ValueError(f"the usage ledger cannot write through a driver with paramstyle {paramstyle!r}")
-    return (
-        f"INSERT INTO {usage_ledger.name} ({', '.join(columns)}) VALUES ({marks}) ON CONFLICT (request_id) DO NOTHING"
-    )
+    return f"INSERT INTO {usage_ledger.name} ({', '.join(columns)}) VALUES ({marks}) {CONFLICT}"

@@ -51,7 +51,8 @@ def safe_url(url: str) -> str:
     return make_url(async_url(url)).render_as_string(hide_password=True)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _: object = None) -> None:
+    """The pragmas every connection to the store's SQLite file gets (the engine's, and the ledger's own)."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
@@ -75,7 +76,7 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         self._lock_handle: Any = None  # the SQLite migration lock file, while held
         if self.dialect == "sqlite":
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "connect", sqlite_pragmas)
 
     def __repr__(self) -> str:
         return f"Database({safe_url(self.url)!r})"
