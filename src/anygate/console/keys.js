@@ -4,7 +4,7 @@
 // holder only narrows) and revoking one (never the key signed in with: that would lock the caller out).
 
 import { ApiError, api, items } from "./api.js";
-import { $, badge, h, splitList, table } from "./dom.js";
+import { $, badge, h, splitList, table, update } from "./dom.js";
 import { formatDate, formatMoney, t } from "./i18n.js";
 import { addBudgetRow, describeBudgets, fillBudgets, readBudgets, relabelBudgets } from "./budgets.js";
 import { describeLimits, fillLimits, readLimits } from "./limits.js";
@@ -15,6 +15,7 @@ let spend = {}; // key id -> USD, all time
 let secret = null; // {alias, key} of the key just created
 let editing = null; // the key being edited
 let initial = {}; // its fields as first shown in the form
+let listings = 0; // loads started, and saves answered: a load shows its answers only if it is the last of them
 
 export function init(context) {
   ui = context;
@@ -27,6 +28,9 @@ export function init(context) {
 /** Also tells the console who the caller is: the answer's `caller.role` (admin, team_admin or user); a
  * gateway without the keys API (404) leaves it unknown. */
 export async function load() {
+  // Loads overlap (the section opened while the sign-in's load runs, a save while a reload runs) and their
+  // answers land in any order: an older one's would put back what a newer one, or a save, has replaced.
+  const listing = ++listings;
   let answer;
   try {
     answer = await api("GET", "/v1/keys");
@@ -34,11 +38,13 @@ export async function load() {
     if (error instanceof ApiError) ui.setRole(error.status === 403 ? "user" : error.status === 404 ? null : ui.role);
     throw error;
   }
-  keys = items(answer);
-  ui.caller = answer && answer.caller ? answer.caller : null;
+  ui.caller = answer && answer.caller ? answer.caller : null; // the same in every answer of a session
   ui.setRole(ui.caller ? ui.caller.role : null);
+  const perKey = await spendBy("key");
+  if (listing !== listings) return;
+  keys = items(answer);
   ui.keys = keys;
-  spend = await spendBy("key");
+  spend = perKey;
   render();
 }
 
@@ -63,17 +69,19 @@ export function statusOf(k) {
 export function render() {
   const active = keys.filter((k) => statusOf(k) === "active");
   const inactive = keys.filter((k) => statusOf(k) !== "active");
+  const ids = (list) => list.map((k) => k.id);
   const activeView = h("div", { id: "keys-active" }, h("h2", {}, t("keys.active")));
   if (!active.length) activeView.append(h("p", { class: "empty" }, t("keys.empty")));
   else {
     const columns = ["alias", "id", "user", "models", "budget", "limits", "expires", "spend", "createdBy"].map((c) => t(`keys.col.${c}`));
-    activeView.append(table([...columns, t("common.actions")], active.map(activeRow), t("keys.active")));
+    activeView.append(table([...columns, t("common.actions")], active.map(activeRow), t("keys.active"), ids(active)));
   }
   const inactiveView = h("div", { id: "keys-inactive", class: "section-gap" }, h("h2", {}, t("keys.inactive")));
   const columns = ["alias", "id", "user", "status", "when", "spend", "createdBy"].map((c) => t(`keys.col.${c}`));
-  inactiveView.append(table([...columns, t("common.actions")], inactive.map(inactiveRow), t("keys.inactive")));
+  inactiveView.append(table([...columns, t("common.actions")], inactive.map(inactiveRow), t("keys.inactive"), ids(inactive)));
   inactiveView.hidden = !inactive.length;
-  $("#keys-list").replaceChildren(activeView, inactiveView);
+  // In place (update): a reload landing under a pressed Edit button must leave that button there to click.
+  update($("#keys-list"), activeView, inactiveView);
   relabelBudgets($("#kf-budgets"));
   $("#key-form-title").textContent = editing ? t("keys.form.editTitle", { alias: editing.alias || editing.id }) : t("keys.form.title");
   const panel = $("#key-secret");
@@ -198,6 +206,7 @@ async function submit(event) {
   try {
     if (editing) {
       const saved = await api("PATCH", `/v1/keys/${encodeURIComponent(editing.id)}`, body);
+      remember(saved);
       ui.notice(t("keys.saved", { alias: (saved && saved.alias) || editing.alias || editing.id }));
       resetForm();
     } else {
@@ -211,6 +220,16 @@ async function submit(event) {
   } catch (error) {
     ui.error(error);
   }
+}
+
+/** The saved key (the PATCH's answer, as the list has it) in the list at once: until the reload lands, the
+ * list is from before the save, and an Edit clicked on it would fill the form with what was there before
+ * (the budgets a save added or removed back in the form, and saved again with the next change). */
+function remember(saved) {
+  if (!saved || !saved.id) return;
+  keys = keys.map((k) => (k.id === saved.id ? saved : k));
+  ui.keys = keys;
+  listings += 1; // a load started before the save answers from before it: it must not put that back
 }
 
 function edit(k) {

@@ -4,7 +4,7 @@
 
 import { ApiError, api, items } from "./api.js";
 import { addBudgetRow, describeBudgets, fillBudgets, readBudgets, relabelBudgets } from "./budgets.js";
-import { $, h, splitList, table } from "./dom.js";
+import { $, h, splitList, table, update } from "./dom.js";
 import { formatMoney, formatNumber, t } from "./i18n.js";
 import { describeLimits, fillLimits, readLimits, readLimitsIn } from "./limits.js";
 import { reissue, reissuedCard } from "./reissue.js";
@@ -17,6 +17,7 @@ let opened = null; // the team detail shown
 let roster = null; // {team, created: [...]} the keys a roster import made, shown once
 let reissued = null; // {team, rows: [...]} the keys a re-issue made, shown once
 let rosterOptions = null; // the roster import's options (index.html): one element, moved into the open team's panel
+let listings = 0; // loads started, and saves answered: a load shows its answers only if it is the last of them
 
 export function init(context, callbacks) {
   ui = context;
@@ -39,10 +40,16 @@ export function nameOf(teamId) {
 
 /** Whether the gateway has teams is known from here on (ui.teamsAvailable); only a 404 hides them. */
 export async function load() {
+  // Loads overlap (users.js loads on each save and section opening) and their answers land in any order: an
+  // older one's would put back what a newer one, or a save, has replaced.
+  const listing = ++listings;
   try {
-    teams = items(await api("GET", "/v1/teams"));
+    const listed = items(await api("GET", "/v1/teams"));
+    if (listing !== listings) return;
+    teams = listed;
     ui.teamsAvailable = true;
   } catch (error) {
+    if (listing !== listings) return;
     teams = [];
     if (error instanceof ApiError && (error.status === 404 || error.status === 403)) ui.teamsAvailable = false;
     else throw error;
@@ -53,10 +60,11 @@ export async function load() {
 export function render() {
   if (ui.teamsAvailable !== true) return;
   const view = $("#teams-list");
-  if (!teams.length) view.replaceChildren(h("p", { class: "empty" }, t("teams.empty")));
+  // In place (update): a reload landing under a pressed Edit button must leave that button there to click.
+  if (!teams.length) update(view, h("p", { class: "empty" }, t("teams.empty")));
   else {
     const columns = ["name", "id", "budgets", "limits", "allowlists"].map((c) => t(`teams.col.${c}`));
-    view.replaceChildren(table([...columns, t("common.actions")], teams.map(row), t("teams.title")));
+    update(view, table([...columns, t("common.actions")], teams.map(row), t("teams.title"), teams.map((team) => team.id)));
   }
   $("#team-form-title").textContent = editing ? t("teams.form.editTitle", { name: editing.name }) : t("teams.form.title");
   relabelBudgets($("#tf-budgets"));
@@ -286,7 +294,7 @@ async function submit(event) {
     return;
   }
   try {
-    if (editing) await api("PATCH", `/v1/teams/${encodeURIComponent(editing.id)}`, body);
+    if (editing) remember(await api("PATCH", `/v1/teams/${encodeURIComponent(editing.id)}`, body));
     else await api("POST", "/v1/teams", body);
     ui.notice(t("teams.saved", { name: body.name }));
     resetForm();
@@ -294,6 +302,15 @@ async function submit(event) {
   } catch (error) {
     ui.error(error);
   }
+}
+
+/** The saved team (the PATCH's answer, as the list has it) in the list at once: until the reload lands, the
+ * list is from before the save, and an Edit clicked on it would fill the form with what was there before
+ * (the budgets a save added or removed back in the form, and saved again with the next change). */
+function remember(saved) {
+  if (!saved || !saved.id) return;
+  teams = teams.map((team) => (team.id === saved.id ? saved : team));
+  listings += 1; // a load started before the save answers from before it: it must not put that back
 }
 
 function edit(team) {

@@ -2,7 +2,7 @@
 // one user's keys on a click. Teams (teams.js) share the page when the gateway has them.
 
 import { api, items } from "./api.js";
-import { $, badge, h, table } from "./dom.js";
+import { $, badge, h, table, update } from "./dom.js";
 import { formatDate, formatMoney, formatNumber, t } from "./i18n.js";
 import { spendBy, statusOf } from "./keys.js";
 import { addBudgetRow, describeBudgets, fillBudgets, readBudgets, relabelBudgets } from "./budgets.js";
@@ -18,6 +18,7 @@ let keySpend = {}; // key id -> USD
 let editing = null;
 let initial = {};
 let opened = null; // {user, keys, reissued?} shown in the detail panel (reissued: new secrets, shown once)
+let listings = 0; // loads started, and saves answered: a load shows its answers only if it is the last of them
 
 export function init(context) {
   ui = context;
@@ -29,13 +30,18 @@ export function init(context) {
 }
 
 export async function load() {
-  users = items(await api("GET", "/v1/users"));
+  // Loads overlap (a section opened while the sign-in's load runs, a save while a reload runs) and their
+  // answers land in any order: an older one's would put back what a newer one, or a save, has replaced.
+  const listing = ++listings;
+  const listed = items(await api("GET", "/v1/users"));
   await teams.load(); // sets ui.teamsAvailable (a gateway without teams answers 404)
   const [allKeys, userSpend, perKey] = await Promise.all([
     api("GET", "/v1/keys").then(items).catch(() => []),
     spendBy("user"),
     spendBy("key"),
   ]);
+  if (listing !== listings) return;
+  users = listed;
   keys = allKeys;
   spend = userSpend;
   keySpend = perKey;
@@ -49,11 +55,13 @@ export function render() {
   const withTeams = ui.teamsAvailable === true;
   $("#uf-team-field").hidden = !withTeams;
   fillTeamOptions();
-  if (!users.length) list.replaceChildren(h("p", { class: "empty" }, t("users.empty")));
+  // In place (update): a reload landing under a pressed Edit button must leave that button there to click.
+  if (!users.length) update(list, h("p", { class: "empty" }, t("users.empty")));
   else {
     const names = ["name", "id", ...(withTeams ? ["team"] : []), "budget", "limits", "keys", "spend"];
     const columns = names.map((c) => t(`users.col.${c}`));
-    list.replaceChildren(table([...columns, t("common.actions")], users.map((u) => row(u, withTeams)), t("users.title")));
+    const rows = users.map((u) => row(u, withTeams));
+    update(list, table([...columns, t("common.actions")], rows, t("users.title"), users.map((u) => u.id)));
   }
   relabelBudgets($("#uf-budgets"));
   $("#user-form-title").textContent = editing ? t("users.form.editTitle", { name: editing.name }) : t("users.form.title");
@@ -166,7 +174,7 @@ async function submit(event) {
       for (const [name, value] of Object.entries(values)) {
         if (JSON.stringify(value) !== JSON.stringify(initial[name])) body[name] = value;
       }
-      await api("PATCH", `/v1/users/${encodeURIComponent(editing.id)}`, body);
+      remember(await api("PATCH", `/v1/users/${encodeURIComponent(editing.id)}`, body));
     } else {
       await api("POST", "/v1/users", Object.fromEntries(Object.entries(values).filter(([, v]) => v !== null && !(Array.isArray(v) && !v.length))));
     }
@@ -176,6 +184,15 @@ async function submit(event) {
   } catch (error) {
     ui.error(error);
   }
+}
+
+/** The saved user (the PATCH's answer, as the list has it) in the list at once: until the reload lands, the
+ * list is from before the save, and an Edit clicked on it would fill the form with what was there before
+ * (the budgets a save added or removed back in the form, and saved again with the next change). */
+function remember(saved) {
+  if (!saved || !saved.id) return;
+  users = users.map((u) => (u.id === saved.id ? saved : u));
+  listings += 1; // a load started before the save answers from before it: it must not put that back
 }
 
 function edit(u) {
