@@ -105,6 +105,21 @@ def open_listing(page: Any, gateway: Served, listing: Listing, label: str) -> tu
     return row, edit, HeldReloads(page, listing.path)
 
 
+def open_form(
+    page: Any, gateway: Served, listing: Listing, label: str
+) -> tuple[dict[str, Any], Any, Any, HeldReloads, Any]:
+    """A holder made with three budgets, its list opened and its form opened from its Edit button: the holder,
+    its row, the button, the list's reloads (not held yet) and the form's budget rows."""
+    from playwright.sync_api import expect
+
+    made = create_holder(gateway, listing, label)
+    row, edit, reloads = open_listing(page, gateway, listing, label)
+    edit.click()
+    budgets = page.locator(f"#{listing.form}-budgets .budget-row")
+    expect(budgets).to_have_count(3)
+    return made, row, edit, reloads, budgets
+
+
 def save_with_the_reload_held(page: Any, listing: Listing, reloads: HeldReloads, label: str) -> None:
     """Submit the form; the save is answered, the list's reload that follows is held."""
     from playwright.sync_api import expect
@@ -123,11 +138,7 @@ def test_an_edit_clicked_before_the_reload_lands_shows_what_was_saved(
     from playwright.sync_api import expect
 
     label = f"Early {listing.form}"
-    made = create_holder(gateway, listing, label)
-    row, edit, reloads = open_listing(page, gateway, listing, label)
-    edit.click()
-    budgets = page.locator(f"#{listing.form}-budgets .budget-row")
-    expect(budgets).to_have_count(3)
+    made, row, edit, reloads, budgets = open_form(page, gateway, listing, label)
     budgets.nth(1).locator("[name=usd]").fill("25")
     budgets.nth(0).get_by_role("button", name=say("en", "teams.form.removeBudget")).click()
     save_with_the_reload_held(page, listing, reloads, label)
@@ -150,11 +161,7 @@ def test_an_edit_pressed_while_the_reload_lands_opens_the_form(page: Any, gatewa
     from playwright.sync_api import expect
 
     label = f"Pressed {listing.form}"
-    made = create_holder(gateway, listing, label)
-    row, edit, reloads = open_listing(page, gateway, listing, label)
-    edit.click()
-    budgets = page.locator(f"#{listing.form}-budgets .budget-row")
-    expect(budgets).to_have_count(3)
+    made, row, edit, reloads, budgets = open_form(page, gateway, listing, label)
     page.fill(f"#{listing.form}-rpm", "30")
     save_with_the_reload_held(page, listing, reloads, label)
     # Changed elsewhere meanwhile, so that the held reload brings news and re-renders the row.
