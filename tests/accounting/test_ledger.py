@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from anygate.accounting.ledger import Ledger, UsageRow, insert_statement
+from anygate.store.database import Database
 from anygate.store.ledger_tables import metadata, usage_ledger
 
 
@@ -67,6 +69,7 @@ async def test_rows_are_stored_as_recorded_and_a_repeated_request_id_keeps_its_f
     for each in written:
         ledger.record(each)
     assert await ledger.flush() == 3
+    await ledger.close()
     async with engine.connect() as conn:
         stored = (await conn.execute(select(usage_ledger).order_by(usage_ledger.c.request_id))).all()
     assert [UsageRow(*values) for values in stored] == written[:2]
@@ -105,6 +108,31 @@ async def test_a_write_that_fails_keeps_its_rows_for_the_next(tmp_path: Path) ->
 
 async def test_a_ledger_closed_still_writes_what_it_is_given(engine: AsyncEngine) -> None:
     ledger = Ledger(engine)
+    ledger.record(row("before"))
     await ledger.close()
     ledger.record(row("late"))
     assert await ledger.flush() == 1
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(usage_ledger.c.request_id))).scalars().all()
+    assert sorted(stored) == ["before", "late"]
+
+
+async def test_a_ledger_made_by_the_store_writes_through_its_own_connection(tmp_path: Path) -> None:
+    """The store's engine (its pragmas, its 0600 file) with the appender beside it; a batch of several
+    statements' worth, with a request id twice inside one statement."""
+    database = Database(f"sqlite:///{tmp_path / 'store.db'}")
+    try:
+        async with database.engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        ledger = Ledger(database.engine)
+        rows = [row(f"s-{n:04d}") for n in range(100)]
+        rows.insert(2, row("s-0001", status=500))  # the same id again, in the batch's first statement
+        for each in rows:
+            ledger.record(each)
+        await ledger.close()
+        async with database.engine.connect() as conn:
+            stored = (await conn.execute(select(usage_ledger.c.request_id, usage_ledger.c.status))).all()
+        assert sorted(stored) == [(f"s-{n:04d}", 200) for n in range(100)]
+        assert stat.S_IMODE((tmp_path / "store.db").stat().st_mode) == 0o600
+    finally:
+        await database.close()

@@ -107,7 +107,7 @@ def test_the_log_reads_a_keys_family_and_pages_by_keyset(make_settings: Callable
                         error="upstream_timeout",
                     )
                 )
-            await ledger.flush()
+            await ledger.close()  # written, and its own connection closed
             engine = store.db.engine
 
             async def pages(query: RequestQuery, limit: int) -> list[list[str]]:

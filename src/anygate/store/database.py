@@ -54,9 +54,9 @@ def safe_url(url: str) -> str:
 def sqlite_pragmas(dbapi_connection: Any, _: object = None) -> None:
     """The pragmas every connection to the store's SQLite file gets (the engine's, and the ledger's own)."""
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=10000")  # first: the pragmas after it may wait for another writer
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA secure_delete=ON")  # overwritten secrets do not linger in free pages
     cursor.close()
 

@@ -38,14 +38,14 @@ def file_of(url: URL) -> Path | None:
     database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    return Path(database)
+    return Path(database).absolute()  # as the engine opens it (SQLAlchemy makes the path absolute)
 
 
 class SqliteAppender:
     """``append(rows)`` inserts a batch in one transaction, each row a tuple in ``columns``' order."""
 
     def __init__(self, path: Path, table: str, columns: Sequence[str], on_conflict: str = "") -> None:
-        self._path = path
+        self._path = path.absolute()
         self._width = len(columns)
         most = max(1, MAX_PARAMETERS // self._width)
         self._sizes = (most, *(size for size in SMALLER_STATEMENTS if size < most))
@@ -60,7 +60,8 @@ class SqliteAppender:
         return f"SqliteAppender({str(self._path)!r})"
 
     async def append(self, rows: Sequence[tuple[object, ...]]) -> None:
-        """Raises ``sqlite3.Error`` when the batch could not be written (none of it is, then)."""
+        """Raises ``sqlite3.Error`` when the batch could not be written (none of it is, then: its transaction
+        is rolled back, and the connection closed, to be opened again by the next batch)."""
         if rows:
             await asyncio.get_running_loop().run_in_executor(self._thread, self._insert, rows)
 
@@ -69,25 +70,32 @@ class SqliteAppender:
         self._thread.shutdown(wait=False)
 
     def _insert(self, rows: Sequence[tuple[object, ...]]) -> None:
-        connection = self._connect()
-        connection.execute("BEGIN IMMEDIATE")
         try:
+            connection = self._connect()
+            connection.execute("BEGIN IMMEDIATE")
             start = 0
             while start < len(rows):
                 size = next(size for size in self._sizes if size <= len(rows) - start)
                 chunk = rows[start : start + size]
                 connection.execute(self._statements[size], list(itertools.chain.from_iterable(chunk)))
                 start += size
+            connection.execute("COMMIT")
         except BaseException:
-            connection.rollback()
+            # A COMMIT that fails can leave its transaction open (a busy database, a deferred constraint), and
+            # with it the write lock: closing rolls back whatever is open, and the next batch opens afresh.
+            self._close()
             raise
-        connection.commit()
 
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None:
-            # isolation_level=None: the driver begins no transaction of its own; _insert says where one is.
-            connection = sqlite3.connect(self._path, isolation_level=None)
-            sqlite_pragmas(connection)
+            # mode=rw: the store made the file (mode 0600); one that is gone is an error, never a new file.
+            # isolation_level=None: the driver begins and ends no transaction of its own; _insert says where.
+            connection = sqlite3.connect(f"{self._path.as_uri()}?mode=rw", uri=True, isolation_level=None)
+            try:
+                sqlite_pragmas(connection)
+            except BaseException:
+                connection.close()
+                raise
             self._connection = connection
         return self._connection
 
