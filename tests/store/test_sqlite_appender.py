@@ -38,7 +38,7 @@ def stored(path: Path) -> list[tuple[object, ...]]:
     ("url", "expected"),
     [
         ("sqlite+aiosqlite:////var/lib/anygate/anygate.db", Path("/var/lib/anygate/anygate.db")),
-        ("sqlite+aiosqlite:///relative.db", Path("relative.db")),  # as the engine opens it: from where it runs
+        ("sqlite+aiosqlite:///relative.db", Path("relative.db")),
         ("sqlite+aiosqlite://", None),
         ("sqlite+aiosqlite:///:memory:", None),
         ("sqlite+aiosqlite:///file:shared?mode=memory&cache=shared&uri=true", None),
@@ -46,7 +46,7 @@ def stored(path: Path) -> list[tuple[object, ...]]:
     ],
 )
 def test_only_a_database_file_is_appended_to_directly(url: str, expected: Path | None) -> None:
-    assert file_of(make_url(url)) == (None if expected is None else Path.cwd() / expected)
+    assert file_of(make_url(url)) == expected
 
 
 @pytest.mark.parametrize("count", [1, 7, 8, 9, 333, 1000])
@@ -122,3 +122,15 @@ async def test_a_database_file_that_is_gone_is_not_made_again(tmp_path: Path) ->
         assert not missing.exists()
     finally:
         await appender.close()
+
+
+async def test_a_relative_path_names_the_file_from_where_the_gateway_runs(
+    appender: SqliteAppender, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    relative = SqliteAppender(Path("rows.db"), "items", COLUMNS)
+    try:
+        await relative.append([("a", 1.0, None)])
+    finally:
+        await relative.close()
+    assert stored(tmp_path / "rows.db") == [("a", 1.0, None)]

@@ -38,18 +38,17 @@ def file_of(url: URL) -> Path | None:
     database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
-    return Path(database).absolute()  # as the engine opens it (SQLAlchemy makes the path absolute)
+    return Path(database)
 
 
 class SqliteAppender:
     """``append(rows)`` inserts a batch in one transaction, each row a tuple in ``columns``' order."""
 
     def __init__(self, path: Path, table: str, columns: Sequence[str], on_conflict: str = "") -> None:
-        self._path = path.absolute()
-        self._width = len(columns)
-        most = max(1, MAX_PARAMETERS // self._width)
+        self._path = path.absolute()  # as the engine opens it (SQLAlchemy makes the path absolute)
+        most = max(1, MAX_PARAMETERS // len(columns))
         self._sizes = (most, *(size for size in SMALLER_STATEMENTS if size < most))
-        one_row = "(" + ", ".join("?" * self._width) + ")"
+        one_row = "(" + ", ".join("?" * len(columns)) + ")"
         head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
         tail = f" {on_conflict}" if on_conflict else ""
         self._statements = {size: head + ", ".join([one_row] * size) + tail for size in self._sizes}
