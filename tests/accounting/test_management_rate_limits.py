@@ -4,7 +4,6 @@ minute cannot mint keys without limit, nor mint them through its children."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from tests.accounting.gateway import ADMIN_KEY, fake_provider_settings
 from tests.support.fake_upstream import FakeUpstream, Usage
 from tests.support.inprocess import InProcessGateway, inprocess_gateway
+from tests.support.waiting import clear_of_a_minute_boundary
 
 MESSAGES: list[Any] = [{"role": "user", "content": "hi"}]
 MODEL = "fake/fake-model"
@@ -20,10 +20,7 @@ MODEL = "fake/fake-model"
 
 @pytest.fixture
 def gw(tmp_path: Path) -> Any:
-    # Every test counts within one minute's window: one that would start in a minute's last seconds
-    # starts in the next minute instead (a wait, not a measured time).
-    if time.time() % 60 > 55:
-        time.sleep(60.5 - time.time() % 60)
+    clear_of_a_minute_boundary()  # every test counts within one minute's window
     upstream = FakeUpstream(usage=Usage(7, 3)).in_memory()
     with inprocess_gateway(fake_provider_settings(upstream.base_url, tmp_path), upstream) as gateway:
         yield gateway

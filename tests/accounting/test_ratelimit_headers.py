@@ -19,6 +19,7 @@ from anygate.auth import Budget, Limits, Principal
 from tests.support.fake_upstream import FakeUpstream, Reply, Usage
 from tests.support.gateway import fake_provider, gateway_settings
 from tests.support.inprocess import InProcessGateway, inprocess_gateway
+from tests.support.waiting import clear_of_a_minute_boundary
 
 STUDENT = "sk-ag-student-ratelimit-000000000000"
 OPEN = "sk-ag-open-ratelimit-0000000000000000"
@@ -55,6 +56,7 @@ def gateway(
 ) -> Iterator[InProcessGateway]:
     settings = gateway_settings(fake_provider(upstream, **provider), **({"prices": PRICES} if prices else {}))
     keys = {STUDENT: principal, OPEN: Principal(key_id="open", is_admin=False, label="open")}
+    clear_of_a_minute_boundary()  # a test's requests count in one minute's window (59, then 58 left)
     with inprocess_gateway(settings, upstream, keys=keys) as gw:
         yield gw
 
