@@ -327,10 +327,10 @@ def test_a_refused_messages_request_has_them_in_anthropics_shape(upstream: FakeU
 def test_an_upstream_429_passed_on_has_retry_after_in_seconds(
     upstream: FakeUpstream, sent: dict[str, str], told: Callable[[str], bool]
 ) -> None:
-    if sent.get("retry-after", "").startswith("in 30 seconds"):
-        sent = {"retry-after": (datetime.now(UTC) + timedelta(seconds=30)).strftime("%a, %d %b %Y %H:%M:%S GMT")}
-    upstream.script(Reply.error(429, "slow down", headers=sent), path="/v1/chat/completions")
     with gateway(upstream, student(limits=LIMITS)) as gw, gw.sdk(STUDENT) as client:
+        if sent.get("retry-after", "").startswith("in 30 seconds"):  # dated once the gateway is up: it may wait
+            sent = {"retry-after": (datetime.now(UTC) + timedelta(seconds=30)).strftime("%a, %d %b %Y %H:%M:%S GMT")}
+        upstream.script(Reply.error(429, "slow down", headers=sent), path="/v1/chat/completions")
         with pytest.raises(openai.RateLimitError) as refused:
             client.chat.completions.create(model=MODEL, messages=HI)
     headers = refused.value.response.headers
