@@ -120,8 +120,11 @@ function showSignedIn(signedIn) {
   else for (const id of Object.keys(SECTIONS)) document.getElementById(id).hidden = true;
 }
 
-/** Check the key against the provider list (any key may read it), then load everything else. */
+/** Check the key against the provider list (any key may read it), then load everything else. The body's
+ * data-loaded says when every section's first load has answered (the menu may lose a link until then: a
+ * section this key may not see). */
 async function start() {
+  document.body.dataset.loaded = "false";
   try {
     await providers.load();
   } catch (error) {
@@ -136,6 +139,7 @@ async function start() {
   providers.render();
   await loadSection("people"); // tells whether the gateway has teams (usage breaks down by team then)
   await Promise.all(["models", "usage", "requests", "quota", "creds"].map(loadSection));
+  document.body.dataset.loaded = "true";
 }
 
 async function signIn(event) {
