@@ -6,7 +6,8 @@ budgets (one per window), the window's tokens, USD and requests. Each bucket is 
 the limiter, and the request is admitted only when every bucket of every scope admitted it: a refusal
 anywhere releases what the others held, so no scope is ever charged for a request another refused. The
 in-process limiter is asked bucket by bucket, without I/O; the others once for the whole request
-(``reserve_all``: the SQL limiter's one transaction), and settle it in one call (``settle_all``).
+(``reserve_all``: the SQL limiter's one transaction, Redis's one pipeline), and settle it in one call
+(``settle_all``).
 A rejection releases what was already reserved and raises ``RateLimited`` (rate limits) or
 ``QuotaExceeded`` (budgets) with ``Retry-After`` (a budget that never resets: ``NEVER_RESETS_RETRY_AFTER``).
 A hard token budget with less left than asked, but more than the prompt, admits the request with its

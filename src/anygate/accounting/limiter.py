@@ -25,7 +25,6 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from anygate.accounting.backend_errors import counters_errors
 from anygate.accounting.periods import SLOTS, oldest_counted_slot, slot_of
 
 if TYPE_CHECKING:
@@ -137,16 +136,6 @@ async def reserve_in_turn(limiter: Limiter, holds: Sequence[Hold], ttl: float) -
                 await limiter.release(grant)
             break
     return decisions
-
-
-async def settle_in_turn(limiter: Limiter, settlements: Sequence[Settling]) -> list[Settling]:
-    failed = []
-    for grant, actual in settlements:
-        try:
-            await limiter.settle(grant, actual)
-        except counters_errors(OSError):
-            failed.append((grant, actual))
-    return failed
 
 
 class Tokens:

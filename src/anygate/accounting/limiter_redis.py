@@ -1,4 +1,5 @@
-"""The Redis limiter: one Lua script per decision, a bucket's keys on one hash slot (``{budget:<id>}``).
+"""The Redis limiter: one Lua script per decision, a bucket's keys on one hash slot (``{budget:<id>}``), a
+request's scripts sent together (one round trip to reserve its buckets, one to settle them).
 
     {budget:<id>}       hash: ``u:<counter>`` used, ``r:<counter>`` reserved; a rolling window's also
                         ``s:<slot>:<counter>`` used in each slot (``u:`` their running sum) and ``at``,
@@ -22,6 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisError
 
 from anygate.accounting.limiter import (
     Claim,
@@ -32,8 +35,6 @@ from anygate.accounting.limiter import (
     Settling,
     SharedRuns,
     Tokens,
-    reserve_in_turn,
-    settle_in_turn,
 )
 from anygate.accounting.periods import SLOTS, oldest_counted_slot
 from anygate.accounting.windows import LedgerWindow, Seeder, rolling_width
@@ -223,34 +224,86 @@ class RedisLimiter:
         seed_from: LedgerWindow | None = None,
         slot: float | None = None,
     ) -> Grant | Rejection:
+        return (await self.reserve_all([Hold(bucket, claims, window, seed_from, slot)], ttl))[0]
+
+    async def reserve_all(self, holds: Sequence[Hold], ttl: float) -> Decisions:
+        """Every bucket of a request in one round trip: a pipeline of one script a bucket (the buckets of a
+        request may live on different nodes of a cluster, where one script could not see them all). As
+        ``reserve_in_turn`` answers: the decisions up to the first rejection, and when there is one,
+        nothing of the request held (what the other buckets granted is given back at once)."""
+        calls = [self._reserve_call(hold, ttl) for hold in holds]
+        results = await self._evaluate(
+            self._reserve, [(self.keys(hold.bucket), args) for hold, (_, args) in zip(holds, calls, strict=True)]
+        )
+        for n, (hold, (_, args)) in enumerate(zip(holds, calls, strict=True)):
+            first_of_bucket = not isinstance(results[n], Exception) and int(results[n][0]) == 2
+            if first_of_bucket and hold.seed_from is not None:  # the bucket's first request: from the ledger
+                await self.seed(hold.bucket, hold.seed_from, args[2])
+                args[3] = "0"  # seeded now (by this replica or another): reserve whatever happens next
+                results[n] = (await self._evaluate(self._reserve, [(self.keys(hold.bucket), args)]))[0]
+        failure = next((result for result in results if isinstance(result, Exception)), None)
+        decisions = [
+            self._decision(hold, token, result)
+            for hold, (token, _), result in zip(holds, calls, results, strict=True)
+            if not isinstance(result, Exception)
+        ]
+        refused = next((n for n, decision in enumerate(decisions) if isinstance(decision, Rejection)), None)
+        if refused is None and failure is None:
+            return decisions
+        granted: list[Settling] = [(decision, {}) for decision in decisions if isinstance(decision, Grant)]
+        if granted:  # given back, as a refusal or a failure leaves nothing of the request held
+            failed = await self._settle_each(granted)
+            if failed and failure is None:
+                failure = failed[0][1]
+        if failure is not None:
+            raise failure
+        assert refused is not None
+        return decisions[: refused + 1]
+
+    def _reserve_call(self, hold: Hold, ttl: float) -> tuple[str, list[Any]]:
+        """A reservation's token and the script's arguments."""
         token = self._tokens.next()
-        window_ms = int(window * 1000) if window else 0
-        seeded = "1" if seed_from is not None and self._seeder is not None else "0"
-        args: list[Any] = [token, int(ttl * 1000), window_ms, seeded, _ms(slot), self._now_ms()]
-        for claim in claims:
+        window_ms = int(hold.window * 1000) if hold.window else 0
+        seeded = "1" if hold.seed_from is not None and self._seeder is not None else "0"
+        args: list[Any] = [token, int(ttl * 1000), window_ms, seeded, _ms(hold.slot), self._now_ms()]
+        for claim in hold.claims:
             minimum = -1 if claim.minimum is None else claim.minimum
             args += [claim.counter, repr(float(claim.limit)), repr(float(claim.amount)), repr(float(minimum))]
             args.append("1" if claim.hard else "0")
-        result = await self._reserve(keys=self.keys(bucket), args=args)
-        if int(result[0]) == 2 and seed_from is not None:
-            await self.seed(bucket, seed_from, window_ms)
-            args[3] = "0"  # seeded now (by this replica or another): reserve whatever happens next
-            result = await self._reserve(keys=self.keys(bucket), args=args)
+        return token, args
+
+    @staticmethod
+    def _decision(hold: Hold, token: str, result: list[Any]) -> Grant | Rejection:
         if int(result[0]) == 0:
             before = result[3:]
             left = {str(before[i]): float(before[i + 1]) for i in range(0, len(before), 2)}
-            return Rejection(bucket, str(result[1]), float(result[2]), left)
+            return Rejection(hold.bucket, str(result[1]), float(result[2]), left)
         triples = result[1:]
         granted = {str(triples[i]): float(triples[i + 1]) for i in range(0, len(triples), 3)}
         left = {str(triples[i]): float(triples[i + 2]) for i in range(0, len(triples), 3)}
-        return Grant(bucket, token, granted, left, slot)
+        return Grant(hold.bucket, token, granted, left, hold.slot)
+
+    async def _evaluate(self, script: AsyncScript, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        """Run ``script`` once for each (keys, args), in one round trip; the answers in order, a script's
+        error as its exception (the others ran). A Redis that has lost its scripts (restarted) is given
+        them again. Raises when Redis could not be asked."""
+        answers = await self._pipeline(script, calls)
+        missing = [n for n, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
+        if missing:  # none of those ran
+            await self._redis.script_load(script.script)
+            for n, answer in zip(missing, await self._pipeline(script, [calls[n] for n in missing]), strict=True):
+                answers[n] = answer
+        return answers
+
+    async def _pipeline(self, script: AsyncScript, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            answers: list[Any] = await pipe.execute(raise_on_error=False)
+        return answers
 
     def _now_ms(self) -> int:
         return 0 if self._clock is None else int(self._clock() * 1000)
-
-    async def reserve_all(self, holds: Sequence[Hold], ttl: float) -> Decisions:
-        """One script a bucket (a request's buckets may live on different nodes of a cluster)."""
-        return await reserve_in_turn(self, holds, ttl)
 
     async def seed(self, bucket: str, seed_from: LedgerWindow, window_ms: int) -> None:
         """Start an absent bucket from the ledger's count of its window (a no-op if it appeared meanwhile).
@@ -273,16 +326,35 @@ class RedisLimiter:
                 listener(bucket)
 
     async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
-        args: list[Any] = [grant.token, _ms(grant.slot), self._now_ms()]
-        for counter, amount in actual.items():
-            args += [counter, repr(float(amount))]
-        await self._settle(keys=self.keys(grant.bucket), args=args)
+        failed = await self._settle_each([(grant, actual)])
+        if failed:
+            raise failed[0][1]
 
     async def settle_all(self, settlements: Sequence[Settling]) -> list[Settling]:
-        return await settle_in_turn(self, settlements)
+        """Every grant of a request in one round trip; those Redis did not settle are returned (retried
+        later, ``unsettled``)."""
+        return [settling for settling, _ in await self._settle_each(settlements)]
 
     async def release(self, grant: Grant) -> None:
         await self.settle(grant, {})
+
+    async def _settle_each(self, settlements: Sequence[Settling]) -> list[tuple[Settling, Exception]]:
+        """Settle each grant; the settlements that failed, each with its error."""
+        calls = []
+        for grant, actual in settlements:
+            args: list[Any] = [grant.token, _ms(grant.slot), self._now_ms()]
+            for counter, amount in actual.items():
+                args += [counter, repr(float(amount))]
+            calls.append((self.keys(grant.bucket), args))
+        try:
+            answers = await self._evaluate(self._settle, calls)
+        except (RedisError, OSError) as exc:  # none was settled, or none is known to be
+            return [(settling, exc) for settling in settlements]
+        return [
+            (settling, answer)
+            for settling, answer in zip(settlements, answers, strict=True)
+            if isinstance(answer, Exception)
+        ]
 
     async def usage(self, bucket: str) -> dict[str, float]:
         fields: dict[str, str] = await self._redis.hgetall(self.keys(bucket)[0])  # type: ignore[assignment]
