@@ -355,3 +355,33 @@ async def test_a_redis_that_cannot_be_reached_at_settle_returns_every_settlement
         assert await gone.settle_all(settlements) == settlements  # type: ignore[arg-type]
     finally:
         await gone.close()
+
+
+@pytest.mark.services
+async def test_requests_reserving_in_the_same_turn_share_one_round_trip(redis_limiter: RedisLimiter) -> None:
+    """Twenty requests asking in one turn of the loop (as under load): one pipeline, each its own answers."""
+    await redis_limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)  # the scripts are loaded
+    names = [bucket() for _ in range(3)]
+    taken = count_connections(redis_limiter)
+    requests = [holds_of_a_request(names, binding=names[1]) for _ in range(20)]
+    decisions = await asyncio.gather(*(redis_limiter.reserve_all(holds, ttl=60) for holds in requests))
+    assert len(taken) == 1
+    assert [[d.bucket for d in request] for request in decisions] == [names] * 20
+    tokens = {d.token for request in decisions for d in request if isinstance(d, Grant)}
+    assert len(tokens) == 60  # every reservation its own
+    left = [request[1].left["tokens"] for request in decisions if isinstance(request[1], Grant)]
+    assert sorted(left) == sorted(5000 - 100 * n for n in range(1, 21))  # each saw what the ones before it held
+
+
+@pytest.mark.services
+async def test_a_request_cancelled_before_its_turn_is_sent_reserves_nothing(redis_limiter: RedisLimiter) -> None:
+    kept, dropped = bucket(), bucket()
+    first = asyncio.create_task(redis_limiter.reserve_all([Hold(kept, [Claim("tokens", 100, 100)])], ttl=60))
+    second = asyncio.create_task(redis_limiter.reserve_all([Hold(dropped, [Claim("tokens", 100, 100)])], ttl=60))
+    await asyncio.sleep(0)  # both have asked; the turn's pipeline is not sent yet
+    second.cancel()
+    assert isinstance((await first)[0], Grant)
+    with pytest.raises(asyncio.CancelledError):
+        await second
+    whole = await redis_limiter.reserve(dropped, [Claim("tokens", 100, 100)], ttl=60)
+    assert isinstance(whole, Grant)  # nothing of the cancelled request was held

@@ -24,7 +24,7 @@ from typing import Any
 
 import redis.asyncio as redis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from anygate.accounting.limiter import (
     Claim,
@@ -37,6 +37,7 @@ from anygate.accounting.limiter import (
     Tokens,
 )
 from anygate.accounting.periods import SLOTS, oldest_counted_slot
+from anygate.accounting.redis_scripts import Call, ScriptRunner
 from anygate.accounting.windows import LedgerWindow, Seeder, rolling_width
 
 
@@ -197,6 +198,7 @@ class RedisLimiter:
         self._reserve = client.register_script(RESERVE.replace("SLOTS", str(SLOTS)))
         self._seed = client.register_script(SEED)
         self._settle = client.register_script(SETTLE)
+        self._scripts = ScriptRunner(client)  # a turn's scripts, of every request, in one round trip
         # Called with a bucket's name when this process has rebuilt it from the ledger.
         self.seeded_listeners: list[Callable[[str], None]] = []
 
@@ -283,24 +285,8 @@ class RedisLimiter:
         left = {str(triples[i]): float(triples[i + 2]) for i in range(0, len(triples), 3)}
         return Grant(hold.bucket, token, granted, left, hold.slot)
 
-    async def _evaluate(self, script: AsyncScript, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
-        """Run ``script`` once for each (keys, args), in one round trip; the answers in order, a script's
-        error as its exception (the others ran). A Redis that has lost its scripts (restarted) is given
-        them again. Raises when Redis could not be asked."""
-        answers = await self._pipeline(script, calls)
-        missing = [n for n, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
-        if missing:  # none of those ran
-            await self._redis.script_load(script.script)
-            for n, answer in zip(missing, await self._pipeline(script, [calls[n] for n in missing]), strict=True):
-                answers[n] = answer
-        return answers
-
-    async def _pipeline(self, script: AsyncScript, calls: Sequence[tuple[list[str], list[Any]]]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for keys, args in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            answers: list[Any] = await pipe.execute(raise_on_error=False)
-        return answers
+    async def _evaluate(self, script: AsyncScript, calls: Sequence[Call]) -> list[Any]:
+        return await self._scripts.run(script, calls)
 
     def _now_ms(self) -> int:
         return 0 if self._clock is None else int(self._clock() * 1000)
@@ -391,5 +377,6 @@ class RedisLimiter:
             raise OSError(f"redis: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
+        await self._scripts.wait_sent()
         await self._redis.aclose()
         await self._redis.connection_pool.disconnect()

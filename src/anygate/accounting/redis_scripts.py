@@ -1,0 +1,92 @@
+"""Lua scripts asked for in one turn of the event loop, sent to Redis together.
+
+A request on the Redis limiter runs its scripts (one a bucket) in one round trip to reserve and one to
+settle. Under load several requests ask in the same turn of the loop, and a round trip costs the gateway
+mostly for itself (a connection taken from the pool, the pipeline, one write, one read, ~100 µs of CPU in
+redis-py): ``ScriptRunner`` sends everything asked for in a turn as one pipeline and hands each caller its
+own answers, as if it had sent its own. A Redis that has lost its scripts (restarted) is given them again,
+and the calls that found none run once more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as redis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
+
+Call = tuple[list[str], list[Any]]  # a script's keys and arguments
+Asked = tuple[AsyncScript, Sequence[Call], "asyncio.Future[list[Any]]"]
+
+
+class ScriptRunner:
+    """Runs scripts for many callers, a turn's worth in one pipeline."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+        self._asked: list[Asked] = []
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def run(self, script: AsyncScript, calls: Sequence[Call]) -> list[Any]:
+        """``script``'s answer to each call, in order, a script's error as its exception (the others ran).
+        Raises when Redis could not be asked (then none of them is known to have run)."""
+        loop = asyncio.get_running_loop()
+        answered: asyncio.Future[list[Any]] = loop.create_future()
+        if not self._asked:
+            loop.call_soon(self._send_asked)  # once every caller ready in this turn has asked
+        self._asked.append((script, calls, answered))
+        return await answered
+
+    async def wait_sent(self) -> None:
+        """Until every pipeline under way has been answered (before the client is closed)."""
+        if self._asked:
+            await asyncio.sleep(0)  # they are sent at the end of this turn
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+    def _send_asked(self) -> None:
+        asked, self._asked = self._asked, []
+        live = [entry for entry in asked if not entry[2].done()]  # a caller cancelled meanwhile asks nothing
+        if live:
+            sending = asyncio.get_running_loop().create_task(self._send(live))
+            self._sending.add(sending)
+            sending.add_done_callback(self._sending.discard)
+
+    async def _send(self, asked: list[Asked]) -> None:
+        flat = [(script, call) for script, calls, _ in asked for call in calls]
+        try:
+            answers = await self._evaluate(flat)
+        except asyncio.CancelledError:  # the gateway stopping: so are its callers
+            for _, _, answered in asked:
+                answered.cancel()
+            raise
+        except Exception as exc:  # Redis unreachable: every caller hears it
+            for _, _, answered in asked:
+                if not answered.done():
+                    answered.set_exception(exc)
+            return
+        start = 0
+        for _, calls, answered in asked:
+            if not answered.done():
+                answered.set_result(answers[start : start + len(calls)])
+            start += len(calls)
+
+    async def _evaluate(self, flat: list[tuple[AsyncScript, Call]]) -> list[Any]:
+        answers = await self._pipeline(flat)
+        missing = [n for n, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
+        if missing:  # none of those ran
+            for script in {id(flat[n][0]): flat[n][0] for n in missing}.values():
+                await self._redis.script_load(script.script)
+            for n, answer in zip(missing, await self._pipeline([flat[n] for n in missing]), strict=True):
+                answers[n] = answer
+        return answers
+
+    async def _pipeline(self, flat: list[tuple[AsyncScript, Call]]) -> list[Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for script, (keys, args) in flat:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            answers: list[Any] = await pipe.execute(raise_on_error=False)
+        return answers
