@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -27,6 +28,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 ANYGATE_BIN = ROOT / ".venv" / "bin" / "anygate"
 LITELLM_BIN = BENCH_DIR / ".venv-litellm" / "bin" / "litellm"
+REDIS_PORT = 6379
+REDIS_URL = f"redis://127.0.0.1:{REDIS_PORT}/15"  # a database of its own; every key a run makes is new
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
@@ -156,7 +159,7 @@ def anygate_config(upstream_base: str, with_prices: bool) -> str:
 {prices}"""
 
 
-def _launch_anygate(anygate_bin: Path, with_prices: bool, ctx: LaunchContext) -> Launch:
+def _launch_anygate(anygate_bin: Path, with_prices: bool, ctx: LaunchContext, redis_url: str | None = None) -> Launch:
     config = ctx.workdir / "anygate.yaml"
     config.write_text(anygate_config(ctx.upstream_base, with_prices))
     data_dir = ctx.workdir / "data"
@@ -172,6 +175,8 @@ def _launch_anygate(anygate_bin: Path, with_prices: bool, ctx: LaunchContext) ->
         str(ctx.port),
     ]
     env = loopback_env(ANYGATE_ADMIN_KEY=ctx.key, ANYGATE_DATA_DIR=str(data_dir))
+    if redis_url is not None:  # the counters in Redis, as replicas share them (limiter: auto picks redis)
+        env["ANYGATE_REDIS_URL"] = redis_url
     # Migrated beforehand, as a restarted gateway's database is: RSS is then what a gateway holds in
     # service, without the migration tool a first start imports once (docs/benchmarks.md says how much).
     # A revision without `anygate db upgrade` migrates at start, as before.
@@ -288,6 +293,17 @@ def _anygate_contenders(baseline: Baseline | None) -> list[Contender]:
             along_with="anygate",
         ),
     ]
+    contenders.append(
+        Contender(
+            "anygate-redis",
+            "this checkout with the budgeted key and its counters in Redis (as replicas share them: "
+            f"{REDIS_URL}); Redis's own CPU is not counted",
+            models,
+            partial(_redis_unavailable, ANYGATE_BIN),
+            partial(_launch_anygate, ANYGATE_BIN, accepts_prices(ROOT), redis_url=REDIS_URL),
+            make_budgeted_key,
+        )
+    )
     if baseline is not None:
         with_prices = accepts_prices(baseline.root)
         launch = partial(_launch_anygate, baseline.anygate_bin, with_prices)
@@ -297,6 +313,18 @@ def _anygate_contenders(baseline: Baseline | None) -> list[Contender]:
         unavailable = partial(_baseline_unavailable, baseline)
         contenders.append(Contender(baseline.name, about, models, unavailable, launch, make_budgeted_key))
     return contenders
+
+
+def _redis_unavailable(anygate_bin: Path) -> str | None:
+    """Why the Redis row cannot run: anygate's own reason, or no Redis listening on the loopback."""
+    reason = _anygate_unavailable(anygate_bin)
+    if reason is not None:
+        return reason
+    try:
+        with socket.create_connection(("127.0.0.1", REDIS_PORT), timeout=1):
+            return None
+    except OSError:
+        return f"no Redis at 127.0.0.1:{REDIS_PORT}"
 
 
 def _litellm_unavailable() -> str | None:
