@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from anygate.accounting.limiter import Claim, Grant, Hold, Limiter, MemoryLimiter, Rejection
 from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.limiter_sql import SqlLimiter
+from anygate.accounting.windows import LedgerWindow
 from anygate.store.ledger_tables import metadata
 from tests.accounting.conftest import LIMITER_BACKENDS, REDIS
 
@@ -368,7 +370,7 @@ async def test_requests_reserving_in_the_same_turn_share_one_round_trip(redis_li
     assert len(taken) == 1
     assert [[d.bucket for d in request] for request in decisions] == [names] * 20
     tokens = {d.token for request in decisions for d in request if isinstance(d, Grant)}
-    assert len(tokens) == 60  # every reservation its own
+    assert len(tokens) == 20  # a reservation a request, each of its buckets holding it under its token
     left = [request[1].left["tokens"] for request in decisions if isinstance(request[1], Grant)]
     assert sorted(left) == sorted(5000 - 100 * n for n in range(1, 21))  # each saw what the ones before it held
 
@@ -385,3 +387,99 @@ async def test_a_request_cancelled_before_its_turn_is_sent_reserves_nothing(redi
         await second
     whole = await redis_limiter.reserve(dropped, [Claim("tokens", 100, 100)], ttl=60)
     assert isinstance(whole, Grant)  # nothing of the cancelled request was held
+
+
+@pytest.mark.services
+async def test_a_request_refused_by_one_redis_bucket_never_holds_the_others(redis_limiter: RedisLimiter) -> None:
+    """All or none in one script: a key past its own concurrency takes nothing, even for a moment, from a
+    budget it shares with another key asking in the same turn."""
+    slot, shared = bucket(), bucket()
+    assert isinstance(await redis_limiter.reserve(slot, [Claim("inflight", 1, 1)], ttl=60), Grant)
+    flooding = [Hold(slot, [Claim("inflight", 1, 1)]), Hold(shared, [Claim("tokens", 100, 100)])]
+    sibling = [Hold(shared, [Claim("tokens", 100, 100)])]
+    refused, admitted = await asyncio.gather(
+        redis_limiter.reserve_all(flooding, ttl=60), redis_limiter.reserve_all(sibling, ttl=60)
+    )
+    assert refused == [Rejection(slot, "inflight", 0.0, {})]
+    assert isinstance(admitted[0], Grant) and admitted[0].amounts == {"tokens": 100.0}
+
+
+@pytest.mark.services
+async def test_a_refusal_tells_what_the_buckets_before_it_would_have_had(redis_limiter: RedisLimiter) -> None:
+    names = [bucket() for _ in range(3)]
+    assert isinstance(await redis_limiter.reserve(names[1], [Claim("tokens", 5000, 4950)], ttl=60), Grant)
+    decisions = await redis_limiter.reserve_all(holds_of_a_request(names, binding=names[1]), ttl=60)
+    first, refusal = decisions
+    assert isinstance(first, Grant) and first.left == {"tokens": 10**6 - 100, "requests": 10**6 - 1}
+    assert refusal == Rejection(names[1], "tokens", 50.0, {})
+    assert await redis_limiter.usage(names[0]) == {}  # nothing held or used
+    whole = await redis_limiter.reserve(names[0], [Claim("tokens", 10**6, 10**6)], ttl=60)
+    assert isinstance(whole, Grant)
+
+
+@pytest.mark.services
+async def test_a_failed_seed_leaves_nothing_held_on_the_other_buckets(redis_prefix: str) -> None:
+    async def failing_seeder(window: Any) -> Any:
+        raise OSError("the ledger is unavailable")
+
+    limiter = RedisLimiter.from_url(REDIS, redis_prefix, seeder=failing_seeder)
+    slot, budget = bucket(), bucket()
+    window = LedgerWindow("key", "k1", 1_700_000_000.0)
+    holds = [Hold(slot, [Claim("inflight", 1, 1)]), Hold(budget, [Claim("tokens", 100, 10)], seed_from=window)]
+    try:
+        with pytest.raises(OSError, match="ledger"):
+            await limiter.reserve_all(holds, ttl=60)
+        assert isinstance(await limiter.reserve(slot, [Claim("inflight", 1, 1)], ttl=60), Grant)  # not leaked
+    finally:
+        await limiter.close()
+
+
+@pytest.mark.services
+async def test_a_caller_gone_once_its_reservation_went_out_gives_it_back(redis_limiter: RedisLimiter) -> None:
+    """The request was cancelled (its client left) while Redis answered: what it was granted is released."""
+    runner = redis_limiter._scripts
+    sent, go_on = asyncio.Event(), asyncio.Event()
+    pipeline = runner._pipeline
+
+    async def held_answer(flat: Any) -> list[Any]:
+        answers = await pipeline(flat)
+        sent.set()
+        await go_on.wait()
+        return answers
+
+    name = bucket()
+    runner._pipeline = held_answer  # type: ignore[method-assign]
+    request = asyncio.create_task(redis_limiter.reserve_all([Hold(name, [Claim("inflight", 1, 1)])], ttl=60))
+    await sent.wait()  # reserved in Redis, not answered yet
+    request.cancel()
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+    runner._pipeline = pipeline  # type: ignore[method-assign]
+    await runner.wait_sent()  # the release
+    assert isinstance(await redis_limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=60), Grant)
+
+
+@pytest.mark.services
+async def test_calls_that_ran_keep_their_answers_when_reloading_a_lost_script_fails(
+    redis_limiter: RedisLimiter,
+) -> None:
+    """A settle that ran in the turn's pipeline is not reported failed (its retry would count it twice)
+    because another caller's script was missing and could not be loaded again."""
+    name = bucket()
+    grant = await redis_limiter.reserve(name, [Claim("tokens", 100, 10)], ttl=60)
+    assert isinstance(grant, Grant)
+    client = redis_limiter._redis
+    await client.script_flush()  # as a restart would; then only the settle script is back
+    await client.script_load(redis_limiter._settle.script)
+
+    async def unreachable(script: str) -> str:
+        raise RedisConnectionError("gone while loading")
+
+    client.script_load = unreachable  # type: ignore[method-assign,assignment]
+    reserving = redis_limiter.reserve_all([Hold(bucket(), [Claim("tokens", 100, 10)])], ttl=60)
+    settled, reserved = await asyncio.gather(
+        redis_limiter.settle_all([(grant, {"tokens": 7.0})]), reserving, return_exceptions=True
+    )
+    assert settled == [] and isinstance(reserved, RedisConnectionError)
+    assert await redis_limiter.usage(name) == {"tokens": 7.0}

@@ -1,5 +1,7 @@
-"""The Redis limiter: one Lua script per decision, a bucket's keys on one hash slot (``{budget:<id>}``), a
-request's scripts sent together (one round trip to reserve its buckets, one to settle them).
+"""The Redis limiter: one Lua script reserves all of a request's buckets (all or none), one a bucket settles
+them, sent together (one round trip to reserve, one to settle, shared by the requests of a turn of the loop).
+Every key is on the one Redis the client talks to (a request's buckets are on different hash slots: no
+Redis Cluster). A bucket's keys:
 
     {budget:<id>}       hash: ``u:<counter>`` used, ``r:<counter>`` reserved; a rolling window's also
                         ``s:<slot>:<counter>`` used in each slot (``u:`` their running sum) and ``at``,
@@ -45,84 +47,118 @@ def _ms(seconds: float | None) -> int:
     return 0 if seconds is None else int(seconds * 1000)
 
 
-# Reclaim expired reservations of the bucket, then admit all claims or none: {1, counter, granted, left, ...}
-# (left: what the counter has left after this reservation), {0, counter, available, counter, available, ...}
-# refused (the refusing counter, then those checked before it), {2} when the bucket must be seeded first.
-# KEYS: hash, exp, amt. ARGV: token, ttl_ms, window_ms (0: none), seeded (1: must exist), slot_ms (a rolling
-# window's slot width; 0: none), now_ms (0: Redis's TIME), then per claim: counter, limit, amount, minimum
-# (-1: none), hard (1|0).
+# Admit a request's claims on all of its buckets, or none, in one script: nothing of a refused request is
+# ever held, on any bucket. Each bucket's expired reservations are reclaimed (and a rolling window's old slots
+# dropped) before its claims are decided.
+# KEYS: hash, exp, amt of each bucket, in order. ARGV: token, ttl_ms, now_ms (0: Redis's TIME), then per bucket:
+# window_ms (0: none), seeded (1: must exist), slot_ms (a rolling window's slot width; 0: none), the number of
+# its claims, then per claim: counter, limit, amount, minimum (-1: none), hard (1|0).
+# Answers {2, bucket, ...}: those buckets must be seeded first (nothing done); else {1 admitted | 0 refused,
+# the refusing bucket (0: none), its refusing counter, what that counter had, the number of counters checked
+# before it in that bucket, then (counter, available) of each, then for each bucket admitted (every bucket;
+# refused: those before the refusing one) the number of its claims and (counter, granted, left) of each}.
 RESERVE = """
-if ARGV[4] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then
-  return {2}
+local token, ttl, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local buckets = {}
+local i = 4
+while i <= #ARGV do
+  local n = tonumber(ARGV[i + 3])
+  buckets[#buckets + 1] = {tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2]), i + 4, n}
+  i = i + 4 + 5 * n
 end
-local now = tonumber(ARGV[6])
+local absent = {2}
+for b, bucket in ipairs(buckets) do
+  if bucket[2] == '1' and redis.call('EXISTS', KEYS[3 * b - 2]) == 0 then
+    absent[#absent + 1] = b
+  end
+end
+if #absent > 1 then
+  return absent
+end
 if now == 0 then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local slot = tonumber(ARGV[5])
-if slot > 0 then
-  local current = math.floor(now / slot)
-  if tonumber(redis.call('HGET', KEYS[1], 'at') or '-1') ~= current then
-    redis.call('HSET', KEYS[1], 'at', current)
-    for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
-      local n, c = string.match(f, '^s:(%-?%d+):(.+)$')
-      if n and tonumber(n) < current - SLOTS then
-        redis.call('HINCRBYFLOAT', KEYS[1], 'u:' .. c, -tonumber(redis.call('HGET', KEYS[1], f)))
-        redis.call('HDEL', KEYS[1], f)
+local decided = {}
+for b, bucket in ipairs(buckets) do
+  local hash, exp, amt = KEYS[3 * b - 2], KEYS[3 * b - 1], KEYS[3 * b]
+  local slot = bucket[3]
+  if slot > 0 then
+    local current = math.floor(now / slot)
+    if tonumber(redis.call('HGET', hash, 'at') or '-1') ~= current then
+      redis.call('HSET', hash, 'at', current)
+      for _, f in ipairs(redis.call('HKEYS', hash)) do
+        local n, c = string.match(f, '^s:(%-?%d+):(.+)$')
+        if n and tonumber(n) < current - SLOTS then
+          redis.call('HINCRBYFLOAT', hash, 'u:' .. c, -tonumber(redis.call('HGET', hash, f)))
+          redis.call('HDEL', hash, f)
+        end
       end
     end
   end
-end
-for _, tok in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
-  local held = redis.call('HGET', KEYS[3], tok)
-  if held then
-    for c, a in string.gmatch(held, '([^=;]+)=([^;]+)') do
-      redis.call('HINCRBYFLOAT', KEYS[1], 'r:' .. c, -tonumber(a))
+  for _, tok in ipairs(redis.call('ZRANGEBYSCORE', exp, '-inf', now)) do
+    local held = redis.call('HGET', amt, tok)
+    if held then
+      for c, a in string.gmatch(held, '([^=;]+)=([^;]+)') do
+        redis.call('HINCRBYFLOAT', hash, 'r:' .. c, -tonumber(a))
+      end
+      redis.call('HDEL', amt, tok)
     end
-    redis.call('HDEL', KEYS[3], tok)
+    redis.call('ZREM', exp, tok)
   end
-  redis.call('ZREM', KEYS[2], tok)
-end
-local granted = {}
-local parts = {}
-local checked = {}
-local i = 7
-while i <= #ARGV do
-  local c, limit, amount = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  local minimum, hard = tonumber(ARGV[i + 3]), ARGV[i + 4] == '1'
-  local used = tonumber(redis.call('HGET', KEYS[1], 'u:' .. c) or '0')
-  local reserved = tonumber(redis.call('HGET', KEYS[1], 'r:' .. c) or '0')
-  local available = limit - used - reserved
-  local g = nil
-  if (not hard) or amount <= available then
-    g = amount
-  elseif minimum >= 0 and minimum <= available then
-    g = available
+  local granted = {}
+  local checked = {}
+  for j = 0, bucket[5] - 1 do
+    local p = bucket[4] + 5 * j
+    local c, limit, amount = ARGV[p], tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2])
+    local minimum, hard = tonumber(ARGV[p + 3]), ARGV[p + 4] == '1'
+    local used = tonumber(redis.call('HGET', hash, 'u:' .. c) or '0')
+    local reserved = tonumber(redis.call('HGET', hash, 'r:' .. c) or '0')
+    local available = limit - used - reserved
+    local g = nil
+    if (not hard) or amount <= available then
+      g = amount
+    elseif minimum >= 0 and minimum <= available then
+      g = available
+    end
+    if g == nil then
+      local refused = {0, b, c, tostring(available), #checked / 2}
+      for _, v in ipairs(checked) do refused[#refused + 1] = v end
+      for k = 1, b - 1 do
+        refused[#refused + 1] = #decided[k] / 3
+        for _, v in ipairs(decided[k]) do refused[#refused + 1] = v end
+      end
+      return refused
+    end
+    checked[#checked + 1] = c
+    checked[#checked + 1] = tostring(available)
+    granted[#granted + 1] = c
+    granted[#granted + 1] = tostring(g)
+    granted[#granted + 1] = tostring(available - g)
   end
-  if g == nil then
-    return {0, c, tostring(available), unpack(checked)}
+  decided[b] = granted
+end
+local admitted = {1, 0, '', '0', 0}
+for b, bucket in ipairs(buckets) do
+  local hash, exp, amt = KEYS[3 * b - 2], KEYS[3 * b - 1], KEYS[3 * b]
+  local granted = decided[b]
+  local parts = {}
+  for j = 1, #granted, 3 do
+    redis.call('HINCRBYFLOAT', hash, 'r:' .. granted[j], granted[j + 1])
+    parts[#parts + 1] = granted[j] .. '=' .. granted[j + 1]
   end
-  checked[#checked + 1] = c
-  checked[#checked + 1] = tostring(available)
-  granted[#granted + 1] = c
-  granted[#granted + 1] = tostring(g)
-  granted[#granted + 1] = tostring(available - g)
-  parts[#parts + 1] = c .. '=' .. tostring(g)
-  i = i + 5
-end
-for j = 1, #granted, 3 do
-  redis.call('HINCRBYFLOAT', KEYS[1], 'r:' .. granted[j], granted[j + 1])
-end
-redis.call('HSET', KEYS[3], ARGV[1], table.concat(parts, ';'))
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])
-local window = tonumber(ARGV[3])
-if window > 0 then
-  for k = 1, 3 do
-    if slot > 0 or redis.call('PTTL', KEYS[k]) < 0 then redis.call('PEXPIRE', KEYS[k], window) end
+  redis.call('HSET', amt, token, table.concat(parts, ';'))
+  redis.call('ZADD', exp, now + ttl, token)
+  local window = bucket[1]
+  if window > 0 then
+    for _, key in ipairs({hash, exp, amt}) do
+      if bucket[3] > 0 or redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, window) end
+    end
   end
+  admitted[#admitted + 1] = #granted / 3
+  for _, v in ipairs(granted) do admitted[#admitted + 1] = v end
 end
-return {1, unpack(granted)}
+return admitted
 """
 
 # A bucket absent (never made, or lost with a Redis restart) starts from the ledger's count, unless another
@@ -229,64 +265,74 @@ class RedisLimiter:
         return (await self.reserve_all([Hold(bucket, claims, window, seed_from, slot)], ttl))[0]
 
     async def reserve_all(self, holds: Sequence[Hold], ttl: float) -> Decisions:
-        """Every bucket of a request in one round trip: a pipeline of one script a bucket (the buckets of a
-        request may live on different nodes of a cluster, where one script could not see them all). As
-        ``reserve_in_turn`` answers: the decisions up to the first rejection, and when there is one,
-        nothing of the request held (what the other buckets granted is given back at once)."""
-        calls = [self._reserve_call(hold, ttl) for hold in holds]
-        results = await self._evaluate(
-            self._reserve, [(self.keys(hold.bucket), args) for hold, (_, args) in zip(holds, calls, strict=True)]
-        )
-        for n, (hold, (_, args)) in enumerate(zip(holds, calls, strict=True)):
-            first_of_bucket = not isinstance(results[n], Exception) and int(results[n][0]) == 2
-            if first_of_bucket and hold.seed_from is not None:  # the bucket's first request: from the ledger
-                await self.seed(hold.bucket, hold.seed_from, args[2])
-                args[3] = "0"  # seeded now (by this replica or another): reserve whatever happens next
-                results[n] = (await self._evaluate(self._reserve, [(self.keys(hold.bucket), args)]))[0]
-        failure = next((result for result in results if isinstance(result, Exception)), None)
-        decisions = [
-            self._decision(hold, token, result)
-            for hold, (token, _), result in zip(holds, calls, results, strict=True)
-            if not isinstance(result, Exception)
-        ]
-        refused = next((n for n, decision in enumerate(decisions) if isinstance(decision, Rejection)), None)
-        if refused is None and failure is None:
-            return decisions
-        granted: list[Settling] = [(decision, {}) for decision in decisions if isinstance(decision, Grant)]
-        if granted:  # given back, as a refusal or a failure leaves nothing of the request held
-            failed = await self._settle_each(granted)
-            if failed and failure is None:
-                failure = failed[0][1]
-        if failure is not None:
-            raise failure
-        assert refused is not None
-        return decisions[: refused + 1]
-
-    def _reserve_call(self, hold: Hold, ttl: float) -> tuple[str, list[Any]]:
-        """A reservation's token and the script's arguments."""
+        """Every bucket of a request in one script, all or none: nothing of a refused request is held on any
+        bucket, even for a moment (a key flooding past its own limits takes nothing from its team's). One
+        round trip, shared with the other requests of the turn (``ScriptRunner``); a bucket this Redis does
+        not have yet is seeded from the ledger first."""
+        if not holds:
+            return []
         token = self._tokens.next()
-        window_ms = int(hold.window * 1000) if hold.window else 0
-        seeded = "1" if hold.seed_from is not None and self._seeder is not None else "0"
-        args: list[Any] = [token, int(ttl * 1000), window_ms, seeded, _ms(hold.slot), self._now_ms()]
-        for claim in hold.claims:
-            minimum = -1 if claim.minimum is None else claim.minimum
-            args += [claim.counter, repr(float(claim.limit)), repr(float(claim.amount)), repr(float(minimum))]
-            args.append("1" if claim.hard else "0")
-        return token, args
+        keys = [key for hold in holds for key in self.keys(hold.bucket)]
+        args, seeded_at = self._reserve_args(token, holds, ttl)
+        answer = await self._reserve_once(keys, args, holds, token)
+        if int(answer[0]) == 2:  # buckets to seed from the ledger first; nothing was reserved
+            for number in answer[1:]:
+                hold = holds[int(number) - 1]
+                if hold.seed_from is not None:
+                    await self.seed(hold.bucket, hold.seed_from, _ms(hold.window))
+                args[seeded_at[int(number) - 1]] = "0"  # seeded now (here or by another replica)
+            answer = await self._reserve_once(keys, args, holds, token)
+        return self._decisions(holds, token, answer)
+
+    def _reserve_args(self, token: str, holds: Sequence[Hold], ttl: float) -> tuple[list[Any], list[int]]:
+        """The script's arguments, and where each bucket's ``seeded`` flag is in them."""
+        args: list[Any] = [token, int(ttl * 1000), self._now_ms()]
+        seeded_at = []
+        for hold in holds:
+            seeded_at.append(len(args) + 1)
+            seeded = "1" if hold.seed_from is not None and self._seeder is not None else "0"
+            args += [_ms(hold.window), seeded, _ms(hold.slot), len(hold.claims)]
+            for claim in hold.claims:
+                minimum = -1 if claim.minimum is None else claim.minimum
+                args += [claim.counter, repr(float(claim.limit)), repr(float(claim.amount)), repr(float(minimum))]
+                args.append("1" if claim.hard else "0")
+        return args, seeded_at
+
+    async def _reserve_once(self, keys: list[str], args: list[Any], holds: Sequence[Hold], token: str) -> list[Any]:
+        def orphaned(answers: list[Any]) -> None:  # its caller is gone: what it was granted is given back
+            answer = answers[0]
+            if isinstance(answer, list) and int(answer[0]) == 1:
+                grants = [d for d in self._decisions(holds, token, answer) if isinstance(d, Grant)]
+                self._scripts.start(self._settle_each([(grant, {}) for grant in grants]))
+
+        answer = (await self._evaluate(self._reserve, [(keys, args)], orphaned))[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return list(answer)
 
     @staticmethod
-    def _decision(hold: Hold, token: str, result: list[Any]) -> Grant | Rejection:
-        if int(result[0]) == 0:
-            before = result[3:]
-            left = {str(before[i]): float(before[i + 1]) for i in range(0, len(before), 2)}
-            return Rejection(hold.bucket, str(result[1]), float(result[2]), left)
-        triples = result[1:]
-        granted = {str(triples[i]): float(triples[i + 1]) for i in range(0, len(triples), 3)}
-        left = {str(triples[i]): float(triples[i + 2]) for i in range(0, len(triples), 3)}
-        return Grant(hold.bucket, token, granted, left, hold.slot)
+    def _decisions(holds: Sequence[Hold], token: str, answer: list[Any]) -> Decisions:
+        """The script's answer as a Grant for each bucket (refused: for those before the refusing one, with
+        what they would have had left; nothing is held) and the Rejection, last."""
+        admitted, refusing, counter, had = int(answer[0]) == 1, int(answer[1]), str(answer[2]), float(answer[3])
+        checked = answer[5 : 5 + 2 * int(answer[4])]
+        at = 5 + len(checked)
+        decisions: Decisions = []
+        for hold in holds if admitted else holds[: refusing - 1]:
+            triples = answer[at + 1 : at + 1 + 3 * int(answer[at])]
+            at += 1 + len(triples)
+            granted = {str(triples[i]): float(triples[i + 1]) for i in range(0, len(triples), 3)}
+            left = {str(triples[i]): float(triples[i + 2]) for i in range(0, len(triples), 3)}
+            decisions.append(Grant(hold.bucket, token, granted, left, hold.slot))
+        if not admitted:
+            before = {str(checked[i]): float(checked[i + 1]) for i in range(0, len(checked), 2)}
+            decisions.append(Rejection(holds[refusing - 1].bucket, counter, had, before))
+        return decisions
 
-    async def _evaluate(self, script: AsyncScript, calls: Sequence[Call]) -> list[Any]:
-        return await self._scripts.run(script, calls)
+    async def _evaluate(
+        self, script: AsyncScript, calls: Sequence[Call], orphaned: Callable[[list[Any]], None] | None = None
+    ) -> list[Any]:
+        return await self._scripts.run(script, calls, orphaned)
 
     def _now_ms(self) -> int:
         return 0 if self._clock is None else int(self._clock() * 1000)

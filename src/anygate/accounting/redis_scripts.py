@@ -11,7 +11,8 @@ and the calls that found none run once more.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextvars
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import redis.asyncio as redis
@@ -19,7 +20,8 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 Call = tuple[list[str], list[Any]]  # a script's keys and arguments
-Asked = tuple[AsyncScript, Sequence[Call], "asyncio.Future[list[Any]]"]
+Orphaned = Callable[[list[Any]], None]  # told the answers of a caller that left once its calls had gone out
+Asked = tuple[AsyncScript, Sequence[Call], "asyncio.Future[list[Any]]", Orphaned | None]
 
 
 class ScriptRunner:
@@ -30,15 +32,22 @@ class ScriptRunner:
         self._asked: list[Asked] = []
         self._sending: set[asyncio.Task[None]] = set()
 
-    async def run(self, script: AsyncScript, calls: Sequence[Call]) -> list[Any]:
+    async def run(self, script: AsyncScript, calls: Sequence[Call], orphaned: Orphaned | None = None) -> list[Any]:
         """``script``'s answer to each call, in order, a script's error as its exception (the others ran).
-        Raises when Redis could not be asked (then none of them is known to have run)."""
+        Raises when Redis could not be asked (then none of them is known to have run). A caller cancelled
+        before its calls go out asks nothing; one cancelled after has its answers given to ``orphaned``."""
         loop = asyncio.get_running_loop()
         answered: asyncio.Future[list[Any]] = loop.create_future()
         if not self._asked:
             loop.call_soon(self._send_asked)  # once every caller ready in this turn has asked
-        self._asked.append((script, calls, answered))
+        self._asked.append((script, calls, answered, orphaned))
         return await answered
+
+    def start(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` in the background, kept until done (``wait_sent`` waits for it too)."""
+        task = asyncio.get_running_loop().create_task(work, context=contextvars.Context())
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     async def wait_sent(self) -> None:
         """Until every pipeline under way has been answered (before the client is closed)."""
@@ -51,36 +60,41 @@ class ScriptRunner:
         asked, self._asked = self._asked, []
         live = [entry for entry in asked if not entry[2].done()]  # a caller cancelled meanwhile asks nothing
         if live:
-            sending = asyncio.get_running_loop().create_task(self._send(live))
-            self._sending.add(sending)
-            sending.add_done_callback(self._sending.discard)
+            self.start(self._send(live))  # in a context of its own, not the first caller's
 
     async def _send(self, asked: list[Asked]) -> None:
-        flat = [(script, call) for script, calls, _ in asked for call in calls]
+        flat = [(script, call) for script, calls, _, _ in asked for call in calls]
         try:
             answers = await self._evaluate(flat)
         except asyncio.CancelledError:  # the gateway stopping: so are its callers
-            for _, _, answered in asked:
+            for _, _, answered, _ in asked:
                 answered.cancel()
             raise
-        except Exception as exc:  # Redis unreachable: every caller hears it
-            for _, _, answered in asked:
+        except Exception as exc:  # noqa: BLE001 - Redis unreachable, or anything else: every caller hears it
+            for _, _, answered, _ in asked:
                 if not answered.done():
                     answered.set_exception(exc)
             return
         start = 0
-        for _, calls, answered in asked:
-            if not answered.done():
-                answered.set_result(answers[start : start + len(calls)])
+        for _, calls, answered, orphaned in asked:
+            mine = answers[start : start + len(calls)]
             start += len(calls)
+            if not answered.done():
+                answered.set_result(mine)
+            elif orphaned is not None:
+                orphaned(mine)
 
     async def _evaluate(self, flat: list[tuple[AsyncScript, Call]]) -> list[Any]:
         answers = await self._pipeline(flat)
         missing = [n for n, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
-        if missing:  # none of those ran
-            for script in {id(flat[n][0]): flat[n][0] for n in missing}.values():
-                await self._redis.script_load(script.script)
-            for n, answer in zip(missing, await self._pipeline([flat[n] for n in missing]), strict=True):
+        if missing:  # none of those ran; the others did, and keep their answers whatever happens now
+            try:
+                for script in {id(flat[n][0]): flat[n][0] for n in missing}.values():
+                    await self._redis.script_load(script.script)
+                again = await self._pipeline([flat[n] for n in missing])
+            except Exception as exc:  # noqa: BLE001 - the calls that found no script failed with it
+                again = [exc] * len(missing)
+            for n, answer in zip(missing, again, strict=True):
                 answers[n] = answer
         return answers
 
