@@ -25,7 +25,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from anygate.accounting.limiter import (
@@ -39,7 +38,7 @@ from anygate.accounting.limiter import (
     Tokens,
 )
 from anygate.accounting.periods import SLOTS, oldest_counted_slot
-from anygate.accounting.redis_scripts import Call, ScriptRunner
+from anygate.accounting.redis_scripts import ScriptRunner
 from anygate.accounting.windows import LedgerWindow, Seeder, rolling_width
 
 
@@ -305,7 +304,7 @@ class RedisLimiter:
                 grants = [d for d in self._decisions(holds, token, answer) if isinstance(d, Grant)]
                 self._scripts.start(self._settle_each([(grant, {}) for grant in grants]))
 
-        answer = (await self._evaluate(self._reserve, [(keys, args)], orphaned))[0]
+        answer = (await self._scripts.run(self._reserve, [(keys, args)], orphaned))[0]
         if isinstance(answer, Exception):
             raise answer
         return list(answer)
@@ -328,11 +327,6 @@ class RedisLimiter:
             before = {str(checked[i]): float(checked[i + 1]) for i in range(0, len(checked), 2)}
             decisions.append(Rejection(holds[refusing - 1].bucket, counter, had, before))
         return decisions
-
-    async def _evaluate(
-        self, script: AsyncScript, calls: Sequence[Call], orphaned: Callable[[list[Any]], None] | None = None
-    ) -> list[Any]:
-        return await self._scripts.run(script, calls, orphaned)
 
     def _now_ms(self) -> int:
         return 0 if self._clock is None else int(self._clock() * 1000)
@@ -379,7 +373,7 @@ class RedisLimiter:
                 args += [counter, repr(float(amount))]
             calls.append((self.keys(grant.bucket), args))
         try:
-            answers = await self._evaluate(self._settle, calls)
+            answers = await self._scripts.run(self._settle, calls)
         except (RedisError, OSError) as exc:  # none was settled, or none is known to be
             return [(settling, exc) for settling in settlements]
         return [

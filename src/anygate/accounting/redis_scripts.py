@@ -1,11 +1,11 @@
 """Lua scripts asked for in one turn of the event loop, sent to Redis together.
 
-A request on the Redis limiter runs its scripts (one a bucket) in one round trip to reserve and one to
-settle. Under load several requests ask in the same turn of the loop, and a round trip costs the gateway
-mostly for itself (a connection taken from the pool, the pipeline, one write, one read, ~100 µs of CPU in
-redis-py): ``ScriptRunner`` sends everything asked for in a turn as one pipeline and hands each caller its
-own answers, as if it had sent its own. A Redis that has lost its scripts (restarted) is given them again,
-and the calls that found none run once more.
+A request on the Redis limiter makes one round trip to reserve (one script for all of its buckets) and
+one to settle (a script a bucket). Under load several requests ask in the same turn of the loop, and a
+round trip costs the gateway mostly for itself (a connection taken from the pool, the pipeline, one write,
+one read, ~100 µs of CPU in redis-py): ``ScriptRunner`` sends everything asked for in a turn as one
+pipeline and hands each caller its own answers, as if it had sent its own. A Redis that has lost its
+scripts (restarted) is given them again, and the calls that found none run once more.
 """
 
 from __future__ import annotations
