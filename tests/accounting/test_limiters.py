@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from anygate.accounting.limiter import Claim, Grant, Hold, Limiter, MemoryLimiter, Rejection
 from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.limiter_sql import SqlLimiter
-from anygate.accounting.windows import LedgerWindow
+from anygate.accounting.windows import LedgerWindow, WindowCount
 from anygate.store.ledger_tables import metadata
 from tests.accounting.conftest import LIMITER_BACKENDS, REDIS
 
@@ -483,3 +483,63 @@ async def test_calls_that_ran_keep_their_answers_when_reloading_a_lost_script_fa
     )
     assert settled == [] and isinstance(reserved, RedisConnectionError)
     assert await redis_limiter.usage(name) == {"tokens": 7.0}
+
+
+@pytest.mark.services
+async def test_a_bucket_gone_while_another_was_seeded_is_seeded_too(redis_prefix: str) -> None:
+    """A Redis that restarts between the seeding and the reservation: asked again, seeded again."""
+    first, second = bucket(), bucket()
+    windows = {name: LedgerWindow("key", f"k{n}", 1_700_000_000.0) for n, name in enumerate((first, second), start=1)}
+    seeded: list[str] = []
+    made: list[RedisLimiter] = []
+
+    async def seeder(window: LedgerWindow) -> WindowCount:
+        seeded.append(window.id)
+        if window.id == "k1":  # the other bucket goes meanwhile
+            await made[0]._redis.delete(made[0].keys(second)[0])
+        return WindowCount({"tokens": 5.0})
+
+    made.append(RedisLimiter.from_url(REDIS, redis_prefix, seeder=seeder))
+    try:
+        await made[0].seed(second, windows[second], 0)
+        holds = [Hold(name, [Claim("tokens", 100, 10)], seed_from=windows[name]) for name in (first, second)]
+        decisions = await made[0].reserve_all(holds, ttl=60)
+        assert all(isinstance(d, Grant) for d in decisions) and seeded == ["k2", "k1", "k2"]
+        assert [d.left for d in decisions] == [{"tokens": 85.0}, {"tokens": 85.0}]  # both counted from the ledger
+    finally:
+        await made[0].close()
+
+
+@pytest.mark.services
+async def test_one_bucket_held_twice_by_a_request_counts_both_holds(redis_limiter: RedisLimiter) -> None:
+    name = bucket()
+    twice = [Hold(name, [Claim("inflight", 1, 1)]), Hold(name, [Claim("inflight", 1, 1)])]
+    decisions = await redis_limiter.reserve_all(twice, ttl=60)
+    assert isinstance(decisions[-1], Rejection) and decisions[-1].available == 0.0  # the first hold took it
+    both = [Hold(name, [Claim("tokens", 100, 30)]), Hold(name, [Claim("tokens", 100, 50)])]
+    granted = await redis_limiter.reserve_all(both, ttl=60)
+    assert [d.left for d in granted] == [{"tokens": 70.0}, {"tokens": 20.0}]
+    assert await redis_limiter.settle_all([(grant, {}) for grant in granted]) == []  # type: ignore[misc]
+    whole = await redis_limiter.reserve(name, [Claim("tokens", 100, 100), Claim("inflight", 1, 1)], ttl=60)
+    assert isinstance(whole, Grant)  # both holds were given back whole
+
+
+@pytest.mark.services
+async def test_a_caller_cancelled_in_the_turn_its_answer_came_gives_it_back(redis_limiter: RedisLimiter) -> None:
+    runner = redis_limiter._scripts
+    pipeline = runner._pipeline
+    request: list[asyncio.Task[Any]] = []
+
+    async def cancelled_as_answered(flat: Any) -> list[Any]:
+        answers = await pipeline(flat)
+        asyncio.get_running_loop().call_soon(request[0].cancel)  # before the caller resumes with its answer
+        return answers
+
+    name = bucket()
+    runner._pipeline = cancelled_as_answered  # type: ignore[method-assign]
+    request.append(asyncio.create_task(redis_limiter.reserve_all([Hold(name, [Claim("inflight", 1, 1)])], ttl=60)))
+    with pytest.raises(asyncio.CancelledError):
+        await request[0]
+    runner._pipeline = pipeline  # type: ignore[method-assign]
+    await runner.wait_sent()
+    assert isinstance(await redis_limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=60), Grant)

@@ -12,7 +12,7 @@ resets no budget and a budget given to a key mid-period counts what the key used
     backend            where                   atomic by
     MemoryLimiter      one process             the event loop (no await inside a decision)
     SqlLimiter         workers sharing a DB    conditional UPDATE ... WHERE used + reserved + x <= limit
-    RedisLimiter       replicas sharing Redis  one Lua script per bucket; a bucket's keys share a hash slot
+    RedisLimiter       replicas sharing Redis  one Lua script reserves a request (all or none), one a bucket settles
 """
 
 from __future__ import annotations

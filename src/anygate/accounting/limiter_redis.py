@@ -20,6 +20,7 @@ request, recorded before it settles, seeds it again); a settlement Redis refused
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -40,6 +41,11 @@ from anygate.accounting.limiter import (
 from anygate.accounting.periods import SLOTS, oldest_counted_slot
 from anygate.accounting.redis_scripts import ScriptRunner
 from anygate.accounting.windows import LedgerWindow, Seeder, rolling_width
+
+log = logging.getLogger("anygate.accounting")
+
+
+SEED_ROUNDS = 3  # reservations tried while buckets are found absent, each seeding those absent
 
 
 def _ms(seconds: float | None) -> int:
@@ -79,8 +85,10 @@ if now == 0 then
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 local decided = {}
+local pending = {}  -- per hash, what this request's holds decided before on it (a bucket held twice)
 for b, bucket in ipairs(buckets) do
   local hash, exp, amt = KEYS[3 * b - 2], KEYS[3 * b - 1], KEYS[3 * b]
+  local earlier = pending[hash] or {}
   local slot = bucket[3]
   if slot > 0 then
     local current = math.floor(now / slot)
@@ -113,7 +121,7 @@ for b, bucket in ipairs(buckets) do
     local minimum, hard = tonumber(ARGV[p + 3]), ARGV[p + 4] == '1'
     local used = tonumber(redis.call('HGET', hash, 'u:' .. c) or '0')
     local reserved = tonumber(redis.call('HGET', hash, 'r:' .. c) or '0')
-    local available = limit - used - reserved
+    local available = limit - used - reserved - (earlier[c] or 0)
     local g = nil
     if (not hard) or amount <= available then
       g = amount
@@ -136,6 +144,10 @@ for b, bucket in ipairs(buckets) do
     granted[#granted + 1] = tostring(available - g)
   end
   decided[b] = granted
+  for j = 1, #granted, 3 do
+    earlier[granted[j]] = (earlier[granted[j]] or 0) + tonumber(granted[j + 1])
+  end
+  pending[hash] = earlier
 end
 local admitted = {1, 0, '', '0', 0}
 for b, bucket in ipairs(buckets) do
@@ -146,7 +158,8 @@ for b, bucket in ipairs(buckets) do
     redis.call('HINCRBYFLOAT', hash, 'r:' .. granted[j], granted[j + 1])
     parts[#parts + 1] = granted[j] .. '=' .. granted[j + 1]
   end
-  redis.call('HSET', amt, token, table.concat(parts, ';'))
+  local prior = redis.call('HGET', amt, token)  -- the same bucket held before in this request
+  redis.call('HSET', amt, token, (prior and (prior .. ';') or '') .. table.concat(parts, ';'))
   redis.call('ZADD', exp, now + ttl, token)
   local window = bucket[1]
   if window > 0 then
@@ -273,15 +286,18 @@ class RedisLimiter:
         token = self._tokens.next()
         keys = [key for hold in holds for key in self.keys(hold.bucket)]
         args, seeded_at = self._reserve_args(token, holds, ttl)
-        answer = await self._reserve_once(keys, args, holds, token)
-        if int(answer[0]) == 2:  # buckets to seed from the ledger first; nothing was reserved
+        for _ in range(SEED_ROUNDS):
+            answer = await self._reserve_once(keys, args, holds, token)
+            if int(answer[0]) != 2:
+                return self._decisions(holds, token, answer)
+            # Buckets to seed from the ledger first (nothing was reserved); asked again, another may have gone
+            # meanwhile (a restarted Redis that keeps nothing).
             for number in answer[1:]:
                 hold = holds[int(number) - 1]
                 if hold.seed_from is not None:
                     await self.seed(hold.bucket, hold.seed_from, _ms(hold.window))
                 args[seeded_at[int(number) - 1]] = "0"  # seeded now (here or by another replica)
-            answer = await self._reserve_once(keys, args, holds, token)
-        return self._decisions(holds, token, answer)
+        raise RedisError(f"budget buckets kept vanishing from Redis while they were seeded ({SEED_ROUNDS} rounds)")
 
     def _reserve_args(self, token: str, holds: Sequence[Hold], ttl: float) -> tuple[list[Any], list[int]]:
         """The script's arguments, and where each bucket's ``seeded`` flag is in them."""
@@ -302,12 +318,20 @@ class RedisLimiter:
             answer = answers[0]
             if isinstance(answer, list) and int(answer[0]) == 1:
                 grants = [d for d in self._decisions(holds, token, answer) if isinstance(d, Grant)]
-                self._scripts.start(self._settle_each([(grant, {}) for grant in grants]))
+                self._scripts.start(self._give_back(grants))
 
         answer = (await self._scripts.run(self._reserve, [(keys, args)], orphaned))[0]
         if isinstance(answer, Exception):
             raise answer
         return list(answer)
+
+    async def _give_back(self, grants: list[Grant]) -> None:
+        failed = await self._settle_each([(grant, {}) for grant in grants])
+        if failed:  # held until the reservation expires (RESERVATION_TTL)
+            log.warning(
+                "a reservation whose request was cancelled could not be given back",
+                extra={"fields": {"buckets": sorted({grant.bucket for (grant, _), _ in failed})}},
+            )
 
     @staticmethod
     def _decisions(holds: Sequence[Hold], token: str, answer: list[Any]) -> Decisions:

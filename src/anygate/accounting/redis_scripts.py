@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import redis.asyncio as redis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
+
+log = logging.getLogger("anygate.accounting")
 
 Call = tuple[list[str], list[Any]]  # a script's keys and arguments
 Orphaned = Callable[[list[Any]], None]  # told the answers of a caller that left once its calls had gone out
@@ -41,7 +44,13 @@ class ScriptRunner:
         if not self._asked:
             loop.call_soon(self._send_asked)  # once every caller ready in this turn has asked
         self._asked.append((script, calls, answered, orphaned))
-        return await answered
+        try:
+            return await answered
+        except asyncio.CancelledError:
+            # Cancelled in the turn its answers came: they are this caller's to give up, not lost.
+            if orphaned is not None and answered.done() and not answered.cancelled() and not answered.exception():
+                orphaned(answered.result())
+            raise
 
     def start(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run ``work`` in the background, kept until done (``wait_sent`` waits for it too)."""
@@ -82,7 +91,10 @@ class ScriptRunner:
             if not answered.done():
                 answered.set_result(mine)
             elif orphaned is not None:
-                orphaned(mine)
+                try:
+                    orphaned(mine)
+                except Exception:  # the other callers still get their answers
+                    log.exception("a cancelled caller's answers could not be handled")
 
     async def _evaluate(self, flat: list[tuple[AsyncScript, Call]]) -> list[Any]:
         answers = await self._pipeline(flat)
