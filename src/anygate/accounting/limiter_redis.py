@@ -390,6 +390,8 @@ class RedisLimiter:
 
     async def _settle_each(self, settlements: Sequence[Settling]) -> list[tuple[Settling, Exception]]:
         """Settle each grant; the settlements that failed, each with its error."""
+        if not settlements:  # a refused request held nothing: no turn of the loop spent on it
+            return []
         calls = []
         for grant, actual in settlements:
             args: list[Any] = [grant.token, _ms(grant.slot), self._now_ms()]
