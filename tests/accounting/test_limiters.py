@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from anygate.accounting.limiter import Claim, Grant, Hold, Limiter, MemoryLimiter, Rejection
 from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.limiter_sql import SqlLimiter
+from anygate.accounting.unsettled import Settlement, UnsettledQueue
 from anygate.accounting.windows import LedgerWindow, WindowCount
 from anygate.store.ledger_tables import metadata
 from tests.accounting.conftest import LIMITER_BACKENDS, REDIS
@@ -113,6 +115,21 @@ async def test_a_stale_reservation_of_a_crashed_request_is_reclaimed(limiter: Li
     assert isinstance(grant, Grant)
     await limiter.settle(crashed, {"tokens": 10})  # a late settle still charges what was used
     assert await limiter.usage(name) == {"tokens": 10}
+
+
+async def test_a_retried_settlement_charges_only_a_reservation_still_held(limiter: Limiter) -> None:
+    """``if_held`` (a retry, while the reservation cannot have expired): a reservation gone was settled
+    already (the first attempt ran and its answer was lost); one still held is charged."""
+    name = bucket()
+    settled = await limiter.reserve(name, [Claim("tokens", 1000, 100)], ttl=60)
+    waiting = await limiter.reserve(name, [Claim("tokens", 1000, 100)], ttl=60)
+    assert isinstance(settled, Grant) and isinstance(waiting, Grant)
+    await limiter.settle(settled, {"tokens": 10})
+    await limiter.settle(settled, {"tokens": 10}, if_held=True)  # its answer was lost: retried
+    await limiter.settle(waiting, {"tokens": 5}, if_held=True)  # never reached the backend: retried
+    assert await limiter.usage(name) == {"tokens": 15}
+    everything = await limiter.reserve(name, [Claim("tokens", 1000, 985)], ttl=60)
+    assert isinstance(everything, Grant)  # both reservations are gone: 985 left
 
 
 WORKER = textwrap.dedent(
@@ -543,3 +560,33 @@ async def test_a_caller_cancelled_in_the_turn_its_answer_came_gives_it_back(redi
     runner._pipeline = pipeline  # type: ignore[method-assign]
     await runner.wait_sent()
     assert isinstance(await redis_limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=60), Grant)
+
+
+@pytest.mark.services
+async def test_a_settlement_whose_answer_was_lost_is_counted_once(redis_limiter: RedisLimiter) -> None:
+    """Redis ran the settle scripts and the connection dropped before their answers came: the settlements are
+    returned as failed, and the retry (``unsettled``, while the reservations cannot have expired) charges
+    nothing again. After that, a reservation gone may have been reclaimed: the retry charges it."""
+    names = [bucket() for _ in range(3)]
+    decisions = await redis_limiter.reserve_all(holds_of_a_request(names, binding=names[0]), ttl=60)
+    pipeline = redis_limiter._scripts._pipeline
+
+    async def answer_lost(flat: Any) -> list[Any]:
+        await pipeline(flat)
+        raise RedisConnectionError("Connection reset by peer")
+
+    redis_limiter._scripts._pipeline = answer_lost  # type: ignore[method-assign]
+    failed = await redis_limiter.settle_all([(grant, {"tokens": 7.0}) for grant in decisions])  # type: ignore[misc]
+    redis_limiter._scripts._pipeline = pipeline  # type: ignore[method-assign]
+    assert len(failed) == 3
+    queue = UnsettledQueue()
+    queue.add(Settlement(grant, actual, held_until=time.monotonic() + 60) for grant, actual in failed)
+    assert await queue.retry(redis_limiter) == 3 and not queue
+    assert [await redis_limiter.usage(name) for name in names] == [{"tokens": 7.0}] * 3
+
+    reclaimed = await redis_limiter.reserve(names[0], [Claim("tokens", 10**6, 100)], ttl=0)
+    assert isinstance(reclaimed, Grant)
+    await redis_limiter.reserve(names[0], [Claim("tokens", 10**6, 1)], ttl=60)  # reclaims the expired one
+    queue.add([Settlement(reclaimed, {"tokens": 3.0}, held_until=time.monotonic() - 1)])
+    assert await queue.retry(redis_limiter) == 1
+    assert await redis_limiter.usage(names[0]) == {"tokens": 10.0}

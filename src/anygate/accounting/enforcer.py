@@ -39,6 +39,7 @@ from anygate.errors import GatewayError, QuotaExceeded, RateLimited
 log = logging.getLogger("anygate.accounting")
 
 RESERVATION_TTL = 900.0  # a request holding budget longer than this is presumed crashed
+CLOCKS_DRIFT = 60.0  # how far this process's clock and a shared limiter's may run apart over RESERVATION_TTL
 MINIMUM_USD = 1e-9  # a USD claim of an unknown price still needs a budget not yet spent
 # Retry-After of a used-up budget that never resets: waiting frees nothing (an admin must raise it), and
 # every 429 says when to come back.
@@ -83,6 +84,7 @@ class Admission:
     max_tokens: int | None = None
     settled: bool = False
     headroom: Headroom = field(default_factory=Headroom)  # what each counter had left: x-ratelimit-*
+    reserved_at: float = float("-inf")  # time.monotonic() before a shared limiter was asked (settles may be retried)
 
 
 NOTHING_USED: Mapping[str, float] = MappingProxyType({})
@@ -343,6 +345,7 @@ class Enforcer:
             if self._memory is not None:
                 await self._admit_in_memory(self._memory, admission, steps, ask)
             elif steps:  # one call for the whole request: the SQL limiter makes it one transaction
+                admission.reserved_at = time.monotonic()
                 decisions = await self.limiter.reserve_all([step.hold for step in steps], RESERVATION_TTL)
                 for step, decision in zip(steps, decisions, strict=False):
                     self._note(admission, step, decision)
@@ -438,20 +441,23 @@ class Enforcer:
                 self._memory.settle_now(grant, charges(grant, kind, tokens, usd))
             return True
         settlements = [(grant, charges(grant, kind, tokens, usd)) for grant, kind in admission.grants]
-        return self._wait(await self.limiter.settle_all(settlements))
+        return self._wait(admission, await self.limiter.settle_all(settlements))
 
     async def release(self, admission: Admission) -> None:
         """Give everything back: the request never reached an upstream."""
         if admission.settled:
             return
         admission.settled = True
-        self._wait(await self.limiter.settle_all([(grant, {}) for grant, _ in admission.grants]))
+        self._wait(admission, await self.limiter.settle_all([(grant, {}) for grant, _ in admission.grants]))
 
-    def _wait(self, failed: Sequence[Settling]) -> bool:
+    def _wait(self, admission: Admission, failed: Sequence[Settling]) -> bool:
         """Queue what the limiter could not settle, to be retried; False when anything was."""
         if not failed:
             return True
-        self.unsettled.add(Settlement(grant, actual) for grant, actual in failed)
+        # Till then a reservation gone can only have been settled (its expiry is counted from later, on a
+        # clock of the limiter's own: a margin for the two clocks' drift).
+        held_until = admission.reserved_at + RESERVATION_TTL - CLOCKS_DRIFT
+        self.unsettled.add(Settlement(grant, actual, held_until) for grant, actual in failed)
         log.warning(
             "budget counters unavailable at settle; retried in the background",
             extra={"fields": {"buckets": sorted({grant.bucket for grant, _ in failed})}},

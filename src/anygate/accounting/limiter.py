@@ -106,8 +106,13 @@ class Limiter(Protocol):
     async def reserve_all(self, holds: Sequence[Hold], ttl: float) -> Decisions:
         """Admit a whole request, every hold or none (``Decisions``)."""
 
-    async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
-        """Replace the reservation by what was used (a reclaimed reservation is still charged)."""
+    async def settle(self, grant: Grant, actual: Mapping[str, float], if_held: bool = False) -> None:
+        """Replace the reservation by what was used (a reclaimed reservation is still charged).
+
+        ``if_held``: charge only if the reservation is still held. A retry says so while the reservation
+        cannot have expired yet: it is gone only if an earlier attempt settled it (its answer lost on the
+        way back) or its bucket was rebuilt from the ledger, which counts the request already.
+        """
 
     async def settle_all(self, settlements: Sequence[Settling]) -> list[Settling]:
         """Settle a whole request's grants; return those its backend could not settle now."""
@@ -310,8 +315,14 @@ class MemoryLimiter:
     async def reserve_all(self, holds: Sequence[Hold], ttl: float) -> Decisions:
         return await reserve_in_turn(self, holds, ttl)
 
-    async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
+    async def settle(self, grant: Grant, actual: Mapping[str, float], if_held: bool = False) -> None:
+        if if_held and not self._holds(grant):
+            return
         self.settle_now(grant, actual)
+
+    def _holds(self, grant: Grant) -> bool:
+        state = self._buckets.get(grant.bucket)
+        return state is not None and grant.token in state.reservations
 
     async def settle_all(self, settlements: Sequence[Settling]) -> list[Settling]:
         for grant, actual in settlements:

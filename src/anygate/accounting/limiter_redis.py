@@ -14,8 +14,9 @@ window's slots leave its running sum in the first reserve of a new slot; its key
 Redis may keep nothing on disk: a budget bucket found absent is seeded from the usage ledger (``SEED``: set
 only if still absent) before its first reservation, this process's buffered ledger rows written first, so a Redis
 restart resets no budget. Settling on a bucket that has gone changes nothing (the ledger row of that
-request, recorded before it settles, seeds it again); a settlement Redis refused is retried
-(``unsettled``), and dropped when this process rebuilt its bucket from the ledger meanwhile.
+request, recorded before it settles, seeds it again); a settlement Redis refused, or whose answer was lost,
+is retried (``unsettled``) only while its reservation is held: one that ran (its answer lost on the way
+back), or whose bucket was rebuilt from the ledger meanwhile, is not counted twice.
 """
 
 from __future__ import annotations
@@ -191,13 +192,17 @@ return 1
 """
 
 # Drop the reservation (if not reclaimed already) and add what was used (a rolling window's: in the slot in
-# progress too); nothing on a bucket that has gone. ARGV: token, slot_ms (0: none), now_ms (0: Redis's
-# TIME), counter, amount, ...
+# progress too); nothing on a bucket that has gone, nor, when if_held, on one that holds the reservation no
+# more (answers 2: settled already). ARGV: token, slot_ms (0: none), now_ms (0: Redis's TIME), if_held (1|0),
+# counter, amount, ...
 SETTLE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
 end
 local held = redis.call('HGET', KEYS[3], ARGV[1])
+if not held and ARGV[4] == '1' then
+  return 2
+end
 if held then
   for c, a in string.gmatch(held, '([^=;]+)=([^;]+)') do
     redis.call('HINCRBYFLOAT', KEYS[1], 'r:' .. c, -tonumber(a))
@@ -215,7 +220,7 @@ if slot > 0 then
   end
   current = math.floor(now / slot)
 end
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   if tonumber(ARGV[i + 1]) ~= 0 then
     redis.call('HINCRBYFLOAT', KEYS[1], 'u:' .. ARGV[i], ARGV[i + 1])
     if current then
@@ -375,8 +380,8 @@ class RedisLimiter:
             for listener in self.seeded_listeners:
                 listener(bucket)
 
-    async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
-        failed = await self._settle_each([(grant, actual)])
+    async def settle(self, grant: Grant, actual: Mapping[str, float], if_held: bool = False) -> None:
+        failed = await self._settle_each([(grant, actual)], if_held)
         if failed:
             raise failed[0][1]
 
@@ -388,13 +393,16 @@ class RedisLimiter:
     async def release(self, grant: Grant) -> None:
         await self.settle(grant, {})
 
-    async def _settle_each(self, settlements: Sequence[Settling]) -> list[tuple[Settling, Exception]]:
+    async def _settle_each(
+        self, settlements: Sequence[Settling], if_held: bool = False
+    ) -> list[tuple[Settling, Exception]]:
         """Settle each grant; the settlements that failed, each with its error."""
         if not settlements:  # a refused request held nothing: no turn of the loop spent on it
             return []
         calls = []
+        held_only = "1" if if_held else "0"
         for grant, actual in settlements:
-            args: list[Any] = [grant.token, _ms(grant.slot), self._now_ms()]
+            args: list[Any] = [grant.token, _ms(grant.slot), self._now_ms(), held_only]
             for counter, amount in actual.items():
                 args += [counter, repr(float(amount))]
             calls.append((self.keys(grant.bucket), args))

@@ -291,8 +291,8 @@ class SqlLimiter:
             raise _Rejected(Rejection(bucket, claim.counter, float(left or 0.0)))
         return float(row[0]), float(row[1])
 
-    async def settle(self, grant: Grant, actual: Mapping[str, float]) -> None:
-        await self._settle_all([(grant, actual)])
+    async def settle(self, grant: Grant, actual: Mapping[str, float], if_held: bool = False) -> None:
+        await self._settle_all([(grant, actual)], if_held)
 
     async def settle_all(self, settlements: Sequence[Settling]) -> list[Settling]:
         try:
@@ -301,9 +301,10 @@ class SqlLimiter:
             return list(settlements)
         return []
 
-    async def _settle_all(self, settlements: Sequence[Settling]) -> None:
+    async def _settle_all(self, settlements: Sequence[Settling], if_held: bool = False) -> None:
         """One transaction: the counter rows locked in the order reserves lock them, then the reservations
-        dropped and the counters moved by what was used and what was held."""
+        dropped and the counters moved by what was used and what was held (``if_held``: only the
+        settlements whose reservation was still there are charged)."""
         if not settlements:
             return
         async with self._writer, self._engine.begin() as conn:
@@ -311,12 +312,16 @@ class SqlLimiter:
             held = await conn.execute(
                 delete(reservations)
                 .where(reservations.c.token.in_([grant.token for grant, _ in settlements]))
-                .returning(reservations.c.bucket, reservations.c.counter, reservations.c.amount)
+                .returning(reservations.c.token, reservations.c.bucket, reservations.c.counter, reservations.c.amount)
             )
             changes: dict[tuple[str, str], tuple[float, float]] = {}
-            for bucket, counter, amount in held:
+            holding = set()
+            for token, bucket, counter, amount in held:
+                holding.add((token, bucket))
                 used, reserved = changes.get((bucket, counter), (0.0, 0.0))
                 changes[(bucket, counter)] = (used, reserved - amount)
+            if if_held:
+                settlements = [(g, a) for g, a in settlements if (g.token, g.bucket) in holding]
             for grant, actual in settlements:
                 for counter, amount in actual.items():
                     used, reserved = changes.get((grant.bucket, counter), (0.0, 0.0))

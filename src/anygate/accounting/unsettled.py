@@ -7,6 +7,12 @@ written. A bucket this process rebuilds from the ledger in the meantime (Redis c
 counts those requests, their rows having been written first: their settlements on it are dropped, so
 this process never counts a request twice.
 
+A settlement that failed may still have been applied (the backend ran it, and its answer was lost on the
+way back). So a retry charges only if the reservation is still held (``if_held``), for as long as that
+tells: until the reservation could have expired (``held_until``), when a reservation gone can only have been
+settled, or counted by a bucket rebuilt from the ledger (by this process or another replica). After that a
+reservation gone may also have been reclaimed, its request still to be charged: the retry charges.
+
 The queue is bounded: past ``limit`` the oldest settlement is dropped and logged (its bucket then counts
 less than the ledger until the bucket is rebuilt or its window ends).
 """
@@ -14,6 +20,7 @@ less than the ledger until the bucket is rebuilt or its window ends).
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -37,6 +44,7 @@ class Settlement:
 
     grant: Grant
     actual: Mapping[str, float]
+    held_until: float = float("-inf")  # time.monotonic(): till then a reservation gone was settled already
 
 
 class UnsettledQueue:
@@ -71,7 +79,8 @@ class UnsettledQueue:
         while self._waiting:
             settlement = self._waiting[0]
             try:
-                await limiter.settle(settlement.grant, settlement.actual)
+                if_held = time.monotonic() < settlement.held_until
+                await limiter.settle(settlement.grant, settlement.actual, if_held)
             except limiter_errors():
                 return applied
             if self._waiting and self._waiting[0] is settlement:
