@@ -12,13 +12,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from redis.asyncio.connection import AbstractConnection, Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from anygate.accounting import redis_scripts
 from anygate.accounting.limiter import Claim, Grant, Hold, Limiter, MemoryLimiter, Rejection
 from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.limiter_sql import SqlLimiter
+from anygate.accounting.redis_scripts import commands_bytes
 from anygate.accounting.unsettled import Settlement, UnsettledQueue
 from anygate.accounting.windows import LedgerWindow, WindowCount
 from anygate.store.ledger_tables import metadata
@@ -301,29 +304,28 @@ async def redis_limiter(redis_prefix: str) -> AsyncIterator[RedisLimiter]:
     await limiter.close()
 
 
-def count_connections(limiter: RedisLimiter) -> list[object]:
-    """Every connection the limiter takes from its pool: one a round trip (a command, or a pipeline)."""
-    taken: list[object] = []
-    pool: Any = limiter._redis.connection_pool
-    get_connection = pool.get_connection
+def count_round_trips(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every write of commands to Redis, through any connection: one a round trip (a command, or a pipeline)."""
+    sent: list[object] = []
+    send = AbstractConnection.send_packed_command
 
-    async def counted(*args: Any, **kwargs: Any) -> Any:
-        taken.append(args)
-        return await get_connection(*args, **kwargs)
+    async def counted(connection: AbstractConnection, command: Any, check_health: bool = True) -> None:
+        sent.append(command)
+        await send(connection, command, check_health)
 
-    pool.get_connection = counted
-    return taken
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    return sent
 
 
 @pytest.mark.services
 async def test_the_redis_limiter_reserves_a_request_in_one_round_trip_and_settles_it_in_one(
-    redis_limiter: RedisLimiter,
+    redis_limiter: RedisLimiter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Nine buckets a request: one script a bucket, all of them in one pipeline (a round trip a bucket cost
     ~150 µs of the gateway's CPU each way)."""
     names = [bucket() for _ in range(9)]
     await redis_limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)  # the scripts are loaded
-    taken = count_connections(redis_limiter)
+    taken = count_round_trips(monkeypatch)
     decisions = await redis_limiter.reserve_all(holds_of_a_request(names, binding=names[0]), ttl=60)
     assert len(taken) == 1 and len(decisions) == 9 and all(isinstance(d, Grant) for d in decisions)
     assert await redis_limiter.settle_all([(grant, {"tokens": 100}) for grant in decisions]) == []  # type: ignore[misc]
@@ -377,11 +379,13 @@ async def test_a_redis_that_cannot_be_reached_at_settle_returns_every_settlement
 
 
 @pytest.mark.services
-async def test_requests_reserving_in_the_same_turn_share_one_round_trip(redis_limiter: RedisLimiter) -> None:
+async def test_requests_reserving_in_the_same_turn_share_one_round_trip(
+    redis_limiter: RedisLimiter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Twenty requests asking in one turn of the loop (as under load): one pipeline, each its own answers."""
     await redis_limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)  # the scripts are loaded
     names = [bucket() for _ in range(3)]
-    taken = count_connections(redis_limiter)
+    taken = count_round_trips(monkeypatch)
     requests = [holds_of_a_request(names, binding=names[1]) for _ in range(20)]
     decisions = await asyncio.gather(*(redis_limiter.reserve_all(holds, ttl=60) for holds in requests))
     assert len(taken) == 1
@@ -490,10 +494,10 @@ async def test_calls_that_ran_keep_their_answers_when_reloading_a_lost_script_fa
     await client.script_flush()  # as a restart would; then only the settle script is back
     await client.script_load(redis_limiter._settle.script)
 
-    async def unreachable(script: str) -> str:
+    async def unreachable(scripts: Any) -> None:
         raise RedisConnectionError("gone while loading")
 
-    client.script_load = unreachable  # type: ignore[method-assign,assignment]
+    redis_limiter._scripts._load = unreachable  # type: ignore[method-assign]
     reserving = redis_limiter.reserve_all([Hold(bucket(), [Claim("tokens", 100, 10)])], ttl=60)
     settled, reserved = await asyncio.gather(
         redis_limiter.settle_all([(grant, {"tokens": 7.0})]), reserving, return_exceptions=True
@@ -590,3 +594,47 @@ async def test_a_settlement_whose_answer_was_lost_is_counted_once(redis_limiter:
     queue.add([Settlement(reclaimed, {"tokens": 3.0}, held_until=time.monotonic() - 1)])
     assert await queue.retry(redis_limiter) == 1
     assert await redis_limiter.usage(names[0]) == {"tokens": 10.0}
+
+
+def test_commands_are_packed_as_redis_py_packs_them_and_a_word_of_another_type_is_refused() -> None:
+    command = ("EVALSHA", "e0e1f9fabfc9d4800c877a703b823ac0578ff8db", 2, "a", "{b}:café", 900_000, -1, "0.5", b"\x00")
+    packed = b"".join(Connection().pack_commands([command, ("SCRIPT", "LOAD", "return 1")]))
+    assert commands_bytes([command, ("SCRIPT", "LOAD", "return 1")]) == packed
+    for word in (0.5, True, None):
+        with pytest.raises(TypeError, match="text, bytes or an int"):
+            commands_bytes([("SET", "k", word)])
+
+
+@pytest.mark.sockets  # a listener of its own on the loopback, that never answers
+async def test_a_redis_that_stalls_is_not_sent_more_connections_than_the_runner_allows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two exchanges under way on a Redis that never answers, at most two connections: the third waits for
+    one, then fails as Redis unavailable (its request answered 503, or its settlement retried later)."""
+    monkeypatch.setattr(redis_scripts, "MOST_CONNECTIONS", 2)
+    monkeypatch.setattr(redis_scripts, "CONNECTION_WAIT", 0.2)
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    limiter = RedisLimiter.from_url(f"redis://127.0.0.1:{port}/0")
+    stalled = []
+    for _ in range(2):  # in turns of the loop of their own: two pipelines
+        stalled.append(asyncio.ensure_future(limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)))
+        await asyncio.sleep(0.05)
+    try:
+        with pytest.raises(RedisConnectionError, match="no connection to Redis free"):
+            await limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)
+        assert len(accepted) == 2
+    finally:
+        for writer in accepted:  # the exchanges under way fail at once
+            writer.close()
+        for waiting in stalled:
+            waiting.cancel()
+        await asyncio.gather(*stalled, return_exceptions=True)
+        await limiter.close()
+        server.close()
+        await server.wait_closed()

@@ -27,6 +27,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from anygate.accounting.limiter import (
@@ -263,7 +266,12 @@ class RedisLimiter:
         seeder: Seeder | None = None,
         clock: Callable[[], float] | None = None,
     ) -> RedisLimiter:
-        pool = redis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=10, decode_responses=True)
+        # The scripts go through the limiter's ScriptRunner, never retried; what the pool serves is read
+        # only (quota answers, readiness) and asked once more on a connection a restarted Redis had closed.
+        retry = Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,))
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=10, decode_responses=True, retry=retry
+        )
         return cls(redis.Redis(connection_pool=pool), prefix, seeder, clock)
 
     def keys(self, bucket: str) -> list[str]:
@@ -376,7 +384,10 @@ class RedisLimiter:
         for number, counted in count.slots.items():
             for counter, amount in counted.items():
                 args += [f"s:{number}:{counter}", repr(float(amount))]
-        if int(await self._seed(keys=self.keys(bucket)[:1], args=args)) == 1:
+        answer = (await self._scripts.run(self._seed, [(self.keys(bucket)[:1], args)]))[0]
+        if isinstance(answer, Exception):
+            raise answer
+        if int(answer) == 1:
             for listener in self.seeded_listeners:
                 listener(bucket)
 
@@ -451,6 +462,6 @@ class RedisLimiter:
             raise OSError(f"redis: {type(exc).__name__}") from exc
 
     async def close(self) -> None:
-        await self._scripts.wait_sent()
+        await self._scripts.close()
         await self._redis.aclose()
         await self._redis.connection_pool.disconnect()

@@ -6,6 +6,13 @@ round trip costs the gateway mostly for itself (a connection taken from the pool
 one read, ~100 µs of CPU in redis-py): ``ScriptRunner`` sends everything asked for in a turn as one
 pipeline and hands each caller its own answers, as if it had sent its own. A Redis that has lost its
 scripts (restarted) is given them again, and the calls that found none run once more.
+
+The pipeline is written by this module, not by redis-py's ``Pipeline``: a request's scripts carry some fifty
+arguments, and redis-py packs each in Python through its encoder (~14% of the gateway's CPU on the Redis
+limiter, py-spy), takes a connection through its blocking pool (a condition, a timeout, observability
+events) and wraps the exchange in its retry machinery. Here the commands are packed in one pass, on
+connections the runner keeps for itself, and each answer is read by redis-py's parser (hiredis). Nothing is
+retried by the client: a pipeline sent twice could settle a request twice.
 """
 
 from __future__ import annotations
@@ -13,18 +20,24 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 import redis.asyncio as redis
+from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
 
 log = logging.getLogger("anygate.accounting")
 
 Call = tuple[list[str], list[Any]]  # a script's keys and arguments
 Orphaned = Callable[[list[Any]], None]  # told the answers of a caller that left once its calls had gone out
 Asked = tuple[AsyncScript, Sequence[Call], "asyncio.Future[list[Any]]", Orphaned | None]
+
+IDLE_CONNECTIONS = 8  # kept open between pipelines; more are opened while as many are under way at once
+MOST_CONNECTIONS = 64  # under way at once: past that (a Redis that stalls), an exchange waits for one
+CONNECTION_WAIT = 10.0  # seconds an exchange waits for a connection, then fails as Redis unavailable
 
 
 class ScriptRunner:
@@ -34,6 +47,8 @@ class ScriptRunner:
         self._redis = client
         self._asked: list[Asked] = []
         self._sending: set[asyncio.Task[None]] = set()
+        self._idle: list[AbstractConnection] = []  # the runner's own connections, between pipelines
+        self._open = asyncio.Semaphore(MOST_CONNECTIONS)
 
     async def run(self, script: AsyncScript, calls: Sequence[Call], orphaned: Orphaned | None = None) -> list[Any]:
         """``script``'s answer to each call, in order, a script's error as its exception (the others ran).
@@ -101,8 +116,7 @@ class ScriptRunner:
         missing = [n for n, answer in enumerate(answers) if isinstance(answer, NoScriptError)]
         if missing:  # none of those ran; the others did, and keep their answers whatever happens now
             try:
-                for script in {id(flat[n][0]): flat[n][0] for n in missing}.values():
-                    await self._redis.script_load(script.script)
+                await self._load({id(flat[n][0]): flat[n][0] for n in missing}.values())
                 again = await self._pipeline([flat[n] for n in missing])
             except Exception as exc:  # noqa: BLE001 - the calls that found no script failed with it
                 again = [exc] * len(missing)
@@ -111,8 +125,87 @@ class ScriptRunner:
         return answers
 
     async def _pipeline(self, flat: list[tuple[AsyncScript, Call]]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for script, (keys, args) in flat:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            answers: list[Any] = await pipe.execute(raise_on_error=False)
+        """Each script's answer, a script's error as its exception."""
+        return await self._exchange([("EVALSHA", script.sha, len(keys), *keys, *args) for script, (keys, args) in flat])
+
+    async def _load(self, scripts: Iterable[AsyncScript]) -> None:
+        """Give Redis these scripts again (on the runner's own connections, as the calls that need them)."""
+        for answer in await self._exchange([("SCRIPT", "LOAD", script.script) for script in scripts]):
+            if isinstance(answer, Exception):
+                raise answer
+
+    async def _exchange(self, commands: Sequence[Sequence[object]]) -> list[Any]:
+        """The commands written at once, and each one's answer read (its error as its exception). Raises
+        when the exchange failed; the connection is then closed (what it still had to read could answer the
+        next exchange)."""
+        if self._open.locked():  # as many exchanges under way as connections may be open
+            try:
+                async with asyncio.timeout(CONNECTION_WAIT):
+                    await self._open.acquire()
+            except TimeoutError:
+                raise RedisConnectionError(f"no connection to Redis free within {CONNECTION_WAIT:g} s") from None
+        else:
+            await self._open.acquire()
+        try:
+            return await self._exchange_on(self._idle.pop() if self._idle else self._connection(), commands)
+        finally:
+            self._open.release()
+
+    async def _exchange_on(self, connection: AbstractConnection, commands: Sequence[Sequence[object]]) -> list[Any]:
+        try:
+            await ready(connection)
+            await connection.send_packed_command(commands_bytes(commands), check_health=False)
+            answers: list[Any] = []
+            for _ in commands:
+                try:
+                    answers.append(await connection.read_response())
+                except ResponseError as error:  # this command's own: the connection goes on
+                    answers.append(error)
+        except BaseException:
+            await connection.disconnect(nowait=True)
+            raise
+        if len(self._idle) < IDLE_CONNECTIONS:
+            self._idle.append(connection)
+        else:
+            await connection.disconnect()
         return answers
+
+    def _connection(self) -> AbstractConnection:
+        """A new connection, as the client's pool would make one (connected when first used)."""
+        pool = self._redis.connection_pool
+        connection: AbstractConnection = pool.connection_class(**pool.connection_kwargs)
+        return connection
+
+    async def close(self) -> None:
+        """Once every pipeline under way is answered: the runner's connections closed."""
+        await self.wait_sent()
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            await connection.disconnect()
+
+
+async def ready(connection: AbstractConnection) -> None:
+    """With nothing left to read: an idle connection the server has closed (a Redis that restarted) or that
+    holds a stray answer is closed, and opened afresh by the command sent on it, as redis-py's pool does."""
+    if connection.is_connected and await connection.can_read():
+        await connection.disconnect()
+
+
+def commands_bytes(commands: Sequence[Sequence[object]]) -> bytes:
+    """Commands in Redis's protocol (RESP), each an array of bulk strings, packed in one pass: text in UTF-8,
+    a whole number in decimal (anything else is refused, not guessed: the scripts' amounts are given as
+    ``repr`` of a float). Some fifty words a request: the types are told apart inline."""
+    parts: list[bytes] = []
+    for command in commands:
+        parts.append(b"*%d\r\n" % len(command))
+        for word in command:
+            if isinstance(word, str):
+                data = word.encode()
+            elif isinstance(word, int) and not isinstance(word, bool):
+                data = b"%d" % word
+            elif isinstance(word, bytes):
+                data = word
+            else:
+                raise TypeError(f"a Redis command's word must be text, bytes or an int, not {type(word).__name__}")
+            parts.append(b"$%d\r\n%b\r\n" % (len(data), data))
+    return b"".join(parts)
