@@ -149,7 +149,13 @@ def test_redis_dying_mid_request_and_coming_back_empty_loses_no_usage(
 
 
 @pytest.mark.sockets
-def test_the_sql_limiter_failing_at_settle_loses_no_usage(upstream: FakeUpstream, tmp_path: Path) -> None:
+@pytest.mark.parametrize("ran", [False, True], ids=["refused", "answer-lost"])
+def test_the_sql_limiter_failing_at_settle_loses_no_usage_and_counts_none_twice(
+    upstream: FakeUpstream, tmp_path: Path, ran: bool
+) -> None:
+    """The database refuses the settlements for a while (locked), or commits them and the connection drops
+    before it says so: either way each request's settlement is retried, and its usage counted once (a
+    reservation gone was settled already)."""
     settings = fake_provider_settings(upstream.base_url, tmp_path, limiter="sql")
     with running_gateway(settings, *budgeted()) as (base, gateway):
         accounting = gateway.state.accounting
@@ -160,9 +166,11 @@ def test_the_sql_limiter_failing_at_settle_loses_no_usage(upstream: FakeUpstream
         failing = True
 
         async def failing_settle(settlements: Any, if_held: bool = False) -> None:
+            if ran or not failing:
+                await settle(settlements, if_held)
             if failing:
-                raise OperationalError("UPDATE limiter_counters", {}, Exception("database is locked"))
-            await settle(settlements, if_held)
+                error = "server closed the connection unexpectedly" if ran else "database is locked"
+                raise OperationalError("COMMIT" if ran else "UPDATE limiter_counters", {}, Exception(error))
 
         limiter._settle_all = failing_settle  # type: ignore[method-assign]
         failed = 3
@@ -172,6 +180,7 @@ def test_the_sql_limiter_failing_at_settle_loses_no_usage(upstream: FakeUpstream
         assert len(accounting.enforcer.unsettled) == failed
         failing = False
         eventually(lambda: not accounting.enforcer.unsettled, "the settlements are retried")
+        assert used_tokens(base) == failed * PER_REQUEST  # once each
         answered_after = ask_until_refused(base)
         used = used_tokens(base)
     answered, ledger_tokens = ledger(tmp_path)
@@ -213,36 +222,3 @@ async def test_the_queue_keeps_order_forgets_rebuilt_buckets_and_stays_bounded()
     limiter.up = True
     assert await queue.retry(limiter) == 2
     assert limiter.settled == ["2", "4"] and not queue
-
-
-@pytest.mark.sockets
-def test_a_settlement_that_ran_and_whose_answer_was_lost_is_not_counted_twice(
-    upstream: FakeUpstream, tmp_path: Path
-) -> None:
-    """The database committed the settlement and the connection dropped before it said so: the request's
-    settlement is retried, and charges nothing again (its reservation is gone)."""
-    settings = fake_provider_settings(upstream.base_url, tmp_path, limiter="sql")
-    with running_gateway(settings, *budgeted()) as (base, gateway):
-        accounting = gateway.state.accounting
-        assert accounting is not None
-        limiter = accounting.enforcer.limiter
-        assert isinstance(limiter, SqlLimiter)
-        settle = limiter._settle_all
-        losing = True
-
-        async def answer_lost(settlements: Any, if_held: bool = False) -> None:
-            await settle(settlements, if_held)
-            if losing:
-                raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
-
-        limiter._settle_all = answer_lost  # type: ignore[method-assign]
-        lost = 3
-        for _ in range(lost):
-            assert httpx.post(base + "/v1/chat/completions", json=BODY, headers=HEADERS).status_code == 200
-        eventually(lambda: ledger(tmp_path)[0] == lost, "the ledger has every answered request")
-        assert len(accounting.enforcer.unsettled) == lost
-        losing = False
-        eventually(lambda: not accounting.enforcer.unsettled, "the settlements are retried")
-        assert used_tokens(base) == lost * PER_REQUEST  # once each
-        answered_after = ask_until_refused(base)
-    assert lost + answered_after == BUDGET_REQUESTS
