@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -12,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import redis.asyncio
 from redis.asyncio.connection import AbstractConnection, Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import event
@@ -391,7 +395,8 @@ async def test_requests_reserving_in_the_same_turn_share_one_round_trip(
     assert len(taken) == 1
     assert [[d.bucket for d in request] for request in decisions] == [names] * 20
     tokens = {d.token for request in decisions for d in request if isinstance(d, Grant)}
-    assert len(tokens) == 20  # a reservation a request, each of its buckets holding it under its token
+    assert len(tokens) == 60  # a reservation a hold, named after its request's: <request token>:<hold>
+    assert len({token.rsplit(":", 1)[0] for token in tokens}) == 20
     left = [request[1].left["tokens"] for request in decisions if isinstance(request[1], Grant)]
     assert sorted(left) == sorted(5000 - 100 * n for n in range(1, 21))  # each saw what the ones before it held
 
@@ -546,6 +551,20 @@ async def test_one_bucket_held_twice_by_a_request_counts_both_holds(redis_limite
 
 
 @pytest.mark.services
+async def test_one_bucket_held_twice_is_charged_for_both_holds_when_their_settling_is_retried(
+    redis_limiter: RedisLimiter,
+) -> None:
+    """Each hold has a reservation of its own: the retry of one (``if_held``) does not find the other's gone."""
+    name = bucket()
+    holds = [Hold(name, [Claim("tokens", 1000, 100)]), Hold(name, [Claim("tokens", 1000, 50)])]
+    grants = await redis_limiter.reserve_all(holds, ttl=60)
+    queue = UnsettledQueue()  # their settling failed before reaching Redis
+    queue.add(Settlement(grant, {"tokens": 10.0}, held_until=time.monotonic() + 60) for grant in grants)  # type: ignore[arg-type]
+    assert await queue.retry(redis_limiter) == 2
+    assert await redis_limiter.usage(name) == {"tokens": 20.0}
+
+
+@pytest.mark.services
 async def test_a_caller_cancelled_in_the_turn_its_answer_came_gives_it_back(redis_limiter: RedisLimiter) -> None:
     runner = redis_limiter._scripts
     pipeline = runner._pipeline
@@ -638,3 +657,139 @@ async def test_a_redis_that_stalls_is_not_sent_more_connections_than_the_runner_
         await limiter.close()
         server.close()
         await server.wait_closed()
+
+
+class RedisProxy:
+    """A TCP proxy to the test Redis that can reset every client connection (as a load balancer, or a host
+    gone, does) and, while ``losing``, pass commands on to Redis but reset the client's connection instead
+    of answering: the commands ran, their answers were lost."""
+
+    def __init__(self) -> None:
+        self.clients: list[asyncio.StreamWriter] = []
+        self.upstreams: list[asyncio.StreamWriter] = []  # the proxy's own connections to Redis
+        self.serving: list[asyncio.Future[None]] = []
+        self.losing = False
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"redis://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/0"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.clients.append(writer)
+        redis_reader, redis_writer = await asyncio.open_connection("127.0.0.1", 6379)
+        self.upstreams.append(redis_writer)
+
+        async def commands() -> None:
+            while data := await reader.read(65536):
+                redis_writer.write(data)
+
+        async def answers() -> None:
+            while data := await redis_reader.read(65536):
+                if self.losing:
+                    self.reset(writer)
+                    return
+                writer.write(data)
+
+        serving = asyncio.gather(commands(), answers())
+        self.serving.append(serving)
+        with contextlib.suppress(OSError, asyncio.CancelledError):
+            await serving
+        redis_writer.close()
+
+    def reset(self, writer: asyncio.StreamWriter) -> None:
+        if writer.transport.is_closing():
+            return
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    def reset_all(self) -> None:
+        for writer in self.clients:
+            self.reset(writer)
+        self.clients.clear()
+
+    async def stop(self) -> None:
+        self.reset_all()
+        for serving in self.serving:
+            serving.cancel()
+        for upstream in self.upstreams:
+            upstream.close()
+            with contextlib.suppress(OSError):
+                await upstream.wait_closed()
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+@pytest.fixture
+async def redis_proxy() -> AsyncIterator[RedisProxy]:
+    proxy = RedisProxy()
+    yield proxy
+    await proxy.stop()
+
+
+@pytest.mark.sockets
+@pytest.mark.services
+async def test_idle_connections_reset_together_fail_one_turn_not_one_each(redis_proxy: RedisProxy) -> None:
+    limiter = RedisLimiter.from_url(await redis_proxy.start(), f"anygate-test-{uuid.uuid4().hex[:12]}:")
+    try:
+        runner = limiter._scripts
+        await asyncio.gather(*(runner._exchange([("PING",)]) for _ in range(3)))  # three at once: three kept
+        assert len(runner._idle) == 3
+        redis_proxy.reset_all()
+        await asyncio.sleep(0.1)
+        with pytest.raises(RedisConnectionError):  # a reset is not seen before writing on the connection
+            await limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)
+        assert isinstance(await limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60), Grant)
+    finally:
+        await limiter.close()
+
+
+@pytest.mark.sockets
+@pytest.mark.services
+async def test_a_reservation_whose_answer_was_lost_is_given_back(redis_proxy: RedisProxy) -> None:
+    """The reserve ran and its answer never came: its request is refused (503), and what it may hold is
+    given back at once rather than held until it expires (a key with a concurrency of 1 locked out for 15
+    minutes)."""
+    limiter = RedisLimiter.from_url(await redis_proxy.start(), f"anygate-test-{uuid.uuid4().hex[:12]}:")
+    name = bucket()
+    try:
+        await limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)  # the scripts are loaded
+        redis_proxy.losing = True
+        with pytest.raises(RedisConnectionError):
+            await limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=900)
+        redis_proxy.losing = False
+        await limiter._scripts.wait_sent()  # the give-back
+        assert isinstance(await limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=900), Grant)
+    finally:
+        await limiter.close()
+
+
+@pytest.mark.services
+async def test_closing_waits_for_the_give_backs_that_answers_start_and_leaves_no_connection(redis_prefix: str) -> None:
+    """A request cancelled in the turn its reservation came starts a give-back: closing the limiter then waits
+    for it too, and no connection of the limiter's stays open on Redis."""
+    client_name = f"anygate-test-close-{uuid.uuid4().hex[:8]}"
+    limiter = RedisLimiter.from_url(f"{REDIS}?client_name={client_name}", redis_prefix)
+    await limiter.reserve(bucket(), [Claim("inflight", 1, 1)], ttl=60)  # the scripts are loaded
+    runner = limiter._scripts
+    pipeline = runner._pipeline
+    requests: list[asyncio.Task[Any]] = []
+
+    async def cancelled_as_answered(flat: Any) -> list[Any]:
+        runner._pipeline = pipeline  # type: ignore[method-assign]
+        answers = await pipeline(flat)
+        asyncio.get_running_loop().call_soon(requests[0].cancel)
+        return answers
+
+    runner._pipeline = cancelled_as_answered  # type: ignore[method-assign]
+    requests.append(asyncio.create_task(limiter.reserve_all([Hold(bucket(), [Claim("inflight", 1, 1)])], ttl=60)))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # its pipeline is under way
+    await limiter.close()
+    assert requests[0].cancelled() and not runner._sending and not runner._idle
+    admin = redis.asyncio.Redis.from_url(REDIS)
+    try:
+        assert not [c for c in await admin.client_list() if c.get("name") == client_name]
+    finally:
+        await admin.aclose()

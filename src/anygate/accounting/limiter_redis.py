@@ -30,7 +30,7 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from anygate.accounting.limiter import (
     Claim,
@@ -59,7 +59,8 @@ def _ms(seconds: float | None) -> int:
 # Admit a request's claims on all of its buckets, or none, in one script: nothing of a refused request is
 # ever held, on any bucket. Each bucket's expired reservations are reclaimed (and a rolling window's old slots
 # dropped) before its claims are decided.
-# KEYS: hash, exp, amt of each bucket, in order. ARGV: token, ttl_ms, now_ms (0: Redis's TIME), then per bucket:
+# KEYS: hash, exp, amt of each bucket, in order. ARGV: token (each hold's reservation is ``<token>:<its number>``,
+# from 1), ttl_ms, now_ms (0: Redis's TIME), then per bucket:
 # window_ms (0: none), seeded (1: must exist), slot_ms (a rolling window's slot width; 0: none), the number of
 # its claims, then per claim: counter, limit, amount, minimum (-1: none), hard (1|0).
 # Answers {2, bucket, ...}: those buckets must be seeded first (nothing done); else {1 admitted | 0 refused,
@@ -162,9 +163,9 @@ for b, bucket in ipairs(buckets) do
     redis.call('HINCRBYFLOAT', hash, 'r:' .. granted[j], granted[j + 1])
     parts[#parts + 1] = granted[j] .. '=' .. granted[j + 1]
   end
-  local prior = redis.call('HGET', amt, token)  -- the same bucket held before in this request
-  redis.call('HSET', amt, token, (prior and (prior .. ';') or '') .. table.concat(parts, ';'))
-  redis.call('ZADD', exp, now + ttl, token)
+  local held = token .. ':' .. b  -- a hold's own: a bucket held twice by a request is settled hold by hold
+  redis.call('HSET', amt, held, table.concat(parts, ';'))
+  redis.call('ZADD', exp, now + ttl, held)
   local window = bucket[1]
   if window > 0 then
     for _, key in ipairs({hash, exp, amt}) do
@@ -270,7 +271,7 @@ class RedisLimiter:
         # only (quota answers, readiness) and asked once more on a connection a restarted Redis had closed.
         retry = Retry(NoBackoff(), retries=1, supported_errors=(RedisConnectionError,))
         pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=64, timeout=10, decode_responses=True, retry=retry
+            url, max_connections=16, timeout=10, decode_responses=True, retry=retry
         )
         return cls(redis.Redis(connection_pool=pool), prefix, seeder, clock)
 
@@ -335,6 +336,9 @@ class RedisLimiter:
 
         answer = (await self._scripts.run(self._reserve, [(keys, args)], orphaned))[0]
         if isinstance(answer, Exception):
+            if not isinstance(answer, ResponseError):  # its answer was lost: what it may hold is given back
+                grants = [Grant(hold.bucket, f"{token}:{n}", {}, {}, hold.slot) for n, hold in enumerate(holds, 1)]
+                self._scripts.start(self._give_back(grants))
             raise answer
         return list(answer)
 
@@ -354,12 +358,12 @@ class RedisLimiter:
         checked = answer[5 : 5 + 2 * int(answer[4])]
         at = 5 + len(checked)
         decisions: Decisions = []
-        for hold in holds if admitted else holds[: refusing - 1]:
+        for number, hold in enumerate(holds if admitted else holds[: refusing - 1], 1):
             triples = answer[at + 1 : at + 1 + 3 * int(answer[at])]
             at += 1 + len(triples)
             granted = {str(triples[i]): float(triples[i + 1]) for i in range(0, len(triples), 3)}
             left = {str(triples[i]): float(triples[i + 2]) for i in range(0, len(triples), 3)}
-            decisions.append(Grant(hold.bucket, token, granted, left, hold.slot))
+            decisions.append(Grant(hold.bucket, f"{token}:{number}", granted, left, hold.slot))
         if not admitted:
             before = {str(checked[i]): float(checked[i + 1]) for i in range(0, len(checked), 2)}
             decisions.append(Rejection(holds[refusing - 1].bucket, counter, had, before))

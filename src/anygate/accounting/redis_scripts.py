@@ -35,7 +35,7 @@ Call = tuple[list[str], list[Any]]  # a script's keys and arguments
 Orphaned = Callable[[list[Any]], None]  # told the answers of a caller that left once its calls had gone out
 Asked = tuple[AsyncScript, Sequence[Call], "asyncio.Future[list[Any]]", Orphaned | None]
 
-IDLE_CONNECTIONS = 8  # kept open between pipelines; more are opened while as many are under way at once
+IDLE_CONNECTIONS = 16  # kept open between pipelines; more are opened while as many are under way at once
 MOST_CONNECTIONS = 64  # under way at once: past that (a Redis that stalls), an exchange waits for one
 CONNECTION_WAIT = 10.0  # seconds an exchange waits for a connection, then fails as Redis unavailable
 
@@ -49,11 +49,14 @@ class ScriptRunner:
         self._sending: set[asyncio.Task[None]] = set()
         self._idle: list[AbstractConnection] = []  # the runner's own connections, between pipelines
         self._open = asyncio.Semaphore(MOST_CONNECTIONS)
+        self._closed = False  # closed: a late exchange (a give-back, a retried settlement) keeps no connection
 
     async def run(self, script: AsyncScript, calls: Sequence[Call], orphaned: Orphaned | None = None) -> list[Any]:
         """``script``'s answer to each call, in order, a script's error as its exception (the others ran).
-        Raises when Redis could not be asked (then none of them is known to have run). A caller cancelled
-        before its calls go out asks nothing; one cancelled after has its answers given to ``orphaned``."""
+        An answer lost with the connection is that failure (``RedisConnectionError``): the call went out,
+        and may or may not have run. Raises when Redis could not be asked (then none of them is known to
+        have run). A caller cancelled before its calls go out asks nothing; one cancelled after has its
+        answers given to ``orphaned``."""
         loop = asyncio.get_running_loop()
         answered: asyncio.Future[list[Any]] = loop.create_future()
         if not self._asked:
@@ -74,11 +77,13 @@ class ScriptRunner:
         task.add_done_callback(self._sending.discard)
 
     async def wait_sent(self) -> None:
-        """Until every pipeline under way has been answered (before the client is closed)."""
-        if self._asked:
-            await asyncio.sleep(0)  # they are sent at the end of this turn
-        if self._sending:
-            await asyncio.gather(*self._sending, return_exceptions=True)
+        """Until every pipeline under way has been answered (before the client is closed), those that the
+        answers start (a cancelled caller's give-back) too."""
+        while self._asked or self._sending:
+            if self._asked:
+                await asyncio.sleep(0)  # they are sent at the end of this turn
+            if self._sending:
+                await asyncio.gather(*self._sending, return_exceptions=True)
 
     def _send_asked(self) -> None:
         asked, self._asked = self._asked, []
@@ -135,9 +140,9 @@ class ScriptRunner:
                 raise answer
 
     async def _exchange(self, commands: Sequence[Sequence[object]]) -> list[Any]:
-        """The commands written at once, and each one's answer read (its error as its exception). Raises
-        when the exchange failed; the connection is then closed (what it still had to read could answer the
-        next exchange)."""
+        """The commands written at once, and each one's answer read (its error as its exception; once they
+        were written, a failure is the answer of each command whose answer it lost). Raises when they
+        could not be written."""
         if self._open.locked():  # as many exchanges under way as connections may be open
             try:
                 async with asyncio.timeout(CONNECTION_WAIT):
@@ -155,20 +160,34 @@ class ScriptRunner:
         try:
             await ready(connection)
             await connection.send_packed_command(commands_bytes(commands), check_health=False)
-            answers: list[Any] = []
+        except BaseException:
+            await self._failed(connection)
+            raise
+        answers: list[Any] = []
+        try:
             for _ in commands:
                 try:
                     answers.append(await connection.read_response())
                 except ResponseError as error:  # this command's own: the connection goes on
                     answers.append(error)
+        except Exception as failure:  # noqa: BLE001 - what was read stands; the rest is lost with the connection
+            await self._failed(connection)
+            return answers + [failure] * (len(commands) - len(answers))
         except BaseException:
-            await connection.disconnect(nowait=True)
+            await self._failed(connection)
             raise
-        if len(self._idle) < IDLE_CONNECTIONS:
-            self._idle.append(connection)
+        if self._closed or len(self._idle) >= IDLE_CONNECTIONS:
+            await connection.disconnect(nowait=True)
         else:
-            await connection.disconnect()
+            self._idle.append(connection)
         return answers
+
+    async def _failed(self, connection: AbstractConnection) -> None:
+        """A connection that failed is closed (what it still had to read could answer the next exchange), and
+        the idle ones with it: a reset, or a Redis gone, has closed them too, and each would fail a turn."""
+        idle, self._idle = self._idle, []
+        for closing in (connection, *idle):
+            await closing.disconnect(nowait=True)
 
     def _connection(self) -> AbstractConnection:
         """A new connection, as the client's pool would make one (connected when first used)."""
@@ -179,6 +198,7 @@ class ScriptRunner:
     async def close(self) -> None:
         """Once every pipeline under way is answered: the runner's connections closed."""
         await self.wait_sent()
+        self._closed = True
         idle, self._idle = self._idle, []
         for connection in idle:
             await connection.disconnect()

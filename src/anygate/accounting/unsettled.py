@@ -11,7 +11,9 @@ A settlement that failed may still have been applied (the backend ran it, and it
 way back). So a retry charges only if the reservation is still held (``if_held``), for as long as that
 tells: until the reservation could have expired (``held_until``), when a reservation gone can only have been
 settled, or counted by a bucket rebuilt from the ledger (by this process or another replica). After that a
-reservation gone may also have been reclaimed, its request still to be charged: the retry charges.
+reservation gone may also have been reclaimed, its request still to be charged: the retry charges. (A bucket
+rebuilt by another replica before this process's ledger row was written misses the request: rare, and an
+under-count the ledger still holds.)
 
 The queue is bounded: past ``limit`` the oldest settlement is dropped and logged (its bucket then counts
 less than the ledger until the bucket is rebuilt or its window ends).
