@@ -18,6 +18,7 @@ import pytest
 import redis.asyncio
 from redis.asyncio.connection import AbstractConnection, Connection
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -669,6 +670,7 @@ class RedisProxy:
         self.upstreams: list[asyncio.StreamWriter] = []  # the proxy's own connections to Redis
         self.serving: list[asyncio.Future[None]] = []
         self.losing = False
+        self.stalling = False  # the commands reach Redis, their answers are dropped: the client hears nothing
         self.server: asyncio.Server | None = None
 
     async def start(self) -> str:
@@ -689,7 +691,8 @@ class RedisProxy:
                 if self.losing:
                     self.reset(writer)
                     return
-                writer.write(data)
+                if not self.stalling:
+                    writer.write(data)
 
         serving = asyncio.gather(commands(), answers())
         self.serving.append(serving)
@@ -793,3 +796,25 @@ async def test_closing_waits_for_the_give_backs_that_answers_start_and_leaves_no
         assert not [c for c in await admin.client_list() if c.get("name") == client_name]
     finally:
         await admin.aclose()
+
+
+@pytest.mark.sockets
+@pytest.mark.services
+async def test_a_redis_that_stops_answering_times_out_and_what_it_may_hold_is_given_back(
+    redis_proxy: RedisProxy,
+) -> None:
+    """The answers stop coming (``socket_timeout``, 0.3 s here): the reserve fails as Redis unavailable, and
+    once Redis answers again what it may hold is given back."""
+    url = await redis_proxy.start()
+    limiter = RedisLimiter.from_url(f"{url}?socket_timeout=0.3", f"anygate-test-{uuid.uuid4().hex[:12]}:")
+    name = bucket()
+    try:
+        await limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)  # the scripts are loaded
+        redis_proxy.stalling = True
+        with pytest.raises(RedisTimeoutError, match="did not answer within 0.3 s"):
+            await limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=900)
+        redis_proxy.stalling = False
+        await limiter._scripts.wait_sent()  # the give-back, on a connection of its own
+        assert isinstance(await limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=900), Grant)
+    finally:
+        await limiter.close()

@@ -60,9 +60,9 @@ def _ms(seconds: float | None) -> int:
 # ever held, on any bucket. Each bucket's expired reservations are reclaimed (and a rolling window's old slots
 # dropped) before its claims are decided.
 # KEYS: hash, exp, amt of each bucket, in order. ARGV: token (each hold's reservation is ``<token>:<its number>``,
-# from 1), ttl_ms, now_ms (0: Redis's TIME), then per bucket:
-# window_ms (0: none), seeded (1: must exist), slot_ms (a rolling window's slot width; 0: none), the number of
-# its claims, then per claim: counter, limit, amount, minimum (-1: none), hard (1|0).
+# from 1), ttl_ms, now_ms (0: Redis's TIME), then a bucket's words in one argument, apart by spaces (fewer
+# arguments: the gateway packs each one in Python): window_ms (0: none), seeded (1: must exist), slot_ms (a
+# rolling window's slot width; 0: none), then per claim: counter, limit, amount, minimum (-1: none), hard (1|0).
 # Answers {2, bucket, ...}: those buckets must be seeded first (nothing done); else {1 admitted | 0 refused,
 # the refusing bucket (0: none), its refusing counter, what that counter had, the number of counters checked
 # before it in that bucket, then (counter, available) of each, then for each bucket admitted (every bucket;
@@ -70,11 +70,10 @@ def _ms(seconds: float | None) -> int:
 RESERVE = """
 local token, ttl, now = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local buckets = {}
-local i = 4
-while i <= #ARGV do
-  local n = tonumber(ARGV[i + 3])
-  buckets[#buckets + 1] = {tonumber(ARGV[i]), ARGV[i + 1], tonumber(ARGV[i + 2]), i + 4, n}
-  i = i + 4 + 5 * n
+for i = 4, #ARGV do
+  local words = {}
+  for word in string.gmatch(ARGV[i], '%S+') do words[#words + 1] = word end
+  buckets[#buckets + 1] = {tonumber(words[1]), words[2], tonumber(words[3]), words, (#words - 3) / 5}
 end
 local absent = {2}
 for b, bucket in ipairs(buckets) do
@@ -120,10 +119,11 @@ for b, bucket in ipairs(buckets) do
   end
   local granted = {}
   local checked = {}
+  local words = bucket[4]
   for j = 0, bucket[5] - 1 do
-    local p = bucket[4] + 5 * j
-    local c, limit, amount = ARGV[p], tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2])
-    local minimum, hard = tonumber(ARGV[p + 3]), ARGV[p + 4] == '1'
+    local p = 4 + 5 * j
+    local c, limit, amount = words[p], tonumber(words[p + 1]), tonumber(words[p + 2])
+    local minimum, hard = tonumber(words[p + 3]), words[p + 4] == '1'
     local used = tonumber(redis.call('HGET', hash, 'u:' .. c) or '0')
     local reserved = tonumber(redis.call('HGET', hash, 'r:' .. c) or '0')
     local available = limit - used - reserved - (earlier[c] or 0)
@@ -198,7 +198,7 @@ return 1
 # Drop the reservation (if not reclaimed already) and add what was used (a rolling window's: in the slot in
 # progress too); nothing on a bucket that has gone, nor, when if_held, on one that holds the reservation no
 # more (answers 2: settled already). ARGV: token, slot_ms (0: none), now_ms (0: Redis's TIME), if_held (1|0),
-# counter, amount, ...
+# then what was used in one argument: counter amount counter amount ... (apart by spaces).
 SETTLE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return 0
@@ -224,11 +224,11 @@ if slot > 0 then
   end
   current = math.floor(now / slot)
 end
-for i = 5, #ARGV, 2 do
-  if tonumber(ARGV[i + 1]) ~= 0 then
-    redis.call('HINCRBYFLOAT', KEYS[1], 'u:' .. ARGV[i], ARGV[i + 1])
+for c, a in string.gmatch(ARGV[5], '(%S+) (%S+)') do
+  if tonumber(a) ~= 0 then
+    redis.call('HINCRBYFLOAT', KEYS[1], 'u:' .. c, a)
     if current then
-      redis.call('HINCRBYFLOAT', KEYS[1], 's:' .. current .. ':' .. ARGV[i], ARGV[i + 1])
+      redis.call('HINCRBYFLOAT', KEYS[1], 's:' .. current .. ':' .. c, a)
     end
   end
 end
@@ -299,7 +299,8 @@ class RedisLimiter:
             return []
         token = self._tokens.next()
         keys = [key for hold in holds for key in self.keys(hold.bucket)]
-        args, seeded_at = self._reserve_args(token, holds, ttl)
+        args: list[Any] = [token, int(ttl * 1000), self._now_ms()]
+        args += [self._bucket_words(hold, self._seeder is not None and hold.seed_from is not None) for hold in holds]
         for _ in range(SEED_ROUNDS):
             answer = await self._reserve_once(keys, args, holds, token)
             if int(answer[0]) != 2:
@@ -310,22 +311,18 @@ class RedisLimiter:
                 hold = holds[int(number) - 1]
                 if hold.seed_from is not None:
                     await self.seed(hold.bucket, hold.seed_from, _ms(hold.window))
-                args[seeded_at[int(number) - 1]] = "0"  # seeded now (here or by another replica)
+                args[2 + int(number)] = self._bucket_words(hold, must_exist=False)  # seeded now, here or elsewhere
         raise RedisError(f"budget buckets kept vanishing from Redis while they were seeded ({SEED_ROUNDS} rounds)")
 
-    def _reserve_args(self, token: str, holds: Sequence[Hold], ttl: float) -> tuple[list[Any], list[int]]:
-        """The script's arguments, and where each bucket's ``seeded`` flag is in them."""
-        args: list[Any] = [token, int(ttl * 1000), self._now_ms()]
-        seeded_at = []
-        for hold in holds:
-            seeded_at.append(len(args) + 1)
-            seeded = "1" if hold.seed_from is not None and self._seeder is not None else "0"
-            args += [_ms(hold.window), seeded, _ms(hold.slot), len(hold.claims)]
-            for claim in hold.claims:
-                minimum = -1 if claim.minimum is None else claim.minimum
-                args += [claim.counter, repr(float(claim.limit)), repr(float(claim.amount)), repr(float(minimum))]
-                args.append("1" if claim.hard else "0")
-        return args, seeded_at
+    @staticmethod
+    def _bucket_words(hold: Hold, must_exist: bool) -> str:
+        """A bucket's part of RESERVE's arguments, one string (counters are names without spaces)."""
+        claims = " ".join(
+            f"{claim.counter} {float(claim.limit)!r} {float(claim.amount)!r} "
+            f"{-1.0 if claim.minimum is None else float(claim.minimum)!r} {1 if claim.hard else 0}"
+            for claim in hold.claims
+        )
+        return f"{_ms(hold.window)} {1 if must_exist else 0} {_ms(hold.slot)} {claims}"
 
     async def _reserve_once(self, keys: list[str], args: list[Any], holds: Sequence[Hold], token: str) -> list[Any]:
         def orphaned(answers: list[Any]) -> None:  # its caller is gone: what it was granted is given back
@@ -417,10 +414,8 @@ class RedisLimiter:
         calls = []
         held_only = "1" if if_held else "0"
         for grant, actual in settlements:
-            args: list[Any] = [grant.token, _ms(grant.slot), self._now_ms(), held_only]
-            for counter, amount in actual.items():
-                args += [counter, repr(float(amount))]
-            calls.append((self.keys(grant.bucket), args))
+            used = " ".join(f"{counter} {float(amount)!r}" for counter, amount in actual.items())
+            calls.append((self.keys(grant.bucket), [grant.token, _ms(grant.slot), self._now_ms(), held_only, used]))
         try:
             answers = await self._scripts.run(self._settle, calls)
         except (RedisError, OSError) as exc:  # none was settled, or none is known to be

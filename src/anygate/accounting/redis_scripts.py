@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import math
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
@@ -28,6 +29,7 @@ from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger("anygate.accounting")
 
@@ -164,14 +166,18 @@ class ScriptRunner:
             await self._failed(connection)
             raise
         answers: list[Any] = []
+        wait = connection.socket_timeout  # for all of the answers: one timer, not one an answer
         try:
-            for _ in commands:
-                try:
-                    answers.append(await connection.read_response())
-                except ResponseError as error:  # this command's own: the connection goes on
-                    answers.append(error)
+            async with asyncio.timeout(wait):
+                for _ in commands:
+                    try:
+                        answers.append(await connection.read_response(timeout=math.inf))
+                    except ResponseError as error:  # this command's own: the connection goes on
+                        answers.append(error)
         except Exception as failure:  # noqa: BLE001 - what was read stands; the rest is lost with the connection
             await self._failed(connection)
+            if isinstance(failure, TimeoutError):
+                failure = RedisTimeoutError(f"Redis did not answer within {wait:g} s")
             return answers + [failure] * (len(commands) - len(answers))
         except BaseException:
             await self._failed(connection)
