@@ -818,3 +818,77 @@ async def test_a_redis_that_stops_answering_times_out_and_what_it_may_hold_is_gi
         assert isinstance(await limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=900), Grant)
     finally:
         await limiter.close()
+
+
+@pytest.mark.sockets
+@pytest.mark.services
+async def test_a_request_gone_while_its_reservation_was_lost_gives_it_back(redis_proxy: RedisProxy) -> None:
+    """The caller is cancelled (its client left) while Redis does not answer; the answer is then lost to the
+    timeout: what the reservation may hold is given back all the same."""
+    url = await redis_proxy.start()
+    limiter = RedisLimiter.from_url(f"{url}?socket_timeout=0.3", f"anygate-test-{uuid.uuid4().hex[:12]}:")
+    name = bucket()
+    try:
+        await limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)  # the scripts are loaded
+        redis_proxy.stalling = True
+        reserving = asyncio.ensure_future(limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=900))
+        await asyncio.sleep(0.1)
+        reserving.cancel()
+        await asyncio.sleep(0.1)
+        redis_proxy.stalling = False
+        await limiter._scripts.wait_sent()  # the answer lost to the timeout, then the give-back
+        assert isinstance(await limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=900), Grant)
+    finally:
+        await limiter.close()
+
+
+@pytest.mark.sockets
+@pytest.mark.services
+async def test_a_give_back_redis_cannot_take_now_waits_to_be_retried(redis_proxy: RedisProxy) -> None:
+    """Redis stays silent past the give-back of a lost reservation too: the grants go to the enforcer's
+    queue of unsettled work, and are released once Redis answers."""
+    url = await redis_proxy.start()
+    limiter = RedisLimiter.from_url(
+        f"{url}?socket_timeout=0.3&socket_connect_timeout=0.3", f"anygate-test-{uuid.uuid4().hex[:12]}:"
+    )
+    queue = UnsettledQueue()
+    limiter.unreleased_listeners.append(queue.release_later)
+    name = bucket()
+    try:
+        await limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)  # the scripts are loaded
+        redis_proxy.stalling = True
+        with pytest.raises(RedisTimeoutError):
+            await limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=900)
+        await limiter._scripts.wait_sent()  # the give-back, timed out too
+        assert len(queue) == 1
+        redis_proxy.stalling = False
+        assert await queue.retry(limiter) == 1 and not queue
+        assert isinstance(await limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=900), Grant)
+    finally:
+        await limiter.close()
+
+
+@pytest.mark.services
+async def test_an_answer_redis_py_gives_as_none_is_a_lost_connection(
+    redis_limiter: RedisLimiter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py answers None when the socket itself timed out (ETIMEDOUT) and a read has no timer of its own:
+    none of anygate's scripts answers nil, so it is the connection's failure, and the connection is closed."""
+    await redis_limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)  # the scripts are loaded
+    runner = redis_limiter._scripts
+    read = AbstractConnection.read_response
+    timed_out: list[AbstractConnection] = []
+
+    async def once_none(connection: AbstractConnection, *args: Any, **kwargs: Any) -> Any:
+        answer = await read(connection, *args, **kwargs)
+        if timed_out:
+            return answer
+        timed_out.append(connection)
+        return None
+
+    monkeypatch.setattr(AbstractConnection, "read_response", once_none)
+    with pytest.raises(RedisConnectionError, match="timed out"):
+        await redis_limiter.reserve(bucket(), [Claim("inflight", 1, 1)], ttl=60)
+    await runner.wait_sent()
+    assert not timed_out[0].is_connected and timed_out[0] not in runner._idle
+    assert isinstance(await redis_limiter.reserve(bucket(), [Claim("inflight", 1, 1)], ttl=60), Grant)

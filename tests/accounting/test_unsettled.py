@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 
 from anygate.accounting.budgets import StaticBudgets
 from anygate.accounting.limiter import Grant
+from anygate.accounting.limiter_redis import RedisLimiter
 from anygate.accounting.limiter_sql import SqlLimiter
 from anygate.accounting.unsettled import Settlement, UnsettledQueue
 from anygate.auth import Budget, Principal
@@ -135,7 +136,11 @@ def test_redis_dying_mid_request_and_coming_back_empty_loses_no_usage(
                 lambda: len(asyncio.run(run_sql(name, "SELECT 1 FROM usage_ledger WHERE status = 200"))) == in_flight,
                 "the ledger has every answered request",
             )
-            assert len(gateway.state.accounting.enforcer.unsettled) == in_flight  # type: ignore[union-attr]
+            accounting = gateway.state.accounting
+            assert accounting is not None and len(accounting.enforcer.unsettled) == in_flight
+            limiter = accounting.enforcer.limiter
+            assert isinstance(limiter, RedisLimiter)  # what it cannot give back now waits with them
+            assert limiter.unreleased_listeners == [accounting.enforcer.unsettled.release_later]
             private_redis.start()  # empty
             answered_after = ask_until_refused(base)
             used = used_tokens(base)

@@ -52,6 +52,12 @@ log = logging.getLogger("anygate.accounting")
 SEED_ROUNDS = 3  # reservations tried while buckets are found absent, each seeding those absent
 
 
+def is_lost(answer: object) -> bool:
+    """Whether a script's answer is a failure that lost it (the script went out, and may have run), not the
+    script's own error."""
+    return isinstance(answer, Exception) and not isinstance(answer, ResponseError)
+
+
 def _ms(seconds: float | None) -> int:
     return 0 if seconds is None else int(seconds * 1000)
 
@@ -258,6 +264,8 @@ class RedisLimiter:
         self._scripts = ScriptRunner(client)  # a turn's scripts, of every request, in one round trip
         # Called with a bucket's name when this process has rebuilt it from the ledger.
         self.seeded_listeners: list[Callable[[str], None]] = []
+        # Called with the grants a give-back (a request gone, an answer lost) could not release now.
+        self.unreleased_listeners: list[Callable[[list[Grant]], None]] = []
 
     @classmethod
     def from_url(
@@ -328,23 +336,38 @@ class RedisLimiter:
         def orphaned(answers: list[Any]) -> None:  # its caller is gone: what it was granted is given back
             answer = answers[0]
             if isinstance(answer, list) and int(answer[0]) == 1:
-                grants = [d for d in self._decisions(holds, token, answer) if isinstance(d, Grant)]
-                self._scripts.start(self._give_back(grants))
+                self._give_back([d for d in self._decisions(holds, token, answer) if isinstance(d, Grant)])
+            elif is_lost(answer):
+                self._give_back(self._possible_grants(holds, token))
 
         answer = (await self._scripts.run(self._reserve, [(keys, args)], orphaned))[0]
         if isinstance(answer, Exception):
-            if not isinstance(answer, ResponseError):  # its answer was lost: what it may hold is given back
-                grants = [Grant(hold.bucket, f"{token}:{n}", {}, {}, hold.slot) for n, hold in enumerate(holds, 1)]
-                self._scripts.start(self._give_back(grants))
+            if is_lost(answer):  # it went out and may have run: what it may hold is given back
+                self._give_back(self._possible_grants(holds, token))
             raise answer
         return list(answer)
 
-    async def _give_back(self, grants: list[Grant]) -> None:
-        failed = await self._settle_each([(grant, {}) for grant in grants])
-        if failed:  # held until the reservation expires (RESERVATION_TTL)
+    @staticmethod
+    def _possible_grants(holds: Sequence[Hold], token: str) -> list[Grant]:
+        """What a reservation whose answer was lost may hold: a grant of each hold (giving back one that was
+        never made changes nothing)."""
+        return [Grant(hold.bucket, f"{token}:{number}", {}, {}, hold.slot) for number, hold in enumerate(holds, 1)]
+
+    def _give_back(self, grants: list[Grant]) -> None:
+        """Release ``grants`` in the background; those Redis cannot release now go to ``unreleased_listeners``
+        (the enforcer retries them with the settlements that wait), else they are held until they expire."""
+        self._scripts.start(self._release_now(grants))
+
+    async def _release_now(self, grants: list[Grant]) -> None:
+        failed = [grant for (grant, _), _ in await self._settle_each([(grant, {}) for grant in grants])]
+        if not failed:
+            return
+        for listener in self.unreleased_listeners:
+            listener(failed)
+        if not self.unreleased_listeners:
             log.warning(
-                "a reservation whose request was cancelled could not be given back",
-                extra={"fields": {"buckets": sorted({grant.bucket for (grant, _), _ in failed})}},
+                "reservations could not be given back: held until they expire",
+                extra={"fields": {"buckets": sorted({grant.bucket for grant in failed})}},
             )
 
     @staticmethod

@@ -171,9 +171,12 @@ class ScriptRunner:
             async with asyncio.timeout(wait):
                 for _ in commands:
                     try:
-                        answers.append(await connection.read_response(timeout=math.inf))
+                        answer = await connection.read_response(timeout=math.inf)
                     except ResponseError as error:  # this command's own: the connection goes on
-                        answers.append(error)
+                        answer = error
+                    if answer is None:  # redis-py's answer to a socket that timed out: none of ours is nil
+                        raise RedisConnectionError("the connection to Redis timed out")
+                    answers.append(answer)
         except Exception as failure:  # noqa: BLE001 - what was read stands; the rest is lost with the connection
             await self._failed(connection)
             if isinstance(failure, TimeoutError):

@@ -109,6 +109,7 @@ def build_accounting(
 
         if isinstance(limiter, RedisLimiter):  # a bucket rebuilt from the ledger counts what waits to settle
             limiter.seeded_listeners.append(enforcer.unsettled.forget_bucket)
+            limiter.unreleased_listeners.append(enforcer.unsettled.release_later)
     return Accounting(
         enforcer,
         ledger,

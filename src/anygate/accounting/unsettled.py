@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from anygate.accounting.backend_errors import counters_errors
 from anygate.accounting.limiter import Grant, Limiter
@@ -33,6 +34,7 @@ from anygate.accounting.limiter import Grant, Limiter
 log = logging.getLogger("anygate.accounting")
 
 UNSETTLED_LIMIT = 100_000
+NOTHING: Mapping[str, float] = MappingProxyType({})
 
 
 def limiter_errors() -> tuple[type[Exception], ...]:
@@ -69,6 +71,11 @@ class UnsettledQueue:
                     extra={"fields": {"bucket": lost.grant.bucket, "waiting": len(self._waiting)}},
                 )
             self._waiting.append(settlement)
+
+    def release_later(self, grants: Iterable[Grant]) -> None:
+        """Reservations to give back once the backend answers (a request gone, an answer lost): settled
+        with nothing used, whether or not they are still held."""
+        self.add(Settlement(grant, NOTHING) for grant in grants)
 
     def forget_bucket(self, bucket: str) -> None:
         """The bucket was rebuilt from the ledger by this process, its rows written first: it counts them."""
