@@ -731,11 +731,29 @@ async def redis_proxy() -> AsyncIterator[RedisProxy]:
     await proxy.stop()
 
 
+@contextlib.asynccontextmanager
+async def limiter_through(proxy: RedisProxy, query: str = "") -> AsyncIterator[RedisLimiter]:
+    """A limiter talking to Redis through ``proxy`` (``query``: the URL's options), its scripts loaded."""
+    limiter = RedisLimiter.from_url(f"{await proxy.start()}{query}", f"anygate-test-{uuid.uuid4().hex[:12]}:")
+    try:
+        await limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)
+        yield limiter
+    finally:
+        await limiter.close()
+
+
+ONE_AT_A_TIME = [Claim("inflight", 1, 1)]  # a key's concurrency of 1: held, it refuses every other request
+
+
+async def is_free(limiter: RedisLimiter, name: str) -> bool:
+    """Whether nothing holds the bucket's one slot (a reservation given back, or never made)."""
+    return isinstance(await limiter.reserve(name, ONE_AT_A_TIME, ttl=900), Grant)
+
+
 @pytest.mark.sockets
 @pytest.mark.services
 async def test_idle_connections_reset_together_fail_one_turn_not_one_each(redis_proxy: RedisProxy) -> None:
-    limiter = RedisLimiter.from_url(await redis_proxy.start(), f"anygate-test-{uuid.uuid4().hex[:12]}:")
-    try:
+    async with limiter_through(redis_proxy) as limiter:
         runner = limiter._scripts
         await asyncio.gather(*(runner._exchange([("PING",)]) for _ in range(3)))  # three at once: three kept
         assert len(runner._idle) == 3
@@ -743,9 +761,7 @@ async def test_idle_connections_reset_together_fail_one_turn_not_one_each(redis_
         await asyncio.sleep(0.1)
         with pytest.raises(RedisConnectionError):  # a reset is not seen before writing on the connection
             await limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)
-        assert isinstance(await limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60), Grant)
-    finally:
-        await limiter.close()
+        assert await is_free(limiter, bucket())
 
 
 @pytest.mark.sockets
@@ -754,18 +770,14 @@ async def test_a_reservation_whose_answer_was_lost_is_given_back(redis_proxy: Re
     """The reserve ran and its answer never came: its request is refused (503), and what it may hold is
     given back at once rather than held until it expires (a key with a concurrency of 1 locked out for 15
     minutes)."""
-    limiter = RedisLimiter.from_url(await redis_proxy.start(), f"anygate-test-{uuid.uuid4().hex[:12]}:")
     name = bucket()
-    try:
-        await limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)  # the scripts are loaded
+    async with limiter_through(redis_proxy) as limiter:
         redis_proxy.losing = True
         with pytest.raises(RedisConnectionError):
-            await limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=900)
+            await limiter.reserve(name, ONE_AT_A_TIME, ttl=900)
         redis_proxy.losing = False
         await limiter._scripts.wait_sent()  # the give-back
-        assert isinstance(await limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=900), Grant)
-    finally:
-        await limiter.close()
+        assert await is_free(limiter, name)
 
 
 @pytest.mark.services
@@ -805,19 +817,14 @@ async def test_a_redis_that_stops_answering_times_out_and_what_it_may_hold_is_gi
 ) -> None:
     """The answers stop coming (``socket_timeout``, 0.3 s here): the reserve fails as Redis unavailable, and
     once Redis answers again what it may hold is given back."""
-    url = await redis_proxy.start()
-    limiter = RedisLimiter.from_url(f"{url}?socket_timeout=0.3", f"anygate-test-{uuid.uuid4().hex[:12]}:")
     name = bucket()
-    try:
-        await limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)  # the scripts are loaded
+    async with limiter_through(redis_proxy, "?socket_timeout=0.3") as limiter:
         redis_proxy.stalling = True
         with pytest.raises(RedisTimeoutError, match="did not answer within 0.3 s"):
-            await limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=900)
+            await limiter.reserve(name, ONE_AT_A_TIME, ttl=900)
         redis_proxy.stalling = False
         await limiter._scripts.wait_sent()  # the give-back, on a connection of its own
-        assert isinstance(await limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=900), Grant)
-    finally:
-        await limiter.close()
+        assert await is_free(limiter, name)
 
 
 @pytest.mark.sockets
@@ -825,21 +832,16 @@ async def test_a_redis_that_stops_answering_times_out_and_what_it_may_hold_is_gi
 async def test_a_request_gone_while_its_reservation_was_lost_gives_it_back(redis_proxy: RedisProxy) -> None:
     """The caller is cancelled (its client left) while Redis does not answer; the answer is then lost to the
     timeout: what the reservation may hold is given back all the same."""
-    url = await redis_proxy.start()
-    limiter = RedisLimiter.from_url(f"{url}?socket_timeout=0.3", f"anygate-test-{uuid.uuid4().hex[:12]}:")
     name = bucket()
-    try:
-        await limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)  # the scripts are loaded
+    async with limiter_through(redis_proxy, "?socket_timeout=0.3") as limiter:
         redis_proxy.stalling = True
-        reserving = asyncio.ensure_future(limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=900))
+        reserving = asyncio.ensure_future(limiter.reserve(name, ONE_AT_A_TIME, ttl=900))
         await asyncio.sleep(0.1)
         reserving.cancel()
         await asyncio.sleep(0.1)
         redis_proxy.stalling = False
         await limiter._scripts.wait_sent()  # the answer lost to the timeout, then the give-back
-        assert isinstance(await limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=900), Grant)
-    finally:
-        await limiter.close()
+        assert await is_free(limiter, name)
 
 
 @pytest.mark.sockets
@@ -847,25 +849,18 @@ async def test_a_request_gone_while_its_reservation_was_lost_gives_it_back(redis
 async def test_a_give_back_redis_cannot_take_now_waits_to_be_retried(redis_proxy: RedisProxy) -> None:
     """Redis stays silent past the give-back of a lost reservation too: the grants go to the enforcer's
     queue of unsettled work, and are released once Redis answers."""
-    url = await redis_proxy.start()
-    limiter = RedisLimiter.from_url(
-        f"{url}?socket_timeout=0.3&socket_connect_timeout=0.3", f"anygate-test-{uuid.uuid4().hex[:12]}:"
-    )
-    queue = UnsettledQueue()
-    limiter.unreleased_listeners.append(queue.release_later)
     name = bucket()
-    try:
-        await limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)  # the scripts are loaded
+    queue = UnsettledQueue()
+    async with limiter_through(redis_proxy, "?socket_timeout=0.3&socket_connect_timeout=0.3") as limiter:
+        limiter.unreleased_listeners.append(queue.release_later)
         redis_proxy.stalling = True
         with pytest.raises(RedisTimeoutError):
-            await limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=900)
+            await limiter.reserve(name, ONE_AT_A_TIME, ttl=900)
         await limiter._scripts.wait_sent()  # the give-back, timed out too
         assert len(queue) == 1
         redis_proxy.stalling = False
         assert await queue.retry(limiter) == 1 and not queue
-        assert isinstance(await limiter.reserve(name, [Claim("inflight", 1, 1)], ttl=900), Grant)
-    finally:
-        await limiter.close()
+        assert await is_free(limiter, name)
 
 
 @pytest.mark.services
