@@ -383,6 +383,20 @@ async def test_a_redis_that_cannot_be_reached_at_settle_returns_every_settlement
         await gone.close()
 
 
+async def test_a_redis_that_cannot_be_reached_at_reserve_is_given_nothing_back(redis_prefix: str) -> None:
+    """No connection could be opened: nothing went out, so nothing is given back (no work piles up for the
+    length of an outage)."""
+    limiter = RedisLimiter.from_url("redis://127.0.0.1:1/0", redis_prefix)  # nothing listens on port 1
+    given_back: list[list[Grant]] = []
+    limiter._give_back = given_back.append  # type: ignore[method-assign]
+    try:
+        with pytest.raises(RedisConnectionError):
+            await limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)
+        assert given_back == []
+    finally:
+        await limiter.close()
+
+
 @pytest.mark.services
 async def test_requests_reserving_in_the_same_turn_share_one_round_trip(
     redis_limiter: RedisLimiter, monkeypatch: pytest.MonkeyPatch
@@ -759,9 +773,21 @@ async def test_idle_connections_reset_together_fail_one_turn_not_one_each(redis_
         assert len(runner._idle) == 3
         redis_proxy.reset_all()
         await asyncio.sleep(0.1)
+        given_back: list[list[Grant]] = []
+        give_back = limiter._give_back
+
+        def recorded(grants: list[Grant]) -> None:
+            given_back.append(grants)
+            give_back(grants)
+
+        limiter._give_back = recorded  # type: ignore[method-assign]
+        unreleased: list[Grant] = []
+        limiter.unreleased_listeners.append(unreleased.extend)
         with pytest.raises(RedisConnectionError):  # a reset is not seen before writing on the connection
             await limiter.reserve(bucket(), [Claim("tokens", 10, 1)], ttl=60)
-        assert await is_free(limiter, bucket())
+        assert len(given_back) == 1  # written on an open connection, it may have run: given back on a new one
+        await runner.wait_sent()
+        assert not unreleased and await is_free(limiter, bucket())
 
 
 @pytest.mark.sockets

@@ -142,9 +142,9 @@ class ScriptRunner:
                 raise answer
 
     async def _exchange(self, commands: Sequence[Sequence[object]]) -> list[Any]:
-        """The commands written at once, and each one's answer read (its error as its exception; once they
-        were written, a failure is the answer of each command whose answer it lost). Raises when they
-        could not be written."""
+        """The commands written at once, and each one's answer read (its error as its exception; a failure
+        once the connection was open is the answer of each command whose answer it lost: written in part,
+        or read in part, each may have run). Raises when no connection could be opened (nothing went out)."""
         if self._open.locked():  # as many exchanges under way as connections may be open
             try:
                 async with asyncio.timeout(CONNECTION_WAIT):
@@ -159,9 +159,20 @@ class ScriptRunner:
             self._open.release()
 
     async def _exchange_on(self, connection: AbstractConnection, commands: Sequence[Sequence[object]]) -> list[Any]:
+        packed = commands_bytes(commands)
         try:
             await ready(connection)
-            await connection.send_packed_command(commands_bytes(commands), check_health=False)
+        except BaseException:
+            await self._failed(connection)
+            raise
+        connected = connection.is_connected  # else the write connects first: failing there, nothing went out
+        try:
+            await connection.send_packed_command(packed, check_health=False)
+        except Exception as failure:  # written in part or not at all: each command may have run
+            await self._failed(connection)
+            if not connected:
+                raise
+            return [failure] * len(commands)
         except BaseException:
             await self._failed(connection)
             raise
