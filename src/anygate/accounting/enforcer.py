@@ -25,11 +25,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import MappingProxyType
 
 from anygate.accounting.budgets import Scope
 from anygate.accounting.headroom import UNIT_OF_COUNTER, Headroom, Reading, Window
-from anygate.accounting.limiter import Claim, Grant, Hold, Limiter, MemoryLimiter, Rejection, Settling
+from anygate.accounting.limiter import NOTHING_USED, Claim, Grant, Hold, Limiter, MemoryLimiter, Rejection, Settling
 from anygate.accounting.periods import SLOTS, rolling_reset, seconds_until_reset, slot_width
 from anygate.accounting.unsettled import Settlement, UnsettledQueue
 from anygate.accounting.windows import LedgerWindow, bucket_name, ledger_window
@@ -85,9 +84,6 @@ class Admission:
     settled: bool = False
     headroom: Headroom = field(default_factory=Headroom)  # what each counter had left: x-ratelimit-*
     reserved_at: float = float("-inf")  # time.monotonic() before a shared limiter was asked (settles may be retried)
-
-
-NOTHING_USED: Mapping[str, float] = MappingProxyType({})
 
 
 def charges(grant: Grant, kind: str, tokens: int, usd: float | None) -> Mapping[str, float]:

@@ -23,6 +23,7 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from anygate.accounting.periods import SLOTS, oldest_counted_slot, slot_of
@@ -83,6 +84,7 @@ class Hold:
 # refused and its Rejection, last, when nothing of the request is held any more.
 Decisions = list[Grant | Rejection]
 Settling = tuple[Grant, Mapping[str, float]]  # a grant and what its request used
+NOTHING_USED: Mapping[str, float] = MappingProxyType({})  # a release: the reservation dropped, nothing charged
 
 
 class Limiter(Protocol):

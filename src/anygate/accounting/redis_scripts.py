@@ -160,21 +160,15 @@ class ScriptRunner:
 
     async def _exchange_on(self, connection: AbstractConnection, commands: Sequence[Sequence[object]]) -> list[Any]:
         packed = commands_bytes(commands)
+        connected = False  # else the write connects first: failing there, nothing went out
         try:
             await ready(connection)
-        except BaseException:
-            await self._failed(connection)
-            raise
-        connected = connection.is_connected  # else the write connects first: failing there, nothing went out
-        try:
+            connected = connection.is_connected
             await connection.send_packed_command(packed, check_health=False)
-        except Exception as failure:  # written in part or not at all: each command may have run
+        except BaseException as failure:
             await self._failed(connection)
-            if not connected:
-                raise
-            return [failure] * len(commands)
-        except BaseException:
-            await self._failed(connection)
+            if connected and isinstance(failure, Exception):  # written in part, or not: each may have run
+                return [failure] * len(commands)
             raise
         answers: list[Any] = []
         wait = connection.socket_timeout  # for all of the answers: one timer, not one an answer
@@ -188,14 +182,13 @@ class ScriptRunner:
                     if answer is None:  # redis-py's answer to a socket that timed out: none of ours is nil
                         raise RedisConnectionError("the connection to Redis timed out")
                     answers.append(answer)
-        except Exception as failure:  # noqa: BLE001 - what was read stands; the rest is lost with the connection
+        except BaseException as failure:
             await self._failed(connection)
+            if not isinstance(failure, Exception):  # cancelled: the gateway stopping
+                raise
             if isinstance(failure, TimeoutError):
                 failure = RedisTimeoutError(f"Redis did not answer within {wait:g} s")
-            return answers + [failure] * (len(commands) - len(answers))
-        except BaseException:
-            await self._failed(connection)
-            raise
+            return answers + [failure] * (len(commands) - len(answers))  # what was read stands
         if self._closed or len(self._idle) >= IDLE_CONNECTIONS:
             await connection.disconnect(nowait=True)
         else:
@@ -205,9 +198,14 @@ class ScriptRunner:
     async def _failed(self, connection: AbstractConnection) -> None:
         """A connection that failed is closed (what it still had to read could answer the next exchange), and
         the idle ones with it: a reset, or a Redis gone, has closed them too, and each would fail a turn."""
+        await connection.disconnect(nowait=True)
+        await self._close_idle(wait=False)
+
+    async def _close_idle(self, wait: bool) -> None:
+        """``wait``: until each connection has closed (at close); else without waiting for it."""
         idle, self._idle = self._idle, []
-        for closing in (connection, *idle):
-            await closing.disconnect(nowait=True)
+        for connection in idle:
+            await connection.disconnect(nowait=not wait)
 
     def _connection(self) -> AbstractConnection:
         """A new connection, as the client's pool would make one (connected when first used)."""
@@ -219,9 +217,7 @@ class ScriptRunner:
         """Once every pipeline under way is answered: the runner's connections closed."""
         await self.wait_sent()
         self._closed = True
-        idle, self._idle = self._idle, []
-        for connection in idle:
-            await connection.disconnect()
+        await self._close_idle(wait=True)
 
 
 async def ready(connection: AbstractConnection) -> None:

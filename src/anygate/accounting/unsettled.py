@@ -26,15 +26,13 @@ import time
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 
 from anygate.accounting.backend_errors import counters_errors
-from anygate.accounting.limiter import Grant, Limiter
+from anygate.accounting.limiter import NOTHING_USED, Grant, Limiter
 
 log = logging.getLogger("anygate.accounting")
 
 UNSETTLED_LIMIT = 100_000
-NOTHING: Mapping[str, float] = MappingProxyType({})
 
 
 def limiter_errors() -> tuple[type[Exception], ...]:
@@ -75,7 +73,7 @@ class UnsettledQueue:
     def release_later(self, grants: Iterable[Grant]) -> None:
         """Reservations to give back once the backend answers (a request gone, an answer lost): settled
         with nothing used, whether or not they are still held."""
-        self.add(Settlement(grant, NOTHING) for grant in grants)
+        self.add(Settlement(grant, NOTHING_USED) for grant in grants)
 
     def forget_bucket(self, bucket: str) -> None:
         """The bucket was rebuilt from the ledger by this process, its rows written first: it counts them."""
